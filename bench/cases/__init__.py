@@ -1,0 +1,1 @@
+"""Benchmark cases: each module defines NAME, DESCRIPTION and run(ctx) (see fastem.benchmark)."""

@@ -1,0 +1,73 @@
+"""Process-wide settings: threads, default device, verbosity, cache directory.
+
+The CLI's global options (``--threads``, ``--device``, ``--quiet``, ``--debug``) write here;
+library users call :func:`set_threads` etc. or leave the defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def available_cores() -> int:
+    """Number of CPU cores this process may run on (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _default_cache_dir() -> Path:
+    env = os.environ.get("FASTEM_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fastem"
+
+
+@dataclass
+class Settings:
+    threads: int = field(default_factory=available_cores)
+    device: str = "auto"
+    quiet: bool = False
+    debug: bool = False
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    fft_planner: str = field(default_factory=lambda: os.environ.get("FASTEM_FFT_PLANNER", "FFTW_MEASURE"))
+
+
+settings = Settings()
+
+
+def set_threads(n: int | None) -> int:
+    """Set the CPU thread count used by FFTW plans and Numba parallel kernels.
+
+    ``None`` or ``0`` means all available cores. Returns the value in effect.
+    """
+    n = available_cores() if not n else int(n)
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    settings.threads = n
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except Exception:  # pragma: no cover - numba missing or threading layer refuses
+        pass
+    return n
+
+
+def set_quiet(quiet: bool) -> None:
+    settings.quiet = bool(quiet)
+
+
+def cache_dir(create: bool = True) -> Path:
+    """The user cache directory (FFTW wisdom, ...); ``$FASTEM_CACHE_DIR`` overrides."""
+    d = Path(settings.cache_dir)
+    if create:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass
+    return d

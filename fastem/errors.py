@@ -1,0 +1,31 @@
+"""Exceptions raised at fastem's boundaries.
+
+Every error a user can provoke with bad input is a :class:`FastemError`; its message is one
+line that names the file, dataset or argument and the problem. The CLI prints it and exits
+with status 1 (tracebacks only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+
+class FastemError(Exception):
+    """Base class of every error fastem raises on purpose."""
+
+
+class InputError(FastemError, ValueError):
+    """Bad input data or arguments: wrong shape, dtype, non-finite values, units."""
+
+
+class DatasetNotFoundError(InputError, KeyError):
+    """A file or a dataset inside it does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class OutputExistsError(FastemError, FileExistsError):
+    """An output would overwrite an existing file (pass ``overwrite=True`` / ``--overwrite``)."""
+
+
+class DeviceUnavailableError(FastemError, RuntimeError):
+    """A GPU was requested but no usable CUDA device / CuPy installation was found."""

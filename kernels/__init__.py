@@ -1,0 +1,20 @@
+"""fastem's hand-written kernels (installed as ``fastem.kernels``).
+
+Layout of one kernel ``foo`` (see ``axpy_norm`` for the worked example and the README section
+"Adding a kernel"):
+
+``foo.py``
+    the public function: validation, the plain NumPy implementation (``engine="numpy"``, the
+    float64 oracle of the tests) and dispatch on the arrays' device;
+``_foo_numba.py``
+    the CPU twin, ``@njit(parallel=True, cache=True)``;
+``cuda/foo.cu``
+    the CUDA C kernel(s), ``extern "C"``, loaded through ``_cuda.get_function`` (compiled once
+    per device, cached);
+``_foo_numba_cuda.py``
+    optionally, a Numba CUDA version (also tested under the CUDA simulator).
+"""
+
+from .axpy_norm import axpy_norm
+
+__all__ = ["axpy_norm"]
