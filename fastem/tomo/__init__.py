@@ -1,0 +1,1 @@
+"""RESIRE tomography (thesis chapter 3): projectors, RESIRE, SIRT / FBP baselines, metrics."""

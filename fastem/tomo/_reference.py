@@ -1,0 +1,150 @@
+"""Plain float64 NumPy implementations: the test oracle and the "straightforward NumPy" peer.
+
+Nothing here is fast; everything follows the spec (``../shared/specs/resire.md``) as literally
+as possible:
+
+* :func:`forward_project_linear` / :func:`back_project` -- explicit sub-points, each splatted or
+  read bilinearly (the ``numpy`` engines of :func:`fastem.kernels.forward_project` /
+  :func:`fastem.kernels.back_project`, in float64);
+* :func:`forward_project_fst` -- the padded volume placed with ``ifftshift``, a full complex 3D
+  FFT, full complex central planes by trilinear interpolation (periodic grid, 0 outside
+  ``|c| < P/2``; the planes' Nyquist row and column set to 0), complex inverse 2D FFTs,
+  real part, centre crop. It shares only the grid
+  sizes (:func:`fastem.tomo.operators.fst_grid`) with the fast path, which uses half spectra;
+* :func:`resire` and :func:`sirt` -- the iterations, one line per equation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.back_project import back_project as _back_project_kernel
+from ..kernels.forward_project import forward_project as _forward_project_kernel
+from .operators import fst_grid
+from .projection_geometry import ProjectionGeometry
+
+__all__ = ["forward_project_linear", "back_project", "forward_project_fst", "resire", "sirt", "r_factor"]
+
+
+def forward_project_linear(volume, geometry: ProjectionGeometry, subpoints: int = 4) -> np.ndarray:
+    """``P_k(volume)`` for every projection, float64 (n, rows, cols)."""
+    out = np.empty(geometry.projections_shape)
+    return _forward_project_kernel(np.asarray(volume, dtype=np.float64), geometry.coefficients, out,
+                                   subpoints=subpoints, engine="numpy")
+
+
+def back_project(images, geometry: ProjectionGeometry, subpoints: int = 1) -> np.ndarray:
+    """``sum_k B_k(images_k)``, float64 (nz, ny, nx)."""
+    out = np.zeros(geometry.volume_shape)
+    return _back_project_kernel(np.asarray(images, dtype=np.float64), geometry.coefficients, out,
+                                subpoints=subpoints, engine="numpy")
+
+
+def _trilinear_periodic(spectrum, c):
+    """Trilinear interpolation of a periodic complex grid at index coordinates c = (cz, cy, cx)."""
+    shape = spectrum.shape
+    inside = np.ones(c[0].shape, dtype=bool)
+    for a in range(3):
+        inside &= np.abs(c[a]) < shape[a] / 2
+    fl = [np.floor(ca) for ca in c]
+    acc = np.zeros(c[0].shape, dtype=np.complex128)
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                d = (dz, dy, dx)
+                w = np.ones(c[0].shape)
+                idx = []
+                for a in range(3):
+                    frac = c[a] - fl[a]
+                    w = w * (frac if d[a] else 1.0 - frac)
+                    idx.append((fl[a].astype(np.int64) + d[a]) % shape[a])
+                acc += w * spectrum[idx[0], idx[1], idx[2]]
+    return np.where(inside, acc, 0.0)
+
+
+def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0) -> np.ndarray:
+    """The thesis' Fourier-slice forward projection, float64 (n, rows, cols)."""
+    vol = np.asarray(volume, dtype=np.float64)
+    (pz, py, px), q = fst_grid(geometry.volume_shape, geometry.detector_shape, oversampling)
+    nz, ny, nx = vol.shape
+    padded = np.zeros((pz, py, px))
+    # centred placement: index i - n//2 sits at P//2 + (i - n//2), then ifftshift moves P//2 to 0
+    padded[pz // 2 - nz // 2:pz // 2 - nz // 2 + nz, py // 2 - ny // 2:py // 2 - ny // 2 + ny,
+           px // 2 - nx // 2:px // 2 - nx // 2 + nx] = vol
+    spectrum = np.fft.fftn(np.fft.ifftshift(padded))
+    kfreq = np.fft.fftfreq(q, 1.0 / q)
+    kv, ku = np.meshgrid(kfreq, kfreq, indexing="ij")
+    rows, cols = geometry.detector_shape
+    out = np.empty(geometry.projections_shape)
+    for k, R in enumerate(geometry.rotations):
+        f = (ku[..., None] * R[0] + kv[..., None] * R[1]) / q  # cycles per voxel, (x, y, z)
+        c = (f[..., 2] * pz, f[..., 1] * py, f[..., 0] * px)
+        plane = _trilinear_periodic(spectrum, c)
+        plane[(kv == -q // 2) | (ku == -q // 2)] = 0  # Nyquist row and column (q is even)
+        image = np.fft.fftshift(np.fft.ifft2(plane).real)  # centre at index (q//2, q//2)
+        out[k] = image[q // 2 - rows // 2:q // 2 - rows // 2 + rows, q // 2 - cols // 2:q // 2 - cols // 2 + cols]
+    return out
+
+
+def r_factor(predicted, data, mask=None) -> float:
+    """Thesis eq. 3.9 over masked pixels: mean over projections of ``sum|p - b| / sum|b|``."""
+    p = np.asarray(predicted, dtype=np.float64)
+    b = np.asarray(data, dtype=np.float64)
+    m = np.ones(b.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    num = np.sum(np.abs(p - b) * m, axis=(1, 2))
+    den = np.sum(np.abs(b) * m, axis=(1, 2))
+    ok = den > 0
+    return float(np.mean(num[ok] / den[ok]))
+
+
+def resire(projections, geometry: ProjectionGeometry, iterations: int, *, step: float = 2.0, projector: str = "linear",
+           oversampling=2.0, mask=None, positivity: bool = True, support=None):
+    """Float64 RESIRE: ``O <- max(O - step/(n N_z) * sum_k B_k((P_k O - b_k) M_k), 0)``.
+
+    Returns ``(volume, r_factors)``, ``r_factors[i]`` the R-factor of the iterate entering
+    iteration i, and one more entry for the final volume.
+    """
+    b = np.asarray(projections, dtype=np.float64)
+    m = np.ones(b.shape) if mask is None else np.asarray(mask, dtype=np.float64)
+    b = b * (m != 0)
+    vol = np.zeros(geometry.volume_shape)
+    dt = step / (geometry.n_projections * geometry.beam_length)
+    sub = 4 if projector == "linear" else 1
+
+    def project(o):
+        if projector == "linear":
+            return forward_project_linear(o, geometry)
+        return forward_project_fst(o, geometry, oversampling)
+
+    history = []
+    for _ in range(iterations):
+        p = project(vol)
+        history.append(r_factor(p, b, m != 0))
+        vol = vol - dt * back_project((p - b) * m, geometry, subpoints=sub)
+        if support is not None:
+            vol = np.where(support, vol, 0.0)
+        if positivity:
+            vol = np.maximum(vol, 0.0)
+    history.append(r_factor(project(vol), b, m != 0))
+    return vol, np.asarray(history)
+
+
+def sirt(projections, geometry: ProjectionGeometry, iterations: int, *, mask=None, positivity: bool = False):
+    """Float64 SIRT on the linear pair: ``O <- O + C A^T R (b - A O)``; returns ``(volume, r_factors)``."""
+    b = np.asarray(projections, dtype=np.float64)
+    m = np.ones(b.shape) if mask is None else np.asarray(mask, dtype=np.float64)
+    b = b * (m != 0)
+    row = forward_project_linear(np.ones(geometry.volume_shape), geometry)
+    R = np.where(row > 1e-6, 1.0 / np.where(row > 1e-6, row, 1.0), 0.0) * m
+    col = back_project(m, geometry, subpoints=4)
+    C = np.where(col > 1e-6, 1.0 / np.where(col > 1e-6, col, 1.0), 0.0)
+    vol = np.zeros(geometry.volume_shape)
+    history = []
+    for _ in range(iterations):
+        p = forward_project_linear(vol, geometry)
+        history.append(r_factor(p, b, R != 0))
+        vol = vol + C * back_project(R * (b - p), geometry, subpoints=4)
+        if positivity:
+            vol = np.maximum(vol, 0.0)
+    history.append(r_factor(forward_project_linear(vol, geometry), b, R != 0))
+    return vol, np.asarray(history)

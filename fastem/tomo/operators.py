@@ -1,0 +1,342 @@
+"""Projection operators on one device: the ``linear`` pair and the ``fst`` forward projection.
+
+Both operators own every buffer they need (allocated once, at construction) and expose the
+three operations RESIRE, SIRT and FBP are built from:
+
+``residual(volume, data, weights, out, l1)``
+    ``out = (P(volume) - data) * weights`` in the bordered layout the back projection reads
+    (zero border of :data:`BORDER` pixels), and ``l1[k] = sum |P_k(volume) - data_k|`` over
+    the pixels with ``weights != 0`` (the numerator of the R-factor, thesis eq. 3.9);
+``back(images, out, alpha=, beta=, weights=, positivity=, border=)``
+    ``out <- beta*out + alpha*weights*sum_k B_k(images_k)`` (then positivity), one pass;
+``forward(volume, out)``
+    plain projections (n, rows, cols).
+
+:class:`LinearProjector` splats 4 sub-points per voxel (``subpoints=4``) and its back
+projection uses the same sub-points: the two are exact adjoints. :class:`FourierSliceProjector`
+(``fst``, the thesis' forward projection) takes one padded 3D FFT per call and samples every
+projection's central plane; its back projection is the bilinear one (``subpoints=1``). When
+memory is short it processes the projections in chunks and, on a GPU, lowers the oversampling
+until the padded spectrum fits (with a warning) instead of failing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numpy as np
+from scipy.fft import next_fast_len
+
+from .. import backend
+from ..errors import InputError
+from ..fft import empty_aligned, get_plan
+from ..kernels.back_project import BORDER, back_project
+from ..kernels.central_slice import pad_rows, sample_central_slices, scatter_planes
+from ..kernels.forward_project import forward_project
+from ..kernels.projection_residual import projection_residual
+from .projection_geometry import ProjectionGeometry
+
+__all__ = ["LinearProjector", "FourierSliceProjector", "make_projector", "fst_grid", "BORDER", "PROJECTORS"]
+
+PROJECTORS = ("fst", "linear")
+
+
+class _Projector:
+    """Shared plumbing: device, dtype, geometry coefficients on the device."""
+
+    back_subpoints = 1
+
+    def __init__(self, geometry: ProjectionGeometry, device=None, engine: str | None = None):
+        self.geometry = geometry
+        self.device = backend.Device(device)
+        self.xp = self.device.xp
+        self.dtype = np.dtype(np.float32)
+        self.engine = engine
+        with self.device.use():
+            self.coefficients = backend.to_device(np.ascontiguousarray(geometry.coefficients), self.device)
+
+    # ---- buffers the callers need ------------------------------------------------------------
+    def bordered_images(self):
+        """Zeroed (n, rows + 2*BORDER, cols + 2*BORDER) float32 images on the device."""
+        n, rows, cols = self.geometry.projections_shape
+        with self.device.use():
+            return self.xp.zeros((n, rows + 2 * BORDER, cols + 2 * BORDER), dtype=self.dtype)
+
+    def empty_volume(self):
+        with self.device.use():
+            return self.xp.zeros(self.geometry.volume_shape, dtype=self.dtype)
+
+    # ---- operations ----------------------------------------------------------------------------
+    def back(self, images, out, *, alpha: float = 1.0, beta: float = 0.0, weights=None,
+             positivity: bool = False, border: int = 0):
+        """``out <- beta*out + alpha*weights*sum_k B_k(images_k)`` (see :func:`fastem.kernels.back_project`)."""
+        return back_project(images, self.coefficients, out, alpha=alpha, beta=beta, weights=weights,
+                            positivity=positivity, subpoints=self.back_subpoints, border=border,
+                            engine=self.engine)
+
+    def adjoint(self, images):
+        """Convenience: ``sum_k B_k(images_k)`` of plain (n, rows, cols) images into a new volume."""
+        self.geometry.check_projections(images, "images")
+        out = self.empty_volume()
+        return self.back(self._as_device(images), out)
+
+    def project(self, volume):
+        """Convenience: the projections (n, rows, cols) of ``volume`` in a new array."""
+        with self.device.use():
+            out = self.xp.empty(self.geometry.projections_shape, dtype=self.dtype)
+        return self.forward(self._as_device(volume), out)
+
+    def _as_device(self, a):
+        with self.device.use():
+            return self.xp.ascontiguousarray(backend.to_device(a, self.device), dtype=self.dtype)
+
+    def _check_volume(self, volume):
+        if tuple(volume.shape) != self.geometry.volume_shape:
+            raise InputError(f"volume has shape {tuple(volume.shape)} but the geometry expects "
+                             f"{self.geometry.volume_shape}")
+
+
+class LinearProjector(_Projector):
+    """The ``linear`` pair: sub-point splatting and its exact adjoint.
+
+    Parameters
+    ----------
+    geometry : ProjectionGeometry
+    device : Device-like
+    subpoints : {4, 1}
+        4 sub-points at ``(u -+ 1/4, v -+ 1/4)`` (the spec's ``linear`` projector) or 1 (bilinear).
+    engine : kernel engine (None = default for the device)
+
+    Notes
+    -----
+    Cost per call: one pass over (volume x projections) with 9 (subpoints=4) or 4 taps.
+    """
+
+    name = "linear"
+
+    def __init__(self, geometry: ProjectionGeometry, device=None, subpoints: int = 4, engine: str | None = None):
+        super().__init__(geometry, device, engine)
+        if subpoints not in (1, 4):
+            raise InputError(f"subpoints must be 1 or 4, got {subpoints}")
+        self.subpoints = self.back_subpoints = int(subpoints)
+
+    def forward(self, volume, out):
+        """``out[k] = P_k(volume)``, out (n, rows, cols) on the device."""
+        self._check_volume(volume)
+        return forward_project(volume, self.coefficients, out, subpoints=self.subpoints, engine=self.engine)
+
+    def residual(self, volume, data, weights, out, l1):
+        """``out`` (bordered) ``= (P(volume) - data) * weights``; ``l1[k] = sum |P_k - data_k|`` (weights != 0)."""
+        self._check_volume(volume)
+        forward_project(volume, self.coefficients, out, subpoints=self.subpoints, border=BORDER, engine=self.engine)
+        projection_residual(out, data, weights, out, l1, row_shift=BORDER, col_shift=BORDER, out_border=BORDER,
+                            engine=self.engine)
+        return out, l1
+
+    def memory_bytes(self) -> int:
+        """Device memory the operator holds beyond its inputs (bytes)."""
+        return int(self.coefficients.nbytes)
+
+
+def fst_grid(volume_shape, detector_shape, oversampling) -> tuple[tuple[int, int, int], int]:
+    """Padded volume shape ``(Pz, Py, Px)`` and square slice size ``Q`` of the ``fst`` projector.
+
+    ``P_a`` is the smallest even FFT-friendly length >= ``os_a * n_a`` (``oversampling`` a
+    number or (z, y, x) triple, each in [1, 8]); ``Q`` the same for ``max(os) * max(rows, cols,
+    nz, ny, nx)``, so the slices sample the spectrum as densely as the padded grid and the
+    projections of the whole volume fit inside the inverse FFT without wrapping.
+    """
+    os3 = np.broadcast_to(np.asarray(oversampling, dtype=np.float64), (3,))
+    if not np.all(np.isfinite(os3)) or np.any(os3 < 1.0) or np.any(os3 > 8.0):
+        raise InputError(f"oversampling must be in [1, 8] (the thesis uses 2-4), got {oversampling}")
+
+    def even_fast(x: float) -> int:
+        n = next_fast_len(int(math.ceil(x - 1e-9)))
+        while n % 2:
+            n = next_fast_len(n + 1)
+        return n
+
+    padded = tuple(even_fast(o * n) for o, n in zip(os3, volume_shape))
+    q = even_fast(float(os3.max()) * max(*detector_shape, *volume_shape))
+    return padded, q
+
+
+def _available_bytes(device: backend.Device) -> int:
+    if device.is_gpu:
+        with device.use():
+            free, _total = device.xp.cuda.runtime.memGetInfo()
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 1 << 34
+
+
+class FourierSliceProjector(_Projector):
+    """The ``fst`` forward projection (thesis 3.2.1.1) with the bilinear back projection.
+
+    Per forward call: rows padded and 1D real FFTs along x over the ``nz*ny`` occupied rows
+    only, one complex 2D FFT over (z, y) of the half spectrum (``Pz x Py x (Px//2+1)``
+    complex64), then for every chunk of projections: trilinear sampling of the half planes
+    (``Q x (Q//2+1)``), one batched real inverse 2D FFT and a fused crop + residual pass.
+
+    Parameters
+    ----------
+    geometry : ProjectionGeometry
+    oversampling : float or (z, y, x) floats
+        Zero-padding ratio (default 2, thesis range 2-4).
+    device : Device-like
+    max_chunk_bytes : int, optional
+        Memory for the per-projection planes (complex half plane + real image, about
+        ``12 * Q**2`` bytes each); default a quarter of the free memory, at most 1 GiB on the CPU.
+    engine : kernel engine (None = default for the device)
+
+    Attributes
+    ----------
+    padded_shape : (Pz, Py, Px)
+    slice_size : int (Q)
+    chunk : int
+        Projections per batch of planes.
+    oversampling : ndarray (3,)
+        The ratio in use (lower than asked for if the spectrum did not fit; a warning says so).
+    """
+
+    name = "fst"
+    back_subpoints = 1
+
+    def __init__(self, geometry: ProjectionGeometry, oversampling=2.0, device=None, max_chunk_bytes: int | None = None,
+                 engine: str | None = None):
+        super().__init__(geometry, device, engine)
+        requested = np.broadcast_to(np.asarray(oversampling, dtype=np.float64), (3,)).copy()
+        fst_grid(geometry.volume_shape, geometry.detector_shape, requested)  # validates the range
+        self.oversampling = self._fit_oversampling(requested)
+        self.padded_shape, self.slice_size = fst_grid(geometry.volume_shape, geometry.detector_shape,
+                                                      self.oversampling)
+        nz, ny, nx = geometry.volume_shape
+        pz, py, px = self.padded_shape
+        q = self.slice_size
+        n = geometry.n_projections
+        per_projection = q * (q // 2 + 1) * 8 + q * q * 4
+        if max_chunk_bytes is None:
+            max_chunk_bytes = _available_bytes(self.device) // 4
+            if self.device.is_cpu:
+                max_chunk_bytes = min(max_chunk_bytes, 1 << 30)
+        cmax = max(1, min(n, int(max_chunk_bytes) // per_projection))
+        nchunks = -(-n // cmax)
+        self.chunk = -(-n // nchunks)  # balanced chunks
+        dev = self.device
+        with dev.use():
+            self._rows_plan = get_plan((nz, ny, px), np.float32, axes=(2,), real=True, device=dev)
+            self._rows_in = empty_aligned((nz, ny, px), np.float32, dev)
+            self._spectrum_plan = get_plan((pz, py, px // 2 + 1), np.complex64, axes=(0, 1), device=dev)
+            self._slices_plan = get_plan((self.chunk, q, q), np.float32, axes=(1, 2), real=True, device=dev)
+            self.frames = backend.to_device(self._frames(), dev)
+        self.spectrum = self._spectrum_plan.buffer
+
+    # ---- sizing ------------------------------------------------------------------------------
+    def _spectrum_bytes(self, os3) -> int:
+        (pz, py, px), q = fst_grid(self.geometry.volume_shape, self.geometry.detector_shape, os3)
+        nz, ny, _ = self.geometry.volume_shape
+        # half spectrum + cuFFT/FFTW work area of the same size, the row stage, one batch of planes
+        return 2 * pz * py * (px // 2 + 1) * 8 + nz * ny * (px * 4 + (px // 2 + 1) * 8) + 12 * q * q
+
+    def _fit_oversampling(self, os3):
+        budget = int(0.9 * _available_bytes(self.device))
+        os_try = os3.copy()
+        while self._spectrum_bytes(os_try) > budget and np.any(os_try > 1.0):
+            os_try = np.maximum(os_try - 0.5, 1.0)
+        if not np.array_equal(os_try, os3):
+            if self._spectrum_bytes(os_try) > budget:
+                raise InputError(f"fst projector: the padded spectrum of a {self.geometry.volume_shape} volume does "
+                                 f"not fit in the {budget / 2**30:.1f} GiB available on {self.device}; use the "
+                                 "linear projector")
+            warnings.warn(f"fst projector: oversampling {tuple(os3)} needs "
+                          f"{self._spectrum_bytes(os3) / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB are available "
+                          f"on {self.device}; using {tuple(os_try)}", ResourceWarning, stacklevel=3)
+        return os_try
+
+    def _frames(self) -> np.ndarray:
+        """(n, 2, 3) float64: spectrum-index step (x, y, z) per unit ku (row 0) and kv (row 1)."""
+        R = self.geometry.rotations
+        pz, py, px = self.padded_shape
+        scale = np.array([px, py, pz], dtype=np.float64) / self.slice_size
+        return np.ascontiguousarray(np.stack([R[:, 0, :] * scale, R[:, 1, :] * scale], axis=1))
+
+    def memory_bytes(self) -> int:
+        """Device memory of the buffers the operator owns (bytes)."""
+        pz, py, px = self.padded_shape
+        nz, ny, _ = self.geometry.volume_shape
+        q = self.slice_size
+        return int(pz * py * (px // 2 + 1) * 8 + nz * ny * (2 * px * 4 + (px // 2 + 1) * 8)
+                   + self.chunk * (q * (q // 2 + 1) * 8 + q * q * 4))
+
+    # ---- stages ------------------------------------------------------------------------------
+    def transform(self, volume):
+        """Half spectrum (Pz, Py, Px//2+1) of the zero-padded, centred volume (in :attr:`spectrum`)."""
+        self._check_volume(volume)
+        pad_rows(volume, self._rows_in, engine=self._copy_engine)
+        rows = self._rows_plan.forward(self._rows_in, self._rows_plan.buffer)
+        scatter_planes(rows, self.spectrum, engine=self._copy_engine)
+        self._spectrum_plan.forward()
+        return self.spectrum
+
+    @property
+    def _copy_engine(self):
+        return None if self.engine in (None, "numba-cuda") else self.engine
+
+    def _planes(self, k0: int, count: int):
+        """Real images (count, Q, Q) of projections k0..k0+count-1, centred at (0, 0), unnormalised."""
+        planes = self._slices_plan.buffer
+        sample_central_slices(self.spectrum, self.frames[k0:k0 + count], planes[:count], self.padded_shape,
+                              engine=self.engine)
+        return self._slices_plan.backward(planes, normalise=False, overwrite_input=True)
+
+    def _chunks(self):
+        n = self.geometry.n_projections
+        for k0 in range(0, n, self.chunk):
+            yield k0, min(self.chunk, n - k0)
+
+    # ---- operations --------------------------------------------------------------------------
+    def residual(self, volume, data, weights, out, l1):
+        """``out`` (bordered) ``= (P(volume) - data) * weights``; ``l1[k] = sum |P_k - data_k|`` (weights != 0)."""
+        rows, cols = self.geometry.detector_shape
+        q = self.slice_size
+        self.transform(volume)
+        for k0, c in self._chunks():
+            images = self._planes(k0, c)
+            projection_residual(images[:c], data[k0:k0 + c], weights[k0:k0 + c], out[k0:k0 + c], l1[k0:k0 + c],
+                                scale=1.0 / (q * q), row_shift=-(rows // 2), col_shift=-(cols // 2),
+                                out_border=BORDER, engine=self.engine)
+        return out, l1
+
+    def forward(self, volume, out):
+        """``out[k] = P_k(volume)``, out (n, rows, cols) on the device."""
+        rows, cols = self.geometry.detector_shape
+        q = self.slice_size
+        cr, cc = rows // 2, cols // 2
+        xp = self.xp
+        scale = np.float32(1.0 / (q * q))
+        self.transform(volume)
+        with self.device.use():
+            for k0, c in self._chunks():
+                img = self._planes(k0, c)[:c]
+                dst = out[k0:k0 + c]
+                # detector row r <- image row (r - cr) mod Q: rows >= cr from the top, the rest wrap
+                for (d0, d1, s0) in ((cr, rows, 0), (0, cr, q - cr)):
+                    for (e0, e1, t0) in ((cc, cols, 0), (0, cc, q - cc)):
+                        if d1 > d0 and e1 > e0:
+                            xp.multiply(img[:, s0:s0 + d1 - d0, t0:t0 + e1 - e0], scale, out=dst[:, d0:d1, e0:e1])
+        return out
+
+
+def make_projector(name: str, geometry: ProjectionGeometry, *, device=None, oversampling=2.0,
+                   max_chunk_bytes: int | None = None, engine: str | None = None):
+    """``"fst"`` -> :class:`FourierSliceProjector`, ``"linear"`` -> :class:`LinearProjector`."""
+    if name == "fst":
+        return FourierSliceProjector(geometry, oversampling, device=device, max_chunk_bytes=max_chunk_bytes,
+                                     engine=engine)
+    if name == "linear":
+        return LinearProjector(geometry, device=device, engine=engine)
+    raise InputError(f"projector must be one of {', '.join(PROJECTORS)}, got {name!r}")

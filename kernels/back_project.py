@@ -1,0 +1,166 @@
+"""Back projection ``B_k`` of RESIRE (the gradient): bilinear gather over all projections.
+
+``out <- beta * out + alpha * weights * sum_k B_k(images[k])``, then ``max(out, 0)`` when
+``positivity``. ``B_k`` spreads a 2D image back along the beam of projection ``k``: every
+voxel reads the image at its detector position ``(u, v)`` (thesis eq. 3.4) by bilinear
+interpolation (``subpoints=1``), or as the mean of four bilinear reads at ``(u -+ 1/4, v -+ 1/4)``
+(``subpoints=4``, the exact adjoint of :func:`~fastem.kernels.forward_project`); pixels
+outside the detector read as 0.
+
+Engines: ``numpy`` (float64 oracle, explicit sub-points), ``numba`` (one volume line per
+parallel iteration, all projections accumulated while the line is in cache), ``cuda``
+(``cuda/back_project.cu``, one voxel per thread, ``__ldg`` reads, float32), ``numba-cuda``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastem import backend
+from fastem.errors import InputError
+
+from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._tomo_checks import check_array, check_coeffs, gpu_float32
+
+__all__ = ["back_project", "with_border", "BORDER", "SUBPOINT_OFFSETS"]
+
+BORDER = 3  # zero border (pixels) the CPU projector kernels want around every image
+
+# detector-plane offsets (du, dv) of the sub-points and their common weight
+SUBPOINT_OFFSETS = {1: ((0.0, 0.0),), 4: ((-0.25, -0.25), (-0.25, 0.25), (0.25, -0.25), (0.25, 0.25))}
+
+
+def voxel_detector_positions(coeffs, k: int, shape):
+    """Float64 detector coordinates ``(u, v)`` of every voxel of a ``shape`` volume for projection k."""
+    iz, iy, ix = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
+    c = np.asarray(coeffs, dtype=np.float64)[k]
+    u = c[0, 0] * ix + c[0, 1] * iy + c[0, 2] * iz + c[0, 3]
+    v = c[1, 0] * ix + c[1, 1] * iy + c[1, 2] * iz + c[1, 3]
+    return u.ravel(), v.ravel()
+
+
+def bilinear_taps(s):
+    """The two bilinear taps ``(index, weight)`` of coordinates ``s`` (pixel j centred on j)."""
+    i0 = np.floor(s)
+    f = s - i0
+    i0 = i0.astype(np.int64)
+    return ((i0, 1.0 - f), (i0 + 1, f))
+
+
+def with_border(images, border: int = 0, width: int = BORDER):
+    """A copy of ``images`` (n, rows + 2*border, cols + 2*border) with a zero border of ``width``."""
+    xp = backend.get_array_module(images)
+    n, rp, cp = images.shape
+    rows, cols = rp - 2 * border, cp - 2 * border
+    out = xp.zeros((n, rows + 2 * width, cols + 2 * width), dtype=images.dtype)
+    out[:, width:width + rows, width:width + cols] = images[:, border:border + rows, border:border + cols]
+    return out
+
+
+def _back_project_numpy(images, coeffs, out, alpha, beta, weights, positivity, subpoints):
+    img64 = np.asarray(images, dtype=np.float64)
+    nk, rows, cols = img64.shape
+    acc = np.zeros(out.size)
+    offsets = SUBPOINT_OFFSETS[subpoints]
+    for k in range(nk):
+        u, v = voxel_detector_positions(coeffs, k, out.shape)
+        for du, dv in offsets:
+            for iv, wv in bilinear_taps(v + dv):
+                for iu, wu in bilinear_taps(u + du):
+                    ok = (iv >= 0) & (iv < rows) & (iu >= 0) & (iu < cols)
+                    acc[ok] += (wv * wu)[ok] * img64[k, iv[ok], iu[ok]] / len(offsets)
+    res = alpha * acc.reshape(out.shape)
+    if weights is not None:
+        res *= weights
+    if beta != 0.0:
+        res += beta * out.astype(np.float64)
+    if positivity:
+        np.maximum(res, 0.0, out=res)
+    out[...] = res
+    return out
+
+
+def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, weights=None,
+                 positivity: bool = False, subpoints: int = 1, border: int = 0, engine: str | None = None):
+    """Accumulate the back projection of ``images`` into the volume ``out`` (in place).
+
+    Parameters
+    ----------
+    images : ndarray, (n, rows + 2*border, cols + 2*border), float32 or float64, C-contiguous
+        One 2D image per projection (rows = v, cols = u), detector pixel (r, c) at
+        ``[k, r + border, c + border]``; the border must be zero. NumPy or CuPy (float32 on the
+        GPU). The CPU kernel needs ``border >= 3`` (:data:`BORDER`) and copies smaller-bordered
+        images into a bordered buffer first.
+    coeffs : ndarray, (n, 2, 4), float64
+        Detector-mapping coefficients from :func:`fastem.tomo.projection_coefficients`:
+        ``u = c[k,0,0]*ix + c[k,0,1]*iy + c[k,0,2]*iz + c[k,0,3]`` in pixel units, ``v`` from row 1.
+    out : ndarray, (nz, ny, nx), same dtype and device as ``images``
+        Volume (z, y, x), updated in place.
+    alpha, beta : float
+        ``out <- beta*out + alpha*weights*B(images)``.
+    weights : ndarray (nz, ny, nx) of out's dtype, optional
+        Per-voxel factor (SIRT's inverse column sums, a 0/1 support).
+    positivity : bool
+        Clamp ``out`` at 0 afterwards (RESIRE's positivity, fused into the same pass).
+    subpoints : {1, 4}
+        1: bilinear at ``(u, v)``; 4: mean over ``(u -+ 1/4, v -+ 1/4)`` (adjoint of the
+        ``linear`` forward projector).
+    border : int
+        Width of the zero border around every image (0: plain detector images).
+    engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
+
+    Returns
+    -------
+    out
+    """
+    where = "back_project"
+    check_array("images", images, 3, where=where)
+    check_array("out", out, 3, where=where)
+    check_coeffs(coeffs, images.shape[0], where)
+    border = int(border)
+    if border < 0 or 2 * border >= min(images.shape[1:]):
+        raise InputError(f"{where}: border {border} does not fit images of shape {tuple(images.shape)}")
+    if out.dtype != images.dtype:
+        raise InputError(f"{where}: images ({images.dtype}) and out ({out.dtype}) must have the same dtype")
+    if subpoints not in SUBPOINT_OFFSETS:
+        raise InputError(f"{where}: subpoints must be 1 or 4, got {subpoints}")
+    if weights is not None:
+        check_array("weights", weights, 3, (out.dtype,), where)
+        if weights.shape != out.shape:
+            raise InputError(f"{where}: weights have shape {tuple(weights.shape)} but out has {tuple(out.shape)}")
+    gpu_float32(where, images, out)
+    engine = select_engine(engine, images, coeffs, out, weights)
+    if engine == "numpy":
+        inner = images[:, border:images.shape[1] - border, border:images.shape[2] - border]
+        return _back_project_numpy(inner, coeffs, out, alpha, beta, weights, positivity, subpoints)
+    if engine == "numba":
+        from ._back_project_numba import back_project_numba
+
+        if border < BORDER:
+            images, border = with_border(images, border), BORDER
+        w = weights if weights is not None else np.zeros((1, 1, 1), out.dtype)
+        back_project_numba(images, int(border), coeffs, out, float(alpha), float(beta), w, weights is not None,
+                           bool(positivity), int(subpoints))
+        return out
+    nk, rows, cols = images.shape[0], images.shape[1] - 2 * border, images.shape[2] - 2 * border
+    nz, ny, nx = out.shape
+    with backend.get_device(out).use():
+        if engine == "cuda":
+            from . import _cuda
+
+            name = "back_project_sub4" if subpoints == 4 else "back_project_sub1"
+            kernel = _cuda.get_function("back_project", name, backend.get_device(out))
+            block = (128,)
+            grid = ((nx * ny * nz + block[0] - 1) // block[0],)
+            w = weights if weights is not None else out  # never read when use_weights == 0
+            kernel(grid, block, (images, coeffs, np.int32(nk), np.int32(rows), np.int32(cols), np.int32(border), out,
+                                 np.int32(nz), np.int32(ny), np.int32(nx), np.float32(alpha), np.float32(beta),
+                                 w, np.int32(weights is not None), np.int32(bool(positivity))))
+        else:
+            from ._back_project_numba_cuda import back_project_numba_cuda
+
+            w = weights if weights is not None else out
+            back_project_numba_cuda(as_numba_cuda(images), as_numba_cuda(coeffs), as_numba_cuda(out),
+                                    float(alpha), float(beta), as_numba_cuda(w), weights is not None,
+                                    bool(positivity), int(subpoints), int(border), stream=numba_cuda_stream())
+    return out

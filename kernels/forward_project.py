@@ -1,0 +1,115 @@
+"""``linear`` forward projection ``P_k``: sub-point bilinear splatting, the adjoint of
+:func:`~fastem.kernels.back_project` with the same ``subpoints``.
+
+Every voxel of value ``o`` at detector position ``(u, v)`` is split into sub-points (4: at
+``(u -+ 1/4, v -+ 1/4)``, i.e. offsets of a quarter voxel along the two in-plane directions
+``R[0]``, ``R[1]``; 1: at ``(u, v)``), each carrying ``o / subpoints``, splatted bilinearly onto
+the detector; taps outside the detector are dropped (``../shared/specs/resire.md``).
+
+Engines: ``numpy`` (float64 oracle, explicit sub-points), ``numba`` (tasks = projection x row
+band, each the only writer of its pixels: no atomics), ``cuda`` (``cuda/forward_project.cu``,
+one voxel per thread, ``atomicAdd``), ``numba-cuda`` (same, Numba CUDA).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastem import backend
+from fastem.config import settings
+from fastem.errors import InputError
+
+from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._tomo_checks import check_array, check_coeffs, gpu_float32
+from .back_project import BORDER, SUBPOINT_OFFSETS, bilinear_taps, voxel_detector_positions
+
+__all__ = ["forward_project"]
+
+
+def _forward_project_numpy(volume, coeffs, out, subpoints):
+    nk, rows, cols = out.shape
+    vals = np.asarray(volume, dtype=np.float64).ravel()
+    offsets = SUBPOINT_OFFSETS[subpoints]
+    for k in range(nk):
+        img = np.zeros((rows, cols))
+        u, v = voxel_detector_positions(coeffs, k, volume.shape)
+        for du, dv in offsets:
+            for iv, wv in bilinear_taps(v + dv):
+                for iu, wu in bilinear_taps(u + du):
+                    ok = (iv >= 0) & (iv < rows) & (iu >= 0) & (iu < cols)
+                    np.add.at(img, (iv[ok], iu[ok]), (wv * wu * vals)[ok] / len(offsets))
+        out[k] = img
+    return out
+
+
+def row_bands(n_projections: int, rows: int, threads: int | None = None) -> int:
+    """Row bands per projection so that the CPU kernel has at least ``4 x threads`` tasks."""
+    threads = settings.threads if threads is None else threads
+    want = -(-4 * threads // max(n_projections, 1))
+    return int(max(1, min(rows, want)))
+
+
+def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0, engine: str | None = None):
+    """Forward project ``volume`` into ``out`` (overwritten): ``out[k] = P_k(volume)``.
+
+    Parameters
+    ----------
+    volume : ndarray, (nz, ny, nx), float32 or float64, C-contiguous
+        Volume (z, y, x); NumPy or CuPy (float32 on the GPU).
+    coeffs : ndarray, (n, 2, 4), float64
+        From :func:`fastem.tomo.projection_coefficients` (see :func:`back_project`).
+    out : ndarray, (n, rows + 2*border, cols + 2*border), same dtype and device as ``volume``
+        Projections (rows = v, cols = u), detector pixel (r, c) at ``[k, r + border, c + border]``.
+        The interior is overwritten; the border is scratch (unspecified afterwards).
+    subpoints : {4, 1}
+        4: the ``linear`` projector of the spec; 1: plain bilinear splatting.
+    border : int
+        Width of the border around every output image; ``border >= 3`` (:data:`BORDER`) lets
+        the CPU kernel splat without per-tap tests.
+    engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
+
+    Returns
+    -------
+    out
+    """
+    where = "forward_project"
+    check_array("volume", volume, 3, where=where)
+    check_array("out", out, 3, where=where)
+    check_coeffs(coeffs, out.shape[0], where)
+    border = int(border)
+    if border < 0 or 2 * border >= min(out.shape[1:]):
+        raise InputError(f"{where}: border {border} does not fit images of shape {tuple(out.shape)}")
+    if out.dtype != volume.dtype:
+        raise InputError(f"{where}: volume ({volume.dtype}) and out ({out.dtype}) must have the same dtype")
+    if subpoints not in SUBPOINT_OFFSETS:
+        raise InputError(f"{where}: subpoints must be 1 or 4, got {subpoints}")
+    gpu_float32(where, volume, out)
+    engine = select_engine(engine, volume, coeffs, out)
+    nk, rows, cols = out.shape[0], out.shape[1] - 2 * border, out.shape[2] - 2 * border
+    if engine == "numpy":
+        _forward_project_numpy(volume, coeffs, out[:, border:border + rows, border:border + cols], subpoints)
+        return out
+    if engine == "numba":
+        from ._forward_project_numba import forward_project_numba
+
+        bands = row_bands(nk, rows)
+        forward_project_numba(volume, coeffs, out, border, int(subpoints), bands, bands == 1 and border >= BORDER)
+        return out
+    nz, ny, nx = volume.shape
+    with backend.get_device(out).use():
+        out.fill(0)
+        if engine == "cuda":
+            from . import _cuda
+
+            name = "forward_project_sub4" if subpoints == 4 else "forward_project_sub1"
+            kernel = _cuda.get_function("forward_project", name, backend.get_device(out))
+            block = (128,)
+            grid = ((nx * ny * nz + block[0] - 1) // block[0],)
+            kernel(grid, block, (volume, coeffs, np.int32(nk), np.int32(rows), np.int32(cols), np.int32(border), out,
+                                 np.int32(nz), np.int32(ny), np.int32(nx)))
+        else:
+            from ._forward_project_numba_cuda import forward_project_numba_cuda
+
+            forward_project_numba_cuda(as_numba_cuda(volume), as_numba_cuda(coeffs), as_numba_cuda(out),
+                                       int(subpoints), int(border), stream=numba_cuda_stream())
+    return out
