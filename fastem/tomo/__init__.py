@@ -1,1 +1,30 @@
-"""RESIRE tomography (thesis chapter 3): projectors, RESIRE, SIRT / FBP baselines, metrics."""
+"""RESIRE tomography (thesis chapter 3; ``../shared/specs/resire.md``).
+
+Entry points
+    :func:`resire`, :func:`sirt`, :func:`fbp` -- reconstruct a volume (z, y, x) from
+    projections (n, rows, cols) and Euler ZYX angles (n, 3) or tilts about y (n,);
+    :class:`Resire`, :class:`Sirt` -- the same as resumable solvers (``state()`` /
+    ``restore()``); :class:`TomoProblem` -- validated data on a device.
+Operators
+    :class:`ProjectionGeometry`, :class:`LinearProjector` (sub-point splatting and its exact
+    adjoint), :class:`FourierSliceProjector` (``fst``), :func:`make_projector`,
+    :func:`thin_film_shape`, :func:`projection_coefficients`.
+Metrics
+    :func:`r_factor`, :func:`relative_error`, :func:`fourier_shell_correlation`.
+"""
+
+from .baselines import Sirt, angular_weights, fbp, ramp_filter, sirt
+from .metrics import fourier_shell_correlation, r_factor, r_factor_per_projection, relative_error
+from .operators import BORDER, PROJECTORS, FourierSliceProjector, LinearProjector, fst_grid, make_projector
+from .problem import TomoProblem, default_volume_shape
+from .projection_geometry import ProjectionGeometry, projection_coefficients, thin_film_shape
+from .resire import Resire, resire
+from .solver import IterativeReconstruction, ReconstructionResult
+
+__all__ = [
+    "resire", "Resire", "sirt", "Sirt", "fbp", "ramp_filter", "angular_weights",
+    "TomoProblem", "default_volume_shape", "IterativeReconstruction", "ReconstructionResult",
+    "ProjectionGeometry", "projection_coefficients", "thin_film_shape",
+    "LinearProjector", "FourierSliceProjector", "make_projector", "fst_grid", "PROJECTORS", "BORDER",
+    "r_factor", "r_factor_per_projection", "relative_error", "fourier_shell_correlation",
+]

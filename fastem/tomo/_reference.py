@@ -20,10 +20,11 @@ import numpy as np
 
 from ..kernels.back_project import back_project as _back_project_kernel
 from ..kernels.forward_project import forward_project as _forward_project_kernel
+from .metrics import r_factor
 from .operators import fst_grid
 from .projection_geometry import ProjectionGeometry
 
-__all__ = ["forward_project_linear", "back_project", "forward_project_fst", "resire", "sirt", "r_factor"]
+__all__ = ["forward_project_linear", "back_project", "forward_project_fst", "resire", "sirt"]
 
 
 def forward_project_linear(volume, geometry: ProjectionGeometry, subpoints: int = 4) -> np.ndarray:
@@ -65,36 +66,24 @@ def _trilinear_periodic(spectrum, c):
 def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0) -> np.ndarray:
     """The thesis' Fourier-slice forward projection, float64 (n, rows, cols)."""
     vol = np.asarray(volume, dtype=np.float64)
-    (pz, py, px), q = fst_grid(geometry.volume_shape, geometry.detector_shape, oversampling)
+    (pz, py, px), (qr, qc) = fst_grid(geometry.volume_shape, geometry.detector_shape, oversampling, geometry.rotations)
     nz, ny, nx = vol.shape
     padded = np.zeros((pz, py, px))
     # centred placement: index i - n//2 sits at P//2 + (i - n//2), then ifftshift moves P//2 to 0
     padded[pz // 2 - nz // 2:pz // 2 - nz // 2 + nz, py // 2 - ny // 2:py // 2 - ny // 2 + ny,
            px // 2 - nx // 2:px // 2 - nx // 2 + nx] = vol
     spectrum = np.fft.fftn(np.fft.ifftshift(padded))
-    kfreq = np.fft.fftfreq(q, 1.0 / q)
-    kv, ku = np.meshgrid(kfreq, kfreq, indexing="ij")
+    kv, ku = np.meshgrid(np.fft.fftfreq(qr, 1.0 / qr), np.fft.fftfreq(qc, 1.0 / qc), indexing="ij")
     rows, cols = geometry.detector_shape
     out = np.empty(geometry.projections_shape)
     for k, R in enumerate(geometry.rotations):
-        f = (ku[..., None] * R[0] + kv[..., None] * R[1]) / q  # cycles per voxel, (x, y, z)
+        f = ku[..., None] * R[0] / qc + kv[..., None] * R[1] / qr  # cycles per voxel, (x, y, z)
         c = (f[..., 2] * pz, f[..., 1] * py, f[..., 0] * px)
         plane = _trilinear_periodic(spectrum, c)
-        plane[(kv == -q // 2) | (ku == -q // 2)] = 0  # Nyquist row and column (q is even)
-        image = np.fft.fftshift(np.fft.ifft2(plane).real)  # centre at index (q//2, q//2)
-        out[k] = image[q // 2 - rows // 2:q // 2 - rows // 2 + rows, q // 2 - cols // 2:q // 2 - cols // 2 + cols]
+        plane[(kv == -qr // 2) | (ku == -qc // 2)] = 0  # Nyquist row and column (both even)
+        image = np.fft.fftshift(np.fft.ifft2(plane).real)  # centre at index (qr//2, qc//2)
+        out[k] = image[qr // 2 - rows // 2:qr // 2 - rows // 2 + rows, qc // 2 - cols // 2:qc // 2 - cols // 2 + cols]
     return out
-
-
-def r_factor(predicted, data, mask=None) -> float:
-    """Thesis eq. 3.9 over masked pixels: mean over projections of ``sum|p - b| / sum|b|``."""
-    p = np.asarray(predicted, dtype=np.float64)
-    b = np.asarray(data, dtype=np.float64)
-    m = np.ones(b.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
-    num = np.sum(np.abs(p - b) * m, axis=(1, 2))
-    den = np.sum(np.abs(b) * m, axis=(1, 2))
-    ok = den > 0
-    return float(np.mean(num[ok] / den[ok]))
 
 
 def resire(projections, geometry: ProjectionGeometry, iterations: int, *, step: float = 2.0, projector: str = "linear",
@@ -129,15 +118,17 @@ def resire(projections, geometry: ProjectionGeometry, iterations: int, *, step: 
     return vol, np.asarray(history)
 
 
-def sirt(projections, geometry: ProjectionGeometry, iterations: int, *, mask=None, positivity: bool = False):
-    """Float64 SIRT on the linear pair: ``O <- O + C A^T R (b - A O)``; returns ``(volume, r_factors)``."""
+def sirt(projections, geometry: ProjectionGeometry, iterations: int, *, mask=None, positivity: bool = False,
+         guard: float = 1e-3):
+    """Float64 SIRT on the linear pair: ``O <- O + C A^T R (b - A O)``, ``R = M / max(A 1, g)``,
+    ``C = 1 / max(A^T M, g')`` (``g = guard * max``); returns ``(volume, r_factors)``."""
     b = np.asarray(projections, dtype=np.float64)
     m = np.ones(b.shape) if mask is None else np.asarray(mask, dtype=np.float64)
     b = b * (m != 0)
     row = forward_project_linear(np.ones(geometry.volume_shape), geometry)
-    R = np.where(row > 1e-6, 1.0 / np.where(row > 1e-6, row, 1.0), 0.0) * m
+    R = m / np.maximum(row, guard * row.max())
     col = back_project(m, geometry, subpoints=4)
-    C = np.where(col > 1e-6, 1.0 / np.where(col > 1e-6, col, 1.0), 0.0)
+    C = 1.0 / np.maximum(col, guard * col.max())
     vol = np.zeros(geometry.volume_shape)
     history = []
     for _ in range(iterations):

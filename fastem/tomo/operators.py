@@ -140,27 +140,38 @@ class LinearProjector(_Projector):
         return int(self.coefficients.nbytes)
 
 
-def fst_grid(volume_shape, detector_shape, oversampling) -> tuple[tuple[int, int, int], int]:
-    """Padded volume shape ``(Pz, Py, Px)`` and square slice size ``Q`` of the ``fst`` projector.
+def fst_grid(volume_shape, detector_shape, oversampling, rotations=None):
+    """Padded volume shape ``(Pz, Py, Px)`` and plane shape ``(Qr, Qc)`` of the ``fst`` projector.
 
-    ``P_a`` is the smallest even FFT-friendly length >= ``os_a * n_a`` (``oversampling`` a
-    number or (z, y, x) triple, each in [1, 8]); ``Q`` the same for ``max(os) * max(rows, cols,
-    nz, ny, nx)``, so the slices sample the spectrum as densely as the padded grid and the
-    projections of the whole volume fit inside the inverse FFT without wrapping.
+    ``P_a`` is the smallest even FFT-friendly length >= ``os_a * n_a`` (``oversampling`` a number
+    or a (z, y, x) triple, each in [1, 8]). The planes sample the spectrum with the padded
+    grid's spacing along x (columns) and y (rows): ``Qc = Px`` and ``Qr = Py``, so that an
+    untilted projection samples grid points exactly; they are enlarged when needed so that the
+    projection of the whole volume (half extent ``E_u = max_k sum_a |R_k[0, a]| n_a / 2`` along
+    u, likewise along v) cannot wrap into the detector window: ``Qc >= E_u + cols/2 + 2``.
     """
     os3 = np.broadcast_to(np.asarray(oversampling, dtype=np.float64), (3,))
     if not np.all(np.isfinite(os3)) or np.any(os3 < 1.0) or np.any(os3 > 8.0):
         raise InputError(f"oversampling must be in [1, 8] (the thesis uses 2-4), got {oversampling}")
 
     def even_fast(x: float) -> int:
-        n = next_fast_len(int(math.ceil(x - 1e-9)))
+        n = next_fast_len(max(2, int(math.ceil(x - 1e-9))))
         while n % 2:
             n = next_fast_len(n + 1)
         return n
 
     padded = tuple(even_fast(o * n) for o, n in zip(os3, volume_shape))
-    q = even_fast(float(os3.max()) * max(*detector_shape, *volume_shape))
-    return padded, q
+    rows, cols = detector_shape
+    half = np.array(volume_shape[::-1], dtype=np.float64) / 2.0  # (x, y, z)
+    if rotations is None:
+        ext_u = ext_v = float(np.linalg.norm(half))
+    else:
+        R = np.asarray(rotations, dtype=np.float64)
+        ext_u = float(np.max(np.abs(R[:, 0, :]) @ half))
+        ext_v = float(np.max(np.abs(R[:, 1, :]) @ half))
+    q_rows = max(padded[1], even_fast(ext_v + rows / 2 + 2))
+    q_cols = max(padded[2], even_fast(ext_u + cols / 2 + 2))
+    return padded, (q_rows, q_cols)
 
 
 def _available_bytes(device: backend.Device) -> int:
@@ -180,7 +191,7 @@ class FourierSliceProjector(_Projector):
     Per forward call: rows padded and 1D real FFTs along x over the ``nz*ny`` occupied rows
     only, one complex 2D FFT over (z, y) of the half spectrum (``Pz x Py x (Px//2+1)``
     complex64), then for every chunk of projections: trilinear sampling of the half planes
-    (``Q x (Q//2+1)``), one batched real inverse 2D FFT and a fused crop + residual pass.
+    (``Qr x (Qc//2+1)``), one batched real inverse 2D FFT and a fused crop + residual pass.
 
     Parameters
     ----------
@@ -190,13 +201,13 @@ class FourierSliceProjector(_Projector):
     device : Device-like
     max_chunk_bytes : int, optional
         Memory for the per-projection planes (complex half plane + real image, about
-        ``12 * Q**2`` bytes each); default a quarter of the free memory, at most 1 GiB on the CPU.
+        ``12 * Qr * Qc`` bytes each); default a quarter of the free memory, at most 1 GiB on the CPU.
     engine : kernel engine (None = default for the device)
 
     Attributes
     ----------
     padded_shape : (Pz, Py, Px)
-    slice_size : int (Q)
+    plane_shape : (Qr, Qc)
     chunk : int
         Projections per batch of planes.
     oversampling : ndarray (3,)
@@ -212,13 +223,12 @@ class FourierSliceProjector(_Projector):
         requested = np.broadcast_to(np.asarray(oversampling, dtype=np.float64), (3,)).copy()
         fst_grid(geometry.volume_shape, geometry.detector_shape, requested)  # validates the range
         self.oversampling = self._fit_oversampling(requested)
-        self.padded_shape, self.slice_size = fst_grid(geometry.volume_shape, geometry.detector_shape,
-                                                      self.oversampling)
+        self.padded_shape, self.plane_shape = self._grid(self.oversampling)
         nz, ny, nx = geometry.volume_shape
         pz, py, px = self.padded_shape
-        q = self.slice_size
+        qr, qc = self.plane_shape
         n = geometry.n_projections
-        per_projection = q * (q // 2 + 1) * 8 + q * q * 4
+        per_projection = qr * (qc // 2 + 1) * 8 + qr * qc * 4
         if max_chunk_bytes is None:
             max_chunk_bytes = _available_bytes(self.device) // 4
             if self.device.is_cpu:
@@ -231,16 +241,19 @@ class FourierSliceProjector(_Projector):
             self._rows_plan = get_plan((nz, ny, px), np.float32, axes=(2,), real=True, device=dev)
             self._rows_in = empty_aligned((nz, ny, px), np.float32, dev)
             self._spectrum_plan = get_plan((pz, py, px // 2 + 1), np.complex64, axes=(0, 1), device=dev)
-            self._slices_plan = get_plan((self.chunk, q, q), np.float32, axes=(1, 2), real=True, device=dev)
+            self._slices_plan = get_plan((self.chunk, qr, qc), np.float32, axes=(1, 2), real=True, device=dev)
             self.frames = backend.to_device(self._frames(), dev)
         self.spectrum = self._spectrum_plan.buffer
 
     # ---- sizing ------------------------------------------------------------------------------
+    def _grid(self, os3):
+        return fst_grid(self.geometry.volume_shape, self.geometry.detector_shape, os3, self.geometry.rotations)
+
     def _spectrum_bytes(self, os3) -> int:
-        (pz, py, px), q = fst_grid(self.geometry.volume_shape, self.geometry.detector_shape, os3)
+        (pz, py, px), (qr, qc) = self._grid(os3)
         nz, ny, _ = self.geometry.volume_shape
         # half spectrum + cuFFT/FFTW work area of the same size, the row stage, one batch of planes
-        return 2 * pz * py * (px // 2 + 1) * 8 + nz * ny * (px * 4 + (px // 2 + 1) * 8) + 12 * q * q
+        return 2 * pz * py * (px // 2 + 1) * 8 + nz * ny * (px * 4 + (px // 2 + 1) * 8) + 12 * qr * qc
 
     def _fit_oversampling(self, os3):
         budget = int(0.9 * _available_bytes(self.device))
@@ -261,16 +274,17 @@ class FourierSliceProjector(_Projector):
         """(n, 2, 3) float64: spectrum-index step (x, y, z) per unit ku (row 0) and kv (row 1)."""
         R = self.geometry.rotations
         pz, py, px = self.padded_shape
-        scale = np.array([px, py, pz], dtype=np.float64) / self.slice_size
-        return np.ascontiguousarray(np.stack([R[:, 0, :] * scale, R[:, 1, :] * scale], axis=1))
+        qr, qc = self.plane_shape
+        grid = np.array([px, py, pz], dtype=np.float64)
+        return np.ascontiguousarray(np.stack([R[:, 0, :] * grid / qc, R[:, 1, :] * grid / qr], axis=1))
 
     def memory_bytes(self) -> int:
         """Device memory of the buffers the operator owns (bytes)."""
         pz, py, px = self.padded_shape
         nz, ny, _ = self.geometry.volume_shape
-        q = self.slice_size
+        qr, qc = self.plane_shape
         return int(pz * py * (px // 2 + 1) * 8 + nz * ny * (2 * px * 4 + (px // 2 + 1) * 8)
-                   + self.chunk * (q * (q // 2 + 1) * 8 + q * q * 4))
+                   + self.chunk * (qr * (qc // 2 + 1) * 8 + qr * qc * 4))
 
     # ---- stages ------------------------------------------------------------------------------
     def transform(self, volume):
@@ -287,7 +301,7 @@ class FourierSliceProjector(_Projector):
         return None if self.engine in (None, "numba-cuda") else self.engine
 
     def _planes(self, k0: int, count: int):
-        """Real images (count, Q, Q) of projections k0..k0+count-1, centred at (0, 0), unnormalised."""
+        """Real images (count, Qr, Qc) of projections k0..k0+count-1, centred at (0, 0), unnormalised."""
         planes = self._slices_plan.buffer
         sample_central_slices(self.spectrum, self.frames[k0:k0 + count], planes[:count], self.padded_shape,
                               engine=self.engine)
@@ -302,30 +316,30 @@ class FourierSliceProjector(_Projector):
     def residual(self, volume, data, weights, out, l1):
         """``out`` (bordered) ``= (P(volume) - data) * weights``; ``l1[k] = sum |P_k - data_k|`` (weights != 0)."""
         rows, cols = self.geometry.detector_shape
-        q = self.slice_size
+        qr, qc = self.plane_shape
         self.transform(volume)
         for k0, c in self._chunks():
             images = self._planes(k0, c)
             projection_residual(images[:c], data[k0:k0 + c], weights[k0:k0 + c], out[k0:k0 + c], l1[k0:k0 + c],
-                                scale=1.0 / (q * q), row_shift=-(rows // 2), col_shift=-(cols // 2),
+                                scale=1.0 / (qr * qc), row_shift=-(rows // 2), col_shift=-(cols // 2),
                                 out_border=BORDER, engine=self.engine)
         return out, l1
 
     def forward(self, volume, out):
         """``out[k] = P_k(volume)``, out (n, rows, cols) on the device."""
         rows, cols = self.geometry.detector_shape
-        q = self.slice_size
+        qr, qc = self.plane_shape
         cr, cc = rows // 2, cols // 2
         xp = self.xp
-        scale = np.float32(1.0 / (q * q))
+        scale = np.float32(1.0 / (qr * qc))
         self.transform(volume)
         with self.device.use():
             for k0, c in self._chunks():
                 img = self._planes(k0, c)[:c]
                 dst = out[k0:k0 + c]
                 # detector row r <- image row (r - cr) mod Q: rows >= cr from the top, the rest wrap
-                for (d0, d1, s0) in ((cr, rows, 0), (0, cr, q - cr)):
-                    for (e0, e1, t0) in ((cc, cols, 0), (0, cc, q - cc)):
+                for (d0, d1, s0) in ((cr, rows, 0), (0, cr, qr - cr)):
+                    for (e0, e1, t0) in ((cc, cols, 0), (0, cc, qc - cc)):
                         if d1 > d0 and e1 > e0:
                             xp.multiply(img[:, s0:s0 + d1 - d0, t0:t0 + e1 - e0], scale, out=dst[:, d0:d1, e0:e1])
         return out

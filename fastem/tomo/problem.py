@@ -1,0 +1,103 @@
+"""A tomography problem on one device: validated projections, geometry, mask and R-factor weights.
+
+Every reconstruction (RESIRE, SIRT, FBP) starts from a :class:`TomoProblem`: the projections
+are checked once at the boundary (shape, angle count, non-finite values), masked-out pixels are
+zeroed (so that whatever a blocked region holds cannot reach the result), and the data, the
+0/1 mask and the R-factor denominators are moved to the device for the whole run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from ..errors import InputError
+from .projection_geometry import ProjectionGeometry, thin_film_shape
+
+__all__ = ["TomoProblem", "default_volume_shape"]
+
+
+def default_volume_shape(detector_shape) -> tuple[int, int, int]:
+    """(cols, rows, cols): a volume as deep along the beam as the detector is wide."""
+    rows, cols = (int(s) for s in detector_shape)
+    return (cols, rows, cols)
+
+
+class TomoProblem:
+    """Projections + orientations (+ mask) of one tilt series, resident on ``device``.
+
+    Parameters
+    ----------
+    projections : array_like, (n, rows, cols)
+        Measured projections (line integrals). Converted to float32.
+    angles : array_like, (n, 3) Euler ZYX degrees or (n,) tilts about y (degrees)
+    volume_shape : (nz, ny, nx), optional
+        Reconstruction volume. Default: ``thin_film_shape(..., thickness)`` when ``thickness``
+        is given, else (cols, rows, cols).
+    thickness : int, optional
+        Slab thickness (voxels along z) of a thin film / non-isolated object; the volume then
+        covers the lateral field of view of every tilt (:func:`thin_film_shape`).
+    mask : array_like of bool, (n, rows, cols), optional
+        1 = measured, 0 = blocked or bad. Masked pixels never enter the residual or the R-factor.
+    device : Device-like
+
+    Raises
+    ------
+    InputError
+        wrong rank, angle / projection count mismatch, empty angle set, mask of another shape,
+        non-finite values in measured pixels (the message counts them and names the first
+        projection), an all-zero data set.
+    """
+
+    def __init__(self, projections, angles, *, volume_shape=None, thickness=None, mask=None, device=None):
+        proj = np.asarray(backend.to_device(projections, "cpu") if backend.is_cupy_array(projections) else projections)
+        if proj.ndim != 3:
+            raise InputError(f"projections must be (n, rows, cols), got shape {proj.shape}")
+        if proj.shape[0] == 0:
+            raise InputError("empty angle set: no projections given")
+        if proj.dtype.kind not in "biuf":
+            raise InputError(f"projections must be real numbers, got dtype {proj.dtype}")
+        detector = proj.shape[1:]
+        if mask is not None:
+            mask = np.asarray(backend.to_device(mask, "cpu") if backend.is_cupy_array(mask) else mask) != 0
+            if mask.shape != proj.shape:
+                raise InputError(f"mask has shape {mask.shape} but the projections have shape {proj.shape}")
+        if volume_shape is None:
+            volume_shape = (thin_film_shape(detector, angles, thickness) if thickness is not None
+                            else default_volume_shape(detector))
+        self.geometry = ProjectionGeometry(volume_shape, detector, angles)
+        self.geometry.check_projections(proj)
+        finite = np.isfinite(proj)
+        bad = ~finite if mask is None else (~finite & mask)
+        if bad.any():
+            per = bad.reshape(bad.shape[0], -1).sum(axis=1)
+            first = int(np.flatnonzero(per)[0])
+            raise InputError(f"projections contain {int(bad.sum())} non-finite value(s) (NaN/inf) in "
+                             f"{int((per > 0).sum())} projection(s), first in projection {first}; mask them "
+                             "(mask 0 = not measured) or clean the data")
+        measured = finite if mask is None else (mask & finite)
+        data = np.where(measured, proj, 0).astype(np.float32)
+        self.has_mask = mask is not None
+        den = np.sum(np.abs(data, dtype=np.float64), axis=(1, 2))
+        self.valid = den > 0
+        if not self.valid.any():
+            raise InputError("every projection is zero over its measured pixels: nothing to reconstruct")
+        self.denominators = den
+        self.device = backend.Device(device)
+        with self.device.use():
+            self.data = backend.to_device(data, self.device)
+            self.mask = backend.to_device(measured.astype(np.float32), self.device)
+            w = np.where(self.valid, 1.0 / np.where(self.valid, den, 1.0), 0.0) / self.valid.sum()
+            self._rf_weights = backend.to_device(w, self.device)
+
+    @property
+    def n_projections(self) -> int:
+        return self.geometry.n_projections
+
+    def r_factor(self, l1) -> float:
+        """R-factor (thesis eq. 3.9) from per-projection L1 residual sums ``l1`` (device, float64).
+
+        ``R_F = (1/n') sum_k l1[k] / sum|b_k|`` over the ``n'`` projections with measured signal.
+        """
+        xp = self.device.xp
+        return float(xp.dot(l1, self._rf_weights))

@@ -1,0 +1,183 @@
+"""What the iterative reconstructions (RESIRE, SIRT) share: state, loop, progress, checkpoints.
+
+A solver holds the volume and every work buffer on the problem's device from construction to
+the end; :meth:`IterativeReconstruction.iterate` runs one iteration without allocating (the
+kernels write into the buffers in place; only the scalar R-factor comes back to the host).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import backend
+from ..errors import InputError
+from ..progress import progress as progress_bar
+from .problem import TomoProblem
+
+__all__ = ["IterativeReconstruction", "ReconstructionResult"]
+
+
+@dataclass
+class ReconstructionResult:
+    """A finished reconstruction.
+
+    Attributes
+    ----------
+    volume : ndarray (nz, ny, nx) float32 (host)
+    r_factor_history : ndarray (iterations,)
+        R-factor (eq. 3.9, measured pixels) of the iterate entering each iteration.
+    r_factor : float
+        R-factor of the returned volume.
+    iterations : int
+        Iterations done in total (including those before a resume).
+    algorithm : str
+    config : dict
+        Every resolved parameter (for provenance).
+    seconds : float
+        Wall time of this call.
+    """
+
+    volume: np.ndarray
+    r_factor_history: np.ndarray
+    r_factor: float
+    iterations: int
+    algorithm: str
+    config: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class IterativeReconstruction:
+    """Base class: subclasses set :attr:`algorithm`, build their buffers and define ``_step``.
+
+    Parameters
+    ----------
+    problem : TomoProblem
+    projector : operator from :mod:`fastem.tomo.operators`
+    positivity : bool
+    support : array_like of bool (nz, ny, nx), optional
+        Updates are restricted to it (the volume is 0 outside when starting from zeros).
+    initial : array_like (nz, ny, nx), optional
+        Starting volume (default zeros).
+    """
+
+    algorithm = "iterative"
+
+    def __init__(self, problem: TomoProblem, projector, *, positivity: bool = True, support=None, initial=None):
+        self.problem = problem
+        self.op = projector
+        self.positivity = bool(positivity)
+        geo = problem.geometry
+        xp = problem.device.xp
+        with problem.device.use():
+            self.volume = projector.empty_volume()
+            if initial is not None:
+                init = np.asarray(backend.to_device(initial, "cpu") if backend.is_cupy_array(initial) else initial)
+                if init.shape != geo.volume_shape:
+                    raise InputError(f"initial volume has shape {init.shape} but the reconstruction is {geo.volume_shape}")
+                if not np.all(np.isfinite(init)):
+                    raise InputError(f"initial volume has {int((~np.isfinite(init)).sum())} non-finite value(s)")
+                self.volume[...] = xp.asarray(init, dtype=np.float32)
+            self.support = None
+            if support is not None:
+                sup = np.asarray(backend.to_device(support, "cpu") if backend.is_cupy_array(support) else support)
+                if sup.shape != geo.volume_shape:
+                    raise InputError(f"support has shape {sup.shape} but the reconstruction is {geo.volume_shape}")
+                self.support = backend.to_device(np.ascontiguousarray(sup != 0, dtype=np.float32), problem.device)
+                if initial is None:
+                    self.volume *= self.support
+            self.residual = projector.bordered_images()
+            self.l1 = xp.zeros(problem.n_projections, dtype=np.float64)
+        self.history: list[float] = []
+        self.iteration = 0
+
+    # ---- one iteration -----------------------------------------------------------------------
+    def _step(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def iterate(self) -> float:
+        """One iteration; returns the R-factor of the iterate it started from."""
+        with self.problem.device.use():
+            rf = self._step()
+        self.history.append(rf)
+        self.iteration += 1
+        return rf
+
+    def current_r_factor(self) -> float:
+        """R-factor of the current volume (one forward projection, no update)."""
+        p = self.problem
+        with p.device.use():
+            self.op.residual(self.volume, p.data, self._residual_weights, self.residual, self.l1)
+            return p.r_factor(self.l1)
+
+    @property
+    def _residual_weights(self):
+        return self.problem.mask
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def run(self, iterations: int, *, progress: bool | None = None, callback=None, callback_every: int = 0,
+            rtol: float | None = None, window: int = 20) -> ReconstructionResult:
+        """Iterate until ``iterations`` have been done in total (counting those before a resume).
+
+        ``callback(self)`` runs every ``callback_every`` iterations (checkpoints). ``rtol`` stops
+        early once the R-factor changed by less than ``rtol`` (relative) over ``window``
+        iterations. ``progress`` shows a bar with the R-factor (default: unless quiet).
+        """
+        iterations = int(iterations)
+        if iterations < 0:
+            raise InputError(f"iterations must be >= 0, got {iterations}")
+        t0 = time.perf_counter()
+        todo = max(0, iterations - self.iteration)
+        bar = progress_bar(total=todo, desc=self.algorithm, disable=None if progress is None else not progress)
+        try:
+            for _ in range(todo):
+                rf = self.iterate()
+                bar.update(1)
+                bar.set_postfix(R_F=f"{rf:.4f}", refresh=False)
+                if callback is not None and callback_every and self.iteration % callback_every == 0:
+                    callback(self)
+                if rtol is not None and len(self.history) > window:
+                    old = self.history[-1 - window]
+                    if abs(old - rf) <= rtol * rf:
+                        break
+        finally:
+            bar.close()
+        return self.result(seconds=time.perf_counter() - t0)
+
+    def result(self, seconds: float = 0.0) -> ReconstructionResult:
+        """The current state as a :class:`ReconstructionResult` (volume copied to the host)."""
+        final = self.current_r_factor()
+        return ReconstructionResult(volume=np.asarray(backend.to_device(self.volume, "cpu")).copy(),
+                                    r_factor_history=np.asarray(self.history, dtype=np.float64),
+                                    r_factor=final, iterations=self.iteration, algorithm=self.algorithm,
+                                    config=self.config(), seconds=seconds)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def config(self) -> dict:
+        """Resolved parameters (JSON-friendly)."""
+        geo = self.problem.geometry
+        return {"algorithm": self.algorithm, "projector": self.op.name, "positivity": self.positivity,
+                "volume_shape": list(geo.volume_shape), "detector_shape": list(geo.detector_shape),
+                "n_projections": geo.n_projections, "support": self.support is not None,
+                "mask": self.problem.has_mask, "device": str(self.problem.device)}
+
+    def state(self) -> dict:
+        """Everything needed to continue: iteration, volume (host copy), R-factor history, config."""
+        return {"algorithm": self.algorithm, "iteration": int(self.iteration),
+                "volume": np.asarray(backend.to_device(self.volume, "cpu")).copy(),
+                "r_factor_history": np.asarray(self.history, dtype=np.float64), "config": self.config()}
+
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state` output (same algorithm and volume shape)."""
+        if state.get("algorithm") != self.algorithm:
+            raise InputError(f"checkpoint is for {state.get('algorithm')!r}, not {self.algorithm!r}")
+        vol = np.asarray(state["volume"])
+        if vol.shape != self.problem.geometry.volume_shape:
+            raise InputError(f"checkpoint volume has shape {vol.shape} but the reconstruction is "
+                             f"{self.problem.geometry.volume_shape}")
+        with self.problem.device.use():
+            self.volume[...] = backend.to_device(np.ascontiguousarray(vol, dtype=np.float32), self.problem.device)
+        self.history = [float(v) for v in np.asarray(state.get("r_factor_history", []), dtype=np.float64)]
+        self.iteration = int(state["iteration"])
