@@ -16,5 +16,10 @@ Layout of one kernel ``foo`` (see ``axpy_norm`` for the worked example and the R
 """
 
 from .axpy_norm import axpy_norm
+from .back_project import back_project
+from .forward_project import forward_project
+from .projection_residual import projection_residual
+from .central_slice import pad_rows, sample_central_slices, scatter_planes
 
-__all__ = ["axpy_norm"]
+__all__ = ["axpy_norm", "back_project", "forward_project", "projection_residual", "pad_rows",
+           "sample_central_slices", "scatter_planes"]

@@ -130,6 +130,7 @@ def _sample_numpy(spectrum, frames, out, full_shape):
     for k in range(nk):
         c = [ku * frames[k, 0, a] + kv * frames[k, 1, a] for a in range(3)]  # x, y, z
         inside = (np.abs(c[0]) < px / 2) & (np.abs(c[1]) < py / 2) & (np.abs(c[2]) < pz / 2)
+        c = [np.where(inside, ca, 0.0) for ca in c]  # outside points read 0 below; keep indices valid
         fl = [np.floor(ca) for ca in c]
         acc = np.zeros((qr, qh), dtype=np.complex128)
         for dz in (0, 1):

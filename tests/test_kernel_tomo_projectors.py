@@ -1,0 +1,262 @@
+"""Tomography kernels against float64 NumPy references on random inputs (never zeros).
+
+back_project / forward_project (linear) / projection_residual / central_slice (fst) on every
+engine: odd and even sizes, non-square detectors, single- and multi-axis angle sets, bordered
+and plain layouts; the dot-product (adjoint) test; Numba CUDA kernels in the simulator; CuPy
+kernels against the CPU on a GPU.
+"""
+
+import numpy as np
+import pytest
+
+from fastem import backend
+from fastem.errors import InputError
+from fastem.kernels import back_project, forward_project, projection_residual
+from fastem.kernels.back_project import BORDER, with_border
+from fastem.kernels.central_slice import pad_rows, sample_central_slices, scatter_planes
+from fastem.tomo import FourierSliceProjector, ProjectionGeometry
+from fastem.tomo import _reference as ref
+
+from conftest import to_numpy
+
+CASES = [  # (volume (nz, ny, nx), detector (rows, cols))
+    ((8, 8, 8), (8, 8)),
+    ((7, 9, 11), (10, 12)),
+    ((5, 13, 6), (15, 9)),
+    ((4, 6, 20), (7, 8)),  # thin film: wider than the detector
+]
+
+
+def _angles(rng, kind, n):
+    if kind == "tilt":
+        return np.linspace(-70, 70, n)
+    if kind == "two-axis":
+        a = np.zeros((n, 3))
+        a[: n // 2, 1] = np.linspace(-60, 60, n // 2)
+        a[n // 2:, 0] = 90.0
+        a[n // 2:, 1] = np.linspace(-60, 60, n - n // 2)
+        return a
+    return rng.uniform(-90, 90, (n, 3))
+
+
+@pytest.mark.parametrize("volume_shape,detector", CASES)
+@pytest.mark.parametrize("kind", ["tilt", "two-axis", "euler"])
+@pytest.mark.parametrize("subpoints", [1, 4])
+def test_numba_projectors_match_float64_reference(rng, volume_shape, detector, kind, subpoints):
+    n = 9  # >= 4 x threads on a 2-core machine: the forward kernel takes its branch-free path
+    geo = ProjectionGeometry(volume_shape, detector, _angles(rng, kind, n))
+    vol = rng.random(volume_shape) + 0.1
+    img = rng.random((n, *detector)) + 0.1
+    fwd_ref = ref.forward_project_linear(vol, geo, subpoints)
+    bp_ref = ref.back_project(img, geo, subpoints)
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 3e-6)):
+        out = np.empty((n, *detector), dtype)
+        forward_project(vol.astype(dtype), geo.coefficients, out, subpoints=subpoints, engine="numba")
+        np.testing.assert_allclose(out, fwd_ref, rtol=rtol, atol=rtol * np.abs(fwd_ref).max())
+        padded = np.full((n, detector[0] + 2 * BORDER, detector[1] + 2 * BORDER), np.nan, dtype)
+        forward_project(vol.astype(dtype), geo.coefficients, padded, subpoints=subpoints, border=BORDER,
+                        engine="numba")
+        np.testing.assert_allclose(padded[:, BORDER:-BORDER, BORDER:-BORDER], fwd_ref, rtol=rtol,
+                                   atol=rtol * np.abs(fwd_ref).max())
+        back = back_project(img.astype(dtype), geo.coefficients, np.full(volume_shape, np.nan, dtype),
+                            subpoints=subpoints, engine="numba")
+        np.testing.assert_allclose(back, bp_ref, rtol=rtol, atol=rtol * np.abs(bp_ref).max())
+        back = back_project(with_border(img.astype(dtype)), geo.coefficients, np.empty(volume_shape, dtype),
+                            subpoints=subpoints, border=BORDER, engine="numba")
+        np.testing.assert_allclose(back, bp_ref, rtol=rtol, atol=rtol * np.abs(bp_ref).max())
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_forward_projection_row_bands(rng, n):
+    # few projections: the CPU kernel cuts each detector into row bands owned by one thread each
+    geo = ProjectionGeometry((9, 10, 11), (13, 12), rng.uniform(-80, 80, (n, 3)))
+    vol = rng.random(geo.volume_shape)
+    out = np.empty(geo.projections_shape)
+    forward_project(vol, geo.coefficients, out, engine="numba")
+    np.testing.assert_allclose(out, ref.forward_project_linear(vol, geo), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("subpoints", [1, 4])
+@pytest.mark.parametrize("kind", ["tilt", "euler"])
+def test_dot_product_adjoint(rng, subpoints, kind):
+    # <P x, y> == <x, B y> to rounding: the linear pair is an exact adjoint
+    geo = ProjectionGeometry((9, 12, 10), (11, 14), _angles(rng, kind, 12))
+    x = rng.standard_normal(geo.volume_shape)
+    y = rng.standard_normal(geo.projections_shape)
+    px = forward_project(x, geo.coefficients, np.empty(geo.projections_shape), subpoints=subpoints, engine="numba")
+    by = back_project(y, geo.coefficients, np.empty(geo.volume_shape), subpoints=subpoints, engine="numba")
+    lhs, rhs = float(np.sum(px * y)), float(np.sum(x * by))
+    assert abs(lhs) > 1.0
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+def test_back_projection_accumulates_weights_and_positivity(rng):
+    geo = ProjectionGeometry((6, 7, 8), (9, 10), np.linspace(-50, 50, 5))
+    img = rng.standard_normal(geo.projections_shape)
+    w = rng.random(geo.volume_shape)
+    start = rng.standard_normal(geo.volume_shape)
+    plain = ref.back_project(img, geo, 4)
+    expect = np.maximum(0.5 * start - 0.3 * w * plain, 0.0)
+    for engine in ("numpy", "numba"):
+        out = start.copy()
+        back_project(img, geo.coefficients, out, alpha=-0.3, beta=0.5, weights=w, positivity=True, subpoints=4,
+                     engine=engine)
+        np.testing.assert_allclose(out, expect, rtol=1e-12, atol=1e-12)
+        assert (out == 0).any() and (out > 0).any()
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+@pytest.mark.parametrize("shift,border", [((0, 0), 0), ((-3, -4), 0), ((2, 2), 2)])
+def test_projection_residual(rng, engine, shift, border):
+    n, rows, cols = 4, 7, 9
+    src = rng.standard_normal((n, rows + 4, cols + 6))
+    data = rng.standard_normal((n, rows, cols))
+    weights = (rng.random((n, rows, cols)) > 0.3) * rng.random((n, rows, cols))
+    out = np.full((n, rows + 2 * border, cols + 2 * border), np.nan)
+    l1 = np.full(n, np.nan)
+    projection_residual(src, data, weights, out, l1, scale=0.7, row_shift=shift[0], col_shift=shift[1],
+                        out_border=border, engine=engine)
+    ri = (np.arange(rows) + shift[0]) % src.shape[1]
+    ci = (np.arange(cols) + shift[1]) % src.shape[2]
+    d = 0.7 * src[:, ri][:, :, ci] - data
+    expect = np.zeros(out.shape)
+    expect[:, border:border + rows, border:border + cols] = d * weights
+    np.testing.assert_allclose(out, expect, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(l1, np.sum(np.abs(d) * (weights != 0), axis=(1, 2)), rtol=1e-12)
+
+
+def test_projection_residual_in_place(rng):
+    n, rows, cols, b = 3, 6, 5, BORDER
+    src = rng.standard_normal((n, rows + 2 * b, cols + 2 * b))
+    data, weights = rng.standard_normal((n, rows, cols)), rng.random((n, rows, cols))
+    expect = (src[:, b:-b, b:-b] - data) * weights
+    l1 = np.empty(n)
+    projection_residual(src, data, weights, src, l1, row_shift=b, col_shift=b, out_border=b)
+    np.testing.assert_allclose(src[:, b:-b, b:-b], expect, rtol=1e-12)
+    assert not src[:, :b].any() and not src[:, :, -b:].any()
+
+
+@pytest.mark.parametrize("volume_shape,detector", CASES[:3])
+@pytest.mark.parametrize("oversampling", [2, 3])
+def test_fst_projector_matches_float64_reference(rng, volume_shape, detector, oversampling):
+    geo = ProjectionGeometry(volume_shape, detector, _angles(rng, "euler", 5))
+    vol = rng.random(volume_shape).astype(np.float32) + 0.1
+    expect = ref.forward_project_fst(vol, geo, oversampling)
+    got = FourierSliceProjector(geo, oversampling).project(vol)
+    np.testing.assert_allclose(got, expect, rtol=2e-5, atol=2e-5 * np.abs(expect).max())
+
+
+def test_fst_chunking_gives_the_same_projections(rng):
+    geo = ProjectionGeometry((8, 9, 10), (9, 10), _angles(rng, "euler", 7))
+    vol = rng.random(geo.volume_shape).astype(np.float32)
+    whole = FourierSliceProjector(geo, 2)
+    small = FourierSliceProjector(geo, 2, max_chunk_bytes=1)  # one projection per batch
+    assert whole.chunk == 7 and small.chunk == 1
+    np.testing.assert_allclose(small.project(vol), whole.project(vol), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,full", [((5, 6, 7), (10, 12, 14)), ((4, 4, 4), (8, 8, 8))])
+def test_central_slice_kernels_numba_vs_numpy(rng, shape, full):
+    vol = rng.random(shape).astype(np.float32)
+    a, b = np.empty((shape[0], shape[1], full[2]), np.float32), np.empty((shape[0], shape[1], full[2]), np.float32)
+    pad_rows(vol, a, engine="numpy")
+    pad_rows(vol, b, engine="numba")
+    np.testing.assert_array_equal(a, b)
+    rows = (rng.standard_normal((shape[0], shape[1], full[2] // 2 + 1))
+            + 1j * rng.standard_normal((shape[0], shape[1], full[2] // 2 + 1))).astype(np.complex64)
+    s1 = np.empty((full[0], full[1], full[2] // 2 + 1), np.complex64)
+    s2 = np.full_like(s1, np.nan)
+    scatter_planes(rows, s1, engine="numpy")
+    scatter_planes(rows, s2, engine="numba")
+    np.testing.assert_array_equal(s1, s2)
+    frames = rng.uniform(-1, 1, (3, 2, 3))
+    p1 = np.empty((3, 10, 7), np.complex64)
+    p2 = np.full_like(p1, np.nan)
+    sample_central_slices(s1, frames, p1, full, engine="numpy")
+    sample_central_slices(s1, frames, p2, full, engine="numba")
+    np.testing.assert_allclose(p1, p2, rtol=1e-5, atol=1e-5 * np.abs(p1).max())
+    assert np.abs(p1).max() > 0
+
+
+def test_bad_kernel_inputs(rng):
+    geo = ProjectionGeometry((4, 5, 6), (5, 6), [0.0, 10.0])
+    vol = rng.random(geo.volume_shape).astype(np.float32)
+    img = rng.random(geo.projections_shape).astype(np.float32)
+    with pytest.raises(InputError, match="same dtype"):
+        forward_project(vol, geo.coefficients, img.astype(np.float64))
+    with pytest.raises(InputError, match="coeffs must have shape"):
+        back_project(img[:1].copy(), geo.coefficients, vol)
+    with pytest.raises(InputError, match="subpoints"):
+        back_project(img, geo.coefficients, vol, subpoints=2)
+    with pytest.raises(InputError, match="C-contiguous"):
+        back_project(img[:, :, ::-1], geo.coefficients, vol)
+    with pytest.raises(InputError, match="3-D"):
+        forward_project(vol[0], geo.coefficients, img)
+    with pytest.raises(InputError, match="int32"):
+        back_project(img.astype(np.int32), geo.coefficients, vol)
+
+
+# ---- GPU: Numba CUDA in the simulator, CuPy on a real device ----------------------------------
+@pytest.mark.cudasim
+@pytest.mark.parametrize("subpoints", [1, 4])
+def test_numba_cuda_projectors_in_simulator(rng, subpoints):
+    geo = ProjectionGeometry((3, 4, 5), (5, 6), rng.uniform(-60, 60, (2, 3)))
+    vol = rng.random(geo.volume_shape).astype(np.float32) + 0.1
+    img = rng.random(geo.projections_shape).astype(np.float32) + 0.1
+    fwd = forward_project(vol, geo.coefficients, np.empty(geo.projections_shape, np.float32), subpoints=subpoints,
+                          engine="numba-cuda")
+    np.testing.assert_allclose(fwd, ref.forward_project_linear(vol, geo, subpoints), rtol=1e-5, atol=1e-6)
+    bp = back_project(with_border(img, 0, 1), geo.coefficients, np.full(geo.volume_shape, 2.0, np.float32),
+                      alpha=0.5, beta=1.0, subpoints=subpoints, border=1, engine="numba-cuda")
+    np.testing.assert_allclose(bp, 2.0 + 0.5 * ref.back_project(img, geo, subpoints), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cudasim
+def test_numba_cuda_slice_sampling_in_simulator(rng):
+    full = (6, 6, 8)
+    spec = (rng.standard_normal((6, 6, 5)) + 1j * rng.standard_normal((6, 6, 5))).astype(np.complex64)
+    frames = rng.uniform(-1, 1, (2, 2, 3))
+    expect = sample_central_slices(spec, frames, np.empty((2, 4, 3), np.complex64), full, engine="numpy")
+    got = sample_central_slices(spec, frames, np.empty((2, 4, 3), np.complex64), full, engine="numba-cuda")
+    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
+    assert np.abs(expect).max() > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("engine", ["cuda", "numba-cuda"])
+@pytest.mark.parametrize("subpoints", [1, 4])
+@pytest.mark.parametrize("volume_shape,detector", CASES)
+def test_gpu_projectors_match_cpu(rng, engine, subpoints, volume_shape, detector):
+    cp = backend.Device("cuda").xp
+    geo = ProjectionGeometry(volume_shape, detector, _angles(rng, "euler", 7))
+    vol = (rng.random(volume_shape) + 0.1).astype(np.float32)
+    img = (rng.random((7, *detector)) + 0.1).astype(np.float32)
+    cpu_f = forward_project(vol, geo.coefficients, np.empty((7, *detector), np.float32), subpoints=subpoints)
+    gpu_f = forward_project(cp.asarray(vol), cp.asarray(geo.coefficients), cp.empty((7, *detector), cp.float32),
+                            subpoints=subpoints, engine=engine)
+    np.testing.assert_allclose(to_numpy(gpu_f), cpu_f, rtol=1e-4, atol=1e-4 * np.abs(cpu_f).max())
+    w = (rng.random(volume_shape)).astype(np.float32)
+    start = rng.standard_normal(volume_shape).astype(np.float32)
+    cpu_b = back_project(img, geo.coefficients, start.copy(), alpha=-0.7, beta=1.0, weights=w, positivity=True,
+                         subpoints=subpoints)
+    gpu_b = back_project(cp.asarray(with_border(img)), cp.asarray(geo.coefficients), cp.asarray(start),
+                         alpha=-0.7, beta=1.0, weights=cp.asarray(w), positivity=True, subpoints=subpoints,
+                         border=BORDER, engine=engine)
+    np.testing.assert_allclose(to_numpy(gpu_b), cpu_b, rtol=1e-4, atol=1e-4 * np.abs(cpu_b).max())
+
+
+@pytest.mark.gpu
+def test_gpu_fst_and_residual_match_cpu(rng):
+    geo = ProjectionGeometry((9, 10, 12), (11, 12), _angles(rng, "euler", 6))
+    vol = (rng.random(geo.volume_shape) + 0.1).astype(np.float32)
+    data = rng.random(geo.projections_shape).astype(np.float32)
+    weights = (rng.random(geo.projections_shape) > 0.2).astype(np.float32)
+    results = []
+    for dev in ("cpu", "cuda"):
+        op = FourierSliceProjector(geo, 2, device=dev)
+        xp = op.xp
+        res, l1 = op.bordered_images(), xp.zeros(6)
+        op.residual(xp.asarray(vol), xp.asarray(data), xp.asarray(weights), res, l1)
+        results.append((to_numpy(op.project(vol)), to_numpy(res), to_numpy(l1)))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
