@@ -132,9 +132,10 @@ def mask_from_known(known, bits: int = MASK_INVALID) -> np.ndarray:
 def _scalar(group, name) -> float | None:
     import h5py
 
-    if group is None or name not in group or not isinstance(group[name], h5py.Dataset):
+    obj = group.get(name) if group is not None else None
+    if not isinstance(obj, h5py.Dataset):
         return None
-    value = np.asarray(group[name][()])
+    value = np.asarray(obj[()])
     if value.size != 1 or value.dtype.kind not in "iuf":
         return None
     return float(value.reshape(-1)[0])

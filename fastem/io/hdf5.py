@@ -108,11 +108,10 @@ def list_members(group, limit: int = 12) -> str:
 
     names = []
     for key in group.keys():
-        link = group.get(key, getlink=True)
-        if isinstance(link, h5py.SoftLink) and key not in group:
+        obj = group.get(key)
+        if obj is None:
             names.append(f"{key} (dangling link)")
             continue
-        obj = group.get(key)
         names.append(f"{key}/" if isinstance(obj, h5py.Group) else key)
     if not names:
         return "nothing"
@@ -158,7 +157,8 @@ def find_dataset(f, dataset: str | None, *, file_label: str | None = None):
     group = f["/"]
     for i, part in enumerate(parts):
         here = "/" + "/".join(parts[:i]) if i else "/"
-        if part not in group:
+        obj = group.get(part)  # None for a missing name and for a dangling link
+        if obj is None:
             link = group.get(part, getlink=True)
             if isinstance(link, h5py.SoftLink):
                 raise DatasetNotFoundError(
@@ -167,7 +167,6 @@ def find_dataset(f, dataset: str | None, *, file_label: str | None = None):
                 raise DatasetNotFoundError(
                     f"{label}: '{path}' links to '{link.filename}:{link.path}', which cannot be opened")
             raise DatasetNotFoundError(f"{label}: no dataset '{path}' (in '{here}': {list_members(group)})")
-        obj = group[part]
         if isinstance(obj, h5py.Dataset):
             if i != len(parts) - 1:
                 raise DatasetNotFoundError(

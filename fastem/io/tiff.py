@@ -43,6 +43,6 @@ def write_tiff(path, array, *, overwrite: bool = False, inputs: Iterable = (),
         raise InputError(f"TIFF data: expected a 2D or 3D array, got shape {arr.shape}")
     prov = provenance if provenance is not None else _prov()
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
-        tifffile.imwrite(tmp, arr, description=json.dumps(prov, default=str), software=f"fastem {prov.get('version', '')}",
-                         metadata=None)
+        tifffile.imwrite(tmp, arr, photometric="minisblack", description=json.dumps(prov, default=str),
+                         software=f"fastem {prov.get('version', '')}", metadata=None)
     return Path(path)
