@@ -59,6 +59,16 @@ def test_cxi_errors(tmp_path, rng):
     with pytest.raises(InputError, match="mask is boolean"):
         write_cxi(tmp_path / "m.cxi", np.ones((4, 4)), mask=np.ones((4, 4), bool))
     assert not (tmp_path / "m.cxi").exists()
+    other = tmp_path / "other.cxi"
+    with h5py.File(other, "w") as f:  # mask beside the data, not under detector_1
+        f["/entry_1/data_1/data"] = np.ones((4, 5))
+        f["/entry_1/data_1/mask"] = np.zeros((5, 4), np.uint32)
+    with pytest.raises(InputError, match=r"other.cxi:/entry_1/data_1/mask has shape \(5, 4\) but the data"):
+        read_cxi(other)
+    with h5py.File(other, "a") as f:
+        del f["/entry_1/data_1/mask"]
+        f["/entry_1/data_1/mask"] = np.eye(4, 5, dtype=np.uint32) * 8
+    assert read_cxi(other).known.sum() == 20 - 4
 
 
 def test_cxi_reconstruction_round_trip(tmp_path, rng):

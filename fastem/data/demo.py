@@ -5,8 +5,8 @@ Writes under ``<out_dir>/data/``:
 =========================  ==========================================================================
 vesicle_cdi.cxi            2D vesicle (128^2, support half the side), Poisson + Gaussian noise at
                            R_noise 6 %, beamstop radius 2 px; ground truth in /entry_1/sample_1
-vesicle_64.mrc             3D vesicle phantom (64^3)
-shepp_logan_64.mrc         modified 3D Shepp-Logan (64^3)
+vesicle_3d.mrc             3D vesicle phantom (64^3)
+shepp_logan_3d.mrc         modified 3D Shepp-Logan (64^3)
 vesicle_tilt.h5            Data Exchange tilt series of the 3D vesicle: 41 tilts -70..70 deg step 3.5,
                            Gaussian noise 1 % of the maximum
 vesicle_tilt.mrc/.tlt      the same series as an MRC stack + IMOD .tlt
@@ -15,7 +15,8 @@ mixture.h5                 Gaussian mixture, 20000 points x 16 features, 10 clus
 preview.png                vesicle, its diffraction pattern (log), a projection, a volume slice
 =========================  ==========================================================================
 
-``quick=True`` shrinks every size (tests).
+``quick=True`` shrinks every size (64^2 diffraction, 32^3 volumes, 15 tilts; tests); the file names
+stay the same.
 """
 
 from __future__ import annotations
@@ -73,13 +74,13 @@ def run(out_dir: Path, *, overwrite: bool = True, quick: bool = False) -> list[d
         f"flux {cdi.flux:.3g} photons, {int((~cdi.known).sum())} beamstop px")
 
     vol = vesicle_3d(n3, seed=0)
-    save_volume(out / f"vesicle_{n3}.mrc", vol, voxel_size=1.0, overwrite=overwrite,
+    save_volume(out / "vesicle_3d.mrc", vol, voxel_size=1.0, overwrite=overwrite,
                 config={"generator": "fastem.data.vesicle_3d", "n": n3, "seed": 0})
-    row(f"vesicle_{n3}.mrc", f"{n3}^3 vesicle phantom, {100 * np.mean(vol > 0):.1f} % of voxels non-zero")
+    row("vesicle_3d.mrc", f"{n3}^3 vesicle phantom, {100 * np.mean(vol > 0):.1f} % of voxels non-zero")
     sl = shepp_logan_3d(n3)
-    save_volume(out / f"shepp_logan_{n3}.mrc", sl, voxel_size=1.0, overwrite=overwrite,
+    save_volume(out / "shepp_logan_3d.mrc", sl, voxel_size=1.0, overwrite=overwrite,
                 config={"generator": "fastem.data.shepp_logan_3d", "n": n3})
-    row(f"shepp_logan_{n3}.mrc", f"{n3}^3 modified Shepp-Logan, values {sl.min():.1f}..{sl.max():.1f}")
+    row("shepp_logan_3d.mrc", f"{n3}^3 modified Shepp-Logan, values {sl.min():.1f}..{sl.max():.1f}")
 
     theta = tilt_angles(-70.0, 70.0, step)
     proj = tilt_series(vol, theta, noise_sigma=0.01, seed=0)

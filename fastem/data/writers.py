@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_output, provenance, write_mrc, write_process_group, write_tlt
+from ..io import (PROCESS_GROUP, atomic_output, provenance, write_dxchange, write_dxchange_volume, write_mrc,
+                  write_process_group, write_tlt)
 from ..io.cxi import CXI_DATA_PROCESS, _write_data
-from ..io.dxchange import DX_PROCESS, write_dxchange, write_dxchange_volume
 
 __all__ = ["save_cdi", "save_tilt_series", "save_volume", "save_mixture", "CDI_TRUTH_OBJECT", "CDI_TRUTH_SUPPORT"]
 
@@ -91,7 +91,8 @@ def save_volume(path, volume, *, voxel_size=None, overwrite: bool = False, confi
 
 
 def save_mixture(path, X, labels, centres, *, overwrite: bool = False, config: dict | None = None) -> Path:
-    """Write a point cloud as HDF5: ``/data`` (N, d), ``/labels`` (N,) int64, ``/centres`` (k, d)."""
+    """Write a point cloud as HDF5: ``/data`` (N, d), ``/labels`` (N,) int64, ``/centres`` (k, d),
+    provenance under ``/process/fastem``."""
     import h5py
 
     X, labels, centres = np.asarray(X), np.asarray(labels), np.asarray(centres)
@@ -102,6 +103,6 @@ def save_mixture(path, X, labels, centres, *, overwrite: bool = False, config: d
             f.create_dataset("data", data=X).attrs["axes"] = "point:feature"
             f.create_dataset("labels", data=labels.astype(np.int64))
             f.create_dataset("centres", data=centres)
-            write_process_group(f.require_group(DX_PROCESS),
+            write_process_group(f.require_group(PROCESS_GROUP),
                                 provenance(config={"generator": "fastem.data.gaussian_mixture", **(config or {})}))
     return Path(path)

@@ -186,16 +186,19 @@ def read_cxi(path) -> CXIData:
         det = f.get(CXI_DETECTOR)
         det = det if isinstance(det, h5py.Group) else None
         mask = None
-        if det is not None and isinstance(det.get("mask"), h5py.Dataset):
-            mask = np.asarray(det["mask"][()])
+        mask_ds = det.get("mask") if det is not None else None
+        if not isinstance(mask_ds, h5py.Dataset):
+            mask_ds = ds.parent.get("mask")  # some writers keep it beside the data (data_1/mask)
+        if isinstance(mask_ds, h5py.Dataset):
+            mask = np.asarray(mask_ds[()])
             if mask.shape != intensities.shape:
                 if mask.shape == intensities.shape[-2:]:
                     mask = np.broadcast_to(mask, intensities.shape).copy()
                 else:
-                    raise InputError(f"{path}:{det.name}/mask has shape {mask.shape} but the data "
+                    raise InputError(f"{path}:{mask_ds.name} has shape {mask.shape} but the data "
                                      f"{where} has shape {intensities.shape}")
             if mask.dtype.kind == "b":
-                raise InputError(f"{path}:{det.name}/mask is boolean; CXI masks are uint32 bit fields "
+                raise InputError(f"{path}:{mask_ds.name} is boolean; CXI masks are uint32 bit fields "
                                  "(non-zero = do not use)")
             mask = mask.astype(np.uint32)
         src = f.get(CXI_SOURCE)

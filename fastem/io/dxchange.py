@@ -31,7 +31,7 @@ from ..errors import DatasetNotFoundError, InputError
 from ..geometry import angles_from_tilts
 from .atomic import atomic_output
 from .hdf5 import list_members, open_h5
-from .process import read_process_group, write_process_group
+from .process import PROCESS_GROUP, read_process_group, write_process_group
 from .validate import DataWarning, angles_to_degrees, check_finite, check_ndim
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
     "DX_CHECKPOINT",
 ]
 
-DX_PROCESS = "/process/fastem"
+DX_PROCESS = PROCESS_GROUP
 DX_CHECKPOINT = DX_PROCESS + "/checkpoint"
 _IMPLEMENTS = "exchange:process"
 

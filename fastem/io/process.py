@@ -21,9 +21,12 @@ import numpy as np
 from .checkpoint import read_checkpoint, write_checkpoint
 from .provenance import PROVENANCE_FIELDS, read_provenance, write_provenance
 
-__all__ = ["write_process_group", "read_process_group", "CHECKPOINT_NAME"]
+__all__ = ["write_process_group", "read_process_group", "CHECKPOINT_NAME", "PROCESS_GROUP"]
 
 CHECKPOINT_NAME = "checkpoint"
+#: Where fastem puts its process group in files without a format-specific place for it
+#: (Data Exchange, clustering / scan outputs, point clouds).
+PROCESS_GROUP = "/process/fastem"
 
 
 def _plain(results: dict) -> dict:
