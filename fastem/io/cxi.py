@@ -35,7 +35,7 @@ from ..errors import DatasetNotFoundError, InputError
 from .atomic import atomic_output
 from .hdf5 import list_members, open_h5
 from .process import read_process_group, write_process_group
-from .validate import check_finite, check_ndim
+from .validate import check_finite, check_ndim, check_same_shape
 
 __all__ = [
     "CXIData",
@@ -242,8 +242,7 @@ def _write_data(f, intensities, *, mask=None, energy=None, distance=None, pixel_
         mask = np.asarray(mask)
         if mask.dtype.kind == "b":
             raise InputError("mask is boolean; pass a uint32 CXI bit field (fastem.io.mask_from_known(known))")
-        if mask.shape != intensities.shape:
-            raise InputError(f"mask has shape {mask.shape} but the intensities have shape {intensities.shape}")
+        check_same_shape(mask, intensities, ("mask", "intensities"))
         det.create_dataset("mask", data=mask.astype(np.uint32), compression="gzip", shuffle=True)
     if distance is not None:
         det.create_dataset("distance", data=float(distance)).attrs["units"] = "m"
@@ -328,8 +327,7 @@ def write_cxi_reconstruction(path, image, *, support=None, provenance: dict | No
     check_ndim(image, (2, 3), "image")
     if support is not None:
         support = np.asarray(support)
-        if support.shape != image.shape:
-            raise InputError(f"support has shape {support.shape} but the image has shape {image.shape}")
+        check_same_shape(support, image, ("support", "image"))
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("cxi_version", data=np.int64(CXI_VERSION))

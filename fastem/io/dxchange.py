@@ -32,7 +32,7 @@ from ..geometry import angles_from_tilts
 from .atomic import atomic_output
 from .hdf5 import list_members, open_h5
 from .process import PROCESS_GROUP, read_process_group, write_process_group
-from .validate import DataWarning, angles_to_degrees, check_finite, check_ndim
+from .validate import DataWarning, angles_to_degrees, check_finite, check_ndim, check_same_shape
 
 __all__ = [
     "TiltSeriesData",
@@ -276,8 +276,7 @@ def write_dxchange(path, projections, *, theta=None, angles=None, mask=None, whi
             raise InputError(f"{n} projections but {angles.shape[0]} Euler angle triples")
     if mask is not None:
         mask = np.asarray(mask)
-        if mask.shape != proj.shape:
-            raise InputError(f"mask has shape {mask.shape} but the projections have shape {proj.shape}")
+        check_same_shape(mask, proj, ("mask", "projections"))
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("implements", data=_IMPLEMENTS)
