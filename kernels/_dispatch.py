@@ -15,6 +15,7 @@ Engines:
 from __future__ import annotations
 
 from fastem import backend
+from fastem.interop import as_numba_cuda  # noqa: F401  (re-exported for kernel modules)
 
 CPU_ENGINES = ("numba", "numpy")
 GPU_ENGINES = ("cuda", "numba-cuda")
@@ -59,12 +60,3 @@ def numba_cuda_stream():
 
         return cuda.external_stream(cp.cuda.get_current_stream().ptr)
     return 0
-
-
-def as_numba_cuda(a):
-    """A Numba device-array view of a CuPy array (zero copy); NumPy arrays pass through (simulator)."""
-    if backend.is_cupy_array(a):
-        from numba import cuda
-
-        return cuda.as_cuda_array(a)
-    return a

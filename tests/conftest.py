@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
+# FFTW_MEASURE planning costs seconds per new shape and the suite plans hundreds of shapes;
+# the tests check results, not speed, so plan with FFTW_ESTIMATE unless told otherwise.
+os.environ.setdefault("FASTEM_FFT_PLANNER", "FFTW_ESTIMATE")
 
-from fastem import backend
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from fastem import backend  # noqa: E402
 
 CUDASIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 

@@ -117,3 +117,22 @@ def test_provider_and_wisdom(tmp_path, monkeypatch):
     F.save_wisdom()
     saved = list(tmp_path.glob("fftw-wisdom-*.pickle"))
     assert len(saved) == 1 and saved[0].stat().st_size > 0
+
+
+def test_scipy_fallback_without_pyfftw(rng, monkeypatch):
+    monkeypatch.setattr(F, "_pyfftw", None)
+    F.clear_plan_cache()
+    try:
+        assert F.provider("cpu") == "scipy"
+        x = random_complex(rng, (6, 10))
+        np.testing.assert_allclose(F.fftn(x), np.fft.fftn(x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(F.ifft2(x), np.fft.ifft2(x), rtol=1e-12, atol=1e-12)
+        r = rng.standard_normal((5, 9))
+        np.testing.assert_allclose(F.irfftn(F.rfftn(r), s=(5, 9)), r, rtol=1e-12, atol=1e-12)
+        plan = F.get_plan((6, 10), np.complex128)
+        assert plan.provider == "scipy"
+        plan.buffer[...] = x
+        plan.forward()
+        np.testing.assert_allclose(plan.buffer, np.fft.fftn(x), rtol=1e-12, atol=1e-12)
+    finally:
+        F.clear_plan_cache()

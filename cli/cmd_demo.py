@@ -1,0 +1,31 @@
+"""``fastem demo``: run every main job end to end on built-in synthetic data."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("demo")
+@click.option("--out", "out_dir", default="demo-output", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the generated data sets, results and PNG previews.")
+@click.option("--overwrite", is_flag=True, help="Reuse an existing, non-empty output folder.")
+@click.option("--quick", is_flag=True, help="Tiny sizes (a smoke test; figures are not meaningful).")
+@click.option("--only", multiple=True, metavar="JOB", help="Run only these jobs (repeatable).")
+@click.option("--list", "list_only", is_flag=True, help="List the demo jobs and exit.")
+def command(out_dir, overwrite, quick, only, list_only):
+    """Generate synthetic data, run every main job on it, write outputs and PNG previews,
+    and print a summary table."""
+    from fastem.demo import discover_jobs, format_summary, run_demo
+
+    if list_only:
+        for name, mod in discover_jobs():
+            doc = (mod.__doc__ or "").strip().splitlines()
+            click.echo(f"{name:<10} {doc[0] if doc else ''}")
+        return
+    rows, failed = run_demo(out_dir, overwrite=overwrite, quick=quick, only=list(only) or None, echo=click.echo)
+    click.echo("")
+    click.echo(format_summary(rows))
+    click.echo(f"\noutputs in {out_dir}/")
+    if failed:
+        click.echo(f"fastem: error: demo job(s) failed: {', '.join(failed)}", err=True)
+        raise SystemExit(1)

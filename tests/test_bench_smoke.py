@@ -1,0 +1,25 @@
+"""Every registered bench case runs end to end in quick mode (correctness of the harness and
+cases, not timing: no timed assertions here)."""
+
+import pytest
+
+from fastem.benchmark import BenchContext, discover_cases, format_table, time_call
+
+CASES = discover_cases()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_case_runs_quick(name):
+    ctx = BenchContext(quick=True, echo=lambda s: None)
+    CASES[name].run(ctx)
+    assert ctx.measurements, f"bench case {name} measured nothing"
+    assert any(m.role == "fastem" for m in ctx.measurements), f"bench case {name} has no fastem row"
+    assert all(m.median_s > 0 and m.min_s <= m.median_s <= m.max_s for m in ctx.measurements)
+    table = format_table(ctx.measurements)
+    assert name in {c for c in CASES} and len(table.splitlines()) >= 3
+
+
+def test_time_call_counts_and_warms_up():
+    calls = []
+    times = time_call(lambda: calls.append(1), warmup=3, repeat=5, min_time=0.0)
+    assert len(times) == 5 and len(calls) == 8
