@@ -65,13 +65,105 @@ def _line_sub4(flat, base, cp, rp, au, bu, av, bv, o, w, use_w, alpha, x0, x1):
         o[ix] += (alpha * w[ix] if use_w else alpha) * val
 
 
+@njit(inline="always", cache=True)
+def _row_sub1(flat, base, cp, rp, au, bu, bv, o, w, use_w, alpha, x0, x1):
+    """``_line_sub1`` when v is constant along the line (``R[1, 0] == 0``, e.g. tilts about y):
+    the row weights are hoisted, and an integral v reads a single row (2 taps)."""
+    hu = cp - 2.0
+    v = min(max(bv, 0.0), rp - 2.0)
+    iv = int(v)
+    fv = v - iv
+    row = uint64(base + iv * cp)
+    if fv == 0.0:
+        for ix in range(x0, x1):
+            u = min(max(au * ix + bu, 0.0), hu)
+            iu = int(u)
+            fu = u - iu
+            p = row + uint64(iu)
+            o[ix] += (alpha * w[ix] if use_w else alpha) * ((1.0 - fu) * flat[p] + fu * flat[p + _ONE])
+        return
+    gv = 1.0 - fv
+    for ix in range(x0, x1):
+        u = min(max(au * ix + bu, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        p = row + uint64(iu)
+        q = p + uint64(cp)
+        val = gv * ((1.0 - fu) * flat[p] + fu * flat[p + _ONE]) + fv * ((1.0 - fu) * flat[q] + fu * flat[q + _ONE])
+        o[ix] += (alpha * w[ix] if use_w else alpha) * val
+
+
+@njit(inline="always", cache=True)
+def _row_sub4(flat, base, cp, rp, au, bu, bv, o, w, use_w, alpha, x0, x1):
+    """``_line_sub4`` when v is constant along the line: row weights and offsets hoisted."""
+    hu = cp - 3.0
+    bu -= 0.25
+    v = min(max(bv - 0.25, 0.0), rp - 3.0)
+    iv = int(v)
+    fv = v - iv
+    v0 = 0.5 * (1.0 - fv + max(0.5 - fv, 0.0))
+    v2 = 0.5 * max(fv - 0.5, 0.0)
+    v1 = 1.0 - v0 - v2
+    row = uint64(base + iv * cp)
+    for ix in range(x0, x1):
+        u = min(max(au * ix + bu, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
+        u2 = 0.5 * max(fu - 0.5, 0.0)
+        u1 = 1.0 - u0 - u2
+        p = row + uint64(iu)
+        q = p + uint64(cp)
+        r = q + uint64(cp)
+        val = v0 * (u0 * flat[p] + u1 * flat[p + _ONE] + u2 * flat[p + _TWO]) \
+            + v1 * (u0 * flat[q] + u1 * flat[q + _ONE] + u2 * flat[q + _TWO]) \
+            + v2 * (u0 * flat[r] + u1 * flat[r + _ONE] + u2 * flat[r + _TWO])
+        o[ix] += (alpha * w[ix] if use_w else alpha) * val
+
+
+@njit(inline="always", cache=True)
+def _row_u4(flat, base, cp, au, bu, bv, o, w, use_w, alpha, x0, x1):
+    """Three u-taps of the 4-sub-point footprint from one row of row-blended images (integral v)."""
+    hu = cp - 3.0
+    bu -= 0.25
+    row = uint64(base + int(bv) * cp)
+    for ix in range(x0, x1):
+        u = min(max(au * ix + bu, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
+        u2 = 0.5 * max(fu - 0.5, 0.0)
+        p = row + uint64(iu)
+        val = u0 * flat[p] + (1.0 - u0 - u2) * flat[p + _ONE] + u2 * flat[p + _TWO]
+        o[ix] += (alpha * w[ix] if use_w else alpha) * val
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def blend_rows_numba(src, dst, w0, w1, w2):
+    """``dst[k, r] = w0*src[k, r-1] + w1*src[k, r] + w2*src[k, r+1]`` (first and last rows 0)."""
+    nk, rp, cp = src.shape
+    for t in prange(nk * rp):
+        k = t // rp
+        r = t - k * rp
+        d = dst[k, r]
+        if r == 0 or r == rp - 1:
+            d[:] = 0.0
+            continue
+        a, b, c = src[k, r - 1], src[k, r], src[k, r + 1]
+        for i in range(cp):
+            d[i] = w0 * a[i] + w1 * b[i] + w2 * c[i]
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def back_project_numba(images, border, coeffs, out, alpha, beta, weights, use_weights, positivity, subpoints):
+def back_project_numba(images, border, coeffs, out, alpha, beta, weights, use_weights, positivity, subpoints,
+                       u_only=False):
     """``out <- beta*out + alpha * weights * sum_k B_k(images[k])``, then ``max(out, 0)`` if asked.
 
     images (nk, rows + 2*border, cols + 2*border) float32/64 with a zero border of at least
     ``BORDER`` pixels; coeffs (nk, 2, 4)
     float64; out (nz, ny, nx); weights (nz, ny, nx) (read only when ``use_weights``).
+    ``u_only`` (subpoints 4, every v integral and constant along x): ``images`` were row-blended
+    with (1/8, 3/4, 1/8) by :func:`blend_rows_numba`, so each voxel reads 3 taps of one row.
     """
     nk, rp, cp = images.shape
     rows = rp - 2 * border
@@ -99,7 +191,14 @@ def back_project_numba(images, border, coeffs, out, alpha, beta, weights, use_we
             x0 = max(x0, x0v)
             x1 = min(x1, x1v)
             base = k * rp * cp
-            if subpoints == 1:
+            if u_only:
+                _row_u4(flat, base, cp, au, bu + border, bv + border, o, w, use_weights, alpha, x0, x1)
+            elif av == 0.0:
+                if subpoints == 1:
+                    _row_sub1(flat, base, cp, rp, au, bu + border, bv + border, o, w, use_weights, alpha, x0, x1)
+                else:
+                    _row_sub4(flat, base, cp, rp, au, bu + border, bv + border, o, w, use_weights, alpha, x0, x1)
+            elif subpoints == 1:
                 _line_sub1(flat, base, cp, rp, au, bu + border, av, bv + border, o, w, use_weights, alpha, x0, x1)
             else:
                 _line_sub4(flat, base, cp, rp, au, bu + border, av, bv + border, o, w, use_weights, alpha, x0, x1)

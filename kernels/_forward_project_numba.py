@@ -10,6 +10,7 @@ of ``ix`` is solved from the linear map ``v(ix)``) and tests every tap, so the w
 pass over (volume x projections) plus ``O(nz * ny)`` bookkeeping per task.
 """
 
+import numpy as np
 from numba import njit, prange, uint64
 
 from ._projector_taps_numba import axis_taps, index_range
@@ -93,13 +94,119 @@ def _line_sub4(flat, cp, rp, au, bu, av, bv, line, x0, x1):
         flat[r + _TWO] += u2 * a
 
 
+@njit(inline="always", cache=True)
+def _row_sub1(flat, cp, rp, au, bu, bv, line, x0, x1):
+    """``_line_sub1`` when v is constant along the line: an integral v splats into one row."""
+    hu = cp - 2.0
+    v = min(max(bv, 0.0), rp - 2.0)
+    iv = int(v)
+    fv = v - iv
+    row = uint64(iv * cp)
+    if fv == 0.0:
+        for ix in range(x0, x1):
+            val = line[ix]
+            u = min(max(au * ix + bu, 0.0), hu)
+            iu = int(u)
+            fu = u - iu
+            p = row + uint64(iu)
+            flat[p] += (1.0 - fu) * val
+            flat[p + _ONE] += fu * val
+        return
+    gv = 1.0 - fv
+    for ix in range(x0, x1):
+        val = line[ix]
+        u = min(max(au * ix + bu, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        p = row + uint64(iu)
+        q = p + uint64(cp)
+        a = gv * val
+        flat[p] += (1.0 - fu) * a
+        flat[p + _ONE] += fu * a
+        a = fv * val
+        flat[q] += (1.0 - fu) * a
+        flat[q + _ONE] += fu * a
+
+
+@njit(inline="always", cache=True)
+def _row_sub4(flat, cp, rp, au, bu, bv, line, x0, x1):
+    """``_line_sub4`` when v is constant along the line: row weights and offsets hoisted."""
+    hu = cp - 3.0
+    bu -= 0.25
+    v = min(max(bv - 0.25, 0.0), rp - 3.0)
+    iv = int(v)
+    fv = v - iv
+    v0 = 0.5 * (1.0 - fv + max(0.5 - fv, 0.0))
+    v2 = 0.5 * max(fv - 0.5, 0.0)
+    v1 = 1.0 - v0 - v2
+    row = uint64(iv * cp)
+    for ix in range(x0, x1):
+        val = line[ix]
+        u = min(max(au * ix + bu, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
+        u2 = 0.5 * max(fu - 0.5, 0.0)
+        u1 = 1.0 - u0 - u2
+        p = row + uint64(iu)
+        q = p + uint64(cp)
+        r = q + uint64(cp)
+        a = v0 * val
+        flat[p] += u0 * a
+        flat[p + _ONE] += u1 * a
+        flat[p + _TWO] += u2 * a
+        a = v1 * val
+        flat[q] += u0 * a
+        flat[q + _ONE] += u1 * a
+        flat[q + _TWO] += u2 * a
+        a = v2 * val
+        flat[r] += u0 * a
+        flat[r + _ONE] += u1 * a
+        flat[r + _TWO] += u2 * a
+
+
+@njit(inline="always", cache=True)
+def _row_u4(flat, cp, au, bu, bv, line, x0, x1):
+    """Three u-taps of the 4-sub-point footprint into one row (integral v; rows blended after)."""
+    hu = cp - 3.0
+    bu -= 0.25
+    row = uint64(int(bv) * cp)
+    for ix in range(x0, x1):
+        val = line[ix]
+        u = min(max(au * ix + bu, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
+        u2 = 0.5 * max(fu - 0.5, 0.0)
+        p = row + uint64(iu)
+        flat[p] += u0 * val
+        flat[p + _ONE] += (1.0 - u0 - u2) * val
+        flat[p + _TWO] += u2 * val
+
+
+@njit(inline="always", cache=True)
+def _blend_rows_in_place(img, prev, cur):
+    """``img[r] <- img[r-1]/8 + 3 img[r]/4 + img[r+1]/8`` for the inner rows (prev, cur: scratch rows)."""
+    rp = img.shape[0]
+    prev[:] = img[0]
+    for r in range(1, rp - 1):
+        cur[:] = img[r]
+        nxt = img[r + 1]
+        dst = img[r]
+        for i in range(dst.shape[0]):
+            dst[i] = 0.125 * prev[i] + 0.75 * cur[i] + 0.125 * nxt[i]
+        prev[:] = cur
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def forward_project_numba(volume, coeffs, out, border, subpoints, bands, fast):
+def forward_project_numba(volume, coeffs, out, border, subpoints, bands, fast, u_only=False):
     """``out[k] = P_k(volume)`` (detector pixel (r, c) at ``out[k, r + border, c + border]``).
 
     volume (nz, ny, nx); coeffs (nk, 2, 4) float64; out (nk, rows + 2*border, cols + 2*border);
     ``bands`` row bands per projection (tasks = nk * bands). ``fast`` (allowed when ``bands == 1``
-    and ``border >= 3``) clamps instead of testing taps. The interior is overwritten; the border
+    and ``border >= 3``) clamps instead of testing taps. ``u_only`` (with ``fast``, subpoints 4,
+    every v integral and constant along x) splats 3 u-taps into one row and applies the
+    (1/8, 3/4, 1/8) row blend once per image afterwards. The interior is overwritten; the border
     holds scratch afterwards.
     """
     nz, ny, nx = volume.shape
@@ -131,8 +238,15 @@ def forward_project_numba(volume, coeffs, out, border, subpoints, bands, fast):
                 x0 = max(x0, x0u)
                 x1 = min(x1, x1u)
                 line = volume[iz, iy]
-                if fast:
-                    if subpoints == 1:
+                if u_only:
+                    _row_u4(flat, cp, au, bu + border, bv + border, line, x0, x1)
+                elif fast:
+                    if av == 0.0:
+                        if subpoints == 1:
+                            _row_sub1(flat, cp, rp, au, bu + border, bv + border, line, x0, x1)
+                        else:
+                            _row_sub4(flat, cp, rp, au, bu + border, bv + border, line, x0, x1)
+                    elif subpoints == 1:
                         _line_sub1(flat, cp, rp, au, bu + border, av, bv + border, line, x0, x1)
                     else:
                         _line_sub4(flat, cp, rp, au, bu + border, av, bv + border, line, x0, x1)
@@ -141,3 +255,5 @@ def forward_project_numba(volume, coeffs, out, border, subpoints, bands, fast):
                         val = line[ix]
                         if val != 0.0:
                             _splat_checked(img, border, r0, r1, cols, au * ix + bu, av * ix + bv, val, subpoints)
+        if u_only:
+            _blend_rows_in_place(img, np.empty(cp, img.dtype), np.empty(cp, img.dtype))

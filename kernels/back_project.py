@@ -58,6 +58,15 @@ def with_border(images, border: int = 0, width: int = BORDER):
     return out
 
 
+def rows_aligned(coeffs) -> bool:
+    """True when every voxel row lands on one integral detector row for every projection
+    (``v = iy + integer``: tilts about y). The CPU kernels then split the 4-sub-point footprint
+    into 3 taps along u and one (1/8, 3/4, 1/8) blend along v per image (same result, fewer taps)."""
+    c = np.asarray(coeffs)[:, 1, :]
+    return bool(np.all(c[:, 0] == 0) and np.all(c[:, 2] == 0) and np.all(c[:, 1] == 1)
+                and np.all(c[:, 3] == np.round(c[:, 3])))
+
+
 def _back_project_numpy(images, coeffs, out, alpha, beta, weights, positivity, subpoints):
     img64 = np.asarray(images, dtype=np.float64)
     nk, rows, cols = img64.shape
@@ -82,7 +91,8 @@ def _back_project_numpy(images, coeffs, out, alpha, beta, weights, positivity, s
 
 
 def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, weights=None,
-                 positivity: bool = False, subpoints: int = 1, border: int = 0, engine: str | None = None):
+                 positivity: bool = False, subpoints: int = 1, border: int = 0, scratch=None,
+                 engine: str | None = None):
     """Accumulate the back projection of ``images`` into the volume ``out`` (in place).
 
     Parameters
@@ -108,6 +118,9 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
         ``linear`` forward projector).
     border : int
         Width of the zero border around every image (0: plain detector images).
+    scratch : ndarray like ``images`` (bordered by ``BORDER``), optional
+        Work space of the CPU kernel for ``subpoints=4`` on row-aligned geometries
+        (:func:`rows_aligned`); allocated when needed and not given.
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
 
     Returns
@@ -139,9 +152,17 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
 
         if border < BORDER:
             images, border = with_border(images, border), BORDER
+        u_only = subpoints == 4 and rows_aligned(coeffs)
+        if u_only:
+            from ._back_project_numba import blend_rows_numba
+
+            if scratch is None or scratch.shape != images.shape or scratch.dtype != images.dtype:
+                scratch = np.empty_like(images)
+            blend_rows_numba(images, scratch, 0.125, 0.75, 0.125)
+            images = scratch
         w = weights if weights is not None else np.zeros((1, 1, 1), out.dtype)
         back_project_numba(images, int(border), coeffs, out, float(alpha), float(beta), w, weights is not None,
-                           bool(positivity), int(subpoints))
+                           bool(positivity), int(subpoints), u_only)
         return out
     nk, rows, cols = images.shape[0], images.shape[1] - 2 * border, images.shape[2] - 2 * border
     nz, ny, nx = out.shape

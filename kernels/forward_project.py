@@ -21,7 +21,7 @@ from fastem.errors import InputError
 
 from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
-from .back_project import BORDER, SUBPOINT_OFFSETS, bilinear_taps, voxel_detector_positions
+from .back_project import BORDER, SUBPOINT_OFFSETS, bilinear_taps, rows_aligned, voxel_detector_positions
 
 __all__ = ["forward_project"]
 
@@ -93,7 +93,9 @@ def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0,
         from ._forward_project_numba import forward_project_numba
 
         bands = row_bands(nk, rows)
-        forward_project_numba(volume, coeffs, out, border, int(subpoints), bands, bands == 1 and border >= BORDER)
+        fast = bands == 1 and border >= BORDER
+        forward_project_numba(volume, coeffs, out, border, int(subpoints), bands, fast,
+                              fast and subpoints == 4 and rows_aligned(coeffs))
         return out
     nz, ny, nx = volume.shape
     with backend.get_device(out).use():

@@ -32,7 +32,7 @@ from scipy.fft import next_fast_len
 from .. import backend
 from ..errors import InputError
 from ..fft import empty_aligned, get_plan
-from ..kernels.back_project import BORDER, back_project
+from ..kernels.back_project import BORDER, back_project, rows_aligned
 from ..kernels.central_slice import pad_rows, sample_central_slices, scatter_planes
 from ..kernels.forward_project import forward_project
 from ..kernels.projection_residual import projection_residual
@@ -56,6 +56,7 @@ class _Projector:
         self.engine = engine
         with self.device.use():
             self.coefficients = backend.to_device(np.ascontiguousarray(geometry.coefficients), self.device)
+        self._scratch = None  # CPU work space of the 4-sub-point back projection on row-aligned data
 
     # ---- buffers the callers need ------------------------------------------------------------
     def bordered_images(self):
@@ -74,7 +75,7 @@ class _Projector:
         """``out <- beta*out + alpha*weights*sum_k B_k(images_k)`` (see :func:`fastem.kernels.back_project`)."""
         return back_project(images, self.coefficients, out, alpha=alpha, beta=beta, weights=weights,
                             positivity=positivity, subpoints=self.back_subpoints, border=border,
-                            engine=self.engine)
+                            scratch=self._scratch if border == BORDER else None, engine=self.engine)
 
     def adjoint(self, images):
         """Convenience: ``sum_k B_k(images_k)`` of plain (n, rows, cols) images into a new volume."""
@@ -121,6 +122,8 @@ class LinearProjector(_Projector):
         if subpoints not in (1, 4):
             raise InputError(f"subpoints must be 1 or 4, got {subpoints}")
         self.subpoints = self.back_subpoints = int(subpoints)
+        if self.device.is_cpu and self.subpoints == 4 and rows_aligned(geometry.coefficients):
+            self._scratch = self.bordered_images()
 
     def forward(self, volume, out):
         """``out[k] = P_k(volume)``, out (n, rows, cols) on the device."""
@@ -137,7 +140,7 @@ class LinearProjector(_Projector):
 
     def memory_bytes(self) -> int:
         """Device memory the operator holds beyond its inputs (bytes)."""
-        return int(self.coefficients.nbytes)
+        return int(self.coefficients.nbytes + (0 if self._scratch is None else self._scratch.nbytes))
 
 
 def fst_grid(volume_shape, detector_shape, oversampling, rotations=None):
