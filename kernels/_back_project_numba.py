@@ -11,7 +11,7 @@ coordinates into the padded image instead of testing taps (branch-free).
 import numpy as np
 from numba import njit, prange, uint64
 
-from ._projector_taps_numba import index_range
+from ._projector_taps_numba import index_range, sub4_weights
 
 _ONE = uint64(1)
 _TWO = uint64(2)
@@ -50,12 +50,8 @@ def _line_sub4(flat, base, cp, rp, au, bu, av, bv, o, w, use_w, alpha, x0, x1):
         iv = int(v)
         fu = u - iu
         fv = v - iv
-        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
-        u2 = 0.5 * max(fu - 0.5, 0.0)
-        u1 = 1.0 - u0 - u2
-        v0 = 0.5 * (1.0 - fv + max(0.5 - fv, 0.0))
-        v2 = 0.5 * max(fv - 0.5, 0.0)
-        v1 = 1.0 - v0 - v2
+        u0, u1, u2 = sub4_weights(fu)
+        v0, v1, v2 = sub4_weights(fv)
         p = uint64(base + iv * cp + iu)
         q = p + uint64(cp)
         r = q + uint64(cp)
@@ -101,17 +97,13 @@ def _row_sub4(flat, base, cp, rp, au, bu, bv, o, w, use_w, alpha, x0, x1):
     v = min(max(bv - 0.25, 0.0), rp - 3.0)
     iv = int(v)
     fv = v - iv
-    v0 = 0.5 * (1.0 - fv + max(0.5 - fv, 0.0))
-    v2 = 0.5 * max(fv - 0.5, 0.0)
-    v1 = 1.0 - v0 - v2
+    v0, v1, v2 = sub4_weights(fv)
     row = uint64(base + iv * cp)
     for ix in range(x0, x1):
         u = min(max(au * ix + bu, 0.0), hu)
         iu = int(u)
         fu = u - iu
-        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
-        u2 = 0.5 * max(fu - 0.5, 0.0)
-        u1 = 1.0 - u0 - u2
+        u0, u1, u2 = sub4_weights(fu)
         p = row + uint64(iu)
         q = p + uint64(cp)
         r = q + uint64(cp)
@@ -131,10 +123,9 @@ def _row_u4(flat, base, cp, au, bu, bv, o, w, use_w, alpha, x0, x1):
         u = min(max(au * ix + bu, 0.0), hu)
         iu = int(u)
         fu = u - iu
-        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
-        u2 = 0.5 * max(fu - 0.5, 0.0)
+        u0, u1, u2 = sub4_weights(fu)
         p = row + uint64(iu)
-        val = u0 * flat[p] + (1.0 - u0 - u2) * flat[p + _ONE] + u2 * flat[p + _TWO]
+        val = u0 * flat[p] + u1 * flat[p + _ONE] + u2 * flat[p + _TWO]
         o[ix] += (alpha * w[ix] if use_w else alpha) * val
 
 

@@ -13,7 +13,7 @@ pass over (volume x projections) plus ``O(nz * ny)`` bookkeeping per task.
 import numpy as np
 from numba import njit, prange, uint64
 
-from ._projector_taps_numba import axis_taps, index_range
+from ._projector_taps_numba import axis_taps, index_range, sub4_weights
 
 _ONE = uint64(1)
 _TWO = uint64(2)
@@ -71,12 +71,8 @@ def _line_sub4(flat, cp, rp, au, bu, av, bv, line, x0, x1):
         iv = int(v)
         fu = u - iu
         fv = v - iv
-        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
-        u2 = 0.5 * max(fu - 0.5, 0.0)
-        u1 = 1.0 - u0 - u2
-        v0 = 0.5 * (1.0 - fv + max(0.5 - fv, 0.0))
-        v2 = 0.5 * max(fv - 0.5, 0.0)
-        v1 = 1.0 - v0 - v2
+        u0, u1, u2 = sub4_weights(fu)
+        v0, v1, v2 = sub4_weights(fv)
         p = uint64(iv * cp + iu)
         q = p + uint64(cp)
         r = q + uint64(cp)
@@ -136,18 +132,14 @@ def _row_sub4(flat, cp, rp, au, bu, bv, line, x0, x1):
     v = min(max(bv - 0.25, 0.0), rp - 3.0)
     iv = int(v)
     fv = v - iv
-    v0 = 0.5 * (1.0 - fv + max(0.5 - fv, 0.0))
-    v2 = 0.5 * max(fv - 0.5, 0.0)
-    v1 = 1.0 - v0 - v2
+    v0, v1, v2 = sub4_weights(fv)
     row = uint64(iv * cp)
     for ix in range(x0, x1):
         val = line[ix]
         u = min(max(au * ix + bu, 0.0), hu)
         iu = int(u)
         fu = u - iu
-        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
-        u2 = 0.5 * max(fu - 0.5, 0.0)
-        u1 = 1.0 - u0 - u2
+        u0, u1, u2 = sub4_weights(fu)
         p = row + uint64(iu)
         q = p + uint64(cp)
         r = q + uint64(cp)
@@ -176,11 +168,10 @@ def _row_u4(flat, cp, au, bu, bv, line, x0, x1):
         u = min(max(au * ix + bu, 0.0), hu)
         iu = int(u)
         fu = u - iu
-        u0 = 0.5 * (1.0 - fu + max(0.5 - fu, 0.0))
-        u2 = 0.5 * max(fu - 0.5, 0.0)
+        u0, u1, u2 = sub4_weights(fu)
         p = row + uint64(iu)
         flat[p] += u0 * val
-        flat[p + _ONE] += (1.0 - u0 - u2) * val
+        flat[p + _ONE] += u1 * val
         flat[p + _TWO] += u2 * val
 
 

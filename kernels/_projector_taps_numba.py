@@ -33,10 +33,16 @@ def axis_taps(s, subpoints):
         return int(fl), 1.0 - f, f, 0.0
     t = s - 0.25
     fl = math.floor(t)
-    f = t - fl
+    w0, w1, w2 = sub4_weights(t - fl)
+    return int(fl), w0, w1, w2
+
+
+@njit(inline="always", cache=True)
+def sub4_weights(f):
+    """``(w0, w1, w2)`` of the 4-sub-point footprint for the fraction ``f = t - floor(t)``."""
     w0 = 0.5 * (1.0 - f + max(0.5 - f, 0.0))
     w2 = 0.5 * max(f - 0.5, 0.0)
-    return int(fl), w0, 1.0 - w0 - w2, w2
+    return w0, 1.0 - w0 - w2, w2
 
 
 @njit(inline="always", cache=True)
