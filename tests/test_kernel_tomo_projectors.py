@@ -260,3 +260,20 @@ def test_gpu_fst_and_residual_match_cpu(rng):
         results.append((to_numpy(op.project(vol)), to_numpy(res), to_numpy(l1)))
     for a, b in zip(*results):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
+def test_fst_lowers_oversampling_when_memory_is_short(rng, monkeypatch):
+    from fastem.tomo import operators
+
+    geo = ProjectionGeometry((16, 16, 16), (16, 16), np.linspace(-60, 60, 5))
+    need = {os_: FourierSliceProjector(geo, os_)._spectrum_bytes(np.full(3, float(os_))) for os_ in (2, 4)}
+    monkeypatch.setattr(operators, "_available_bytes", lambda device: int((need[2] + need[4]) / 2 / 0.9))
+    with pytest.warns(ResourceWarning, match="oversampling"):
+        op = FourierSliceProjector(geo, 4)
+    assert 2.0 <= op.oversampling[0] < 4.0
+    vol = rng.random(geo.volume_shape).astype(np.float32)
+    np.testing.assert_allclose(op.project(vol), ref.forward_project_fst(vol, geo, op.oversampling),
+                               rtol=2e-5, atol=2e-5 * 16)
+    monkeypatch.setattr(operators, "_available_bytes", lambda device: 1000)
+    with pytest.raises(InputError, match="linear projector"):
+        FourierSliceProjector(geo, 2)

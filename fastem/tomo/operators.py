@@ -232,18 +232,18 @@ class FourierSliceProjector(_Projector):
         qr, qc = self.plane_shape
         n = geometry.n_projections
         per_projection = qr * (qc // 2 + 1) * 8 + qr * qc * 4
-        if max_chunk_bytes is None:
-            max_chunk_bytes = _available_bytes(self.device) // 4
-            if self.device.is_cpu:
-                max_chunk_bytes = min(max_chunk_bytes, 1 << 30)
-        cmax = max(1, min(n, int(max_chunk_bytes) // per_projection))
-        nchunks = -(-n // cmax)
-        self.chunk = -(-n // nchunks)  # balanced chunks
         dev = self.device
         with dev.use():
             self._rows_plan = get_plan((nz, ny, px), np.float32, axes=(2,), real=True, device=dev)
             self._rows_in = empty_aligned((nz, ny, px), np.float32, dev)
             self._spectrum_plan = get_plan((pz, py, px // 2 + 1), np.complex64, axes=(0, 1), device=dev)
+            if max_chunk_bytes is None:  # what is left once the spectrum exists
+                max_chunk_bytes = _available_bytes(dev) // 4
+                if dev.is_cpu:
+                    max_chunk_bytes = min(max_chunk_bytes, 1 << 30)
+            cmax = max(1, min(n, int(max_chunk_bytes) // per_projection))
+            nchunks = -(-n // cmax)
+            self.chunk = -(-n // nchunks)  # balanced chunks
             self._slices_plan = get_plan((self.chunk, qr, qc), np.float32, axes=(1, 2), real=True, device=dev)
             self.frames = backend.to_device(self._frames(), dev)
         self.spectrum = self._spectrum_plan.buffer
