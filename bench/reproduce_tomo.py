@@ -228,7 +228,10 @@ def main(argv=None) -> dict:
     iterations = args.iterations or (60 if args.quick else 400)
     side = args.side_iterations or (60 if args.quick else 200)
     args.out.mkdir(parents=True, exist_ok=True)
-    prefix = args.out / ("reproduce_tomo-quick" if args.quick else "reproduce_tomo")
+    stem = "reproduce_tomo-quick" if args.quick else "reproduce_tomo"
+    if args.noise != 0.05:
+        stem += f"-noise{args.noise:g}"
+    prefix = args.out / stem
     log = print
     t0 = time.perf_counter()
     main_report, volumes, histories, truth = single_axis(n, step, iterations, args.noise, args.seed, log)
@@ -246,7 +249,8 @@ def main(argv=None) -> dict:
     }
     prefix.with_suffix(".json").write_text(json.dumps(report, indent=1))
     md = [f"# RESIRE reproduction ({'quick' if args.quick else 'full'})", "",
-          f"Command: `.venv/bin/python bench/reproduce_tomo.py{' --quick' if args.quick else ''}`", "",
+          f"Command: `.venv/bin/python bench/reproduce_tomo.py{' --quick' if args.quick else ''}"
+          f"{'' if args.noise == 0.05 else f' --noise {args.noise:g}'}`", "",
           f"## Single axis: {main_report['tilts']} tilts, {n}^3 vesicle, noise {args.noise:g} of max "
           f"(noise floor R_F {100 * main_report['noise_floor_r_factor']:.2f} %)", "",
           _table(rows + [main_report["truth"]]), "",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from fastem import backend
-from fastem.backend import get_array_module as xp_of
 from fastem.errors import InputError
 
 from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
@@ -182,7 +181,7 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
             from ._back_project_numba_cuda import back_project_numba_cuda
 
             # a separate dummy when unweighted: the simulator copies every argument back to the host
-            w = weights if weights is not None else xp_of(out).zeros((1, 1, 1), out.dtype)
+            w = weights if weights is not None else backend.get_array_module(out).zeros((1, 1, 1), out.dtype)
             back_project_numba_cuda(as_numba_cuda(images), as_numba_cuda(coeffs), as_numba_cuda(out),
                                     float(alpha), float(beta), as_numba_cuda(w), weights is not None,
                                     bool(positivity), int(subpoints), int(border), stream=numba_cuda_stream())

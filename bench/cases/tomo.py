@@ -59,29 +59,30 @@ def _cpu(ctx, rng) -> None:
         bordered[:, :, :BORDER] = bordered[:, :, -BORDER:] = 0
         out = np.empty_like(vol)
         thr = f"{settings.threads} thr"
+        big = dict(repeat=3, warmup=1) if n >= 256 else {}
         for sub, name in ((4, "linear"), (1, "bilinear")):
             ctx.measure("forward projection", label, f"fastem {name} ({thr})",
                         lambda s=sub: forward_project(vol, coeffs, bordered, subpoints=s, border=BORDER),
-                        work=work, work_unit=UNIT)
+                        work=work, work_unit=UNIT, **big)
             ctx.measure("back projection", label, f"fastem {name} ({thr})",
                         lambda s=sub: back_project(bordered, coeffs, out, subpoints=s, border=BORDER),
-                        work=work, work_unit=UNIT)
+                        work=work, work_unit=UNIT, **big)
             ctx.measure("forward + back", label, f"fastem {name} pair ({thr})",
                         lambda s=sub: (forward_project(vol, coeffs, bordered, subpoints=s, border=BORDER),
                                        back_project(bordered, coeffs, out, subpoints=s, border=BORDER)),
-                        work=work, work_unit=UNIT)
+                        work=work, work_unit=UNIT, **big)
         if astra_peer.available():
             peer = astra_peer.AstraSlices(vol.shape, n, tilts, projector="linear")
             sino = peer.forward(vol)
             ctx.measure("forward projection", label, "ASTRA 2D CPU linear, per slice", lambda: peer.forward(vol),
-                        role="peer", work=work, work_unit=UNIT, repeat=3)
+                        role="peer", work=work, work_unit=UNIT, repeat=3, warmup=1)
             ctx.measure("back projection", label, "ASTRA 2D CPU linear, per slice", lambda: peer.back(sino),
-                        role="peer", work=work, work_unit=UNIT, repeat=3)
+                        role="peer", work=work, work_unit=UNIT, repeat=3, warmup=1)
             ctx.measure("forward + back", label, "ASTRA 2D CPU FP + BP, per slice",
                         lambda: (peer.forward(vol), peer.back(sino)), role="peer", work=work, work_unit=UNIT,
-                        repeat=3)
+                        repeat=3, warmup=1)
             ctx.measure("SIRT iteration", label, "ASTRA 2D CPU SIRT, per slice",
-                        lambda: peer.sirt(sino, 1), role="peer", repeat=3)
+                        lambda: peer.sirt(sino, 1), role="peer", repeat=3, warmup=1)
             peer.close()
         else:
             ctx.note("astra-toolbox not installed: ASTRA peers skipped (pip install 'fastem[bench]')")
@@ -93,11 +94,11 @@ def _cpu(ctx, rng) -> None:
         for projector in ("fst", "linear"):
             solver = Resire(problem, projector=projector)
             ctx.measure("RESIRE iteration", label, f"fastem RESIRE {projector}", solver.iterate,
-                        work=work, work_unit=UNIT, repeat=3 if n >= 256 else 5)
+                        work=work, work_unit=UNIT, **(big or {"repeat": 5}))
             del solver
         solver = Sirt(problem)
         ctx.measure("SIRT iteration", label, "fastem SIRT (linear pair)", solver.iterate, work=work,
-                    work_unit=UNIT, repeat=3 if n >= 256 else 5)
+                    work_unit=UNIT, **(big or {"repeat": 5}))
         del solver, problem
     if not ctx.quick:
         _numpy_reference(ctx, rng)
