@@ -16,5 +16,8 @@ Layout of one kernel ``foo`` (see ``axpy_norm`` for the worked example and the R
 """
 
 from .axpy_norm import axpy_norm
+from .phase_fourier import phase_fourier_update
+from .phase_real import phase_real_update
+from .phase_rfactor import hermitian_half, rfactor_half
 
-__all__ = ["axpy_norm"]
+__all__ = ["axpy_norm", "phase_fourier_update", "phase_real_update", "hermitian_half", "rfactor_half"]
