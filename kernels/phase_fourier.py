@@ -142,8 +142,8 @@ def phase_fourier_update(mode: int, z, buf, bk, filt=None, *, use_filter: bool =
     if engine == "numba":
         from ._phase_fourier_numba import phase_fourier_numba
 
-        phase_fourier_numba(int(mode), zz.reshape(-1), buf.reshape(-1), bk.reshape(-1), ff.reshape(-1),
-                            bool(use_filter), *args, npix, rowlen)
+        phase_fourier_numba(int(mode), zz.reshape(-1).view(rdt), buf.reshape(-1).view(rdt), bk.reshape(-1),
+                            ff.reshape(-1), bool(use_filter), *args, rdt(1), npix, rowlen)
         return
     with backend.get_device(buf).use():
         if engine == "cuda":

@@ -141,7 +141,7 @@ def phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: float =
     if engine == "numba":
         from ._phase_real_numba import phase_real_numba
 
-        phase_real_numba(int(mode), buf.reshape(-1), wsup.reshape(-1), uu.reshape(-1), im.reshape(-1),
+        phase_real_numba(int(mode), buf.reshape(-1).view(rdt), wsup.reshape(-1), uu.reshape(-1), im.reshape(-1),
                          bool(write_image), rdt(beta), npix, rowlen)
         return
     with backend.get_device(buf).use():

@@ -92,7 +92,7 @@ def hermitian_half(z, half, scale: float = 1.0, engine: str | None = None) -> No
     if engine == "numba":
         from ._phase_rfactor_numba import hermitian_half_numba
 
-        hermitian_half_numba(z.reshape(-1), half.reshape(-1), runs, a, b, c, rdt(0.5 * scale))
+        hermitian_half_numba(z.reshape(-1).view(rdt), half.reshape(-1).view(rdt), runs, a, b, c, rdt(0.5 * scale))
         return
     with backend.get_device(z).use():
         if engine == "cuda":
@@ -157,7 +157,7 @@ def rfactor_half(spec, bh, bm, out, partial=None, engine: str | None = None):
         rows = npix // rowlen
         if partial is None or partial.size < runs * rows or partial.dtype != np.float64:
             partial = np.empty(runs * rows, np.float64)
-        rfactor_half_numba(spec.reshape(-1), bh.reshape(-1), bm.reshape(-1), partial, out, npix, rowlen)
+        rfactor_half_numba(spec.reshape(-1).view(rdt), bh.reshape(-1), bm.reshape(-1), partial, out, npix, rowlen)
         return out
     with backend.get_device(spec).use():
         out.fill(0)
