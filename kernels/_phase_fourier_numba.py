@@ -11,8 +11,12 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def phase_fourier_numba(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix, scale, one, npix, rowlen):
-    """``z``, ``buf``: real views (2 per complex element); ``bk``, ``filt``: ``npix`` reals."""
+def phase_fourier_numba(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix, scale, one, tiny, npix, rowlen):
+    """``z``, ``buf``: real views (2 per complex element); ``bk``, ``filt``: ``npix`` reals.
+
+    ``tiny`` is the smallest normal number of the dtype: ``|w|^2 <= tiny`` counts as ``w = 0``
+    (phase 1), so flushed denormals never reach the reciprocal square root.
+    """
     zero = one - one
     two = one + one
     nrows = (buf.size // 2) // rowlen
@@ -35,7 +39,7 @@ def phase_fourier_numba(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix,
                 wi = zi - t * yi
                 m2 = wr * wr + wi * wi
                 known = b >= 0
-                pos = m2 > 0
+                pos = m2 > tiny
                 inv = one / np.sqrt(m2 if pos else one)
                 f = c_keep * b * inv + c_mix if known else one
                 add = c_keep * b if (known and not pos) else zero  # arg 0 -> phase 1
@@ -52,7 +56,7 @@ def phase_fourier_numba(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix,
                 ui = yb[2 * c + 1]
                 m2 = ur * ur + ui * ui
                 known = b >= 0
-                pos = m2 > 0
+                pos = m2 > tiny
                 inv = one / np.sqrt(m2 if pos else one)
                 f = b * inv * scale if known else scale
                 add = b * scale if (known and not pos) else zero

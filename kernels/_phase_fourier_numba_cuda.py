@@ -12,7 +12,7 @@ THREADS = 128
 
 
 @cuda.jit
-def phase_fourier_kernel(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix, scale, npix):
+def phase_fourier_kernel(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix, scale, tiny, npix):
     run_off = cuda.blockIdx.y * npix
     start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     stride = cuda.blockDim.x * cuda.gridDim.x
@@ -28,7 +28,7 @@ def phase_fourier_kernel(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix
             zn = w
             if b >= 0:
                 m2 = w.real * w.real + w.imag * w.imag
-                if m2 > 0:
+                if m2 > tiny:
                     zn = w * (c_keep * b / math.sqrt(m2) + c_mix)
                 else:
                     zn = w * c_mix + c_keep * b
@@ -37,7 +37,7 @@ def phase_fourier_kernel(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix
         elif mode == 1:
             if b >= 0:
                 m2 = u.real * u.real + u.imag * u.imag
-                if m2 > 0:
+                if m2 > tiny:
                     u = u * (b * scale / math.sqrt(m2))
                 else:
                     u = u * 0 + b * scale
@@ -48,9 +48,9 @@ def phase_fourier_kernel(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix
             buf[i] = u * (filt[p] * scale)
 
 
-def phase_fourier_numba_cuda(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix, scale, npix, runs,
+def phase_fourier_numba_cuda(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix, scale, tiny, npix, runs,
                              stream=0, max_blocks: int = 1024):
     """Launch on flat device arrays (CuPy via ``__cuda_array_interface__``, NumPy in the simulator)."""
     blocks = max(1, min((npix + THREADS - 1) // THREADS, max_blocks))
     phase_fourier_kernel[(blocks, runs), THREADS, stream](mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix,
-                                                          scale, npix)
+                                                          scale, tiny, npix)

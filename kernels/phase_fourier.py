@@ -51,18 +51,19 @@ def _fourier_numpy(mode, z, buf, bk, filt, use_filter, t, s, sigma, scale):
     xp = backend.get_array_module(buf)
     known = bk >= 0
     b = xp.where(known, bk, 0)
+    tiny = np.finfo(bk.dtype).tiny
     if mode == MODE_FILTER:
         buf *= filt * scale
         return
     if mode == MODE_PROJECT:
         m = xp.abs(buf)
-        ph = xp.where(m > 0, buf / xp.where(m > 0, m, 1), 1)
+        ph = xp.where(m * m > tiny, buf / xp.where(m > 0, m, 1), 1)
         buf[...] = xp.where(known, b * ph, buf) * scale
         return
     ye = buf * filt if use_filter else buf.copy()
     w = z - t * ye
     m = xp.abs(w)
-    ph = xp.where(m > 0, w / xp.where(m > 0, m, 1), 1)
+    ph = xp.where(m * m > tiny, w / xp.where(m > 0, m, 1), 1)
     eps = sigma / t
     z_new = xp.where(known, (b * ph + eps * w) / (1 + eps), w)
     buf[...] = (ye + s * (2 * z_new - z)) * scale
@@ -143,7 +144,7 @@ def phase_fourier_update(mode: int, z, buf, bk, filt=None, *, use_filter: bool =
         from ._phase_fourier_numba import phase_fourier_numba
 
         phase_fourier_numba(int(mode), zz.reshape(-1).view(rdt), buf.reshape(-1).view(rdt), bk.reshape(-1),
-                            ff.reshape(-1), bool(use_filter), *args, rdt(1), npix, rowlen)
+                            ff.reshape(-1), bool(use_filter), *args, rdt(1), rdt(np.finfo(rdt).tiny), npix, rowlen)
         return
     with backend.get_device(buf).use():
         if engine == "cuda":
@@ -159,7 +160,8 @@ def phase_fourier_update(mode: int, z, buf, bk, filt=None, *, use_filter: bool =
 
             phase_fourier_numba_cuda(int(mode), as_numba_cuda(zz.reshape(-1)), as_numba_cuda(buf.reshape(-1)),
                                      as_numba_cuda(bk.reshape(-1)), as_numba_cuda(ff.reshape(-1)),
-                                     int(use_filter), *args, npix, runs, stream=numba_cuda_stream())
+                                     int(use_filter), *args, rdt(np.finfo(rdt).tiny), npix, runs,
+                                     stream=numba_cuda_stream())
 
 
 def _grid(npix: int, runs: int, threads: int = 256) -> tuple[tuple[int, int], tuple[int]]:

@@ -21,6 +21,7 @@ Subclasses implement :meth:`Solver._initialise`, :meth:`Solver._set_stage_filter
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -147,6 +148,7 @@ class Solver:
         self.stage_rf = np.full(self.runs, np.inf)
         self.history_iterations: list[int] = []
         self.history_rf: list[np.ndarray] = []
+        self._warned_diverged = False
 
     # ---- to implement ------------------------------------------------------------------------
     def _initialise(self, phases) -> None:  # pragma: no cover - abstract
@@ -223,6 +225,13 @@ class Solver:
         self.stage_rf[:] = np.inf
 
     def _record(self, iteration: int, rf: np.ndarray) -> None:
+        bad = ~np.isfinite(rf)
+        if bad.any():  # a diverged run (non-finite iterate) can never be the best one
+            if not self._warned_diverged:
+                warnings.warn(f"{self.config.algorithm}: {int(bad.sum())} of {self.runs} runs diverged (non-finite "
+                              f"R-factor at iteration {iteration + 1}); they are ignored", RuntimeWarning, stacklevel=3)
+                self._warned_diverged = True
+            rf = np.where(bad, np.inf, rf)
         self.history_iterations.append(iteration + 1)
         self.history_rf.append(rf)
         if self.restarts:

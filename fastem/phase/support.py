@@ -15,16 +15,21 @@ centre. So:
 For an object that is not centro-symmetric the half-scaled autocorrelation support is a loose
 (but usually sufficient) estimate; give ``--support`` when a tighter one is known.
 
-:func:`check_support` enforces the oversampling condition: the support must be non-empty, fit
-in half the array along every axis (otherwise the autocorrelation aliases), and cover at most
-half the pixels (oversampling ratio >= 2).
+:func:`check_support` enforces the oversampling condition: the support must be non-empty and
+cover at most half of the pixels (oversampling ratio >= 2, else :class:`~fastem.errors.InputError`);
+a support wider than half the array along an axis (its autocorrelation wraps around) only gets a
+:class:`~fastem.io.DataWarning`, since slightly dilated supports of objects that fill half the
+array are common.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+import warnings
+
 from fastem.errors import InputError
+from fastem.io.validate import DataWarning
 
 __all__ = ["check_support", "autocorrelation_support", "support_extent"]
 
@@ -43,8 +48,8 @@ def check_support(support, shape, where: str = "support") -> np.ndarray:
     Raises
     ------
     InputError
-        shape mismatch, non-finite or non-binary values, empty support, an extent above half the
-        array side along some axis, or more than half of the pixels.
+        shape mismatch, non-finite or non-binary values, empty support, or more than half of
+        the pixels in the support.
     """
     s = np.asarray(support)
     shape = tuple(int(n) for n in shape)
@@ -60,13 +65,14 @@ def check_support(support, shape, where: str = "support") -> np.ndarray:
     n_in = int(s.sum())
     if n_in == 0:
         raise InputError(f"{where}: empty support (no pixel set)")
+    if 2 * n_in > s.size:
+        raise InputError(f"{where}: support larger than half the array ({n_in} of {s.size} pixels): oversampling "
+                         "ratio below 2, the phases are not determined")
     ext = support_extent(s)
     too_wide = [f"axis {a}: {e} > {n // 2}" for a, (e, n) in enumerate(zip(ext, shape)) if e > n // 2]
     if too_wide:
-        raise InputError(f"{where}: support larger than half the array ({'; '.join(too_wide)} pixels): the data are "
-                         "not oversampled enough along that axis")
-    if 2 * n_in > s.size:
-        raise InputError(f"{where}: support covers {n_in} of {s.size} pixels (more than half): oversampling ratio below 2")
+        warnings.warn(f"{where}: support wider than half the array ({'; '.join(too_wide)} pixels); its "
+                      "autocorrelation wraps around (fine for a slightly dilated support)", DataWarning, stacklevel=3)
     return np.ascontiguousarray(s)
 
 

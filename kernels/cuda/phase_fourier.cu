@@ -16,6 +16,9 @@ template <>
 __device__ __forceinline__ double2 make_c<double2, double>(double re, double im) { return make_double2(re, im); }
 
 __device__ __forceinline__ float rsqrt_r(float x) { return rsqrtf(x); }
+// |w|^2 at or below the smallest normal number counts as w = 0 (phase 1), as in the CPU twin
+__device__ __forceinline__ float tiny_r(float) { return 1.17549435e-38f; }
+__device__ __forceinline__ double tiny_r(double) { return 2.2250738585072014e-308; }
 __device__ __forceinline__ double rsqrt_r(double x) { return rsqrt(x); }
 
 template <typename C, typename R>
@@ -39,7 +42,7 @@ __device__ void phase_fourier_impl(const int mode, C* __restrict__ z, C* __restr
             C zn = w;
             if (b >= (R)0) {
                 const R m2 = w.x * w.x + w.y * w.y;
-                if (m2 > (R)0) {
+                if (m2 > tiny_r((R)0)) {
                     const R f = c_keep * b * rsqrt_r(m2) + c_mix;
                     zn = make_c<C, R>(w.x * f, w.y * f);
                 } else {
@@ -51,7 +54,7 @@ __device__ void phase_fourier_impl(const int mode, C* __restrict__ z, C* __restr
         } else if (mode == 1) {
             if (b >= (R)0) {
                 const R m2 = u.x * u.x + u.y * u.y;
-                if (m2 > (R)0) {
+                if (m2 > tiny_r((R)0)) {
                     const R f = b * scale * rsqrt_r(m2);
                     u = make_c<C, R>(u.x * f, u.y * f);
                 } else {
