@@ -90,7 +90,7 @@ def _first_index(mask: np.ndarray) -> tuple:
 
 
 def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64, device: Any = None,
-                    support_threshold: float = 0.04, where: str = "intensities") -> PhaseProblem:
+                    support_threshold: float = 0.005, where: str = "intensities") -> PhaseProblem:
     """Validate and lay out the data of a phase-retrieval problem.
 
     Parameters

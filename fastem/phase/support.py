@@ -5,31 +5,32 @@ intensities is the autocorrelation ``A = u * u(-x)`` of the object; its support 
 difference set ``S - S``, which for a convex, centro-symmetric support is ``2 S`` about the
 centre. So:
 
-1. ``A = Re ifftn(I)`` with unknown pixels set to 0 (the missing centre removes a smooth
-   low-frequency part of ``A``, which the relative threshold tolerates), centred;
-2. ``S_auto = {A > threshold * max A}`` (default threshold 0.04, as in shrink-wrap's usual
-   start, Marchesini et al. 2003);
+1. ``A = Re ifftn(I)``, centred. Unknown pixels are filled first: a missing centre (the
+   unknown pixels connected to the zero frequency, a beamstop) holds most of the power, and
+   leaving it empty adds a large smooth background to ``A`` that ruins any threshold; it is
+   filled with a Gaussian ``exp(a - c |k|^2)`` fitted (least squares on ``log I``) to the
+   known pixels within 3 pixels around it -- the central speckle of a compact object is close
+   to a Gaussian. Other unknown pixels (detector gaps) are set to 0;
+2. ``S_auto = {A > threshold * max A}`` (default threshold 0.005), holes filled;
 3. ``S(x) = S_auto(2x)`` (half-scaled about the array centre, nearest pixel), dilated by
-   ``margin`` pixels, and clipped to the central box of half the array side.
+   ``margin`` pixels (default 3), reduced to its connected piece at the centre (what remains of
+   the background ringing lies apart from it), and clipped to the central box of half the
+   array side.
 
 For an object that is not centro-symmetric the half-scaled autocorrelation support is a loose
 (but usually sufficient) estimate; give ``--support`` when a tighter one is known.
 
 :func:`check_support` enforces the oversampling condition: the support must be non-empty and
-cover at most half of the pixels (oversampling ratio >= 2, else :class:`~fastem.errors.InputError`);
-a support wider than half the array along an axis (its autocorrelation wraps around) only gets a
-:class:`~fastem.io.DataWarning`, since slightly dilated supports of objects that fill half the
-array are common.
+cover at most half of the pixels (oversampling ratio >= 2, else :class:`~fastem.errors.InputError`).
+Its extent is not checked: slightly dilated supports of objects that fill half the array are
+common and harmless.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-import warnings
-
 from fastem.errors import InputError
-from fastem.io.validate import DataWarning
 
 __all__ = ["check_support", "autocorrelation_support", "support_extent"]
 
@@ -68,15 +69,35 @@ def check_support(support, shape, where: str = "support") -> np.ndarray:
     if 2 * n_in > s.size:
         raise InputError(f"{where}: support larger than half the array ({n_in} of {s.size} pixels): oversampling "
                          "ratio below 2, the phases are not determined")
-    ext = support_extent(s)
-    too_wide = [f"axis {a}: {e} > {n // 2}" for a, (e, n) in enumerate(zip(ext, shape)) if e > n // 2]
-    if too_wide:
-        warnings.warn(f"{where}: support wider than half the array ({'; '.join(too_wide)} pixels); its "
-                      "autocorrelation wraps around (fine for a slightly dilated support)", DataWarning, stacklevel=3)
     return np.ascontiguousarray(s)
 
 
-def autocorrelation_support(intensities, known=None, threshold: float = 0.04, margin: int = 2) -> np.ndarray:
+def _fill_missing_centre(inten: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Unknown pixels: a Gaussian fit in the missing centre, 0 elsewhere (see the module docstring)."""
+    from scipy.ndimage import binary_dilation, label
+
+    out = np.where(known, inten, 0.0)
+    unknown = ~known
+    if not unknown.any():
+        return out
+    centre = tuple(n // 2 for n in inten.shape)
+    if not unknown[centre]:
+        return out
+    labels, _ = label(unknown)
+    hole = labels == labels[centre]
+    ring = binary_dilation(hole, iterations=3) & known & (out > 0)
+    if ring.sum() < 3:
+        return out
+    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in inten.shape], indexing="ij")
+    k2 = sum(g.astype(np.float64) ** 2 for g in grids)
+    a_mat = np.stack([np.ones(int(ring.sum())), -k2[ring]], axis=1)
+    (a, c), *_ = np.linalg.lstsq(a_mat, np.log(out[ring]), rcond=None)
+    c = max(float(c), 0.0)  # a speckle falls off from its centre
+    out[hole] = np.exp(a - c * k2[hole])
+    return out
+
+
+def autocorrelation_support(intensities, known=None, threshold: float = 0.005, margin: int = 3) -> np.ndarray:
     """Support estimate from the thresholded autocorrelation (see the module docstring).
 
     Parameters
@@ -97,12 +118,14 @@ def autocorrelation_support(intensities, known=None, threshold: float = 0.04, ma
         raise InputError(f"support threshold must be in (0, 1), got {threshold}")
     inten = np.array(intensities, dtype=np.float64)
     if known is not None:
-        inten[~np.asarray(known, bool)] = 0.0
+        inten = _fill_missing_centre(inten, np.asarray(known, bool))
     auto = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(inten)).real)
     peak = auto.max()
     if not peak > 0:
         raise InputError("support estimate: the autocorrelation has no positive peak (all intensities zero?)")
-    s_auto = auto > threshold * peak
+    from scipy.ndimage import binary_dilation, binary_fill_holes, label
+
+    s_auto = binary_fill_holes(auto > threshold * peak)
     shape = inten.shape
     # S(x) = S_auto(2x), x centred: sample S_auto at index c + 2 (i - c)
     grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
@@ -115,9 +138,10 @@ def autocorrelation_support(intensities, known=None, threshold: float = 0.04, ma
         src.append(np.clip(j, 0, n - 1))
     est = inside & s_auto[tuple(src)]
     if margin > 0:
-        from scipy.ndimage import binary_dilation
-
         est = binary_dilation(est, iterations=int(margin))
+    labels, _ = label(est)  # keep the piece at the centre (ringing of the background makes outliers)
+    if labels[tuple(n // 2 for n in shape)]:
+        est = labels == labels[tuple(n // 2 for n in shape)]
     # clip to the central box of half the side
     box = np.ones(shape, bool)
     for ax, n in enumerate(shape):
