@@ -88,7 +88,6 @@ class PhaseResult:
             "kept_rf": self.kept_rf,
             "kept_rf_mean": float(np.mean(self.kept_rf)),
             "kept_rf_variance": float(np.var(self.kept_rf)),
-            "kept_mean": self.image,
             "kept_variance": self.variance,
             "best_rf": float(self.final_rf[self.kept_runs[0]]),
         }
