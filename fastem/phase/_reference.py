@@ -75,9 +75,10 @@ def gps_step(z, y, b, known, support, t, s, sigma, variant, filt):
     return z_new, y_new
 
 
-def gps_image(z):
-    """Step 6: ``max(Re F^{-1} z, 0)``."""
-    return np.maximum(np.fft.ifftn(z).real, 0.0)
+def gps_image(z, support=None):
+    """Step 6: ``max(Re F^{-1} z, 0)``, times the support when one is given (``project_output``)."""
+    image = np.maximum(np.fft.ifftn(z).real, 0.0)
+    return image if support is None else np.where(support, image, 0.0)
 
 
 def baseline_step(algorithm, G, g, b, known, support, beta, filt):
@@ -99,8 +100,11 @@ def baseline_step(algorithm, G, g, b, known, support, beta, filt):
 
 def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=1000, stages=None, t=1.0, s=0.9,
                   sigma_schedule=((0.0, 0.01), (0.4, 0.1), (0.7, 1.0)), beta=0.9, gamma_scale=1.0,
-                  rfactor_every=5) -> dict:
+                  rfactor_every=5, project_output=True) -> dict:
     """One run of ``algorithm``, float64, FFT layout (see the module docstring).
+
+    ``project_output``: the GPS image (monitored and returned) is ``max(Re F^{-1} z, 0)`` on the
+    support and 0 outside, like the baselines' images; ``False`` is the spec's step 6 as written.
 
     Returns
     -------
@@ -140,7 +144,7 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
                 state = (G, image if algorithm == "er" else g)
             if ((i - a + 1) % rfactor_every == 0) or i == e - 1:
                 if gps:
-                    image = gps_image(state[0])
+                    image = gps_image(state[0], support if project_output else None)
                 rf = r_factor(image, b, known)
                 hist_it.append(i + 1)
                 hist_rf.append(rf)

@@ -61,6 +61,9 @@ class PhaseConfig:
         Multiplier of the GPS smoothing parameter ``gamma_l`` (1).
     rfactor_every : int
         Iterations between R-factor evaluations within a stage (also at each stage's end).
+    project_output : bool
+        GPS: monitor and return ``max(Re F^{-1} z, 0)`` on the support only (0 outside), the
+        projection the baselines' images get (True); False: the spec's step 6 as written.
     """
 
     algorithm: str = "gps-f"
@@ -72,6 +75,7 @@ class PhaseConfig:
     beta: float = 0.9
     gamma_scale: float = 1.0
     rfactor_every: int = 5
+    project_output: bool = True
 
     def __post_init__(self):
         self.algorithm = str(self.algorithm).lower()

@@ -45,10 +45,14 @@ Stages and restarts. The stage best ``(z, Y)`` is saved as the TRUE dual ``Y = W
 GPS-R; right after a restart the buffer already holds the true ``Y``, so the first Fourier kernel
 of a stage skips the multiply.
 
-The image monitored by the R-factor is the output of step 6 for the current ``z``,
-``max(Re F^{-1} z, 0)``; it is computed every ``rfactor_every`` iterations without a complex
-inverse FFT: ``Re F^{-1} z`` is the complex-to-real inverse FFT of the Hermitian part of ``z``
-(:func:`fastem.kernels.hermitian_half`), and its real-to-complex FFT gives ``R_F``.
+The image monitored by the R-factor (and returned) is the output of step 6 for the current
+``z``, ``max(Re F^{-1} z, 0)``, set to 0 outside the support (``PhaseConfig.project_output``,
+default True -- the same support + positivity projection as the baselines' images; the relaxed
+support of GPS leaves a few per cent of the density outside ``S``, which would otherwise count
+against GPS in ``R_real``; ``project_output=False`` is step 6 as written). It is computed every
+``rfactor_every`` iterations without a complex inverse FFT: ``Re F^{-1} z`` is the
+complex-to-real inverse FFT of the Hermitian part of ``z`` (:func:`fastem.kernels.hermitian_half`),
+and its real-to-complex FFT gives ``R_F``.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ class GPSSolver(Solver):
         self._sign = sign
         self.wsup = problem.to_device(sign, problem.rdtype)
         self.filt = problem.to_device(np.ones(self.grid), problem.rdtype) if self.variant == "R" else None
+        self.support_mask = problem.to_device(problem.support_fft, problem.rdtype) if config.project_output else None
         self._buf_is_true_y = True  # right after initialisation / a restart
         self._scale = 1.0 / self.n
 
@@ -114,10 +119,12 @@ class GPSSolver(Solver):
         self.plan.forward(self.buf, self.buf)
 
     def _image_ready(self) -> None:
-        # img = max(Re ifftn(z), 0): c2r of the Hermitian part of z (1/N folded in)
+        # img = max(Re ifftn(z), 0) [* S]: c2r of the Hermitian part of z (1/N folded in)
         hermitian_half(self.z, self.half, scale=self._scale)
         self.rplan.backward(self.half, out=self.img, normalise=False, overwrite_input=True)
         self.xp.maximum(self.img, 0, out=self.img)
+        if self.support_mask is not None:
+            self.xp.multiply(self.img, self.support_mask, out=self.img)
 
     def _save_stage_best(self, runs: np.ndarray) -> None:
         for r in runs:
