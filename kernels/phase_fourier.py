@@ -39,7 +39,7 @@ from fastem.errors import InputError
 
 from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
 
-__all__ = ["phase_fourier_update", "MODE_GPS", "MODE_PROJECT", "MODE_FILTER"]
+__all__ = ["phase_fourier_update", "bind_phase_fourier_update", "MODE_GPS", "MODE_PROJECT", "MODE_FILTER"]
 
 MODE_GPS, MODE_PROJECT, MODE_FILTER = 0, 1, 2
 _MODES = (MODE_GPS, MODE_PROJECT, MODE_FILTER)
@@ -120,48 +120,79 @@ def phase_fourier_update(mode: int, z, buf, bk, filt=None, *, use_filter: bool =
         Multiplies what is written to ``buf`` (``1/N`` folds the inverse-FFT normalisation in).
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
     """
-    _check(mode, z, buf, bk, filt, use_filter)
+    if use_filter and mode == MODE_GPS and filt is None:
+        raise InputError("phase_fourier_update: use_filter needs filt")
+    bind_phase_fourier_update(mode, z, buf, bk, filt, t=t, s=s, scale=scale, engine=engine)(sigma, use_filter)
+
+
+def bind_phase_fourier_update(mode: int, z, buf, bk, filt=None, *, t: float = 1.0, s: float = 0.9,
+                              scale: float = 1.0, engine: str | None = None):
+    """Validate once and return ``update(sigma, use_filter=False)`` bound to these arrays.
+
+    For hot loops (the solvers call it every iteration): the arrays, engine and constants are
+    checked and resolved here, so each call only launches the kernel. Arguments as in
+    :func:`phase_fourier_update`.
+    """
+    _check(mode, z, buf, bk, filt, mode == MODE_GPS and filt is not None)
     if mode == MODE_GPS and not t > 0:
         raise InputError(f"phase_fourier_update: t must be > 0, got {t}")
-    if sigma < 0:
-        raise InputError(f"phase_fourier_update: sigma must be >= 0, got {sigma}")
     engine = select_engine(engine, z, buf, bk, filt)
-    use_filter = bool(use_filter) and filt is not None
+    has_filt = filt is not None
     if engine == "numpy":
-        _fourier_numpy(mode, z, buf, bk, filt if (use_filter or mode == MODE_FILTER) else None,
-                       use_filter, t, s, sigma, scale)
-        return
+        def update_numpy(sigma: float = 0.0, use_filter: bool = False) -> None:
+            _check_sigma(sigma)
+            uf = bool(use_filter) and has_filt
+            _fourier_numpy(mode, z, buf, bk, filt if (uf or mode == MODE_FILTER) else None, uf, t, s, sigma, scale)
+        return update_numpy
     npix = int(bk.size)
     runs = buf.size // npix
     rowlen = int(bk.shape[-1])
     rdt = bk.dtype.type
-    eps = sigma / t if mode == MODE_GPS else 0.0
-    c_keep, c_mix = 1.0 / (1.0 + eps), eps / (1.0 + eps)
+    tiny = rdt(np.finfo(rdt).tiny)
     zz = buf if z is None else z
     ff = bk if filt is None else filt
-    args = (rdt(t), rdt(s), rdt(c_keep), rdt(c_mix), rdt(scale))
+
+    def constants(sigma):
+        _check_sigma(sigma)
+        eps = sigma / t if mode == MODE_GPS else 0.0
+        return rdt(t), rdt(s), rdt(1.0 / (1.0 + eps)), rdt(eps / (1.0 + eps)), rdt(scale)
+
     if engine == "numba":
         from ._phase_fourier_numba import phase_fourier_numba
 
-        phase_fourier_numba(int(mode), zz.reshape(-1).view(rdt), buf.reshape(-1).view(rdt), bk.reshape(-1),
-                            ff.reshape(-1), bool(use_filter), *args, rdt(1), rdt(np.finfo(rdt).tiny), npix, rowlen)
-        return
-    with backend.get_device(buf).use():
-        if engine == "cuda":
-            from . import _cuda
+        zv, bv, bkv, fv = zz.reshape(-1).view(rdt), buf.reshape(-1).view(rdt), bk.reshape(-1), ff.reshape(-1)
 
-            name = "phase_fourier_c64" if buf.dtype == np.complex64 else "phase_fourier_c128"
-            kernel = _cuda.get_function("phase_fourier", name, backend.get_device(buf))
-            grid, block = _grid(npix, runs)
-            kernel(grid, block, (np.int32(mode), zz, buf, bk, ff, np.int32(use_filter), *args,
-                                 np.int64(npix)))
-        else:  # numba-cuda
-            from ._phase_fourier_numba_cuda import phase_fourier_numba_cuda
+        def update_numba(sigma: float = 0.0, use_filter: bool = False) -> None:
+            phase_fourier_numba(int(mode), zv, bv, bkv, fv, bool(use_filter) and has_filt, *constants(sigma), rdt(1),
+                                tiny, npix, rowlen)
+        return update_numba
+    device = backend.get_device(buf)
+    if engine == "cuda":
+        from . import _cuda
 
-            phase_fourier_numba_cuda(int(mode), as_numba_cuda(zz.reshape(-1)), as_numba_cuda(buf.reshape(-1)),
-                                     as_numba_cuda(bk.reshape(-1)), as_numba_cuda(ff.reshape(-1)),
-                                     int(use_filter), *args, rdt(np.finfo(rdt).tiny), npix, runs,
-                                     stream=numba_cuda_stream())
+        name = "phase_fourier_c64" if buf.dtype == np.complex64 else "phase_fourier_c128"
+        kernel = _cuda.get_function("phase_fourier", name, device)
+        grid, block = _grid(npix, runs)
+
+        def update_cuda(sigma: float = 0.0, use_filter: bool = False) -> None:
+            with device.use():
+                kernel(grid, block, (np.int32(mode), zz, buf, bk, ff, np.int32(bool(use_filter) and has_filt),
+                                     *constants(sigma), np.int64(npix)))
+        return update_cuda
+    from ._phase_fourier_numba_cuda import phase_fourier_numba_cuda
+
+    zc, bc, bkc, fc = (as_numba_cuda(a.reshape(-1)) for a in (zz, buf, bk, ff))
+
+    def update_numba_cuda(sigma: float = 0.0, use_filter: bool = False) -> None:
+        with device.use():
+            phase_fourier_numba_cuda(int(mode), zc, bc, bkc, fc, int(bool(use_filter) and has_filt), *constants(sigma),
+                                     tiny, npix, runs, stream=numba_cuda_stream())
+    return update_numba_cuda
+
+
+def _check_sigma(sigma) -> None:
+    if not sigma >= 0:
+        raise InputError(f"phase_fourier_update: sigma must be >= 0, got {sigma}")
 
 
 def _grid(npix: int, runs: int, threads: int = 256) -> tuple[tuple[int, int], tuple[int]]:

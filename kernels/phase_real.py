@@ -42,7 +42,7 @@ from fastem.errors import InputError
 
 from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
 
-__all__ = ["phase_real_update", "MODE_GPS", "MODE_ER", "MODE_HIO", "MODE_OSS_SPLIT", "MODE_OSS_MERGE"]
+__all__ = ["phase_real_update", "bind_phase_real_update", "MODE_GPS", "MODE_ER", "MODE_HIO", "MODE_OSS_SPLIT", "MODE_OSS_MERGE"]
 
 MODE_GPS, MODE_ER, MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE = 0, 1, 2, 3, 4
 _MODES = (MODE_GPS, MODE_ER, MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE)
@@ -124,12 +124,23 @@ def phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: float =
         HIO / OSS feedback parameter.
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
     """
+    bind_phase_real_update(mode, buf, wsup, u, image, beta=beta, engine=engine)(image is not None)
+
+
+def bind_phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: float = 0.9,
+                           engine: str | None = None):
+    """Validate once and return ``update(write_image=False)`` bound to these arrays.
+
+    For hot loops: each call only launches the kernel (``write_image`` says whether ``image``
+    receives the projected image this time). Arguments as in :func:`phase_real_update`.
+    """
     _check(mode, buf, wsup, u, image)
     engine = select_engine(engine, buf, wsup, u, image)
-    write_image = image is not None and mode in _WRITES_IMAGE
+    can_write = image is not None and mode in _WRITES_IMAGE
     if engine == "numpy":
-        _real_numpy(mode, buf, wsup, u, image if write_image else None, beta)
-        return
+        def update_numpy(write_image: bool = False) -> None:
+            _real_numpy(mode, buf, wsup, u, image if (write_image and can_write) else None, beta)
+        return update_numpy
     npix = int(wsup.size)
     runs = buf.size // npix
     rowlen = int(wsup.shape[-1])
@@ -137,25 +148,34 @@ def phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: float =
     # unused arrays are replaced by ``wsup`` (same real dtype, never touched in those modes) so
     # one compiled kernel serves every mode
     uu = u if u is not None else wsup
-    im = image if write_image else wsup
+    im = image if can_write else wsup
     if engine == "numba":
         from ._phase_real_numba import phase_real_numba
 
-        phase_real_numba(int(mode), buf.reshape(-1).view(rdt), wsup.reshape(-1), uu.reshape(-1), im.reshape(-1),
-                         bool(write_image), rdt(beta), npix, rowlen)
-        return
-    with backend.get_device(buf).use():
-        if engine == "cuda":
-            from . import _cuda
+        bv, wv, uv, iv = buf.reshape(-1).view(rdt), wsup.reshape(-1), uu.reshape(-1), im.reshape(-1)
 
-            name = "phase_real_c64" if buf.dtype == np.complex64 else "phase_real_c128"
-            kernel = _cuda.get_function("phase_real", name, backend.get_device(buf))
-            blocks = max(1, min((npix + 255) // 256, 1024))
-            kernel((blocks, runs), (256,), (np.int32(mode), buf, wsup, uu, im, np.int32(write_image), rdt(beta),
-                                            np.int64(npix)))
-        else:  # numba-cuda
-            from ._phase_real_numba_cuda import phase_real_numba_cuda
+        def update_numba(write_image: bool = False) -> None:
+            phase_real_numba(int(mode), bv, wv, uv, iv, bool(write_image) and can_write, rdt(beta), npix, rowlen)
+        return update_numba
+    device = backend.get_device(buf)
+    if engine == "cuda":
+        from . import _cuda
 
-            phase_real_numba_cuda(int(mode), as_numba_cuda(buf.reshape(-1)), as_numba_cuda(wsup.reshape(-1)),
-                                  as_numba_cuda(uu.reshape(-1)), as_numba_cuda(im.reshape(-1)), int(write_image),
-                                  rdt(beta), npix, runs, stream=numba_cuda_stream())
+        name = "phase_real_c64" if buf.dtype == np.complex64 else "phase_real_c128"
+        kernel = _cuda.get_function("phase_real", name, device)
+        blocks = max(1, min((npix + 255) // 256, 1024))
+
+        def update_cuda(write_image: bool = False) -> None:
+            with device.use():
+                kernel((blocks, runs), (256,), (np.int32(mode), buf, wsup, uu, im,
+                                                np.int32(bool(write_image) and can_write), rdt(beta), np.int64(npix)))
+        return update_cuda
+    from ._phase_real_numba_cuda import phase_real_numba_cuda
+
+    bc, wc, uc, ic = (as_numba_cuda(a.reshape(-1)) for a in (buf, wsup, uu, im))
+
+    def update_numba_cuda(write_image: bool = False) -> None:
+        with device.use():
+            phase_real_numba_cuda(int(mode), bc, wc, uc, ic, int(bool(write_image) and can_write), rdt(beta), npix,
+                                  runs, stream=numba_cuda_stream())
+    return update_numba_cuda

@@ -29,9 +29,10 @@ from __future__ import annotations
 import numpy as np
 
 from fastem.fft import empty_aligned
-from fastem.kernels import phase_fourier_update, phase_real_update
 from fastem.kernels import phase_fourier as _pf
 from fastem.kernels import phase_real as _pr
+from fastem.kernels.phase_fourier import bind_phase_fourier_update
+from fastem.kernels.phase_real import bind_phase_real_update
 
 from .engine import Solver
 from .schedules import oss_filter
@@ -54,6 +55,13 @@ class _RealIterateSolver(Solver):
         sign = np.where(problem.support_fft, -1.0, 1.0)
         self.wsup = problem.to_device(sign, problem.rdtype)
         self._scale = 1.0 / self.n
+        self._bind_kernels()
+
+    def _bind_kernels(self) -> None:
+        self._project = bind_phase_fourier_update(_pf.MODE_PROJECT, None, self.buf, self.problem.bk,
+                                                  scale=self._scale)
+        self._real = bind_phase_real_update(self.real_mode, self.buf, self.wsup, self.u, self.img,
+                                            beta=self.config.beta)
 
     def _initialise(self, phases) -> None:
         z0 = self.z0(phases)
@@ -67,13 +75,12 @@ class _RealIterateSolver(Solver):
         pass
 
     def _project_and_invert(self) -> None:
-        phase_fourier_update(_pf.MODE_PROJECT, None, self.buf, self.problem.bk, scale=self._scale)
+        self._project()
         self.plan.backward(self.buf, self.buf, normalise=False)
 
     def step(self, sigma: float, want_image: bool = False) -> None:
         self._project_and_invert()
-        phase_real_update(self.real_mode, self.buf, self.wsup, self.u, self.img if want_image else None,
-                          beta=self.config.beta)
+        self._real(want_image)
         self.plan.forward(self.buf, self.buf)
 
     def _image_ready(self) -> None:
@@ -107,6 +114,7 @@ class ERSolver(_RealIterateSolver):
         if self.restarts:
             # ER keeps no iterate besides G; a stage restart re-seeds from the best image
             self.u = empty_aligned(self.full_shape, problem.rdtype, self.device)
+            self._bind_kernels()
 
     def _save_stage_best(self, runs: np.ndarray) -> None:
         for r in runs:
@@ -125,21 +133,24 @@ class OSSSolver(_RealIterateSolver):
 
     needs_iterate = True
 
+    real_mode = _pr.MODE_OSS_SPLIT
+
     def __init__(self, problem, runs, config):
         super().__init__(problem, runs, config)
         self.filt = problem.to_device(np.ones(self.grid), problem.rdtype)
+        self._filter = bind_phase_fourier_update(_pf.MODE_FILTER, None, self.buf, problem.bk, self.filt,
+                                                 scale=self._scale)
+        self._merge = bind_phase_real_update(_pr.MODE_OSS_MERGE, self.buf, self.wsup, self.u, beta=config.beta)
 
     def _set_stage_filters(self, stage: int) -> None:
         w = oss_filter(self.grid, stage + 1, len(self.bounds))
         self.filt[...] = self.xp.asarray(w.astype(self.problem.rdtype))
 
     def step(self, sigma: float, want_image: bool = False) -> None:
-        beta = self.config.beta
         self._project_and_invert()
-        phase_real_update(_pr.MODE_OSS_SPLIT, self.buf, self.wsup, self.u, self.img if want_image else None,
-                          beta=beta)
+        self._real(want_image)  # OSS split: HIO value kept in u, h = u - beta x to be filtered
         self.plan.forward(self.buf, self.buf)
-        phase_fourier_update(_pf.MODE_FILTER, None, self.buf, self.problem.bk, self.filt, scale=self._scale)
+        self._filter()
         self.plan.backward(self.buf, self.buf, normalise=False)
-        phase_real_update(_pr.MODE_OSS_MERGE, self.buf, self.wsup, self.u, beta=beta)
+        self._merge()
         self.plan.forward(self.buf, self.buf)

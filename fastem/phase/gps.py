@@ -60,7 +60,9 @@ from __future__ import annotations
 import numpy as np
 
 from fastem.fft import empty_aligned
-from fastem.kernels import hermitian_half, phase_fourier_update, phase_real_update
+from fastem.kernels import hermitian_half
+from fastem.kernels.phase_fourier import bind_phase_fourier_update
+from fastem.kernels.phase_real import bind_phase_real_update
 from fastem.kernels.phase_fourier import MODE_GPS as FOURIER_GPS
 from fastem.kernels.phase_real import MODE_GPS as REAL_GPS
 
@@ -92,6 +94,10 @@ class GPSSolver(Solver):
         self.support_mask = problem.to_device(problem.support_fft, problem.rdtype) if config.project_output else None
         self._buf_is_true_y = True  # right after initialisation / a restart
         self._scale = 1.0 / self.n
+        # the two fused kernels, validated once and bound to the arrays
+        self._fourier = bind_phase_fourier_update(FOURIER_GPS, self.z, self.buf, problem.bk, self.filt, t=config.t,
+                                                  s=config.s, scale=self._scale)
+        self._real = bind_phase_real_update(REAL_GPS, self.buf, self.wsup)
 
     def _initialise(self, phases) -> None:
         self.z[...] = self.z0(phases)
@@ -109,13 +115,10 @@ class GPSSolver(Solver):
             self.filt[...] = self.xp.asarray(w.astype(self.problem.rdtype))
 
     def step(self, sigma: float, want_image: bool = False) -> None:
-        cfg = self.config
-        use_filter = self.variant == "R" and not self._buf_is_true_y
-        phase_fourier_update(FOURIER_GPS, self.z, self.buf, self.problem.bk, self.filt, use_filter=use_filter,
-                             t=cfg.t, s=cfg.s, sigma=sigma, scale=self._scale)
+        self._fourier(sigma, self.variant == "R" and not self._buf_is_true_y)
         self._buf_is_true_y = False
         self.plan.backward(self.buf, self.buf, normalise=False)
-        phase_real_update(REAL_GPS, self.buf, self.wsup)
+        self._real()
         self.plan.forward(self.buf, self.buf)
 
     def _image_ready(self) -> None:
