@@ -52,7 +52,8 @@ def make_object(name: str) -> np.ndarray:
     raise SystemExit(f"unknown object {name!r}; choose vesicle or pair")
 
 
-def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5) -> dict:
+def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5, gamma_scale: float = 1.0,
+               algorithms=ALGORITHMS) -> dict:
     from fastem.data import cdi_intensities
     from fastem.phase import (PhaseConfig, initial_phases, keep_best, make_solver, prepare_problem, r_real)
 
@@ -60,9 +61,9 @@ def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5) 
     cdi = cdi_intensities(obj, r_noise=0.06, read_noise=1.0, beamstop_radius=2, seed=0)
     out = {"object": name, "shape": list(obj.shape), "r_noise": cdi.r_noise, "support_pixels": int(cdi.support.sum()),
            "algorithms": {}}
-    for alg in ALGORITHMS:
+    for alg in algorithms:
         t0 = time.perf_counter()
-        cfg = PhaseConfig(algorithm=alg, iterations=iterations)
+        cfg = PhaseConfig(algorithm=alg, iterations=iterations, gamma_scale=gamma_scale)
         prob = prepare_problem(cdi.intensities, cdi.known, cdi.support)
         sol = make_solver(prob, runs, cfg).initialise(initial_phases(seed, range(runs), prob.shape)).run()
         seconds = time.perf_counter() - t0
@@ -143,6 +144,9 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--objects", default="vesicle,pair")
+    p.add_argument("--algorithms", default=",".join(ALGORITHMS))
+    p.add_argument("--gamma-scale", type=float, default=1.0, help="GPS smoothing multiplier (PhaseConfig.gamma_scale)")
+    p.add_argument("--tag", default="", help="suffix of the output file names (e.g. _gamma400)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     warnings.simplefilter("ignore", category=UserWarning)
@@ -152,20 +156,24 @@ def main(argv=None) -> int:
     results = []
     t0 = time.perf_counter()
     for name in args.objects.split(","):
-        results.append(run_object(name.strip(), args.runs, args.iterations, args.seed))
+        results.append(run_object(name.strip(), args.runs, args.iterations, args.seed, gamma_scale=args.gamma_scale,
+                                  algorithms=tuple(a.strip() for a in args.algorithms.split(","))))
     cmd = "python bench/reproduce_phase.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    md = [f"## GPS consistency experiment ({args.runs} runs x {args.iterations} iterations, seed {args.seed})", "",
+    md = [f"## GPS consistency experiment ({args.runs} runs x {args.iterations} iterations, seed {args.seed}, "
+          f"gamma_scale {args.gamma_scale:g})", "",
           f"Command: `{cmd.strip()}`; total {time.perf_counter() - t0:.0f} s on {machine_info()['cpu_model']} "
           f"({machine_info()['cores_available']} cores).", ""]
     for res in results:
         md += [table(res), ""]
-    (args.out_dir / "phase_reproduction.md").write_text("\n".join(md))
+    stem = f"phase_reproduction{args.tag}"
+    (args.out_dir / f"{stem}.md").write_text("\n".join(md))
     payload = {"command": cmd, "runs": args.runs, "iterations": args.iterations, "seed": args.seed,
+               "gamma_scale": args.gamma_scale,
                "machine": machine_info(), "results": results}
-    (args.out_dir / "phase_reproduction.json").write_text(json.dumps(payload, indent=1))
-    plot(results, args.out_dir / "phase_reproduction_rf.png")
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1))
+    plot(results, args.out_dir / f"{stem}_rf.png")
     print("\n".join(md))
-    print(f"written: {args.out_dir / 'phase_reproduction.md'}, .json, phase_reproduction_rf.png")
+    print(f"written: {args.out_dir / stem}.md, .json, {stem}_rf.png")
     return 0
 
 

@@ -37,12 +37,12 @@ def _reference_runs(cdi, phases, **cfg):
     return [ref.reference_run(b, kn, sp, ph, **cfg) for ph in phases]
 
 
-@pytest.mark.parametrize("algorithm", ALGS)
-def test_engine_matches_literal_reference_2d(noisy2d, algorithm):
+@pytest.mark.parametrize("algorithm,project", [(a, True) for a in ALGS] + [("gps-f", False)])
+def test_engine_matches_literal_reference_2d(noisy2d, algorithm, project):
     """complex128 engine (2 FFTs + 2 fused kernels, dual carried in Fourier space) == the spec's
     six steps written out with numpy.fft, including stage restarts and best-iterate tracking."""
     cfg = dict(algorithm=algorithm, iterations=24, stages=3 if algorithm in ("gps-f", "gps-r", "oss") else 1,
-               rfactor_every=2, sigma_schedule="0:0.01,0.5:0.3")
+               rfactor_every=2, sigma_schedule="0:0.01,0.5:0.3", project_output=project)
     prob = prepare_problem(noisy2d.intensities, noisy2d.known, noisy2d.support, dtype=np.complex128)
     phases = initial_phases(11, range(2), prob.shape)
     sol = make_solver(prob, 2, PhaseConfig(**cfg)).initialise(phases).run()
@@ -258,13 +258,13 @@ def test_diverged_runs_are_ignored_with_a_warning(noisy2d):
 @pytest.mark.gpu
 @pytest.mark.parametrize("algorithm", ALGS)
 def test_gpu_engine_matches_cpu(noisy2d, algorithm):
-    cfg = PhaseConfig(algorithm=algorithm, iterations=20, stages=2 if algorithm in ("gps-f", "gps-r", "oss") else 1,
+    cfg = PhaseConfig(algorithm=algorithm, iterations=12, stages=2 if algorithm in ("gps-f", "gps-r", "oss") else 1,
                       rfactor_every=2)
     results = []
     for dev in ("cpu", "cuda"):
         prob = prepare_problem(noisy2d.intensities, noisy2d.known, noisy2d.support, dtype=np.complex128, device=dev)
         sol = make_solver(prob, 3, cfg).initialise(initial_phases(0, range(3), prob.shape)).run()
         results.append((sol.history()[1], sol.best_images_centred()))
-    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-8)
-    np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-8 * np.abs(results[0][1]).max())
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
+    np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-6 * np.abs(results[0][1]).max())
     assert backend.cupy_available()
