@@ -38,12 +38,12 @@ from fastem import backend
 from fastem.errors import InputError
 
 from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._phase_common import check_batch, check_contiguous
 
 __all__ = ["phase_fourier_update", "bind_phase_fourier_update", "MODE_GPS", "MODE_PROJECT", "MODE_FILTER"]
 
 MODE_GPS, MODE_PROJECT, MODE_FILTER = 0, 1, 2
 _MODES = (MODE_GPS, MODE_PROJECT, MODE_FILTER)
-_REAL_OF = {np.dtype(np.complex64): np.dtype(np.float32), np.dtype(np.complex128): np.dtype(np.float64)}
 
 
 def _fourier_numpy(mode, z, buf, bk, filt, use_filter, t, s, sigma, scale):
@@ -71,31 +71,21 @@ def _fourier_numpy(mode, z, buf, bk, filt, use_filter, t, s, sigma, scale):
 
 
 def _check(mode, z, buf, bk, filt, use_filter):
-    if mode not in _MODES:
-        raise InputError(f"phase_fourier_update: unknown mode {mode!r}; expected one of {_MODES}")
-    if buf.dtype not in _REAL_OF:
-        raise InputError(f"phase_fourier_update: buf must be complex64 or complex128, got {buf.dtype}")
-    rdt = _REAL_OF[buf.dtype]
+    func = "phase_fourier_update"
+    rdt = check_batch(func, mode, _MODES, buf, bk, "bk")
     grid = tuple(bk.shape)
-    if bk.dtype != rdt:
-        raise InputError(f"phase_fourier_update: bk must be {rdt} for {buf.dtype} data, got {bk.dtype}")
-    if tuple(buf.shape[-len(grid):]) != grid or buf.ndim not in (len(grid), len(grid) + 1):
-        raise InputError(f"phase_fourier_update: buf has shape {tuple(buf.shape)}; expected {grid} "
-                         f"or (runs, {', '.join(map(str, grid))})")
     arrays = [("buf", buf), ("bk", bk)]
     if mode == MODE_GPS:
         if z is None or z.shape != buf.shape or z.dtype != buf.dtype:
-            raise InputError(f"phase_fourier_update: z must match buf ({tuple(buf.shape)} {buf.dtype}), got "
+            raise InputError(f"{func}: z must match buf ({tuple(buf.shape)} {buf.dtype}), got "
                              f"{None if z is None else (tuple(z.shape), z.dtype)}")
         arrays.append(("z", z))
     if mode == MODE_FILTER or (mode == MODE_GPS and use_filter):
         if filt is None or tuple(filt.shape) != grid or filt.dtype != rdt:
-            raise InputError(f"phase_fourier_update: filt must be {rdt} with shape {grid}, got "
+            raise InputError(f"{func}: filt must be {rdt} with shape {grid}, got "
                              f"{None if filt is None else (tuple(filt.shape), filt.dtype)}")
         arrays.append(("filt", filt))
-    for name, a in arrays:
-        if not a.flags.c_contiguous:
-            raise InputError(f"phase_fourier_update: {name} must be C-contiguous")
+    check_contiguous(func, arrays)
 
 
 def phase_fourier_update(mode: int, z, buf, bk, filt=None, *, use_filter: bool = False, t: float = 1.0,

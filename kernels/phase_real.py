@@ -41,6 +41,7 @@ from fastem import backend
 from fastem.errors import InputError
 
 from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._phase_common import check_batch, check_contiguous
 
 __all__ = ["phase_real_update", "bind_phase_real_update", "MODE_GPS", "MODE_ER", "MODE_HIO", "MODE_OSS_SPLIT", "MODE_OSS_MERGE"]
 
@@ -48,7 +49,6 @@ MODE_GPS, MODE_ER, MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE = 0, 1, 2, 3, 4
 _MODES = (MODE_GPS, MODE_ER, MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE)
 _NEEDS_U = (MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE)
 _WRITES_IMAGE = (MODE_ER, MODE_HIO, MODE_OSS_SPLIT)
-_REAL_OF = {np.dtype(np.complex64): np.dtype(np.float32), np.dtype(np.complex128): np.dtype(np.float64)}
 
 
 def _real_numpy(mode, buf, wsup, u, image, beta):
@@ -79,30 +79,19 @@ def _real_numpy(mode, buf, wsup, u, image, beta):
 
 
 def _check(mode, buf, wsup, u, image):
-    if mode not in _MODES:
-        raise InputError(f"phase_real_update: unknown mode {mode!r}; expected one of {_MODES}")
-    if buf.dtype not in _REAL_OF:
-        raise InputError(f"phase_real_update: buf must be complex64 or complex128, got {buf.dtype}")
-    rdt = _REAL_OF[buf.dtype]
-    grid = tuple(wsup.shape)
-    if wsup.dtype != rdt:
-        raise InputError(f"phase_real_update: wsup must be {rdt} for {buf.dtype} data, got {wsup.dtype}")
-    if tuple(buf.shape[-len(grid):]) != grid or buf.ndim not in (len(grid), len(grid) + 1):
-        raise InputError(f"phase_real_update: buf has shape {tuple(buf.shape)}; expected {grid} "
-                         f"or (runs, {', '.join(map(str, grid))})")
+    func = "phase_real_update"
+    rdt = check_batch(func, mode, _MODES, buf, wsup, "wsup")
     arrays = [("buf", buf), ("wsup", wsup)]
     for name, a, needed in (("u", u, mode in _NEEDS_U), ("image", image, False)):
         if a is None:
             if needed:
-                raise InputError(f"phase_real_update: mode {mode} needs the real iterate {name}")
+                raise InputError(f"{func}: mode {mode} needs the real iterate {name}")
             continue
         if tuple(a.shape) != tuple(buf.shape) or a.dtype != rdt:
-            raise InputError(f"phase_real_update: {name} must be {rdt} with shape {tuple(buf.shape)}, got "
+            raise InputError(f"{func}: {name} must be {rdt} with shape {tuple(buf.shape)}, got "
                              f"{a.dtype} {tuple(a.shape)}")
         arrays.append((name, a))
-    for name, a in arrays:
-        if not a.flags.c_contiguous:
-            raise InputError(f"phase_real_update: {name} must be C-contiguous")
+    check_contiguous(func, arrays)
 
 
 def phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: float = 0.9,

@@ -29,6 +29,8 @@ def _preview(path: Path, obj, result, curves, r_real_mean) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from fastem.io import atomic_output
+
     from .metrics import align
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1, 1, 1.4]})
@@ -51,10 +53,9 @@ def _preview(path: Path, obj, result, curves, r_real_mean) -> None:
     axes[2].set_title("R_F of every run (same random starts)", fontsize=9)
     axes[2].legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def run(out_dir: Path, *, overwrite: bool = True, quick: bool = False) -> list[dict]:
