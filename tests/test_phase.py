@@ -268,3 +268,11 @@ def test_gpu_engine_matches_cpu(noisy2d, algorithm):
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
     np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-6 * np.abs(results[0][1]).max())
     assert backend.cupy_available()
+
+
+def test_r_noise_matches_the_simulation():
+    from fastem.phase import r_noise
+
+    cdi = cdi_intensities(vesicle_2d(32, seed=0), r_noise=0.08, beamstop_radius=1.5, seed=0)
+    assert r_noise(cdi.magnitudes, cdi.b_true, cdi.known) == pytest.approx(cdi.r_noise, rel=1e-12)
+    assert r_noise(cdi.magnitudes, cdi.b_true) > 0

@@ -33,10 +33,12 @@ def r_factor(image, magnitudes, known=None) -> float:
 
 
 def r_noise(noisy, clean, known=None) -> float:
-    """``R_noise = sum |b_noisy - b_true| / sum b_true`` over known pixels (eq. 2.30)."""
+    """``R_noise = sum |b_noisy - b_true| / sum b_true`` over known pixels (eq. 2.30; all pixels
+    when ``known`` is None). Same as :func:`fastem.data.r_noise_of`."""
+    from fastem.data import r_noise_of
+
     bn, bt = np.asarray(noisy, np.float64), np.asarray(clean, np.float64)
-    k = np.ones(bt.shape, bool) if known is None else np.asarray(known, bool)
-    return float(np.sum(np.abs(bn - bt)[k]) / np.sum(bt[k]))
+    return r_noise_of(bn, bt, np.ones(bt.shape, bool) if known is None else np.asarray(known, bool))
 
 
 def twin(image) -> np.ndarray:
