@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     payload = {"command": cmd, "runs": args.runs, "iterations": args.iterations, "seed": args.seed,
                "gamma_scale": args.gamma_scale,
                "machine": machine_info(), "results": results}
-    (args.out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1))
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(payload))
     plot(results, args.out_dir / f"{stem}_rf.png")
     print("\n".join(md))
     print(f"written: {args.out_dir / stem}.md, .json, {stem}_rf.png")
