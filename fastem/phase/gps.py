@@ -153,8 +153,3 @@ class GPSSolver(Solver):
 
     def _load_scalars(self, state: dict) -> None:
         self._buf_is_true_y = bool(int(state.get("buf_is_true_y", 0)))
-
-    def final_state(self):
-        """``(z, Y)`` of every run (device arrays; ``Y`` the true dual)."""
-        y = self.buf * self.filt if (self.variant == "R" and not self._buf_is_true_y) else self.buf.copy()
-        return self.z, y

@@ -26,6 +26,7 @@ import numpy as np
 
 from fastem import backend
 from fastem.errors import InputError
+from fastem.io.validate import DataWarning
 from fastem.kernels.phase_rfactor import half_spectrum_weights
 
 from .support import autocorrelation_support, check_support
@@ -135,7 +136,8 @@ def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64
     inten = np.where(known_arr, inten, 0.0)
     neg = inten < 0
     if neg.any():
-        warnings.warn(f"{where}: {int(neg.sum())} negative intensities set to 0 (min {inten.min():.3g})", stacklevel=2)
+        warnings.warn(f"{where}: {int(neg.sum())} negative intensities set to 0 (min {inten.min():.3g})", DataWarning,
+                      stacklevel=2)
         inten = np.maximum(inten, 0.0)
     if not known_arr.any():
         raise InputError(f"{where}: no measured pixel (the mask marks every pixel unknown)")
