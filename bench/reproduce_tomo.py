@@ -247,7 +247,7 @@ def main(argv=None) -> dict:
         "rel_l2": [r["method"] for r in sorted(rows, key=lambda r: r["rel_l2"])],
         "fsc_z_mean": [r["method"] for r in sorted(rows, key=lambda r: -r["fsc_z_mean"])],
     }
-    prefix.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    prefix.with_name(prefix.name + ".json").write_text(json.dumps(report, indent=1))
     md = [f"# RESIRE reproduction ({'quick' if args.quick else 'full'})", "",
           f"Command: `.venv/bin/python bench/reproduce_tomo.py{' --quick' if args.quick else ''}"
           f"{'' if args.noise == 0.05 else f' --noise {args.noise:g}'}`", "",
@@ -260,7 +260,7 @@ def main(argv=None) -> dict:
           "## Two tilt axes", "", _table(report["two_axis"]["rows"]), "",
           "## A quarter of every projection blocked (R_F over measured pixels)", "",
           _table(report["quarter_masked"]["rows"]), ""]
-    prefix.with_suffix(".md").write_text("\n".join(md))
+    prefix.with_name(prefix.name + ".md").write_text("\n".join(md))
     _plots(prefix, report, volumes, histories, truth)
     log(f"wrote {prefix}.json/.md/-slices.png/-fsc.png/-r_factor.png in {report['seconds']:.0f} s")
     if "RESIRE fst" in by and "FBP" in by:
