@@ -16,5 +16,7 @@ Layout of one kernel ``foo`` (see ``axpy_norm`` for the worked example and the R
 """
 
 from .axpy_norm import axpy_norm
+from .partial_scan import nearest_sampled, normalise_blur, sample_infill
+from .scan_path import grid_dwell, spiral_dwell
 
-__all__ = ["axpy_norm"]
+__all__ = ["axpy_norm", "normalise_blur", "sample_infill", "nearest_sampled", "spiral_dwell", "grid_dwell"]
