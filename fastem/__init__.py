@@ -1,5 +1,6 @@
 """fastem: a high-performance numerical engine for computational electron microscopy."""
 from ._version import __version__
 from . import backend, config, errors, fft
+from . import data, io
 from .backend import Device, get_array_module, get_device, to_device
 from .config import set_threads

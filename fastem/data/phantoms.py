@@ -1,0 +1,201 @@
+"""Deterministic phantoms: vesicle-like objects (2D / 3D) and the 3D Shepp-Logan head.
+
+All are float64, non-negative, stored with axes ``(y, x)`` / ``(z, y, x)`` and centred on index
+``n // 2`` (the ``fastem.geometry`` convention).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+
+__all__ = ["vesicle_2d", "vesicle_3d", "shepp_logan_3d", "SHEPP_LOGAN_3D_MODIFIED"]
+
+
+def _smoothstep(t):
+    """0 for t <= 0, 1 for t >= 1, cubic Hermite in between (C1, compact)."""
+    s = np.clip(t, 0.0, 1.0)
+    return s * s * (3.0 - 2.0 * s)
+
+
+def _inside(signed_distance, width):
+    """Soft indicator of ``signed_distance < 0`` (inside), exactly 0 at distance >= ``width / 2``."""
+    return _smoothstep(0.5 - signed_distance / width)
+
+
+def _random_rotation(rng, ndim):
+    q, r = np.linalg.qr(rng.standard_normal((ndim, ndim)))
+    return q * np.sign(np.diag(r))
+
+
+def _ellipsoid_distance(coords, centre, semi_axes, rotation):
+    """Approximate signed distance (pixels) to an ellipsoid: ``(rho - 1) * mean semi-axis``."""
+    rel = np.stack([c - c0 for c, c0 in zip(coords, centre)], axis=-1) @ rotation
+    rho = np.sqrt(np.sum((rel / semi_axes) ** 2, axis=-1))
+    return (rho - 1.0) * float(np.mean(semi_axes))
+
+
+def _vesicle(n: int, ndim: int, seed, support_fraction: float) -> np.ndarray:
+    if n < 8:
+        raise InputError(f"vesicle: n must be >= 8, got {n}")
+    if not 0.1 <= support_fraction <= 1.0:
+        raise InputError(f"vesicle: support_fraction must lie in [0.1, 1], got {support_fraction}")
+    rng = np.random.default_rng(seed)
+    axis = np.arange(n, dtype=np.float64) - n // 2
+    coords = np.meshgrid(*([axis] * ndim), indexing="ij")  # (z,) y, x
+    r_max = support_fraction * n / 2.0 - 0.5       # nothing at or beyond this radius
+    edge = max(1.5, 0.04 * r_max)                  # width of the soft edges (pixels)
+    r_out = r_max - edge / 2.0                     # largest semi-axis of the outer boundary
+    semi = r_out * rng.uniform(0.86, 1.0, ndim)
+    semi[rng.integers(ndim)] = r_out               # touch the support limit along one axis
+    rot = _random_rotation(rng, ndim)
+    centre = np.zeros(ndim)
+    d_out = _ellipsoid_distance(coords, centre, semi, rot)
+    outer = _inside(d_out, edge)
+
+    # membrane: a shell of thickness ~8 % of the radius (>= 2.5 px)
+    thickness = max(2.5, 0.08 * r_out)
+    d_in = _ellipsoid_distance(coords, centre, semi - thickness, rot)
+    lumen = _inside(d_in, edge)
+    membrane = outer - outer * lumen
+
+    # lumen texture: smooth random density between ~0.1 and ~0.4
+    noise = ndimage.gaussian_filter(rng.standard_normal((n,) * ndim), sigma=max(1.5, 0.08 * r_out))
+    noise /= np.abs(noise).max() + 1e-30
+    texture = 0.25 + 0.15 * noise
+
+    # dense blobs inside the lumen
+    blobs = np.zeros((n,) * ndim)
+    for _ in range(int(rng.integers(4, 7))):
+        direction = rng.standard_normal(ndim)
+        direction /= np.linalg.norm(direction)
+        pos = direction * rng.uniform(0.0, 0.6) * r_out
+        sigma = rng.uniform(0.05, 0.12) * r_out
+        r2 = sum((c - p) ** 2 for c, p in zip(coords, pos))
+        blobs += rng.uniform(0.3, 0.8) * np.exp(-0.5 * r2 / sigma**2)
+
+    # a smaller inner vesicle (a second shell)
+    direction = rng.standard_normal(ndim)
+    direction /= np.linalg.norm(direction)
+    r_small = rng.uniform(0.22, 0.32) * r_out
+    c_small = direction * rng.uniform(0.2, 0.45) * r_out
+    semi_small = r_small * rng.uniform(0.85, 1.0, ndim)
+    rot_small = _random_rotation(rng, ndim)
+    small_out = _inside(_ellipsoid_distance(coords, c_small, semi_small, rot_small), edge)
+    small_in = _inside(_ellipsoid_distance(coords, c_small, semi_small - max(2.0, 0.3 * r_small), rot_small), edge)
+    small_shell = small_out - small_out * small_in
+
+    obj = membrane + lumen * (texture + blobs + 0.6 * small_shell)
+    obj *= outer
+    np.maximum(obj, 0.0, out=obj)
+    return obj
+
+
+def vesicle_2d(n: int = 128, *, seed=0, support_fraction: float = 0.5) -> np.ndarray:
+    """A 2D vesicle-like object: a membrane shell, a textured lumen, dense blobs, an inner vesicle.
+
+    Parameters
+    ----------
+    n : int
+        Array side (pixels).
+    seed : int or None
+        Seed for ``numpy.random.default_rng``; the same seed gives the same object.
+    support_fraction : float
+        The object fits in a centred disc of diameter ``support_fraction * n`` pixels, so its
+        extent is at most that along every axis (default 0.5: oversampling ratio >= 4 in area,
+        as phase retrieval needs).
+
+    Returns
+    -------
+    ndarray, float64, (n, n)
+        Real, non-negative, exactly zero outside its compact support, values ~0-1.5
+        (arbitrary density units), smooth edges (~2 px), centred on ``(n // 2, n // 2)``.
+    """
+    return _vesicle(int(n), 2, seed, float(support_fraction))
+
+
+def vesicle_3d(n: int = 64, *, seed=0, support_fraction: float = 0.75) -> np.ndarray:
+    """A 3D vesicle-like object (hollow shell, textured lumen, blobs, an inner vesicle).
+
+    Parameters
+    ----------
+    n : int
+        Volume side (voxels); the tomography reproduction uses 64.
+    seed : int or None
+    support_fraction : float
+        The object fits in a centred ball of diameter ``support_fraction * n`` voxels (default
+        0.75 for tomography; use 0.5 for 3D coherent diffraction).
+
+    Returns
+    -------
+    ndarray, float64, (n, n, n), axes (z, y, x)
+        Non-negative, compact support, centred on ``n // 2``.
+    """
+    return _vesicle(int(n), 3, seed, float(support_fraction))
+
+
+#: The modified (high-contrast, Toft) 3D Shepp-Logan: rows ``A, a, b, c, x0, y0, z0, phi, theta, psi``
+#: (intensity, semi-axes and centre in units of the half-width, Euler angles in degrees), as in the
+#: widely used 3D extension of Kak & Slaney's head phantom (M. Schabel's ``phantom3d``).
+SHEPP_LOGAN_3D_MODIFIED = np.array([
+    [1.0, 0.6900, 0.920, 0.810, 0.00, 0.0000, 0.00, 0.0, 0.0, 0.0],
+    [-0.8, 0.6624, 0.874, 0.780, 0.00, -0.0184, 0.00, 0.0, 0.0, 0.0],
+    [-0.2, 0.1100, 0.310, 0.220, 0.22, 0.0000, 0.00, -18.0, 0.0, 10.0],
+    [-0.2, 0.1600, 0.410, 0.280, -0.22, 0.0000, 0.00, 18.0, 0.0, 10.0],
+    [0.1, 0.2100, 0.250, 0.410, 0.00, 0.3500, -0.15, 0.0, 0.0, 0.0],
+    [0.1, 0.0460, 0.046, 0.050, 0.00, 0.1000, 0.25, 0.0, 0.0, 0.0],
+    [0.1, 0.0460, 0.046, 0.050, 0.00, -0.1000, 0.25, 0.0, 0.0, 0.0],
+    [0.1, 0.0460, 0.023, 0.050, -0.08, -0.6050, 0.00, 0.0, 0.0, 0.0],
+    [0.1, 0.0230, 0.023, 0.020, 0.00, -0.6060, 0.00, 0.0, 0.0, 0.0],
+    [0.1, 0.0230, 0.046, 0.020, 0.06, -0.6050, 0.00, 0.0, 0.0, 0.0],
+])
+
+
+def _zxz(phi, theta, psi):
+    """The z-x-z Euler rotation used by the 3D Shepp-Logan table (angles in degrees)."""
+    ph, th, ps = np.deg2rad([phi, theta, psi])
+    cph, sph, cth, sth, cps, sps = np.cos(ph), np.sin(ph), np.cos(th), np.sin(th), np.cos(ps), np.sin(ps)
+    return np.array([
+        [cps * cph - cth * sph * sps, cps * sph + cth * cph * sps, sps * sth],
+        [-sps * cph - cth * sph * cps, -sps * sph + cth * cph * cps, cps * sth],
+        [sth * sph, -sth * cph, cth],
+    ])
+
+
+def shepp_logan_3d(n: int = 64, *, ellipsoids: np.ndarray | None = None) -> np.ndarray:
+    """The modified 3D Shepp-Logan phantom (Toft's high-contrast intensities).
+
+    Uses :data:`SHEPP_LOGAN_3D_MODIFIED` (the 3D extension of Kak & Slaney's head phantom in
+    the form popularised by M. Schabel's ``phantom3d``): 10 ellipsoids with intensities
+    1, -0.8, -0.2, -0.2, 0.1 x 6, rotated by z-x-z Euler angles; a point ``(x, y, z)`` is inside
+    ellipsoid k when ``sum(((R_k r - r0_k) / axes_k)^2) <= 1``.
+
+    Parameters
+    ----------
+    n : int
+        Volume side; coordinates are ``(i - n // 2) / (n / 2)`` on every axis.
+    ellipsoids : ndarray (k, 10), optional
+        Another table in the same format.
+
+    Returns
+    -------
+    ndarray, float64, (n, n, n), axes (z, y, x)
+        Values in [0, 1] (0 outside the head).
+    """
+    n = int(n)
+    if n < 4:
+        raise InputError(f"shepp_logan_3d: n must be >= 4, got {n}")
+    table = SHEPP_LOGAN_3D_MODIFIED if ellipsoids is None else np.asarray(ellipsoids, dtype=np.float64)
+    axis = (np.arange(n, dtype=np.float64) - n // 2) / (n / 2.0)
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    xyz = np.stack([x.ravel(), y.ravel(), z.ravel()])
+    out = np.zeros(n**3)
+    for amp, a, b, c, x0, y0, z0, phi, theta, psi in table:
+        xp, yp, zp = _zxz(phi, theta, psi) @ xyz
+        inside = ((xp - x0) / a) ** 2 + ((yp - y0) / b) ** 2 + ((zp - z0) / c) ** 2 <= 1.0
+        out[inside] += amp
+    out = out.reshape(n, n, n)
+    np.maximum(out, 0.0, out=out)  # round-off (1 - 0.8 - 0.2) must not go negative
+    return out

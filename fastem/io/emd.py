@@ -1,0 +1,236 @@
+"""EMD files (electron microscopy images): Berkeley EMD v0.2 (read / write) and EMD 1.0 (read).
+
+Berkeley EMD v0.2 (https://emdatasets.com)::
+
+    /  attrs version_major=0, version_minor=2
+    /data/<name>/            attr emd_group_type=1
+        data                 the array
+        dim1 .. dimN         dimension vectors, attrs name, units
+    /comments/fastem/        provenance (fastem writes it)
+
+EMD 1.0 (py4DSTEM / emdfile)::
+
+    /  attrs emd_group_type="file", version_major=1
+    /<root>/                 attr emd_group_type="root"
+        .../<name>/          attr emd_group_type="array": data, dim1 .. dimN (attrs name, units)
+
+The reader collects every array group (``emd_group_type`` 1 or ``"array"``) anywhere in the
+file; ``name`` picks one by its group name or full path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DatasetNotFoundError, InputError
+from .atomic import atomic_output
+from .hdf5 import open_h5
+from .process import write_process_group
+
+__all__ = ["EMDData", "EMDDim", "read_emd", "list_emd_arrays", "write_emd", "emd_version"]
+
+
+@dataclass
+class EMDDim:
+    """One dimension vector: ``values`` (length of that axis), ``name``, ``units``."""
+
+    values: np.ndarray
+    name: str = ""
+    units: str = ""
+
+
+@dataclass
+class EMDData:
+    """An array read from an EMD file.
+
+    Attributes
+    ----------
+    data : ndarray
+        As stored (dtype and shape kept).
+    dims : list of EMDDim
+        One per axis (``dim1`` is axis 0). Missing vectors are filled with pixel indices.
+    name : str
+        The array group's name; ``group`` is its full HDF5 path.
+    version : str
+        ``"0.2"`` or ``"1.0"``.
+    """
+
+    data: np.ndarray
+    dims: list = field(default_factory=list)
+    name: str = ""
+    group: str = ""
+    version: str = ""
+    path: Path | None = None
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return _text(value.reshape(-1)[0])
+    return str(value)
+
+
+def emd_version(f) -> str | None:
+    """``"0.2"``, ``"1.0"`` (or another ``major.minor``) for an open EMD file, ``None`` if not EMD."""
+    attrs = f.attrs
+    if "version_major" not in attrs:
+        return None
+    major = int(np.asarray(attrs["version_major"]).reshape(-1)[0])
+    minor = int(np.asarray(attrs.get("version_minor", 0)).reshape(-1)[0])
+    return f"{major}.{minor}"
+
+
+def _is_array_group(obj) -> bool:
+    import h5py
+
+    if not isinstance(obj, h5py.Group) or "emd_group_type" not in obj.attrs:
+        return False
+    kind = obj.attrs["emd_group_type"]
+    kind = _text(kind) if isinstance(kind, (bytes, str)) else int(np.asarray(kind).reshape(-1)[0])
+    return (kind == 1 or kind == "array") and isinstance(obj.get("data"), h5py.Dataset)
+
+
+def _array_groups(f) -> list[str]:
+    found: list[str] = []
+
+    def visit(name, obj):
+        if _is_array_group(obj):
+            found.append("/" + name)
+
+    f.visititems(visit)
+    return found
+
+
+def list_emd_arrays(path) -> list[str]:
+    """Full HDF5 paths of the array groups in an EMD file."""
+    with open_h5(path) as f:
+        return _array_groups(f)
+
+
+def _read_dims(group, shape) -> list[EMDDim]:
+    import h5py
+
+    dims = []
+    for axis, n in enumerate(shape):
+        ds = group.get(f"dim{axis + 1}")
+        if isinstance(ds, h5py.Dataset):
+            dims.append(EMDDim(np.asarray(ds[()]), _text(ds.attrs.get("name", "")), _text(ds.attrs.get("units", ""))))
+        else:
+            dims.append(EMDDim(np.arange(n, dtype=np.float64), f"dim{axis + 1}", "px"))
+    return dims
+
+
+def read_emd(path, name: str | None = None) -> EMDData:
+    """Read one array from a Berkeley EMD v0.2 or EMD 1.0 file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    name : str, optional
+        The array group's name (``"image"``) or full path (``"/data/image"``). Default: the
+        file's only array (an error lists them when there are several).
+
+    Raises
+    ------
+    DatasetNotFoundError
+        Missing file or array (the message lists the arrays present).
+    InputError
+        Not HDF5 / not EMD, several arrays and no ``name``.
+    """
+    path = Path(path)
+    with open_h5(path) as f:
+        version = emd_version(f)
+        groups = _array_groups(f)
+        if version is None and not groups:
+            raise InputError(f"{path}: not an EMD file (no version_major attribute and no EMD array groups)")
+        if not groups:
+            raise DatasetNotFoundError(f"{path}: EMD {version} file without array groups")
+        if name is None:
+            if len(groups) > 1:
+                raise InputError(f"{path}: {len(groups)} EMD arrays, name one ({', '.join(groups)})")
+            chosen = groups[0]
+        else:
+            key = "/" + name.strip("/")
+            matches = [g for g in groups if g == key or g.rsplit("/", 1)[-1] == name.strip("/")]
+            if not matches:
+                raise DatasetNotFoundError(f"{path}: no EMD array '{name}' (arrays: {', '.join(groups)})")
+            if len(matches) > 1:
+                raise InputError(f"{path}: '{name}' matches {len(matches)} arrays ({', '.join(matches)}); give the full path")
+            chosen = matches[0]
+        grp = f[chosen]
+        data = np.asarray(grp["data"][()])
+        dims = _read_dims(grp, data.shape)
+    return EMDData(data=data, dims=dims, name=chosen.rsplit("/", 1)[-1], group=chosen,
+                   version=version or "", path=path)
+
+
+def _default_dims(shape) -> list[EMDDim]:
+    names = {1: ["x"], 2: ["y", "x"], 3: ["z", "y", "x"]}.get(len(shape), [f"dim{i + 1}" for i in range(len(shape))])
+    return [EMDDim(np.arange(n, dtype=np.float64), names[i], "px") for i, n in enumerate(shape)]
+
+
+def _as_dims(spec, shape, name) -> list[EMDDim]:
+    if spec is None:
+        return _default_dims(shape)
+    dims = []
+    if len(spec) != len(shape):
+        raise InputError(f"EMD array '{name}': {len(spec)} dimension vectors for a {len(shape)}D array")
+    for axis, (item, n) in enumerate(zip(spec, shape)):
+        if isinstance(item, EMDDim):
+            d = item
+        elif isinstance(item, Mapping):
+            d = EMDDim(np.asarray(item.get("values", np.arange(n))), str(item.get("name", "")), str(item.get("units", "")))
+        else:
+            values, dname, units = (list(item) + ["", ""])[:3]
+            d = EMDDim(np.asarray(values), str(dname), str(units))
+        if d.values.size != n:
+            raise InputError(f"EMD array '{name}': dim{axis + 1} has {d.values.size} values for an axis of length {n}")
+        dims.append(d)
+    return dims
+
+
+def write_emd(path, arrays: Mapping[str, np.ndarray], dims: Mapping[str, Sequence] | None = None, *,
+              overwrite: bool = False, inputs: Iterable = (), provenance: dict | None = None) -> Path:
+    """Write arrays as a Berkeley EMD v0.2 file (atomically).
+
+    Parameters
+    ----------
+    arrays : mapping name -> array
+        Each becomes ``/data/<name>`` (``emd_group_type=1``) holding ``data``.
+    dims : mapping name -> sequence, optional
+        Per array, one entry per axis: an :class:`EMDDim`, a dict (``values``, ``name``,
+        ``units``) or a tuple ``(values, name, units)``. Default pixel indices named
+        ``z``/``y``/``x`` with units ``px``.
+    provenance : dict, optional
+        Written to ``/comments/fastem`` (default a fresh record).
+    """
+    import h5py
+
+    if not arrays:
+        raise InputError("write_emd: no arrays given")
+    dims = dims or {}
+    with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["version_major"] = 0
+            f.attrs["version_minor"] = 2
+            data = f.create_group("data")
+            for name, arr in arrays.items():
+                if not name or "/" in name:
+                    raise InputError(f"write_emd: invalid array name {name!r}")
+                arr = np.asarray(arr)
+                grp = data.create_group(name)
+                grp.attrs["emd_group_type"] = 1
+                grp.create_dataset("data", data=arr)
+                for axis, d in enumerate(_as_dims(dims.get(name), arr.shape, name)):
+                    ds = grp.create_dataset(f"dim{axis + 1}", data=d.values)
+                    ds.attrs["name"] = d.name
+                    ds.attrs["units"] = d.units
+            for group in ("microscope", "sample", "user"):
+                f.create_group(group)
+            write_process_group(f.create_group("comments").create_group("fastem"), provenance)
+    return Path(path)

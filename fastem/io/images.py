@@ -1,0 +1,76 @@
+"""One entry point for image data in any supported container: :func:`read_images`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+from .hdf5 import find_dataset, is_hdf5, open_h5, parse_ref, require_file
+from .validate import check_ndim
+
+__all__ = ["read_images", "read_array"]
+
+
+def read_array(spec) -> np.ndarray:
+    """Read the array named by ``spec`` from any supported file, rank unchecked.
+
+    * ``FILE:/dataset`` -> that HDF5 dataset (a group holding ``data`` stands for it);
+    * HDF5 without a dataset: CXI -> the intensities, Data Exchange -> ``/exchange/data``,
+      EMD (v0.2 / 1.0) -> its only array, otherwise the file's only dataset;
+    * ``.mrc`` / ``.st`` / ... -> MRC data; ``.tif`` / ``.tiff`` -> TIFF pages.
+    """
+    from .mrc import MRC_SUFFIXES, read_mrc
+    from .tiff import TIFF_SUFFIXES, read_tiff
+
+    path, dataset = parse_ref(spec)
+    require_file(path)
+    if is_hdf5(path):
+        with open_h5(path) as f:
+            if dataset is None:
+                from .emd import _array_groups, emd_version
+
+                if "cxi_version" in f or "entry_1" in f:
+                    from .cxi import _find_data
+
+                    dataset = _find_data(f, path).name
+                elif "exchange" in f and "data" in f["exchange"]:
+                    dataset = "/exchange/data"
+                elif emd_version(f) is not None or _array_groups(f):
+                    groups = _array_groups(f)
+                    if len(groups) > 1:
+                        raise InputError(f"{path}: {len(groups)} EMD arrays, name one as {path}:<group> "
+                                         f"({', '.join(groups)})")
+                    dataset = groups[0] if groups else None
+            return np.asarray(find_dataset(f, dataset, file_label=str(path))[()])
+    if dataset is not None:
+        raise InputError(f"{path}: not an HDF5 file, so '{dataset}' cannot be read from it")
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return read_tiff(path)
+    if suffix in MRC_SUFFIXES:
+        return read_mrc(path)[0]
+    raise InputError(f"{path}: unknown image format (expected HDF5/CXI/EMD, MRC {'/'.join(MRC_SUFFIXES)} "
+                     f"or TIFF {'/'.join(TIFF_SUFFIXES)})")
+
+
+def read_images(spec, *, dtype=None) -> np.ndarray:
+    """Read an image ``(h, w)`` or an image stack ``(N, h, w)`` from HDF5 / CXI / EMD / MRC / TIFF.
+
+    Parameters
+    ----------
+    spec : str or os.PathLike
+        ``FILE``, or ``FILE:/dataset`` for HDF5 (see :func:`read_array` for what a plain HDF5
+        file resolves to).
+    dtype : numpy dtype, optional
+        Convert to this dtype (e.g. ``np.float32``); default as stored.
+
+    Raises
+    ------
+    DatasetNotFoundError, InputError
+        Missing file / dataset, unknown format, rank other than 2 or 3.
+    """
+    arr = read_array(spec)
+    check_ndim(arr, (2, 3), str(spec))
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    return arr
