@@ -5,7 +5,7 @@ micrographs come from :mod:`fastem.data.stem`; the kernels behind the pipeline a
 ``fastem.kernels.scan_path`` and ``fastem.kernels.partial_scan``.
 """
 
-from .baselines import METHODS, complete, complete_batch
+from .baselines import METHODS, complete, complete_batch, complete_methods
 from .metrics import distance_to_path, error_vs_distance, psnr, rmse, squared_error_map, ssim
 from .partial import (PartialScanPipeline, PartialScans, dihedral, dihedral_index, form_partial_scans,
                       make_partial_scans)
@@ -13,7 +13,7 @@ from .paths import (PAPER_GRID_SETTINGS, PATH_KINDS, dwell_fraction, grid_path, 
                     solve_coverage, spiral_path)
 
 __all__ = [
-    "METHODS", "complete", "complete_batch",
+    "METHODS", "complete", "complete_batch", "complete_methods",
     "distance_to_path", "error_vs_distance", "psnr", "rmse", "squared_error_map", "ssim",
     "PartialScanPipeline", "PartialScans", "dihedral", "dihedral_index", "form_partial_scans", "make_partial_scans",
     "PAPER_GRID_SETTINGS", "PATH_KINDS", "dwell_fraction", "grid_path", "measured_coverage", "scan_path",
