@@ -244,7 +244,7 @@ def build_scene(shape, rng: np.random.Generator, options: StemOptions = StemOpti
         am = inside(px, py)
         x = np.concatenate([x, px[am]])
         y = np.concatenate([y, py[am]])
-        amp = np.concatenate([amp, rng.uniform(0.03, 0.12, int(am.sum()))])
+        amp = np.concatenate([amp, rng.uniform(0.02, 0.09, int(am.sum()))])
         sig = np.concatenate([sig, sig_mean * rng.uniform(1.1, 1.6, int(am.sum()))])
         info["amorphous_fraction"] = frac
     if rng.random() < o.vacuum:
