@@ -171,6 +171,8 @@ class PartialScanPipeline:
             c = P.check_coverage(coverage)
             self.full_scan = c >= 1.0
             u = None if self.full_scan else P.solve_coverage("grid", c, self.shape, amp=amp, measure=measure)
+        if kind == "grid" and u is not None:
+            P.check_grid_u(u, self.shape)
         self.spacing, self.u, self.amp = spacing, u, float(amp)
         self.path_options = ({"rotate": rotate, "max_offset": max_offset} if kind == "spiral"
                              else {"random_place": random_place, "amp": amp})

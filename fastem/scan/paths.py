@@ -32,7 +32,7 @@ from ._reference import grid_channel_width
 
 __all__ = [
     "PAPER_GRID_SETTINGS", "PATH_KINDS", "spiral_path", "grid_path", "scan_path", "solve_coverage",
-    "measured_coverage", "dwell_fraction", "grid_channel_width", "check_coverage",
+    "measured_coverage", "dwell_fraction", "grid_channel_width", "check_coverage", "check_grid_u",
 ]
 
 PATH_KINDS = ("spiral", "grid")
@@ -146,13 +146,19 @@ def grid_path(shape=(512, 512), coverage: float | None = 1 / 20, *, u: float | N
             out[...] = 1.0
             return out
         u = solve_coverage("grid", c, shape, amp=amp, measure=measure)
+    check_grid_u(u, shape)
+    return grid_dwell(out, float(u), float(amp), seed, example_base, random_place, engine=engine)
+
+
+def check_grid_u(u: float, shape) -> float:
+    """``u`` if a jittered grid with it fits ``shape``, else an :class:`InputError` saying why."""
     if not 0.0 < u <= _MAX_GRID_U:
         raise InputError(f"grid u must be in (0, {_MAX_GRID_U}], got {u}")
     if grid_channel_width(u) > max(shape):
         raise InputError(f"grid u={u:.4g} spaces its channels {grid_channel_width(u):.0f} px apart, more than the "
                          f"{max(shape)} px image: a crop may hold no channel at all (use a spiral, a larger image, "
-                         f"or measure='dwell')")
-    return grid_dwell(out, float(u), float(amp), seed, example_base, random_place, engine=engine)
+                         f"or a higher coverage)")
+    return float(u)
 
 
 def scan_path(kind: str, shape=(512, 512), coverage: float = 1 / 20, **kwargs):
