@@ -42,16 +42,6 @@ def _reflect(i, n):
     return period - 1 - i if i >= n else i
 
 
-@njit(inline="always", cache=True)
-def _source(r, c, ho, wo, t):
-    """Input (row, col) shown at output (r, c) under dihedral transform ``t``."""
-    a = ho - 1 - r if (t & 1) else r
-    b = wo - 1 - c if (t & 2) else c
-    if t & 4:
-        return b, a
-    return a, b
-
-
 @njit(parallel=True, cache=True, nogil=True)
 def minmax_numba(images, minmax):
     """``minmax[b] = (min, max)`` of image ``b`` with non-finite values read as 0 (float64)."""
@@ -87,20 +77,31 @@ def normalise_numba(images, minmax, out, seed, example_base, augment, near_const
     for t in prange(nb * ho):
         b = t // ho
         r = t - b * ho
+        orow = out[b, r]
         lo = minmax[b, 0]
         span = minmax[b, 1] - lo
         tr = R.dihedral_index(seed, np.uint64(example_base + b)) if augment else 0
         if span < near_constant:
-            for c in range(wo):
-                out[b, r, c] = 0.0
+            orow[:] = 0.0
             continue
         scale = 2.0 / span
+        if tr == 0:   # contiguous rows: a vectorisable loop
+            irow = images[b, r]
+            for c in range(wo):
+                v = np.float64(irow[c])
+                v = v if math.isfinite(v) else 0.0
+                orow[c] = np.float32((v - lo) * scale - 1.0)
+            continue
+        a = ho - 1 - r if (tr & 1) else r        # the source line of this output row
+        flip = (tr & 2) != 0
+        if tr & 4:                                # transposed: the source column a
+            src = images[b, :, a]
+        else:
+            src = images[b, a, :]
         for c in range(wo):
-            sr, sc = _source(r, c, ho, wo, tr)
-            v = np.float64(images[b, sr, sc])
-            if not math.isfinite(v):
-                v = 0.0
-            out[b, r, c] = np.float32((v - lo) * scale - 1.0)
+            v = np.float64(src[wo - 1 - c] if flip else src[c])
+            v = v if math.isfinite(v) else 0.0
+            orow[c] = np.float32((v - lo) * scale - 1.0)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -121,15 +122,16 @@ def blur_numba(img, weights, out, nchunk):
             for c in range(w):
                 tmp[c] = (weights[0] * img[b, r0, c] + weights[1] * img[b, r1, c] + weights[2] * img[b, r, c]
                           + weights[3] * img[b, r3, c] + weights[4] * img[b, r4, c])
-            for c in range(w):
-                if c >= 2 and c + 2 < w:
-                    acc = (weights[0] * tmp[c - 2] + weights[1] * tmp[c - 1] + weights[2] * tmp[c]
+            orow = out[b, r]
+            for c in range(2, w - 2):   # interior: vectorisable
+                orow[c] = (weights[0] * tmp[c - 2] + weights[1] * tmp[c - 1] + weights[2] * tmp[c]
                            + weights[3] * tmp[c + 1] + weights[4] * tmp[c + 2])
-                else:
+            for c in (0, 1, w - 2, w - 1):   # the reflected edges
+                if 0 <= c < w and (c < 2 or c >= w - 2):
                     acc = np.float32(0.0)
                     for j in range(5):
                         acc += weights[j] * tmp[_reflect(c + j - 2, w)]
-                out[b, r, c] = acc
+                    orow[c] = acc
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -140,33 +142,41 @@ def column_pass_numba(path, near_row, img, blur, partial, seed, example_base, wi
     the counter-based uniform of pixel ``r * W + c`` (only when ``with_det``).
     """
     nb, h, w = path.shape
+    if with_det:
+        for t in prange(nb * h):
+            b = t // h
+            r = t - b * h
+            key = R.stream_key(seed, np.uint64(example_base + b), _NOISE)
+            prow = path[b, r]
+            for c in range(w):
+                m = prow[c]
+                if m > 0:
+                    u = R.uniform32(key, np.uint64(r * w + c))
+                    partial[b, r, c] = m * (m * img[b, r, c] + np.float32(2.0) * (np.float32(1.0) - m) * u * blur[b, r, c])
     nblk = (w + COL_BLOCK - 1) // COL_BLOCK
     for t in prange(nb * nblk):
         b = t // nblk
         c0 = (t - b * nblk) * COL_BLOCK
-        c1 = min(c0 + COL_BLOCK, w)
-        key = R.stream_key(seed, np.uint64(example_base + b), _NOISE)
-        last = np.full(c1 - c0, -1, np.int32)
-        for r in range(h):
-            for c in range(c0, c1):
-                m = path[b, r, c]
-                if m > 0:
-                    last[c - c0] = r
-                    if with_det:
-                        u = R.uniform32(key, np.uint64(r * w + c))
-                        partial[b, r, c] = m * (m * img[b, r, c] + np.float32(2.0) * (np.float32(1.0) - m) * u * blur[b, r, c])
-                near_row[b, r, c] = last[c - c0]
+        n = min(COL_BLOCK, w - c0)
+        p = path[b]
+        nr = near_row[b]
+        last = np.full(COL_BLOCK, -1, np.int32)
+        for r in range(h):                      # from above: the last sampled row so far
+            prow = p[r, c0:c0 + n]
+            nrow = nr[r, c0:c0 + n]
+            for k in range(n):
+                last[k] = np.int32(r) if prow[k] > 0 else last[k]
+                nrow[k] = last[k]
         last[:] = -1
-        for r in range(h - 1, -1, -1):
-            for c in range(c0, c1):
-                if path[b, r, c] > 0:
-                    last[c - c0] = r
-                up = near_row[b, r, c]
-                down = last[c - c0]
-                if up < 0:
-                    near_row[b, r, c] = down
-                elif down >= 0 and down - r < r - up:
-                    near_row[b, r, c] = down
+        for r in range(h - 1, -1, -1):          # from below; the upper one wins a tie
+            prow = p[r, c0:c0 + n]
+            nrow = nr[r, c0:c0 + n]
+            for k in range(n):
+                last[k] = np.int32(r) if prow[k] > 0 else last[k]
+                up = nrow[k]
+                down = last[k]
+                take_down = (up < 0) or (down >= 0 and down - r < r - up)
+                nrow[k] = down if take_down else up
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -187,9 +197,10 @@ def row_pass_numba(path, near_row, partial, nearest, with_values, nchunk):
         for t in range(k * ntask // nchunk, (k + 1) * ntask // nchunk):
             b = t // h
             r = t - b * h
+            nrow = near_row[b, r]
             top = -1
             for q in range(w):
-                nr = near_row[b, r, q]
+                nr = nrow[q]
                 if nr < 0:
                     continue
                 fq = np.int64(r - nr) * (r - nr) + np.int64(q) * q
@@ -210,18 +221,22 @@ def row_pass_numba(path, near_row, partial, nearest, with_values, nchunk):
                 v[top] = q
                 zn[top] = num
                 zd[top] = den
+            orow = nearest[b, r]
             if top < 0:
-                for c in range(w):
-                    nearest[b, r, c] = -1
-                    if with_values:
-                        partial[b, r, c] = 0.0
+                orow[:] = -1
+                if with_values:
+                    partial[b, r, :] = 0.0
                 continue
             j = 0
             for c in range(w):
                 while j < top and zn[j + 1] < c * zd[j + 1]:
                     j += 1
                 q = v[j]
-                nr = near_row[b, r, q]
-                nearest[b, r, c] = nr * w + q
-                if with_values and not path[b, r, c] > 0:
-                    partial[b, r, c] = partial[b, nr, q]
+                orow[c] = nrow[q] * w + q
+            if with_values:
+                prow = path[b, r]
+                out = partial[b]
+                for c in range(w):
+                    if not prow[c] > 0:
+                        k = orow[c]
+                        out[r, c] = out[k // w, k - (k // w) * w]
