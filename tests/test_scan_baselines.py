@@ -60,6 +60,23 @@ def test_smooth_field_is_recovered_from_a_binary_path(method):
     assert np.abs(truth[inner]).max() > 0.5
 
 
+def test_linear_equals_scipy_linearnd(rng):
+    from scipy.interpolate import LinearNDInterpolator
+    from scipy.spatial import Delaunay
+
+    from fastem.scan.baselines import linear_on_triangulation
+
+    pts = np.unique(rng.integers(3, 57, (300, 2)), axis=0).astype(np.float64)
+    vals = rng.standard_normal(len(pts))
+    tri = Delaunay(pts)
+    xi = np.stack(np.mgrid[0:60, 0:50], axis=-1).reshape(-1, 2).astype(np.float64)
+    expect = LinearNDInterpolator(tri, vals)(xi)
+    got = linear_on_triangulation(tri, vals, (60, 50)).reshape(-1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expect))
+    assert np.isnan(expect).any() and not np.isnan(expect).all()
+    np.testing.assert_allclose(got[~np.isnan(got)], expect[~np.isnan(expect)], atol=1e-12)
+
+
 def test_nearest_baseline_is_the_nearest_sample(rng):
     truth = _smooth((40, 40), "wave")
     path = (rng.random((40, 40)) < 0.05).astype(np.float32)
