@@ -50,6 +50,16 @@ def _reflect(i, n):
 
 
 @cuda.jit(device=True, inline=True)
+def _pixel(h, w):
+    """(b, r, c, p) of this thread (``blockIdx.y`` = example, x = flat pixel); p = -1 past the end."""
+    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if p >= h * w:
+        return cuda.blockIdx.y, 0, 0, -1
+    r = p // w
+    return cuda.blockIdx.y, r, p - r * w, p
+
+
+@cuda.jit(device=True, inline=True)
 def _clean(v):
     d = float64(v)
     return d if math.isfinite(d) else 0.0
@@ -96,13 +106,10 @@ def _load(x, b, r, c, ho, wo, t, lo, scale):
 
 @cuda.jit
 def normalise_blur_kernel(images, minmax, img, blur, weights, seed, example_base, augment, near_constant):
-    b = cuda.blockIdx.y
     ho, wo = img.shape[1], img.shape[2]
-    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    if p >= ho * wo:
+    b, r, c, p = _pixel(ho, wo)
+    if p < 0:
         return
-    r = p // wo
-    c = p - r * wo
     lo = minmax[b, 0]
     span = minmax[b, 1] - lo
     if span < near_constant:
@@ -127,13 +134,10 @@ def normalise_blur_kernel(images, minmax, img, blur, weights, seed, example_base
 
 @cuda.jit
 def detect_column_pass_kernel(path, near_row, img, blur, partial, seed, example_base, with_det):
-    b = cuda.blockIdx.y
     h, w = path.shape[1], path.shape[2]
-    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    if p >= h * w:
+    b, r, c, p = _pixel(h, w)
+    if p < 0:
         return
-    r = p // w
-    c = p - r * w
     mv = path[b, r, c]
     if with_det and mv > 0:
         key = _stream_key(seed, uint64(example_base + b), _NOISE)
@@ -154,13 +158,10 @@ def detect_column_pass_kernel(path, near_row, img, blur, partial, seed, example_
 
 @cuda.jit
 def row_pass_fill_kernel(path, near_row, partial, nearest, with_values):
-    b = cuda.blockIdx.y
     h, w = path.shape[1], path.shape[2]
-    p = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-    if p >= h * w:
+    b, r, c, p = _pixel(h, w)
+    if p < 0:
         return
-    r = p // w
-    c = p - r * w
     best = int64(-1)
     bq = -1
     d = 0

@@ -57,37 +57,31 @@ def spiral_params(h, w, spacing, seed, example, rotate, max_offset):
 
 @njit(inline="always", cache=True)
 def _segment(img, x0, y0, x1, y1):
-    """Anti-aliased 1-pixel segment over the half-open major-axis range [start, end)."""
-    dx = x1 - x0
-    dy = y1 - y0
-    if abs(dx) >= abs(dy):
-        if dx == 0.0:
-            return
-        if dx > 0:
-            a, b = int(math.ceil(x0)), int(math.ceil(x1))
-        else:
-            a, b = int(math.floor(x1)) + 1, int(math.floor(x0)) + 1
-        slope = dy / dx
-        for X in range(a, b):
-            yv = y0 + (X - x0) * slope
-            yf = math.floor(yv)
-            f = yv - yf
-            Y = int(yf)
-            _add(img, Y, X, 1.0 - f)
-            _add(img, Y + 1, X, f)
+    """Anti-aliased 1-pixel segment over the half-open major-axis range [start, end).
+
+    ``a`` is the major axis, ``b`` the other; ``swap`` says whether ``a`` is y (rows).
+    """
+    swap = abs(x1 - x0) < abs(y1 - y0)
+    a0, b0, a1, b1 = (y0, x0, y1, x1) if swap else (x0, y0, x1, y1)
+    da = a1 - a0
+    if da == 0.0:
+        return
+    if da > 0:
+        start, stop = int(math.ceil(a0)), int(math.ceil(a1))
     else:
-        if dy > 0:
-            a, b = int(math.ceil(y0)), int(math.ceil(y1))
+        start, stop = int(math.floor(a1)) + 1, int(math.floor(a0)) + 1
+    slope = (b1 - b0) / da
+    for A in range(start, stop):
+        bv = b0 + (A - a0) * slope
+        bf = math.floor(bv)
+        f = bv - bf
+        B = int(bf)
+        if swap:
+            _add(img, A, B, 1.0 - f)
+            _add(img, A, B + 1, f)
         else:
-            a, b = int(math.floor(y1)) + 1, int(math.floor(y0)) + 1
-        slope = dx / dy
-        for Y in range(a, b):
-            xv = x0 + (Y - y0) * slope
-            xf = math.floor(xv)
-            f = xv - xf
-            X = int(xf)
-            _add(img, Y, X, 1.0 - f)
-            _add(img, Y, X + 1, f)
+            _add(img, B, A, 1.0 - f)
+            _add(img, B + 1, A, f)
 
 
 @njit(parallel=True, cache=True, nogil=True)

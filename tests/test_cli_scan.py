@@ -7,15 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from fastem.cli.main import app
-from fastem.config import settings
 from fastem.io import read_provenance
 
-
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
-    yield
-    settings.quiet, settings.debug, settings.device, settings.threads = saved
+from test_cli import _restore_settings  # noqa: F401  (autouse: the CLI changes global settings)
 
 
 def run(*args):

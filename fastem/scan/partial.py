@@ -162,17 +162,10 @@ class PartialScanPipeline:
         self.kind, self.seed, self.augment, self.fill = kind, int(seed), bool(augment), fill
         self.dose, self.binary, self.engine = dose, bool(binary), engine
         self.device = backend.resolve_device(device)
-        self.full_scan = False
-        if kind == "spiral" and spacing is None:
-            c = P.check_coverage(coverage)
-            self.full_scan = c >= 1.0
-            spacing = None if self.full_scan else P.solve_coverage("spiral", c, self.shape, measure=measure)
-        if kind == "grid" and u is None:
-            c = P.check_coverage(coverage)
-            self.full_scan = c >= 1.0
-            u = None if self.full_scan else P.solve_coverage("grid", c, self.shape, amp=amp, measure=measure)
-        if kind == "grid" and u is not None:
-            P.check_grid_u(u, self.shape)
+        param = P.path_parameter(kind, coverage, self.shape, param=spacing if kind == "spiral" else u, amp=amp,
+                                 measure=measure)
+        self.full_scan = param is None
+        spacing, u = (param, None) if kind == "spiral" else (None, param)
         self.spacing, self.u, self.amp = spacing, u, float(amp)
         self.path_options = ({"rotate": rotate, "max_offset": max_offset} if kind == "spiral"
                              else {"random_place": random_place, "amp": amp})

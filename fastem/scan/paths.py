@@ -33,6 +33,7 @@ from ._reference import grid_channel_width
 __all__ = [
     "PAPER_GRID_SETTINGS", "PATH_KINDS", "spiral_path", "grid_path", "scan_path", "solve_coverage",
     "measured_coverage", "dwell_fraction", "grid_channel_width", "check_coverage", "check_grid_u",
+    "path_parameter",
 ]
 
 PATH_KINDS = ("spiral", "grid")
@@ -116,12 +117,10 @@ def spiral_path(shape=(512, 512), coverage: float | None = 1 / 20, *, spacing: f
 
     shape = _shape(shape)
     out = _out(out, batch, shape, device)
+    spacing = path_parameter("spiral", coverage, shape, param=spacing, measure=measure)
     if spacing is None:
-        c = check_coverage(coverage)
-        if c >= 1.0:
-            out[...] = 1.0
-            return out
-        spacing = solve_coverage("spiral", c, shape, measure=measure)
+        out[...] = 1.0
+        return out
     return spiral_dwell(out, float(spacing), seed, example_base, rotate, max_offset, engine=engine)
 
 
@@ -140,14 +139,27 @@ def grid_path(shape=(512, 512), coverage: float | None = 1 / 20, *, u: float | N
 
     shape = _shape(shape)
     out = _out(out, batch, shape, device)
+    u = path_parameter("grid", coverage, shape, param=u, amp=amp, measure=measure)
     if u is None:
+        out[...] = 1.0
+        return out
+    return grid_dwell(out, float(u), float(amp), seed, example_base, random_place, engine=engine)
+
+
+def path_parameter(kind: str, coverage: float | None, shape, *, param: float | None = None, amp: float = 1.0,
+                   measure: str = "coverage") -> float | None:
+    """The spiral spacing or grid ``u`` for ``coverage`` (``param`` as given when not None).
+
+    ``None`` means a full scan (coverage 1). Grid parameters are checked against ``shape``.
+    """
+    if param is None:
         c = check_coverage(coverage)
         if c >= 1.0:
-            out[...] = 1.0
-            return out
-        u = solve_coverage("grid", c, shape, amp=amp, measure=measure)
-    check_grid_u(u, shape)
-    return grid_dwell(out, float(u), float(amp), seed, example_base, random_place, engine=engine)
+            return None
+        param = solve_coverage(kind, c, shape, amp=amp, measure=measure)
+    if kind == "grid":
+        check_grid_u(param, shape)
+    return float(param)
 
 
 def check_grid_u(u: float, shape) -> float:

@@ -41,25 +41,23 @@ extern "C" __global__ void spiral_deposit(float* __restrict__ out, const int h, 
         const double x0 = i == 0 ? p.cx : p.cx + p.k * t0 * cos(t0 + p.phi);
         const double y0 = i == 0 ? p.cy : p.cy + p.k * t0 * sin(t0 + p.phi);
         const double x1 = p.cx + p.k * t1 * cos(t1 + p.phi), y1 = p.cy + p.k * t1 * sin(t1 + p.phi);
-        const double dx = x1 - x0, dy = y1 - y0;
-        if (fabs(dx) >= fabs(dy)) {
-            if (dx == 0.0) continue;
-            const long long a = dx > 0 ? (long long)ceil(x0) : (long long)floor(x1) + 1;
-            const long long e = dx > 0 ? (long long)ceil(x1) : (long long)floor(x0) + 1;
-            const double slope = dy / dx;
-            for (long long X = a; X < e; ++X) {
-                const double yv = y0 + (X - x0) * slope, yf = floor(yv), f = yv - yf;
-                add_px(img, h, w, (int)yf, (int)X, 1.0 - f);
-                add_px(img, h, w, (int)yf + 1, (int)X, f);
-            }
-        } else {
-            const long long a = dy > 0 ? (long long)ceil(y0) : (long long)floor(y1) + 1;
-            const long long e = dy > 0 ? (long long)ceil(y1) : (long long)floor(y0) + 1;
-            const double slope = dx / dy;
-            for (long long Y = a; Y < e; ++Y) {
-                const double xv = x0 + (Y - y0) * slope, xf = floor(xv), f = xv - xf;
-                add_px(img, h, w, (int)Y, (int)xf, 1.0 - f);
-                add_px(img, h, w, (int)Y, (int)xf + 1, f);
+        // major axis a (swap: a is the row axis), minor axis b
+        const bool swap = fabs(x1 - x0) < fabs(y1 - y0);
+        const double a0 = swap ? y0 : x0, b0 = swap ? x0 : y0, a1 = swap ? y1 : x1, b1 = swap ? x1 : y1;
+        const double da = a1 - a0;
+        if (da == 0.0) continue;
+        const long long start = da > 0 ? (long long)ceil(a0) : (long long)floor(a1) + 1;
+        const long long stop = da > 0 ? (long long)ceil(a1) : (long long)floor(a0) + 1;
+        const double slope = (b1 - b0) / da;
+        for (long long A = start; A < stop; ++A) {
+            const double bv = b0 + (A - a0) * slope, bf = floor(bv), f = bv - bf;
+            const int B = (int)bf;
+            if (swap) {
+                add_px(img, h, w, (int)A, B, 1.0 - f);
+                add_px(img, h, w, (int)A, B + 1, f);
+            } else {
+                add_px(img, h, w, B, (int)A, 1.0 - f);
+                add_px(img, h, w, B + 1, (int)A, f);
             }
         }
     }
