@@ -60,21 +60,34 @@ def test_smooth_field_is_recovered_from_a_binary_path(method):
     assert np.abs(truth[inner]).max() > 0.5
 
 
-def test_linear_equals_scipy_linearnd(rng):
-    from scipy.interpolate import LinearNDInterpolator
+def test_closed_form_transforms_equal_scipys(rng):
+    from scipy.interpolate import griddata
     from scipy.spatial import Delaunay
 
-    from fastem.scan.baselines import linear_on_triangulation
+    from fastem.scan.baselines import barycentric_transforms, prefill_transforms
 
-    pts = np.unique(rng.integers(3, 57, (300, 2)), axis=0).astype(np.float64)
-    vals = rng.standard_normal(len(pts))
+    pts = np.unique(rng.integers(0, 60, (400, 2)), axis=0).astype(np.float64)
+    pts = np.vstack([pts, [[0, 0], [0, 30], [0, 59]]])          # collinear points on the hull
+    pts = np.unique(pts, axis=0)
     tri = Delaunay(pts)
-    xi = np.stack(np.mgrid[0:60, 0:50], axis=-1).reshape(-1, 2).astype(np.float64)
-    expect = LinearNDInterpolator(tri, vals)(xi)
-    got = linear_on_triangulation(tri, vals, (60, 50)).reshape(-1)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(expect))
-    assert np.isnan(expect).any() and not np.isnan(expect).all()
-    np.testing.assert_allclose(got[~np.isnan(got)], expect[~np.isnan(expect)], atol=1e-12)
+    mine = barycentric_transforms(tri)
+    scipys = tri.transform
+    np.testing.assert_array_equal(np.isnan(mine), np.isnan(scipys))
+    np.testing.assert_allclose(mine[~np.isnan(mine)], scipys[~np.isnan(scipys)], rtol=1e-12, atol=1e-12)
+    # and the completion equals griddata's
+    vals = rng.standard_normal(len(pts))
+    path = np.zeros((60, 60), np.float32)
+    partial = np.zeros((60, 60))
+    path[pts[:, 0].astype(int), pts[:, 1].astype(int)] = 1.0
+    partial[pts[:, 0].astype(int), pts[:, 1].astype(int)] = np.clip(vals, -1, 1)
+    rr, cc = np.mgrid[0:60, 0:60]
+    for method in ("linear", "cubic"):
+        expect = griddata(pts, np.clip(vals, -1, 1), (rr, cc), method=method)
+        got = complete(partial, path, method)
+        inside = np.isfinite(expect)
+        np.testing.assert_allclose(got[inside], np.clip(expect[inside], -1, 1), atol=1e-10)
+    fresh = Delaunay(pts)
+    assert prefill_transforms(fresh) and not prefill_transforms(fresh)
 
 
 def test_nearest_baseline_is_the_nearest_sample(rng):

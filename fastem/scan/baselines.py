@@ -16,12 +16,12 @@ Then every other pixel is filled:
 ``nearest``
     value of the nearest sample (exact Euclidean, fastem's kernel);
 ``linear`` / ``cubic``
-    what ``scipy.interpolate.griddata`` does, on one SciPy Delaunay triangulation of the
-    samples: piecewise linear and ``CloughTocher2DInterpolator`` (C1 cubic with
-    curvature-minimising gradients). The linear interpolant is evaluated with matplotlib's
-    ``LinearTriInterpolator`` on that triangulation (trapezoid-map point location): the same
-    values as ``LinearNDInterpolator`` (checked in the tests), without SciPy's per-triangle
-    barycentric set-up, which takes seconds for the ~50 000 triangles of a 512x512 scan. Pixels
+    what ``scipy.interpolate.griddata`` does -- ``LinearNDInterpolator`` (piecewise linear) and
+    ``CloughTocher2DInterpolator`` (C1 cubic, curvature-minimising gradients) -- on one Delaunay
+    triangulation of the samples shared by both. SciPy computes the triangles' barycentric
+    transforms lazily with one LAPACK call per triangle (seconds for the ~50 000 triangles of
+    a 512x512 scan); :func:`barycentric_transforms` computes the same array in closed form
+    (agreeing to 1e-13, checked in the tests) and hands it to the triangulation first. Pixels
     outside the samples' convex hull take the nearest sample;
 ``biharmonic``
     ``skimage.restoration.inpaint_biharmonic`` (scikit-image, an optional dependency:
@@ -37,7 +37,8 @@ import numpy as np
 
 from fastem.errors import InputError
 
-__all__ = ["METHODS", "complete", "complete_methods", "complete_batch", "sample_values", "linear_on_triangulation"]
+__all__ = ["METHODS", "complete", "complete_methods", "complete_batch", "sample_values", "barycentric_transforms",
+           "prefill_transforms"]
 
 METHODS = ("nearest", "linear", "cubic", "biharmonic")
 
@@ -91,16 +92,15 @@ def complete_methods(partial, path, methods=METHODS, *, dwell_correct: bool = Tr
             for m in interp:
                 out[m] = nearest
         else:
-            from scipy.interpolate import CloughTocher2DInterpolator
+            from scipy.interpolate import CloughTocher2DInterpolator, LinearNDInterpolator
             from scipy.spatial import Delaunay
 
             tri = Delaunay(np.stack([rows, cols], axis=1).astype(np.float64))
+            prefill_transforms(tri)
+            xi = np.stack(np.mgrid[0:h, 0:w], axis=-1).reshape(-1, 2).astype(np.float64)
             for m in interp:
-                if m == "linear":
-                    val = linear_on_triangulation(tri, values[sampled], (h, w))
-                else:
-                    xi = np.stack(np.mgrid[0:h, 0:w], axis=-1).reshape(-1, 2).astype(np.float64)
-                    val = CloughTocher2DInterpolator(tri, values[sampled])(xi).reshape(h, w)
+                cls = LinearNDInterpolator if m == "linear" else CloughTocher2DInterpolator
+                val = cls(tri, values[sampled])(xi).reshape(h, w)
                 hole = ~np.isfinite(val)
                 val[hole] = nearest[hole]
                 out[m] = np.clip(val, -1.0, 1.0)
@@ -113,19 +113,38 @@ def complete_methods(partial, path, methods=METHODS, *, dwell_correct: bool = Tr
     return out
 
 
-def linear_on_triangulation(tri, values: np.ndarray, shape) -> np.ndarray:
-    """Piecewise-linear interpolation of ``values`` (at ``tri.points``, (row, col)) on the pixel grid.
+def barycentric_transforms(tri) -> np.ndarray:
+    """``Delaunay.transform`` of a 2D triangulation in closed form, (n_simplices, 3, 2) float64.
 
-    matplotlib's ``LinearTriInterpolator`` on the SciPy triangulation ``tri``: the interpolant
-    of ``scipy.interpolate.LinearNDInterpolator``. Returns an (H, W) float64 array, NaN outside
-    the convex hull.
+    ``T[:2]`` is the inverse of ``[v0 - v2, v1 - v2]`` and ``T[2]`` is ``v2``, so the barycentric
+    coordinates of ``x`` are ``T[:2] @ (x - T[2])`` (and one minus their sum). Degenerate
+    (zero-area) triangles get NaN, as in SciPy.
     """
-    import matplotlib.tri as mtri
+    p = tri.points[tri.simplices]
+    a = np.stack([p[:, 0] - p[:, 2], p[:, 1] - p[:, 2]], axis=2)
+    det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
+    inv = np.empty_like(a)
+    inv[:, 0, 0], inv[:, 1, 1] = a[:, 1, 1], a[:, 0, 0]
+    inv[:, 0, 1], inv[:, 1, 0] = -a[:, 0, 1], -a[:, 1, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv /= det[:, None, None]
+    inv[det == 0] = np.nan
+    return np.concatenate([inv, p[:, 2][:, None, :]], axis=1)
 
-    p = tri.points
-    t = mtri.Triangulation(p[:, 1], p[:, 0], tri.simplices)
-    rr, cc = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
-    return np.ma.filled(mtri.LinearTriInterpolator(t, values)(cc, rr), np.nan).astype(np.float64)
+
+def prefill_transforms(tri) -> bool:
+    """Give a fresh 2D SciPy ``Delaunay`` its barycentric transforms (True if done).
+
+    Uses the private ``_transform`` cache SciPy fills on first use; if a SciPy version lacks it,
+    nothing happens and SciPy computes the transforms itself (slower, same result).
+    """
+    if tri.ndim != 2 or getattr(tri, "_transform", False) is not None:
+        return False
+    try:
+        tri._transform = barycentric_transforms(tri)
+    except AttributeError:  # pragma: no cover - a SciPy without the cache attribute
+        return False
+    return True
 
 
 def _nearest(values: np.ndarray, sampled: np.ndarray) -> np.ndarray:
