@@ -5,3 +5,4 @@ from . import data, io
 from . import scan
 from .backend import Device, get_array_module, get_device, to_device
 from .config import set_threads
+from . import phase

@@ -1,0 +1,181 @@
+"""Reproduce the GPS consistency experiment (thesis 2.4.1, Fig. 2.3/2.4; spec ``gps.md``).
+
+    .venv/bin/python bench/reproduce_phase.py [--runs 50] [--iterations 1000] [--objects vesicle,pair]
+
+For each object: simulated diffraction (Poisson + Gaussian read noise at R_noise 6 %, beamstop
+radius 2 px, 128 x 128), the dilated true support, and HIO, OSS, GPS-R, GPS-F from the SAME
+``--runs`` random starts (seed 0; default 50), 1000 iterations each with the default schedules.
+Per algorithm: R_F and R_real (after removing translation, twin and scale) of the best run, the
+mean of the best 5 runs (by R_F), their variance, the R_real of the mean of the best 5 (aligned)
+and the mean per-pixel variance of those 5 images relative to the object's mean square.
+
+Objects:
+
+``vesicle``
+    ``fastem.data.vesicle_2d(128, seed=0)`` -- the spec's synthetic vesicle (a centred ellipse:
+    its support is centro-symmetric).
+``pair``
+    two different vesicles side by side (``vesicle_2d(48, seed=1)`` and ``vesicle_2d(28, seed=2)``)
+    -- a support without a centre of symmetry, so the twin image is excluded by the support.
+
+Writes ``bench/results/phase_reproduction.{md,json}`` (the tables) and
+``bench/results/phase_reproduction_rf.png`` (R_F versus iteration: median over runs, best run,
+10-90 % band, per algorithm and object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ALGORITHMS = ("hio", "oss", "gps-r", "gps-f")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def make_object(name: str) -> np.ndarray:
+    from fastem.data import vesicle_2d
+
+    if name == "vesicle":
+        return vesicle_2d(128, seed=0)
+    if name == "pair":
+        u = np.zeros((128, 128))
+        c = 64
+        u[c - 32:c + 16, c - 28:c + 20] += vesicle_2d(48, seed=1)
+        u[c + 8:c + 36, c + 12:c + 40] += vesicle_2d(28, seed=2)
+        return u
+    raise SystemExit(f"unknown object {name!r}; choose vesicle or pair")
+
+
+def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5, gamma_scale: float = 1.0,
+               algorithms=ALGORITHMS) -> dict:
+    from fastem.data import cdi_intensities
+    from fastem.phase import (PhaseConfig, initial_phases, keep_best, make_solver, prepare_problem, r_real)
+
+    obj = make_object(name)
+    cdi = cdi_intensities(obj, r_noise=0.06, read_noise=1.0, beamstop_radius=2, seed=0)
+    out = {"object": name, "shape": list(obj.shape), "r_noise": cdi.r_noise, "support_pixels": int(cdi.support.sum()),
+           "algorithms": {}}
+    for alg in algorithms:
+        t0 = time.perf_counter()
+        cfg = PhaseConfig(algorithm=alg, iterations=iterations, gamma_scale=gamma_scale)
+        prob = prepare_problem(cdi.intensities, cdi.known, cdi.support)
+        sol = make_solver(prob, runs, cfg).initialise(initial_phases(seed, range(runs), prob.shape)).run()
+        seconds = time.perf_counter() - t0
+        images = sol.best_images_centred()
+        rf = sol.best_rf.copy()
+        rr = np.array([r_real(im, cdi.object) for im in images])
+        kept, idx, mean, var = keep_best(images, rf, keep)
+        scale = float(np.sum(mean * cdi.object) / np.sum(mean * mean))
+        its, hist = sol.history()
+        out["algorithms"][alg] = {
+            "seconds": seconds,
+            "config": cfg.as_dict(),
+            "rf_best": float(rf[idx[0]]), "rf_mean5": float(rf[idx].mean()), "rf_var5": float(rf[idx].var()),
+            "rf_var_all": float(rf.var()),
+            "rreal_best": float(rr[idx[0]]), "rreal_mean5": float(rr[idx].mean()), "rreal_var5": float(rr[idx].var()),
+            "rreal_var_all": float(rr.var()), "rreal_min_all": float(rr.min()), "rreal_median_all": float(np.median(rr)),
+            "rreal_of_mean5": float(r_real(mean, cdi.object)),
+            "pixel_var5_rel": float(np.mean(var * scale**2) / np.mean(cdi.object**2)),
+            "rf_all": rf.tolist(), "rreal_all": rr.tolist(),
+            "history_iterations": its.tolist(),
+            "history_rf_median": np.median(hist, axis=1).tolist(),
+            "history_rf_p10": np.percentile(hist, 10, axis=1).tolist(),
+            "history_rf_p90": np.percentile(hist, 90, axis=1).tolist(),
+            "history_rf_best_run": hist[:, idx[0]].tolist(),
+        }
+        a = out["algorithms"][alg]
+        print(f"  {name:8s} {alg:6s} {seconds:6.1f} s  R_F best {100 * a['rf_best']:.2f} %  mean5 "
+              f"{100 * a['rf_mean5']:.2f} %  | R_real best {100 * a['rreal_best']:.2f} %  mean5 "
+              f"{100 * a['rreal_mean5']:.2f} %  of mean5 {100 * a['rreal_of_mean5']:.2f} %", flush=True)
+    return out
+
+
+def table(res: dict) -> str:
+    lines = [f"### {res['object']} ({res['shape'][0]}x{res['shape'][1]}, R_noise {100 * res['r_noise']:.2f} %, "
+             f"support {res['support_pixels']} px)", "",
+             "| algorithm | R_F best | R_F mean of best 5 | R_F var (best 5) | R_real best | R_real mean of best 5 "
+             "| R_real var (best 5) | R_real of the mean of best 5 | pixel variance of best 5 (rel.) | R_real min / median "
+             "(all runs) | time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for alg, a in res["algorithms"].items():
+        lines.append(f"| {alg.upper()} | {100 * a['rf_best']:.2f} % | {100 * a['rf_mean5']:.2f} % | "
+                     f"{a['rf_var5']:.2e} | {100 * a['rreal_best']:.2f} % | {100 * a['rreal_mean5']:.2f} % | "
+                     f"{a['rreal_var5']:.2e} | {100 * a['rreal_of_mean5']:.2f} % | {a['pixel_var5_rel']:.2e} | "
+                     f"{100 * a['rreal_min_all']:.1f} / {100 * a['rreal_median_all']:.1f} % | {a['seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.5), squeeze=False)
+    colours = {"hio": "C3", "oss": "C2", "gps-r": "C1", "gps-f": "C0"}
+    for ax, res in zip(axes[0], results):
+        for alg, a in res["algorithms"].items():
+            its = np.asarray(a["history_iterations"])
+            ax.fill_between(its, 100 * np.asarray(a["history_rf_p10"]), 100 * np.asarray(a["history_rf_p90"]),
+                            color=colours[alg], alpha=0.15, lw=0)
+            ax.plot(its, 100 * np.asarray(a["history_rf_median"]), color=colours[alg], lw=1.2,
+                    label=f"{alg.upper()} (median, 10-90 %)")
+            ax.plot(its, 100 * np.asarray(a["history_rf_best_run"]), color=colours[alg], lw=0.7, ls="--")
+        ax.axhline(100 * res["r_noise"], color="k", lw=0.6, ls=":", label="R_noise")
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("R_F (%)")
+        ax.set_title(f"{res['object']}: R_F of {len(a['rf_all'])} runs (dashed: best run)", fontsize=10)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--iterations", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objects", default="vesicle,pair")
+    p.add_argument("--algorithms", default=",".join(ALGORITHMS))
+    p.add_argument("--gamma-scale", type=float, default=1.0, help="GPS smoothing multiplier (PhaseConfig.gamma_scale)")
+    p.add_argument("--tag", default="", help="suffix of the output file names (e.g. _gamma400)")
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    warnings.simplefilter("ignore", category=UserWarning)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    from fastem.benchmark import machine_info
+
+    results = []
+    t0 = time.perf_counter()
+    for name in args.objects.split(","):
+        results.append(run_object(name.strip(), args.runs, args.iterations, args.seed, gamma_scale=args.gamma_scale,
+                                  algorithms=tuple(a.strip() for a in args.algorithms.split(","))))
+    cmd = "python bench/reproduce_phase.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    md = [f"## GPS consistency experiment ({args.runs} runs x {args.iterations} iterations, seed {args.seed}, "
+          f"gamma_scale {args.gamma_scale:g})", "",
+          f"Command: `{cmd.strip()}`; total {time.perf_counter() - t0:.0f} s on {machine_info()['cpu_model']} "
+          f"({machine_info()['cores_available']} cores).", ""]
+    for res in results:
+        md += [table(res), ""]
+    stem = f"phase_reproduction{args.tag}"
+    (args.out_dir / f"{stem}.md").write_text("\n".join(md))
+    payload = {"command": cmd, "runs": args.runs, "iterations": args.iterations, "seed": args.seed,
+               "gamma_scale": args.gamma_scale,
+               "machine": machine_info(), "results": results}
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(payload))
+    plot(results, args.out_dir / f"{stem}_rf.png")
+    print("\n".join(md))
+    print(f"written: {args.out_dir / stem}.md, .json, {stem}_rf.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Plain float64 NumPy implementation of GPS, ER, HIO and OSS: the test oracle and the
+"straightforward NumPy" peer of the benchmark.
+
+A literal transcription of the spec (``gps.md``) with ``numpy.fft`` and nothing else: the GPS
+iteration is the spec's steps 1-6 written out one after the other, with the dual ``y`` kept in
+real space, four FFTs for GPS-R (its Gaussian is a convolution done as ``ifftn(W fftn(.))``),
+three for GPS-F (``F(y)``, ``F^{-1}(2z' - z)``, plus none for the weight), and the R-factor
+evaluated from its definition (eq. 2.21) with two more. The filters are computed here from their
+definitions (``numpy.fft.fftfreq``), independently of :mod:`fastem.phase.schedules`.
+
+Data are in FFT layout (zero frequency at index 0, the support around index 0): shift the
+on-disk arrays once with ``numpy.fft.ifftshift``. One run per call; loop for several.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["freq_norm2", "stage_ranges", "gps_step", "baseline_step", "r_factor", "reference_run"]
+
+
+def freq_norm2(shape) -> np.ndarray:
+    """``sum_a (k_a / N_a)^2`` in FFT layout (``k`` the signed index), float64."""
+    grids = np.meshgrid(*[np.fft.fftfreq(n) for n in shape], indexing="ij")
+    return sum(g**2 for g in grids)
+
+
+def stage_ranges(iterations: int, stages: int) -> list[tuple[int, int]]:
+    stages = min(stages, iterations)
+    return [((l * iterations) // stages, ((l + 1) * iterations) // stages) for l in range(stages)]
+
+
+def _width_factor(stage: int, stages: int) -> float:  # c_l, alpha_l = c_l N
+    return 2.0 * (stages + 1 - stage) / stages
+
+
+def _filters(algorithm: str, shape, stage: int, stages: int, s: float, gamma_scale: float):
+    c = _width_factor(stage, stages)
+    gamma = gamma_scale / (8.0 * np.pi**2 * c * c)
+    r2 = freq_norm2(shape)
+    if algorithm == "gps-f":
+        return np.exp(-s * gamma * r2)  # real-space weight, r in units of the array side
+    if algorithm == "gps-r":
+        return np.exp(-4.0 * np.pi**2 * s * gamma * r2)  # Fourier multiplier of G_{s gamma}
+    if algorithm == "oss":
+        return np.exp(-r2 / (2.0 * c * c))
+    return None
+
+
+def _sigma(schedule, iteration: int, iterations: int) -> float:
+    val = schedule[0][1]
+    for frac, v in schedule:
+        if iteration >= round(frac * iterations):
+            val = v
+    return val
+
+
+def r_factor(image, b, known) -> float:
+    """``sum_known | |F image| - b | / sum_known b`` (eq. 2.21)."""
+    mag = np.abs(np.fft.fftn(image))
+    return float(np.sum(np.abs(mag - b)[known]) / np.sum(b[known]))
+
+
+def gps_step(z, y, b, known, support, t, s, sigma, variant, filt):
+    """One GPS iteration, the spec's steps 1-5 (returns the new ``z`` and ``y``)."""
+    w = z - t * np.fft.fftn(y)                                                   # 1
+    prox = (b * np.exp(1j * np.angle(w)) + (sigma / t) * w) / (1.0 + sigma / t)  # 2 (arg 0 -> 0)
+    z_new = np.where(known, prox, w)
+    v = y + s * np.fft.ifftn(2.0 * z_new - z)                                    # 3
+    p = np.where(support, np.minimum(v.real, 0.0) + 1j * v.imag, v)              # 4
+    if variant == "gps-r":                                                       # 5
+        y_new = np.fft.ifftn(filt * np.fft.fftn(p))
+    else:
+        y_new = filt * p
+    return z_new, y_new
+
+
+def gps_image(z, support=None):
+    """Step 6: ``max(Re F^{-1} z, 0)``, times the support when one is given (``project_output``)."""
+    image = np.maximum(np.fft.ifftn(z).real, 0.0)
+    return image if support is None else np.where(support, image, 0.0)
+
+
+def baseline_step(algorithm, G, g, b, known, support, beta, filt):
+    """One ER / HIO / OSS iteration from ``G = F(g)``; returns ``(G_new, g_new, image)``."""
+    Gp = np.where(known, b * np.exp(1j * np.angle(G)), G)
+    gp = np.fft.ifftn(Gp).real
+    good = support & (gp >= 0)
+    image = np.where(good, gp, 0.0)
+    if algorithm == "er":
+        g_new = image
+    elif algorithm == "hio":
+        g_new = np.where(good, gp, g - beta * gp)
+    else:  # oss
+        h = g - beta * gp
+        sample = np.where(good, gp, h)
+        g_new = np.where(support, sample, np.fft.ifftn(filt * np.fft.fftn(h)).real)
+    return np.fft.fftn(g_new), g_new, image
+
+
+def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=1000, stages=None, t=1.0, s=0.9,
+                  sigma_schedule=((0.0, 0.01), (0.4, 0.1), (0.7, 1.0)), beta=0.9, gamma_scale=1.0,
+                  rfactor_every=5, project_output=True) -> dict:
+    """One run of ``algorithm``, float64, FFT layout (see the module docstring).
+
+    ``project_output``: the GPS image (monitored and returned) is ``max(Re F^{-1} z, 0)`` on the
+    support and 0 outside, like the baselines' images; ``False`` is the spec's step 6 as written.
+
+    Returns
+    -------
+    dict
+        ``best_image`` (FFT layout), ``best_rf``, ``history_iterations``, ``history_rf``,
+        ``final`` (the last iterate: ``(z, y)`` for GPS, ``(G, g)`` for the baselines).
+    """
+    b = np.asarray(b, np.float64)
+    known = np.asarray(known, bool)
+    support = np.asarray(support, bool)
+    b = np.where(known, b, 0.0)
+    if stages is None:
+        stages = 10 if algorithm in ("gps-f", "gps-r", "oss") else 1
+    ranges = stage_ranges(iterations, stages)
+    z0 = b * np.exp(1j * np.asarray(phases, np.float64))
+    gps = algorithm.startswith("gps")
+    if gps:
+        state = (z0, np.zeros_like(z0))
+    else:
+        state = (z0, np.fft.ifftn(z0).real)
+    best_rf, best_image = np.inf, None
+    hist_it, hist_rf = [], []
+    stage_best = None
+    for l, (a, e) in enumerate(ranges):
+        if l > 0 and len(ranges) > 1:
+            state = stage_best[1]
+            if not gps:  # restart from the best real iterate: G = F(g)
+                state = (np.fft.fftn(state[1]), state[1])
+        stage_best = (np.inf, None)
+        filt = _filters(algorithm, b.shape, l + 1, len(ranges), s, gamma_scale)
+        for i in range(a, e):
+            if gps:
+                sigma = _sigma(sigma_schedule, i, iterations)
+                state = gps_step(*state, b, known, support, t, s, sigma, algorithm, filt)
+            else:
+                G, g, image = baseline_step(algorithm, *state, b, known, support, beta, filt)
+                state = (G, image if algorithm == "er" else g)
+            if ((i - a + 1) % rfactor_every == 0) or i == e - 1:
+                if gps:
+                    image = gps_image(state[0], support if project_output else None)
+                rf = r_factor(image, b, known)
+                hist_it.append(i + 1)
+                hist_rf.append(rf)
+                if rf < stage_best[0]:
+                    stage_best = (rf, tuple(np.copy(x) for x in state))
+                if rf < best_rf:
+                    best_rf, best_image = rf, image.copy()
+    return {"best_image": best_image, "best_rf": best_rf, "history_iterations": np.asarray(hist_it),
+            "history_rf": np.asarray(hist_rf), "final": state}

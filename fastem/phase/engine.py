@@ -1,0 +1,351 @@
+"""The batched iteration engine shared by GPS and the baselines (ER, HIO, OSS).
+
+A :class:`Solver` holds ``R`` independent runs as one batch ``(R, *grid)`` on one device, all
+buffers preallocated (FFT plans from :func:`fastem.fft.get_plan` over the grid axes with the run
+axis leading), and drives them through:
+
+* **stages** -- ``L`` even stages (GPS, OSS: 10; ER, HIO: 1); in stage ``l`` the filter is fixed
+  (:mod:`fastem.phase.schedules`); from stage 2 on, every run restarts from the best iterate
+  (lowest ``R_F``) of its previous stage;
+* **sigma** -- the GPS fidelity parameter follows a :class:`~fastem.phase.schedules.SigmaSchedule`;
+* **R-factor monitoring** -- every ``rfactor_every`` iterations of a stage and at its last
+  iteration, ``R_F`` of each run's current image is computed (one real FFT pair plus two light
+  kernels, :mod:`fastem.kernels.phase_rfactor`) and recorded; the best image of each run (lowest
+  ``R_F`` over all stages) is kept;
+* **checkpoints** -- :meth:`Solver.state_dict` / :meth:`Solver.load_state_dict` capture the whole
+  state (iterates, stage bests, best images, stage, iteration, history), so a run can resume.
+
+Subclasses implement :meth:`Solver._initialise`, :meth:`Solver._set_stage_filters`,
+:meth:`Solver.step`, :meth:`Solver._image_ready` and the stage-best save/restore.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from fastem import backend
+from fastem.errors import InputError
+from fastem.fft import empty_aligned, get_plan
+from fastem.kernels import hermitian_half, rfactor_half
+
+from .problem import PhaseProblem
+from .schedules import DEFAULT_SIGMA_SCHEDULE, SigmaSchedule, parse_sigma_schedule, stage_bounds
+
+__all__ = ["PhaseConfig", "Solver", "ALGORITHMS", "initial_phases"]
+
+ALGORITHMS = ("gps-f", "gps-r", "oss", "hio", "er")
+
+
+@dataclass
+class PhaseConfig:
+    """Every parameter of a phase-retrieval run (defaults from the spec / thesis 2.4).
+
+    Attributes
+    ----------
+    algorithm : {"gps-f", "gps-r", "oss", "hio", "er"}
+    iterations : int
+        Total iterations (1000).
+    stages : int or None
+        Number of filter stages; ``None``: 10 for GPS and OSS, 1 for ER and HIO.
+    t, s : float
+        GPS primal and dual step sizes (1, 0.9).
+    sigma_schedule : SigmaSchedule or str
+        GPS fidelity ``sigma`` over the run (0.01 / 0.1 / 1 at 0 / 40 / 70 %).
+    beta : float
+        HIO / OSS feedback (0.9).
+    gamma_scale : float
+        Multiplier of the GPS smoothing parameter ``gamma_l`` (1).
+    rfactor_every : int
+        Iterations between R-factor evaluations within a stage (also at each stage's end).
+    project_output : bool
+        GPS: monitor and return ``max(Re F^{-1} z, 0)`` on the support only (0 outside), the
+        projection the baselines' images get (True); False: the spec's step 6 as written.
+    """
+
+    algorithm: str = "gps-f"
+    iterations: int = 1000
+    stages: int | None = None
+    t: float = 1.0
+    s: float = 0.9
+    sigma_schedule: Any = field(default_factory=lambda: SigmaSchedule(DEFAULT_SIGMA_SCHEDULE))
+    beta: float = 0.9
+    gamma_scale: float = 1.0
+    rfactor_every: int = 5
+    project_output: bool = True
+
+    def __post_init__(self):
+        self.algorithm = str(self.algorithm).lower()
+        if self.algorithm not in ALGORITHMS:
+            raise InputError(f"--algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+        self.sigma_schedule = parse_sigma_schedule(self.sigma_schedule)
+        if self.stages is None:
+            self.stages = 10 if self.algorithm in ("gps-f", "gps-r", "oss") else 1
+        checks = [("iterations", self.iterations >= 1), ("stages", self.stages >= 1),
+                  ("t", self.t > 0), ("s", self.s > 0), ("beta", 0 < self.beta <= 2),
+                  ("gamma_scale", self.gamma_scale >= 0), ("rfactor_every", self.rfactor_every >= 1)]
+        for name, ok in checks:
+            if not ok:
+                raise InputError(f"{name} = {getattr(self, name)!r} is out of range")
+        self.iterations, self.stages, self.rfactor_every = int(self.iterations), int(self.stages), int(self.rfactor_every)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["sigma_schedule"] = str(self.sigma_schedule)
+        return d
+
+
+def initial_phases(seed: int, run_indices, shape) -> np.ndarray:
+    """Random phases ``phi`` uniform on ``[0, 2 pi)``, ``(len(run_indices), *shape)`` float64.
+
+    Run ``r`` draws from ``numpy.random.default_rng([seed, r])``: the phases of a run depend on
+    the seed and its index only, not on how many runs are batched, so every algorithm gets the
+    same starts for the same seed.
+    """
+    runs = list(run_indices)
+    out = np.empty((len(runs),) + tuple(shape))
+    for j, r in enumerate(runs):
+        out[j] = np.random.default_rng([int(seed), int(r)]).uniform(0.0, 2.0 * np.pi, size=shape)
+    return out
+
+
+class Solver:
+    """``R`` runs of one algorithm on one problem, batched (see the module docstring).
+
+    Parameters
+    ----------
+    problem : PhaseProblem
+    runs : int
+    config : PhaseConfig
+    """
+
+    def __init__(self, problem: PhaseProblem, runs: int, config: PhaseConfig):
+        if runs < 1:
+            raise InputError(f"runs must be >= 1, got {runs}")
+        self.problem = problem
+        self.config = config
+        self.runs = int(runs)
+        self.device = problem.device
+        self.xp = self.device.xp
+        self.grid = tuple(problem.shape)
+        self.full_shape = (self.runs,) + self.grid
+        self.n = int(np.prod(self.grid))
+        axes = tuple(range(1, len(self.grid) + 1))
+        dt, rdt = problem.dtype, problem.rdtype
+        self.plan = get_plan(self.full_shape, dt, axes=axes, device=self.device)
+        self.buf = self.plan.buffer  # the one complex work array every iteration runs through
+        self.rplan = get_plan(self.full_shape, rdt, axes=axes, real=True, device=self.device)
+        self.half = self.rplan.buffer  # half spectrum for the R-factor
+        self.img = empty_aligned(self.full_shape, rdt, self.device)  # current image (R-factor input)
+        self.best_image = empty_aligned(self.full_shape, rdt, self.device)
+        with self.device.use():
+            self.rf_sum = self.xp.zeros(self.runs, np.float64)
+        self._rf_partial = np.empty(self.runs * int(np.prod(self.half.shape[1:-1])), np.float64)
+        self.bounds = stage_bounds(config.iterations, config.stages)
+        self.restarts = len(self.bounds) > 1
+        self.iteration = 0
+        self.stage = -1
+        self.best_rf = np.full(self.runs, np.inf)
+        self.stage_rf = np.full(self.runs, np.inf)
+        self.history_iterations: list[int] = []
+        self.history_rf: list[np.ndarray] = []
+        self._warned_diverged = False
+
+    # ---- to implement ------------------------------------------------------------------------
+    def _initialise(self, phases) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _set_stage_filters(self, stage: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def step(self, sigma: float, want_image: bool = False) -> None:  # pragma: no cover - abstract
+        """One iteration of every run (exactly the FFTs and kernels the algorithm needs)."""
+        raise NotImplementedError
+
+    def _image_ready(self) -> None:  # pragma: no cover - abstract
+        """Make ``self.img`` the current image of every run (after a step with ``want_image``)."""
+        raise NotImplementedError
+
+    def _save_stage_best(self, runs: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _restore_stage_best(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _state_arrays(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ---- shared ------------------------------------------------------------------------------
+    def initialise(self, phases) -> "Solver":
+        """Start every run from ``z0 = b exp(i phi)`` (``phases``: ``(R, *grid)`` in FFT layout).
+
+        Unknown pixels start at magnitude 0.
+        """
+        phases = np.asarray(phases)
+        if phases.shape != self.full_shape:
+            raise InputError(f"initial phases have shape {phases.shape}, expected {self.full_shape}")
+        self._initialise(phases)
+        self.iteration = 0
+        self.stage = -1
+        self.best_rf[:] = np.inf
+        self.stage_rf[:] = np.inf
+        self.history_iterations.clear()
+        self.history_rf.clear()
+        return self
+
+    def z0(self, phases):
+        """``b exp(i phi)`` on known pixels, 0 on unknown ones, on the device (a new array)."""
+        xp = self.xp
+        with self.device.use():
+            b = xp.maximum(self.problem.bk, 0)
+            ph = xp.asarray(phases)
+            return (b * xp.exp(1j * ph)).astype(self.problem.dtype)
+
+    def stage_of(self, iteration: int) -> int:
+        for l, (a, b) in enumerate(self.bounds):
+            if a <= iteration < b:
+                return l
+        return len(self.bounds) - 1
+
+    def sigma_at(self, iteration: int) -> float:
+        return self.config.sigma_schedule.value(iteration, self.config.iterations)
+
+    def evaluate(self) -> np.ndarray:
+        """R-factor of every run's current image (host float64 array ``(R,)``)."""
+        self._image_ready()
+        self.rplan.forward(self.img, out=self.half)
+        rfactor_half(self.half, self.problem.bh, self.problem.bm, self.rf_sum, partial=self._rf_partial)
+        rf = self.rf_sum.get() if backend.is_cupy_array(self.rf_sum) else self.rf_sum.copy()
+        return rf / self.problem.sum_b
+
+    def _begin_stage(self, stage: int) -> None:
+        if stage > 0 and self.restarts and np.all(np.isfinite(self.stage_rf)):
+            self._restore_stage_best()
+        self._set_stage_filters(stage)
+        self.stage = stage
+        self.stage_rf[:] = np.inf
+
+    def _record(self, iteration: int, rf: np.ndarray) -> None:
+        bad = ~np.isfinite(rf)
+        if bad.any():  # a diverged run (non-finite iterate) can never be the best one
+            if not self._warned_diverged:
+                warnings.warn(f"{self.config.algorithm}: {int(bad.sum())} of {self.runs} runs diverged (non-finite "
+                              f"R-factor at iteration {iteration + 1}); they are ignored", RuntimeWarning, stacklevel=3)
+                self._warned_diverged = True
+            rf = np.where(bad, np.inf, rf)
+        self.history_iterations.append(iteration + 1)
+        self.history_rf.append(rf)
+        if self.restarts:
+            better = np.flatnonzero(rf < self.stage_rf)
+            if better.size:
+                self._save_stage_best(better)
+                self.stage_rf[better] = rf[better]
+        better = np.flatnonzero(rf < self.best_rf)
+        for r in better:
+            self.best_image[r] = self.img[r]
+        self.best_rf[better] = rf[better]
+
+    def run(self, progress: Any = None, checkpoint_every: int = 0,
+            on_checkpoint: Callable[[dict], Any] | None = None, stop_at: int | None = None) -> "Solver":
+        """Iterate to the end (or to ``stop_at``), from the current ``iteration``.
+
+        Parameters
+        ----------
+        progress : tqdm-like, optional
+            ``update(1)`` per iteration and ``set_postfix(R_F=...)`` after each evaluation.
+        checkpoint_every : int
+            Call ``on_checkpoint(self.state_dict())`` every this many iterations (0: never).
+        stop_at : int, optional
+            Stop before this iteration (for tests of checkpoint / resume).
+        """
+        cfg = self.config
+        end = cfg.iterations if stop_at is None else min(int(stop_at), cfg.iterations)
+        while self.iteration < end:
+            it = self.iteration
+            l = self.stage_of(it)
+            if l != self.stage:
+                self._begin_stage(l)
+            a, b = self.bounds[l]
+            due = ((it - a + 1) % cfg.rfactor_every == 0) or it == b - 1
+            self.step(self.sigma_at(it), want_image=due)
+            if due:
+                self._record(it, self.evaluate())
+            self.iteration = it + 1
+            if progress is not None:
+                progress.update(1)
+                if due:
+                    progress.set_postfix(R_F=f"{float(np.min(self.best_rf)):.4f}", refresh=False)
+            if checkpoint_every and on_checkpoint is not None and self.iteration % checkpoint_every == 0 \
+                    and self.iteration < cfg.iterations:
+                on_checkpoint(self.state_dict())
+        return self
+
+    # ---- results ------------------------------------------------------------------------------
+    def history(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(iterations (E,), R_F (E, R))`` of every evaluation so far."""
+        if not self.history_rf:
+            return np.zeros(0, int), np.zeros((0, self.runs))
+        return np.asarray(self.history_iterations), np.stack(self.history_rf)
+
+    def best_images_centred(self) -> np.ndarray:
+        """The best image of every run, host float64 ``(R, *grid)``, object centred (disk layout)."""
+        img = self.best_image.get() if backend.is_cupy_array(self.best_image) else self.best_image
+        axes = tuple(range(1, img.ndim))
+        return np.fft.fftshift(np.asarray(img, np.float64), axes=axes)
+
+    # ---- checkpoint ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to resume: host copies of the arrays plus scalars and history."""
+        def host(a):
+            return a.get() if backend.is_cupy_array(a) else np.array(a, copy=True)
+
+        its, rfs = self.history()
+        state = {
+            "algorithm": self.config.algorithm,
+            "iteration": int(self.iteration),
+            "stage": int(self.stage),
+            "runs": int(self.runs),
+            "best_rf": self.best_rf.copy(),
+            "stage_rf": self.stage_rf.copy(),
+            "history_iterations": its,
+            "history_rf": rfs,
+            "best_image": host(self.best_image),
+        }
+        for name, arr in self._state_arrays().items():
+            state[f"state_{name}"] = host(arr)
+        state.update(self._state_scalars())
+        return state
+
+    def _state_scalars(self) -> dict:
+        return {}
+
+    def _load_scalars(self, state: dict) -> None:
+        pass
+
+    def load_state_dict(self, state: dict) -> "Solver":
+        """Resume from :meth:`state_dict` output (same problem, runs and configuration)."""
+        if str(state.get("algorithm")) != self.config.algorithm or int(state.get("runs", -1)) != self.runs:
+            raise InputError(f"checkpoint is for {state.get('algorithm')} with {state.get('runs')} runs; this run is "
+                             f"{self.config.algorithm} with {self.runs} runs")
+        for name, arr in self._state_arrays().items():
+            src = np.asarray(state[f"state_{name}"])
+            if src.shape != tuple(arr.shape):
+                raise InputError(f"checkpoint array {name} has shape {src.shape}, expected {tuple(arr.shape)}")
+            arr[...] = self.xp.asarray(src)
+        self.best_image[...] = self.xp.asarray(np.asarray(state["best_image"]))
+        self.iteration = int(state["iteration"])
+        self.best_rf = np.asarray(state["best_rf"], np.float64).copy()
+        self.stage_rf = np.asarray(state["stage_rf"], np.float64).copy()
+        its = np.asarray(state["history_iterations"]).reshape(-1)
+        rfs = np.asarray(state["history_rf"]).reshape(len(its), -1) if len(its) else np.zeros((0, self.runs))
+        self.history_iterations = [int(i) for i in its]
+        self.history_rf = [np.array(r, np.float64) for r in rfs]
+        self._load_scalars(state)
+        stage = int(state["stage"])
+        if stage >= 0:
+            self._set_stage_filters(stage)
+        self.stage = stage
+        return self

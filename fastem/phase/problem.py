@@ -1,0 +1,164 @@
+"""Validated phase-retrieval data, laid out once for the iteration (spec ``gps.md`` "Conventions").
+
+Data arrive in the on-disk convention (zero frequency at the array centre, object centred in
+real space). :func:`prepare_problem` checks them, takes ``b = sqrt(I)``, and shifts ``b``, the
+``known`` mask and the support to FFT layout ONCE (``ifftshift``), so the iteration never shifts.
+Results are shifted back (``fftshift``) on the way out.
+
+Bad input (documented handling):
+
+* non-finite intensities: :class:`~fastem.errors.InputError` naming how many and the first index
+  (mark them unknown in the mask if they are bad pixels);
+* negative intensities (background subtraction, read noise): set to 0 with a warning;
+* shape mismatch between intensities, mask and support: :class:`~fastem.errors.InputError`;
+* support larger than half the array, or empty: :class:`~fastem.errors.InputError`
+  (:func:`fastem.phase.support.check_support`);
+* no known pixel, or all known intensities zero: :class:`~fastem.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fastem import backend
+from fastem.errors import InputError
+from fastem.io.validate import DataWarning
+from fastem.kernels.phase_rfactor import half_spectrum_weights
+
+from .support import autocorrelation_support, check_support
+
+__all__ = ["PhaseProblem", "prepare_problem"]
+
+
+@dataclass
+class PhaseProblem:
+    """Data of one phase-retrieval problem on one device (built by :func:`prepare_problem`).
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The grid (2D or 3D).
+    dtype : numpy dtype
+        complex64 or complex128: the precision of the iteration.
+    magnitudes, known, support : ndarray
+        Host copies in the on-disk (centred) layout: ``b = sqrt(I)`` float64, bool, bool.
+    bk : device array, ``shape``, real dtype
+        ``b`` on known pixels and ``-1`` on unknown ones, FFT layout.
+    bh, bm : device arrays
+        Half-spectrum weights for the R-factor kernel (:func:`fastem.kernels.rfactor_half`).
+    support_fft : ndarray bool
+        The support in FFT layout (host).
+    sum_b : float
+        ``sum_known b`` (the R-factor denominator).
+    support_estimated : bool
+        True when the support came from the autocorrelation.
+    """
+
+    shape: tuple
+    dtype: np.dtype
+    device: backend.Device
+    magnitudes: np.ndarray
+    known: np.ndarray
+    support: np.ndarray
+    bk: Any
+    bh: Any
+    bm: Any
+    support_fft: np.ndarray
+    sum_b: float
+    support_estimated: bool = False
+    notes: list = field(default_factory=list)
+
+    @property
+    def rdtype(self) -> np.dtype:
+        return np.dtype(np.float32) if self.dtype == np.complex64 else np.dtype(np.float64)
+
+    @property
+    def npix(self) -> int:
+        return int(np.prod(self.shape))
+
+    def to_device(self, array, dtype=None):
+        """A C-contiguous copy (never a view) of a host array on this problem's device."""
+        a = np.array(array, dtype=dtype, order="C", copy=True)
+        return backend.to_device(a, self.device) if self.device.is_gpu else a
+
+
+def _first_index(mask: np.ndarray) -> tuple:
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64, device: Any = None,
+                    support_threshold: float = 0.005, where: str = "intensities") -> PhaseProblem:
+    """Validate and lay out the data of a phase-retrieval problem.
+
+    Parameters
+    ----------
+    intensities : array_like, 2D or 3D, real
+        Diffraction intensities (photon counts), zero frequency at the array centre.
+    known : array_like of bool, same shape, optional
+        True where the intensity was measured (default: everywhere).
+    support : array_like of bool, same shape, optional
+        Real-space support, object centred; estimated from the autocorrelation when omitted.
+    dtype : complex64 or complex128
+        Precision of the iteration.
+    device : Device or str, optional
+        Where to iterate (default: the global setting).
+    support_threshold : float
+        Relative threshold of the autocorrelation support estimate.
+    where : str
+        Name of the data in error messages (e.g. ``"in.cxi:/entry_1/data_1/data"``).
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.complex64, np.complex128):
+        raise InputError(f"dtype must be complex64 or complex128, got {dtype}")
+    inten = np.asarray(intensities)
+    if inten.ndim not in (2, 3):
+        raise InputError(f"{where}: expected a 2D or 3D array, got shape {inten.shape}")
+    if inten.dtype.kind not in "iuf":
+        raise InputError(f"{where}: expected real intensities, got dtype {inten.dtype}")
+    if min(inten.shape) < 4:
+        raise InputError(f"{where}: array {inten.shape} too small (every side must be >= 4)")
+    inten = inten.astype(np.float64)
+    if known is None:
+        known_arr = np.ones(inten.shape, bool)
+    else:
+        known_arr = np.asarray(known)
+        if known_arr.shape != inten.shape:
+            raise InputError(f"mask: shape {known_arr.shape} does not match {where} {inten.shape}")
+        known_arr = known_arr.astype(bool)
+    bad = ~np.isfinite(inten) & known_arr
+    if bad.any():
+        raise InputError(f"{where}: {int(bad.sum())} non-finite intensit{'y' if bad.sum() == 1 else 'ies'} on measured "
+                         f"pixels (first at index {_first_index(bad)}); mark them unknown in the mask")
+    inten = np.where(known_arr, inten, 0.0)
+    neg = inten < 0
+    if neg.any():
+        warnings.warn(f"{where}: {int(neg.sum())} negative intensities set to 0 (min {inten.min():.3g})", DataWarning,
+                      stacklevel=2)
+        inten = np.maximum(inten, 0.0)
+    if not known_arr.any():
+        raise InputError(f"{where}: no measured pixel (the mask marks every pixel unknown)")
+    b = np.sqrt(inten)
+    sum_b = float(b[known_arr].sum())
+    if not sum_b > 0:
+        raise InputError(f"{where}: all measured intensities are zero")
+    estimated = support is None
+    if estimated:
+        supp = autocorrelation_support(inten, known_arr, threshold=support_threshold)
+        supp = check_support(supp, inten.shape, where="estimated support")
+    else:
+        supp = check_support(support, inten.shape)
+    dev = backend.resolve_device(device)
+    rdt = np.float32 if dtype == np.complex64 else np.float64
+    bk_host = np.fft.ifftshift(np.where(known_arr, b, -1.0)).astype(rdt)
+    bh, bm = half_spectrum_weights(bk_host)
+    prob = PhaseProblem(shape=tuple(inten.shape), dtype=dtype, device=dev, magnitudes=b, known=known_arr,
+                        support=supp, bk=None, bh=None, bm=None, support_fft=np.fft.ifftshift(supp),
+                        sum_b=sum_b, support_estimated=estimated)
+    prob.bk = prob.to_device(bk_host)
+    prob.bh = prob.to_device(bh)
+    prob.bm = prob.to_device(bm)
+    return prob

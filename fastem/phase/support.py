@@ -1,0 +1,157 @@
+"""Support: validation of a user-given support and an estimate from the autocorrelation.
+
+Autocorrelation estimate (:func:`autocorrelation_support`). The inverse Fourier transform of the
+intensities is the autocorrelation ``A = u * u(-x)`` of the object; its support is the
+difference set ``S - S``, which for a convex, centro-symmetric support is ``2 S`` about the
+centre. So:
+
+1. ``A = Re ifftn(I)``, centred. Unknown pixels are filled first: a missing centre (the
+   unknown pixels connected to the zero frequency, a beamstop) holds most of the power, and
+   leaving it empty adds a large smooth background to ``A`` that ruins any threshold; it is
+   filled with a Gaussian ``exp(a - c |k|^2)`` fitted (least squares on ``log I``) to the
+   known pixels within 3 pixels around it -- the central speckle of a compact object is close
+   to a Gaussian. Other unknown pixels (detector gaps) are set to 0;
+2. ``S_auto = {A > threshold * max A}`` (default threshold 0.005), holes filled;
+3. ``S(x) = S_auto(2x)`` (half-scaled about the array centre, nearest pixel), dilated by
+   ``margin`` pixels (default 3), reduced to its connected piece at the centre (what remains of
+   the background ringing lies apart from it), and clipped to the central box of half the
+   array side.
+
+For an object that is not centro-symmetric the half-scaled autocorrelation support is a loose
+(but usually sufficient) estimate; give ``--support`` when a tighter one is known.
+
+:func:`check_support` enforces the oversampling condition: the support must be non-empty and
+cover at most half of the pixels (oversampling ratio >= 2, else :class:`~fastem.errors.InputError`).
+Its extent is not checked: slightly dilated supports of objects that fill half the array are
+common and harmless.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastem.errors import InputError
+
+__all__ = ["check_support", "autocorrelation_support", "support_extent"]
+
+
+def support_extent(support: np.ndarray) -> tuple[int, ...]:
+    """Bounding-box side lengths (pixels) of the True pixels of ``support`` along each axis."""
+    idx = np.nonzero(support)
+    if not idx or idx[0].size == 0:
+        return tuple(0 for _ in support.shape)
+    return tuple(int(i.max() - i.min() + 1) for i in idx)
+
+
+def check_support(support, shape, where: str = "support") -> np.ndarray:
+    """Validate a support mask for data of ``shape``; return it as a C-contiguous bool array.
+
+    Raises
+    ------
+    InputError
+        shape mismatch, non-finite or non-binary values, empty support, or more than half of
+        the pixels in the support.
+    """
+    s = np.asarray(support)
+    shape = tuple(int(n) for n in shape)
+    if s.shape != shape:
+        raise InputError(f"{where}: shape {s.shape} does not match the diffraction data {shape}")
+    if s.dtype != bool:
+        if not np.all(np.isfinite(s)):
+            raise InputError(f"{where}: {int(np.sum(~np.isfinite(s)))} non-finite value(s); a support is a 0/1 mask")
+        if not np.all((s == 0) | (s == 1)):
+            raise InputError(f"{where}: values other than 0 and 1 (min {s.min():g}, max {s.max():g}); "
+                             "a support is a 0/1 mask")
+        s = s != 0
+    n_in = int(s.sum())
+    if n_in == 0:
+        raise InputError(f"{where}: empty support (no pixel set)")
+    if 2 * n_in > s.size:
+        raise InputError(f"{where}: support larger than half the array ({n_in} of {s.size} pixels): oversampling "
+                         "ratio below 2, the phases are not determined")
+    return np.ascontiguousarray(s)
+
+
+def _fill_missing_centre(inten: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Unknown pixels: a Gaussian fit in the missing centre, 0 elsewhere (see the module docstring)."""
+    from scipy.ndimage import binary_dilation, label
+
+    out = np.where(known, inten, 0.0)
+    unknown = ~known
+    if not unknown.any():
+        return out
+    centre = tuple(n // 2 for n in inten.shape)
+    if not unknown[centre]:
+        return out
+    labels, _ = label(unknown)
+    hole = labels == labels[centre]
+    ring = binary_dilation(hole, iterations=3) & known & (out > 0)
+    if ring.sum() < 3:
+        return out
+    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in inten.shape], indexing="ij")
+    k2 = sum(g.astype(np.float64) ** 2 for g in grids)
+    a_mat = np.stack([np.ones(int(ring.sum())), -k2[ring]], axis=1)
+    (a, c), *_ = np.linalg.lstsq(a_mat, np.log(out[ring]), rcond=None)
+    c = max(float(c), 0.0)  # a speckle falls off from its centre
+    out[hole] = np.exp(a - c * k2[hole])
+    return out
+
+
+def autocorrelation_support(intensities, known=None, threshold: float = 0.005, margin: int = 3) -> np.ndarray:
+    """Support estimate from the thresholded autocorrelation (see the module docstring).
+
+    Parameters
+    ----------
+    intensities : ndarray (2D or 3D), zero frequency at the centre (fftshift layout)
+    known : bool ndarray, same shape, optional
+        False on unknown pixels (set to 0 before the transform).
+    threshold : float
+        Relative threshold on the autocorrelation (0 < threshold < 1).
+    margin : int
+        Dilation (pixels) of the half-scaled support.
+
+    Returns
+    -------
+    bool ndarray, same shape, centred (the object centred in the array)
+    """
+    if not 0 < threshold < 1:
+        raise InputError(f"support threshold must be in (0, 1), got {threshold}")
+    inten = np.array(intensities, dtype=np.float64)
+    if known is not None:
+        inten = _fill_missing_centre(inten, np.asarray(known, bool))
+    auto = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(inten)).real)
+    peak = auto.max()
+    if not peak > 0:
+        raise InputError("support estimate: the autocorrelation has no positive peak (all intensities zero?)")
+    from scipy.ndimage import binary_dilation, binary_fill_holes, label
+
+    s_auto = binary_fill_holes(auto > threshold * peak)
+    shape = inten.shape
+    # S(x) = S_auto(2x), x centred: sample S_auto at index c + 2 (i - c)
+    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    src = []
+    inside = np.ones(shape, bool)
+    for g, n in zip(grids, shape):
+        c = n // 2
+        j = c + 2 * (g - c)
+        inside &= (j >= 0) & (j < n)
+        src.append(np.clip(j, 0, n - 1))
+    est = inside & s_auto[tuple(src)]
+    if margin > 0:
+        est = binary_dilation(est, iterations=int(margin))
+    labels, _ = label(est)  # keep the piece at the centre (ringing of the background makes outliers)
+    if labels[tuple(n // 2 for n in shape)]:
+        est = labels == labels[tuple(n // 2 for n in shape)]
+    # clip to the central box of half the side
+    box = np.ones(shape, bool)
+    for ax, n in enumerate(shape):
+        c, half = n // 2, n // 4
+        sl = np.zeros(n, bool)
+        sl[c - half: c - half + n // 2] = True
+        sh = [1] * len(shape)
+        sh[ax] = n
+        box &= sl.reshape(sh)
+    est &= box
+    if not est.any():
+        raise InputError("support estimate from the autocorrelation is empty; lower the threshold or pass --support")
+    return est

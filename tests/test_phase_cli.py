@@ -1,0 +1,118 @@
+"""``fastem phase``: CXI in, CXI out, provenance, results, overwrite rules, checkpoint / resume."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastem.cli.main import app
+from fastem.config import settings
+from fastem.data import cdi_intensities, save_cdi, vesicle_2d
+from fastem.io import CXI_CHECKPOINT, load_checkpoint_file, read_cxi_reconstruction
+from fastem.phase.job import phase_file
+
+
+@pytest.fixture(autouse=True)
+def _restore_settings():
+    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
+    yield
+    settings.quiet, settings.debug, settings.device, settings.threads = saved
+
+
+@pytest.fixture(scope="module")
+def cxi_in(tmp_path_factory):
+    path = tmp_path_factory.mktemp("phase") / "in.cxi"
+    save_cdi(path, cdi_intensities(vesicle_2d(32, seed=0), r_noise=0.06, beamstop_radius=1.5, seed=0))
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(app, ["--quiet", *map(str, args)])
+
+
+def test_phase_command_writes_cxi_with_provenance_and_results(cxi_in, tmp_path):
+    out = tmp_path / "out.cxi"
+    r = run("phase", cxi_in, "-o", out, "--algorithm", "gps-r", "--iterations", 30, "--runs", 3, "--keep", 2,
+            "--seed", 5, "--support", f"{cxi_in}:/entry_1/sample_1/support", "--sigma-schedule", "0:0.01,0.5:0.1")
+    assert r.exit_code == 0, r.output
+    rec = read_cxi_reconstruction(out)
+    assert rec.image.shape == (32, 32) and rec.support.shape == (32, 32) and rec.support.any()
+    assert rec.provenance["program"] == "fastem" and rec.provenance["command"].startswith("fastem")
+    cfg = rec.provenance["configuration"]
+    assert cfg["algorithm"] == "gps-r" and cfg["runs"] == 3 and cfg["seed"] == 5 and cfg["iterations"] == 30
+    assert cfg["sigma_schedule"] == "0:0.01,0.5:0.1" and cfg["support"].endswith("/entry_1/sample_1/support")
+    res = rec.results
+    assert res["final_rf"].shape == (3,) and res["rf_history"].shape[1] == 3
+    assert res["kept_runs"].shape == (2,) and res["kept_variance"].shape == (32, 32)
+    assert res["best_rf"] == pytest.approx(res["final_rf"].min())
+    assert 0 < res["r_real"] < 2  # the input holds a ground truth
+    assert rec.checkpoint is None  # the final write drops it
+    # the mean of the kept runs is the image; re-running with the same seed gives the same numbers
+    out2 = tmp_path / "out2.cxi"
+    assert run("phase", cxi_in, "-o", out2, "--algorithm", "gps-r", "--iterations", 30, "--runs", 3, "--keep", 2,
+               "--seed", 5, "--support", f"{cxi_in}:/entry_1/sample_1/support",
+               "--sigma-schedule", "0:0.01,0.5:0.1").exit_code == 0
+    np.testing.assert_array_equal(read_cxi_reconstruction(out2).results["final_rf"], res["final_rf"])
+
+
+def test_overwrite_and_input_rules(cxi_in, tmp_path):
+    out = tmp_path / "o.cxi"
+    assert run("phase", cxi_in, "-o", out, "--iterations", 5).exit_code == 0
+    r = run("phase", cxi_in, "-o", out, "--iterations", 5)
+    assert r.exit_code == 1 and "--overwrite" in r.output and len(r.output.strip().splitlines()) == 1
+    assert run("phase", cxi_in, "-o", out, "--iterations", 5, "--overwrite").exit_code == 0
+    r = run("phase", cxi_in, "-o", cxi_in, "--iterations", 5, "--overwrite")
+    assert r.exit_code == 1 and "input" in r.output
+
+
+def test_errors_are_one_line(cxi_in, tmp_path):
+    r = run("phase", tmp_path / "missing.cxi", "-o", tmp_path / "x.cxi")
+    assert r.exit_code == 1 and r.output.startswith("fastem: error:") and "missing.cxi" in r.output
+    r = run("phase", cxi_in, "-o", tmp_path / "x.cxi", "--sigma-schedule", "nonsense")
+    assert r.exit_code == 1 and "--sigma-schedule" in r.output
+    r = run("phase", cxi_in, "-o", tmp_path / "x.cxi", "--runs", 2, "--keep", 3)
+    assert r.exit_code == 1 and "--keep 3" in r.output
+    r = run("phase", cxi_in, "-o", tmp_path / "x.cxi", "--support", f"{cxi_in}:/entry_1/nothing")
+    assert r.exit_code == 1 and "/entry_1/nothing" in r.output
+    assert run("phase", cxi_in, "-o", tmp_path / "x.cxi", "--algorithm", "raar").exit_code == 2
+    r = run("phase", cxi_in, "-o", tmp_path / "y.cxi", "--resume")
+    assert r.exit_code == 1 and "checkpoint" in r.output
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAfter:
+    """A progress stand-in that aborts the run after ``n`` iterations (a crash mid-run)."""
+
+    def __init__(self, n):
+        self.n, self.done = n, 0
+
+    def update(self, k):
+        self.done += k
+        if self.done >= self.n:
+            raise _Killed
+
+    def set_postfix(self, **kw):
+        pass
+
+
+def test_checkpoint_and_resume_give_the_uninterrupted_result(cxi_in, tmp_path):
+    kw = dict(algorithm="gps-f", iterations=40, runs=2, keep=2, seed=1, checkpoint_every=10)
+    full, _ = phase_file(cxi_in, tmp_path / "full.cxi", **kw)
+    out = tmp_path / "part.cxi"
+    with pytest.raises(_Killed):
+        phase_file(cxi_in, out, progress=_KillAfter(25), **kw)
+    state = load_checkpoint_file(out, CXI_CHECKPOINT)
+    assert state["iteration"] == 20 and state["seed"] == 1
+    rec = read_cxi_reconstruction(out)  # the in-progress file is a valid reconstruction
+    assert rec.results["in_progress_iteration"] == 20 and rec.image.shape == (32, 32)
+    r = run("phase", cxi_in, "-o", out, "--algorithm", "gps-f", "--iterations", 40, "--runs", 2, "--keep", 2,
+            "--seed", 1, "--checkpoint-every", 10, "--resume")
+    assert r.exit_code == 0, r.output
+    res = read_cxi_reconstruction(out).results
+    np.testing.assert_array_equal(res["final_rf"], full.final_rf)
+    np.testing.assert_array_equal(res["rf_history"], full.history_rf)
+    r = run("phase", cxi_in, "-o", tmp_path / "part2.cxi", "--iterations", 40, "--runs", 2, "--keep", 2, "--seed", 2,
+            "--checkpoint-every", 10)
+    assert r.exit_code == 0
