@@ -44,7 +44,6 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
     micrographs = generate_stem(images, size, seed=seed, dose=500.0, device="cpu")
     rows = []
     dist_curves = {}
-    timings = {m: [] for m in METHODS}
     for kind in KINDS:
         for cov in COVERAGES:
             try:
@@ -58,9 +57,7 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
             linear = []
             for i in range(images):
                 methods = METHODS if i < biharmonic_images else METHODS[:3]
-                t0 = time.perf_counter()
                 done = complete_methods(scans.partial[i], scans.path[i], methods)
-                timings["linear"].append(time.perf_counter() - t0)  # nearest + linear + cubic (+ biharmonic)
                 for m, img in done.items():
                     res[m]["rmse"].append(rmse(img, scans.target[i]))
                     res[m]["ssim"].append(ssim(img, scans.target[i]))
