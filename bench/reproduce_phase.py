@@ -148,9 +148,20 @@ def main(argv=None) -> int:
     p.add_argument("--gamma-scale", type=float, default=1.0, help="GPS smoothing multiplier (PhaseConfig.gamma_scale)")
     p.add_argument("--tag", default="", help="suffix of the output file names (e.g. _gamma400)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--sweep", action="store_true",
+                   help="regime sweep instead (bench/phase_sweep.py): noise x beamstop x support, 6 configurations")
+    p.add_argument("--noise", default="0.03,0.06,0.12", help="--sweep: R_noise values")
+    p.add_argument("--beamstop", default="2,4,8", help="--sweep: beamstop radii (px)")
+    p.add_argument("--supports", default="tight,loose,auto", help="--sweep: support kinds")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore", category=UserWarning)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = "python bench/reproduce_phase.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.sweep:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import phase_sweep
+
+        return phase_sweep.main(args, cmd.strip(), args.out_dir)
     from fastem.benchmark import machine_info
 
     results = []
@@ -158,7 +169,6 @@ def main(argv=None) -> int:
     for name in args.objects.split(","):
         results.append(run_object(name.strip(), args.runs, args.iterations, args.seed, gamma_scale=args.gamma_scale,
                                   algorithms=tuple(a.strip() for a in args.algorithms.split(","))))
-    cmd = "python bench/reproduce_phase.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = [f"## GPS consistency experiment ({args.runs} runs x {args.iterations} iterations, seed {args.seed}, "
           f"gamma_scale {args.gamma_scale:g})", "",
           f"Command: `{cmd.strip()}`; total {time.perf_counter() - t0:.0f} s on {machine_info()['cpu_model']} "
