@@ -92,8 +92,7 @@ class _RealIterateSolver(Solver):
         pass  # written by the real-space kernel of the step
 
     def _save_stage_best(self, runs: np.ndarray) -> None:
-        for r in runs:
-            self.u_best[r] = self.u[r]
+        self._copy_runs(self.u_best, self.u, runs)
 
     def _restore_stage_best(self) -> None:
         self.u[...] = self.u_best
@@ -122,8 +121,7 @@ class ERSolver(_RealIterateSolver):
             self._bind_kernels()
 
     def _save_stage_best(self, runs: np.ndarray) -> None:
-        for r in runs:
-            self.u_best[r] = self.img[r]
+        self._copy_runs(self.u_best, self.img, runs)
 
 
 class HIOSolver(_RealIterateSolver):

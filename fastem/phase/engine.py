@@ -310,9 +310,29 @@ class Solver:
                 self._save_stage_best(better)
                 self.stage_rf[better] = rf[better]
         better = np.flatnonzero(rf < self.best_rf)
-        for r in better:
-            self.best_image[r] = self.img[r]
+        self._copy_runs(self.best_image, self.img, better)
         self.best_rf[better] = rf[better]
+
+    def _copy_runs(self, dst, src, runs: np.ndarray, factor=None) -> None:
+        """``dst[r] = src[r] (* factor)`` for the runs ``runs``: one whole-array operation (all
+        runs), a view copy (one run) or one gather/scatter (some runs), not a launch per run."""
+        xp = self.xp
+        if len(runs) == 0:
+            return
+        if len(runs) == self.runs:
+            if factor is None:
+                dst[...] = src
+            else:
+                xp.multiply(src, factor, out=dst)
+        elif len(runs) == 1:
+            r = int(runs[0])
+            if factor is None:
+                dst[r] = src[r]
+            else:
+                xp.multiply(src[r], factor, out=dst[r])
+        else:
+            idx = xp.asarray(runs)
+            dst[idx] = src[idx] if factor is None else src[idx] * factor
 
     def run(self, progress: Any = None, checkpoint_every: int = 0,
             on_checkpoint: Callable[[dict], Any] | None = None, stop_at: int | None = None) -> "Solver":
@@ -378,11 +398,12 @@ class Solver:
         keep_old = ~xp.any(new, axis=axes, keepdims=True)  # an empty image keeps its support
         self._set_supports(xp.where(keep_old, self.wsup < 0, new))
 
-    def supports_centred(self) -> np.ndarray:
-        """Every run's support, host bool ``(R, *grid)``, object centred (disk layout)."""
-        s = self.wsup < 0
+    def supports_centred(self, runs=None) -> np.ndarray:
+        """Every run's support (or those of ``runs``), host bool ``(R, *grid)``, object centred."""
+        s = self.xp.broadcast_to(self.wsup < 0, self.full_shape)
+        if runs is not None:
+            s = s[self.xp.asarray(np.asarray(runs, int))]
         s = s.get() if backend.is_cupy_array(s) else np.asarray(s)
-        s = np.broadcast_to(s, self.full_shape)
         return np.fft.fftshift(s, axes=tuple(range(1, s.ndim)))
 
     # ---- results ------------------------------------------------------------------------------
@@ -392,9 +413,13 @@ class Solver:
             return np.zeros(0, int), np.zeros((0, self.runs))
         return np.asarray(self.history_iterations), np.stack(self.history_rf)
 
-    def best_images_centred(self) -> np.ndarray:
-        """The best image of every run, host float64 ``(R, *grid)``, object centred (disk layout)."""
-        img = self.best_image.get() if backend.is_cupy_array(self.best_image) else self.best_image
+    def best_images_centred(self, runs=None) -> np.ndarray:
+        """The best image of every run (or of the runs ``runs``, in that order), host float64
+        ``(R, *grid)``, object centred (disk layout)."""
+        img = self.best_image
+        if runs is not None:
+            img = img[self.xp.asarray(np.asarray(runs, int))]
+        img = img.get() if backend.is_cupy_array(img) else img
         axes = tuple(range(1, img.ndim))
         return np.fft.fftshift(np.asarray(img, np.float64), axes=axes)
 

@@ -140,12 +140,9 @@ class GPSSolver(Solver):
             self.xp.multiply(self.img, self.support_mask, out=self.img)
 
     def _save_stage_best(self, runs: np.ndarray) -> None:
-        for r in runs:
-            self.z_best[r] = self.z[r]
-            if self.variant == "R" and not self._buf_is_true_y:
-                self.xp.multiply(self.buf[r], self.filt, out=self.y_best[r])
-            else:
-                self.y_best[r] = self.buf[r]
+        self._copy_runs(self.z_best, self.z, runs)
+        filtered = self.variant == "R" and not self._buf_is_true_y
+        self._copy_runs(self.y_best, self.buf, runs, factor=self.filt if filtered else None)
 
     def _restore_stage_best(self) -> None:
         self.z[...] = self.z_best

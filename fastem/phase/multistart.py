@@ -66,11 +66,16 @@ def default_batch_bytes(device) -> int:
         return 4 << 30
 
 
+#: the GPU kernels put the run index on the y axis of the launch grid (at most 65535 blocks)
+MAX_RUNS_PER_BATCH = 65535
+
+
 def split_runs(runs: int, bytes_per_run: int, budget: int, min_chunks: int = 1) -> list[tuple[int, int]]:
     """``[(start, stop), ...]``: the fewest near-equal chunks of ``runs`` that each fit ``budget``
-    bytes, and at least ``min_chunks`` (e.g. one per worker), never more than ``runs``."""
+    bytes (and :data:`MAX_RUNS_PER_BATCH`), and at least ``min_chunks`` (e.g. one per worker),
+    never more than ``runs``."""
     runs = int(runs)
-    per_chunk = max(1, int(budget) // max(1, int(bytes_per_run)))
+    per_chunk = min(MAX_RUNS_PER_BATCH, max(1, int(budget) // max(1, int(bytes_per_run))))
     chunks = min(runs, max(-(-runs // per_chunk), int(min_chunks), 1))
     edges = [(k * runs) // chunks for k in range(chunks + 1)]
     return [(edges[k], edges[k + 1]) for k in range(chunks)]
@@ -102,10 +107,12 @@ def _run_chunk(task: dict) -> dict:
         solver.run(progress=task.get("progress"), checkpoint_every=task.get("checkpoint_every", 0),
                    on_checkpoint=task.get("on_checkpoint"))
         its, rfs = solver.history()
+        # only this chunk's `keep` best runs leave the device (a run outside them cannot be kept)
+        local = np.lexsort((np.arange(stop - start), solver.best_rf))[: int(task.get("keep", stop - start))]
         out = {"start": start, "stop": stop, "best_rf": solver.best_rf.copy(), "history_iterations": its,
-               "history_rf": rfs, "images": solver.best_images_centred()}
+               "history_rf": rfs, "local": local, "images": solver.best_images_centred(local)}
         if config.shrink_wrap:
-            out["supports"] = solver.supports_centred()
+            out["supports"] = solver.supports_centred(local)
         return out
 
 
@@ -330,7 +337,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
             if hist_rf.shape[0] != len(its):
                 hist_rf = np.zeros((len(its), runs))
         hist_rf[:, a:b] = rfs
-        kept.add(np.arange(a, b), out["best_rf"], out["images"], out.get("supports") if supports_all else None)
+        local = out["local"]
+        kept.add(a + local, out["best_rf"][local], out["images"], out.get("supports") if supports_all else None)
 
     if inline:
         for k in range(first, len(chunks)):
@@ -346,7 +354,7 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
                     state.update(kept.state())
                 on_checkpoint(state)
 
-            task = {"problem": problem, "config": config, "seed": seed, "start": a, "stop": b,
+            task = {"problem": problem, "config": config, "seed": seed, "start": a, "stop": b, "keep": keep,
                     "state": resume_state if (resume_state is not None and k == first) else None,
                     "progress": progress, "checkpoint_every": checkpoint_every,
                     "on_checkpoint": chunk_checkpoint if on_checkpoint is not None else None}
@@ -354,8 +362,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     else:
         data = problem.host_data()
         dev = "cuda" if problem.device.is_gpu else "cpu"
-        tasks = [{"problem_data": data, "device": dev, "config": config, "seed": seed, "start": a, "stop": b}
-                 for a, b in chunks]
+        tasks = [{"problem_data": data, "device": dev, "config": config, "seed": seed, "start": a, "stop": b,
+                  "keep": keep} for a, b in chunks]
         for out in executor.map(_run_chunk, tasks):
             merge(out)
             if progress is not None:
