@@ -29,7 +29,9 @@ analysis of the error ``e = c u - u_true`` of the mean of the best 5 (aligned, s
   ``R(b) < R(b_true)`` at high ``q``. The truth's own values (``R(b)`` = R_noise of the band) are
   recorded as ``truth_fit``.
 
-Writes ``bench/results/phase_sweep{tag}.json`` and ``.md``.
+Writes ``bench/results/phase_sweep{tag}.json`` and ``.md`` (``python bench/phase_sweep.py JSON``
+re-renders the tables of a JSON). Bands with an empty ring (e.g. ``(8, 8]``) in JSON written
+before the band edges were made unique carry 0 and are skipped in the tables.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def radial_q(shape) -> np.ndarray:
 
 
 def band_edges(beamstop: float) -> list[float]:
-    return [float(beamstop), 2.0 * beamstop, 8.0, 16.0, HIGH_Q]
+    """Upper edges of the rings: the beamstop radius, twice it, 8, 16, 32 px (sorted, unique)."""
+    return sorted({float(beamstop), 2.0 * beamstop, 8.0, 16.0, HIGH_Q})
 
 
 def error_analysis(mean_image, best_image, truth, b, b_true, known, beamstop) -> dict:
@@ -79,6 +82,12 @@ def error_analysis(mean_image, best_image, truth, b, b_true, known, beamstop) ->
         energy.append(float(power[sel].sum() / total))
     labels.append(f"> {HIGH_Q:g}")
     energy.append(float(power[q > HIGH_Q].sum() / total))
+    # relative error per ring: ||P_B e|| / ||P_B u_true|| (1 = no information in that ring)
+    truth_power = np.abs(np.fft.fftn(truth)) ** 2
+    rel = []
+    for lo, hi in zip(edges[:-1] + [HIGH_Q], edges[1:] + [np.inf]):
+        sel = (q <= hi) if lo == 0.0 else (q > lo) & (q <= hi)
+        rel.append(float(np.sqrt(power[sel].sum() / max(truth_power[sel].sum(), 1e-300))))
     denom = float(truth.sum())
     without = {}
     for cut in band_edges(beamstop):
@@ -94,8 +103,21 @@ def error_analysis(mean_image, best_image, truth, b, b_true, known, beamstop) ->
         fit[name] = {"vs_data": float(np.abs(mag - b)[sel].sum() / bt),
                      "vs_true": float(np.abs(mag - b_true)[sel].sum() / bt)}
         truth_fit[name] = {"vs_data": float(np.abs(mag_truth - b)[sel].sum() / bt)}
-    return {"band_labels": labels, "band_energy": energy, "rreal_without": without, "fit": fit,
+    return {"band_labels": labels, "band_energy": energy, "band_rel_error": rel,
+            "error_l2": float(np.sqrt(total / np.sum(truth_power))), "rreal_without": without, "fit": fit,
             "truth_fit": truth_fit}
+
+
+def oracle_rreal(cdi) -> float:
+    """R_real of the measured magnitudes with the TRUE phases (the truth's magnitudes in the missing
+    centre), projected onto support and positivity: what perfect phasing of these noisy data gives."""
+    from fastem.phase import r_real
+
+    spec = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(cdi.object)))
+    mag = np.where(cdi.known, np.sqrt(cdi.intensities), cdi.b_true)
+    u = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(mag * np.exp(1j * np.angle(spec))))).real
+    u = np.where(cdi.support & (u > 0), u, 0.0)
+    return float(r_real(u, cdi.object))
 
 
 def make_support(kind: str, cdi) -> np.ndarray:
@@ -205,7 +227,47 @@ def markdown(payload: dict) -> str:
         lines.append(f"| {100 * c['noise']:.0f} % | {c['beamstop']:g} | {c['support']} | {100 * truth:.1f} | "
                      + " | ".join(f"{100 * a[l]['fit']['high']['vs_data']:.1f} / "
                                   f"{100 * a[l]['fit']['high']['vs_true']:.1f}" for l in labels) + " |")
+    lines += band_energy_table(conds, labels)
     return "\n".join(lines)
+
+
+def band_energy_table(conds: list, labels: list) -> list[str]:
+    """Markdown rows: the share of ||e||^2 below/above the missing centre, per algorithm."""
+    lines = ["", "### Error energy at |q| <= beamstop radius (the missing centre) / <= 16 px / > 32 px (% of "
+             "||e||^2 of the mean of the best 5)", "",
+             "| R_noise | beamstop | support | " + " | ".join(labels) + " |", "|---" * (len(labels) + 3) + "|"]
+    for c in conds:
+        a = c["algorithms"]
+        cells = []
+        for l in labels:
+            q = np.asarray(_band_upper(a[l]["band_labels"]))
+            e = np.asarray(a[l]["band_energy"])
+            inside = float(e[q <= c["beamstop"]].sum())
+            low = float(e[q <= 16].sum())
+            high = float(e[np.isinf(q)].sum())
+            cells.append(f"{100 * inside:.0f} / {100 * low:.0f} / {100 * high:.0f}")
+        lines.append(f"| {100 * c['noise']:.0f} % | {c['beamstop']:g} | {c['support']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _band_upper(labels) -> list[float]:
+    """Upper edge of each band label ('<= 2', '(2, 4]', '> 32' -> inf); empty bands repeat an edge."""
+    out = []
+    for lab in labels:
+        lab = lab.strip()
+        if lab.startswith(">"):
+            out.append(np.inf)
+        else:
+            out.append(float(lab.rstrip("]").split(",")[-1].replace("<=", "").strip()))
+    return out
+
+
+def render(json_path: Path) -> str:
+    """Markdown of a sweep JSON (rewrites the .md next to it)."""
+    payload = json.loads(Path(json_path).read_text())
+    md = markdown(payload)
+    Path(json_path).with_suffix(".md").write_text(md + "\n")
+    return md
 
 
 def main(args, command: str, out_dir: Path) -> int:
@@ -230,3 +292,9 @@ def main(args, command: str, out_dir: Path) -> int:
     print(markdown(payload))
     print(f"written: {out_dir / stem}.json, .md")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(render(Path(sys.argv[1])))
