@@ -5,7 +5,8 @@
 
 Object: ``fastem.data.vesicle_2d(128, seed=0)``. For every combination of
 
-* noise: ``R_noise`` 3, 6, 12 % (Poisson + Gaussian read noise 1 photon, flux solved for the target),
+* noise: ``R_noise`` 3, 6, 12 % (Poisson + Gaussian read noise 1 photon, flux solved for the target;
+  ``0``: 1e12 photons and no read noise),
 * missing centre: beamstop radius 2, 4, 8 px,
 * support: ``tight`` = the true support dilated by 1 px; ``loose`` = dilated by 5 px;
   ``auto`` = :func:`fastem.phase.autocorrelation_support` from the data,
@@ -59,8 +60,10 @@ def radial_q(shape) -> np.ndarray:
 
 
 def band_edges(beamstop: float) -> list[float]:
-    """Upper edges of the rings: the beamstop radius, twice it, 8, 16, 32 px (sorted, unique)."""
-    return sorted({float(beamstop), 2.0 * beamstop, 8.0, 16.0, HIGH_Q})
+    """Upper edges of the rings: the beamstop radius, twice it, 8, 16, 32 px (sorted, unique;
+    2 and 4 px without a beamstop)."""
+    bs = float(beamstop) if beamstop > 0 else 2.0
+    return sorted({bs, 2.0 * bs, 8.0, 16.0, HIGH_Q})
 
 
 def error_analysis(mean_image, best_image, truth, b, b_true, known, beamstop) -> dict:
@@ -139,12 +142,16 @@ def run_condition(obj, noise: float, beamstop: float, support_kind: str, runs: i
     from fastem.data import cdi_intensities
     from fastem.phase import PhaseConfig, initial_phases, keep_best, make_solver, prepare_problem, r_real
 
-    cdi = cdi_intensities(obj, r_noise=noise, read_noise=1.0, beamstop_radius=beamstop, seed=0)
+    if noise > 0:
+        cdi = cdi_intensities(obj, r_noise=noise, read_noise=1.0, beamstop_radius=beamstop, seed=0)
+    else:  # (practically) noise-free: 1e12 photons, no read noise
+        cdi = cdi_intensities(obj, flux=1e12, read_noise=0.0, beamstop_radius=beamstop, seed=0)
     support = make_support(support_kind, cdi)
     missed = int(np.sum((cdi.object > 0) & ~support))
     prob = prepare_problem(cdi.intensities, cdi.known, support)
     b = np.sqrt(cdi.intensities)
-    out = {"noise": noise, "r_noise": cdi.r_noise, "beamstop": beamstop, "support": support_kind,
+    out = {"noise": noise, "r_noise": cdi.r_noise, "oracle_rreal": oracle_rreal(cdi), "beamstop": beamstop,
+           "support": support_kind,
            "support_pixels": int(support.sum()), "object_pixels": int(np.sum(cdi.object > 0)),
            "object_pixels_outside_support": missed, "algorithms": {}}
     phases = initial_phases(seed, range(runs), prob.shape)
@@ -212,7 +219,7 @@ def markdown(payload: dict) -> str:
     for c in conds:
         a = c["algorithms"]
         cells = []
-        bs_key = f"{c['beamstop']:g}"
+        bs_key = f"{c['beamstop']:g}" if c["beamstop"] > 0 else "2"
         for l in labels:
             w = a[l]["rreal_without"]
             cells.append(f"{100 * a[l]['rreal_of_mean5']:.1f} / {100 * w[bs_key]:.1f} / {100 * w['8']:.1f}")
@@ -242,7 +249,7 @@ def band_energy_table(conds: list, labels: list) -> list[str]:
         for l in labels:
             q = np.asarray(_band_upper(a[l]["band_labels"]))
             e = np.asarray(a[l]["band_energy"])
-            inside = float(e[q <= c["beamstop"]].sum())
+            inside = float(e[q <= max(c["beamstop"], 0)].sum()) if c["beamstop"] > 0 else 0.0
             low = float(e[q <= 16].sum())
             high = float(e[np.isinf(q)].sum())
             cells.append(f"{100 * inside:.0f} / {100 * low:.0f} / {100 * high:.0f}")
