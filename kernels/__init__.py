@@ -16,8 +16,11 @@ Layout of one kernel ``foo`` (see ``axpy_norm`` for the worked example and the R
 """
 
 from .axpy_norm import axpy_norm
+from .partial_scan import nearest_sampled, normalise_blur, sample_infill
 from .phase_fourier import phase_fourier_update
 from .phase_real import phase_real_update
 from .phase_rfactor import hermitian_half, rfactor_half
+from .scan_path import grid_dwell, spiral_dwell
 
-__all__ = ["axpy_norm", "phase_fourier_update", "phase_real_update", "hermitian_half", "rfactor_half"]
+__all__ = ["axpy_norm", "phase_fourier_update", "phase_real_update", "hermitian_half", "rfactor_half",
+           "normalise_blur", "sample_infill", "nearest_sampled", "spiral_dwell", "grid_dwell"]
