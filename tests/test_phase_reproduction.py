@@ -9,13 +9,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_reproduce_phase_reduced(tmp_path):
+def _reproduce_phase():
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         import reproduce_phase
     finally:
         sys.path.pop(0)
+    return reproduce_phase
+
+
+@pytest.mark.slow
+def test_reproduce_phase_reduced(tmp_path):
+    reproduce_phase = _reproduce_phase()
     assert reproduce_phase.main(["--runs", "8", "--iterations", "300", "--out-dir", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "phase_reproduction.json").read_text())
     assert (tmp_path / "phase_reproduction_rf.png").stat().st_size > 10_000
@@ -33,11 +38,7 @@ def test_reproduce_phase_reduced(tmp_path):
 
 @pytest.mark.slow
 def test_regime_sweep_reduced(tmp_path):
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import reproduce_phase
-    finally:
-        sys.path.pop(0)
+    reproduce_phase = _reproduce_phase()
     args = ["--sweep", "--runs", "3", "--iterations", "60", "--noise", "0.06", "--beamstop", "2,4",
             "--supports", "tight,loose", "--out-dir", str(tmp_path), "--tag", "_t"]
     assert reproduce_phase.main(args) == 0

@@ -37,7 +37,8 @@ def _ellipsoid_distance(coords, centre, semi_axes, rotation):
     return (rho - 1.0) * float(np.mean(semi_axes))
 
 
-def _vesicle(n: int, ndim: int, seed, support_fraction: float) -> np.ndarray:
+def _vesicle_grid(n: int, ndim: int, seed, support_fraction: float):
+    """Checked arguments -> ``(rng, centred coordinates, r_max, edge)`` shared by the vesicles."""
     if n < 8:
         raise InputError(f"vesicle: n must be >= 8, got {n}")
     if not 0.1 <= support_fraction <= 1.0:
@@ -47,6 +48,11 @@ def _vesicle(n: int, ndim: int, seed, support_fraction: float) -> np.ndarray:
     coords = np.meshgrid(*([axis] * ndim), indexing="ij")  # (z,) y, x
     r_max = support_fraction * n / 2.0 - 0.5       # nothing at or beyond this radius
     edge = max(1.5, 0.04 * r_max)                  # width of the soft edges (pixels)
+    return rng, coords, r_max, edge
+
+
+def _vesicle(n: int, ndim: int, seed, support_fraction: float) -> np.ndarray:
+    rng, coords, r_max, edge = _vesicle_grid(n, ndim, seed, support_fraction)
     r_out = r_max - edge / 2.0                     # largest semi-axis of the outer boundary
     semi = r_out * rng.uniform(0.86, 1.0, ndim)
     semi[rng.integers(ndim)] = r_out               # touch the support limit along one axis
@@ -139,15 +145,7 @@ def _random_field(rng, shape, sigma):
 
 def _vesicle_2d_irregular(n: int, seed, support_fraction: float) -> np.ndarray:
     """The 2D vesicle model (see :func:`vesicle_2d`)."""
-    if n < 8:
-        raise InputError(f"vesicle: n must be >= 8, got {n}")
-    if not 0.1 <= support_fraction <= 1.0:
-        raise InputError(f"vesicle: support_fraction must lie in [0.1, 1], got {support_fraction}")
-    rng = np.random.default_rng(seed)
-    axis = np.arange(n, dtype=np.float64) - n // 2
-    y, x = np.meshgrid(axis, axis, indexing="ij")
-    r_max = support_fraction * n / 2.0 - 0.5       # nothing at or beyond this radius
-    edge = max(1.5, 0.04 * r_max)                  # width of the soft edges (pixels)
+    rng, (y, x), r_max, edge = _vesicle_grid(n, 2, seed, support_fraction)
 
     # outer membrane: irregular outline, orders 2..6 with amplitudes ~1/m, ~6-9 % rms of the radius
     outline = _fourier_outline(rng, np.arange(2, 7), amplitude=rng.uniform(0.16, 0.24))
