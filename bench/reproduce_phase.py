@@ -12,11 +12,16 @@ and the mean per-pixel variance of those 5 images relative to the object's mean 
 Objects:
 
 ``vesicle``
-    ``fastem.data.vesicle_2d(128, seed=0)`` -- the spec's synthetic vesicle (a centred ellipse:
-    its support is centro-symmetric).
+    ``fastem.data.vesicle_2d(128, seed=0)`` -- the spec's synthetic vesicle (irregular outline
+    without a centre of symmetry, multi-scale interior).
 ``pair``
-    two different vesicles side by side (``vesicle_2d(48, seed=1)`` and ``vesicle_2d(28, seed=2)``)
-    -- a support without a centre of symmetry, so the twin image is excluded by the support.
+    two different vesicles side by side (``vesicle_2d(48, seed=1)`` and ``vesicle_2d(28, seed=2)``).
+
+Besides R_F and R_real: the frequency analysis of the error of the mean of the best 5
+(``bench/phase_sweep.py``: error energy per ring of |q|, relative error per ring, fit of |F u|
+to the noisy and the noise-free magnitudes at high q) and the "oracle" R_real (the noisy
+magnitudes with the true phases, projected onto support and positivity: the floor that perfect
+phasing of these data reaches).
 
 Writes ``bench/results/phase_reproduction.{md,json}`` (the tables) and
 ``bench/results/phase_reproduction_rf.png`` (R_F versus iteration: median over runs, best run,
@@ -57,10 +62,13 @@ def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5, 
     from fastem.data import cdi_intensities
     from fastem.phase import (PhaseConfig, initial_phases, keep_best, make_solver, prepare_problem, r_real)
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import phase_sweep
+
     obj = make_object(name)
     cdi = cdi_intensities(obj, r_noise=0.06, read_noise=1.0, beamstop_radius=2, seed=0)
     out = {"object": name, "shape": list(obj.shape), "r_noise": cdi.r_noise, "support_pixels": int(cdi.support.sum()),
-           "algorithms": {}}
+           "oracle_rreal": phase_sweep.oracle_rreal(cdi), "algorithms": {}}
     for alg in algorithms:
         t0 = time.perf_counter()
         cfg = PhaseConfig(algorithm=alg, iterations=iterations, gamma_scale=gamma_scale)
@@ -88,12 +96,29 @@ def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5, 
             "history_rf_p10": np.percentile(hist, 10, axis=1).tolist(),
             "history_rf_p90": np.percentile(hist, 90, axis=1).tolist(),
             "history_rf_best_run": hist[:, idx[0]].tolist(),
+            "error": phase_sweep.error_analysis(mean, kept[0], cdi.object, np.sqrt(cdi.intensities), cdi.b_true,
+                                                cdi.known, 2),
         }
         a = out["algorithms"][alg]
         print(f"  {name:8s} {alg:6s} {seconds:6.1f} s  R_F best {100 * a['rf_best']:.2f} %  mean5 "
               f"{100 * a['rf_mean5']:.2f} %  | R_real best {100 * a['rreal_best']:.2f} %  mean5 "
               f"{100 * a['rreal_mean5']:.2f} %  of mean5 {100 * a['rreal_of_mean5']:.2f} %", flush=True)
     return out
+
+
+def error_table(res: dict) -> str:
+    """Relative error of the mean of the best 5 per ring of |q| (Fourier px)."""
+    algs = res["algorithms"]
+    first = next(iter(algs.values()))["error"]
+    lines = [f"Relative error ||P_q e|| / ||P_q u_true|| of the mean of the best 5, per ring of |q| (px), "
+             f"and its L2 norm; oracle R_real (true phases, measured magnitudes) {100 * res['oracle_rreal']:.2f} %:", "",
+             "| algorithm | " + " | ".join(first["band_labels"]) + " | ||e|| / ||u|| |",
+             "|---" * (len(first["band_labels"]) + 2) + "|"]
+    for alg, a in algs.items():
+        e = a["error"]
+        lines.append(f"| {alg.upper()} | " + " | ".join(f"{100 * v:.1f} %" for v in e["band_rel_error"])
+                     + f" | {100 * e['error_l2']:.2f} % |")
+    return "\n".join(lines)
 
 
 def table(res: dict) -> str:
@@ -148,9 +173,20 @@ def main(argv=None) -> int:
     p.add_argument("--gamma-scale", type=float, default=1.0, help="GPS smoothing multiplier (PhaseConfig.gamma_scale)")
     p.add_argument("--tag", default="", help="suffix of the output file names (e.g. _gamma400)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--sweep", action="store_true",
+                   help="regime sweep instead (bench/phase_sweep.py): noise x beamstop x support, 6 configurations")
+    p.add_argument("--noise", default="0.03,0.06,0.12", help="--sweep: R_noise values")
+    p.add_argument("--beamstop", default="2,4,8", help="--sweep: beamstop radii (px)")
+    p.add_argument("--supports", default="tight,loose,auto", help="--sweep: support kinds")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore", category=UserWarning)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    cmd = "python bench/reproduce_phase.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.sweep:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import phase_sweep
+
+        return phase_sweep.main(args, cmd.strip(), args.out_dir)
     from fastem.benchmark import machine_info
 
     results = []
@@ -158,13 +194,12 @@ def main(argv=None) -> int:
     for name in args.objects.split(","):
         results.append(run_object(name.strip(), args.runs, args.iterations, args.seed, gamma_scale=args.gamma_scale,
                                   algorithms=tuple(a.strip() for a in args.algorithms.split(","))))
-    cmd = "python bench/reproduce_phase.py " + " ".join(argv if argv is not None else sys.argv[1:])
     md = [f"## GPS consistency experiment ({args.runs} runs x {args.iterations} iterations, seed {args.seed}, "
           f"gamma_scale {args.gamma_scale:g})", "",
           f"Command: `{cmd.strip()}`; total {time.perf_counter() - t0:.0f} s on {machine_info()['cpu_model']} "
           f"({machine_info()['cores_available']} cores).", ""]
     for res in results:
-        md += [table(res), ""]
+        md += [table(res), "", error_table(res), ""]
     stem = f"phase_reproduction{args.tag}"
     (args.out_dir / f"{stem}.md").write_text("\n".join(md))
     payload = {"command": cmd, "runs": args.runs, "iterations": args.iterations, "seed": args.seed,

@@ -4,7 +4,31 @@ from __future__ import annotations
 
 import click
 
+from fastem.errors import InputError
 from fastem.phase.engine import ALGORITHMS
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"2G"``, ``"512M"``, ``"1.5G"``, ``"1000000"`` -> bytes (binary units, optional trailing B)."""
+    t = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] in _UNITS and not t[-1:].isdigit() else ""
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise InputError(f"--batch-memory {text!r}: expected a size such as 2G, 512M or 1000000") from None
+    if not value > 0:
+        raise InputError(f"--batch-memory {text!r} must be > 0")
+    return int(value * _UNITS[unit])
+
+
+def _pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in str(text).split(":"))
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected START:END such as 3:1.5") from None
+    return a, b
 
 
 @click.command("phase")
@@ -26,8 +50,23 @@ from fastem.phase.engine import ALGORITHMS
               help="Write the output with a checkpoint every N iterations (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in OUT.cxi.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.cxi.")
+@click.option("--shrink-wrap", is_flag=True,
+              help="Refine each run's support by shrink-wrap (Marchesini 2003): every N iterations, the image "
+                   "smoothed by a Gaussian of SIGMA px and thresholded at T x its maximum, within the initial support.")
+@click.option("--shrink-wrap-every", type=click.IntRange(min=1), default=20, show_default=True, metavar="N")
+@click.option("--shrink-wrap-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
+              show_default=True, metavar="T")
+@click.option("--shrink-wrap-sigma", default="3:1.5", show_default=True, metavar="START:END",
+              help="Gaussian width (px) at the first update and its floor; 1 % smaller per update.")
+@click.option("--batch-memory", default=None, metavar="SIZE",
+              help="Memory budget of one batch of runs, e.g. 2G or 512M (default: half the free GPU memory, "
+                   "a quarter of the available host memory); more runs are split into chunks, same results.")
+@click.option("--scheduler", default=None, metavar="ADDRESS|local",
+              help="Spread the chunks of runs over Dask workers: a scheduler address (tcp://host:8786) or 'local' "
+                   "(a LocalCluster on this machine). Needs dask[distributed].")
 def command(input_path, output_path, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
-            checkpoint_every, resume, overwrite):
+            checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
+            shrink_wrap_sigma, batch_memory, scheduler):
     """Phase retrieval of the CXI diffraction pattern IN.cxi into OUT.cxi, with a progress bar
     (iteration, best R_F), provenance and results (R_F history, per-run final R_F, mean and
     variance of the kept runs)."""
@@ -45,7 +84,11 @@ def command(input_path, output_path, algorithm, iterations, runs, keep, seed, su
                                      runs=runs, keep=keep, seed=seed, support=support,
                                      sigma_schedule=sigma_schedule, checkpoint_every=checkpoint_every,
                                      resume=resume, overwrite=overwrite, device=device, progress=bar,
-                                     command=command_line())
+                                     command=command_line(), shrink_wrap=shrink_wrap,
+                                     shrink_wrap_every=shrink_wrap_every, shrink_wrap_threshold=shrink_wrap_threshold,
+                                     shrink_wrap_sigma=_pair(shrink_wrap_sigma, "--shrink-wrap-sigma"),
+                                     max_batch_bytes=None if batch_memory is None else parse_size(batch_memory),
+                                     scheduler=scheduler)
     if not settings.quiet:
         kept = result.kept_rf
         line = (f"{output_path}: {algorithm}, {runs} run(s), kept {len(kept)}: best R_F {100 * kept[0]:.2f} %, "

@@ -16,14 +16,17 @@ Layout of one kernel ``foo`` (see ``axpy_norm`` for the worked example and the R
 """
 
 from .axpy_norm import axpy_norm
+from .partial_scan import nearest_sampled, normalise_blur, sample_infill
 from .phase_fourier import phase_fourier_update
 from .phase_real import phase_real_update
 from .phase_rfactor import hermitian_half, rfactor_half
+from .scan_path import grid_dwell, spiral_dwell
 from .back_project import back_project
 from .forward_project import forward_project
 from .projection_residual import projection_residual
 from .central_slice import pad_rows, sample_central_slices, scatter_planes
 
 __all__ = ["axpy_norm", "phase_fourier_update", "phase_real_update", "hermitian_half", "rfactor_half",
+           "normalise_blur", "sample_infill", "nearest_sampled", "spiral_dwell", "grid_dwell",
            "back_project", "forward_project", "projection_residual", "pad_rows", "sample_central_slices",
            "scatter_planes"]

@@ -9,12 +9,13 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def phase_real_numba(mode, buf, wsup, u, image, write_image, beta, npix, rowlen):
-    """``buf``: real view (2 per complex element); ``wsup``: ``npix`` reals; ``u``, ``image``: reals."""
+def phase_real_numba(mode, buf, wsup, u, image, write_image, beta, npix, rowlen, wstride):
+    """``buf``: real view (2 per complex element); ``wsup``: ``npix`` reals (``wstride = 0``, shared)
+    or one support per run (``wstride = npix``); ``u``, ``image``: reals."""
     nrows = (buf.size // 2) // rowlen
     for row in prange(nrows):
         base = row * rowlen
-        p0 = base % npix
+        p0 = (base // npix) * wstride + base % npix
         yb = buf[2 * base: 2 * (base + rowlen)]
         ww = wsup[p0: p0 + rowlen]
         if mode == 0:  # GPS: projection onto S*, then the GPS-F weight

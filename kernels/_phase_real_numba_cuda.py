@@ -9,13 +9,14 @@ THREADS = 128
 
 
 @cuda.jit
-def phase_real_kernel(mode, buf, wsup, u, image, write_image, beta, npix):
+def phase_real_kernel(mode, buf, wsup, u, image, write_image, beta, npix, wstride):
     run_off = cuda.blockIdx.y * npix
+    w_off = cuda.blockIdx.y * wstride
     start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     stride = cuda.blockDim.x * cuda.gridDim.x
     for p in range(start, npix, stride):
         i = run_off + p
-        ws = wsup[p]
+        ws = wsup[w_off + p]
         v = buf[i]
         if mode == 0:
             re = v.real
@@ -44,8 +45,10 @@ def phase_real_kernel(mode, buf, wsup, u, image, write_image, beta, npix):
             buf[i] = complex(un, 0.0)
 
 
-def phase_real_numba_cuda(mode, buf, wsup, u, image, write_image, beta, npix, runs, stream=0,
+def phase_real_numba_cuda(mode, buf, wsup, u, image, write_image, beta, npix, runs, wstride=0, stream=0,
                           max_blocks: int = 1024):
-    """Launch on flat device arrays (CuPy via ``__cuda_array_interface__``, NumPy in the simulator)."""
+    """Launch on flat device arrays (CuPy via ``__cuda_array_interface__``, NumPy in the simulator).
+
+    ``wstride``: 0 when ``wsup`` is shared by every run, ``npix`` when it holds one per run."""
     blocks = max(1, min((npix + THREADS - 1) // THREADS, max_blocks))
-    phase_real_kernel[(blocks, runs), THREADS, stream](mode, buf, wsup, u, image, write_image, beta, npix)
+    phase_real_kernel[(blocks, runs), THREADS, stream](mode, buf, wsup, u, image, write_image, beta, npix, wstride)

@@ -2,7 +2,8 @@
 
 One pass over the real-space arrays per iteration. ``buf`` holds a batch of runs ``(R, *grid)``
 (or ``grid``) straight out of the inverse FFT (already normalised: the Fourier kernel folded
-``1/N`` in); ``wsup`` has the shape ``grid`` and is shared by every run.
+``1/N`` in); ``wsup`` has the shape ``grid`` and is shared by every run, or the shape of ``buf``
+(one support per run, as shrink-wrap makes them).
 
 Support and Gaussian weight travel in ONE array: ``wsup = -W`` inside the support ``S`` and
 ``+W`` outside, with ``W > 0`` the GPS-F weight ``exp(-s gamma r^2)`` (``W = 1`` for the other
@@ -78,9 +79,16 @@ def _real_numpy(mode, buf, wsup, u, image, beta):
         buf[...] = u
 
 
+def _per_run(buf, wsup) -> bool:
+    """True when ``wsup`` has the shape of a batched ``buf`` (one support per run). A 3D ``buf``
+    with a 3D ``wsup`` of its shape is ambiguous (3D grid, or a batch of 2D grids) but harmless:
+    either way ``wsup`` is indexed like ``buf``."""
+    return wsup.ndim >= 3 and tuple(wsup.shape) == tuple(buf.shape)
+
+
 def _check(mode, buf, wsup, u, image):
     func = "phase_real_update"
-    rdt = check_batch(func, mode, _MODES, buf, wsup, "wsup")
+    rdt = check_batch(func, mode, _MODES, buf, wsup[0] if _per_run(buf, wsup) else wsup, "wsup")
     arrays = [("buf", buf), ("wsup", wsup)]
     for name, a, needed in (("u", u, mode in _NEEDS_U), ("image", image, False)):
         if a is None:
@@ -103,7 +111,7 @@ def phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: float =
     mode : {MODE_GPS, MODE_ER, MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE}
     buf : ndarray (R, *grid) or grid, complex64/complex128, C-contiguous
         The inverse-FFT output, updated in place (ready for the forward FFT).
-    wsup : ndarray grid, float32 (complex64 data) or float64
+    wsup : ndarray grid (shared) or like ``buf`` (one per run), float32 (complex64 data) or float64
         ``-W`` inside the support, ``+W`` outside (``W > 0``).
     u : ndarray like ``buf`` but real, optional
         HIO / OSS real-space iterate, updated in place.
@@ -130,8 +138,10 @@ def bind_phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: fl
         def update_numpy(write_image: bool = False) -> None:
             _real_numpy(mode, buf, wsup, u, image if (write_image and can_write) else None, beta)
         return update_numpy
-    npix = int(wsup.size)
+    per_run = _per_run(buf, wsup)
+    npix = int(wsup[0].size) if per_run else int(wsup.size)
     runs = buf.size // npix
+    wstride = npix if per_run else 0  # offset of run r's support: r * wstride
     rowlen = int(wsup.shape[-1])
     rdt = wsup.dtype.type
     # unused arrays are replaced by ``wsup`` (same real dtype, never touched in those modes) so
@@ -144,7 +154,8 @@ def bind_phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: fl
         bv, wv, uv, iv = buf.reshape(-1).view(rdt), wsup.reshape(-1), uu.reshape(-1), im.reshape(-1)
 
         def update_numba(write_image: bool = False) -> None:
-            phase_real_numba(int(mode), bv, wv, uv, iv, bool(write_image) and can_write, rdt(beta), npix, rowlen)
+            phase_real_numba(int(mode), bv, wv, uv, iv, bool(write_image) and can_write, rdt(beta), npix, rowlen,
+                             wstride)
         return update_numba
     device = backend.get_device(buf)
     if engine == "cuda":
@@ -157,7 +168,8 @@ def bind_phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: fl
         def update_cuda(write_image: bool = False) -> None:
             with device.use():
                 kernel((blocks, runs), (256,), (np.int32(mode), buf, wsup, uu, im,
-                                                np.int32(bool(write_image) and can_write), rdt(beta), np.int64(npix)))
+                                                np.int32(bool(write_image) and can_write), rdt(beta), np.int64(npix),
+                                                np.int64(wstride)))
         return update_cuda
     from ._phase_real_numba_cuda import phase_real_numba_cuda
 
@@ -166,5 +178,5 @@ def bind_phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: fl
     def update_numba_cuda(write_image: bool = False) -> None:
         with device.use():
             phase_real_numba_cuda(int(mode), bc, wc, uc, ic, int(bool(write_image) and can_write), rdt(beta), npix,
-                                  runs, stream=numba_cuda_stream())
+                                  runs, wstride, stream=numba_cuda_stream())
     return update_numba_cuda

@@ -41,6 +41,18 @@ def test_vesicle_2d_support_and_positivity(n, fraction):
     assert 0 < v[r < 0.5 * radius].mean() < 0.75
 
 
+@pytest.mark.parametrize("n", [128, 64])
+def test_vesicle_2d_support_has_no_centre_of_symmetry(n):
+    """The outline is irregular (odd Fourier orders): no translate of the twin ``S(-x)`` covers the
+    support, so phase retrieval is not left with a twin ambiguity the support cannot resolve."""
+    for seed in range(6):
+        s = (vesicle_2d(n, seed=seed) > 0).astype(np.float64)
+        t = s[::-1, ::-1]
+        xc = np.fft.ifft2(np.fft.fft2(s) * np.conj(np.fft.fft2(t))).real  # overlap of s with shifted twins
+        best_overlap = xc.max()
+        assert s.sum() - best_overlap > 0.04 * s.sum()  # >= 4 % of the support outside the best twin
+
+
 def test_vesicle_default_oversampling_at_least_4():
     v = vesicle_2d()
     assert (v.size / np.count_nonzero(v)) >= 4.0

@@ -97,11 +97,12 @@ def test_prox_phase_of_zero_is_one(engine):
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("mode", [pr.MODE_GPS, pr.MODE_ER, pr.MODE_HIO, pr.MODE_OSS_SPLIT, pr.MODE_OSS_MERGE])
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
-@pytest.mark.parametrize("with_image", [False, True])
-def test_real_kernel_matches_float64_reference(rng, grid, mode, dtype, with_image):
+@pytest.mark.parametrize("with_image,per_run", [(False, False), (True, False), (True, True)])
+def test_real_kernel_matches_float64_reference(rng, grid, mode, dtype, with_image, per_run):
     runs = 2
     buf = random_complex(rng, (runs,) + grid)
-    wsup = rng.uniform(0.3, 1.0, grid) * np.where(rng.random(grid) < 0.4, -1.0, 1.0)
+    wgrid = (runs,) + grid if per_run else grid  # one support per run (shrink-wrap) or shared
+    wsup = rng.uniform(0.3, 1.0, wgrid) * np.where(rng.random(wgrid) < 0.4, -1.0, 1.0)
     u = rng.standard_normal((runs,) + grid)
     img = np.full((runs,) + grid, 7.0)
     needs_u = mode in (pr.MODE_HIO, pr.MODE_OSS_SPLIT, pr.MODE_OSS_MERGE)
@@ -235,10 +236,12 @@ def test_fourier_kernel_in_simulator(rng, grid, mode, use_filter):
 
 @pytest.mark.cudasim
 @pytest.mark.parametrize("mode", [pr.MODE_GPS, pr.MODE_ER, pr.MODE_HIO, pr.MODE_OSS_SPLIT, pr.MODE_OSS_MERGE])
-def test_real_kernel_in_simulator(rng, mode):
+@pytest.mark.parametrize("per_run", [False, True])
+def test_real_kernel_in_simulator(rng, mode, per_run):
     grid = (4, 5)
     buf = random_complex(rng, (2,) + grid)
-    wsup = rng.uniform(0.3, 1.0, grid) * np.where(rng.random(grid) < 0.5, -1.0, 1.0)
+    wgrid = (2,) + grid if per_run else grid
+    wsup = rng.uniform(0.3, 1.0, wgrid) * np.where(rng.random(wgrid) < 0.5, -1.0, 1.0)
     u = rng.standard_normal((2,) + grid)
     needs_u = mode in (pr.MODE_HIO, pr.MODE_OSS_SPLIT, pr.MODE_OSS_MERGE)
     refs = [buf.copy(), u.copy(), np.zeros_like(u)]
@@ -288,8 +291,9 @@ def test_gpu_kernels_match_cpu(rng, engine, grid, dtype):
         tol = TOL[dtype]
         np.testing.assert_allclose(to_numpy(yd), y_ref, rtol=tol, atol=tol * np.abs(y_ref).max())
         np.testing.assert_allclose(to_numpy(zd), z_ref, rtol=tol, atol=tol * np.abs(z_ref).max())
-    wsup = rng.uniform(0.3, 1.0, grid) * np.where(rng.random(grid) < 0.4, -1.0, 1.0)
-    for mode in (pr.MODE_GPS, pr.MODE_ER, pr.MODE_HIO, pr.MODE_OSS_SPLIT, pr.MODE_OSS_MERGE):
+    for mode, wgrid in [(m, grid) for m in (pr.MODE_GPS, pr.MODE_ER, pr.MODE_HIO, pr.MODE_OSS_SPLIT,
+                                             pr.MODE_OSS_MERGE)] + [(pr.MODE_GPS, (2,) + grid), (pr.MODE_HIO, (2,) + grid)]:
+        wsup = rng.uniform(0.3, 1.0, wgrid) * np.where(rng.random(wgrid) < 0.4, -1.0, 1.0)
         buf = random_complex(rng, (2,) + grid)
         u = rng.standard_normal((2,) + grid)
         needs_u = mode in (pr.MODE_HIO, pr.MODE_OSS_SPLIT, pr.MODE_OSS_MERGE)

@@ -116,3 +116,31 @@ def test_checkpoint_and_resume_give_the_uninterrupted_result(cxi_in, tmp_path):
     r = run("phase", cxi_in, "-o", tmp_path / "part2.cxi", "--iterations", 40, "--runs", 2, "--keep", 2, "--seed", 2,
             "--checkpoint-every", 10)
     assert r.exit_code == 0
+
+
+def test_shrink_wrap_and_batch_memory_options(cxi_in, tmp_path):
+    args = ["--algorithm", "hio", "--iterations", 40, "--runs", 3, "--keep", 2, "--seed", 1,
+            "--support", f"{cxi_in}:/entry_1/sample_1/support", "--shrink-wrap", "--shrink-wrap-every", 10,
+            "--shrink-wrap-sigma", "2:1"]
+    assert run("phase", cxi_in, "-o", tmp_path / "a.cxi", *args).exit_code == 0
+    r = run("phase", cxi_in, "-o", tmp_path / "b.cxi", *args, "--batch-memory", "40K")
+    assert r.exit_code == 0, r.output
+    a, b = read_cxi_reconstruction(tmp_path / "a.cxi"), read_cxi_reconstruction(tmp_path / "b.cxi")
+    assert a.results["chunks"].tolist() == [[0, 3]] and len(b.results["chunks"]) == 3  # ~30 kB per run
+    np.testing.assert_array_equal(b.results["final_rf"], a.results["final_rf"])
+    np.testing.assert_array_equal(b.image, a.image)
+    assert b.provenance["configuration"]["shrink_wrap"] is True
+    assert b.provenance["configuration"]["shrink_wrap_sigma"] == [2.0, 1.0]
+    initial = b.results["initial_support"].astype(bool)
+    assert b.support.sum() < initial.sum()  # the written support is the best run's shrunk one
+    r = run("phase", cxi_in, "-o", tmp_path / "c.cxi", "--batch-memory", "lots")
+    assert r.exit_code == 1 and "--batch-memory" in r.output
+    r = run("phase", cxi_in, "-o", tmp_path / "c.cxi", "--shrink-wrap-sigma", "3")
+    assert r.exit_code == 1 and "--shrink-wrap-sigma" in r.output
+
+
+def test_parse_size():
+    from fastem.cli.cmd_phase import parse_size
+
+    assert parse_size("2G") == 2 << 30 and parse_size("512M") == 512 << 20 and parse_size("1.5KiB") == 1536
+    assert parse_size("1000") == 1000

@@ -9,13 +9,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_reproduce_phase_reduced(tmp_path):
+def _reproduce_phase():
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         import reproduce_phase
     finally:
         sys.path.pop(0)
+    return reproduce_phase
+
+
+@pytest.mark.slow
+def test_reproduce_phase_reduced(tmp_path):
+    reproduce_phase = _reproduce_phase()
     assert reproduce_phase.main(["--runs", "8", "--iterations", "300", "--out-dir", str(tmp_path)]) == 0
     payload = json.loads((tmp_path / "phase_reproduction.json").read_text())
     assert (tmp_path / "phase_reproduction_rf.png").stat().st_size > 10_000
@@ -29,3 +34,21 @@ def test_reproduce_phase_reduced(tmp_path):
             assert algs[alg]["rf_mean5"] < algs["hio"]["rf_mean5"]
     pair = payload["results"][1]["algorithms"]
     assert pair["gps-f"]["rreal_best"] < pair["hio"]["rreal_best"]
+
+
+@pytest.mark.slow
+def test_regime_sweep_reduced(tmp_path):
+    reproduce_phase = _reproduce_phase()
+    args = ["--sweep", "--runs", "3", "--iterations", "60", "--noise", "0.06", "--beamstop", "2,4",
+            "--supports", "tight,loose", "--out-dir", str(tmp_path), "--tag", "_t"]
+    assert reproduce_phase.main(args) == 0
+    payload = json.loads((tmp_path / "phase_sweep_t.json").read_text())
+    assert len(payload["conditions"]) == 4
+    for cond in payload["conditions"]:
+        assert 0 < cond["oracle_rreal"] < 0.05  # true phases + measured magnitudes: close to the truth
+        for a in cond["algorithms"].values():
+            assert len(a["rreal_all"]) == 3
+            assert sum(a["band_energy"]) == pytest.approx(1.0, abs=1e-9)  # the rings cover the spectrum once
+            assert len(a["band_rel_error"]) == len(a["band_labels"])
+    md = (tmp_path / "phase_sweep_t.md").read_text()
+    assert "| 6 % | 4 | loose |" in md and "Error energy" in md

@@ -20,6 +20,7 @@ from .cdi import CDIData, cdi_intensities, centred_fft_power, embed_centred, r_n
 from .mixture import gaussian_mixture
 from .phantoms import SHEPP_LOGAN_3D_MODIFIED, shepp_logan_3d, vesicle_2d, vesicle_3d
 from .tilt import dual_axis_angles, tilt_angles, tilt_series
+from .stem import STRUCTURES, StemGenerator, StemOptions, generate_stem
 from .writers import CDI_TRUTH_OBJECT, CDI_TRUTH_SUPPORT, save_cdi, save_mixture, save_tilt_series, save_volume
 
 __all__ = [
@@ -27,5 +28,6 @@ __all__ = [
     "gaussian_mixture",
     "SHEPP_LOGAN_3D_MODIFIED", "shepp_logan_3d", "vesicle_2d", "vesicle_3d",
     "dual_axis_angles", "tilt_angles", "tilt_series",
+    "STRUCTURES", "StemGenerator", "StemOptions", "generate_stem",
     "CDI_TRUTH_OBJECT", "CDI_TRUTH_SUPPORT", "save_cdi", "save_mixture", "save_tilt_series", "save_volume",
 ]

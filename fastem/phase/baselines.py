@@ -52,10 +52,15 @@ class _RealIterateSolver(Solver):
         self.u = empty_aligned(self.full_shape, problem.rdtype, dev) if self.needs_iterate else None
         if self.restarts:
             self.u_best = empty_aligned(self.full_shape, problem.rdtype, dev)
-        sign = np.where(problem.support_fft, -1.0, 1.0)
-        self.wsup = problem.to_device(sign, problem.rdtype)
         self._scale = 1.0 / self.n
         self._bind_kernels()
+
+    @classmethod
+    def _arrays_per_run(cls, restarts: bool) -> tuple[float, float]:
+        real = 1.0 if cls.needs_iterate else 0.0  # u
+        if restarts:
+            real = 2.0  # u and u_best (ER keeps an iterate only to restart from)
+        return 1.0, real
 
     def _bind_kernels(self) -> None:
         self._project = bind_phase_fourier_update(_pf.MODE_PROJECT, None, self.buf, self.problem.bk,
@@ -87,8 +92,7 @@ class _RealIterateSolver(Solver):
         pass  # written by the real-space kernel of the step
 
     def _save_stage_best(self, runs: np.ndarray) -> None:
-        for r in runs:
-            self.u_best[r] = self.u[r]
+        self._copy_runs(self.u_best, self.u, runs)
 
     def _restore_stage_best(self) -> None:
         self.u[...] = self.u_best
@@ -117,8 +121,7 @@ class ERSolver(_RealIterateSolver):
             self._bind_kernels()
 
     def _save_stage_best(self, runs: np.ndarray) -> None:
-        for r in runs:
-            self.u_best[r] = self.img[r]
+        self._copy_runs(self.u_best, self.img, runs)
 
 
 class HIOSolver(_RealIterateSolver):

@@ -12,8 +12,18 @@ axis leading), and drives them through:
   iteration, ``R_F`` of each run's current image is computed (one real FFT pair plus two light
   kernels, :mod:`fastem.kernels.phase_rfactor`) and recorded; the best image of each run (lowest
   ``R_F`` over all stages) is kept;
+* **shrink-wrap** (optional, ``PhaseConfig.shrink_wrap``; Marchesini et al., Phys. Rev. B 68,
+  140101 (2003)) -- every ``shrink_wrap_every`` iterations each run's support becomes
+  ``{G_sigma * u > threshold * max(G_sigma * u)}`` intersected with the initial support, ``u`` the
+  run's current (support- and positivity-projected) image, ``G_sigma`` a Gaussian of ``sigma``
+  pixels; ``sigma`` starts at ``shrink_wrap_sigma[0]`` and shrinks by 1 % per update down to
+  ``shrink_wrap_sigma[1]`` (defaults: every 20 iterations, threshold 0.2, sigma 3 -> 1.5 px, as
+  in Marchesini et al.). The runs then carry one support each (``wsup`` of shape ``(R, *grid)``);
+  the smoothing is a Fourier multiply on the real-FFT plan of the R-factor, so it runs on the
+  GPU too;
 * **checkpoints** -- :meth:`Solver.state_dict` / :meth:`Solver.load_state_dict` capture the whole
-  state (iterates, stage bests, best images, stage, iteration, history), so a run can resume.
+  state (iterates, stage bests, best images, stage, iteration, history, supports), so a run can
+  resume.
 
 Subclasses implement :meth:`Solver._initialise`, :meth:`Solver._set_stage_filters`,
 :meth:`Solver.step`, :meth:`Solver._image_ready` and the stage-best save/restore.
@@ -64,6 +74,14 @@ class PhaseConfig:
     project_output : bool
         GPS: monitor and return ``max(Re F^{-1} z, 0)`` on the support only (0 outside), the
         projection the baselines' images get (True); False: the spec's step 6 as written.
+    shrink_wrap : bool
+        Update each run's support by shrink-wrap (see the module docstring; default off).
+    shrink_wrap_every : int
+        Iterations between support updates (20).
+    shrink_wrap_threshold : float
+        Relative threshold on the smoothed image (0.2).
+    shrink_wrap_sigma : (float, float)
+        Gaussian width in pixels at the first update and its floor (3, 1.5); 1 % smaller per update.
     """
 
     algorithm: str = "gps-f"
@@ -76,6 +94,10 @@ class PhaseConfig:
     gamma_scale: float = 1.0
     rfactor_every: int = 5
     project_output: bool = True
+    shrink_wrap: bool = False
+    shrink_wrap_every: int = 20
+    shrink_wrap_threshold: float = 0.2
+    shrink_wrap_sigma: tuple = (3.0, 1.5)
 
     def __post_init__(self):
         self.algorithm = str(self.algorithm).lower()
@@ -84,18 +106,32 @@ class PhaseConfig:
         self.sigma_schedule = parse_sigma_schedule(self.sigma_schedule)
         if self.stages is None:
             self.stages = 10 if self.algorithm in ("gps-f", "gps-r", "oss") else 1
+        self.shrink_wrap = bool(self.shrink_wrap)
+        sw = tuple(float(v) for v in self.shrink_wrap_sigma)
+        self.shrink_wrap_sigma = sw
         checks = [("iterations", self.iterations >= 1), ("stages", self.stages >= 1),
                   ("t", self.t > 0), ("s", self.s > 0), ("beta", 0 < self.beta <= 2),
-                  ("gamma_scale", self.gamma_scale >= 0), ("rfactor_every", self.rfactor_every >= 1)]
+                  ("gamma_scale", self.gamma_scale >= 0), ("rfactor_every", self.rfactor_every >= 1),
+                  ("shrink_wrap_every", self.shrink_wrap_every >= 1),
+                  ("shrink_wrap_threshold", 0 < self.shrink_wrap_threshold < 1),
+                  ("shrink_wrap_sigma", len(sw) == 2 and sw[0] >= sw[1] > 0)]
         for name, ok in checks:
             if not ok:
                 raise InputError(f"{name} = {getattr(self, name)!r} is out of range")
         self.iterations, self.stages, self.rfactor_every = int(self.iterations), int(self.stages), int(self.rfactor_every)
+        self.shrink_wrap_every = int(self.shrink_wrap_every)
+        self.shrink_wrap_threshold = float(self.shrink_wrap_threshold)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["sigma_schedule"] = str(self.sigma_schedule)
+        d["shrink_wrap_sigma"] = list(self.shrink_wrap_sigma)
         return d
+
+    def shrink_wrap_width(self, update: int) -> float:
+        """Gaussian width (pixels) of the ``update``-th shrink-wrap update (0-based)."""
+        start, floor = self.shrink_wrap_sigma
+        return max(floor, start * 0.99**update)
 
 
 def initial_phases(seed: int, run_indices, shape) -> np.ndarray:
@@ -144,6 +180,16 @@ class Solver:
         with self.device.use():
             self.rf_sum = self.xp.zeros(self.runs, np.float64)
         self._rf_partial = np.empty(self.runs * int(np.prod(self.half.shape[1:-1])), np.float64)
+        # support (and GPS-F weight) for the real-space kernel: -W inside S, +W outside; shared by
+        # every run, or one per run with shrink-wrap
+        sign = np.where(problem.support_fft, -1.0, 1.0)
+        if config.shrink_wrap:
+            sign = np.broadcast_to(sign, self.full_shape)
+            self.sw_initial = problem.to_device(problem.support_fft, bool)
+            self.sw_smooth = empty_aligned(self.full_shape, rdt, self.device)
+            half_grid = tuple(self.half.shape[1:])
+            self._sw_q2 = problem.to_device(_half_q2(self.grid, half_grid), rdt)
+        self.wsup = problem.to_device(sign, rdt)
         self.bounds = stage_bounds(config.iterations, config.stages)
         self.restarts = len(self.bounds) > 1
         self.iteration = 0
@@ -179,6 +225,24 @@ class Solver:
         raise NotImplementedError
 
     # ---- shared ------------------------------------------------------------------------------
+    @classmethod
+    def bytes_per_run(cls, problem: PhaseProblem, config: PhaseConfig) -> int:
+        """Device memory (bytes) one run needs: its complex and real arrays (see the subclasses)."""
+        stages = config.stages if config.stages is not None else 1
+        complex_arrays, real_arrays = cls._arrays_per_run(stages > 1)
+        real_arrays += 2  # img, best_image
+        n_last = int(problem.shape[-1])
+        complex_arrays += (n_last // 2 + 1) / n_last  # the half spectrum of the R-factor
+        if config.shrink_wrap:
+            real_arrays += 1.25  # per-run support (wsup) and the smoothing work array (+ masks)
+        c = np.dtype(problem.dtype).itemsize
+        return int(problem.npix * (complex_arrays * c + real_arrays * c // 2))
+
+    @classmethod
+    def _arrays_per_run(cls, restarts: bool) -> tuple[float, float]:  # pragma: no cover - abstract
+        """``(complex, real)`` full-grid arrays per run besides the shared ones."""
+        raise NotImplementedError
+
     def initialise(self, phases) -> "Solver":
         """Start every run from ``z0 = b exp(i phi)`` (``phases``: ``(R, *grid)`` in FFT layout).
 
@@ -188,6 +252,8 @@ class Solver:
         if phases.shape != self.full_shape:
             raise InputError(f"initial phases have shape {phases.shape}, expected {self.full_shape}")
         self._initialise(phases)
+        if self.config.shrink_wrap:
+            self._set_supports(self.xp.broadcast_to(self.sw_initial, self.full_shape))
         self.iteration = 0
         self.stage = -1
         self.best_rf[:] = np.inf
@@ -244,9 +310,29 @@ class Solver:
                 self._save_stage_best(better)
                 self.stage_rf[better] = rf[better]
         better = np.flatnonzero(rf < self.best_rf)
-        for r in better:
-            self.best_image[r] = self.img[r]
+        self._copy_runs(self.best_image, self.img, better)
         self.best_rf[better] = rf[better]
+
+    def _copy_runs(self, dst, src, runs: np.ndarray, factor=None) -> None:
+        """``dst[r] = src[r] (* factor)`` for the runs ``runs``: one whole-array operation (all
+        runs), a view copy (one run) or one gather/scatter (some runs), not a launch per run."""
+        xp = self.xp
+        if len(runs) == 0:
+            return
+        if len(runs) == self.runs:
+            if factor is None:
+                dst[...] = src
+            else:
+                xp.multiply(src, factor, out=dst)
+        elif len(runs) == 1:
+            r = int(runs[0])
+            if factor is None:
+                dst[r] = src[r]
+            else:
+                xp.multiply(src[r], factor, out=dst[r])
+        else:
+            idx = xp.asarray(runs)
+            dst[idx] = src[idx] if factor is None else src[idx] * factor
 
     def run(self, progress: Any = None, checkpoint_every: int = 0,
             on_checkpoint: Callable[[dict], Any] | None = None, stop_at: int | None = None) -> "Solver":
@@ -270,9 +356,14 @@ class Solver:
                 self._begin_stage(l)
             a, b = self.bounds[l]
             due = ((it - a + 1) % cfg.rfactor_every == 0) or it == b - 1
-            self.step(self.sigma_at(it), want_image=due)
+            wrap = cfg.shrink_wrap and (it + 1) % cfg.shrink_wrap_every == 0 and it + 1 < cfg.iterations
+            self.step(self.sigma_at(it), want_image=due or wrap)
             if due:
                 self._record(it, self.evaluate())
+            if wrap:
+                if not due:
+                    self._image_ready()
+                self._shrink_wrap(cfg.shrink_wrap_width((it + 1) // cfg.shrink_wrap_every - 1))
             self.iteration = it + 1
             if progress is not None:
                 progress.update(1)
@@ -283,6 +374,38 @@ class Solver:
                 on_checkpoint(self.state_dict())
         return self
 
+    # ---- shrink-wrap ----------------------------------------------------------------------------
+    def _set_supports(self, support) -> None:
+        """Make ``support`` (bool, ``(R, *grid)``, FFT layout, on the device) the runs' supports:
+        the sign of ``wsup`` (its magnitude, the GPS-F weight, is kept)."""
+        xp = self.xp
+        mag = xp.abs(self.wsup)
+        xp.copyto(self.wsup, xp.where(support, -mag, mag))
+        self._supports_changed(support)
+
+    def _supports_changed(self, support) -> None:
+        """Hook for solvers that keep a copy of the support (GPS's output mask)."""
+
+    def _shrink_wrap(self, width: float) -> None:
+        """One shrink-wrap update of every run's support from ``self.img`` (the current images)."""
+        xp = self.xp
+        self.rplan.forward(self.img, out=self.half)
+        self.half *= xp.exp(self._sw_q2 * (-2.0 * np.pi**2 * width * width))
+        self.rplan.backward(self.half, out=self.sw_smooth, normalise=False, overwrite_input=True)
+        axes = tuple(range(1, len(self.full_shape)))
+        peak = self.sw_smooth.max(axis=axes, keepdims=True)
+        new = (self.sw_smooth > self.config.shrink_wrap_threshold * peak) & self.sw_initial
+        keep_old = ~xp.any(new, axis=axes, keepdims=True)  # an empty image keeps its support
+        self._set_supports(xp.where(keep_old, self.wsup < 0, new))
+
+    def supports_centred(self, runs=None) -> np.ndarray:
+        """Every run's support (or those of ``runs``), host bool ``(R, *grid)``, object centred."""
+        s = self.xp.broadcast_to(self.wsup < 0, self.full_shape)
+        if runs is not None:
+            s = s[self.xp.asarray(np.asarray(runs, int))]
+        s = s.get() if backend.is_cupy_array(s) else np.asarray(s)
+        return np.fft.fftshift(s, axes=tuple(range(1, s.ndim)))
+
     # ---- results ------------------------------------------------------------------------------
     def history(self) -> tuple[np.ndarray, np.ndarray]:
         """``(iterations (E,), R_F (E, R))`` of every evaluation so far."""
@@ -290,9 +413,13 @@ class Solver:
             return np.zeros(0, int), np.zeros((0, self.runs))
         return np.asarray(self.history_iterations), np.stack(self.history_rf)
 
-    def best_images_centred(self) -> np.ndarray:
-        """The best image of every run, host float64 ``(R, *grid)``, object centred (disk layout)."""
-        img = self.best_image.get() if backend.is_cupy_array(self.best_image) else self.best_image
+    def best_images_centred(self, runs=None) -> np.ndarray:
+        """The best image of every run (or of the runs ``runs``, in that order), host float64
+        ``(R, *grid)``, object centred (disk layout)."""
+        img = self.best_image
+        if runs is not None:
+            img = img[self.xp.asarray(np.asarray(runs, int))]
+        img = img.get() if backend.is_cupy_array(img) else img
         axes = tuple(range(1, img.ndim))
         return np.fft.fftshift(np.asarray(img, np.float64), axes=axes)
 
@@ -314,10 +441,16 @@ class Solver:
             "history_rf": rfs,
             "best_image": host(self.best_image),
         }
-        for name, arr in self._state_arrays().items():
+        for name, arr in self._all_state_arrays().items():
             state[f"state_{name}"] = host(arr)
         state.update(self._state_scalars())
         return state
+
+    def _all_state_arrays(self) -> dict:
+        arrays = dict(self._state_arrays())
+        if self.config.shrink_wrap:
+            arrays["wsup"] = self.wsup
+        return arrays
 
     def _state_scalars(self) -> dict:
         return {}
@@ -330,7 +463,7 @@ class Solver:
         if str(state.get("algorithm")) != self.config.algorithm or int(state.get("runs", -1)) != self.runs:
             raise InputError(f"checkpoint is for {state.get('algorithm')} with {state.get('runs')} runs; this run is "
                              f"{self.config.algorithm} with {self.runs} runs")
-        for name, arr in self._state_arrays().items():
+        for name, arr in self._all_state_arrays().items():
             src = np.asarray(state[f"state_{name}"])
             if src.shape != tuple(arr.shape):
                 raise InputError(f"checkpoint array {name} has shape {src.shape}, expected {tuple(arr.shape)}")
@@ -347,5 +480,18 @@ class Solver:
         stage = int(state["stage"])
         if stage >= 0:
             self._set_stage_filters(stage)
+        if self.config.shrink_wrap:
+            self._supports_changed(self.wsup < 0)
         self.stage = stage
         return self
+
+
+def _half_q2(grid, half_grid) -> np.ndarray:
+    """``sum_a (k_a / N_a)^2`` on the real-FFT half spectrum of ``grid`` (cycles per pixel, squared)."""
+    out = np.zeros(half_grid)
+    for ax, n in enumerate(grid):
+        k = np.fft.rfftfreq(n) if ax == len(grid) - 1 else np.fft.fftfreq(n)
+        sh = [1] * len(grid)
+        sh[ax] = k.size
+        out = out + (k**2).reshape(sh)
+    return out

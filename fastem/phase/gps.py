@@ -87,17 +87,26 @@ class GPSSolver(Solver):
         if self.restarts:
             self.z_best = empty_aligned(self.full_shape, problem.dtype, dev)
             self.y_best = empty_aligned(self.full_shape, problem.dtype, dev)
-        sign = np.where(problem.support_fft, -1.0, 1.0)
-        self._sign = sign
-        self.wsup = problem.to_device(sign, problem.rdtype)
         self.filt = problem.to_device(np.ones(self.grid), problem.rdtype) if self.variant == "R" else None
-        self.support_mask = problem.to_device(problem.support_fft, problem.rdtype) if config.project_output else None
+        self.support_mask = None  # the output projection (one per run with shrink-wrap)
+        if config.project_output:
+            mask = problem.support_fft
+            self.support_mask = problem.to_device(np.broadcast_to(mask, self.full_shape) if config.shrink_wrap else mask,
+                                                  problem.rdtype)
         self._buf_is_true_y = True  # right after initialisation / a restart
         self._scale = 1.0 / self.n
         # the two fused kernels, validated once and bound to the arrays
         self._fourier = bind_phase_fourier_update(FOURIER_GPS, self.z, self.buf, problem.bk, self.filt, t=config.t,
                                                   s=config.s, scale=self._scale)
         self._real = bind_phase_real_update(REAL_GPS, self.buf, self.wsup)
+
+    @classmethod
+    def _arrays_per_run(cls, restarts: bool) -> tuple[float, float]:
+        return (4.0 if restarts else 2.0), 0.0  # z, buf (+ z_best, y_best)
+
+    def _supports_changed(self, support) -> None:
+        if self.support_mask is not None:
+            self.support_mask[...] = support
 
     def _initialise(self, phases) -> None:
         self.z[...] = self.z0(phases)
@@ -109,7 +118,8 @@ class GPSSolver(Solver):
         if self.variant == "F":
             w = gps_f_weight(self.grid, stage + 1, L, cfg.s, cfg.gamma_scale)
             w = np.maximum(w, 1e-30)  # keep the sign bit meaningful
-            self.wsup[...] = self.xp.asarray((self._sign * w).astype(self.problem.rdtype))
+            # new weight, same support (the sign): one support or one per run
+            self.xp.copysign(self.xp.asarray(w.astype(self.problem.rdtype)), self.wsup, out=self.wsup)
         else:
             w = gps_r_filter(self.grid, stage + 1, L, cfg.s, cfg.gamma_scale)
             self.filt[...] = self.xp.asarray(w.astype(self.problem.rdtype))
@@ -130,12 +140,9 @@ class GPSSolver(Solver):
             self.xp.multiply(self.img, self.support_mask, out=self.img)
 
     def _save_stage_best(self, runs: np.ndarray) -> None:
-        for r in runs:
-            self.z_best[r] = self.z[r]
-            if self.variant == "R" and not self._buf_is_true_y:
-                self.xp.multiply(self.buf[r], self.filt, out=self.y_best[r])
-            else:
-                self.y_best[r] = self.buf[r]
+        self._copy_runs(self.z_best, self.z, runs)
+        filtered = self.variant == "R" and not self._buf_is_true_y
+        self._copy_runs(self.y_best, self.buf, runs, factor=self.filt if filtered else None)
 
     def _restore_stage_best(self) -> None:
         self.z[...] = self.z_best

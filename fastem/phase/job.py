@@ -33,7 +33,7 @@ from fastem.errors import DatasetNotFoundError, InputError
 
 from .engine import PhaseConfig
 from .metrics import r_real
-from .multistart import PhaseResult, retrieve
+from .multistart import PhaseResult, checkpoint_best, retrieve
 from .problem import prepare_problem
 
 __all__ = ["phase_file", "TRUTH_DATASET"]
@@ -55,7 +55,9 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
                keep: int = 5, seed: int = 0, support: str | None = None, sigma_schedule: Any = None,
                checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
                device: Any = None, progress: Any = None, command: str | None = None,
-               dtype=np.complex64) -> tuple[PhaseResult, dict]:
+               dtype=np.complex64, shrink_wrap: bool = False, shrink_wrap_every: int = 20,
+               shrink_wrap_threshold: float = 0.2, shrink_wrap_sigma=(3.0, 1.5),
+               max_batch_bytes: int | None = None, scheduler: str | None = None) -> tuple[PhaseResult, dict]:
     """Run multi-start phase retrieval on a CXI file and write the CXI reconstruction.
 
     Parameters
@@ -70,6 +72,14 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         Rewrite the output with a checkpoint every this many iterations (0: never).
     resume : bool
         Continue from the checkpoint in ``out_path`` (same input and parameters).
+    shrink_wrap, shrink_wrap_every, shrink_wrap_threshold, shrink_wrap_sigma :
+        Shrink-wrap support updates (:class:`fastem.phase.PhaseConfig`); the output's support is
+        then the best run's final support (the initial one is kept in ``process_1/initial_support``).
+    max_batch_bytes : int, optional
+        Memory budget of one batch of runs (:func:`fastem.phase.retrieve`).
+    scheduler : str, optional
+        ``"local"`` or a Dask scheduler address: spread the chunks of runs over Dask workers
+        (:func:`fastem.executor.make_executor`); default: in this process.
     overwrite : bool
         Replace an existing output (a resumed run always rewrites its own output).
     device : Device or str, optional
@@ -101,6 +111,9 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     cfg_kw = {"algorithm": algorithm, "iterations": iterations}
     if sigma_schedule is not None:
         cfg_kw["sigma_schedule"] = sigma_schedule
+    if shrink_wrap:
+        cfg_kw.update(shrink_wrap=True, shrink_wrap_every=shrink_wrap_every, shrink_wrap_threshold=shrink_wrap_threshold,
+                      shrink_wrap_sigma=shrink_wrap_sigma)
     config = PhaseConfig(**cfg_kw)
     problem = prepare_problem(data.intensities, data.known, supp, dtype=dtype, device=dev,
                               where=f"{in_path}:/entry_1/data_1/data")
@@ -120,29 +133,35 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         if progress is not None:
             progress.update(int(resume_state["iteration"]))
 
-    def write(image, results, checkpoint=None):
-        write_cxi_reconstruction(out_path, image, support=problem.support,
+    def write(image, results, checkpoint=None, support_used=None):
+        write_cxi_reconstruction(out_path, image, support=problem.support if support_used is None else support_used,
                                  provenance=provenance(command=command, config=resolved, device=dev),
                                  results=results, intensities=data.intensities, mask=data.mask,
                                  checkpoint=checkpoint, overwrite=True, inputs=[in_path])
 
     def on_checkpoint(state):
         state["configuration"] = resolved
-        best = int(np.argmin(state["best_rf"]))
-        axes = tuple(range(1, state["best_image"].ndim))
-        image = np.fft.fftshift(state["best_image"], axes=axes)[best]
+        image, best_rf = checkpoint_best(state)
         write(image, {"rf_history": state["history_rf"], "rf_history_iterations": state["history_iterations"],
-                      "best_rf": float(state["best_rf"][best]), "in_progress_iteration": int(state["iteration"])},
+                      "best_rf": best_rf, "in_progress_iteration": int(state["iteration"]),
+                      "in_progress_chunk": int(state.get("chunk", 0))},
               checkpoint=state)
 
-    result = retrieve(problem=problem, config=config, runs=runs, keep=keep, seed=seed, progress=progress,
-                      checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint if checkpoint_every else None,
-                      resume_state=resume_state)
+    from fastem.executor import make_executor
+
+    with make_executor(scheduler) as executor:
+        result = retrieve(problem=problem, config=config, runs=runs, keep=keep, seed=seed, progress=progress,
+                          checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint if checkpoint_every else None,
+                          resume_state=resume_state, max_batch_bytes=max_batch_bytes, executor=executor)
     results = result.results_dict()
+    results["chunks"] = np.asarray(result.extra["chunks"], np.int64)
+    final_support = result.extra.get("best_support")
+    if final_support is not None:
+        results["initial_support"] = problem.support.astype(np.uint8)
     results["best_image"] = result.best
     truth = _read_truth(in_path, problem.shape)
     if truth is not None:
         results["r_real"] = r_real(result.image, truth)
         results["r_real_best"] = r_real(result.best, truth)
-    write(result.image, results)
+    write(result.image, results, support_used=final_support)
     return result, results

@@ -1,29 +1,41 @@
-"""Multi-start phase retrieval: R random starts as one batch, keep the best K (spec "Consistency
+"""Multi-start phase retrieval: R random starts in batches, keep the best K (spec "Consistency
 protocol"; thesis 2.4.1: 500 runs, best 5).
 
-All ``R`` runs iterate together on one device (leading run axis, batched FFTs; memory about
-``5 x 8 + 3 x 4`` bytes per pixel per run in complex64). Each run ends with its best image (lowest
-``R_F`` over the run). The ``K`` runs with the lowest final ``R_F`` are kept, aligned to the best
-one (integer translation and twin image, :func:`fastem.phase.metrics.align`), and their mean and
-variance reported.
+Runs iterate together on one device (leading run axis, batched FFTs). Each run ends with its
+best image (lowest ``R_F`` over the run). The ``K`` runs with the lowest final ``R_F`` are kept,
+aligned to the best one (integer translation and twin image, :func:`fastem.phase.metrics.align`),
+and their mean and variance reported.
+
+Chunks. A batch needs :meth:`fastem.phase.engine.Solver.bytes_per_run` bytes per run (GPS with
+stages, complex64: ``4.5 x 8 + 2 x 4`` bytes per pixel: 11.5 MB per run at 512 x 512). When ``R``
+runs do not fit ``max_batch_bytes`` (default: half the free GPU memory, a quarter of the
+available host memory), the runs are split into the fewest near-equal chunks that do
+(:func:`split_runs`), run one after the other -- or spread over workers by an ``executor``
+(:mod:`fastem.executor`, e.g. Dask). Run ``r`` always starts from ``default_rng([seed, r])`` and
+runs are independent, so the per-run results do not depend on the chunking (tested bit for bit
+on the CPU). Only the ``K`` best images are kept between chunks.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from fastem import backend
 from fastem.errors import InputError
 
 from .baselines import ERSolver, HIOSolver, OSSSolver
 from .engine import PhaseConfig, Solver, initial_phases
 from .gps import GPSSolver
 from .metrics import align
-from .problem import PhaseProblem, prepare_problem
+from .problem import PhaseProblem, prepare_problem, problem_from_host
 
-__all__ = ["PhaseResult", "make_solver", "retrieve", "keep_best"]
+__all__ = ["PhaseResult", "make_solver", "retrieve", "keep_best", "split_runs", "default_batch_bytes",
+           "checkpoint_best"]
 
 _SOLVERS = {"gps-f": GPSSolver, "gps-r": GPSSolver, "oss": OSSSolver, "hio": HIOSolver, "er": ERSolver}
 
@@ -31,6 +43,124 @@ _SOLVERS = {"gps-f": GPSSolver, "gps-r": GPSSolver, "oss": OSSSolver, "hio": HIO
 def make_solver(problem: PhaseProblem, runs: int, config: PhaseConfig) -> Solver:
     """The batched solver of ``config.algorithm`` for ``runs`` runs of ``problem``."""
     return _SOLVERS[config.algorithm](problem, runs, config)
+
+
+def default_batch_bytes(device) -> int:
+    """Memory budget of one batch: half the free memory of a GPU, a quarter of the host memory
+    available now (``MemAvailable``) on the CPU (4 GiB when it cannot be read)."""
+    dev = backend.Device(device)
+    if dev.is_gpu:
+        with dev.use():
+            free, _total = dev.xp.cuda.runtime.memGetInfo()
+        return int(free // 2)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 4
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+#: the GPU kernels put the run index on the y axis of the launch grid (at most 65535 blocks)
+MAX_RUNS_PER_BATCH = 65535
+
+
+def split_runs(runs: int, bytes_per_run: int, budget: int, min_chunks: int = 1) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: the fewest near-equal chunks of ``runs`` that each fit ``budget``
+    bytes (and :data:`MAX_RUNS_PER_BATCH`), and at least ``min_chunks`` (e.g. one per worker),
+    never more than ``runs``."""
+    runs = int(runs)
+    per_chunk = min(MAX_RUNS_PER_BATCH, max(1, int(budget) // max(1, int(bytes_per_run))))
+    chunks = min(runs, max(-(-runs // per_chunk), int(min_chunks), 1))
+    edges = [(k * runs) // chunks for k in range(chunks + 1)]
+    return [(edges[k], edges[k + 1]) for k in range(chunks)]
+
+
+#: one chunk at a time per process: solvers of the same shape share the cached FFT plans' buffers,
+#: and one chunk already uses every core (threaded Dask workers would otherwise collide)
+_CHUNK_LOCK = threading.Lock()
+
+
+def _run_chunk(task: dict) -> dict:
+    """Run the runs ``[start, stop)`` of a problem to the end (an executor task; picklable in and out).
+
+    ``task``: ``problem`` (a :class:`PhaseProblem`, in process) or ``problem_data``
+    (:meth:`PhaseProblem.host_data`, rebuilt on this worker's default device), ``config``,
+    ``seed``, ``start``, ``stop``; in process also ``state`` (resume), ``progress``,
+    ``checkpoint_every`` and ``on_checkpoint``.
+    """
+    with _CHUNK_LOCK:
+        problem = task.get("problem")
+        if problem is None:
+            problem = problem_from_host(task["problem_data"], task.get("device"))
+        config, start, stop = task["config"], int(task["start"]), int(task["stop"])
+        solver = make_solver(problem, stop - start, config)
+        if task.get("state") is not None:
+            solver.load_state_dict(task["state"])
+        else:
+            solver.initialise(initial_phases(task["seed"], range(start, stop), problem.shape))
+        solver.run(progress=task.get("progress"), checkpoint_every=task.get("checkpoint_every", 0),
+                   on_checkpoint=task.get("on_checkpoint"))
+        its, rfs = solver.history()
+        # only this chunk's `keep` best runs leave the device (a run outside them cannot be kept)
+        local = np.lexsort((np.arange(stop - start), solver.best_rf))[: int(task.get("keep", stop - start))]
+        out = {"start": start, "stop": stop, "best_rf": solver.best_rf.copy(), "history_iterations": its,
+               "history_rf": rfs, "local": local, "images": solver.best_images_centred(local)}
+        if config.shrink_wrap:
+            out["supports"] = solver.supports_centred(local)
+        return out
+
+
+class _Kept:
+    """The ``keep`` lowest-R_F runs seen so far (stable: ties go to the lower run index)."""
+
+    def __init__(self, keep: int):
+        self.keep = int(keep)
+        self.runs = np.zeros(0, int)
+        self.rf = np.zeros(0)
+        self.images: np.ndarray | None = None
+        self.supports: np.ndarray | None = None
+
+    def add(self, runs, rf, images, supports=None) -> None:
+        runs = np.concatenate([self.runs, np.asarray(runs, int)])
+        rf = np.concatenate([self.rf, np.asarray(rf, np.float64)])
+        images = images if self.images is None else np.concatenate([self.images, images])
+        if supports is not None:
+            supports = supports if self.supports is None else np.concatenate([self.supports, supports])
+        order = np.lexsort((runs, rf))[: self.keep]
+        self.runs, self.rf, self.images = runs[order], rf[order], images[order]
+        self.supports = None if supports is None else supports[order]
+
+    def state(self) -> dict:
+        d = {"done_kept_runs": self.runs, "done_kept_rf": self.rf}
+        if self.images is not None:
+            d["done_kept_images"] = self.images
+        if self.supports is not None:
+            d["done_kept_supports"] = self.supports
+        return d
+
+    def load(self, state: dict) -> None:
+        self.runs = np.asarray(state.get("done_kept_runs", np.zeros(0, int)), int).reshape(-1)
+        self.rf = np.asarray(state.get("done_kept_rf", np.zeros(0)), np.float64).reshape(-1)
+        self.images = np.asarray(state["done_kept_images"]) if "done_kept_images" in state else None
+        self.supports = np.asarray(state["done_kept_supports"], bool) if "done_kept_supports" in state else None
+
+
+def checkpoint_best(state: dict) -> tuple[np.ndarray, float]:
+    """``(image, R_F)``: the best image so far (centred) in a checkpoint ``state`` of :func:`retrieve`
+    (the running chunk's runs and those of finished chunks)."""
+    best = int(np.argmin(state["best_rf"]))
+    rf = float(state["best_rf"][best])
+    image = np.fft.fftshift(state["best_image"][best])
+    done_rf = np.asarray(state.get("done_kept_rf", np.zeros(0))).reshape(-1)
+    if done_rf.size and float(done_rf[0]) < rf:
+        return np.asarray(state["done_kept_images"][0]), float(done_rf[0])
+    return image, rf
 
 
 @dataclass
@@ -107,7 +237,7 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
              config: PhaseConfig | None = None, runs: int = 1, keep: int = 5, seed: int = 0,
              dtype=np.complex64, device: Any = None, progress: Any = None, checkpoint_every: int = 0,
              on_checkpoint: Callable[[dict], Any] | None = None, resume_state: dict | None = None,
-             **options) -> PhaseResult:
+             max_batch_bytes: int | None = None, executor: Any = None, **options) -> PhaseResult:
     """Phase retrieval with ``runs`` random starts batched on one device; keep the best ``keep``.
 
     Parameters
@@ -122,24 +252,36 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
         Prepared data (:func:`fastem.phase.problem.prepare_problem`) instead of the arrays.
     config : PhaseConfig, optional
         All algorithm parameters; otherwise built from ``options`` (``algorithm``, ``iterations``,
-        ``stages``, ``t``, ``s``, ``sigma_schedule``, ``beta``, ``gamma_scale``, ``rfactor_every``).
+        ``stages``, ``t``, ``s``, ``sigma_schedule``, ``beta``, ``gamma_scale``, ``rfactor_every``,
+        ``shrink_wrap``, ...).
     runs, keep, seed : int
         Number of random starts, how many to keep, and the seed of the starting phases (run ``r``
         uses ``default_rng([seed, r])``).
     dtype : complex64 or complex128
     device : Device or str, optional
     progress : tqdm-like, optional
-        Advanced once per iteration; shows the best ``R_F``.
+        Advanced once per iteration of each chunk (its ``total`` is raised to cover every chunk);
+        shows the best ``R_F``.
     checkpoint_every, on_checkpoint :
         Call ``on_checkpoint(state)`` every ``checkpoint_every`` iterations (``state`` includes
-        ``seed``; pass it back as ``resume_state`` to continue).
+        ``seed`` and, with several chunks, the finished chunks' results; pass it back as
+        ``resume_state`` to continue). In-process only (not with a Dask executor).
     resume_state : dict, optional
         A state from ``on_checkpoint`` to resume from.
+    max_batch_bytes : int, optional
+        Memory budget of one batch (default :func:`default_batch_bytes`); more runs than fit are
+        split into chunks (:func:`split_runs`) with the same per-run results.
+    executor : fastem.executor.Executor, optional
+        Where the chunks run (default: in this process, one after the other). With a
+        :class:`fastem.executor.DaskExecutor` the runs are split into at least one chunk per
+        worker thread and each chunk runs on a worker's default device.
 
     Returns
     -------
     PhaseResult
     """
+    from fastem.executor import InlineExecutor
+
     if config is None:
         config = PhaseConfig(**options)
     elif options:
@@ -152,24 +294,88 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
         if intensities is None:
             raise InputError("retrieve: give intensities or a prepared problem")
         problem = prepare_problem(intensities, known, support, dtype=dtype, device=device)
-    solver = make_solver(problem, runs, config)
-    if resume_state is not None:
-        if int(resume_state.get("seed", seed)) != int(seed):
-            raise InputError(f"checkpoint was written with --seed {resume_state.get('seed')}, not {seed}")
-        solver.load_state_dict(resume_state)
+    inline = executor is None or isinstance(executor, InlineExecutor)
+    if not inline and (checkpoint_every or resume_state is not None):
+        raise InputError("checkpoints (--checkpoint-every, --resume) need an in-process run; drop --scheduler")
+    if resume_state is not None and int(resume_state.get("seed", seed)) != int(seed):
+        raise InputError(f"checkpoint was written with --seed {resume_state.get('seed')}, not {seed}")
+    bytes_per_run = _SOLVERS[config.algorithm].bytes_per_run(problem, config)
+    budget = default_batch_bytes(problem.device) if max_batch_bytes is None else int(max_batch_bytes)
+    if resume_state is not None and "chunks" in resume_state:
+        chunks = [tuple(int(v) for v in c) for c in np.asarray(resume_state["chunks"]).reshape(-1, 2)]
+        if chunks[-1][1] != runs:
+            raise InputError(f"checkpoint holds {chunks[-1][1]} runs, not --runs {runs}")
     else:
-        solver.initialise(initial_phases(seed, range(runs), problem.shape))
+        chunks = split_runs(runs, bytes_per_run, budget, min_chunks=1 if inline else executor.slots)
 
-    def _checkpoint(state):
-        state["seed"] = int(seed)
-        on_checkpoint(state)
+    kept = _Kept(keep)
+    final_rf = np.full(runs, np.inf)
+    hist_its, hist_rf = None, np.zeros((0, runs))
+    first = 0
+    if resume_state is not None and "chunk" in resume_state:
+        first = int(resume_state["chunk"])
+        kept.load(resume_state)
+        done = chunks[first][0]
+        if done:
+            final_rf[:done] = np.asarray(resume_state["done_final_rf"]).reshape(-1)
+            prev = np.asarray(resume_state["done_history_rf"]).reshape(-1, done)
+            hist_rf = np.zeros((prev.shape[0], runs))
+            hist_rf[:, :done] = prev
+    if progress is not None and len(chunks) > 1 and hasattr(progress, "total"):
+        progress.total = config.iterations * len(chunks)
+        if resume_state is not None:
+            progress.update(config.iterations * first)
+    supports_all = config.shrink_wrap
 
-    solver.run(progress=progress, checkpoint_every=checkpoint_every,
-               on_checkpoint=_checkpoint if on_checkpoint is not None else None)
-    images = solver.best_images_centred()
-    kept, idx, mean, var = keep_best(images, solver.best_rf, keep)
-    its, rfs = solver.history()
-    return PhaseResult(image=mean, variance=var, best=kept[0], kept=kept, kept_runs=idx,
-                       final_rf=solver.best_rf.copy(), history_iterations=its, history_rf=rfs,
+    def merge(out: dict) -> None:
+        nonlocal hist_its, hist_rf
+        a, b = out["start"], out["stop"]
+        final_rf[a:b] = out["best_rf"]
+        its, rfs = out["history_iterations"], out["history_rf"]
+        if hist_its is None:
+            hist_its = its
+            if hist_rf.shape[0] != len(its):
+                hist_rf = np.zeros((len(its), runs))
+        hist_rf[:, a:b] = rfs
+        local = out["local"]
+        kept.add(a + local, out["best_rf"][local], out["images"], out.get("supports") if supports_all else None)
+
+    if inline:
+        for k in range(first, len(chunks)):
+            a, b = chunks[k]
+
+            def chunk_checkpoint(state, k=k, a=a):
+                state["seed"] = int(seed)
+                if len(chunks) > 1 or k:
+                    state["chunk"] = k
+                    state["chunks"] = np.asarray(chunks, np.int64)
+                    state["done_final_rf"] = final_rf[:a].copy()
+                    state["done_history_rf"] = hist_rf[:, :a].copy()
+                    state.update(kept.state())
+                on_checkpoint(state)
+
+            task = {"problem": problem, "config": config, "seed": seed, "start": a, "stop": b, "keep": keep,
+                    "state": resume_state if (resume_state is not None and k == first) else None,
+                    "progress": progress, "checkpoint_every": checkpoint_every,
+                    "on_checkpoint": chunk_checkpoint if on_checkpoint is not None else None}
+            merge(_run_chunk(task))
+    else:
+        data = problem.host_data()
+        dev = "cuda" if problem.device.is_gpu else "cpu"
+        tasks = [{"problem_data": data, "device": dev, "config": config, "seed": seed, "start": a, "stop": b,
+                  "keep": keep} for a, b in chunks]
+        for out in executor.map(_run_chunk, tasks):
+            merge(out)
+            if progress is not None:
+                progress.update(config.iterations)
+
+    images, rf_kept = kept.images, kept.rf
+    kimg, kidx, mean, var = keep_best(images, rf_kept, keep)
+    kept_runs = kept.runs[kidx]
+    extra = {"chunks": [list(c) for c in chunks], "bytes_per_run": bytes_per_run}
+    if kept.supports is not None:
+        extra["best_support"] = kept.supports[kidx[0]]
+    return PhaseResult(image=mean, variance=var, best=kimg[0], kept=kimg, kept_runs=kept_runs,
+                       final_rf=final_rf, history_iterations=np.asarray(hist_its), history_rf=hist_rf,
                        support=problem.support.copy(), config=config, seed=int(seed),
-                       support_estimated=problem.support_estimated)
+                       support_estimated=problem.support_estimated, extra=extra)

@@ -31,7 +31,7 @@ from fastem.kernels.phase_rfactor import half_spectrum_weights
 
 from .support import autocorrelation_support, check_support
 
-__all__ = ["PhaseProblem", "prepare_problem"]
+__all__ = ["PhaseProblem", "prepare_problem", "problem_from_host"]
 
 
 @dataclass
@@ -79,6 +79,12 @@ class PhaseProblem:
     @property
     def npix(self) -> int:
         return int(np.prod(self.shape))
+
+    def host_data(self) -> dict:
+        """The host arrays and settings this problem is built from (picklable: what a remote
+        worker needs to rebuild it with :func:`problem_from_host`)."""
+        return {"magnitudes": self.magnitudes, "known": self.known, "support": self.support,
+                "dtype": np.dtype(self.dtype).str, "support_estimated": bool(self.support_estimated)}
 
     def to_device(self, array, dtype=None):
         """A C-contiguous copy (never a view) of a host array on this problem's device."""
@@ -151,11 +157,25 @@ def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64
         supp = check_support(supp, inten.shape, where="estimated support")
     else:
         supp = check_support(support, inten.shape)
+    return _build(b, known_arr, supp, dtype, device, estimated)
+
+
+def problem_from_host(data: dict, device: Any = None) -> PhaseProblem:
+    """Rebuild a :class:`PhaseProblem` from :meth:`PhaseProblem.host_data` on ``device`` (no
+    validation: the data were validated when first prepared). Identical arrays, so identical
+    iterates."""
+    return _build(np.asarray(data["magnitudes"]), np.asarray(data["known"], bool), np.asarray(data["support"], bool),
+                  np.dtype(data["dtype"]), device, bool(data.get("support_estimated", False)))
+
+
+def _build(b, known_arr, supp, dtype, device, estimated) -> PhaseProblem:
+    """Lay out validated host data (``b`` float64, ``known``, ``supp``: centred) on ``device``."""
     dev = backend.resolve_device(device)
     rdt = np.float32 if dtype == np.complex64 else np.float64
+    sum_b = float(b[known_arr].sum())
     bk_host = np.fft.ifftshift(np.where(known_arr, b, -1.0)).astype(rdt)
     bh, bm = half_spectrum_weights(bk_host)
-    prob = PhaseProblem(shape=tuple(inten.shape), dtype=dtype, device=dev, magnitudes=b, known=known_arr,
+    prob = PhaseProblem(shape=tuple(b.shape), dtype=dtype, device=dev, magnitudes=b, known=known_arr,
                         support=supp, bk=None, bh=None, bm=None, support_fft=np.fft.ifftshift(supp),
                         sum_b=sum_b, support_estimated=estimated)
     prob.bk = prob.to_device(bk_host)

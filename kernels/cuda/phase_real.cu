@@ -6,7 +6,8 @@
 //   mode 3 (OSS split): h = u - beta x;  u <- good ? x : h;  buf <- h
 //   mode 4 (OSS merge): u <- in S ? u : x;  buf <- u
 // modes 1-3 write image <- good ? x : 0 when write_image. Arrays are (runs, npix); wsup is
-// (npix,), shared by every run. Launch: grid (x: pixel blocks, y: run).
+// (npix,), shared by every run (wsup_stride 0), or (runs, npix), one per run (wsup_stride npix).
+// Launch: grid (x: pixel blocks, y: run).
 #include "common.cuh"
 
 template <typename C, typename R>
@@ -18,12 +19,14 @@ __device__ __forceinline__ double2 real_to_c<double2, double>(double re) { retur
 
 template <typename C, typename R>
 __device__ void phase_real_impl(const int mode, C* __restrict__ buf, const R* __restrict__ wsup, R* __restrict__ u,
-                                R* __restrict__ image, const int write_image, const R beta, const long long npix) {
+                                R* __restrict__ image, const int write_image, const R beta, const long long npix,
+                                const long long wsup_stride) {
     const long long run_off = (long long)blockIdx.y * npix;
+    const R* __restrict__ wrun = wsup + (long long)blockIdx.y * wsup_stride;
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; p < npix; p += stride) {
         const long long i = run_off + p;
-        R ws = __ldg(&wsup[p]);
+        R ws = __ldg(&wrun[p]);
         C v = buf[i];
         if (mode == 0) {
             if (ws < (R)0) {
@@ -58,12 +61,13 @@ __device__ void phase_real_impl(const int mode, C* __restrict__ buf, const R* __
 
 extern "C" __global__ void phase_real_c64(const int mode, float2* __restrict__ buf, const float* __restrict__ wsup,
                                           float* __restrict__ u, float* __restrict__ image, const int write_image,
-                                          const float beta, const long long npix) {
-    phase_real_impl<float2, float>(mode, buf, wsup, u, image, write_image, beta, npix);
+                                          const float beta, const long long npix, const long long wsup_stride) {
+    phase_real_impl<float2, float>(mode, buf, wsup, u, image, write_image, beta, npix, wsup_stride);
 }
 
 extern "C" __global__ void phase_real_c128(const int mode, double2* __restrict__ buf, const double* __restrict__ wsup,
                                            double* __restrict__ u, double* __restrict__ image, const int write_image,
-                                           const double beta, const long long npix) {
-    phase_real_impl<double2, double>(mode, buf, wsup, u, image, write_image, beta, npix);
+                                           const double beta, const long long npix,
+                                           const long long wsup_stride) {
+    phase_real_impl<double2, double>(mode, buf, wsup, u, image, write_image, beta, npix, wsup_stride);
 }

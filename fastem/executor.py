@@ -1,0 +1,140 @@
+"""Where independent tasks run: in this process, or on Dask workers (LiberTEM-style executors).
+
+fastem's embarrassingly parallel jobs (e.g. the random starts of multi-start phase retrieval,
+split into chunks) are written as a function applied to a list of picklable items. An executor
+decides where the calls run:
+
+:class:`InlineExecutor` (the default)
+    one after the other, in the calling process -- no dependency, no pickling.
+:class:`DaskExecutor`
+    on the workers of a ``dask.distributed`` cluster: :meth:`DaskExecutor.connect` to a running
+    scheduler (``tcp://host:8786``), or :meth:`DaskExecutor.make_local` for a
+    ``distributed.LocalCluster`` on this machine. Needs ``pip install 'fastem[distributed]'``.
+
+:func:`make_executor` maps the CLI's ``--scheduler`` value (none / ``inline`` / ``local`` /
+an address) to one. Executors are context managers; :meth:`Executor.close` shuts down what
+the executor itself started (a local cluster), never a cluster it merely connected to.
+
+Every worker must run the same fastem version; each task uses the worker's default device
+(``fastem.config.settings``, ``--device``) and all its threads.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from .errors import InputError
+
+__all__ = ["Executor", "InlineExecutor", "DaskExecutor", "make_executor"]
+
+
+class Executor:
+    """Runs ``fn(item)`` for a list of items and returns the results in order."""
+
+    #: how many calls can run at the same time (callers split work into at least this many tasks)
+    slots: int = 1
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what this executor started."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+class InlineExecutor(Executor):
+    """Run every call in the calling process, sequentially."""
+
+    slots = 1
+
+    def map(self, fn, items) -> list:
+        return [fn(item) for item in items]
+
+    def describe(self) -> str:
+        return "inline"
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise InputError("dask.distributed is not installed: pip install 'fastem[distributed]' "
+                         "(or 'dask[distributed]')") from None
+    return distributed
+
+
+class DaskExecutor(Executor):
+    """Run calls as tasks on a ``dask.distributed`` cluster.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    close_cluster : bool
+        Close the client (and its cluster) in :meth:`close` -- True when this executor created
+        them (:meth:`make_local`).
+    """
+
+    def __init__(self, client, close_cluster: bool = False):
+        self.client = client
+        self._close_cluster = bool(close_cluster)
+
+    @classmethod
+    def connect(cls, address: str, timeout: float = 30.0) -> "DaskExecutor":
+        """Connect to the scheduler at ``address`` (e.g. ``tcp://10.0.0.1:8786``)."""
+        distributed = _distributed()
+        try:
+            client = distributed.Client(address, timeout=timeout)
+        except OSError as exc:
+            raise InputError(f"--scheduler {address}: cannot connect to a Dask scheduler ({exc})") from None
+        return cls(client, close_cluster=False)
+
+    @classmethod
+    def make_local(cls, n_workers: int | None = 1, threads_per_worker: int | None = 1,
+                   processes: bool = True, **cluster_kwargs) -> "DaskExecutor":
+        """Start a ``distributed.LocalCluster`` (closed with the executor).
+
+        The default, one worker process with one Dask thread, suits fastem's tasks, which use
+        every core through FFTW and Numba threads themselves; start several workers per machine
+        only for GPUs (one each) or when the cores outnumber what one task can use.
+        """
+        distributed = _distributed()
+        cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                           processes=processes, dashboard_address=None, **cluster_kwargs)
+        return cls(distributed.Client(cluster), close_cluster=True)
+
+    @property
+    def slots(self) -> int:  # type: ignore[override]
+        return max(1, sum(self.client.nthreads().values()))
+
+    def map(self, fn, items) -> list:
+        futures = self.client.map(fn, list(items), pure=False)
+        return self.client.gather(futures)
+
+    def close(self) -> None:
+        if self._close_cluster:
+            cluster = self.client.cluster
+            self.client.close()
+            if cluster is not None:
+                cluster.close()
+            self._close_cluster = False
+
+    def describe(self) -> str:
+        return f"dask ({self.client.scheduler.address}, {self.slots} worker thread(s))"
+
+
+def make_executor(scheduler: str | None = None) -> Executor:
+    """The executor for ``--scheduler``: None or ``"inline"`` -> :class:`InlineExecutor`,
+    ``"local"`` -> :meth:`DaskExecutor.make_local`, anything else -> :meth:`DaskExecutor.connect`."""
+    if scheduler is None or str(scheduler).strip().lower() in ("", "inline"):
+        return InlineExecutor()
+    if str(scheduler).strip().lower() == "local":
+        return DaskExecutor.make_local()
+    return DaskExecutor.connect(str(scheduler).strip())

@@ -1,0 +1,139 @@
+"""Batched scan-path dwell maps: anti-aliased Archimedean spirals and jittered grids.
+
+Engines: ``numpy`` (``fastem.scan._reference``, the float64 oracle), ``numba`` (CPU, parallel
+over the batch), ``cuda`` (CUDA C ``cuda/scan_path.cu``: one thread per spiral segment or grid
+channel, float atomics, then a clip pass). Every engine draws the same counter-based random
+numbers (``_hash_rng``), so example ``e`` of seed ``s`` has the same path on every device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastem import backend
+from fastem.errors import InputError
+
+from . import _hash_rng as R
+from ._dispatch import select_engine
+
+__all__ = ["spiral_dwell", "grid_dwell"]
+
+
+def _check_out(out, name: str):
+    if getattr(out, "ndim", 0) != 3 or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise InputError(f"{name}: out must be a C-contiguous float32 (batch, rows, cols) array, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} shape {getattr(out, 'shape', None)}")
+    if out.shape[1] < 1 or out.shape[2] < 1:
+        raise InputError(f"{name}: empty image shape {out.shape[1:]}")
+
+
+def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rotate: bool = True,
+                 max_offset: float = 0.0, engine: str | None = None):
+    """Fill ``out[b]`` with the spiral dwell map of example ``example_base + b``.
+
+    Parameters
+    ----------
+    out : (B, H, W) float32, NumPy or CuPy, C-contiguous; overwritten, dwell in [0, 1]
+    spacing : float
+        Arm spacing in px (``1 / nominal coverage``), > 0.
+    seed, example_base : int
+        Random streams: rotation angle and centre offset of example ``e`` depend only on
+        ``(seed, e)``.
+    rotate : bool
+        Random rotation in [0, 2 pi) (else the spiral starts along +x).
+    max_offset : float
+        Random centre offset, uniform in ``[-max_offset, max_offset]`` px on each axis.
+    engine : {None, "numpy", "numba", "cuda"}
+
+    Returns
+    -------
+    out
+    """
+    _check_out(out, "spiral_dwell")
+    if not spacing > 0:
+        raise InputError(f"spiral_dwell: spacing must be > 0 px, got {spacing}")
+    engine = select_engine(engine, out)
+    nb, h, w = out.shape
+    if engine == "numpy":
+        from fastem.scan import _reference as ref
+
+        for b in range(nb):
+            out[b] = ref.spiral_dwell((h, w), spacing, seed, example_base + b, rotate, max_offset)
+        return out
+    if engine == "numba":
+        from ._scan_path_numba import spiral_dwell_numba
+
+        spiral_dwell_numba(out, float(spacing), R.seed_u64(seed), int(example_base), bool(rotate), float(max_offset))
+        return out
+    if engine != "cuda":
+        raise ValueError(f"spiral_dwell: engine {engine!r} is not implemented (numpy, numba, cuda)")
+    from . import _cuda
+
+    dev = backend.get_device(out)
+    with dev.use():
+        out.fill(0)
+        kernel = _cuda.get_function("scan_path", "spiral_deposit", dev)
+        kernel((64, nb), (256,), (out, np.int32(h), np.int32(w), np.float64(spacing), R.seed_u64(seed),
+                                  np.int64(example_base), np.int32(bool(rotate)), np.float64(max_offset)))
+        _finish_cuda(out, dev)
+    return out
+
+
+def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int = 0, random_place: bool = True,
+               engine: str | None = None):
+    """Fill ``out[b]`` with the jittered-grid dwell map of example ``example_base + b``.
+
+    Parameters
+    ----------
+    out : (B, H, W) float32, NumPy or CuPy, C-contiguous; overwritten, dwell in [0, 1]
+    u : float
+        Fraction per direction, in (0, 0.25]; channel spacing ``(2 + sqrt(4 - 16 u)) / (2 u)``.
+    amp : float
+        Random-walk amplitude (px), > 0.
+    random_place : bool
+        Random crop offset in ``[0, 0.2 n]`` and random flips (else the spec's fixed crop at 0.1 n).
+    engine : {None, "numpy", "numba", "cuda"}
+    """
+    _check_out(out, "grid_dwell")
+    if not 0.0 < u <= 0.25:
+        raise InputError(f"grid_dwell: u must be in (0, 0.25], got {u}")
+    if not amp > 0:
+        raise InputError(f"grid_dwell: amp must be > 0, got {amp}")
+    engine = select_engine(engine, out)
+    nb, h, w = out.shape
+    from fastem.scan._reference import grid_channel_width
+
+    width = grid_channel_width(u)
+    if engine == "numpy":
+        from fastem.scan import _reference as ref
+
+        for b in range(nb):
+            out[b] = ref.grid_dwell((h, w), u, amp, seed, example_base + b, random_place)
+        return out
+    if engine == "numba":
+        from ._scan_path_numba import grid_dwell_numba
+
+        grid_dwell_numba(out, float(width), float(amp), R.seed_u64(seed), int(example_base), bool(random_place))
+        return out
+    if engine != "cuda":
+        raise ValueError(f"grid_dwell: engine {engine!r} is not implemented (numpy, numba, cuda)")
+    from . import _cuda
+
+    dev = backend.get_device(out)
+    canvas = int(1.2 * max(h, w))
+    nch = int(np.ceil(canvas / width))
+    with dev.use():
+        out.fill(0)
+        kernel = _cuda.get_function("scan_path", "grid_walk", dev)
+        kernel(((nch + 31) // 32, nb), (32,), (out, np.int32(h), np.int32(w), np.float64(width), np.float64(amp),
+                                               R.seed_u64(seed), np.int64(example_base), np.int32(bool(random_place))))
+        _finish_cuda(out, dev)
+    return out
+
+
+def _finish_cuda(out, dev) -> None:
+    from . import _cuda
+
+    kernel = _cuda.get_function("scan_path", "dwell_finish", dev)
+    grid, block = _cuda.launch_config(out.size)
+    kernel(grid, block, (out, np.int64(out.size)))

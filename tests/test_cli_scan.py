@@ -1,0 +1,123 @@
+"""``fastem scan simulate`` / ``complete``: file layout, provenance, safety, errors; the demo job;
+and a reduced run of the reproduction script (slow)."""
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastem.cli.main import app
+from fastem.io import read_provenance
+
+from test_cli import _restore_settings  # noqa: F401  (autouse: the CLI changes global settings)
+
+
+def run(*args):
+    return CliRunner().invoke(app, ["--device", "cpu", "--quiet", *args])
+
+
+@pytest.fixture
+def images_h5(tmp_path, rng):
+    from fastem.data.stem import generate_stem
+
+    imgs = generate_stem(3, 64, seed=4, dose=None)
+    imgs[1, 5, 5] = np.nan
+    path = tmp_path / "imgs.h5"
+    with h5py.File(path, "w") as f:
+        f["stack"] = imgs
+    return path, imgs
+
+
+def test_simulate_then_complete(tmp_path, images_h5):
+    src, imgs = images_h5
+    out = tmp_path / "scans.h5"
+    r = run("scan", "simulate", f"{src}:/stack", "-o", str(out), "--path", "spiral", "--coverage", "0.2", "--seed", "3")
+    assert r.exit_code == 0, r.output
+    with h5py.File(out, "r") as f:
+        g = f["scan"]
+        assert g["partial"].shape == g["path"].shape == g["truth"].shape == (3, 64, 64)
+        assert g.attrs["coverage"] == pytest.approx(0.2)
+        np.testing.assert_allclose(g.attrs["measured_coverage"], 0.2, rtol=0.08)
+        assert np.all(g.attrs["dwell_fraction"] < g.attrs["measured_coverage"])
+        partial, path, truth = g["partial"][()], g["path"][()], g["truth"][()]
+        prov = read_provenance(f["process/fastem"])
+    assert prov["configuration"]["path"] == "spiral" and prov["configuration"]["seed"] == 3 and prov["program"] == "fastem"
+    assert np.isfinite(partial).all() and np.abs(truth).max() <= 1
+    # the file holds what the library makes
+    from fastem.scan import make_partial_scans
+
+    lib = make_partial_scans(imgs, "spiral", 0.2, seed=3)
+    np.testing.assert_array_equal(partial, lib.partial)
+    np.testing.assert_array_equal(path, lib.path)
+
+    done = tmp_path / "done.h5"
+    r = run("scan", "complete", str(out), "-o", str(done), "--method", "nearest")
+    assert r.exit_code == 0, r.output
+    with h5py.File(done, "r") as f:
+        comp = f["scan/completed"][()]
+        assert comp.shape == (3, 64, 64) and f["scan/completed"].attrs["method"] == "nearest"
+        rm = f["process/fastem/rmse"][()]
+    assert rm.shape == (3,) and np.all((rm > 0) & (rm < 0.3))
+
+
+def test_simulate_synthetic_grid_with_dose(tmp_path):
+    out = tmp_path / "syn.h5"
+    r = run("scan", "simulate", "--synthetic", "1", "-o", str(out), "--path", "grid", "--coverage", "0.1", "--dose", "100")
+    assert r.exit_code == 0, r.output
+    with h5py.File(out, "r") as f:
+        assert f["scan/partial"].shape == (1, 512, 512) and f["scan"].attrs["path"] == "grid"
+
+
+def test_cli_errors_are_one_line(tmp_path, images_h5):
+    src, _ = images_h5
+    out = tmp_path / "o.h5"
+    cases = [
+        (["scan", "simulate", str(src), "-o", str(out), "--coverage", "0"], "--coverage"),
+        (["scan", "simulate", "-o", str(out)], "either IN"),
+        (["scan", "simulate", str(tmp_path / "missing.h5"), "-o", str(out)], "missing.h5"),
+        (["scan", "simulate", f"{src}:/stack", "-o", str(src)], "input"),
+        (["scan", "complete", f"{src}", "-o", str(out)], "/scan/partial"),
+        (["scan", "complete", f"{src}", "-o", str(out), "--method", "model"], "GAN"),
+    ]
+    for args, needle in cases:
+        r = run(*args)
+        assert r.exit_code == 1, (args, r.output)
+        lines = [ln for ln in r.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("fastem: error:") and needle in lines[0], (args, r.output)
+    assert not out.exists()
+    r = run("scan", "simulate", f"{src}:/stack", "-o", str(out), "--coverage", "0.3")
+    assert r.exit_code == 0
+    r = run("scan", "simulate", f"{src}:/stack", "-o", str(out), "--coverage", "0.3")
+    assert r.exit_code == 1 and "exists" in r.output
+    assert run("scan", "simulate", f"{src}:/stack", "-o", str(out), "--coverage", "0.3", "--overwrite").exit_code == 0
+    assert run("scan", "simulate", f"{src}:/stack", "-o", str(out), "--path", "zigzag").exit_code == 2
+
+
+def test_demo_job_quick(tmp_path):
+    from fastem.scan import demo
+
+    rows = demo.run(tmp_path, quick=True)
+    assert {r["output"] for r in rows} >= {"scan/partial_scan.h5", "scan/partial_scan.png"}
+    assert (tmp_path / "scan" / "partial_scan.png").stat().st_size > 10_000
+    with h5py.File(tmp_path / "scan" / "completed.h5", "r") as f:
+        assert f["scan/completed"].shape == (1, 128, 128)
+    assert "linear" in rows[1]["result"] and "%" in rows[1]["result"]
+
+
+@pytest.mark.slow
+def test_reproduction_reduced(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("reproduce_scan",
+                                                  Path(__file__).resolve().parents[1] / "bench" / "reproduce_scan.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.run(images=6, size=256, biharmonic_images=2, out_dir=tmp_path, echo=lambda s: None)
+    rows = [r for r in res["rows"] if "skipped" not in r]
+    assert len(rows) >= 7 and (tmp_path / "scan_reproduction_6x256.md").exists()
+    for r in rows:
+        assert abs(r["dwell_fraction"] / r["coverage"] - 1) < 0.1
+        assert r["linear"]["rmse_mean"] < r["nearest"]["rmse_mean"] < 0.3
+    spiral = {round(1 / r["coverage"]): r["linear"]["rmse_mean"] for r in rows if r["path"] == "spiral"}
+    assert spiral[10] < spiral[20] < spiral[40] < spiral[100]
