@@ -176,6 +176,30 @@ def test_dxchange_errors(tmp_path, rng):
         read_dxchange(tmp_path / "x.h5")
 
 
+def test_dxchange_nan_in_blocked_pixels_is_accepted(tmp_path, rng):
+    proj = rng.random((3, 6, 7)).astype(np.float32) + 0.5
+    mask = np.ones(proj.shape, bool)
+    mask[1, :2, :3] = False
+    path = write_dxchange(tmp_path / "m.h5", proj, theta=[-10.0, 0.0, 10.0], mask=mask)
+    with h5py.File(path, "r+") as f:  # corrupt the blocked region with NaN/Inf after writing
+        d = f["/exchange/data"][()]
+        d[1, :2, :3] = np.nan
+        d[1, 0, 0] = np.inf
+        f["/exchange/data"][...] = d
+    ts = read_dxchange(path)
+    np.testing.assert_array_equal(ts.mask, mask)
+    assert np.isfinite(ts.projections).all()
+    np.testing.assert_array_equal(ts.projections[mask], proj[mask])
+    with h5py.File(path, "r+") as f:  # a NaN in a measured pixel is still an error naming it
+        d = f["/exchange/data"][()]
+        d[2, 4, 4] = np.nan
+        f["/exchange/data"][...] = d
+    with pytest.raises(InputError, match="1 non-finite"):
+        read_dxchange(path)
+    ts = read_dxchange(path, nonfinite="zero")
+    assert not ts.mask[2, 4, 4] and ts.projections[2, 4, 4] == 0
+
+
 def test_dxchange_volume_round_trip(tmp_path, rng):
     vol = rng.random((6, 7, 8))
     prov = provenance(command="fastem tomo t.h5 -o v.h5", config={"algorithm": "resire"})

@@ -223,7 +223,12 @@ def read_dxchange(path, *, flat_dark: bool = True, log: bool = False, nonfinite:
                 raise InputError(f"{path}:/exchange/mask has shape {mask.shape} but /exchange/data has shape {data.shape}")
     finite = np.isfinite(data) if data.dtype.kind in "fc" else None
     if finite is not None and not finite.all():
-        data = check_finite(data, where, policy=nonfinite, frame_label="projection")
+        # non-finite values in blocked pixels (mask 0) are expected and harmless; only those in
+        # measured pixels are an error (or zeroed and unmasked with nonfinite="zero")
+        measured = data if mask is None else np.where(mask, data, 0)
+        check_finite(measured, where + (" (measured pixels)" if mask is not None else ""), policy=nonfinite,
+                     frame_label="projection")
+        data = np.where(finite, data, 0)
         mask = finite if mask is None else (mask & finite)
     if flat_dark and (white is not None or dark is not None):
         proj, usable = flat_dark_correct(data, white, dark, what=where)
