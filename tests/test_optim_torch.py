@@ -258,3 +258,15 @@ def test_tiny_training_run_decreases_loss(name):
     with torch.no_grad():
         last = float(lossf(model(x), y))
     assert last < 0.6 * first, (first, last)
+
+
+def test_planner_option_same_result_and_validated():
+    pa, pb = make_params(), make_params()
+    set_grads(pa, 0)
+    set_grads(pb, 0)
+    optim.LSSGD(pa, lr=0.1, planner="FFTW_ESTIMATE").step()
+    optim.LSSGD(pb, lr=0.1).step()
+    for a, b in zip(pa, pb):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    with pytest.raises(InputError):
+        optim.LSSGD(pa, lr=0.1, planner="FFTW_SOMETHING").step()

@@ -24,6 +24,7 @@ serves devices CuPy cannot see.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -32,6 +33,7 @@ import numpy as np
 
 from .. import backend, interop
 from .. import fft as F
+from ..config import settings
 from ..errors import InputError
 
 __all__ = [
@@ -184,7 +186,25 @@ def _torch_inverse_factor(m: int, order: int, sigma: float, tdtype, tdevice):
 # --------------------------------------------------------------------------------------------
 # the batched transform on (B, m) rows
 # --------------------------------------------------------------------------------------------
-def smooth_rows(x, sigma: float = 1.0, order: int = 1, out=None):
+_PLANNERS = ("FFTW_ESTIMATE", "FFTW_MEASURE", "FFTW_PATIENT", "FFTW_EXHAUSTIVE")
+
+
+@contextlib.contextmanager
+def _planner(planner):
+    if planner is None or planner == settings.fft_planner:
+        yield
+        return
+    if planner not in _PLANNERS:
+        raise InputError(f"planner must be one of {', '.join(_PLANNERS)} or None, got {planner!r}")
+    old = settings.fft_planner
+    settings.fft_planner = planner
+    try:
+        yield
+    finally:
+        settings.fft_planner = old
+
+
+def smooth_rows(x, sigma: float = 1.0, order: int = 1, out=None, planner: str | None = None):
     """Smooth each row of a C-contiguous real ``(B, m)`` NumPy/CuPy array; one batched transform.
 
     The FFT plan and the denominator are cached, so repeated calls with the same geometry do
@@ -197,6 +217,10 @@ def smooth_rows(x, sigma: float = 1.0, order: int = 1, out=None):
     x : ndarray, float32 or float64, shape (B, m), C-contiguous
     sigma, order : see :func:`laplacian_smooth`
     out : ndarray like ``x``, optional
+    planner : {None, "FFTW_ESTIMATE", "FFTW_MEASURE", ...}
+        FFTW planning effort for this geometry (CPU/pyFFTW only; ``None``: fastem's global
+        ``settings.fft_planner``, FFTW_MEASURE by default). MEASURE finds faster transforms but
+        plans a new large length for seconds to minutes (once: wisdom is cached on disk).
 
     Returns
     -------
@@ -207,20 +231,21 @@ def smooth_rows(x, sigma: float = 1.0, order: int = 1, out=None):
         raise InputError(f"smooth_rows: need a float32/float64 (B, m) array, got {x.dtype} {x.shape}")
     dev = backend.get_device(x)
     b, m = x.shape
-    plan = F.get_plan((b, m), x.dtype, axes=(1,), real=True, device=dev)
     if not x.flags.c_contiguous:
         x = dev.xp.ascontiguousarray(x)
     if out is None:
         out = F.empty_aligned((b, m), x.dtype, dev)
     elif out.shape != x.shape or out.dtype != x.dtype or not out.flags.c_contiguous:
         raise InputError(f"smooth_rows: out must be C-contiguous {x.shape} {x.dtype}, got {out.shape} {out.dtype}")
-    spec = plan.forward(x)  # into the plan's own spectrum buffer
     h = m // 2 + 1
     fac = _inverse_factor(m, order, sigma, x.dtype, dev)
-    with dev.use():
-        view = spec.view(x.dtype).reshape(b, h, 2)
-        dev.xp.multiply(view, fac, out=view)
-    plan.backward(spec, out, normalise=False, overwrite_input=True)
+    with _planner(None if dev.is_gpu else planner):
+        plan = F.get_plan((b, m), x.dtype, axes=(1,), real=True, device=dev)
+        spec = plan.forward(x)  # into the plan's own spectrum buffer
+        with dev.use():
+            view = spec.view(x.dtype).reshape(b, h, 2)
+            dev.xp.multiply(view, fac, out=view)
+        plan.backward(spec, out, normalise=False, overwrite_input=True)
     return out
 
 

@@ -62,7 +62,7 @@ class _Workspace:
         self._bufs.clear()
 
 
-def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None) -> list:
+def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None, planner: str | None = None) -> list:
     """Smooth a list of tensors, each with its own ``sigma``/``order``, batching equal lengths.
 
     Parameters
@@ -70,6 +70,7 @@ def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None)
     grads : list of torch.Tensor (real, dense)
     sigmas, orders : list of float / list of int, same length as ``grads``
     workspace : optional buffer cache (the optimizers keep one)
+    planner : FFTW planning effort, see :func:`fastem.optim.smooth_rows`
 
     Returns
     -------
@@ -93,6 +94,11 @@ def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None)
         flat = [grads[i].reshape(-1) for i in idx]
         if _torch_via_arrays(grads[idx[0]]):
             arr, tbuf = ws.get(key, len(idx), m, wdt, dev)
+            if len(idx) == 1 and flat[0].dtype == wdt and flat[0].is_contiguous() and not flat[0].requires_grad:
+                # one tensor: transform straight from the gradient's memory (no gather copy)
+                smooth_rows(interop.from_torch(flat[0]).reshape(1, m), s, n, out=arr, planner=planner)
+                out[idx[0]] = tbuf[0].view(grads[idx[0]].shape)
+                continue
             if len(idx) == 1:
                 tbuf[0].copy_(flat[0])
             elif all(f.dtype == wdt for f in flat):
@@ -100,7 +106,7 @@ def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None)
             else:
                 for r, f in enumerate(flat):
                     tbuf[r].copy_(f)
-            smooth_rows(arr, s, n, out=arr)
+            smooth_rows(arr, s, n, out=arr, planner=planner)
             rows = tbuf
         else:
             rows = _smooth_rows_torch(torch.stack([f.to(wdt) for f in flat]), s, n)
@@ -140,7 +146,7 @@ class _LSBase(Optimizer):
                 grads.append(p.grad)
                 sig.append(float(group["sigma"]))
                 ords.append(int(group["order"]))
-        ds = smooth_gradients(grads, sig, ords, self._ls_ws)
+        ds = smooth_gradients(grads, sig, ords, self._ls_ws, getattr(self, "planner", None))
         return [(g, p, d) for (g, p), d in zip(items, ds)]
 
     def _closure(self, closure):
@@ -172,10 +178,17 @@ class LSSGD(_LSBase):
         Smoothing strength (thesis default 1.0; 0 gives plain SGD).
     order : int >= 1
         Order ``n`` of the operator ``I + (-1)^n sigma L^n``.
+    planner : {None, "FFTW_ESTIMATE", "FFTW_MEASURE"}
+        FFTW planning effort (all three optimizers take it; not saved in ``state_dict``).
+        ``None``: fastem's global setting (FFTW_MEASURE): fastest steps, but the first step
+        plans each new gradient length (seconds to minutes for multi-million-element tensors
+        on a busy machine; the wisdom is then cached under ``~/.cache/fastem``).
+        ``"FFTW_ESTIMATE"`` plans instantly at some cost per step.
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, sigma: float = 1.0, order: int = 1):
+                 weight_decay: float = 0.0, nesterov: bool = False, sigma: float = 1.0, order: int = 1,
+                 planner: str | None = None):
         _check_common(lr, weight_decay, sigma, order, "LSSGD")
         if momentum < 0.0:
             raise InputError(f"LSSGD: invalid momentum {momentum}")
@@ -184,6 +197,7 @@ class LSSGD(_LSBase):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, sigma=sigma, order=order)
         super().__init__(params, defaults)
+        self.planner = planner
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -221,13 +235,14 @@ class LSRMSprop(_LSBase):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 sigma: float = 1.0, order: int = 1):
+                 sigma: float = 1.0, order: int = 1, planner: str | None = None):
         _check_common(lr, weight_decay, sigma, order, "LSRMSprop")
         if not (0.0 <= alpha <= 1.0) or eps < 0 or momentum < 0:
             raise InputError(f"LSRMSprop: invalid alpha/eps/momentum {alpha}/{eps}/{momentum}")
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=centered, sigma=sigma, order=order)
         super().__init__(params, defaults)
+        self.planner = planner
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -274,13 +289,14 @@ class LSAdam(_LSBase):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, decoupled_weight_decay: bool = False,
-                 sigma: float = 1.0, order: int = 1):
+                 sigma: float = 1.0, order: int = 1, planner: str | None = None):
         _check_common(lr, weight_decay, sigma, order, "LSAdam")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0) or eps < 0:
             raise InputError(f"LSAdam: invalid betas/eps {betas}/{eps}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         decoupled_weight_decay=decoupled_weight_decay, sigma=sigma, order=order)
         super().__init__(params, defaults)
+        self.planner = planner
 
     @torch.no_grad()
     def step(self, closure=None):
