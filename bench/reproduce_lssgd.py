@@ -62,8 +62,12 @@ def _softmax_xent(logits, y_onehot):
 
 
 def train(method_order: int, xtr, ytr, xte, yte, seeds: int, epochs: int, batch: int, frac: float,
-          sigma: float, lr0: float, decay_every: int, seed0: int = 0):
-    """Train ``seeds`` models at once; return test accuracies (S,) and per-step training losses (T, S)."""
+          sigma: float, lr0: float, decay_every: int, seed0: int = 0, eval_every: int = 10):
+    """Train ``seeds`` models at once.
+
+    Returns test accuracies (S,), the per-step loss on each seed's own training subset (T, S) and
+    the loss on the whole training split every ``eval_every`` steps (T / eval_every, S).
+    """
     from fastem.optim import smooth_rows
 
     n_classes, n_feat = 10, xtr.shape[1]
@@ -75,7 +79,8 @@ def train(method_order: int, xtr, ytr, xte, yte, seeds: int, epochs: int, batch:
     xs = xtr[subsets]  # (S, n, F)
     ys = np.eye(n_classes)[ytr[subsets]]  # (S, n, C)
     steps_per_epoch = n_sub // batch
-    losses = []
+    losses, common_losses = [], []
+    ytr_1h = np.eye(n_classes)[ytr][None]
     sidx = np.arange(seeds)[:, None]
     for ep in range(epochs):
         lr = lr0 * 0.1 ** (ep // decay_every)
@@ -83,32 +88,38 @@ def train(method_order: int, xtr, ytr, xte, yte, seeds: int, epochs: int, batch:
         for k in range(steps_per_epoch):
             idx = perms[:, k * batch:(k + 1) * batch]
             xb, yb = xs[sidx, idx], ys[sidx, idx]  # (S, B, F), (S, B, C)
-            _, dlog = _softmax_xent(np.einsum("sbf,scf->sbc", xb, W) + b[:, None, :], yb)
-            gW = np.einsum("sbc,sbf->scf", dlog, xb)  # (S, C, F)
+            _, dlog = _softmax_xent(xb @ W.transpose(0, 2, 1) + b[:, None, :], yb)
+            gW = dlog.transpose(0, 2, 1) @ xb  # (S, C, F)
             gb = dlog.sum(axis=1)
             if method_order > 0:
                 gW = smooth_rows(np.ascontiguousarray(gW.reshape(seeds, -1)), sigma, method_order).reshape(gW.shape)
                 gb = smooth_rows(np.ascontiguousarray(gb), sigma, method_order)
             W -= lr * gW
             b -= lr * gb
-            full, _ = _softmax_xent(np.einsum("snf,scf->snc", xs, W) + b[:, None, :], ys)
-            losses.append(full)
-    pred = (np.einsum("nf,scf->snc", xte, W) + b[:, None, :]).argmax(axis=2)
+            own, _ = _softmax_xent(xs @ W.transpose(0, 2, 1) + b[:, None, :], ys)
+            losses.append(own)
+            if (len(losses) - 1) % eval_every == 0:
+                common, _ = _softmax_xent(xtr[None] @ W.transpose(0, 2, 1) + b[:, None, :], ytr_1h)
+                common_losses.append(common)
+    pred = (xte[None] @ W.transpose(0, 2, 1) + b[:, None, :]).argmax(axis=2)
     acc = (pred == yte[None, :]).mean(axis=1)
-    return acc, np.array(losses)
+    return acc, np.array(losses), np.array(common_losses)
 
 
 def run(seeds: int = 100, epochs: int = 200, batch: int = 10, frac: float = 0.1, sigma: float = 1.0,
-        lr0: float = 0.5, decay_every: int = 50, out_dir: Path | None = None, echo=print) -> dict:
+        lr0: float = 0.5, decay_every: int = 50, out_dir: Path | None = None, echo=print,
+        eval_every: int = 10) -> dict:
     out_dir = Path(out_dir) if out_dir else Path(__file__).resolve().parent / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     xtr, xte, ytr, yte = load_digits_split()
     t0 = time.perf_counter()
-    results, curves = {}, {}
+    results, curves, ccurves = {}, {}, {}
     for name, order in METHODS:
         t = time.perf_counter()
-        acc, losses = train(order, xtr, ytr, xte, yte, seeds, epochs, batch, frac, sigma, lr0, decay_every)
+        acc, losses, common = train(order, xtr, ytr, xte, yte, seeds, epochs, batch, frac, sigma, lr0, decay_every,
+                                    eval_every=eval_every)
         var = losses.var(axis=1)
+        cvar = common.var(axis=1)
         results[name] = {
             "order": order, "sigma": sigma if order else 0.0,
             "test_acc_mean": float(acc.mean()), "test_acc_std": float(acc.std(ddof=1)),
@@ -117,12 +128,16 @@ def run(seeds: int = 100, epochs: int = 200, batch: int = 10, frac: float = 0.1,
             "loss_var_mean_over_iterations": float(var.mean()),
             "loss_var_median_over_iterations": float(np.median(var)),
             "loss_var_mean_first_epoch_block": float(var[: len(var) // 4].mean()),
+            "full_split_loss_var_mean": float(cvar.mean()),
+            "full_split_final_loss_mean": float(common[-1].mean()),
             "test_acc_all": acc.tolist(),
             "seconds": time.perf_counter() - t,
         }
         curves[name] = var
+        ccurves[name] = cvar
         echo(f"{name:16s} test acc {100 * acc.mean():.2f} +- {100 * acc.std(ddof=1):.2f} %  "
-             f"mean loss var {var.mean():.3e}  ({time.perf_counter() - t:.1f} s)")
+             f"mean loss var {var.mean():.3e} (own subset), {cvar.mean():.3e} (full split)  "
+             f"({time.perf_counter() - t:.1f} s)")
     sgd = results["SGD"]
     for name, _ in METHODS[1:]:
         r = results[name]
@@ -130,6 +145,7 @@ def run(seeds: int = 100, epochs: int = 200, batch: int = 10, frac: float = 0.1,
         r["std_ratio_vs_sgd"] = r["test_acc_std"] / sgd["test_acc_std"]
         r["loss_var_ratio_vs_sgd"] = r["loss_var_mean_over_iterations"] / sgd["loss_var_mean_over_iterations"]
         r["iterations_with_lower_loss_var_pct"] = float(100 * np.mean(curves[name] < curves["SGD"]))
+        r["full_split_loss_var_ratio_vs_sgd"] = r["full_split_loss_var_mean"] / sgd["full_split_loss_var_mean"]
     payload = {
         "experiment": "thesis 5.3.1: multi-class logistic regression on 10% of the training data, SGD vs LS-SGD",
         "data": f"scikit-learn digits, train {len(xtr)} / test {len(xte)} (stratified 75/25, random_state=0); "
@@ -138,6 +154,8 @@ def run(seeds: int = 100, epochs: int = 200, batch: int = 10, frac: float = 0.1,
                          decay_every=decay_every, steps=int(len(curves["SGD"]))),
         "results": results,
         "loss_var_per_iteration": {k: v.tolist() for k, v in curves.items()},
+        "full_split_loss_var_every": eval_every,
+        "full_split_loss_var": {k: v.tolist() for k, v in ccurves.items()},
         "machine": platform.platform(),
         "seconds": time.perf_counter() - t0,
         "command": "python bench/reproduce_lssgd.py " + " ".join(sys.argv[1:]),
@@ -155,17 +173,23 @@ def _markdown(p: dict) -> str:
              f"{s['seeds']} seeds, {s['epochs']} epochs, batch {s['batch']}, lr {s['lr0']} / 10 every "
              f"{s['decay_every']} epochs, sigma {s['sigma']}, {s['steps']} steps. Command: `{p['command']}`", "",
              "| method | test acc mean (%) | std (%) | min / max (%) | gain vs SGD (pp) | std / SGD std | "
-             "mean loss var across seeds | var / SGD | steps with lower var than SGD |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "loss var across seeds (own subset) | / SGD | steps with lower var than SGD | "
+             "loss var across seeds (full training split) | / SGD |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in p["results"].items():
         gain = f"{r['acc_gain_vs_sgd_pct']:+.2f}" if "acc_gain_vs_sgd_pct" in r else ""
         sr = f"{r['std_ratio_vs_sgd']:.2f}" if "std_ratio_vs_sgd" in r else ""
         vr = f"{r['loss_var_ratio_vs_sgd']:.2f}" if "loss_var_ratio_vs_sgd" in r else ""
         lo = f"{r['iterations_with_lower_loss_var_pct']:.0f} %" if "iterations_with_lower_loss_var_pct" in r else ""
+        fr = f"{r['full_split_loss_var_ratio_vs_sgd']:.2f}" if "full_split_loss_var_ratio_vs_sgd" in r else ""
         lines.append(f"| {name} | {100 * r['test_acc_mean']:.2f} | {100 * r['test_acc_std']:.2f} | "
                      f"{100 * r['test_acc_min']:.1f} / {100 * r['test_acc_max']:.1f} | {gain} | {sr} | "
-                     f"{r['loss_var_mean_over_iterations']:.3e} | {vr} | {lo} |")
-    lines += ["", f"Total time {p['seconds']:.1f} s on {p['machine']}.", ""]
+                     f"{r['loss_var_mean_over_iterations']:.3e} | {vr} | {lo} | "
+                     f"{r['full_split_loss_var_mean']:.3e} | {fr} |")
+    lines += ["", "Loss variances are means over all steps of the variance across seeds of the mean "
+              "cross-entropy: on each seed's own 10 % subset (every step), and on the whole training split "
+              f"(every {p['full_split_loss_var_every']} steps; the same data for all seeds).",
+              "", f"Total time {p['seconds']:.1f} s on {p['machine']}.", ""]
     return "\n".join(lines)
 
 
@@ -175,7 +199,7 @@ def _plot(p: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    fig, ax = plt.subplots(1, 3, figsize=(16, 4))
     names = list(p["results"])
     accs = [100 * np.array(p["results"][n]["test_acc_all"]) for n in names]
     bins = np.linspace(min(a.min() for a in accs), max(a.max() for a in accs), 25)
@@ -191,7 +215,15 @@ def _plot(p: dict, path: Path) -> None:
     ax[1].set_xlabel("iteration")
     ax[1].set_ylabel("variance of training loss across seeds")
     ax[1].legend(fontsize=8)
-    ax[1].set_title("loss variance per iteration (thesis Fig. 5.2)")
+    ax[1].set_title("loss variance, own 10% subsets (cf. thesis Fig. 5.2)")
+    ev = p["full_split_loss_var_every"]
+    for n in names:
+        v = np.array(p["full_split_loss_var"][n])
+        ax[2].semilogy(np.arange(len(v)) * ev, v, label=n, lw=0.8)
+    ax[2].set_xlabel("iteration")
+    ax[2].set_ylabel("variance across seeds")
+    ax[2].legend(fontsize=8)
+    ax[2].set_title("loss variance, whole training split")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -206,13 +238,14 @@ def main(argv=None) -> int:
     ap.add_argument("--sigma", type=float, default=1.0)
     ap.add_argument("--lr", type=float, default=0.5)
     ap.add_argument("--decay-every", type=int, default=None, help="epochs between /10 decays (default epochs/4)")
+    ap.add_argument("--eval-every", type=int, default=10, help="steps between whole-split loss evaluations")
     ap.add_argument("--out-dir", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="8 seeds x 20 epochs (smoke run)")
     a = ap.parse_args(argv)
     if a.quick:
         a.seeds, a.epochs = 8, 20
     decay = a.decay_every or max(1, a.epochs // 4)
-    run(a.seeds, a.epochs, a.batch, a.frac, a.sigma, a.lr, decay, a.out_dir)
+    run(a.seeds, a.epochs, a.batch, a.frac, a.sigma, a.lr, decay, a.out_dir, eval_every=a.eval_every)
     return 0
 
 

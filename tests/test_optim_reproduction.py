@@ -25,9 +25,10 @@ def test_vectorised_training_matches_single_seed_loop():
     rep = _module()
     xtr, xte, ytr, yte = rep.load_digits_split()
     kw = dict(epochs=2, batch=10, frac=0.1, sigma=1.0, lr0=0.5, decay_every=1)
-    acc2, loss2 = rep.train(1, xtr, ytr, xte, yte, seeds=2, **kw)
-    acc1, loss1 = rep.train(1, xtr, ytr, xte, yte, seeds=1, **kw)
+    acc2, loss2, full2 = rep.train(1, xtr, ytr, xte, yte, seeds=2, **kw)
+    acc1, loss1, full1 = rep.train(1, xtr, ytr, xte, yte, seeds=1, **kw)
     np.testing.assert_allclose(loss2[:, 0], loss1[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(full2[:, 0], full1[:, 0], rtol=1e-12)
     assert acc2[0] == acc1[0]
     assert loss2[-1].mean() < loss2[0].mean()
 

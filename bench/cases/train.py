@@ -4,6 +4,8 @@ step at batch 128 with each optimizer."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from fastem import backend
@@ -34,7 +36,7 @@ def _resnet_like_shapes(quick: bool) -> list[tuple[int, ...]]:
 
 def _smoothing_throughput(ctx) -> None:
     rng = np.random.default_rng(0)
-    geoms = [(1, 1 << 12), (16, 1000)] if ctx.quick else [(1, 1 << 20), (1, 2359296), (64, 4096), (1024, 500)]
+    geoms = [(1, 1 << 12), (16, 1000)] if ctx.quick else [(1, 1 << 18), (64, 4096), (1024, 500)]
     for b, m in geoms:
         for dt in (np.float32,):
             label = f"{b}x{m}"
@@ -75,12 +77,19 @@ def _optimizer_steps(ctx, torch) -> None:
 
     case = "optimizer step (ResNet-like)"
     pa, pb, pc = make(), make(), make()
-    ls = optim.LSSGD(pa, lr=1e-3, momentum=0.9, weight_decay=5e-4, sigma=1.0, order=1)
+    # FFTW_ESTIMATE plans: FFTW_MEASURE planning of the 17 lengths (up to 2.36M) takes many minutes on
+    # a busy 2-core machine; the first LSSGD step below reports the planning cost of each choice
+    plan = "FFTW_ESTIMATE"
+    ls = optim.LSSGD(pa, lr=1e-3, momentum=0.9, weight_decay=5e-4, sigma=1.0, order=1, planner=plan)
     sgd = torch.optim.SGD(pb, lr=1e-3, momentum=0.9, weight_decay=5e-4)
-    ls2 = optim.LSSGD(pc, lr=1e-3, momentum=0.9, weight_decay=5e-4, sigma=1.0, order=2)
-    ctx.measure(case, label, "fastem LSSGD order 1 (mom 0.9)", ls.step, work=float(n_params), work_unit="param")
+    ls2 = optim.LSSGD(pc, lr=1e-3, momentum=0.9, weight_decay=5e-4, sigma=1.0, order=2, planner=plan)
+    t0 = time.perf_counter()
+    ls.step()
+    ctx.note(f"ResNet-like: first LSSGD step (plans {plan}) {time.perf_counter() - t0:.2f} s")
+    ctx.measure(case, label, "fastem LSSGD order 1 (mom 0.9)", ls.step, work=float(n_params), work_unit="param",
+                note=plan)
     ctx.measure(case, label, "fastem LSSGD order 2 (mom 0.9)", ls2.step, role="reference", work=float(n_params),
-                work_unit="param")
+                work_unit="param", note=plan)
     ctx.measure(case, label, "torch.optim.SGD (mom 0.9)", sgd.step, role="floor", work=float(n_params),
                 work_unit="param")
     grads = [p.grad for p in pa]
@@ -88,7 +97,8 @@ def _optimizer_steps(ctx, torch) -> None:
     from fastem.optim.torch_optim import _Workspace, smooth_gradients
 
     ws = _Workspace()
-    ctx.measure(case, label, "smoothing only (smooth_gradients)", lambda: smooth_gradients(grads, sig, ords, ws),
+    ctx.measure(case, label, "smoothing only (smooth_gradients)",
+                lambda: smooth_gradients(grads, sig, ords, ws, planner=plan),
                 role="reference", work=float(n_params), work_unit="param")
 
 
@@ -111,6 +121,8 @@ def _lenet_step(ctx, torch) -> None:
     for impl, role, mk in (
         ("fastem LSSGD sigma=1 (mom 0.9)", "fastem", lambda ps: optim.LSSGD(ps, lr=0.01, momentum=0.9,
                                                                             weight_decay=1e-4, sigma=1.0)),
+        ("fastem LSSGD, ESTIMATE plans", "reference",
+         lambda ps: optim.LSSGD(ps, lr=0.01, momentum=0.9, weight_decay=1e-4, sigma=1.0, planner="FFTW_ESTIMATE")),
         ("torch.optim.SGD (mom 0.9)", "floor", lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9,
                                                                           weight_decay=1e-4)),
     ):
@@ -123,6 +135,9 @@ def _lenet_step(ctx, torch) -> None:
             opt.step()
 
         n = sum(p.numel() for p in model.parameters())
+        t0 = time.perf_counter()
+        step()
+        ctx.note(f"LeNet-5: first step of {impl} (includes FFT planning) {time.perf_counter() - t0:.2f} s")
         ctx.measure(case, label, impl, step, role=role, work=float(batch), work_unit="img", note=f"{n} params")
 
 
