@@ -5,7 +5,7 @@ Protocol (the thesis's, scaled to digits):
 
 * digits (1797 images of 8x8, pixel values / 16) split once into a training split (75 %, 1347
   images) and a test split (25 %, 450 images), stratified, ``random_state=0``;
-* per seed: a random 10 % of the training split (134 images), a random initialisation
+* per seed: a random 10 % of the training split (135 images), a random initialisation
   ``W ~ N(0, 0.01^2)`` (10x64 weights, row-major as ``torch.nn.Linear``, plus 10 biases) and a
   random mini-batch order; the same seed gives SGD and LS-SGD the same subset, initialisation
   and batches (paired comparison);

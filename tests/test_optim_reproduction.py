@@ -45,5 +45,6 @@ def test_reproduce_lssgd_reduced(tmp_path):
     assert set(res) == {"SGD", "LS-SGD order 1", "LS-SGD order 2"}
     for r in res.values():
         assert len(r["test_acc_all"]) == 20 and 0.5 < r["test_acc_mean"] <= 1.0
-    # qualitative result that held in our runs: smoothing lowers the loss variance across seeds
-    assert res["LS-SGD order 1"]["loss_var_ratio_vs_sgd"] < 1.0
+    # the qualitative result that held in the full run (docs/optim.md): smoothing lowers the variance
+    # across seeds of the loss on the common (whole) training split
+    assert res["LS-SGD order 1"]["full_split_loss_var_ratio_vs_sgd"] < 1.0
