@@ -264,9 +264,16 @@ def test_planner_option_same_result_and_validated():
     pa, pb = make_params(), make_params()
     set_grads(pa, 0)
     set_grads(pb, 0)
-    optim.LSSGD(pa, lr=0.1, planner="FFTW_ESTIMATE").step()
-    optim.LSSGD(pb, lr=0.1).step()
+    optim.LSSGD(pa, lr=0.1, planner="FFTW_ESTIMATE", fft_threads=2).step()
+    optim.LSSGD(pb, lr=0.1, fft_threads=None).step()
     for a, b in zip(pa, pb):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     with pytest.raises(InputError):
         optim.LSSGD(pa, lr=0.1, planner="FFTW_SOMETHING").step()
+    with pytest.raises(InputError):
+        optim.LSSGD(pa, lr=0.1, fft_threads=0).step()
+    from fastem.config import settings
+
+    before = (settings.threads, settings.fft_planner)
+    optim.smooth_rows(np.ones((2, 9)), 1.0, 1, planner="FFTW_ESTIMATE", threads=1)
+    assert (settings.threads, settings.fft_planner) == before

@@ -98,7 +98,7 @@ def _optimizer_steps(ctx, torch) -> None:
 
     ws = _Workspace()
     ctx.measure(case, label, "smoothing only (smooth_gradients)",
-                lambda: smooth_gradients(grads, sig, ords, ws, planner=plan),
+                lambda: smooth_gradients(grads, sig, ords, ws, planner=plan, threads=1),
                 role="reference", work=float(n_params), work_unit="param")
 
 

@@ -190,21 +190,25 @@ _PLANNERS = ("FFTW_ESTIMATE", "FFTW_MEASURE", "FFTW_PATIENT", "FFTW_EXHAUSTIVE")
 
 
 @contextlib.contextmanager
-def _planner(planner):
-    if planner is None or planner == settings.fft_planner:
-        yield
-        return
-    if planner not in _PLANNERS:
+def _fft_settings(planner, threads):
+    """Temporarily override fastem's FFT planner / thread count (both are part of the plan key)."""
+    if planner is not None and planner not in _PLANNERS:
         raise InputError(f"planner must be one of {', '.join(_PLANNERS)} or None, got {planner!r}")
-    old = settings.fft_planner
-    settings.fft_planner = planner
+    if threads is not None and (isinstance(threads, bool) or int(threads) != threads or int(threads) < 1):
+        raise InputError(f"threads must be an integer >= 1 or None, got {threads!r}")
+    old = settings.fft_planner, settings.threads
+    if planner is not None:
+        settings.fft_planner = planner
+    if threads is not None:
+        settings.threads = int(threads)
     try:
         yield
     finally:
-        settings.fft_planner = old
+        settings.fft_planner, settings.threads = old
 
 
-def smooth_rows(x, sigma: float = 1.0, order: int = 1, out=None, planner: str | None = None):
+def smooth_rows(x, sigma: float = 1.0, order: int = 1, out=None, planner: str | None = None,
+                threads: int | None = None):
     """Smooth each row of a C-contiguous real ``(B, m)`` NumPy/CuPy array; one batched transform.
 
     The FFT plan and the denominator are cached, so repeated calls with the same geometry do
@@ -221,6 +225,8 @@ def smooth_rows(x, sigma: float = 1.0, order: int = 1, out=None, planner: str | 
         FFTW planning effort for this geometry (CPU/pyFFTW only; ``None``: fastem's global
         ``settings.fft_planner``, FFTW_MEASURE by default). MEASURE finds faster transforms but
         plans a new large length for seconds to minutes (once: wisdom is cached on disk).
+    threads : int, optional
+        FFTW threads for this transform (CPU only; ``None``: ``settings.threads``).
 
     Returns
     -------
@@ -239,7 +245,7 @@ def smooth_rows(x, sigma: float = 1.0, order: int = 1, out=None, planner: str | 
         raise InputError(f"smooth_rows: out must be C-contiguous {x.shape} {x.dtype}, got {out.shape} {out.dtype}")
     h = m // 2 + 1
     fac = _inverse_factor(m, order, sigma, x.dtype, dev)
-    with _planner(None if dev.is_gpu else planner):
+    with _fft_settings(None, None) if dev.is_gpu else _fft_settings(planner, threads):
         plan = F.get_plan((b, m), x.dtype, axes=(1,), real=True, device=dev)
         spec = plan.forward(x)  # into the plan's own spectrum buffer
         with dev.use():

@@ -62,7 +62,8 @@ class _Workspace:
         self._bufs.clear()
 
 
-def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None, planner: str | None = None) -> list:
+def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None, planner: str | None = None,
+                     threads: int | None = None) -> list:
     """Smooth a list of tensors, each with its own ``sigma``/``order``, batching equal lengths.
 
     Parameters
@@ -70,7 +71,7 @@ def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None,
     grads : list of torch.Tensor (real, dense)
     sigmas, orders : list of float / list of int, same length as ``grads``
     workspace : optional buffer cache (the optimizers keep one)
-    planner : FFTW planning effort, see :func:`fastem.optim.smooth_rows`
+    planner, threads : FFTW planning effort and threads, see :func:`fastem.optim.smooth_rows`
 
     Returns
     -------
@@ -96,7 +97,7 @@ def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None,
             arr, tbuf = ws.get(key, len(idx), m, wdt, dev)
             if len(idx) == 1 and flat[0].dtype == wdt and flat[0].is_contiguous() and not flat[0].requires_grad:
                 # one tensor: transform straight from the gradient's memory (no gather copy)
-                smooth_rows(interop.from_torch(flat[0]).reshape(1, m), s, n, out=arr, planner=planner)
+                smooth_rows(interop.from_torch(flat[0]).reshape(1, m), s, n, out=arr, planner=planner, threads=threads)
                 out[idx[0]] = tbuf[0].view(grads[idx[0]].shape)
                 continue
             if len(idx) == 1:
@@ -106,7 +107,7 @@ def smooth_gradients(grads, sigmas, orders, workspace: _Workspace | None = None,
             else:
                 for r, f in enumerate(flat):
                     tbuf[r].copy_(f)
-            smooth_rows(arr, s, n, out=arr, planner=planner)
+            smooth_rows(arr, s, n, out=arr, planner=planner, threads=threads)
             rows = tbuf
         else:
             rows = _smooth_rows_torch(torch.stack([f.to(wdt) for f in flat]), s, n)
@@ -146,7 +147,8 @@ class _LSBase(Optimizer):
                 grads.append(p.grad)
                 sig.append(float(group["sigma"]))
                 ords.append(int(group["order"]))
-        ds = smooth_gradients(grads, sig, ords, self._ls_ws, getattr(self, "planner", None))
+        ds = smooth_gradients(grads, sig, ords, self._ls_ws, getattr(self, "planner", None),
+                              getattr(self, "fft_threads", 1))
         return [(g, p, d) for (g, p), d in zip(items, ds)]
 
     def _closure(self, closure):
@@ -184,11 +186,16 @@ class LSSGD(_LSBase):
         plans each new gradient length (seconds to minutes for multi-million-element tensors
         on a busy machine; the wisdom is then cached under ``~/.cache/fastem``).
         ``"FFTW_ESTIMATE"`` plans instantly at some cost per step.
+    fft_threads : int or None
+        FFTW threads for the smoothing transforms (default 1; ``None``: fastem's global
+        ``settings.threads``). One thread by default because the transforms run between torch's
+        own multi-threaded kernels: on the 2-core test machine under load, smoothing LeNet-5's
+        gradients took a median 9 ms with one FFTW thread and 75 ms with two (docs/optim.md).
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, sigma: float = 1.0, order: int = 1,
-                 planner: str | None = None):
+                 planner: str | None = None, fft_threads: int | None = 1):
         _check_common(lr, weight_decay, sigma, order, "LSSGD")
         if momentum < 0.0:
             raise InputError(f"LSSGD: invalid momentum {momentum}")
@@ -198,6 +205,7 @@ class LSSGD(_LSBase):
                         nesterov=nesterov, sigma=sigma, order=order)
         super().__init__(params, defaults)
         self.planner = planner
+        self.fft_threads = fft_threads
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -235,7 +243,7 @@ class LSRMSprop(_LSBase):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 sigma: float = 1.0, order: int = 1, planner: str | None = None):
+                 sigma: float = 1.0, order: int = 1, planner: str | None = None, fft_threads: int | None = 1):
         _check_common(lr, weight_decay, sigma, order, "LSRMSprop")
         if not (0.0 <= alpha <= 1.0) or eps < 0 or momentum < 0:
             raise InputError(f"LSRMSprop: invalid alpha/eps/momentum {alpha}/{eps}/{momentum}")
@@ -243,6 +251,7 @@ class LSRMSprop(_LSBase):
                         centered=centered, sigma=sigma, order=order)
         super().__init__(params, defaults)
         self.planner = planner
+        self.fft_threads = fft_threads
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -289,7 +298,7 @@ class LSAdam(_LSBase):
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, decoupled_weight_decay: bool = False,
-                 sigma: float = 1.0, order: int = 1, planner: str | None = None):
+                 sigma: float = 1.0, order: int = 1, planner: str | None = None, fft_threads: int | None = 1):
         _check_common(lr, weight_decay, sigma, order, "LSAdam")
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0) or eps < 0:
             raise InputError(f"LSAdam: invalid betas/eps {betas}/{eps}")
@@ -297,6 +306,7 @@ class LSAdam(_LSBase):
                         decoupled_weight_decay=decoupled_weight_decay, sigma=sigma, order=order)
         super().__init__(params, defaults)
         self.planner = planner
+        self.fft_threads = fft_threads
 
     @torch.no_grad()
     def step(self, closure=None):
