@@ -36,6 +36,7 @@ def _resnet_like_shapes(quick: bool) -> list[tuple[int, ...]]:
 
 def _smoothing_throughput(ctx) -> None:
     rng = np.random.default_rng(0)
+    rep = {} if ctx.quick else dict(repeat=21, min_time=0.5)  # a busy shared machine: more samples
     geoms = [(1, 1 << 12), (16, 1000)] if ctx.quick else [(1, 1 << 18), (64, 4096), (1024, 500)]
     for b, m in geoms:
         for dt in (np.float32,):
@@ -47,16 +48,29 @@ def _smoothing_throughput(ctx) -> None:
             work = float(b * m)
             case = "smooth f32 (B, m)"
             ctx.measure(case, label, "fastem laplacian smooth_rows", lambda: optim.smooth_rows(x, 1.0, 1, out=out),
-                        work=work, work_unit="sample")
+                        work=work, work_unit="sample", **rep)
             ctx.measure(case, label, "fastem smooth_rows order 2", lambda: optim.smooth_rows(x, 1.0, 2, out=out),
-                        role="reference", work=work, work_unit="sample")
+                        role="reference", work=work, work_unit="sample", **rep)
 
             def raw_pair():
                 spec = plan.forward(x)
                 plan.backward(spec, out, normalise=False, overwrite_input=True)
 
             ctx.measure(case, label, "raw rfft+irfft (same plan)", raw_pair, role="floor", work=work,
-                        work_unit="sample")
+                        work_unit="sample", **rep)
+            rounds = 3 if ctx.quick else 60
+            ts, tr = [], []
+            for _ in range(rounds):  # interleaved, paired: the load of a shared machine drifts between rows
+                t0 = time.perf_counter()
+                optim.smooth_rows(x, 1.0, 1, out=out)
+                t1 = time.perf_counter()
+                raw_pair()
+                t2 = time.perf_counter()
+                ts.append(t1 - t0)
+                tr.append(t2 - t1)
+            ratio = np.median(np.array(tr) / np.array(ts))
+            ctx.note(f"smooth {label} interleaved ({rounds} rounds): smoothing throughput / raw rfft+irfft "
+                     f"throughput = median paired ratio {ratio:.3f}, ratio of minima {min(tr) / min(ts):.3f}")
             ctx.measure(case, label, "numpy irfft(rfft(x)/den)",
                         lambda: np.fft.irfft(np.fft.rfft(x, axis=1) / optim.laplacian_denominator(m, 1, 1.0), m,
                                              axis=1),
@@ -86,12 +100,13 @@ def _optimizer_steps(ctx, torch) -> None:
     t0 = time.perf_counter()
     ls.step()
     ctx.note(f"ResNet-like: first LSSGD step (plans {plan}) {time.perf_counter() - t0:.2f} s")
+    rep = {} if ctx.quick else dict(repeat=15, min_time=1.0)
     ctx.measure(case, label, "fastem LSSGD order 1 (mom 0.9)", ls.step, work=float(n_params), work_unit="param",
-                note=plan)
+                note=plan, **rep)
     ctx.measure(case, label, "fastem LSSGD order 2 (mom 0.9)", ls2.step, role="reference", work=float(n_params),
-                work_unit="param", note=plan)
+                work_unit="param", note=plan, **rep)
     ctx.measure(case, label, "torch.optim.SGD (mom 0.9)", sgd.step, role="floor", work=float(n_params),
-                work_unit="param")
+                work_unit="param", **rep)
     grads = [p.grad for p in pa]
     sig, ords = [1.0] * len(grads), [1] * len(grads)
     from fastem.optim.torch_optim import _Workspace, smooth_gradients
@@ -99,7 +114,7 @@ def _optimizer_steps(ctx, torch) -> None:
     ws = _Workspace()
     ctx.measure(case, label, "smoothing only (smooth_gradients)",
                 lambda: smooth_gradients(grads, sig, ords, ws, planner=plan, threads=1),
-                role="reference", work=float(n_params), work_unit="param")
+                role="reference", work=float(n_params), work_unit="param", **rep)
 
 
 def _lenet_step(ctx, torch) -> None:
@@ -118,6 +133,8 @@ def _lenet_step(ctx, torch) -> None:
     lossf = nn.CrossEntropyLoss()
     label = f"batch {batch}"
     case = "LeNet-5 train step"
+    rep = {} if ctx.quick else dict(repeat=21, min_time=2.0)
+    steps = {}
     for impl, role, mk in (
         ("fastem LSSGD sigma=1 (mom 0.9)", "fastem", lambda ps: optim.LSSGD(ps, lr=0.01, momentum=0.9,
                                                                             weight_decay=1e-4, sigma=1.0)),
@@ -134,11 +151,38 @@ def _lenet_step(ctx, torch) -> None:
             lossf(model(x), y).backward()
             opt.step()
 
+        steps[impl] = step
         n = sum(p.numel() for p in model.parameters())
         t0 = time.perf_counter()
         step()
         ctx.note(f"LeNet-5: first step of {impl} (includes FFT planning) {time.perf_counter() - t0:.2f} s")
-        ctx.measure(case, label, impl, step, role=role, work=float(batch), work_unit="img", note=f"{n} params")
+        ctx.measure(case, label, impl, step, role=role, work=float(batch), work_unit="img", note=f"{n} params", **rep)
+        if role == "fastem":
+            grads = [p.grad for p in model.parameters()]
+            from fastem.optim.torch_optim import _Workspace, smooth_gradients
+
+            ws = _Workspace()
+            ones = [1.0] * len(grads)
+            ctx.measure(case, label, "smoothing only (LeNet-5 grads)",
+                        lambda: smooth_gradients(grads, ones, [1] * len(grads), ws, threads=1), role="reference",
+                        **rep)
+    # The rows above are measured one after the other; on a shared machine the load drifts between
+    # them. Interleaving the three steps round by round gives a paired overhead estimate.
+    rounds = 3 if ctx.quick else 40
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    names = list(steps)
+    sgd = np.array(times[names[-1]])
+    for k in names[:-1]:
+        r = np.array(times[k]) / sgd
+        ctx.note(f"LeNet-5 interleaved ({rounds} rounds): {k} median {1e3 * np.median(times[k]):.1f} ms vs SGD "
+                 f"{1e3 * np.median(sgd):.1f} ms; median paired ratio {np.median(r):.3f} "
+                 f"(overhead {100 * (np.median(r) - 1):+.1f} %), ratio of minima "
+                 f"{min(times[k]) / sgd.min():.3f}")
 
 
 def run(ctx) -> None:
