@@ -60,14 +60,14 @@ def _smoothing_throughput(ctx) -> None:
                         work_unit="sample", **rep)
             rounds = 3 if ctx.quick else 60
             ts, tr = [], []
-            for _ in range(rounds):  # interleaved, paired: the load of a shared machine drifts between rows
-                t0 = time.perf_counter()
-                optim.smooth_rows(x, 1.0, 1, out=out)
-                t1 = time.perf_counter()
-                raw_pair()
-                t2 = time.perf_counter()
-                ts.append(t1 - t0)
-                tr.append(t2 - t1)
+            for r in range(rounds):  # interleaved (ABBA), paired: the load of a shared machine drifts
+                for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+                    t0 = time.perf_counter()
+                    if which == 0:
+                        optim.smooth_rows(x, 1.0, 1, out=out)
+                    else:
+                        raw_pair()
+                    (ts if which == 0 else tr).append(time.perf_counter() - t0)
             ratio = np.median(np.array(tr) / np.array(ts))
             ctx.note(f"smooth {label} interleaved ({rounds} rounds): smoothing throughput / raw rfft+irfft "
                      f"throughput = median paired ratio {ratio:.3f}, ratio of minima {min(tr) / min(ts):.3f}")
@@ -170,10 +170,10 @@ def _lenet_step(ctx, torch) -> None:
     # them. Interleaving the three steps round by round gives a paired overhead estimate.
     rounds = 3 if ctx.quick else 40
     times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(rounds):
-        for k, fn in steps.items():
+    for r in range(rounds):
+        for k in (list(steps) if r % 2 == 0 else list(steps)[::-1]):  # ABBA order
             t0 = time.perf_counter()
-            fn()
+            steps[k]()
             times[k].append(time.perf_counter() - t0)
     names = list(steps)
     sgd = np.array(times[names[-1]])
