@@ -65,6 +65,9 @@ class SBEKMeans:
     chunk_rows : int, optional
         Rows per chunk of the full-data passes (bounded memory).
     engine : kernel engine (see :func:`fastem.kernels.assign_accumulate`)
+    device : str or fastem.backend.Device, optional
+        Where to compute (default: the data's device; the CPU for HDF5). HDF5 batches are read
+        on the host and copied there.
     progress : bool
         Draw a progress bar (honours ``--quiet``).
 
@@ -87,7 +90,7 @@ class SBEKMeans:
                  batch_size: int = 1000, n_outer: int = 100, n_inner: int = 10, gamma0: float | None = None,
                  alpha: float = 0.75, beta: float = 1 / 1.01, n_steps: int | None = None, max_iter: int = 300,
                  tol: float = 1e-4, random_state=None, dtype=None, chunk_rows: int | None = None, engine=None,
-                 progress: bool = False):
+                 device=None, progress: bool = False):
         self.n_clusters = n_clusters
         self.algorithm = algorithm
         self.init = init
@@ -105,6 +108,7 @@ class SBEKMeans:
         self.dtype = dtype
         self.chunk_rows = chunk_rows
         self.engine = engine
+        self.device = device
         self.progress = progress
 
     # -- scikit-learn protocol ---------------------------------------------------------------
@@ -131,7 +135,7 @@ class SBEKMeans:
 
     # -- fitting ----------------------------------------------------------------------------
     def _source(self, X, name="X"):
-        return DataSource(X, dtype=self.dtype, chunk_rows=self.chunk_rows, name=name)
+        return DataSource(X, dtype=self.dtype, chunk_rows=self.chunk_rows, device=self.device, name=name)
 
     def fit(self, X, y=None, *, callback=None):
         """Fit on ``X``: (N, d) or (N, h, w) NumPy/CuPy array, ``h5py.Dataset`` or ``"file.h5:/ds"``
@@ -215,12 +219,14 @@ class SBEKMeans:
         self._check_fitted()
         f, X = _open_ref(X)
         try:
-            source = DataSource(X, dtype=self._dtype, chunk_rows=self.chunk_rows)
+            source = DataSource(X, dtype=self._dtype, chunk_rows=self.chunk_rows, device=self.device)
             if source.d != self.n_features_in_:
                 raise InputError(f"X has {source.d} features but the model was fitted with {self.n_features_in_}")
             source.check_finite()
-            centers = source.xp.asarray(backend_to_numpy(self.cluster_centers_) if not backend.is_cupy_array(X)
-                                        else self.cluster_centers_, dtype=np.float64)
+            centers = self.cluster_centers_
+            if backend.is_cupy_array(centers) != (source.xp is not np):
+                centers = source.xp.asarray(backend_to_numpy(centers))
+            centers = centers.astype(np.float64)
             return core.assign_full(source, centers, engine=self.engine), source.n
         finally:
             if f is not None:
