@@ -44,12 +44,12 @@ def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner,
     Example: fastem cluster points.h5:/data -k 8 -o clusters.h5 --algorithm sbe --batch 1000 --runs 10
     """
     import h5py
-    import numpy as np
 
     from fastem.backend import resolve_device
     from fastem.cluster import SBEKMeans
+    from fastem.cluster.files import write_clusters
     from fastem.config import settings
-    from fastem.io import PROCESS_GROUP, atomic_output, check_output, provenance, write_process_group
+    from fastem.io import check_output
     from fastem.io.hdf5 import find_dataset, open_h5, parse_ref
 
     check_output(output, overwrite=overwrite, inputs=[source])
@@ -81,25 +81,7 @@ def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner,
             if isinstance(exc, InputError):
                 raise InputError(f"{where}: {exc}") from None
             raise
-    centers = model.cluster_centers_
-    centers = centers.get() if hasattr(centers, "get") else np.asarray(centers)
-    with atomic_output(output, overwrite=overwrite, inputs=[source]) as tmp:
-        with h5py.File(tmp, "w") as f:
-            g = f.create_group("cluster")
-            c = g.create_dataset("centroids", data=centers)
-            c.attrs["axes"] = "cluster:feature"
-            if image_shape is not None:
-                c.attrs["image_shape"] = np.asarray(image_shape, np.int64)
-            g.create_dataset("labels", data=model.labels_.astype(np.int64))
-            g["objective"] = model.objective_
-            g["objective"].attrs["definition"] = "phi = 1/(2N) sum_i min_j ||x_i - c_j||^2 (thesis eq. 4.4)"
-            g["inertia"] = model.inertia_
-            g["inertia"].attrs["definition"] = "sum_i min_j ||x_i - c_j||^2 = 2 N phi (scikit-learn inertia_)"
-            g["objectives"] = model.objectives_
-            g["objectives"].attrs["definition"] = "phi of every run, in run order"
-            g.attrs["n_iter"] = model.n_iter_
-            g.attrs["algorithm"] = algorithm
-            write_process_group(f.require_group(PROCESS_GROUP), provenance(config=config))
+    write_clusters(output, model, config=config, image_shape=image_shape, overwrite=overwrite, inputs=[source])
     if not settings.quiet:
         o = model.objectives_
         click.echo(f"{output}: K={k} {algorithm}, {runs} run(s): objective {model.objective_:.6g} "

@@ -74,3 +74,14 @@ def test_cluster_images_and_errors(tmp_path, rng):
     assert r.exit_code == 1 and "expected (N, d) points" in r.output
     r = run("cluster", f"{src}:/missing", "-k", "2", "-o", str(tmp_path / "q.h5"))
     assert r.exit_code == 1 and "missing" in r.output
+
+
+def test_demo_job_quick(tmp_path):
+    from fastem.cluster import demo
+
+    rows = demo.run(tmp_path, quick=True)
+    assert [r["output"] for r in rows] == ["cluster/mixture.h5", "cluster/sbe.h5", "cluster/objectives.png"]
+    assert (tmp_path / "cluster" / "objectives.png").stat().st_size > 1000
+    with h5py.File(tmp_path / "cluster" / "sbe.h5", "r") as f:
+        objs = f["cluster/objectives"][()]
+        assert objs.shape == (6,) and float(f["cluster/objective"][()]) == objs.min()
