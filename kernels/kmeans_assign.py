@@ -112,18 +112,7 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
     if M == 0:
         return labels, dist, sums, counts
     if engine == "numba":
-        import numba
-
-        from ._kmeans_assign_numba import argmin_accumulate_numba
-
-        cross = X @ C.T
-        T = max(1, min(numba.get_num_threads(), M))
-        sums_part = np.zeros((T, K, d) if accumulate else (T, 1, 1), dtype=np.float64)
-        counts_part = np.zeros((T, K) if accumulate else (T, 1), dtype=np.int64)
-        argmin_accumulate_numba(X, cross, cnorm, C, labels, dist, sums_part, counts_part, bool(accumulate))
-        if accumulate:
-            sums += sums_part.sum(axis=0)
-            counts += counts_part.sum(axis=0)
+        _numba_blocks(X, C, cnorm, labels, dist, sums, counts, bool(accumulate))
         return labels, dist, sums, counts
     with backend.get_device(X).use() if backend.is_cupy_array(X) else _null():
         crossT = xp.ascontiguousarray(C @ X.T)  # (K, M): cuBLAS GEMM on the GPU
@@ -143,6 +132,81 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
                                          as_numba_cuda(sums), as_numba_cuda(counts), accumulate,
                                          stream=numba_cuda_stream())
     return labels, dist, sums, counts
+
+
+MIN_ROWS_PER_THREAD = 256
+_POOL = None
+_BLAS = None
+
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def _pool():
+    global _POOL
+    n = _threads()
+    if _POOL is None or _POOL._max_workers != n:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(n, thread_name_prefix="fastem-kmeans")
+    return _POOL
+
+
+class _single_thread_blas:
+    """Limit BLAS to one thread for the duration (threadpoolctl, when installed; ~10 us)."""
+
+    def __enter__(self):
+        global _BLAS
+        if _BLAS is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
+            except Exception:  # threadpoolctl missing: leave BLAS alone
+                _BLAS = []
+        self.saved = [(c, c.get_num_threads()) for c in _BLAS]
+        for c, _ in self.saved:
+            c.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for c, n in self.saved:
+            c.set_num_threads(n)
+        return False
+
+
+def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate):
+    """One row block per thread: single-threaded BLAS cross term + the nogil Numba kernel into
+    per-thread partial sums, reduced at the end."""
+    from ._kmeans_assign_numba import argmin_accumulate_block
+
+    M = X.shape[0]
+    K, d = C.shape
+    T = max(1, min(_threads(), M // MIN_ROWS_PER_THREAD))
+    CT = C.T
+
+    def block(t, lo, hi, s, c):
+        Xb = X[lo:hi]
+        argmin_accumulate_block(Xb, Xb @ CT, cnorm, C, labels[lo:hi], dist[lo:hi], s, c, accumulate)
+
+    with _single_thread_blas():
+        if T == 1:
+            block(0, 0, M, sums, counts)
+            return
+        step = -(-M // T)
+        parts_s = [np.zeros((K, d) if accumulate else (1, 1)) for _ in range(T)]
+        parts_c = [np.zeros(K if accumulate else 1, np.int64) for _ in range(T)]
+        futures = [_pool().submit(block, t, t * step, min(M, (t + 1) * step), parts_s[t], parts_c[t])
+                   for t in range(T)]
+        for f in futures:
+            f.result()
+    if accumulate:
+        for t in range(T):
+            sums += parts_s[t]
+            counts += parts_c[t]
 
 
 class _null:
