@@ -142,8 +142,28 @@ def run(starts: int = 100, big_starts: int = 20, big_n: int = 60000, seed: int =
             row = run_setting(X, K, batch, n_outer, n_inner, max_iter, n_starts, seed, methods, echo=echo)
             row.update({"dataset": name_ds, "N": int(X.shape[0]), "d": int(X.shape[1]), "dtype": str(X.dtype)})
             rows.append(row)
+    import os
+
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+           if k in os.environ}
     result = {"rows": rows, "seed": seed, "seconds": time.perf_counter() - t0, "command": " ".join(sys.argv),
-              "machine": platform.processor() or platform.machine(), "thesis_table_4_1": THESIS_TABLE_4_1}
+              "machine": platform.processor() or platform.machine(), "thesis_table_4_1": THESIS_TABLE_4_1,
+              "environment": env}
+    (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+    (out_dir / f"{name}.md").write_text(to_markdown(result))
+    _plot(result, out_dir / f"{name}.png")
+    return result
+
+
+def merge(paths, out_dir=None, name="cluster_reproduction") -> dict:
+    """Concatenate the rows of several result files (commands and seconds are kept per part)."""
+    out_dir = Path(out_dir) if out_dir else Path(__file__).resolve().parent / "results"
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    result = {"rows": [r for p in parts for r in p["rows"]], "seed": parts[0]["seed"],
+              "seconds": sum(p["seconds"] for p in parts),
+              "command": " ; ".join(p["command"] for p in parts) + " ; " + " ".join(sys.argv),
+              "machine": parts[0]["machine"], "thesis_table_4_1": THESIS_TABLE_4_1,
+              "environment": parts[0].get("environment")}
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
     (out_dir / f"{name}.md").write_text(to_markdown(result))
     _plot(result, out_dir / f"{name}.png")
@@ -196,7 +216,12 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="5 starts, 3000 points in the big set")
     p.add_argument("--out-dir", type=Path, default=None)
     p.add_argument("--name", default="cluster_reproduction")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                   help="only merge earlier result files (e.g. runs split over processes) into --name")
     a = p.parse_args(argv)
+    if a.merge:
+        merge(a.merge, a.out_dir, a.name)
+        return
     if a.quick:
         a.starts, a.big_starts, a.big_n = 5, 2, 3000
     run(a.starts, a.big_starts, a.big_n, datasets=a.datasets, out_dir=a.out_dir, name=a.name)

@@ -199,3 +199,19 @@ def test_clear_errors(tmp_path, rng):
         SBEKMeans(2, algorithm="lloyd").fit(X).predict(np.ones((4, 2)))
     with pytest.raises(InputError, match="real numeric"):
         SBEKMeans(2).fit(np.array([["a", "b"]] * 4))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("algorithm", ["sbe", "minibatch", "lloyd"])
+def test_cupy_arrays_give_the_numpy_result(mixture, algorithm):
+    from fastem import backend
+
+    cp = backend.Device("cuda").xp
+    X = mixture[0]
+    kw = dict(algorithm=algorithm, n_init=2, batch_size=64, n_outer=5, n_inner=3, random_state=4)
+    cpu = SBEKMeans(4, **kw).fit(X)
+    gpu = SBEKMeans(4, **kw).fit(cp.asarray(X))
+    assert backend.is_cupy_array(gpu.cluster_centers_)
+    np.testing.assert_allclose(gpu.cluster_centers_.get(), cpu.cluster_centers_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(gpu.labels_, cpu.labels_)
+    np.testing.assert_array_equal(gpu.predict(cp.asarray(X)), cpu.labels_)
