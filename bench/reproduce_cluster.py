@@ -213,6 +213,8 @@ def main(argv=None):
     p.add_argument("--big-starts", type=int, default=20, help="starts for the 60 000-point set")
     p.add_argument("--big-n", type=int, default=60000)
     p.add_argument("--datasets", nargs="*", default=None, choices=["iris", "digits", "digits-mixture"])
+    p.add_argument("--big-settings", nargs="+", default=None, metavar="K,M,OUTER,INNER,MAXIT",
+                   help="settings of the 60 000-point set (default: the four of table 4.1)")
     p.add_argument("--quick", action="store_true", help="5 starts, 3000 points in the big set")
     p.add_argument("--out-dir", type=Path, default=None)
     p.add_argument("--name", default="cluster_reproduction")
@@ -224,7 +226,8 @@ def main(argv=None):
         return
     if a.quick:
         a.starts, a.big_starts, a.big_n = 5, 2, 3000
-    run(a.starts, a.big_starts, a.big_n, datasets=a.datasets, out_dir=a.out_dir, name=a.name)
+    big = [tuple(int(v) for v in t.split(",")) for t in a.big_settings] if a.big_settings else None
+    run(a.starts, a.big_starts, a.big_n, datasets=a.datasets, out_dir=a.out_dir, name=a.name, big_settings=big)
 
 
 if __name__ == "__main__":
