@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 METHODS = ("lloyd", "sklearn-kmeans", "minibatch", "sklearn-minibatch", "sbe")
+COLORS = {"lloyd": "0.3", "sklearn-kmeans": "tab:orange", "minibatch": "tab:blue", "sklearn-minibatch": "tab:cyan",
+          "sbe": "tab:red"}
 THESIS_TABLE_4_1 = {  # K: {method: (min, max, mean, variance)}  (MNIST centres; ours are digits centres)
     8: {"EM (50 it)": (15.6800, 27.2828, 20.0203, 6.0030), "SBE M=1000 (150,10)": (15.6808, 15.6808, 15.6808, 1.49e-10),
         "mb-EM M=500": (15.9193, 18.5820, 16.4009, 0.7646), "SBE M=500 (100,5)": (15.6816, 15.6821, 15.6820, 1.18e-9)},
@@ -197,8 +199,10 @@ def _plot(result, path):
     rows = result["rows"]
     fig, axes = plt.subplots(len(rows), 1, figsize=(8, 2.2 * len(rows)), squeeze=False)
     for ax, row in zip(axes[:, 0], rows):
+        vals = [v for s in row["stats"].values() for v in s["objectives"]]
+        bins = np.linspace(min(vals), max(vals) + 1e-9 * abs(max(vals)), 40)
         for m, s in row["stats"].items():
-            ax.hist(s["objectives"], bins=30, alpha=0.5, label=m)
+            ax.hist(s["objectives"], bins=bins, histtype="step", lw=1.5, label=m, color=COLORS[m])
         ax.set_title(f"{row['dataset']} K={row['K']} M={row['batch']}", fontsize=9)
         ax.legend(fontsize=7)
     axes[-1, 0].set_xlabel("objective phi")
