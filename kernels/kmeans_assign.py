@@ -135,6 +135,7 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
 
 
 MIN_ROWS_PER_THREAD = 256
+SUB_ROWS = 256  # rows per GEMM + kernel call inside a thread's block (scikit-learn uses 256 too)
 _POOL = None
 _BLAS = None
 
@@ -189,8 +190,11 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate):
     CT = C.T
 
     def block(t, lo, hi, s, c):
-        Xb = X[lo:hi]
-        argmin_accumulate_block(Xb, Xb @ CT, cnorm, C, labels[lo:hi], dist[lo:hi], s, c, accumulate)
+        # sub-blocks of SUB_ROWS rows: the GEMM and the kernel then read the rows from cache
+        for a in range(lo, hi, SUB_ROWS):
+            b = min(hi, a + SUB_ROWS)
+            Xb = X[a:b]
+            argmin_accumulate_block(Xb, Xb @ CT, cnorm, C, labels[a:b], dist[a:b], s, c, accumulate)
 
     with _single_thread_blas():
         if T == 1:
