@@ -7,3 +7,4 @@ from .backend import Device, get_array_module, get_device, to_device
 from .config import set_threads
 from . import phase
 from . import tomo
+from . import train

@@ -138,7 +138,7 @@ def _forward_numpy(p2, t2, w2, has_w, kind, scale, n, beta, clip, update, moment
         e = e * w2.astype(np.float64)
     b, npix = p2.shape
     x = scale * e.sum(axis=1) / npix
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         huber = (kind == 1) & (x > 1.0)
         losses = np.where(huber, np.sqrt(np.where(huber, x, 1.0)), x)
         hp = np.where(huber, 0.5 / losses, 1.0)
@@ -147,8 +147,8 @@ def _forward_numpy(p2, t2, w2, has_w, kind, scale, n, beta, clip, update, moment
             factor = np.where(losses > lmax, lmax / losses, 1.0)
         else:
             factor = np.ones(b)
-    clipped = factor * losses
-    gscale = factor * scale * hp / (npix * b)
+        clipped = factor * losses
+        gscale = factor * scale * hp / (npix * b)
     bad = int(np.count_nonzero(~np.isfinite(losses)))
     mean = float(clipped.mean())
     if clip and update and bad == 0:
@@ -307,7 +307,7 @@ def _forward_gpu(engine, p2, t2, w2, has_w, kind, scale, n, beta, clip, update, 
     on_gpu = backend.is_cupy_array(p2)
     if on_gpu:
         return ALRCResult(mean[0], losses, clipped, factor, gscale, None, bad)
-    return ALRCResult(float(mean[0]), losses, clipped, factor, gscale, None, bad)  # simulator
+    return ALRCResult(float(mean[0]), losses, clipped, factor, gscale, None, int(bad[0]))  # simulator
 
 
 def alrc_loss_grad(pred, target, gscale, *, loss: str = "mse", weight=None, gout=None, out=None,
