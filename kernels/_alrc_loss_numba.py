@@ -12,10 +12,11 @@ import numpy as np
 from numba import njit, prange
 
 CHUNK = 16384
+#: below this many pixels per call the serial twins run (a parallel region costs more than the work)
+SERIAL_BELOW = 1 << 16
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def alrc_partial_sums_numba(pred, target, weight, has_weight, kind, chunk, partial):
+def _partial_sums(pred, target, weight, has_weight, kind, chunk, partial):
     """``partial[b, c] = sum_{p in chunk c} w_p * e(pred[b, p] - target[b, p])``.
 
     ``weight`` is ``(1, P)`` (shared by every example) or ``(B, P)``; ignored when ``has_weight``
@@ -103,8 +104,7 @@ def alrc_finalize_numba(partial, npix, kind, scale, n, beta, clip, update, momen
     return s1 / nb, bad
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def alrc_grad_numba(pred, target, weight, has_weight, kind, gscale, gout, chunk, grad):
+def _grad(pred, target, weight, has_weight, kind, gscale, gout, chunk, grad):
     """``grad[b, p] = gout * gscale[b] * w_p * e'(pred[b, p] - target[b, p])``."""
     nb, npix = pred.shape
     nchunk = (npix + chunk - 1) // chunk
@@ -127,3 +127,9 @@ def alrc_grad_numba(pred, target, weight, has_weight, kind, gscale, gout, chunk,
             if has_weight:
                 de *= np.float64(weight[wb, p])
             grad[b, p] = g * de
+
+
+alrc_partial_sums_numba = njit(parallel=True, cache=True, nogil=True)(_partial_sums)
+alrc_partial_sums_serial = njit(cache=True, nogil=True)(_partial_sums)
+alrc_grad_numba = njit(parallel=True, cache=True, nogil=True)(_grad)
+alrc_grad_serial = njit(cache=True, nogil=True)(_grad)

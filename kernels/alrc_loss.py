@@ -248,14 +248,15 @@ def alrc_loss(pred, target, moments=None, *, loss: str = "mse", weight=None, sca
                                                                     clip, update, dummy_m)
         result = ALRCResult(mean, losses, clipped, factor, gscale, None, bad)
     elif engine == "numba":
-        from ._alrc_loss_numba import CHUNK, alrc_finalize_numba, alrc_partial_sums_numba
+        from . import _alrc_loss_numba as K
 
-        nchunk = (npix + CHUNK - 1) // CHUNK
+        nchunk = (npix + K.CHUNK - 1) // K.CHUNK
         partial = np.empty((nb, nchunk), dtype=np.float64)
-        alrc_partial_sums_numba(p2, t2, w2, has_w, kind, CHUNK, partial)
+        sums = K.alrc_partial_sums_serial if p2.size < K.SERIAL_BELOW else K.alrc_partial_sums_numba
+        sums(p2, t2, w2, has_w, kind, K.CHUNK, partial)
         losses, clipped, factor, gscale = (np.empty(nb) for _ in range(4))
         mom = moments if clip else np.zeros(2)
-        mean, bad = alrc_finalize_numba(partial, npix, kind, scale, n, beta, clip, update, mom, losses, clipped,
+        mean, bad = K.alrc_finalize_numba(partial, npix, kind, scale, n, beta, clip, update, mom, losses, clipped,
                                         factor, gscale)
         result = ALRCResult(float(mean), losses, clipped, factor, gscale, None, int(bad))
     else:
@@ -338,9 +339,10 @@ def alrc_loss_grad(pred, target, gscale, *, loss: str = "mse", weight=None, gout
         if engine == "numpy":
             _grad_numpy(p2, t2, w2, has_w, kind, np.asarray(gscale, dtype=np.float64), g, o2)
         else:
-            from ._alrc_loss_numba import CHUNK, alrc_grad_numba
+            from . import _alrc_loss_numba as K
 
-            alrc_grad_numba(p2, t2, w2, has_w, kind, np.ascontiguousarray(gscale, dtype=np.float64), g, CHUNK, o2)
+            fn = K.alrc_grad_serial if p2.size < K.SERIAL_BELOW else K.alrc_grad_numba
+            fn(p2, t2, w2, has_w, kind, np.ascontiguousarray(gscale, dtype=np.float64), g, K.CHUNK, o2)
         return out
     dev = backend.get_device(p2)
     with dev.use():
