@@ -204,7 +204,9 @@ def write_md(path: Path, meta: dict, rows: list[dict], ratios: list[dict]) -> No
              f"beta = {meta['beta']}, mu1 = 25, mu2 = 900, {meta['seeds']} seeds; {meta['wall_s']:.0f} s on "
              f"{meta['machine']}.", "",
              "Final loss = mean of the last 20 % of the (unclipped) training losses; test = error of the final "
-             "network on 300 held-out digits (squared or quartic, matching the training loss). Mean +- std over seeds.",
+             f"network on {'1000 crops of 3 held-out photographs' if meta['data'] == 'patches' else '300 held-out digits'} "
+             "(squared or quartic, matching the training loss). Mean +- std over seeds; ALRC and no-ALRC runs of "
+             "the same seed share initial weights and batches.",
              "", "| loss | batch | ALRC | final training loss | test error | steps with a clipped example |",
              "|---|---|---|---|---|---|"]
     for r in rows:
