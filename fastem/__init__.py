@@ -9,3 +9,4 @@ from . import phase
 from . import tomo
 from . import cluster
 from . import optim
+from . import train
