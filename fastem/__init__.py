@@ -7,4 +7,6 @@ from .backend import Device, get_array_module, get_device, to_device
 from .config import set_threads
 from . import phase
 from . import tomo
+from . import cluster
 from . import optim
+from . import train

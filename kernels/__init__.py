@@ -30,3 +30,8 @@ __all__ = ["axpy_norm", "phase_fourier_update", "phase_real_update", "hermitian_
            "normalise_blur", "sample_infill", "nearest_sampled", "spiral_dwell", "grid_dwell",
            "back_project", "forward_project", "projection_residual", "pad_rows", "sample_central_slices",
            "scatter_planes"]
+from .kmeans_assign import assign_accumulate  # noqa: E402
+
+__all__ += ["assign_accumulate"]
+from .alrc_loss import alrc_loss, alrc_loss_grad  # noqa: E402
+__all__ += ["alrc_loss", "alrc_loss_grad"]

@@ -1,0 +1,89 @@
+"""k-means speed: fastem SBE / mini-batch vs scikit-learn MiniBatchKMeans, fastem Lloyd vs KMeans.
+
+Rows (same data, K, d, batch size M = 1024, same initial centroids, float32 data):
+
+* ``assignment pass``: one full-data pass of the fused kernel (cross term GEMM + argmin + per-
+  centroid sums and counts); work = N*K*d point x centroid x dimension operations.
+* ``mini-batch epoch``: N/M mini-batches + the final full-data assignment (labels, objective),
+  i.e. ``fit`` of MiniBatchKMeans(max_iter=1, max_no_improvement=None) vs our mini-batch and SBE
+  (n_outer*n_inner = N/M). work = (N/M*M + N)*K*d. Per-point time = time / (N/M*M).
+* ``Lloyd iteration``: ``fit`` with max_iter=1 (one update pass + the final assignment pass) for
+  our Lloyd and KMeans(algorithm="lloyd", n_init=1, init=C0). work = 2*N*K*d.
+
+Sizes (N, d, K): (60000, 784, 10) and (1000000, 64, 256) (``--quick``: tiny). The objective each
+fit reaches is written as a note (equal work, different quality). On a GPU: CuPy arrays through
+the cuBLAS + CUDA-kernel path (no scikit-learn peer).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NAME = "cluster"
+DESCRIPTION = "k-means: SBE/mini-batch vs MiniBatchKMeans per epoch, Lloyd vs KMeans per iteration (pt*centroid*dim/s)"
+
+BATCH = 1024
+UNIT = "pt*c*d"
+
+
+def _sizes(quick):
+    return [(2048, 16, 8)] if quick else [(60000, 784, 10), (1000000, 64, 256)]
+
+
+def run(ctx) -> None:
+    from fastem.cluster import DataSource, assign_full, init_centroids, lloyd, minibatch, sbe
+    from fastem.data.mixture import gaussian_mixture
+
+    for N, d, K in _sizes(ctx.quick):
+        X, _, _ = gaussian_mixture(N, d, K, spread=3.0, centre_scale=5.0, seed=1, dtype=np.float32)
+        label = f"{N}x{d} K={K}"
+        steps = max(1, N // BATCH)
+        src = DataSource(ctx.xp.asarray(X) if ctx.device.is_gpu else X)
+        C0 = init_centroids(src, K, "random", np.random.default_rng(0))
+        rep = dict(repeat=3, warmup=1, min_time=0.0)
+        ctx.measure("assignment pass", label, "fastem assign_full (fused)",
+                    lambda: assign_full(src, C0, labels=True, accumulate=True), work=N * K * d, work_unit=UNIT, **rep)
+        epoch_work = (steps * BATCH + N) * K * d
+        objs = {}
+
+        def ours_mb():
+            C = minibatch(src, C0, np.random.default_rng(1), batch_size=BATCH, n_steps=steps).centers
+            objs["fastem mini-batch"] = assign_full(src, C)[1]
+
+        def ours_sbe():
+            n_inner = min(10, steps)
+            C = sbe(src, C0, np.random.default_rng(1), batch_size=BATCH, n_outer=max(1, steps // n_inner),
+                    n_inner=n_inner).centers
+            objs["fastem SBE"] = assign_full(src, C)[1]
+
+        ctx.measure("mini-batch epoch", label, "fastem mini-batch", ours_mb, work=epoch_work, work_unit=UNIT, **rep)
+        ctx.measure("mini-batch epoch", label, "fastem SBE", ours_sbe, work=epoch_work, work_unit=UNIT, **rep)
+
+        def ours_lloyd():
+            objs["fastem Lloyd (1 it)"] = lloyd(src, C0, max_iter=1).objective
+
+        ctx.measure("Lloyd iteration", label, "fastem Lloyd", ours_lloyd, work=2 * N * K * d, work_unit=UNIT, **rep)
+        if ctx.device.is_gpu:
+            ctx.note(f"{label}: objectives " + ", ".join(f"{k} {v:.5g}" for k, v in objs.items()))
+            continue
+        try:
+            from sklearn.cluster import KMeans, MiniBatchKMeans
+        except ImportError:
+            ctx.note("scikit-learn not installed: peers skipped")
+            continue
+        C0f = np.asarray(C0, np.float32)
+
+        def sk_mb():
+            m = MiniBatchKMeans(K, init=C0f, n_init=1, batch_size=BATCH, max_iter=1, max_no_improvement=None,
+                                tol=0.0, random_state=1).fit(X)
+            objs["sklearn MiniBatchKMeans"] = m.inertia_ / (2 * N)
+
+        def sk_lloyd():
+            m = KMeans(K, init=C0f, n_init=1, max_iter=1, algorithm="lloyd").fit(X)
+            objs["sklearn KMeans (1 it)"] = m.inertia_ / (2 * N)
+
+        ctx.measure("mini-batch epoch", label, "sklearn MiniBatchKMeans", sk_mb, role="peer", work=epoch_work,
+                    work_unit=UNIT, **rep)
+        ctx.measure("Lloyd iteration", label, "sklearn KMeans", sk_lloyd, role="peer", work=2 * N * K * d,
+                    work_unit=UNIT, **rep)
+        ctx.note(f"{label}: objective phi after the timed fit: " + ", ".join(f"{k} {v:.5g}" for k, v in objs.items()))

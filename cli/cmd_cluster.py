@@ -1,0 +1,88 @@
+"""``fastem cluster``: k-means (SBE, mini-batch, Lloyd) on an HDF5 dataset of points or images.
+
+Output layout (HDF5): ``/cluster/centroids`` (K, d) [attribute ``image_shape`` for image input],
+``/cluster/labels`` (N,) int64, ``/cluster/objective`` (scalar, ``phi = 1/(2N) sum min ||x - c||^2``),
+``/cluster/inertia`` (scalar, ``2 N phi``, scikit-learn's convention), ``/cluster/objectives``
+(R,) per-run ``phi``, provenance in ``/process/fastem``.
+"""
+
+from __future__ import annotations
+
+import click
+
+STREAM_ABOVE_BYTES = 2 ** 31
+
+
+@click.command("cluster")
+@click.argument("source", metavar="IN.h5:/ds")
+@click.option("-k", "--clusters", "k", type=click.IntRange(min=1), required=True, help="Number of clusters K.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output HDF5 file.")
+@click.option("--algorithm", type=click.Choice(["sbe", "lloyd", "minibatch"]), default="sbe", show_default=True)
+@click.option("--batch", "batch", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Mini-batch size M (sbe, minibatch).")
+@click.option("--runs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Independent starts; the lowest objective is kept.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--init", type=click.Choice(["random", "k-means++"]), default="random", show_default=True)
+@click.option("--outer", type=click.IntRange(min=1), default=100, show_default=True, help="SBE outer steps (omaxit).")
+@click.option("--inner", type=click.IntRange(min=1), default=10, show_default=True,
+              help="SBE inner fixed-point steps (imaxit).")
+@click.option("--gamma0", type=float, default=None, help="SBE initial step (default K).")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Mini-batches for --algorithm minibatch (default outer x inner).")
+@click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True, help="Lloyd iterations.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "float64"]), default="auto", show_default=True,
+              help="Working precision (auto: float32 data stays float32, else float64).")
+@click.option("--stream/--load", "stream", default=None,
+              help="Read mini-batches from disk (default when the dataset is over 2 GiB) or load it first.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner, gamma0, steps, max_iter, dtype,
+            stream, overwrite):
+    """k-means of the points in IN.h5:/ds ((N, d) points, or (N, h, w) images flattened to d = h*w)
+    by stochastic backward Euler (sbe), mini-batch k-means or Lloyd's algorithm.
+
+    Example: fastem cluster points.h5:/data -k 8 -o clusters.h5 --algorithm sbe --batch 1000 --runs 10
+    """
+    import h5py
+
+    from fastem.backend import resolve_device
+    from fastem.cluster import SBEKMeans
+    from fastem.cluster.files import write_clusters
+    from fastem.config import settings
+    from fastem.io import check_output
+    from fastem.io.hdf5 import find_dataset, open_h5, parse_ref
+
+    check_output(output, overwrite=overwrite, inputs=[source])
+    device = resolve_device()
+    path, ds_name = parse_ref(source)
+    config = {"input": str(source), "k": k, "algorithm": algorithm, "batch": batch, "runs": runs, "seed": seed,
+              "init": init, "outer": outer, "inner": inner, "gamma0": gamma0, "steps": steps, "max_iter": max_iter,
+              "dtype": dtype}
+    with open_h5(path) as f:
+        ds = find_dataset(f, ds_name, file_label=str(path))
+        where = f"{path}:{ds.name}"
+        if not isinstance(ds, h5py.Dataset) or ds.ndim not in (2, 3):
+            from fastem.errors import InputError
+
+            raise InputError(f"{where}: expected (N, d) points or (N, h, w) images, got shape {getattr(ds, 'shape', None)}")
+        image_shape = ds.shape[1:] if ds.ndim == 3 else None
+        if stream is None:
+            stream = ds.size * ds.dtype.itemsize > STREAM_ABOVE_BYTES
+        data = ds if stream else ds[()]
+        config["stream"] = bool(stream)
+        model = SBEKMeans(k, algorithm=algorithm, init=init, n_init=runs, batch_size=batch, n_outer=outer,
+                          n_inner=inner, gamma0=gamma0, n_steps=steps, max_iter=max_iter, random_state=seed,
+                          dtype=None if dtype == "auto" else dtype, device=None if stream else device, progress=True)
+        try:
+            model.fit(data if stream or not device.is_gpu else device.xp.asarray(data))
+        except Exception as exc:
+            from fastem.errors import InputError
+
+            if isinstance(exc, InputError):
+                raise InputError(f"{where}: {exc}") from None
+            raise
+    write_clusters(output, model, config=config, image_shape=image_shape, overwrite=overwrite, inputs=[source])
+    if not settings.quiet:
+        o = model.objectives_
+        click.echo(f"{output}: K={k} {algorithm}, {runs} run(s): objective {model.objective_:.6g} "
+                   f"(runs min {o.min():.6g} mean {o.mean():.6g} max {o.max():.6g}), inertia {model.inertia_:.6g}")

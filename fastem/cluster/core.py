@@ -1,0 +1,236 @@
+"""k-means solvers on one kernel (:func:`fastem.kernels.assign_accumulate`).
+
+* :func:`sbe` -- stochastic backward Euler (spec ``sbe.md``, thesis algorithm 4);
+* :func:`minibatch` -- mini-batch k-means (Sculley 2010, per-centroid learning rate ``1/v_j``);
+* :func:`lloyd` -- full-batch EM (Lloyd), scikit-learn's stopping rule;
+* :func:`init_centroids` -- random data points (the thesis' setting) or k-means++;
+* :func:`assign_full` -- labels and objective on the full data, in bounded-memory chunks.
+
+Objective convention (spec eq. 4.4): ``phi(x) = 1/(2N) * sum_i min_j ||x_j - p_i||^2``.
+scikit-learn's ``inertia_`` is ``sum_i min_j ||x_j - p_i||^2 = 2 N phi``; the estimator reports
+both (``objective_`` and ``inertia_``). Centroids are updated in float64 whatever the data dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fastem.errors import InputError
+from fastem.kernels import assign_accumulate
+
+from .source import DataSource, backend_to_numpy
+
+__all__ = ["RunResult", "assign_full", "init_centroids", "sbe", "minibatch", "lloyd", "check_k", "draw_batch"]
+
+
+@dataclass
+class RunResult:
+    """One start: final centroids (float64, on the source's device), its full-data objective."""
+
+    centers: object
+    objective: float
+    n_iter: int
+    labels: np.ndarray | None = None
+    history: list = field(default_factory=list)
+
+
+def check_k(source: DataSource, k: int) -> int:
+    k = int(k)
+    if k < 1:
+        raise InputError(f"n_clusters must be >= 1, got {k}")
+    if k > source.n:
+        raise InputError(f"n_clusters = {k} is larger than the number of points N = {source.n} in {source.name}")
+    return k
+
+
+def _cast(source, C64):
+    return source.xp.ascontiguousarray(C64.astype(source.dtype))
+
+
+def assign_full(source: DataSource, C, *, labels: bool = True, accumulate: bool = False, engine=None):
+    """Full-data pass in chunks of ``source.chunk_rows`` rows (memory ``O(chunk * max(d, K))``).
+
+    Returns
+    -------
+    labels : ndarray int64 (N,) on the host, or None
+    objective : float
+        ``phi = 1/(2N) sum_i ||p_i - C_{label_i}||^2`` with every distance recomputed directly in
+        float64 for the chosen centroid, so it is never below the true ``phi(C)`` by rounding.
+    sums, counts : float64 (K, d), int64 (K,) on the device (zeros unless ``accumulate``)
+    """
+    xp = source.xp
+    Cw = _cast(source, C)
+    K = Cw.shape[0]
+    cnorm = (Cw.astype(np.float64) ** 2).sum(axis=1).astype(source.dtype)
+    sums = xp.zeros((K, source.d), np.float64)
+    counts = xp.zeros(K, np.int64)
+    out = np.empty(source.n, np.int64) if labels else None
+    total = 0.0
+    for start, block in source.chunks():
+        lab, dist, _, _ = assign_accumulate(block, Cw, sums=sums, counts=counts, accumulate=accumulate,
+                                            engine=engine, cnorm=cnorm)
+        total += float(dist.sum())
+        if labels:
+            out[start:start + block.shape[0]] = backend_to_numpy(lab)
+    return out, total / (2.0 * source.n), sums, counts
+
+
+def draw_batch(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    """``m`` distinct row indices of ``n`` (all of them when ``m >= n``), sorted."""
+    if m >= n:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
+
+
+def init_centroids(source: DataSource, k: int, method="random", rng=None, *, sample_size: int = 100_000,
+                   engine=None):
+    """Initial centroids, float64 ``(k, d)`` on the source's device.
+
+    ``"random"``: ``k`` distinct data points, uniformly (the thesis' setting). ``"k-means++"``:
+    Arthur & Vassilvitskii's D^2 sampling (one candidate per step) on the data, or on a uniform
+    sample of ``sample_size`` points when ``N`` is larger. An array ``(k, d)`` is used as given.
+    """
+    k = check_k(source, k)
+    xp = source.xp
+    rng = np.random.default_rng(rng)
+    if not isinstance(method, str):
+        C = xp.asarray(method, dtype=np.float64)
+        if C.shape != (k, source.d):
+            raise InputError(f"init array has shape {tuple(C.shape)}, expected ({k}, {source.d})")
+        if not bool(xp.isfinite(C).all()):
+            raise InputError("init array contains NaN or Inf")
+        return xp.ascontiguousarray(C)
+    if method == "random":
+        idx = draw_batch(rng, source.n, k)
+        C = source.rows(idx).astype(np.float64)
+        perm = rng.permutation(k)  # random order, not sorted by row index
+        return xp.ascontiguousarray(C[xp.asarray(perm)])
+    if method not in ("k-means++", "kmeans++"):
+        raise InputError(f"init must be 'random', 'k-means++' or a (k, d) array, got {method!r}")
+    idx = draw_batch(rng, source.n, sample_size)
+    P = source.rows(idx)
+    m = P.shape[0]
+    first = int(rng.integers(m))
+    chosen = [first]
+    C1 = xp.ascontiguousarray(P[first:first + 1])
+    _, d2, _, _ = assign_accumulate(P, C1, accumulate=False, engine=engine)
+    d2 = backend_to_numpy(d2)
+    for _ in range(1, k):
+        total = d2.sum()
+        if total <= 0:  # fewer distinct points than k: take unused ones at random
+            rest = np.setdiff1d(np.arange(m), chosen)
+            nxt = int(rng.choice(rest))
+        else:
+            nxt = int(np.searchsorted(np.cumsum(d2), rng.random() * total, side="right"))
+            nxt = min(nxt, m - 1)
+        chosen.append(nxt)
+        Cn = xp.ascontiguousarray(P[nxt:nxt + 1])
+        _, dn, _, _ = assign_accumulate(P, Cn, accumulate=False, engine=engine)
+        d2 = np.minimum(d2, backend_to_numpy(dn))
+    return xp.ascontiguousarray(P[xp.asarray(np.array(chosen))].astype(np.float64))
+
+
+def sbe(source: DataSource, C0, rng, *, batch_size: int = 1000, n_outer: int = 100, n_inner: int = 10,
+        gamma0: float | None = None, alpha: float = 0.75, beta: float = 1 / 1.01, engine=None,
+        callback=None) -> RunResult:
+    """Stochastic backward Euler (thesis algorithm 4; spec ``sbe.md``).
+
+    ::
+
+        x = x0 ; gamma = gamma0 (default K)
+        for k in 1..n_outer:
+            y = x ; x_avg = x
+            for l in 1..n_inner:
+                draw a mini-batch B of M points (without replacement)
+                g_j = (1/M) sum_{i in B, nearest(y) = j} (y_j - p_i)      # eq. 4.5 on the batch
+                y = x - gamma * g                                          # fixed-point step
+                x_avg = alpha * x_avg + (1 - alpha) * y
+            x = x_avg ; gamma = beta * gamma
+
+    Empty clusters get ``g_j = 0`` (their centroid is kept). ``callback(k)`` after each outer step.
+    """
+    xp = source.xp
+    x = xp.array(C0, dtype=np.float64)
+    K = x.shape[0]
+    gamma = float(K if gamma0 is None else gamma0)
+    if not 0 <= alpha < 1:
+        raise InputError(f"alpha must be in [0, 1), got {alpha}")
+    if n_outer < 1 or n_inner < 1 or batch_size < 1:
+        raise InputError(f"need n_outer, n_inner, batch_size >= 1, got {n_outer}, {n_inner}, {batch_size}")
+    for k in range(n_outer):
+        y = x.copy()
+        x_avg = x.copy()
+        for _ in range(n_inner):
+            batch = source.rows(draw_batch(rng, source.n, batch_size))
+            _, _, sums, counts = assign_accumulate(batch, _cast(source, y), engine=engine)
+            g = (counts[:, None] * y - sums) / batch.shape[0]
+            y = x - gamma * g
+            x_avg = alpha * x_avg + (1 - alpha) * y
+        x = x_avg
+        gamma *= beta
+        if callback is not None:
+            callback(k)
+    return RunResult(x, float("nan"), n_outer)
+
+
+def minibatch(source: DataSource, C0, rng, *, batch_size: int = 1000, n_steps: int = 1000, engine=None,
+              callback=None) -> RunResult:
+    """Mini-batch k-means (Sculley): per batch, ``v_j += b_j`` and
+    ``c_j <- c_j + (S_j - b_j c_j) / v_j`` (``S_j``, ``b_j``: sum and count of the batch points
+    nearest to ``c_j``), i.e. every centroid is the running mean of the points it has won.
+    No reassignment of small clusters (scikit-learn's ``reassignment_ratio``); empty ones stay."""
+    xp = source.xp
+    C = xp.array(C0, dtype=np.float64)
+    v = xp.zeros(C.shape[0], np.float64)
+    if n_steps < 1 or batch_size < 1:
+        raise InputError(f"need n_steps, batch_size >= 1, got {n_steps}, {batch_size}")
+    for step in range(n_steps):
+        batch = source.rows(draw_batch(rng, source.n, batch_size))
+        _, _, sums, counts = assign_accumulate(batch, _cast(source, C), engine=engine)
+        v += counts
+        b = counts.astype(np.float64)[:, None]
+        C += xp.where(b > 0, (sums - b * C) / xp.maximum(v, 1.0)[:, None], 0.0)
+        if callback is not None:
+            callback(step)
+    return RunResult(C, float("nan"), n_steps)
+
+
+def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, engine=None, callback=None,
+          tol_scale: float | None = None) -> RunResult:
+    """Lloyd's algorithm (EM) on the full data, streamed in chunks.
+
+    Stops like scikit-learn's ``KMeans(algorithm="lloyd")``: when the labels no longer change
+    ("strict convergence") or when ``sum_j ||c_j^new - c_j||^2 <= tol * mean_j var(X_j)``; then
+    a final assignment with the last centroids (when not strictly converged). Empty clusters
+    keep their centroid (scikit-learn relocates them to far points instead).
+    """
+    xp = source.xp
+    C = xp.array(C0, dtype=np.float64)
+    if max_iter < 1:
+        raise InputError(f"max_iter must be >= 1, got {max_iter}")
+    tol_abs = tol * (source.mean_variance() if tol_scale is None else tol_scale) if tol > 0 else 0.0
+    prev = None
+    it = 0
+    strict = False
+    labels = None
+    for it in range(1, max_iter + 1):
+        labels, phi, sums, counts = assign_full(source, C, labels=True, accumulate=True, engine=engine)
+        newC = xp.where(counts[:, None] > 0, sums / xp.maximum(counts, 1)[:, None], C)
+        if prev is not None and np.array_equal(labels, prev):
+            strict = True
+            break
+        shift = float(((newC - C) ** 2).sum())
+        C = newC
+        prev = labels
+        if callback is not None:
+            callback(it, phi)
+        if shift <= tol_abs:
+            break
+    if strict:
+        # labels unchanged: C (the centroids these labels came from) is final
+        _, phi, _, _ = assign_full(source, C, labels=False, engine=engine)
+        return RunResult(C, phi, it, labels)
+    labels, phi, _, _ = assign_full(source, C, labels=True, engine=engine)
+    return RunResult(C, phi, it, labels)

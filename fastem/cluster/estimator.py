@@ -1,0 +1,251 @@
+"""scikit-learn-style estimator over :mod:`fastem.cluster.core` (SBE, mini-batch, Lloyd)."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from fastem import backend
+from fastem.errors import InputError
+
+from . import core
+from .source import DataSource, backend_to_numpy
+
+__all__ = ["SBEKMeans", "ALGORITHMS"]
+
+ALGORITHMS = ("sbe", "minibatch", "lloyd")
+
+
+def _open_ref(X):
+    """``"file.h5:/ds"`` -> (h5py.File, h5py.Dataset) for streaming; anything else -> (None, X)."""
+    if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
+        import h5py
+
+        from fastem.io import open_h5, parse_ref  # noqa: F401
+        from fastem.io.hdf5 import find_dataset, require_file
+
+        path, ds = parse_ref(X)
+        require_file(path)
+        f = h5py.File(path, "r")
+        try:
+            return f, find_dataset(f, ds, file_label=str(path))
+        except Exception:
+            f.close()
+            raise
+    return None, X
+
+
+class SBEKMeans:
+    """k-means by stochastic backward Euler (default), mini-batch k-means or Lloyd's algorithm.
+
+    Parameters
+    ----------
+    n_clusters : int
+        ``K``.
+    algorithm : {"sbe", "minibatch", "lloyd"}
+    init : {"random", "k-means++"} or ndarray (K, d)
+        ``"random"``: ``K`` distinct data points (the thesis' setting).
+    n_init : int
+        Independent starts; the one with the lowest full-data objective is kept.
+    batch_size : int
+        Mini-batch size ``M`` (sbe, minibatch).
+    n_outer, n_inner : int
+        SBE's ``omaxit`` and ``imaxit`` (thesis: 100-150 and 5-10).
+    gamma0 : float, optional
+        SBE's initial step (default ``K``). ``alpha`` (0.75) and ``beta`` (1/1.01) as in the thesis.
+    n_steps : int, optional
+        Mini-batches of ``"minibatch"`` (default ``n_outer * n_inner``: as many points as SBE).
+    max_iter, tol : int, float
+        Lloyd's iteration cap and scikit-learn's relative tolerance.
+    random_state : int, numpy Generator or None
+        Start ``r`` uses ``SeedSequence(random_state).spawn(n_init)[r]`` (reproducible per start).
+    dtype : {None, float32, float64}
+        Working dtype (default: float32 data stays float32, anything else float64).
+    chunk_rows : int, optional
+        Rows per chunk of the full-data passes (bounded memory).
+    engine : kernel engine (see :func:`fastem.kernels.assign_accumulate`)
+    device : str or fastem.backend.Device, optional
+        Where to compute (default: the data's device; the CPU for HDF5). HDF5 batches are read
+        on the host and copied there.
+    progress : bool
+        Draw a progress bar (honours ``--quiet``).
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray (K, d), data dtype, on the data's device (NumPy for HDF5)
+    labels_ : int64 ndarray (N,) (host NumPy)
+    objective_ : float
+        ``phi = 1/(2N) sum_i min_j ||c_j - p_i||^2`` (thesis eq. 4.4) of the kept start.
+    inertia_ : float
+        ``sum_i min_j ||c_j - p_i||^2 = 2 N objective_`` (scikit-learn's convention).
+    objectives_ : float64 ndarray (n_init,)
+        ``phi`` of every start (in start order).
+    n_iter_ : int
+        Lloyd: iterations; SBE: outer steps; minibatch: mini-batches (of the kept start).
+    n_features_in_ : int
+    """
+
+    def __init__(self, n_clusters: int = 8, *, algorithm: str = "sbe", init="random", n_init: int = 1,
+                 batch_size: int = 1000, n_outer: int = 100, n_inner: int = 10, gamma0: float | None = None,
+                 alpha: float = 0.75, beta: float = 1 / 1.01, n_steps: int | None = None, max_iter: int = 300,
+                 tol: float = 1e-4, random_state=None, dtype=None, chunk_rows: int | None = None, engine=None,
+                 device=None, progress: bool = False):
+        self.n_clusters = n_clusters
+        self.algorithm = algorithm
+        self.init = init
+        self.n_init = n_init
+        self.batch_size = batch_size
+        self.n_outer = n_outer
+        self.n_inner = n_inner
+        self.gamma0 = gamma0
+        self.alpha = alpha
+        self.beta = beta
+        self.n_steps = n_steps
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.dtype = dtype
+        self.chunk_rows = chunk_rows
+        self.engine = engine
+        self.device = device
+        self.progress = progress
+
+    # -- scikit-learn protocol ---------------------------------------------------------------
+    @classmethod
+    def _param_names(cls):
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; valid: {', '.join(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self):
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not (isinstance(v, np.ndarray) or v is defaults.get(k) or v == defaults.get(k))]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # -- fitting ----------------------------------------------------------------------------
+    def _source(self, X, name="X"):
+        return DataSource(X, dtype=self.dtype, chunk_rows=self.chunk_rows, device=self.device, name=name)
+
+    def fit(self, X, y=None, *, callback=None):
+        """Fit on ``X``: (N, d) or (N, h, w) NumPy/CuPy array, ``h5py.Dataset`` or ``"file.h5:/ds"``
+        (HDF5 is streamed: mini-batches and chunks are read from disk).
+
+        ``callback(run, step)`` is called as the runs progress (for progress displays).
+        """
+        f, X = _open_ref(X)
+        try:
+            return self._fit(X, callback)
+        finally:
+            if f is not None:
+                f.close()
+
+    def _fit(self, X, callback):
+        if self.algorithm not in ALGORITHMS:
+            raise InputError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        n_init = int(self.n_init)
+        if n_init < 1:
+            raise InputError(f"n_init must be >= 1, got {self.n_init}")
+        source = self._source(X)
+        k = core.check_k(source, self.n_clusters)
+        source.check_finite()
+        if isinstance(self.random_state, np.random.Generator):
+            seeds = [np.random.default_rng(s) for s in self.random_state.bit_generator.seed_seq.spawn(n_init)]
+        else:
+            seeds = [np.random.default_rng(s) for s in np.random.SeedSequence(self.random_state).spawn(n_init)]
+        tol_scale = source.mean_variance() if self.algorithm == "lloyd" and self.tol > 0 else None
+        steps_per_run = {"sbe": self.n_outer, "minibatch": self.n_steps or self.n_outer * self.n_inner,
+                         "lloyd": self.max_iter}[self.algorithm]
+        bar = None
+        if self.progress:
+            from fastem.progress import progress
+
+            bar = progress(n_init * steps_per_run, f"cluster {self.algorithm} K={k}", unit="step")
+        best = None
+        objectives = np.empty(n_init)
+        try:
+            for r, rng in enumerate(seeds):
+                C0 = core.init_centroids(source, k, self.init, rng, engine=self.engine)
+                res = self._run(source, C0, rng, tol_scale, bar)
+                if self.algorithm != "lloyd" or res.labels is None:
+                    res.labels, res.objective, _, _ = core.assign_full(source, res.centers, engine=self.engine)
+                objectives[r] = res.objective
+                if bar is not None:
+                    bar.set_postfix(run=r + 1, phi=f"{res.objective:.6g}", best=f"{np.min(objectives[:r + 1]):.6g}")
+                if callback is not None:
+                    callback(r, res)
+                if best is None or res.objective < best.objective:
+                    best = res
+        finally:
+            if bar is not None:
+                bar.close()
+        self.cluster_centers_ = best.centers.astype(source.dtype)
+        self.labels_ = best.labels
+        self.objective_ = float(best.objective)
+        self.inertia_ = 2.0 * source.n * self.objective_
+        self.objectives_ = objectives
+        self.n_iter_ = int(best.n_iter)
+        self.n_features_in_ = source.d
+        self._dtype = source.dtype
+        return self
+
+    def _run(self, source, C0, rng, tol_scale, bar):
+        tick = (lambda *a: bar.update(1)) if bar is not None else None
+        if self.algorithm == "sbe":
+            return core.sbe(source, C0, rng, batch_size=self.batch_size, n_outer=self.n_outer, n_inner=self.n_inner,
+                            gamma0=self.gamma0, alpha=self.alpha, beta=self.beta, engine=self.engine, callback=tick)
+        if self.algorithm == "minibatch":
+            return core.minibatch(source, C0, rng, batch_size=self.batch_size,
+                                  n_steps=self.n_steps or self.n_outer * self.n_inner, engine=self.engine, callback=tick)
+        return core.lloyd(source, C0, max_iter=self.max_iter, tol=self.tol, engine=self.engine, callback=tick,
+                          tol_scale=tol_scale)
+
+    # -- using a fit ------------------------------------------------------------------------
+    def _check_fitted(self):
+        if not hasattr(self, "cluster_centers_"):
+            raise InputError(f"this {type(self).__name__} is not fitted yet: call fit first")
+
+    def _assign(self, X):
+        self._check_fitted()
+        f, X = _open_ref(X)
+        try:
+            source = DataSource(X, dtype=self._dtype, chunk_rows=self.chunk_rows, device=self.device)
+            if source.d != self.n_features_in_:
+                raise InputError(f"X has {source.d} features but the model was fitted with {self.n_features_in_}")
+            source.check_finite()
+            centers = self.cluster_centers_
+            if backend.is_cupy_array(centers) != (source.xp is not np):
+                centers = source.xp.asarray(backend_to_numpy(centers))
+            centers = centers.astype(np.float64)
+            return core.assign_full(source, centers, engine=self.engine), source.n
+        finally:
+            if f is not None:
+                f.close()
+
+    def predict(self, X):
+        """Index of the nearest centroid for every point (int64, host NumPy)."""
+        (labels, _, _, _), _ = self._assign(X)
+        return labels
+
+    def fit_predict(self, X, y=None):
+        return self.fit(X).labels_
+
+    def score(self, X, y=None) -> float:
+        """``-sum_i min_j ||c_j - x_i||^2`` (scikit-learn's sign and scale)."""
+        (_, phi, _, _), n = self._assign(X)
+        return -2.0 * n * phi
+
+    def objective(self, X) -> float:
+        """``phi`` (thesis eq. 4.4) of the fitted centroids on ``X``."""
+        (_, phi, _, _), _ = self._assign(X)
+        return phi

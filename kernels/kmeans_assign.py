@@ -1,0 +1,221 @@
+"""Fused k-means assignment: nearest centroid, exact distance, per-centroid sums and counts.
+
+The hot path of every k-means variant in :mod:`fastem.cluster` (SBE, mini-batch, Lloyd and the
+final full-data objective). For a block of points ``X`` (M, d) and centroids ``C`` (K, d):
+
+* ``labels[i] = argmin_k ||X_i - C_k||^2`` with ties to the lowest index (spec ``sbe.md``,
+  eq. 4.5), found through ``||C_k||^2 - 2 X_i.C_k`` (the cross term is one GEMM: BLAS on the CPU,
+  cuBLAS through CuPy on the GPU);
+* ``dist[i] = ||X_i - C_{labels[i]}||^2`` recomputed *directly* in float64 (never the expanded
+  form), so a reported objective is never below the true one because of cancellation;
+* ``sums[k] += sum_{labels[i] = k} X_i`` (float64) and ``counts[k] += #{labels[i] = k}``.
+
+Engines: ``numpy`` (float64 reference, direct distances), ``numba`` (BLAS + Numba parallel loop
+with per-thread partial sums), ``cuda`` (CuPy GEMM + ``cuda/kmeans_assign.cu``) and
+``numba-cuda`` (CuPy/NumPy GEMM + ``_kmeans_assign_numba_cuda.py``; runs under the simulator).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastem import backend
+from fastem.errors import InputError
+
+from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+
+__all__ = ["assign_accumulate"]
+
+_SUPPORTED = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _reference(X, C, accumulate):
+    """Plain NumPy float64: direct distances (M, K), first-index argmin, bincount sums."""
+    X64 = np.asarray(X, dtype=np.float64)
+    C64 = np.asarray(C, dtype=np.float64)
+    K, d = C64.shape
+    D = ((X64[:, None, :] - C64[None, :, :]) ** 2).sum(axis=2) if X64.shape[0] else np.zeros((0, K))
+    labels = np.argmin(D, axis=1).astype(np.int64) if X64.shape[0] else np.zeros(0, np.int64)
+    dist = D[np.arange(X64.shape[0]), labels] if X64.shape[0] else np.zeros(0)
+    sums = np.zeros((K, d))
+    counts = np.zeros(K, np.int64)
+    if accumulate and X64.shape[0]:
+        np.add.at(sums, labels, X64)
+        counts += np.bincount(labels, minlength=K)
+    return labels, dist, sums, counts
+
+
+def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, engine: str | None = None,
+                      cnorm=None):
+    """Nearest centroid of every row of ``X``, its squared distance, and per-centroid sums/counts.
+
+    Parameters
+    ----------
+    X : ndarray (M, d), float32 or float64, C-contiguous, NumPy or CuPy
+        The points (a mini-batch or a chunk of the data). ``M`` may be 0.
+    C : ndarray (K, d), same dtype and device as ``X``
+        Centroids.
+    sums : ndarray (K, d) float64, optional
+        Added to in place (a fresh zero array when omitted).
+    counts : ndarray (K,) int64, optional
+        Added to in place (a fresh zero array when omitted).
+    accumulate : bool
+        ``False`` skips the sums and counts (assignment and distances only).
+    engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
+        ``None``: ``numba`` for NumPy arrays, ``cuda`` for CuPy arrays.
+    cnorm : ndarray (K,), optional
+        Precomputed ``||C_k||^2`` in the data dtype (saves a pass when ``C`` is reused).
+
+    Returns
+    -------
+    labels : int64 (M,)
+        ``argmin_k ||X_i - C_k||^2``, ties to the lowest ``k``. (For float32 data and near-ties the
+        expanded form may pick a centroid whose true distance exceeds the minimum by float32
+        rounding of ``||C||^2 - 2 X.C``; ``dist`` is still that centroid's exact distance.)
+    dist : float64 (M,)
+        ``||X_i - C_{labels_i}||^2``, computed directly in float64.
+    sums : float64 (K, d)
+    counts : int64 (K,)
+    """
+    if X.ndim != 2 or C.ndim != 2:
+        raise InputError(f"assign_accumulate: X must be (M, d) and C (K, d), got {X.shape} and {C.shape}")
+    if X.shape[1] != C.shape[1]:
+        raise InputError(f"assign_accumulate: X has d = {X.shape[1]} features but C has {C.shape[1]}")
+    if C.shape[0] < 1 or C.shape[1] < 1:
+        raise InputError(f"assign_accumulate: need K >= 1 centroids with d >= 1 features, got C {C.shape}")
+    if X.dtype != C.dtype or X.dtype not in _SUPPORTED:
+        raise InputError(f"assign_accumulate: X and C must both be float32 or float64, got {X.dtype} and {C.dtype}")
+    if not (X.flags.c_contiguous and C.flags.c_contiguous):
+        raise InputError("assign_accumulate: X and C must be C-contiguous")
+    engine = select_engine(engine, X, C)
+    xp = backend.get_array_module(X)
+    M, d = X.shape
+    K = C.shape[0]
+    if sums is None:
+        sums = xp.zeros((K, d), dtype=np.float64)
+    if counts is None:
+        counts = xp.zeros(K, dtype=np.int64)
+    if sums.shape != (K, d) or sums.dtype != np.float64 or counts.shape != (K,) or counts.dtype != np.int64:
+        raise InputError(f"assign_accumulate: sums must be float64 {(K, d)} and counts int64 {(K,)}, got "
+                         f"{sums.dtype} {sums.shape} and {counts.dtype} {counts.shape}")
+    if engine == "numpy":
+        if backend.is_cupy_array(X):
+            raise InputError("assign_accumulate: engine 'numpy' needs NumPy arrays")
+        labels, dist, s, c = _reference(X, C, accumulate)
+        sums += s
+        counts += c
+        return labels, dist, sums, counts
+    if cnorm is None:
+        cnorm = (C.astype(np.float64) ** 2).sum(axis=1).astype(X.dtype)
+    labels = xp.empty(M, dtype=np.int64)
+    dist = xp.empty(M, dtype=np.float64)
+    if M == 0:
+        return labels, dist, sums, counts
+    if engine == "numba":
+        _numba_blocks(X, C, cnorm, labels, dist, sums, counts, bool(accumulate))
+        return labels, dist, sums, counts
+    with backend.get_device(X).use() if backend.is_cupy_array(X) else _null():
+        crossT = xp.ascontiguousarray(C @ X.T)  # (K, M): cuBLAS GEMM on the GPU
+        if engine == "cuda":
+            from . import _cuda
+
+            suffix = "f32" if X.dtype == np.float32 else "f64"
+            kernel = _cuda.get_function("kmeans_assign", f"kmeans_argmin_accumulate_{suffix}", backend.get_device(X))
+            grid, block = _cuda.launch_config(M, threads=128, max_blocks=8192)
+            kernel(grid, block, (X, crossT, xp.ascontiguousarray(cnorm), C, np.int64(M), np.int32(d), np.int32(K),
+                                 labels, dist, sums, counts, np.int32(1 if accumulate else 0)))
+        else:  # numba-cuda
+            from ._kmeans_assign_numba_cuda import argmin_accumulate_numba_cuda
+
+            argmin_accumulate_numba_cuda(as_numba_cuda(X), as_numba_cuda(crossT), as_numba_cuda(cnorm),
+                                         as_numba_cuda(C), as_numba_cuda(labels), as_numba_cuda(dist),
+                                         as_numba_cuda(sums), as_numba_cuda(counts), accumulate,
+                                         stream=numba_cuda_stream())
+    return labels, dist, sums, counts
+
+
+MIN_ROWS_PER_THREAD = 256
+SUB_ROWS = 256  # rows per GEMM + kernel call inside a thread's block (scikit-learn uses 256 too)
+_POOL = None
+_BLAS = None
+
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
+
+
+def _pool():
+    global _POOL
+    n = _threads()
+    if _POOL is None or _POOL._max_workers != n:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(n, thread_name_prefix="fastem-kmeans")
+    return _POOL
+
+
+class _single_thread_blas:
+    """Limit BLAS to one thread for the duration (threadpoolctl, when installed; ~10 us)."""
+
+    def __enter__(self):
+        global _BLAS
+        if _BLAS is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
+            except Exception:  # threadpoolctl missing: leave BLAS alone
+                _BLAS = []
+        self.saved = [(c, c.get_num_threads()) for c in _BLAS]
+        for c, _ in self.saved:
+            c.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for c, n in self.saved:
+            c.set_num_threads(n)
+        return False
+
+
+def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate):
+    """One row block per thread: single-threaded BLAS cross term + the nogil Numba kernel into
+    per-thread partial sums, reduced at the end."""
+    from ._kmeans_assign_numba import argmin_accumulate_block
+
+    M = X.shape[0]
+    K, d = C.shape
+    T = max(1, min(_threads(), M // MIN_ROWS_PER_THREAD))
+    CT = C.T
+
+    def block(t, lo, hi, s, c):
+        # sub-blocks of SUB_ROWS rows: the GEMM and the kernel then read the rows from cache
+        for a in range(lo, hi, SUB_ROWS):
+            b = min(hi, a + SUB_ROWS)
+            Xb = X[a:b]
+            argmin_accumulate_block(Xb, Xb @ CT, cnorm, C, labels[a:b], dist[a:b], s, c, accumulate)
+
+    with _single_thread_blas():
+        if T == 1:
+            block(0, 0, M, sums, counts)
+            return
+        step = -(-M // T)
+        parts_s = [np.zeros((K, d) if accumulate else (1, 1)) for _ in range(T)]
+        parts_c = [np.zeros(K if accumulate else 1, np.int64) for _ in range(T)]
+        futures = [_pool().submit(block, t, t * step, min(M, (t + 1) * step), parts_s[t], parts_c[t])
+                   for t in range(T)]
+        for f in futures:
+            f.result()
+    if accumulate:
+        for t in range(T):
+            sums += parts_s[t]
+            counts += parts_c[t]
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
