@@ -160,8 +160,15 @@ def train_pairs(loss: str, batch: int, seeds: int, steps: int, lr: float, beta: 
         runs.append({"loss": loss, "batch": batch, "alrc": alrc_of[g], "seed": seed_of[g],
                      "final_train": float(tail.mean()), "test": float(test[g]), "clipped_steps": int(clipped_steps[g]),
                      "diverged": bool(not np.isfinite(tail).all()),
-                     "curve": [float(v) for v in hist[:: max(1, steps // 200), g]]})
+                     "curve": [float(v) for v in block_means(hist[:, g], 200)]})
     return runs
+
+
+def block_means(h, blocks: int):
+    """``h`` averaged over ``blocks`` consecutive blocks (the learning curve stored with each run)."""
+    size = max(1, len(h) // blocks)
+    m = (len(h) // size) * size
+    return h[:m].reshape(-1, size).mean(axis=1)
 
 
 def summarise(runs: list[dict]) -> list[dict]:
@@ -222,12 +229,14 @@ def write_md(path: Path, meta: dict, rows: list[dict], ratios: list[dict]) -> No
 
 
 def plot(path: Path, runs: list[dict], batches) -> None:
+    """Learning curves (mean over seeds of the moving-mean training loss) and paired final-loss ratios."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(batches), figsize=(4 * len(batches), 6), squeeze=False)
+    ncol = len(batches) + 1
+    fig, axes = plt.subplots(2, ncol, figsize=(3.6 * ncol, 6), squeeze=False)
     for i, loss in enumerate(("mse", "quartic")):
         for j, batch in enumerate(batches):
             ax = axes[i, j]
@@ -236,17 +245,29 @@ def plot(path: Path, runs: list[dict], batches) -> None:
                 if not sel:
                     continue
                 c = np.array(sel)
-                k = max(1, c.shape[1] // 20)
+                k = max(1, c.shape[1] // 10)
                 smooth = np.array([np.convolve(v, np.ones(k) / k, mode="valid") for v in c])
-                x = np.arange(smooth.shape[1])
+                x = np.linspace(k / c.shape[1], 1.0, smooth.shape[1])
                 ax.plot(x, smooth.mean(0), color=colour, label="ALRC n=3" if alrc else "no ALRC")
-                ax.fill_between(x, smooth.min(0), smooth.max(0), color=colour, alpha=0.2)
             ax.set_yscale("log")
-            ax.set_title(f"{loss}, batch {batch}")
-            ax.set_xlabel("training progress (subsampled steps)")
+            ax.set_title(f"{loss}, batch {batch}", fontsize=9)
+            ax.set_xlabel("fraction of training", fontsize=8)
             if j == 0:
-                ax.set_ylabel("training loss (moving mean)")
-            ax.legend(fontsize=8)
+                ax.set_ylabel("training loss (moving mean,\nmean over seeds)", fontsize=8)
+            ax.legend(fontsize=7)
+        ax = axes[i, -1]
+        for j, batch in enumerate(batches):
+            off = {r["seed"]: r["final_train"] for r in runs if (r["loss"], r["batch"], r["alrc"]) == (loss, batch, False)}
+            ratios = [r["final_train"] / off[r["seed"]] for r in runs
+                      if (r["loss"], r["batch"], r["alrc"]) == (loss, batch, True) and r["seed"] in off]
+            if ratios:
+                ax.scatter(np.full(len(ratios), j) + np.linspace(-0.15, 0.15, len(ratios)), ratios, s=14,
+                           color="tab:blue")
+                ax.plot([j - 0.25, j + 0.25], [np.mean(ratios)] * 2, color="k")
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(range(len(batches)), [str(b) for b in batches])
+        ax.set_xlabel("batch size", fontsize=8)
+        ax.set_title(f"{loss}: final loss ALRC / none\n(per seed pair, bar = mean)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -271,7 +292,7 @@ def run(steps: int = 800, seeds: int = 5, batches=(1, 4, 16), lr: float = 2e-3, 
             "wall_s": wall, "machine": f"{platform.machine()} cpu, torch {torch.__version__}, {threads} thread(s)",
             "command": command or "bench/reproduce_alrc.py"}
     result = {"meta": meta, "summary": rows, "ratios": ratios,
-              "runs": [{k: v for k, v in r.items() if k != "curve"} for r in runs]}
+              "runs": [{k: (np.round(v, 5).tolist() if k == "curve" else v) for k, v in r.items()} for r in runs]}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "alrc_reproduction.json").write_text(json.dumps(result, indent=1))

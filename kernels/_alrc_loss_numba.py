@@ -20,7 +20,8 @@ def _partial_sums(pred, target, weight, has_weight, kind, chunk, partial):
     """``partial[b, c] = sum_{p in chunk c} w_p * e(pred[b, p] - target[b, p])``.
 
     ``weight`` is ``(1, P)`` (shared by every example) or ``(B, P)``; ignored when ``has_weight``
-    is false. ``e`` is ``d^2`` (kinds 0, 1), ``d^4`` (kind 2) or ``|d|`` (kind 3).
+    is false. ``e`` is ``d^2`` (kinds 0, 1), ``d^4`` (kind 2) or ``|d|`` (kind 3). One branch-free
+    inner loop per (kind, weighted) so that LLVM vectorises it (``reassoc`` lets it split the sum).
     """
     nb, npix = pred.shape
     nchunk = partial.shape[1]
@@ -30,29 +31,36 @@ def _partial_sums(pred, target, weight, has_weight, kind, chunk, partial):
         c = t - b * nchunk
         lo = c * chunk
         hi = min(npix, lo + chunk)
-        wb = b * wb_stride
+        # chunk slices indexed from 0: Numba then knows indices are non-negative and vectorises
+        pb = pred[b, lo:hi]
+        tb = target[b, lo:hi]
+        wr = weight[b * wb_stride, lo:hi]
         acc = 0.0
         if kind == 2:
-            for p in range(lo, hi):
-                d = np.float64(pred[b, p]) - np.float64(target[b, p])
-                d2 = d * d
-                e = d2 * d2
-                if has_weight:
-                    e *= np.float64(weight[wb, p])
-                acc += e
+            if has_weight:
+                for p in range(hi - lo):
+                    d = np.float64(pb[p]) - np.float64(tb[p])
+                    acc += (d * d) * (d * d) * np.float64(wr[p])
+            else:
+                for p in range(hi - lo):
+                    d = np.float64(pb[p]) - np.float64(tb[p])
+                    acc += (d * d) * (d * d)
         elif kind == 3:
-            for p in range(lo, hi):
-                e = abs(np.float64(pred[b, p]) - np.float64(target[b, p]))
-                if has_weight:
-                    e *= np.float64(weight[wb, p])
-                acc += e
+            if has_weight:
+                for p in range(hi - lo):
+                    acc += abs(np.float64(pb[p]) - np.float64(tb[p])) * np.float64(wr[p])
+            else:
+                for p in range(hi - lo):
+                    acc += abs(np.float64(pb[p]) - np.float64(tb[p]))
         else:
-            for p in range(lo, hi):
-                d = np.float64(pred[b, p]) - np.float64(target[b, p])
-                e = d * d
-                if has_weight:
-                    e *= np.float64(weight[wb, p])
-                acc += e
+            if has_weight:
+                for p in range(hi - lo):
+                    d = np.float64(pb[p]) - np.float64(tb[p])
+                    acc += d * d * np.float64(wr[p])
+            else:
+                for p in range(hi - lo):
+                    d = np.float64(pb[p]) - np.float64(tb[p])
+                    acc += d * d
         partial[b, c] = acc
 
 
@@ -105,7 +113,7 @@ def alrc_finalize_numba(partial, npix, kind, scale, n, beta, clip, update, momen
 
 
 def _grad(pred, target, weight, has_weight, kind, gscale, gout, chunk, grad):
-    """``grad[b, p] = gout * gscale[b] * w_p * e'(pred[b, p] - target[b, p])``."""
+    """``grad[b, p] = gout * gscale[b] * w_p * e'(pred[b, p] - target[b, p])`` (branch-free inner loops)."""
     nb, npix = pred.shape
     nchunk = (npix + chunk - 1) // chunk
     wb_stride = 1 if weight.shape[0] > 1 else 0
@@ -114,22 +122,42 @@ def _grad(pred, target, weight, has_weight, kind, gscale, gout, chunk, grad):
         c = t - b * nchunk
         lo = c * chunk
         hi = min(npix, lo + chunk)
-        wb = b * wb_stride
+        pb = pred[b, lo:hi]
+        tb = target[b, lo:hi]
+        ob = grad[b, lo:hi]
+        wr = weight[b * wb_stride, lo:hi]
         g = gout * gscale[b]
-        for p in range(lo, hi):
-            d = np.float64(pred[b, p]) - np.float64(target[b, p])
-            if kind == 2:
-                de = 4.0 * d * d * d
-            elif kind == 3:
-                de = 1.0 if d > 0.0 else (-1.0 if d < 0.0 else 0.0)
-            else:
-                de = 2.0 * d
+        if kind == 2:
+            g4 = 4.0 * g
             if has_weight:
-                de *= np.float64(weight[wb, p])
-            grad[b, p] = g * de
+                for p in range(hi - lo):
+                    d = np.float64(pb[p]) - np.float64(tb[p])
+                    ob[p] = g4 * d * d * d * np.float64(wr[p])
+            else:
+                for p in range(hi - lo):
+                    d = np.float64(pb[p]) - np.float64(tb[p])
+                    ob[p] = g4 * d * d * d
+        elif kind == 3:
+            if has_weight:
+                for p in range(hi - lo):
+                    d = np.float64(pb[p]) - np.float64(tb[p])
+                    ob[p] = g * np.float64(wr[p]) * ((d > 0.0) - (d < 0.0))
+            else:
+                for p in range(hi - lo):
+                    d = np.float64(pb[p]) - np.float64(tb[p])
+                    ob[p] = g * ((d > 0.0) - (d < 0.0))
+        else:
+            g2 = 2.0 * g
+            if has_weight:
+                for p in range(hi - lo):
+                    ob[p] = g2 * (np.float64(pb[p]) - np.float64(tb[p])) * np.float64(wr[p])
+            else:
+                for p in range(hi - lo):
+                    ob[p] = g2 * (np.float64(pb[p]) - np.float64(tb[p]))
 
 
-alrc_partial_sums_numba = njit(parallel=True, cache=True, nogil=True)(_partial_sums)
-alrc_partial_sums_serial = njit(cache=True, nogil=True)(_partial_sums)
+_REASSOC = {"reassoc", "contract"}  # vectorisable sums; no nnan/ninf: NaN/Inf still propagate to the check
+alrc_partial_sums_numba = njit(parallel=True, cache=True, nogil=True, fastmath=_REASSOC)(_partial_sums)
+alrc_partial_sums_serial = njit(cache=True, nogil=True, fastmath=_REASSOC)(_partial_sums)
 alrc_grad_numba = njit(parallel=True, cache=True, nogil=True)(_grad)
 alrc_grad_serial = njit(cache=True, nogil=True)(_grad)

@@ -445,3 +445,49 @@ def test_numba_cuda_kernels_in_simulator(rng, loss, shape, weight_kind):
     np.testing.assert_allclose(res.clipped, ref["clipped"], rtol=1e-12)
     np.testing.assert_allclose(res.grad, ref["grad"], rtol=1e-11, atol=1e-14 * np.abs(ref["grad"]).max())
     np.testing.assert_allclose(m, ref["moments"], rtol=1e-13)
+
+
+def test_torch_module_no_clip_and_dtype_casts(rng):
+    from fastem.train import ALRCLoss
+
+    pred, target, _ = make_inputs(rng, (3, 6, 5), np.float32, None)
+    plain = ALRCLoss("mae", clip=False)
+    p = torch.tensor(pred, requires_grad=True)
+    out = plain(p, torch.tensor(target))
+    out.backward()
+    d = pred.astype(np.float64) - target
+    assert float(out.detach()) == pytest.approx(np.abs(d).mean(), rel=1e-6)
+    np.testing.assert_allclose(p.grad.numpy(), np.sign(d) / d.size, rtol=1e-6)
+    assert torch.equal(plain.moments, torch.tensor([25.0, 900.0], dtype=torch.float64))  # untouched
+    m = ALRCLoss("mse").float()  # module-wide casts do not leave float32 moments behind
+    m(torch.tensor(pred), torch.tensor(target))
+    assert m.moments.dtype == torch.float64
+    assert float(m.threshold()) == pytest.approx(float(alrc_threshold_np(m.moments.numpy())), rel=1e-15)
+    m.check()  # no NaN/Inf step so far
+
+
+def alrc_threshold_np(mom):
+    return mom[0] + 3.0 * np.sqrt(max(mom[1] - mom[0] ** 2, 0.0) + 1e-8)
+
+
+@pytest.mark.cudasim
+def test_numba_cuda_engine_through_torch_module_and_nan_in_simulator(rng):
+    from fastem.train import ALRCLoss
+
+    pred, target, weight = make_inputs(rng, (3, 5, 4), np.float64, "shared")
+    losses = reference(pred, target, None, "quartic", weight=weight, clip=False)["losses"]
+    mom = moments_for(losses, "some")
+    ref = reference(pred, target, mom, "quartic", weight=weight)
+    module = ALRCLoss("quartic", mu1=mom[0], mu2=mom[1], engine="numba-cuda")
+    p = torch.tensor(pred, requires_grad=True)
+    out = module(p, torch.tensor(target), torch.tensor(weight))
+    (2.0 * out).backward()
+    assert float(out.detach()) == pytest.approx(ref["loss"], rel=1e-12)
+    np.testing.assert_allclose(p.grad.numpy(), 2.0 * ref["grad"], rtol=1e-11, atol=1e-14 * np.abs(ref["grad"]).max())
+    np.testing.assert_allclose(module.moments.numpy(), ref["moments"], rtol=1e-13)
+    bad = pred.copy()
+    bad[0, 1, 1] = np.nan
+    alrc = ALRC("mse", engine="numba-cuda")
+    with pytest.raises(InputError, match="NaN/Inf"):
+        alrc(bad, target)
+    np.testing.assert_array_equal(alrc.moments, [25.0, 900.0])
