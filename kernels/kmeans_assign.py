@@ -175,7 +175,8 @@ class _single_thread_blas:
                 _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
             except Exception:  # threadpoolctl missing: leave BLAS alone
                 _BLAS = []
-        self.saved = [(c, c.get_num_threads()) for c in _BLAS]
+        # only touch libraries not already at one thread: every change wakes / parks BLAS threads
+        self.saved = [(c, n) for c in _BLAS for n in [c.get_num_threads()] if n != 1]
         for c, _ in self.saved:
             c.set_num_threads(1)
         return self
