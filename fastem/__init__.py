@@ -8,3 +8,5 @@ from .config import set_threads
 from . import phase
 from . import tomo
 from . import cluster
+from . import optim
+from . import train

@@ -34,6 +34,15 @@ def _default_cache_dir() -> Path:
     return Path(base) / "fastem"
 
 
+def _timelimit_from_env() -> float | None:
+    raw = os.environ.get("FASTEM_FFT_PLANNING_TIMELIMIT", "5")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"FASTEM_FFT_PLANNING_TIMELIMIT must be a number of seconds, got {raw!r}") from None
+    return None if value < 0 else value
+
+
 @dataclass
 class Settings:
     threads: int = field(default_factory=available_cores)
@@ -42,6 +51,10 @@ class Settings:
     debug: bool = False
     cache_dir: Path = field(default_factory=_default_cache_dir)
     fft_planner: str = field(default_factory=lambda: os.environ.get("FASTEM_FFT_PLANNER", "FFTW_MEASURE"))
+    #: upper bound in seconds on FFTW's planning of one transform (FFTW then keeps the best plan it
+    #: found); ``FFTW_MEASURE`` of a large 1D length otherwise takes a minute on a small machine.
+    #: ``$FASTEM_FFT_PLANNING_TIMELIMIT``; ``None`` (or a negative value) = no limit.
+    fft_planning_timelimit: float | None = field(default_factory=lambda: _timelimit_from_env())
 
 
 settings = Settings()

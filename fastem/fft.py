@@ -17,7 +17,8 @@ one or two for the 1D/2D ones); any other (leading) axes are batched. Zero frequ
 (no shifts). The forward transform is unnormalised and the backward one carries ``1/N`` under
 ``norm="backward"``, exactly as in ``numpy.fft``.
 
-CPU details: plans are built with ``FFTW_MEASURE`` (``$FASTEM_FFT_PLANNER`` overrides) on
+CPU details: plans are built with ``FFTW_MEASURE`` (``$FASTEM_FFT_PLANNER`` overrides; planning of one
+transform is capped at ``$FASTEM_FFT_PLANNING_TIMELIMIT`` = 5 s) on
 SIMD-aligned buffers with ``threads = fastem.config.settings.threads`` (all available cores by
 default). FFTW wisdom is imported from and saved to ``<cache_dir>/fftw-wisdom-<arch>.pickle``
 (``$FASTEM_CACHE_DIR``, default ``~/.cache/fastem``), so the next run plans instantly. Without
@@ -256,7 +257,8 @@ class FFTPlan:
             b = _pyfftw.empty_aligned(self.in_shape, dtype=self.in_dtype)
             direction = "FFTW_BACKWARD"
             flags.append("FFTW_DESTROY_INPUT")
-        obj = _pyfftw.FFTW(a, b, axes=self.axes, direction=direction, flags=tuple(flags), threads=self.threads)
+        obj = _pyfftw.FFTW(a, b, axes=self.axes, direction=direction, flags=tuple(flags), threads=self.threads,
+                           planning_timelimit=settings.fft_planning_timelimit)
         _wisdom_state["dirty"] = True
         self._fftw[key] = obj
         return obj

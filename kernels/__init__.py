@@ -33,3 +33,5 @@ __all__ = ["axpy_norm", "phase_fourier_update", "phase_real_update", "hermitian_
 from .kmeans_assign import assign_accumulate  # noqa: E402
 
 __all__ += ["assign_accumulate"]
+from .alrc_loss import alrc_loss, alrc_loss_grad  # noqa: E402
+__all__ += ["alrc_loss", "alrc_loss_grad"]

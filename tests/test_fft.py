@@ -136,3 +136,27 @@ def test_scipy_fallback_without_pyfftw(rng, monkeypatch):
         np.testing.assert_allclose(plan.buffer, np.fft.fftn(x), rtol=1e-12, atol=1e-12)
     finally:
         F.clear_plan_cache()
+
+
+def test_planning_timelimit_from_environment(monkeypatch):
+    from fastem import config
+
+    monkeypatch.setenv("FASTEM_FFT_PLANNING_TIMELIMIT", "2.5")
+    assert config._timelimit_from_env() == 2.5
+    monkeypatch.setenv("FASTEM_FFT_PLANNING_TIMELIMIT", "-1")
+    assert config._timelimit_from_env() is None
+    monkeypatch.setenv("FASTEM_FFT_PLANNING_TIMELIMIT", "soon")
+    with pytest.raises(ValueError, match="FASTEM_FFT_PLANNING_TIMELIMIT"):
+        config._timelimit_from_env()
+
+
+def test_plan_with_planning_timelimit_is_correct(monkeypatch, rng):
+    # a capped FFTW_MEASURE plan (FFTW keeps the best plan found in time) still computes the DFT
+    from fastem import fft as F
+    from fastem.config import settings
+
+    monkeypatch.setattr(settings, "fft_planner", "FFTW_MEASURE")
+    monkeypatch.setattr(settings, "fft_planning_timelimit", 0.01)
+    x = rng.standard_normal((3, 1009))
+    y = F.rfft(x)
+    np.testing.assert_allclose(y, np.fft.rfft(x), rtol=1e-10, atol=1e-9)
