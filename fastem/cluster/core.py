@@ -159,16 +159,32 @@ def sbe(source: DataSource, C0, rng, *, batch_size: int = 1000, n_outer: int = 1
         raise InputError(f"alpha must be in [0, 1), got {alpha}")
     if n_outer < 1 or n_inner < 1 or batch_size < 1:
         raise InputError(f"need n_outer, n_inner, batch_size >= 1, got {n_outer}, {n_inner}, {batch_size}")
+    # every array of the loop is allocated once (the kernel's labels/distances excepted)
+    y, x_avg, g = xp.empty_like(x), xp.empty_like(x), xp.empty_like(x)
+    y_work = xp.empty(x.shape, source.dtype)      # y in the data's dtype, for the kernel
+    sums = xp.empty(x.shape, np.float64)
+    counts = xp.empty(K, np.int64)
+    batch_buf = source.batch_buffer(batch_size)
     for k in range(n_outer):
-        y = x.copy()
-        x_avg = x.copy()
+        y[...] = x
+        x_avg[...] = x
         for _ in range(n_inner):
-            batch = source.rows(draw_batch(rng, source.n, batch_size))
-            _, _, sums, counts = assign_accumulate(batch, _cast(source, y), engine=engine)
-            g = (counts[:, None] * y - sums) / batch.shape[0]
-            y = x - gamma * g
-            x_avg = alpha * x_avg + (1 - alpha) * y
-        x = x_avg
+            batch = source.rows(draw_batch(rng, source.n, batch_size), out=batch_buf)
+            y_work[...] = y
+            sums.fill(0)
+            counts.fill(0)
+            assign_accumulate(batch, y_work, sums=sums, counts=counts, engine=engine)
+            # g = (counts * y - sums) / M ;  y = x - gamma * g
+            xp.multiply(counts[:, None], y, out=g)
+            g -= sums
+            g /= batch.shape[0]
+            g *= gamma
+            xp.subtract(x, g, out=y)
+            # x_avg = alpha * x_avg + (1 - alpha) * y
+            x_avg *= alpha
+            xp.multiply(y, 1 - alpha, out=g)
+            x_avg += g
+        x[...] = x_avg
         gamma *= beta
         if callback is not None:
             callback(k)
@@ -186,12 +202,27 @@ def minibatch(source: DataSource, C0, rng, *, batch_size: int = 1000, n_steps: i
     v = xp.zeros(C.shape[0], np.float64)
     if n_steps < 1 or batch_size < 1:
         raise InputError(f"need n_steps, batch_size >= 1, got {n_steps}, {batch_size}")
+    C_work = xp.empty(C.shape, source.dtype)
+    sums = xp.empty(C.shape, np.float64)
+    counts = xp.empty(C.shape[0], np.int64)
+    b = xp.empty((C.shape[0], 1), np.float64)
+    bC = xp.empty(C.shape, np.float64)
+    v_safe = xp.empty_like(v)
+    batch_buf = source.batch_buffer(batch_size)
     for step in range(n_steps):
-        batch = source.rows(draw_batch(rng, source.n, batch_size))
-        _, _, sums, counts = assign_accumulate(batch, _cast(source, C), engine=engine)
+        batch = source.rows(draw_batch(rng, source.n, batch_size), out=batch_buf)
+        C_work[...] = C
+        sums.fill(0)
+        counts.fill(0)
+        assign_accumulate(batch, C_work, sums=sums, counts=counts, engine=engine)
         v += counts
-        b = counts.astype(np.float64)[:, None]
-        C += xp.where(b > 0, (sums - b * C) / xp.maximum(v, 1.0)[:, None], 0.0)
+        b[:, 0] = counts
+        # c_j += (S_j - b_j c_j) / v_j where b_j > 0 (S_j - b_j c_j is exactly 0 where b_j = 0)
+        xp.multiply(b, C, out=bC)
+        sums -= bC
+        xp.maximum(v, 1.0, out=v_safe)
+        sums /= v_safe[:, None]
+        C += sums
         if callback is not None:
             callback(step)
     return RunResult(C, float("nan"), n_steps)

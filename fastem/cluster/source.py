@@ -93,11 +93,20 @@ class DataSource:
         block = np.asarray(block).reshape(block.shape[0], self.d)
         return self.xp.ascontiguousarray(self.xp.asarray(block.astype(self.dtype, copy=False)))
 
-    def rows(self, idx: np.ndarray):
-        """Rows ``idx`` (sorted, unique int64 on the host) as a contiguous ``(len(idx), d)`` array."""
+    def batch_buffer(self, m: int):
+        """A reusable ``(min(m, N), d)`` array in the working dtype for :meth:`rows` (``out=``)."""
+        return self.xp.empty((min(int(m), self.n), self.d), self.dtype)
+
+    def rows(self, idx: np.ndarray, out=None):
+        """Rows ``idx`` (sorted, unique int64 on the host) as a contiguous ``(len(idx), d)`` array.
+
+        ``out``: a buffer from :meth:`batch_buffer` that in-memory gathers write into (no
+        allocation per mini-batch); streamed reads ignore it."""
         if self._in_memory is not None:
             if idx.size == self.n:
                 return self._in_memory
+            if out is not None and out.shape == (idx.size, self.d):
+                return self.xp.take(self._in_memory, self.xp.asarray(idx), axis=0, out=out)
             return self._in_memory[self.xp.asarray(idx)]
         if idx.size == self.n:
             return self._prepare(self._data[()])
