@@ -12,9 +12,9 @@ Rows (same data, K, d, batch size M = 1024, same initial centroids, float32 data
 
 * ``time to objective``: at (60000, 784, 10) only (the 1e6-point set would take sklearn minutes per
   row), each mini-batch method is fitted from the same start for E = 1, 2, 4, 8 epochs (one timed
-  fit each, the final assignment pass included); the target is 1.01 x the lowest objective any of
-  them reached after 8 epochs, and the note gives, per method, the time of the shortest fit that
-  reached it ("not reached" if none did).
+  fit each, the final assignment pass included); two targets, 1.01 x the lowest objective any of
+  them reached and 1.01 x the lowest MiniBatchKMeans reached; the notes give, per method, the time
+  of the shortest fit that reached each ("not reached" if none did).
 
 Sizes (N, d, K): (60000, 784, 10) and (1000000, 64, 256) (``--quick``: tiny). The objective each
 fit reaches is written as a note (equal work, different quality). On a GPU: CuPy arrays through
@@ -129,10 +129,13 @@ def _time_to_objective(ctx, src, X, C0, C0f, N, K, d, steps, label, MiniBatchKMe
             m = ctx.measure("time to objective", label, f"{name}, {e} epoch(s)", lambda: box.__setitem__("phi", fit(e)),
                             role=role, repeat=1, warmup=0, min_time=0.0)
             found[name][e] = (m.median_s, box["phi"])
-    target = 1.01 * min(phi for runs in found.values() for _, phi in runs.values())
-    parts = []
-    for name, runs in found.items():
-        hit = [(t, e, phi) for e, (t, phi) in sorted(runs.items()) if phi <= target]
-        parts.append(f"{name} {hit[0][0]:.3g} s ({hit[0][1]} epoch(s), phi {hit[0][2]:.5g})" if hit
-                     else f"{name} not reached in {epochs[-1]} epochs (best phi {min(p for _, p in runs.values()):.5g})")
-    ctx.note(f"{label}: time to objective <= {target:.5g} (1.01 x the best of all fits): " + "; ".join(parts))
+    best_all = min(phi for runs in found.values() for _, phi in runs.values())
+    best_peer = min(phi for _, phi in found["sklearn MiniBatchKMeans"].values())
+    for what, best in (("the best of all fits", best_all), ("the best MiniBatchKMeans fit", best_peer)):
+        target = 1.01 * best
+        parts = []
+        for name, runs in found.items():
+            hit = [(t, e, phi) for e, (t, phi) in sorted(runs.items()) if phi <= target]
+            parts.append(f"{name} {hit[0][0]:.3g} s ({hit[0][1]} epoch(s), phi {hit[0][2]:.5g})" if hit
+                         else f"{name} not reached in {epochs[-1]} epochs (best phi {min(p for _, p in runs.values()):.5g})")
+        ctx.note(f"{label}: time to objective <= {target:.5g} (1.01 x {what}): " + "; ".join(parts))
