@@ -129,6 +129,11 @@ def _check_common(lr, weight_decay, sigma, order, name):
 class _LSBase(Optimizer):
     """Shared machinery: collect gradients of every group, smooth them in batches."""
 
+    def __init__(self, params, defaults, planner: str | None, fft_threads: int | None):
+        super().__init__(params, defaults)
+        self.planner = planner          # FFTW planning effort (None = fastem's setting)
+        self.fft_threads = fft_threads  # FFTW threads for the smoothing transforms
+
     def _smoothed(self):
         """``[(group, p, d)]`` for every parameter with a gradient, ``d`` the smoothed gradient."""
         if not hasattr(self, "_ls_ws"):
@@ -204,9 +209,7 @@ class LSSGD(_LSBase):
             raise InputError("LSSGD: Nesterov momentum requires a momentum and zero dampening")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, sigma=sigma, order=order)
-        super().__init__(params, defaults)
-        self.planner = planner
-        self.fft_threads = fft_threads
+        super().__init__(params, defaults, planner, fft_threads)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -250,9 +253,7 @@ class LSRMSprop(_LSBase):
             raise InputError(f"LSRMSprop: invalid alpha/eps/momentum {alpha}/{eps}/{momentum}")
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=centered, sigma=sigma, order=order)
-        super().__init__(params, defaults)
-        self.planner = planner
-        self.fft_threads = fft_threads
+        super().__init__(params, defaults, planner, fft_threads)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -305,9 +306,7 @@ class LSAdam(_LSBase):
             raise InputError(f"LSAdam: invalid betas/eps {betas}/{eps}")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         decoupled_weight_decay=decoupled_weight_decay, sigma=sigma, order=order)
-        super().__init__(params, defaults)
-        self.planner = planner
-        self.fft_threads = fft_threads
+        super().__init__(params, defaults, planner, fft_threads)
 
     @torch.no_grad()
     def step(self, closure=None):
