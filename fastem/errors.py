@@ -29,3 +29,16 @@ class OutputExistsError(FastemError, FileExistsError):
 
 class DeviceUnavailableError(FastemError, RuntimeError):
     """A GPU was requested but no usable CUDA device / CuPy installation was found."""
+
+
+class OutputBusyError(FastemError, RuntimeError):
+    """Another process is writing the same output (its exclusive lock is held)."""
+
+
+class OutputWriteError(FastemError, OSError):
+    """Writing an output failed (disk full, file size limit, I/O error); the temporary file was
+    removed and any existing output is intact."""
+
+
+class NonFiniteResultError(FastemError, ArithmeticError):
+    """A computation diverged: its result holds NaN or inf and is not written."""

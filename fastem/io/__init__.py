@@ -8,16 +8,17 @@ Reading
 Writing (atomic, no silent overwrite, never into an input, provenance recorded)
     :func:`atomic_output`, :func:`provenance`, :func:`write_provenance`, :func:`write_cxi`,
     :func:`write_cxi_reconstruction`, :func:`write_dxchange`, :func:`write_dxchange_volume`,
-    :func:`write_emd`, :func:`write_mrc`, :func:`write_tlt`, :func:`write_tiff`.
+    :func:`write_emd`, :func:`write_mrc`, :func:`write_tlt`, :func:`write_tiff`;
+    :func:`output_lock` (one writer per output for a whole run).
 Validation
     :func:`check_finite`, :func:`check_ndim`, :func:`check_same_shape`, :func:`angles_to_degrees`.
 Checkpoints
     :func:`write_checkpoint`, :func:`read_checkpoint`, :func:`save_checkpoint_file`,
-    :func:`load_checkpoint_file` (see :mod:`fastem.io.checkpoint` for the pattern).
+    :func:`load_checkpoint_file`, :func:`run_fingerprint` / :func:`check_fingerprint` (see :mod:`fastem.io.checkpoint` for the pattern).
 """
 
-from .atomic import atomic_output, atomic_update, check_output
-from .checkpoint import (generator_from_state, load_checkpoint_file, read_checkpoint, save_checkpoint_file,
+from .atomic import atomic_output, atomic_update, check_output, clean_stale_temporaries, output_lock
+from .checkpoint import (array_digest, check_fingerprint, generator_from_state, run_fingerprint, load_checkpoint_file, read_checkpoint, save_checkpoint_file,
                          write_checkpoint)
 from .cxi import (CXI_CHECKPOINT, CXI_DATA, CXI_DETECTOR, CXI_IMAGE, CXI_PROCESS, MASK_DEAD, MASK_HOT,
                   MASK_INVALID, MASK_SATURATED, MASK_SHADOWED, CXIData, CXIReconstruction, mask_from_known,
@@ -32,10 +33,12 @@ from .mrc import read_mrc, read_tilt_series, read_tlt, write_mrc, write_tlt
 from .process import PROCESS_GROUP, read_process_group, write_process_group
 from .provenance import provenance, read_provenance, to_jsonable, write_provenance
 from .tiff import read_tiff, write_tiff
-from .validate import DataWarning, angles_to_degrees, check_finite, check_ndim, check_same_shape
+from .validate import (DataWarning, angles_to_degrees, check_finite, check_ndim, check_same_shape,
+                       require_finite_result)
 
 __all__ = [
-    "atomic_output", "atomic_update", "check_output",
+    "atomic_output", "atomic_update", "check_output", "clean_stale_temporaries", "output_lock",
+    "array_digest", "check_fingerprint", "run_fingerprint", "require_finite_result",
     "generator_from_state", "load_checkpoint_file", "read_checkpoint", "save_checkpoint_file", "write_checkpoint",
     "CXI_CHECKPOINT", "CXI_DATA", "CXI_DETECTOR", "CXI_IMAGE", "CXI_PROCESS", "MASK_DEAD", "MASK_HOT",
     "MASK_INVALID", "MASK_SATURATED", "MASK_SHADOWED", "CXIData", "CXIReconstruction", "mask_from_known",

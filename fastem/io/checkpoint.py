@@ -34,6 +34,9 @@ __all__ = [
     "save_checkpoint_file",
     "load_checkpoint_file",
     "generator_from_state",
+    "array_digest",
+    "run_fingerprint",
+    "check_fingerprint",
 ]
 
 _KIND = "fastem_kind"
@@ -214,3 +217,97 @@ def load_checkpoint_file(path, group: str) -> dict:
             raise DatasetNotFoundError(f"{path}: no checkpoint at '{name}' (the run was not checkpointed; "
                                        f"'{parent.name if isinstance(parent, h5py.Group) else name}' holds: {listing})")
         return read_checkpoint(obj)
+
+
+# --------------------------------------------------------------------------------------------
+# fingerprints: resume only with identical inputs and parameters
+# --------------------------------------------------------------------------------------------
+def array_digest(arr) -> str:
+    """SHA-256 of an array's dtype, shape and contents (C order; CuPy arrays are copied to the host)."""
+    import hashlib
+
+    from ..backend import is_cupy_array, to_device
+
+    if is_cupy_array(arr):
+        arr = to_device(arr, "cpu")
+    a = np.ascontiguousarray(np.asarray(arr))
+    h = hashlib.sha256()
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(memoryview(a).cast("B") if a.size else b"")
+    return h.hexdigest()
+
+
+def _canonical(value) -> str:
+    if isinstance(value, np.ndarray):
+        return "array:" + array_digest(value)
+    if isinstance(value, float) and value != value:
+        return "nan"
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def run_fingerprint(inputs: dict, params: dict) -> dict:
+    """What a checkpoint must match to be resumed: digests of the inputs and every parameter.
+
+    Parameters
+    ----------
+    inputs : dict of str -> array-like
+        The arrays the run computes from (data, support, mask, angles, ...), *after* loading;
+        ``None`` values are recorded as absent. Content counts, not the file name: a renamed
+        copy of the same data resumes, an edited file does not.
+    params : dict of str -> JSON-able value
+        Every parameter that affects the result (not the iteration count or the checkpoint
+        cadence, which may change between runs).
+
+    Returns
+    -------
+    dict
+        ``{"inputs": {name: sha256 or "absent"}, "params": {name: canonical JSON text}}``; store
+        it in the checkpoint state under ``"fingerprint"``.
+    """
+    return {
+        "inputs": {str(k): ("absent" if v is None else array_digest(v)) for k, v in sorted(inputs.items())},
+        "params": {str(k): _canonical(v) for k, v in sorted(params.items())},
+    }
+
+
+def check_fingerprint(stored, current: dict, *, where: str, names: dict | None = None) -> None:
+    """Refuse to resume when the checkpoint was made with other inputs or parameters.
+
+    Parameters
+    ----------
+    stored : dict or None
+        The ``"fingerprint"`` entry of the loaded checkpoint (``None`` for a checkpoint written
+        before fingerprints existed: refused, since nothing can be checked).
+    current : dict
+        :func:`run_fingerprint` of the run being started.
+    where : str
+        The checkpoint file, for the message.
+    names : dict, optional
+        Display names (for example CLI flags) of parameters and inputs; default the keys.
+
+    Raises
+    ------
+    InputError
+        One line naming every input and parameter that differs, with both values.
+    """
+    names = names or {}
+    if not isinstance(stored, dict) or "inputs" not in stored or "params" not in stored:
+        raise InputError(f"{where}: the checkpoint records no fingerprint of its inputs and parameters (written by an "
+                         f"older fastem), so a resume cannot be checked; start a new run")
+    diffs = []
+    s_in, c_in = dict(stored.get("inputs", {})), current["inputs"]
+    for key in sorted(set(s_in) | set(c_in)):
+        if s_in.get(key) != c_in.get(key):
+            diffs.append(f"input {names.get(key, key)} differs")
+    s_par, c_par = dict(stored.get("params", {})), current["params"]
+    for key in sorted(set(s_par) | set(c_par)):
+        if s_par.get(key) != c_par.get(key):
+            old = s_par.get(key, "unset")
+            new = c_par.get(key, "unset")
+            if str(old).startswith("array:") or str(new).startswith("array:"):
+                diffs.append(f"{names.get(key, key)} differs")
+            else:
+                diffs.append(f"{names.get(key, key)} was {old} in the checkpoint, now {new}")
+    if diffs:
+        raise InputError(f"{where}: cannot resume: " + "; ".join(diffs)
+                         + " (resume with the same inputs and parameters, or start a new run)")

@@ -23,6 +23,7 @@ __all__ = [
     "check_same_shape",
     "angles_to_degrees",
     "angle_units",
+    "require_finite_result",
 ]
 
 #: |angle| below this bound (radians, a little above pi) with no ``units`` attribute looks like radians
@@ -195,3 +196,27 @@ def angles_to_degrees(values, attrs: Mapping | None = None, *, what: str = "angl
             _warn(f"{what}: all {a.size} angles lie within +-pi (span {span:.3g}) and there is no units "
                   "attribute: they look like radians but are taken as degrees (set units='radians' to convert)")
     return a
+
+
+def require_finite_result(arr, what: str, *, hint: str = "") -> None:
+    """Raise :class:`~fastem.errors.NonFiniteResultError` if ``arr`` holds NaN or inf.
+
+    Called on every result before it is written: a diverged computation fails with a message
+    saying what diverged (``what``) and what to try (``hint``) instead of writing garbage with
+    exit status 0.
+    """
+    from ..backend import get_array_module
+    from ..errors import NonFiniteResultError
+
+    if arr is None:
+        return
+    xp = get_array_module(arr)
+    a = xp.asarray(arr)
+    if a.dtype.kind not in "fc":
+        return
+    bad = int((~xp.isfinite(a)).sum())
+    if bad:
+        msg = f"{what}: the computation diverged ({bad} of {a.size} values are NaN or inf); nothing was written"
+        if hint:
+            msg += f"; {hint}"
+        raise NonFiniteResultError(msg)
