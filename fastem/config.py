@@ -55,6 +55,9 @@ class Settings:
     #: found); ``FFTW_MEASURE`` of a large 1D length otherwise takes a minute on a small machine.
     #: ``$FASTEM_FFT_PLANNING_TIMELIMIT``; ``None`` (or a negative value) = no limit.
     fft_planning_timelimit: float | None = field(default_factory=lambda: _timelimit_from_env())
+    #: follow HDF5 external links and virtual datasets that map other files when reading inputs
+    #: (``fastem --allow-external-links``); refused by default, since a link can point anywhere.
+    allow_external_links: bool = False
 
 
 settings = Settings()
