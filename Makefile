@@ -10,16 +10,19 @@ STAMP  := $(VENV)/.fastem-installed
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo-output
 PYTEST_ARGS ?=
+# the versions CI passed with; `make test-latest` installs without it to catch drift on purpose
+CONSTRAINTS ?= constraints.txt
+LATEST_VENV ?= .venv-latest
 
-.PHONY: demo test test-cpu test-cudasim test-gpu test-slow bench venv clean
+.PHONY: demo test test-cpu test-cudasim test-gpu test-slow test-latest constraints bench venv clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test,torch,bench]"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" -c $(CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -e ".[test,torch,bench]" -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -42,8 +45,25 @@ test-gpu: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+# The suite against the newest releases pyproject.toml admits (no constraints): run it before
+# refreshing constraints.txt, so that drift is found here and not by users.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(LATEST_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(LATEST_VENV)/bin/python -m pip install --quiet -e ".[test,torch,bench]"
+	$(LATEST_VENV)/bin/pip freeze --exclude-editable | sed 's/+cpu$$//' > $(LATEST_VENV)/passed-candidates.txt
+	$(LATEST_VENV)/bin/python -m pytest -m "not slow and not cudasim" $(PYTEST_ARGS)
+	NUMBA_ENABLE_CUDASIM=1 $(LATEST_VENV)/bin/python -m pytest -m cudasim $(PYTEST_ARGS)
+
+# Write constraints.txt from the .venv-latest whose suite just passed (make test-latest first).
+constraints: $(LATEST_VENV)/passed-candidates.txt
+	{ sed -n '1,3p' $(CONSTRAINTS); cat $(LATEST_VENV)/passed-candidates.txt; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
 bench: $(STAMP)
 	$(BIN)/fastem bench
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) $(DEMO_OUT) build *.egg-info .pytest_cache
