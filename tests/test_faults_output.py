@@ -179,3 +179,11 @@ def test_non_finite_results_are_refused(rng, bad):
     c[0] = complex(0, bad)
     with pytest.raises(NonFiniteResultError):
         io.require_finite_result(c, "image")
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder is expected")
+    with pytest.raises(InputError, match="blocker is a file, not a folder"):
+        io.check_output(blocker / "sub" / "out.h5")
+    assert blocker.read_text().startswith("a file")

@@ -73,6 +73,11 @@ def check_output(path, *, overwrite: bool = False, inputs: Iterable = ()) -> Pat
             raise InputError(f"{final}: the output would overwrite the input {inp_path}; choose another output name")
     if final.is_dir():
         raise InputError(f"{final}: the output is a folder; give a file name")
+    for ancestor in final.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise InputError(f"{final}: cannot create the output: {ancestor} is a file, not a folder")
+            break
     if final.exists() and not overwrite:
         raise OutputExistsError(f"{final}: output exists (pass --overwrite / overwrite=True to replace it)")
     return final
