@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DeviceUnavailableError
+from .errors import DeviceUnavailableError, InputError
 
 __all__ = [
     "Device",
@@ -141,17 +141,17 @@ class Device:
                 try:
                     did = int(spec.split(":", 1)[1])
                 except ValueError:
-                    raise ValueError(f"bad device {device!r}: expected cpu, cuda, cuda:N or auto") from None
+                    raise InputError(f"bad device {device!r}: expected cpu, cuda, cuda:N or auto") from None
                 if did < 0:
-                    raise ValueError(f"bad device {device!r}: GPU index must be >= 0")
+                    raise InputError(f"bad device {device!r}: GPU index must be >= 0")
             else:
-                raise ValueError(f"bad device {device!r}: expected cpu, cuda, cuda:N or auto")
+                raise InputError(f"bad device {device!r}: expected cpu, cuda, cuda:N or auto")
         elif hasattr(device, "id") and type(device).__module__.startswith("cupy"):
             did = int(device.id)
         else:
-            raise TypeError(f"cannot interpret {device!r} as a device")
+            raise InputError(f"device: cannot interpret {device!r} as a device (expected cpu, cuda, cuda:N, auto, an int or a Device)")
         if did < -1:
-            raise ValueError(f"bad device id {did}")
+            raise InputError(f"bad device id {did}")
         if did >= 0:
             cp = _cupy()
             n = cp.cuda.runtime.getDeviceCount()

@@ -36,7 +36,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 
 __all__ = ["LOSSES", "ALRCResult", "alrc_loss", "alrc_loss_grad", "alrc_threshold", "check_moments"]
 
@@ -218,6 +218,7 @@ def alrc_loss(pred, target, moments=None, *, loss: str = "mse", weight=None, sca
     -------
     ALRCResult
     """
+    require_arrays("alrc_loss", ("weight",), pred=pred, target=target, weight=weight)
     where = "alrc_loss"
     _validate(pred, target, weight, where)
     kind = _kind(loss, where)
@@ -319,6 +320,7 @@ def alrc_loss_grad(pred, target, gscale, *, loss: str = "mse", weight=None, gout
     gradient (float, or a 1-element float64 array on the arrays' device, so that a GPU step never
     synchronises). ``out`` (same shape/dtype as ``pred``) is written when given; returns it.
     """
+    require_arrays("alrc_loss_grad", ("weight", "out"), pred=pred, target=target, weight=weight, out=out)
     where = "alrc_loss_grad"
     _validate(pred, target, weight, where)
     kind = _kind(loss, where)

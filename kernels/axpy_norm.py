@@ -17,7 +17,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 
 __all__ = ["axpy_norm"]
 
@@ -50,6 +50,7 @@ def axpy_norm(a: complex, x, y, engine: str | None = None):
         The squared norm of the updated ``y``. On the GPU it stays on the device (no host
         synchronisation); call ``float()`` on it when you need it on the host.
     """
+    require_arrays("axpy_norm", (), x=x, y=y)
     if x.shape != y.shape:
         raise InputError(f"axpy_norm: x has shape {x.shape} but y has shape {y.shape}")
     if x.dtype != y.dtype or x.dtype not in _SUPPORTED:

@@ -19,7 +19,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
 
 __all__ = ["back_project", "with_border", "BORDER", "SUBPOINT_OFFSETS"]
@@ -126,6 +126,7 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
     -------
     out
     """
+    require_arrays("back_project", ('weights', 'scratch'), images=images, coeffs=coeffs, out=out, weights=weights, scratch=scratch)
     where = "back_project"
     check_array("images", images, 3, where=where)
     check_array("out", out, 3, where=where)

@@ -33,7 +33,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._tomo_checks import check_array
 
 __all__ = ["pad_rows", "scatter_planes", "sample_central_slices"]
@@ -62,6 +62,7 @@ def pad_rows(volume, out, *, engine: str | None = None):
     ``out[iz, iy, (ix - nx//2) mod Px] = volume[iz, iy, ix]``; every other element is set to 0.
     Both real (float32/float64, same dtype), ``Px >= nx``.
     """
+    require_arrays("pad_rows", (), volume=volume, out=out)
     where = "pad_rows"
     check_array("volume", volume, 3, where=where)
     check_array("out", out, 3, (volume.dtype,), where)
@@ -91,6 +92,7 @@ def scatter_planes(rows, spectrum, *, engine: str | None = None):
     ``spectrum[(iz - nz//2) mod Pz, (iy - ny//2) mod Py, :] = rows[iz, iy, :]``, zeros elsewhere.
     Both complex (complex64/complex128, same dtype).
     """
+    require_arrays("scatter_planes", (), rows=rows, spectrum=spectrum)
     where = "scatter_planes"
     check_array("rows", rows, 3, _COMPLEX, where)
     check_array("spectrum", spectrum, 3, (rows.dtype,), where)
@@ -171,6 +173,7 @@ def sample_central_slices(spectrum, frames, out, full_shape, *, engine: str | No
         The padded real-space shape (Px is not recoverable from the half spectrum).
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
     """
+    require_arrays("sample_central_slices", (), spectrum=spectrum, frames=frames, out=out)
     where = "sample_central_slices"
     check_array("spectrum", spectrum, 3, _COMPLEX, where)
     check_array("out", out, 3, (spectrum.dtype,), where)

@@ -19,7 +19,7 @@ from fastem import backend
 from fastem.config import settings
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
 from .back_project import BORDER, SUBPOINT_OFFSETS, bilinear_taps, rows_aligned, voxel_detector_positions
 
@@ -72,6 +72,7 @@ def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0,
     -------
     out
     """
+    require_arrays("forward_project", (), volume=volume, coeffs=coeffs, out=out)
     where = "forward_project"
     check_array("volume", volume, 3, where=where)
     check_array("out", out, 3, where=where)

@@ -22,7 +22,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 
 __all__ = ["assign_accumulate"]
 
@@ -77,6 +77,7 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
     sums : float64 (K, d)
     counts : int64 (K,)
     """
+    require_arrays("assign_accumulate", ('sums', 'counts', 'cnorm'), X=X, C=C, sums=sums, counts=counts, cnorm=cnorm)
     if X.ndim != 2 or C.ndim != 2:
         raise InputError(f"assign_accumulate: X must be (M, d) and C (K, d), got {X.shape} and {C.shape}")
     if X.shape[1] != C.shape[1]:

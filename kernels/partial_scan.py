@@ -30,7 +30,7 @@ from fastem import backend
 from fastem.errors import InputError
 
 from . import _hash_rng as R
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 
 __all__ = ["normalise_blur", "sample_infill", "nearest_sampled", "NEAR_CONSTANT"]
 
@@ -84,6 +84,7 @@ def normalise_blur(images, out_img, out_blur, seed: int = 0, example_base: int =
     minmax : (B, 2) float64 scratch on the same device, optional (allocated when omitted)
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
     """
+    require_arrays("normalise_blur", ('minmax',), images=images, out_img=out_img, out_blur=out_blur, minmax=minmax)
     name = "normalise_blur"
     _check_batch(name, "images", images, dtype=None)
     if images.dtype not in (np.float32, np.float64):
@@ -160,6 +161,7 @@ def sample_infill(img, blur, path, out_partial, out_nearest, seed: int = 0, exam
     near_row : (B, H, W) int32 scratch, optional
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
     """
+    require_arrays("sample_infill", ("out_nearest", "near_row"), img=img, blur=blur, path=path, out_partial=out_partial, out_nearest=out_nearest, near_row=near_row)
     name = "sample_infill"
     _check_batch(name, "path", path)
     shape = path.shape
@@ -217,6 +219,7 @@ def nearest_sampled(path, out_nearest=None, near_row=None, engine: str | None = 
     -------
     out_nearest
     """
+    require_arrays("nearest_sampled", ('out_nearest', 'near_row'), path=path, out_nearest=out_nearest, near_row=near_row)
     name = "nearest_sampled"
     _check_batch(name, "path", path)
     xp = backend.get_array_module(path)

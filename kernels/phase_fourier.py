@@ -37,7 +37,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._phase_common import check_batch, check_contiguous
 
 __all__ = ["phase_fourier_update", "bind_phase_fourier_update", "MODE_GPS", "MODE_PROJECT", "MODE_FILTER"]
@@ -110,6 +110,7 @@ def phase_fourier_update(mode: int, z, buf, bk, filt=None, *, use_filter: bool =
         Multiplies what is written to ``buf`` (``1/N`` folds the inverse-FFT normalisation in).
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
     """
+    require_arrays("phase_fourier_update", ("z", "filt"), z=z, buf=buf, bk=bk, filt=filt)
     if use_filter and mode == MODE_GPS and filt is None:
         raise InputError("phase_fourier_update: use_filter needs filt")
     bind_phase_fourier_update(mode, z, buf, bk, filt, t=t, s=s, scale=scale, engine=engine)(sigma, use_filter)

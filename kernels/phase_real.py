@@ -41,7 +41,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._phase_common import check_batch, check_contiguous
 
 __all__ = ["phase_real_update", "bind_phase_real_update", "MODE_GPS", "MODE_ER", "MODE_HIO", "MODE_OSS_SPLIT", "MODE_OSS_MERGE"]
@@ -121,6 +121,7 @@ def phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: float =
         HIO / OSS feedback parameter.
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
     """
+    require_arrays("phase_real_update", ("u", "image"), buf=buf, wsup=wsup, u=u, image=image)
     bind_phase_real_update(mode, buf, wsup, u, image, beta=beta, engine=engine)(image is not None)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 
 __all__ = ["hermitian_half", "rfactor_half", "half_spectrum_weights"]
 
@@ -72,6 +72,7 @@ def hermitian_half(z, half, scale: float = 1.0, engine: str | None = None) -> No
     scale : float
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
     """
+    require_arrays("hermitian_half", (), z=z, half=half)
     if z.dtype not in _REAL_OF or half.dtype != z.dtype:
         raise InputError(f"hermitian_half: z and half must both be complex64 or complex128, got {z.dtype}, {half.dtype}")
     runs, a, b, c = _runs_grid3(z.shape)
@@ -129,6 +130,7 @@ def rfactor_half(spec, bh, bm, out, partial=None, engine: str | None = None):
     -------
     out
     """
+    require_arrays("rfactor_half", ('partial',), spec=spec, bh=bh, bm=bm, out=out, partial=partial)
     if spec.dtype not in _REAL_OF:
         raise InputError(f"rfactor_half: spec must be complex64 or complex128, got {spec.dtype}")
     rdt = _REAL_OF[spec.dtype]

@@ -21,7 +21,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import select_engine
+from ._dispatch import require_arrays, select_engine
 from ._tomo_checks import check_array
 
 __all__ = ["projection_residual"]
@@ -63,6 +63,7 @@ def projection_residual(src, data, weights, out, l1, *, scale: float = 1.0, row_
     -------
     (out, l1)
     """
+    require_arrays("projection_residual", (), src=src, data=data, weights=weights, out=out, l1=l1)
     where = "projection_residual"
     for name, a in (("src", src), ("data", data), ("weights", weights), ("out", out)):
         check_array(name, a, 3, where=where)

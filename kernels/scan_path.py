@@ -14,7 +14,7 @@ from fastem import backend
 from fastem.errors import InputError
 
 from . import _hash_rng as R
-from ._dispatch import select_engine
+from ._dispatch import require_arrays, select_engine
 
 __all__ = ["spiral_dwell", "grid_dwell"]
 
@@ -49,6 +49,7 @@ def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rota
     -------
     out
     """
+    require_arrays("spiral_dwell", (), out=out)
     _check_out(out, "spiral_dwell")
     if not spacing > 0:
         raise InputError(f"spiral_dwell: spacing must be > 0 px, got {spacing}")
@@ -94,6 +95,7 @@ def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int
         Random crop offset in ``[0, 0.2 n]`` and random flips (else the spec's fixed crop at 0.1 n).
     engine : {None, "numpy", "numba", "cuda"}
     """
+    require_arrays("grid_dwell", (), out=out)
     _check_out(out, "grid_dwell")
     if not 0.0 < u <= 0.25:
         raise InputError(f"grid_dwell: u must be in (0, 0.25], got {u}")
