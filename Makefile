@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 CONSTRAINTS ?= constraints.txt
 LATEST_VENV ?= .venv-latest
 
-.PHONY: demo test test-cpu test-cudasim test-gpu test-slow test-latest constraints bench venv clean
+.PHONY: demo test test-cpu test-cudasim test-gpu test-slow test-latest constraints bench drill venv clean
 
 venv: $(STAMP)
 
@@ -64,6 +64,11 @@ constraints: $(LATEST_VENV)/passed-candidates.txt
 
 bench: $(STAMP)
 	$(BIN)/fastem bench
+
+# The fault-injection drill (every command against bad inputs, full disks, kills, concurrent
+# writers; ~10 min): bench/results/fault_drill.{json,md}, quoted in docs/reliability.md.
+drill: $(STAMP)
+	$(BIN)/python bench/fault_drill.py
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) $(DEMO_OUT) build *.egg-info .pytest_cache
