@@ -18,6 +18,11 @@ projection uses the same sub-points: the two are exact adjoints. :class:`Fourier
 projection's central plane; its back projection is the bilinear one (``subpoints=1``). When
 memory is short it processes the projections in chunks and, on a GPU, lowers the oversampling
 until the padded spectrum fits (with a warning) instead of failing.
+
+Each :class:`FourierSliceProjector` owns *private* FFT plans (:class:`fastem.fft.FFTPlan`
+built directly, never the shared cached plans of :func:`fastem.fft.get_plan`): its spectrum and
+plane buffers are work arrays that no other projector, solver or thread can touch, so two
+projectors of the same shape interleaved give exactly what each gives alone.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from scipy.fft import next_fast_len
 
 from .. import backend
 from ..errors import InputError
-from ..fft import empty_aligned, get_plan
+from ..fft import FFTPlan, empty_aligned
 from ..kernels.back_project import BORDER, back_project, rows_aligned
 from ..kernels.central_slice import pad_rows, sample_central_slices, scatter_planes
 from ..kernels.forward_project import forward_project
@@ -178,14 +183,72 @@ def fst_grid(volume_shape, detector_shape, oversampling, rotations=None):
 
 
 def _available_bytes(device: backend.Device) -> int:
-    if device.is_gpu:
-        with device.use():
-            free, _total = device.xp.cuda.runtime.memGetInfo()
-        return int(free)
+    from .memory import available_bytes
+
+    return available_bytes(device)
+
+
+def _fst_bytes(geometry: ProjectionGeometry, padded, plane, chunk: int, device) -> int:
+    """Bytes the ``fst`` projector holds: its three private FFT plans, the row stage, the frames."""
+    from .memory import plan_bytes
+
+    nz, ny, _ = geometry.volume_shape
+    pz, py, px = padded
+    qr, qc = plane
+    return int(plan_bytes((nz, ny, px), real=True, device=device) + nz * ny * px * 4
+               + plan_bytes((pz, py, px // 2 + 1), real=False, device=device)
+               + plan_bytes((chunk, qr, qc), real=True, device=device)
+               + geometry.n_projections * 6 * 8 + geometry.coefficients.nbytes)
+
+
+def _fst_sizing(geometry: ProjectionGeometry, oversampling, device, max_chunk_bytes, warn: bool = True):
+    """``(oversampling, padded_shape, plane_shape, chunk)`` of an ``fst`` projector on ``device``.
+
+    The oversampling is lowered (by 0.5 steps, a warning says so) until the projector's buffers
+    fit in 90 % of the available memory; the planes are processed in balanced chunks of at most
+    ``max_chunk_bytes`` (default a quarter of the memory left, at most 1 GiB on the CPU).
+    """
     try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return 1 << 34
+        requested = np.broadcast_to(np.asarray(oversampling, dtype=np.float64), (3,)).copy()
+    except (TypeError, ValueError):
+        raise InputError(f"oversampling must be a number or 3 numbers in [1, 8], got {oversampling!r}") from None
+    if max_chunk_bytes is not None:
+        if isinstance(max_chunk_bytes, bool) or not isinstance(max_chunk_bytes, (int, np.integer)) \
+                or max_chunk_bytes < 1:
+            raise InputError(f"max_chunk_bytes must be a positive integer, got {max_chunk_bytes!r}")
+    grid = lambda os3: fst_grid(geometry.volume_shape, geometry.detector_shape, os3, geometry.rotations)  # noqa: E731
+    grid(requested)  # validates the range
+    avail = _available_bytes(device)
+    budget = int(0.9 * avail)
+
+    def need(os3):
+        padded, plane = grid(os3)
+        return _fst_bytes(geometry, padded, plane, 1, device)
+
+    os_try = requested.copy()
+    while need(os_try) > budget and np.any(os_try > 1.0):
+        os_try = np.maximum(os_try - 0.5, 1.0)
+    if not np.array_equal(os_try, requested):
+        if need(os_try) > budget:
+            raise InputError(f"fst projector: the padded spectrum of a {geometry.volume_shape} volume needs "
+                             f"{need(os_try) / 2**30:.1f} GiB even without oversampling but "
+                             f"{budget / 2**30:.1f} GiB are available on {device}; use the linear projector")
+        if warn:
+            warnings.warn(f"fst projector: oversampling {tuple(requested)} needs {need(requested) / 2**30:.1f} GiB "
+                          f"but {budget / 2**30:.1f} GiB are available on {device}; using {tuple(os_try)}",
+                          ResourceWarning, stacklevel=3)
+    padded, plane = grid(os_try)
+    qr, qc = plane
+    n = geometry.n_projections
+    per_projection = qr * (qc // 2 + 1) * 8 + qr * qc * 4
+    if max_chunk_bytes is None:  # what is left once the spectrum exists
+        max_chunk_bytes = min(avail // 4, max(0, avail - need(os_try)))
+        if device.is_cpu:
+            max_chunk_bytes = min(max_chunk_bytes, 1 << 30)
+    cmax = max(1, min(n, int(max_chunk_bytes) // per_projection))
+    nchunks = -(-n // cmax)
+    chunk = -(-n // nchunks)  # balanced chunks
+    return os_try, padded, plane, chunk
 
 
 class FourierSliceProjector(_Projector):
@@ -223,55 +286,35 @@ class FourierSliceProjector(_Projector):
     def __init__(self, geometry: ProjectionGeometry, oversampling=2.0, device=None, max_chunk_bytes: int | None = None,
                  engine: str | None = None):
         super().__init__(geometry, device, engine)
-        requested = np.broadcast_to(np.asarray(oversampling, dtype=np.float64), (3,)).copy()
-        fst_grid(geometry.volume_shape, geometry.detector_shape, requested)  # validates the range
-        self.oversampling = self._fit_oversampling(requested)
-        self.padded_shape, self.plane_shape = self._grid(self.oversampling)
-        nz, ny, nx = geometry.volume_shape
+        self.oversampling, self.padded_shape, self.plane_shape, self.chunk = _fst_sizing(
+            geometry, oversampling, self.device, max_chunk_bytes)
+        nz, ny, _nx = geometry.volume_shape
         pz, py, px = self.padded_shape
         qr, qc = self.plane_shape
-        n = geometry.n_projections
-        per_projection = qr * (qc // 2 + 1) * 8 + qr * qc * 4
         dev = self.device
         with dev.use():
-            self._rows_plan = get_plan((nz, ny, px), np.float32, axes=(2,), real=True, device=dev)
+            # private plans: their buffers are this projector's work arrays (never a shared plan's)
+            self._rows_plan = FFTPlan((nz, ny, px), np.float32, axes=(2,), real=True, device=dev)
             self._rows_in = empty_aligned((nz, ny, px), np.float32, dev)
-            self._spectrum_plan = get_plan((pz, py, px // 2 + 1), np.complex64, axes=(0, 1), device=dev)
-            if max_chunk_bytes is None:  # what is left once the spectrum exists
-                max_chunk_bytes = _available_bytes(dev) // 4
-                if dev.is_cpu:
-                    max_chunk_bytes = min(max_chunk_bytes, 1 << 30)
-            cmax = max(1, min(n, int(max_chunk_bytes) // per_projection))
-            nchunks = -(-n // cmax)
-            self.chunk = -(-n // nchunks)  # balanced chunks
-            self._slices_plan = get_plan((self.chunk, qr, qc), np.float32, axes=(1, 2), real=True, device=dev)
+            self._spectrum_plan = FFTPlan((pz, py, px // 2 + 1), np.complex64, axes=(0, 1), device=dev)
+            self._slices_plan = FFTPlan((self.chunk, qr, qc), np.float32, axes=(1, 2), real=True, device=dev)
             self.frames = backend.to_device(self._frames(), dev)
         self.spectrum = self._spectrum_plan.buffer
 
     # ---- sizing ------------------------------------------------------------------------------
-    def _grid(self, os3):
-        return fst_grid(self.geometry.volume_shape, self.geometry.detector_shape, os3, self.geometry.rotations)
+    @staticmethod
+    def estimate_bytes(geometry: ProjectionGeometry, oversampling=2.0, device=None,
+                       max_chunk_bytes: int | None = None) -> int:
+        """Bytes a projector built with these arguments would hold, without allocating anything."""
+        dev = backend.Device(device)
+        os3, padded, plane, chunk = _fst_sizing(geometry, oversampling, dev, max_chunk_bytes, warn=False)
+        return _fst_bytes(geometry, padded, plane, chunk, dev)
 
     def _spectrum_bytes(self, os3) -> int:
-        (pz, py, px), (qr, qc) = self._grid(os3)
-        nz, ny, _ = self.geometry.volume_shape
-        # half spectrum + cuFFT/FFTW work area of the same size, the row stage, one batch of planes
-        return 2 * pz * py * (px // 2 + 1) * 8 + nz * ny * (px * 4 + (px // 2 + 1) * 8) + 12 * qr * qc
-
-    def _fit_oversampling(self, os3):
-        budget = int(0.9 * _available_bytes(self.device))
-        os_try = os3.copy()
-        while self._spectrum_bytes(os_try) > budget and np.any(os_try > 1.0):
-            os_try = np.maximum(os_try - 0.5, 1.0)
-        if not np.array_equal(os_try, os3):
-            if self._spectrum_bytes(os_try) > budget:
-                raise InputError(f"fst projector: the padded spectrum of a {self.geometry.volume_shape} volume does "
-                                 f"not fit in the {budget / 2**30:.1f} GiB available on {self.device}; use the "
-                                 "linear projector")
-            warnings.warn(f"fst projector: oversampling {tuple(os3)} needs "
-                          f"{self._spectrum_bytes(os3) / 2**30:.1f} GiB but {budget / 2**30:.1f} GiB are available "
-                          f"on {self.device}; using {tuple(os_try)}", ResourceWarning, stacklevel=3)
-        return os_try
+        """Bytes of this projector's buffers at oversampling ``os3`` with one plane per chunk."""
+        padded, plane = fst_grid(self.geometry.volume_shape, self.geometry.detector_shape, os3,
+                                 self.geometry.rotations)
+        return _fst_bytes(self.geometry, padded, plane, 1, self.device)
 
     def _frames(self) -> np.ndarray:
         """(n, 2, 3) float64: spectrum-index step (x, y, z) per unit ku (row 0) and kv (row 1)."""
@@ -282,12 +325,8 @@ class FourierSliceProjector(_Projector):
         return np.ascontiguousarray(np.stack([R[:, 0, :] * grid / qc, R[:, 1, :] * grid / qr], axis=1))
 
     def memory_bytes(self) -> int:
-        """Device memory of the buffers the operator owns (bytes)."""
-        pz, py, px = self.padded_shape
-        nz, ny, _ = self.geometry.volume_shape
-        qr, qc = self.plane_shape
-        return int(pz * py * (px // 2 + 1) * 8 + nz * ny * (2 * px * 4 + (px // 2 + 1) * 8)
-                   + self.chunk * (qr * (qc // 2 + 1) * 8 + qr * qc * 4))
+        """Device memory of the buffers the operator owns (bytes; plans as :func:`~fastem.tomo.memory.plan_bytes`)."""
+        return _fst_bytes(self.geometry, self.padded_shape, self.plane_shape, self.chunk, self.device)
 
     # ---- stages ------------------------------------------------------------------------------
     def transform(self, volume):
