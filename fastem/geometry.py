@@ -68,7 +68,18 @@ def rotation_matrices(angles_deg) -> np.ndarray:
 
     A 1D array is taken as single-axis tilts about y.
     """
-    a = np.asarray(angles_deg, dtype=np.float64)
+    if angles_deg is None:
+        raise InputError("angles are required: (n,) tilts or (n, 3) Euler ZYX angles in degrees, got None")
+    try:
+        a = np.asarray(angles_deg)
+        if a.dtype.kind == "c":
+            raise InputError(f"angles must be real numbers (degrees), got complex values (dtype {a.dtype})")
+        a = a.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"angles must be numbers (degrees), got {type(angles_deg).__name__} "
+                         f"({str(exc).splitlines()[0][:80]})") from None
     if a.ndim == 1:
         a = angles_from_tilts(a)
     if a.ndim != 2 or a.shape[1] != 3:

@@ -21,7 +21,8 @@ from scipy.fft import next_fast_len
 
 from .. import backend
 from .. import fft as F
-from ..errors import InputError
+from ..errors import InputError, NonFiniteResultError
+from ._validate import as_bool, as_float
 from .operators import BORDER, LinearProjector
 from .problem import TomoProblem
 from .solver import IterativeReconstruction, ReconstructionResult
@@ -46,12 +47,16 @@ class Sirt(IterativeReconstruction):
     """
 
     algorithm = "sirt"
+    divergence_hint = "try a smaller relaxation or check the data and the angles"
 
     def __init__(self, problem: TomoProblem, *, positivity: bool = False, support=None, initial=None,
                  relaxation: float = 1.0, engine: str | None = None):
+        if not isinstance(problem, TomoProblem):
+            raise InputError(f"problem must be a TomoProblem, got {type(problem).__name__}")
+        relaxation = as_float(relaxation, "relaxation", positive=True)
         op = LinearProjector(problem.geometry, device=problem.device, engine=engine)
         super().__init__(problem, op, positivity=positivity, support=support, initial=initial)
-        self.relaxation = float(relaxation)
+        self.relaxation = relaxation
         xp = problem.device.xp
         with problem.device.use():
             ones = xp.ones(problem.geometry.volume_shape, dtype=np.float32)
@@ -131,6 +136,7 @@ def fbp(projections, angles, *, mask=None, volume_shape=None, thickness=None, po
     projection of the FBP volume (the history is empty: FBP is one step).
     """
     t0 = time.perf_counter()
+    positivity = as_bool(positivity, "positivity")
     problem = TomoProblem(projections, angles, volume_shape=volume_shape, thickness=thickness, mask=mask,
                           device=device)
     geo = problem.geometry
@@ -157,10 +163,16 @@ def fbp(projections, angles, *, mask=None, volume_shape=None, thickness=None, po
         l1 = xp.zeros(n, dtype=np.float64)
         linear.residual(volume, problem.data, problem.mask, residual, l1)
         rf = problem.r_factor(l1)
-    return ReconstructionResult(volume=np.asarray(backend.to_device(volume, "cpu")).copy(),
+    volume = np.asarray(backend.to_device(volume, "cpu")).copy()
+    if problem.scale != 1.0:
+        volume *= np.float32(1.0 / problem.scale)  # a power of two: exact
+    if not np.isfinite(rf) or not np.all(np.isfinite(volume)):
+        raise NonFiniteResultError(f"fbp: the volume holds NaN/inf (R-factor {rf:.3g}); check the data")
+    return ReconstructionResult(volume=volume,
                                 r_factor_history=np.zeros(0), r_factor=rf, iterations=1, algorithm="fbp",
                                 config={"algorithm": "fbp", "filter": "ram-lak", "padding": n_pad,
                                         "positivity": bool(positivity), "volume_shape": list(geo.volume_shape),
                                         "detector_shape": list(geo.detector_shape), "n_projections": n,
-                                        "mask": problem.has_mask, "device": str(problem.device)},
+                                        "mask": problem.has_mask, "device": str(problem.device),
+                                        "data_scale": problem.scale},
                                 seconds=time.perf_counter() - t0)

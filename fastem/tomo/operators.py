@@ -41,6 +41,7 @@ from ..kernels.back_project import BORDER, back_project, rows_aligned
 from ..kernels.central_slice import pad_rows, sample_central_slices, scatter_planes
 from ..kernels.forward_project import forward_project
 from ..kernels.projection_residual import projection_residual
+from ._validate import as_array
 from .projection_geometry import ProjectionGeometry
 
 __all__ = ["LinearProjector", "FourierSliceProjector", "make_projector", "fst_grid", "BORDER", "PROJECTORS"]
@@ -54,6 +55,8 @@ class _Projector:
     back_subpoints = 1
 
     def __init__(self, geometry: ProjectionGeometry, device=None, engine: str | None = None):
+        if not isinstance(geometry, ProjectionGeometry):
+            raise InputError(f"geometry must be a ProjectionGeometry, got {type(geometry).__name__}")
         self.geometry = geometry
         self.device = backend.Device(device)
         self.xp = self.device.xp
@@ -84,21 +87,26 @@ class _Projector:
 
     def adjoint(self, images):
         """Convenience: ``sum_k B_k(images_k)`` of plain (n, rows, cols) images into a new volume."""
+        images = self._as_device(images, "images")
         self.geometry.check_projections(images, "images")
         out = self.empty_volume()
-        return self.back(self._as_device(images), out)
+        return self.back(images, out)
 
     def project(self, volume):
         """Convenience: the projections (n, rows, cols) of ``volume`` in a new array."""
         with self.device.use():
             out = self.xp.empty(self.geometry.projections_shape, dtype=self.dtype)
-        return self.forward(self._as_device(volume), out)
+        return self.forward(self._as_device(volume, "volume"), out)
 
-    def _as_device(self, a):
+    def _as_device(self, a, name: str = "array"):
+        if not backend.is_cupy_array(a):
+            a = as_array(a, name)
         with self.device.use():
             return self.xp.ascontiguousarray(backend.to_device(a, self.device), dtype=self.dtype)
 
     def _check_volume(self, volume):
+        if not hasattr(volume, "shape") or not hasattr(volume, "dtype"):
+            raise InputError(f"volume must be an array, got {type(volume).__name__}")
         if tuple(volume.shape) != self.geometry.volume_shape:
             raise InputError(f"volume has shape {tuple(volume.shape)} but the geometry expects "
                              f"{self.geometry.volume_shape}")
@@ -124,7 +132,7 @@ class LinearProjector(_Projector):
 
     def __init__(self, geometry: ProjectionGeometry, device=None, subpoints: int = 4, engine: str | None = None):
         super().__init__(geometry, device, engine)
-        if subpoints not in (1, 4):
+        if isinstance(subpoints, bool) or subpoints not in (1, 4):
             raise InputError(f"subpoints must be 1 or 4, got {subpoints}")
         self.subpoints = self.back_subpoints = int(subpoints)
         if self.device.is_cpu and self.subpoints == 4 and rows_aligned(geometry.coefficients):

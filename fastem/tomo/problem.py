@@ -8,13 +8,39 @@ zeroed (so that whatever a blocked region holds cannot reach the result), and th
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import backend
 from ..errors import InputError
+from ._validate import as_array
 from .projection_geometry import ProjectionGeometry, thin_film_shape
 
-__all__ = ["TomoProblem", "default_volume_shape"]
+__all__ = ["TomoProblem", "default_volume_shape", "data_scale", "SAFE_RANGE"]
+
+#: measured values whose largest magnitude lies outside ``[2**-SAFE_RANGE, 2**SAFE_RANGE]`` are
+#: scaled by a power of two internally: the projections' sums, the padded spectra and the back
+#: projections then stay far from float32 overflow and underflow (and the scaling is exact).
+SAFE_RANGE = 32
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def data_scale(values) -> float:
+    """The power of two that brings ``max |values|`` near 1 when it is outside the safe range, else 1.
+
+    Raises :class:`InputError` when the values exceed the float32 range of the reconstruction
+    (the volume, in the data's units, could not be stored).
+    """
+    if values.size == 0 or values.dtype.kind not in "fiu":
+        return 1.0
+    amax = max(abs(float(values.max())), abs(float(values.min())))
+    if amax > _F32_MAX / 2:
+        raise InputError(f"projections: values up to {amax:.3g} exceed the float32 range of the reconstruction "
+                         f"(about {_F32_MAX / 2:.1e}); rescale the data (e.g. divide by {2.0 ** math.ceil(math.log2(amax / 1e6)):.3g})")
+    if amax == 0 or 2.0 ** -SAFE_RANGE <= amax <= 2.0 ** SAFE_RANGE:
+        return 1.0
+    return 2.0 ** -math.floor(math.log2(amax))
 
 
 def default_volume_shape(detector_shape) -> tuple[int, int, int]:
@@ -41,30 +67,40 @@ class TomoProblem:
         1 = measured, 0 = blocked or bad. Masked pixels never enter the residual or the R-factor.
     device : Device-like
 
+    Attributes
+    ----------
+    scale : float
+        Power of two the measured values were multiplied by on the device (1 for ordinary
+        data; see :func:`data_scale`): values near float32 overflow (1e38) or underflow are
+        brought near 1, the solvers work in those units and scale their volumes back exactly.
+
     Raises
     ------
     InputError
         wrong rank, angle / projection count mismatch, empty angle set, mask of another shape,
-        non-finite values in measured pixels (the message counts them and names the first
-        projection), an all-zero data set.
+        complex or non-numeric values, non-finite values in measured pixels (the message counts
+        them and names the first projection), values beyond the float32 range, an all-zero
+        data set.
     """
 
     def __init__(self, projections, angles, *, volume_shape=None, thickness=None, mask=None, device=None):
-        proj = np.asarray(backend.to_device(projections, "cpu") if backend.is_cupy_array(projections) else projections)
+        proj = as_array(projections, "projections")
         if proj.ndim != 3:
             raise InputError(f"projections must be (n, rows, cols), got shape {proj.shape}")
         if proj.shape[0] == 0:
             raise InputError("empty angle set: no projections given")
-        if proj.dtype.kind not in "biuf":
-            raise InputError(f"projections must be real numbers, got dtype {proj.dtype}")
         detector = proj.shape[1:]
+        if min(detector) < 1:
+            raise InputError(f"projections must have non-empty images, got shape {proj.shape}")
         if mask is not None:
-            mask = np.asarray(backend.to_device(mask, "cpu") if backend.is_cupy_array(mask) else mask) != 0
+            mask = as_array(mask, "mask") != 0
             if mask.shape != proj.shape:
                 raise InputError(f"mask has shape {mask.shape} but the projections have shape {proj.shape}")
         if volume_shape is None:
             volume_shape = (thin_film_shape(detector, angles, thickness) if thickness is not None
                             else default_volume_shape(detector))
+        elif thickness is not None:
+            raise InputError("give volume_shape or thickness, not both")
         self.geometry = ProjectionGeometry(volume_shape, detector, angles)
         self.geometry.check_projections(proj)
         finite = np.isfinite(proj)
@@ -75,8 +111,13 @@ class TomoProblem:
             raise InputError(f"projections contain {int(bad.sum())} non-finite value(s) (NaN/inf) in "
                              f"{int((per > 0).sum())} projection(s), first in projection {first}; mask them "
                              "(mask 0 = not measured) or clean the data")
+        del bad
         measured = finite if mask is None else (mask & finite)
-        data = np.where(measured, proj, 0).astype(np.float32)
+        del finite
+        values = np.where(measured, proj, 0)
+        self.scale = data_scale(values)
+        data = (values * self.scale if self.scale != 1.0 else values).astype(np.float32, copy=False)
+        del values
         self.has_mask = mask is not None
         den = np.sum(np.abs(data, dtype=np.float64), axis=(1, 2))
         self.valid = den > 0

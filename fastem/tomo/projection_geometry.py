@@ -23,11 +23,13 @@ __all__ = ["ProjectionGeometry", "projection_coefficients", "thin_film_shape"]
 
 def _shape(value, n: int, what: str) -> tuple[int, ...]:
     try:
-        shape = tuple(int(s) for s in value)
-    except TypeError:
+        items = tuple(value)
+        shape = tuple(int(s) for s in items)
+        exact = all(not isinstance(s, (bool, np.bool_)) and float(s) == int(s) for s in items)
+    except (TypeError, ValueError, OverflowError):
         raise InputError(f"{what} must be a sequence of {n} positive integers, got {value!r}") from None
-    if len(shape) != n or any(s < 1 for s in shape):
-        raise InputError(f"{what} must be {n} positive integers, got {tuple(value)}")
+    if len(shape) != n or any(s < 1 for s in shape) or not exact:
+        raise InputError(f"{what} must be {n} positive integers, got {value!r}")
     return shape
 
 
@@ -127,10 +129,10 @@ def thin_film_shape(detector_shape, angles, thickness: int, max_factor: float = 
     (whose field of view in the slab would exceed ``max_factor`` times the detector) are
     capped there, with a warning.
     """
+    from ._validate import as_int
+
     rows, cols = _shape(detector_shape, 2, "detector_shape")
-    t = int(thickness)
-    if t < 1:
-        raise InputError(f"thickness must be a positive number of voxels, got {thickness}")
+    t = as_int(thickness, "thickness", minimum=1)
     R = rotation_matrices(angles)
     half_x, half_y = cols / 2.0, rows / 2.0
     cap_x, cap_y = max_factor * half_x, max_factor * half_y

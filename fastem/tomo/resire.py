@@ -14,9 +14,8 @@ projection pass fused with the update, positivity and the support; nothing is al
 
 from __future__ import annotations
 
-import math
-
 from ..errors import InputError
+from ._validate import as_float
 from .operators import BORDER, make_projector
 from .problem import TomoProblem
 from .solver import IterativeReconstruction, ReconstructionResult
@@ -42,13 +41,16 @@ class Resire(IterativeReconstruction):
     """
 
     algorithm = "resire"
+    divergence_hint = "try a smaller step (--step, e.g. half of it) or check the data and the angles"
 
     def __init__(self, problem: TomoProblem, *, projector: str = "fst", oversampling=2.0, step: float = 2.0,
                  positivity: bool = True, support=None, initial=None, engine: str | None = None,
                  max_chunk_bytes: int | None = None):
-        step = float(step)
-        if not math.isfinite(step) or step <= 0:
-            raise InputError(f"step must be a positive number, got {step}")
+        if not isinstance(problem, TomoProblem):
+            raise InputError(f"problem must be a TomoProblem, got {type(problem).__name__}")
+        step = as_float(step, "step", positive=True)
+        if not isinstance(projector, str):
+            raise InputError(f"projector must be one of 'fst', 'linear', got {projector!r}")
         op = make_projector(projector, problem.geometry, device=problem.device, oversampling=oversampling,
                             max_chunk_bytes=max_chunk_bytes, engine=engine)
         super().__init__(problem, op, positivity=positivity, support=support, initial=initial)

@@ -7,17 +7,22 @@ kernels write into the buffers in place; only the scalar R-factor comes back to 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import backend
-from ..errors import InputError
+from ..errors import InputError, NonFiniteResultError
 from ..progress import progress as progress_bar
+from ._validate import as_array, as_bool, as_float, as_int
 from .problem import TomoProblem
 
-__all__ = ["IterativeReconstruction", "ReconstructionResult"]
+__all__ = ["IterativeReconstruction", "ReconstructionResult", "DIVERGED"]
+
+#: an R-factor this many times above the starting one (and at least this large) means divergence
+DIVERGED = 1e3
 
 
 @dataclass
@@ -64,25 +69,31 @@ class IterativeReconstruction:
     """
 
     algorithm = "iterative"
+    #: what to try when the iteration diverges (the error message ends with it)
+    divergence_hint = "check the data and the angles"
 
     def __init__(self, problem: TomoProblem, projector, *, positivity: bool = True, support=None, initial=None):
+        if not isinstance(problem, TomoProblem):
+            raise InputError(f"problem must be a TomoProblem, got {type(problem).__name__}")
         self.problem = problem
         self.op = projector
-        self.positivity = bool(positivity)
+        self.positivity = as_bool(positivity, "positivity")
+        self.scale = float(getattr(problem, "scale", 1.0))
         geo = problem.geometry
         xp = problem.device.xp
         with problem.device.use():
             self.volume = projector.empty_volume()
             if initial is not None:
-                init = np.asarray(backend.to_device(initial, "cpu") if backend.is_cupy_array(initial) else initial)
+                init = as_array(initial, "initial")
                 if init.shape != geo.volume_shape:
                     raise InputError(f"initial volume has shape {init.shape} but the reconstruction is {geo.volume_shape}")
                 if not np.all(np.isfinite(init)):
                     raise InputError(f"initial volume has {int((~np.isfinite(init)).sum())} non-finite value(s)")
-                self.volume[...] = xp.asarray(init, dtype=np.float32)
+                init = np.asarray(init, dtype=np.float32)
+                self.volume[...] = xp.asarray(init * np.float32(self.scale) if self.scale != 1.0 else init)
             self.support = None
             if support is not None:
-                sup = np.asarray(backend.to_device(support, "cpu") if backend.is_cupy_array(support) else support)
+                sup = as_array(support, "support")
                 if sup.shape != geo.volume_shape:
                     raise InputError(f"support has shape {sup.shape} but the reconstruction is {geo.volume_shape}")
                 self.support = backend.to_device(np.ascontiguousarray(sup != 0, dtype=np.float32), problem.device)
@@ -98,12 +109,28 @@ class IterativeReconstruction:
         raise NotImplementedError
 
     def iterate(self) -> float:
-        """One iteration; returns the R-factor of the iterate it started from."""
+        """One iteration; returns the R-factor of the iterate it started from.
+
+        Raises
+        ------
+        NonFiniteResultError
+            The R-factor is NaN/inf or :data:`DIVERGED` times above the starting one: the
+            iteration diverged (the message says what to try).
+        """
         with self.problem.device.use():
             rf = self._step()
+        self._check_diverged(rf, self.iteration)
         self.history.append(rf)
         self.iteration += 1
         return rf
+
+    def _check_diverged(self, rf: float, iteration: int) -> None:
+        start = self.history[0] if self.history else rf
+        limit = DIVERGED * max(1.0, start if math.isfinite(start) else 1.0)
+        if not math.isfinite(rf) or rf > limit:
+            raise NonFiniteResultError(
+                f"{self.algorithm} diverged at iteration {iteration + 1}: R-factor {rf:.3g}"
+                f"{'' if math.isfinite(rf) else ' (the volume holds NaN/inf)'}; {self.divergence_hint}")
 
     def current_r_factor(self) -> float:
         """R-factor of the current volume (one forward projection, no update)."""
@@ -125,9 +152,13 @@ class IterativeReconstruction:
         early once the R-factor changed by less than ``rtol`` (relative) over ``window``
         iterations. ``progress`` shows a bar with the R-factor (default: unless quiet).
         """
-        iterations = int(iterations)
-        if iterations < 0:
-            raise InputError(f"iterations must be >= 0, got {iterations}")
+        iterations = as_int(iterations, "iterations", minimum=0)
+        callback_every = as_int(callback_every, "callback_every", minimum=0)
+        window = as_int(window, "window", minimum=1)
+        if rtol is not None:
+            rtol = as_float(rtol, "rtol", minimum=0.0)
+        if callback is not None and not callable(callback):
+            raise InputError(f"callback must be callable, got {type(callback).__name__}")
         t0 = time.perf_counter()
         todo = max(0, iterations - self.iteration)
         bar = progress_bar(total=todo, desc=self.algorithm, disable=None if progress is None else not progress)
@@ -146,10 +177,25 @@ class IterativeReconstruction:
             bar.close()
         return self.result(seconds=time.perf_counter() - t0)
 
+    def host_volume(self) -> np.ndarray:
+        """The current volume on the host, in the data's units (a new float32 array)."""
+        vol = np.asarray(backend.to_device(self.volume, "cpu")).copy()
+        if self.scale != 1.0:
+            vol *= np.float32(1.0 / self.scale)  # a power of two: exact
+        return vol
+
     def result(self, seconds: float = 0.0) -> ReconstructionResult:
-        """The current state as a :class:`ReconstructionResult` (volume copied to the host)."""
+        """The current state as a :class:`ReconstructionResult` (volume copied to the host).
+
+        Raises :class:`~fastem.errors.NonFiniteResultError` when the volume or its R-factor is
+        not finite (a diverged run never returns garbage).
+        """
         final = self.current_r_factor()
-        return ReconstructionResult(volume=np.asarray(backend.to_device(self.volume, "cpu")).copy(),
+        volume = self.host_volume()
+        if not math.isfinite(final) or not np.all(np.isfinite(volume)):
+            raise NonFiniteResultError(f"{self.algorithm}: the reconstructed volume holds NaN/inf after "
+                                       f"{self.iteration} iteration(s) (R-factor {final:.3g}); {self.divergence_hint}")
+        return ReconstructionResult(volume=volume,
                                     r_factor_history=np.asarray(self.history, dtype=np.float64),
                                     r_factor=final, iterations=self.iteration, algorithm=self.algorithm,
                                     config=self.config(), seconds=seconds)
@@ -161,23 +207,32 @@ class IterativeReconstruction:
         return {"algorithm": self.algorithm, "projector": self.op.name, "positivity": self.positivity,
                 "volume_shape": list(geo.volume_shape), "detector_shape": list(geo.detector_shape),
                 "n_projections": geo.n_projections, "support": self.support is not None,
-                "mask": self.problem.has_mask, "device": str(self.problem.device)}
+                "mask": self.problem.has_mask, "device": str(self.problem.device), "data_scale": self.scale}
 
     def state(self) -> dict:
         """Everything needed to continue: iteration, volume (host copy), R-factor history, config."""
         return {"algorithm": self.algorithm, "iteration": int(self.iteration),
-                "volume": np.asarray(backend.to_device(self.volume, "cpu")).copy(),
+                "volume": self.host_volume(),
                 "r_factor_history": np.asarray(self.history, dtype=np.float64), "config": self.config()}
 
     def restore(self, state: dict) -> None:
         """Continue from :meth:`state` output (same algorithm and volume shape)."""
+        if not isinstance(state, dict):
+            raise InputError(f"state must be a dict from state(), got {type(state).__name__}")
         if state.get("algorithm") != self.algorithm:
             raise InputError(f"checkpoint is for {state.get('algorithm')!r}, not {self.algorithm!r}")
-        vol = np.asarray(state["volume"])
+        if "volume" not in state or "iteration" not in state:
+            raise InputError("state lacks 'volume' or 'iteration' (not a state() dict)")
+        vol = as_array(state["volume"], "state['volume']")
         if vol.shape != self.problem.geometry.volume_shape:
             raise InputError(f"checkpoint volume has shape {vol.shape} but the reconstruction is "
                              f"{self.problem.geometry.volume_shape}")
+        vol = np.array(vol, dtype=np.float32)
+        if not np.all(np.isfinite(vol)):
+            raise InputError("checkpoint volume holds NaN/inf; start a new run")
+        if self.scale != 1.0:
+            vol *= np.float32(self.scale)  # exact: a power of two
         with self.problem.device.use():
-            self.volume[...] = backend.to_device(np.ascontiguousarray(vol, dtype=np.float32), self.problem.device)
+            self.volume[...] = backend.to_device(vol, self.problem.device)
         self.history = [float(v) for v in np.asarray(state.get("r_factor_history", []), dtype=np.float64)]
         self.iteration = int(state["iteration"])
