@@ -45,6 +45,7 @@ __all__ = [
     "minus_log",
     "DX_PROCESS",
     "DX_CHECKPOINT",
+    "check_real_values",
 ]
 
 DX_PROCESS = PROCESS_GROUP
@@ -89,6 +90,29 @@ class DXVolume:
     results: dict = field(default_factory=dict)
     checkpoint: dict | None = None
     path: Path | None = None
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_real_values(arr, where: str) -> None:
+    """Refuse complex, non-numeric and float32-overflowing values in a tilt series (one line naming ``where``).
+
+    Complex projections would silently lose their imaginary part; values beyond the float32
+    range (about 3.4e38) would become inf when converted.
+    """
+    kind = np.dtype(arr.dtype).kind
+    if kind == "c":
+        raise InputError(f"{where}: complex values (dtype {arr.dtype}); tomography needs real projections: store "
+                         "the real part, modulus or phase instead")
+    if kind not in "biuf":
+        raise InputError(f"{where}: values of dtype {arr.dtype} are not numbers")
+    if isinstance(arr, np.ndarray) and kind == "f" and arr.dtype.itemsize > 4 and arr.size:
+        with np.errstate(invalid="ignore"):
+            top = float(np.nanmax(np.abs(np.where(np.isfinite(arr), arr, 0))))
+        if top > _F32_MAX:
+            raise InputError(f"{where}: values up to {top:.3g} exceed the float32 range (3.4e38) of the "
+                             "reconstruction; rescale the data")
 
 
 def _mean_field(arr, shape, what) -> np.ndarray:
@@ -149,6 +173,8 @@ def _read_angles(f, path: Path, n_proj: int):
         conv = conv.decode() if isinstance(conv, bytes) else str(conv)
         if conv.upper() != "ZYX":
             raise InputError(f"{where}: Euler convention {conv!r} is not supported (expected 'ZYX')")
+        if ds.dtype.kind not in "biuf":
+            raise InputError(f"{where}: angles must be real numbers, got dtype {ds.dtype}")
         raw = np.asarray(ds[()], dtype=np.float64)
         if raw.size == 0:
             raise InputError(f"{where}: empty angle set")
@@ -159,6 +185,8 @@ def _read_angles(f, path: Path, n_proj: int):
     elif isinstance(ex.get("theta"), h5py.Dataset):
         ds = ex["theta"]
         where = f"{path}:{ds.name}"
+        if ds.dtype.kind not in "biuf":
+            raise InputError(f"{where}: angles must be real numbers, got dtype {ds.dtype}")
         raw = np.asarray(ds[()], dtype=np.float64).reshape(-1)
         if raw.size == 0:
             raise InputError(f"{where}: empty angle set")
@@ -212,10 +240,21 @@ def read_dxchange(path, *, flat_dark: bool = True, log: bool = False, nonfinite:
         check_ndim(ds, 3, where)
         if ds.shape[0] == 0:
             raise InputError(f"{where}: no projections (shape {ds.shape})")
+        check_real_values(ds, where)
         data = np.asarray(ds[()])
+        check_real_values(data, where)
         angles, theta = _read_angles(f, path, data.shape[0])
-        white = np.asarray(ex["data_white"][()]) if flat_dark and isinstance(ex.get("data_white"), h5py.Dataset) else None
-        dark = np.asarray(ex["data_dark"][()]) if flat_dark and isinstance(ex.get("data_dark"), h5py.Dataset) else None
+        white = dark = None
+        for name in ("data_white", "data_dark"):
+            if flat_dark and isinstance(ex.get(name), h5py.Dataset):
+                field_ds = ex[name]
+                check_real_values(field_ds, f"{path}:{field_ds.name}")
+                value = np.asarray(field_ds[()])
+                check_real_values(value, f"{path}:{field_ds.name}")
+                if name == "data_white":
+                    white = value
+                else:
+                    dark = value
         mask = None
         if isinstance(ex.get("mask"), h5py.Dataset):
             mask = np.asarray(ex["mask"][()]) != 0

@@ -1,0 +1,336 @@
+"""Tomography from a file into a Data Exchange volume: what ``fastem tomo`` runs.
+
+Input (:func:`read_series`)
+    ``FILE.h5`` (Data Exchange: ``/exchange/data``, ``/exchange/theta`` or ``/exchange/angles``,
+    optional mask, flat and dark fields), ``FILE.h5:/dataset`` (projections (n, rows, cols) from
+    any dataset; angles from ``angles=`` or, when the file is Data Exchange, from its own angle
+    dataset), or an MRC stack (``.mrc``/``.st``/``.mrcs``/``.ali``) with ``<stem>.tlt`` beside it
+    (or ``angles=``). Complex, non-numeric and float32-overflowing values are refused with a
+    message naming the file and dataset.
+
+Output (:func:`fastem.io.write_dxchange_volume`, atomic)
+    ``/exchange/data`` the volume (z, y, x) float32, ``/process/fastem`` provenance, results and,
+    while the run is in progress, the checkpoint.
+
+Safety
+    The whole run holds :func:`fastem.io.output_lock` on the output: a second run to the same
+    output fails at once. The first write never replaces a file someone else created meanwhile
+    (no-replace link) unless ``overwrite``/``resume``. Every file read (data, angle file) is an
+    input that is never overwritten. Every checkpoint stores a fingerprint of the inputs
+    (content digests of projections, angles, mask) and of every parameter that affects the result;
+    ``resume=True`` refuses any mismatch by name (the iteration count and the checkpoint cadence
+    may change). Nothing non-finite is written: a diverged run fails with what to try. Before
+    anything large is allocated, the run's memory (volume, data, padded spectra, plans, solver
+    buffers) is estimated and a run that cannot fit is refused with the estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DatasetNotFoundError, InputError
+
+__all__ = ["read_series", "read_angles", "tomo_file", "SeriesInput", "RESUME_FLAGS"]
+
+#: CLI names of the fingerprinted parameters and inputs (messages of a refused resume)
+RESUME_FLAGS = {"algorithm": "--algorithm", "step": "--step", "projector": "--projector",
+                "oversampling": "--oversampling", "positivity": "--positivity/--no-positivity",
+                "thickness": "--thickness", "volume_shape": "volume shape", "projections": "IN (projections)",
+                "angles": "angles", "mask": "mask"}
+
+
+@dataclass
+class SeriesInput:
+    """A tilt series read for reconstruction, with where it came from."""
+
+    series: Any  # fastem.io.TiltSeriesData
+    where: str
+    files: list = field(default_factory=list)
+
+
+def _mrc_suffixes():
+    from ..io.mrc import MRC_SUFFIXES
+
+    return MRC_SUFFIXES
+
+
+def read_angles(spec, n_projections: int, *, what: str = "--angles") -> tuple[np.ndarray, Path]:
+    """Euler ZYX angles (n, 3) in degrees from ``FILE.tlt`` or ``FILE.h5[:/dataset]`` ((n,) tilts or (n, 3)).
+
+    Returns the angles and the file read.
+    """
+    from .. import io
+    from ..geometry import angles_from_tilts
+    from ..io.hdf5 import is_hdf5, require_file
+
+    path, dataset = io.parse_ref(str(spec))
+    require_file(path, "angle file")
+    if dataset is None and not is_hdf5(path):
+        theta = io.read_tlt(path)
+        angles, where = angles_from_tilts(theta), str(path)
+    else:
+        raw = io.read_dataset(str(spec), ndim=(1, 2))
+        where = str(spec)
+        if raw.dtype.kind not in "biuf":
+            raise InputError(f"{what} {where}: angles must be real numbers in degrees, got dtype {raw.dtype}")
+        raw = io.angles_to_degrees(raw, None, what=where)
+        if raw.ndim == 2 and raw.shape[1] != 3:
+            raise InputError(f"{what} {where}: expected (n,) tilts or (n, 3) Euler ZYX angles, got shape {raw.shape}")
+        if raw.size == 0:
+            raise InputError(f"{what} {where}: empty angle set")
+        angles = angles_from_tilts(raw) if raw.ndim == 1 else np.asarray(raw, dtype=np.float64)
+    if angles.shape[0] != n_projections:
+        raise InputError(f"{what} {where}: {angles.shape[0]} angle(s) but {n_projections} projection(s)")
+    return angles, path
+
+
+def _dx_angles(path: Path, n: int):
+    """The Data Exchange angles of ``path`` if it has any, else ``None``."""
+    import h5py
+
+    from ..io.dxchange import _read_angles
+    from ..io.hdf5 import open_h5
+
+    with open_h5(path) as f:
+        ex = f.get("exchange")
+        if not isinstance(ex, h5py.Group) or not any(isinstance(ex.get(k), h5py.Dataset) for k in ("angles", "theta")):
+            return None
+        return _read_angles(f, path, n)
+
+
+def read_series(spec, *, angles=None) -> SeriesInput:
+    """Read the tilt series named by ``spec`` (``FILE``, ``FILE.h5:/dataset`` or an MRC stack).
+
+    Parameters
+    ----------
+    spec : str or path
+    angles : str or path, optional
+        ``FILE.tlt`` or ``FILE.h5:/dataset`` with the tilt angles (degrees): required for a
+        dataset of a file without Data Exchange angles, optional for an MRC stack (default
+        ``<stem>.tlt`` beside it), refused for a Data Exchange file (it carries its own).
+    """
+    from .. import io
+    from ..io.dxchange import TiltSeriesData, check_real_values
+    from ..io.hdf5 import is_hdf5, require_file
+
+    if spec is None:
+        raise InputError("input is required: FILE, FILE.h5:/dataset or an MRC stack, got None")
+    path, dataset = io.parse_ref(str(spec))
+    p = require_file(path, "input file")
+    files = [p]
+    if dataset is not None:
+        if not is_hdf5(p):
+            raise InputError(f"{p}: not an HDF5 file, so '{dataset}' cannot be read from it")
+        where = f"{p}:{dataset}"
+        proj = io.read_dataset(str(spec), ndim=3)
+        check_real_values(proj, where)
+        if proj.shape[0] == 0:
+            raise InputError(f"{where}: no projections (shape {proj.shape})")
+        theta = None
+        if angles is not None:
+            ang, angle_file = read_angles(angles, proj.shape[0])
+            files.append(angle_file)
+        else:
+            found = _dx_angles(p, proj.shape[0])
+            if found is None:
+                raise InputError(f"{where}: angles are needed: pass --angles FILE.tlt or --angles FILE.h5:/dataset "
+                                 "(tilts in degrees, or (n, 3) Euler ZYX angles)")
+            ang, theta = found
+        return SeriesInput(TiltSeriesData(projections=proj, angles=ang, theta=theta, path=p), where, files)
+    if is_hdf5(p):
+        if angles is not None:
+            raise InputError(f"--angles: {p} is a Data Exchange file that carries its own angles; to use other "
+                             f"angles, give the projections as {p}:/exchange/data")
+        return SeriesInput(io.read_dxchange(p), f"{p}:/exchange/data", files)
+    if p.suffix.lower() in _mrc_suffixes():
+        data, _ = io.read_mrc(p)
+        check_real_values(data, str(p))
+        if data.ndim == 2:
+            data = data[None]
+        io.check_ndim(data, 3, str(p))
+        if angles is not None:
+            ang, angle_file = read_angles(angles, data.shape[0])
+        else:
+            from ..io.mrc import _find_tlt
+
+            angle_file = _find_tlt(p)
+            ang, _ = read_angles(angle_file, data.shape[0], what="tilt file")
+        files.append(angle_file)
+        proj = data.astype(np.float32)
+        if not np.all(np.isfinite(proj)):
+            io.check_finite(proj, str(p), policy="error", frame_label="projection")
+        return SeriesInput(TiltSeriesData(projections=proj, angles=ang, theta=ang[:, 1].copy(), path=p), str(p),
+                           files)
+    raise InputError(f"{p}: unknown tilt-series format (expected Data Exchange HDF5, FILE.h5:/dataset or an MRC "
+                     f"stack {'/'.join(_mrc_suffixes())})")
+
+
+def _volume_shape(series, thickness):
+    from .problem import default_volume_shape
+    from .projection_geometry import thin_film_shape
+
+    detector = series.projections.shape[1:]
+    return thin_film_shape(detector, series.angles, thickness) if thickness is not None \
+        else default_volume_shape(detector)
+
+
+def check_memory(series, *, algorithm: str, projector: str, oversampling, thickness, device, where: str) -> dict:
+    """Refuse (one line, estimate vs available) a run that cannot fit; returns the estimate."""
+    from .memory import check_run_memory, estimate_run_bytes
+    from .operators import FourierSliceProjector
+    from .projection_geometry import ProjectionGeometry
+
+    vshape = _volume_shape(series, thickness)
+    geometry = ProjectionGeometry(vshape, series.projections.shape[1:], series.angles)
+    fst = 0
+    if algorithm == "resire" and projector == "fst":
+        fst = FourierSliceProjector.estimate_bytes(geometry, oversampling, device)
+    held = series.projections.nbytes + (0 if series.mask is None else series.mask.nbytes)
+    est = estimate_run_bytes(vshape, series.projections.shape, algorithm=algorithm, projector=projector,
+                             fst_bytes=fst, device=device, input_bytes=held)
+    hint = ("; reconstruct a thinner slab (--thickness)"
+            + (", use --projector linear or a smaller --oversampling" if fst else "")
+            + " or bin the projections")
+    check_run_memory(est, device, what=f"{where}: {algorithm} of a {vshape[0]}x{vshape[1]}x{vshape[2]} volume "
+                                       f"from {series.projections.shape[0]} projections", hint=hint)
+    return est
+
+
+def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int = 100, step: float = 2.0,
+              projector: str = "fst", oversampling=2.0, positivity: bool = True, thickness: int | None = None,
+              angles=None, checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
+              device: Any = None, command: str | None = None, progress: bool | None = None):
+    """Reconstruct the tilt series ``in_spec`` into the Data Exchange volume ``out_path``.
+
+    Parameters
+    ----------
+    in_spec : str or path
+        ``FILE``, ``FILE.h5:/dataset`` or an MRC stack (:func:`read_series`).
+    out_path : path
+    algorithm : {"resire", "sirt", "fbp"}
+    iterations, step, projector, oversampling, positivity, thickness :
+        See :class:`fastem.tomo.Resire`, :class:`fastem.tomo.Sirt`, :func:`fastem.tomo.fbp`.
+    angles : str, optional
+        Angle file for a dataset or an MRC stack (:func:`read_series`).
+    checkpoint_every : int
+        Rewrite the output with a resumable checkpoint every this many iterations (0: never).
+    resume : bool
+        Continue from the checkpoint in ``out_path`` (same inputs and parameters).
+    overwrite : bool
+        Replace an existing output.
+    device, command, progress :
+        Device, command line for the provenance, progress bar (default: unless quiet).
+
+    Returns
+    -------
+    (ReconstructionResult, dict)
+        The result and the configuration written to the provenance.
+    """
+    from .. import io
+    from ..backend import resolve_device
+    from ._validate import as_bool, as_float, as_int
+
+    if algorithm not in ("resire", "sirt", "fbp"):
+        raise InputError(f"algorithm must be one of resire, sirt, fbp, got {algorithm!r}")
+    if projector not in ("fst", "linear"):
+        raise InputError(f"projector must be one of fst, linear, got {projector!r}")
+    iterations = as_int(iterations, "iterations", minimum=1)
+    checkpoint_every = as_int(checkpoint_every, "checkpoint_every", minimum=0)
+    step = as_float(step, "step", positive=True)
+    positivity = as_bool(positivity, "positivity")
+    resume, overwrite = as_bool(resume, "resume"), as_bool(overwrite, "overwrite")
+    if thickness is not None:
+        thickness = as_int(thickness, "thickness", minimum=1)
+    if resume and algorithm == "fbp":
+        raise InputError("--resume: FBP is a single step; there is nothing to resume")
+    if in_spec is None or out_path is None:
+        raise InputError("an input and an output are required")
+    out = Path(out_path)
+    in_file = io.parse_ref(str(in_spec))[0]
+    guard = [in_file] + ([io.parse_ref(str(angles))[0]] if angles is not None else [])
+    io.check_output(out, overwrite=overwrite or resume, inputs=guard)
+    with io.output_lock(out):
+        return _run_locked(in_spec, out, algorithm=algorithm, iterations=iterations, step=step, projector=projector,
+                           oversampling=oversampling, positivity=positivity, thickness=thickness, angles=angles,
+                           checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite,
+                           device=resolve_device(device), command=command, progress=progress, guard=guard)
+
+
+def _fingerprint(series, *, algorithm, step, projector, oversampling, positivity, thickness, volume_shape):
+    from .. import io
+
+    params = {"algorithm": algorithm, "positivity": bool(positivity), "thickness": thickness,
+              "volume_shape": list(volume_shape)}
+    if algorithm == "resire":
+        params.update(step=float(step), projector=projector)
+        if projector == "fst":
+            params["oversampling"] = [float(o) for o in np.broadcast_to(np.asarray(oversampling, float), (3,))]
+    return io.run_fingerprint({"projections": series.projections, "angles": series.angles, "mask": series.mask},
+                              params)
+
+
+def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, oversampling, positivity, thickness,
+                angles, checkpoint_every, resume, overwrite, device, command, progress, guard):
+    from .. import io
+    from . import Resire, Sirt, TomoProblem, fbp
+
+    io.check_output(out, overwrite=overwrite or resume, inputs=guard)
+    state = None
+    if resume:
+        if not out.exists():
+            raise DatasetNotFoundError(f"--resume: {out} does not exist (run with --checkpoint-every first)")
+        state = io.load_checkpoint_file(out, io.DX_CHECKPOINT)
+    src = read_series(in_spec, angles=angles)
+    series, where, inputs = src.series, src.where, src.files
+    check_memory(series, algorithm=algorithm, projector=projector, oversampling=oversampling, thickness=thickness,
+                 device=device, where=where)
+    hint = "try a smaller --step" if algorithm == "resire" else "check the data and the angles"
+    written = [False]
+
+    def write(volume, cfg, results, checkpoint=None):
+        io.require_finite_result(volume, f"the {algorithm} volume", hint=hint)
+        prov = io.provenance(command=command, config=cfg, device=device)
+        io.write_dxchange_volume(out, volume, provenance=prov, results=results, checkpoint=checkpoint,
+                                 overwrite=overwrite or resume or written[0], inputs=inputs)
+        written[0] = True
+
+    try:
+        if algorithm == "fbp":
+            result = fbp(series.projections, series.angles, mask=series.mask, thickness=thickness,
+                         positivity=positivity, device=device)
+        else:
+            problem = TomoProblem(series.projections, series.angles, thickness=thickness, mask=series.mask,
+                                  device=device)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    if algorithm != "fbp":
+        fingerprint = _fingerprint(series, algorithm=algorithm, step=step, projector=projector,
+                                   oversampling=oversampling, positivity=positivity, thickness=thickness,
+                                   volume_shape=problem.geometry.volume_shape)
+        if state is not None:
+            io.check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out), names=RESUME_FLAGS)
+        if algorithm == "resire":
+            solver = Resire(problem, projector=projector, oversampling=oversampling, step=step, positivity=positivity)
+        else:
+            solver = Sirt(problem, positivity=positivity)
+        if state is not None:
+            solver.restore(state)
+
+        def checkpoint(s):
+            st = s.state()
+            st["fingerprint"] = fingerprint
+            write(st["volume"], dict(s.config(), input=where),
+                  {"r_factor_history": st["r_factor_history"], "iterations": s.iteration}, checkpoint=st)
+
+        result = solver.run(iterations, progress=progress, callback=checkpoint if checkpoint_every else None,
+                            callback_every=checkpoint_every)
+    cfg = dict(result.config, input=where, iterations_requested=iterations)
+    if len(inputs) > 1:
+        cfg["angles_file"] = str(inputs[1])
+    write(result.volume, cfg, {"r_factor_history": result.r_factor_history, "r_factor": result.r_factor,
+                               "iterations": result.iterations, "seconds": result.seconds})
+    return result, cfg
