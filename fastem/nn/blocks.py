@@ -1,0 +1,237 @@
+"""Generic network building blocks (PyTorch), shared by every ``fastem.nn`` network.
+
+The completion GAN (seed 000, section 2.3 and appendix B) uses the generator pieces; the
+self-supervised U-Net / HRNet / PatchGAN of issue 13 reuse the same blocks.
+
+* :class:`WNConv2d`, :class:`WNConvTranspose2d` -- weight-normalised convolutions
+  ``W = g * V / ||V||`` (Salimans & Kingma 2016; seed 000 "Weight normalization"), no bias,
+  ``V ~ N(0, 0.05)``, optional data-dependent initialisation of ``g`` (:func:`data_init`).
+* :class:`MeanOnlyBatchNorm` -- running-mean-only batch normalisation: subtract the batch
+  channel means in training (tracking them with an EMA, decay 0.99), the running means in
+  evaluation and once frozen (:func:`freeze_batch_norm`; seed 000 freezes it in the second
+  half of training). No bias (seed 000: "There are no biases in the generator").
+* :class:`GenConv` -- WN conv + mean-only BN + ReLU, the generator's unit.
+* :class:`ResidualBlock` -- ``x + f(x)`` with ``f`` a stack of ``GenConv`` (seed 000's
+  skip-3 blocks: three 3x3 convolutions).
+* :class:`SNConv2d` -- spectrally normalised convolution (one power iteration per training
+  forward), the discriminators' unit; init ``N(0, 0.03)``, zero bias.
+* :func:`init_normal` -- ``N(0, std)`` weights and zero biases for any module tree.
+
+All tensors are float32 ``(N, C, H, W)`` unless stated.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["WNConv2d", "WNConvTranspose2d", "MeanOnlyBatchNorm", "GenConv", "GenDeconv", "ResidualBlock",
+           "SNConv2d", "init_normal", "data_init", "freeze_batch_norm", "count_parameters"]
+
+GEN_INIT_STD = 0.05   # seed 000: generator weights ~ N(0, 0.05)
+DISC_INIT_STD = 0.03  # seed 000: discriminator weights ~ N(0, 0.03), zero biases
+
+
+class _WeightNorm(nn.Module):
+    """Shared parts of the weight-normalised convolutions (``g`` per output channel, ``V``)."""
+
+    out_dim = 0  # axis of the output channels in ``v``
+
+    def _init_wn(self, shape, std: float):
+        self.v = nn.Parameter(torch.randn(shape) * std)
+        dims = [d for d in range(len(shape)) if d != self.out_dim]
+        self._dims = dims
+        self.g = nn.Parameter(self.v.detach().pow(2).sum(dim=dims).sqrt().clone())
+        self._init_pending = False
+
+    def weight(self) -> torch.Tensor:
+        """``g * V / ||V||`` (norm over every axis but the output channels)."""
+        norm = self.v.pow(2).sum(dim=self._dims, keepdim=True).add(1e-12).sqrt()
+        shape = [1] * self.v.dim()
+        shape[self.out_dim] = -1
+        return self.g.view(shape) * self.v / norm
+
+    def _maybe_init(self, out: torch.Tensor) -> torch.Tensor:
+        """Data-dependent init (see :func:`data_init`): scale ``g`` so the output channels have unit std."""
+        if not self._init_pending:
+            return out
+        self._init_pending = False
+        with torch.no_grad():
+            std = out.std(dim=(0, 2, 3)) + 1e-8
+            self.g.div_(std)
+        return out / std.view(1, -1, 1, 1)
+
+
+class WNConv2d(_WeightNorm):
+    """Weight-normalised 2D convolution without bias, ``same`` zero padding.
+
+    Parameters
+    ----------
+    cin, cout : int
+        Input and output channels.
+    kernel : int
+        Square kernel width (odd).
+    stride : int
+    std : float
+        Init of ``V ~ N(0, std)`` (seed 000: 0.05); ``g`` starts at ``||V||`` (so ``W = V``).
+
+    Shapes: ``(N, cin, H, W) -> (N, cout, ceil(H/stride), ceil(W/stride))``, dtype of the input.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, std: float = GEN_INIT_STD):
+        super().__init__()
+        self.stride, self.padding = int(stride), int(kernel) // 2
+        self._init_wn((cout, cin, kernel, kernel), std)
+
+    def forward(self, x):
+        return self._maybe_init(F.conv2d(x, self.weight(), None, self.stride, self.padding))
+
+
+class WNConvTranspose2d(_WeightNorm):
+    """Weight-normalised transposed convolution (upsampling by ``stride``), no bias.
+
+    Shapes: ``(N, cin, H, W) -> (N, cout, stride*H, stride*W)`` (kernel 2*stride-ish: ``kernel``
+    must be >= stride; padding chosen so the size is exactly multiplied).
+    """
+
+    out_dim = 1
+
+    def __init__(self, cin: int, cout: int, kernel: int = 4, stride: int = 2, std: float = GEN_INIT_STD):
+        super().__init__()
+        if kernel < stride or (kernel - stride) % 2:
+            raise ValueError(f"WNConvTranspose2d: kernel {kernel} must be >= stride {stride} with even difference")
+        self.stride, self.padding = int(stride), (int(kernel) - int(stride)) // 2
+        self._init_wn((cin, cout, kernel, kernel), std)
+
+    def forward(self, x):
+        return self._maybe_init(F.conv_transpose2d(x, self.weight(), None, self.stride, self.padding))
+
+
+class MeanOnlyBatchNorm(nn.Module):
+    """Running-mean-only batch normalisation (no scale, no bias).
+
+    Training (not frozen): ``y = x - mean_{N,H,W}(x)`` and ``running_mean <- d*running_mean +
+    (1-d)*mean`` (``d`` = ``decay``, 0.99). Evaluation or frozen: ``y = x - running_mean``.
+
+    Shapes: ``(N, C, H, W) -> (N, C, H, W)``; ``running_mean`` is a float32 buffer (C,).
+    """
+
+    def __init__(self, channels: int, decay: float = 0.99):
+        super().__init__()
+        self.decay = float(decay)
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("frozen", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, x):
+        if self.training and not bool(self.frozen):
+            mean = x.mean(dim=(0, 2, 3))
+            with torch.no_grad():
+                self.running_mean.mul_(self.decay).add_((1.0 - self.decay) * mean.detach())
+            return x - mean.view(1, -1, 1, 1)
+        return x - self.running_mean.view(1, -1, 1, 1)
+
+
+class GenConv(nn.Sequential):
+    """Generator unit: :class:`WNConv2d` -> :class:`MeanOnlyBatchNorm` -> ReLU.
+
+    ``norm=False, act=False`` gives a bare WN convolution (the generators' output layers).
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, *, norm: bool = True,
+                 act: bool = True, decay: float = 0.99):
+        layers = [WNConv2d(cin, cout, kernel, stride)]
+        if norm:
+            layers.append(MeanOnlyBatchNorm(cout, decay))
+        if act:
+            layers.append(nn.ReLU())
+        super().__init__(*layers)
+
+
+class GenDeconv(nn.Sequential):
+    """Generator upsampling unit: :class:`WNConvTranspose2d` (x2) -> mean-only BN -> ReLU."""
+
+    def __init__(self, cin: int, cout: int, decay: float = 0.99):
+        super().__init__(WNConvTranspose2d(cin, cout, 4, 2), MeanOnlyBatchNorm(cout, decay), nn.ReLU())
+
+
+class ResidualBlock(nn.Module):
+    """``x + f(x)``, ``f`` = ``n_convs`` :class:`GenConv` (3x3, ``features`` channels).
+
+    Seed 000 appendix B: "skip-3" residual blocks. Shapes: ``(N, F, H, W) -> (N, F, H, W)``.
+    """
+
+    def __init__(self, features: int, n_convs: int = 3, kernel: int = 3, decay: float = 0.99):
+        super().__init__()
+        self.body = nn.Sequential(*[GenConv(features, features, kernel, decay=decay) for _ in range(n_convs)])
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class SNConv2d(nn.Module):
+    """Spectrally normalised convolution with bias (discriminators).
+
+    ``torch.nn.utils.parametrizations.spectral_norm`` with one power iteration per training
+    forward (seed 000 "Spectral normalization"); weights ``N(0, std)``, zero bias.
+    Shapes: ``(N, cin, H, W) -> (N, cout, floor((H + 2p - k)/s) + 1, ...)``.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int = 4, stride: int = 2, padding: int | None = None,
+                 std: float = DISC_INIT_STD, bias: bool = True):
+        super().__init__()
+        conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2 if padding is None else padding, bias=bias)
+        init_normal(conv, std)
+        self.conv = nn.utils.parametrizations.spectral_norm(conv, n_power_iterations=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def init_normal(module: nn.Module, std: float = GEN_INIT_STD) -> nn.Module:
+    """Weights of every conv / linear in ``module`` ~ ``N(0, std)``, biases 0 (in place; returns it)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            with torch.no_grad():
+                m.weight.normal_(0.0, std)
+                if m.bias is not None:
+                    m.bias.zero_()
+    return module
+
+
+@torch.no_grad()
+def data_init(model: nn.Module, *example) -> None:
+    """Data-dependent init of the weight-normalised layers (seed 000 "Initialization").
+
+    Propagates ``example`` once; every :class:`WNConv2d` / :class:`WNConvTranspose2d`, in
+    forward order, divides its ``g`` by the std of its output channels so each layer's output
+    has unit variance. Layers with ``skip_data_init = True`` (the generators' output
+    convolutions, which keep their ``N(0, 0.05)`` scale so the first completions are small)
+    are left alone. Mean-only BN running means are left at their initial values.
+    """
+    wn = [m for m in model.modules() if isinstance(m, _WeightNorm) and not getattr(m, "skip_data_init", False)]
+    for m in wn:
+        m._init_pending = True
+    was = model.training
+    model.train()
+    saved = {n: b.clone() for n, b in model.named_buffers()}
+    try:
+        model(*example)
+    finally:
+        for m in wn:
+            m._init_pending = False
+        for n, b in model.named_buffers():
+            b.copy_(saved[n])
+        model.train(was)
+
+
+def freeze_batch_norm(module: nn.Module, frozen: bool = True) -> None:
+    """Freeze (use and keep the running means) or unfreeze every :class:`MeanOnlyBatchNorm`."""
+    for m in module.modules():
+        if isinstance(m, MeanOnlyBatchNorm):
+            m.frozen.fill_(bool(frozen))
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars in ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,122 @@
+"""``train_completion``: train a completion GAN end to end and write its model file.
+
+This is what ``fastem scan train`` calls: data source + fixed validation set + task + trainer,
+an exclusive lock on the output for the whole run, checkpoints beside the output
+(``MODEL.pt.ckpt``) for ``--resume``, the linear-interpolation baseline on the validation set,
+the model file with its record, and optionally the loss/RMSE curve PNG.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from fastem.errors import InputError
+from fastem.io import check_output, output_lock
+
+from .completion import MODEL_KIND, CompletionConfig
+from .completion_data import PartialScanSource, baseline_rmse, make_validation_set
+from .completion_train import CompletionTask
+from .model import save_model
+from .training import Trainer, write_curves
+
+__all__ = ["train_completion", "default_checkpoint"]
+
+
+def default_checkpoint(output) -> Path:
+    """Where ``train_completion`` keeps its checkpoint: ``OUTPUT.ckpt`` beside the model file."""
+    out = Path(output)
+    return out.with_name(out.name + ".ckpt")
+
+
+def train_completion(output, *, images=None, val_images=None, synthetic: int = 256, path: str = "spiral",
+                     coverage: float = 1 / 20, steps: int = 2000, crop: int = 64, batch: int = 4, seed: int = 0,
+                     config: CompletionConfig | None = None, device="cpu", resume: bool = False,
+                     checkpoint=None, checkpoint_every: int = 200, validate_every: int = 100, val_count: int = 32,
+                     overwrite: bool = False, callback=None, command: str | None = None, curves=None,
+                     inputs=(), **pipeline_options):
+    """Train the completion GAN and write the model file ``output``.
+
+    Parameters
+    ----------
+    output : path
+        The model file (``.pt``); refused if it exists unless ``overwrite``.
+    images, val_images : (N, H, W) arrays, optional
+        User micrographs for training / validation (default: synthetic pools).
+    synthetic : int
+        Size of the synthetic training pool.
+    path, coverage : scan path kind and coverage the model is trained for.
+    steps, crop, batch, seed : training length, crop side, batch size, data/initialisation seed.
+    config : CompletionConfig, optional
+    device : "cpu", "cuda"
+    resume : bool
+        Continue from the checkpoint (refused when any setting or the data differ).
+    checkpoint : path, optional
+        Default :func:`default_checkpoint` (kept after the run, so a longer run can resume).
+    callback : callable, optional
+        Progress events (see :class:`~fastem.nn.training.Trainer`).
+    command : str, optional
+        The command line, recorded in the model file.
+    curves : path, optional
+        Write the loss / validation-RMSE curves PNG here.
+    inputs : paths
+        Input files (never overwritten).
+
+    Returns
+    -------
+    (generator, history, record)
+    """
+    cfg = config or CompletionConfig()
+    out = check_output(output, overwrite=overwrite or resume, inputs=inputs)
+    ckpt = Path(checkpoint) if checkpoint is not None else default_checkpoint(out)
+    if resume and not ckpt.is_file():
+        raise InputError(f"{ckpt}: no checkpoint to resume from (train without --resume first)")
+    dev = torch.device(device)
+    with output_lock(out):
+        source = PartialScanSource(images, synthetic=synthetic, crop=crop, batch_size=batch, kind=path,
+                                   coverage=coverage, seed=seed, device="cuda" if dev.type == "cuda" else "cpu",
+                                   **pipeline_options)
+        valset = make_validation_set(val_images, count=val_count, synthetic=max(4, val_count // 2), crop=crop,
+                                     kind=path, coverage=coverage, seed=seed, **pipeline_options)
+        task = CompletionTask(cfg, source, total_steps=steps, valset=valset, seed=seed, device=dev)
+        trainer = Trainer(task, checkpoint=ckpt, checkpoint_every=checkpoint_every, validate_every=validate_every,
+                          callback=callback)
+        if resume:
+            trainer.resume(ckpt)
+        t0 = time.perf_counter()
+        history = trainer.run()
+        linear = baseline_rmse(valset, "linear")
+        val = history.last("val")
+        record = {"path": path, "coverage": float(coverage), "crop": int(crop), "batch": int(batch),
+                  "steps": int(steps), "data_seed": int(seed), "data": source.describe(), "device": str(dev),
+                  "device_name": (torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
+                                  or platform.machine()),
+                  "train_seconds": round(trainer.elapsed, 1), "command": command,
+                  "val_rmse": val.get("rmse"), "val_rmse_linear": linear, "val_count": len(valset),
+                  "torch": torch.__version__, "scaled_down": _scaled_down(cfg)}
+        save_model(out, task.generator, kind=MODEL_KIND, config=cfg.to_dict(), record=record,
+                   overwrite=overwrite or resume, inputs=inputs)
+        if curves is not None:
+            write_curves(history, curves, baselines={"linear interpolation": linear},
+                         title=f"completion GAN, {path} 1/{1 / coverage:.0f}, {steps} steps")
+        del t0
+    return task.generator, history, record
+
+
+def _scaled_down(cfg: CompletionConfig) -> str:
+    """What differs from the paper's network, for the model card."""
+    paper = CompletionConfig.paper()
+    diffs = []
+    if cfg.width != paper.width:
+        diffs.append(f"channel widths x{cfg.width:g}")
+    if cfg.inner_blocks != paper.inner_blocks:
+        diffs.append(f"{cfg.inner_blocks} inner residual blocks (paper {paper.inner_blocks})")
+    if cfg.disc_input != paper.disc_input:
+        diffs.append(f"discriminator input {cfg.disc_input} px (paper {paper.disc_input})")
+    for flag in ("adversarial", "alrc", "replay", "auxiliary"):
+        if not getattr(cfg, flag):
+            diffs.append(f"no {flag}")
+    return "; ".join(diffs) or "none"
