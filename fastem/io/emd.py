@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import DatasetNotFoundError, InputError
 from .atomic import atomic_output
-from .hdf5 import open_h5
+from .hdf5 import _path_arg, open_h5
 from .process import write_process_group
 
 __all__ = ["EMDData", "EMDDim", "read_emd", "list_emd_arrays", "write_emd", "emd_version"]
@@ -106,9 +106,9 @@ def _array_groups(f) -> list[str]:
     return found
 
 
-def list_emd_arrays(path) -> list[str]:
+def list_emd_arrays(path, *, allow_external_links: bool | None = None) -> list[str]:
     """Full HDF5 paths of the array groups in an EMD file."""
-    with open_h5(path) as f:
+    with open_h5(path, allow_external_links=allow_external_links) as f:
         return _array_groups(f)
 
 
@@ -125,7 +125,7 @@ def _read_dims(group, shape) -> list[EMDDim]:
     return dims
 
 
-def read_emd(path, name: str | None = None) -> EMDData:
+def read_emd(path, name: str | None = None, *, allow_external_links: bool | None = None) -> EMDData:
     """Read one array from a Berkeley EMD v0.2 or EMD 1.0 file.
 
     Parameters
@@ -134,16 +134,21 @@ def read_emd(path, name: str | None = None) -> EMDData:
     name : str, optional
         The array group's name (``"image"``) or full path (``"/data/image"``). Default: the
         file's only array (an error lists them when there are several).
+    allow_external_links : bool, optional
+        Accept a file with HDF5 external links / virtual datasets mapping other files (default
+        ``fastem.config.settings.allow_external_links``, i.e. refused).
 
     Raises
     ------
     DatasetNotFoundError
         Missing file or array (the message lists the arrays present).
     InputError
-        Not HDF5 / not EMD, several arrays and no ``name``.
+        Not HDF5 / not EMD, several arrays and no ``name``, links to other files, bad arguments.
     """
-    path = Path(path)
-    with open_h5(path) as f:
+    path = Path(_path_arg(path, "path"))
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"name must be an array group name such as 'image', got {type(name).__name__}")
+    with open_h5(path, allow_external_links=allow_external_links) as f:
         version = emd_version(f)
         groups = _array_groups(f)
         if version is None and not groups:
@@ -211,8 +216,24 @@ def write_emd(path, arrays: Mapping[str, np.ndarray], dims: Mapping[str, Sequenc
     """
     import h5py
 
+    path = _path_arg(path, "path")
+    if not isinstance(arrays, Mapping):
+        raise InputError(f"arrays must be a mapping name -> array, got {type(arrays).__name__}")
     if not arrays:
         raise InputError("write_emd: no arrays given")
+    if dims is not None and not isinstance(dims, Mapping):
+        raise InputError(f"dims must be a mapping name -> dimension vectors, got {type(dims).__name__}")
+    checked = {}
+    for name, arr in arrays.items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise InputError(f"write_emd: invalid array name {name!r} (a non-empty string without '/')")
+        if arr is None or isinstance(arr, (str, bytes)):
+            raise InputError(f"arrays[{name!r}] must be a numeric array, got {type(arr).__name__}")
+        a = np.asarray(arr)
+        if a.dtype.kind not in "biufc":
+            raise InputError(f"arrays[{name!r}] must be a numeric array, got dtype {a.dtype}")
+        checked[name] = a
+    arrays = checked
     dims = dims or {}
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
         with h5py.File(tmp, "w") as f:

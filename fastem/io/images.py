@@ -5,27 +5,30 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .hdf5 import find_dataset, is_hdf5, open_h5, parse_ref, require_file
+from .hdf5 import _path_arg, find_dataset, is_hdf5, open_h5, parse_ref, require_file
 from .validate import check_ndim
 
 __all__ = ["read_images", "read_array"]
 
 
-def read_array(spec) -> np.ndarray:
+def read_array(spec, *, allow_external_links: bool | None = None) -> np.ndarray:
     """Read the array named by ``spec`` from any supported file, rank unchecked.
 
     * ``FILE:/dataset`` -> that HDF5 dataset (a group holding ``data`` stands for it);
     * HDF5 without a dataset: CXI -> the intensities, Data Exchange -> ``/exchange/data``,
       EMD (v0.2 / 1.0) -> its only array, otherwise the file's only dataset;
     * ``.mrc`` / ``.st`` / ... -> MRC data; ``.tif`` / ``.tiff`` -> TIFF pages.
+
+    HDF5 external links and virtual datasets mapping other files are refused unless
+    ``allow_external_links`` (default ``fastem.config.settings.allow_external_links``).
     """
     from .mrc import MRC_SUFFIXES, read_mrc
     from .tiff import TIFF_SUFFIXES, read_tiff
 
-    path, dataset = parse_ref(spec)
+    path, dataset = parse_ref(_path_arg(spec, "spec"))
     require_file(path)
     if is_hdf5(path):
-        with open_h5(path) as f:
+        with open_h5(path, allow_external_links=allow_external_links) as f:
             if dataset is None:
                 from .emd import _array_groups, emd_version
 
@@ -41,7 +44,8 @@ def read_array(spec) -> np.ndarray:
                         raise InputError(f"{path}: {len(groups)} EMD arrays, name one as {path}:<group> "
                                          f"({', '.join(groups)})")
                     dataset = groups[0] if groups else None
-            return np.asarray(find_dataset(f, dataset, file_label=str(path))[()])
+            ds = find_dataset(f, dataset, file_label=str(path), allow_external_links=allow_external_links)
+            return np.asarray(ds[()])
     if dataset is not None:
         raise InputError(f"{path}: not an HDF5 file, so '{dataset}' cannot be read from it")
     suffix = path.suffix.lower()
@@ -53,7 +57,7 @@ def read_array(spec) -> np.ndarray:
                      f"or TIFF {'/'.join(TIFF_SUFFIXES)})")
 
 
-def read_images(spec, *, dtype=None) -> np.ndarray:
+def read_images(spec, *, dtype=None, allow_external_links: bool | None = None) -> np.ndarray:
     """Read an image ``(h, w)`` or an image stack ``(N, h, w)`` from HDF5 / CXI / EMD / MRC / TIFF.
 
     Parameters
@@ -63,14 +67,26 @@ def read_images(spec, *, dtype=None) -> np.ndarray:
         file resolves to).
     dtype : numpy dtype, optional
         Convert to this dtype (e.g. ``np.float32``); default as stored.
+    allow_external_links : bool, optional
+        Follow HDF5 external links / virtual datasets mapping other files (default
+        ``fastem.config.settings.allow_external_links``, i.e. refused).
 
     Raises
     ------
     DatasetNotFoundError, InputError
-        Missing file / dataset, unknown format, rank other than 2 or 3.
+        Missing or unreadable file / dataset, unknown format, rank other than 2 or 3, links
+        to other files, a bad argument (named).
     """
-    arr = read_array(spec)
+    if dtype is not None:
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise InputError(f"dtype must be a NumPy dtype, got {dtype!r}") from None
+    arr = read_array(spec, allow_external_links=allow_external_links)
     check_ndim(arr, (2, 3), str(spec))
     if dtype is not None:
-        arr = arr.astype(dtype, copy=False)
+        try:
+            arr = arr.astype(dtype, copy=False)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{spec}: cannot convert {arr.dtype} to {dtype} ({exc})") from None
     return arr

@@ -1,8 +1,10 @@
 """``fastem info``: describe any supported file as text.
 
 HDF5 files (CXI, Data Exchange, EMD v0.2 / 1.0, plain HDF5) print as a tree of groups and
-datasets with shapes, dtypes and key attributes; soft links show where they point. MRC files
-show their header essentials, TIFF files their pages, ``.tlt`` files their angles.
+datasets with shapes, dtypes and key attributes; soft links show where they point, external
+links and virtual datasets that map other files are shown (never followed unless
+``allow_external_links``). MRC files show their header essentials (validated: garbage or a
+truncated file is an error), TIFF files their pages, ``.tlt`` files their angles.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .hdf5 import is_hdf5, open_h5, parse_ref, require_file
+from .hdf5 import _LINK_HINT, _is_own_file, _links_allowed, _path_arg, is_hdf5, open_h5, parse_ref, require_file
 
 __all__ = ["describe", "detect_format"]
 
@@ -46,7 +48,7 @@ def detect_format(path) -> str:
 
     p = require_file(path)
     if is_hdf5(p):
-        with open_h5(p) as f:
+        with open_h5(p, allow_external_links=True) as f:  # only the root's members and attributes are read
             return _h5_format(f)
     suffix = p.suffix.lower()
     if suffix in MRC_SUFFIXES:
@@ -87,7 +89,21 @@ def _attrs_text(obj) -> str:
     return "  {" + ", ".join(parts) + "}"
 
 
+def _foreign_sources(ds) -> list[str]:
+    """Files other than its own that the virtual dataset ``ds`` maps (empty for a plain dataset)."""
+    try:
+        if not ds.is_virtual:
+            return []
+        return sorted({src.file_name for src in ds.virtual_sources() if not _is_own_file(ds.file, src.file_name)})
+    except Exception:  # pragma: no cover - HDF5 without VDS support
+        return []
+
+
 def _dataset_line(ds) -> str:
+    foreign = _foreign_sources(ds)
+    if foreign:
+        shape = "(" + ", ".join(str(n) for n in ds.shape) + ("," if ds.ndim == 1 else "") + ")"
+        return f"{shape} {ds.dtype}  (virtual dataset mapping {', '.join(foreign)})"
     if ds.shape == () or (ds.size == 1 and ds.ndim <= 1):
         try:
             value = ds[()]
@@ -124,14 +140,34 @@ def _tree(group, lines: list[str], indent: str) -> None:
         lines.append(f"{indent}└── ... {len(keys) - _MAX_CHILDREN} more")
 
 
-def _describe_h5(path: Path, dataset: str | None) -> str:
+def _refuse_links_on_path(f, dataset: str, label: str) -> None:
+    """An external link among the components of ``dataset`` is refused (it would be followed)."""
+    import h5py
+
+    group = f["/"]
+    parts = [p for p in dataset.split("/") if p]
+    for i, part in enumerate(parts):
+        link = group.get(part, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise InputError(f"{label}: '{dataset}' goes through an external link to '{link.filename}:{link.path}'; "
+                             f"refused, since a link can point at any file; {_LINK_HINT}")
+        obj = group.get(part) if link is not None else None
+        if not isinstance(obj, h5py.Group):
+            return
+        group = obj
+
+
+def _describe_h5(path: Path, dataset: str | None, allow_external_links: bool | None = None) -> str:
     import h5py
 
     from .hdf5 import find_dataset
 
-    with open_h5(path) as f:
+    # the tree shows links without following them, so a file holding them can be described
+    with open_h5(path, allow_external_links=True) as f:
         lines = [f"{path}: {_h5_format(f)}"]
         if dataset is not None and dataset != "/":
+            if not _links_allowed(allow_external_links):
+                _refuse_links_on_path(f, dataset, str(path))
             obj = f.get(dataset)
             if obj is None:
                 find_dataset(f, dataset, file_label=str(path))  # raises the one-line error
@@ -148,19 +184,15 @@ def _describe_h5(path: Path, dataset: str | None) -> str:
 
 
 def _describe_mrc(path: Path) -> str:
-    import mrcfile
+    from .mrc import read_mrc_header
 
-    try:
-        with mrcfile.open(path, permissive=True, header_only=True) as mrc:
-            h = mrc.header
-            nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
-            mode = int(h.mode)
-            vs = mrc.voxel_size
-            kind = "image stack" if int(h.ispg) == 0 and nz > 1 else ("image" if nz == 1 else "volume")
-            labels = [lab.decode("ascii", "replace").strip() for lab in h.label[: int(h.nlabl)]]
-            stats = (float(h.dmin), float(h.dmax), float(h.dmean))
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{path}: not a readable MRC file ({exc})") from None
+    h, voxel = read_mrc_header(path)  # validated: signature, mode, dimensions, file size
+    nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
+    mode = int(h.mode)
+    kind = "image stack" if int(h.ispg) == 0 and nz > 1 else ("image" if nz == 1 else "volume")
+    nlabl = min(max(int(h.nlabl), 0), len(h.label))
+    labels = [bytes(lab).decode("ascii", "replace").strip() for lab in h.label[:nlabl]]
+    stats = (float(h.dmin), float(h.dmax), float(h.dmean))
     from mrcfile.utils import dtype_from_mode
 
     try:
@@ -172,7 +204,7 @@ def _describe_mrc(path: Path) -> str:
         f"{path}: MRC {kind}",
         f"  shape      {shape} ({'(n, rows, cols)' if kind == 'image stack' else '(z, y, x)' if nz > 1 else '(y, x)'} in memory)",
         f"  mode       {mode} ({dtype})",
-        f"  voxel size z {float(vs.z):.4g}, y {float(vs.y):.4g}, x {float(vs.x):.4g} (angstrom)",
+        f"  voxel size z {voxel[0]:.4g}, y {voxel[1]:.4g}, x {voxel[2]:.4g} (angstrom)",
         f"  min/max/mean {stats[0]:.4g} / {stats[1]:.4g} / {stats[2]:.4g} (header)",
     ]
     lines += [f"  label      {lab}" for lab in labels if lab]
@@ -206,19 +238,23 @@ def _describe_tlt(path: Path) -> str:
     return f"{path}: IMOD tilt angles\n  {a.size} angles from {a.min():.4g} to {a.max():.4g} degrees{step}"
 
 
-def describe(path) -> str:
+def describe(path, *, allow_external_links: bool | None = None) -> str:
     """A text description of a file (tree for HDF5, header for MRC, pages for TIFF, angles for .tlt).
 
-    ``path`` may be ``FILE:/group_or_dataset`` to show only that part of an HDF5 file.
+    ``path`` may be ``FILE:/group_or_dataset`` to show only that part of an HDF5 file. External
+    links and virtual datasets mapping other files are listed, not followed; naming a part of
+    the file reached through one is refused unless ``allow_external_links`` (default
+    ``fastem.config.settings.allow_external_links``).
 
     Raises
     ------
     DatasetNotFoundError
         Missing file or dataset.
     InputError
-        Unknown format or unreadable file.
+        Unknown format, unreadable file (permission denied), an invalid or truncated MRC file,
+        or ``path`` not a file name.
     """
-    p, dataset = parse_ref(path)
+    p, dataset = parse_ref(_path_arg(path, "path"))
     fmt = detect_format(p)
     if dataset is not None and fmt in ("MRC", "TIFF", "IMOD tilt angles"):
         raise InputError(f"{p}: not an HDF5 file, so '{dataset}' cannot be shown")
@@ -228,4 +264,4 @@ def describe(path) -> str:
         return _describe_tiff(p)
     if fmt == "IMOD tilt angles":
         return _describe_tlt(p)
-    return _describe_h5(p, dataset)
+    return _describe_h5(p, dataset, allow_external_links)

@@ -19,13 +19,77 @@ import numpy as np
 from ..errors import DatasetNotFoundError, InputError
 from ..geometry import angles_from_tilts
 from .atomic import atomic_output
-from .hdf5 import is_hdf5, require_file
+from .hdf5 import _path_arg, is_hdf5, require_file
 from .validate import check_finite, check_ndim
 
-__all__ = ["read_mrc", "write_mrc", "read_tlt", "write_tlt", "read_tilt_series", "MRC_SUFFIXES"]
+__all__ = ["read_mrc", "write_mrc", "read_tlt", "write_tlt", "read_tilt_series", "read_mrc_header",
+           "MRC_SUFFIXES"]
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".map", ".rec", ".preali")
 _MRC_DTYPES = (np.int8, np.int16, np.uint16, np.float32, np.complex64, np.uint8, np.float16)
+#: bytes per voxel of each MRC map mode (101: 4-bit, two voxels per byte along x)
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
+_HEADER_BYTES = 1024
+#: largest accepted axis length: beyond it a header is garbage, not data
+_MAX_AXIS = 1 << 20
+
+
+def _data_bytes(mode: int, nx: int, ny: int, nz: int) -> int:
+    if mode == 101:
+        return ((nx + 1) // 2) * ny * nz
+    return int(_MODE_BYTES[mode] * nx * ny * nz)
+
+
+def check_mrc_header(path, header, file_size: int) -> None:
+    """Refuse an MRC header that does not describe the file: wrong signature, unknown mode,
+    implausible dimensions, or fewer bytes in the file than the header announces (truncated).
+
+    Old (pre-2014) files without the ``MAP`` signature are accepted when everything else is
+    consistent. Raises :class:`~fastem.errors.InputError` naming the file and the problem.
+    """
+    p = Path(path)
+    if file_size < _HEADER_BYTES:
+        raise InputError(f"{p}: not an MRC file (only {file_size} bytes; an MRC header alone has {_HEADER_BYTES})")
+    signed = bytes(np.asarray(header.map).tobytes()) == b"MAP "
+    mode = int(header.mode)
+    nx, ny, nz, nsymbt = int(header.nx), int(header.ny), int(header.nz), int(header.nsymbt)
+    mode_ok = mode in _MODE_BYTES
+    dims_ok = all(0 < n <= _MAX_AXIS for n in (nx, ny, nz)) and 0 <= nsymbt <= file_size
+    if not signed and not (mode_ok and dims_ok):
+        raise InputError(f"{p}: not an MRC file (no 'MAP ' signature and an inconsistent header)")
+    if not mode_ok:
+        raise InputError(f"{p}: not a valid MRC file (unknown map mode {mode}; known: "
+                         f"{', '.join(str(m) for m in _MODE_BYTES)})")
+    if not dims_ok:
+        raise InputError(f"{p}: not a valid MRC file (implausible header: nx={nx}, ny={ny}, nz={nz}, "
+                         f"extended header {nsymbt} bytes)")
+    expected = _HEADER_BYTES + nsymbt + _data_bytes(mode, nx, ny, nz)
+    if file_size < expected:
+        raise InputError(f"{p}: truncated MRC file: the header describes {nz} x {ny} x {nx} voxels of mode {mode} "
+                         f"({expected} bytes with the header) but the file has {file_size} bytes")
+    if not signed and file_size != expected:
+        raise InputError(f"{p}: not an MRC file (no 'MAP ' signature and the size does not match the header)")
+
+
+def read_mrc_header(path):
+    """Open ``path`` header-only and validate it (:func:`check_mrc_header`); returns the header
+    (a NumPy record) and the voxel size ``(z, y, x)``."""
+    import warnings
+
+    import mrcfile
+
+    p = require_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # validated below, with a clearer message
+            with mrcfile.open(p, permissive=True, header_only=True) as mrc:
+                header = mrc.header.copy()
+                vs = mrc.voxel_size
+                voxel = (float(vs.z), float(vs.y), float(vs.x))
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{p}: not a readable MRC file ({' '.join(str(exc).split())})") from None
+    check_mrc_header(p, header, p.stat().st_size)
+    return header, voxel
 
 
 def read_mrc(path) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -38,31 +102,46 @@ def read_mrc(path) -> tuple[np.ndarray, tuple[float, float, float]]:
         image), a private copy in native byte order.
     voxel_size : (float, float, float)
         ``(z, y, x)`` in angstrom (0 where the header does not say).
+
+    Raises
+    ------
+    DatasetNotFoundError
+        No such file.
+    InputError
+        Unreadable, not an MRC file (bad signature, unknown mode, implausible dimensions) or
+        truncated (fewer bytes than the header announces).
     """
+    import warnings
+
     import mrcfile
 
     p = require_file(path)
+    read_mrc_header(p)  # refuses garbage and truncated files before mrcfile guesses
     try:
-        with mrcfile.open(p, permissive=True) as mrc:
-            if mrc.data is None:
-                raise InputError(f"{p}: not a readable MRC file (no data block)")
-            data = np.array(mrc.data, dtype=mrc.data.dtype.newbyteorder("="))
-            vs = mrc.voxel_size
-            voxel = (float(vs.z), float(vs.y), float(vs.x))
-    except (ValueError, OSError) as exc:
-        raise InputError(f"{p}: not a readable MRC file ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with mrcfile.open(p, permissive=True) as mrc:
+                if mrc.data is None:
+                    raise InputError(f"{p}: not a readable MRC file (no data block)")
+                data = np.array(mrc.data, dtype=mrc.data.dtype.newbyteorder("="))
+                vs = mrc.voxel_size
+                voxel = (float(vs.z), float(vs.y), float(vs.x))
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{p}: not a readable MRC file ({' '.join(str(exc).split())})") from None
     return data, voxel
 
 
 def _voxel_xyz(voxel_size):
     if voxel_size is None:
         return None
-    if np.ndim(voxel_size) == 0:
-        v = float(voxel_size)
-        return (v, v, v)
-    vs = [float(v) for v in np.asarray(voxel_size).reshape(-1)]
-    if len(vs) != 3:
-        raise InputError(f"voxel_size must be a number or (z, y, x), got {voxel_size!r}")
+    try:
+        vs = [float(v) for v in np.asarray(voxel_size, dtype=np.float64).reshape(-1)]
+    except (TypeError, ValueError):
+        raise InputError(f"voxel_size must be a number or (z, y, x) in angstrom, got {voxel_size!r}") from None
+    if len(vs) == 1:
+        vs = vs * 3
+    if len(vs) != 3 or not all(np.isfinite(v) and v >= 0 for v in vs):
+        raise InputError(f"voxel_size must be a number or (z, y, x) >= 0 in angstrom, got {voxel_size!r}")
     return (vs[2], vs[1], vs[0])
 
 
@@ -84,8 +163,16 @@ def write_mrc(path, array, voxel_size=None, *, stack: bool = False, overwrite: b
     """
     import mrcfile
 
-    arr = np.asarray(array)
-    check_ndim(arr, (2, 3), "MRC data")
+    path = _path_arg(path, "path")
+    if array is None or isinstance(array, (str, bytes)):
+        raise InputError(f"array must be a 2D or 3D numeric array, got {type(array).__name__}")
+    try:
+        arr = np.asarray(array)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"array must be a 2D or 3D numeric array ({exc})") from None
+    if arr.dtype.kind not in "biufc":
+        raise InputError(f"array must be a 2D or 3D numeric array, got dtype {arr.dtype}")
+    check_ndim(arr, (2, 3), "array (MRC data)")
     if arr.dtype.type not in _MRC_DTYPES:
         arr = arr.astype(np.float32)
     arr = np.ascontiguousarray(arr)
@@ -137,9 +224,15 @@ def read_tlt(path) -> np.ndarray:
 
 def write_tlt(path, angles, *, overwrite: bool = False, inputs: Iterable = ()) -> Path:
     """Write tilt angles (degrees) one per line, IMOD style (atomically)."""
-    a = np.asarray(angles, dtype=np.float64).reshape(-1)
+    path = _path_arg(path, "path")
+    try:
+        a = np.asarray(angles, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"angles must be a sequence of numbers (degrees), got {type(angles).__name__}") from None
     if a.size == 0:
         raise InputError("write_tlt: empty angle set")
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"angles: {int((~np.isfinite(a)).sum())} non-finite angle(s); nothing was written")
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
         tmp.write_text("".join(f"{v:10.4f}\n" for v in a))
     return Path(path)
@@ -175,6 +268,8 @@ def read_tilt_series(path, tlt=None, *, flat_dark: bool = True, log: bool = Fals
     from .dxchange import TiltSeriesData, minus_log, read_dxchange
 
     p = require_file(path)
+    if tlt is not None:
+        tlt = _path_arg(tlt, "tlt")
     if is_hdf5(p):
         if tlt is not None:
             raise InputError(f"{p}: a Data Exchange file carries its own angles; do not pass a .tlt file")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoint import read_checkpoint, write_checkpoint
-from .provenance import PROVENANCE_FIELDS, read_provenance, write_provenance
+from .provenance import PROVENANCE_FIELDS, _require_group, read_provenance, write_provenance
 
 __all__ = ["write_process_group", "read_process_group", "CHECKPOINT_NAME", "PROCESS_GROUP"]
 
@@ -53,6 +53,11 @@ def write_process_group(group, prov: dict | None, results: dict | None = None,
     """
     from ..errors import InputError
 
+    _require_group(group, "group")
+    if results is not None and not isinstance(results, dict):
+        raise InputError(f"results must be a dict name -> value, got {type(results).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, dict):
+        raise InputError(f"checkpoint must be a dict name -> value, got {type(checkpoint).__name__}")
     write_provenance(group, prov)
     if results:
         clash = set(results) & (set(PROVENANCE_FIELDS) | {CHECKPOINT_NAME})
@@ -69,6 +74,7 @@ def read_process_group(group) -> tuple[dict, dict, dict | None]:
     """``(provenance, results, checkpoint or None)`` from a group written by :func:`write_process_group`."""
     import h5py
 
+    _require_group(group, "group")
     prov = read_provenance(group)
     results = {k: v for k, v in read_checkpoint(group).items() if k not in PROVENANCE_FIELDS and k != CHECKPOINT_NAME}
     ck = group.get(CHECKPOINT_NAME)

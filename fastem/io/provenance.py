@@ -114,6 +114,16 @@ def provenance(*, command: str | None = None, config: Any = None, device: Any = 
     }
 
 
+def _require_group(h5group, name: str = "h5group") -> None:
+    """One-line :class:`~fastem.errors.InputError` unless ``h5group`` is an open h5py group."""
+    import h5py
+
+    from ..errors import InputError
+
+    if not isinstance(h5group, h5py.Group):
+        raise InputError(f"{name} must be an open h5py group or file, got {type(h5group).__name__}")
+
+
 def write_provenance(h5group, prov: dict | None = None) -> None:
     """Write a provenance record into an open h5py group as scalar string datasets.
 
@@ -121,6 +131,11 @@ def write_provenance(h5group, prov: dict | None = None) -> None:
     are filled by :func:`provenance`; extra keys are written as strings too. Existing fields of
     the group are replaced.
     """
+    from ..errors import InputError
+
+    _require_group(h5group)
+    if prov is not None and not isinstance(prov, dict):
+        raise InputError(f"prov must be a dict (see fastem.io.provenance()), got {type(prov).__name__}")
     record = provenance() if prov is None else dict(prov)
     missing = [k for k in PROVENANCE_FIELDS if k not in record]
     if missing:
@@ -152,6 +167,7 @@ def read_provenance(h5group) -> dict:
     """
     import h5py
 
+    _require_group(h5group)
     out: dict = {}
     for key in PROVENANCE_FIELDS:
         raw = None

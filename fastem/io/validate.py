@@ -45,7 +45,10 @@ def check_ndim(arr, ndim, what: str = "array"):
 
     Raises :class:`~fastem.errors.InputError` ``"<what>: expected a 3D array, got shape (4, 5)"``.
     """
-    allowed = tuple(int(n) for n in ndim) if isinstance(ndim, (tuple, list, set)) else (int(ndim),)
+    try:
+        allowed = tuple(int(n) for n in ndim) if isinstance(ndim, (tuple, list, set)) else (int(ndim),)
+    except (TypeError, ValueError):
+        raise InputError(f"ndim must be an int or a tuple of ints, got {ndim!r}") from None
     if np.ndim(arr) not in allowed:
         from .hdf5 import rank_text
 
@@ -90,7 +93,9 @@ def check_finite(arr, what: str = "array", *, policy: str = "error", frame_label
     the per-frame counts for stacks (up to 8 frames listed) and what happens next.
     """
     if policy not in ("error", "zero", "ignore"):
-        raise ValueError(f"policy must be 'error', 'zero' or 'ignore', got {policy!r}")
+        raise InputError(f"policy must be 'error', 'zero' or 'ignore', got {policy!r}")
+    if not (hasattr(arr, "dtype") and hasattr(arr, "shape")):
+        raise InputError(f"{what}: expected a NumPy or CuPy array, got {type(arr).__name__}")
     from ..backend import get_array_module, to_device
 
     xp = get_array_module(arr)
@@ -180,7 +185,10 @@ def angles_to_degrees(values, attrs: Mapping | None = None, *, what: str = "angl
     InputError
         Non-finite angles, or an unknown ``units`` value.
     """
-    a = np.asarray(values, dtype=np.float64)
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}: angles must be numbers, got {type(values).__name__}") from None
     if a.size and not np.all(np.isfinite(a)):
         bad = np.flatnonzero(~np.isfinite(a.reshape(-1)))
         raise InputError(f"{what}: {bad.size} non-finite angle(s), first at flat index {int(bad[0])}")
