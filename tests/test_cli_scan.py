@@ -72,7 +72,6 @@ def test_cli_errors_are_one_line(tmp_path, images_h5):
     src, _ = images_h5
     out = tmp_path / "o.h5"
     cases = [
-        (["scan", "simulate", str(src), "-o", str(out), "--coverage", "0"], "--coverage"),
         (["scan", "simulate", "-o", str(out)], "either IN"),
         (["scan", "simulate", str(tmp_path / "missing.h5"), "-o", str(out)], "missing.h5"),
         (["scan", "simulate", f"{src}:/stack", "-o", str(src)], "input"),
@@ -91,6 +90,8 @@ def test_cli_errors_are_one_line(tmp_path, images_h5):
     assert r.exit_code == 1 and "exists" in r.output
     assert run("scan", "simulate", f"{src}:/stack", "-o", str(out), "--coverage", "0.3", "--overwrite").exit_code == 0
     assert run("scan", "simulate", f"{src}:/stack", "-o", str(out), "--path", "zigzag").exit_code == 2
+    r = run("scan", "simulate", str(src), "-o", str(tmp_path / "o2.h5"), "--coverage", "0")
+    assert r.exit_code == 2 and "--coverage" in r.output     # a usage error naming the flag
 
 
 def test_demo_job_quick(tmp_path):

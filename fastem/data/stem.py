@@ -120,6 +120,7 @@ class Scene:
 
 
 BG_STEP = 4.0   #: px per background grid step
+_NOISE_STREAM = 0x5407   #: third seed word of the per-image shot-noise generators
 _CUTOFF = 3.5   #: column cut-off radius in sigmas
 
 
@@ -325,12 +326,19 @@ class StemGenerator:
 
     def __init__(self, size=512, *, seed: int = 0, dose: float | None = 500.0, device=None,
                  options: StemOptions | None = None, engine: str | None = None, **overrides):
-        shape = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(s) for s in size)
+        try:
+            shape = (int(size), int(size)) if np.ndim(size) == 0 else tuple(int(s) for s in size)
+        except (TypeError, ValueError):
+            raise InputError(f"size must be an int or (rows, cols), got {size!r}") from None
         if len(shape) != 2 or min(shape) < 8:
             raise InputError(f"STEM image size must be at least 8x8, got {shape}")
-        if dose is not None and not dose > 0:
-            raise InputError(f"dose must be > 0 electrons per pixel (or None for no noise), got {dose}")
-        self.shape, self.seed, self.dose, self.engine = shape, int(seed), dose, engine
+        if dose is not None and not (isinstance(dose, (int, float, np.integer, np.floating))
+                                     and 0 < float(dose) < math.inf):
+            raise InputError(f"dose must be a finite number > 0 electrons per pixel (or None for no noise), "
+                             f"got {dose!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+            raise InputError(f"seed must be an integer >= 0, got {seed!r}")
+        self.shape, self.seed, self.dose, self.engine = shape, int(seed), None if dose is None else float(dose), engine
         self.options = replace(options or StemOptions(), **overrides)
         self.device = backend.resolve_device(device)
 
@@ -346,8 +354,10 @@ class StemGenerator:
         """
         from fastem.kernels.stem_render import render_stem
 
-        if int(n) < 1:
-            raise InputError(f"number of images must be >= 1, got {n}")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) < 1:
+            raise InputError(f"number of images n must be an integer >= 1, got {n!r}")
+        if isinstance(index_base, bool) or not isinstance(index_base, (int, np.integer)) or int(index_base) < 0:
+            raise InputError(f"index_base must be an integer >= 0, got {index_base!r}")
         scenes = self.scenes(int(n), int(index_base))
         packed, step = _pack(scenes, self.shape)
         dev = self.device
@@ -360,14 +370,15 @@ class StemGenerator:
             mean = out.mean(axis=(1, 2), keepdims=True)
             out /= xp.maximum(mean, 1e-12)
             if self.dose is not None:
-                lam = out * np.float32(self.dose)
-                if xp is np:
-                    rng = np.random.default_rng([self.seed, int(index_base), 2**31 + int(n)])
-                    out[...] = rng.poisson(lam)
-                else:
-                    entropy = [self.seed, int(index_base), 2**31 + int(n)]
-                    rs = xp.random.RandomState(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
-                    out[...] = rs.poisson(lam)
+                # one stream per image, so image ``index`` is the same whatever the batch split
+                for i in range(int(n)):
+                    entropy = [self.seed, int(index_base) + i, _NOISE_STREAM]
+                    lam = out[i] * np.float32(self.dose)
+                    if xp is np:
+                        out[i] = np.random.default_rng(entropy).poisson(lam)
+                    else:
+                        rs = xp.random.RandomState(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+                        out[i] = rs.poisson(lam)
         if return_info:
             infos = [dict(s.info, dose=self.dose, index=index_base + i) for i, s in enumerate(scenes)]
             return out, infos

@@ -50,15 +50,17 @@ def _host(a) -> np.ndarray:
 def sample_values(partial, path, dwell_correct: bool = True, min_dwell: float = 0.5):
     """``(sample mask, values)`` of one (H, W) partial scan: ``det`` (``/ m``) where ``m >= min_dwell``.
 
-    ``min_dwell`` <= 0 uses every pixel with ``m > 0``. Values are NaN off the samples.
+    ``min_dwell`` <= 0 uses every pixel with ``m > 0``. Values are NaN off the samples. Pixels where
+    the partial scan or the path is NaN or infinite are not samples.
     """
     partial = np.asarray(_host(partial), dtype=np.float64)
     m = np.asarray(_host(path), dtype=np.float64)
     if partial.shape != m.shape or partial.ndim != 2:
         raise InputError(f"partial scan {partial.shape} and path {m.shape} must be equal 2D shapes")
-    sampled = (m >= min_dwell) & (m > 0)
+    usable = np.isfinite(partial) & np.isfinite(m)   # NaN / inf pixels count as not sampled
+    sampled = (m >= min_dwell) & (m > 0) & usable
     if not sampled.any():
-        sampled = m > 0
+        sampled = (m > 0) & usable
     if not sampled.any():
         raise InputError("the path samples no pixel: nothing to complete from")
     values = np.full(partial.shape, np.nan)

@@ -34,8 +34,35 @@ from fastem.interop import as_array
 from . import paths as P
 from ._reference import dihedral
 
+_NOISE_STREAM = 0xD05E   #: third seed word of the per-example shot-noise generators
+
 __all__ = ["PartialScans", "PartialScanPipeline", "form_partial_scans", "make_partial_scans", "dihedral",
-           "dihedral_index", "as_image_batch"]
+           "dihedral_index", "as_image_batch", "check_dose"]
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``, or an :class:`InputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_dose(dose, what: str = "dose"):
+    """``dose`` as a finite float > 0 (electrons per full-dwell pixel) or ``None``."""
+    if dose is None:
+        return None
+    try:
+        value = float(dose)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a finite number > 0 electrons per pixel, got {dose!r}") from None
+    if not (0.0 < value < np.inf):
+        raise InputError(f"{what} must be a finite number > 0 electrons per pixel, got {dose}")
+    if value > 1e15:
+        raise InputError(f"{what} = {dose:g} electrons per pixel is beyond what the Poisson sampler handles "
+                         f"(at most 1e15); leave it out for noise-free scans")
+    return value
 
 
 def dihedral_index(seed: int, example) -> np.ndarray | int:
@@ -87,7 +114,14 @@ def as_image_batch(images, device=None, what: str = "images"):
     Accepts (H, W) or (B, H, W) NumPy/CuPy arrays or torch tensors; other real dtypes become
     float32. Raises :class:`InputError` for other shapes, complex or empty input.
     """
+    if images is None:
+        raise InputError(f"{what} must be an array (rows, cols) or (batch, rows, cols), got None")
     images = as_array(images)
+    if not (isinstance(images, np.ndarray) or backend.is_cupy_array(images)):
+        try:
+            images = np.asarray(images)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{what} must be a numeric array, got {type(images).__name__} ({exc})") from None
     dev = backend.get_device(images) if device is None else backend.resolve_device(device)
     images = backend.to_device(images, dev)
     xp = dev.xp
@@ -151,11 +185,9 @@ class PartialScanPipeline:
             raise InputError(f"path kind must be one of {', '.join(P.PATH_KINDS)}, got {kind!r}")
         if fill not in ("nearest", "constant"):
             raise InputError(f"fill must be 'nearest' or 'constant', got {fill!r}")
-        if dose is not None and not dose > 0:
-            raise InputError(f"dose must be > 0 electrons per pixel, got {dose}")
-        if int(batch) < 1:
-            raise InputError(f"batch must be >= 1, got {batch}")
-        self.batch = int(batch)
+        dose = check_dose(dose)
+        self.batch = _check_int(batch, "batch", 1)
+        seed = _check_int(seed, "seed", 0)
         self.shape = P._shape(shape)
         if augment and self.shape[0] != self.shape[1]:
             raise InputError(f"dihedral augmentation needs square images, got {self.shape[0]}x{self.shape[1]}")
@@ -204,6 +236,7 @@ class PartialScanPipeline:
         """
         from fastem.kernels.partial_scan import normalise_blur, sample_infill
 
+        example_base = _check_int(example_base, "example_base", 0)
         images = as_image_batch(images, self.device)
         if images.shape != (self.batch, *self.shape):
             raise InputError(f"images have shape {tuple(images.shape)}, the pipeline expects {(self.batch, *self.shape)}")
@@ -230,15 +263,15 @@ class PartialScanPipeline:
 def _shot_noise(img, path, dose: float, seed: int, example_base: int, out):
     """Poisson shot noise on the sampled pixels (see ``_reference.shot_noise``), into ``out``."""
     xp = backend.get_array_module(img)
-    entropy = [int(seed) % 2**63, int(example_base) % 2**63]
-    if xp is np:
-        rng = np.random.default_rng(entropy)
-        lam = np.maximum(dose * path.astype(np.float64) * (img + 1.0) * 0.5, 0.0)
-        counts = rng.poisson(lam)
-    else:
-        rs = xp.random.RandomState(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
-        lam = xp.maximum(dose * path.astype(np.float64) * (img + 1.0) * 0.5, 0.0)
-        counts = rs.poisson(lam)
+    lam = xp.maximum(dose * path.astype(np.float64) * (img + 1.0) * 0.5, 0.0)
+    counts = xp.empty(lam.shape, np.int64)
+    for b in range(lam.shape[0]):   # one stream per example: independent of the batch split
+        entropy = [int(seed) % 2**63, (int(example_base) + b) % 2**63, _NOISE_STREAM]
+        if xp is np:
+            counts[b] = np.random.default_rng(entropy).poisson(lam[b])
+        else:
+            rs = xp.random.RandomState(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+            counts[b] = rs.poisson(lam[b])
     sampled = path > 0
     safe = xp.where(sampled, path, 1.0)
     xp.copyto(out, xp.where(sampled, 2.0 * counts / (dose * safe) - 1.0, img).astype(np.float32))
