@@ -13,6 +13,16 @@ import click
 STREAM_ABOVE_BYTES = 2 ** 31
 
 
+def _gamma0(ctx, param, value):
+    """--gamma0: a finite number > 0 (usage error naming the flag otherwise)."""
+    import math
+
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise click.BadParameter(f"must be a finite number > 0 (SBE's initial step), got {value}",
+                                 param_hint="--gamma0")
+    return value
+
+
 @click.command("cluster")
 @click.argument("source", metavar="IN.h5:/ds")
 @click.option("-k", "--clusters", "k", type=click.IntRange(min=1), required=True, help="Number of clusters K.")
@@ -22,12 +32,13 @@ STREAM_ABOVE_BYTES = 2 ** 31
               help="Mini-batch size M (sbe, minibatch).")
 @click.option("--runs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent starts; the lowest objective is kept.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed (>= 0).")
 @click.option("--init", type=click.Choice(["random", "k-means++"]), default="random", show_default=True)
 @click.option("--outer", type=click.IntRange(min=1), default=100, show_default=True, help="SBE outer steps (omaxit).")
 @click.option("--inner", type=click.IntRange(min=1), default=10, show_default=True,
               help="SBE inner fixed-point steps (imaxit).")
-@click.option("--gamma0", type=float, default=None, help="SBE initial step (default K).")
+@click.option("--gamma0", type=float, default=None, callback=_gamma0,
+              help="SBE initial step, finite and > 0 (default K).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Mini-batches for --algorithm minibatch (default outer x inner).")
 @click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True, help="Lloyd iterations.")
@@ -49,39 +60,40 @@ def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner,
     from fastem.cluster import SBEKMeans
     from fastem.cluster.files import write_clusters
     from fastem.config import settings
-    from fastem.io import check_output
+    from fastem.errors import InputError
+    from fastem.io import check_output, output_lock
     from fastem.io.hdf5 import find_dataset, open_h5, parse_ref
 
     check_output(output, overwrite=overwrite, inputs=[source])
-    device = resolve_device()
     path, ds_name = parse_ref(source)
     config = {"input": str(source), "k": k, "algorithm": algorithm, "batch": batch, "runs": runs, "seed": seed,
               "init": init, "outer": outer, "inner": inner, "gamma0": gamma0, "steps": steps, "max_iter": max_iter,
               "dtype": dtype}
-    with open_h5(path) as f:
-        ds = find_dataset(f, ds_name, file_label=str(path))
-        where = f"{path}:{ds.name}"
-        if not isinstance(ds, h5py.Dataset) or ds.ndim not in (2, 3):
-            from fastem.errors import InputError
-
-            raise InputError(f"{where}: expected (N, d) points or (N, h, w) images, got shape {getattr(ds, 'shape', None)}")
-        image_shape = ds.shape[1:] if ds.ndim == 3 else None
-        if stream is None:
-            stream = ds.size * ds.dtype.itemsize > STREAM_ABOVE_BYTES
-        data = ds if stream else ds[()]
-        config["stream"] = bool(stream)
-        model = SBEKMeans(k, algorithm=algorithm, init=init, n_init=runs, batch_size=batch, n_outer=outer,
-                          n_inner=inner, gamma0=gamma0, n_steps=steps, max_iter=max_iter, random_state=seed,
-                          dtype=None if dtype == "auto" else dtype, device=None if stream else device, progress=True)
-        try:
-            model.fit(data if stream or not device.is_gpu else device.xp.asarray(data))
-        except Exception as exc:
-            from fastem.errors import InputError
-
-            if isinstance(exc, InputError):
-                raise InputError(f"{where}: {exc}") from None
-            raise
-    write_clusters(output, model, config=config, image_shape=image_shape, overwrite=overwrite, inputs=[source])
+    with output_lock(output):
+        device = resolve_device()
+        with open_h5(path) as f:
+            ds = find_dataset(f, ds_name, file_label=str(path))
+            where = f"{path}:{ds.name}"
+            if not isinstance(ds, h5py.Dataset) or ds.ndim not in (2, 3):
+                raise InputError(f"{where}: expected (N, d) points or (N, h, w) images, got shape "
+                                 f"{getattr(ds, 'shape', None)}")
+            image_shape = ds.shape[1:] if ds.ndim == 3 else None
+            if stream is None:
+                stream = ds.size * ds.dtype.itemsize > STREAM_ABOVE_BYTES
+            if ds.dtype.kind not in "fiub":
+                raise InputError(f"{where}: expected real numbers, got dtype {ds.dtype}")
+            data = ds if stream else ds[()]
+            config["stream"] = bool(stream)
+            model = SBEKMeans(k, algorithm=algorithm, init=init, n_init=runs, batch_size=batch, n_outer=outer,
+                              n_inner=inner, gamma0=gamma0, n_steps=steps, max_iter=max_iter, random_state=seed,
+                              dtype=None if dtype == "auto" else dtype, device=None if stream else device,
+                              progress=True)
+            try:
+                model.fit(data if stream or not device.is_gpu else device.xp.asarray(data), name=where)
+            except InputError as exc:
+                text = str(exc)
+                raise InputError(text if where in text else f"{where}: {text}") from None
+        write_clusters(output, model, config=config, image_shape=image_shape, overwrite=overwrite, inputs=[source])
     if not settings.quiet:
         o = model.objectives_
         click.echo(f"{output}: K={k} {algorithm}, {runs} run(s): objective {model.objective_:.6g} "

@@ -18,22 +18,53 @@ ALGORITHMS = ("sbe", "minibatch", "lloyd")
 
 
 def _open_ref(X):
-    """``"file.h5:/ds"`` -> (h5py.File, h5py.Dataset) for streaming; anything else -> (None, X)."""
+    """``"file.h5:/ds"`` -> (ExitStack holding the file, h5py.Dataset) for streaming; else (None, X)."""
+    if X is None:
+        raise InputError("X must be an (N, d) or (N, h, w) array, an h5py.Dataset or 'FILE.h5:/dataset', got None")
     if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
-        import h5py
+        from contextlib import ExitStack
 
-        from fastem.io import open_h5, parse_ref  # noqa: F401
-        from fastem.io.hdf5 import find_dataset, require_file
+        from fastem.io import open_h5, parse_ref
+        from fastem.io.hdf5 import find_dataset
 
-        path, ds = parse_ref(X)
-        require_file(path)
-        f = h5py.File(path, "r")
+        path, ds = parse_ref(X.decode() if isinstance(X, bytes) else X)
+        stack = ExitStack()
         try:
-            return f, find_dataset(f, ds, file_label=str(path))
-        except Exception:
-            f.close()
+            f = stack.enter_context(open_h5(path))
+            return stack, find_dataset(f, ds, file_label=str(path))
+        except BaseException:
+            stack.close()
             raise
     return None, X
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _int_param(value, name: str, minimum: int = 1, *, optional: bool = False):
+    if value is None and optional:
+        return None
+    if not _is_int(value):
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _float_param(value, name: str, *, low: float, high: float = np.inf, low_open: bool = True,
+                 high_open: bool = False, optional: bool = False):
+    if value is None and optional:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    ok = np.isfinite(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open or not np.isfinite(high) else "]"
+        raise InputError(f"{name} must be a finite number in {lo}{low:g}, {high:g}{hi}, got {value!r}")
+    return v
 
 
 class SBEKMeans:
@@ -137,28 +168,89 @@ class SBEKMeans:
     def _source(self, X, name="X"):
         return DataSource(X, dtype=self.dtype, chunk_rows=self.chunk_rows, device=self.device, name=name)
 
-    def fit(self, X, y=None, *, callback=None):
+    def fit(self, X, y=None, *, callback=None, name: str | None = None):
         """Fit on ``X``: (N, d) or (N, h, w) NumPy/CuPy array, ``h5py.Dataset`` or ``"file.h5:/ds"``
         (HDF5 is streamed: mini-batches and chunks are read from disk).
 
-        ``callback(run, step)`` is called as the runs progress (for progress displays).
+        ``callback(run, step)`` is called as the runs progress (for progress displays). ``name``:
+        how messages refer to the data (default ``FILE:/dataset`` for HDF5, else ``"X"``).
+
+        Raises
+        ------
+        InputError
+            A bad parameter (named), bad data (shape, dtype, NaN / inf, values whose squared
+            distances overflow even in float64), ``n_clusters`` > N.
+        NonFiniteResultError
+            The fit diverged (e.g. a too large ``gamma0``).
         """
+        self._check_params()
         f, X = _open_ref(X)
+        if name is None:
+            name = f"{X.file.filename}:{X.name}" if hasattr(X, "file") and hasattr(X, "name") else "X"
+        self._name = str(name)
         try:
             return self._fit(X, callback)
         finally:
             if f is not None:
                 f.close()
 
-    def _fit(self, X, callback):
-        if self.algorithm not in ALGORITHMS:
+    def _check_params(self) -> None:
+        """One-line :class:`InputError` naming the first bad parameter (before any work)."""
+        if not isinstance(self.algorithm, str) or self.algorithm not in ALGORITHMS:
             raise InputError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        _int_param(self.n_clusters, "n_clusters")
+        _int_param(self.n_init, "n_init")
+        _int_param(self.batch_size, "batch_size")
+        _int_param(self.n_outer, "n_outer")
+        _int_param(self.n_inner, "n_inner")
+        _int_param(self.n_steps, "n_steps", optional=True)
+        _int_param(self.max_iter, "max_iter")
+        _int_param(self.chunk_rows, "chunk_rows", optional=True)
+        _float_param(self.gamma0, "gamma0", low=0.0, optional=True)
+        _float_param(self.alpha, "alpha", low=0.0, high=1.0, low_open=False, high_open=True)
+        _float_param(self.beta, "beta", low=0.0, high=1.0)
+        _float_param(self.tol, "tol", low=0.0, low_open=False)
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, np.random.Generator) or (_is_int(rs) and int(rs) >= 0)):
+            raise InputError(f"random_state must be None, an integer >= 0 or a numpy Generator, got {rs!r}")
+        if isinstance(self.init, str):
+            if self.init not in ("random", "k-means++", "kmeans++"):
+                raise InputError(f"init must be 'random', 'k-means++' or a (k, d) array, got {self.init!r}")
+        elif self.init is None:
+            raise InputError("init must be 'random', 'k-means++' or a (k, d) array, got None")
+
+    def _checked_source(self, X) -> DataSource:
+        """The data source, finite and within the range where squared distances cannot overflow.
+
+        float32 data too large for float32 arithmetic is computed in float64 (with a
+        :class:`~fastem.io.DataWarning`) unless float32 was requested; data too large even for
+        float64 is refused (rescale it).
+        """
+        source = self._source(X, getattr(self, "_name", "X"))
+        largest = source.check_finite()
+        if largest <= source.max_abs_for(source.dtype):
+            return source
+        limit64 = source.max_abs_for(np.float64)
+        if largest > limit64:
+            raise InputError(f"{source.name}: values up to {largest:.3g} overflow the squared distances of k-means "
+                             f"(|x| must stay below {limit64:.3g} for N = {source.n}, d = {source.d}); divide the "
+                             f"data by a constant first")
+        if self.dtype is not None:
+            raise InputError(f"{source.name}: values up to {largest:.3g} overflow squared distances in dtype "
+                             f"{np.dtype(self.dtype).name} (|x| must stay below {source.max_abs_for(source.dtype):.3g}); "
+                             f"use dtype float64")
+        import warnings
+
+        from fastem.io import DataWarning
+
+        warnings.warn(f"{source.name}: values up to {largest:.3g} overflow squared distances in float32; computing "
+                      f"in float64", DataWarning, stacklevel=4)
+        return DataSource(X, dtype=np.float64, chunk_rows=self.chunk_rows, device=self.device, name=source.name)
+
+    def _fit(self, X, callback):
         n_init = int(self.n_init)
-        if n_init < 1:
-            raise InputError(f"n_init must be >= 1, got {self.n_init}")
-        source = self._source(X)
+        source = self._checked_source(X)
         k = core.check_k(source, self.n_clusters)
-        source.check_finite()
         if isinstance(self.random_state, np.random.Generator):
             seeds = [np.random.default_rng(s) for s in self.random_state.bit_generator.seed_seq.spawn(n_init)]
         else:
@@ -189,6 +281,7 @@ class SBEKMeans:
         finally:
             if bar is not None:
                 bar.close()
+        self._check_result(best, source)
         self.cluster_centers_ = best.centers.astype(source.dtype)
         self.labels_ = best.labels
         self.objective_ = float(best.objective)
@@ -198,6 +291,16 @@ class SBEKMeans:
         self.n_features_in_ = source.d
         self._dtype = source.dtype
         return self
+
+    def _check_result(self, best, source) -> None:
+        """A diverged fit (NaN / inf centroids or objective) is an error, never a result."""
+        from fastem.io import require_finite_result
+
+        hint = ("lower gamma0 (SBE's initial step)" if self.algorithm == "sbe" else
+                "check the data scale") + " or rescale the data"
+        require_finite_result(best.centers, f"{self.algorithm} k-means centroids of {source.name}", hint=hint)
+        require_finite_result(np.array([best.objective]), f"{self.algorithm} k-means objective of {source.name}",
+                              hint=hint)
 
     def _run(self, source, C0, rng, tol_scale, bar):
         tick = (lambda *a: bar.update(1)) if bar is not None else None
@@ -222,7 +325,10 @@ class SBEKMeans:
             source = DataSource(X, dtype=self._dtype, chunk_rows=self.chunk_rows, device=self.device)
             if source.d != self.n_features_in_:
                 raise InputError(f"X has {source.d} features but the model was fitted with {self.n_features_in_}")
-            source.check_finite()
+            largest = source.check_finite()
+            if largest > source.max_abs_for(source.dtype):
+                raise InputError(f"X: values up to {largest:.3g} overflow squared distances in dtype "
+                                 f"{source.dtype.name}; divide the data by a constant first")
             centers = self.cluster_centers_
             if backend.is_cupy_array(centers) != (source.xp is not np):
                 centers = source.xp.asarray(backend_to_numpy(centers))

@@ -1,5 +1,9 @@
 """The ``fastem cluster`` output file (HDF5), written atomically with provenance.
 
+Nothing non-finite is written (a diverged fit is a :class:`~fastem.errors.NonFiniteResultError`),
+and the file I/O goes through :func:`fastem.scan.h5guard.guarded_h5`: a full disk is a one-line
+:class:`~fastem.errors.OutputWriteError`, the temporary removed, an existing output intact.
+
 ``/cluster/centroids`` (K, d) [attribute ``image_shape`` for image input], ``/cluster/labels``
 (N,) int64, ``/cluster/objective`` (``phi = 1/(2N) sum_i min_j ||x_i - c_j||^2``),
 ``/cluster/inertia`` (``2 N phi``, scikit-learn's convention), ``/cluster/objectives`` (per-run
@@ -17,14 +21,18 @@ __all__ = ["write_clusters"]
 
 def write_clusters(path, model, *, config: dict, image_shape=None, overwrite: bool = False, inputs=()) -> Path:
     """Write a fitted :class:`~fastem.cluster.SBEKMeans` to ``path`` (see the module docstring)."""
-    import h5py
-
-    from fastem.io import PROCESS_GROUP, atomic_output, provenance, write_process_group
+    from fastem.io import PROCESS_GROUP, atomic_output, provenance, require_finite_result, write_process_group
+    from fastem.scan.h5guard import guarded_h5
 
     centers = model.cluster_centers_
     centers = centers.get() if hasattr(centers, "get") else np.asarray(centers)
+    hint = "lower --gamma0 or rescale the data"
+    require_finite_result(centers, f"{path}: /cluster/centroids", hint=hint)
+    require_finite_result(np.asarray([model.objective_, model.inertia_], np.float64), f"{path}: /cluster/objective",
+                          hint=hint)
+    require_finite_result(np.asarray(model.objectives_, np.float64), f"{path}: /cluster/objectives", hint=hint)
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with guarded_h5(tmp, path) as f:
             g = f.create_group("cluster")
             c = g.create_dataset("centroids", data=centers)
             c.attrs["axes"] = "cluster:feature"

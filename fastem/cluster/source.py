@@ -123,9 +123,14 @@ class DataSource:
                 yield start, self._prepare(self._data[start:stop])
 
     # -- checks ------------------------------------------------------------------------------
-    def check_finite(self) -> None:
-        """Raise :class:`InputError` naming the first row with a NaN or infinite value."""
+    def check_finite(self) -> float:
+        """Raise :class:`InputError` naming the first row with a NaN or infinite value.
+
+        Returns the largest ``|x|`` of the data (one streamed pass does both), which
+        :meth:`check_range` compares with what squared distances can hold.
+        """
         xp = self.xp
+        largest = 0.0
         for start, block in self.chunks():
             ok = xp.isfinite(block).all(axis=1)
             if not bool(ok.all()):
@@ -133,6 +138,21 @@ class DataSource:
                 raise InputError(f"{self.name}: row {start + int(bad[0])} contains NaN or Inf "
                                  f"({bad.size} bad row(s) in rows {start}..{start + block.shape[0] - 1}); "
                                  "remove or impute them first")
+            if block.size:
+                largest = max(largest, float(xp.abs(block).max()))
+        return largest
+
+    def max_abs_for(self, dtype) -> float:
+        """Largest ``|x|`` whose squared distances (and their float64 total over N) cannot overflow in ``dtype``.
+
+        A distance is at most ``4 d max|x|^2`` (centroids lie in the data's bounding box); the
+        kernel's cross term ``|x|^2 + |c|^2 - 2 x.c`` needs a few times that, and the objective
+        sums N of them in float64. A margin of 32 covers both.
+        """
+        dmax = float(np.finfo(np.float64).max) / (32.0 * self.d * self.n)
+        if np.dtype(dtype) == np.float32:
+            dmax = min(dmax, float(np.finfo(np.float32).max) / (32.0 * self.d))
+        return float(np.sqrt(dmax))
 
     def mean_variance(self) -> float:
         """``mean_j var(X[:, j])`` (float64, chunked; scikit-learn's tolerance scale)."""
