@@ -10,10 +10,13 @@ import click
 @click.option("--quick", is_flag=True, help="Small sizes and few repeats (a smoke run, not for reporting).")
 @click.option("--list", "list_only", is_flag=True, help="List the available cases and exit.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
-              help="Where to write the JSON results (default: bench/results of the source tree).")
+              help="Where to write the JSON results, created if missing and checked before anything runs "
+                   "(default: bench/results of a source checkout, else the current directory).")
 @click.option("--no-write", is_flag=True, help="Print the tables only.")
 def command(names, quick, list_only, out_dir, no_write):
-    """Time fastem against its peers and floors; print tables with ratios; write JSON."""
+    """Time fastem against its peers and floors; print tables with ratios; write JSON.
+
+    The results folder is created and checked for writing before any case runs."""
     from pathlib import Path
 
     from fastem.backend import resolve_device

@@ -8,7 +8,9 @@ import click
 @click.command("demo")
 @click.option("--out", "out_dir", default="demo-output", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the generated data sets, results and PNG previews.")
-@click.option("--overwrite", is_flag=True, help="Reuse an existing, non-empty output folder.")
+@click.option("--overwrite", is_flag=True,
+              help="Run every job again in an existing, non-empty folder. Without it, the folder of an "
+                   "interrupted demo is completed (finished jobs are skipped).")
 @click.option("--quick", is_flag=True, help="Tiny sizes (a smoke test; figures are not meaningful).")
 @click.option("--only", multiple=True, metavar="JOB", help="Run only these jobs (repeatable).")
 @click.option("--list", "list_only", is_flag=True, help="List the demo jobs and exit.")
@@ -27,5 +29,8 @@ def command(out_dir, overwrite, quick, only, list_only):
     click.echo(format_summary(rows))
     click.echo(f"\noutputs in {out_dir}/")
     if failed:
-        click.echo(f"fastem: error: demo job(s) failed: {', '.join(failed)}", err=True)
+        reasons = [str(r.get("result", "")) for r in rows if str(r.get("result", "")).startswith("FAILED")]
+        first = f" ({reasons[0][len('FAILED: '):]})" if reasons else ""
+        click.echo(f"fastem: error: demo job(s) failed: {', '.join(failed)}{first}; run the same command again "
+                   f"to complete the demo", err=True)
         raise SystemExit(1)

@@ -13,6 +13,14 @@ Usage errors exit with status 2 (click's convention). Warnings print as one line
 
 ``SIGXFSZ`` is ignored, so a write past the file size limit (``ulimit -f``) fails with EFBIG,
 which is reported like a full disk, instead of killing the process with a core dump.
+
+After a failure (exit status other than 0) the process ends with ``os._exit`` once Python's own
+exit handlers ran and the output streams are flushed: the HDF5 library's C-level exit handler
+would otherwise try again to flush a file whose write failed (disk full) and crash the process
+(SIGSEGV / SIGBUS, exit 139); for the same reason a reported error (and the frames it holds)
+is kept alive until the process ends. HDF5's complaints about such a file while it is garbage-collected
+("Exception ignored in ... file write failed", printed through ``sys.unraisablehook`` and
+``sys.excepthook``) are dropped unless ``--debug``.
 """
 
 from __future__ import annotations
@@ -31,6 +39,10 @@ from fastem import __version__
 from fastem.config import set_threads, settings
 from fastem.errors import FastemError
 
+#: errors reported by this process, kept alive until it exits: freeing the frames of a failed
+#: HDF5 write would make h5py close the file again, and HDF5 can crash doing so (see the notes)
+_REPORTED: list[BaseException] = []
+
 #: the options through which commands name their output (used to name it in a disk-full message)
 _OUTPUT_FLAGS = ("-o", "--output", "--out", "--out-dir")
 
@@ -42,6 +54,49 @@ def ignore_sigxfsz() -> None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         except (ValueError, OSError):  # pragma: no cover - not the main thread
             pass
+
+
+def _quiet_unraisable(unraisable) -> None:
+    """``sys.unraisablehook`` of the CLI: drop h5py's repeated close failures of a file whose write
+    already failed for lack of space (reported once, as one line); anything else as usual."""
+    from fastem.io.atomic import _is_space_error
+
+    if not settings.debug and unraisable.exc_value is not None and _is_space_error(unraisable.exc_value):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def _quiet_excepthook(exc_type, exc, tb) -> None:
+    """``sys.excepthook`` of the CLI: h5py's deallocator prints the same close failures through
+    it (Cython's unraisable path); drop those, show anything else as usual."""
+    from fastem.io.atomic import _is_space_error
+
+    if not settings.debug and exc is not None and _is_space_error(exc):
+        return
+    sys.__excepthook__(exc_type, exc, tb)
+
+
+def _exit_now(code) -> None:
+    """End a failed run: Python's exit handlers, flushed streams, then ``os._exit`` (no C-level
+    handlers, see the module notes)."""
+    import atexit
+    import os
+
+    if isinstance(code, int):
+        status = code
+    else:  # SystemExit("message"): Python prints it and exits 1
+        if code is not None:
+            print(code, file=sys.stderr)
+        status = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -135,12 +190,14 @@ class _FastemGroup(click.Group):
         except FastemError as exc:
             if settings.debug:
                 raise
+            _REPORTED.append(exc)
             click.echo(f"fastem: error: {' '.join(str(exc).split())}", err=True)
             ctx.exit(1)
         except (OSError, MemoryError, RuntimeError) as exc:
             message = os_error_message(exc, argv)
             if settings.debug or message is None:
                 raise
+            _REPORTED.append(exc)
             click.echo(f"fastem: error: {message}", err=True)
             ctx.exit(1)
         finally:
@@ -185,7 +242,14 @@ def command_line() -> str:
 
 def main() -> None:  # console-script entry point
     ignore_sigxfsz()
-    app(prog_name="fastem")
+    sys.unraisablehook = _quiet_unraisable
+    sys.excepthook = _quiet_excepthook
+    try:
+        app(prog_name="fastem")
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            _exit_now(exc.code)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

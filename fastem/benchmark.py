@@ -15,7 +15,10 @@ are comparable even on a busy machine. Each measurement: warm-up calls, then rep
 ``sync`` (e.g. a CUDA stream synchronize) is called after every timed call so GPU work is
 counted. The table shows, per (case, size), the fastem time, each peer/floor time and the ratio
 ``other / fastem`` (above 1: fastem is faster), and throughput when ``work`` is given. Results
-go to ``bench/results/<name>-<device>-<date>.json`` with the machine description.
+go to ``<results folder>/<name>-<device>-<date>.json`` with the machine description: ``--out-dir``,
+else ``bench/results`` of the source checkout, else (an installed fastem: results are never
+written into site-packages) the current directory. The folder is created and checked for
+writing *before* any case runs, so a bad folder fails at once, not after the benchmark.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from . import __version__, backend
 from .config import available_cores, settings
 
 __all__ = ["Measurement", "BenchContext", "time_call", "machine_info", "discover_cases", "run_cases",
-           "format_table", "results_dir"]
+           "format_table", "results_dir", "prepare_results_dir"]
 
 
 @dataclass
@@ -239,19 +242,51 @@ def discover_cases() -> dict[str, Any]:
     return cases
 
 
-def results_dir() -> Path:
-    """``bench/results`` of the source tree when writable, else ``./bench-results``."""
+def _checkout_root() -> Path | None:
+    """The source checkout fastem runs from (a folder holding ``pyproject.toml`` and ``bench/``
+    beside the package), or ``None`` for an installed copy (site-packages, dist-packages)."""
     import fastem.bench as pkg
 
-    d = Path(pkg.__file__).resolve().parent / "results"
+    bench = Path(pkg.__file__).resolve().parent
+    if any(part in ("site-packages", "dist-packages") for part in bench.parts):
+        return None
+    root = bench.parent
+    if bench.name == "bench" and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+def results_dir() -> Path:
+    """Default results folder: ``bench/results`` of the source checkout, else the current
+    directory (never a folder inside an installed package). Not created here."""
+    root = _checkout_root()
+    return root / "bench" / "results" if root is not None else Path.cwd()
+
+
+def prepare_results_dir(out_dir=None, *, flag: str = "--out-dir") -> Path:
+    """Create (with parents) and check the results folder before anything runs; returns it.
+
+    Raises
+    ------
+    InputError
+        The path is a file, cannot be created, or is not writable (the message names ``flag``).
+    """
+    from .errors import InputError
+
+    d = Path(out_dir) if out_dir is not None else results_dir()
+    what = f"{flag} {d}" if out_dir is not None else f"results folder {d}"
+    if d.exists() and not d.is_dir():
+        raise InputError(f"{what}: is a file, not a folder")
     try:
         d.mkdir(parents=True, exist_ok=True)
-        if os.access(d, os.W_OK):
-            return d
-    except OSError:
-        pass
-    d = Path.cwd() / "bench-results"
-    d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot create the folder ({exc.strerror or exc})") from None
+    probe = d / f".fastem-bench-write-test.{os.getpid()}.tmp"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{what}: cannot write there ({exc.strerror or exc}); choose another {flag}") from None
     return d
 
 
@@ -259,7 +294,9 @@ def run_cases(names: list[str] | None = None, device: Any = "cpu", quick: bool =
               out_dir: Path | None = None, echo: Callable[[str], Any] = print, write: bool = True) -> dict[str, Path | None]:
     """Run the named cases (all when empty), print a table for each, write JSON results.
 
-    Returns ``{case name: path of the JSON written}``.
+    Returns ``{case name: path of the JSON written}``. With ``write``, the results folder
+    (``out_dir``, default :func:`results_dir`) is created and checked first
+    (:func:`prepare_results_dir`): a bad folder fails before any case runs.
     """
     dev = backend.Device(device)
     cases = discover_cases()
@@ -269,6 +306,11 @@ def run_cases(names: list[str] | None = None, device: Any = "cpu", quick: bool =
         from .errors import InputError
 
         raise InputError(f"unknown bench case(s) {', '.join(unknown)}; available: {', '.join(cases)}")
+    results = prepare_results_dir(out_dir) if write else None
+    if write and out_dir is None and not settings.quiet:
+        where = "the source checkout's bench/results" if _checkout_root() is not None else \
+            "the current directory (fastem is installed, not run from a checkout; use --out-dir to choose)"
+        echo(f"results go to {results} ({where})")
     info = machine_info(dev)
     written: dict[str, Path | None] = {}
     for name in names:
@@ -282,7 +324,7 @@ def run_cases(names: list[str] | None = None, device: Any = "cpu", quick: bool =
         echo("")
         if write:
             date = _dt.datetime.now(_dt.timezone.utc)
-            out = (out_dir or results_dir()) / f"{name}-{'cpu' if dev.is_cpu else 'gpu'}-{date:%Y%m%d-%H%M%S}.json"
+            out = results / f"{name}-{'cpu' if dev.is_cpu else 'gpu'}-{date:%Y%m%d-%H%M%S}.json"
             payload = {
                 "case": name,
                 "description": getattr(mod, "DESCRIPTION", ""),
@@ -294,9 +336,10 @@ def run_cases(names: list[str] | None = None, device: Any = "cpu", quick: bool =
                 "measurements": [asdict(m) | {"throughput": m.throughput} for m in ctx.measurements],
                 "notes": ctx.notes,
             }
-            tmp = out.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(payload, indent=2))
-            os.replace(tmp, out)
+            from .io import atomic_output
+
+            with atomic_output(out, overwrite=False) as tmp:
+                tmp.write_text(json.dumps(payload, indent=2))
             written[name] = out
             if not settings.quiet:
                 echo(f"results written to {out}")
