@@ -154,7 +154,7 @@ class SBEKMeans:
         valid = self._param_names()
         for key, value in params.items():
             if key not in valid:
-                raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; valid: {', '.join(valid)}")
+                raise InputError(f"invalid parameter {key!r} for {type(self).__name__}; valid: {', '.join(valid)}")
             setattr(self, key, value)
         return self
 

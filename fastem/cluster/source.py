@@ -20,7 +20,10 @@ __all__ = ["DataSource", "as_source", "working_dtype"]
 def working_dtype(dtype, requested=None) -> np.dtype:
     """float32 data stays float32, everything else is computed in float64 (unless ``requested``)."""
     if requested is not None:
-        req = np.dtype(requested)
+        try:
+            req = np.dtype(requested)
+        except TypeError:
+            raise InputError(f"dtype must be float32 or float64, got {requested!r}") from None
         if req not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise InputError(f"dtype must be float32 or float64, got {req}")
         return req

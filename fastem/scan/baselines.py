@@ -47,14 +47,27 @@ def _host(a) -> np.ndarray:
     return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
+def _real_array(a, name: str) -> np.ndarray:
+    """``a`` as a float64 host array, or an :class:`InputError` naming ``name``."""
+    if a is None or isinstance(a, (str, bytes)):
+        raise InputError(f"{name} must be a real (rows, cols) array, got {a!r}")
+    arr = np.asarray(_host(a))
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"{name} must be a real (rows, cols) array, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
+
+
 def sample_values(partial, path, dwell_correct: bool = True, min_dwell: float = 0.5):
     """``(sample mask, values)`` of one (H, W) partial scan: ``det`` (``/ m``) where ``m >= min_dwell``.
 
     ``min_dwell`` <= 0 uses every pixel with ``m > 0``. Values are NaN off the samples. Pixels where
     the partial scan or the path is NaN or infinite are not samples.
     """
-    partial = np.asarray(_host(partial), dtype=np.float64)
-    m = np.asarray(_host(path), dtype=np.float64)
+    partial = _real_array(partial, "partial")
+    m = _real_array(path, "path")
+    if isinstance(min_dwell, bool) or not isinstance(min_dwell, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(min_dwell):
+        raise InputError(f"min_dwell must be a finite number, got {min_dwell!r}")
     if partial.shape != m.shape or partial.ndim != 2:
         raise InputError(f"partial scan {partial.shape} and path {m.shape} must be equal 2D shapes")
     usable = np.isfinite(partial) & np.isfinite(m)   # NaN / inf pixels count as not sampled
@@ -77,8 +90,8 @@ def complete(partial, path, method: str = "linear", *, dwell_correct: bool = Tru
 def complete_methods(partial, path, methods=METHODS, *, dwell_correct: bool = True,
                      min_dwell: float = 0.5) -> dict[str, np.ndarray]:
     """``{method: completion}`` for several methods, sharing the samples and the triangulation."""
-    methods = tuple(methods)
-    bad = [m for m in methods if m not in METHODS]
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    bad = [m for m in methods if not isinstance(m, str) or m not in METHODS]
     if bad:
         raise InputError(f"completion method must be one of {', '.join(METHODS)}, got {', '.join(map(repr, bad))}")
     sampled, values = sample_values(partial, path, dwell_correct, min_dwell)

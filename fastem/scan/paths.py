@@ -55,8 +55,20 @@ def check_coverage(coverage: float, what: str = "coverage") -> float:
     return c
 
 
+def _dwell_map(path):
+    if not hasattr(path, "ndim") or not hasattr(path, "dtype"):
+        if path is None or isinstance(path, (str, bytes)):
+            raise InputError(f"path must be a (rows, cols) or (batch, rows, cols) dwell array, got {path!r}")
+        path = np.asarray(path)
+    if path.ndim not in (2, 3) or path.dtype.kind not in "fiub":
+        raise InputError(f"path must be a real (rows, cols) or (batch, rows, cols) dwell array, got shape "
+                         f"{tuple(path.shape)} dtype {path.dtype}")
+    return path
+
+
 def measured_coverage(path) -> np.ndarray | float:
     """Fraction of pixels with non-zero dwell, per example (``(B,)``) or for one ``(H, W)`` map."""
+    path = _dwell_map(path)
     xp = backend.get_array_module(path)
     frac = xp.mean(path > 0, axis=(-2, -1))
     return float(frac) if path.ndim == 2 else frac
@@ -64,6 +76,7 @@ def measured_coverage(path) -> np.ndarray | float:
 
 def dwell_fraction(path) -> np.ndarray | float:
     """Mean dwell (beam time relative to a full scan), per example or for one map."""
+    path = _dwell_map(path)
     xp = backend.get_array_module(path)
     frac = xp.mean(path, axis=(-2, -1), dtype=np.float64)
     return float(frac) if path.ndim == 2 else frac
@@ -78,12 +91,51 @@ def _out(out, batch, shape, device):
 
 
 def _shape(shape) -> tuple[int, int]:
-    if isinstance(shape, (int, np.integer)):
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape), int(shape))
-    shape = tuple(int(s) for s in shape)
+    try:
+        if isinstance(shape, (str, bytes)):
+            raise TypeError
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise InputError(f"shape must be an int or (rows, cols), got {shape!r}") from None
     if len(shape) != 2 or min(shape) < 2:
         raise InputError(f"path shape must be (rows, cols) with both >= 2, got {shape}")
     return shape
+
+
+def _int_arg(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if int(value) < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _float_arg(value, name: str, *, minimum: float = 0.0, strict: bool = True, optional: bool = False):
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or (v <= minimum if strict else v < minimum):
+        raise InputError(f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+    return v
+
+
+def _check_common(batch, seed, example_base, out, shape) -> tuple[int, int, int]:
+    """Validate the arguments every path function shares; returns ``(batch, seed, example_base)``."""
+    seed = _int_arg(seed, "seed", 0)
+    example_base = _int_arg(example_base, "example_base", 0)
+    if out is None:
+        batch = _int_arg(batch, "batch", 1)
+    else:
+        xp = backend.get_array_module(out) if hasattr(out, "shape") else None
+        if xp is None or out.ndim != 3 or tuple(out.shape[1:]) != tuple(shape) or out.dtype != np.float32:
+            raise InputError(f"out must be a (batch, {shape[0]}, {shape[1]}) float32 array, got "
+                             f"{getattr(out, 'shape', type(out).__name__)} {getattr(out, 'dtype', '')}".rstrip())
+        batch = out.shape[0]
+    return batch, seed, example_base
 
 
 def spiral_path(shape=(512, 512), coverage: float | None = 1 / 20, *, spacing: float | None = None, batch: int = 1,
@@ -116,6 +168,9 @@ def spiral_path(shape=(512, 512), coverage: float | None = 1 / 20, *, spacing: f
     from fastem.kernels.scan_path import spiral_dwell
 
     shape = _shape(shape)
+    batch, seed, example_base = _check_common(batch, seed, example_base, out, shape)
+    max_offset = _float_arg(max_offset, "max_offset", strict=False)
+    spacing = _float_arg(spacing, "spacing", optional=True)
     out = _out(out, batch, shape, device)
     spacing = path_parameter("spiral", coverage, shape, param=spacing, measure=measure)
     if spacing is None:
@@ -138,6 +193,9 @@ def grid_path(shape=(512, 512), coverage: float | None = 1 / 20, *, u: float | N
     from fastem.kernels.scan_path import grid_dwell
 
     shape = _shape(shape)
+    batch, seed, example_base = _check_common(batch, seed, example_base, out, shape)
+    amp = _float_arg(amp, "amp", strict=False)
+    u = _float_arg(u, "u", optional=True)
     out = _out(out, batch, shape, device)
     u = path_parameter("grid", coverage, shape, param=u, amp=amp, measure=measure)
     if u is None:
@@ -157,6 +215,7 @@ def path_parameter(kind: str, coverage: float | None, shape, *, param: float | N
         if c >= 1.0:
             return None
         param = solve_coverage(kind, c, shape, amp=amp, measure=measure)
+    param = _float_arg(param, "spacing" if kind == "spiral" else "u")
     if kind == "grid":
         check_grid_u(param, shape)
     return float(param)
@@ -257,4 +316,7 @@ def solve_coverage(kind: str, target: float, shape=(512, 512), *, amp: float = 1
         raise InputError("coverage 1 is a full scan: no path parameter to solve for")
     if samples is None:
         samples = 4 if kind == "spiral" else 32
+    samples = _int_arg(samples, "samples", 1)
+    seed = _int_arg(seed, "seed", 0)
+    amp = _float_arg(amp, "amp", strict=False)
     return _solve(kind, target, _shape(shape), float(amp), measure, int(samples), int(seed))
