@@ -11,6 +11,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ._numba_flags import FASTMATH_SUMS, fastmath
+
 CHUNK = 16384
 #: below this many pixels per call the serial twins run (a parallel region costs more than the work)
 SERIAL_BELOW = 1 << 16
@@ -156,7 +158,7 @@ def _grad(pred, target, weight, has_weight, kind, gscale, gout, chunk, grad):
                     ob[p] = g2 * (np.float64(pb[p]) - np.float64(tb[p]))
 
 
-_REASSOC = {"reassoc", "contract"}  # vectorisable sums; no nnan/ninf: NaN/Inf still propagate to the check
+_REASSOC = fastmath(FASTMATH_SUMS)  # vectorisable sums; no nnan/ninf: NaN/Inf still propagate to the check
 alrc_partial_sums_numba = njit(parallel=True, cache=True, nogil=True, fastmath=_REASSOC)(_partial_sums)
 alrc_partial_sums_serial = njit(cache=True, nogil=True, fastmath=_REASSOC)(_partial_sums)
 alrc_grad_numba = njit(parallel=True, cache=True, nogil=True)(_grad)

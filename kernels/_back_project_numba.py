@@ -11,6 +11,7 @@ coordinates into the padded image instead of testing taps (branch-free).
 import numpy as np
 from numba import njit, prange, uint64
 
+from ._numba_flags import fastmath
 from ._projector_taps_numba import index_range, sub4_weights
 
 _ONE = uint64(1)
@@ -145,7 +146,7 @@ def blend_rows_numba(src, dst, w0, w1, w2):
             d[i] = w0 * a[i] + w1 * b[i] + w2 * c[i]
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+@njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
 def back_project_numba(images, border, coeffs, out, alpha, beta, weights, use_weights, positivity, subpoints,
                        u_only=False):
     """``out <- beta*out + alpha * weights * sum_k B_k(images[k])``, then ``max(out, 0)`` if asked.

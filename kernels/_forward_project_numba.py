@@ -13,6 +13,7 @@ pass over (volume x projections) plus ``O(nz * ny)`` bookkeeping per task.
 import numpy as np
 from numba import njit, prange, uint64
 
+from ._numba_flags import fastmath
 from ._projector_taps_numba import axis_taps, index_range, sub4_weights
 
 _ONE = uint64(1)
@@ -189,7 +190,7 @@ def _blend_rows_in_place(img, prev, cur):
         prev[:] = cur
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+@njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
 def forward_project_numba(volume, coeffs, out, border, subpoints, bands, fast, u_only=False):
     """``out[k] = P_k(volume)`` (detector pixel (r, c) at ``out[k, r + border, c + border]``).
 

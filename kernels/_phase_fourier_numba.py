@@ -9,8 +9,10 @@ elements are independent: no reduction, nothing to synchronise.
 import numpy as np
 from numba import njit, prange
 
+from ._numba_flags import fastmath
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
 def phase_fourier_numba(mode, z, buf, bk, filt, use_filter, t, s, c_keep, c_mix, scale, one, tiny, npix, rowlen):
     """``z``, ``buf``: real views (2 per complex element); ``bk``, ``filt``: ``npix`` reals.
 

@@ -7,8 +7,10 @@ LLVM vectorise them. Every element is independent.
 
 from numba import njit, prange
 
+from ._numba_flags import fastmath
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
 def phase_real_numba(mode, buf, wsup, u, image, write_image, beta, npix, rowlen, wstride):
     """``buf``: real view (2 per complex element); ``wsup``: ``npix`` reals (``wstride = 0``, shared)
     or one support per run (``wstride = npix``); ``u``, ``image``: reals."""

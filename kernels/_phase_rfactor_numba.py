@@ -8,8 +8,10 @@ row (no atomics), then sums the rows of each run.
 import numpy as np
 from numba import njit, prange
 
+from ._numba_flags import fastmath
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
 def hermitian_half_numba(z, half, runs, na, nb, nc, half_scale):
     """``half[r,a,b,c] = half_scale * (z[r,a,b,c] + conj(z[r,-a,-b,-c]))`` for ``c <= nc // 2``."""
     nh = nc // 2 + 1
@@ -34,7 +36,7 @@ def hermitian_half_numba(z, half, runs, na, nb, nc, half_scale):
             out[2 * c + 1] = half_scale * (zs[2 * c + 1] - zm[2 * mc + 1])
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+@njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
 def rfactor_half_numba(spec, bh, bm, partial, out, npix, rowlen):
     """Per-row partial sums of ``| |F| - bh | + | |F| - bm |`` (negative b skipped), then per run."""
     nrows = (spec.size // 2) // rowlen

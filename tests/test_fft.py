@@ -66,7 +66,8 @@ def test_plans_are_cached_and_reused(rng):
 
 
 def test_plan_in_place_on_own_buffer_round_trip(rng):
-    plan = F.get_plan((20, 21), np.complex128)
+    plan = F.new_plan((20, 21), np.complex128)
+    assert not plan.shared and plan is not F.new_plan((20, 21), np.complex128)
     x = random_complex(rng, (20, 21))
     plan.buffer[...] = x
     out = plan.forward()
@@ -99,6 +100,8 @@ def test_plan_rejects_wrong_arrays(rng):
     plan = F.get_plan((8, 8), np.complex64)
     with pytest.raises(ValueError, match="shape"):
         plan.forward(np.zeros((8, 9), np.complex64))
+    with pytest.raises(ValueError, match="out must be"):
+        F.fftn(random_complex(rng, (8, 8)), out=np.zeros((8, 9), np.complex128))
     with pytest.raises(ValueError, match="dtype"):
         plan.forward(np.zeros((8, 8), np.complex128))
     with pytest.raises(ValueError, match="norm"):
@@ -115,8 +118,10 @@ def test_provider_and_wisdom(tmp_path, monkeypatch):
     F.get_plan((17, 19), np.complex128)
     F._wisdom_state["dirty"] = True
     F.save_wisdom()
-    saved = list(tmp_path.glob("fftw-wisdom-*.pickle"))
-    assert len(saved) == 1 and saved[0].stat().st_size > 0
+    saved = list(tmp_path.glob("fftw-wisdom-*"))
+    assert [p.suffix for p in saved] == [".bin"] and saved[0].stat().st_mode & 0o077 == 0
+    parts = F.decode_wisdom(saved[0].read_bytes())  # plain FFTW wisdom text, round trip
+    assert len(parts) == 3 and any(b"fftw_dft" in p or b"codelet" in p for p in parts)
 
 
 def test_scipy_fallback_without_pyfftw(rng, monkeypatch):
@@ -129,7 +134,7 @@ def test_scipy_fallback_without_pyfftw(rng, monkeypatch):
         np.testing.assert_allclose(F.ifft2(x), np.fft.ifft2(x), rtol=1e-12, atol=1e-12)
         r = rng.standard_normal((5, 9))
         np.testing.assert_allclose(F.irfftn(F.rfftn(r), s=(5, 9)), r, rtol=1e-12, atol=1e-12)
-        plan = F.get_plan((6, 10), np.complex128)
+        plan = F.new_plan((6, 10), np.complex128)
         assert plan.provider == "scipy"
         plan.buffer[...] = x
         plan.forward()

@@ -247,12 +247,31 @@ def smooth_rows(x, sigma: float = 1.0, order: int = 1, out=None, planner: str | 
     fac = _inverse_factor(m, order, sigma, x.dtype, dev)
     with _fft_settings(None, None) if dev.is_gpu else _fft_settings(planner, threads):
         plan = F.get_plan((b, m), x.dtype, axes=(1,), real=True, device=dev)
-        spec = plan.forward(x)  # into the plan's own spectrum buffer
+        # the shared plan caches the planning, not a work array: the spectrum is this call's own
+        spec = plan.forward(x, _spectrum_buffer(plan))
         with dev.use():
             view = spec.view(x.dtype).reshape(b, h, 2)
             dev.xp.multiply(view, fac, out=view)
         plan.backward(spec, out, normalise=False, overwrite_input=True)
     return out
+
+
+_work = threading.local()
+
+
+def _spectrum_buffer(plan):
+    """A spectrum work array for ``plan``'s geometry owned by the calling thread (reused across
+    calls, never shared between threads: concurrent smoothings of one shape stay independent)."""
+    cache = getattr(_work, "spectra", None)
+    if cache is None:
+        cache = _work.spectra = {}
+    key = (plan.out_shape, plan.out_dtype.str, plan.device.id)
+    buf = cache.get(key)
+    if buf is None:
+        if len(cache) >= 8:
+            cache.clear()
+        buf = cache[key] = F.empty_aligned(plan.out_shape, plan.out_dtype, plan.device)
+    return buf
 
 
 def _smooth_rows_torch(t, sigma: float, order: int):

@@ -1,8 +1,10 @@
 """The batched iteration engine shared by GPS and the baselines (ER, HIO, OSS).
 
 A :class:`Solver` holds ``R`` independent runs as one batch ``(R, *grid)`` on one device, all
-buffers preallocated (FFT plans from :func:`fastem.fft.get_plan` over the grid axes with the run
-axis leading), and drives them through:
+buffers preallocated (its own private FFT plans from :func:`fastem.fft.new_plan` over the grid
+axes with the run axis leading: no other solver, projector or thread ever touches its work
+arrays, so solvers of the same shape may be interleaved or run in parallel threads), and drives
+them through:
 
 * **stages** -- ``L`` even stages (GPS, OSS: 10; ER, HIO: 1); in stage ``l`` the filter is fixed
   (:mod:`fastem.phase.schedules`); from stage 2 on, every run restarts from the best iterate
@@ -12,6 +14,10 @@ axis leading), and drives them through:
   iteration, ``R_F`` of each run's current image is computed (one real FFT pair plus two light
   kernels, :mod:`fastem.kernels.phase_rfactor`) and recorded; the best image of each run (lowest
   ``R_F`` over all stages) is kept;
+* **divergence** -- a run whose ``R_F`` is ever not finite (its iterate overflowed or became
+  NaN) is marked in :attr:`Solver.diverged` with a warning and is never a result: it reports
+  ``R_F = inf`` and :func:`fastem.phase.retrieve` never keeps it. When every run of the batch has
+  diverged the iteration stops early;
 * **shrink-wrap** (optional, ``PhaseConfig.shrink_wrap``; Marchesini et al., Phys. Rev. B 68,
   140101 (2003)) -- every ``shrink_wrap_every`` iterations each run's support becomes
   ``{G_sigma * u > threshold * max(G_sigma * u)}`` intersected with the initial support, ``u`` the
@@ -39,7 +45,7 @@ import numpy as np
 
 from fastem import backend
 from fastem.errors import InputError
-from fastem.fft import empty_aligned, get_plan
+from fastem.fft import empty_aligned, new_plan
 from fastem.kernels import hermitian_half, rfactor_half
 
 from .problem import PhaseProblem
@@ -100,27 +106,32 @@ class PhaseConfig:
     shrink_wrap_sigma: tuple = (3.0, 1.5)
 
     def __post_init__(self):
-        self.algorithm = str(self.algorithm).lower()
-        if self.algorithm not in ALGORITHMS:
-            raise InputError(f"--algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+        if not isinstance(self.algorithm, str) or self.algorithm.lower() not in ALGORITHMS:
+            raise InputError(f"algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+        self.algorithm = self.algorithm.lower()
         self.sigma_schedule = parse_sigma_schedule(self.sigma_schedule)
         if self.stages is None:
             self.stages = 10 if self.algorithm in ("gps-f", "gps-r", "oss") else 1
         self.shrink_wrap = bool(self.shrink_wrap)
-        sw = tuple(float(v) for v in self.shrink_wrap_sigma)
+        for name in ("iterations", "stages", "rfactor_every", "shrink_wrap_every"):
+            setattr(self, name, _integer(getattr(self, name), name))
+        for name in ("t", "s", "beta", "gamma_scale", "shrink_wrap_threshold"):
+            setattr(self, name, _finite(getattr(self, name), name))
+        try:
+            sw = tuple(_finite(v, "shrink_wrap_sigma") for v in self.shrink_wrap_sigma)
+        except TypeError:
+            raise InputError(f"shrink_wrap_sigma must be two numbers (start, floor), got {self.shrink_wrap_sigma!r}") \
+                from None
         self.shrink_wrap_sigma = sw
-        checks = [("iterations", self.iterations >= 1), ("stages", self.stages >= 1),
-                  ("t", self.t > 0), ("s", self.s > 0), ("beta", 0 < self.beta <= 2),
-                  ("gamma_scale", self.gamma_scale >= 0), ("rfactor_every", self.rfactor_every >= 1),
-                  ("shrink_wrap_every", self.shrink_wrap_every >= 1),
-                  ("shrink_wrap_threshold", 0 < self.shrink_wrap_threshold < 1),
-                  ("shrink_wrap_sigma", len(sw) == 2 and sw[0] >= sw[1] > 0)]
-        for name, ok in checks:
+        checks = [("iterations", self.iterations >= 1, ">= 1"), ("stages", self.stages >= 1, ">= 1"),
+                  ("t", self.t > 0, "> 0"), ("s", self.s > 0, "> 0"), ("beta", 0 < self.beta <= 2, "in (0, 2]"),
+                  ("gamma_scale", self.gamma_scale >= 0, ">= 0"), ("rfactor_every", self.rfactor_every >= 1, ">= 1"),
+                  ("shrink_wrap_every", self.shrink_wrap_every >= 1, ">= 1"),
+                  ("shrink_wrap_threshold", 0 < self.shrink_wrap_threshold < 1, "in (0, 1)"),
+                  ("shrink_wrap_sigma", len(sw) == 2 and sw[0] >= sw[1] > 0, "(start, floor) with start >= floor > 0")]
+        for name, ok, rule in checks:
             if not ok:
-                raise InputError(f"{name} = {getattr(self, name)!r} is out of range")
-        self.iterations, self.stages, self.rfactor_every = int(self.iterations), int(self.stages), int(self.rfactor_every)
-        self.shrink_wrap_every = int(self.shrink_wrap_every)
-        self.shrink_wrap_threshold = float(self.shrink_wrap_threshold)
+                raise InputError(f"{name} must be {rule}, got {getattr(self, name)!r}")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -132,6 +143,26 @@ class PhaseConfig:
         """Gaussian width (pixels) of the ``update``-th shrink-wrap update (0-based)."""
         start, floor = self.shrink_wrap_sigma
         return max(floor, start * 0.99**update)
+
+
+def _integer(value, name: str) -> int:
+    """An integer parameter (``3`` or ``3.0``), or a one-line :class:`InputError` naming it."""
+    if isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return int(value)
+    raise InputError(f"{name} must be an integer, got {value!r}")
+
+
+def _finite(value, name: str) -> float:
+    """A finite real parameter, or a one-line :class:`InputError` naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if not np.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def initial_phases(seed: int, run_indices, shape) -> np.ndarray:
@@ -171,9 +202,10 @@ class Solver:
         self.n = int(np.prod(self.grid))
         axes = tuple(range(1, len(self.grid) + 1))
         dt, rdt = problem.dtype, problem.rdtype
-        self.plan = get_plan(self.full_shape, dt, axes=axes, device=self.device)
+        # private plans: their buffers are this solver's work arrays, shared with nobody
+        self.plan = new_plan(self.full_shape, dt, axes=axes, device=self.device)
         self.buf = self.plan.buffer  # the one complex work array every iteration runs through
-        self.rplan = get_plan(self.full_shape, rdt, axes=axes, real=True, device=self.device)
+        self.rplan = new_plan(self.full_shape, rdt, axes=axes, real=True, device=self.device)
         self.half = self.rplan.buffer  # half spectrum for the R-factor
         self.img = empty_aligned(self.full_shape, rdt, self.device)  # current image (R-factor input)
         self.best_image = empty_aligned(self.full_shape, rdt, self.device)
@@ -196,6 +228,9 @@ class Solver:
         self.stage = -1
         self.best_rf = np.full(self.runs, np.inf)
         self.stage_rf = np.full(self.runs, np.inf)
+        #: runs whose R-factor was ever not finite: never a result
+        self.diverged = np.zeros(self.runs, bool)
+        self.first_divergence: int | None = None
         self.history_iterations: list[int] = []
         self.history_rf: list[np.ndarray] = []
         self._warned_diverged = False
@@ -230,7 +265,7 @@ class Solver:
         """Device memory (bytes) one run needs: its complex and real arrays (see the subclasses)."""
         stages = config.stages if config.stages is not None else 1
         complex_arrays, real_arrays = cls._arrays_per_run(stages > 1)
-        real_arrays += 2  # img, best_image
+        real_arrays += 3  # img, best_image, the real-FFT plan's real buffer
         n_last = int(problem.shape[-1])
         complex_arrays += (n_last // 2 + 1) / n_last  # the half spectrum of the R-factor
         if config.shrink_wrap:
@@ -258,6 +293,8 @@ class Solver:
         self.stage = -1
         self.best_rf[:] = np.inf
         self.stage_rf[:] = np.inf
+        self.diverged[:] = False
+        self.first_divergence = None
         self.history_iterations.clear()
         self.history_rf.clear()
         return self
@@ -288,7 +325,9 @@ class Solver:
         return rf / self.problem.sum_b
 
     def _begin_stage(self, stage: int) -> None:
-        if stage > 0 and self.restarts and np.all(np.isfinite(self.stage_rf)):
+        # a run without a finite R_F in the last stage has diverged (it is ignored whatever it
+        # restarts from): it must not keep the other runs from restarting
+        if stage > 0 and self.restarts and np.any(np.isfinite(self.stage_rf)):
             self._restore_stage_best()
         self._set_stage_filters(stage)
         self.stage = stage
@@ -296,7 +335,10 @@ class Solver:
 
     def _record(self, iteration: int, rf: np.ndarray) -> None:
         bad = ~np.isfinite(rf)
-        if bad.any():  # a diverged run (non-finite iterate) can never be the best one
+        if bad.any():  # a diverged run (non-finite iterate) can never be a result
+            self.diverged |= bad
+            if self.first_divergence is None:
+                self.first_divergence = iteration + 1
             if not self._warned_diverged:
                 warnings.warn(f"{self.config.algorithm}: {int(bad.sum())} of {self.runs} runs diverged (non-finite "
                               f"R-factor at iteration {iteration + 1}); they are ignored", RuntimeWarning, stacklevel=3)
@@ -372,7 +414,24 @@ class Solver:
             if checkpoint_every and on_checkpoint is not None and self.iteration % checkpoint_every == 0 \
                     and self.iteration < cfg.iterations:
                 on_checkpoint(self.state_dict())
+            if due and self.diverged.all():  # nothing left to iterate: no run can be a result
+                self._skip_to(self.iteration, end, progress)
+                break
         return self
+
+    def _skip_to(self, start: int, end: int, progress: Any = None) -> None:
+        """Every run has diverged: record ``R_F = inf`` at the evaluations of ``[start, end)``
+        without iterating (the history keeps its length) and move to ``end``."""
+        cfg = self.config
+        for it in range(start, end):
+            a, b = self.bounds[self.stage_of(it)]
+            if ((it - a + 1) % cfg.rfactor_every == 0) or it == b - 1:
+                self.history_iterations.append(it + 1)
+                self.history_rf.append(np.full(self.runs, np.inf))
+        if progress is not None and end > start:
+            progress.update(end - start)
+        self.iteration = end
+        self.stage = self.stage_of(end - 1)
 
     # ---- shrink-wrap ----------------------------------------------------------------------------
     def _set_supports(self, support) -> None:
@@ -413,15 +472,23 @@ class Solver:
             return np.zeros(0, int), np.zeros((0, self.runs))
         return np.asarray(self.history_iterations), np.stack(self.history_rf)
 
+    def final_rf(self) -> np.ndarray:
+        """Per-run result ``R_F``: the best ``R_F`` of each run, ``inf`` for a run that diverged."""
+        return np.where(self.diverged, np.inf, self.best_rf)
+
     def best_images_centred(self, runs=None) -> np.ndarray:
         """The best image of every run (or of the runs ``runs``, in that order), host float64
-        ``(R, *grid)``, object centred (disk layout)."""
+        ``(R, *grid)``, object centred (disk layout), in the units of the data (the internal
+        scale of :attr:`PhaseProblem.magnitude_scale` undone)."""
         img = self.best_image
         if runs is not None:
             img = img[self.xp.asarray(np.asarray(runs, int))]
         img = img.get() if backend.is_cupy_array(img) else img
         axes = tuple(range(1, img.ndim))
-        return np.fft.fftshift(np.asarray(img, np.float64), axes=axes)
+        out = np.fft.fftshift(np.asarray(img, np.float64), axes=axes)
+        if self.problem.magnitude_scale != 1.0:
+            out /= self.problem.magnitude_scale  # a power of two: exact
+        return out
 
     # ---- checkpoint ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -440,6 +507,8 @@ class Solver:
             "history_iterations": its,
             "history_rf": rfs,
             "best_image": host(self.best_image),
+            "diverged": self.diverged.astype(np.uint8),
+            "image_scale": float(self.problem.magnitude_scale),
         }
         for name, arr in self._all_state_arrays().items():
             state[f"state_{name}"] = host(arr)
@@ -476,6 +545,12 @@ class Solver:
         rfs = np.asarray(state["history_rf"]).reshape(len(its), -1) if len(its) else np.zeros((0, self.runs))
         self.history_iterations = [int(i) for i in its]
         self.history_rf = [np.array(r, np.float64) for r in rfs]
+        if "diverged" in state:
+            self.diverged = np.asarray(state["diverged"]).reshape(-1).astype(bool).copy()
+        else:  # older checkpoints: a run diverged where its recorded R_F is not finite
+            self.diverged = ~np.isfinite(rfs).all(axis=0) if len(its) else np.zeros(self.runs, bool)
+        if self.diverged.shape != (self.runs,):
+            raise InputError(f"checkpoint diverged flags have shape {self.diverged.shape}, expected ({self.runs},)")
         self._load_scalars(state)
         stage = int(state["stage"])
         if stage >= 0:

@@ -13,20 +13,27 @@ available host memory), the runs are split into the fewest near-equal chunks tha
 (:func:`split_runs`), run one after the other -- or spread over workers by an ``executor``
 (:mod:`fastem.executor`, e.g. Dask). Run ``r`` always starts from ``default_rng([seed, r])`` and
 runs are independent, so the per-run results do not depend on the chunking (tested bit for bit
-on the CPU). Only the ``K`` best images are kept between chunks.
+on the CPU). Only the ``K`` best images are kept between chunks. Every chunk's solver owns its
+FFT plans and work arrays, so chunks may run in parallel threads (threaded Dask workers) with the
+same results as one after the other.
+
+Divergence. A run whose ``R_F`` is ever not finite has diverged: its final ``R_F`` is reported as
+``inf`` and it is never kept (fewer than ``K`` runs are kept when fewer converged). When every run
+diverged, :func:`retrieve` raises :class:`~fastem.errors.NonFiniteResultError`; the images it
+returns are always finite.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, Callable
 
 import numpy as np
 
 from fastem import backend
-from fastem.errors import InputError
+from fastem.errors import InputError, NonFiniteResultError
 
 from .baselines import ERSolver, HIOSolver, OSSSolver
 from .engine import PhaseConfig, Solver, initial_phases
@@ -81,11 +88,6 @@ def split_runs(runs: int, bytes_per_run: int, budget: int, min_chunks: int = 1) 
     return [(edges[k], edges[k + 1]) for k in range(chunks)]
 
 
-#: one chunk at a time per process: solvers of the same shape share the cached FFT plans' buffers,
-#: and one chunk already uses every core (threaded Dask workers would otherwise collide)
-_CHUNK_LOCK = threading.Lock()
-
-
 def _run_chunk(task: dict) -> dict:
     """Run the runs ``[start, stop)`` of a problem to the end (an executor task; picklable in and out).
 
@@ -94,26 +96,28 @@ def _run_chunk(task: dict) -> dict:
     ``seed``, ``start``, ``stop``; in process also ``state`` (resume), ``progress``,
     ``checkpoint_every`` and ``on_checkpoint``.
     """
-    with _CHUNK_LOCK:
-        problem = task.get("problem")
-        if problem is None:
-            problem = problem_from_host(task["problem_data"], task.get("device"))
-        config, start, stop = task["config"], int(task["start"]), int(task["stop"])
-        solver = make_solver(problem, stop - start, config)
-        if task.get("state") is not None:
-            solver.load_state_dict(task["state"])
-        else:
-            solver.initialise(initial_phases(task["seed"], range(start, stop), problem.shape))
-        solver.run(progress=task.get("progress"), checkpoint_every=task.get("checkpoint_every", 0),
-                   on_checkpoint=task.get("on_checkpoint"))
-        its, rfs = solver.history()
-        # only this chunk's `keep` best runs leave the device (a run outside them cannot be kept)
-        local = np.lexsort((np.arange(stop - start), solver.best_rf))[: int(task.get("keep", stop - start))]
-        out = {"start": start, "stop": stop, "best_rf": solver.best_rf.copy(), "history_iterations": its,
-               "history_rf": rfs, "local": local, "images": solver.best_images_centred(local)}
-        if config.shrink_wrap:
-            out["supports"] = solver.supports_centred(local)
-        return out
+    problem = task.get("problem")
+    if problem is None:
+        problem = problem_from_host(task["problem_data"], task.get("device"))
+    config, start, stop = task["config"], int(task["start"]), int(task["stop"])
+    solver = make_solver(problem, stop - start, config)  # owns its plans and buffers
+    if task.get("state") is not None:
+        solver.load_state_dict(task["state"])
+    else:
+        solver.initialise(initial_phases(task["seed"], range(start, stop), problem.shape))
+    solver.run(progress=task.get("progress"), checkpoint_every=task.get("checkpoint_every", 0),
+               on_checkpoint=task.get("on_checkpoint"))
+    its, rfs = solver.history()
+    final_rf = solver.final_rf()  # inf for a diverged run
+    # only this chunk's `keep` best converged runs leave the device (no other run can be kept)
+    local = np.lexsort((np.arange(stop - start), final_rf))
+    local = local[np.isfinite(final_rf[local])][: int(task.get("keep", stop - start))]
+    out = {"start": start, "stop": stop, "best_rf": final_rf, "history_iterations": its,
+           "history_rf": rfs, "local": local, "images": solver.best_images_centred(local),
+           "first_divergence": solver.first_divergence}
+    if config.shrink_wrap:
+        out["supports"] = solver.supports_centred(local)
+    return out
 
 
 class _Kept:
@@ -152,11 +156,19 @@ class _Kept:
 
 
 def checkpoint_best(state: dict) -> tuple[np.ndarray, float]:
-    """``(image, R_F)``: the best image so far (centred) in a checkpoint ``state`` of :func:`retrieve`
-    (the running chunk's runs and those of finished chunks)."""
-    best = int(np.argmin(state["best_rf"]))
-    rf = float(state["best_rf"][best])
-    image = np.fft.fftshift(state["best_image"][best])
+    """``(image, R_F)``: the best image so far (centred, in the data's units) in a checkpoint
+    ``state`` of :func:`retrieve` (the running chunk's runs and those of finished chunks); diverged
+    runs are left out (``R_F = inf`` when no run has a finite one yet)."""
+    rfs = np.asarray(state["best_rf"], np.float64).reshape(-1)
+    if "diverged" in state:
+        rfs = np.where(np.asarray(state["diverged"]).reshape(-1).astype(bool), np.inf, rfs)
+    rfs = np.where(np.isfinite(rfs), rfs, np.inf)
+    best = int(np.argmin(rfs))
+    rf = float(rfs[best])
+    image = np.fft.fftshift(np.asarray(state["best_image"][best], np.float64))
+    scale = float(state.get("image_scale", 1.0))
+    if scale != 1.0:
+        image = image / scale
     done_rf = np.asarray(state.get("done_kept_rf", np.zeros(0))).reshape(-1)
     if done_rf.size and float(done_rf[0]) < rf:
         return np.asarray(state["done_kept_images"][0]), float(done_rf[0])
@@ -226,11 +238,32 @@ class PhaseResult:
 def keep_best(images: np.ndarray, final_rf: np.ndarray, keep: int):
     """``(kept aligned images, kept run indices, mean, variance)`` of the ``keep`` lowest-R_F runs."""
     order = np.argsort(final_rf, kind="stable")
+    if len(order) == 0:
+        raise NonFiniteResultError("keep_best: no run to keep (every run diverged)")
     k = max(1, min(int(keep), len(order)))
     idx = order[:k]
     ref = images[idx[0]]
     kept = np.stack([ref] + [align(images[r], ref)[0] for r in idx[1:]])
     return kept, idx, kept.mean(axis=0), kept.var(axis=0)
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    """``value`` as an int ``>= minimum`` or a one-line :class:`InputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _all_diverged_message(config: PhaseConfig, runs: int, first: int | None) -> str:
+    when = f" (first at iteration {first})" if first is not None else ""
+    return (f"phase retrieval diverged: all {runs} run(s) of {config.algorithm} gave non-finite iterates{when}, "
+            f"so there is no result; try another seed or algorithm (er and hio are the most robust), double "
+            f"precision (complex128), a tighter support, or check the data for huge or corrupt values")
 
 
 def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProblem | None = None,
@@ -255,8 +288,9 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
         ``stages``, ``t``, ``s``, ``sigma_schedule``, ``beta``, ``gamma_scale``, ``rfactor_every``,
         ``shrink_wrap``, ...).
     runs, keep, seed : int
-        Number of random starts, how many to keep, and the seed of the starting phases (run ``r``
-        uses ``default_rng([seed, r])``).
+        Number of random starts (``>= 1``), how many to keep (``>= 1``; at most the runs that
+        converged are kept), and the seed of the starting phases (``>= 0``; run ``r`` uses
+        ``default_rng([seed, r])``).
     dtype : complex64 or complex128
     device : Device or str, optional
     progress : tqdm-like, optional
@@ -279,32 +313,55 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     Returns
     -------
     PhaseResult
+        Its images are finite; diverged runs have ``final_rf = inf`` and are never kept.
+
+    Raises
+    ------
+    InputError
+        A bad argument (one line naming the parameter, e.g. ``runs must be >= 1, got 0``).
+    NonFiniteResultError
+        Every run diverged (nothing to return); the message says what to try.
     """
     from fastem.executor import InlineExecutor
 
+    runs = _check_int(runs, "runs", 1)
+    keep = _check_int(keep, "keep", 1)
+    seed = _check_int(seed, "seed", 0)
+    checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 0)
+    if max_batch_bytes is not None:
+        max_batch_bytes = _check_int(max_batch_bytes, "max_batch_bytes", 1)
+    if on_checkpoint is not None and not callable(on_checkpoint):
+        raise InputError(f"on_checkpoint must be callable, got {type(on_checkpoint).__name__}")
+    if resume_state is not None and not isinstance(resume_state, dict):
+        raise InputError(f"resume_state must be a checkpoint dict, got {type(resume_state).__name__}")
     if config is None:
+        unknown = sorted(set(options) - set(PhaseConfig.__dataclass_fields__))
+        if unknown:
+            raise InputError(f"retrieve: unknown option {unknown[0]!r} (options: "
+                             f"{', '.join(PhaseConfig.__dataclass_fields__)})")
         config = PhaseConfig(**options)
+    elif not isinstance(config, PhaseConfig):
+        raise InputError(f"config must be a PhaseConfig, got {type(config).__name__}")
     elif options:
         raise InputError(f"retrieve: pass either config or options, not both ({', '.join(options)})")
-    if runs < 1:
-        raise InputError(f"--runs must be >= 1, got {runs}")
-    if keep < 1:
-        raise InputError(f"--keep must be >= 1, got {keep}")
     if problem is None:
         if intensities is None:
-            raise InputError("retrieve: give intensities or a prepared problem")
+            raise InputError("intensities must be an array (or pass a prepared problem), got None")
         problem = prepare_problem(intensities, known, support, dtype=dtype, device=device)
+    elif not isinstance(problem, PhaseProblem):
+        raise InputError(f"problem must be a PhaseProblem from prepare_problem(), got {type(problem).__name__}")
     inline = executor is None or isinstance(executor, InlineExecutor)
     if not inline and (checkpoint_every or resume_state is not None):
-        raise InputError("checkpoints (--checkpoint-every, --resume) need an in-process run; drop --scheduler")
+        raise InputError("checkpoint_every and resume_state need an in-process run (no executor); checkpoints "
+                         "cannot be taken on remote workers")
     if resume_state is not None and int(resume_state.get("seed", seed)) != int(seed):
-        raise InputError(f"checkpoint was written with --seed {resume_state.get('seed')}, not {seed}")
+        raise InputError(f"seed {seed} does not match the checkpoint, written with seed {resume_state.get('seed')}")
     bytes_per_run = _SOLVERS[config.algorithm].bytes_per_run(problem, config)
     budget = default_batch_bytes(problem.device) if max_batch_bytes is None else int(max_batch_bytes)
     if resume_state is not None and "chunks" in resume_state:
         chunks = [tuple(int(v) for v in c) for c in np.asarray(resume_state["chunks"]).reshape(-1, 2)]
         if chunks[-1][1] != runs:
-            raise InputError(f"checkpoint holds {chunks[-1][1]} runs, not --runs {runs}")
+            raise InputError(f"runs {runs} does not match the checkpoint, which holds {chunks[-1][1]} runs")
     else:
         chunks = split_runs(runs, bytes_per_run, budget, min_chunks=1 if inline else executor.slots)
 
@@ -327,9 +384,14 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
             progress.update(config.iterations * first)
     supports_all = config.shrink_wrap
 
+    first_divergence = None
+
     def merge(out: dict) -> None:
-        nonlocal hist_its, hist_rf
+        nonlocal hist_its, hist_rf, first_divergence
         a, b = out["start"], out["stop"]
+        if out.get("first_divergence") is not None:
+            fd = int(out["first_divergence"])
+            first_divergence = fd if first_divergence is None else min(first_divergence, fd)
         final_rf[a:b] = out["best_rf"]
         its, rfs = out["history_iterations"], out["history_rf"]
         if hist_its is None:
@@ -370,7 +432,13 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
                 progress.update(config.iterations)
 
     images, rf_kept = kept.images, kept.rf
+    if images is None or len(rf_kept) == 0:
+        raise NonFiniteResultError(_all_diverged_message(config, runs, first_divergence))
     kimg, kidx, mean, var = keep_best(images, rf_kept, keep)
+    for what, arr in (("mean image", mean), ("variance", var)):
+        if not np.all(np.isfinite(arr)):  # finite runs whose mean overflows: never returned as a result
+            raise NonFiniteResultError(f"phase retrieval: the {what} of the kept runs is not finite (values beyond "
+                                       f"the float64 range); check the data for huge values")
     kept_runs = kept.runs[kidx]
     extra = {"chunks": [list(c) for c in chunks], "bytes_per_run": bytes_per_run}
     if kept.supports is not None:

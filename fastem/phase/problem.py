@@ -13,13 +13,22 @@ Bad input (documented handling):
 * shape mismatch between intensities, mask and support: :class:`~fastem.errors.InputError`;
 * support larger than half the array, or empty: :class:`~fastem.errors.InputError`
   (:func:`fastem.phase.support.check_support`);
-* no known pixel, or all known intensities zero: :class:`~fastem.errors.InputError`.
+* no known pixel, or all known intensities zero: :class:`~fastem.errors.InputError`;
+* complex intensities (measured intensities are real: pass ``abs(field)**2``), non-numeric data,
+  a mask that is not boolean/numeric: :class:`~fastem.errors.InputError` naming the parameter;
+* magnitudes too large or too small for the iteration's precision (e.g. intensities of 1e300,
+  or above ~1e19 in single precision, whose squares overflow): the magnitudes are scaled
+  internally by a power of two (:attr:`PhaseProblem.magnitude_scale`; exact, and every
+  algorithm is positively homogeneous in the magnitudes) and the images are scaled back, so the
+  results are those of the unscaled problem in the data's units.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -53,9 +62,13 @@ class PhaseProblem:
     support_fft : ndarray bool
         The support in FFT layout (host).
     sum_b : float
-        ``sum_known b`` (the R-factor denominator).
+        ``sum_known b`` in the internal units (the R-factor denominator).
     support_estimated : bool
         True when the support came from the autocorrelation.
+    magnitude_scale : float
+        A power of two: the iteration runs on ``b * magnitude_scale`` (``bk``, ``bh``, ``bm``,
+        ``sum_b``); 1 unless the magnitudes would overflow or underflow the iteration's precision.
+        Images in the data's units are the internal ones divided by it. ``magnitudes`` are unscaled.
     """
 
     shape: tuple
@@ -71,6 +84,7 @@ class PhaseProblem:
     sum_b: float
     support_estimated: bool = False
     notes: list = field(default_factory=list)
+    magnitude_scale: float = 1.0
 
     @property
     def rdtype(self) -> np.dtype:
@@ -96,6 +110,38 @@ def _first_index(mask: np.ndarray) -> tuple:
     return tuple(int(i) for i in np.argwhere(mask)[0])
 
 
+#: the largest magnitude ``max b`` (data units) the iteration takes without rescaling, per precision:
+#: squares of Fourier sums of ``N`` such values stay far below the largest float (and far above
+#: the smallest normal one for the lower bound)
+_SAFE_EXPONENT = {np.dtype(np.float32): 32, np.dtype(np.float64): 256}
+
+
+def magnitude_scale(bmax: float, rdtype) -> float:
+    """The power of two the magnitudes are multiplied by inside the iteration: 1 when ``bmax``
+    lies in ``[2**-e, 2**e]`` (``e`` = 32 single, 256 double precision), else ``2**-k`` with
+    ``bmax * 2**-k`` in ``[1, 2)``."""
+    e = _SAFE_EXPONENT[np.dtype(rdtype)]
+    if not (bmax > 0 and math.isfinite(bmax)) or 2.0**-e <= bmax <= 2.0**e:
+        return 1.0
+    return math.ldexp(1.0, -math.frexp(bmax)[1] + 1)
+
+
+def _as_real_array(value, name: str) -> np.ndarray:
+    """``value`` as a NumPy array of real numbers, or a one-line error naming ``name``."""
+    if value is None:
+        raise InputError(f"{name} must be an array, got None")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be a numeric array, got {type(value).__name__} ({exc})") from None
+    if arr.dtype.kind == "c":
+        raise InputError(f"{name} must be real (measured intensities are |F|^2), got dtype {arr.dtype}; pass "
+                         f"abs(field)**2 for a complex field")
+    if arr.dtype.kind not in "iuf":
+        raise InputError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
 def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64, device: Any = None,
                     support_threshold: float = 0.005, where: str = "intensities") -> PhaseProblem:
     """Validate and lay out the data of a phase-retrieval problem.
@@ -113,27 +159,44 @@ def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64
     device : Device or str, optional
         Where to iterate (default: the global setting).
     support_threshold : float
-        Relative threshold of the autocorrelation support estimate.
+        Relative threshold of the autocorrelation support estimate, in ``(0, 1)``.
     where : str
         Name of the data in error messages (e.g. ``"in.cxi:/entry_1/data_1/data"``).
+
+    Raises
+    ------
+    InputError
+        One line naming the parameter (or ``where``) and the problem; see the module docstring.
     """
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise InputError(f"dtype must be complex64 or complex128, got {dtype!r}") from None
     if dtype not in (np.complex64, np.complex128):
         raise InputError(f"dtype must be complex64 or complex128, got {dtype}")
-    inten = np.asarray(intensities)
+    if not isinstance(where, str):
+        raise InputError(f"where must be a string, got {type(where).__name__}")
+    if isinstance(support_threshold, bool) or not isinstance(support_threshold, Real) \
+            or not 0 < float(support_threshold) < 1:
+        raise InputError(f"support_threshold must be a number in (0, 1), got {support_threshold!r}")
+    inten = _as_real_array(intensities, where)
     if inten.ndim not in (2, 3):
         raise InputError(f"{where}: expected a 2D or 3D array, got shape {inten.shape}")
-    if inten.dtype.kind not in "iuf":
-        raise InputError(f"{where}: expected real intensities, got dtype {inten.dtype}")
     if min(inten.shape) < 4:
         raise InputError(f"{where}: array {inten.shape} too small (every side must be >= 4)")
     inten = inten.astype(np.float64)
     if known is None:
         known_arr = np.ones(inten.shape, bool)
     else:
+        if known is not None and not hasattr(known, "shape") and not isinstance(known, (list, tuple)):
+            raise InputError(f"mask (known) must be a boolean array, got {type(known).__name__}")
         known_arr = np.asarray(known)
+        if known_arr.dtype.kind not in "biuf":
+            raise InputError(f"mask (known) must be a boolean array, got dtype {known_arr.dtype}")
         if known_arr.shape != inten.shape:
             raise InputError(f"mask: shape {known_arr.shape} does not match {where} {inten.shape}")
+        if known_arr.dtype.kind == "f" and not np.isfinite(known_arr).all():
+            raise InputError("mask (known) holds non-finite values; give a boolean array")
         known_arr = known_arr.astype(bool)
     bad = ~np.isfinite(inten) & known_arr
     if bad.any():
@@ -153,7 +216,10 @@ def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64
         raise InputError(f"{where}: all measured intensities are zero")
     estimated = support is None
     if estimated:
-        supp = autocorrelation_support(inten, known_arr, threshold=support_threshold)
+        # the estimate is relative (scale-free): feed it intensities in a range whose FFT cannot overflow
+        scale = magnitude_scale(float(b.max()), np.float64)
+        supp = autocorrelation_support(inten * (scale * scale) if scale != 1.0 else inten, known_arr,
+                                       threshold=support_threshold)
         supp = check_support(supp, inten.shape, where="estimated support")
     else:
         supp = check_support(support, inten.shape)
@@ -172,12 +238,14 @@ def _build(b, known_arr, supp, dtype, device, estimated) -> PhaseProblem:
     """Lay out validated host data (``b`` float64, ``known``, ``supp``: centred) on ``device``."""
     dev = backend.resolve_device(device)
     rdt = np.float32 if dtype == np.complex64 else np.float64
-    sum_b = float(b[known_arr].sum())
-    bk_host = np.fft.ifftshift(np.where(known_arr, b, -1.0)).astype(rdt)
+    scale = magnitude_scale(float(np.max(b, where=known_arr, initial=0.0)), rdt)
+    bs = b * scale if scale != 1.0 else b  # a power of two: exact
+    sum_b = float(bs[known_arr].sum())
+    bk_host = np.fft.ifftshift(np.where(known_arr, bs, -1.0)).astype(rdt)
     bh, bm = half_spectrum_weights(bk_host)
     prob = PhaseProblem(shape=tuple(b.shape), dtype=dtype, device=dev, magnitudes=b, known=known_arr,
                         support=supp, bk=None, bh=None, bm=None, support_fft=np.fft.ifftshift(supp),
-                        sum_b=sum_b, support_estimated=estimated)
+                        sum_b=sum_b, support_estimated=estimated, magnitude_scale=scale)
     prob.bk = prob.to_device(bk_host)
     prob.bh = prob.to_device(bh)
     prob.bm = prob.to_device(bm)
