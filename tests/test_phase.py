@@ -250,8 +250,23 @@ def test_diverged_runs_are_ignored_with_a_warning(noisy2d):
     sol.u[1] = np.nan
     with pytest.warns(RuntimeWarning, match="1 of 2 runs diverged"):
         sol.run()
-    assert np.isfinite(sol.best_rf[0]) and np.isfinite(sol.best_rf[1])  # run 1's pre-divergence best is kept
+    assert np.isfinite(sol.best_rf[0]) and np.isfinite(sol.best_rf[1])  # run 1's pre-divergence best is recorded
     assert sol.history()[1][-1, 1] == np.inf
+    assert sol.diverged.tolist() == [False, True]  # ... but run 1 is never a result
+    assert sol.final_rf()[0] == sol.best_rf[0] and sol.final_rf()[1] == np.inf
+
+
+def test_all_runs_diverged_stop_early_with_a_full_history(noisy2d):
+    prob = prepare_problem(noisy2d.intensities, noisy2d.known, noisy2d.support)
+    sol = make_solver(prob, 2, PhaseConfig(algorithm="er", iterations=40, rfactor_every=4))
+    sol.initialise(initial_phases(0, range(2), prob.shape))
+    sol.run(stop_at=8)
+    sol.buf[...] = np.nan
+    with pytest.warns(RuntimeWarning, match="2 of 2 runs diverged"):
+        sol.run()
+    its, rfs = sol.history()
+    assert sol.iteration == 40 and its.tolist() == list(range(4, 41, 4))
+    assert np.all(np.isinf(rfs[2:])) and np.all(np.isfinite(rfs[:2]))
 
 
 # ---- GPU ---------------------------------------------------------------------------------------
