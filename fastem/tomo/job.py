@@ -186,17 +186,22 @@ def check_memory(series, *, algorithm: str, projector: str, oversampling, thickn
 
     vshape = _volume_shape(series, thickness)
     geometry = ProjectionGeometry(vshape, series.projections.shape[1:], series.angles)
+    use_fst = algorithm == "resire" and projector == "fst"
+    hint = ("; reconstruct a thinner slab (--thickness)"
+            + (", use --projector linear or a smaller --oversampling" if use_fst else "")
+            + " or bin the projections")
+    what = f"{where}: {algorithm} of a {vshape[0]}x{vshape[1]}x{vshape[2]} volume from " \
+           f"{series.projections.shape[0]} projections"
     fst = 0
-    if algorithm == "resire" and projector == "fst":
-        fst = FourierSliceProjector.estimate_bytes(geometry, oversampling, device)
+    if use_fst:
+        try:
+            fst = FourierSliceProjector.estimate_bytes(geometry, oversampling, device)
+        except InputError as exc:
+            raise InputError(f"{what}: {exc}{hint}") from None
     held = series.projections.nbytes + (0 if series.mask is None else series.mask.nbytes)
     est = estimate_run_bytes(vshape, series.projections.shape, algorithm=algorithm, projector=projector,
                              fst_bytes=fst, device=device, input_bytes=held)
-    hint = ("; reconstruct a thinner slab (--thickness)"
-            + (", use --projector linear or a smaller --oversampling" if fst else "")
-            + " or bin the projections")
-    check_run_memory(est, device, what=f"{where}: {algorithm} of a {vshape[0]}x{vshape[1]}x{vshape[2]} volume "
-                                       f"from {series.projections.shape[0]} projections", hint=hint)
+    check_run_memory(est, device, what=what, hint=hint)
     return est
 
 

@@ -146,7 +146,9 @@ def estimate_run_bytes(volume_shape, projections_shape, *, algorithm: str = "res
     bordered = _bordered(n, rows, cols)
     host = {"series": proj + n * rows * cols if input_bytes is None else int(input_bytes),
             # TomoProblem: measured mask (bool) + the float32 data being built, result copies
-            "problem temporaries": proj + n * rows * cols, "result": 2 * vol}
+            "problem temporaries": proj + n * rows * cols, "result": 2 * vol,
+            # small arrays, HDF5 chunk cache and write buffers
+            "i/o buffers": proj + (1 << 20)}
     parts = {"data + mask": 2 * proj, "volume": vol, "residual": bordered}
     if algorithm == "resire" and projector == "fst":
         parts["fst projector"] = int(fst_bytes)

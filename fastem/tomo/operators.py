@@ -238,7 +238,7 @@ def _fst_sizing(geometry: ProjectionGeometry, oversampling, device, max_chunk_by
         os_try = np.maximum(os_try - 0.5, 1.0)
     if not np.array_equal(os_try, requested):
         if need(os_try) > budget:
-            raise InputError(f"fst projector: the padded spectrum of a {geometry.volume_shape} volume needs "
+            raise InputError(f"fst projector: the padded spectrum of a {geometry.volume_shape} volume needs about "
                              f"{need(os_try) / 2**30:.1f} GiB even without oversampling but "
                              f"{budget / 2**30:.1f} GiB are available on {device}; use the linear projector")
         if warn:

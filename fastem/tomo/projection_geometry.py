@@ -79,8 +79,8 @@ class ProjectionGeometry:
     def __post_init__(self):
         object.__setattr__(self, "volume_shape", _shape(self.volume_shape, 3, "volume_shape"))
         object.__setattr__(self, "detector_shape", _shape(self.detector_shape, 2, "detector_shape"))
+        rot = rotation_matrices(self.angles)  # validates: None, non-numbers, empty set, non-finite, wrong shape
         a = np.asarray(self.angles, dtype=np.float64)
-        rot = rotation_matrices(a)  # validates: empty set, non-finite, wrong shape
         if a.ndim == 1:
             a = np.stack([np.zeros_like(a), a, np.zeros_like(a)], axis=1)
         object.__setattr__(self, "angles", a)
