@@ -71,24 +71,45 @@ def check_mrc_header(path, header, file_size: int) -> None:
         raise InputError(f"{p}: not an MRC file (no 'MAP ' signature and the size does not match the header)")
 
 
+def _raw_header(p: Path):
+    """The 1024-byte header as a NumPy record in the byte order that makes sense of it (``None``
+    when the file is shorter than a header)."""
+    from mrcfile.dtypes import HEADER_DTYPE
+
+    with open(p, "rb") as fh:
+        raw = fh.read(_HEADER_BYTES)
+    if len(raw) < _HEADER_BYTES:
+        return None
+    candidates = [np.frombuffer(raw, dtype=HEADER_DTYPE.newbyteorder(order)).view(np.recarray)[0]
+                  for order in ("<", ">")]
+    for h in candidates:
+        if int(h.mode) in _MODE_BYTES and all(0 < int(n) <= _MAX_AXIS for n in (h.nx, h.ny, h.nz)):
+            return h
+    return candidates[0]
+
+
 def read_mrc_header(path):
-    """Open ``path`` header-only and validate it (:func:`check_mrc_header`); returns the header
-    (a NumPy record) and the voxel size ``(z, y, x)``."""
+    """Validate the header of ``path`` (:func:`check_mrc_header`) before anything trusts it, then
+    return the header (a NumPy record) and the voxel size ``(z, y, x)`` in angstrom."""
     import warnings
 
     import mrcfile
 
     p = require_file(path)
+    size = p.stat().st_size
+    raw = _raw_header(p)
+    if raw is None:
+        raise InputError(f"{p}: not an MRC file (only {size} bytes; an MRC header alone has {_HEADER_BYTES})")
+    check_mrc_header(p, raw, size)  # before mrcfile reads an extended header of any announced size
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # validated below, with a clearer message
+            warnings.simplefilter("ignore", RuntimeWarning)  # validated above, with a clearer message
             with mrcfile.open(p, permissive=True, header_only=True) as mrc:
                 header = mrc.header.copy()
                 vs = mrc.voxel_size
                 voxel = (float(vs.z), float(vs.y), float(vs.x))
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{p}: not a readable MRC file ({' '.join(str(exc).split())})") from None
-    check_mrc_header(p, header, p.stat().st_size)
     return header, voxel
 
 
