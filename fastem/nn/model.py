@@ -51,11 +51,27 @@ def save_model(path, module: torch.nn.Module, *, kind: str, config: dict, record
     if kind not in _BUILDERS:
         raise InputError(f"unknown model kind {kind!r}; known: {', '.join(sorted(_BUILDERS)) or 'none'}")
     state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-    payload = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "kind": kind, "config": dict(config),
-               "record": dict(record or {}), "state_dict": state}
+    payload = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "kind": kind, "config": _plain(dict(config)),
+               "record": _plain(dict(record or {})), "state_dict": state}
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def _plain(value):
+    """``value`` as plain JSON types (NumPy scalars / arrays converted, anything else as text)."""
+    import json
+
+    import numpy as np
+
+    def default(v):
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        return str(v)
+
+    return json.loads(json.dumps(value, default=default))
 
 
 def _read(path) -> dict:

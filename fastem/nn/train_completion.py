@@ -9,7 +9,6 @@ the model file with its record, and optionally the loss/RMSE curve PNG.
 from __future__ import annotations
 
 import platform
-import time
 from pathlib import Path
 
 import torch
@@ -55,7 +54,8 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
     resume : bool
         Continue from the checkpoint (refused when any setting or the data differ).
     checkpoint : path, optional
-        Default :func:`default_checkpoint` (kept after the run, so a longer run can resume).
+        Default :func:`default_checkpoint`; written every ``checkpoint_every`` steps and kept after
+        the run (a killed run resumes from it with the same settings).
     callback : callable, optional
         Progress events (see :class:`~fastem.nn.training.Trainer`).
     command : str, optional
@@ -86,7 +86,6 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
                           callback=callback)
         if resume:
             trainer.resume(ckpt)
-        t0 = time.perf_counter()
         history = trainer.run()
         linear = baseline_rmse(valset, "linear")
         val = history.last("val")
@@ -102,7 +101,6 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
         if curves is not None:
             write_curves(history, curves, baselines={"linear interpolation": linear},
                          title=f"completion GAN, {path} 1/{1 / coverage:.0f}, {steps} steps")
-        del t0
     return task.generator, history, record
 
 
