@@ -172,6 +172,8 @@ def initial_phases(seed: int, run_indices, shape) -> np.ndarray:
     the seed and its index only, not on how many runs are batched, so every algorithm gets the
     same starts for the same seed.
     """
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
     runs = list(run_indices)
     out = np.empty((len(runs),) + tuple(shape))
     for j, r in enumerate(runs):

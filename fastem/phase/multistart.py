@@ -351,6 +351,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     elif not isinstance(problem, PhaseProblem):
         raise InputError(f"problem must be a PhaseProblem from prepare_problem(), got {type(problem).__name__}")
     inline = executor is None or isinstance(executor, InlineExecutor)
+    if not inline and not (callable(getattr(executor, "map", None)) and hasattr(executor, "slots")):
+        raise InputError(f"executor must be a fastem.executor.Executor, got {type(executor).__name__}")
     if not inline and (checkpoint_every or resume_state is not None):
         raise InputError("checkpoint_every and resume_state need an in-process run (no executor); checkpoints "
                          "cannot be taken on remote workers")

@@ -61,7 +61,11 @@ class SigmaSchedule:
     points: tuple[tuple[float, float], ...] = DEFAULT_SIGMA_SCHEDULE
 
     def __post_init__(self):
-        pts = tuple((float(f), float(v)) for f, v in self.points)
+        try:
+            pts = tuple((float(f), float(v)) for f, v in self.points)
+        except (TypeError, ValueError):
+            raise InputError(f"sigma_schedule {self.points!r}: expected (fraction, value) pairs such as "
+                             f"((0, 0.01), (0.4, 0.1), (0.7, 1))") from None
         if not pts:
             raise InputError("sigma schedule is empty")
         if pts[0][0] != 0.0:
@@ -89,11 +93,18 @@ def parse_sigma_schedule(text) -> SigmaSchedule:
     """``"0:0.01,0.4:0.1,0.7:1"`` (fraction:value pairs) or a single number -> :class:`SigmaSchedule`."""
     if isinstance(text, SigmaSchedule):
         return text
-    if isinstance(text, (int, float)):
+    if isinstance(text, (int, float, np.integer, np.floating)) and not isinstance(text, (bool, np.bool_)):
         return SigmaSchedule(((0.0, float(text)),))
     if isinstance(text, (list, tuple)):
-        return SigmaSchedule(tuple(tuple(p) for p in text))
-    s = str(text).strip()
+        try:
+            return SigmaSchedule(tuple(tuple(p) for p in text))
+        except TypeError:
+            raise InputError(f"sigma_schedule {text!r}: expected (fraction, value) pairs such as "
+                             f"((0, 0.01), (0.4, 0.1), (0.7, 1))") from None
+    if not isinstance(text, str):
+        raise InputError(f"sigma_schedule {text!r}: expected 'fraction:value,...' such as '0:0.01,0.4:0.1,0.7:1', "
+                         f"one number or (fraction, value) pairs")
+    s = text.strip()
     try:
         if ":" not in s:
             return SigmaSchedule(((0.0, float(s)),))
@@ -102,7 +113,7 @@ def parse_sigma_schedule(text) -> SigmaSchedule:
             f, v = part.split(":")
             pts.append((float(f), float(v)))
     except ValueError:
-        raise InputError(f"--sigma-schedule {text!r}: expected 'fraction:value,...' such as '0:0.01,0.4:0.1,0.7:1' "
+        raise InputError(f"sigma_schedule {text!r}: expected 'fraction:value,...' such as '0:0.01,0.4:0.1,0.7:1' "
                          f"or one number") from None
     return SigmaSchedule(tuple(pts))
 
