@@ -17,6 +17,11 @@ the executor itself started (a local cluster), never a cluster it merely connect
 
 Every worker must run the same fastem version; each task uses the worker's default device
 (``fastem.config.settings``, ``--device``) and all its threads.
+
+Security: ``--scheduler`` / :meth:`DaskExecutor.connect` must point at a **trusted** Dask
+scheduler. Dask exchanges pickled functions, arguments and results, so whoever controls the
+scheduler or its workers can run arbitrary code in this process and read the data sent to
+them. Use ``local`` or a cluster you run yourself, on a network you trust.
 """
 
 from __future__ import annotations
@@ -88,7 +93,11 @@ class DaskExecutor(Executor):
 
     @classmethod
     def connect(cls, address: str, timeout: float = 30.0) -> "DaskExecutor":
-        """Connect to the scheduler at ``address`` (e.g. ``tcp://10.0.0.1:8786``)."""
+        """Connect to the scheduler at ``address`` (e.g. ``tcp://10.0.0.1:8786``).
+
+        Only connect to a scheduler you trust: tasks and results travel as pickles, and a
+        hostile scheduler or worker can run code in this process.
+        """
         distributed = _distributed()
         try:
             client = distributed.Client(address, timeout=timeout)
@@ -132,7 +141,11 @@ class DaskExecutor(Executor):
 
 def make_executor(scheduler: str | None = None) -> Executor:
     """The executor for ``--scheduler``: None or ``"inline"`` -> :class:`InlineExecutor`,
-    ``"local"`` -> :meth:`DaskExecutor.make_local`, anything else -> :meth:`DaskExecutor.connect`."""
+    ``"local"`` -> :meth:`DaskExecutor.make_local`, anything else -> :meth:`DaskExecutor.connect`
+    (a scheduler address, which must be trusted: Dask exchanges pickles)."""
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise InputError(f"scheduler must be None, 'inline', 'local' or an address such as tcp://host:8786, "
+                         f"got {type(scheduler).__name__}")
     if scheduler is None or str(scheduler).strip().lower() in ("", "inline"):
         return InlineExecutor()
     if str(scheduler).strip().lower() == "local":

@@ -274,7 +274,7 @@ def test_mrc_round_trip_and_voxel_size(tmp_path, rng):
         write_mrc(path, vol)
     bad = tmp_path / "bad.mrc"
     bad.write_bytes(b"not an mrc file at all")
-    with pytest.raises(InputError, match="bad.mrc: not a readable MRC file"):
+    with pytest.raises(InputError, match="bad.mrc: not an MRC file"):
         read_mrc(bad)
 
 
