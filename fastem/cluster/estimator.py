@@ -268,9 +268,11 @@ class SBEKMeans:
         try:
             for r, rng in enumerate(seeds):
                 C0 = core.init_centroids(source, k, self.init, rng, engine=self.engine)
-                res = self._run(source, C0, rng, tol_scale, bar)
-                if self.algorithm != "lloyd" or res.labels is None:
-                    res.labels, res.objective, _, _ = core.assign_full(source, res.centers, engine=self.engine)
+                # a diverging run (too large gamma0) is reported once, by _check_result, not by NumPy warnings
+                with np.errstate(over="ignore", invalid="ignore"):
+                    res = self._run(source, C0, rng, tol_scale, bar)
+                    if self.algorithm != "lloyd" or res.labels is None:
+                        res.labels, res.objective, _, _ = core.assign_full(source, res.centers, engine=self.engine)
                 objectives[r] = res.objective
                 if bar is not None:
                     bar.set_postfix(run=r + 1, phi=f"{res.objective:.6g}", best=f"{np.min(objectives[:r + 1]):.6g}")
