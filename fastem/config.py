@@ -86,11 +86,15 @@ def set_quiet(quiet: bool) -> None:
 
 
 def cache_dir(create: bool = True) -> Path:
-    """The user cache directory (FFTW wisdom, ...); ``$FASTEM_CACHE_DIR`` overrides."""
+    """The user cache directory (FFTW wisdom, ...); ``$FASTEM_CACHE_DIR`` overrides.
+
+    Created private (mode 0700) when missing: what is read from it must be written by this user
+    only (:mod:`fastem.fft` ignores a cache that group or others can write).
+    """
     d = Path(settings.cache_dir)
     if create:
         try:
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError:
             pass
     return d

@@ -123,8 +123,8 @@ def _warn_untrusted(path, why: str) -> None:
     if key in _wisdom_state["warned"]:
         return
     _wisdom_state["warned"].add(key)
-    warnings.warn(f"FFTW wisdom cache {path} {why}: not used (fix its owner/permissions or set FASTEM_CACHE_DIR "
-                  f"to a private folder)", UntrustedCacheWarning, stacklevel=4)
+    warnings.warn(f"FFTW wisdom cache {path} {why}: not used (make it yours and 'chmod go-w' it, or set "
+                  f"FASTEM_CACHE_DIR to a private folder)", UntrustedCacheWarning, stacklevel=4)
 
 
 def _untrusted_reason(st: os.stat_result) -> str | None:
