@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import numpy as np
 
 from fastem.errors import InputError
 from fastem.phase.engine import ALGORITHMS
@@ -18,9 +19,12 @@ def parse_size(text: str) -> int:
         value = float(t[: len(t) - len(unit)])
     except ValueError:
         raise InputError(f"--batch-memory {text!r}: expected a size such as 2G, 512M or 1000000") from None
-    if not value > 0:
-        raise InputError(f"--batch-memory {text!r} must be > 0")
-    return int(value * _UNITS[unit])
+    if not value > 0 or value == float("inf"):
+        raise InputError(f"--batch-memory {text!r} must be a finite size > 0")
+    size = int(value * _UNITS[unit])
+    if size < 1:
+        raise InputError(f"--batch-memory {text!r} is less than one byte")
+    return size
 
 
 def _pair(text: str, option: str) -> tuple[float, float]:
@@ -28,11 +32,13 @@ def _pair(text: str, option: str) -> tuple[float, float]:
         a, b = (float(v) for v in str(text).split(":"))
     except ValueError:
         raise InputError(f"{option} {text!r}: expected START:END such as 3:1.5") from None
+    if not (np.isfinite(a) and np.isfinite(b) and a >= b > 0):
+        raise InputError(f"{option} {text!r}: expected START:END with START >= END > 0, such as 3:1.5")
     return a, b
 
 
 @click.command("phase")
-@click.argument("input_path", metavar="IN.cxi", type=click.Path(dir_okay=False))
+@click.argument("input_path", metavar="IN.cxi|FILE.h5:/ds", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output_path", required=True, metavar="OUT.cxi", type=click.Path(dir_okay=False),
               help="Output CXI file (/entry_1/image_1/data).")
 @click.option("--algorithm", type=click.Choice(ALGORITHMS, case_sensitive=False), default="gps-f", show_default=True)
@@ -41,9 +47,11 @@ def _pair(text: str, option: str) -> tuple[float, float]:
               help="Independent random starts, batched on one device.")
 @click.option("--keep", type=click.IntRange(min=1), default=1, show_default=True, metavar="K",
               help="Runs with the lowest R_F to average (aligned to the best one).")
-@click.option("--seed", type=int, default=0, show_default=True, metavar="S", help="Seed of the random starts.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="S",
+              help="Seed of the random starts (>= 0).")
 @click.option("--support", "support", default=None, metavar="FILE:/ds",
-              help="0/1 support (object centred); default: estimated from the autocorrelation.")
+              help="0/1 support (object centred); default: estimated from the autocorrelation. An input: never "
+                   "overwritten.")
 @click.option("--sigma-schedule", default=None, metavar="F:V,...",
               help="GPS sigma over the run as fraction:value pairs [default: 0:0.01,0.4:0.1,0.7:1].")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
@@ -60,35 +68,45 @@ def _pair(text: str, option: str) -> tuple[float, float]:
               help="Gaussian width (px) at the first update and its floor; 1 % smaller per update.")
 @click.option("--batch-memory", default=None, metavar="SIZE",
               help="Memory budget of one batch of runs, e.g. 2G or 512M (default: half the free GPU memory, "
-                   "a quarter of the available host memory); more runs are split into chunks, same results.")
+                   "a quarter of the available host memory; at most the available memory); more runs are split "
+                   "into chunks, same results.")
 @click.option("--scheduler", default=None, metavar="ADDRESS|local",
               help="Spread the chunks of runs over Dask workers: a scheduler address (tcp://host:8786) or 'local' "
                    "(a LocalCluster on this machine). Needs dask[distributed].")
 def command(input_path, output_path, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
             checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
             shrink_wrap_sigma, batch_memory, scheduler):
-    """Phase retrieval of the CXI diffraction pattern IN.cxi into OUT.cxi, with a progress bar
-    (iteration, best R_F), provenance and results (R_F history, per-run final R_F, mean and
-    variance of the kept runs)."""
+    """Phase retrieval of the CXI diffraction pattern IN.cxi (or the intensities at FILE.h5:/ds)
+    into OUT.cxi, with a progress bar (iteration, best R_F), provenance and results (R_F history,
+    per-run final R_F, mean and variance of the kept runs). Big requests print an estimate
+    (memory per run, chunks, rough time) first."""
     import numpy as np
 
     from fastem.backend import resolve_device
     from fastem.cli.main import command_line
     from fastem.config import settings
-    from fastem.phase.job import phase_file
+    from fastem.phase.job import cli_message, phase_file
     from fastem.progress import progress
 
+    def report(line: str) -> None:
+        if not settings.quiet:
+            click.echo(f"fastem phase: {line}", err=True)
+
+    max_batch_bytes = None if batch_memory is None else parse_size(batch_memory)
+    sw_sigma = _pair(shrink_wrap_sigma, "--shrink-wrap-sigma")
     device = resolve_device()
-    with progress(total=iterations, desc=f"phase {algorithm}", unit="it") as bar:
-        result, results = phase_file(input_path, output_path, algorithm=algorithm.lower(), iterations=iterations,
-                                     runs=runs, keep=keep, seed=seed, support=support,
-                                     sigma_schedule=sigma_schedule, checkpoint_every=checkpoint_every,
-                                     resume=resume, overwrite=overwrite, device=device, progress=bar,
-                                     command=command_line(), shrink_wrap=shrink_wrap,
-                                     shrink_wrap_every=shrink_wrap_every, shrink_wrap_threshold=shrink_wrap_threshold,
-                                     shrink_wrap_sigma=_pair(shrink_wrap_sigma, "--shrink-wrap-sigma"),
-                                     max_batch_bytes=None if batch_memory is None else parse_size(batch_memory),
-                                     scheduler=scheduler)
+    try:
+        with progress(total=iterations, desc=f"phase {algorithm}", unit="it") as bar:
+            result, results = phase_file(input_path, output_path, algorithm=algorithm.lower(), iterations=iterations,
+                                         runs=runs, keep=keep, seed=seed, support=support,
+                                         sigma_schedule=sigma_schedule, checkpoint_every=checkpoint_every,
+                                         resume=resume, overwrite=overwrite, device=device, progress=bar,
+                                         command=command_line(), shrink_wrap=shrink_wrap,
+                                         shrink_wrap_every=shrink_wrap_every,
+                                         shrink_wrap_threshold=shrink_wrap_threshold, shrink_wrap_sigma=sw_sigma,
+                                         max_batch_bytes=max_batch_bytes, scheduler=scheduler, report=report)
+    except InputError as exc:  # name the flags, not the API parameters
+        raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:
         kept = result.kept_rf
         line = (f"{output_path}: {algorithm}, {runs} run(s), kept {len(kept)}: best R_F {100 * kept[0]:.2f} %, "

@@ -161,44 +161,76 @@ def _find_data(f, path: Path):
                                f"(in '{where}': {list_members(f[where])})")
 
 
-def read_cxi(path) -> CXIData:
-    """Read diffraction intensities, mask and geometry from a CXI file.
+def _check_real_numeric(ds, where: str) -> None:
+    """Refuse a dataset that is not real numbers (complex values, strings, compound records)."""
+    kind = ds.dtype.kind
+    if kind == "c":
+        raise InputError(f"{where}: complex values (dtype {ds.dtype}); diffraction intensities are real photon "
+                         f"counts: store |F|^2 (or the real part if that is what was measured), not the complex field")
+    if kind not in "biuf":
+        raise InputError(f"{where}: dtype {ds.dtype} is not numeric; expected real intensities")
+
+
+def read_cxi(path, dataset: str | None = None) -> CXIData:
+    """Read diffraction intensities, mask and geometry from a CXI file (or any HDF5 dataset).
 
     Follows the ``/entry_1/data_1/data`` soft link (falls back to ``detector_1/data`` and to
     the first ``/entry_*/data_*/data``). See the module docstring for the layout and the
     meaning of ``known``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A CXI file, or ``FILE:/path/to/dataset`` (any HDF5 file: a plain dataset of
+        intensities, zero frequency at the centre).
+    dataset : str, optional
+        The dataset, when ``path`` names none. With a dataset, the mask is the CXI detector
+        mask when the dataset is the CXI data, else a ``mask`` dataset beside it (if any).
 
     Raises
     ------
     DatasetNotFoundError
         Missing file or no intensity data (the message lists what the file holds).
     InputError
-        Not HDF5, data not 2D/3D, mask of another shape.
+        Not HDF5, data not 2D/3D, complex or non-numeric data, mask of another shape.
     """
     import h5py
 
-    path = Path(path)
+    from .hdf5 import find_dataset, parse_ref
+
+    path, ref_ds = parse_ref(path)
+    if ref_ds is not None and dataset is not None and "/" + str(dataset).strip("/") != ref_ds:
+        raise InputError(f"{path}: two datasets given ('{ref_ds}' in the reference and '{dataset}')")
+    dataset = ref_ds if ref_ds is not None else dataset
     with open_h5(path) as f:
-        ds = _find_data(f, path)
+        ds = _find_data(f, path) if dataset is None else find_dataset(f, dataset, file_label=str(path))
         where = f"{path}:{ds.name}"
         check_ndim(ds, (2, 3), where)
+        _check_real_numeric(ds, where)
         intensities = np.asarray(ds[()], dtype=np.float64)
         det = f.get(CXI_DETECTOR)
         det = det if isinstance(det, h5py.Group) else None
+        cxi_data = f.get(CXI_DATA) if det is not None else None
+        is_cxi_data = det is not None and (ds.parent.name == det.name or (
+            isinstance(cxi_data, h5py.Dataset) and cxi_data.id == ds.id))
         mask = None
-        mask_ds = det.get("mask") if det is not None else None
+        mask_ds = det.get("mask") if is_cxi_data else None
         if not isinstance(mask_ds, h5py.Dataset):
             mask_ds = ds.parent.get("mask")  # some writers keep it beside the data (data_1/mask)
-        if isinstance(mask_ds, h5py.Dataset):
+        if isinstance(mask_ds, h5py.Dataset) and mask_ds.id != ds.id:
+            mask_where = f"{path}:{mask_ds.name}"
+            if mask_ds.dtype.kind not in "biuf":
+                raise InputError(f"{mask_where}: dtype {mask_ds.dtype}; CXI masks are uint32 bit fields "
+                                 "(non-zero = do not use)")
             mask = np.asarray(mask_ds[()])
             if mask.shape != intensities.shape:
                 if mask.shape == intensities.shape[-2:]:
                     mask = np.broadcast_to(mask, intensities.shape).copy()
                 else:
-                    raise InputError(f"{path}:{mask_ds.name} has shape {mask.shape} but the data "
+                    raise InputError(f"{mask_where} has shape {mask.shape} but the data "
                                      f"{where} has shape {intensities.shape}")
             if mask.dtype.kind == "b":
-                raise InputError(f"{path}:{mask_ds.name} is boolean; CXI masks are uint32 bit fields "
+                raise InputError(f"{mask_where} is boolean; CXI masks are uint32 bit fields "
                                  "(non-zero = do not use)")
             mask = mask.astype(np.uint32)
         src = f.get(CXI_SOURCE)

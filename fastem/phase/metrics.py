@@ -13,7 +13,50 @@ import numpy as np
 
 from fastem.errors import InputError
 
-__all__ = ["r_factor", "r_noise", "twin", "align", "r_real"]
+__all__ = ["r_factor", "r_noise", "twin", "align", "r_real", "as_image"]
+
+
+def as_image(value, name: str, func: str, *, complex_ok: bool = False, ndim=(2, 3)) -> np.ndarray:
+    """``value`` as a 2D or 3D float64 (or complex128 with ``complex_ok``) array, else a one-line
+    :class:`~fastem.errors.InputError` naming ``func`` and the parameter ``name``.
+
+    Refuses ``None``, strings, ragged or object arrays, complex values (unless ``complex_ok``),
+    non-numeric dtypes and other ranks; nested lists of numbers are accepted (array-like).
+    """
+    if value is None:
+        raise InputError(f"{func}: {name} must be a 2D or 3D array, got None")
+    if isinstance(value, (str, bytes)):
+        raise InputError(f"{func}: {name} must be a 2D or 3D array, got a string")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{func}: {name} is not an array ({str(exc).splitlines()[0]})") from None
+    kind = arr.dtype.kind
+    if kind == "c" and not complex_ok:
+        raise InputError(f"{func}: {name} is complex (dtype {arr.dtype}); pass a real image (e.g. its real part "
+                         f"or modulus)")
+    if kind not in "biufc":
+        raise InputError(f"{func}: {name} must hold numbers, got dtype {arr.dtype} ({type(value).__name__})")
+    if arr.ndim not in ndim:
+        ranks = " or ".join(f"{n}D" for n in ndim)
+        raise InputError(f"{func}: {name} must be a {ranks} array, got shape {arr.shape}")
+    return arr.astype(np.complex128 if kind == "c" else np.float64, copy=False)
+
+
+def _known(known, shape, func: str):
+    if known is None:
+        return np.ones(shape, bool)
+    if isinstance(known, (str, bytes)):
+        raise InputError(f"{func}: known must be a boolean array, got a string")
+    try:
+        k = np.asarray(known)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{func}: known is not an array ({str(exc).splitlines()[0]})") from None
+    if k.dtype.kind not in "biuf":
+        raise InputError(f"{func}: known must be a boolean array, got dtype {k.dtype}")
+    if k.shape != tuple(shape):
+        raise InputError(f"{func}: known has shape {k.shape}, expected {tuple(shape)}")
+    return k.astype(bool)
 
 
 def r_factor(image, magnitudes, known=None) -> float:
@@ -23,13 +66,17 @@ def r_factor(image, magnitudes, known=None) -> float:
     centred (zero frequency at the centre, as on disk) and ``image`` anywhere (the modulus of the
     transform does not depend on the image's position).
     """
-    u = np.asarray(image, np.float64)
-    b = np.asarray(magnitudes, np.float64)
+    u = as_image(image, "image", "r_factor", complex_ok=True)
+    b = as_image(magnitudes, "magnitudes", "r_factor")
     if u.shape != b.shape:
         raise InputError(f"r_factor: image {u.shape} and magnitudes {b.shape} differ in shape")
-    k = np.ones(b.shape, bool) if known is None else np.asarray(known, bool)
+    k = _known(known, b.shape, "r_factor")
+    denom = float(np.sum(b[k]))
+    if not denom > 0 or not np.isfinite(denom):
+        raise InputError(f"r_factor: magnitudes must be finite with a positive sum over the known pixels, got sum "
+                         f"{denom:g}")
     mag = np.fft.fftshift(np.abs(np.fft.fftn(u)))
-    return float(np.sum(np.abs(mag - b)[k]) / np.sum(b[k]))
+    return float(np.sum(np.abs(mag - b)[k]) / denom)
 
 
 def r_noise(noisy, clean, known=None) -> float:
@@ -66,8 +113,8 @@ def align(image, reference) -> tuple[np.ndarray, tuple[int, ...], bool]:
     flipped : bool
         True when the twin matched better.
     """
-    u = np.asarray(image, np.float64)
-    ref = np.asarray(reference, np.float64)
+    u = as_image(image, "image", "align")
+    ref = as_image(reference, "reference", "align")
     if u.shape != ref.shape:
         raise InputError(f"align: image {u.shape} and reference {ref.shape} differ in shape")
     best = None
@@ -90,13 +137,13 @@ def r_real(image, truth, *, remove_ambiguities: bool = True, fit_scale: bool = T
     fit_scale : bool
         Scale ``image`` by the least-squares factor ``<u, u_true> / <u, u>`` first.
     """
-    u = np.asarray(image, np.float64)
-    t = np.asarray(truth, np.float64)
+    u = as_image(image, "image", "r_real")
+    t = as_image(truth, "truth", "r_real")
     if u.shape != t.shape:
         raise InputError(f"r_real: image {u.shape} and truth {t.shape} differ in shape")
     denom = float(np.sum(np.abs(t)))
-    if not denom > 0:
-        raise InputError("r_real: the ground truth is all zero")
+    if not denom > 0 or not np.isfinite(denom):
+        raise InputError(f"r_real: truth must be finite and not all zero (sum |truth| = {denom:g})")
     if remove_ambiguities:
         u = align(u, t)[0]
     if fit_scale:

@@ -52,7 +52,14 @@ def check_support(support, shape, where: str = "support") -> np.ndarray:
         shape mismatch, non-finite or non-binary values, empty support, or more than half of
         the pixels in the support.
     """
-    s = np.asarray(support)
+    if support is None or isinstance(support, (str, bytes)):
+        raise InputError(f"{where}: expected a 0/1 array, got {type(support).__name__}")
+    try:
+        s = np.asarray(support)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{where}: not an array ({str(exc).splitlines()[0]})") from None
+    if s.dtype.kind not in "biuf":
+        raise InputError(f"{where}: dtype {s.dtype} is not a 0/1 mask (complex, text or objects)")
     shape = tuple(int(n) for n in shape)
     if s.shape != shape:
         raise InputError(f"{where}: shape {s.shape} does not match the diffraction data {shape}")
@@ -114,11 +121,24 @@ def autocorrelation_support(intensities, known=None, threshold: float = 0.005, m
     -------
     bool ndarray, same shape, centred (the object centred in the array)
     """
-    if not 0 < threshold < 1:
-        raise InputError(f"support threshold must be in (0, 1), got {threshold}")
-    inten = np.array(intensities, dtype=np.float64)
-    if known is not None:
-        inten = _fill_missing_centre(inten, np.asarray(known, bool))
+    from .metrics import _known, as_image
+
+    func = "autocorrelation_support"
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not 0 < threshold < 1:
+        raise InputError(f"{func}: threshold must be a number in (0, 1), got {threshold!r}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+        raise InputError(f"{func}: margin must be an integer >= 0, got {margin!r}")
+    inten = np.array(as_image(intensities, "intensities", func), dtype=np.float64)
+    known_arr = None if known is None else _known(known, inten.shape, func)
+    finite = np.isfinite(inten)
+    bad = ~finite if known_arr is None else ~finite & known_arr
+    if bad.any():
+        raise InputError(f"{func}: intensities hold {int(bad.sum())} non-finite value(s) on known pixels; mark "
+                         "them unknown (known=False)")
+    inten[~finite] = 0.0
+    if known_arr is not None:
+        inten = _fill_missing_centre(inten, known_arr)
     auto = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(inten)).real)
     peak = auto.max()
     if not peak > 0:
