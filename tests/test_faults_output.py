@@ -187,3 +187,9 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
     with pytest.raises(InputError, match="blocker is a file, not a folder"):
         io.check_output(blocker / "sub" / "out.h5")
     assert blocker.read_text().startswith("a file")
+
+
+@pytest.mark.parametrize("bad", [None, 3, ["out.h5"], ""])
+def test_non_path_outputs_are_refused(bad):
+    with pytest.raises(InputError, match="output path must be"):
+        io.check_output(bad)

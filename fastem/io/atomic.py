@@ -64,6 +64,8 @@ def check_output(path, *, overwrite: bool = False, inputs: Iterable = ()) -> Pat
     """
     from .hdf5 import parse_ref
 
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise InputError(f"output path must be a non-empty str or os.PathLike, got {path!r:.80}")
     final = Path(path)
     for inp in inputs or ():
         if inp is None:
