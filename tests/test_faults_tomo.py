@@ -313,10 +313,12 @@ def test_file_dataset_input_with_angles_equals_the_data_exchange_run(series, tmp
     raw = tmp_path / "raw.h5"
     with h5py.File(raw, "w") as f:
         f["g/proj"] = data
+        ds = f.create_dataset("rad", data=np.deg2rad(TILTS))
+        ds.attrs["units"] = "radians"
     io.write_tlt(tmp_path / "a.tlt", TILTS)
     runs = {"dx": [series], "dx-dataset": [f"{series}:/exchange/data"],
             "raw-tlt": [f"{raw}:/g/proj", "--angles", tmp_path / "a.tlt"],
-            "raw-h5": [f"{raw}:/g/proj", "--angles", f"{series}:/exchange/theta"]}
+            "raw-radians": [f"{raw}:/g/proj", "--angles", f"{raw}:/rad"]}
     vols = {}
     for name, args in runs.items():
         out = tmp_path / f"{name}.h5"
@@ -436,6 +438,8 @@ API_CASES = [
     ("resire support shape", lambda: resire(_P, TILTS, support=np.ones((3, 3, 3))), "support"),
     ("resire state not dict", lambda: resire(_P, TILTS, state=[1, 2]), "state"),
     ("resire state without volume", lambda: resire(_P, TILTS, state={"algorithm": "resire"}), "state"),
+    ("resire state iteration string", lambda: resire(_P, TILTS, projector="linear", state={
+        "algorithm": "resire", "volume": np.zeros(SHAPE), "iteration": "x"}), "iteration"),
     ("resire callback not callable", lambda: resire(_P, TILTS, callback=3, callback_every=1), "callback"),
     ("resire callback_every -1", lambda: resire(_P, TILTS, callback_every=-1), "callback_every"),
     ("resire rtol NaN", lambda: resire(_P, TILTS, rtol=float("nan")), "rtol"),

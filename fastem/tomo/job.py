@@ -77,7 +77,7 @@ def read_angles(spec, n_projections: int, *, what: str = "--angles") -> tuple[np
         where = str(spec)
         if raw.dtype.kind not in "biuf":
             raise InputError(f"{what} {where}: angles must be real numbers in degrees, got dtype {raw.dtype}")
-        raw = io.angles_to_degrees(raw, None, what=where)
+        raw = io.angles_to_degrees(raw, _attrs(path, dataset), what=where)
         if raw.ndim == 2 and raw.shape[1] != 3:
             raise InputError(f"{what} {where}: expected (n,) tilts or (n, 3) Euler ZYX angles, got shape {raw.shape}")
         if raw.size == 0:
@@ -86,6 +86,19 @@ def read_angles(spec, n_projections: int, *, what: str = "--angles") -> tuple[np
     if angles.shape[0] != n_projections:
         raise InputError(f"{what} {where}: {angles.shape[0]} angle(s) but {n_projections} projection(s)")
     return angles, path
+
+
+def _attrs(path: Path, dataset) -> dict:
+    """The attributes (``units``) of ``dataset`` in ``path`` (empty when not found)."""
+    import h5py
+
+    from ..io.hdf5 import open_h5
+
+    if dataset is None:
+        return {}
+    with open_h5(path) as f:
+        obj = f.get(dataset)
+        return dict(obj.attrs) if isinstance(obj, h5py.Dataset) else {}
 
 
 def _dx_angles(path: Path, n: int):

@@ -234,5 +234,10 @@ class IterativeReconstruction:
             vol *= np.float32(self.scale)  # exact: a power of two
         with self.problem.device.use():
             self.volume[...] = backend.to_device(vol, self.problem.device)
-        self.history = [float(v) for v in np.asarray(state.get("r_factor_history", []), dtype=np.float64)]
-        self.iteration = int(state["iteration"])
+        iteration = as_int(state["iteration"], "state['iteration']", minimum=0)
+        try:
+            history = [float(v) for v in np.asarray(state.get("r_factor_history", []), dtype=np.float64).reshape(-1)]
+        except (TypeError, ValueError):
+            raise InputError("state['r_factor_history'] must be an array of numbers") from None
+        self.history = history
+        self.iteration = iteration
