@@ -41,7 +41,6 @@ SciPy's ``scipy.fft`` (with ``workers=threads``) is used; it allocates its outpu
 from __future__ import annotations
 
 import atexit
-import errno
 import hashlib
 import logging
 import os
@@ -132,7 +131,8 @@ def _untrusted_reason(st: os.stat_result) -> str | None:
     if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
         return f"is owned by uid {st.st_uid}, not by you (uid {os.geteuid()})"
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"is writable by {'others' if st.st_mode & stat.S_IWOTH else 'its group'} (mode {stat.S_IMODE(st.st_mode):o})"
+        who = "others" if st.st_mode & stat.S_IWOTH else "its group"
+        return f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):o})"
     return None
 
 
@@ -241,7 +241,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale_temporaries(folder) -> None:
-    """Remove ``fftw-wisdom-*.<pid>.tmp`` files (ours or pre-0.x ``.pickle`` ones) of dead processes."""
+    """Remove ``fftw-wisdom-*.<pid>.tmp`` files of dead processes (also those of the former ``.pickle`` format)."""
     try:
         names = os.listdir(folder)
     except OSError:
