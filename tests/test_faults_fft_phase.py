@@ -126,6 +126,28 @@ def test_fft_functions_from_many_threads_are_correct(rng, func, make):
         np.testing.assert_allclose(got[k], ref, rtol=1e-10, atol=1e-9)
 
 
+def test_smooth_rows_from_many_threads_equals_sequential():
+    from fastem.optim.smoothing import smooth_rows
+
+    inputs = [np.random.default_rng(k).standard_normal((16, 96)) for k in range(6)]
+    expected = [smooth_rows(x, sigma=2.0) for x in inputs]
+    barrier = threading.Barrier(len(inputs))
+    got: dict = {}
+
+    def work(k):
+        barrier.wait()
+        for _ in range(10):
+            got[k] = smooth_rows(inputs[k], sigma=2.0)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, ref in enumerate(expected):
+        np.testing.assert_array_equal(got[k], ref)
+
+
 def test_shared_plan_buffer_is_deprecated_private_buffer_is_not(rng):
     shared = F.get_plan((10, 12), np.complex128)
     assert shared.shared
