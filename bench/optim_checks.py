@@ -49,7 +49,7 @@ def planner_check(m: int):
     for planner in ("FFTW_ESTIMATE", "FFTW_MEASURE"):
         settings.fft_planner = planner
         t = time.perf_counter()
-        plan = F.get_plan((1, m), np.float32, axes=(1,), real=True)
+        plan = F.new_plan((1, m), np.float32, axes=(1,), real=True)
         tp = time.perf_counter() - t
         x = F.empty_aligned((1, m), np.float32)
         x[...] = 1.0
@@ -72,7 +72,7 @@ def pair_check():
         x = F.empty_aligned((b, m), np.float32)
         x[...] = np.random.default_rng(0).random((b, m))
         out = F.empty_aligned((b, m), np.float32)
-        plan = F.get_plan((b, m), np.float32, axes=(1,), real=True)
+        plan = F.new_plan((b, m), np.float32, axes=(1,), real=True)
 
         def raw():
             s = plan.forward(x)

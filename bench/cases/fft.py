@@ -26,12 +26,12 @@ def run(ctx) -> None:
         if ctx.device.is_gpu:
             xp = ctx.xp
             xd = xp.asarray(x)
-            plan = F.get_plan(shape, np.complex64, device=ctx.device)
+            plan = F.new_plan(shape, np.complex64, device=ctx.device)
             plan.buffer[...] = xd
             ctx.measure(kind, label, "fastem (cuFFT plan, in place)", lambda: plan.forward(), work=work, work_unit="flop")
             ctx.measure(kind, label, "cupy.fft.fftn", lambda: xp.fft.fftn(xd), role="peer")
             continue
-        plan = F.get_plan(shape, np.complex64)
+        plan = F.new_plan(shape, np.complex64)
         plan.buffer[...] = x
         ctx.measure(kind, label, f"fastem (pyFFTW plan, {settings.threads} thr)", lambda: plan.forward(),
                     work=work, work_unit="flop")

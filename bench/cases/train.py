@@ -44,7 +44,7 @@ def _smoothing_throughput(ctx) -> None:
             x = F.empty_aligned((b, m), dt)
             x[...] = rng.standard_normal((b, m))
             out = F.empty_aligned((b, m), dt)
-            plan = F.get_plan((b, m), dt, axes=(1,), real=True)
+            plan = F.new_plan((b, m), dt, axes=(1,), real=True)
             work = float(b * m)
             case = "smooth f32 (B, m)"
             ctx.measure(case, label, "fastem laplacian smooth_rows", lambda: optim.smooth_rows(x, 1.0, 1, out=out),
