@@ -50,8 +50,9 @@ def command(input_path, output_path, angles, algorithm, iterations, step, projec
     from fastem.config import settings
     from fastem.tomo.job import tomo_file
 
-    if not math.isfinite(step):
-        raise click.BadParameter(f"must be finite, got {step}", param_hint="--step")
+    for value, flag in ((step, "--step"), (oversampling, "--oversampling")):
+        if not math.isfinite(value):
+            raise click.BadParameter(f"must be a finite number, got {value}", param_hint=flag)
     result, _cfg = tomo_file(input_path, output_path, algorithm=algorithm, iterations=iterations, step=step,
                              projector=projector, oversampling=oversampling, positivity=positivity,
                              thickness=thickness, angles=angles, checkpoint_every=checkpoint_every, resume=resume,

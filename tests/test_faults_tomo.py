@@ -137,6 +137,18 @@ def test_a_diverged_checkpointed_run_keeps_the_last_good_checkpoint(series, tmp_
     assert np.isfinite(left.volume).all() and left.checkpoint is not None and left.checkpoint["iteration"] >= 1
 
 
+@pytest.mark.parametrize("args, flag", [
+    (["--step", "nan"], "--step"), (["--step", "inf"], "--step"), (["--step", "-1"], "--step"),
+    (["--oversampling", "nan"], "--oversampling"), (["--oversampling", "0.5"], "--oversampling"),
+    (["--thickness", "0"], "--thickness"), (["--iterations", "0"], "--iterations"),
+    (["--checkpoint-every", "-1"], "--checkpoint-every"),
+])
+def test_bad_parameters_are_usage_errors_naming_the_flag(series, tmp_path, args, flag):
+    proc = tomo(series, "-o", tmp_path / "o.h5", *args)
+    assert_clean_error(proc, flag, status=2)
+    assert not (tmp_path / "o.h5").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. complex input
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +276,7 @@ def test_sigkill_at_a_random_moment_then_resume_equals_the_straight_run(series, 
 # ---------------------------------------------------------------------------------------------
 def test_a_second_concurrent_run_to_the_same_output_fails_at_once(series, tmp_path):
     out = tmp_path / "o.h5"
-    first = subprocess.Popen([*FASTEM, "--quiet", "tomo", str(series), "-o", str(out), "--iterations", "400",
+    first = subprocess.Popen([*FASTEM, "--quiet", "tomo", str(series), "-o", str(out), "--iterations", "5000",
                               "--projector", "linear", "--checkpoint-every", "1"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -263,6 +263,12 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
     resume, overwrite = as_bool(resume, "resume"), as_bool(overwrite, "overwrite")
     if thickness is not None:
         thickness = as_int(thickness, "thickness", minimum=1)
+    try:
+        os3 = np.broadcast_to(np.asarray(oversampling, dtype=np.float64), (3,))
+    except (TypeError, ValueError):
+        os3 = np.full(3, np.nan)
+    if not np.all(np.isfinite(os3)) or np.any(os3 < 1) or np.any(os3 > 8):
+        raise InputError(f"oversampling must be a number (or 3 numbers) in [1, 8], got {oversampling!r}")
     if resume and algorithm == "fbp":
         raise InputError("--resume: FBP is a single step; there is nothing to resume")
     if in_spec is None or out_path is None:
