@@ -155,10 +155,10 @@ def cli_message(message: str) -> str:
 
     if message.startswith("phase_file: "):
         body = message[len("phase_file: "):]
-        # only the parameter names this module writes, as whole words
-        return re.sub(r"\b(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")\b",
-                      lambda m: FLAGS[m.group(1)], body)
-    m = re.match(r"^(?:PhaseConfig: |retrieve: )?(\w+)\b", message)
+        # the parameter names this module writes, as whole words (never inside a path)
+        names = "|".join(sorted(FLAGS, key=len, reverse=True))
+        return re.sub(r"(?<![\w/.\-])(" + names + r")(?![\w/.\-])", lambda m: FLAGS[m.group(1)], body)
+    m = re.match(r"^(?:PhaseConfig: |retrieve: )?(\w+)(?= (?:=|must|is|should|was)\b)", message)
     if m and m.group(1) in FLAGS:
         return FLAGS[m.group(1)] + message[m.end():]
     if message.startswith(("sigma schedule", "sigma values")):

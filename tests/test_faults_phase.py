@@ -1,0 +1,466 @@
+"""Fault injection for ``fastem phase`` (CLI in a child process on 32x32 patterns) and the misuse
+of the phase API (``phase_file``, ``autocorrelation_support``, ``r_factor``, ``r_real``, ``align``).
+
+Covered: inputs never overwritten (data, support, FILE:/dataset), one writer per output
+(a held lock, a second live process), resume safety (every changed parameter or input refused
+by name, a renamed copy accepted and exact, SIGKILL at a random moment then resume = the
+uninterrupted run bit for bit, the killed output always readable), no non-finite result written,
+complex data refused, FILE:/dataset input, memory (budget beyond the machine, one run beyond the
+budget, histories beyond the host, estimate printed), disk full, usage errors naming flags.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastem import io
+from fastem.data import cdi_intensities, save_cdi, vesicle_2d
+from fastem.errors import InputError, NonFiniteResultError
+from fastem.phase import align, autocorrelation_support, r_factor, r_real
+from fastem.phase import job as phase_job
+from fastem.phase.job import phase_file
+
+from fault_tools import FASTEM, assert_clean_error, leftover_temporaries, run_cli
+
+SUPPORT_DS = "/entry_1/sample_1/support"
+SMALL = ["--iterations", "20", "--runs", "2", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def cdi():
+    return cdi_intensities(vesicle_2d(32, seed=0), r_noise=0.06, beamstop_radius=1.5, seed=0)
+
+
+@pytest.fixture(scope="module")
+def src(tmp_path_factory, cdi):
+    """A folder with in.cxi (data, mask, truth, support) and sup.h5:/s (the support)."""
+    folder = tmp_path_factory.mktemp("phase-faults")
+    save_cdi(folder / "in.cxi", cdi)
+    with h5py.File(folder / "sup.h5", "w") as f:
+        f["s"] = cdi.support.astype(np.uint8)
+    return folder
+
+
+@pytest.fixture
+def work(src, tmp_path):
+    for p in src.iterdir():
+        shutil.copy(p, tmp_path / p.name)
+    return tmp_path
+
+
+def _bytes(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def _image(path):
+    with h5py.File(path, "r") as f:
+        return f["/entry_1/image_1/data"][()], f["/entry_1/image_1/process_1/final_rf"][()]
+
+
+# --------------------------------------------------------------------------------------------
+# inputs are never overwritten
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, victim", [
+    pytest.param(["in.cxi", "-o", "sup.h5", "--support", "sup.h5:/s", "--overwrite"], "sup.h5", id="support-file"),
+    pytest.param(["in.cxi", "-o", "in.cxi", "--overwrite"], "in.cxi", id="data-file"),
+    pytest.param(["in.cxi:/entry_1/instrument_1/detector_1/data", "-o", "in.cxi", "--overwrite"], "in.cxi",
+                 id="data-as-FILE:/dataset"),
+    pytest.param(["in.cxi", "-o", "sup.h5", "--support", "sup.h5:/s", "--resume"], "sup.h5", id="support-on-resume"),
+    pytest.param(["in.cxi", "-o", "./sub/../in.cxi", "--overwrite"], "in.cxi", id="data-other-spelling"),
+])
+def test_no_input_is_ever_overwritten(work, argv, victim):
+    before = _bytes(work)
+    proc = run_cli(["phase", *argv, *SMALL], cwd=work)
+    assert_clean_error(proc, "overwrite the input", victim)
+    assert _bytes(work) == before
+    assert not leftover_temporaries(work)
+
+
+# --------------------------------------------------------------------------------------------
+# one writer per output
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("extra", [[], ["--overwrite"], ["--checkpoint-every", "5"]])
+def test_a_second_writer_fails_at_once_while_the_output_is_locked(work, extra):
+    with io.output_lock(work / "out.cxi"):
+        proc = run_cli(["phase", "in.cxi", "-o", "out.cxi", *SMALL, *extra], cwd=work)
+    assert_clean_error(proc, "another fastem process", str(os.getpid()), "out.cxi")
+    assert not (work / "out.cxi").exists() and not leftover_temporaries(work)
+
+
+def _wait_for(path, proc, timeout=60.0):
+    end = time.time() + timeout
+    while time.time() < end and not path.exists() and proc.poll() is None:
+        time.sleep(0.02)
+    return path.exists()
+
+
+@pytest.mark.parametrize("extra, words", [(["--overwrite"], ["another fastem process"]),
+                                          ([], ["exists"])])
+def test_two_live_runs_to_one_output_one_fails_clearly(work, extra, words):
+    env = dict(os.environ, FASTEM_FFT_PLANNER="FFTW_ESTIMATE")
+    first = subprocess.Popen([*FASTEM, "-q", "phase", "in.cxi", "-o", "out.cxi", "--iterations", "200000",
+                              "--runs", "2", "--checkpoint-every", "50"], cwd=work, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert _wait_for(work / "out.cxi", first), first.stderr.read().decode() if first.poll() is not None else ""
+        proc = run_cli(["phase", "in.cxi", "-o", "out.cxi", *SMALL, *extra], cwd=work)
+        assert first.poll() is None, "the first run must still be running for this test to mean anything"
+        assert_clean_error(proc, *words)
+    finally:
+        first.kill()
+        first.wait()
+        first.stderr.close()
+    rec = io.read_cxi_reconstruction(work / "out.cxi")  # the first run's checkpointed output is intact
+    assert rec.checkpoint is not None and np.all(np.isfinite(rec.image))
+
+
+# --------------------------------------------------------------------------------------------
+# resume safety
+# --------------------------------------------------------------------------------------------
+BASE = dict(algorithm="gps-f", iterations=40, runs=2, keep=2, seed=1, checkpoint_every=10)
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAfter:
+    """A progress stand-in that aborts the run after ``n`` iterations (a crash mid-run)."""
+
+    def __init__(self, n):
+        self.n, self.done = n, 0
+
+    def update(self, k):
+        self.done += k
+        if self.done >= self.n:
+            raise _Killed
+
+    def set_postfix(self, **kw):
+        pass
+
+
+@pytest.fixture(scope="module")
+def partial(src):
+    """An output checkpointed at iteration 20 of BASE (with --support sup.h5:/s) and the
+    uninterrupted run's output."""
+    folder = src.parent / (src.name + "-partial")
+    folder.mkdir(exist_ok=True)
+    kw = dict(BASE, support=f"{src / 'sup.h5'}:/s")
+    phase_file(src / "in.cxi", folder / "full.cxi", **kw)
+    with pytest.raises(_Killed):
+        phase_file(src / "in.cxi", folder / "part.cxi", progress=_KillAfter(25), **kw)
+    assert io.load_checkpoint_file(folder / "part.cxi", io.CXI_CHECKPOINT)["iteration"] == 20
+    return folder
+
+
+def _base_argv(data="in.cxi", support="sup.h5:/s"):
+    argv = ["phase", data, "-o", "part.cxi", "--algorithm", "gps-f", "--iterations", "40", "--runs", "2", "--keep", "2",
+            "--seed", "1", "--checkpoint-every", "10", "--resume"]
+    return argv + (["--support", support] if support else [])
+
+
+def _replace(argv, flag, value):
+    argv = list(argv)
+    argv[argv.index(flag) + 1] = value
+    return argv
+
+
+def _other_data(folder, fn):
+    with h5py.File(folder / "in.cxi", "r") as f:
+        inten = f["/entry_1/instrument_1/detector_1/data"][()]
+        mask = f["/entry_1/instrument_1/detector_1/mask"][()]
+    inten, mask = fn(inten, mask)
+    io.write_cxi(folder / "other.cxi", inten, mask=mask)
+    return "other.cxi"
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda w: _replace(_base_argv(), "--seed", "7"), ["--seed", "was 1", "now 7"]),
+    (lambda w: _replace(_base_argv(), "--algorithm", "hio"), ["--algorithm"]),
+    (lambda w: _replace(_base_argv(), "--runs", "3"), ["--runs"]),
+    (lambda w: _replace(_base_argv(), "--keep", "1"), ["--keep"]),
+    (lambda w: _base_argv() + ["--sigma-schedule", "0:0.1,0.5:1"], ["--sigma-schedule"]),
+    (lambda w: _base_argv() + ["--shrink-wrap"], ["--shrink-wrap"]),
+    (lambda w: _base_argv(support=None), ["--support"]),
+    (lambda w: _base_argv(data=_other_data(w, lambda i, m: (i * 1.01, m))), ["data", "other.cxi"]),
+    (lambda w: _base_argv(data=_other_data(w, lambda i, m: (i, m | (np.arange(m.size).reshape(m.shape) % 97 == 0)))),
+     ["detector mask"]),
+], ids=["seed", "algorithm", "runs", "keep", "sigma-schedule", "shrink-wrap", "support", "data", "mask"])
+def test_resume_with_a_changed_parameter_or_input_is_refused_by_name(partial, tmp_path, src, change, words):
+    for name in ("in.cxi", "sup.h5"):
+        shutil.copy(src / name, tmp_path / name)
+    shutil.copy(partial / "part.cxi", tmp_path / "part.cxi")
+    argv = change(tmp_path)
+    before = (tmp_path / "part.cxi").read_bytes()
+    proc = run_cli(argv, cwd=tmp_path)
+    assert_clean_error(proc, "cannot resume", *words)
+    assert (tmp_path / "part.cxi").read_bytes() == before  # the checkpoint is untouched
+    assert not leftover_temporaries(tmp_path)
+
+
+def test_resume_below_the_checkpoint_iteration_or_without_a_fingerprint_is_refused(partial, tmp_path, src):
+    for name in ("in.cxi", "sup.h5"):
+        shutil.copy(src / name, tmp_path / name)
+    shutil.copy(partial / "part.cxi", tmp_path / "part.cxi")
+    assert_clean_error(run_cli(_replace(_base_argv(), "--iterations", "15"), cwd=tmp_path), "--iterations 15",
+                       "iteration 20")
+    with h5py.File(tmp_path / "part.cxi", "r+") as f:  # a checkpoint of an older fastem
+        del f[io.CXI_CHECKPOINT + "/fingerprint"]
+    assert_clean_error(run_cli(_base_argv(), cwd=tmp_path), "no fingerprint")
+
+
+def test_resume_from_a_renamed_copy_of_the_input_is_exact(partial, tmp_path, src):
+    shutil.copy(src / "in.cxi", tmp_path / "renamed.cxi")
+    shutil.copy(src / "sup.h5", tmp_path / "other-support.h5")
+    shutil.copy(partial / "part.cxi", tmp_path / "part.cxi")
+    res, _ = phase_file(tmp_path / "renamed.cxi", tmp_path / "part.cxi", resume=True,
+                        **dict(BASE, checkpoint_every=7, support=f"{tmp_path / 'other-support.h5'}:/s"))
+    full, full_rf = _image(partial / "full.cxi")
+    image, final_rf = _image(tmp_path / "part.cxi")
+    np.testing.assert_array_equal(final_rf, full_rf)
+    np.testing.assert_array_equal(image, full)
+    assert io.read_cxi_reconstruction(tmp_path / "part.cxi").checkpoint is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sigkill_at_a_random_moment_then_resume_equals_the_uninterrupted_run(work, seed):
+    rng = np.random.default_rng(seed)
+    argv = ["phase", "in.cxi", "--iterations", "600", "--runs", "2", "--checkpoint-every", "20", "--seed", "3",
+            "--support", "sup.h5:/s"]
+    assert run_cli([*argv, "-o", "whole.cxi"], cwd=work).returncode == 0
+    env = dict(os.environ, FASTEM_FFT_PLANNER="FFTW_ESTIMATE")
+    proc = subprocess.Popen([*FASTEM, "-q", *argv, "-o", "killed.cxi"], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _wait_for(work / "killed.cxi", proc)
+    time.sleep(float(rng.uniform(0.0, 0.4)))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rec = io.read_cxi_reconstruction(work / "killed.cxi")  # whatever moment: a complete, readable file
+    assert np.all(np.isfinite(rec.image))
+    if rec.checkpoint is None:
+        pytest.skip("the run finished before the kill (machine too fast for this window)")
+    proc = run_cli([*argv, "-o", "killed.cxi", "--resume"], cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    (a, ra), (b, rb) = _image(work / "whole.cxi"), _image(work / "killed.cxi")
+    np.testing.assert_array_equal(b, a)
+    np.testing.assert_array_equal(rb, ra)
+    assert not leftover_temporaries(work)
+
+
+# --------------------------------------------------------------------------------------------
+# never a non-finite result
+# --------------------------------------------------------------------------------------------
+def _poison_result(kind):
+    real = phase_job.retrieve
+
+    def retrieve(*args, **kwargs):
+        res = real(*args, **kwargs)
+        if kind == "image":
+            res.image[3, 4] = np.nan
+        elif kind == "best":
+            res.best[:] = np.inf
+        else:
+            res.final_rf[res.kept_runs[-1]] = np.inf
+        return res
+    return retrieve
+
+
+@pytest.mark.parametrize("kind", ["image", "best", "kept-run"])
+def test_a_diverged_result_is_not_written(work, monkeypatch, kind):
+    monkeypatch.setattr(phase_job, "retrieve", _poison_result(kind))
+    from fastem.cli.main import app
+
+    r = CliRunner().invoke(app, ["--quiet", "phase", str(work / "in.cxi"), "-o", str(work / "out.cxi"), *SMALL])
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastem: error:") and "diverged" in lines[0]
+    assert "--seed" in lines[0] and "nothing was written" in lines[0]
+    assert not (work / "out.cxi").exists() and not leftover_temporaries(work)
+
+
+def test_every_run_diverged_at_a_checkpoint_stops_without_writing(work, monkeypatch):
+    real = phase_job.checkpoint_best
+
+    def checkpoint_best(state):
+        state["history_rf"] = np.full_like(np.asarray(state["history_rf"], float), np.inf)
+        state["best_rf"] = np.full_like(np.asarray(state["best_rf"], float), np.inf)
+        return real(state)[0], float("inf")
+
+    monkeypatch.setattr(phase_job, "checkpoint_best", checkpoint_best)
+    with pytest.raises(NonFiniteResultError, match="every run diverged by iteration 10"):
+        phase_file(work / "in.cxi", work / "out.cxi", iterations=20, runs=2, keep=1, checkpoint_every=10)
+    assert not (work / "out.cxi").exists() and not leftover_temporaries(work)
+
+
+# --------------------------------------------------------------------------------------------
+# complex input, FILE:/dataset input
+# --------------------------------------------------------------------------------------------
+def test_complex_data_are_refused_naming_file_and_dataset(work, cdi):
+    io.write_cxi(work / "c.cxi", cdi.intensities * (1 + 0.5j), mask=io.mask_from_known(cdi.known))
+    with h5py.File(work / "csup.h5", "w") as f:
+        f["s"] = cdi.support.astype(np.complex64)
+        f["I"] = cdi.intensities.astype(np.complex128)
+    for argv, words in [(["c.cxi"], ["c.cxi", "/entry_1/", "complex"]),
+                        (["csup.h5:/I"], ["csup.h5:/I", "complex"]),
+                        (["in.cxi", "--support", "csup.h5:/s"], ["--support", "csup.h5:/s", "complex"])]:
+        assert_clean_error(run_cli(["phase", *argv, "-o", "out.cxi", *SMALL], cwd=work), *words)
+    assert not (work / "out.cxi").exists()
+
+
+def test_file_dataset_input_equals_the_cxi_input(work, cdi, monkeypatch):
+    mask = io.mask_from_known(cdi.known)
+    io.write_cxi(work / "plain.cxi", cdi.intensities, mask=mask)
+    with h5py.File(work / "plain.h5", "w") as f:
+        f["scan/I"] = cdi.intensities
+        f["scan/mask"] = mask
+        f["nomask/I"] = cdi.intensities
+    io.write_cxi(work / "nomask.cxi", cdi.intensities)
+    kw = dict(iterations=20, runs=2, keep=1, seed=2, support=f"{work / 'sup.h5'}:/s")
+    monkeypatch.chdir(work)
+    for a, b in (("plain.cxi", "plain.h5:/scan/I"), ("nomask.cxi", "plain.h5:/nomask/I")):
+        ra, _ = phase_file(work / a, work / f"{a}.out", **kw)
+        rb, _ = phase_file(b, work / f"{a}.h5.out", **kw)
+        np.testing.assert_array_equal(rb.final_rf, ra.final_rf)
+        np.testing.assert_array_equal(rb.image, ra.image)
+    proc = run_cli(["phase", "plain.h5:/scan/I", "-o", "cli.cxi", *SMALL], cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert np.all(np.isfinite(io.read_cxi_reconstruction(work / "cli.cxi").image))
+    for spec, words in (("plain.h5:/scan/nothing", ["plain.h5", "/scan/nothing", "no dataset"]),
+                        ("plain.h5:/scan", ["plain.h5", "group"]),
+                        ("missing.h5:/I", ["missing.h5"])):
+        assert_clean_error(run_cli(["phase", spec, "-o", "x.cxi", *SMALL], cwd=work), *words)
+
+
+# --------------------------------------------------------------------------------------------
+# memory, disk, usage errors
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("extra, words", [
+    (["--batch-memory", "100T"], ["--batch-memory", "available"]),
+    (["--batch-memory", "1K"], ["--batch-memory", "one run"]),
+    (["--runs", str(10**12)], ["--runs", "host memory", "available"]),
+    (["--batch-memory", "-1"], ["--batch-memory"]),
+    (["--batch-memory", "inf"], ["--batch-memory"]),
+    (["--batch-memory", "lots"], ["--batch-memory"]),
+    (["--runs", "2", "--keep", "5"], ["--keep 5", "--runs 2"]),
+    (["--sigma-schedule", "nan:1"], ["--sigma-schedule"]),
+    (["--sigma-schedule", "0:-1"], ["--sigma-schedule"]),
+    (["--shrink-wrap", "--shrink-wrap-sigma", "1:3"], ["--shrink-wrap-sigma"]),
+    (["--support", "missing.h5:/s"], ["missing.h5"]),
+    (["--support", "in.cxi:/entry_1/sample_1/object"], ["--support", "0/1"]),
+])
+def test_bad_requests_fail_with_one_line_naming_the_flag(work, extra, words):
+    proc = run_cli(["phase", "in.cxi", "-o", "out.cxi", "--iterations", "20", *extra], cwd=work)
+    assert_clean_error(proc, *words)
+    assert not (work / "out.cxi").exists()
+
+
+@pytest.mark.parametrize("extra, flag", [(["--seed", "-1"], "--seed"), (["--iterations", "0"], "--iterations"),
+                                         (["--runs", "0"], "--runs"), (["--algorithm", "raar"], "--algorithm"),
+                                         (["--shrink-wrap-threshold", "2"], "--shrink-wrap-threshold")])
+def test_usage_errors_name_the_flag(work, extra, flag):
+    assert_clean_error(run_cli(["phase", "in.cxi", "-o", "out.cxi", *extra], cwd=work), flag, status=2)
+
+
+def test_a_request_split_into_chunks_prints_its_estimate_first(work):
+    proc = run_cli(["phase", "in.cxi", "-o", "out.cxi", "--iterations", "20", "--runs", "4", "--batch-memory", "120K"],
+                   cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    line = next(ln for ln in proc.stderr.replace("\r", "\n").splitlines() if "estimate:" in ln)
+    assert "per run" in line and "chunk(s)" in line and "roughly" in line and "available" in line
+
+
+@pytest.mark.parametrize("extra", [[], ["--checkpoint-every", "5"]])
+@pytest.mark.parametrize("existing", [False, True])
+def test_disk_full_is_one_line_and_keeps_an_existing_output(work, extra, existing):
+    if existing:
+        (work / "out.cxi").write_bytes(b"previous result")
+    proc = run_cli(["phase", "in.cxi", "-o", "out.cxi", *SMALL, *extra, *(["--overwrite"] if existing else [])],
+                   cwd=work, fsize_kb=24)
+    assert_clean_error(proc, "no space", "out.cxi")
+    assert not leftover_temporaries(work)
+    if existing:
+        assert (work / "out.cxi").read_bytes() == b"previous result"
+    else:
+        assert not (work / "out.cxi").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# API misuse: one-line InputError naming the parameter
+# --------------------------------------------------------------------------------------------
+def _api_cases():
+    img = np.random.default_rng(0).random((8, 8)) + 0.1
+    cases = [
+        ("phase_file", dict(in_path=None), "in_path"),
+        ("phase_file", dict(out_path=None), "out_path"),
+        ("phase_file", dict(out_path=3.5), "out_path"),
+        ("phase_file", dict(runs="3"), "runs"),
+        ("phase_file", dict(runs=0), "runs"),
+        ("phase_file", dict(keep=[1]), "keep"),
+        ("phase_file", dict(keep=3, runs=2), "keep"),
+        ("phase_file", dict(seed=-1), "seed"),
+        ("phase_file", dict(seed=1.5), "seed"),
+        ("phase_file", dict(iterations=None), "iterations"),
+        ("phase_file", dict(iterations=True), "iterations"),
+        ("phase_file", dict(algorithm=None), "algorithm"),
+        ("phase_file", dict(support=5), "support"),
+        ("phase_file", dict(checkpoint_every=-1), "checkpoint_every"),
+        ("phase_file", dict(resume="yes"), "resume"),
+        ("phase_file", dict(max_batch_bytes="2G"), "max_batch_bytes"),
+        ("phase_file", dict(max_batch_bytes=0), "max_batch_bytes"),
+        ("phase_file", dict(shrink_wrap_sigma=3), "shrink_wrap_sigma"),
+        ("phase_file", dict(shrink_wrap_threshold=None), "shrink_wrap_threshold"),
+        ("phase_file", dict(progress=object()), "progress"),
+        ("phase_file", dict(scheduler=7), "scheduler"),
+        ("autocorrelation_support", dict(intensities=None), "intensities"),
+        ("autocorrelation_support", dict(intensities=[1.0, 2.0, 3.0]), "intensities"),
+        ("autocorrelation_support", dict(intensities="abc"), "intensities"),
+        ("autocorrelation_support", dict(intensities=img * 1j), "intensities"),
+        ("autocorrelation_support", dict(intensities=img, known=np.ones((4, 4), bool)), "known"),
+        ("autocorrelation_support", dict(intensities=img, threshold=None), "threshold"),
+        ("autocorrelation_support", dict(intensities=img, threshold=2), "threshold"),
+        ("autocorrelation_support", dict(intensities=img, margin=-1), "margin"),
+        ("autocorrelation_support", dict(intensities=img, margin=1.5), "margin"),
+        ("r_factor", dict(image=None, magnitudes=img), "image"),
+        ("r_factor", dict(image=img, magnitudes=None), "magnitudes"),
+        ("r_factor", dict(image=[1.0, 2.0], magnitudes=[1.0, 2.0]), "image"),
+        ("r_factor", dict(image=img, magnitudes=img, known="all"), "known"),
+        ("r_factor", dict(image=img, magnitudes=img, known=np.ones((3, 3))), "known"),
+        ("r_factor", dict(image=img, magnitudes=img[:4]), "shape"),
+        ("r_factor", dict(image=img, magnitudes=img * 1j), "magnitudes"),
+        ("r_real", dict(image=None, truth=img), "image"),
+        ("r_real", dict(image=img, truth="x"), "truth"),
+        ("r_real", dict(image=img * 1j, truth=img), "image"),
+        ("r_real", dict(image=img, truth=np.zeros_like(img)), "truth"),
+        ("r_real", dict(image=img, truth=img[None, None]), "truth"),
+        ("align", dict(image=None, reference=img), "image"),
+        ("align", dict(image=img, reference=[[1.0]]), "shape"),
+        ("align", dict(image=[1.0, 2.0], reference=[1.0, 2.0]), "image"),
+        ("align", dict(image=img, reference={"a": 1}), "reference"),
+    ]
+    return [pytest.param(*c, id=f"{c[0]}-{c[2]}-{i}") for i, c in enumerate(cases)]
+
+
+@pytest.mark.parametrize("func, kwargs, word", _api_cases())
+def test_api_misuse_is_a_one_line_input_error_naming_the_parameter(src, tmp_path, func, kwargs, word):
+    if func == "phase_file":
+        kw = dict(in_path=src / "in.cxi", out_path=tmp_path / "out.cxi", iterations=5, runs=2, keep=1)
+        kw.update(kwargs)
+        call = lambda: phase_file(kw.pop("in_path"), kw.pop("out_path"), **kw)  # noqa: E731
+    else:
+        fn = {"autocorrelation_support": autocorrelation_support, "r_factor": r_factor, "r_real": r_real,
+              "align": align}[func]
+        call = lambda: fn(**kwargs)  # noqa: E731
+    with pytest.raises(InputError) as info:
+        call()
+    msg = str(info.value)
+    assert "\n" not in msg and word in msg, msg
+    assert not (tmp_path / "out.cxi").exists()
