@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
 
 from .. import backend
 from ..errors import InputError

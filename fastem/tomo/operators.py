@@ -28,7 +28,6 @@ projectors of the same shape interleaved give exactly what each gives alone.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import numpy as np
