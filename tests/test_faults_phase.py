@@ -340,6 +340,16 @@ def test_file_dataset_input_equals_the_cxi_input(work, cdi, monkeypatch):
         assert_clean_error(run_cli(["phase", spec, "-o", "x.cxi", *SMALL], cwd=work), *words)
 
 
+def test_an_external_link_in_the_input_is_refused_naming_its_target(work, cdi):
+    with h5py.File(work / "target.h5", "w") as f:
+        f["I"] = cdi.intensities
+    with h5py.File(work / "linked.cxi", "w") as f:
+        f["/entry_1/data_1/data"] = h5py.ExternalLink("target.h5", "/I")
+    assert_clean_error(run_cli(["phase", "linked.cxi", "-o", "out.cxi", *SMALL], cwd=work), "external link",
+                       "target.h5")
+    assert not (work / "out.cxi").exists()
+
+
 # --------------------------------------------------------------------------------------------
 # memory, disk, usage errors
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ Mask bits: :data:`MASK_INVALID` 0x1, :data:`MASK_SATURATED` 0x2, :data:`MASK_HOT
 ``known`` (what the algorithms use) is ``mask == 0`` and a finite intensity. Negative counts
 (read noise after background subtraction) stay known: they are measurements; use
 ``CXIData.magnitudes`` (``sqrt(max(I, 0))``) as the Fourier magnitudes. Non-finite intensities
-are marked unknown, set to 0 and reported with a warning.
+are marked unknown, set to 0 and reported with a warning. Complex or non-numeric data are refused
+(one line naming the file and dataset): intensities are real counts, never silently truncated.
+:func:`read_cxi` also reads ``FILE.h5:/path/to/dataset`` (any HDF5 dataset of intensities).
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def cli_message(message: str) -> str:
         # the parameter names this module writes, as whole words (never inside a path)
         names = "|".join(sorted(FLAGS, key=len, reverse=True))
         return re.sub(r"(?<![\w/.\-])(" + names + r")(?![\w/.\-])", lambda m: FLAGS[m.group(1)], body)
-    m = re.match(r"^(?:PhaseConfig: |retrieve: )?(\w+)(?= (?:=|must|is|should|was)\b)", message)
+    m = re.match(r"^(?:PhaseConfig: |retrieve: )?(\w+)(?=[ =])", message)
     if m and m.group(1) in FLAGS:
         return FLAGS[m.group(1)] + message[m.end():]
     if message.startswith(("sigma schedule", "sigma values")):
