@@ -6,9 +6,9 @@ and buffers, the construction temporaries, the result copies); :func:`check_run_
 a run that cannot fit *before* anything large is allocated, with a one-line estimate against
 what the device has.
 
-FFT plans are counted as :class:`fastem.fft.FFTPlan` allocates them: with pyFFTW a plan holds
-its buffers plus the arrays its FFTW objects were planned on (both directions are built up
-front), so a complex plan holds about three copies of its spectrum.
+FFT plans are counted as :class:`fastem.fft.FFTPlan` allocates them: a private plan holds its
+buffers (with pyFFTW its FFTW objects are planned on them), plus an allowance for FFTW's or
+cuFFT's own work area.
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def plan_bytes(shape, *, real: bool, device=None) -> int:
     in_b = n * (_F32 if real else _C64)
     out_b = (half if real else n) * _C64
     prov = provider(device)
-    if prov == "pyfftw":  # buffers + the planning arrays of both directions' FFTW objects
-        return 3 * (in_b + out_b) if real else 3 * out_b
+    if prov == "pyfftw":  # the plan's buffers (its FFTW objects are planned on them) + FFTW's own scratch
+        return (in_b + out_b if real else out_b) + out_b // 8
     if prov == "cufft":  # buffers + cuFFT work area
         return (in_b + out_b) + max(in_b, out_b) if real else 2 * out_b
     return (in_b + out_b) + 2 * out_b if real else 3 * out_b  # scipy: buffers + per-call results
