@@ -261,7 +261,7 @@ def plan_run(problem, config: PhaseConfig, runs: int, keep: int, *, max_batch_by
     dev = problem.device
     avail = available_memory(dev)
     where = "the GPU" if dev.is_gpu else "this machine"
-    if max_batch_bytes is not None and avail is not None and max_batch_bytes > avail:
+    if max_batch_bytes is not None and avail is not None and max_batch_bytes > avail and not distributed:
         raise InputError(f"phase_file: max_batch_bytes {_gib(max_batch_bytes)} exceeds the memory available on "
                          f"{where} ({_gib(avail)}); give at most that")
     budget = int(max_batch_bytes) if max_batch_bytes is not None else default_batch_bytes(dev)
@@ -397,9 +397,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     """
     _check_arguments(dict(locals()))
     from fastem.backend import resolve_device
-    from fastem.io import (CXI_CHECKPOINT, check_fingerprint, check_output, load_checkpoint_file, output_lock,
-                           parse_ref, provenance, read_cxi, read_dataset, require_finite_result,
-                           write_cxi_reconstruction)
+    from fastem.io import (check_output, output_lock, parse_ref, provenance, read_cxi, read_dataset,
+                           require_finite_result, write_cxi_reconstruction)
 
     from .support import check_support
 
@@ -416,13 +415,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         supp = check_support(read_dataset(where_supp), data.intensities.shape, where=f"--support {where_supp}")
     else:
         supp, where_supp = None, "autocorrelation estimate"
-    cfg_kw = {"algorithm": algorithm, "iterations": iterations}
-    if sigma_schedule is not None:
-        cfg_kw["sigma_schedule"] = sigma_schedule
-    if shrink_wrap:
-        cfg_kw.update(shrink_wrap=True, shrink_wrap_every=shrink_wrap_every, shrink_wrap_threshold=shrink_wrap_threshold,
-                      shrink_wrap_sigma=shrink_wrap_sigma)
-    config = PhaseConfig(**cfg_kw)
+    config = _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every,
+                          shrink_wrap_threshold, shrink_wrap_sigma)
     problem = prepare_problem(data.intensities, data.known, supp, dtype=dtype, device=dev, where=where_data)
     plan = plan_run(problem, config, int(runs), int(keep), max_batch_bytes=max_batch_bytes,
                     distributed=scheduler is not None and scheduler.strip().lower() not in ("", "inline"))
@@ -436,15 +430,7 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     with output_lock(out_path):
         resume_state = None
         if resume:
-            if not out_path.exists():
-                raise DatasetNotFoundError(f"{out_path}: no such file, so no checkpoint to --resume from")
-            check_output(out_path, overwrite=True, inputs=inputs)
-            resume_state = load_checkpoint_file(out_path, CXI_CHECKPOINT)
-            check_fingerprint(resume_state.get("fingerprint"), fingerprint, where=str(out_path),
-                              names={**FLAGS, "data": f"data ({where_data})", "mask": "detector mask",
-                                     "support": "--support", "dtype": "dtype", "stages": "stages",
-                                     "gamma_scale": "gamma_scale", "beta": "beta"})
-            _check_resumed_iterations(resume_state, config, out_path)
+            resume_state = _load_resume_state(out_path, inputs, fingerprint, config, where_data)
             if progress is not None:
                 progress.update(int(resume_state["iteration"]))
         else:
@@ -473,19 +459,49 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
                               on_checkpoint=on_checkpoint if checkpoint_every else None,
                               resume_state=resume_state, max_batch_bytes=plan.budget, executor=executor)
         _check_result(result, out_path)
-        results = result.results_dict()
-        results["chunks"] = np.asarray(result.extra["chunks"], np.int64)
-        final_support = result.extra.get("best_support")
-        if final_support is not None:
-            results["initial_support"] = problem.support.astype(np.uint8)
-        results["best_image"] = result.best
-        truth = _read_truth(data.path, problem.shape)
-        if truth is not None:
-            results["r_real"] = r_real(result.image, truth)
-            results["r_real_best"] = r_real(result.best, truth)
+        results = _results(result, problem, data.path)
         require_finite_result(np.asarray(results["kept_rf_mean"]), f"{out_path}: the kept runs' mean R_F", hint=_HINT)
-        write(result.image, results, support_used=final_support)
+        write(result.image, results, support_used=result.extra.get("best_support"))
     return result, results
+
+
+def _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
+                 shrink_wrap_sigma) -> PhaseConfig:
+    cfg_kw = {"algorithm": algorithm, "iterations": iterations}
+    if sigma_schedule is not None:
+        cfg_kw["sigma_schedule"] = sigma_schedule
+    if shrink_wrap:
+        cfg_kw.update(shrink_wrap=True, shrink_wrap_every=shrink_wrap_every,
+                      shrink_wrap_threshold=shrink_wrap_threshold, shrink_wrap_sigma=shrink_wrap_sigma)
+    return PhaseConfig(**cfg_kw)
+
+
+def _load_resume_state(out_path: Path, inputs, fingerprint: dict, config: PhaseConfig, where_data: str) -> dict:
+    """The checkpoint in ``out_path``, refused unless its fingerprint matches this run's."""
+    from fastem.io import CXI_CHECKPOINT, check_fingerprint, check_output, load_checkpoint_file
+
+    if not out_path.exists():
+        raise DatasetNotFoundError(f"{out_path}: no such file, so no checkpoint to --resume from")
+    check_output(out_path, overwrite=True, inputs=inputs)
+    state = load_checkpoint_file(out_path, CXI_CHECKPOINT)
+    check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out_path),
+                      names={**FLAGS, "data": f"data ({where_data})", "mask": "detector mask", "support": "--support"})
+    _check_resumed_iterations(state, config, out_path)
+    return state
+
+
+def _results(result: PhaseResult, problem, data_path: Path) -> dict:
+    """What the final output records in ``process_1`` (R_F history, kept statistics, R_real)."""
+    results = result.results_dict()
+    results["chunks"] = np.asarray(result.extra["chunks"], np.int64)
+    if result.extra.get("best_support") is not None:
+        results["initial_support"] = problem.support.astype(np.uint8)
+    results["best_image"] = result.best
+    truth = _read_truth(data_path, problem.shape)
+    if truth is not None:
+        results["r_real"] = r_real(result.image, truth)
+        results["r_real_best"] = r_real(result.best, truth)
+    return results
 
 
 def _check_resumed_iterations(state: dict, config: PhaseConfig, out_path: Path) -> None:
