@@ -107,11 +107,13 @@ def test_values_near_float32_overflow_reconstruct_exactly_scaled(tmp_path, data)
         outs[name] = tmp_path / f"{name}-vol.h5"
         proc = tomo(tmp_path / f"{name}.h5", "-o", outs[name], "--iterations", 3)
         assert proc.returncode == 0, proc.stderr
+        warned = proc
     v0, v1, v2 = (_volume(outs[k]) for k in ("base", "big", "huge"))
     assert np.isfinite(v1.volume).all() and np.isfinite(v2.volume).all()
     np.testing.assert_array_equal(v1.volume, v0.volume * np.float32(2.0 ** 122))  # power-of-two scaling is exact
     np.testing.assert_array_equal(v1.results["r_factor_history"], v0.results["r_factor_history"])
     assert np.isfinite(v2.results["r_factor"]) and abs(v2.results["r_factor"] - v0.results["r_factor"]) < 1e-4
+    assert "warning" in warned.stderr.lower() and "scaled back" in warned.stderr
 
 
 def test_float64_values_beyond_float32_are_refused_naming_file_and_dataset(tmp_path, data):
@@ -241,6 +243,19 @@ def test_resume_may_change_iterations_and_cadence_and_a_renamed_copy(checkpointe
     straight = tmp_path / "straight.h5"
     assert tomo(series, "-o", straight, "--iterations", 4).returncode == 0
     np.testing.assert_array_equal(_volume(out).volume, _volume(straight).volume)
+
+
+def test_resume_extends_a_finished_run_exactly_and_checks_it(series, tmp_path):
+    short, long_ = tmp_path / "short.h5", tmp_path / "long.h5"
+    assert tomo(series, "-o", long_, "--iterations", 5).returncode == 0
+    assert tomo(series, "-o", short, "--iterations", 3).returncode == 0
+    assert_clean_error(tomo(series, "-o", short, "--iterations", 5, "--resume", "--step", 1.5), "--step")
+    assert tomo(series, "-o", short, "--iterations", 3, "--resume").returncode == 0  # nothing left to do
+    assert tomo(series, "-o", short, "--iterations", 5, "--resume").returncode == 0
+    a, b = _volume(long_), _volume(short)
+    np.testing.assert_array_equal(a.volume, b.volume)
+    np.testing.assert_array_equal(a.results["r_factor_history"], b.results["r_factor_history"])
+    assert b.results["iterations"] == 5 and b.checkpoint is None
 
 
 def test_sigkill_at_a_random_moment_then_resume_equals_the_straight_run(series, tmp_path):

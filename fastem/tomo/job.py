@@ -19,7 +19,8 @@ Safety
     input that is never overwritten. Every checkpoint stores a fingerprint of the inputs
     (content digests of projections, angles, mask) and of every parameter that affects the result;
     ``resume=True`` refuses any mismatch by name (the iteration count and the checkpoint cadence
-    may change). Nothing non-finite is written: a diverged run fails with what to try. Before
+    may change); a finished output keeps that fingerprint, so ``--resume --iterations M``
+    extends a finished run exactly (and with the same count rewrites the same volume). Nothing non-finite is written: a diverged run fails with what to try. Before
     anything large is allocated, the run's memory (volume, data, padded spectra, plans, solver
     buffers) is estimated and a run that cannot fit is refused with the estimate.
 """
@@ -297,17 +298,35 @@ def _fingerprint(series, *, algorithm, step, projector, oversampling, positivity
                               params)
 
 
+def _resume_state(out: Path) -> dict:
+    """The state to continue from: the checkpoint of a run in progress, or a finished run's output.
+
+    A finished output keeps its volume (``/exchange/data``), R-factor history, iteration count and
+    the run's fingerprint (``results["resume"]``), which is all a resume needs: ``--resume`` with
+    a larger ``--iterations`` extends a finished run exactly as if it had run longer.
+    """
+    from .. import io
+
+    if not out.exists():
+        raise DatasetNotFoundError(f"--resume: {out} does not exist (run with --checkpoint-every first)")
+    saved = io.read_dxchange_volume(out)
+    if saved.checkpoint is not None:
+        return saved.checkpoint
+    finished = saved.results.get("resume")
+    if not isinstance(finished, dict) or "r_factor_history" not in saved.results or "iterations" not in saved.results:
+        return io.load_checkpoint_file(out, io.DX_CHECKPOINT)  # raises: no checkpoint
+    return {"algorithm": finished.get("algorithm"), "iteration": int(saved.results["iterations"]),
+            "volume": saved.volume, "r_factor_history": np.asarray(saved.results["r_factor_history"]),
+            "fingerprint": finished.get("fingerprint")}
+
+
 def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, oversampling, positivity, thickness,
                 angles, checkpoint_every, resume, overwrite, device, command, progress, guard):
     from .. import io
     from . import Resire, Sirt, TomoProblem, fbp
 
     io.check_output(out, overwrite=overwrite or resume, inputs=guard)
-    state = None
-    if resume:
-        if not out.exists():
-            raise DatasetNotFoundError(f"--resume: {out} does not exist (run with --checkpoint-every first)")
-        state = io.load_checkpoint_file(out, io.DX_CHECKPOINT)
+    state = _resume_state(out) if resume else None
     src = read_series(in_spec, angles=angles)
     series, where, inputs = src.series, src.where, src.files
     check_memory(series, algorithm=algorithm, projector=projector, oversampling=oversampling, thickness=thickness,
@@ -355,6 +374,9 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
     cfg = dict(result.config, input=where, iterations_requested=iterations)
     if len(inputs) > 1:
         cfg["angles_file"] = str(inputs[1])
-    write(result.volume, cfg, {"r_factor_history": result.r_factor_history, "r_factor": result.r_factor,
-                               "iterations": result.iterations, "seconds": result.seconds})
+    results = {"r_factor_history": result.r_factor_history, "r_factor": result.r_factor,
+               "iterations": result.iterations, "seconds": result.seconds}
+    if algorithm != "fbp":  # what --resume needs to extend the finished run
+        results["resume"] = {"algorithm": algorithm, "fingerprint": fingerprint}
+    write(result.volume, cfg, results)
     return result, cfg

@@ -9,6 +9,7 @@ zeroed (so that whatever a blocked region holds cannot reach the result), and th
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -40,7 +41,13 @@ def data_scale(values) -> float:
                          f"(about {_F32_MAX / 2:.1e}); rescale the data (e.g. divide by {2.0 ** math.ceil(math.log2(amax / 1e6)):.3g})")
     if amax == 0 or 2.0 ** -SAFE_RANGE <= amax <= 2.0 ** SAFE_RANGE:
         return 1.0
-    return 2.0 ** -math.floor(math.log2(amax))
+    scale = 2.0 ** -math.floor(math.log2(amax))
+    from ..io.validate import DataWarning
+
+    warnings.warn(f"projections: values up to {amax:.3g} are far from 1; the reconstruction works on them "
+                  f"multiplied by 2^{int(round(math.log2(scale)))} (exact) to stay within float32 arithmetic, "
+                  "and the volume is scaled back", DataWarning, stacklevel=3)
+    return scale
 
 
 def default_volume_shape(detector_shape) -> tuple[int, int, int]:
