@@ -11,6 +11,10 @@ Operators
     :func:`thin_film_shape`, :func:`projection_coefficients`.
 Metrics
     :func:`r_factor`, :func:`relative_error`, :func:`fourier_shell_correlation`.
+Jobs
+    :mod:`fastem.tomo.job` (``tomo_file``: what ``fastem tomo`` runs: locked output, resume
+    fingerprints, finite results only, memory pre-check) and :mod:`fastem.tomo.memory`
+    (``estimate_run_bytes``, ``available_bytes``).
 """
 
 from .baselines import Sirt, angular_weights, fbp, ramp_filter, sirt
