@@ -351,16 +351,17 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     if algorithm != "fbp":
-        fingerprint = _fingerprint(series, algorithm=algorithm, step=step, projector=projector,
-                                   oversampling=oversampling, positivity=positivity, thickness=thickness,
-                                   volume_shape=problem.geometry.volume_shape)
-        if state is not None:
-            io.check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out), names=RESUME_FLAGS)
         if algorithm == "resire":
             solver = Resire(problem, projector=projector, oversampling=oversampling, step=step, positivity=positivity)
         else:
             solver = Sirt(problem, positivity=positivity)
+        # the oversampling in use (fst lowers it when memory is short): a resume must use the same
+        used = getattr(solver.op, "oversampling", oversampling)
+        fingerprint = _fingerprint(series, algorithm=algorithm, step=step, projector=projector,
+                                   oversampling=used, positivity=positivity, thickness=thickness,
+                                   volume_shape=problem.geometry.volume_shape)
         if state is not None:
+            io.check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out), names=RESUME_FLAGS)
             solver.restore(state)
 
         def checkpoint(s):
