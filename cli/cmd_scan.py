@@ -50,9 +50,10 @@ def _size(nbytes: float) -> str:
             return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
         nbytes /= 1024
     return f"{nbytes:.1f} TiB"  # pragma: no cover
-#: the simulate datasets hardly compress below this fraction of their raw size (0.35 measured on
-#: synthetic micrographs: truth and partial barely compress, the path maps do)
-MIN_COMPRESSED_FRACTION = 0.25
+#: the simulate datasets compress to about this fraction of their raw size (0.35 measured on
+#: synthetic micrographs: truth and partial barely compress, the path maps do); a request whose
+#: estimate exceeds the free space (or ``ulimit -f``) is refused before any work
+MIN_COMPRESSED_FRACTION = 0.35
 
 
 def _check_room(output, n: int, shape) -> None:
@@ -77,10 +78,10 @@ def _check_room(output, n: int, shape) -> None:
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     what = f"{n} partial scans of {shape[0]}x{shape[1]}"
     if least > free:
-        raise InputError(f"{output}: {what} need at least {_size(least)} (up to {_size(raw)} uncompressed) but "
+        raise InputError(f"{output}: {what} need about {_size(least)} (up to {_size(raw)} uncompressed) but "
                          f"{folder} has {_size(free)} free; simulate fewer images or write elsewhere")
     if limit != resource.RLIM_INFINITY and least > limit:
-        raise InputError(f"{output}: {what} need at least {_size(least)} (up to {_size(raw)} uncompressed) but "
+        raise InputError(f"{output}: {what} need about {_size(least)} (up to {_size(raw)} uncompressed) but "
                          f"the file size limit (ulimit -f) is {_size(limit)}")
     if raw > ESTIMATE_ABOVE_BYTES and not settings.quiet:
         click.echo(f"scan simulate: {what}: output about {_size(least)} to {_size(raw)} ({_size(free)} free in "
