@@ -510,3 +510,19 @@ def test_io_api_bad_values_are_named(tmp_path, monkeypatch, call, words):
         call()
     assert words in str(info.value)
     assert not list(tmp_path.glob("never.*"))
+
+
+def test_read_tilt_series_refuses_a_complex_mrc_stack(tmp_path):
+    import mrcfile
+
+    from fastem import io as fio
+    from fastem.errors import InputError
+
+    stack = tmp_path / "series.mrc"
+    rng = np.random.default_rng(3)
+    with mrcfile.new(stack) as mrc:
+        mrc.set_data((rng.random((3, 8, 8)) + 1j * rng.random((3, 8, 8))).astype(np.complex64))
+    (tmp_path / "series.tlt").write_text("-10\n0\n10\n")
+    with pytest.raises(InputError, match="complex values"):
+        fio.read_tilt_series(stack)
+    assert fio.find_tlt(stack) == tmp_path / "series.tlt"

@@ -29,7 +29,7 @@ from .emd import EMDData, EMDDim, list_emd_arrays, read_emd, write_emd
 from .hdf5 import format_ref, open_h5, parse_ref, read_dataset
 from .images import read_array, read_images
 from .info import describe, detect_format
-from .mrc import read_mrc, read_tilt_series, read_tlt, write_mrc, write_tlt
+from .mrc import find_tlt, read_mrc, read_tilt_series, read_tlt, write_mrc, write_tlt
 from .process import PROCESS_GROUP, read_process_group, write_process_group
 from .provenance import provenance, read_provenance, to_jsonable, write_provenance
 from .tiff import read_tiff, write_tiff
@@ -49,7 +49,7 @@ __all__ = [
     "format_ref", "open_h5", "parse_ref", "read_dataset",
     "read_array", "read_images",
     "describe", "detect_format",
-    "read_mrc", "read_tilt_series", "read_tlt", "write_mrc", "write_tlt",
+    "find_tlt", "read_mrc", "read_tilt_series", "read_tlt", "write_mrc", "write_tlt",
     "PROCESS_GROUP", "read_process_group", "write_process_group",
     "provenance", "read_provenance", "to_jsonable", "write_provenance",
     "read_tiff", "write_tiff",

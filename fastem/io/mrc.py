@@ -259,7 +259,10 @@ def write_tlt(path, angles, *, overwrite: bool = False, inputs: Iterable = ()) -
     return Path(path)
 
 
-def _find_tlt(stack: Path) -> Path:
+def find_tlt(stack) -> Path:
+    """The angle file of an MRC stack: ``<stem>.tlt``, else ``<stem>.rawtlt`` beside it (one-line
+    :class:`~fastem.errors.DatasetNotFoundError` when neither exists)."""
+    stack = Path(stack)
     for suffix in (".tlt", ".rawtlt"):
         cand = stack.with_suffix(suffix)
         if cand.exists():
@@ -298,11 +301,14 @@ def read_tilt_series(path, tlt=None, *, flat_dark: bool = True, log: bool = Fals
     if p.suffix.lower() not in MRC_SUFFIXES:
         raise InputError(f"{p}: unknown tilt-series format (expected Data Exchange HDF5 or an MRC stack "
                          f"{'/'.join(MRC_SUFFIXES)})")
+    from .dxchange import check_real_values
+
     data, _ = read_mrc(p)
+    check_real_values(data, str(p))
     if data.ndim == 2:
         data = data[None]
     check_ndim(data, 3, str(p))
-    tlt_path = Path(tlt) if tlt is not None else _find_tlt(p)
+    tlt_path = Path(tlt) if tlt is not None else find_tlt(p)
     theta = read_tlt(tlt_path)
     if theta.size != data.shape[0]:
         raise InputError(f"{p}: {data.shape[0]} projections in the stack but {theta.size} angles in {tlt_path}")

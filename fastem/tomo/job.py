@@ -169,9 +169,9 @@ def read_series(spec, *, angles=None) -> SeriesInput:
         if angles is not None:
             ang, angle_file = read_angles(angles, data.shape[0])
         else:
-            from ..io.mrc import _find_tlt
+            from ..io.mrc import find_tlt
 
-            angle_file = _find_tlt(p)
+            angle_file = find_tlt(p)
             ang, _ = read_angles(angle_file, data.shape[0], what="tilt file")
         files.append(angle_file)
         proj = data.astype(np.float32)
