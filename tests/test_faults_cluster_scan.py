@@ -49,13 +49,16 @@ def data(tmp_path_factory):
         f["nan"] = nan
         f["huge"] = (imgs.astype(np.float64) + 1.0) * 1e300
     simulate_to_file(d / "scans.h5", imgs, "spiral", 0.1, seed=1)
-    for name, change in (("scans_complex.h5", "complex"), ("scans_truth.h5", "truth"), ("scans_nan.h5", "nan")):
+    for name, change in (("scans_complex.h5", "complex"), ("scans_truth.h5", "truth"), ("scans_nan.h5", "nan"),
+                         ("scans_huge.h5", "huge")):
         with h5py.File(d / "scans.h5", "r") as src, h5py.File(d / name, "w") as f:
             partial, path, truth = (src[f"scan/{k}"][()] for k in ("partial", "path", "truth"))
             if change == "complex":
                 partial = partial * (1 + 1j)
             if change == "truth":
                 truth = truth[:, :32, :]
+            if change == "huge":
+                partial = partial * np.float32(1e38)
             if change == "nan":
                 sampled = np.argwhere(path[0] >= 0.5)
                 partial[0][tuple(sampled[:5].T)] = np.nan
@@ -154,8 +157,9 @@ def test_bad_data_is_one_line(data, tmp_path, argv, words):
     (["scan", "simulate", "{d}/img.h5:/nan", "--coverage", "0.1"], "3 NaN or infinite"),
     (["scan", "simulate", "{d}/img.h5:/huge", "--coverage", "0.1"], "divided by"),
     (["scan", "complete", "{d}/scans_nan.h5", "--method", "linear"], "5 NaN or infinite"),
+    (["scan", "complete", "{d}/scans_huge.h5", "--method", "linear"], "outside [-1, 1]"),
     (["cluster", "{d}/pts.h5:/f32big", "-k", "4", "--outer", "5"], "float64"),
-], ids=["simulate-nan", "simulate-1e300", "complete-nan", "cluster-float32-overflow"])
+], ids=["simulate-nan", "simulate-1e300", "complete-nan", "complete-1e38", "cluster-float32-overflow"])
 def test_handled_defects_warn_and_write_finite_results(data, tmp_path, argv, warning):
     out = tmp_path / "out.h5"
     proc = run_cli(["-q", *[a.format(d=data) for a in argv], "-o", str(out)])

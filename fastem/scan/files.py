@@ -430,7 +430,7 @@ def complete_file(source, output, method: str = "linear", *, bar=None, config: d
     from .metrics import rmse, ssim
 
     errors, sims = [], []
-    bad_pixels = bad_truth = 0
+    bad_pixels = bad_truth = out_of_range = 0
     with ScanFile(source) as sf:
         n, (h, w) = sf.n, sf.shape
         with atomic_output(output, overwrite=overwrite, inputs=inputs) as tmp, guarded_h5(tmp, output) as f:
@@ -442,6 +442,9 @@ def complete_file(source, output, method: str = "linear", *, bar=None, config: d
             for i in range(n):
                 partial, path, truth = sf.read(i)
                 bad_pixels += int(np.count_nonzero(~(np.isfinite(partial) & np.isfinite(path))))
+                with np.errstate(invalid="ignore"):
+                    out_of_range += int(np.count_nonzero(np.abs(partial) > 1.001)
+                                        + np.count_nonzero((path < 0) | (path > 1.001)))
                 try:
                     done = complete_one(partial, path, method).astype(np.float32)
                 except InputError as exc:
@@ -463,6 +466,10 @@ def complete_file(source, output, method: str = "linear", *, bar=None, config: d
             if bad_pixels:
                 _warn(f"{sf.path}: {bad_pixels} NaN or infinite pixel(s) in {SCAN_GROUP}/partial or {SCAN_GROUP}/path "
                       f"were not used as samples")
+            if out_of_range:
+                _warn(f"{sf.path}: {out_of_range} pixel(s) of {SCAN_GROUP}/partial outside [-1, 1] or of "
+                      f"{SCAN_GROUP}/path outside [0, 1] (not a `fastem scan simulate` output?); samples are clipped "
+                      f"to [-1, 1]")
             if bad_truth:
                 _warn(f"{sf.path}: {bad_truth} image(s) of {SCAN_GROUP}/truth hold NaN or inf and are left out of "
                       f"RMSE / SSIM")
