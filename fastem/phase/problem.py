@@ -240,6 +240,14 @@ def _build(b, known_arr, supp, dtype, device, estimated) -> PhaseProblem:
     rdt = np.float32 if dtype == np.complex64 else np.float64
     scale = magnitude_scale(float(np.max(b, where=known_arr, initial=0.0)), rdt)
     bs = b * scale if scale != 1.0 else b  # a power of two: exact
+    if scale != 1.0:
+        import warnings
+
+        from ..io.validate import DataWarning
+
+        warnings.warn(f"intensities: magnitudes up to {float(np.max(b)):.3g} are outside the safe range of "
+                      f"{np.dtype(rdt).name} arithmetic; computing on them scaled by 2^{int(np.log2(scale))} "
+                      f"(exact) and scaling the images back", DataWarning, stacklevel=3)
     sum_b = float(bs[known_arr].sum())
     bk_host = np.fft.ifftshift(np.where(known_arr, bs, -1.0)).astype(rdt)
     bh, bm = half_spectrum_weights(bk_host)
