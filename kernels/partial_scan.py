@@ -57,7 +57,7 @@ def _check_batch(name: str, what: str, a, shape=None, dtype=np.float32):
 
 @functools.lru_cache(maxsize=None)
 def _weights_on(device_id: int):
-    from fastem.scan._reference import blur_weights
+    from ._scan_reference import blur_weights
 
     w = blur_weights(np.float32)
     if device_id < 0:
@@ -96,7 +96,7 @@ def normalise_blur(images, out_img, out_blur, seed: int = 0, example_base: int =
     _check_batch(name, "out_blur", out_blur, (nb, h, w))
     engine = select_engine(engine, images, out_img, out_blur)
     if engine == "numpy":
-        from fastem.scan import _reference as ref
+        from . import _scan_reference as ref
 
         for b in range(nb):
             x = np.asarray(images[b])
@@ -174,7 +174,7 @@ def sample_infill(img, blur, path, out_partial, out_nearest, seed: int = 0, exam
     engine = select_engine(engine, img, blur, path, out_partial, out_nearest)
     nb, h, w = shape
     if engine == "numpy":
-        from fastem.scan import _reference as ref
+        from . import _scan_reference as ref
 
         for b in range(nb):
             m = np.asarray(path[b], dtype=np.float64)
@@ -228,7 +228,7 @@ def nearest_sampled(path, out_nearest=None, near_row=None, engine: str | None = 
     _check_batch(name, "out_nearest", out_nearest, path.shape, np.int32)
     engine = select_engine(engine, path, out_nearest)
     if engine == "numpy":
-        from fastem.scan import _reference as ref
+        from . import _scan_reference as ref
 
         for b in range(path.shape[0]):
             out_nearest[b] = ref.nearest_sampled(np.asarray(path[b]) > 0)[0]

@@ -56,7 +56,7 @@ def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rota
     engine = select_engine(engine, out)
     nb, h, w = out.shape
     if engine == "numpy":
-        from fastem.scan import _reference as ref
+        from . import _scan_reference as ref
 
         for b in range(nb):
             out[b] = ref.spiral_dwell((h, w), spacing, seed, example_base + b, rotate, max_offset)
@@ -103,11 +103,11 @@ def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int
         raise InputError(f"grid_dwell: amp must be > 0, got {amp}")
     engine = select_engine(engine, out)
     nb, h, w = out.shape
-    from fastem.scan._reference import grid_channel_width
+    from ._scan_reference import grid_channel_width
 
     width = grid_channel_width(u)
     if engine == "numpy":
-        from fastem.scan import _reference as ref
+        from . import _scan_reference as ref
 
         for b in range(nb):
             out[b] = ref.grid_dwell((h, w), u, amp, seed, example_base + b, random_place)
