@@ -72,6 +72,9 @@ def set_threads(n: int | None) -> int:
     if n < 1:
         raise ValueError(f"threads must be >= 1, got {n}")
     settings.threads = n
+    from fastem.kernels import _threads as kernel_threads
+
+    kernel_threads.set(n)
     try:
         import numba
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from fastem import backend
-from fastem.config import settings
 from fastem.errors import InputError
 
+from . import _threads
 from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
 from .back_project import BORDER, SUBPOINT_OFFSETS, bilinear_taps, rows_aligned, voxel_detector_positions
@@ -44,7 +44,7 @@ def _forward_project_numpy(volume, coeffs, out, subpoints):
 
 def row_bands(n_projections: int, rows: int, threads: int | None = None) -> int:
     """Row bands per projection so that the CPU kernel has at least ``4 x threads`` tasks."""
-    threads = settings.threads if threads is None else threads
+    threads = _threads.get() if threads is None else threads
     want = -(-4 * threads // max(n_projections, 1))
     return int(max(1, min(rows, want)))
 

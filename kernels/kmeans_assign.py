@@ -144,14 +144,14 @@ _BLAS = None
 def _threads() -> int:
     """The thread count (``fastem --threads`` / ``set_threads``, capped by ``NUMBA_NUM_THREADS``).
 
-    Read from fastem's settings: ``numba.get_num_threads()`` costs 2 us a call on a quiet machine
+    Read from ``kernels._threads`` (set by ``fastem.config.set_threads``): ``numba.get_num_threads()`` costs 2 us a call on a quiet machine
     but showed 0.2 ms a call (cProfile, 174 calls) under load, 20 % of a mini-batch step there.
     """
     from numba import config
 
-    from fastem.config import settings
+    from . import _threads
 
-    return max(1, min(int(settings.threads or 1), int(config.NUMBA_NUM_THREADS)))
+    return max(1, min(_threads.get(), int(config.NUMBA_NUM_THREADS)))
 
 
 def _pool():
