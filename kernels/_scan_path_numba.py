@@ -56,8 +56,8 @@ def spiral_params(h, w, spacing, seed, example, rotate, max_offset):
 
 
 @njit(inline="always", cache=True)
-def _segment(img, x0, y0, x1, y1):
-    """Anti-aliased 1-pixel segment over the half-open major-axis range [start, end).
+def _segment(img, x0, y0, x1, y1, antialias):
+    """1-pixel segment (anti-aliased, or the nearer pixel only) over the half-open major-axis range [start, end).
 
     ``a`` is the major axis, ``b`` the other; ``swap`` says whether ``a`` is y (rows).
     """
@@ -76,16 +76,22 @@ def _segment(img, x0, y0, x1, y1):
         bf = math.floor(bv)
         f = bv - bf
         B = int(bf)
-        if swap:
-            _add(img, A, B, 1.0 - f)
-            _add(img, A, B + 1, f)
+        if antialias:
+            w0 = 1.0 - f
+            w1 = f
         else:
-            _add(img, B, A, 1.0 - f)
-            _add(img, B + 1, A, f)
+            w0 = 1.0 if f < 0.5 else 0.0
+            w1 = 1.0 - w0
+        if swap:
+            _add(img, A, B, w0)
+            _add(img, A, B + 1, w1)
+        else:
+            _add(img, B, A, w0)
+            _add(img, B + 1, A, w1)
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def spiral_dwell_numba(out, spacing, seed, example_base, rotate, max_offset):
+def spiral_dwell_numba(out, spacing, seed, example_base, rotate, max_offset, antialias):
     """``out``: (B, H, W) float32, overwritten with each example's spiral dwell map."""
     nb, h, w = out.shape
     for b in prange(nb):
@@ -99,7 +105,7 @@ def spiral_dwell_numba(out, spacing, seed, example_base, rotate, max_offset):
             th = i * dtheta
             x = cx + k * th * math.cos(th + phi)
             y = cy + k * th * math.sin(th + phi)
-            _segment(img, xp, yp, x, y)
+            _segment(img, xp, yp, x, y, antialias)
             xp = x
             yp = y
         _finish(img)
@@ -132,7 +138,7 @@ def _grid_add(img, r, c, v, fy, fx):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def grid_dwell_numba(out, width, amp, seed, example_base, random_place):
+def grid_dwell_numba(out, width, amp, seed, example_base, random_place, antialias):
     """``out``: (B, H, W) float32, overwritten with each example's jittered-grid dwell map."""
     nb, h, w = out.shape
     half = 0.5 * (width - 1.0)
@@ -170,8 +176,12 @@ def grid_dwell_numba(out, width, amp, seed, example_base, random_place):
                     rf = math.floor(row)
                     f = row - rf
                     ri = int(rf)
-                    w0 = (1.0 - f) * scale
-                    w1 = f * scale
+                    if antialias:
+                        w0 = (1.0 - f) * scale
+                        w1 = f * scale
+                    else:
+                        w0 = 1.0 if f < 0.5 else 0.0
+                        w1 = 1.0 - w0
                     _grid_add(img, ri - oy, i - ox, w0, fy, fx)
                     _grid_add(img, ri + 1 - oy, i - ox, w1, fy, fx)
                     _grid_add(img, i - oy, ri - ox, w0, fy, fx)

@@ -204,15 +204,29 @@ def spiral_params(shape, spacing: float, seed: int, example: int, rotate: bool, 
     return k, phi, cx, cy, theta_max, steps
 
 
+def _split(f: np.ndarray, antialias: bool, scale=1.0):
+    """Weights of the two pixels either side of a line at fractional offset ``f``.
+
+    Anti-aliased: ``(1 - f, f)`` times ``scale``. Otherwise the paper's 1-px line: the nearer
+    pixel (``f < 0.5``) gets a full dwell of 1 and the other nothing.
+    """
+    if antialias:
+        return (1.0 - f) * scale, f * scale
+    w0 = (f < 0.5).astype(np.float64)
+    return w0, 1.0 - w0
+
+
 def spiral_dwell(shape, spacing: float, seed: int = 0, example: int = 0, rotate: bool = True,
-                 max_offset: float = 0.0) -> np.ndarray:
+                 max_offset: float = 0.0, antialias: bool = False) -> np.ndarray:
     """Archimedean spiral ``r = k theta``, arm spacing ``spacing = 2 pi k`` px, as a dwell map.
 
     The polyline through ``steps`` equal steps of theta (at least 10 000, enough for segments of
-    at most ~2 px) is rasterised with anti-aliasing: each segment visits the integer positions
-    ``X`` of its major axis in ``[start, end)`` and deposits ``1 - f`` and ``f`` into the two pixels
-    nearest to the line across it (``f`` the fractional part), i.e. a 1-pixel line whose
-    intensity is shared between the two pixels it passes between. The sum is clipped to [0, 1].
+    at most ~2 px) is rasterised as a 1-px line: each segment visits the integer positions ``X``
+    of its major axis in ``[start, end)``; across it the line lies between two pixels at
+    fractional offset ``f``. By default (the paper's rasterisation) the nearer pixel gets dwell
+    1, so the map is binary and the dwell fraction equals the pixel coverage. With
+    ``antialias`` the two get ``1 - f`` and ``f`` (a line whose intensity is shared between the
+    pixels it passes between). The sum is clipped to [0, 1].
     The spiral is centred at the image centre plus an offset in ``[-max_offset, max_offset]^2``
     and rotated by a random angle (``rotate``); it extends past the farthest corner, which is
     what the spec's ``ceil(sqrt(2) n)`` canvas with a centre crop achieves for zero offset.
@@ -241,12 +255,13 @@ def spiral_dwell(shape, spacing: float, seed: int = 0, example: int = 0, rotate:
         bf = np.floor(b)
         f = b - bf
         bi = bf.astype(np.int64)
+        w0, w1 = _split(f, antialias)
         if major_x:
-            _deposit(acc, bi, pos, 1.0 - f)
-            _deposit(acc, bi + 1, pos, f)
+            _deposit(acc, bi, pos, w0)
+            _deposit(acc, bi + 1, pos, w1)
         else:
-            _deposit(acc, pos, bi, 1.0 - f)
-            _deposit(acc, pos, bi + 1, f)
+            _deposit(acc, pos, bi, w0)
+            _deposit(acc, pos, bi + 1, w1)
     return _finish_dwell(acc)
 
 
@@ -271,7 +286,7 @@ def grid_params(shape, seed: int, example: int, random_place: bool):
 
 
 def grid_dwell(shape, u: float, amp: float = 1.0, seed: int = 0, example: int = 0,
-               random_place: bool = True) -> np.ndarray:
+               random_place: bool = True, antialias: bool = False) -> np.ndarray:
     """Jittered grid (spec): random walks with momentum in parallel channels, plus the transpose.
 
     Channels of width ``w = grid_channel_width(u)`` tile a square canvas of side ``int(1.2 n)``;
@@ -280,7 +295,8 @@ def grid_dwell(shape, u: float, amp: float = 1.0, seed: int = 0, example: int = 
     walk moves by it, else the position resets to ``amp (N(0,1) - 1)``; the position is clipped
     to the half-width ``(w - 1) / 2`` (reversing the momentum). The move from one column to the
     next is split into ``ceil(5 amp)`` sub-steps, each depositing ``sqrt(1 + dy^2) / steps`` into
-    the two nearest rows with linear weights (time spent: dwell). The walk map plus its
+    the two nearest rows with linear weights (time spent: dwell) when ``antialias``, else a dwell
+    of 1 into the nearer row (the paper's 1-px line, a binary map). The walk map plus its
     transpose, clipped to [0, 1], is cropped to the image at ``(0.1 n, 0.1 n)``, or with
     ``random_place`` at a random offset in ``[0, 0.2 n]`` with random up-down/left-right flips.
     """
@@ -317,7 +333,7 @@ def grid_dwell(shape, u: float, amp: float = 1.0, seed: int = 0, example: int = 
             ri = rf.astype(np.int64)
             rows_all += [ri, ri + 1]
             cols_all += [np.full(nch, i), np.full(nch, i)]
-            wts_all += [(1.0 - f) * scale, f * scale]
+            wts_all += list(_split(f, antialias, scale))
     rows = np.concatenate(rows_all)
     cols = np.concatenate(cols_all)
     wts = np.concatenate(wts_all)
@@ -336,7 +352,7 @@ def grid_dwell(shape, u: float, amp: float = 1.0, seed: int = 0, example: int = 
 # ---------------------------------------------------------------------------------------------
 def form_partial_scans(images: np.ndarray, paths: np.ndarray, seed: int = 0, example_base: int = 0,
                        augment: bool = False, fill: str = "nearest", dose: float | None = None,
-                       rng: np.random.Generator | None = None, uniform=None):
+                       rng: np.random.Generator | None = None, uniform=None, scan_blurred: bool = True):
     """Spec steps 1-4 for a batch, in float64.
 
     Parameters
@@ -349,6 +365,8 @@ def form_partial_scans(images: np.ndarray, paths: np.ndarray, seed: int = 0, exa
     dose : optional Poisson shot noise (electrons per full-dwell pixel), drawn with ``rng``
     uniform : optional callable ``(b, shape) -> U[0,1)`` replacing the counter-based noise
         (the benchmark peer passes a NumPy ``Generator.random``)
+    scan_blurred : the beam scans the blurred image (the paper's text, and then a sampled pixel
+        of a binary path equals the target); else the unblurred normalised image
 
     Returns
     -------
@@ -369,7 +387,9 @@ def form_partial_scans(images: np.ndarray, paths: np.ndarray, seed: int = 0, exa
         if m.shape != img.shape:
             raise ValueError(f"path {b} has shape {m.shape} but the image is {img.shape}")
         u = uniform(b, img.shape) if uniform is not None else noise_uniform(seed, ex, img.shape)
-        signal = img if dose is None else shot_noise(img, m, dose, rng if rng is not None else np.random.default_rng(ex))
+        scanned = blur if scan_blurred else img
+        signal = scanned if dose is None else shot_noise(scanned, m, dose,
+                                                         rng if rng is not None else np.random.default_rng(ex))
         det = detect(signal, blur, m, np.asarray(u, dtype=np.float64))
         sampled = m > 0
         if fill == "nearest":
@@ -388,7 +408,8 @@ def form_partial_scans(images: np.ndarray, paths: np.ndarray, seed: int = 0, exa
 
 
 def pipeline(images: np.ndarray, kind: str, param: float, seed: int = 0, example_base: int = 0,
-             amp: float = 1.0, augment: bool = False, uniform=None):
+             amp: float = 1.0, augment: bool = False, uniform=None, antialias: bool = False,
+             scan_blurred: bool = True):
     """Path + noise + blur + infill for a batch, the plain way (the benchmark peer).
 
     ``param`` is the spiral arm spacing (px) for ``kind="spiral"`` or ``u`` for ``kind="grid"``.
@@ -399,9 +420,10 @@ def pipeline(images: np.ndarray, kind: str, param: float, seed: int = 0, example
     for b in range(images.shape[0]):
         ex = example_base + b
         if kind == "spiral":
-            paths.append(spiral_dwell(shape, param, seed, ex))
+            paths.append(spiral_dwell(shape, param, seed, ex, antialias=antialias))
         else:
-            paths.append(grid_dwell(shape, param, amp, seed, ex))
+            paths.append(grid_dwell(shape, param, amp, seed, ex, antialias=antialias))
     paths = np.stack(paths)
-    partial, target, _ = form_partial_scans(images, paths, seed, example_base, augment=augment, uniform=uniform)
+    partial, target, _ = form_partial_scans(images, paths, seed, example_base, augment=augment, uniform=uniform,
+                                            scan_blurred=scan_blurred)
     return partial, paths, target

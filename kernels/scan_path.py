@@ -1,4 +1,8 @@
-"""Batched scan-path dwell maps: anti-aliased Archimedean spirals and jittered grids.
+"""Batched scan-path dwell maps: Archimedean spirals and jittered grids as 1-px lines.
+
+A line is rasterised, at each integer position of its major axis, into the nearer pixel with
+dwell 1 (the paper's rasterisation, a binary map: the default) or, with ``antialias=True``,
+shared between the two pixels it passes between (weights ``1 - f`` and ``f``).
 
 Engines: ``numpy`` (``fastem.scan._reference``, the float64 oracle), ``numba`` (CPU, parallel
 over the batch), ``cuda`` (CUDA C ``cuda/scan_path.cu``: one thread per spiral segment or grid
@@ -28,7 +32,7 @@ def _check_out(out, name: str):
 
 
 def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rotate: bool = True,
-                 max_offset: float = 0.0, engine: str | None = None):
+                 max_offset: float = 0.0, antialias: bool = False, engine: str | None = None):
     """Fill ``out[b]`` with the spiral dwell map of example ``example_base + b``.
 
     Parameters
@@ -43,6 +47,8 @@ def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rota
         Random rotation in [0, 2 pi) (else the spiral starts along +x).
     max_offset : float
         Random centre offset, uniform in ``[-max_offset, max_offset]`` px on each axis.
+    antialias : bool
+        Share the line between the two pixels it passes (else the nearer one gets dwell 1).
     engine : {None, "numpy", "numba", "cuda"}
 
     Returns
@@ -59,12 +65,13 @@ def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rota
         from . import _scan_reference as ref
 
         for b in range(nb):
-            out[b] = ref.spiral_dwell((h, w), spacing, seed, example_base + b, rotate, max_offset)
+            out[b] = ref.spiral_dwell((h, w), spacing, seed, example_base + b, rotate, max_offset, antialias)
         return out
     if engine == "numba":
         from ._scan_path_numba import spiral_dwell_numba
 
-        spiral_dwell_numba(out, float(spacing), R.seed_u64(seed), int(example_base), bool(rotate), float(max_offset))
+        spiral_dwell_numba(out, float(spacing), R.seed_u64(seed), int(example_base), bool(rotate), float(max_offset),
+                           bool(antialias))
         return out
     if engine != "cuda":
         raise ValueError(f"spiral_dwell: engine {engine!r} is not implemented (numpy, numba, cuda)")
@@ -75,13 +82,14 @@ def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rota
         out.fill(0)
         kernel = _cuda.get_function("scan_path", "spiral_deposit", dev)
         kernel((64, nb), (256,), (out, np.int32(h), np.int32(w), np.float64(spacing), R.seed_u64(seed),
-                                  np.int64(example_base), np.int32(bool(rotate)), np.float64(max_offset)))
+                                  np.int64(example_base), np.int32(bool(rotate)), np.float64(max_offset),
+                                  np.int32(bool(antialias))))
         _finish_cuda(out, dev)
     return out
 
 
 def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int = 0, random_place: bool = True,
-               engine: str | None = None):
+               antialias: bool = False, engine: str | None = None):
     """Fill ``out[b]`` with the jittered-grid dwell map of example ``example_base + b``.
 
     Parameters
@@ -93,6 +101,8 @@ def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int
         Random-walk amplitude (px), > 0.
     random_place : bool
         Random crop offset in ``[0, 0.2 n]`` and random flips (else the spec's fixed crop at 0.1 n).
+    antialias : bool
+        Share each walk step between the two nearest rows (else the nearer row gets dwell 1).
     engine : {None, "numpy", "numba", "cuda"}
     """
     require_arrays("grid_dwell", (), out=out)
@@ -110,12 +120,13 @@ def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int
         from . import _scan_reference as ref
 
         for b in range(nb):
-            out[b] = ref.grid_dwell((h, w), u, amp, seed, example_base + b, random_place)
+            out[b] = ref.grid_dwell((h, w), u, amp, seed, example_base + b, random_place, antialias)
         return out
     if engine == "numba":
         from ._scan_path_numba import grid_dwell_numba
 
-        grid_dwell_numba(out, float(width), float(amp), R.seed_u64(seed), int(example_base), bool(random_place))
+        grid_dwell_numba(out, float(width), float(amp), R.seed_u64(seed), int(example_base), bool(random_place),
+                         bool(antialias))
         return out
     if engine != "cuda":
         raise ValueError(f"grid_dwell: engine {engine!r} is not implemented (numpy, numba, cuda)")
@@ -128,7 +139,8 @@ def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int
         out.fill(0)
         kernel = _cuda.get_function("scan_path", "grid_walk", dev)
         kernel(((nch + 31) // 32, nb), (32,), (out, np.int32(h), np.int32(w), np.float64(width), np.float64(amp),
-                                               R.seed_u64(seed), np.int64(example_base), np.int32(bool(random_place))))
+                                               R.seed_u64(seed), np.int64(example_base), np.int32(bool(random_place)),
+                                               np.int32(bool(antialias))))
         _finish_cuda(out, dev)
     return out
 

@@ -169,8 +169,9 @@ def test_no_sampled_pixel_gives_minus_one():
 # ---------------------------------------------------------------------------------------------
 # stage B: noise model and infill
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scan_blurred", [True, False])
 @pytest.mark.parametrize("shape,augment", [(s, a) for s in SIZES for a in (False, True) if s[1] == s[2] or not a])
-def test_kernels_match_numpy_reference(rng, shape, augment):
+def test_kernels_match_numpy_reference(rng, shape, augment, scan_blurred):
     x = _images(rng, shape, np.float64)
     x[0, 0, -1] = np.nan
     path = _random_path(rng, shape)
@@ -180,12 +181,13 @@ def test_kernels_match_numpy_reference(rng, shape, augment):
         img, blur, part = (np.empty(shape, np.float32) for _ in range(3))
         near = np.empty(shape, np.int32)
         normalise_blur(x, img, blur, seed=9, example_base=3, augment=augment, engine=engine)
-        sample_infill(img, blur, path, part, near, seed=9, example_base=3, engine=engine)
+        sample_infill(blur if scan_blurred else img, blur, path, part, near, seed=9, example_base=3, engine=engine)
         outs[engine] = (img, blur, part, near)
     for a, e in zip(outs["numba"], outs["numpy"]):
         np.testing.assert_allclose(a, e, atol=3e-7, rtol=0)
     # and the whole reference pipeline (SciPy's EDT: equal wherever the nearest sample is unique)
-    p_ref, t_ref, i_ref = ref.form_partial_scans(x, path, seed=9, example_base=3, augment=augment)
+    p_ref, t_ref, i_ref = ref.form_partial_scans(x, path, seed=9, example_base=3, augment=augment,
+                                                 scan_blurred=scan_blurred)
     np.testing.assert_allclose(outs["numba"][1], t_ref, atol=3e-7)
     np.testing.assert_allclose(outs["numba"][0], i_ref, atol=3e-7)
     for b in range(shape[0]):
@@ -203,17 +205,20 @@ def _unique_nearest(mask):
     return ((d2 == d2.min(axis=1, keepdims=True)).sum(axis=1) == 1).reshape(h, w)
 
 
-def test_noise_model_formula(rng):
+@pytest.mark.parametrize("scan_blurred", [True, False])
+def test_noise_model_formula(rng, scan_blurred):
+    """det = m (m s + 2 (1 - m) U blur), s the blurred image (default) or the unblurred one."""
     shape = (2, 24, 24)
     x = _images(rng, shape)
     path = _random_path(rng, shape, 0.3)
-    out = form_partial_scans(x, path, seed=4, example_base=7, fill="constant")
+    out = form_partial_scans(x, path, seed=4, example_base=7, fill="constant", scan_blurred=scan_blurred)
     for b in range(2):
         img = ref.normalise(x[b])
         blur = ref.gaussian_blur(img)
         u = H.uniform32_np(H.stream_key_np(4, 7 + b, H.NOISE), np.arange(24 * 24)).reshape(24, 24)
         m = path[b].astype(np.float64)
-        det = m * (m * img + 2 * (1 - m) * u * blur)
+        scanned = blur if scan_blurred else img
+        det = m * (m * scanned + 2 * (1 - m) * u * blur)
         expect = 0.5 * (np.where(m > 0, det, -1.0) + 1.0)
         np.testing.assert_allclose(out.partial[b], expect, atol=3e-7)
     assert out.partial.min() >= 0 and out.partial.max() <= 1
@@ -223,10 +228,24 @@ def test_binary_path_detects_the_image(rng):
     shape = (2, 20, 20)
     x = _images(rng, shape)
     path = _random_path(rng, shape, 0.2)
-    out = form_partial_scans(x, path, binary=True)
+    out = form_partial_scans(x, path, binary=True, scan_blurred=False)
     s = out.path > 0
     assert set(np.unique(out.path)) == {0.0, 1.0}
     np.testing.assert_allclose(out.partial[s], out.image[s], atol=1e-7)
+    # by default the beam scans the blurred image: on the path the partial scan is the target
+    out = form_partial_scans(x, path, binary=True)
+    np.testing.assert_allclose(out.partial[s], out.target[s], atol=1e-7)
+
+
+def test_default_simulation_is_the_papers(rng):
+    """Default: 1-px binary path, coverage = dose fraction, on-path samples equal the target."""
+    x = _images(rng, (2, 128, 128))
+    for kind in ("spiral", "grid"):
+        out = make_partial_scans(x, kind, 1 / 20, seed=3)
+        assert set(np.unique(out.path).tolist()) == {0.0, 1.0}
+        s = out.path > 0
+        np.testing.assert_allclose(out.partial[s], out.target[s], atol=1e-6)
+        assert abs(float(out.path.mean()) * 20 - 1) < 0.15
 
 
 def test_infill_equals_value_at_nearest_sampled_pixel(rng):

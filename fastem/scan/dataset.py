@@ -50,7 +50,8 @@ class PartialScanDataset(torch.utils.data.IterableDataset):
     kind : {"spiral", "grid"}
     coverage : float or sequence of floats
         Target path coverage (``measure``); with a sequence, each step picks one at random.
-    measure : {"coverage", "dwell"}
+    measure : {"dwell", "coverage"}
+        ``coverage`` as dose fraction (mean dwell, default) or fraction of visited pixels.
     seed : int
         Everything random (image choice, crops, paths, noise, augmentation) follows from it.
     augment : bool
@@ -70,11 +71,11 @@ class PartialScanDataset(torch.utils.data.IterableDataset):
     device : None, "cpu", "cuda", Device
     path_options : dict
         Extra :class:`~fastem.scan.PartialScanPipeline` options (``rotate``, ``max_offset``,
-        ``random_place``, ``amp``, ``binary``).
+        ``random_place``, ``amp``, ``binary``, ``antialias``, ``scan_blurred``).
     """
 
     def __init__(self, images=None, *, synthetic: int | None = None, size: int = 512, batch_size: int = 8,
-                 kind: str = "spiral", coverage: float | Sequence[float] = 1 / 20, measure: str = "coverage",
+                 kind: str = "spiral", coverage: float | Sequence[float] = 1 / 20, measure: str = "dwell",
                  seed: int = 0, augment: bool = True, fill: str = "nearest", dose: float | None = None,
                  stem_dose: float | None = 500.0, steps: int | None = None, start_step: int = 0, copy: bool = True,
                  device=None, **path_options):

@@ -198,7 +198,7 @@ def _prepare_block(imgs: np.ndarray, batch: np.ndarray) -> tuple[int, int]:
     return bad, rescaled
 
 
-def _simulate_blocks(stack, kind, coverage, *, seed, dose, device, chunk, bar):
+def _simulate_blocks(stack, kind, coverage, *, seed, dose, device, chunk, bar, options=None):
     """Yield ``(start, stop, partial, path, truth)`` host float32 blocks, then the pipeline and counts."""
     from fastem.io import require_finite_result
 
@@ -209,7 +209,7 @@ def _simulate_blocks(stack, kind, coverage, *, seed, dose, device, chunk, bar):
     if min(h, w) < 8:
         raise InputError(f"{stack.where}: images of {h}x{w} pixels are too small for a partial scan (8x8 at least)")
     chunk = max(1, min(n, chunk))
-    pipe = PartialScanPipeline(chunk, (h, w), kind, coverage, seed=seed, dose=dose, device=device)
+    pipe = PartialScanPipeline(chunk, (h, w), kind, coverage, seed=seed, dose=dose, device=device, **(options or {}))
     dtype = stack.dtype if stack.dtype in (np.float32, np.float64) else np.dtype(np.float32)
     batch = np.zeros((chunk, h, w), dtype)
     counts = {"non_finite": 0, "rescaled": 0}
@@ -245,8 +245,11 @@ def _report_counts(stack, counts) -> None:
 
 
 def simulate_images(images, kind: str = "spiral", coverage: float = 1 / 20, *, seed: int = 0,
-                    dose: float | None = None, device=None, chunk: int = 16, bar=None):
+                    dose: float | None = None, device=None, chunk: int = 16, bar=None, options: dict | None = None):
     """Partial scans of an (N, H, W) host stack in batches of ``chunk``; host arrays out.
+
+    ``options``: more :class:`~fastem.scan.PartialScanPipeline` keywords (``measure``,
+    ``antialias``, ``scan_blurred``).
 
     Returns ``(partial, path, truth, pipeline)``; example ``i`` uses the random streams of
     ``(seed, i)``, so the result does not depend on ``chunk`` or the device. Everything is held
@@ -257,7 +260,8 @@ def simulate_images(images, kind: str = "spiral", coverage: float = 1 / 20, *, s
     partial = np.empty((n, h, w), np.float32)
     path = np.empty_like(partial)
     truth = np.empty_like(partial)
-    for item in _simulate_blocks(stack, kind, coverage, seed=seed, dose=dose, device=device, chunk=chunk, bar=bar):
+    for item in _simulate_blocks(stack, kind, coverage, seed=seed, dose=dose, device=device, chunk=chunk, bar=bar,
+                                 options=options):
         if item[0] is None:
             _, pipe, counts = item
             break
@@ -270,7 +274,7 @@ def simulate_images(images, kind: str = "spiral", coverage: float = 1 / 20, *, s
 
 def simulate_to_file(output, stack, kind: str = "spiral", coverage: float = 1 / 20, *, seed: int = 0,
                      dose: float | None = None, device=None, chunk: int = 16, bar=None, config: dict | None = None,
-                     overwrite: bool = False, inputs=()) -> dict:
+                     overwrite: bool = False, inputs=(), options: dict | None = None) -> dict:
     """Simulate partial scans of ``stack`` (:class:`ImageStack`, :class:`SyntheticStack` or an
     array) and write the simulate layout to ``output``, ``chunk`` images at a time.
 
@@ -294,7 +298,7 @@ def simulate_to_file(output, stack, kind: str = "spiral", coverage: float = 1 / 
                              chunks=(1, h, w))
             g[name].attrs["description"] = text
         for item in _simulate_blocks(stack, kind, coverage, seed=seed, dose=dose, device=device, chunk=chunk,
-                                     bar=bar):
+                                     bar=bar, options=options):
             if item[0] is None:
                 _, pipe, counts = item
                 break
@@ -306,6 +310,9 @@ def simulate_to_file(output, stack, kind: str = "spiral", coverage: float = 1 / 
             f.guard.check()   # a full disk stops the run here, not after the last image
         _report_counts(stack, counts)
         g.attrs["coverage"] = coverage
+        g.attrs["coverage_measure"] = pipe.measure
+        g.attrs["antialias"] = pipe.antialias
+        g.attrs["scan_blurred"] = pipe.scan_blurred
         g.attrs["measured_coverage"] = cov
         g.attrs["dwell_fraction"] = dwell
         g.attrs["path"] = kind

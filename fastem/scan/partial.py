@@ -6,10 +6,14 @@ For every example ``b`` of a batch (example id ``e = example_base + b``):
    ``dihedral_index(seed, e)`` (one of the 8, see :func:`dihedral`); [min, max] -> [-1, 1];
    a near-constant image (``max - min < 1e-6``) becomes all zeros.
 2. ``target`` = the normalised image blurred by a 5x5 Gaussian (sigma 2.5 px, reflect padding).
-3. ``det = m (m img + 2 (1 - m) U blur)`` with ``m`` the path's dwell and ``U`` uniform in [0, 1)
-   (counter-based: the same on every device); a binary path gives ``det = m img``. Optional
-   Poisson shot noise at ``dose`` electrons per full-dwell pixel replaces ``img`` by its noisy
-   version first (:func:`fastem.scan._reference.shot_noise`).
+3. ``det = m (m s + 2 (1 - m) U blur)`` with ``m`` the path's dwell, ``U`` uniform in [0, 1)
+   (counter-based: the same on every device) and ``s`` the scanned signal: by default the
+   blurred image itself, as the paper's text says ("partial scans of the blurred images"), so
+   that a pixel on a binary path reads exactly its target value; ``scan_blurred=False`` scans
+   the unblurred image (what the authors' code does) while the target stays blurred. A binary
+   path (the default 1-px line) gives ``det = s`` on the path. Optional Poisson shot noise at
+   ``dose`` electrons per full-dwell pixel replaces ``s`` by its noisy version first
+   (:func:`fastem.scan._reference.shot_noise`).
 4. Unsampled pixels (``m = 0``) take the value of the nearest sampled pixel (exact Euclidean
    distance transform; ties to the smaller column, then row), or with ``fill="constant"`` -1,
    after which the map is taken to [0, 1] by ``(x + 1) / 2``.
@@ -154,7 +158,12 @@ class PartialScanPipeline:
     coverage : float in (0, 1]
         Target ``measure`` of the paths (solved once, see :func:`fastem.scan.solve_coverage`);
         1 is a full scan. Alternatively pass ``spacing`` (spiral) or ``u`` (grid) directly.
-    measure : {"coverage", "dwell"}
+    measure : {"dwell", "coverage"}
+        ``coverage`` as mean dwell (dose fraction, default) or as the fraction of visited pixels.
+    antialias : bool
+        Anti-aliased paths (fractional dwell) instead of the paper's binary 1-px line (default).
+    scan_blurred : bool
+        Scan the blurred image (default; on-path samples equal the target) or the unblurred one.
     seed : int
         Every random number (paths, noise, augmentation) is a function of ``(seed, example)``.
     augment : bool
@@ -177,7 +186,8 @@ class PartialScanPipeline:
     """
 
     def __init__(self, batch: int, shape=(512, 512), kind: str = "spiral", coverage: float = 1 / 20, *,
-                 measure: str = "coverage", spacing: float | None = None, u: float | None = None, amp: float = 1.0,
+                 measure: str = "dwell", antialias: bool = False, scan_blurred: bool = True,
+                 spacing: float | None = None, u: float | None = None, amp: float = 1.0,
                  seed: int = 0, augment: bool = False, fill: str = "nearest", dose: float | None = None,
                  binary: bool = False, rotate: bool = True, max_offset: float = 0.0, random_place: bool = True,
                  device=None, engine: str | None = None):
@@ -194,13 +204,15 @@ class PartialScanPipeline:
         self.kind, self.seed, self.augment, self.fill = kind, int(seed), bool(augment), fill
         self.dose, self.binary, self.engine = dose, bool(binary), engine
         self.device = backend.resolve_device(device)
+        self.antialias, self.scan_blurred, self.measure = bool(antialias), bool(scan_blurred), measure
         param = P.path_parameter(kind, coverage, self.shape, param=spacing if kind == "spiral" else u, amp=amp,
-                                 measure=measure)
+                                 measure=measure, antialias=self.antialias)
         self.full_scan = param is None
         spacing, u = (param, None) if kind == "spiral" else (None, param)
         self.spacing, self.u, self.amp = spacing, u, float(amp)
         self.path_options = ({"rotate": rotate, "max_offset": max_offset} if kind == "spiral"
                              else {"random_place": random_place, "amp": amp})
+        self.path_options["antialias"] = self.antialias
         dev = self.device
         full = (self.batch, *self.shape)
         with dev.use():
@@ -252,9 +264,9 @@ class PartialScanPipeline:
                     self.path[...] = self.path > 0
             normalise_blur(images, self.image, self.target, self.seed, example_base, self.augment,
                            minmax=self._minmax, engine=self.engine)
-            signal = self.image
+            signal = self.target if self.scan_blurred else self.image
             if self.dose is not None:
-                signal = _shot_noise(self.image, self.path, self.dose, self.seed, example_base, self._signal)
+                signal = _shot_noise(signal, self.path, self.dose, self.seed, example_base, self._signal)
             sample_infill(signal, self.target, self.path, self.partial, self.nearest, self.seed, example_base,
                           fill=self.fill, near_row=self._near_row, engine=self.engine)
         return PartialScans(self.partial, self.path, self.target, self.image, self.nearest)
@@ -280,7 +292,7 @@ def _shot_noise(img, path, dose: float, seed: int, example_base: int, out):
 
 def form_partial_scans(images, path, *, seed: int = 0, example_base: int = 0, augment: bool = False,
                        fill: str = "nearest", dose: float | None = None, binary: bool = False,
-                       engine: str | None = None) -> PartialScans:
+                       scan_blurred: bool = True, engine: str | None = None) -> PartialScans:
     """Partial scans of ``images`` along given dwell maps ``path`` (new arrays, on the images' device).
 
     ``images``: (B, H, W) or (H, W); ``path``: the same shape (after augmentation), dwell in
@@ -297,7 +309,7 @@ def form_partial_scans(images, path, *, seed: int = 0, example_base: int = 0, au
         raise InputError("path dwell must be finite values in [0, 1]")
     dev = backend.get_device(images)
     pipe = PartialScanPipeline(images.shape[0], images.shape[1:], "spiral", 1.0, seed=seed, augment=augment, fill=fill,
-                               dose=dose, binary=binary, device=dev, engine=engine)
+                               dose=dose, binary=binary, scan_blurred=scan_blurred, device=dev, engine=engine)
     return pipe(images, example_base, path=xp.asarray(path, dtype=np.float32)).copy()
 
 

@@ -1,21 +1,25 @@
-"""Partial-scan paths: Archimedean spirals and jittered grids as fractional dwell maps.
+"""Partial-scan paths: Archimedean spirals and jittered grids as dwell maps.
 
 Spec ``../shared/specs/partial_scan.md`` ("Scan paths"); seed 000, section 2.1. A path is a
 ``(B, H, W)`` float32 dwell map ``m`` in [0, 1] (fraction of a full-scan dwell spent at each
-pixel; anti-aliased rasterisation shares a line between the two pixels it passes between).
+pixel). By default a path is rasterised as the paper's code does, a 1-px line with dwell 1 on
+the pixels it visits (a binary map); ``antialias=True`` shares the line between the two pixels
+it passes between, so most visited pixels get a fractional dwell.
 
 Two coverage figures, both reported:
 
-``coverage``
-    the spec's definition, the fraction of pixels with non-zero dwell (:func:`measured_coverage`);
-``dwell fraction``
-    the mean dwell, i.e. the beam time (and dose) relative to a full scan
-    (:func:`dwell_fraction`). This is what the paper's code calls the walk's coverage
-    (``np.sum(walk) / cropsize**2``), and what its nominal 1/10 ... 1/100 reproduce.
+``dwell fraction`` (the default meaning of ``coverage``)
+    the mean dwell, i.e. the beam time and dose relative to a full scan
+    (:func:`dwell_fraction`): the paper's "1/20 coverage" cuts dose and scan time 20x, and its
+    code measures a walk's coverage as ``np.sum(walk) / cropsize**2``;
+``pixel coverage`` (``measure="coverage"``)
+    the fraction of pixels with non-zero dwell (:func:`measured_coverage`), the spec's
+    wording.
 
-With anti-aliasing a line touches about 1.8 pixels per unit length, so the coverage is about
-1.8x the dwell fraction; :func:`solve_coverage` finds the spiral spacing or grid ``u`` that gives
-a requested value of either, and the path functions take ``coverage=`` as that target.
+For the default binary paths the two are equal. With anti-aliasing a line touches about 1.8
+pixels per unit length, so the pixel coverage is about 1.8x the dwell fraction.
+:func:`solve_coverage` finds the spiral spacing or grid ``u`` that gives a requested value of
+either, and the path functions take ``coverage=`` as that target.
 """
 
 from __future__ import annotations
@@ -140,7 +144,7 @@ def _check_common(batch, seed, example_base, out, shape) -> tuple[int, int, int]
 
 def spiral_path(shape=(512, 512), coverage: float | None = 1 / 20, *, spacing: float | None = None, batch: int = 1,
                 seed: int = 0, example_base: int = 0, rotate: bool = True, max_offset: float = 0.0,
-                measure: str = "coverage", device=None, out=None, engine: str | None = None):
+                measure: str = "dwell", antialias: bool = False, device=None, out=None, engine: str | None = None):
     """Archimedean spiral dwell maps (spec: ``r = k theta``, arm spacing ``2 pi k``).
 
     Parameters
@@ -157,7 +161,12 @@ def spiral_path(shape=(512, 512), coverage: float | None = 1 / 20, *, spacing: f
         Random rotation per example.
     max_offset : float
         Random centre offset per example, uniform in ``[-max_offset, max_offset]`` px per axis.
-    measure : {"coverage", "dwell"}
+    measure : {"dwell", "coverage"}
+        What ``coverage`` counts: the mean dwell (dose fraction, default) or the fraction of
+        visited pixels.
+    antialias : bool
+        Anti-aliased rasterisation (fractional dwell on two pixels across the line) instead of
+        the paper's binary 1-px line.
     device, out, engine
         Where to build the maps (``out`` (B, H, W) float32 decides when given).
 
@@ -172,16 +181,17 @@ def spiral_path(shape=(512, 512), coverage: float | None = 1 / 20, *, spacing: f
     max_offset = _float_arg(max_offset, "max_offset", strict=False)
     spacing = _float_arg(spacing, "spacing", optional=True)
     out = _out(out, batch, shape, device)
-    spacing = path_parameter("spiral", coverage, shape, param=spacing, measure=measure)
+    spacing = path_parameter("spiral", coverage, shape, param=spacing, measure=measure, antialias=antialias)
     if spacing is None:
         out[...] = 1.0
         return out
-    return spiral_dwell(out, float(spacing), seed, example_base, rotate, max_offset, engine=engine)
+    return spiral_dwell(out, float(spacing), seed, example_base, rotate, max_offset, antialias=bool(antialias),
+                        engine=engine)
 
 
 def grid_path(shape=(512, 512), coverage: float | None = 1 / 20, *, u: float | None = None, amp: float = 1.0,
               batch: int = 1, seed: int = 0, example_base: int = 0, random_place: bool = True,
-              measure: str = "coverage", device=None, out=None, engine: str | None = None):
+              measure: str = "dwell", antialias: bool = False, device=None, out=None, engine: str | None = None):
     """Jittered-grid dwell maps (spec: random walks with momentum in channels, plus the transpose).
 
     ``u`` (fraction per direction, channel spacing ``(2 + sqrt(4 - 16 u)) / (2 u)``) is used as
@@ -197,15 +207,16 @@ def grid_path(shape=(512, 512), coverage: float | None = 1 / 20, *, u: float | N
     amp = _float_arg(amp, "amp", strict=False)
     u = _float_arg(u, "u", optional=True)
     out = _out(out, batch, shape, device)
-    u = path_parameter("grid", coverage, shape, param=u, amp=amp, measure=measure)
+    u = path_parameter("grid", coverage, shape, param=u, amp=amp, measure=measure, antialias=antialias)
     if u is None:
         out[...] = 1.0
         return out
-    return grid_dwell(out, float(u), float(amp), seed, example_base, random_place, engine=engine)
+    return grid_dwell(out, float(u), float(amp), seed, example_base, random_place, antialias=bool(antialias),
+                      engine=engine)
 
 
 def path_parameter(kind: str, coverage: float | None, shape, *, param: float | None = None, amp: float = 1.0,
-                   measure: str = "coverage") -> float | None:
+                   measure: str = "dwell", antialias: bool = False) -> float | None:
     """The spiral spacing or grid ``u`` for ``coverage`` (``param`` as given when not None).
 
     ``None`` means a full scan (coverage 1). Grid parameters are checked against ``shape``.
@@ -214,7 +225,7 @@ def path_parameter(kind: str, coverage: float | None, shape, *, param: float | N
         c = check_coverage(coverage)
         if c >= 1.0:
             return None
-        param = solve_coverage(kind, c, shape, amp=amp, measure=measure)
+        param = solve_coverage(kind, c, shape, amp=amp, measure=measure, antialias=antialias)
     param = _float_arg(param, "spacing" if kind == "spiral" else "u")
     if kind == "grid":
         check_grid_u(param, shape)
@@ -241,41 +252,57 @@ def scan_path(kind: str, shape=(512, 512), coverage: float = 1 / 20, **kwargs):
     raise InputError(f"path kind must be one of {', '.join(PATH_KINDS)}, got {kind!r}")
 
 
-def _mean_measure(kind: str, param: float, shape, amp: float, measure: str, samples: int, seed: int) -> float:
+def _mean_measure(kind: str, param: float, shape, amp: float, measure: str, samples: int, seed: int,
+                  antialias: bool) -> float:
     out = np.empty((samples, *shape), np.float32)
     if kind == "spiral":
         from fastem.kernels.scan_path import spiral_dwell
 
-        spiral_dwell(out, param, seed, 0, True, 0.0, engine="numba")
+        spiral_dwell(out, param, seed, 0, True, 0.0, antialias=antialias, engine="numba")
     else:
         from fastem.kernels.scan_path import grid_dwell
 
-        grid_dwell(out, param, amp, seed, 0, True, engine="numba")
+        grid_dwell(out, param, amp, seed, 0, True, antialias=antialias, engine="numba")
     return float(np.mean(measured_coverage(out) if measure == "coverage" else dwell_fraction(out)))
 
 
 @functools.lru_cache(maxsize=256)
-def _solve(kind: str, target: float, shape: tuple, amp: float, measure: str, samples: int, seed: int) -> float:
+def _solve(kind: str, target: float, shape: tuple, amp: float, measure: str, samples: int, seed: int,
+           antialias: bool) -> float:
+    binary = not antialias
     if kind == "spiral":
-        param = 1.8 / target if measure == "coverage" else 0.9 / target
+        param = (1.0 if binary else 1.8 if measure == "coverage" else 0.9) / target
         lo, hi = 0.5, 64.0 * max(shape) / target
     else:
-        param = min(_MAX_GRID_U, target / (3.2 if measure == "coverage" else 1.9))
+        param = min(_MAX_GRID_U, target / (1.9 if binary or measure == "dwell" else 3.2))
         lo, hi = 1e-6, _MAX_GRID_U
     best = (math.inf, param)
-    for _ in range(20 if kind == "spiral" else 12):
-        got = _mean_measure(kind, param, shape, amp, measure, samples, seed)
+    below, above = None, None   # (param, measure) on either side of the target once both are seen
+    for _ in range(30):
+        got = _mean_measure(kind, param, shape, amp, measure, samples, seed, antialias)
         err = abs(got / target - 1.0)
         if err < best[0]:
             best = (err, param)
         if err < 2e-3:
             break
-        if got <= 0:
-            ratio = 0.5 if kind == "spiral" else 2.0
+        if got < target:
+            below = (param, got)   # measure below the target
+        else:
+            above = (param, got)
+        if below is not None and above is not None:
+            # bracketed: interpolate (regula falsi), kept inside the bracket (the measure is
+            # monotone but step-like for sparse grids, where proportional updates oscillate)
+            (p0, g0), (p1, g1) = below, above
+            new = p0 + (target - g0) * (p1 - p0) / (g1 - g0) if g1 != g0 else 0.5 * (p0 + p1)
+            lo_b, hi_b = min(p0, p1), max(p0, p1)
+            if not lo_b < new < hi_b or abs(new - param) < 1e-3 * abs(hi_b - lo_b):
+                new = 0.5 * (p0 + p1)
+        elif got <= 0:
+            new = param * (0.5 if kind == "spiral" else 2.0)
         else:
             # the measure is close to proportional to 1/spacing (spiral) and to u (grid)
-            ratio = (got / target) if kind == "spiral" else (target / got)
-        new = min(hi, max(lo, param * ratio))
+            new = param * ((got / target) if kind == "spiral" else (target / got))
+        new = min(hi, max(lo, new))
         if kind == "grid" and new == hi and param == hi:
             raise InputError(f"a jittered grid reaches at most {measure} {got:.3f} at amp {amp}; "
                              f"{target:.4g} was requested")
@@ -283,8 +310,8 @@ def _solve(kind: str, target: float, shape: tuple, amp: float, measure: str, sam
     return best[1]
 
 
-def solve_coverage(kind: str, target: float, shape=(512, 512), *, amp: float = 1.0, measure: str = "coverage",
-                   samples: int | None = None, seed: int = 20200904) -> float:
+def solve_coverage(kind: str, target: float, shape=(512, 512), *, amp: float = 1.0, measure: str = "dwell",
+                   antialias: bool = False, samples: int | None = None, seed: int = 20200904) -> float:
     """The path parameter whose ``measure`` averages ``target`` over ``samples`` random examples.
 
     Parameters
@@ -294,8 +321,11 @@ def solve_coverage(kind: str, target: float, shape=(512, 512), *, amp: float = 1
     shape : (rows, cols)
     amp : float
         Grid random-walk amplitude (grid only).
-    measure : {"coverage", "dwell"}
-        ``"coverage"``: fraction of non-zero pixels (the spec's); ``"dwell"``: mean dwell.
+    measure : {"dwell", "coverage"}
+        ``"dwell"``: mean dwell, the dose fraction (default); ``"coverage"``: fraction of
+        non-zero pixels (the spec's wording). Equal for binary (non-anti-aliased) paths.
+    antialias : bool
+        Solve for anti-aliased paths (else the default binary 1-px line).
     samples : int, optional
         Random examples averaged per evaluation (default 4 for spirals, 32 for grids, whose
         coverage depends on how many channels the random crop catches).
@@ -310,7 +340,7 @@ def solve_coverage(kind: str, target: float, shape=(512, 512), *, amp: float = 1
     if kind not in PATH_KINDS:
         raise InputError(f"path kind must be one of {', '.join(PATH_KINDS)}, got {kind!r}")
     if measure not in ("coverage", "dwell"):
-        raise InputError(f"measure must be 'coverage' or 'dwell', got {measure!r}")
+        raise InputError(f"measure must be 'dwell' or 'coverage', got {measure!r}")
     target = check_coverage(target)
     if target >= 1.0:
         raise InputError("coverage 1 is a full scan: no path parameter to solve for")
@@ -319,4 +349,4 @@ def solve_coverage(kind: str, target: float, shape=(512, 512), *, amp: float = 1
     samples = _int_arg(samples, "samples", 1)
     seed = _int_arg(seed, "seed", 0)
     amp = _float_arg(amp, "amp", strict=False)
-    return _solve(kind, target, _shape(shape), float(amp), measure, int(samples), int(seed))
+    return _solve(kind, target, _shape(shape), float(amp), measure, int(samples), int(seed), bool(antialias))

@@ -1,4 +1,4 @@
-// Scan-path dwell maps: anti-aliased Archimedean spiral and jittered grid (random walks + transpose).
+// Scan-path dwell maps (1-px lines, nearer pixel or anti-aliased): Archimedean spiral and jittered grid (random walks + transpose).
 // Semantics: fastem/scan/_reference.py (spiral_dwell, grid_dwell); CPU twin: kernels/_scan_path_numba.py.
 // Deposits from different segments/channels can hit the same pixel: float atomicAdd, then dwell_finish.
 #include "hash_rng.cuh"
@@ -31,7 +31,7 @@ __device__ SpiralParams spiral_params(int h, int w, double spacing, unsigned lon
 // one thread per segment (grid-stride), blockIdx.y = example
 extern "C" __global__ void spiral_deposit(float* __restrict__ out, const int h, const int w, const double spacing,
                                           const unsigned long long seed, const long long example_base,
-                                          const int rotate, const double max_offset) {
+                                          const int rotate, const double max_offset, const int antialias) {
     const int b = blockIdx.y;
     float* img = out + (long long)b * h * w;
     const SpiralParams p = spiral_params(h, w, spacing, seed, example_base + b, rotate, max_offset);
@@ -52,12 +52,14 @@ extern "C" __global__ void spiral_deposit(float* __restrict__ out, const int h, 
         for (long long A = start; A < stop; ++A) {
             const double bv = b0 + (A - a0) * slope, bf = floor(bv), f = bv - bf;
             const int B = (int)bf;
+            const double w0 = antialias ? 1.0 - f : (f < 0.5 ? 1.0 : 0.0);
+            const double w1 = antialias ? f : 1.0 - w0;
             if (swap) {
-                add_px(img, h, w, (int)A, B, 1.0 - f);
-                add_px(img, h, w, (int)A, B + 1, f);
+                add_px(img, h, w, (int)A, B, w0);
+                add_px(img, h, w, (int)A, B + 1, w1);
             } else {
-                add_px(img, h, w, B, (int)A, 1.0 - f);
-                add_px(img, h, w, B + 1, (int)A, f);
+                add_px(img, h, w, B, (int)A, w0);
+                add_px(img, h, w, B + 1, (int)A, w1);
             }
         }
     }
@@ -74,7 +76,7 @@ __device__ __forceinline__ void grid_add(float* img, int h, int w, int r, int c,
 // one thread per channel, blockIdx.y = example
 extern "C" __global__ void grid_walk(float* __restrict__ out, const int h, const int w, const double width,
                                      const double amp, const unsigned long long seed, const long long example_base,
-                                     const int random_place) {
+                                     const int random_place, const int antialias) {
     const int b = blockIdx.y;
     const long long example = example_base + b;
     float* img = out + (long long)b * h * w;
@@ -118,7 +120,8 @@ extern "C" __global__ void grid_walk(float* __restrict__ out, const int h, const
             const double row = centre + y1 + dy * ((double)s / steps);
             const double rf = floor(row), f = row - rf;
             const int ri = (int)rf;
-            const double w0 = (1.0 - f) * scale, w1 = f * scale;
+            const double w0 = antialias ? (1.0 - f) * scale : (f < 0.5 ? 1.0 : 0.0);
+            const double w1 = antialias ? f * scale : 1.0 - w0;
             grid_add(img, h, w, ri - oy, i - ox, w0, fy, fx);
             grid_add(img, h, w, ri + 1 - oy, i - ox, w1, fy, fx);
             grid_add(img, h, w, i - oy, ri - ox, w0, fy, fx);
