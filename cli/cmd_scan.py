@@ -208,3 +208,131 @@ def complete(source, output, method, model_path, overwrite):
         extra += f" SSIM {np.mean(sims):.3f}" if sims is not None else ""
         extra += " against /scan/truth" if errors is not None else ""
         click.echo(f"{output}: {n} completions ({method}){extra}")
+
+
+def _torch_device() -> str:
+    """The global --device as a torch device string ("cuda" when fastem runs on a GPU)."""
+    from fastem.backend import resolve_device
+
+    dev = resolve_device()
+    return f"cuda:{dev.id}" if dev.id >= 0 else "cpu"
+
+
+def _need_torch(command: str):
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        from fastem.errors import InputError
+
+        raise InputError(f"{command} needs PyTorch: pip install 'fastem[torch]'") from None
+
+
+def _train_progress(total: int, start: int = 0):
+    """A progress bar driven by the trainer's events (only the CLI draws bars)."""
+    from fastem.progress import progress
+
+    bar = progress(total, "scan train", unit="step", initial=start)
+    last = {"rmse": None}
+
+    def callback(event):
+        kind = event.get("kind")
+        if kind == "train":
+            bar.n = int(event["step"])
+            post = {"loss_g": f"{event.get('loss_g', float('nan')):.4f}"}
+            if "loss_d" in event:
+                post["loss_d"] = f"{event['loss_d']:.3f}"
+            if last["rmse"] is not None:
+                post["val_rmse"] = f"{last['rmse']:.4f}"
+            bar.set_postfix(post, refresh=False)
+            bar.refresh()
+        elif kind == "val":
+            last["rmse"] = event.get("rmse")
+    return bar, callback
+
+
+@command.command("train")
+@click.argument("source", required=False, metavar="[IN]")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (MODEL.pt; its checkpoint is MODEL.pt.ckpt).")
+@click.option("--path", "kind", type=click.Choice(["spiral", "grid"]), default="spiral", show_default=True,
+              help="Scan path the model completes.")
+@click.option("--coverage", type=float, default=1 / 20, show_default=True, callback=_coverage,
+              help="Dose fraction (mean dwell) of the training scans, in (0, 1).")
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True, help="Training steps.")
+@click.option("--crop", type=click.IntRange(min=32), default=128, show_default=True,
+              help="Side of the square training crops (px, a multiple of 32).")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Examples per step.")
+@click.option("--synthetic", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Train on a pool of N synthetic micrographs (default when IN is not given: 256).")
+@click.option("--width", type=click.FloatRange(min=0.05, max=1.0), default=0.25, show_default=True,
+              help="Channel-width multiplier of the paper's network (1 = the paper's widths).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the data stream, validation set and initialisation.")
+@click.option("--val-count", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Fixed validation examples (held-out micrographs).")
+@click.option("--validate-every", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option("--curves", type=click.Path(dir_okay=False), default=None,
+              help="Write the loss / validation-RMSE curves PNG here.")
+@click.option("--resume", is_flag=True, help="Continue from MODEL.pt.ckpt (same IN and settings only).")
+@click.option("--overwrite", is_flag=True, help="Replace MODEL.pt if it exists.")
+def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, seed, val_count, validate_every,
+          checkpoint_every, curves, resume, overwrite):
+    """Train the partial-scan completion GAN (seed 000) on fresh simulated partial scans of IN
+    (an (N, h, w) image stack: HDF5 FILE:/ds, CXI, EMD, MRC, TIFF; the last 10 % are held out
+    for validation) or of synthetic micrographs. Checkpoints beside MODEL.pt; a killed run
+    continues with --resume. Runs on --device (cuda when a GPU is there).
+
+    Example: fastem scan train --synthetic 256 -o completion.pt --path spiral --coverage 0.05 --steps 2000
+    """
+    import sys
+
+    import numpy as np
+
+    from fastem.config import settings
+    from fastem.errors import InputError
+
+    _need_torch("scan train")
+    from fastem.nn.completion import CompletionConfig
+    from fastem.nn.train_completion import train_completion
+    from fastem.scan.files import ImageStack
+
+    if coverage >= 1.0:
+        raise click.BadParameter("a full scan (1) has nothing to complete; use a value below 1", param_hint="--coverage")
+    if crop % 32:
+        raise click.BadParameter(f"must be a multiple of 32 (the generator halves the image 5 times), got {crop}",
+                                 param_hint="--crop")
+    if source is not None and synthetic is not None:
+        raise InputError("give IN or --synthetic N, not both")
+    images = val_images = None
+    inputs = []
+    if source is not None:
+        inputs = [source]
+        with ImageStack(source) as stack:
+            stack_all = stack.read(0, stack.n)
+            where = stack.where
+        stack_all = np.nan_to_num(np.asarray(stack_all, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        if stack_all.shape[-1] < crop or stack_all.shape[-2] < crop:
+            raise InputError(f"{where}: images of {stack_all.shape[-2]}x{stack_all.shape[-1]} are smaller than "
+                             f"--crop {crop}")
+        if stack_all.shape[0] < 2:
+            raise InputError(f"{where}: needs at least 2 images (one is held out for validation)")
+        n_val = max(1, stack_all.shape[0] // 10)
+        images, val_images = stack_all[:-n_val], stack_all[-n_val:]
+    device = _torch_device()
+    bar, callback = _train_progress(steps)
+    try:
+        _, history, record = train_completion(
+            output, images=images, val_images=val_images, synthetic=synthetic or 256, path=kind, coverage=coverage,
+            steps=steps, crop=crop, batch=batch, seed=seed, config=CompletionConfig(width=width), device=device,
+            resume=resume, overwrite=overwrite, callback=callback, command="fastem " + " ".join(sys.argv[1:]),
+            curves=curves, inputs=inputs, val_count=val_count, validate_every=validate_every,
+            checkpoint_every=checkpoint_every)
+    finally:
+        bar.close()
+    if not settings.quiet:
+        lin = record.get("val_rmse_linear")
+        val = record.get("val_rmse")
+        extra = f", validation RMSE {val:.4f} (linear interpolation {lin:.4f})" if val is not None and lin else ""
+        click.echo(f"{output}: completion model ({kind} 1/{1 / coverage:.0f}) after {steps} steps in "
+                   f"{record['train_seconds']:.0f} s{extra}")
