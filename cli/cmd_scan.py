@@ -227,6 +227,28 @@ def _need_torch(command: str):
         raise InputError(f"{command} needs PyTorch: pip install 'fastem[torch]'") from None
 
 
+def _command_line() -> str:
+    """The running command with every option spelled out (defaults included): what a model card
+    needs to rerun it, independent of how it was invoked."""
+    import shlex
+
+    ctx = click.get_current_context()
+    words = ["fastem", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            if value is not None:
+                words.append(str(value))
+            continue
+        flag = max(param.opts, key=len)
+        if getattr(param, "is_flag", False):
+            if value:
+                words.append(flag)
+        elif value is not None:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(words)
+
+
 def _train_progress(total: int, start: int = 0):
     """A progress bar driven by the trainer's events (only the CLI draws bars)."""
     from fastem.progress import progress
@@ -285,8 +307,6 @@ def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, 
 
     Example: fastem scan train --synthetic 256 -o completion.pt --path spiral --coverage 0.05 --steps 2000
     """
-    import sys
-
     import numpy as np
 
     from fastem.config import settings
@@ -325,7 +345,7 @@ def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, 
         _, history, record = train_completion(
             output, images=images, val_images=val_images, synthetic=synthetic or 256, path=kind, coverage=coverage,
             steps=steps, crop=crop, batch=batch, seed=seed, config=CompletionConfig(width=width), device=device,
-            resume=resume, overwrite=overwrite, callback=callback, command="fastem " + " ".join(sys.argv[1:]),
+            resume=resume, overwrite=overwrite, callback=callback, command=_command_line(),
             curves=curves, inputs=inputs, val_count=val_count, validate_every=validate_every,
             checkpoint_every=checkpoint_every)
     finally:

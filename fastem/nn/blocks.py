@@ -58,7 +58,10 @@ class _WeightNorm(nn.Module):
             return out
         self._init_pending = False
         with torch.no_grad():
-            std = out.std(dim=(0, 2, 3)) + 1e-8
+            std = out.std(dim=(0, 2, 3), unbiased=False)
+            # a channel without spread (one value per channel: batch 1 on a 1x1 map, or a dead
+            # channel) keeps its scale instead of being blown up by 1 / ~0
+            std = torch.where(std > 1e-6, std, torch.ones_like(std))
             self.g.div_(std)
         return out / std.view(1, -1, 1, 1)
 
