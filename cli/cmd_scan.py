@@ -1,8 +1,8 @@
 """``fastem scan simulate`` and ``fastem scan complete``: partial-scan STEM from the command line.
 
 File layout: :mod:`fastem.scan.files` (``/scan/partial``, ``/scan/path``, ``/scan/truth``,
-attributes ``coverage``, ``measured_coverage``, ``dwell_fraction``; ``/scan/completed``;
-provenance in ``/process/fastem``).
+attributes ``coverage``, ``measured_coverage``, ``dwell_fraction``; ``/scan/completed``, with
+``--path-mask`` also ``/scan/completed_intensity``; provenance in ``/process/fastem``).
 """
 
 from __future__ import annotations
@@ -165,41 +165,71 @@ def simulate(source, output, kind, coverage, measure, antialias, scan_unblurred,
 
 
 @command.command("complete")
-@click.argument("source", metavar="IN.h5")
+@click.argument("source", metavar="IN")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output HDF5 file.")
 @click.option("--method", type=click.Choice(["nearest", "linear", "cubic", "biharmonic", "model"]), default="linear",
-              show_default=True, help="Completion method (model: the GAN, not available yet).")
+              show_default=True,
+              help="Completion method: a non-learned baseline, or model = the completion GAN (--model, default the "
+                   "packaged spiral 1/20 model; needs PyTorch).")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-              help="Trained completion network (for --method model).")
+              help="Completion model file from `fastem scan train` (for --method model; default: the packaged one).")
+@click.option("--path-mask", "path_mask", default=None, metavar="MASK",
+              help="IN is your own partial scan (image or stack, any format fastem reads) and MASK its dwell/path "
+                   "mask of the same shape (FILE.h5:/ds, TIFF, MRC, ...; non-zero = sampled, values in [0, 1] = "
+                   "dwell). Adds /scan/completed_intensity in IN's intensity scale.")
+@click.option("--tile", type=click.IntRange(min=64), default=None,
+              help="--method model: tile side in px for large images (overlapping tiles, blended)  [default: 512]")
+@click.option("--batch", type=click.IntRange(min=1), default=None,
+              help="--method model: tiles (or small images) per forward pass  [default: 4]")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def complete(source, output, method, model_path, overwrite):
-    """Complete the partial scans in IN.h5 (/scan/partial and /scan/path, as written by
-    `fastem scan simulate`) and write /scan/completed to OUT.h5 (with RMSE and SSIM against
-    /scan/truth when IN.h5 has it). Streamed: one image at a time.
+def complete(source, output, method, model_path, path_mask, tile, batch, overwrite):
+    """Complete the partial scans in IN and write /scan/completed (in [-1, 1]) to OUT.h5.
 
-    Example: fastem scan complete scans.h5 -o completed.h5 --method linear
+    IN is a `fastem scan simulate` output (/scan/partial, /scan/path; RMSE and SSIM against
+    /scan/truth when present) or, with --path-mask, your own acquisition: each image is
+    normalised as the model was trained (its sampled pixels' [min, max] -> [-1, 1], nearest
+    infill) and the completion is also written in IN's intensity scale. --method model runs
+    on --device (CPU or CUDA), any image size. Streamed: memory holds a few images.
+
+    \b
+    Examples:
+      fastem scan complete scans.h5 -o completed.h5 --method model
+      fastem scan complete frames.tif --path-mask mask.tif -o completed.h5 --method model
     """
     import numpy as np
 
+    from fastem.backend import cpu_device, resolve_device
     from fastem.config import settings
     from fastem.errors import InputError
     from fastem.io import check_output, output_lock
     from fastem.progress import progress
-    from fastem.scan.files import ScanFile, complete_file
+    from fastem.scan.files import complete_file, open_scans
 
-    if method == "model":
-        raise InputError("--method model needs the completion GAN, which is not part of this version of fastem")
-    if model_path is not None:
-        raise InputError("--model is only used with --method model")
-    inputs = [source]
+    if method != "model":
+        for flag, value in (("--model", model_path), ("--tile", tile), ("--batch", batch)):
+            if value is not None:
+                raise InputError(f"{flag} is only used with --method model")
+    inputs = [source] + ([path_mask] if path_mask is not None else [])
     check_output(output, overwrite=overwrite, inputs=inputs)
     with output_lock(output):
-        with ScanFile(source) as sf:
-            n = sf.n
+        with open_scans(source, path_mask) as sf:
+            n, shape = sf.n, sf.shape
+            if method == "model":
+                from fastem.scan.files import scan_conditions
+
+                conditions = scan_conditions(sf)
+        config = {"input": str(source), "path_mask": path_mask, "method": method, "images": n}
+        completer, chunk, attrs, device = None, 1, None, cpu_device
+        if method == "model":
+            completer, chunk, attrs, model_config = _model_completer(model_path, conditions, shape, tile or 512,
+                                                                     batch or 4)
+            config.update(model_config)
+            device = resolve_device()
         bar = progress(n, f"scan complete ({method})", unit="image")
         try:
-            results = complete_file(source, output, method, bar=bar, overwrite=overwrite, inputs=inputs,
-                                    config={"input": str(source), "method": method, "images": n})
+            results = complete_file(source, output, method, completer=completer, chunk=chunk, path_mask=path_mask,
+                                    bar=bar, config=config, attrs=attrs, device=device, overwrite=overwrite,
+                                    inputs=inputs)
         finally:
             bar.close()
     if not settings.quiet:
@@ -207,7 +237,62 @@ def complete(source, output, method, model_path, overwrite):
         extra = f", RMSE {np.mean(errors):.4f}" if errors is not None else ""
         extra += f" SSIM {np.mean(sims):.3f}" if sims is not None else ""
         extra += " against /scan/truth" if errors is not None else ""
+        if path_mask is not None:
+            extra += (f" (dose fraction {np.mean(results['dwell_fraction']):.4f}; /scan/completed_intensity in "
+                      f"IN's scale)")
         click.echo(f"{output}: {n} completions ({method}){extra}")
+
+
+def _file_sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _model_completer(model_path, conditions, shape, tile: int, batch: int):
+    """Load the completion model (``--model`` or the packaged one), warn when IN's path type or
+    dose fraction differs from its record, and return ``(completer, chunk, attrs, config)`` for
+    :func:`fastem.scan.files.complete_file`: batched, tiled inference on the global --device."""
+    from pathlib import Path
+
+    _need_torch("scan complete --method model")
+    from fastem.errors import InputError
+    from fastem.nn.completion import MODEL_KIND
+    from fastem.nn.default_model import require_default_model
+    from fastem.nn.inference import complete_partial_scans
+    from fastem.nn.model import check_model_use, load_model
+
+    path = Path(model_path) if model_path is not None else require_default_model()
+    device = _torch_device()
+    model, info = load_model(path, kind=MODEL_KIND, device=device)
+    kind, coverage = conditions
+    check_model_use(info, path=kind, coverage=coverage, where=f"model {path.name}")
+    digest = _file_sha256(path)
+    # small images: `batch` whole images per forward pass; large ones: one image, `batch` tiles per pass
+    chunk = batch if max(shape) <= tile else 1
+
+    def completer(partial, dwell):
+        import torch
+
+        try:
+            return complete_partial_scans(model, partial, dwell, tile=tile, batch=batch, device=device)
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            text = str(exc)
+            if not isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) \
+                    and "out of memory" not in text and "can't allocate memory" not in text:
+                raise   # not a memory failure: a bug, shown as such
+            raise InputError(f"model {path.name}: out of memory on {device} with {batch} tile(s) of up to {tile} px "
+                             f"per pass; lower --batch or --tile") from None
+
+    attrs = {"model": path.name, "model_sha256": digest}
+    config = {"model": {"file": path.name, "path": str(path.resolve()), "sha256": digest,
+                        "packaged": model_path is None, "record": info.get("record") or {}},
+              "tile": tile, "batch": batch, "torch_device": device}
+    return completer, chunk, attrs, config
 
 
 def _torch_device() -> str:

@@ -6,7 +6,9 @@ Layout (HDF5)::
     /scan/path        (N, H, W) float32  dwell per pixel in [0, 1]
     /scan/truth       (N, H, W) float32  normalised image blurred by the 5x5 Gaussian, [-1, 1]
     /scan  attrs      coverage (requested), measured_coverage (N,), dwell_fraction (N,), path
-    /scan/completed   (N, H, W) float32  a completion (``complete``), attr method
+    /scan/completed   (N, H, W) float32  a completion (``complete``), attr method (+ model, model_sha256)
+    /scan/completed_intensity (N, H, W) float32  with a path mask (a real acquisition): the
+                      completion in the input's intensity scale, attrs intensity_min/max (N,)
     /process/fastem/  provenance + results (fastem.io.write_process_group)
 
 Writes are atomic (``fastem.io.atomic_output``): no partial files, no silent overwrite, never
@@ -26,9 +28,9 @@ import numpy as np
 
 from fastem.errors import InputError
 
-__all__ = ["SCAN_GROUP", "ImageStack", "SyntheticStack", "ScanFile", "simulate_images", "simulate_to_file",
-           "write_partial_scans", "read_partial_scans", "complete_file", "write_completed",
-           "simulate_output_bytes"]
+__all__ = ["SCAN_GROUP", "ImageStack", "SyntheticStack", "ScanFile", "AcquiredScans", "simulate_images",
+           "simulate_to_file", "write_partial_scans", "read_partial_scans", "open_scans", "scan_conditions",
+           "normalise_acquired", "to_intensity", "complete_file", "write_completed", "simulate_output_bytes"]
 
 SCAN_GROUP = "/scan"
 _DESCRIPTIONS = {
@@ -394,6 +396,9 @@ class ScanFile:
         self.single = self.partial.ndim == 2
         self.n = 1 if self.single else int(self.partial.shape[0])
         self.shape = tuple(int(s) for s in self.partial.shape[-2:])
+        group = self._f.get(SCAN_GROUP)
+        #: the ``/scan`` attributes (``path``, ``coverage``, ``dwell_fraction``, ...) as read
+        self.attrs = dict(group.attrs) if isinstance(group, h5py.Group) else {}
 
     def read(self, i: int):
         """``(partial, path, truth or None)`` of image ``i``, (H, W) float32 each."""
@@ -420,56 +425,329 @@ def read_partial_scans(source):
         return read(sf.partial), read(sf.dwell), read(sf.truth)
 
 
-def complete_file(source, output, method: str = "linear", *, bar=None, config: dict | None = None,
-                  overwrite: bool = False, inputs=()) -> dict:
-    """Complete every scan of the simulate output ``source`` and write ``/scan/completed`` to ``output``.
+def scan_conditions(reader) -> tuple[str | None, float | None]:
+    """``(path type, mean dose fraction)`` of the scans behind ``reader``, ``None`` where unknown.
 
-    One image at a time (memory of one image whatever ``N``). NaN or infinite pixels of the
-    partial scans or paths are not used as samples (a :class:`~fastem.io.DataWarning` gives the
-    count); RMSE and SSIM against ``/scan/truth`` when present (images whose truth is not finite
-    are left out of the metrics, with a warning). Returns ``{"rmse", "ssim"}`` arrays or ``None``.
+    :class:`ScanFile`: the ``/scan`` attributes ``path`` and ``dwell_fraction`` (mean) that
+    ``fastem scan simulate`` writes; :class:`AcquiredScans`: no path type, the masks' mean dwell.
+    What a completion model's record is compared with (:func:`fastem.nn.model.check_model_use`).
     """
-    from fastem.io import PROCESS_GROUP, atomic_output, provenance, require_finite_result, write_process_group
+    if isinstance(reader, AcquiredScans):
+        return None, reader.mean_dwell()
+    attrs = reader.attrs
+    kind = attrs.get("path")
+    kind = kind.decode() if isinstance(kind, bytes) else (str(kind) if kind is not None else None)
+    dwell = attrs.get("dwell_fraction")
+    mean = float(np.mean(dwell)) if dwell is not None and np.size(dwell) else None
+    return kind, (mean if mean is not None and np.isfinite(mean) else None)
+
+
+#: a mask image whose values span less than this fraction of their magnitude counts as constant
+_CONSTANT_RTOL = 1e-6
+
+
+def normalise_acquired(image, dwell, where: str = "image"):
+    """Normalise one acquired partial scan the way the completion model was trained (spec steps 1 and 4).
+
+    The samples are the pixels with ``dwell > 0``; their [min, max] is mapped linearly to
+    [-1, 1] (a near-constant set of samples becomes 0), and every other pixel takes the value
+    of its nearest sample (exact Euclidean, :func:`fastem.kernels.partial_scan.nearest_sampled`,
+    as ``/scan/partial`` stores it). Values on the samples are used as they are: a binary mask
+    gives exactly the training input of the paper's 1-px path.
+
+    Parameters
+    ----------
+    image : (H, W) real array
+        The acquired intensities (any scale, any units); unsampled pixels are ignored.
+    dwell : (H, W) float array
+        Dwell per pixel in [0, 1] (0 = not visited).
+    where : str
+        Names the image in errors.
+
+    Returns
+    -------
+    partial : (H, W) float32
+        Network input channel 0, in [-1, 1], nearest-sample infill.
+    lo, hi : float
+        The samples' minimum and maximum: ``intensity = lo + (x + 1) / 2 * (hi - lo)`` maps a
+        completion ``x`` in [-1, 1] back to the input's scale (:func:`to_intensity`).
+
+    Raises
+    ------
+    InputError
+        No sampled pixel; NaN or infinite values at sampled pixels (count given).
+    """
+    from .baselines import _nearest
+
+    img = np.asarray(image)
+    m = np.asarray(dwell)
+    if img.shape != m.shape or img.ndim != 2:
+        raise InputError(f"{where}: image {img.shape} and path mask {m.shape} must be equal 2D shapes")
+    sampled = m > 0
+    if not sampled.any():
+        raise InputError(f"{where}: the path mask samples no pixel (all zero): nothing to complete from")
+    values = img[sampled].astype(np.float64)
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise InputError(f"{where}: {bad} NaN or infinite value(s) at sampled pixels (mask > 0); fix the data or "
+                         f"set those pixels to 0 in the path mask")
+    lo, hi = float(values.min()), float(values.max())
+    full = np.zeros(img.shape, np.float64)
+    if hi - lo > _CONSTANT_RTOL * max(abs(lo), abs(hi)) and hi > lo:
+        full[sampled] = np.clip(2.0 * (values - lo) / (hi - lo) - 1.0, -1.0, 1.0)
+    return _nearest(full, sampled).astype(np.float32), lo, hi
+
+
+def to_intensity(completed, lo: float, hi: float) -> np.ndarray:
+    """Map a completion in [-1, 1] back to the acquired intensity scale (the inverse of
+    :func:`normalise_acquired`'s min/max); float32, same shape."""
+    x = np.asarray(completed, np.float64)
+    return (lo + (x + 1.0) * 0.5 * (hi - lo)).astype(np.float32)
+
+
+class AcquiredScans:
+    """A user's own partial scans: the images of ``IN`` and their dwell/path mask, image by image.
+
+    ``IN`` and ``MASK`` are anything :class:`ImageStack` reads (HDF5 ``FILE:/ds``, CXI, EMD,
+    MRC, TIFF). The mask has the images' shape, (N, H, W) or (H, W); a single (H, W) mask (or a
+    stack of one) applies to every image. Non-zero mask pixels are sampled: values in [0, 1]
+    are the dwell; a mask image with values above 1 (a 0/255 image, say) is binarised (non-zero
+    -> 1) with a :class:`~fastem.io.DataWarning`. NaN / infinite or negative mask values, an
+    all-zero mask and mismatched shapes are one-line errors naming ``mask_flag`` and the file.
+    :meth:`read` returns what :class:`ScanFile` does, normalised by :func:`normalise_acquired`,
+    and keeps each image's (min, max) in :attr:`scale`.
+    """
+
+    def __init__(self, source, mask, *, mask_flag: str = "--path-mask"):
+        self.flag = mask_flag
+        self._images = ImageStack(source)
+        try:
+            self._masks = ImageStack(mask)
+        except Exception:
+            self._images.close()
+            raise
+        try:
+            self._check()
+        except Exception:
+            self.close()
+            raise
+        self.path = self._images.where
+        self.mask_where = self._masks.where
+        self.single = self._images.single
+        self.n, self.shape = self._images.n, self._images.shape
+        self.scale: dict[int, tuple[float, float]] = {}
+        self.binarised = 0
+        self._seen: set[int] = set()
+
+    def _check(self) -> None:
+        im, mk = self._images, self._masks
+        if mk.shape != im.shape or mk.n not in (1, im.n):
+            mshape = mk.shape if mk.single else (mk.n, *mk.shape)
+            ishape = im.shape if im.single else (im.n, *im.shape)
+            raise InputError(f"{self.flag} {mk.where}: mask of shape {tuple(mshape)} does not match the images of "
+                             f"{im.where}, shape {tuple(ishape)} (give one (rows, cols) mask or one per image)")
+
+    def read_mask(self, i: int) -> np.ndarray:
+        """Dwell map of image ``i``, (H, W) float32 in [0, 1] (checked, binarised if needed)."""
+        j = 0 if self._masks.n == 1 else i
+        m = np.asarray(self._masks.read(j, j + 1)[0])
+        if m.dtype.kind == "b":
+            m = m.astype(np.float32)
+        where = f"{self.flag} {self._masks.where}" + (f": image {j}" if self._masks.n > 1 else "")
+        mf = m.astype(np.float64)
+        if not np.isfinite(mf).all():
+            raise InputError(f"{where}: {int(np.count_nonzero(~np.isfinite(mf)))} NaN or infinite mask value(s); "
+                             f"a path mask holds dwell in [0, 1] (0 = not sampled)")
+        if (mf < 0).any():
+            raise InputError(f"{where}: {int(np.count_nonzero(mf < 0))} negative mask value(s) (smallest "
+                             f"{mf.min():g}); a path mask holds dwell in [0, 1] (0 = not sampled)")
+        if not (mf > 0).any():
+            raise InputError(f"{where}: the path mask is all zero: no pixel was sampled")
+        if mf.max() > 1.0:
+            mf = (mf > 0).astype(np.float64)
+            if j not in self._seen:
+                self.binarised += 1
+        self._seen.add(j)
+        return mf.astype(np.float32)
+
+    def mean_dwell(self) -> float:
+        """Mean dose fraction over every mask image (reads the masks once)."""
+        return float(np.mean([float(np.mean(self.read_mask(j))) for j in range(self._masks.n)]))
+
+    def read(self, i: int):
+        """``(partial, path, None)`` of image ``i``: normalised input in [-1, 1] and its dwell map."""
+        m = self.read_mask(i)
+        img = np.asarray(self._images.read(i, i + 1)[0])
+        where = self._images.where + ("" if self._images.single else f": image {i}")
+        partial, lo, hi = normalise_acquired(img, m, where)
+        self.scale[i] = (lo, hi)
+        return partial, m, None
+
+    def close(self) -> None:
+        self._images.close()
+        if hasattr(self, "_masks"):
+            self._masks.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_scans(source, path_mask=None):
+    """The reader for ``scan complete``'s input: :class:`ScanFile` (a simulate output) or, with
+    ``path_mask``, :class:`AcquiredScans` (a user's own images plus their path mask)."""
+    return ScanFile(source) if path_mask is None else AcquiredScans(source, path_mask)
+
+
+def _network_inputs(partial: np.ndarray, path: np.ndarray, where: str):
+    """``(partial, path)`` as a completion network expects them: finite, partial in [-1, 1]
+    with nearest infill, dwell in [0, 1]. NaN / infinite pixels are not samples (the partial
+    scan is re-infilled from the remaining samples); no sample left is an error."""
+    from .baselines import _nearest
+
+    usable = np.isfinite(partial) & np.isfinite(path)
+    m = np.where(usable, np.clip(path, 0.0, 1.0), 0.0).astype(np.float32)
+    sampled = m > 0
+    if not sampled.any():
+        raise InputError(f"{where}: the path samples no pixel: nothing to complete from")
+    p = np.clip(np.where(usable, partial, 0.0), -1.0, 1.0).astype(np.float32)
+    if not usable.all():
+        p = _nearest(np.where(sampled, p, 0.0).astype(np.float64), sampled).astype(np.float32)
+    return p, m
+
+
+def complete_file(source, output, method: str = "linear", *, completer=None, chunk: int = 1, path_mask=None,
+                  bar=None, config: dict | None = None, attrs: dict | None = None, device=None,
+                  overwrite: bool = False, inputs=()) -> dict:
+    """Complete every scan of ``source`` and write ``/scan/completed`` (in [-1, 1]) to ``output``.
+
+    Parameters
+    ----------
+    source : path
+        A simulate output (``/scan/partial``, ``/scan/path``, optional ``/scan/truth``), or with
+        ``path_mask`` the user's own images (:class:`AcquiredScans`).
+    output : path
+        The HDF5 file written (atomically; never an input).
+    method : str
+        A baseline of :mod:`fastem.scan.baselines` (used when ``completer`` is None), else the
+        name recorded in the ``method`` attribute (e.g. ``"model"``).
+    completer : callable, optional
+        ``completer(partial, path) -> completion``, (k, H, W) float32 arrays in and out: partial
+        scans in [-1, 1] with nearest infill, dwell in [0, 1], completions in [-1, 1] (a
+        completion network, :func:`fastem.nn.inference.complete_partial_scans`). Its inputs are
+        cleaned first (NaN / infinite pixels are not samples).
+    chunk : int
+        Images per ``completer`` call (memory holds ``chunk`` images).
+    path_mask : str, optional
+        Dwell/path mask of the images in ``source`` (seed 000's real-acquisition case): each
+        image is normalised by :func:`normalise_acquired`; the output adds
+        ``/scan/completed_intensity`` (float32, the input's intensity scale: attributes
+        ``intensity_min`` and ``intensity_max``, (N,) each, the sampled pixels' range),
+        ``/scan/partial`` (the normalised input) and ``/scan/path`` (the dwell used), plus the
+        ``/scan`` attributes ``dwell_fraction`` and ``measured_coverage``.
+    bar : progress bar, optional
+        ``update(k)`` per block, ``set_postfix`` with the running RMSE.
+    config : dict
+        Configuration recorded in the provenance (``/process/fastem``).
+    attrs : dict, optional
+        Extra attributes of ``/scan/completed`` (the model file and its sha256).
+    device : Device or str, optional
+        Recorded in the provenance (default: the CPU, where the baselines run).
+
+    Returns
+    -------
+    dict
+        ``{"rmse", "ssim"}`` (per-image arrays against ``/scan/truth``, or ``None``), plus
+        ``"dwell_fraction"`` with ``path_mask``.
+
+    Memory is bounded by ``chunk`` images whatever ``N``. RMSE and SSIM are computed when
+    ``/scan/truth`` is present (images whose truth is not finite are left out, with a warning).
+    """
     from fastem.backend import cpu_device
+    from fastem.io import PROCESS_GROUP, atomic_output, provenance, require_finite_result, write_process_group
 
     from .baselines import complete as complete_one
     from .h5guard import guarded_h5
     from .metrics import rmse, ssim
+    from .paths import dwell_fraction, measured_coverage
 
     errors, sims = [], []
     bad_pixels = bad_truth = out_of_range = 0
-    with ScanFile(source) as sf:
+    chunk = max(1, int(chunk))
+    acquired = path_mask is not None
+    with open_scans(source, path_mask) as sf:
         n, (h, w) = sf.n, sf.shape
+        lo = np.zeros(n)
+        hi = np.zeros(n)
+        cov = np.zeros(n)
+        dwell = np.zeros(n)
         with atomic_output(output, overwrite=overwrite, inputs=inputs) as tmp, guarded_h5(tmp, output) as f:
             g = f.create_group(SCAN_GROUP)
-            d = g.create_dataset("completed", shape=(n, h, w), dtype=np.float32, compression="gzip",
-                                 compression_opts=4, chunks=(1, h, w))
+
+            def dataset(name, description):
+                ds = g.create_dataset(name, shape=(n, h, w), dtype=np.float32, compression="gzip",
+                                      compression_opts=4, chunks=(1, h, w))
+                ds.attrs["description"] = description
+                return ds
+
+            d = dataset("completed", "completed partial scan, [-1, 1]")
             d.attrs["method"] = method
-            d.attrs["description"] = "completed partial scan, [-1, 1]"
-            for i in range(n):
-                partial, path, truth = sf.read(i)
-                bad_pixels += int(np.count_nonzero(~(np.isfinite(partial) & np.isfinite(path))))
-                with np.errstate(invalid="ignore"):
-                    out_of_range += int(np.count_nonzero(np.abs(partial) > 1.001)
-                                        + np.count_nonzero((path < 0) | (path > 1.001)))
-                try:
-                    done = complete_one(partial, path, method).astype(np.float32)
-                except InputError as exc:
-                    raise InputError(f"{sf.path}: image {i}: {exc}") from None
-                require_finite_result(done, f"{sf.path}: completion of image {i}")
-                d[i] = done
-                if truth is not None:
-                    if np.isfinite(truth).all():
-                        errors.append(rmse(done, truth))
-                        if min(h, w) >= 12:
-                            sims.append(ssim(done, truth))
-                        if bar is not None:
-                            bar.set_postfix(RMSE=f"{np.mean(errors):.4f}")
-                    else:
-                        bad_truth += 1
+            for key, value in (attrs or {}).items():
+                d.attrs[key] = value
+            if acquired:
+                d_int = dataset("completed_intensity", "completed partial scan in the input's intensity scale "
+                                                       "(lo + (completed + 1) / 2 (hi - lo), lo/hi the samples' range)")
+                d_partial = dataset("partial", "the input's samples mapped from [min, max] to [-1, 1], "
+                                               "nearest-sample infill (the network input)")
+                d_path = dataset("path", _DESCRIPTIONS["path"])
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                block_p, block_m, truths = [], [], []
+                for i in range(start, stop):
+                    partial, path, truth = sf.read(i)
+                    if not acquired:
+                        bad_pixels += int(np.count_nonzero(~(np.isfinite(partial) & np.isfinite(path))))
+                        with np.errstate(invalid="ignore"):
+                            out_of_range += int(np.count_nonzero(np.abs(partial) > 1.001)
+                                                + np.count_nonzero((path < 0) | (path > 1.001)))
+                    block_p.append(partial)
+                    block_m.append(path)
+                    truths.append(truth)
+                if completer is None:
+                    done = []
+                    for i, partial, path in zip(range(start, stop), block_p, block_m):
+                        try:
+                            done.append(complete_one(partial, path, method).astype(np.float32))
+                        except InputError as exc:
+                            raise InputError(f"{sf.path}: image {i}: {exc}") from None
+                else:
+                    cleaned = [_network_inputs(p, m, f"{sf.path}: image {i}")
+                               for i, p, m in zip(range(start, stop), block_p, block_m)]
+                    out = completer(np.stack([c[0] for c in cleaned]), np.stack([c[1] for c in cleaned]))
+                    done = [np.clip(np.asarray(o, np.float32), -1.0, 1.0) for o in out]
+                for i, completed, partial, path, truth in zip(range(start, stop), done, block_p, block_m, truths):
+                    require_finite_result(completed, f"{sf.path}: completion of image {i}")
+                    d[i] = completed
+                    if acquired:
+                        lo[i], hi[i] = sf.scale[i]
+                        intensity = to_intensity(completed, lo[i], hi[i])
+                        require_finite_result(intensity, f"{sf.path}: completion of image {i} in the input's scale")
+                        d_int[i], d_partial[i], d_path[i] = intensity, partial, path
+                        cov[i], dwell[i] = measured_coverage(path), dwell_fraction(path)
+                    if truth is not None:
+                        if np.isfinite(truth).all():
+                            errors.append(rmse(completed, truth))
+                            if min(h, w) >= 12:
+                                sims.append(ssim(completed, truth))
+                            if bar is not None:
+                                bar.set_postfix(RMSE=f"{np.mean(errors):.4f}")
+                        else:
+                            bad_truth += 1
                 f.guard.check()
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(stop - start)
             if bad_pixels:
                 _warn(f"{sf.path}: {bad_pixels} NaN or infinite pixel(s) in {SCAN_GROUP}/partial or {SCAN_GROUP}/path "
                       f"were not used as samples")
@@ -480,10 +758,22 @@ def complete_file(source, output, method: str = "linear", *, bar=None, config: d
             if bad_truth:
                 _warn(f"{sf.path}: {bad_truth} image(s) of {SCAN_GROUP}/truth hold NaN or inf and are left out of "
                       f"RMSE / SSIM")
+            if acquired and sf.binarised:
+                _warn(f"{sf.flag} {sf.mask_where}: {sf.binarised} mask image(s) hold values above 1 and were "
+                      f"binarised (non-zero = sampled, dwell 1); give dwell in [0, 1] to use fractional dwell")
             results = {"rmse": np.array(errors) if errors else None, "ssim": np.array(sims) if sims else None}
+            if acquired:
+                d_int.attrs["intensity_min"] = lo
+                d_int.attrs["intensity_max"] = hi
+                g.attrs["measured_coverage"] = cov
+                g.attrs["dwell_fraction"] = dwell
+                g.attrs["source"] = str(sf.path)
+                g.attrs["path_mask"] = str(sf.mask_where)
+                results["dwell_fraction"] = dwell
             for name, values in results.items():
                 require_finite_result(values, f"{output}: {name}")
-            write_process_group(f.require_group(PROCESS_GROUP), provenance(config=config or {}, device=cpu_device),
+            write_process_group(f.require_group(PROCESS_GROUP),
+                                provenance(config=config or {}, device=device if device is not None else cpu_device),
                                 results)
     return results
 
