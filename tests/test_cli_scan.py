@@ -99,7 +99,7 @@ def test_cli_errors_are_one_line(tmp_path, images_h5):
         (["scan", "simulate", str(tmp_path / "missing.h5"), "-o", str(out)], "missing.h5"),
         (["scan", "simulate", f"{src}:/stack", "-o", str(src)], "input"),
         (["scan", "complete", f"{src}", "-o", str(out)], "/scan/partial"),
-        (["scan", "complete", f"{src}", "-o", str(out), "--method", "model"], "GAN"),
+        (["scan", "complete", f"{src}", "-o", str(out), "--method", "model"], "/scan/partial"),
     ]
     for args, needle in cases:
         r = run(*args)
@@ -126,6 +126,25 @@ def test_demo_job_quick(tmp_path):
     with h5py.File(tmp_path / "scan" / "completed.h5", "r") as f:
         assert f["scan/completed"].shape == (1, 128, 128)
     assert "linear" in rows[1]["result"] and "%" in rows[1]["result"]
+
+
+def test_demo_shows_the_model_beside_the_baselines(tmp_path, monkeypatch):
+    """With a (here: tiny) packaged model the demo adds its completion and RMSE; without one it
+    says why the panel is empty instead of failing."""
+    pytest.importorskip("torch")
+    import fastem.nn.default_model as dm
+    from fastem.nn import CompletionConfig, train_completion
+    from fastem.scan import demo
+
+    monkeypatch.setattr(dm, "default_model_path", lambda: tmp_path / "absent.pt")
+    rows = demo.run(tmp_path / "a", quick=True)
+    assert "model: not shown (no packaged model" in rows[1]["result"]
+    model = tmp_path / "tiny.pt"
+    train_completion(model, synthetic=2, crop=32, batch=2, steps=2, val_count=2,
+                     config=CompletionConfig(width=0.1, inner_blocks=1, outer_blocks=1, disc_input=16))
+    monkeypatch.setattr(dm, "default_model_path", lambda: model)
+    rows = demo.run(tmp_path / "b", quick=True)
+    assert "model " in rows[1]["result"] and "not shown" not in rows[1]["result"]
 
 
 @pytest.mark.slow
