@@ -186,7 +186,7 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
             extra = (f"  model {row['model']['rmse_mean'] * 100:5.2f}% / {row['model']['ssim_mean']:.3f} "
                      f"({row['model']['ratio_to_linear']:.2f}x linear)" if net is not None else "")
             echo(f"{label:11s} dwell {row['dwell_fraction']:.4f} visited {row['pixels_visited']:.4f}  "
-                 + "  ".join(f"{m} {row[m]['rmse_mean'] * 100:5.2f}% / {row[m]['ssim_mean']:.3f}" for m in METHODS)
+                 + "  ".join(f"{m} {_cell(row[m])}" for m in METHODS)
                  + extra + f"   [{time.perf_counter() - t_start:.0f} s]")
     if net is not None and gallery > 0 and shown is None:   # spiral 1/20 not among the settings: make it
         shown = _gallery_scans(micrographs[:min(gallery, images)], size, seed, net, batch, device)
@@ -228,8 +228,17 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
 
 
 def _summary(res: dict) -> dict:
+    """Mean/std RMSE and mean SSIM over the images a method ran on (``None`` when it ran on none)."""
+    if not res["rmse"]:
+        return {"rmse_mean": None, "rmse_std": None, "ssim_mean": None, "images": 0}
     return {"rmse_mean": float(np.mean(res["rmse"])), "rmse_std": float(np.std(res["rmse"])),
             "ssim_mean": float(np.mean(res["ssim"])), "images": len(res["rmse"])}
+
+
+def _cell(stats: dict) -> str:
+    if stats["rmse_mean"] is None:
+        return "- (not run)"
+    return f"{stats['rmse_mean'] * 100:.2f} % / {stats['ssim_mean']:.3f}"
 
 
 def _in_distribution(info: dict, kind: str, cov: float) -> tuple[bool, str]:
@@ -290,7 +299,7 @@ def format_table(result: dict) -> str:
             lines.append(f"| {r['path']} | 1/{round(1 / r['coverage'])} | - | n/a: {r['skipped']} |"
                          + " |" * (len(head) - 4))
             continue
-        cells = [f"{r[m]['rmse_mean'] * 100:.2f} % / {r[m]['ssim_mean']:.3f}" for m in METHODS]
+        cells = [_cell(r[m]) for m in METHODS]
         if has_model:
             mo = r["model"]
             cells += [f"**{mo['rmse_mean'] * 100:.2f}** ± {mo['rmse_std'] * 100:.2f} % / {mo['ssim_mean']:.3f}",
@@ -401,8 +410,7 @@ def _plot_gallery(shown: dict, path: Path) -> None:
     err_l = np.abs(shown["linear"] - shown["target"]) / 2
     top = float(max(np.percentile(err_m, 99.5), np.percentile(err_l, 99.5), 1e-3))
     fig, axes = plt.subplots(n, 6, figsize=(13.2, 2.3 * n), squeeze=False)
-    gray = plt.get_cmap("gray").copy()
-    gray.set_bad("black")
+    gray = plt.get_cmap("gray").with_extremes(bad="black")   # unscanned pixels (NaN) black
     for i in range(n):
         sampled = np.where(shown["path"][i] > 0, shown["partial"][i], np.nan)
         panels = [("input: spiral 1/20 samples", sampled, gray, -1, 1),
