@@ -170,7 +170,8 @@ def _train_one(name, seed, s, work: Path, device, restart, valset, linear, echo)
 
     def report(ev):
         if ev.get("kind") == "val":
-            echo(f"  {name} seed {seed}: step {ev['step']}/{ev['total']} val RMSE {ev.get('rmse', float('nan')) * 100:.2f} %")
+            echo(f"  {name} seed {seed}: step {ev['step']}/{ev['total']} "
+                 f"val RMSE {ev.get('rmse', float('nan')) * 100:.2f} %")
 
     kw = dict(synthetic=int(s["synthetic"]), path=s["path"], coverage=s["coverage"], steps=steps,
               crop=int(s["crop"]), batch=int(s["batch"]), seed=seed, config=cfg, device=device,
@@ -260,7 +261,8 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=None, help=f"batch size (default {DEFAULTS['batch']})")
     p.add_argument("--synthetic", type=int, default=None, help=f"training pool size (default {DEFAULTS['synthetic']})")
     p.add_argument("--val-count", type=int, default=None, help=f"validation examples (default {DEFAULTS['val_count']})")
-    p.add_argument("--eval-crop", type=int, default=None, help=f"validation example side (default {DEFAULTS['eval_crop']})")
+    p.add_argument("--eval-crop", type=int, default=None,
+                   help=f"validation example side (default {DEFAULTS['eval_crop']})")
     p.add_argument("--eval-seed", type=int, default=None)
     p.add_argument("--path", choices=("spiral", "grid"), default=None)
     p.add_argument("--coverage", type=float, default=None, help="dose fraction (default 0.05)")

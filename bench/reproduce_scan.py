@@ -308,14 +308,16 @@ def format_table(result: dict) -> str:
         lines.append(f"| {r['path']} | 1/{round(1 / r['coverage'])} ({r['dwell_fraction']:.4f}) | "
                      f"{r['pixels_visited']:.3f} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"The paper's learned generator: {PAPER_RMSE_1_20 * 100:.1f} % RMSE at 1/20 (spiral, real micrographs).")
+    lines.append(f"The paper's learned generator: {PAPER_RMSE_1_20 * 100:.1f} % RMSE at 1/20 "
+                 "(spiral, real micrographs).")
     if has_model:
         m = result["model"]
         rec = m["record"] or {}
         lines.append("")
         lines.append(f"Model: `{m['file']}` ({m['kind']}, width {m['width']}), trained on {rec.get('path', '?')} "
                      f"scans at coverage {_fmt(rec.get('coverage'), '.4g')}, {rec.get('steps', '?')} steps of "
-                     f"{rec.get('batch', '?')} x {rec.get('crop', '?')} px crops, {_fmt(rec.get('train_seconds'), '.0f')} s "
+                     f"{rec.get('batch', '?')} x {rec.get('crop', '?')} px crops, "
+                     f"{_fmt(rec.get('train_seconds'), '.0f')} s "
                      f"on {rec.get('device', '?')} ({rec.get('device_name', '?')}); validation RMSE "
                      f"{_pct(rec.get('val_rmse'))} vs linear {_pct(rec.get('val_rmse_linear'))}; differences from the "
                      f"paper's network: {rec.get('scaled_down', '?')}.")
@@ -414,7 +416,8 @@ def _plot_gallery(shown: dict, path: Path) -> None:
     for i in range(n):
         sampled = np.where(shown["path"][i] > 0, shown["partial"][i], np.nan)
         panels = [("input: spiral 1/20 samples", sampled, gray, -1, 1),
-                  (f"model: {rmse(shown['model'][i], shown['target'][i]) * 100:.2f} %", shown["model"][i], "gray", -1, 1),
+                  (f"model: {rmse(shown['model'][i], shown['target'][i]) * 100:.2f} %", shown["model"][i], "gray",
+                   -1, 1),
                   (f"linear: {rmse(shown['linear'][i], shown['target'][i]) * 100:.2f} %", shown["linear"][i], "gray",
                    -1, 1),
                   ("truth (blurred)", shown["target"][i], "gray", -1, 1),
