@@ -49,3 +49,25 @@ def test_train_write_and_resume_exactly(tmp_path):
 def test_resume_without_checkpoint_is_refused(tmp_path):
     with pytest.raises(InputError, match="no checkpoint to resume"):
         train_completion(tmp_path / "m.pt", resume=True, **KW)
+
+
+def test_export_checkpoint_writes_the_generator_of_that_step(tmp_path):
+    from fastem.nn.train_completion import export_checkpoint
+
+    out = tmp_path / "m.pt"
+    g, _, _ = train_completion(out, **KW)
+    ckpt = default_checkpoint(out)
+    before = ckpt.read_bytes()
+    rec = export_checkpoint(ckpt, tmp_path / "mid.pt", note="test")
+    assert ckpt.read_bytes() == before                     # the checkpoint is only read
+    model, info = load_model(tmp_path / "mid.pt", kind="completion-gan")
+    assert rec["steps"] == 6 and rec["of_steps"] == 6 and info["record"]["note"] == "test"
+    assert info["record"]["path"] == "spiral" and info["record"]["coverage"] == 0.1
+    for (k, a), (_, b) in zip(g.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(a, b), k                        # the last checkpoint holds the final weights
+    with pytest.raises(OutputExistsError):
+        export_checkpoint(ckpt, tmp_path / "mid.pt")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"junk")
+    with pytest.raises(InputError, match="bad.ckpt"):
+        export_checkpoint(bad, tmp_path / "x.pt")

@@ -18,11 +18,11 @@ from fastem.io import check_output, output_lock
 
 from .completion import MODEL_KIND, CompletionConfig
 from .completion_data import PartialScanSource, baseline_rmse, make_validation_set
-from .completion_train import CompletionTask
+from .completion_train import CompletionTask, schedule
 from .model import save_model
 from .training import Trainer, write_curves
 
-__all__ = ["train_completion", "default_checkpoint"]
+__all__ = ["train_completion", "default_checkpoint", "export_checkpoint"]
 
 
 def default_checkpoint(output) -> Path:
@@ -118,3 +118,60 @@ def _scaled_down(cfg: CompletionConfig) -> str:
         if not getattr(cfg, flag):
             diffs.append(f"no {flag}")
     return "; ".join(diffs) or "none"
+
+
+def export_checkpoint(checkpoint, output, *, overwrite: bool = False, note: str | None = None) -> dict:
+    """Write the generator of a training checkpoint as a model file (e.g. a stage's end).
+
+    The seed-000 schedule trains without the adversarial term for its first half; exporting the
+    checkpoint at that step gives the non-adversarial generator the paper's 2.6 % refers to,
+    while the run goes on. The record says which step of how many, and is otherwise the run's.
+
+    Parameters
+    ----------
+    checkpoint : path
+        A ``MODEL.pt.ckpt`` written by :func:`train_completion` (read only).
+    output : path
+        The model file to write (refused if it exists unless ``overwrite``; never the checkpoint).
+    note : str, optional
+        Free text for the record (e.g. "end of the non-adversarial stages").
+
+    Returns
+    -------
+    dict
+        The record written.
+    """
+    import json
+
+    from .completion import CompletionGenerator
+    from .training import load_checkpoint
+
+    ckpt_path = Path(checkpoint)
+    out = check_output(output, overwrite=overwrite, inputs=[ckpt_path])
+    ckpt = load_checkpoint(ckpt_path)
+    params = (ckpt.get("fingerprint") or {}).get("params") or {}
+    try:
+        cfg = CompletionConfig.from_dict(json.loads(params["config"]))
+        data = json.loads(params["data"])
+        total = int(json.loads(params["total_steps"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{ckpt_path}: not a completion-GAN training checkpoint (no {exc} in its fingerprint)") from None
+    generator = CompletionGenerator(cfg)
+    try:
+        generator.load_state_dict(ckpt["modules"]["generator"])
+    except (KeyError, RuntimeError) as exc:
+        raise InputError(f"{ckpt_path}: generator weights do not fit the recorded architecture ({exc})") from None
+    history = ckpt.get("history") or {}
+    vals = [v for v in history.get("val", []) if v.get("step") == ckpt["step"]]
+    step = int(ckpt["step"])
+    sch = schedule(step, total, cfg)
+    record = {"path": data.get("path"), "coverage": data.get("coverage"), "crop": data.get("crop"),
+              "batch": data.get("batch"), "steps": step, "of_steps": total, "data_seed": data.get("data_seed"),
+              "data": data, "exported_from": ckpt_path.name, "train_seconds": round(float(ckpt.get("elapsed", 0.0)), 1),
+              "stage": "adversarial" if sch["adversarial"] or step > total / 2 else "non-adversarial",
+              "val_rmse": vals[0]["rmse"] if vals else None, "note": note, "torch": torch.__version__,
+              "scaled_down": _scaled_down(cfg)}
+    save_model(out, generator, kind=MODEL_KIND, config=cfg.to_dict(), record=record, overwrite=overwrite,
+               inputs=[ckpt_path])
+    return record
+
