@@ -45,11 +45,16 @@ def dual_axis_angles(start: float = -60.0, stop: float = 60.0, step: float = 3.0
     return np.concatenate([first, second])
 
 
-def _project_one(volume, R, rows, cols, t, chunk_rows) -> np.ndarray:
+def _project_one(volume, R, rows, cols, t, chunk_rows, centring="fft", center=None) -> np.ndarray:
     nz, ny, nx = volume.shape
-    v_axis = np.arange(rows, dtype=np.float64) - rows // 2
-    u_axis = np.arange(cols, dtype=np.float64) - cols // 2
-    centre = np.array([nx // 2, ny // 2, nz // 2], dtype=np.float64)  # index offsets of (x, y, z)
+    if centring == "middle":
+        cv, cu = (rows - 1) / 2, (cols - 1) / 2 if center is None else float(center)
+        centre = np.array([(nx - 1) / 2, (ny - 1) / 2, (nz - 1) / 2], dtype=np.float64)
+    else:
+        cv, cu = rows // 2, cols // 2 if center is None else float(center)
+        centre = np.array([nx // 2, ny // 2, nz // 2], dtype=np.float64)  # index offsets of (x, y, z)
+    v_axis = np.arange(rows, dtype=np.float64) - cv
+    u_axis = np.arange(cols, dtype=np.float64) - cu
     out = np.empty((rows, cols))
     step = t[1] - t[0] if t.size > 1 else 1.0
     for r0 in range(0, rows, chunk_rows):
@@ -64,7 +69,7 @@ def _project_one(volume, R, rows, cols, t, chunk_rows) -> np.ndarray:
 
 
 def tilt_series(volume, angles, *, detector_shape=None, noise_sigma: float = 0.0, seed=0,
-                oversample: int = 2) -> np.ndarray:
+                oversample: int = 2, centring: str = "fft", center=None) -> np.ndarray:
     """Project a volume at the given orientations (reference ray-sum projector).
 
     Parameters
@@ -82,6 +87,12 @@ def tilt_series(volume, angles, *, detector_shape=None, noise_sigma: float = 0.0
         Seed of the noise (``numpy.random.default_rng``).
     oversample : int
         Samples per voxel length along each ray (step ``1 / oversample`` voxels).
+    centring : {"fft", "middle"}
+        ``"fft"`` (default): index ``i`` at ``i - n//2``, the axis at detector ``(rows//2,
+        cols//2)`` (:mod:`fastem.geometry`); ``"middle"``: index ``i`` at ``i - (n-1)/2``, the
+        axis at ``((rows-1)/2, (cols-1)/2)`` (ASTRA, IMOD; :mod:`fastem.tomo`'s default).
+    center : float, optional
+        Detector column (pixels) the rotation axis projects to, instead of the default above.
 
     Returns
     -------
@@ -97,11 +108,13 @@ def tilt_series(volume, angles, *, detector_shape=None, noise_sigma: float = 0.0
         raise InputError(f"tilt_series: bad detector shape {(rows, cols)}")
     if oversample < 1:
         raise InputError(f"tilt_series: oversample must be >= 1, got {oversample}")
+    if centring not in ("fft", "middle"):
+        raise InputError(f"tilt_series: centring must be 'fft' or 'middle', got {centring!r}")
     half = 0.5 * float(np.linalg.norm(vol.shape)) + 1.0
     n_t = int(np.ceil(2 * half * oversample)) + 1
     t = np.linspace(-half, half, n_t)
     chunk_rows = max(1, _CHUNK_SAMPLES // max(1, cols * n_t))
-    proj = np.stack([_project_one(vol, R, rows, cols, t, chunk_rows) for R in Rs])
+    proj = np.stack([_project_one(vol, R, rows, cols, t, chunk_rows, centring, center) for R in Rs])
     if noise_sigma > 0:
         rng = np.random.default_rng(seed)
         proj += rng.normal(0.0, noise_sigma * float(np.abs(proj).max()), size=proj.shape)

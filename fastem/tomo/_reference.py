@@ -64,9 +64,17 @@ def _trilinear_periodic(spectrum, c):
 
 
 def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0) -> np.ndarray:
-    """The thesis' Fourier-slice forward projection, float64 (n, rows, cols)."""
+    """The thesis' Fourier-slice forward projection, float64 (n, rows, cols).
+
+    Centring as :class:`ProjectionGeometry`: the spectrum of the volume about its geometric
+    middle ``(n-1)/2`` is the FFT of the ``ifftshift``-placed volume (origin ``n//2``) times
+    ``exp(-2 pi i f.d)``, ``d = n//2 - (n-1)/2`` per axis, at every sampled frequency ``f``; the
+    image of a plane has its origin at index 0 and is moved to the detector position of the
+    axis, ``((rows-1)/2, center)``, by an integral crop and a phase ramp for the fraction.
+    """
     vol = np.asarray(volume, dtype=np.float64)
-    (pz, py, px), (qr, qc) = fst_grid(geometry.volume_shape, geometry.detector_shape, oversampling, geometry.rotations)
+    (pz, py, px), (qr, qc) = fst_grid(geometry.volume_shape, geometry.detector_shape, oversampling, geometry.rotations,
+                                      geometry.axis_offset)
     nz, ny, nx = vol.shape
     padded = np.zeros((pz, py, px))
     # centred placement: index i - n//2 sits at P//2 + (i - n//2), then ifftshift moves P//2 to 0
@@ -75,14 +83,20 @@ def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0) 
     spectrum = np.fft.fftn(np.fft.ifftshift(padded))
     kv, ku = np.meshgrid(np.fft.fftfreq(qr, 1.0 / qr), np.fft.fftfreq(qc, 1.0 / qc), indexing="ij")
     rows, cols = geometry.detector_shape
+    d = np.array([nx // 2 - (nx - 1) / 2, ny // 2 - (ny - 1) / 2, nz // 2 - (nz - 1) / 2])  # (x, y, z)
+    cv, cu = (rows - 1) / 2, geometry.center
+    mv, mu = int(np.floor(cv + 0.5)), int(np.floor(cu + 0.5))
+    detector_ramp = np.exp(-2j * np.pi * (ku * (cu - mu) / qc + kv * (cv - mv) / qr))
+    ri = (np.arange(rows) - mv) % qr
+    ci = (np.arange(cols) - mu) % qc
     out = np.empty(geometry.projections_shape)
     for k, R in enumerate(geometry.rotations):
         f = ku[..., None] * R[0] / qc + kv[..., None] * R[1] / qr  # cycles per voxel, (x, y, z)
         c = (f[..., 2] * pz, f[..., 1] * py, f[..., 0] * px)
-        plane = _trilinear_periodic(spectrum, c)
+        plane = _trilinear_periodic(spectrum, c) * np.exp(-2j * np.pi * (f @ d)) * detector_ramp
         plane[(kv == -qr // 2) | (ku == -qc // 2)] = 0  # Nyquist row and column (both even)
-        image = np.fft.fftshift(np.fft.ifft2(plane).real)  # centre at index (qr//2, qc//2)
-        out[k] = image[qr // 2 - rows // 2:qr // 2 - rows // 2 + rows, qc // 2 - cols // 2:qc // 2 - cols // 2 + cols]
+        image = np.fft.ifft2(plane).real  # the axis at index (0, 0)
+        out[k] = image[ri][:, ci]
     return out
 
 

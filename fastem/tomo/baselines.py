@@ -91,14 +91,16 @@ class Sirt(IterativeReconstruction):
 def sirt(projections, angles, *, iterations: int = 100, positivity: bool = False, mask=None, support=None,
          volume_shape=None, thickness=None, initial=None, device=None, engine: str | None = None,
          progress: bool | None = None, callback=None, callback_every: int = 0, state: dict | None = None,
-         rtol: float | None = None) -> ReconstructionResult:
+         rtol: float | None = None, center=None, convention: str = "fastem",
+         noise_level: float | None = None) -> ReconstructionResult:
     """SIRT reconstruction (same arguments as :func:`fastem.tomo.resire`, ``linear`` projector)."""
     problem = TomoProblem(projections, angles, volume_shape=volume_shape, thickness=thickness, mask=mask,
-                          device=device)
+                          device=device, center=center, convention=convention)
     solver = Sirt(problem, positivity=positivity, support=support, initial=initial, engine=engine)
     if state is not None:
         solver.restore(state)
-    return solver.run(iterations, progress=progress, callback=callback, callback_every=callback_every, rtol=rtol)
+    return solver.run(iterations, progress=progress, callback=callback, callback_every=callback_every, rtol=rtol,
+                      noise_level=noise_level)
 
 
 def ramp_filter(n_pad: int) -> np.ndarray:
@@ -129,8 +131,8 @@ def angular_weights(tilts_deg) -> np.ndarray:
 
 
 def fbp(projections, angles, *, mask=None, volume_shape=None, thickness=None, positivity: bool = False,
-        device=None, engine: str | None = None) -> ReconstructionResult:
-    """Filtered back projection (single tilt axis about y).
+        device=None, engine: str | None = None, center=None, convention: str = "fastem") -> ReconstructionResult:
+    """Filtered back projection (single tilt axis about y; ``center``, ``convention`` as :func:`resire`).
 
     Returns a :class:`ReconstructionResult` whose R-factor is that of the ``linear`` forward
     projection of the FBP volume (the history is empty: FBP is one step).
@@ -138,7 +140,7 @@ def fbp(projections, angles, *, mask=None, volume_shape=None, thickness=None, po
     t0 = time.perf_counter()
     positivity = as_bool(positivity, "positivity")
     problem = TomoProblem(projections, angles, volume_shape=volume_shape, thickness=thickness, mask=mask,
-                          device=device)
+                          device=device, center=center, convention=convention)
     geo = problem.geometry
     tilts = geo.single_axis_tilts()
     if tilts is None:
@@ -174,5 +176,6 @@ def fbp(projections, angles, *, mask=None, volume_shape=None, thickness=None, po
                                         "positivity": bool(positivity), "volume_shape": list(geo.volume_shape),
                                         "detector_shape": list(geo.detector_shape), "n_projections": n,
                                         "mask": problem.has_mask, "device": str(problem.device),
-                                        "data_scale": problem.scale},
+                                        "data_scale": problem.scale, "center": geo.center,
+                                        "angles_convention": geo.convention},
                                 seconds=time.perf_counter() - t0)

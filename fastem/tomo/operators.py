@@ -155,7 +155,7 @@ class LinearProjector(_Projector):
         return int(self.coefficients.nbytes + (0 if self._scratch is None else self._scratch.nbytes))
 
 
-def fst_grid(volume_shape, detector_shape, oversampling, rotations=None):
+def fst_grid(volume_shape, detector_shape, oversampling, rotations=None, axis_offset: float = 0.0):
     """Padded volume shape ``(Pz, Py, Px)`` and plane shape ``(Qr, Qc)`` of the ``fst`` projector.
 
     ``P_a`` is the smallest even FFT-friendly length >= ``os_a * n_a`` (``oversampling`` a number
@@ -163,7 +163,8 @@ def fst_grid(volume_shape, detector_shape, oversampling, rotations=None):
     grid's spacing along x (columns) and y (rows): ``Qc = Px`` and ``Qr = Py``, so that an
     untilted projection samples grid points exactly; they are enlarged when needed so that the
     projection of the whole volume (half extent ``E_u = max_k sum_a |R_k[0, a]| n_a / 2`` along
-    u, likewise along v) cannot wrap into the detector window: ``Qc >= E_u + cols/2 + 2``.
+    u, likewise along v) cannot wrap into the detector window: ``Qc >= E_u + cols/2 + |axis_offset| + 2``
+    (``axis_offset``: the rotation axis' distance from the detector middle, pixels).
     """
     os3 = np.broadcast_to(np.asarray(oversampling, dtype=np.float64), (3,))
     if not np.all(np.isfinite(os3)) or np.any(os3 < 1.0) or np.any(os3 > 8.0):
@@ -185,7 +186,7 @@ def fst_grid(volume_shape, detector_shape, oversampling, rotations=None):
         ext_u = float(np.max(np.abs(R[:, 0, :]) @ half))
         ext_v = float(np.max(np.abs(R[:, 1, :]) @ half))
     q_rows = max(padded[1], even_fast(ext_v + rows / 2 + 2))
-    q_cols = max(padded[2], even_fast(ext_u + cols / 2 + 2))
+    q_cols = max(padded[2], even_fast(ext_u + cols / 2 + abs(float(axis_offset)) + 2))
     return padded, (q_rows, q_cols)
 
 
@@ -205,7 +206,8 @@ def _fst_bytes(geometry: ProjectionGeometry, padded, plane, chunk: int, device) 
     return int(plan_bytes((nz, ny, px), real=True, device=device) + nz * ny * px * 4
                + plan_bytes((pz, py, px // 2 + 1), real=False, device=device)
                + plan_bytes((chunk, qr, qc), real=True, device=device)
-               + geometry.n_projections * 6 * 8 + geometry.coefficients.nbytes)
+               + geometry.n_projections * 6 * 8 + geometry.coefficients.nbytes
+               + geometry.n_projections * (qr + qc // 2 + 1) * 8)  # phase ramps
 
 
 def _fst_sizing(geometry: ProjectionGeometry, oversampling, device, max_chunk_bytes, warn: bool = True):
@@ -223,7 +225,8 @@ def _fst_sizing(geometry: ProjectionGeometry, oversampling, device, max_chunk_by
         if isinstance(max_chunk_bytes, bool) or not isinstance(max_chunk_bytes, (int, np.integer)) \
                 or max_chunk_bytes < 1:
             raise InputError(f"max_chunk_bytes must be a positive integer, got {max_chunk_bytes!r}")
-    grid = lambda os3: fst_grid(geometry.volume_shape, geometry.detector_shape, os3, geometry.rotations)  # noqa: E731
+    grid = lambda os3: fst_grid(geometry.volume_shape, geometry.detector_shape, os3, geometry.rotations,  # noqa: E731
+                                geometry.axis_offset)
     grid(requested)  # validates the range
     avail = _available_bytes(device)
     budget = int(0.9 * avail)
@@ -306,6 +309,11 @@ class FourierSliceProjector(_Projector):
             self._spectrum_plan = FFTPlan((pz, py, px // 2 + 1), np.complex64, axes=(0, 1), device=dev)
             self._slices_plan = FFTPlan((self.chunk, qr, qc), np.float32, axes=(1, 2), real=True, device=dev)
             self.frames = backend.to_device(self._frames(), dev)
+            shifts, self._crop = fst_shifts(geometry)
+            self._ramps = None
+            if np.any(shifts != 0.0):  # odd sizes with an integral axis need none
+                ramp_r, ramp_c = phase_ramps(shifts, self.plane_shape)
+                self._ramps = (backend.to_device(ramp_r, dev), backend.to_device(ramp_c, dev))
         self.spectrum = self._spectrum_plan.buffer
 
     # ---- sizing ------------------------------------------------------------------------------
@@ -320,7 +328,7 @@ class FourierSliceProjector(_Projector):
     def _spectrum_bytes(self, os3) -> int:
         """Bytes of this projector's buffers at oversampling ``os3`` with one plane per chunk."""
         padded, plane = fst_grid(self.geometry.volume_shape, self.geometry.detector_shape, os3,
-                                 self.geometry.rotations)
+                                 self.geometry.rotations, self.geometry.axis_offset)
         return _fst_bytes(self.geometry, padded, plane, 1, self.device)
 
     def _frames(self) -> np.ndarray:
@@ -354,6 +362,10 @@ class FourierSliceProjector(_Projector):
         planes = self._slices_plan.buffer
         sample_central_slices(self.spectrum, self.frames[k0:k0 + count], planes[:count], self.padded_shape,
                               engine=self.engine)
+        if self._ramps is not None:  # sub-pixel shifts onto the detector's centring (see fst_shifts)
+            with self.device.use():
+                planes[:count] *= self._ramps[0][k0:k0 + count, :, None]
+                planes[:count] *= self._ramps[1][k0:k0 + count, None, :]
         return self._slices_plan.backward(planes, normalise=False, overwrite_input=True)
 
     def _chunks(self):
@@ -370,7 +382,7 @@ class FourierSliceProjector(_Projector):
         for k0, c in self._chunks():
             images = self._planes(k0, c)
             projection_residual(images[:c], data[k0:k0 + c], weights[k0:k0 + c], out[k0:k0 + c], l1[k0:k0 + c],
-                                scale=1.0 / (qr * qc), row_shift=-(rows // 2), col_shift=-(cols // 2),
+                                scale=1.0 / (qr * qc), row_shift=-self._crop[0], col_shift=-self._crop[1],
                                 out_border=BORDER, engine=self.engine)
         return out, l1
 
@@ -378,20 +390,61 @@ class FourierSliceProjector(_Projector):
         """``out[k] = P_k(volume)``, out (n, rows, cols) on the device."""
         rows, cols = self.geometry.detector_shape
         qr, qc = self.plane_shape
-        cr, cc = rows // 2, cols // 2
         xp = self.xp
         scale = np.float32(1.0 / (qr * qc))
         self.transform(volume)
         with self.device.use():
+            # detector pixel (r, c) <- image ((r - crop_r) mod Qr, (c - crop_c) mod Qc)
+            ri = xp.asarray((np.arange(rows) - self._crop[0]) % qr)
+            ci = xp.asarray((np.arange(cols) - self._crop[1]) % qc)
             for k0, c in self._chunks():
                 img = self._planes(k0, c)[:c]
-                dst = out[k0:k0 + c]
-                # detector row r <- image row (r - cr) mod Q: rows >= cr from the top, the rest wrap
-                for (d0, d1, s0) in ((cr, rows, 0), (0, cr, qr - cr)):
-                    for (e0, e1, t0) in ((cc, cols, 0), (0, cc, qc - cc)):
-                        if d1 > d0 and e1 > e0:
-                            xp.multiply(img[:, s0:s0 + d1 - d0, t0:t0 + e1 - e0], scale, out=dst[:, d0:d1, e0:e1])
+                xp.multiply(img[:, ri][:, :, ci], scale, out=out[k0:k0 + c])
         return out
+
+
+def fst_shifts(geometry: ProjectionGeometry):
+    """Per-projection detector shifts of the ``fst`` images and the common integral crop offset.
+
+    The ``fst`` spectrum is that of the volume placed with index ``n//2`` at the origin (the FFT
+    convention), and the inverse FFT of a plane puts that origin at image index (0, 0). The
+    geometry puts the origin at ``(n-1)/2`` and maps it to detector ``((rows-1)/2, center)``, so
+    projection ``k``'s image must move by ``s_k = (c_v + A_k[1].d, c_u + A_k[0].d)`` pixels with
+    ``d = (nx//2 - (nx-1)/2, ny//2 - (ny-1)/2, nz//2 - (nz-1)/2)`` (1/2 on even axes). The
+    integral part common to all projections, ``crop = (round(c_v), round(c_u))``, is taken by the
+    crop; the rest (``s_k - crop``, a fraction of a pixel or a few pixels) by phase ramps.
+
+    Returns
+    -------
+    shifts : ndarray (n, 2) float64
+        ``(rows, cols)`` shift of every projection left to the phase ramps.
+    crop : (int, int)
+    """
+    nz, ny, nx = geometry.volume_shape
+    rows, _cols = geometry.detector_shape
+    d = np.array([nx // 2 - (nx - 1) / 2, ny // 2 - (ny - 1) / 2, nz // 2 - (nz - 1) / 2])
+    A = geometry.rotations
+    cv, cu = (rows - 1) / 2.0, float(geometry.center)
+    crop = (int(math.floor(cv + 0.5)), int(math.floor(cu + 0.5)))
+    shifts = np.stack([cv - crop[0] + A[:, 1, :] @ d, cu - crop[1] + A[:, 0, :] @ d], axis=1)
+    shifts[np.abs(shifts) < 1e-12] = 0.0
+    return shifts, crop
+
+
+def phase_ramps(shifts, plane_shape):
+    """Row and column phase ramps (complex64) that shift real images of ``plane_shape`` by ``shifts``.
+
+    For the half planes ``(Qr, Qc//2+1)`` of a real inverse FFT: multiplying plane ``k`` by
+    ``ramp_r[k][:, None] * ramp_c[k][None, :]`` moves its image by ``shifts[k] = (dr, dc)``
+    pixels (``g'(t) = g(t - s)``, band-limited). Returns ``(ramp_r (n, Qr), ramp_c (n, Qc//2+1))``.
+    """
+    qr, qc = plane_shape
+    kr = np.fft.fftfreq(qr)  # cycles per pixel, signed
+    kc = np.arange(qc // 2 + 1) / qc
+    s = np.asarray(shifts, dtype=np.float64)
+    ramp_r = np.exp(-2j * np.pi * s[:, :1] * kr[None, :]).astype(np.complex64)
+    ramp_c = np.exp(-2j * np.pi * s[:, 1:] * kc[None, :]).astype(np.complex64)
+    return ramp_r, ramp_c
 
 
 def make_projector(name: str, geometry: ProjectionGeometry, *, device=None, oversampling=2.0,

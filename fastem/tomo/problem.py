@@ -73,6 +73,10 @@ class TomoProblem:
     mask : array_like of bool, (n, rows, cols), optional
         1 = measured, 0 = blocked or bad. Masked pixels never enter the residual or the R-factor.
     device : Device-like
+    center : float, optional
+        Detector column of the rotation axis (pixels); default the detector middle ``(cols-1)/2``.
+    convention : {"fastem", "thesis"}
+        Angle convention (:class:`~fastem.tomo.ProjectionGeometry`); default ``"fastem"``.
 
     Attributes
     ----------
@@ -90,7 +94,8 @@ class TomoProblem:
         data set.
     """
 
-    def __init__(self, projections, angles, *, volume_shape=None, thickness=None, mask=None, device=None):
+    def __init__(self, projections, angles, *, volume_shape=None, thickness=None, mask=None, device=None,
+                 center=None, convention: str = "fastem"):
         proj = as_array(projections, "projections")
         if proj.ndim != 3:
             raise InputError(f"projections must be (n, rows, cols), got shape {proj.shape}")
@@ -104,11 +109,11 @@ class TomoProblem:
             if mask.shape != proj.shape:
                 raise InputError(f"mask has shape {mask.shape} but the projections have shape {proj.shape}")
         if volume_shape is None:
-            volume_shape = (thin_film_shape(detector, angles, thickness) if thickness is not None
-                            else default_volume_shape(detector))
+            volume_shape = (thin_film_shape(detector, angles, thickness, center=center, convention=convention)
+                            if thickness is not None else default_volume_shape(detector))
         elif thickness is not None:
             raise InputError("give volume_shape or thickness, not both")
-        self.geometry = ProjectionGeometry(volume_shape, detector, angles)
+        self.geometry = ProjectionGeometry(volume_shape, detector, angles, center=center, convention=convention)
         self.geometry.check_projections(proj)
         finite = np.isfinite(proj)
         bad = ~finite if mask is None else (~finite & mask)

@@ -1,10 +1,28 @@
 """The acquisition geometry of a tilt series: volume and detector shapes and orientations.
 
-Conventions are those of :mod:`fastem.geometry` (``../shared/specs/resire.md``): volume stored
-(z, y, x), point ``r = (x, y, z)`` with index ``i`` at ``i - n//2``; orientation ``k`` is the
-Euler ZYX rotation ``R_k = Z(phi) Y(theta) X(psi)`` (degrees); the point lands on detector
-column ``u = R_k[0].r + cols//2`` and row ``v = R_k[1].r + rows//2`` (pixel ``j`` centred on
-``j``); the beam runs along ``R_k[2]``. A projection image is stored (rows, cols) = (v, u).
+Conventions (``../shared/specs/resire.md``, geometry section): volume stored (z, y, x), point
+``r = (x, y, z)``; index ``i`` of an axis of length ``n`` sits at ``i - (n-1)/2`` (the geometric
+middle of the grid, as ASTRA and IMOD place it; for odd ``n`` this is ``i - n//2``). The rotation
+axis passes through detector column ``center`` (default the detector middle ``(cols-1)/2``) and
+the detector rows are centred at ``(rows-1)/2``. With the *effective* rotation ``A_k`` of
+projection ``k`` the point lands on column ``u = A_k[0].r + center`` and row
+``v = A_k[1].r + (rows-1)/2`` (pixel ``j`` centred on ``j``); the beam runs along ``A_k[2]``. A
+projection image is stored (rows, cols) = (v, u).
+
+Angle conventions (Euler ZYX degrees ``(phi, theta, psi)``, ``R = Z(phi) Y(theta) X(psi)``,
+right-handed):
+
+``"fastem"``
+    ``A = R``: the point lands at the first two components of ``R r`` (:mod:`fastem.geometry`,
+    :func:`fastem.data.tilt_series`). A tilt ``theta`` about y maps ``r`` to ``u = x cos(theta)
+    + z sin(theta)``.
+``"thesis"``
+    ``A = R^T``: seed 004 eq. 3.3-3.4, ``Pi(O){x, y} = sum_z O{R (x, y, z)}``, so the point
+    lands at the first two components of ``R^T r`` -- the convention of RESIRE and GENFIRE
+    angle files. For one tilt axis it is ``fastem`` with ``theta -> -theta``, which is also
+    ASTRA's parallel-beam angle (and TomoPy's, which hands theta to ASTRA unchanged) for the
+    slice ``volume[:, y, :]`` taken as ASTRA's (row, col) image: ``u = x cos(theta) -
+    z sin(theta)``, ``z`` growing with the row index.
 """
 
 from __future__ import annotations
@@ -18,7 +36,28 @@ import numpy as np
 from ..errors import InputError
 from ..geometry import rotation_matrices
 
-__all__ = ["ProjectionGeometry", "projection_coefficients", "thin_film_shape"]
+__all__ = ["ProjectionGeometry", "projection_coefficients", "thin_film_shape", "effective_rotations",
+           "ANGLE_CONVENTIONS", "grid_centre"]
+
+#: the angle conventions :class:`ProjectionGeometry` accepts (see the module docstring)
+ANGLE_CONVENTIONS = ("fastem", "thesis")
+
+
+def grid_centre(n: int) -> float:
+    """Index of the geometric middle of an axis of ``n`` samples: ``(n - 1) / 2``."""
+    return (int(n) - 1) / 2.0
+
+
+def effective_rotations(angles, convention: str = "fastem") -> np.ndarray:
+    """Rotations ``A_k`` (n, 3, 3) whose rows 0 and 1 give the detector axes u and v.
+
+    ``convention="fastem"``: ``A = R = Z(phi) Y(theta) X(psi)``; ``"thesis"`` (seed 004 eq.
+    3.3-3.4, RESIRE/GENFIRE angle files): ``A = R^T``. ``angles`` (n,) are tilts about y.
+    """
+    if not isinstance(convention, str) or convention not in ANGLE_CONVENTIONS:
+        raise InputError(f"angles convention must be one of {', '.join(ANGLE_CONVENTIONS)}, got {convention!r}")
+    R = rotation_matrices(angles)
+    return np.ascontiguousarray(np.transpose(R, (0, 2, 1))) if convention == "thesis" else R
 
 
 def _shape(value, n: int, what: str) -> tuple[int, ...]:
@@ -33,19 +72,24 @@ def _shape(value, n: int, what: str) -> tuple[int, ...]:
     return shape
 
 
-def projection_coefficients(rotations, volume_shape, detector_shape) -> np.ndarray:
+def projection_coefficients(rotations, volume_shape, detector_shape, center=None) -> np.ndarray:
     """Affine maps from voxel indices to detector pixel coordinates, (n, 2, 4) float64.
 
     ``u = c[k,0,0]*ix + c[k,0,1]*iy + c[k,0,2]*iz + c[k,0,3]`` (column coordinate) and ``v``
     from ``c[k, 1]`` (row coordinate), for the voxel at index (iz, iy, ix) of a volume of
     ``volume_shape`` (nz, ny, nx) and a detector of ``detector_shape`` (rows, cols).
+    ``rotations`` are the effective rotations (:func:`effective_rotations`); the voxel sits at
+    ``r = (ix - (nx-1)/2, iy - (ny-1)/2, iz - (nz-1)/2)`` and the rotation axis projects to
+    column ``center`` (pixels, default ``(cols-1)/2``), the detector rows are centred at
+    ``(rows-1)/2``.
     """
     R = np.asarray(rotations, dtype=np.float64)
     nz, ny, nx = volume_shape
     rows, cols = detector_shape
-    centre = np.array([nx // 2, ny // 2, nz // 2], dtype=np.float64)  # (x, y, z)
+    centre = np.array([grid_centre(nx), grid_centre(ny), grid_centre(nz)], dtype=np.float64)  # (x, y, z)
+    cu = grid_centre(cols) if center is None else float(center)
     c = np.empty((R.shape[0], 2, 4))
-    for a, det_centre in ((0, cols // 2), (1, rows // 2)):
+    for a, det_centre in ((0, cu), (1, grid_centre(rows))):
         c[:, a, :3] = R[:, a, :]
         c[:, a, 3] = det_centre - R[:, a, :] @ centre
     return c
@@ -63,30 +107,50 @@ class ProjectionGeometry:
     detector_shape : (rows, cols)
         Projection images (v, u); need not be square.
     angles : array_like, (n, 3) Euler ZYX degrees, or (n,) tilts about y in degrees
+    center : float, optional
+        Detector column (pixels, may be fractional or outside the detector) through which the
+        rotation axis projects; default the detector middle ``(cols - 1) / 2``.
+    convention : {"fastem", "thesis"}
+        How the angles map points to the detector (module docstring): ``"fastem"`` (default of
+        the Python API, ``u, v`` from ``R r``) or ``"thesis"`` (seed 004 eq. 3.3-3.4, ``R^T r``).
 
     Attributes
     ----------
     rotations : ndarray (n, 3, 3) float64
+        The effective rotations ``A_k`` (``R`` or ``R^T``): rows 0, 1 are the detector axes.
     coefficients : ndarray (n, 2, 4) float64 (:func:`projection_coefficients`)
     """
 
     volume_shape: tuple
     detector_shape: tuple
     angles: np.ndarray
+    center: float | None = None
+    convention: str = "fastem"
     rotations: np.ndarray = field(init=False, repr=False)
     coefficients: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "volume_shape", _shape(self.volume_shape, 3, "volume_shape"))
         object.__setattr__(self, "detector_shape", _shape(self.detector_shape, 2, "detector_shape"))
-        rot = rotation_matrices(self.angles)  # validates: None, non-numbers, empty set, non-finite, wrong shape
+        # validates: None, non-numbers, empty set, non-finite, wrong shape, unknown convention
+        rot = effective_rotations(self.angles, self.convention)
+        if self.center is None:
+            center = grid_centre(self.detector_shape[1])
+        else:
+            try:
+                center = float(self.center)
+            except (TypeError, ValueError):
+                raise InputError(f"center must be a detector column in pixels, got {self.center!r}") from None
+            if isinstance(self.center, (bool, np.bool_)) or not math.isfinite(center):
+                raise InputError(f"center must be a finite detector column in pixels, got {self.center!r}")
+        object.__setattr__(self, "center", center)
         a = np.asarray(self.angles, dtype=np.float64)
         if a.ndim == 1:
             a = np.stack([np.zeros_like(a), a, np.zeros_like(a)], axis=1)
         object.__setattr__(self, "angles", a)
         object.__setattr__(self, "rotations", rot)
         object.__setattr__(self, "coefficients",
-                           projection_coefficients(rot, self.volume_shape, self.detector_shape))
+                           projection_coefficients(rot, self.volume_shape, self.detector_shape, center))
 
     @property
     def n_projections(self) -> int:
@@ -101,8 +165,14 @@ class ProjectionGeometry:
     def projections_shape(self) -> tuple[int, int, int]:
         return (self.n_projections, *self.detector_shape)
 
+    @property
+    def axis_offset(self) -> float:
+        """``center - (cols-1)/2``: how far (pixels) the rotation axis sits from the detector middle."""
+        return float(self.center - grid_centre(self.detector_shape[1]))
+
     def single_axis_tilts(self) -> np.ndarray | None:
-        """Tilt angles (degrees) when every orientation is a rotation about y, else ``None``."""
+        """Tilts (degrees, ``fastem`` sign: ``u = x cos + z sin``) when every orientation is a
+        rotation about y, else ``None`` (the effective rotations are tested, any convention)."""
         R = self.rotations
         if not np.allclose(R[:, 1, :], [0.0, 1.0, 0.0], atol=1e-9):
             return None
@@ -120,21 +190,24 @@ class ProjectionGeometry:
                              f"{self.detector_shape[0]}x{self.detector_shape[1]}")
 
 
-def thin_film_shape(detector_shape, angles, thickness: int, max_factor: float = 4.0) -> tuple[int, int, int]:
+def thin_film_shape(detector_shape, angles, thickness: int, max_factor: float = 4.0, *, center=None,
+                    convention: str = "fastem") -> tuple[int, int, int]:
     """Volume (thickness, ny, nx) covering every voxel of a slab that some projection sees.
 
     A voxel at ``|z| <= thickness/2`` is kept when it lands on the detector for at least one
     orientation; the lateral extent is the bounding box of those regions (the detector's
     corners mapped back into the slab planes ``z = -+ thickness/2``). Near-edge-on orientations
     (whose field of view in the slab would exceed ``max_factor`` times the detector) are
-    capped there, with a warning.
+    capped there, with a warning. ``center`` (rotation-axis column, default the middle) widens
+    the field of view by its offset from the middle; ``convention`` as :class:`ProjectionGeometry`.
     """
     from ._validate import as_int
 
     rows, cols = _shape(detector_shape, 2, "detector_shape")
     t = as_int(thickness, "thickness", minimum=1)
-    R = rotation_matrices(angles)
-    half_x, half_y = cols / 2.0, rows / 2.0
+    R = effective_rotations(angles, convention)
+    offset = 0.0 if center is None else abs(float(center) - grid_centre(cols))
+    half_x, half_y = cols / 2.0 + offset, rows / 2.0
     cap_x, cap_y = max_factor * half_x, max_factor * half_y
     ext_x, ext_y, capped = half_x, half_y, 0
     corners = np.array([[su * half_x, sv * half_y] for su in (-1, 1) for sv in (-1, 1)])

@@ -77,7 +77,8 @@ class Resire(IterativeReconstruction):
 def resire(projections, angles, *, iterations: int = 100, step: float = 2.0, projector: str = "fst",
            oversampling=2.0, positivity: bool = True, mask=None, support=None, volume_shape=None, thickness=None,
            initial=None, device=None, engine: str | None = None, progress: bool | None = None, callback=None,
-           callback_every: int = 0, state: dict | None = None, rtol: float | None = None) -> ReconstructionResult:
+           callback_every: int = 0, state: dict | None = None, rtol: float | None = None, center=None,
+           convention: str = "fastem", noise_level: float | None = None) -> ReconstructionResult:
     """Reconstruct a volume from projections with RESIRE.
 
     Parameters
@@ -96,15 +97,24 @@ def resire(projections, angles, *, iterations: int = 100, step: float = 2.0, pro
         A checkpoint from :meth:`Resire.state` to continue from.
     rtol : float, optional
         Stop early when the R-factor changes by less than ``rtol`` over 20 iterations.
+    center : float, optional
+        Detector column of the rotation axis (pixels; default the detector middle ``(cols-1)/2``).
+    convention : {"fastem", "thesis"}
+        Angle convention (:class:`~fastem.tomo.ProjectionGeometry`): ``"thesis"`` for RESIRE /
+        GENFIRE angle files and ASTRA / TomoPy single-axis angles.
+    noise_level : float, optional
+        Standard deviation of the measurement noise (data units): stop at the discrepancy
+        principle (:meth:`~fastem.tomo.solver.IterativeReconstruction.run`).
 
     Returns
     -------
     ReconstructionResult
     """
     problem = TomoProblem(projections, angles, volume_shape=volume_shape, thickness=thickness, mask=mask,
-                          device=device)
+                          device=device, center=center, convention=convention)
     solver = Resire(problem, projector=projector, oversampling=oversampling, step=step, positivity=positivity,
                     support=support, initial=initial, engine=engine)
     if state is not None:
         solver.restore(state)
-    return solver.run(iterations, progress=progress, callback=callback, callback_every=callback_every, rtol=rtol)
+    return solver.run(iterations, progress=progress, callback=callback, callback_every=callback_every, rtol=rtol,
+                      noise_level=noise_level)

@@ -103,6 +103,7 @@ class IterativeReconstruction:
             self.l1 = xp.zeros(problem.n_projections, dtype=np.float64)
         self.history: list[float] = []
         self.iteration = 0
+        self.stopped: str | None = None  # why the last run() ended early ("rtol", "discrepancy"), else None
 
     # ---- one iteration -----------------------------------------------------------------------
     def _step(self) -> float:  # pragma: no cover - abstract
@@ -145,12 +146,19 @@ class IterativeReconstruction:
 
     # ---- the loop ----------------------------------------------------------------------------
     def run(self, iterations: int, *, progress: bool | None = None, callback=None, callback_every: int = 0,
-            rtol: float | None = None, window: int = 20) -> ReconstructionResult:
+            rtol: float | None = None, window: int = 20, noise_level: float | None = None,
+            tau: float = 1.0) -> ReconstructionResult:
         """Iterate until ``iterations`` have been done in total (counting those before a resume).
 
         ``callback(self)`` runs every ``callback_every`` iterations (checkpoints). ``rtol`` stops
         early once the R-factor changed by less than ``rtol`` (relative) over ``window``
         iterations. ``progress`` shows a bar with the R-factor (default: unless quiet).
+
+        ``noise_level`` (sigma of additive Gaussian noise, in the data's units) stops at the
+        discrepancy principle, the thesis' remedy for over-fitting noisy data: once the mean
+        absolute residual over the measured pixels of the iterate entering an iteration is at
+        most ``tau * sigma * sqrt(2/pi)`` (the mean absolute value of the noise itself), that
+        iteration is the last. :attr:`stopped` then says ``"discrepancy"``.
         """
         iterations = as_int(iterations, "iterations", minimum=0)
         callback_every = as_int(callback_every, "callback_every", minimum=0)
@@ -159,6 +167,13 @@ class IterativeReconstruction:
             rtol = as_float(rtol, "rtol", minimum=0.0)
         if callback is not None and not callable(callback):
             raise InputError(f"callback must be callable, got {type(callback).__name__}")
+        threshold = None
+        if noise_level is not None:
+            noise_level = as_float(noise_level, "noise_level", minimum=0.0)
+            tau = as_float(tau, "tau", positive=True)
+            measured = float(self.problem.device.xp.sum(self.problem.mask))
+            threshold = tau * noise_level * self.scale * math.sqrt(2.0 / math.pi) * measured
+        self.stopped = None
         t0 = time.perf_counter()
         todo = max(0, iterations - self.iteration)
         bar = progress_bar(total=todo, desc=self.algorithm, disable=None if progress is None else not progress)
@@ -172,7 +187,11 @@ class IterativeReconstruction:
                 if rtol is not None and len(self.history) > window:
                     old = self.history[-1 - window]
                     if abs(old - rf) <= rtol * rf:
+                        self.stopped = "rtol"
                         break
+                if threshold is not None and float(self.problem.device.xp.sum(self.l1)) <= threshold:
+                    self.stopped = "discrepancy"
+                    break
         finally:
             bar.close()
         return self.result(seconds=time.perf_counter() - t0)
@@ -207,7 +226,8 @@ class IterativeReconstruction:
         return {"algorithm": self.algorithm, "projector": self.op.name, "positivity": self.positivity,
                 "volume_shape": list(geo.volume_shape), "detector_shape": list(geo.detector_shape),
                 "n_projections": geo.n_projections, "support": self.support is not None,
-                "mask": self.problem.has_mask, "device": str(self.problem.device), "data_scale": self.scale}
+                "mask": self.problem.has_mask, "device": str(self.problem.device), "data_scale": self.scale,
+                "center": geo.center, "angles_convention": geo.convention}
 
     def state(self) -> dict:
         """Everything needed to continue: iteration, volume (host copy), R-factor history, config."""
