@@ -9,6 +9,8 @@ Operators
     :class:`ProjectionGeometry`, :class:`LinearProjector` (sub-point splatting and its exact
     adjoint), :class:`FourierSliceProjector` (``fst``), :func:`make_projector`,
     :func:`thin_film_shape`, :func:`projection_coefficients`.
+Geometry helpers
+    :func:`find_center` (``fastem.tomo.centre``: rotation axis of a single-axis series).
 Metrics
     :func:`r_factor`, :func:`relative_error`, :func:`fourier_shell_correlation`.
 Jobs
@@ -18,6 +20,7 @@ Jobs
 """
 
 from .baselines import Sirt, angular_weights, fbp, ramp_filter, sirt
+from .centre import CenterEstimate, find_center
 from .metrics import fourier_shell_correlation, r_factor, r_factor_per_projection, relative_error
 from .operators import BORDER, PROJECTORS, FourierSliceProjector, LinearProjector, fst_grid, make_projector
 from .problem import TomoProblem, default_volume_shape
@@ -31,4 +34,5 @@ __all__ = [
     "ProjectionGeometry", "projection_coefficients", "thin_film_shape",
     "LinearProjector", "FourierSliceProjector", "make_projector", "fst_grid", "PROJECTORS", "BORDER",
     "r_factor", "r_factor_per_projection", "relative_error", "fourier_shell_correlation",
+    "find_center", "CenterEstimate",
 ]
