@@ -29,13 +29,24 @@ import click
 @click.option("--thickness", type=click.IntRange(min=1), default=None,
               help="Thin film / slab thickness in voxels: the volume then covers the lateral field of view "
                    "of every tilt. Default: a volume as deep as the detector is wide.")
+@click.option("--center", "center", default=None, metavar="COL|auto",
+              help="Detector column (pixels, may be fractional) through which the rotation axis projects, like "
+                   "TomoPy's center; default the detector middle (cols-1)/2 (ASTRA, IMOD). 'auto' estimates it "
+                   "(single tilt axis) and prints the estimate and its quality.")
+@click.option("--angles-convention", "angles_convention", type=click.Choice(["thesis", "fastem"]), default="thesis",
+              show_default=True,
+              help="thesis: RESIRE/GENFIRE Euler angles (a voxel at r lands at R^T r, thesis eq. 3.4); for one "
+                   "tilt axis this is ASTRA's and TomoPy's theta. fastem: R r (theta negated).")
+@click.option("--noise-level", "noise_level", type=float, default=None, metavar="SIGMA",
+              help="Noise standard deviation in the data's units: RESIRE/SIRT stop when the mean absolute "
+                   "residual reaches that of the noise (discrepancy principle), at most --iterations.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Write OUT with a resumable checkpoint every N iterations (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint stored in OUT (same inputs and "
                                              "parameters; --iterations and --checkpoint-every may change).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(input_path, output_path, angles, algorithm, iterations, step, projector, oversampling, positivity,
-            thickness, checkpoint_every, resume, overwrite):
+            thickness, center, angles_convention, noise_level, checkpoint_every, resume, overwrite):
     """Reconstruct a volume from a tilt series.
 
     IN is a Data Exchange file (/exchange/data, /exchange/theta in degrees or /exchange/angles
@@ -50,13 +61,33 @@ def command(input_path, output_path, angles, algorithm, iterations, step, projec
     from fastem.config import settings
     from fastem.tomo.job import tomo_file
 
-    for value, flag in ((step, "--step"), (oversampling, "--oversampling")):
-        if not math.isfinite(value):
+    for value, flag in ((step, "--step"), (oversampling, "--oversampling"), (noise_level, "--noise-level")):
+        if value is not None and not math.isfinite(value):
             raise click.BadParameter(f"must be a finite number, got {value}", param_hint=flag)
+    if noise_level is not None and noise_level < 0:
+        raise click.BadParameter(f"must be >= 0, got {noise_level}", param_hint="--noise-level")
+    if center is not None and center != "auto":
+        try:
+            center = float(center)
+        except ValueError:
+            raise click.BadParameter(f"must be a detector column in pixels or 'auto', got {center!r}",
+                                     param_hint="--center") from None
+        if not math.isfinite(center):
+            raise click.BadParameter(f"must be a finite detector column, got {center}", param_hint="--center")
+
+    def report_center(est):
+        if not settings.quiet:
+            extra = f", fit RMS {est.fit_rms:.3f} px" if est.method == "com" else f", R_F {100 * est.r_factor:.2f} %"
+            click.echo(f"center: column {est.center:.2f} ({est.offset:+.2f} px from the middle; {est.method}, "
+                       f"quality {est.quality:.3f}{extra})")
     result, _cfg = tomo_file(input_path, output_path, algorithm=algorithm, iterations=iterations, step=step,
                              projector=projector, oversampling=oversampling, positivity=positivity,
                              thickness=thickness, angles=angles, checkpoint_every=checkpoint_every, resume=resume,
-                             overwrite=overwrite, command=command_line())
+                             overwrite=overwrite, command=command_line(), center=center,
+                             angles_convention=angles_convention, noise_level=noise_level,
+                             on_center=report_center)
     if not settings.quiet:
-        click.echo(f"{algorithm}: {result.iterations} iteration(s), volume {tuple(result.volume.shape)} (z, y, x), "
+        stop = " (stopped: noise level reached)" if result.config.get("stopped") == "discrepancy" else ""
+        click.echo(f"{algorithm}: {result.iterations} iteration(s){stop}, volume {tuple(result.volume.shape)} "
+                   f"(z, y, x), axis at column {result.config.get('center', float('nan')):.2f}, "
                    f"R_F {100 * result.r_factor:.2f} % -> {output_path}")

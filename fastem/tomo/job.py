@@ -41,7 +41,7 @@ __all__ = ["read_series", "read_angles", "tomo_file", "SeriesInput", "RESUME_FLA
 RESUME_FLAGS = {"algorithm": "--algorithm", "step": "--step", "projector": "--projector",
                 "oversampling": "--oversampling", "positivity": "--positivity/--no-positivity",
                 "thickness": "--thickness", "volume_shape": "volume shape", "projections": "IN (projections)",
-                "angles": "angles", "mask": "mask"}
+                "angles": "angles", "mask": "mask", "center": "--center", "angles_convention": "--angles-convention"}
 
 
 @dataclass
@@ -183,23 +183,25 @@ def read_series(spec, *, angles=None) -> SeriesInput:
                      f"stack {'/'.join(_mrc_suffixes())})")
 
 
-def _volume_shape(series, thickness):
+def _volume_shape(series, thickness, center=None, convention="fastem"):
     from .problem import default_volume_shape
     from .projection_geometry import thin_film_shape
 
     detector = series.projections.shape[1:]
-    return thin_film_shape(detector, series.angles, thickness) if thickness is not None \
-        else default_volume_shape(detector)
+    return thin_film_shape(detector, series.angles, thickness, center=center, convention=convention) \
+        if thickness is not None else default_volume_shape(detector)
 
 
-def check_memory(series, *, algorithm: str, projector: str, oversampling, thickness, device, where: str) -> dict:
+def check_memory(series, *, algorithm: str, projector: str, oversampling, thickness, device, where: str,
+                 center=None, convention: str = "fastem") -> dict:
     """Refuse (one line, estimate vs available) a run that cannot fit; returns the estimate."""
     from .memory import check_run_memory, estimate_run_bytes
     from .operators import FourierSliceProjector
     from .projection_geometry import ProjectionGeometry
 
-    vshape = _volume_shape(series, thickness)
-    geometry = ProjectionGeometry(vshape, series.projections.shape[1:], series.angles)
+    vshape = _volume_shape(series, thickness, center, convention)
+    geometry = ProjectionGeometry(vshape, series.projections.shape[1:], series.angles, center=center,
+                                  convention=convention)
     use_fst = algorithm == "resire" and projector == "fst"
     hint = ("; reconstruct a thinner slab (--thickness)"
             + (", use --projector linear or a smaller --oversampling" if use_fst else "")
@@ -222,7 +224,8 @@ def check_memory(series, *, algorithm: str, projector: str, oversampling, thickn
 def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int = 100, step: float = 2.0,
               projector: str = "fst", oversampling=2.0, positivity: bool = True, thickness: int | None = None,
               angles=None, checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
-              device: Any = None, command: str | None = None, progress: bool | None = None):
+              device: Any = None, command: str | None = None, progress: bool | None = None, center=None,
+              angles_convention: str = "thesis", noise_level: float | None = None, on_center=None):
     """Reconstruct the tilt series ``in_spec`` into the Data Exchange volume ``out_path``.
 
     Parameters
@@ -235,6 +238,16 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         See :class:`fastem.tomo.Resire`, :class:`fastem.tomo.Sirt`, :func:`fastem.tomo.fbp`.
     angles : str, optional
         Angle file for a dataset or an MRC stack (:func:`read_series`).
+    center : float or "auto", optional
+        Detector column of the rotation axis (pixels; default the detector middle ``(cols-1)/2``);
+        ``"auto"`` estimates it (:func:`fastem.tomo.find_center`, single-axis series) and calls
+        ``on_center(estimate)`` with the :class:`~fastem.tomo.CenterEstimate`.
+    angles_convention : {"thesis", "fastem"}
+        How the file's angles map the volume to the detector (:class:`~fastem.tomo.ProjectionGeometry`):
+        ``"thesis"`` (default: RESIRE/GENFIRE Euler angles, seed 004 eq. 3.4; for a single axis
+        ASTRA's and TomoPy's theta) or ``"fastem"`` (``R`` instead of ``R^T``: theta negated).
+    noise_level : float, optional
+        Noise sigma in the data's units: stop RESIRE/SIRT by the discrepancy principle.
     checkpoint_every : int
         Rewrite the output with a resumable checkpoint every this many iterations (0: never).
     resume : bool
@@ -272,6 +285,20 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         raise InputError(f"oversampling must be a number (or 3 numbers) in [1, 8], got {oversampling!r}")
     if resume and algorithm == "fbp":
         raise InputError("--resume: FBP is a single step; there is nothing to resume")
+    from .projection_geometry import ANGLE_CONVENTIONS
+
+    if angles_convention not in ANGLE_CONVENTIONS:
+        raise InputError(f"--angles-convention must be one of {', '.join(ANGLE_CONVENTIONS)}, "
+                         f"got {angles_convention!r}")
+    if center is not None and not (isinstance(center, str) and center == "auto"):
+        try:
+            center = float(center)
+        except (TypeError, ValueError):
+            raise InputError(f"--center must be a detector column in pixels or 'auto', got {center!r}") from None
+        if not np.isfinite(center):
+            raise InputError(f"--center must be a finite detector column, got {center!r}")
+    if noise_level is not None:
+        noise_level = as_float(noise_level, "--noise-level", minimum=0.0)
     if in_spec is None or out_path is None:
         raise InputError("an input and an output are required")
     out = Path(out_path)
@@ -282,14 +309,17 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         return _run_locked(in_spec, out, algorithm=algorithm, iterations=iterations, step=step, projector=projector,
                            oversampling=oversampling, positivity=positivity, thickness=thickness, angles=angles,
                            checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite,
-                           device=resolve_device(device), command=command, progress=progress, guard=guard)
+                           device=resolve_device(device), command=command, progress=progress, guard=guard,
+                           center=center, convention=angles_convention, noise_level=noise_level,
+                           on_center=on_center)
 
 
-def _fingerprint(series, *, algorithm, step, projector, oversampling, positivity, thickness, volume_shape):
+def _fingerprint(series, *, algorithm, step, projector, oversampling, positivity, thickness, volume_shape,
+                 center, convention):
     from .. import io
 
     params = {"algorithm": algorithm, "positivity": bool(positivity), "thickness": thickness,
-              "volume_shape": list(volume_shape)}
+              "volume_shape": list(volume_shape), "center": float(center), "angles_convention": convention}
     if algorithm == "resire":
         params.update(step=float(step), projector=projector)
         if projector == "fst":
@@ -321,7 +351,8 @@ def _resume_state(out: Path) -> dict:
 
 
 def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, oversampling, positivity, thickness,
-                angles, checkpoint_every, resume, overwrite, device, command, progress, guard):
+                angles, checkpoint_every, resume, overwrite, device, command, progress, guard, center, convention,
+                noise_level, on_center):
     from .. import io
     from . import Resire, Sirt, TomoProblem, fbp
 
@@ -329,8 +360,21 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
     state = _resume_state(out) if resume else None
     src = read_series(in_spec, angles=angles)
     series, where, inputs = src.series, src.where, src.files
+    estimate = None
+    if center == "auto":
+        from .centre import find_center
+
+        method = "com" if series.mask is None or np.all(series.mask) else "reprojection"
+        try:
+            estimate = find_center(series.projections, series.angles, method=method, convention=convention,
+                                   mask=series.mask, device=device)
+        except InputError as exc:
+            raise InputError(f"{where}: --center auto: {exc}") from None
+        center = estimate.center
+        if on_center is not None:
+            on_center(estimate)
     check_memory(series, algorithm=algorithm, projector=projector, oversampling=oversampling, thickness=thickness,
-                 device=device, where=where)
+                 device=device, where=where, center=center, convention=convention)
     hint = "try a smaller --step" if algorithm == "resire" else "check the data and the angles"
     written = [False]
 
@@ -344,10 +388,10 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
     try:
         if algorithm == "fbp":
             result = fbp(series.projections, series.angles, mask=series.mask, thickness=thickness,
-                         positivity=positivity, device=device)
+                         positivity=positivity, device=device, center=center, convention=convention)
         else:
             problem = TomoProblem(series.projections, series.angles, thickness=thickness, mask=series.mask,
-                                  device=device)
+                                  device=device, center=center, convention=convention)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     if algorithm != "fbp":
@@ -359,7 +403,8 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
         used = getattr(solver.op, "oversampling", oversampling)
         fingerprint = _fingerprint(series, algorithm=algorithm, step=step, projector=projector,
                                    oversampling=used, positivity=positivity, thickness=thickness,
-                                   volume_shape=problem.geometry.volume_shape)
+                                   volume_shape=problem.geometry.volume_shape, center=problem.geometry.center,
+                                   convention=convention)
         if state is not None:
             io.check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out), names=RESUME_FLAGS)
             solver.restore(state)
@@ -371,8 +416,15 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
                   {"r_factor_history": st["r_factor_history"], "iterations": s.iteration}, checkpoint=st)
 
         result = solver.run(iterations, progress=progress, callback=checkpoint if checkpoint_every else None,
-                            callback_every=checkpoint_every)
+                            callback_every=checkpoint_every, noise_level=noise_level)
+        if solver.stopped:
+            result.config["stopped"] = solver.stopped
     cfg = dict(result.config, input=where, iterations_requested=iterations)
+    if noise_level is not None:
+        cfg["noise_level"] = noise_level
+    if estimate is not None:
+        cfg["center_estimate"] = {"center": estimate.center, "offset": estimate.offset, "method": estimate.method,
+                                  "quality": estimate.quality, "fit_rms": estimate.fit_rms}
     if len(inputs) > 1:
         cfg["angles_file"] = str(inputs[1])
     results = {"r_factor_history": result.r_factor_history, "r_factor": result.r_factor,

@@ -147,7 +147,7 @@ class IterativeReconstruction:
     # ---- the loop ----------------------------------------------------------------------------
     def run(self, iterations: int, *, progress: bool | None = None, callback=None, callback_every: int = 0,
             rtol: float | None = None, window: int = 20, noise_level: float | None = None,
-            tau: float = 1.0) -> ReconstructionResult:
+            tau: float = 1.1) -> ReconstructionResult:
         """Iterate until ``iterations`` have been done in total (counting those before a resume).
 
         ``callback(self)`` runs every ``callback_every`` iterations (checkpoints). ``rtol`` stops
@@ -158,7 +158,9 @@ class IterativeReconstruction:
         discrepancy principle, the thesis' remedy for over-fitting noisy data: once the mean
         absolute residual over the measured pixels of the iterate entering an iteration is at
         most ``tau * sigma * sqrt(2/pi)`` (the mean absolute value of the noise itself), that
-        iteration is the last. :attr:`stopped` then says ``"discrepancy"``.
+        iteration is the last. :attr:`stopped` then says ``"discrepancy"``. ``tau`` (default 1.1,
+        Morozov's safety factor) leaves room for the forward model's own error: with none, a
+        projector that cannot fit the data exactly would never reach the noise level.
         """
         iterations = as_int(iterations, "iterations", minimum=0)
         callback_every = as_int(callback_every, "callback_every", minimum=0)
