@@ -3,9 +3,10 @@
 A tilt series about y decomposes into independent 2D problems, one per detector row / volume
 y-slice: the slice ``volume[:, y, :]`` (z, x) and the sinogram ``projections[:, y, :]``. The
 ASTRA image of a slice is that (z, x) array with its rows reversed (ASTRA's image y axis points
-up); ``parallel_vec`` detector offsets make ASTRA's centre convention (half-integer for even
-sizes) coincide with fastem's (``i - n // 2``), so both map a voxel to the same detector column:
-``u = x cos(theta) + z sin(theta)``. Only the CPU algorithms are used (no CUDA here).
+up), so that ASTRA's angle equals fastem's ``convention="fastem"`` tilt (without the reversal it
+equals ``convention="thesis"``: ``tests/test_tomo_conventions.py``); both place index ``i`` at
+``i - (n-1)/2`` and the axis at the detector middle ``(cols-1)/2``, so both map a voxel to the
+same detector column: ``u = x cos(theta) + z sin(theta)``. Only the CPU algorithms are used (no CUDA here).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class AstraSlices:
         nz, self.ny, nx = (int(s) for s in volume_shape)
         self.nz, self.nx, self.cols = nz, nx, int(detector_cols)
         th = np.deg2rad(np.asarray(tilts_deg, dtype=np.float64))
-        dx, dz, dc = (n // 2 - (n - 1) / 2 for n in (nx, nz, self.cols))
+        dx = dz = dc = 0.0  # same centring as fastem (geometric middle): no offsets
         u = np.stack([np.cos(th), np.sin(th)], axis=1)  # detector pixel vector in ASTRA (x, y)
         ray = np.stack([-np.sin(th), np.cos(th)], axis=1)
         d = (dx * u[:, 0] + dz * u[:, 1] - dc)[:, None] * u  # detector centre

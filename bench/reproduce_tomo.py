@@ -47,7 +47,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _metrics(name, volume, truth, data, geometry, own_r_factor, iterations, seconds, mask=None):
     lin = LinearProjector(geometry).project(volume.astype(np.float32))
-    sim = tilt_series(volume, geometry.angles, detector_shape=geometry.detector_shape)
+    sim = tilt_series(volume, geometry.angles, detector_shape=geometry.detector_shape, centring="middle")
     _, fsc_all, _ = fourier_shell_correlation(volume, truth)
     _, fsc_z, _ = fourier_shell_correlation(volume, truth, direction=(0, 0, 1), cone_deg=30)
     return {
@@ -75,8 +75,8 @@ def _astra_sirt(data, tilts, shape, iterations):
 def single_axis(n, step, iterations, noise, seed, log):
     truth = vesicle_3d(n, seed=0)
     tilts = tilt_angles(-70.0, 70.0, step)
-    data = tilt_series(truth, tilts, noise_sigma=noise, seed=seed)
-    clean = tilt_series(truth, tilts)
+    data = tilt_series(truth, tilts, noise_sigma=noise, seed=seed, centring="middle")
+    clean = tilt_series(truth, tilts, centring="middle")
     geo = ProjectionGeometry(truth.shape, data.shape[1:], tilts)
     rows, volumes, histories = [], {}, {}
     floor = r_factor(clean, data)
@@ -124,7 +124,7 @@ def two_axis(n, step, iterations, noise, seed, log):
     single = np.stack([np.zeros_like(tilts), tilts, np.zeros_like(tilts)], axis=1)
     second = np.stack([np.zeros_like(tilts), np.zeros_like(tilts), tilts], axis=1)
     both = np.concatenate([single, second])
-    data = tilt_series(truth, both, noise_sigma=noise, seed=seed)
+    data = tilt_series(truth, both, noise_sigma=noise, seed=seed, centring="middle")
     out = []
     for name, ang, d in (("y axis only", single, data[: len(tilts)]), ("y and x axes", both, data)):
         res = resire(d, ang, projector="linear", iterations=iterations, progress=False)
@@ -139,7 +139,7 @@ def two_axis(n, step, iterations, noise, seed, log):
 def quarter_masked(n, step, iterations, noise, seed, log):
     truth = vesicle_3d(n, seed=0)
     tilts = tilt_angles(-70.0, 70.0, step)
-    data = tilt_series(truth, tilts, noise_sigma=noise, seed=seed)
+    data = tilt_series(truth, tilts, noise_sigma=noise, seed=seed, centring="middle")
     _, rows, cols = data.shape
     mask = np.ones(data.shape, dtype=bool)
     for k in range(len(tilts)):  # a different quadrant of each projection in turn

@@ -72,14 +72,17 @@ def run(out_dir: Path, *, overwrite: bool = True, quick: bool = False) -> list[d
     n, step, iterations = (24, 14.0, 5) if quick else (64, 3.5, 40)
     truth = vesicle_3d(n, seed=0)
     theta = tilt_angles(-70.0, 70.0, step)
-    projections = tilt_series(truth, theta, noise_sigma=0.01, seed=1)
+    # the file stores theta in the thesis / ASTRA / TomoPy sign (what `fastem tomo` reads by default);
+    # fastem's ray-sum simulator takes the fastem sign, -theta
+    projections = tilt_series(truth, -theta, noise_sigma=0.01, seed=1, centring="middle")
     series_path = out / "vesicle_tilt.h5"
     save_tilt_series(series_path, projections, theta, overwrite=overwrite,
                      config={"volume": f"vesicle_3d({n}, seed=0)", "noise_sigma": 0.01, "seed": 1})
     series = io.read_tilt_series(series_path)  # the same path the CLI takes
 
-    result = resire(series.projections, series.angles, iterations=iterations, projector="fst", progress=False)
-    baseline = fbp(series.projections, series.angles)
+    result = resire(series.projections, series.angles, iterations=iterations, projector="fst", progress=False,
+                    convention="thesis")
+    baseline = fbp(series.projections, series.angles, convention="thesis")
     volume_path = out / "vesicle_resire.h5"
     cfg = dict(result.config, input=str(series_path))
     io.write_dxchange_volume(volume_path, result.volume, provenance=io.provenance(command="fastem demo", config=cfg),
