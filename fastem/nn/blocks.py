@@ -16,6 +16,15 @@ self-supervised U-Net / HRNet / PatchGAN of issue 13 reuse the same blocks.
 * :class:`SNConv2d` -- spectrally normalised convolution (one power iteration per training
   forward), the discriminators' unit; init ``N(0, 0.03)``, zero bias.
 * :func:`init_normal` -- ``N(0, std)`` weights and zero biases for any module tree.
+* :class:`ConvNormAct` -- a plain convolution (``same`` padding, optional dilation) ->
+  batch / instance / no norm -> ReLU / leaky ReLU 0.2 / nothing: the unit of the
+  self-supervised U-Net, HRNet and PatchGAN (issue 13, seed 002), which use ordinary
+  batch-normalised convolutions as Pix2Pix and Sytwu et al. do.
+* :class:`ProjectedResidualBlock` -- ``act(f(x) + P x)`` with ``f`` two ``ConvNormAct`` and
+  ``P`` a 1x1 convolution when the channel count changes (identity otherwise); Sytwu et al.'s
+  U-Net block and HRNet's basic block.
+* :func:`norm_layer` -- the norm layer by name; :func:`pad_to_multiple` -- reflect-pad the
+  bottom/right of a batch to a multiple of a network's total downsampling.
 
 All tensors are float32 ``(N, C, H, W)`` unless stated.
 """
@@ -27,7 +36,8 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["WNConv2d", "WNConvTranspose2d", "MeanOnlyBatchNorm", "GenConv", "GenDeconv", "ResidualBlock",
-           "SNConv2d", "init_normal", "data_init", "freeze_batch_norm", "count_parameters"]
+           "SNConv2d", "init_normal", "data_init", "freeze_batch_norm", "count_parameters", "norm_layer",
+           "ConvNormAct", "ProjectedResidualBlock", "NORMS", "pad_to_multiple"]
 
 GEN_INIT_STD = 0.05   # seed 000: generator weights ~ N(0, 0.05)
 DISC_INIT_STD = 0.03  # seed 000: discriminator weights ~ N(0, 0.03), zero biases
@@ -238,3 +248,100 @@ def freeze_batch_norm(module: nn.Module, frozen: bool = True) -> None:
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars in ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+#: norm layers :func:`norm_layer` knows
+NORMS = ("batch", "instance", "none")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """``"batch"`` -> ``BatchNorm2d``, ``"instance"`` -> affine ``InstanceNorm2d``, ``"none"`` -> identity."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {kind!r}")
+
+
+def _activation(kind: str) -> nn.Module:
+    if kind == "relu":
+        return nn.ReLU()
+    if kind == "lrelu":
+        return nn.LeakyReLU(0.2)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"act must be relu, lrelu or none, got {kind!r}")
+
+
+class ConvNormAct(nn.Sequential):
+    """``Conv2d`` -> norm -> activation.
+
+    Parameters
+    ----------
+    cin, cout : int
+        Input and output channels.
+    kernel, stride, dilation : int
+        Square kernel; ``padding`` defaults to ``dilation * (kernel - 1) // 2`` (``same`` for odd
+        kernels at stride 1).
+    norm : "batch", "instance", "none"
+    act : "relu", "lrelu" (slope 0.2), "none"
+    padding : int, optional
+    bias : bool, optional
+        Default: a bias only without norm (a norm's shift makes it redundant).
+
+    Shapes: ``(N, cin, H, W) -> (N, cout, floor((H + 2p - d(k-1) - 1)/s) + 1, ...)``, float32.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, *, dilation: int = 1,
+                 norm: str = "batch", act: str = "relu", padding: int | None = None, bias: bool | None = None):
+        pad = dilation * (kernel - 1) // 2 if padding is None else int(padding)
+        conv = nn.Conv2d(cin, cout, kernel, stride, pad, dilation=dilation,
+                         bias=(norm == "none") if bias is None else bool(bias))
+        super().__init__(conv, norm_layer(norm, cout), _activation(act))
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self[0]
+
+
+class ProjectedResidualBlock(nn.Module):
+    """``act(norm(conv(act(norm(conv(x))))) + P x)``: two 3x3 convolutions and a skip.
+
+    ``P`` is a 1x1 convolution when ``cin != cout`` (or ``project=True``), else the identity.
+    Sytwu et al. 2022 (seed 002 ref. 46) build their U-Net from these blocks; HRNet's basic
+    block is the same with ``cin == cout``. ``dilation`` dilates both 3x3 convolutions.
+
+    Shapes: ``(N, cin, H, W) -> (N, cout, H, W)``.
+    """
+
+    def __init__(self, cin: int, cout: int, *, kernel: int = 3, dilation: int = 1, norm: str = "batch",
+                 act: str = "relu", project: bool | None = None):
+        super().__init__()
+        self.body = nn.Sequential(ConvNormAct(cin, cout, kernel, dilation=dilation, norm=norm, act=act),
+                                  ConvNormAct(cout, cout, kernel, dilation=dilation, norm=norm, act="none"))
+        need = cin != cout if project is None else bool(project)
+        self.skip = nn.Conv2d(cin, cout, 1) if need else nn.Identity()
+        self.act = _activation(act)
+
+    def convs(self) -> list[nn.Conv2d]:
+        """The main path's convolutions, in order (for receptive-field bookkeeping)."""
+        return [m.conv for m in self.body]
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.skip(x))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad the bottom and right of ``x`` (N, C, H, W) so H and W are multiples of ``multiple``.
+
+    Reflection padding where the image is large enough, edge replication otherwise. Returns
+    ``(padded, (H, W))``; crop a network's output back with ``y[..., :H, :W]``.
+    """
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    ph, pw = (-h) % int(multiple), (-w) % int(multiple)
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)

@@ -42,17 +42,27 @@ def register_kind(kind: str, builder: Callable[[dict], torch.nn.Module]) -> None
     _BUILDERS[str(kind)] = builder
 
 
+_WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
 def save_model(path, module: torch.nn.Module, *, kind: str, config: dict, record: dict | None = None,
-               overwrite: bool = False, inputs=()) -> Path:
+               overwrite: bool = False, inputs=(), weights_dtype: str = "float32") -> Path:
     """Write ``module``'s weights with ``config`` and ``record`` atomically (temporary file + rename).
 
     ``inputs``: files the run read (never overwritten, even with ``overwrite``).
+    ``weights_dtype``: ``"float32"`` or ``"float16"`` (floating tensors stored at half size, e.g.
+    for a model shipped inside the package; :func:`load_model` loads them into the float32
+    network, so only the storage is rounded, to ~3 significant digits).
     """
     if kind not in _BUILDERS:
         raise InputError(f"unknown model kind {kind!r}; known: {', '.join(sorted(_BUILDERS)) or 'none'}")
-    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    if weights_dtype not in _WEIGHT_DTYPES:
+        raise InputError(f"weights_dtype must be one of {', '.join(_WEIGHT_DTYPES)}, got {weights_dtype!r}")
+    want = _WEIGHT_DTYPES[weights_dtype]
+    state = {k: (v.detach().cpu().to(want) if v.is_floating_point() else v.detach().cpu()).clone()
+             for k, v in module.state_dict().items()}
     payload = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "kind": kind, "config": _plain(dict(config)),
-               "record": _plain(dict(record or {})), "state_dict": state}
+               "record": _plain(dict(record or {})), "state_dict": state, "weights_dtype": weights_dtype}
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -94,6 +104,18 @@ def _read(path) -> dict:
     return payload
 
 
+def repack_model(path, output, *, weights_dtype: str = "float16", overwrite: bool = False) -> Path:
+    """Copy the model file ``path`` to ``output`` with its weights stored as ``weights_dtype``.
+
+    Config and record are kept; the record gains ``repacked_from`` and ``weights_dtype``.
+    """
+    module, info = load_model(path)
+    record = dict(info.get("record") or {})
+    record.update({"repacked_from": Path(path).name, "weights_dtype": weights_dtype})
+    return save_model(output, module, kind=info["kind"], config=info["config"], record=record,
+                      overwrite=overwrite, inputs=[path], weights_dtype=weights_dtype)
+
+
 def read_model_record(path) -> dict:
     """``{"kind", "config", "record", "version"}`` of a model file (weights not built)."""
     payload = _read(path)
@@ -106,7 +128,7 @@ def load_model(path, *, kind: str | None = None, device="cpu") -> tuple[torch.nn
     ``kind``: the expected kind (e.g. ``"completion-gan"``); another kind is refused.
     ``info`` is :func:`read_model_record`'s dict. The module is in eval mode on ``device``.
     """
-    from . import completion  # noqa: F401 -- registers the built-in kinds
+    from . import completion, ssl_models  # noqa: F401 -- registers the built-in kinds
 
     p = Path(path)
     payload = _read(p)

@@ -1,0 +1,530 @@
+"""Self-supervised GAN pretraining and fine-tuning as :class:`~fastem.nn.training.Trainer` tasks (seed 002).
+
+:class:`PretextTask` (seed 002 section 4.1, Pix2Pix): a clean crop ``y`` is corrupted
+(:mod:`fastem.nn.ssl_corrupt`) into ``x``; the generator ``G`` restores it; the 70x70 PatchGAN
+``D`` (:mod:`fastem.nn.patchgan`) scores ``(x, y)`` and ``(x, G(x))`` pairs. Least-squares GAN
+losses (Mao et al. 2017, as Pix2Pix's ``lsgan`` mode) with ``lambda = 100``::
+
+    L_D = 0.5 [ mean (D(x, y) - 1)^2 + mean D(x, G(x))^2 ]
+    L_G = mean (D(x, G(x)) - 1)^2 + lambda * mean |G(x) - y|
+
+each step updates ``D`` then ``G``, both with Adam (lr 2e-4, betas (0.5, 0.999)). Validation:
+the L1 between ``G(x)`` and ``y`` on a fixed corrupted held-out set.
+
+:class:`FinetuneTask` (section 4.2): the generator, initialised from a pretrained file or at
+random, trained on a downstream task: ``segment`` (binary cross-entropy on the output logit,
+optionally plus a soft Dice loss; metric: Dice of the 0.5-thresholded probability),
+``denoise``, ``background`` (noise + background removal) or ``superres`` (loss L1 + L2;
+metric: L1). Adam lr 2e-4 (betas (0.9, 0.999): the paper gives none). Options: the task
+``head`` (``"keep"`` the pretrained 1x1 output convolution or start a ``"new"`` one) and the
+freezing policy (``"none"``, ``"encoder"`` -- the contracting path / HRNet's stem and
+branches -- or ``"all-but-head"``, frozen until ``unfreeze_epoch``, or for the whole run;
+frozen parts also keep their batch-norm statistics).
+
+Data and determinism: images are standardised per image (zero mean, unit std; restoration
+targets with their input's mean and std, so outputs map back to intensities). An epoch visits
+a permutation of the training images (``default_rng([seed, epoch, stream])``), a step's crop
+positions and augmentations (flips, 90 degree rotations; noise for segmentation) come from
+``default_rng([seed, step, stream])`` and a pretext example's corruption from ``(seed, step *
+batch + b)``, so every step is a function of the seed and the step number: a resumed run equals
+an uninterrupted one bit for bit on the CPU. On CUDA with ``amp=True`` the forward passes run
+in bfloat16 autocast (mixed precision; losses in float32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from fastem.errors import InputError
+from fastem.io import run_fingerprint
+
+from .inference import tiled_apply
+from .patchgan import PatchGAN
+from .ssl_corrupt import CorruptionConfig, corrupt_batch
+from .ssl_models import build_generator
+
+__all__ = ["PretextTask", "FinetuneTask", "EpochSampler", "standardise", "dice_scores", "predict", "HEADS",
+           "FREEZE_POLICIES", "SEG_LOSSES", "FINETUNE_TASKS"]
+
+FINETUNE_TASKS = ("segment", "denoise", "background", "superres")
+HEADS = ("keep", "new")
+FREEZE_POLICIES = ("none", "encoder", "all-but-head")
+SEG_LOSSES = ("bce", "bce+dice")
+
+_EPOCH_STREAM, _STEP_STREAM = 0xE90C, 0x57E9
+#: pretext validation examples use corruption indices from here on (disjoint from training draws)
+VAL_INDEX_BASE = 1 << 40
+
+
+def standardise(images, *, eps: float = 1e-6):
+    """Per-image standardisation of (N, H, W) ``images``: ``(z, mean, std)``.
+
+    ``z = (images - mean) / std`` float32 (N, H, W); ``mean``, ``std`` float64 (N,), ``std``
+    at least ``eps`` (flat images stay flat).
+    """
+    a = np.asarray(images, dtype=np.float64)
+    if a.ndim != 3:
+        raise InputError(f"images must be (N, rows, cols), got shape {a.shape}")
+    mean = a.mean(axis=(1, 2))
+    std = np.maximum(a.std(axis=(1, 2)), eps)
+    return ((a - mean[:, None, None]) / std[:, None, None]).astype(np.float32), mean, std
+
+
+class EpochSampler:
+    """Which examples a step uses: epochs of seeded permutations, always full batches.
+
+    ``steps_per_epoch = ceil(n / batch)``; step ``k`` of epoch ``e`` takes positions
+    ``k*batch ... k*batch + batch - 1`` (mod ``n``) of ``default_rng([seed, e, stream])``'s
+    permutation of ``range(n)``.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int, stream: int = _EPOCH_STREAM):
+        self.n, self.batch, self.seed, self.stream = int(n), int(batch), int(seed), int(stream)
+        if self.n < 1 or self.batch < 1:
+            raise InputError(f"need at least one example and batch >= 1 (got {n}, {batch})")
+        self.steps_per_epoch = math.ceil(self.n / self.batch)
+
+    def epoch(self, step: int) -> int:
+        return int(step) // self.steps_per_epoch
+
+    def __call__(self, step: int) -> np.ndarray:
+        e, k = divmod(int(step), self.steps_per_epoch)
+        perm = np.random.default_rng([self.seed, e, self.stream]).permutation(self.n)
+        return perm[(k * self.batch + np.arange(self.batch)) % self.n]
+
+
+def _crops(arrays, ids, crop: int, rng) -> list[np.ndarray]:
+    """The same random ``crop`` x ``crop`` windows of image ``ids`` from each array (N, H, W)."""
+    h, w = arrays[0].shape[-2:]
+    r = rng.integers(0, h - crop + 1, len(ids))
+    c = rng.integers(0, w - crop + 1, len(ids))
+    return [np.stack([a[i, y:y + crop, x:x + crop] for i, y, x in zip(ids, r, c)]) for a in arrays]
+
+
+def _augment(rng, *tensors):
+    """Flip (left-right, p 0.5) and rotate by k * 90 degrees (k uniform in 0..3) each example alike."""
+    out = [list(t.unbind(0)) for t in tensors]
+    for b in range(tensors[0].shape[0]):
+        flip, k = bool(rng.random() < 0.5), int(rng.integers(0, 4))
+        for t in out:
+            v = t[b]
+            if flip:
+                v = torch.flip(v, dims=(-1,))
+            if k:
+                v = torch.rot90(v, k, dims=(-2, -1))
+            t[b] = v
+    return [torch.stack(t) for t in out]
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _check_images(images, crop: int, what: str) -> np.ndarray:
+    a = np.asarray(images)
+    if a.ndim != 3 or a.shape[0] < 1:
+        raise InputError(f"{what} must be a non-empty (N, rows, cols) stack, got shape {a.shape}")
+    if min(a.shape[-2:]) < crop:
+        raise InputError(f"{what}: images of {a.shape[-2]}x{a.shape[-1]} are smaller than the crop {crop}")
+    if not np.isfinite(a).all():
+        raise InputError(f"{what}: contains NaN or infinite values")
+    return a
+
+
+def dice_scores(prob: np.ndarray, masks: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Hard Dice ``2 |P & T| / (|P| + |T|)`` per image of probabilities (N, H, W) vs masks (N, H, W).
+
+    ``P = prob > threshold``, ``T = masks > 0.5``; an image where both are empty scores 1.
+    Returns float64 (N,) in [0, 1].
+    """
+    p = np.asarray(prob) > threshold
+    t = np.asarray(masks) > 0.5
+    inter = (p & t).sum(axis=(-2, -1)).astype(np.float64)
+    total = (p.sum(axis=(-2, -1)) + t.sum(axis=(-2, -1))).astype(np.float64)
+    return np.where(total > 0, 2 * inter / np.maximum(total, 1), 1.0)
+
+
+@torch.no_grad()
+def _forward_all(generator, x: np.ndarray, device, batch: int, amp: bool) -> np.ndarray:
+    """``generator`` over (N, H, W) standardised images in chunks; (N, H, W) float32 output."""
+    out = []
+    for i in range(0, x.shape[0], batch):
+        xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch, None])).to(device)
+        with _autocast(device, amp):
+            yb = generator(xb)
+        out.append(yb.float()[:, 0].cpu().numpy())
+    return np.concatenate(out)
+
+
+# ------------------------------------------------------------------------------------------
+# pretext task
+# ------------------------------------------------------------------------------------------
+class PretextTask:
+    """Pix2Pix pretext training (see the module docstring) as a Trainer task.
+
+    Parameters
+    ----------
+    generator_config : dict
+        :func:`~fastem.nn.ssl_models.generator_config`.
+    images : (N, H, W) array
+        Unlabelled training micrographs (any positive or signed intensities; standardised here).
+    val_images : (M, H, W) array, optional
+        Held-out micrographs; validation uses their central ``crop`` x ``crop`` windows.
+    epochs, crop, batch, seed
+        Training length (epochs of ``ceil(N / batch)`` steps), crop side (px), batch size, seed
+        of the initialisation and of every draw.
+    corruption : CorruptionConfig
+    lambda_l1, lr, betas
+        ``L_G = L_adv + lambda_l1 * L1``; Adam settings of both networks.
+    disc_features, disc_norm
+        PatchGAN width (64 = Pix2Pix) and norm.
+    device, amp
+        Torch device; bfloat16 autocast on CUDA when ``amp``.
+    record : dict, optional
+        Extra JSON-able parameters folded into the resume fingerprint.
+    """
+
+    def __init__(self, generator_config: dict, images, *, val_images=None, epochs: int = 1, crop: int = 64,
+                 batch: int = 8, seed: int = 0, corruption: CorruptionConfig | None = None, lambda_l1: float = 100.0,
+                 lr: float = 2e-4, betas=(0.5, 0.999), disc_features: int = 64, disc_norm: str = "batch",
+                 device="cpu", amp: bool = True, record: dict | None = None):
+        if int(epochs) < 1 or int(crop) < 8 or int(batch) < 1:
+            raise InputError(f"need epochs >= 1, crop >= 8 and batch >= 1 (got {epochs}, {crop}, {batch})")
+        self.crop, self.batch, self.seed, self.epochs = int(crop), int(batch), int(seed), int(epochs)
+        raw = _check_images(images, self.crop, "pretraining images")
+        self.images, _, _ = standardise(raw)
+        self.raw_digest_source = raw
+        self.val_raw = None if val_images is None else _check_images(val_images, self.crop, "validation images")
+        self.generator_config = dict(generator_config)
+        self.corruption = corruption or CorruptionConfig()
+        self.lambda_l1, self.lr, self.betas = float(lambda_l1), float(lr), tuple(float(b) for b in betas)
+        self.device, self.amp = torch.device(device), bool(amp)
+        self.record = dict(record or {})
+        self.sampler = EpochSampler(self.images.shape[0], self.batch, self.seed)
+        self.steps_per_epoch = self.sampler.steps_per_epoch
+        self.total_steps = self.epochs * self.steps_per_epoch
+        torch.manual_seed(self.seed)
+        self.generator = build_generator(self.generator_config).to(self.device)
+        self.discriminator = PatchGAN(2, disc_features, disc_norm).to(self.device)
+        self.disc_config = {"features": int(disc_features), "norm": disc_norm}
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas)
+        self.modules = {"generator": self.generator, "discriminator": self.discriminator}
+        self.optimizers = {"generator": self.opt_g, "discriminator": self.opt_d}
+        self.schedulers = {}
+        self._val = self._make_val()
+
+    def _make_val(self):
+        if self.val_raw is None:
+            return None
+        z, _, _ = standardise(self.val_raw)
+        h, w = z.shape[-2:]
+        r, c = (h - self.crop) // 2, (w - self.crop) // 2
+        clean = torch.from_numpy(np.ascontiguousarray(z[:, None, r:r + self.crop, c:c + self.crop]))
+        x, y = corrupt_batch(clean, self.seed, [VAL_INDEX_BASE + i for i in range(clean.shape[0])], self.corruption)
+        return x.numpy()[:, 0], y.numpy()[:, 0]
+
+    # ------------------------------------------------------------------ task protocol
+    def fingerprint(self) -> dict:
+        params = {"generator": self.generator_config, "task": "pretext", "epochs": self.epochs, "crop": self.crop,
+                  "batch": self.batch, "seed": self.seed, "corruption": self.corruption.to_dict(),
+                  "lambda_l1": self.lambda_l1, "lr": self.lr, "betas": list(self.betas),
+                  "discriminator": self.disc_config, "amp": self.amp and self.device.type == "cuda",
+                  **{f"record.{k}": v for k, v in self.record.items()}}
+        return run_fingerprint({"images": self.raw_digest_source, "val_images": self.val_raw}, params)
+
+    def extra_state(self) -> dict:
+        return {}   # every draw is a function of (seed, step)
+
+    def load_extra_state(self, state: dict) -> None:
+        return None
+
+    def validate(self) -> dict:
+        if self._val is None:
+            return {}
+        x, y = self._val
+        was = self.generator.training
+        self.generator.eval()
+        try:
+            out = _forward_all(self.generator, x, self.device, max(self.batch, 8), self.amp)
+        finally:
+            self.generator.train(was)
+        return {"l1": float(np.mean(np.abs(out - y))), "l1_input": float(np.mean(np.abs(x - y)))}
+
+    # ------------------------------------------------------------------ one step
+    def batch_at(self, step: int):
+        """The (corrupted input, clean target) batch of ``step``: two (B, 1, crop, crop) tensors."""
+        ids = self.sampler(step)
+        rng = np.random.default_rng([self.seed, int(step), _STEP_STREAM])
+        (clean,) = _crops([self.images], ids, self.crop, rng)
+        clean = torch.from_numpy(clean[:, None])
+        x, y = corrupt_batch(clean, self.seed, [int(step) * self.batch + b for b in range(self.batch)],
+                             self.corruption)
+        return x.to(self.device), y.to(self.device)
+
+    def train_step(self, step: int) -> dict:
+        g, d = self.generator, self.discriminator
+        g.train()
+        d.train()
+        x, y = self.batch_at(step)
+        with _autocast(self.device, self.amp):
+            fake = g(x)
+        # discriminator: real pairs -> 1, generated pairs -> 0 (least squares)
+        self.opt_d.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.amp):
+            d_real = d(x, y).float()
+            d_fake = d(x, fake.detach()).float()
+        loss_d = 0.5 * (((d_real - 1.0) ** 2).mean() + (d_fake ** 2).mean())
+        loss_d.backward()
+        self.opt_d.step()
+        # generator: fool the discriminator + lambda * L1
+        self.opt_g.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.amp):
+            d_gen = d(x, fake).float()
+        adv = ((d_gen - 1.0) ** 2).mean()
+        l1 = (fake.float() - y).abs().mean()
+        loss_g = adv + self.lambda_l1 * l1
+        loss_g.backward()
+        self.opt_g.step()
+        return {"loss_g": float(loss_g.detach()), "loss_d": float(loss_d.detach()), "l1": float(l1.detach()),
+                "adv": float(adv.detach())}
+
+
+# ------------------------------------------------------------------------------------------
+# fine-tuning task
+# ------------------------------------------------------------------------------------------
+class FinetuneTask:
+    """Fine-tuning (or training from random initialisation) on a downstream task, as a Trainer task.
+
+    Parameters
+    ----------
+    generator_config : dict
+        Architecture (:func:`~fastem.nn.ssl_models.generator_config`).
+    task : "segment", "denoise", "background", "superres"
+    inputs : (N, H, W) array
+        Training images.
+    targets : (N, H, W) array
+        Masks (segment: nonzero = particle) or restoration targets (same shape as ``inputs``).
+    val_inputs, val_targets : arrays, optional
+        Validation set (whole images).
+    init_state : dict, optional
+        Pretrained generator weights (a state dict of the same architecture); ``None``: random.
+    init_digest : str, optional
+        Identifies ``init_state`` in the resume fingerprint (e.g. the model file's SHA-256).
+    epochs, crop, batch, seed
+        Epochs of ``ceil(N / batch)`` steps; crop side; batch; seed of the initialisation
+        (random weights, a new head) and of every draw.
+    head : "keep", "new"
+    freeze : "none", "encoder", "all-but-head"
+    unfreeze_epoch : int, optional
+        Epoch from which frozen parts train too (``None``: frozen for the whole run).
+    seg_loss : "bce", "bce+dice"
+    lr, betas
+        Adam settings.
+    augment : bool
+        Random flips / 90 degree rotations (and, for segmentation, Gaussian noise).
+    device, amp, record
+        As :class:`PretextTask`.
+    """
+
+    def __init__(self, generator_config: dict, task: str, inputs, targets, *, val_inputs=None, val_targets=None,
+                 init_state: dict | None = None, init_digest: str | None = None, epochs: int = 1, crop: int = 64,
+                 batch: int = 8, seed: int = 0, head: str = "keep", freeze: str = "none",
+                 unfreeze_epoch: int | None = None, seg_loss: str = "bce", lr: float = 2e-4, betas=(0.9, 0.999),
+                 augment: bool = True, device="cpu", amp: bool = True, record: dict | None = None):
+        if task not in FINETUNE_TASKS:
+            raise InputError(f"unknown task {task!r}; known: {', '.join(FINETUNE_TASKS)}")
+        for name, value, allowed in (("head", head, HEADS), ("freeze", freeze, FREEZE_POLICIES),
+                                     ("seg_loss", seg_loss, SEG_LOSSES)):
+            if value not in allowed:
+                raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if int(epochs) < 1 or int(crop) < 8 or int(batch) < 1:
+            raise InputError(f"need epochs >= 1, crop >= 8 and batch >= 1 (got {epochs}, {crop}, {batch})")
+        self.task, self.head, self.freeze, self.seg_loss = task, head, freeze, seg_loss
+        self.unfreeze_epoch = None if unfreeze_epoch is None else int(unfreeze_epoch)
+        self.crop, self.batch, self.seed, self.epochs = int(crop), int(batch), int(seed), int(epochs)
+        self.raw_inputs = _check_images(inputs, self.crop, "training images")
+        self.raw_targets = self._check_targets(targets, self.raw_inputs, "training targets")
+        self.x, self.y = self._prepare(self.raw_inputs, self.raw_targets)
+        self.val_raw = None
+        if val_inputs is not None:
+            vi = _check_images(val_inputs, 8, "validation images")
+            vt = self._check_targets(val_targets, vi, "validation targets")
+            self.val_raw = (vi, vt)
+            self.vx, self.vy = self._prepare(vi, vt)
+        self.generator_config = dict(generator_config)
+        self.init_digest = init_digest if init_state is not None else None
+        self.lr, self.betas, self.augment = float(lr), tuple(float(b) for b in betas), bool(augment)
+        self.device, self.amp = torch.device(device), bool(amp)
+        self.record = dict(record or {})
+        self.sampler = EpochSampler(self.x.shape[0], self.batch, self.seed)
+        self.steps_per_epoch = self.sampler.steps_per_epoch
+        self.total_steps = self.epochs * self.steps_per_epoch
+        torch.manual_seed(self.seed)
+        gen = build_generator(self.generator_config)
+        if init_state is not None:
+            try:
+                gen.load_state_dict(init_state)
+            except RuntimeError as exc:
+                raise InputError(f"the initial weights do not fit {self.generator_config.get('arch')}: "
+                                 f"{str(exc).splitlines()[0][:120]}") from None
+            if head == "new":
+                torch.manual_seed(self.seed)
+                gen.head.reset_parameters()
+        self.generator = gen.to(self.device)
+        self.opt = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
+        self.modules = {"generator": self.generator}
+        self.optimizers = {"generator": self.opt}
+        self.schedulers = {}
+
+    def _check_targets(self, targets, inputs, what):
+        if targets is None:
+            raise InputError(f"{what}: missing")
+        t = np.asarray(targets)
+        if t.ndim == 2:
+            t = t[None]
+        if t.shape[0] != inputs.shape[0]:
+            raise InputError(f"{what}: {t.shape[0]} targets for {inputs.shape[0]} images")
+        if t.shape != inputs.shape:
+            raise InputError(f"{what}: shape {t.shape} differs from the images' {inputs.shape}")
+        if not np.isfinite(t.astype(np.float64, copy=False)).all():
+            raise InputError(f"{what}: contains NaN or infinite values")
+        return t
+
+    def _prepare(self, inputs, targets):
+        z, mean, std = standardise(inputs)
+        if self.task == "segment":
+            y = (np.asarray(targets) > 0).astype(np.float32)
+        else:
+            y = ((np.asarray(targets, np.float64) - mean[:, None, None]) / std[:, None, None]).astype(np.float32)
+        return z, y
+
+    # ------------------------------------------------------------------ task protocol
+    def fingerprint(self) -> dict:
+        params = {"generator": self.generator_config, "task": self.task, "epochs": self.epochs, "crop": self.crop,
+                  "batch": self.batch, "seed": self.seed, "head": self.head, "freeze": self.freeze,
+                  "unfreeze_epoch": self.unfreeze_epoch, "seg_loss": self.seg_loss, "lr": self.lr,
+                  "betas": list(self.betas), "augment": self.augment, "init": self.init_digest or "random",
+                  "amp": self.amp and self.device.type == "cuda", **{f"record.{k}": v for k, v in self.record.items()}}
+        vi, vt = self.val_raw if self.val_raw is not None else (None, None)
+        return run_fingerprint({"inputs": self.raw_inputs, "targets": self.raw_targets, "val_inputs": vi,
+                                "val_targets": vt}, params)
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        return None
+
+    def frozen_modules(self, epoch: int) -> list:
+        """Modules kept fixed during ``epoch`` under the freezing policy."""
+        if self.freeze == "none" or (self.unfreeze_epoch is not None and epoch >= self.unfreeze_epoch):
+            return []
+        g = self.generator
+        if self.freeze == "encoder":
+            return list(g.encoder_modules())
+        return [m for name, m in g.named_children() if name != "head"]
+
+    def _set_trainable(self, epoch: int) -> None:
+        g = self.generator
+        g.train()
+        for p in g.parameters():
+            p.requires_grad_(True)
+        for m in self.frozen_modules(epoch):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = out.float()
+        if self.task == "segment":
+            loss = F.binary_cross_entropy_with_logits(out, y)
+            if self.seg_loss == "bce+dice":
+                p = torch.sigmoid(out)
+                inter = (p * y).sum(dim=(1, 2, 3))
+                dice = (2 * inter + 1.0) / (p.sum(dim=(1, 2, 3)) + y.sum(dim=(1, 2, 3)) + 1.0)
+                loss = loss + (1.0 - dice).mean()
+            return loss
+        return (out - y).abs().mean() + ((out - y) ** 2).mean()
+
+    def validate(self) -> dict:
+        if self.val_raw is None:
+            return {}
+        was = self.generator.training
+        self.generator.eval()
+        try:
+            out = _forward_all(self.generator, self.vx, self.device, max(self.batch, 4), self.amp)
+        finally:
+            self.generator.train(was)
+        if self.task == "segment":
+            prob = 1.0 / (1.0 + np.exp(-out.astype(np.float64)))
+            eps = 1e-7
+            bce = -np.mean(self.vy * np.log(prob + eps) + (1 - self.vy) * np.log(1 - prob + eps))
+            return {"dice": float(np.mean(dice_scores(prob, self.vy))), "bce": float(bce)}
+        return {"l1": float(np.mean(np.abs(out - self.vy))), "l2": float(np.mean((out - self.vy) ** 2))}
+
+    def batch_at(self, step: int):
+        ids = self.sampler(step)
+        rng = np.random.default_rng([self.seed, int(step), _STEP_STREAM])
+        x, y = _crops([self.x, self.y], ids, self.crop, rng)
+        x, y = torch.from_numpy(x[:, None]), torch.from_numpy(y[:, None])
+        if self.augment:
+            x, y = _augment(rng, x, y)
+            if self.task == "segment":
+                std = torch.from_numpy(rng.uniform(0.0, 0.3, x.shape[0]).astype(np.float32)).view(-1, 1, 1, 1)
+                x = x + std * torch.from_numpy(rng.standard_normal(tuple(x.shape), dtype=np.float32))
+        return x.to(self.device), y.to(self.device)
+
+    def train_step(self, step: int) -> dict:
+        epoch = self.sampler.epoch(step)
+        self._set_trainable(epoch)
+        x, y = self.batch_at(step)
+        self.opt.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.amp):
+            out = self.generator(x)
+        loss = self.loss(out, y)
+        loss.backward()
+        self.opt.step()
+        return {"loss": float(loss.detach()), "epoch": float(epoch + 1)}
+
+
+# ------------------------------------------------------------------------------------------
+# inference
+# ------------------------------------------------------------------------------------------
+def predict(generator, images, task: str, *, tile: int = 512, overlap: int = 32, batch: int = 4, device=None,
+            amp: bool = True) -> np.ndarray:
+    """Apply a generator to (N, H, W) (or (H, W)) images of any size, by tiles.
+
+    ``segment``: the particle probability (sigmoid of the logit), float32 in [0, 1];
+    ``pretext`` / restoration tasks: the restored image in the input's intensity units (each
+    image standardised on the way in and mapped back with its mean and std).
+    """
+    a = np.asarray(images)
+    single = a.ndim == 2
+    if single:
+        a = a[None]
+    z, mean, std = standardise(a)
+    dev = torch.device(device or "cpu")
+    was = generator.training
+    generator.eval().to(dev)
+
+    def fn(xb):
+        with _autocast(dev, amp):
+            return generator(xb).float()
+
+    try:
+        out = tiled_apply(fn, z[:, None], tile=tile, overlap=overlap, batch=batch, device=dev)[:, 0]
+    finally:
+        generator.train(was)
+    if task == "segment":
+        out = (1.0 / (1.0 + np.exp(-out.astype(np.float64)))).astype(np.float32)
+    else:
+        out = (out * std[:, None, None] + mean[:, None, None]).astype(np.float32)
+    return out[0] if single else out
