@@ -52,7 +52,8 @@ def _progress(total: int, label: str, metric: str):
 @click.option("--width", type=click.IntRange(min=1), default=None,
               help="U-Net level-0 channels (default 16) or HRNet branch width (default 18).")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Epochs over the pool.")
-@click.option("--crop", type=click.IntRange(min=16), default=64, show_default=True, help="Training crop side (px).")
+@click.option("--crop", type=click.IntRange(min=24), default=64, show_default=True,
+              help="Training crop side (px; the PatchGAN needs >= 24).")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Crops per step.")
 @click.option("--synthetic", type=click.IntRange(min=1), default=None, metavar="N",
               help="Pretrain on N synthetic micrographs (default when IMAGES is not given: 256).")
@@ -228,7 +229,8 @@ def finetune(images, task, targets, output, init, from_scratch, generator, width
 @click.option("--task", type=click.Choice(("pretext",) + TASK_CHOICES), default=None,
               help="Refuse a model trained for another task.")
 @click.option("--tile", type=click.IntRange(min=32), default=512, show_default=True, help="Tile side (px).")
-@click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True, help="Tile overlap (px).")
+@click.option("--overlap", type=click.IntRange(min=0), default=None,
+              help="Tile overlap (px; default min(32, --tile / 4)).")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per forward pass.")
 @click.option("--threshold", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="Segmentation threshold on the probability.")
@@ -247,6 +249,8 @@ def apply(model, source, output, targets, task, tile, overlap, batch, threshold,
     from fastem.ssl import apply as run_apply
     from fastem.ssl import load_images_and_targets
 
+    if overlap is None:
+        overlap = min(32, tile // 4)
     if overlap >= tile:
         raise click.BadParameter(f"must be smaller than --tile {tile}", param_hint="--overlap")
     x, t = load_images_and_targets(source, targets, images_flag="IN")

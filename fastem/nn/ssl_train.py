@@ -57,6 +57,8 @@ FREEZE_POLICIES = ("none", "encoder", "all-but-head")
 SEG_LOSSES = ("bce", "bce+dice")
 
 _EPOCH_STREAM, _STEP_STREAM = 0xE90C, 0x57E9
+#: smallest pretext crop: the PatchGAN's five 4x4 convolutions need 24 px for a 1x1 score map
+MIN_PRETEXT_CROP = 24
 #: pretext validation examples use corruption indices from here on (disjoint from training draws)
 VAL_INDEX_BASE = 1 << 40
 
@@ -195,8 +197,11 @@ class PretextTask:
                  batch: int = 8, seed: int = 0, corruption: CorruptionConfig | None = None, lambda_l1: float = 100.0,
                  lr: float = 2e-4, betas=(0.5, 0.999), disc_features: int = 64, disc_norm: str = "batch",
                  device="cpu", amp: bool = True, record: dict | None = None):
-        if int(epochs) < 1 or int(crop) < 8 or int(batch) < 1:
-            raise InputError(f"need epochs >= 1, crop >= 8 and batch >= 1 (got {epochs}, {crop}, {batch})")
+        if int(epochs) < 1 or int(batch) < 1:
+            raise InputError(f"need epochs >= 1 and batch >= 1 (got {epochs}, {batch})")
+        if int(crop) < MIN_PRETEXT_CROP:
+            raise InputError(f"the pretext crop must be at least {MIN_PRETEXT_CROP} px (the 70x70 PatchGAN needs it), "
+                             f"got {crop}")
         self.crop, self.batch, self.seed, self.epochs = int(crop), int(batch), int(seed), int(epochs)
         raw = _check_images(images, self.crop, "pretraining images")
         self.images, _, _ = standardise(raw)
