@@ -1,0 +1,275 @@
+"""Reproduce the shape of seed 002's results (self-supervised GAN pretraining) at CPU scale.
+
+Seed 002 (Kazimi, Ruzaeva, Sandfeld) pretrains Pix2Pix generators on 50K-200K CEM500K images
+and finds that fine-tuning them converges much faster than training the same networks from
+random weights: Au5nmV1 nanoparticle segmentation Dice after 5 epochs 86-88 (pretrained HRNet)
+vs 41 (random), 53-66 vs 0 for the small U-Net_2_44; small pretrained models match larger
+random ones; the denoising / background removal / super-resolution validation L1 is lower and
+smoother. Here, on fastem's synthetic stand-ins (:mod:`fastem.data.ssl_synthetic`):
+
+1. **pretraining**: each generator (``--small``, default U-Net_2_44; ``--large``, default
+   U-Net_4_424; both at ``--width``) is pretrained with the pretext task
+   (:class:`fastem.nn.ssl_train.PretextTask`: the paper's corruptions, LSGAN + 100 L1, Adam 2e-4,
+   betas 0.5/0.999) on unlabelled synthetic pools of ``--pools`` sizes (the paper's 50K / 100K /
+   200K scaled down), ``--pretrain-epochs`` epochs of ``--crop`` px crops;
+2. **segmentation** (HRTEM nanoparticles with exact masks, ``--seg-train`` training and
+   ``--seg-val`` validation images of ``--seg-size`` px): every generator, pretrained on the
+   middle pool and from random weights, fine-tuned with BCE (Adam 2e-4) for ``max(--epochs-at)``
+   epochs, ``--seeds`` seeds (fine-tuning seed: initialisation of random weights, batch order,
+   crops, augmentation); validation Dice after each epoch of ``--epochs-at`` (paper: 5, 30, 60;
+   the issue: 1, 5, 20);
+3. **denoising and super-resolution** (ADF-STEM lattices): the small generator, pretrained vs
+   random, validation L1 per epoch (the paper's figure 11 uses HRNet; ``--restore-generator``);
+4. **pool size**: segmentation Dice of the small generator pretrained on each pool size.
+
+Targets (issue 13): pretrained Dice after 5 epochs >= 1.5 x random's, for both generators; the
+small pretrained generator at 5 epochs >= the large random one. The JSON records them as
+booleans with the numbers. Everything is seeded; the runs are independent of the machine load
+but not of the torch version / CPU kind (float reductions).
+
+Run (one command; sized for a 2-core CPU, roughly an hour -- not yet run at full size):
+``.venv/bin/python bench/reproduce_ssl.py`` writes bench/results/ssl_reproduction.{json,md,png};
+``--quick`` is a minutes-long smoke run with tiny sizes, written as ssl_reproduction_quick.*
+(its numbers mean nothing). ``--device cuda`` on a GPU (bfloat16 autocast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _train(task, validate_every: int):
+    from fastem.nn.training import Trainer
+
+    t = Trainer(task, validate_every=validate_every)
+    history = t.run()
+    return history, t.elapsed
+
+
+def pretrain_all(gens: dict, pools: list[int], a, log) -> dict:
+    """{(generator name, pool size): state_dict} and timings."""
+    from fastem.data.ssl_synthetic import unlabelled_pool
+    from fastem.nn.ssl_train import PretextTask
+
+    states, meta = {}, {}
+    biggest = unlabelled_pool(max(pools), a.crop, seed=a.data_seed)
+    val = unlabelled_pool(max(4, max(pools) // 20), a.crop, seed=a.data_seed, index_base=max(pools))
+    for name, cfg in gens.items():
+        for n in pools:
+            if name != "small" and n != a.pool_main:
+                continue            # the large generator is pretrained on the main pool only
+            task = PretextTask(cfg, biggest[:n], val_images=val, epochs=a.pretrain_epochs, crop=a.crop,
+                               batch=a.batch, seed=0, disc_features=a.disc_width, device=a.device)
+            hist, secs = _train(task, task.steps_per_epoch)
+            states[name, n] = {k: v.detach().cpu().clone() for k, v in task.generator.state_dict().items()}
+            meta[f"{name}@{n}"] = {"steps": task.total_steps, "seconds": round(secs, 1),
+                                   "val_l1": [round(r["l1"], 4) for r in hist.val],
+                                   "val_l1_input": round(hist.val[-1]["l1_input"], 4)}
+            log(f"pretrained {cfg['arch']} on {n}: {task.total_steps} steps, {secs:.0f} s, "
+                f"val L1 {hist.val[-1]['l1']:.4f} (input {hist.val[-1]['l1_input']:.4f})")
+    return {"states": states, "meta": meta}
+
+
+def finetune_curve(cfg, task: str, data, init, seed: int, epochs: int, a) -> list[float]:
+    """Validation metric after each epoch (Dice for segment, L1 otherwise)."""
+    from fastem.nn.ssl_train import FinetuneTask
+
+    x, y, vx, vy = data
+    ft = FinetuneTask(cfg, task, x, y, val_inputs=vx, val_targets=vy, init_state=init, epochs=epochs, crop=a.crop,
+                      batch=a.batch, seed=seed, device=a.device)
+    hist, _ = _train(ft, ft.steps_per_epoch)
+    key = "dice" if task == "segment" else "l1"
+    return [float(r[key]) for r in hist.val]
+
+
+def run(a, log=print) -> dict:
+    import torch
+
+    from fastem.data.ssl_synthetic import task_data
+    from fastem.nn.ssl_models import generator_config
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t0 = time.time()
+    gens = {"small": generator_config(a.small, width=a.width), "large": generator_config(a.large, width=a.width)}
+    pools = sorted(a.pools)
+    a.pool_main = pools[len(pools) // 2]
+    pre = pretrain_all(gens, pools, a, log)
+    epochs = max(a.epochs_at)
+    seeds = list(range(a.seeds))
+
+    def split(task, n_train, n_val, size):
+        x, y = task_data(task, n_train, size, seed=a.data_seed + 1)
+        vx, vy = task_data(task, n_val, size, seed=a.data_seed + 1, index_base=n_train)
+        return x, y, vx, vy
+
+    seg = split("segment", a.seg_train, a.seg_val, a.seg_size)
+    curves = {}
+    for name, cfg in gens.items():
+        for init_name in ("pretrained", "random"):
+            init = pre["states"][name, a.pool_main] if init_name == "pretrained" else None
+            runs = [finetune_curve(cfg, "segment", seg, init, s, epochs, a) for s in seeds]
+            curves[f"segment/{name}/{init_name}"] = runs
+            log(f"segment {cfg['arch']} {init_name}: Dice at epochs {a.epochs_at}: "
+                + ", ".join(f"{np.mean([r[e - 1] for r in runs]):.3f}" for e in a.epochs_at))
+    for n in pools:
+        if n == a.pool_main:
+            continue
+        runs = [finetune_curve(gens["small"], "segment", seg, pre["states"]["small", n], s, epochs, a) for s in seeds]
+        curves[f"segment/small/pretrained@{n}"] = runs
+    restore_cfg = gens["small"] if a.restore_generator == "small" else gens["large"]
+    restore_key = "small" if a.restore_generator == "small" else "large"
+    for task in ("denoise", "superres"):
+        data = split(task, a.restore_train, a.restore_val, a.restore_size)
+        for init_name in ("pretrained", "random"):
+            init = pre["states"][restore_key, a.pool_main] if init_name == "pretrained" else None
+            curves[f"{task}/{restore_key}/{init_name}"] = [finetune_curve(restore_cfg, task, data, init, s,
+                                                                          a.restore_epochs, a) for s in seeds]
+        log(f"{task}: final L1 pretrained {np.mean([r[-1] for r in curves[f'{task}/{restore_key}/pretrained']]):.4f}"
+            f" vs random {np.mean([r[-1] for r in curves[f'{task}/{restore_key}/random']]):.4f}")
+
+    def at(key, e):
+        vals = [r[e - 1] for r in curves[key]]
+        return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "runs": [float(v) for v in vals]}
+
+    table = {key: {str(e): at(key, e) for e in a.epochs_at} for key in curves if key.startswith("segment/")}
+    e5 = 5 if 5 in a.epochs_at else sorted(a.epochs_at)[len(a.epochs_at) // 2]
+    targets = {
+        f"pretrained_ge_1.5x_random_at_{e5}_{g}": bool(table[f"segment/{g}/pretrained"][str(e5)]["mean"]
+                                                       >= 1.5 * table[f"segment/{g}/random"][str(e5)]["mean"])
+        for g in gens}
+    targets[f"small_pretrained_ge_large_random_at_{e5}"] = bool(
+        table["segment/small/pretrained"][str(e5)]["mean"] >= table["segment/large/random"][str(e5)]["mean"])
+    result = {
+        "meta": {"command": a.command, "quick": a.quick, "wall_s": round(time.time() - t0, 1),
+                 "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+                 "torch": torch.__version__, "device": a.device, "threads": torch.get_num_threads(),
+                 "settings": {k: v for k, v in vars(a).items() if k not in ("command",)},
+                 "generators": {k: v["arch"] for k, v in gens.items()}, "pretraining": pre["meta"]},
+        "segment_dice": table, "curves": curves, "targets": targets,
+    }
+    return result
+
+
+def write_outputs(result: dict, out_dir: Path, stem: str) -> None:
+    from fastem.io import atomic_output
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out_dir / f"{stem}.json", overwrite=True) as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=1, default=str))
+    with atomic_output(out_dir / f"{stem}.md", overwrite=True) as tmp:
+        Path(tmp).write_text(markdown(result))
+    plot(result, out_dir / f"{stem}.png")
+
+
+def markdown(result: dict) -> str:
+    m = result["meta"]
+    s = m["settings"]
+    lines = [f"# Self-supervised GAN pretraining (seed 002) at CPU scale{' -- QUICK smoke run' if m['quick'] else ''}",
+             "", f"`{m['command']}` -- {m['wall_s']:.0f} s on {m['machine']} ({m['device']}, {m['threads']} threads), "
+             f"torch {m['torch']}", "",
+             f"Generators: small {m['generators']['small']}, large {m['generators']['large']} (width {s['width']}); "
+             f"pretraining pools {s['pools']} synthetic images of {s['crop']} px, {s['pretrain_epochs']} epochs, "
+             f"batch {s['batch']} (paper: 50K-200K CEM500K images, 60 epochs, batch 128).", "",
+             "## Segmentation Dice (%) on synthetic HRTEM nanoparticles, mean +- std over seeds", "",
+             "| model | init | " + " | ".join(f"epoch {e}" for e in s["epochs_at"]) + " |",
+             "|---|---|" + "---|" * len(s["epochs_at"])]
+    for key, row in result["segment_dice"].items():
+        _, gen, init = key.split("/")
+        cells = " | ".join(f"{100 * row[str(e)]['mean']:.1f} +- {100 * row[str(e)]['std']:.1f}" for e in s["epochs_at"])
+        lines.append(f"| {m['generators'][gen]} | {init} | {cells} |")
+    lines += ["", "## Targets", ""] + [f"- {k}: **{'met' if v else 'NOT met'}**" for k, v in result["targets"].items()]
+    lines += ["", "## Restoration: final validation L1 (standardised units)", ""]
+    for key, runs in result["curves"].items():
+        if key.startswith(("denoise", "superres")):
+            finals = [r[-1] for r in runs]
+            lines.append(f"- {key}: {np.mean(finals):.4f} +- {np.std(finals):.4f} "
+                         f"(epoch-to-epoch |change| {np.mean([np.mean(np.abs(np.diff(r))) for r in runs]):.4f})")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from fastem.io import atomic_output
+
+    curves = result["curves"]
+    fig = Figure(figsize=(16, 3.8))
+    panels = [("segment", "Dice", lambda k: k.startswith("segment/") and "@" not in k),
+              ("denoise", "val L1", lambda k: k.startswith("denoise/")),
+              ("superres", "val L1", lambda k: k.startswith("superres/")),
+              ("pool size (small, pretrained)", "Dice", lambda k: k.startswith("segment/small/pretrained"))]
+    for i, (title, ylabel, sel) in enumerate(panels):
+        ax = fig.add_subplot(1, 4, i + 1)
+        for j, key in enumerate(k for k in curves if sel(k)):
+            runs = np.array(curves[key])
+            x = np.arange(1, runs.shape[1] + 1)
+            mean, std = runs.mean(0), runs.std(0)
+            label = key.split("/", 1)[1]
+            if i == 3 and "@" not in label:
+                label += f"@{result['meta']['settings']['pool_main']}"
+            ax.plot(x, mean, color=f"C{j}", label=label, ls="-" if "pretrained" in key else "--")
+            ax.fill_between(x, mean - std, mean + std, color=f"C{j}", alpha=0.15)
+        ax.set_title(title)
+        ax.set_xlabel("fine-tuning epoch")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run (numbers meaningless)")
+    ap.add_argument("--small", default="unet-2-44")
+    ap.add_argument("--large", default="unet-4-424")
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--pools", type=int, nargs=3, default=[256, 512, 1024])
+    ap.add_argument("--pretrain-epochs", type=int, default=10)
+    ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--disc-width", type=int, default=32)
+    ap.add_argument("--seg-train", type=int, default=32)
+    ap.add_argument("--seg-val", type=int, default=16)
+    ap.add_argument("--seg-size", type=int, default=96)
+    ap.add_argument("--epochs-at", type=int, nargs="+", default=[1, 5, 20])
+    ap.add_argument("--restore-generator", choices=["small", "large"], default="small")
+    ap.add_argument("--restore-train", type=int, default=32)
+    ap.add_argument("--restore-val", type=int, default=16)
+    ap.add_argument("--restore-size", type=int, default=96)
+    ap.add_argument("--restore-epochs", type=int, default=20)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.width, a.pools, a.pretrain_epochs, a.crop, a.batch, a.disc_width = 4, [8, 12, 16], 1, 32, 4, 4
+        a.seg_train, a.seg_val, a.seg_size, a.epochs_at = 4, 2, 32, [1, 2]
+        a.restore_train, a.restore_val, a.restore_size, a.restore_epochs, a.seeds = 4, 2, 32, 2, 2
+    if a.seeds < 1 or min(a.epochs_at) < 1 or len(set(a.pools)) != 3:
+        ap.error("need --seeds >= 1, --epochs-at >= 1 and three different --pools")
+    a.command = "python bench/reproduce_ssl.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = run(a)
+    stem = "ssl_reproduction_quick" if a.quick else "ssl_reproduction"
+    write_outputs(result, a.out, stem)
+    print((a.out / f"{stem}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
