@@ -113,3 +113,22 @@ def test_complete_partial_scans_any_size_and_tiling(model_file):
     assert np.sqrt(np.mean((tiled - whole) ** 2)) < 0.05 * max(np.std(whole), 1e-3) + 0.05
     with pytest.raises(InputError):
         complete_partial_scans(g, partial, path[:1])
+
+
+def test_half_precision_storage_round_trip(tmp_path):
+    """float16 storage halves the file; the loaded float32 network equals the rounded weights."""
+    from fastem.nn.model import repack_model
+
+    torch.manual_seed(0)
+    gen = CompletionGenerator(TINY)
+    full = save_model(tmp_path / "f32.pt", gen, kind=MODEL_KIND, config=TINY.to_dict(), record={"a": 1})
+    half = repack_model(full, tmp_path / "f16.pt")
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    m16, info = load_model(half, kind=MODEL_KIND)
+    assert info["record"]["weights_dtype"] == "float16" and info["record"]["a"] == 1
+    for (k, a), (_, b) in zip(gen.state_dict().items(), m16.state_dict().items()):
+        assert b.dtype == a.dtype
+        if a.is_floating_point():
+            torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0)
+    with pytest.raises(InputError, match="weights_dtype"):
+        save_model(tmp_path / "x.pt", gen, kind=MODEL_KIND, config=TINY.to_dict(), weights_dtype="int8")
