@@ -157,7 +157,7 @@ def unlabelled_pool(n: int, size: int = 128, *, seed: int = 0, index_base: int =
 # ------------------------------------------------------------------------------------------
 def hrtem_nanoparticles(n: int, size: int = 128, *, seed: int = 0, index_base: int = 0,
                         particles: tuple = (1, 5), radius: tuple = (0.06, 0.16), period: tuple = (3.0, 7.0),
-                        amplitude_contrast: tuple = (0.0, 0.25), noise: tuple = (0.3, 0.8)):
+                        amplitude_contrast: tuple = (0.2, 0.6), noise: tuple = (0.3, 0.8)):
     """HRTEM-like nanoparticle images and their exact masks.
 
     Parameters
