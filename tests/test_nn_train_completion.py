@@ -62,6 +62,7 @@ def test_export_checkpoint_writes_the_generator_of_that_step(tmp_path):
     assert ckpt.read_bytes() == before                     # the checkpoint is only read
     model, info = load_model(tmp_path / "mid.pt", kind="completion-gan")
     assert rec["steps"] == 6 and rec["of_steps"] == 6 and info["record"]["note"] == "test"
+    assert rec["stage"] == "adversarial"                  # the last quarter of the schedule
     assert info["record"]["path"] == "spiral" and info["record"]["coverage"] == 0.1
     for (k, a), (_, b) in zip(g.state_dict().items(), model.state_dict().items()):
         assert torch.equal(a, b), k                        # the last checkpoint holds the final weights

@@ -164,11 +164,11 @@ def export_checkpoint(checkpoint, output, *, overwrite: bool = False, note: str 
     history = ckpt.get("history") or {}
     vals = [v for v in history.get("val", []) if v.get("step") == ckpt["step"]]
     step = int(ckpt["step"])
-    sch = schedule(step, total, cfg)
+    sch = schedule(max(step - 1, 0), total, cfg)   # the stage of the last step trained
     record = {"path": data.get("path"), "coverage": data.get("coverage"), "crop": data.get("crop"),
               "batch": data.get("batch"), "steps": step, "of_steps": total, "data_seed": data.get("data_seed"),
               "data": data, "exported_from": ckpt_path.name, "train_seconds": round(float(ckpt.get("elapsed", 0.0)), 1),
-              "stage": "adversarial" if sch["adversarial"] or step > total / 2 else "non-adversarial",
+              "stage": "adversarial" if sch["adversarial"] else "non-adversarial",
               "val_rmse": vals[0]["rmse"] if vals else None, "note": note, "torch": torch.__version__,
               "scaled_down": _scaled_down(cfg)}
     save_model(out, generator, kind=MODEL_KIND, config=cfg.to_dict(), record=record, overwrite=overwrite,
