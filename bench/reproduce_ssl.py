@@ -14,8 +14,8 @@ smoother. Here, on fastem's synthetic stand-ins (:mod:`fastem.data.ssl_synthetic
    200K scaled down), ``--pretrain-epochs`` epochs of ``--crop`` px crops;
 2. **segmentation** (HRTEM nanoparticles with exact masks, ``--seg-train`` training and
    ``--seg-val`` validation images of ``--seg-size`` px): every generator, pretrained on the
-   middle pool and from random weights, fine-tuned with BCE (Adam 2e-4) for ``max(--epochs-at)``
-   epochs, ``--seeds`` seeds (fine-tuning seed: initialisation of random weights, batch order,
+   middle pool and from random weights, fine-tuned with BCE (Adam 2e-4, batch ``--ft-batch``)
+   for ``max(--epochs-at)`` epochs, ``--seeds`` seeds (fine-tuning seed: initialisation of random weights, batch order,
    crops, augmentation); validation Dice after each epoch of ``--epochs-at`` (paper: 5, 30, 60;
    the issue: 1, 5, 20);
 3. **denoising and super-resolution** (ADF-STEM lattices): the small generator, pretrained vs
@@ -27,7 +27,8 @@ small pretrained generator at 5 epochs >= the large random one. The JSON records
 booleans with the numbers. Everything is seeded; the runs are independent of the machine load
 but not of the torch version / CPU kind (float reductions).
 
-Run (one command; sized for a 2-core CPU, roughly an hour -- not yet run at full size):
+Run (one command; sized for a 2-core CPU: about 70 minutes at one thread on a busy machine,
+estimated from measured step times -- not yet run at full size):
 ``.venv/bin/python bench/reproduce_ssl.py`` writes bench/results/ssl_reproduction.{json,md,png};
 ``--quick`` is a minutes-long smoke run with tiny sizes, written as ssl_reproduction_quick.*
 (its numbers mean nothing). ``--device cuda`` on a GPU (bfloat16 autocast).
@@ -85,7 +86,7 @@ def finetune_curve(cfg, task: str, data, init, seed: int, epochs: int, a) -> lis
 
     x, y, vx, vy = data
     ft = FinetuneTask(cfg, task, x, y, val_inputs=vx, val_targets=vy, init_state=init, epochs=epochs, crop=a.crop,
-                      batch=a.batch, seed=seed, device=a.device)
+                      batch=a.ft_batch, seed=seed, device=a.device)
     hist, _ = _train(ft, ft.steps_per_epoch)
     key = "dice" if task == "segment" else "l1"
     return [float(r[key]) for r in hist.val]
@@ -243,12 +244,13 @@ def main(argv=None) -> None:
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--disc-width", type=int, default=32)
-    ap.add_argument("--seg-train", type=int, default=32)
+    ap.add_argument("--ft-batch", type=int, default=8)
+    ap.add_argument("--seg-train", type=int, default=128)
     ap.add_argument("--seg-val", type=int, default=16)
     ap.add_argument("--seg-size", type=int, default=96)
     ap.add_argument("--epochs-at", type=int, nargs="+", default=[1, 5, 20])
     ap.add_argument("--restore-generator", choices=["small", "large"], default="small")
-    ap.add_argument("--restore-train", type=int, default=32)
+    ap.add_argument("--restore-train", type=int, default=64)
     ap.add_argument("--restore-val", type=int, default=16)
     ap.add_argument("--restore-size", type=int, default=96)
     ap.add_argument("--restore-epochs", type=int, default=20)
@@ -260,6 +262,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.quick:
         a.width, a.pools, a.pretrain_epochs, a.crop, a.batch, a.disc_width = 4, [8, 12, 16], 1, 32, 4, 4
+        a.ft_batch = 2
         a.seg_train, a.seg_val, a.seg_size, a.epochs_at = 4, 2, 32, [1, 2]
         a.restore_train, a.restore_val, a.restore_size, a.restore_epochs, a.seeds = 4, 2, 32, 2, 2
     if a.seeds < 1 or min(a.epochs_at) < 1 or len(set(a.pools)) != 3:
