@@ -193,8 +193,6 @@ def finetune(images, task, targets, output, init, from_scratch, generator, width
         if val_images is not None:
             vx, vy = load_images_and_targets(val_images, val_targets, images_flag="--val-images",
                                              targets_flag="--val-targets")
-            if vx.shape[1:] != x.shape[1:] and min(vx.shape[1:]) < 16:
-                raise InputError("--val-images: images must be at least 16x16")
     elif synthetic_size < crop:
         raise click.BadParameter(f"must be at least --crop {crop}", param_hint="--synthetic-size")
     device = _torch_device()
