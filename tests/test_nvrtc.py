@@ -39,13 +39,15 @@ def test_nvrtc_compiles_like_cupy(source, arch):
         opts = [o.encode() for o in _cuda.DEFAULT_OPTIONS] + [f"--gpu-architecture={arch}".encode()]
         (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-        log = b" " * size
+        # a mutable buffer: NVRTC writes into it, and writing into an (immutable, possibly
+        # shared) bytes object corrupted the interpreter (torch.load failed in later tests)
+        log = bytearray(size)
         nvrtc.nvrtcGetProgramLog(prog, log)
-        assert err == ok, f"NVRTC failed on {source.name} ({arch}):\n{log.decode(errors='replace')}"
+        assert err == ok, f"NVRTC failed on {source.name} ({arch}):\n{bytes(log).decode(errors='replace')}"
         _, size = nvrtc.nvrtcGetPTXSize(prog)
-        ptx = b" " * size
+        ptx = bytearray(size)
         nvrtc.nvrtcGetPTX(prog, ptx)
-        ptx = ptx.decode(errors="replace")
+        ptx = bytes(ptx).decode(errors="replace")
     finally:
         nvrtc.nvrtcDestroyProgram(prog)
     entries = ENTRY.findall(source.read_text())
