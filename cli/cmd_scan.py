@@ -12,7 +12,7 @@ import click
 
 @click.group("scan")
 def command():
-    """Partial-scan STEM: simulate partial scans, complete them with non-learned baselines."""
+    """Partial-scan STEM: simulate partial scans, train the completion GAN, complete scans (baselines or model)."""
 
 
 def _finite_dose(ctx, param, value):
