@@ -243,16 +243,6 @@ def complete(source, output, method, model_path, path_mask, tile, batch, overwri
         click.echo(f"{output}: {n} completions ({method}){extra}")
 
 
-def _file_sha256(path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _model_completer(model_path, conditions, shape, tile: int, batch: int):
     """Load the completion model (``--model`` or the packaged one), warn when IN's path type or
     dose fraction differs from its record, and return ``(completer, chunk, attrs, config)`` for
@@ -271,7 +261,9 @@ def _model_completer(model_path, conditions, shape, tile: int, batch: int):
     model, info = load_model(path, kind=MODEL_KIND, device=device)
     kind, coverage = conditions
     check_model_use(info, path=kind, coverage=coverage, where=f"model {path.name}")
-    digest = _file_sha256(path)
+    from fastem.io import file_digest
+
+    digest = file_digest(path)
     # small images: `batch` whole images per forward pass; large ones: one image, `batch` tiles per pass
     chunk = batch if max(shape) <= tile else 1
 

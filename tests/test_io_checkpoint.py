@@ -104,3 +104,16 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path, rng):
     assert "\n" not in str(exc.value)
     with pytest.raises(InputError, match="invalid key"):
         save_checkpoint_file(tmp_path / "x.h5", "ck", {"a/b": 1})
+
+
+def test_file_digest_and_default_checkpoint(tmp_path):
+    import hashlib
+
+    from fastem.io import file_digest
+    from fastem.io.checkpoint import default_checkpoint
+
+    p = tmp_path / "m.pt"
+    data = bytes(range(256)) * 5000   # > 1 MiB: more than one block
+    p.write_bytes(data)
+    assert file_digest(p) == hashlib.sha256(data).hexdigest()
+    assert default_checkpoint(p) == tmp_path / "m.pt.ckpt"

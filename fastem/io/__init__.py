@@ -18,7 +18,7 @@ Checkpoints
 """
 
 from .atomic import atomic_output, atomic_update, check_output, clean_stale_temporaries, output_lock
-from .checkpoint import (array_digest, check_fingerprint, generator_from_state, run_fingerprint, load_checkpoint_file, read_checkpoint, save_checkpoint_file,
+from .checkpoint import (array_digest, file_digest, check_fingerprint, generator_from_state, run_fingerprint, load_checkpoint_file, read_checkpoint, save_checkpoint_file,
                          write_checkpoint)
 from .cxi import (CXI_CHECKPOINT, CXI_DATA, CXI_DETECTOR, CXI_IMAGE, CXI_PROCESS, MASK_DEAD, MASK_HOT,
                   MASK_INVALID, MASK_SATURATED, MASK_SHADOWED, CXIData, CXIReconstruction, mask_from_known,
@@ -38,7 +38,7 @@ from .validate import (DataWarning, angles_to_degrees, check_finite, check_ndim,
 
 __all__ = [
     "atomic_output", "atomic_update", "check_output", "clean_stale_temporaries", "output_lock",
-    "array_digest", "check_fingerprint", "run_fingerprint", "require_finite_result",
+    "array_digest", "file_digest", "check_fingerprint", "run_fingerprint", "require_finite_result",
     "generator_from_state", "load_checkpoint_file", "read_checkpoint", "save_checkpoint_file", "write_checkpoint",
     "CXI_CHECKPOINT", "CXI_DATA", "CXI_DETECTOR", "CXI_IMAGE", "CXI_PROCESS", "MASK_DEAD", "MASK_HOT",
     "MASK_INVALID", "MASK_SATURATED", "MASK_SHADOWED", "CXIData", "CXIReconstruction", "mask_from_known",

@@ -222,6 +222,25 @@ def load_checkpoint_file(path, group: str) -> dict:
 # --------------------------------------------------------------------------------------------
 # fingerprints: resume only with identical inputs and parameters
 # --------------------------------------------------------------------------------------------
+def default_checkpoint(output):
+    """Where a training job keeps its checkpoint: ``OUTPUT.ckpt`` beside the model file ``OUTPUT``."""
+    from pathlib import Path
+
+    out = Path(output)
+    return out.with_name(out.name + ".ckpt")
+
+
+def file_digest(path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 1 MiB blocks (model files, inputs in provenance)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def array_digest(arr) -> str:
     """SHA-256 of an array's dtype, shape and contents (C order; CuPy arrays are copied to the host)."""
     import hashlib

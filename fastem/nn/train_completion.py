@@ -20,15 +20,11 @@ from .completion import MODEL_KIND, CompletionConfig
 from .completion_data import PartialScanSource, baseline_rmse, make_validation_set
 from .completion_train import CompletionTask, schedule
 from .model import save_model
+from fastem.io.checkpoint import default_checkpoint
+
 from .training import Trainer, write_curves
 
 __all__ = ["train_completion", "default_checkpoint", "export_checkpoint"]
-
-
-def default_checkpoint(output) -> Path:
-    """Where ``train_completion`` keeps its checkpoint: ``OUTPUT.ckpt`` beside the model file."""
-    out = Path(output)
-    return out.with_name(out.name + ".ckpt")
 
 
 def train_completion(output, *, images=None, val_images=None, synthetic: int = 256, path: str = "spiral",

@@ -12,13 +12,14 @@ from :func:`apply`); only the CLI draws bars.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from pathlib import Path
 
 import numpy as np
 
 from fastem.errors import InputError
+from fastem.io.checkpoint import default_checkpoint
+from fastem.io.checkpoint import file_digest as _sha256
 
 __all__ = ["pretrain", "finetune", "apply", "load_images_and_targets", "split_validation", "default_checkpoint",
            "OUTPUT_GROUP", "PAPER"]
@@ -28,20 +29,6 @@ OUTPUT_GROUP = "/ssl"
 #: the paper's settings (seed 002 sections 4.1-4.2), for the model cards' "scaled down" notes
 PAPER = {"pretrain_images": "50K-200K (CEM500K)", "pretrain_epochs": 60, "pretrain_batch": 128,
          "finetune_epochs": 60, "segment_crop": 448, "restore_crop": 256, "restore_batch": 64}
-
-
-def default_checkpoint(output) -> Path:
-    """Where a training job keeps its checkpoint: ``OUTPUT.ckpt`` beside the model file."""
-    out = Path(output)
-    return out.with_name(out.name + ".ckpt")
-
-
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _device_name(dev) -> str:
