@@ -172,3 +172,17 @@ def test_bench_case_model_fallbacks(tmp_path, monkeypatch):
     monkeypatch.setenv(scan_model.MODEL_ENV, str(tmp_path / "missing.pt"))
     with pytest.raises(InputError, match="FASTEM_BENCH_MODEL"):
         scan_model.resolve_model(torch)
+
+
+def test_compare_model_storage(tiny_model, capsys):
+    """float16 storage of a (tiny) model: both RMSEs reported and close, the completions too.
+
+    The 6-step model is untrained (outputs up to ~900 before clipping), so a few pixels that sit
+    at the clip boundary can flip; the RMS difference stays small."""
+    from fastem.bench import compare_model_storage
+
+    res = compare_model_storage.main([str(tiny_model), "--images", "1"])
+    assert 0 < res["rmse_float32"] < 1 and 0 < res["rmse_float16"] < 1
+    assert abs(res["rmse_float16"] - res["rmse_float32"]) < 0.01 * res["rmse_float32"]
+    assert 0 < res["rms_diff"] < 0.05 and res["rms_diff"] <= res["max_abs_diff"] <= 2
+    assert "float16" in capsys.readouterr().out
