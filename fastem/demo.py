@@ -50,7 +50,11 @@ def discover_jobs() -> list[tuple[str, Any]]:
         if not info.ispkg:
             continue
         name = f"fastem.{info.name}.demo"
-        if importlib.util.find_spec(name) is None:
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError:   # the package needs an optional extra (fastem.nn: torch) and has no demo then
+            continue
+        if spec is None:
             continue
         mod = importlib.import_module(name)
         if hasattr(mod, "run"):

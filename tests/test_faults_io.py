@@ -526,3 +526,20 @@ def test_read_tilt_series_refuses_a_complex_mrc_stack(tmp_path):
     with pytest.raises(InputError, match="complex values"):
         fio.read_tilt_series(stack)
     assert fio.find_tlt(stack) == tmp_path / "series.tlt"
+
+
+def test_demo_discovery_survives_a_package_that_needs_an_optional_extra(monkeypatch):
+    """Fault case: without torch, looking for ``fastem.nn.demo`` imported ``fastem.nn``, which
+    requires torch, and every ``fastem demo`` failed with an ImportError."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+
+    def find_spec(name, *a, **k):
+        if name.startswith("fastem.nn"):
+            raise ImportError("this feature needs PyTorch")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    names = [n for n, _ in demo.discover_jobs()]
+    assert "nn" not in names and {"data", "scan", "tomo"} <= set(names)
