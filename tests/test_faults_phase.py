@@ -340,6 +340,28 @@ def test_file_dataset_input_equals_the_cxi_input(work, cdi, monkeypatch):
         assert_clean_error(run_cli(["phase", spec, "-o", "x.cxi", *SMALL], cwd=work), *words)
 
 
+@pytest.mark.parametrize("layout", ["detector_only", "data_1_link"])
+def test_negative_intensity_warning_names_the_dataset_actually_read(work, cdi, layout):
+    """Issue 15: the warning named /entry_1/data_1/data when the data came from detector_1/data."""
+    inten = cdi.intensities.copy()
+    inten[0, :3] = -5.0  # three negative (background-subtracted) pixels on measured positions
+    with h5py.File(work / "neg.cxi", "w") as f:
+        det = f.create_group("entry_1/instrument_1/detector_1")
+        det["data"] = inten
+        det["mask"] = io.mask_from_known(cdi.known)
+        if layout == "data_1_link":
+            f["entry_1/data_1/data"] = h5py.SoftLink("/entry_1/instrument_1/detector_1/data")
+    with pytest.warns(Warning) as record:
+        phase_file(work / "neg.cxi", work / "neg_out.cxi", iterations=10, runs=1, keep=1,
+                   support=f"{work / 'sup.h5'}:/s")
+    msgs = [str(w.message) for w in record if "negative intensities" in str(w.message)]
+    assert len(msgs) == 1 and "3 negative intensities" in msgs[0]
+    read = "/entry_1/data_1/data" if layout == "data_1_link" else "/entry_1/instrument_1/detector_1/data"
+    assert f"neg.cxi:{read}" in msgs[0], msgs[0]
+    if layout == "detector_only":
+        assert "data_1" not in msgs[0]
+
+
 def test_an_external_link_in_the_input_is_refused_naming_its_target(work, cdi):
     with h5py.File(work / "target.h5", "w") as f:
         f["I"] = cdi.intensities

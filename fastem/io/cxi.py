@@ -96,6 +96,9 @@ class CXIData:
     x_pixel_size, y_pixel_size : float or None
         Detector pixel size (m).
     path : pathlib.Path
+    dataset : str or None
+        The HDF5 path of the dataset actually read (e.g. ``/entry_1/instrument_1/detector_1/data``
+        when the file has no ``/entry_1/data_1/data``).
     """
 
     intensities: np.ndarray
@@ -106,6 +109,7 @@ class CXIData:
     x_pixel_size: float | None = None
     y_pixel_size: float | None = None
     path: Path | None = None
+    dataset: str | None = None
 
     @property
     def magnitudes(self) -> np.ndarray:
@@ -206,7 +210,8 @@ def read_cxi(path, dataset: str | None = None) -> CXIData:
     dataset = ref_ds if ref_ds is not None else dataset
     with open_h5(path) as f:
         ds = _find_data(f, path) if dataset is None else find_dataset(f, dataset, file_label=str(path))
-        where = f"{path}:{ds.name}"
+        ds_name = ds.name
+        where = f"{path}:{ds_name}"
         check_ndim(ds, (2, 3), where)
         _check_real_numeric(ds, where)
         intensities = np.asarray(ds[()], dtype=np.float64)
@@ -246,7 +251,7 @@ def read_cxi(path, dataset: str | None = None) -> CXIData:
         # check_finite warned with counts and positions; those pixels are unknown from now on
     known = finite if mask is None else (mask == 0) & finite
     return CXIData(intensities=intensities, mask=mask, known=known, energy=energy, distance=distance,
-                   x_pixel_size=xps, y_pixel_size=yps, path=path)
+                   x_pixel_size=xps, y_pixel_size=yps, path=path, dataset=ds_name)
 
 
 def _pixel_sizes(pixel_size):

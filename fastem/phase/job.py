@@ -409,7 +409,7 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     check_output(out_path, overwrite=overwrite or resume, inputs=inputs)
     dev = resolve_device(device)
     data = read_cxi(in_spec)
-    where_data = f"{data.path}:{in_dataset or '/entry_1/data_1/data'}"
+    where_data = f"{data.path}:{data.dataset or in_dataset or '/entry_1/data_1/data'}"
     if support is not None:
         where_supp = os.fspath(support)
         supp = check_support(read_dataset(where_supp), data.intensities.shape, where=f"--support {where_supp}")
