@@ -3,12 +3,11 @@
 ``tests/test_nvcc.py`` checks the offline compiler; CuPy's ``RawModule`` uses NVRTC with
 ``kernels._cuda.DEFAULT_OPTIONS``, which accepts a slightly different language (no host headers,
 its own include handling). NVRTC is a plain library (``nvidia-cuda-nvrtc`` wheel, in the test
-extra) and needs no GPU, so this check runs in CI. A second, static check makes sure every
-kernel name the Python dispatchers ask ``get_function`` for exists in the named source.
+extra) and needs no GPU, so this check runs in CI. That every launch site names an existing
+kernel, with arguments matching its signature, is checked in ``test_cuda_launch_signatures.py``.
 """
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -54,30 +53,3 @@ def test_nvrtc_compiles_like_cupy(source, arch):
     assert entries, f"{source.name} declares no extern \"C\" kernels"
     for name in entries:
         assert f".entry {name}(" in ptx, f"{name} missing from the NVRTC PTX of {source.name}"
-
-
-def _dispatch_requests():
-    """(python file, source name, kernel-name pattern) for every literal get_function call."""
-    root = Path(_cuda.__file__).resolve().parent
-    call = re.compile(r'get_function\(\s*"(\w+)"\s*,\s*(f?)"([^"]+)"')
-    out = []
-    for py in sorted(root.rglob("*.py")):
-        for src, is_f, name in call.findall(py.read_text()):
-            pattern = re.sub(r"\\\{[^}]*\\\}", r"\\w+", re.escape(name)) if is_f else re.escape(name)
-            out.append((py.name, src, pattern))
-    return out
-
-
-REQUESTS = _dispatch_requests()
-
-
-def test_dispatchers_were_found():
-    assert len(REQUESTS) >= 5
-
-
-@pytest.mark.parametrize("py,src,pattern", REQUESTS, ids=[f"{p}:{s}:{n}" for p, s, n in REQUESTS])
-def test_dispatched_kernel_names_exist(py, src, pattern):
-    path = _cuda.source_path(src)
-    entries = ENTRY.findall(path.read_text())
-    assert any(re.fullmatch(pattern, e) for e in entries), \
-        f"{py} asks {src}.cu for a kernel matching {pattern!r}; it defines {entries}"
