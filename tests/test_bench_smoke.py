@@ -15,8 +15,11 @@ def test_case_runs_quick(name):
     assert ctx.measurements, f"bench case {name} measured nothing"
     assert any(m.role == "fastem" for m in ctx.measurements), f"bench case {name} has no fastem row"
     assert all(m.median_s > 0 and m.min_s <= m.median_s <= m.max_s for m in ctx.measurements)
-    table = format_table(ctx.measurements)
-    assert name in {c for c in CASES} and len(table.splitlines()) >= 3
+    table = format_table(ctx.measurements).splitlines()
+    groups = {(m.case, m.size) for m in ctx.measurements}
+    assert len(table) == 2 + len(groups), "one table row per (case, size) after the header"
+    for m in ctx.measurements:   # every measured implementation is on the row of its case and size
+        assert any(ln.startswith(f"{m.case:<28} {m.size:<14}") and m.impl in ln for ln in table[2:]), (m, table)
 
 
 def test_time_call_counts_and_warms_up():

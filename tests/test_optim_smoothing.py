@@ -162,12 +162,15 @@ def test_torch_fallback_path_matches(rng):
     np.testing.assert_allclose(a, optim.smooth_rows(g.copy(), 0.8, 2), atol=1e-12)
 
 
-def test_gpu_path(xp, rng):
-    g = rng.standard_normal((4, 50))
-    d = optim.laplacian_smooth(xp.asarray(g), 1.0, 1)
+@pytest.mark.parametrize("m", [50, 51])
+def test_every_device_matches_matrix_solve(xp, rng, m):
+    """NumPy and (with a GPU) CuPy against the float64 dense solve ``(I + sigma L) d = g``, same type out."""
+    g = rng.standard_normal((4, m))
+    d = optim.laplacian_smooth(xp.asarray(g), 1.3, 1)
     assert type(d) is type(xp.asarray(g))
     host = d.get() if hasattr(d, "get") else d
-    np.testing.assert_allclose(host, optim.laplacian_smooth(g, 1.0, 1), atol=1e-10)
+    expect = np.linalg.solve(smoothing_matrix(m, 1, 1.3), g.T).T
+    np.testing.assert_allclose(host, expect, rtol=1e-9, atol=1e-10)
 
 
 def test_imports_without_torch():
