@@ -51,7 +51,7 @@ def test_info_every_format(files):
         "recon": ["CXI", "image_1/", "process_1/", "r_factor_history  (30,) float64"],
         "dx": ["Data Exchange", "data  (3, 4, 5) float32  {axes='theta:y:x'}", "theta  (3,) float64  {units='degrees'}",
                "implements  = 'exchange:process'"],
-        "emd": ["EMD v0.2", "image/  {emd_group_type=1}", "dim1  (4,) float64  {name='y', units='px'}"],
+        "emd": ["EMD v0.2", "image/  {emd_group_type=1,", "dim2  (4,) float64  {name='y', units='px'}", "dim1  (6,) float64  {name='x', units='px'}"],
         "mrc": ["MRC volume", "shape      (4, 5, 6)", "mode       2 (float32)", "voxel size z 2, y 2, x 2"],
         "tif": ["TIFF", "pages      2", "shape      (2, 4, 5)", "dtype      float32"],
         "tlt": ["IMOD tilt angles", "3 angles from -10 to 10 degrees, step 10"],

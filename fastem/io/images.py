@@ -29,21 +29,30 @@ def read_array(spec, *, allow_external_links: bool | None = None) -> np.ndarray:
     require_file(path)
     if is_hdf5(path):
         with open_h5(path, allow_external_links=allow_external_links) as f:
-            if dataset is None:
-                from .emd import _array_groups, emd_version
+            from .emd import _array_groups, emd_version
 
+            emd_groups = _array_groups(f) if (emd_version(f) is not None or dataset is None) else []
+            if dataset is None:
                 if "cxi_version" in f or "entry_1" in f:
                     from .cxi import _find_data
 
                     dataset = _find_data(f, path).name
                 elif "exchange" in f and "data" in f["exchange"]:
                     dataset = "/exchange/data"
-                elif emd_version(f) is not None or _array_groups(f):
-                    groups = _array_groups(f)
-                    if len(groups) > 1:
-                        raise InputError(f"{path}: {len(groups)} EMD arrays, name one as {path}:<group> "
-                                         f"({', '.join(groups)})")
-                    dataset = groups[0] if groups else None
+                elif emd_version(f) is not None or emd_groups:
+                    if len(emd_groups) > 1:
+                        raise InputError(f"{path}: {len(emd_groups)} EMD arrays, name one as {path}:<group> "
+                                         f"({', '.join(emd_groups)})")
+                    dataset = emd_groups[0] if emd_groups else None
+            key = None if dataset is None else "/" + dataset.strip("/")
+            if key is not None and key.endswith("/data") and key[:-5] in emd_groups:
+                key = key[:-5]
+            emd_array = key in emd_groups
+        if emd_array:  # EMD axis order (v0.2 is stored reversed, see fastem.io.emd)
+            from .emd import read_emd
+
+            return read_emd(path, key, allow_external_links=allow_external_links).data
+        with open_h5(path, allow_external_links=allow_external_links) as f:
             ds = find_dataset(f, dataset, file_label=str(path), allow_external_links=allow_external_links)
             return np.asarray(ds[()])
     if dataset is not None:
