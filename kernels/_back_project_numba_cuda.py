@@ -1,8 +1,10 @@
 """Numba CUDA version of ``cuda/back_project.cu`` (runs on a GPU, or under the CUDA simulator)."""
 
+import math
+
 from numba import cuda
 
-from ._projector_taps_numba_cuda import axis_taps, pick
+from ._projector_taps_numba_cuda import subpoint_offset
 
 THREADS = 128
 
@@ -21,22 +23,30 @@ def back_project_kernel(images, coeffs, out, alpha, beta, weights, use_weights, 
     iz = idx // (nx * ny)
     acc = 0.0
     for k in range(nk):
-        u = coeffs[k, 0, 0] * ix + coeffs[k, 0, 1] * iy + coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
-        v = coeffs[k, 1, 0] * ix + coeffs[k, 1, 1] * iy + coeffs[k, 1, 2] * iz + coeffs[k, 1, 3]
-        iu, wu0, wu1, wu2 = axis_taps(u, subpoints)
-        iv, wv0, wv1, wv2 = axis_taps(v, subpoints)
-        for a in range(3):
-            j = iv + a
-            if j < 0 or j >= rows:
-                continue
-            row = 0.0
-            for b in range(3):
-                i = iu + b
-                if i >= 0 and i < cols:
-                    row += pick(b, wu0, wu1, wu2) * images[k, j + border, i + border]
-            acc += pick(a, wv0, wv1, wv2) * row
+        u0 = coeffs[k, 0, 0] * ix + coeffs[k, 0, 1] * iy + coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
+        v0 = coeffs[k, 1, 0] * ix + coeffs[k, 1, 1] * iy + coeffs[k, 1, 2] * iz + coeffs[k, 1, 3]
+        for s in range(subpoints):
+            dx, dz = subpoint_offset(s, subpoints)
+            u = u0 + coeffs[k, 0, 0] * dx + coeffs[k, 0, 2] * dz
+            v = v0 + coeffs[k, 1, 0] * dx + coeffs[k, 1, 2] * dz
+            fu = math.floor(u)
+            fv = math.floor(v)
+            iu = int(fu)
+            iv = int(fv)
+            wu = u - fu
+            wv = v - fv
+            for a in range(2):
+                j = iv + a
+                if j < 0 or j >= rows:
+                    continue
+                row = 0.0
+                for b in range(2):
+                    i = iu + b
+                    if i >= 0 and i < cols:
+                        row += (wu if b else 1.0 - wu) * images[k, j + border, i + border]
+                acc += (wv if a else 1.0 - wv) * row
     o = 0.0 if beta == 0.0 else beta * out[iz, iy, ix]
-    o += alpha * (weights[iz, iy, ix] if use_weights else 1.0) * acc
+    o += alpha * (weights[iz, iy, ix] if use_weights else 1.0) * acc / subpoints
     if positivity and o < 0.0:
         o = 0.0
     out[iz, iy, ix] = o

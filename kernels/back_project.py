@@ -3,8 +3,9 @@
 ``out <- beta * out + alpha * weights * sum_k B_k(images[k])``, then ``max(out, 0)`` when
 ``positivity``. ``B_k`` spreads a 2D image back along the beam of projection ``k``: every
 voxel reads the image at its detector position ``(u, v)`` (thesis eq. 3.4) by bilinear
-interpolation (``subpoints=1``), or as the mean of four bilinear reads at ``(u -+ 1/4, v -+ 1/4)``
-(``subpoints=4``, the exact adjoint of :func:`~fastem.kernels.forward_project`); pixels
+interpolation (``subpoints=1``), or as the mean of four bilinear reads at the detector
+positions of the voxel's four object-space sub-points (``subpoints=4``: see
+:data:`SUBPOINT_OFFSETS`; the exact adjoint of :func:`~fastem.kernels.forward_project`); pixels
 outside the detector read as 0.
 
 Engines: ``numpy`` (float64 oracle, explicit sub-points), ``numba`` (one volume line per
@@ -22,12 +23,30 @@ from fastem.errors import InputError
 from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
 
-__all__ = ["back_project", "with_border", "BORDER", "SUBPOINT_OFFSETS"]
+__all__ = ["back_project", "with_border", "BORDER", "SUBPOINT_OFFSETS", "subpoint_shifts"]
 
 BORDER = 3  # zero border (pixels) the CPU projector kernels want around every image
 
-# detector-plane offsets (du, dv) of the sub-points and their common weight
-SUBPOINT_OFFSETS = {1: ((0.0, 0.0),), 4: ((-0.25, -0.25), (-0.25, 0.25), (0.25, -0.25), (0.25, 0.25))}
+#: Object-space offsets ``(dx, dy, dz)`` (voxels) of the sub-points of one voxel, each carrying
+#: ``1/subpoints`` of it. ``subpoints=4`` divides the voxel in the object's x-z plane (the plane
+#: of a slice, perpendicular to the default tilt axis y) into 2 x 2 sub-pixels at ``+-1/4``, as the
+#: thesis (seed 004, section 3.2.1.3 and discussion: "dividing a pixel into 4 sub-pixels as the
+#: Radon transform does") and MATLAB's ``radon`` do. Each sub-point lands on the detector at
+#: ``(u, v) + R_2x3 (dx, dy, dz)``: for a tilt about y the footprint along v (the tilt axis)
+#: stays one row and along u follows the angle (offsets ``(+-cos +- sin)/4``).
+SUBPOINT_OFFSETS = {1: ((0.0, 0.0, 0.0),),
+                    4: ((-0.25, 0.0, -0.25), (-0.25, 0.0, 0.25), (0.25, 0.0, -0.25), (0.25, 0.0, 0.25))}
+
+
+def subpoint_shifts(coeffs, subpoints: int):
+    """Detector shifts ``(du, dv)`` of every sub-point for every projection, float64 (n, subpoints, 2).
+
+    ``coeffs`` (n, 2, 4) as :func:`back_project`; the shift of sub-point ``s`` of projection ``k``
+    is ``coeffs[k, :, :3] @ SUBPOINT_OFFSETS[subpoints][s]`` (a voxel offset mapped onto the detector).
+    """
+    c = np.asarray(coeffs, dtype=np.float64)[:, :, :3]
+    d = np.asarray(SUBPOINT_OFFSETS[subpoints], dtype=np.float64)  # (S, 3)
+    return np.ascontiguousarray(np.einsum("kij,sj->ksi", c, d))
 
 
 def voxel_detector_positions(coeffs, k: int, shape):
@@ -57,27 +76,18 @@ def with_border(images, border: int = 0, width: int = BORDER):
     return out
 
 
-def rows_aligned(coeffs) -> bool:
-    """True when every voxel row lands on one integral detector row for every projection
-    (``v = iy + integer``: tilts about y). The CPU kernels then split the 4-sub-point footprint
-    into 3 taps along u and one (1/8, 3/4, 1/8) blend along v per image (same result, fewer taps)."""
-    c = np.asarray(coeffs)[:, 1, :]
-    return bool(np.all(c[:, 0] == 0) and np.all(c[:, 2] == 0) and np.all(c[:, 1] == 1)
-                and np.all(c[:, 3] == np.round(c[:, 3])))
-
-
 def _back_project_numpy(images, coeffs, out, alpha, beta, weights, positivity, subpoints):
     img64 = np.asarray(images, dtype=np.float64)
     nk, rows, cols = img64.shape
     acc = np.zeros(out.size)
-    offsets = SUBPOINT_OFFSETS[subpoints]
+    shifts = subpoint_shifts(coeffs, subpoints)
     for k in range(nk):
         u, v = voxel_detector_positions(coeffs, k, out.shape)
-        for du, dv in offsets:
+        for du, dv in shifts[k]:
             for iv, wv in bilinear_taps(v + dv):
                 for iu, wu in bilinear_taps(u + du):
                     ok = (iv >= 0) & (iv < rows) & (iu >= 0) & (iu < cols)
-                    acc[ok] += (wv * wu)[ok] * img64[k, iv[ok], iu[ok]] / len(offsets)
+                    acc[ok] += (wv * wu)[ok] * img64[k, iv[ok], iu[ok]] / subpoints
     res = alpha * acc.reshape(out.shape)
     if weights is not None:
         res *= weights
@@ -90,8 +100,7 @@ def _back_project_numpy(images, coeffs, out, alpha, beta, weights, positivity, s
 
 
 def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, weights=None,
-                 positivity: bool = False, subpoints: int = 1, border: int = 0, scratch=None,
-                 engine: str | None = None):
+                 positivity: bool = False, subpoints: int = 1, border: int = 0, engine: str | None = None):
     """Accumulate the back projection of ``images`` into the volume ``out`` (in place).
 
     Parameters
@@ -113,20 +122,17 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
     positivity : bool
         Clamp ``out`` at 0 afterwards (RESIRE's positivity, fused into the same pass).
     subpoints : {1, 4}
-        1: bilinear at ``(u, v)``; 4: mean over ``(u -+ 1/4, v -+ 1/4)`` (adjoint of the
-        ``linear`` forward projector).
+        1: bilinear at ``(u, v)``; 4: mean of bilinear reads at the voxel's 4 object-space
+        sub-points (:data:`SUBPOINT_OFFSETS`; adjoint of the ``linear`` forward projector).
     border : int
         Width of the zero border around every image (0: plain detector images).
-    scratch : ndarray like ``images`` (bordered by ``BORDER``), optional
-        Work space of the CPU kernel for ``subpoints=4`` on row-aligned geometries
-        (:func:`rows_aligned`); allocated when needed and not given.
     engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
 
     Returns
     -------
     out
     """
-    require_arrays("back_project", ('weights', 'scratch'), images=images, coeffs=coeffs, out=out, weights=weights, scratch=scratch)
+    require_arrays("back_project", ('weights',), images=images, coeffs=coeffs, out=out, weights=weights)
     where = "back_project"
     check_array("images", images, 3, where=where)
     check_array("out", out, 3, where=where)
@@ -152,17 +158,9 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
 
         if border < BORDER:
             images, border = with_border(images, border), BORDER
-        u_only = subpoints == 4 and rows_aligned(coeffs)
-        if u_only:
-            from ._back_project_numba import blend_rows_numba
-
-            if scratch is None or scratch.shape != images.shape or scratch.dtype != images.dtype:
-                scratch = np.empty_like(images)
-            blend_rows_numba(images, scratch, 0.125, 0.75, 0.125)
-            images = scratch
         w = weights if weights is not None else np.zeros((1, 1, 1), out.dtype)
-        back_project_numba(images, int(border), coeffs, out, float(alpha), float(beta), w, weights is not None,
-                           bool(positivity), int(subpoints), u_only)
+        back_project_numba(images, int(border), coeffs, subpoint_shifts(coeffs, subpoints), out, float(alpha),
+                           float(beta), w, weights is not None, bool(positivity))
         return out
     nk, rows, cols = images.shape[0], images.shape[1] - 2 * border, images.shape[2] - 2 * border
     nz, ny, nx = out.shape

@@ -1,10 +1,13 @@
 """``linear`` forward projection ``P_k``: sub-point bilinear splatting, the adjoint of
 :func:`~fastem.kernels.back_project` with the same ``subpoints``.
 
-Every voxel of value ``o`` at detector position ``(u, v)`` is split into sub-points (4: at
-``(u -+ 1/4, v -+ 1/4)``, i.e. offsets of a quarter voxel along the two in-plane directions
-``R[0]``, ``R[1]``; 1: at ``(u, v)``), each carrying ``o / subpoints``, splatted bilinearly onto
-the detector; taps outside the detector are dropped (``../shared/specs/resire.md``).
+Every voxel of value ``o`` is split into sub-points in object space (4: the 2 x 2 sub-pixels of
+the voxel in the x-z plane at ``(+-1/4, 0, +-1/4)``, as the thesis divides object pixels;
+1: the voxel centre; :data:`~fastem.kernels.back_project.SUBPOINT_OFFSETS`), each carrying
+``o / subpoints``; every sub-point is mapped onto the detector and splatted bilinearly; taps
+outside the detector are dropped (``../shared/specs/resire.md``). For a tilt about y a voxel
+at 0 degrees covers one detector row, (1/8, 3/4, 1/8) along u; at 45 degrees
+(1/4 at ``u -+ 0.354``, 1/2 at ``u``) along u.
 
 Engines: ``numpy`` (float64 oracle, explicit sub-points), ``numba`` (tasks = projection x row
 band, each the only writer of its pixels: no atomics), ``cuda`` (``cuda/forward_project.cu``,
@@ -21,7 +24,7 @@ from fastem.errors import InputError
 from . import _threads
 from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
-from .back_project import BORDER, SUBPOINT_OFFSETS, bilinear_taps, rows_aligned, voxel_detector_positions
+from .back_project import BORDER, SUBPOINT_OFFSETS, bilinear_taps, subpoint_shifts, voxel_detector_positions
 
 __all__ = ["forward_project"]
 
@@ -29,15 +32,15 @@ __all__ = ["forward_project"]
 def _forward_project_numpy(volume, coeffs, out, subpoints):
     nk, rows, cols = out.shape
     vals = np.asarray(volume, dtype=np.float64).ravel()
-    offsets = SUBPOINT_OFFSETS[subpoints]
+    shifts = subpoint_shifts(coeffs, subpoints)
     for k in range(nk):
         img = np.zeros((rows, cols))
         u, v = voxel_detector_positions(coeffs, k, volume.shape)
-        for du, dv in offsets:
+        for du, dv in shifts[k]:
             for iv, wv in bilinear_taps(v + dv):
                 for iu, wu in bilinear_taps(u + du):
                     ok = (iv >= 0) & (iv < rows) & (iu >= 0) & (iu < cols)
-                    np.add.at(img, (iv[ok], iu[ok]), (wv * wu * vals)[ok] / len(offsets))
+                    np.add.at(img, (iv[ok], iu[ok]), (wv * wu * vals)[ok] / subpoints)
         out[k] = img
     return out
 
@@ -62,7 +65,8 @@ def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0,
         Projections (rows = v, cols = u), detector pixel (r, c) at ``[k, r + border, c + border]``.
         The interior is overwritten; the border is scratch (unspecified afterwards).
     subpoints : {4, 1}
-        4: the ``linear`` projector of the spec; 1: plain bilinear splatting.
+        4: the ``linear`` projector (4 object-space sub-points per voxel); 1: plain bilinear
+        splatting of the voxel centre.
     border : int
         Width of the border around every output image; ``border >= 3`` (:data:`BORDER`) lets
         the CPU kernel splat without per-tap tests.
@@ -95,8 +99,7 @@ def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0,
 
         bands = row_bands(nk, rows)
         fast = bands == 1 and border >= BORDER
-        forward_project_numba(volume, coeffs, out, border, int(subpoints), bands, fast,
-                              fast and subpoints == 4 and rows_aligned(coeffs))
+        forward_project_numba(volume, coeffs, subpoint_shifts(coeffs, subpoints), out, border, bands, fast)
         return out
     nz, ny, nx = volume.shape
     with backend.get_device(out).use():

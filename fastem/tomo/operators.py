@@ -36,7 +36,7 @@ from scipy.fft import next_fast_len
 from .. import backend
 from ..errors import InputError
 from ..fft import FFTPlan, empty_aligned
-from ..kernels.back_project import BORDER, back_project, rows_aligned
+from ..kernels.back_project import BORDER, back_project
 from ..kernels.central_slice import pad_rows, sample_central_slices, scatter_planes
 from ..kernels.forward_project import forward_project
 from ..kernels.projection_residual import projection_residual
@@ -63,7 +63,6 @@ class _Projector:
         self.engine = engine
         with self.device.use():
             self.coefficients = backend.to_device(np.ascontiguousarray(geometry.coefficients), self.device)
-        self._scratch = None  # CPU work space of the 4-sub-point back projection on row-aligned data
 
     # ---- buffers the callers need ------------------------------------------------------------
     def bordered_images(self):
@@ -81,8 +80,7 @@ class _Projector:
              positivity: bool = False, border: int = 0):
         """``out <- beta*out + alpha*weights*sum_k B_k(images_k)`` (see :func:`fastem.kernels.back_project`)."""
         return back_project(images, self.coefficients, out, alpha=alpha, beta=beta, weights=weights,
-                            positivity=positivity, subpoints=self.back_subpoints, border=border,
-                            scratch=self._scratch if border == BORDER else None, engine=self.engine)
+                            positivity=positivity, subpoints=self.back_subpoints, border=border, engine=self.engine)
 
     def adjoint(self, images):
         """Convenience: ``sum_k B_k(images_k)`` of plain (n, rows, cols) images into a new volume."""
@@ -119,12 +117,15 @@ class LinearProjector(_Projector):
     geometry : ProjectionGeometry
     device : Device-like
     subpoints : {4, 1}
-        4 sub-points at ``(u -+ 1/4, v -+ 1/4)`` (the spec's ``linear`` projector) or 1 (bilinear).
+        4: every voxel divided into 2 x 2 sub-pixels in object space (x-z plane, offsets +-1/4,
+        :data:`fastem.kernels.back_project.SUBPOINT_OFFSETS`), each mapped onto the detector and
+        splatted bilinearly (the ``linear`` projector); 1: the voxel centre splatted bilinearly.
     engine : kernel engine (None = default for the device)
 
     Notes
     -----
-    Cost per call: one pass over (volume x projections) with 9 (subpoints=4) or 4 taps.
+    Cost per call: one pass over (volume x projections) with 16 taps (subpoints=4; 8 when the
+    projections tilt about y and v is integral) or 4 taps (subpoints=1).
     """
 
     name = "linear"
@@ -134,8 +135,6 @@ class LinearProjector(_Projector):
         if isinstance(subpoints, bool) or subpoints not in (1, 4):
             raise InputError(f"subpoints must be 1 or 4, got {subpoints}")
         self.subpoints = self.back_subpoints = int(subpoints)
-        if self.device.is_cpu and self.subpoints == 4 and rows_aligned(geometry.coefficients):
-            self._scratch = self.bordered_images()
 
     def forward(self, volume, out):
         """``out[k] = P_k(volume)``, out (n, rows, cols) on the device."""
@@ -152,7 +151,7 @@ class LinearProjector(_Projector):
 
     def memory_bytes(self) -> int:
         """Device memory the operator holds beyond its inputs (bytes)."""
-        return int(self.coefficients.nbytes + (0 if self._scratch is None else self._scratch.nbytes))
+        return int(self.coefficients.nbytes)
 
 
 def fst_grid(volume_shape, detector_shape, oversampling, rotations=None, axis_offset: float = 0.0):

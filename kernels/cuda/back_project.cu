@@ -1,4 +1,5 @@
-// Back projection B_k (RESIRE's gradient): bilinear gather, one voxel per thread, all projections
+// Back projection B_k (RESIRE's gradient): bilinear gather at each of the voxel's object-space
+// sub-points (projector_taps.cuh), mean over them; one voxel per thread, all projections
 // accumulated in registers, one read-modify-write of the voxel:
 //   out <- beta*out + alpha*weights*sum_k B_k(images[k]);  out <- max(out, 0) if positivity.
 // images (nk, rows + 2*border, cols + 2*border) float32, detector pixel (r, c) at [r+border, c+border];
@@ -6,27 +7,26 @@
 #include "common.cuh"
 #include "projector_taps.cuh"
 
-template <int SUB>
+// Bilinear read of the image at (u, v); pixels outside the detector read as 0.
 __device__ __forceinline__ float gather(const float* __restrict__ img, int cp, int rows, int cols, int border,
                                         float u, float v) {
     int iu, iv;
-    float wu[3], wv[3];
-    axis_taps<SUB>(u, iu, wu[0], wu[1], wu[2]);
-    axis_taps<SUB>(v, iv, wv[0], wv[1], wv[2]);
-    const int ntaps = (SUB == 1) ? 2 : 3;
+    float fu, fv;
+    bilinear_taps(u, iu, fu);
+    bilinear_taps(v, iv, fv);
     float acc = 0.0f;
 #pragma unroll
-    for (int a = 0; a < ntaps; ++a) {
+    for (int a = 0; a < 2; ++a) {
         const int j = iv + a;
         if (j < 0 || j >= rows) continue;
         const float* row = img + (long long)(j + border) * cp + border;
         float r = 0.0f;
 #pragma unroll
-        for (int b = 0; b < ntaps; ++b) {
+        for (int b = 0; b < 2; ++b) {
             const int i = iu + b;
-            if (i >= 0 && i < cols) r += wu[b] * __ldg(row + i);
+            if (i >= 0 && i < cols) r += (b ? fu : 1.0f - fu) * __ldg(row + i);
         }
-        acc += wv[a] * r;
+        acc += (a ? fv : 1.0f - fv) * r;
     }
     return acc;
 }
@@ -55,13 +55,20 @@ __device__ void back_project_impl(const float* __restrict__ images, const double
                 const float* ck = c + 8 * k;
                 const float u = ck[0] * fx + ck[1] * fy + ck[2] * fz + ck[3];
                 const float v = ck[4] * fx + ck[5] * fy + ck[6] * fz + ck[7];
-                acc += gather<SUB>(images + (long long)(k0 + k) * rp * cp, cp, rows, cols, border, u, v);
+                const float* img = images + (long long)(k0 + k) * rp * cp;
+#pragma unroll
+                for (int s = 0; s < SUB; ++s) {
+                    float dx, dz;
+                    subpoint_offset<SUB>(s, dx, dz);
+                    acc += gather(img, cp, rows, cols, border, u + ck[0] * dx + ck[2] * dz,
+                                  v + ck[4] * dx + ck[6] * dz);
+                }
             }
         }
     }
     if (idx < nvox) {
         float o = (beta == 0.0f) ? 0.0f : beta * out[idx];
-        o += alpha * (use_weights ? weights[idx] : 1.0f) * acc;
+        o += alpha * (use_weights ? weights[idx] : 1.0f) * acc * (1.0f / (float)SUB);
         if (positivity) o = fmaxf(o, 0.0f);
         out[idx] = o;
     }

@@ -1,5 +1,6 @@
-// `linear` forward projection P_k: every voxel's sub-points splatted bilinearly with atomicAdd,
-// one voxel per thread, looping over the projections (coefficients staged in shared memory).
+// `linear` forward projection P_k: every voxel's object-space sub-points (projector_taps.cuh)
+// splatted bilinearly with atomicAdd, one voxel per thread, looping over the projections
+// (coefficients staged in shared memory).
 // out (nk, rows + 2*border, cols + 2*border) float32 must be zeroed by the caller; taps outside the
 // detector are dropped. See kernels/forward_project.py.
 #include "common.cuh"
@@ -18,7 +19,7 @@ __device__ void forward_project_impl(const float* __restrict__ volume, const dou
     const int rp = rows + 2 * border, cp = cols + 2 * border;
     const float fx = (float)ix, fy = (float)iy, fz = (float)iz;
     const float val = (idx < nvox) ? __ldg(volume + idx) : 0.0f;
-    const int ntaps = (SUB == 1) ? 2 : 3;
+    const float sval = val / (float)SUB;
     for (int k0 = 0; k0 < nk; k0 += FASTEM_PROJ_CHUNK) {
         const int kn = min(FASTEM_PROJ_CHUNK, nk - k0);
         __syncthreads();
@@ -27,23 +28,28 @@ __device__ void forward_project_impl(const float* __restrict__ volume, const dou
         if (val == 0.0f) continue;  // also covers idx >= nvox
         for (int k = 0; k < kn; ++k) {
             const float* ck = c + 8 * k;
-            const float u = ck[0] * fx + ck[1] * fy + ck[2] * fz + ck[3];
-            const float v = ck[4] * fx + ck[5] * fy + ck[6] * fz + ck[7];
-            int iu, iv;
-            float wu[3], wv[3];
-            axis_taps<SUB>(u, iu, wu[0], wu[1], wu[2]);
-            axis_taps<SUB>(v, iv, wv[0], wv[1], wv[2]);
+            const float u0 = ck[0] * fx + ck[1] * fy + ck[2] * fz + ck[3];
+            const float v0 = ck[4] * fx + ck[5] * fy + ck[6] * fz + ck[7];
             float* img = out + (long long)(k0 + k) * rp * cp;
 #pragma unroll
-            for (int a = 0; a < ntaps; ++a) {
-                const int j = iv + a;
-                if (j < 0 || j >= rows) continue;
-                float* row = img + (long long)(j + border) * cp + border;
-                const float wa = wv[a] * val;
+            for (int s = 0; s < SUB; ++s) {
+                float dx, dz;
+                subpoint_offset<SUB>(s, dx, dz);
+                int iu, iv;
+                float fu, fv;
+                bilinear_taps(u0 + ck[0] * dx + ck[2] * dz, iu, fu);
+                bilinear_taps(v0 + ck[4] * dx + ck[6] * dz, iv, fv);
 #pragma unroll
-                for (int b = 0; b < ntaps; ++b) {
-                    const int i = iu + b;
-                    if (i >= 0 && i < cols) atomicAdd(row + i, wu[b] * wa);
+                for (int a = 0; a < 2; ++a) {
+                    const int j = iv + a;
+                    if (j < 0 || j >= rows) continue;
+                    float* row = img + (long long)(j + border) * cp + border;
+                    const float wa = (a ? fv : 1.0f - fv) * sval;
+#pragma unroll
+                    for (int b = 0; b < 2; ++b) {
+                        const int i = iu + b;
+                        if (i >= 0 && i < cols) atomicAdd(row + i, (b ? fu : 1.0f - fu) * wa);
+                    }
                 }
             }
         }

@@ -1,26 +1,25 @@
-// Interpolation taps shared by the projector kernels (see kernels/_projector_taps_numba.py).
-// A voxel at detector coordinate s spreads over pixels i0, i0+1, i0+2 with weights w0, w1, w2:
-//   SUB == 1: bilinear at s;  SUB == 4: two sub-points at s -+ 1/4, each weighted 1/2.
+// Helpers shared by the projector kernels (see kernels/back_project.py, SUBPOINT_OFFSETS).
+// A voxel is divided into SUB sub-points in object space: SUB == 1: its centre; SUB == 4: the
+// 2 x 2 sub-pixels of the x-z plane at (+-1/4, 0, +-1/4). Each sub-point lands on the detector at
+// (u, v) + (c_u . d, c_v . d) and is spread bilinearly (2 x 2 taps), weight 1/SUB.
 #pragma once
 
 template <int SUB>
-__device__ __forceinline__ void axis_taps(float s, int& i0, float& w0, float& w1, float& w2) {
+__device__ __forceinline__ void subpoint_offset(int s, float& dx, float& dz) {
     if (SUB == 1) {
-        const float fl = floorf(s);
-        const float f = s - fl;
-        i0 = (int)fl;
-        w0 = 1.0f - f;
-        w1 = f;
-        w2 = 0.0f;
+        dx = 0.0f;
+        dz = 0.0f;
     } else {
-        const float t = s - 0.25f;
-        const float fl = floorf(t);
-        const float f = t - fl;
-        i0 = (int)fl;
-        w0 = 0.5f * (1.0f - f + fmaxf(0.5f - f, 0.0f));
-        w2 = 0.5f * fmaxf(f - 0.5f, 0.0f);
-        w1 = 1.0f - w0 - w2;
+        dx = (s < 2) ? -0.25f : 0.25f;
+        dz = (s % 2 == 0) ? -0.25f : 0.25f;
     }
+}
+
+// Bilinear taps of coordinate s: pixels i0, i0 + 1 with weights 1 - f, f.
+__device__ __forceinline__ void bilinear_taps(float s, int& i0, float& f) {
+    const float fl = floorf(s);
+    i0 = (int)fl;
+    f = s - fl;
 }
 
 // Projection coefficients (n, 2, 4) float64 staged as float in shared memory, 8 per projection:
