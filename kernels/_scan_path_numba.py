@@ -13,8 +13,9 @@ import numpy as np
 from numba import njit, prange
 
 from . import _hash_rng as R
+from .scan_geometry import MIN_DWELL as _MIN_DWELL
 
-MIN_DWELL = np.float32(1e-3)
+MIN_DWELL = np.float32(_MIN_DWELL)
 _SPIRAL = np.uint64(R.SPIRAL)
 _GRID_PLACE = np.uint64(R.GRID_PLACE)
 _GRID_WALK = np.uint64(R.GRID_WALK)

@@ -23,6 +23,8 @@ import numpy as np
 from scipy import ndimage
 
 from . import _hash_rng as R
+from .scan_geometry import (BLUR_RADIUS, BLUR_SIGMA, MIN_DWELL, NEAR_CONSTANT, blur_weights,  # noqa: F401
+                            dihedral, grid_channel_width)
 
 __all__ = [
     "MIN_DWELL", "BLUR_SIGMA", "BLUR_RADIUS", "blur_weights", "dihedral", "normalise", "gaussian_blur",
@@ -30,41 +32,9 @@ __all__ = [
     "spiral_params", "grid_dwell", "grid_channel_width", "grid_params", "form_partial_scans", "pipeline",
 ]
 
-MIN_DWELL = 1e-3      #: accumulated dwell below this is treated as "not visited" (set to 0)
-BLUR_SIGMA = 2.5      #: px, the spec's 5x5 Gaussian
-BLUR_RADIUS = 2       #: 5 taps
-NEAR_CONSTANT = 1e-6  #: max - min below this: the crop becomes all zeros
-
-
-def blur_weights(dtype=np.float64) -> np.ndarray:
-    """The normalised 5-tap Gaussian ``exp(-k^2 / (2 * 2.5^2)) / sum``, ``k = -2..2``."""
-    k = np.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=np.float64)
-    w = np.exp(-0.5 * (k / BLUR_SIGMA) ** 2)
-    return (w / w.sum()).astype(dtype)
-
-
 # ---------------------------------------------------------------------------------------------
 # augmentation and preprocessing
 # ---------------------------------------------------------------------------------------------
-def dihedral(x: np.ndarray, t: int) -> np.ndarray:
-    """Dihedral transform ``t`` (0..7) of the last two axes.
-
-    Bit 4 transposes, then bit 1 flips the rows (up-down), then bit 2 flips the columns:
-    ``0`` is the identity, ``3`` a rotation by 180 degrees, ``5`` and ``6`` the rotations by
-    90 degrees; the 8 values are the 8 elements of the symmetry group of the square.
-    """
-    t = int(t)
-    if not 0 <= t < 8:
-        raise ValueError(f"dihedral transform index must be 0..7, got {t}")
-    if t & 4:
-        x = np.swapaxes(x, -1, -2)
-    if t & 1:
-        x = x[..., ::-1, :]
-    if t & 2:
-        x = x[..., :, ::-1]
-    return x
-
-
 def normalise(x: np.ndarray) -> np.ndarray:
     """Spec step 1 for one image: NaN/Inf -> 0, then [min, max] -> [-1, 1] (float64).
 
@@ -263,11 +233,6 @@ def spiral_dwell(shape, spacing: float, seed: int = 0, example: int = 0, rotate:
             _deposit(acc, pos, bi, w0)
             _deposit(acc, pos, bi + 1, w1)
     return _finish_dwell(acc)
-
-
-def grid_channel_width(u: float) -> float:
-    """Channel spacing ``w = (2 + sqrt(4 - 16 u)) / (2 u)`` for a fraction ``u`` per direction."""
-    return (2.0 + math.sqrt(4.0 - 16.0 * u)) / (2.0 * u)
 
 
 def grid_params(shape, seed: int, example: int, random_place: bool):

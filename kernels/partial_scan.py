@@ -30,11 +30,11 @@ from fastem import backend
 from fastem.errors import InputError
 
 from . import _hash_rng as R
+from .scan_geometry import NEAR_CONSTANT
 from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 
 __all__ = ["normalise_blur", "sample_infill", "nearest_sampled", "NEAR_CONSTANT"]
 
-NEAR_CONSTANT = 1e-6
 _THREADS = 256
 
 
@@ -57,7 +57,7 @@ def _check_batch(name: str, what: str, a, shape=None, dtype=np.float32):
 
 @functools.lru_cache(maxsize=None)
 def _weights_on(device_id: int):
-    from ._scan_reference import blur_weights
+    from .scan_geometry import blur_weights
 
     w = blur_weights(np.float32)
     if device_id < 0:

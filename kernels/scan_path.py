@@ -113,7 +113,7 @@ def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int
         raise InputError(f"grid_dwell: amp must be > 0, got {amp}")
     engine = select_engine(engine, out)
     nb, h, w = out.shape
-    from ._scan_reference import grid_channel_width
+    from .scan_geometry import grid_channel_width
 
     width = grid_channel_width(u)
     if engine == "numpy":

@@ -36,7 +36,7 @@ from fastem.errors import InputError
 from fastem.interop import as_array
 
 from . import paths as P
-from ._reference import dihedral
+from fastem.kernels.scan_geometry import dihedral
 
 _NOISE_STREAM = 0xD05E   #: third seed word of the per-example shot-noise generators
 

@@ -32,7 +32,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._reference import grid_channel_width
+from fastem.kernels.scan_geometry import grid_channel_width
 
 __all__ = [
     "PAPER_GRID_SETTINGS", "PATH_KINDS", "spiral_path", "grid_path", "scan_path", "solve_coverage",
