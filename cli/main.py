@@ -36,7 +36,7 @@ import warnings
 import click
 
 from fastem import __version__
-from fastem.config import set_threads, settings
+from fastem.config import set_threads, settings, use_passive_openmp
 from fastem.errors import FastemError
 
 #: errors reported by this process, kept alive until it exits: freeing the frames of a failed
@@ -221,6 +221,7 @@ def app(device: str, threads: int, quiet: bool, debug: bool, allow_external_link
     from fastem.backend import Device
 
     ignore_sigxfsz()
+    use_passive_openmp()   # the CLI owns its process: idle OpenMP workers sleep (see fastem.config)
     settings.debug = debug
     settings.quiet = quiet
     settings.allow_external_links = allow_external_links

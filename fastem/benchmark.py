@@ -298,6 +298,9 @@ def run_cases(names: list[str] | None = None, device: Any = "cpu", quick: bool =
     (``out_dir``, default :func:`results_dir`) is created and checked first
     (:func:`prepare_results_dir`): a bad folder fails before any case runs.
     """
+    from .config import use_passive_openmp
+
+    use_passive_openmp()   # as the CLI does: timings must not include OpenMP spin-waits
     dev = backend.Device(device)
     cases = discover_cases()
     names = list(names) if names else list(cases)

@@ -10,12 +10,25 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Numba's default threading layer on Linux is GNU OpenMP, whose idle workers spin-wait after every
-# parallel region; interleaved with FFTW's own threads (every iterative solver alternates FFTs
-# and Numba kernels) the spinning workers starve FFTW on a small machine -- measured here: 300
-# (FFT + kernel) pairs at 4x64x64 took 6.6 s spinning vs 0.016 s passive. Must be set before
-# the OpenMP runtime starts (the first Numba parallel call); a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+def use_passive_openmp() -> bool:
+    """Ask OpenMP's idle workers to sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``).
+
+    Numba's default threading layer on Linux is GNU OpenMP, whose idle workers spin-wait after
+    every parallel region; interleaved with FFTW's own threads (every iterative solver alternates
+    FFTs and Numba kernels) the spinning workers starve FFTW on a small machine -- measured here:
+    300 (FFT + kernel) pairs at 4x64x64 took 6.6 s spinning vs 0.016 s passive. The setting is
+    process-wide, so ``import fastem`` does not make it: the ``fastem`` CLI and the benchmark
+    harness call this at start; a library user who interleaves FFTs with fastem's Numba kernels
+    calls it (or sets the variable) before the first kernel runs. A value the user set wins.
+
+    Returns
+    -------
+    bool
+        Whether the policy is now PASSIVE (False: the user chose another policy). It only takes
+        effect if called before the OpenMP runtime starts (the first Numba parallel call).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
 
 
 def available_cores() -> int:

@@ -22,6 +22,7 @@ import os
 # FFTW_MEASURE planning costs seconds per new shape and the suite plans hundreds of shapes;
 # the tests check results, not speed, so plan with FFTW_ESTIMATE unless told otherwise.
 os.environ.setdefault("FASTEM_FFT_PLANNER", "FFTW_ESTIMATE")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -1,0 +1,58 @@
+"""``import fastem`` is cheap and has no process-wide side effects (issue 18)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("numba", "scipy", "pyfftw", "h5py", "torch", "cupy", "dask", "click")
+
+
+def _run(code: str, env_extra=None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update(env_extra or {})
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_import_loads_no_heavy_module_and_leaves_the_environment_alone():
+    out = _run("import os, sys, fastem\n"
+               f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+               "print(os.environ.get('OMP_WAIT_POLICY'))")
+    loaded, policy = out.splitlines()
+    assert loaded == "[]", f"import fastem loaded {loaded}"
+    assert policy == "None", "import fastem changed OMP_WAIT_POLICY"
+
+
+def test_public_names_resolve_lazily():
+    out = _run("import sys, fastem\n"
+               "assert 'fastem.phase' not in sys.modules\n"
+               "p = fastem.phase; d = fastem.Device\n"
+               "assert p is sys.modules['fastem.phase'] and d.__module__ == 'fastem.backend'\n"
+               "from fastem import tomo, set_threads\n"
+               "assert set(['phase', 'tomo', 'Device', 'set_threads']) <= set(dir(fastem))\n"
+               "print('ok')")
+    assert out == "ok"
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    import fastem
+
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        fastem.nonexistent  # noqa: B018
+
+
+def test_passive_openmp_is_asked_for_and_a_user_choice_wins():
+    assert _run("import os; from fastem.config import use_passive_openmp\n"
+                "print(use_passive_openmp(), os.environ['OMP_WAIT_POLICY'])") == "True PASSIVE"
+    assert _run("import os; from fastem.config import use_passive_openmp\n"
+                "print(use_passive_openmp(), os.environ['OMP_WAIT_POLICY'])",
+                {"OMP_WAIT_POLICY": "ACTIVE"}) == "False ACTIVE"
+
+
+def test_the_cli_asks_for_passive_openmp():
+    out = _run("import os\nfrom click.testing import CliRunner\nfrom fastem.cli.main import app\n"
+               "r = CliRunner().invoke(app, ['info'])\nprint(os.environ.get('OMP_WAIT_POLICY'))")
+    assert out.splitlines()[-1] == "PASSIVE"
