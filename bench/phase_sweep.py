@@ -37,6 +37,10 @@ before the band edges were made unique carry 0 and are skipped in the tables.
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+
 import json
 import time
 from itertools import product

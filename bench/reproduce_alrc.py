@@ -29,6 +29,10 @@ Run: ``.venv/bin/python bench/reproduce_alrc.py`` (writes bench/results/alrc_rep
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+
 import argparse
 import json
 import platform

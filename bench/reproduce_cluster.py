@@ -25,6 +25,10 @@ Writes ``bench/results/cluster_reproduction.{json,md}`` (+ ``.png`` histograms).
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+
 import argparse
 import json
 import platform

@@ -31,6 +31,10 @@ Writes ``bench/results/lssgd_reproduction.json``, ``.md`` and ``.png``.
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+
 import argparse
 import json
 import platform

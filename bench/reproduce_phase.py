@@ -30,6 +30,10 @@ Writes ``bench/results/phase_reproduction.{md,json}`` (the tables) and
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+
 import argparse
 import json
 import sys

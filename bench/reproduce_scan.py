@@ -36,6 +36,10 @@ unless 100 images of 512x512 and ``_{kinds}_{coverages}`` when not the default s
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+
 import argparse
 import json
 import math

@@ -36,6 +36,10 @@ estimated from measured step times -- not yet run at full size):
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+
 import argparse
 import json
 import platform

@@ -29,6 +29,10 @@ deg of z (the missing-wedge direction). Writes ``bench/results/reproduce_tomo[-q
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+
 import argparse
 import json
 import sys
