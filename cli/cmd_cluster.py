@@ -1,9 +1,11 @@
-"""``fastem cluster``: k-means (SBE, mini-batch, Lloyd) on an HDF5 dataset of points or images.
+"""``fastem cluster``: k-means (SBE, mini-batch, Lloyd) on an HDF5 dataset of points, patterns or a 4D-STEM scan.
 
 Output layout (HDF5): ``/cluster/centroids`` (K, d) [attribute ``image_shape`` for image input],
 ``/cluster/labels`` (N,) int64, ``/cluster/objective`` (scalar, ``phi = 1/(2N) sum min ||x - c||^2``),
 ``/cluster/inertia`` (scalar, ``2 N phi``, scikit-learn's convention), ``/cluster/objectives``
-(R,) per-run ``phi``, provenance in ``/process/fastem``.
+(R,) per-run ``phi``, provenance in ``/process/fastem``; for patterns also ``/cluster/patterns``
+(K, ky/b, kx/b), for a scan ``/cluster/label_map`` (Ny, Nx), per-cluster ``counts`` and
+``mean_distance`` (see :mod:`fastem.cluster.files`).
 """
 
 from __future__ import annotations
@@ -46,13 +48,27 @@ def _gamma0(ctx, param, value):
               help="Working precision (auto: float32 data stays float32, else float64).")
 @click.option("--stream/--load", "stream", default=None,
               help="Read mini-batches from disk (default when the dataset is over 2 GiB) or load it first.")
+@click.option("--transform", type=click.Choice(["none", "sqrt", "log1p"]), default="none", show_default=True,
+              help="Intensity transform of every pattern (of max(x, 0)).")
+@click.option("--detector-mask", "detector_mask", metavar="FILE:/ds", default=None,
+              help="(ky, kx) mask, nonzero = detector pixel hidden (e.g. the central beam, dead pixels).")
+@click.option("--bin", "binning", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+              help="Detector binning on (ky, kx).")
+@click.option("--normalize", type=click.Choice(["none", "sum", "l2"]), default="none", show_default=True,
+              help="Per-pattern normalisation (after the transform).")
+@click.option("--sampling", type=click.Choice(["auto", "uniform", "chunks"]), default="auto", show_default=True,
+              help="Mini-batches from uniform random rows or whole HDF5 chunks (auto: chunks when streaming a "
+                   "chunked dataset).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner, gamma0, steps, max_iter, dtype,
-            stream, overwrite):
-    """k-means of the points in IN.h5:/ds ((N, d) points, or (N, h, w) images flattened to d = h*w)
+            stream, transform, detector_mask, binning, normalize, sampling, overwrite):
+    """k-means of the rows of IN.h5:/ds: (N, d) points, (N, ky, kx) patterns or a (Ny, Nx, ky, kx)
+    4D-STEM scan (one pattern per probe position; the labels are also written as an (Ny, Nx) map),
     by stochastic backward Euler (sbe), mini-batch k-means or Lloyd's algorithm.
 
     Example: fastem cluster points.h5:/data -k 8 -o clusters.h5 --algorithm sbe --batch 1000 --runs 10
+
+    Example: fastem cluster scan.h5:/data -k 6 -o phases.h5 --transform sqrt --bin 2 --detector-mask mask.h5:/m
     """
     import h5py
 
@@ -68,16 +84,40 @@ def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner,
     path, ds_name = parse_ref(source)
     config = {"input": str(source), "k": k, "algorithm": algorithm, "batch": batch, "runs": runs, "seed": seed,
               "init": init, "outer": outer, "inner": inner, "gamma0": gamma0, "steps": steps, "max_iter": max_iter,
-              "dtype": dtype}
+              "dtype": dtype, "transform": transform, "detector_mask": detector_mask, "bin": int(binning),
+              "normalize": normalize, "sampling": sampling}
+    mask = None
+    if detector_mask is not None:
+        from fastem.cluster.preprocess import load_mask
+
+        try:
+            mask = load_mask(detector_mask)
+        except InputError as exc:
+            raise InputError(f"--detector-mask: {exc}") from None
     with output_lock(output):
         device = resolve_device()
         with open_h5(path) as f:
             ds = find_dataset(f, ds_name, file_label=str(path))
             where = f"{path}:{ds.name}"
-            if not isinstance(ds, h5py.Dataset) or ds.ndim not in (2, 3):
-                raise InputError(f"{where}: expected (N, d) points or (N, h, w) images, got shape "
-                                 f"{getattr(ds, 'shape', None)}")
-            image_shape = ds.shape[1:] if ds.ndim == 3 else None
+            if isinstance(ds, h5py.Dataset):
+                from fastem.cluster.source import check_readable, load_hdf5_filters
+
+                load_hdf5_filters()
+                check_readable(ds, where)
+            if not isinstance(ds, h5py.Dataset) or ds.ndim not in (2, 3, 4):
+                raise InputError(f"{where}: expected (N, d) points, (N, ky, kx) patterns or a (Ny, Nx, ky, kx) "
+                                 f"4D-STEM scan, got shape {getattr(ds, 'shape', None)}")
+            if (mask is not None or binning != "1") and ds.ndim == 2:
+                raise InputError(f"{where}: --detector-mask and --bin need patterns ((N, ky, kx) or "
+                                 f"(Ny, Nx, ky, kx)), not (N, d) points")
+            if mask is not None and mask.shape != tuple(ds.shape[-2:]):
+                raise InputError(f"--detector-mask {detector_mask}: shape {mask.shape} but the patterns of {where} "
+                                 f"are {tuple(ds.shape[-2:])}")
+            b = int(binning)
+            if ds.ndim >= 3 and (ds.shape[-1] % b or ds.shape[-2] % b):
+                raise InputError(f"--bin {b} does not divide the pattern shape {tuple(ds.shape[-2:])} of {where}")
+            image_shape = tuple(s // b for s in ds.shape[-2:]) if ds.ndim >= 3 else None
+            input_info = {"attrs": dict(ds.attrs), "shape": ds.shape, "dtype": ds.dtype, "source": where}
             if stream is None:
                 stream = ds.size * ds.dtype.itemsize > STREAM_ABOVE_BYTES
             if ds.dtype.kind not in "fiub":
@@ -87,13 +127,15 @@ def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner,
             model = SBEKMeans(k, algorithm=algorithm, init=init, n_init=runs, batch_size=batch, n_outer=outer,
                               n_inner=inner, gamma0=gamma0, n_steps=steps, max_iter=max_iter, random_state=seed,
                               dtype=None if dtype == "auto" else dtype, device=None if stream else device,
-                              progress=True)
+                              progress=True, transform=transform, detector_mask=mask, binning=b,
+                              normalize=normalize, sampling=sampling)
             try:
                 model.fit(data if stream or not device.is_gpu else device.xp.asarray(data), name=where)
             except InputError as exc:
                 text = str(exc)
                 raise InputError(text if where in text else f"{where}: {text}") from None
-        write_clusters(output, model, config=config, image_shape=image_shape, overwrite=overwrite, inputs=[source])
+        write_clusters(output, model, config=config, image_shape=image_shape, overwrite=overwrite, inputs=[source],
+                       input_info=input_info)
     if not settings.quiet:
         o = model.objectives_
         click.echo(f"{output}: K={k} {algorithm}, {runs} run(s): objective {model.objective_:.6g} "

@@ -144,14 +144,22 @@ def test_chunked_pass_equals_single_pass(mixture):
 
 @pytest.mark.parametrize("algorithm,init", [("sbe", "random"), ("minibatch", "k-means++"), ("lloyd", "random")])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_hdf5_streaming_equals_in_memory(tmp_path, mixture, algorithm, init, dtype):
+@pytest.mark.parametrize("sampling", ["uniform", "chunks"])
+def test_hdf5_streaming_equals_in_memory(tmp_path, mixture, algorithm, init, dtype, sampling):
+    """Same seed, same sampling plan: bit-identical from memory and from disk. ``chunks``: the
+    file's default (auto) chunk-reservoir sampling against the in-memory array told the file's
+    chunk shape."""
     X = mixture[0].astype(dtype)
     path = tmp_path / "pts.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("pts", data=X, chunks=(64, 5))
+        f.create_dataset("pts", data=X, chunks=(16, 5))
     kw = dict(algorithm=algorithm, init=init, n_init=2, batch_size=64, n_outer=5, n_inner=3, random_state=11,
               chunk_rows=100)
-    mem = SBEKMeans(4, **kw).fit(X)
+    if sampling == "uniform":
+        mem = SBEKMeans(4, sampling="uniform", **kw).fit(X)
+        kw["sampling"] = "uniform"
+    else:
+        mem = SBEKMeans(4, sampling="chunks", sampling_chunks=(16, 5), **kw).fit(X)
     disk = SBEKMeans(4, **kw).fit(f"{path}:/pts")
     with h5py.File(path, "r") as f:
         ds = SBEKMeans(4, **kw).fit(f["pts"])

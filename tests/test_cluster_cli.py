@@ -85,3 +85,53 @@ def test_demo_job_quick(tmp_path):
     with h5py.File(tmp_path / "cluster" / "sbe.h5", "r") as f:
         objs = f["cluster/objectives"][()]
         assert objs.shape == (6,) and float(f["cluster/objective"][()]) == objs.min()
+
+
+@pytest.mark.parametrize("stream", ["--stream", "--load"])
+def test_cluster_compressed_4d_scan_end_to_end(tmp_path, stream):
+    """A small bitshuffle/LZ4-compressed 4D-STEM file (as detectors write them), with a detector
+    mask, binning, sqrt and normalisation: the label map, centroid patterns, per-cluster stats and
+    the recorded preprocessing equal the library's fit of the same array."""
+    hdf5plugin = pytest.importorskip("hdf5plugin")
+    from fastem.cluster.synthetic import stem4d_phases
+
+    X, phase_map, _ = stem4d_phases(12, 10, 16, 16, 3, noise=0.3, seed=8)
+    path = tmp_path / "scan.h5"
+    mask = np.zeros((16, 16), np.uint8)
+    mask[7:9, 7:9] = 1
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("data", data=X, chunks=(2, 10, 16, 16), **hdf5plugin.Bitshuffle(cname="lz4"))
+        ds.attrs["scan_step_nm"] = 0.5
+        f["mask"] = mask
+    with h5py.File(path, "r") as f:
+        assert "32008" in f["data"]._filters  # the bitshuffle filter
+    out = tmp_path / "out.h5"
+    r = run("cluster", f"{path}:/data", "-k", "3", "-o", str(out), "--algorithm", "minibatch", "--batch", "24",
+            "--steps", "20", "--seed", "2", "--init", "k-means++", "--transform", "sqrt", "--bin", "2",
+            "--detector-mask", f"{path}:/mask", "--normalize", "l2", stream)
+    assert r.exit_code == 0, r.output
+    with h5py.File(out, "r") as f:
+        g = f["cluster"]
+        label_map, patterns, counts = g["label_map"][()], g["patterns"][()], g["counts"][()]
+        labels, md, C = g["labels"][()], g["mean_distance"][()], g["centroids"][()]
+        attrs = dict(g.attrs)
+        hidden = g["detector_mask"][()]
+        assert g["input"].attrs["scan_step_nm"] == 0.5
+        np.testing.assert_array_equal(g["input"].attrs["shape"], [12, 10, 16, 16])
+        prov = read_provenance(f["process/fastem"])
+    assert label_map.shape == (12, 10) and patterns.shape == (3, 8, 8) and C.shape == (3, 64)
+    np.testing.assert_array_equal(label_map.ravel(), labels)
+    np.testing.assert_array_equal(hidden, mask)
+    assert (attrs["transform"], attrs["binning"], attrs["normalize"]) == ("sqrt", 2, "l2")
+    assert prov["configuration"]["bin"] == 2 and prov["configuration"]["detector_mask"] == f"{path}:/mask"
+    lib = SBEKMeans(3, algorithm="minibatch", init="k-means++", batch_size=24, n_steps=20, random_state=2,
+                    transform="sqrt", binning=2, detector_mask=mask, normalize="l2",
+                    sampling="chunks" if stream == "--stream" else "auto",
+                    sampling_chunks=(2, 10, 16, 16) if stream == "--stream" else None).fit(X)
+    np.testing.assert_array_equal(label_map, lib.label_map_)
+    np.testing.assert_array_equal(patterns, lib.cluster_patterns_)
+    np.testing.assert_array_equal(counts, lib.counts_)
+    np.testing.assert_allclose(md, lib.mean_distance_, rtol=1e-12)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(phase_map.ravel(), labels) == pytest.approx(1.0)

@@ -326,7 +326,7 @@ def _api(name):
 
     return {
         "fit-None": (lambda: _km().fit(None), "X"),
-        "fit-rank4": (lambda: _km().fit(np.ones((5, 2, 2, 2))), "shape"),
+        "fit-rank5": (lambda: _km().fit(np.ones((5, 2, 2, 2, 2))), "shape"),
         "fit-object": (lambda: _km().fit(np.array([{}, {}], dtype=object)), "dtype"),
         "fit-nan": (lambda: _km().fit(np.full((5, 2), np.nan)), "NaN"),
         "fit-missing-file": (lambda: _km().fit("nofile.h5:/x"), "nofile.h5"),
@@ -385,7 +385,7 @@ def _api(name):
     }[name]
 
 
-API_CASES = ["fit-None", "fit-rank4", "fit-object", "fit-nan", "fit-missing-file", "K>N", "K-float", "K-None",
+API_CASES = ["fit-None", "fit-rank5", "fit-object", "fit-nan", "fit-missing-file", "K>N", "K-float", "K-None",
              "batch-0", "n_init-0", "n_outer-0", "gamma0-nan", "gamma0-neg", "gamma0-str", "alpha-1", "tol-nan",
              "random_state-neg", "algorithm-None", "init-bogus", "init-shape", "dtype-bogus", "chunk_rows-0",
              "set_params-unknown", "predict-unfitted", "predict-None", "predict-features", "mps-None",

@@ -34,6 +34,7 @@ class RunResult:
     n_iter: int
     labels: np.ndarray | None = None
     history: list = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
 
 
 def check_k(source: DataSource, k: int) -> int:
@@ -49,8 +50,13 @@ def _cast(source, C64):
     return source.xp.ascontiguousarray(C64.astype(source.dtype))
 
 
-def assign_full(source: DataSource, C, *, labels: bool = True, accumulate: bool = False, engine=None):
+def assign_full(source: DataSource, C, *, labels: bool = True, accumulate: bool = False, engine=None,
+                stats: dict | None = None):
     """Full-data pass in chunks of ``source.chunk_rows`` rows (memory ``O(chunk * max(d, K))``).
+
+    ``stats``: a dict filled with ``counts`` (K,) int64 (points per cluster) and
+    ``mean_distance`` (K,) float64 (mean Euclidean distance ``||p_i - c_j||`` of a cluster's
+    points to its centroid; NaN for an empty cluster).
 
     Returns
     -------
@@ -67,13 +73,23 @@ def assign_full(source: DataSource, C, *, labels: bool = True, accumulate: bool 
     sums = xp.zeros((K, source.d), np.float64)
     counts = xp.zeros(K, np.int64)
     out = np.empty(source.n, np.int64) if labels else None
+    n_k, r_k = np.zeros(K, np.int64), np.zeros(K, np.float64)
     total = 0.0
     for start, block in source.chunks():
         lab, dist, _, _ = assign_accumulate(block, Cw, sums=sums, counts=counts, accumulate=accumulate,
                                             engine=engine, cnorm=cnorm)
         total += float(dist.sum())
+        if labels or stats is not None:
+            lab = backend_to_numpy(lab)
         if labels:
-            out[start:start + block.shape[0]] = backend_to_numpy(lab)
+            out[start:start + block.shape[0]] = lab
+        if stats is not None:
+            n_k += np.bincount(lab, minlength=K)
+            r_k += np.bincount(lab, weights=np.sqrt(backend_to_numpy(dist)), minlength=K)
+    if stats is not None:
+        stats["counts"] = n_k
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats["mean_distance"] = np.where(n_k > 0, r_k / np.maximum(n_k, 1), np.nan)
     return out, total / (2.0 * source.n), sums, counts
 
 
@@ -164,12 +180,22 @@ def sbe(source: DataSource, C0, rng, *, batch_size: int = 1000, n_outer: int = 1
     y_work = xp.empty(x.shape, source.dtype)      # y in the data's dtype, for the kernel
     sums = xp.empty(x.shape, np.float64)
     counts = xp.empty(K, np.int64)
-    batch_buf = source.batch_buffer(batch_size)
+    sampler = source.sampler(rng, batch_size)
+    try:
+        _sbe_loop(x, y, x_avg, g, y_work, sums, counts, sampler, gamma, alpha, beta, n_outer, n_inner, xp, engine,
+                  callback)
+    finally:
+        sampler.close()
+    return RunResult(x, float("nan"), n_outer)
+
+
+def _sbe_loop(x, y, x_avg, g, y_work, sums, counts, sampler, gamma, alpha, beta, n_outer, n_inner, xp, engine,
+              callback):
     for k in range(n_outer):
         y[...] = x
         x_avg[...] = x
         for _ in range(n_inner):
-            batch = source.rows(draw_batch(rng, source.n, batch_size), out=batch_buf)
+            batch = sampler.next()
             y_work[...] = y
             sums.fill(0)
             counts.fill(0)
@@ -188,7 +214,6 @@ def sbe(source: DataSource, C0, rng, *, batch_size: int = 1000, n_outer: int = 1
         gamma *= beta
         if callback is not None:
             callback(k)
-    return RunResult(x, float("nan"), n_outer)
 
 
 def minibatch(source: DataSource, C0, rng, *, batch_size: int = 1000, n_steps: int = 1000, engine=None,
@@ -208,34 +233,41 @@ def minibatch(source: DataSource, C0, rng, *, batch_size: int = 1000, n_steps: i
     b = xp.empty((C.shape[0], 1), np.float64)
     bC = xp.empty(C.shape, np.float64)
     v_safe = xp.empty_like(v)
-    batch_buf = source.batch_buffer(batch_size)
-    for step in range(n_steps):
-        batch = source.rows(draw_batch(rng, source.n, batch_size), out=batch_buf)
-        C_work[...] = C
-        sums.fill(0)
-        counts.fill(0)
-        assign_accumulate(batch, C_work, sums=sums, counts=counts, engine=engine)
-        v += counts
-        b[:, 0] = counts
-        # c_j += (S_j - b_j c_j) / v_j where b_j > 0 (S_j - b_j c_j is exactly 0 where b_j = 0)
-        xp.multiply(b, C, out=bC)
-        sums -= bC
-        xp.maximum(v, 1.0, out=v_safe)
-        sums /= v_safe[:, None]
-        C += sums
-        if callback is not None:
-            callback(step)
+    sampler = source.sampler(rng, batch_size)
+    try:
+        for step in range(n_steps):
+            _minibatch_step(sampler.next(), C, C_work, sums, counts, v, b, bC, v_safe, xp, engine)
+            if callback is not None:
+                callback(step)
+    finally:
+        sampler.close()
     return RunResult(C, float("nan"), n_steps)
 
 
+def _minibatch_step(batch, C, C_work, sums, counts, v, b, bC, v_safe, xp, engine):
+    C_work[...] = C
+    sums.fill(0)
+    counts.fill(0)
+    assign_accumulate(batch, C_work, sums=sums, counts=counts, engine=engine)
+    v += counts
+    b[:, 0] = counts
+    # c_j += (S_j - b_j c_j) / v_j where b_j > 0 (S_j - b_j c_j is exactly 0 where b_j = 0)
+    xp.multiply(b, C, out=bC)
+    sums -= bC
+    xp.maximum(v, 1.0, out=v_safe)
+    sums /= v_safe[:, None]
+    C += sums
+
+
 def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, engine=None, callback=None,
-          tol_scale: float | None = None) -> RunResult:
+          tol_scale: float | None = None, stats: dict | None = None) -> RunResult:
     """Lloyd's algorithm (EM) on the full data, streamed in chunks.
 
     Stops like scikit-learn's ``KMeans(algorithm="lloyd")``: when the labels no longer change
     ("strict convergence") or when ``sum_j ||c_j^new - c_j||^2 <= tol * mean_j var(X_j)``; then
     a final assignment with the last centroids (when not strictly converged). Empty clusters
-    keep their centroid (scikit-learn relocates them to far points instead).
+    keep their centroid (scikit-learn relocates them to far points instead). ``stats``: filled
+    as by :func:`assign_full` for the returned centroids.
     """
     xp = source.xp
     C = xp.array(C0, dtype=np.float64)
@@ -247,7 +279,7 @@ def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, eng
     strict = False
     labels = None
     for it in range(1, max_iter + 1):
-        labels, phi, sums, counts = assign_full(source, C, labels=True, accumulate=True, engine=engine)
+        labels, phi, sums, counts = assign_full(source, C, labels=True, accumulate=True, engine=engine, stats=stats)
         newC = xp.where(counts[:, None] > 0, sums / xp.maximum(counts, 1)[:, None], C)
         if prev is not None and np.array_equal(labels, prev):
             strict = True
@@ -260,8 +292,7 @@ def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, eng
         if shift <= tol_abs:
             break
     if strict:
-        # labels unchanged: C (the centroids these labels came from) is final
-        _, phi, _, _ = assign_full(source, C, labels=False, engine=engine)
+        # labels unchanged: C (the centroids these labels, phi and stats came from) is final
         return RunResult(C, phi, it, labels)
-    labels, phi, _, _ = assign_full(source, C, labels=True, engine=engine)
+    labels, phi, _, _ = assign_full(source, C, labels=True, engine=engine, stats=stats)
     return RunResult(C, phi, it, labels)

@@ -20,7 +20,8 @@ ALGORITHMS = ("sbe", "minibatch", "lloyd")
 def _open_ref(X):
     """``"file.h5:/ds"`` -> (ExitStack holding the file, h5py.Dataset) for streaming; else (None, X)."""
     if X is None:
-        raise InputError("X must be an (N, d) or (N, h, w) array, an h5py.Dataset or 'FILE.h5:/dataset', got None")
+        raise InputError("X must be an (N, d), (N, ky, kx) or (Ny, Nx, ky, kx) array, an h5py.Dataset or "
+                         "'FILE.h5:/dataset', got None")
     if isinstance(X, (str, bytes)) or hasattr(X, "__fspath__"):
         from contextlib import ExitStack
 
@@ -101,6 +102,22 @@ class SBEKMeans:
         on the host and copied there.
     progress : bool
         Draw a progress bar (honours ``--quiet``).
+    transform : {"none", "sqrt", "log1p"}
+        Intensity transform of every pattern (:mod:`fastem.cluster.preprocess`).
+    detector_mask : ndarray (ky, kx), optional
+        Nonzero = detector pixel hidden (set to 0), e.g. the central beam or dead pixels.
+    binning : {1, 2, 4}
+        Detector binning on both pattern axes (sum of ``b x b`` pixels).
+    normalize : {"none", "sum", "l2"}
+        Per-pattern normalisation (after the transform).
+    sampling : {"auto", "uniform", "chunks"}
+        Mini-batch sampling (:mod:`fastem.cluster.sampling`). ``auto``: whole chunks (a shuffled
+        reservoir, each chunk read once per epoch) for a chunked HDF5 dataset, uniform rows
+        otherwise.
+    sampling_chunks : tuple of int, optional
+        The chunk shape the chunk sampler plans with (default: the dataset's own HDF5 chunks).
+    reservoir_rows : int, optional
+        Rows per reservoir window of the chunk sampler (default ``4 * batch_size``).
 
     Attributes
     ----------
@@ -115,13 +132,32 @@ class SBEKMeans:
     n_iter_ : int
         Lloyd: iterations; SBE: outer steps; minibatch: mini-batches (of the kept start).
     n_features_in_ : int
+        Raw features per row (``ky*kx`` for patterns, before binning).
+    n_features_ : int
+        Features the centroids have (after binning).
+    scan_shape_ : (Ny, Nx) or None
+        For 4D input ``(Ny, Nx, ky, kx)``.
+    pattern_shape_ : (ky, kx) or None
+        Raw pattern shape (3D / 4D input).
+    label_map_ : int64 ndarray (Ny, Nx) or None
+        ``labels_`` as a map over the scan (4D input).
+    cluster_patterns_ : ndarray (K, ky/b, kx/b) or None
+        The centroids as (preprocessed) patterns.
+    counts_ : int64 ndarray (K,)
+        Points per cluster.
+    mean_distance_ : float64 ndarray (K,)
+        Mean Euclidean distance of a cluster's points to its centroid (NaN if empty).
+    preprocess_ : Preprocess
+        What was done to every pattern; ``predict`` does the same.
     """
 
     def __init__(self, n_clusters: int = 8, *, algorithm: str = "sbe", init="random", n_init: int = 1,
                  batch_size: int = 1000, n_outer: int = 100, n_inner: int = 10, gamma0: float | None = None,
                  alpha: float = 0.75, beta: float = 1 / 1.01, n_steps: int | None = None, max_iter: int = 300,
                  tol: float = 1e-4, random_state=None, dtype=None, chunk_rows: int | None = None, engine=None,
-                 device=None, progress: bool = False):
+                 device=None, progress: bool = False, transform: str = "none", detector_mask=None, binning: int = 1,
+                 normalize: str = "none", sampling: str = "auto", sampling_chunks=None,
+                 reservoir_rows: int | None = None):
         self.n_clusters = n_clusters
         self.algorithm = algorithm
         self.init = init
@@ -141,6 +177,13 @@ class SBEKMeans:
         self.engine = engine
         self.device = device
         self.progress = progress
+        self.transform = transform
+        self.detector_mask = detector_mask
+        self.binning = binning
+        self.normalize = normalize
+        self.sampling = sampling
+        self.sampling_chunks = sampling_chunks
+        self.reservoir_rows = reservoir_rows
 
     # -- scikit-learn protocol ---------------------------------------------------------------
     @classmethod
@@ -165,12 +208,21 @@ class SBEKMeans:
         return f"{type(self).__name__}({', '.join(changed)})"
 
     # -- fitting ----------------------------------------------------------------------------
-    def _source(self, X, name="X"):
-        return DataSource(X, dtype=self.dtype, chunk_rows=self.chunk_rows, device=self.device, name=name)
+    def _preprocess(self):
+        from .preprocess import Preprocess
+
+        return Preprocess(transform=self.transform, mask=self.detector_mask, binning=self.binning,
+                          normalize=self.normalize)
+
+    def _source(self, X, name="X", dtype=None, preprocess=None):
+        return DataSource(X, dtype=dtype or self.dtype, chunk_rows=self.chunk_rows, device=self.device, name=name,
+                          preprocess=preprocess if preprocess is not None else self._preprocess(),
+                          sampling=self.sampling, sampling_chunks=self.sampling_chunks,
+                          reservoir_rows=self.reservoir_rows)
 
     def fit(self, X, y=None, *, callback=None, name: str | None = None):
-        """Fit on ``X``: (N, d) or (N, h, w) NumPy/CuPy array, ``h5py.Dataset`` or ``"file.h5:/ds"``
-        (HDF5 is streamed: mini-batches and chunks are read from disk).
+        """Fit on ``X``: (N, d), (N, ky, kx) or (Ny, Nx, ky, kx) NumPy/CuPy array, ``h5py.Dataset``
+        or ``"file.h5:/ds"`` (HDF5 is streamed: mini-batches and chunks are read from disk).
 
         ``callback(run, step)`` is called as the runs progress (for progress displays). ``name``:
         how messages refer to the data (default ``FILE:/dataset`` for HDF5, else ``"X"``).
@@ -206,6 +258,16 @@ class SBEKMeans:
         _int_param(self.n_steps, "n_steps", optional=True)
         _int_param(self.max_iter, "max_iter")
         _int_param(self.chunk_rows, "chunk_rows", optional=True)
+        _int_param(self.reservoir_rows, "reservoir_rows", optional=True)
+        from .source import SAMPLING
+
+        if not isinstance(self.sampling, str) or self.sampling not in SAMPLING:
+            raise InputError(f"sampling must be one of {', '.join(SAMPLING)}, got {self.sampling!r}")
+        if self.sampling_chunks is not None and (
+                not isinstance(self.sampling_chunks, (tuple, list)) or not self.sampling_chunks
+                or not all(_is_int(c) and int(c) >= 1 for c in self.sampling_chunks)):
+            raise InputError(f"sampling_chunks must be a tuple of integers >= 1, got {self.sampling_chunks!r}")
+        self._preprocess()  # transform, detector_mask, binning, normalize
         _float_param(self.gamma0, "gamma0", low=0.0, optional=True)
         _float_param(self.alpha, "alpha", low=0.0, high=1.0, low_open=False, high_open=True)
         _float_param(self.beta, "beta", low=0.0, high=1.0)
@@ -245,7 +307,7 @@ class SBEKMeans:
 
         warnings.warn(f"{source.name}: values up to {largest:.3g} overflow squared distances in float32; computing "
                       f"in float64", DataWarning, stacklevel=4)
-        return DataSource(X, dtype=np.float64, chunk_rows=self.chunk_rows, device=self.device, name=source.name)
+        return self._source(X, source.name, dtype=np.float64, preprocess=source.preprocess)
 
     def _fit(self, X, callback):
         n_init = int(self.n_init)
@@ -269,10 +331,13 @@ class SBEKMeans:
             for r, rng in enumerate(seeds):
                 C0 = core.init_centroids(source, k, self.init, rng, engine=self.engine)
                 # a diverging run (too large gamma0) is reported once, by _check_result, not by NumPy warnings
+                stats = {}
                 with np.errstate(over="ignore", invalid="ignore"):
-                    res = self._run(source, C0, rng, tol_scale, bar)
+                    res = self._run(source, C0, rng, tol_scale, bar, stats)
                     if self.algorithm != "lloyd" or res.labels is None:
-                        res.labels, res.objective, _, _ = core.assign_full(source, res.centers, engine=self.engine)
+                        res.labels, res.objective, _, _ = core.assign_full(source, res.centers, engine=self.engine,
+                                                                           stats=stats)
+                res.stats = stats
                 objectives[r] = res.objective
                 if bar is not None:
                     bar.set_postfix(run=r + 1, phi=f"{res.objective:.6g}", best=f"{np.min(objectives[:r + 1]):.6g}")
@@ -290,8 +355,17 @@ class SBEKMeans:
         self.inertia_ = 2.0 * source.n * self.objective_
         self.objectives_ = objectives
         self.n_iter_ = int(best.n_iter)
-        self.n_features_in_ = source.d
+        self.n_features_in_ = source.raw_d
+        self.n_features_ = source.d
         self._dtype = source.dtype
+        self.scan_shape_ = source.scan_shape
+        self.pattern_shape_ = source.pattern_shape
+        self.preprocess_ = source.preprocess
+        self.label_map_ = None if source.scan_shape is None else self.labels_.reshape(source.scan_shape)
+        fs = source.feature_shape
+        self.cluster_patterns_ = None if fs is None else self.cluster_centers_.reshape((k,) + tuple(fs))
+        self.counts_ = best.stats["counts"]
+        self.mean_distance_ = best.stats["mean_distance"]
         return self
 
     def _check_result(self, best, source) -> None:
@@ -304,7 +378,7 @@ class SBEKMeans:
         require_finite_result(np.array([best.objective]), f"{self.algorithm} k-means objective of {source.name}",
                               hint=hint)
 
-    def _run(self, source, C0, rng, tol_scale, bar):
+    def _run(self, source, C0, rng, tol_scale, bar, stats=None):
         tick = (lambda *a: bar.update(1)) if bar is not None else None
         if self.algorithm == "sbe":
             return core.sbe(source, C0, rng, batch_size=self.batch_size, n_outer=self.n_outer, n_inner=self.n_inner,
@@ -313,7 +387,7 @@ class SBEKMeans:
             return core.minibatch(source, C0, rng, batch_size=self.batch_size,
                                   n_steps=self.n_steps or self.n_outer * self.n_inner, engine=self.engine, callback=tick)
         return core.lloyd(source, C0, max_iter=self.max_iter, tol=self.tol, engine=self.engine, callback=tick,
-                          tol_scale=tol_scale)
+                          tol_scale=tol_scale, stats=stats)
 
     # -- using a fit ------------------------------------------------------------------------
     def _check_fitted(self):
@@ -324,9 +398,20 @@ class SBEKMeans:
         self._check_fitted()
         f, X = _open_ref(X)
         try:
-            source = DataSource(X, dtype=self._dtype, chunk_rows=self.chunk_rows, device=self.device)
-            if source.d != self.n_features_in_:
-                raise InputError(f"X has {source.d} features but the model was fitted with {self.n_features_in_}")
+            from .source import split_shape
+
+            _, _, pshape, raw_d = split_shape(getattr(X, "shape", np.shape(X)), "X")
+            if raw_d != self.n_features_in_ or (self.pattern_shape_ is not None and pshape is not None
+                                                and tuple(pshape) != tuple(self.pattern_shape_)):
+                got = f"patterns of shape {tuple(pshape)}" if pshape is not None else f"{raw_d} features"
+                want = (f"patterns of shape {tuple(self.pattern_shape_)}" if self.pattern_shape_ is not None
+                        else f"{self.n_features_in_}")
+                raise InputError(f"X has {got} but the model was fitted with {want}")
+            if self.pattern_shape_ is not None and pshape is None and not self.preprocess_.is_identity:
+                raise InputError(f"X: the model preprocesses patterns of shape {tuple(self.pattern_shape_)}; "
+                                 "pass (N, ky, kx) or (Ny, Nx, ky, kx) data, not (N, d) rows")
+            source = DataSource(X, dtype=self._dtype, chunk_rows=self.chunk_rows, device=self.device,
+                                preprocess=self.preprocess_ if pshape is not None else None)
             largest = source.check_finite()
             if largest > source.max_abs_for(source.dtype):
                 raise InputError(f"X: values up to {largest:.3g} overflow squared distances in dtype "
@@ -335,23 +420,27 @@ class SBEKMeans:
             if backend.is_cupy_array(centers) != (source.xp is not np):
                 centers = source.xp.asarray(backend_to_numpy(centers))
             centers = centers.astype(np.float64)
-            return core.assign_full(source, centers, engine=self.engine), source.n
+            return core.assign_full(source, centers, engine=self.engine), source
         finally:
             if f is not None:
                 f.close()
 
     def predict(self, X):
-        """Index of the nearest centroid for every point (int64, host NumPy)."""
-        (labels, _, _, _), _ = self._assign(X)
-        return labels
+        """Index of the nearest centroid for every point (int64, host NumPy).
+
+        ``X`` as in :meth:`fit` (the fitted preprocessing is applied to patterns); a 4D scan
+        ``(Ny, Nx, ky, kx)`` gives an ``(Ny, Nx)`` label map, anything else ``(N,)`` labels.
+        """
+        (labels, _, _, _), source = self._assign(X)
+        return labels.reshape(source.scan_shape) if source.scan_shape is not None else labels
 
     def fit_predict(self, X, y=None):
         return self.fit(X).labels_
 
     def score(self, X, y=None) -> float:
         """``-sum_i min_j ||c_j - x_i||^2`` (scikit-learn's sign and scale)."""
-        (_, phi, _, _), n = self._assign(X)
-        return -2.0 * n * phi
+        (_, phi, _, _), source = self._assign(X)
+        return -2.0 * source.n * phi
 
     def objective(self, X) -> float:
         """``phi`` (thesis eq. 4.4) of the fitted centroids on ``X``."""

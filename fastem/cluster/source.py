@@ -1,10 +1,21 @@
 """Where the points come from: an in-memory array (NumPy or CuPy) or an HDF5 dataset on disk.
 
 Every algorithm in :mod:`fastem.cluster` reads data only through :class:`DataSource`:
-``rows(idx)`` (a mini-batch; ``idx`` sorted, as HDF5 point selection requires) and
-``chunks()`` (contiguous blocks for full-data passes). Both return C-contiguous ``(m, d)``
-arrays in the working dtype on the working device, so an HDF5 dataset larger than memory is
-streamed, and the same seed draws the same mini-batches from memory and from disk.
+``rows(idx)`` (a mini-batch), ``chunks()`` (contiguous blocks for full-data passes) and
+``sampler(rng, m)`` (the mini-batch stream: uniform rows, or whole HDF5 chunks, see
+:mod:`fastem.cluster.sampling`). All return C-contiguous ``(m, d)`` arrays in the working dtype
+on the working device, so an HDF5 dataset larger than memory is streamed, and the same seed draws
+the same mini-batches from memory and from disk.
+
+Accepted layouts (the row axis is the probe position):
+
+* ``(N, d)`` points (rank 1: ``N`` points with ``d = 1``);
+* ``(N, ky, kx)`` images or diffraction patterns, flattened to ``d = ky*kx``;
+* ``(Ny, Nx, ky, kx)`` a 4D-STEM scan: ``N = Ny*Nx`` rows in row-major scan order (row
+  ``i = iy*Nx + ix``), ``scan_shape = (Ny, Nx)``.
+
+Patterns go through :class:`~fastem.cluster.preprocess.Preprocess` (mask, binning, transform,
+normalisation) as each block is read; ``d`` is the preprocessed feature count.
 """
 
 from __future__ import annotations
@@ -14,7 +25,11 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-__all__ = ["DataSource", "as_source", "working_dtype"]
+from .preprocess import Preprocess
+
+__all__ = ["DataSource", "as_source", "working_dtype", "SAMPLING"]
+
+SAMPLING = ("auto", "uniform", "chunks")
 
 
 def working_dtype(dtype, requested=None) -> np.dtype:
@@ -30,6 +45,38 @@ def working_dtype(dtype, requested=None) -> np.dtype:
     return np.dtype(np.float32) if np.dtype(dtype) == np.float32 else np.dtype(np.float64)
 
 
+def load_hdf5_filters() -> bool:
+    """Register the compression filters of ``hdf5plugin`` (bitshuffle/LZ4, Blosc, Zstd, ... as
+    detectors write them) with HDF5, when it is installed (``pip install fastem[compression]``).
+    Returns whether it is."""
+    try:
+        import hdf5plugin  # noqa: F401  (importing registers the filters)
+    except ImportError:
+        return False
+    return True
+
+
+def check_readable(ds, name: str) -> None:
+    """A one-line :class:`InputError` when ``ds`` uses an HDF5 filter that is not available."""
+    try:
+        ok = all(ds.id.get_create_plist().get_filter(i)[0] in _KNOWN_FILTERS or _filter_avail(
+            ds.id.get_create_plist().get_filter(i)[0]) for i in range(ds.id.get_create_plist().get_nfilters()))
+    except Exception:  # pragma: no cover - unusual property lists: let the read report it
+        return
+    if not ok:
+        raise InputError(f"{name}: the dataset is compressed with an HDF5 filter that is not installed; "
+                         "pip install hdf5plugin (fastem[compression]) to read it")
+
+
+_KNOWN_FILTERS = (1, 2, 3, 4, 6)  # deflate, shuffle, fletcher32, szip, scaleoffset
+
+
+def _filter_avail(code) -> bool:
+    import h5py
+
+    return bool(h5py.h5z.filter_avail(code))
+
+
 def _is_h5(data) -> bool:
     try:
         import h5py
@@ -38,63 +85,142 @@ def _is_h5(data) -> bool:
     return isinstance(data, h5py.Dataset)
 
 
+def split_shape(shape, name: str = "X"):
+    """``(n, scan_shape, pattern_shape, raw_d)`` of a data shape (see the module docstring)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 1:
+        return shape[0], None, None, 1
+    if len(shape) == 2:
+        return shape[0], None, None, shape[1]
+    if len(shape) == 3:
+        return shape[0], None, shape[1:], shape[1] * shape[2]
+    if len(shape) == 4:
+        return shape[0] * shape[1], shape[:2], shape[2:], shape[2] * shape[3]
+    raise InputError(f"{name}: expected (N, d) points, (N, ky, kx) patterns or a (Ny, Nx, ky, kx) 4D-STEM scan, "
+                     f"got a {len(shape)}D array of shape {shape}")
+
+
 class DataSource:
-    """Points ``(N, d)`` (or ``(N, h, w)`` images, flattened to ``d = h*w``) for clustering.
+    """Points ``(N, d)``, patterns ``(N, ky, kx)`` or a 4D-STEM scan ``(Ny, Nx, ky, kx)`` for clustering.
 
     Parameters
     ----------
     data : numpy.ndarray, cupy.ndarray or h5py.Dataset
-        Rank 2 or 3 (rank 1 is taken as ``N`` points with ``d = 1``). An ``h5py.Dataset`` is
-        never read whole: mini-batches and chunks are read on demand.
+        Rank 1 to 4 (module docstring). An ``h5py.Dataset`` is never read whole: mini-batches
+        and chunks are read on demand.
     dtype : {None, float32, float64}
         Working dtype (default: float32 for float32 data, float64 otherwise).
     device : fastem.backend.Device or str, optional
         Where batches are computed. Default: the array's device; ``cpu`` for HDF5.
     chunk_rows : int, optional
-        Rows per chunk in full-data passes (default: about 32 MiB of float64 per chunk).
+        Rows per chunk in full-data passes (default: about 32 MiB of float64 per chunk; for a
+        streamed 4D scan rounded to whole scan lines).
     name : str
         How errors refer to the data.
+    preprocess : Preprocess, optional
+        Done to every block as it is read (in memory: once, block by block, into the working
+        array). ``d`` is the feature count after it.
+    sampling : {"auto", "uniform", "chunks"}
+        Mini-batch sampling (:meth:`sampler`): uniform random rows, or a shuffled reservoir of
+        whole chunks (:class:`~fastem.cluster.sampling.ChunkSampler`). ``auto``: chunks for a
+        chunked HDF5 dataset, uniform otherwise.
+    sampling_chunks : tuple of int, optional
+        The chunk shape the chunk sampler uses (default: the HDF5 dataset's own chunks; for an
+        in-memory array this replays the plan a file with these chunks would get).
+    reservoir_rows : int, optional
+        Rows in one reservoir window of the chunk sampler (default ``4 * batch size``).
     """
 
-    def __init__(self, data, *, dtype=None, device=None, chunk_rows: int | None = None, name: str = "X"):
+    def __init__(self, data, *, dtype=None, device=None, chunk_rows: int | None = None, name: str = "X",
+                 preprocess: Preprocess | None = None, sampling: str = "auto", sampling_chunks=None,
+                 reservoir_rows: int | None = None):
         self.name = name
         self.streaming = _is_h5(data)
+        if self.streaming:
+            load_hdf5_filters()
+            check_readable(data, name)
         if not self.streaming and not backend.is_cupy_array(data):
             data = np.asarray(data)
-        shape = tuple(data.shape)
-        if len(shape) == 1:
-            shape = (shape[0], 1)
-        if len(shape) not in (2, 3):
-            raise InputError(f"{name}: expected (N, d) points or (N, h, w) images, got shape {tuple(data.shape)}")
-        self.n = int(shape[0])
-        self.d = int(np.prod(shape[1:]))
-        if self.d == 0:
-            raise InputError(f"{name}: points have d = 0 features (shape {tuple(data.shape)})")
+        self.shape = tuple(int(s) for s in data.shape)
+        self.n, self.scan_shape, self.pattern_shape, self.raw_d = split_shape(self.shape, name)
+        if self.raw_d == 0:
+            raise InputError(f"{name}: points have d = 0 features (shape {self.shape})")
         if self.n == 0:
-            raise InputError(f"{name}: no points (shape {tuple(data.shape)})")
+            raise InputError(f"{name}: no points (shape {self.shape})")
         kind = np.dtype(data.dtype).kind
         if kind not in "fiub":
             raise InputError(f"{name}: expected a real numeric array, got dtype {data.dtype}")
+        self.preprocess = preprocess if preprocess is not None else Preprocess()
+        self.feature_shape = self.preprocess.check(self.pattern_shape, name)
+        self.d = int(np.prod(self.feature_shape)) if self.feature_shape is not None else self.raw_d
         self.dtype = working_dtype(data.dtype, dtype)
         self.device = backend.resolve_device(device) if device is not None else (
             backend.get_device(data) if not self.streaming else backend.Device("cpu"))
         self.xp = self.device.xp
         self._data = data
         self._in_memory = None
-        if not self.streaming:
-            flat = data.reshape(self.n, self.d)
-            if backend.get_device(flat) != self.device:
-                flat = self.xp.asarray(backend_to_numpy(flat))
-            self._in_memory = self.xp.ascontiguousarray(flat.astype(self.dtype, copy=False))
-        row_bytes = 8 * max(self.d, 1)
+        row_bytes = 8 * max(self.d, self.raw_d, 1)
         self.chunk_rows = int(chunk_rows) if chunk_rows else int(np.clip(2 ** 25 // row_bytes, 256, 65536))
         if self.chunk_rows < 1:
             raise InputError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        if self.streaming and self.scan_shape is not None and not chunk_rows:
+            nx = self.scan_shape[1]  # whole scan lines: one hyperslab per chunk
+            self.chunk_rows = max(1, self.chunk_rows // nx) * nx
+        if not self.streaming:
+            flat = data.reshape(self.n, self.raw_d)
+            if backend.get_device(flat) != self.device:
+                flat = self.xp.asarray(backend_to_numpy(flat))
+            if self.preprocess.is_identity:
+                self._in_memory = self.xp.ascontiguousarray(flat.astype(self.dtype, copy=False))
+            else:  # one working array, filled block by block (no full-size temporaries)
+                self._in_memory = self.xp.empty((self.n, self.d), self.dtype)
+                for a in range(0, self.n, self.chunk_rows):
+                    b = min(self.n, a + self.chunk_rows)
+                    self._in_memory[a:b] = self._apply(flat[a:b])
+        if sampling not in SAMPLING:
+            raise InputError(f"sampling must be one of {', '.join(SAMPLING)}, got {sampling!r}")
+        self.sampling = sampling
+        self.sampling_chunks = None if sampling_chunks is None else tuple(int(c) for c in sampling_chunks)
+        self.reservoir_rows = reservoir_rows
 
     # -- reads -------------------------------------------------------------------------------
+    def _apply(self, raw):
+        """Raw rows ``(m, raw_d)`` (host or device) -> working ``(m, d)`` on the device."""
+        xp = self.xp
+        if self.preprocess.is_identity:
+            block = raw.astype(self.dtype, copy=False)
+            return xp.ascontiguousarray(xp.asarray(block))
+        return self.preprocess.apply(xp.asarray(raw), self.pattern_shape, self.dtype, xp=xp)
+
     def _prepare(self, block):
-        block = np.asarray(block).reshape(block.shape[0], self.d)
-        return self.xp.ascontiguousarray(self.xp.asarray(block.astype(self.dtype, copy=False)))
+        block = np.asarray(block).reshape(block.shape[0], self.raw_d)
+        return self._apply(block)
+
+    def read_range_raw(self, a: int, b: int):
+        """Raw rows ``[a, b)`` of a streamed dataset (whole scan lines are read for 4D)."""
+        if self.scan_shape is None:
+            return self._data[a:b]
+        nx = self.scan_shape[1]
+        y0, y1 = a // nx, -(-b // nx)
+        blk = np.asarray(self._data[y0:y1]).reshape(-1, self.raw_d)
+        return blk[a - y0 * nx:b - y0 * nx]
+
+    def read_rows_raw(self, idx: np.ndarray):
+        """Raw rows ``idx`` (sorted, unique) of a streamed dataset; 4D: one point selection per scan line."""
+        if self.scan_shape is None:
+            return self._data[idx]
+        nx = self.scan_shape[1]
+        ys = idx // nx
+        out = np.empty((idx.size, self.raw_d), self._data.dtype)
+        cuts = np.flatnonzero(np.diff(ys)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, idx.size]):
+            xs = idx[lo:hi] - ys[lo] * nx
+            out[lo:hi] = np.asarray(self._data[int(ys[lo]), xs]).reshape(hi - lo, self.raw_d)
+        return out
+
+    def read_block(self, sel):
+        """Prepared rows of one sampling block (a tuple of slices of the row axes), row-major."""
+        return self._prepare(np.asarray(self._data[sel]).reshape(-1, self.raw_d))
 
     def batch_buffer(self, m: int):
         """A reusable ``(min(m, N), d)`` array in the working dtype for :meth:`rows` (``out=``)."""
@@ -104,16 +230,16 @@ class DataSource:
         """Rows ``idx`` (sorted, unique int64 on the host) as a contiguous ``(len(idx), d)`` array.
 
         ``out``: a buffer from :meth:`batch_buffer` that in-memory gathers write into (no
-        allocation per mini-batch); streamed reads ignore it."""
+        allocation per mini-batch, at copy speed); streamed reads ignore it."""
         if self._in_memory is not None:
             if idx.size == self.n:
                 return self._in_memory
             if out is not None and out.shape == (idx.size, self.d):
-                return self.xp.take(self._in_memory, self.xp.asarray(idx), axis=0, out=out)
+                return gather(self._in_memory, idx, out)
             return self._in_memory[self.xp.asarray(idx)]
         if idx.size == self.n:
-            return self._prepare(self._data[()])
-        return self._prepare(self._data[idx])
+            return self._prepare(self.read_range_raw(0, self.n))
+        return self._prepare(self.read_rows_raw(idx))
 
     def chunks(self, rows: int | None = None):
         """Yield ``(start, block)`` over the whole data in contiguous blocks of ``rows``."""
@@ -123,7 +249,18 @@ class DataSource:
             if self._in_memory is not None:
                 yield start, self._in_memory[start:stop]
             else:
-                yield start, self._prepare(self._data[start:stop])
+                yield start, self._prepare(self.read_range_raw(start, stop))
+
+    def sampler(self, rng, m: int):
+        """The mini-batch stream for one run (:mod:`fastem.cluster.sampling`); ``close()`` it after."""
+        from .sampling import ChunkSampler, UniformSampler
+
+        mode = self.sampling
+        if mode == "auto":
+            mode = "chunks" if self.streaming and self._data.chunks is not None else "uniform"
+        if mode == "uniform":
+            return UniformSampler(self, rng, m)
+        return ChunkSampler(self, rng, m, chunks=self.sampling_chunks, window_rows=self.reservoir_rows)
 
     # -- checks ------------------------------------------------------------------------------
     def check_finite(self) -> float:
@@ -138,12 +275,17 @@ class DataSource:
             ok = xp.isfinite(block).all(axis=1)
             if not bool(ok.all()):
                 bad = np.flatnonzero(~backend_to_numpy(ok))
-                raise InputError(f"{self.name}: row {start + int(bad[0])} contains NaN or Inf "
-                                 f"({bad.size} bad row(s) in rows {start}..{start + block.shape[0] - 1}); "
+                raise InputError(f"{self.name}: row {start + int(bad[0])}{self._where(start + int(bad[0]))} contains "
+                                 f"NaN or Inf ({bad.size} bad row(s) in rows {start}..{start + block.shape[0] - 1}); "
                                  "remove or impute them first")
             if block.size:
                 largest = max(largest, float(xp.abs(block).max()))
         return largest
+
+    def _where(self, row: int) -> str:
+        if self.scan_shape is None:
+            return ""
+        return f" (scan position y={row // self.scan_shape[1]}, x={row % self.scan_shape[1]})"
 
     def max_abs_for(self, dtype) -> float:
         """Largest ``|x|`` whose squared distances (and their float64 total over N) cannot overflow in ``dtype``.
@@ -168,6 +310,22 @@ class DataSource:
             s2 += xp.einsum("ij,ij->j", block, block)
         mean = s / self.n
         return float(xp.mean(xp.maximum(s2 / self.n - mean * mean, 0.0)))
+
+
+def gather(X, idx, out):
+    """``out[:] = X[idx]`` into a preallocated buffer at copy speed.
+
+    ``np.take(..., out=)`` with the default ``mode="raise"`` goes through a buffered copy (3.6 ms
+    for 1024 rows of 4096 float32, against 1.2 ms for ``X[idx]``); with ``mode="clip"`` it copies
+    the rows directly (about 1.0 ms). The indices come from our own planners, so clipping never
+    changes them; they are still checked to be in range here (a bug must not read a wrong row).
+    """
+    xp = backend.get_array_module(X)
+    if xp is np:
+        if idx.size and (idx.min() < 0 or idx.max() >= X.shape[0]):
+            raise IndexError(f"gather: row index out of range [0, {X.shape[0]})")
+        return np.take(X, idx, axis=0, out=out, mode="clip")
+    return xp.take(X, xp.asarray(idx), axis=0, out=out)
 
 
 def backend_to_numpy(a):
