@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
+from fastem.cli.formats import format_option
 from fastem.errors import InputError
 from fastem.phase.engine import ALGORITHMS
 
@@ -40,7 +41,8 @@ def _pair(text: str, option: str) -> tuple[float, float]:
 @click.command("phase")
 @click.argument("input_path", metavar="IN.cxi|FILE.h5:/ds", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output_path", required=True, metavar="OUT.cxi", type=click.Path(dir_okay=False),
-              help="Output CXI file (/entry_1/image_1/data).")
+              help="Output CXI file (/entry_1/image_1/data), or .emd / .mrc / .hspy (the object and support).")
+@format_option("hdf5", "emd", "mrc", "hspy")
 @click.option("--algorithm", type=click.Choice(ALGORITHMS, case_sensitive=False), default="gps-f", show_default=True)
 @click.option("--iterations", type=click.IntRange(min=1), default=1000, show_default=True, metavar="N")
 @click.option("--runs", type=click.IntRange(min=1), default=1, show_default=True, metavar="R",
@@ -73,7 +75,7 @@ def _pair(text: str, option: str) -> tuple[float, float]:
 @click.option("--scheduler", default=None, metavar="ADDRESS|local",
               help="Spread the chunks of runs over Dask workers: a scheduler address (tcp://host:8786) or 'local' "
                    "(a LocalCluster on this machine). Needs dask[distributed].")
-def command(input_path, output_path, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
+def command(input_path, output_path, out_format, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
             checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
             shrink_wrap_sigma, batch_memory, scheduler):
     """Phase retrieval of the CXI diffraction pattern IN.cxi (or the intensities at FILE.h5:/ds)
@@ -94,10 +96,16 @@ def command(input_path, output_path, algorithm, iterations, runs, keep, seed, su
 
     max_batch_bytes = None if batch_memory is None else parse_size(batch_memory)
     sw_sigma = _pair(shrink_wrap_sigma, "--shrink-wrap-sigma")
+    from fastem.cli.formats import resolve_format
+    from fastem.io.outputs import staged_output
+
+    fmt = resolve_format(output_path, out_format, ("hdf5", "emd", "mrc", "hspy"), "fastem phase",
+                         hdf5_only={"--resume": resume, "--checkpoint-every": checkpoint_every > 0})
     device = resolve_device()
     try:
-        with progress(total=iterations, desc=f"phase {algorithm}", unit="it") as bar:
-            result, results = phase_file(input_path, output_path, algorithm=algorithm.lower(), iterations=iterations,
+        with progress(total=iterations, desc=f"phase {algorithm}", unit="it") as bar, \
+                staged_output(output_path, fmt, "phase", overwrite=overwrite, inputs=[input_path]) as target:
+            result, results = phase_file(input_path, target, algorithm=algorithm.lower(), iterations=iterations,
                                          runs=runs, keep=keep, seed=seed, support=support,
                                          sigma_schedule=sigma_schedule, checkpoint_every=checkpoint_every,
                                          resume=resume, overwrite=overwrite, device=device, progress=bar,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from fastem.cli.formats import format_option, resolve_format
+
 
 @click.group("scan")
 def command():
@@ -90,7 +92,10 @@ def _check_room(output, n: int, shape) -> None:
 
 @command.command("simulate")
 @click.argument("source", required=False, metavar="IN")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output HDF5 file.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output: HDF5 (.h5, every dataset) or .emd / .hspy (partial, path, truth) or .mrc / .tif "
+                   "(the partial scans).")
+@format_option("hdf5", "emd", "mrc", "tiff", "hspy")
 @click.option("--path", "kind", type=click.Choice(["spiral", "grid"]), default="spiral", show_default=True,
               help="Scan path.")
 @click.option("--coverage", type=float, default=1 / 20, show_default=True, callback=_coverage,
@@ -115,8 +120,8 @@ def _check_room(output, n: int, shape) -> None:
 @click.option("--chunk", type=click.IntRange(min=1), default=16, show_default=True,
               help="Images simulated and written per block (memory is bounded by it).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def simulate(source, output, kind, coverage, measure, antialias, scan_unblurred, seed, dose, synthetic, chunk,
-             overwrite):
+def simulate(source, output, out_format, kind, coverage, measure, antialias, scan_unblurred, seed, dose, synthetic,
+             chunk, overwrite):
     """Simulate partial scans of the images in IN (an (N, h, w) or (h, w) dataset: HDF5 FILE:/ds,
     CXI, EMD, MRC or TIFF) or of --synthetic N generated micrographs. Large jobs are streamed:
     CHUNK images are generated (or read), simulated and written at a time.
@@ -135,6 +140,7 @@ def simulate(source, output, kind, coverage, measure, antialias, scan_unblurred,
     if (source is None) == (synthetic is None):
         raise InputError("give either IN (an image file or FILE:/dataset) or --synthetic N")
     inputs = [source] if source else []
+    fmt = resolve_format(output, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem scan simulate")
     check_output(output, overwrite=overwrite, inputs=inputs)
     with output_lock(output):
         device = resolve_device()
@@ -149,10 +155,14 @@ def simulate(source, output, kind, coverage, measure, antialias, scan_unblurred,
                       "scan_blurred": not scan_unblurred, "seed": seed, "dose": dose, "synthetic": synthetic,
                       "images": n, "shape": list(stack.shape)}
             bar = progress(n, "scan simulate", unit="image")
+            from fastem.io.outputs import staged_output
+
             try:
-                stats = simulate_to_file(output, stack, kind, coverage, seed=seed, dose=dose, device=device,
-                                         chunk=chunk, bar=bar, config=config, overwrite=overwrite, inputs=inputs,
-                                         options=options)
+                with staged_output(output, fmt, "scan-simulate", overwrite=overwrite, inputs=inputs,
+                                   calibration=lambda: _calibration(source)) as target:
+                    stats = simulate_to_file(target, stack, kind, coverage, seed=seed, dose=dose, device=device,
+                                             chunk=chunk, bar=bar, config=config, overwrite=overwrite,
+                                             inputs=inputs, options=options)
             except InputError as exc:
                 text = str(exc)
                 raise InputError(text if text.startswith(stack.where) else f"{stack.where}: {text}") from None
@@ -166,7 +176,9 @@ def simulate(source, output, kind, coverage, measure, antialias, scan_unblurred,
 
 @command.command("complete")
 @click.argument("source", metavar="IN")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output HDF5 file.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output: HDF5 (.h5) or .emd / .hspy / .mrc / .tif (the completed scans).")
+@format_option("hdf5", "emd", "mrc", "tiff", "hspy")
 @click.option("--method", type=click.Choice(["nearest", "linear", "cubic", "biharmonic", "model"]), default="linear",
               show_default=True,
               help="Completion method: a non-learned baseline, or model = the completion GAN (--model, default the "
@@ -182,7 +194,7 @@ def simulate(source, output, kind, coverage, measure, antialias, scan_unblurred,
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="--method model: tiles (or small images) per forward pass  [default: 4]")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def complete(source, output, method, model_path, path_mask, tile, batch, overwrite):
+def complete(source, output, out_format, method, model_path, path_mask, tile, batch, overwrite):
     """Complete the partial scans in IN and write /scan/completed (in [-1, 1]) to OUT.h5.
 
     IN is a `fastem scan simulate` output (/scan/partial, /scan/path; RMSE and SSIM against
@@ -210,6 +222,7 @@ def complete(source, output, method, model_path, path_mask, tile, batch, overwri
             if value is not None:
                 raise InputError(f"{flag} is only used with --method model")
     inputs = [source] + ([path_mask] if path_mask is not None else [])
+    fmt = resolve_format(output, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem scan complete")
     check_output(output, overwrite=overwrite, inputs=inputs)
     with output_lock(output):
         with open_scans(source, path_mask) as sf:
@@ -226,10 +239,14 @@ def complete(source, output, method, model_path, path_mask, tile, batch, overwri
             config.update(model_config)
             device = resolve_device()
         bar = progress(n, f"scan complete ({method})", unit="image")
+        from fastem.io.outputs import staged_output
+
         try:
-            results = complete_file(source, output, method, completer=completer, chunk=chunk, path_mask=path_mask,
-                                    bar=bar, config=config, attrs=attrs, device=device, overwrite=overwrite,
-                                    inputs=inputs)
+            with staged_output(output, fmt, "scan-complete", overwrite=overwrite, inputs=inputs,
+                               calibration=lambda: _calibration(source)) as target:
+                results = complete_file(source, target, method, completer=completer, chunk=chunk,
+                                        path_mask=path_mask, bar=bar, config=config, attrs=attrs, device=device,
+                                        overwrite=overwrite, inputs=inputs)
         finally:
             bar.close()
     if not settings.quiet:
@@ -241,6 +258,15 @@ def complete(source, output, method, model_path, path_mask, tile, batch, overwri
             extra += (f" (dose fraction {np.mean(results['dwell_fraction']):.4f}; /scan/completed_intensity in "
                       f"IN's scale)")
         click.echo(f"{output}: {n} completions ({method}){extra}")
+
+
+def _calibration(source):
+    """The pixel size of IN's image axes for the output (``None`` when IN has none)."""
+    if source is None:
+        return None
+    from fastem.io.inputs import read_calibration
+
+    return read_calibration(source)
 
 
 def _model_completer(model_path, conditions, shape, tile: int, batch: int):

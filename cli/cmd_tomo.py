@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import click
 
+from fastem.cli.formats import format_option, resolve_format
+
 
 @click.command("tomo")
 @click.argument("input_path", metavar="IN")
 @click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False),
-              help="Output Data Exchange file: the volume (z, y, x) in /exchange/data.")
+              help="Output: Data Exchange .h5 (the volume (z, y, x) in /exchange/data), or .emd, .mrc, .tif, "
+                   ".hspy (the volume with its voxel size).")
+@format_option("hdf5", "emd", "mrc", "tiff", "hspy")
 @click.option("--angles", "angles", default=None, metavar="FILE.tlt|FILE.h5:/ds",
               help="Tilt angles (degrees) for IN given as FILE.h5:/dataset or an MRC stack: a .tlt file, or an "
                    "HDF5 dataset of (n,) tilts or (n, 3) Euler ZYX angles.")
@@ -45,8 +49,8 @@ import click
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint stored in OUT (same inputs and "
                                              "parameters; --iterations and --checkpoint-every may change).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def command(input_path, output_path, angles, algorithm, iterations, step, projector, oversampling, positivity,
-            thickness, center, angles_convention, noise_level, checkpoint_every, resume, overwrite):
+def command(input_path, output_path, out_format, angles, algorithm, iterations, step, projector, oversampling,
+            positivity, thickness, center, angles_convention, noise_level, checkpoint_every, resume, overwrite):
     """Reconstruct a volume from a tilt series.
 
     IN is a Data Exchange file (/exchange/data, /exchange/theta in degrees or /exchange/angles
@@ -80,12 +84,19 @@ def command(input_path, output_path, angles, algorithm, iterations, step, projec
             extra = f", fit RMS {est.fit_rms:.3f} px" if est.method == "com" else f", R_F {100 * est.r_factor:.2f} %"
             click.echo(f"center: column {est.center:.2f} ({est.offset:+.2f} px from the middle; {est.method}, "
                        f"quality {est.quality:.3f}{extra})")
-    result, _cfg = tomo_file(input_path, output_path, algorithm=algorithm, iterations=iterations, step=step,
-                             projector=projector, oversampling=oversampling, positivity=positivity,
-                             thickness=thickness, angles=angles, checkpoint_every=checkpoint_every, resume=resume,
-                             overwrite=overwrite, command=command_line(), center=center,
-                             angles_convention=angles_convention, noise_level=noise_level,
-                             on_center=report_center)
+    fmt = resolve_format(output_path, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem tomo",
+                         hdf5_only={"--resume": resume, "--checkpoint-every": checkpoint_every > 0})
+    from fastem.io.inputs import read_calibration
+    from fastem.io.outputs import staged_output
+
+    with staged_output(output_path, fmt, "tomo", overwrite=overwrite, inputs=[input_path],
+                       calibration=lambda: read_calibration(input_path)) as target:
+        result, _cfg = tomo_file(input_path, target, algorithm=algorithm, iterations=iterations, step=step,
+                                 projector=projector, oversampling=oversampling, positivity=positivity,
+                                 thickness=thickness, angles=angles, checkpoint_every=checkpoint_every,
+                                 resume=resume, overwrite=overwrite, command=command_line(), center=center,
+                                 angles_convention=angles_convention, noise_level=noise_level,
+                                 on_center=report_center)
     if not settings.quiet:
         stop = " (stopped: noise level reached)" if result.config.get("stopped") == "discrepancy" else ""
         click.echo(f"{algorithm}: {result.iterations} iteration(s){stop}, volume {tuple(result.volume.shape)} "

@@ -4,7 +4,10 @@ Reading
     :func:`parse_ref` / :func:`read_dataset` (``FILE.h5:/path/to/dataset``), :func:`read_cxi`,
     :func:`read_dxchange`, :func:`read_tilt_series` (Data Exchange or MRC + .tlt),
     :func:`read_emd`, :func:`read_mrc`, :func:`read_tlt`, :func:`read_tiff`,
-    :func:`read_images` (any of them, ``(N, h, w)`` or ``(h, w)``), :func:`describe`.
+    :func:`read_images` (any of them, ``(N, h, w)`` or ``(h, w)``), :func:`read_image_data` (the
+    same with calibration and tilt angles; DM3/DM4, Velox EMD, SER, MRCZ, HSPY through
+    RosettaSciIO), :func:`describe`.
+Outputs by extension / ``--format``: :mod:`fastem.io.outputs`.
 Writing (atomic, no silent overwrite, never into an input, provenance recorded)
     :func:`atomic_output`, :func:`provenance`, :func:`write_provenance`, :func:`write_cxi`,
     :func:`write_cxi_reconstruction`, :func:`write_dxchange`, :func:`write_dxchange_volume`,
@@ -28,6 +31,7 @@ from .dxchange import (DX_CHECKPOINT, DX_PROCESS, DXVolume, TiltSeriesData, flat
 from .emd import EMDData, EMDDim, list_emd_arrays, read_emd, write_emd
 from .hdf5 import format_ref, open_h5, parse_ref, read_dataset
 from .images import read_array, read_images
+from .inputs import ImageAxis, ImageData, read_calibration, read_image_data
 from .info import describe, detect_format
 from .mrc import find_tlt, read_mrc, read_tilt_series, read_tlt, write_mrc, write_tlt
 from .process import PROCESS_GROUP, read_process_group, write_process_group
@@ -47,7 +51,7 @@ __all__ = [
     "read_dxchange", "read_dxchange_volume", "write_dxchange", "write_dxchange_volume",
     "EMDData", "EMDDim", "list_emd_arrays", "read_emd", "write_emd",
     "format_ref", "open_h5", "parse_ref", "read_dataset",
-    "read_array", "read_images",
+    "read_array", "read_images", "ImageAxis", "ImageData", "read_calibration", "read_image_data",
     "describe", "detect_format",
     "find_tlt", "read_mrc", "read_tilt_series", "read_tlt", "write_mrc", "write_tlt",
     "PROCESS_GROUP", "read_process_group", "write_process_group",

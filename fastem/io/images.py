@@ -17,7 +17,9 @@ def read_array(spec, *, allow_external_links: bool | None = None) -> np.ndarray:
     * ``FILE:/dataset`` -> that HDF5 dataset (a group holding ``data`` stands for it);
     * HDF5 without a dataset: CXI -> the intensities, Data Exchange -> ``/exchange/data``,
       EMD (v0.2 / 1.0) -> its only array, otherwise the file's only dataset;
-    * ``.mrc`` / ``.st`` / ... -> MRC data; ``.tif`` / ``.tiff`` -> TIFF pages.
+    * ``.mrc`` / ``.st`` / ... -> MRC data; ``.tif`` / ``.tiff`` -> TIFF pages;
+    * DM3/DM4, SER/EMI, MRCZ, HSPY and Velox EMD through RosettaSciIO (the ``formats`` extra;
+      :func:`fastem.io.read_image_data` also gives their calibration).
 
     HDF5 external links and virtual datasets mapping other files are refused unless
     ``allow_external_links`` (default ``fastem.config.settings.allow_external_links``).
@@ -25,8 +27,14 @@ def read_array(spec, *, allow_external_links: bool | None = None) -> np.ndarray:
     from .mrc import MRC_SUFFIXES, read_mrc
     from .tiff import TIFF_SUFFIXES, read_tiff
 
+    from .inputs import RSCIIO_SUFFIXES, _is_velox, read_image_data
+
     path, dataset = parse_ref(_path_arg(spec, "spec"))
     require_file(path)
+    suffix = path.suffix.lower()
+    if (suffix in RSCIIO_SUFFIXES and not (suffix == ".hspy" and dataset is not None)) or \
+            (dataset is None and suffix == ".emd" and is_hdf5(path) and _is_velox(path)):
+        return read_image_data(spec, allow_external_links=allow_external_links).data  # RosettaSciIO
     if is_hdf5(path):
         with open_h5(path, allow_external_links=allow_external_links) as f:
             from .emd import _array_groups, emd_version
@@ -57,13 +65,13 @@ def read_array(spec, *, allow_external_links: bool | None = None) -> np.ndarray:
             return np.asarray(ds[()])
     if dataset is not None:
         raise InputError(f"{path}: not an HDF5 file, so '{dataset}' cannot be read from it")
-    suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
         return read_tiff(path)
     if suffix in MRC_SUFFIXES:
         return read_mrc(path)[0]
-    raise InputError(f"{path}: unknown image format (expected HDF5/CXI/EMD, MRC {'/'.join(MRC_SUFFIXES)} "
-                     f"or TIFF {'/'.join(TIFF_SUFFIXES)})")
+    raise InputError(f"{path}: unknown image format (expected HDF5/CXI/EMD, MRC {'/'.join(MRC_SUFFIXES)}, "
+                     f"TIFF {'/'.join(TIFF_SUFFIXES)}, or with 'pip install fastem[formats]' "
+                     f"{'/'.join(sorted(RSCIIO_SUFFIXES))}/Velox .emd)")
 
 
 def read_images(spec, *, dtype=None, allow_external_links: bool | None = None) -> np.ndarray:

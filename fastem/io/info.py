@@ -186,12 +186,13 @@ def _describe_h5(path: Path, dataset: str | None, allow_external_links: bool | N
 def _describe_mrc(path: Path) -> str:
     from .mrc import read_mrc_header
 
-    h, voxel = read_mrc_header(path)  # validated: signature, mode, dimensions, file size
+    h, voxel = read_mrc_header(path, warn=False)  # validated: signature, mode, dimensions, file size
     nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
     mode = int(h.mode)
     kind = "image stack" if int(h.ispg) == 0 and nz > 1 else ("image" if nz == 1 else "volume")
-    nlabl = min(max(int(h.nlabl), 0), len(h.label))
-    labels = [bytes(lab).decode("ascii", "replace").strip() for lab in h.label[:nlabl]]
+    from .mrc import _labels
+
+    labels = _labels(h)
     stats = (float(h.dmin), float(h.dmax), float(h.dmean))
     from mrcfile.utils import dtype_from_mode
 
@@ -204,7 +205,8 @@ def _describe_mrc(path: Path) -> str:
         f"{path}: MRC {kind}",
         f"  shape      {shape} ({'(n, rows, cols)' if kind == 'image stack' else '(z, y, x)' if nz > 1 else '(y, x)'} in memory)",
         f"  mode       {mode} ({dtype})",
-        f"  voxel size z {voxel[0]:.4g}, y {voxel[1]:.4g}, x {voxel[2]:.4g} (angstrom)",
+        (f"  voxel size z {voxel[0]:.4g}, y {voxel[1]:.4g}, x {voxel[2]:.4g} (angstrom)" if voxel is not None
+         else "  voxel size unknown"),
         f"  min/max/mean {stats[0]:.4g} / {stats[1]:.4g} / {stats[2]:.4g} (header)",
     ]
     lines += [f"  label      {lab}" for lab in labels if lab]

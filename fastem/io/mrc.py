@@ -23,7 +23,7 @@ from .hdf5 import _path_arg, is_hdf5, require_file
 from .validate import check_finite, check_ndim
 
 __all__ = ["read_mrc", "write_mrc", "read_tlt", "write_tlt", "read_tilt_series", "read_mrc_header",
-           "MRC_SUFFIXES"]
+           "voxel_size_from_header", "MRC_SUFFIXES", "UNKNOWN_VOXEL_LABEL"]
 
 MRC_SUFFIXES = (".mrc", ".mrcs", ".st", ".ali", ".map", ".rec", ".preali")
 _MRC_DTYPES = (np.int8, np.int16, np.uint16, np.float32, np.complex64, np.uint8, np.float16)
@@ -88,9 +88,52 @@ def _raw_header(p: Path):
     return candidates[0]
 
 
-def read_mrc_header(path):
+#: header label fastem writes when the voxel size is not known (the cell then holds 1 A per
+#: voxel, IMOD's "pixel spacing 1", so that no reader divides by zero or shows scale 0)
+UNKNOWN_VOXEL_LABEL = "fastem: voxel size unknown (cell = 1 A per voxel)"
+
+
+def _labels(header) -> list[str]:
+    n = min(max(int(header.nlabl), 0), len(header.label))
+    return [bytes(lab).decode("ascii", "replace").strip() for lab in header.label[:n]]
+
+
+def voxel_size_from_header(header, path=None, *, warn: bool = True):
+    """The voxel size ``(z, y, x)`` in angstrom from an MRC header, or ``None`` when unknown.
+
+    Unknown: the cell or the sampling (``mx, my, mz``) is zero, negative or not finite (MRCZ and
+    many programs write a zero cell), or fastem's own :data:`UNKNOWN_VOXEL_LABEL` is present. A
+    zero or invalid cell gives one :class:`~fastem.io.DataWarning` (when ``warn``); no NumPy
+    division warnings.
+    """
+    if any(UNKNOWN_VOXEL_LABEL in lab for lab in _labels(header)):
+        return None
+    cell = np.array([float(header.cella.z), float(header.cella.y), float(header.cella.x)], dtype=np.float64)
+    samp = np.array([float(header.mz), float(header.my), float(header.mx)], dtype=np.float64)
+    nz = int(header.nz)
+    # a 2D image (nz == 1) or a stack may have no z sampling: only y and x must be valid
+    need = [1, 2] if nz == 1 or int(header.ispg) == 0 else [0, 1, 2]
+    ok = np.isfinite(cell) & np.isfinite(samp) & (cell > 0) & (samp > 0)
+    if not ok[need].all():
+        if warn:
+            from .validate import DataWarning
+
+            import warnings
+
+            where = f"{path}: " if path is not None else ""
+            warnings.warn(f"{where}unknown voxel size (the MRC header's cell is {cell[2]:g} x {cell[1]:g} x "
+                          f"{cell[0]:g} A over {samp[2]:g} x {samp[1]:g} x {samp[0]:g} voxels)", DataWarning,
+                          stacklevel=3)
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vs = np.where(ok, cell / np.where(samp > 0, samp, 1.0), 1.0)
+    return (float(vs[0]), float(vs[1]), float(vs[2]))
+
+
+def read_mrc_header(path, *, warn: bool = True):
     """Validate the header of ``path`` (:func:`check_mrc_header`) before anything trusts it, then
-    return the header (a NumPy record) and the voxel size ``(z, y, x)`` in angstrom."""
+    return the header (a NumPy record) and the voxel size ``(z, y, x)`` in angstrom, ``None``
+    when unknown (see :func:`voxel_size_from_header`)."""
     import warnings
 
     import mrcfile
@@ -106,14 +149,12 @@ def read_mrc_header(path):
             warnings.simplefilter("ignore", RuntimeWarning)  # validated above, with a clearer message
             with mrcfile.open(p, permissive=True, header_only=True) as mrc:
                 header = mrc.header.copy()
-                vs = mrc.voxel_size
-                voxel = (float(vs.z), float(vs.y), float(vs.x))
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{p}: not a readable MRC file ({' '.join(str(exc).split())})") from None
-    return header, voxel
+    return header, voxel_size_from_header(header, p, warn=warn)
 
 
-def read_mrc(path) -> tuple[np.ndarray, tuple[float, float, float]]:
+def read_mrc(path) -> tuple[np.ndarray, tuple[float, float, float] | None]:
     """Read an MRC file.
 
     Returns
@@ -121,8 +162,9 @@ def read_mrc(path) -> tuple[np.ndarray, tuple[float, float, float]]:
     array : ndarray
         The data as stored (``(z, y, x)`` volume, ``(n, rows, cols)`` stack or ``(y, x)``
         image), a private copy in native byte order.
-    voxel_size : (float, float, float)
-        ``(z, y, x)`` in angstrom (0 where the header does not say).
+    voxel_size : (float, float, float) or None
+        ``(z, y, x)`` in angstrom; ``None`` when the header does not say (zero or invalid cell,
+        one :class:`~fastem.io.DataWarning`; or a fastem file written without a voxel size).
 
     Raises
     ------
@@ -137,7 +179,7 @@ def read_mrc(path) -> tuple[np.ndarray, tuple[float, float, float]]:
     import mrcfile
 
     p = require_file(path)
-    read_mrc_header(p)  # refuses garbage and truncated files before mrcfile guesses
+    _, voxel = read_mrc_header(p)  # refuses garbage and truncated files before mrcfile guesses
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -145,8 +187,6 @@ def read_mrc(path) -> tuple[np.ndarray, tuple[float, float, float]]:
                 if mrc.data is None:
                     raise InputError(f"{p}: not a readable MRC file (no data block)")
                 data = np.array(mrc.data, dtype=mrc.data.dtype.newbyteorder("="))
-                vs = mrc.voxel_size
-                voxel = (float(vs.z), float(vs.y), float(vs.x))
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{p}: not a readable MRC file ({' '.join(str(exc).split())})") from None
     return data, voxel
@@ -161,8 +201,8 @@ def _voxel_xyz(voxel_size):
         raise InputError(f"voxel_size must be a number or (z, y, x) in angstrom, got {voxel_size!r}") from None
     if len(vs) == 1:
         vs = vs * 3
-    if len(vs) != 3 or not all(np.isfinite(v) and v >= 0 for v in vs):
-        raise InputError(f"voxel_size must be a number or (z, y, x) >= 0 in angstrom, got {voxel_size!r}")
+    if len(vs) != 3 or not all(np.isfinite(v) and v > 0 for v in vs):
+        raise InputError(f"voxel_size must be a number or (z, y, x) > 0 in angstrom, got {voxel_size!r}")
     return (vs[2], vs[1], vs[0])
 
 
@@ -176,7 +216,9 @@ def write_mrc(path, array, voxel_size=None, *, stack: bool = False, overwrite: b
         float64 is stored as float32 (mode 2); int8/int16/uint16/uint8/float16/float32/complex64
         are kept; anything else becomes float32.
     voxel_size : float or (z, y, x), optional
-        Angstrom.
+        Angstrom, > 0. Without it the voxel size is unknown: the cell holds 1 A per voxel (never
+        0, which readers show as scale 0 or divide by) and the label
+        :data:`UNKNOWN_VOXEL_LABEL` says so; :func:`read_mrc` gives ``None`` back.
     stack : bool
         Mark a 3D array as an image stack (tilt series, ``ispg=0``) instead of a volume.
     provenance : dict, optional
@@ -203,8 +245,9 @@ def write_mrc(path, array, voxel_size=None, *, stack: bool = False, overwrite: b
             mrc.set_data(arr)
             if stack and arr.ndim == 3:
                 mrc.set_image_stack()
-            if vxyz is not None:
-                mrc.voxel_size = vxyz
+            mrc.voxel_size = vxyz if vxyz is not None else (1.0, 1.0, 1.0)
+            if vxyz is None:
+                mrc.add_label(UNKNOWN_VOXEL_LABEL)
             if provenance is None:
                 from .provenance import provenance as _prov
 

@@ -77,7 +77,9 @@ class ImageStack:
         self._data = None
         path, dataset = parse_ref(spec)
         require_file(path)
-        if dataset is not None and is_hdf5(path):
+        from fastem.io.inputs import is_emd_array
+
+        if dataset is not None and is_hdf5(path) and not is_emd_array(spec):  # EMD: axis order by read_emd
             self._opened = ExitStack()
             self._file = self._opened.enter_context(open_h5(path))
             try:

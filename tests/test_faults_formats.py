@@ -1,0 +1,109 @@
+"""Fault cases of issue 16 (formats), each reproducing what a user met before the fix."""
+
+from __future__ import annotations
+
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastem import io
+from fastem.cli.main import app
+from fastem.config import settings
+from fastem.io import DataWarning
+
+
+@pytest.fixture(autouse=True)
+def _restore_settings():
+    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
+    yield
+    settings.quiet, settings.debug, settings.device, settings.threads = saved
+
+
+def run(*args, quiet=True):
+    return CliRunner().invoke(app, ["--device", "cpu", *(["--quiet"] if quiet else []), *map(str, args)],
+                              catch_exceptions=False)
+
+
+def test_hyperspy_emd_stack_goes_into_scan_simulate(tmp_path, rng):
+    """Was: 'images of 96x5 pixels are too small' (the stored, reversed axes taken as NumPy's)."""
+    hs = pytest.importorskip("hyperspy.api")
+    s = hs.signals.Signal2D((rng.random((5, 40, 48)) + 0.1).astype(np.float32))
+    s.metadata.General.title = "haadf"
+    s.save(tmp_path / "hs.emd")
+    r = run("scan", "simulate", tmp_path / "hs.emd", "-o", tmp_path / "s.h5", "--coverage", "0.2")
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert f["/scan/partial"].shape == (5, 40, 48)
+
+
+def test_dash_o_emd_writes_emd_that_hyperspy_opens(tmp_path, rng):
+    """Was: plain HDF5 under the .emd name, refused by HyperSpy ('not a supported EMD file')."""
+    hs = pytest.importorskip("hyperspy.api")
+    io.write_tiff(tmp_path / "in.tif", (rng.random((2, 32, 40)) + 0.1).astype(np.float32))
+    r = run("scan", "simulate", tmp_path / "in.tif", "-o", tmp_path / "s.emd", "--coverage", "0.2")
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "s.emd", "r") as f:
+        assert f.attrs["version_major"] == 0 and f.attrs["version_minor"] == 2
+    signals = {sig.metadata.General.title: sig for sig in hs.load(tmp_path / "s.emd")}
+    assert signals["partial"].data.shape == (2, 32, 40)
+
+
+def test_mrc_without_voxel_size_is_not_zero_and_reads_as_unknown(tmp_path, rng):
+    """Was: voxel size 0 in the header (HyperSpy axes of scale 0)."""
+    io.write_mrc(tmp_path / "v.mrc", rng.random((3, 4, 5)))
+    import mrcfile
+
+    with mrcfile.open(tmp_path / "v.mrc") as m:
+        assert float(m.voxel_size.x) > 0 and float(m.voxel_size.z) > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # our own "unknown" file: no warning at all
+        assert io.read_mrc(tmp_path / "v.mrc")[1] is None
+    r = run("info", tmp_path / "v.mrc")
+    assert r.exit_code == 0 and "voxel size unknown" in r.output
+    hs = pytest.importorskip("hyperspy.api")
+    assert all(ax.scale > 0 for ax in hs.load(tmp_path / "v.mrc").axes_manager._axes)
+
+
+@pytest.mark.parametrize("sampling", [0, 4])
+def test_mrc_zero_cell_one_warning_no_numpy_warnings(tmp_path, rng, sampling):
+    """Was: voxel size inf with divide-by-zero RuntimeWarnings (a zero cell, as MRCZ writes)."""
+    import mrcfile
+
+    with mrcfile.new(tmp_path / "z.mrc") as m:
+        m.set_data(rng.random((3, 4, 5)).astype(np.float32))
+        m.header.cella.x = m.header.cella.y = m.header.cella.z = 0.0
+        m.header.mx = m.header.my = m.header.mz = sampling
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data, voxel = io.read_mrc(tmp_path / "z.mrc")
+    assert voxel is None and data.shape == (3, 4, 5)
+    assert [w.category for w in caught] == [DataWarning]
+    assert "unknown voxel size" in str(caught[0].message)
+
+
+def test_tiff_output_with_shape_in_configuration_stays_readable(tmp_path, rng):
+    """Was: a configuration holding a "shape" key made tifffile parse the provenance as its own
+    shaped description and fail reading the file (KeyError 'shape')."""
+    stack = rng.random((2, 6, 7)).astype(np.float32)
+    prov = io.provenance(config={"shape": [6, 7], "images": 2})
+    io.write_tiff(tmp_path / "s.tif", stack, provenance=prov)
+    np.testing.assert_array_equal(io.read_tiff(tmp_path / "s.tif"), stack)
+
+
+def test_emdfile_dims_not_shifted(tmp_path, rng):
+    """Was: dims [y, x, dim3] for an emdfile (dim0-based) array and 2-entry dim vectors."""
+    with h5py.File(tmp_path / "e.h5", "w") as f:
+        f.attrs["emd_group_type"], f.attrs["version_major"], f.attrs["version_minor"] = "file", 1, 0
+        g = f.create_group("root/arr")
+        g.attrs["emd_group_type"] = "array"
+        g["data"] = rng.random((3, 4, 5))
+        for i, (name, step) in enumerate([("n", 1.0), ("y", 0.5), ("x", 0.25)]):
+            g[f"dim{i}"] = np.array([0.0, step])
+            g[f"dim{i}"].attrs["name"], g[f"dim{i}"].attrs["units"] = name, "nm"
+    e = io.read_emd(tmp_path / "e.h5")
+    assert [d.name for d in e.dims] == ["n", "y", "x"]
+    assert [d.values.size for d in e.dims] == [3, 4, 5]
+    np.testing.assert_allclose(e.dims[2].values, np.arange(5) * 0.25)
