@@ -64,7 +64,7 @@ def test_closed_form_transforms_equal_scipys(rng):
     from scipy.interpolate import griddata
     from scipy.spatial import Delaunay
 
-    from fastem.scan.baselines import barycentric_transforms, prefill_transforms
+    from fastem.scan.baselines import barycentric_transforms, closed_form_delaunay
 
     pts = np.unique(rng.integers(0, 60, (400, 2)), axis=0).astype(np.float64)
     pts = np.vstack([pts, [[0, 0], [0, 30], [0, 59]]])          # collinear points on the hull
@@ -86,8 +86,10 @@ def test_closed_form_transforms_equal_scipys(rng):
         got = complete(partial, path, method)
         inside = np.isfinite(expect)
         np.testing.assert_allclose(got[inside], np.clip(expect[inside], -1, 1), atol=1e-10)
-    fresh = Delaunay(pts)
-    assert prefill_transforms(fresh) and not prefill_transforms(fresh)
+    fast = closed_form_delaunay(pts)       # public subclass, nothing private of SciPy's is set
+    assert isinstance(fast, Delaunay) and vars(fast).get("_transform") is None   # SciPy's cache untouched
+    np.testing.assert_array_equal(fast.transform, mine)
+    np.testing.assert_array_equal(fast.find_simplex(pts[:50] + 0.25), tri.find_simplex(pts[:50] + 0.25))
 
 
 def test_nearest_baseline_is_the_nearest_sample(rng):
