@@ -64,6 +64,36 @@ def _row(flat, base, cp, au, bu, row, shifts, k, o, w, use_w, alpha, x0, x1):
         o[ix] += (alpha * w[ix] if use_w else alpha) * val
 
 
+@njit(inline="always", cache=True)
+def _row4(flat, base, cp, au, bu, row, d0, d1, d2, d3, o, w, use_w, alpha, x0, x1):
+    """``_row`` for 4 sub-points, their u-shifts ``d0..d3`` held in registers (8 taps)."""
+    hu = cp - 2.0
+    start = uint64(base + row * cp)
+    for ix in range(x0, x1):
+        u0 = au * ix + bu
+        u = min(max(u0 + d0, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        p = start + uint64(iu)
+        val = flat[p] + fu * (flat[p + _ONE] - flat[p])
+        u = min(max(u0 + d1, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        p = start + uint64(iu)
+        val += flat[p] + fu * (flat[p + _ONE] - flat[p])
+        u = min(max(u0 + d2, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        p = start + uint64(iu)
+        val += flat[p] + fu * (flat[p + _ONE] - flat[p])
+        u = min(max(u0 + d3, 0.0), hu)
+        iu = int(u)
+        fu = u - iu
+        p = start + uint64(iu)
+        val += flat[p] + fu * (flat[p + _ONE] - flat[p])
+        o[ix] += (alpha * w[ix] if use_w else alpha) * val
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
 def back_project_numba(images, border, coeffs, shifts, out, alpha, beta, weights, use_weights, positivity):
     """``out <- beta*out + alpha * weights * sum_k B_k(images[k])``, then ``max(out, 0)`` if asked.
@@ -103,6 +133,10 @@ def back_project_numba(images, border, coeffs, shifts, out, alpha, beta, weights
                 continue
             base = k * rp * cp
             if av == 0.0 and bv == math.floor(bv) and row_shifts_zero(shifts, k):
+                if shifts.shape[1] == 4:
+                    _row4(flat, base, cp, au, bu + border, int(bv) + border, shifts[k, 0, 0], shifts[k, 1, 0],
+                          shifts[k, 2, 0], shifts[k, 3, 0], o, w, use_weights, a_sub, x0, x1)
+                    continue
                 _row(flat, base, cp, au, bu + border, int(bv) + border, shifts, k, o, w, use_weights, a_sub, x0, x1)
             else:
                 _line(flat, base, cp, rp, au, bu + border, av, bv + border, shifts, k, o, w, use_weights, a_sub,

@@ -94,6 +94,40 @@ def _row(flat, cp, au, bu, row, shifts, k, scale, line, x0, x1):
             flat[p + _ONE] += fu * val
 
 
+@njit(inline="always", cache=True)
+def _row4(flat, cp, au, bu, row, d0, d1, d2, d3, scale, line, x0, x1):
+    """``_row`` for 4 sub-points, their u-shifts ``d0..d3`` held in registers (8 taps)."""
+    hu = cp - 2.0
+    base = uint64(row * cp)
+    for ix in range(x0, x1):
+        val = line[ix] * scale
+        u0 = au * ix + bu
+        u = min(max(u0 + d0, 0.0), hu)
+        iu = int(u)
+        a = (u - iu) * val
+        p = base + uint64(iu)
+        flat[p] += val - a
+        flat[p + _ONE] += a
+        u = min(max(u0 + d1, 0.0), hu)
+        iu = int(u)
+        a = (u - iu) * val
+        p = base + uint64(iu)
+        flat[p] += val - a
+        flat[p + _ONE] += a
+        u = min(max(u0 + d2, 0.0), hu)
+        iu = int(u)
+        a = (u - iu) * val
+        p = base + uint64(iu)
+        flat[p] += val - a
+        flat[p + _ONE] += a
+        u = min(max(u0 + d3, 0.0), hu)
+        iu = int(u)
+        a = (u - iu) * val
+        p = base + uint64(iu)
+        flat[p] += val - a
+        flat[p + _ONE] += a
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
 def forward_project_numba(volume, coeffs, shifts, out, border, bands, fast):
     """``out[k] = P_k(volume)`` (detector pixel (r, c) at ``out[k, r + border, c + border]``).
@@ -139,7 +173,10 @@ def forward_project_numba(volume, coeffs, shifts, out, border, bands, fast):
                     continue
                 line = volume[iz, iy]
                 if fast:
-                    if same_row and bv == math.floor(bv):
+                    if same_row and bv == math.floor(bv) and shifts.shape[1] == 4:
+                        _row4(flat, cp, au, bu + border, int(bv) + border, shifts[k, 0, 0], shifts[k, 1, 0],
+                              shifts[k, 2, 0], shifts[k, 3, 0], scale, line, x0, x1)
+                    elif same_row and bv == math.floor(bv):
                         _row(flat, cp, au, bu + border, int(bv) + border, shifts, k, scale, line, x0, x1)
                     else:
                         _line(flat, cp, rp, au, bu + border, av, bv + border, shifts, k, scale, line, x0, x1)

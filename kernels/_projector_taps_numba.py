@@ -53,3 +53,4 @@ def index_range(a, b, lo, hi, n):
     if i1 < i0:
         i1 = i0
     return i0, i1
+
