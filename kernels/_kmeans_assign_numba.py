@@ -16,13 +16,17 @@ with 2 OpenBLAS threads on the loaded shared 2-core machine, 0.6 ms with one; on
 import numpy as np
 from numba import njit
 
+from ._numba_flags import FASTMATH_SUMS, fastmath
 
-@njit(cache=True, nogil=True)
-def argmin_accumulate_block(X, cross, cnorm, C, labels, dist, sums, counts, accumulate):
+
+@njit(cache=True, nogil=True, fastmath=fastmath(FASTMATH_SUMS))
+def argmin_accumulate_block(X, cross, cnorm, C, labels, dist, sums, counts, accumulate, distances=True):
     """Rows ``i`` of ``X`` (m, d); ``cross`` (m, K) = ``X @ C.T``; ``cnorm`` (K,) = ``||C_k||^2``.
 
-    Writes ``labels[i]`` (int64), ``dist[i] = ||X_i - C_label||^2`` (float64, direct) and, when
-    ``accumulate``, adds into ``sums`` (K, d) float64 / ``counts`` (K,) int64.
+    Writes ``labels[i]`` (int64), ``dist[i] = ||X_i - C_label||^2`` (float64, direct; skipped,
+    ``dist`` left untouched, when not ``distances``) and, when ``accumulate``, adds into ``sums``
+    (K, d) float64 / ``counts`` (K,) int64. Re-association is allowed (vectorised float64 sums;
+    NaN/inf keep IEEE semantics).
     """
     m = X.shape[0]
     d = X.shape[1]
@@ -36,11 +40,12 @@ def argmin_accumulate_block(X, cross, cnorm, C, labels, dist, sums, counts, accu
                 bv = v
                 best = k
         labels[i] = best
-        acc = 0.0
-        for j in range(d):
-            diff = np.float64(X[i, j]) - np.float64(C[best, j])
-            acc += diff * diff
-        dist[i] = acc
+        if distances:
+            acc = 0.0
+            for j in range(d):
+                diff = np.float64(X[i, j]) - np.float64(C[best, j])
+                acc += diff * diff
+            dist[i] = acc
         if accumulate:
             counts[best] += 1
             for j in range(d):

@@ -46,7 +46,7 @@ def _reference(X, C, accumulate):
 
 
 def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, engine: str | None = None,
-                      cnorm=None):
+                      cnorm=None, distances: bool = True):
     """Nearest centroid of every row of ``X``, its squared distance, and per-centroid sums/counts.
 
     Parameters
@@ -65,6 +65,9 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
         ``None``: ``numba`` for NumPy arrays, ``cuda`` for CuPy arrays.
     cnorm : ndarray (K,), optional
         Precomputed ``||C_k||^2`` in the data dtype (saves a pass when ``C`` is reused).
+    distances : bool
+        ``False``: the ``numba`` engine skips the exact distances (``dist`` is then undefined;
+        mini-batch steps do not need it). Other engines compute them anyway.
 
     Returns
     -------
@@ -113,7 +116,7 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
     if M == 0:
         return labels, dist, sums, counts
     if engine == "numba":
-        _numba_blocks(X, C, cnorm, labels, dist, sums, counts, bool(accumulate))
+        _numba_blocks(X, C, cnorm, labels, dist, sums, counts, bool(accumulate), bool(distances))
         return labels, dist, sums, counts
     with backend.get_device(X).use() if backend.is_cupy_array(X) else _null():
         crossT = xp.ascontiguousarray(C @ X.T)  # (K, M): cuBLAS GEMM on the GPU
@@ -188,7 +191,7 @@ class _single_thread_blas:
         return False
 
 
-def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate):
+def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances=True):
     """One row block per thread: single-threaded BLAS cross term + the nogil Numba kernel into
     per-thread partial sums, reduced at the end."""
     from ._kmeans_assign_numba import argmin_accumulate_block
@@ -203,15 +206,14 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate):
         for a in range(lo, hi, SUB_ROWS):
             b = min(hi, a + SUB_ROWS)
             Xb = X[a:b]
-            argmin_accumulate_block(Xb, Xb @ CT, cnorm, C, labels[a:b], dist[a:b], s, c, accumulate)
+            argmin_accumulate_block(Xb, Xb @ CT, cnorm, C, labels[a:b], dist[a:b], s, c, accumulate, distances)
 
     with _single_thread_blas():
         if T == 1:
             block(0, 0, M, sums, counts)
             return
         step = -(-M // T)
-        parts_s = [np.zeros((K, d) if accumulate else (1, 1)) for _ in range(T)]
-        parts_c = [np.zeros(K if accumulate else 1, np.int64) for _ in range(T)]
+        parts_s, parts_c = _partials(T, K, d, accumulate)
         futures = [_pool().submit(block, t, t * step, min(M, (t + 1) * step), parts_s[t], parts_c[t])
                    for t in range(T)]
         for f in futures:
@@ -220,6 +222,29 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate):
         for t in range(T):
             sums += parts_s[t]
             counts += parts_c[t]
+
+
+_LOCAL = None
+
+
+def _partials(T, K, d, accumulate):
+    """Per-thread partial sums / counts, zeroed; reused between calls of the same shape (one
+    cache per calling thread), so a mini-batch step allocates no (K, d) arrays."""
+    global _LOCAL
+    if _LOCAL is None:
+        import threading
+
+        _LOCAL = threading.local()
+    key = (T, K, d) if accumulate else (T, 1, 1)
+    cached = getattr(_LOCAL, "parts", None)
+    if cached is None or cached[0] != key:
+        cached = (key, [np.zeros(key[1:]) for _ in range(T)], [np.zeros(key[1], np.int64) for _ in range(T)])
+        _LOCAL.parts = cached
+    else:
+        for a, b in zip(cached[1], cached[2]):
+            a.fill(0)
+            b.fill(0)
+    return cached[1], cached[2]
 
 
 class _null:

@@ -93,6 +93,19 @@ def test_accumulates_into_given_arrays_and_skips(rng, engine):
     assert not s3.any() and not c3.any()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_skipping_distances_keeps_labels_sums_counts(rng, dtype):
+    """distances=False (mini-batch steps): the same labels, sums and counts as the full kernel."""
+    X, C = _data(rng, 700, 33, 7, dtype)
+    full = assign_accumulate(X, C, engine="numba")
+    part = assign_accumulate(X, C, engine="numba", distances=False)
+    np.testing.assert_array_equal(part[0], full[0])
+    np.testing.assert_array_equal(part[2], full[2])
+    np.testing.assert_array_equal(part[3], full[3])
+    ref = assign_accumulate(X, C, engine="numpy")
+    np.testing.assert_allclose(part[2], ref[2], rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
 def test_empty_batch():
     X = np.zeros((0, 3))
     labels, dist, sums, counts = assign_accumulate(X, np.ones((2, 3)))

@@ -199,7 +199,7 @@ def _sbe_loop(x, y, x_avg, g, y_work, sums, counts, sampler, gamma, alpha, beta,
             y_work[...] = y
             sums.fill(0)
             counts.fill(0)
-            assign_accumulate(batch, y_work, sums=sums, counts=counts, engine=engine)
+            assign_accumulate(batch, y_work, sums=sums, counts=counts, engine=engine, distances=False)
             # g = (counts * y - sums) / M ;  y = x - gamma * g
             xp.multiply(counts[:, None], y, out=g)
             g -= sums
@@ -248,7 +248,7 @@ def _minibatch_step(batch, C, C_work, sums, counts, v, b, bC, v_safe, xp, engine
     C_work[...] = C
     sums.fill(0)
     counts.fill(0)
-    assign_accumulate(batch, C_work, sums=sums, counts=counts, engine=engine)
+    assign_accumulate(batch, C_work, sums=sums, counts=counts, engine=engine, distances=False)
     v += counts
     b[:, 0] = counts
     # c_j += (S_j - b_j c_j) / v_j where b_j > 0 (S_j - b_j c_j is exactly 0 where b_j = 0)
