@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["freq_norm2", "stage_ranges", "gps_step", "baseline_step", "r_factor", "reference_run"]
+__all__ = ["freq_norm2", "stage_ranges", "gps_step", "baseline_step", "r_factor", "shrink_wrap_support",
+           "reference_run"]
 
 
 def freq_norm2(shape) -> np.ndarray:
@@ -98,13 +99,34 @@ def baseline_step(algorithm, G, g, b, known, support, beta, filt):
     return np.fft.fftn(g_new), g_new, image
 
 
+def shrink_wrap_support(image, initial, width: float, threshold: float) -> np.ndarray:
+    """Marchesini et al. (2003): ``{G_width * image > threshold * max} & initial``, FFT layout.
+
+    ``G_width`` a periodic Gaussian of ``width`` pixels (standard deviation), applied as its
+    Fourier transform ``exp(-2 pi^2 width^2 |k|^2)`` (``k`` in cycles per pixel). An empty result
+    is returned as None (the caller keeps its support).
+    """
+    smooth = np.fft.ifftn(np.fft.fftn(image) * np.exp(-2.0 * np.pi**2 * width**2 * freq_norm2(image.shape))).real
+    new = (smooth > threshold * smooth.max()) & initial
+    return new if new.any() else None
+
+
 def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=1000, stages=None, t=1.0, s=0.9,
                   sigma_schedule=((0.0, 0.01), (0.4, 0.1), (0.7, 1.0)), beta=0.9, gamma_scale=1.0,
-                  rfactor_every=5, project_output=True) -> dict:
+                  rfactor_every=5, project_output=True, shrink_wrap=False, shrink_wrap_every=20,
+                  shrink_wrap_threshold=0.2, shrink_wrap_sigma=(3.0, 1.5), shrink_wrap_start=0.0,
+                  shrink_wrap_guard=0.25) -> dict:
     """One run of ``algorithm``, float64, FFT layout (see the module docstring).
 
     ``project_output``: the GPS image (monitored and returned) is ``max(Re F^{-1} z, 0)`` on the
     support and 0 outside, like the baselines' images; ``False`` is the spec's step 6 as written.
+
+    ``shrink_wrap``: every ``shrink_wrap_every`` iterations from ``round(shrink_wrap_start *
+    iterations)`` on (not after the last iteration), the support becomes
+    :func:`shrink_wrap_support` of the current image, width ``max(floor, start * 0.99^u)`` at the
+    ``u``-th update; guard: if the best R_F since the last update exceeds ``(1 + guard)`` times
+    the best R_F of the window before it, the support before that update is restored instead.
+    The final support is returned as ``support``.
 
     Returns
     -------
@@ -116,6 +138,9 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
     known = np.asarray(known, bool)
     support = np.asarray(support, bool)
     b = np.where(known, b, 0.0)
+    initial = support
+    sw_first = int(round(shrink_wrap_start * iterations)) + shrink_wrap_every - 1
+    sw_prev, rf_prev, rf_window = support, np.inf, np.inf
     if stages is None:
         stages = 10 if algorithm in ("gps-f", "gps-r", "oss") else 1
     ranges = stage_ranges(iterations, stages)
@@ -152,5 +177,18 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
                     stage_best = (rf, tuple(np.copy(x) for x in state))
                 if rf < best_rf:
                     best_rf, best_image = rf, image.copy()
+                rf_window = min(rf_window, rf)
+            if shrink_wrap and i >= sw_first and (i - sw_first) % shrink_wrap_every == 0 and i + 1 < iterations:
+                if gps:
+                    image = gps_image(state[0], support if project_output else None)
+                u = (i - sw_first) // shrink_wrap_every
+                width = max(shrink_wrap_sigma[1], shrink_wrap_sigma[0] * 0.99**u)
+                new = shrink_wrap_support(image, initial, width, shrink_wrap_threshold)
+                new = support if new is None else new
+                if shrink_wrap_guard > 0 and np.isfinite(rf_prev) and rf_window > (1 + shrink_wrap_guard) * rf_prev:
+                    new = sw_prev  # the last update made the fit worse: undo it
+                else:
+                    sw_prev, rf_prev = support, rf_window
+                support, rf_window = new, np.inf
     return {"best_image": best_image, "best_rf": best_rf, "history_iterations": np.asarray(hist_it),
-            "history_rf": np.asarray(hist_rf), "final": state}
+            "history_rf": np.asarray(hist_rf), "final": state, "support": support}

@@ -24,7 +24,13 @@ them through:
   run's current (support- and positivity-projected) image, ``G_sigma`` a Gaussian of ``sigma``
   pixels; ``sigma`` starts at ``shrink_wrap_sigma[0]`` and shrinks by 1 % per update down to
   ``shrink_wrap_sigma[1]`` (defaults: every 20 iterations, threshold 0.2, sigma 3 -> 1.5 px, as
-  in Marchesini et al.). The runs then carry one support each (``wsup`` of shape ``(R, *grid)``);
+  in Marchesini et al.). The first update comes ``shrink_wrap_every`` iterations after
+  ``round(shrink_wrap_start * iterations)`` (default 0). A guard (``shrink_wrap_guard``, default
+  0.25) undoes an update that made the fit worse: when a run's best ``R_F`` since its last
+  update exceeds ``1 + guard`` times its best ``R_F`` of the window before, its support goes
+  back to the one before that update (without it, a run whose iterate is still poor -- R_F
+  35 % from a loose box -- shrinks onto a few bright pixels, fits worse, and shrinks further:
+  runaway collapse to ~100 px, issue 15). The runs then carry one support each (``wsup`` of shape ``(R, *grid)``);
   the smoothing is a Fourier multiply on the real-FFT plan of the R-factor, so it runs on the
   GPU too;
 * **checkpoints** -- :meth:`Solver.state_dict` / :meth:`Solver.load_state_dict` capture the whole
@@ -88,6 +94,12 @@ class PhaseConfig:
         Relative threshold on the smoothed image (0.2).
     shrink_wrap_sigma : (float, float)
         Gaussian width in pixels at the first update and its floor (3, 1.5); 1 % smaller per update.
+    shrink_wrap_start : float
+        Fraction of the iterations before the first update's window starts (0: the first
+        update is after ``shrink_wrap_every`` iterations), in ``[0, 1)``.
+    shrink_wrap_guard : float
+        Undo an update after which a run's best ``R_F`` grew by more than this fraction (0.25;
+        0 disables the guard).
     """
 
     algorithm: str = "gps-f"
@@ -104,6 +116,8 @@ class PhaseConfig:
     shrink_wrap_every: int = 20
     shrink_wrap_threshold: float = 0.2
     shrink_wrap_sigma: tuple = (3.0, 1.5)
+    shrink_wrap_start: float = 0.0
+    shrink_wrap_guard: float = 0.25
 
     def __post_init__(self):
         if not isinstance(self.algorithm, str) or self.algorithm.lower() not in ALGORITHMS:
@@ -115,7 +129,8 @@ class PhaseConfig:
         self.shrink_wrap = bool(self.shrink_wrap)
         for name in ("iterations", "stages", "rfactor_every", "shrink_wrap_every"):
             setattr(self, name, _integer(getattr(self, name), name))
-        for name in ("t", "s", "beta", "gamma_scale", "shrink_wrap_threshold"):
+        for name in ("t", "s", "beta", "gamma_scale", "shrink_wrap_threshold", "shrink_wrap_start",
+                     "shrink_wrap_guard"):
             setattr(self, name, _finite(getattr(self, name), name))
         try:
             sw = tuple(_finite(v, "shrink_wrap_sigma") for v in self.shrink_wrap_sigma)
@@ -128,6 +143,8 @@ class PhaseConfig:
                   ("gamma_scale", self.gamma_scale >= 0, ">= 0"), ("rfactor_every", self.rfactor_every >= 1, ">= 1"),
                   ("shrink_wrap_every", self.shrink_wrap_every >= 1, ">= 1"),
                   ("shrink_wrap_threshold", 0 < self.shrink_wrap_threshold < 1, "in (0, 1)"),
+                  ("shrink_wrap_start", 0 <= self.shrink_wrap_start < 1, "in [0, 1)"),
+                  ("shrink_wrap_guard", self.shrink_wrap_guard >= 0, ">= 0"),
                   ("shrink_wrap_sigma", len(sw) == 2 and sw[0] >= sw[1] > 0, "(start, floor) with start >= floor > 0")]
         for name, ok, rule in checks:
             if not ok:
@@ -223,6 +240,12 @@ class Solver:
             self.sw_smooth = empty_aligned(self.full_shape, rdt, self.device)
             half_grid = tuple(self.half.shape[1:])
             self._sw_q2 = problem.to_device(_half_q2(self.grid, half_grid), rdt)
+            # the guard: each run's support before its last update and the best R_F of the
+            # windows before / since that update
+            self.sw_prev = problem.to_device(np.broadcast_to(problem.support_fft, self.full_shape), bool)
+            self.sw_rf_prev = np.full(self.runs, np.inf)
+            self.sw_rf_window = np.full(self.runs, np.inf)
+            self.sw_rejected = np.zeros(self.runs, np.int64)
         self.wsup = problem.to_device(sign, rdt)
         self.bounds = stage_bounds(config.iterations, config.stages)
         self.restarts = len(self.bounds) > 1
@@ -291,6 +314,10 @@ class Solver:
         self._initialise(phases)
         if self.config.shrink_wrap:
             self._set_supports(self.xp.broadcast_to(self.sw_initial, self.full_shape))
+            self.sw_prev[...] = self.sw_initial
+            self.sw_rf_prev[:] = np.inf
+            self.sw_rf_window[:] = np.inf
+            self.sw_rejected[:] = 0
         self.iteration = 0
         self.stage = -1
         self.best_rf[:] = np.inf
@@ -348,6 +375,8 @@ class Solver:
             rf = np.where(bad, np.inf, rf)
         self.history_iterations.append(iteration + 1)
         self.history_rf.append(rf)
+        if self.config.shrink_wrap:
+            np.minimum(self.sw_rf_window, rf, out=self.sw_rf_window)
         if self.restarts:
             better = np.flatnonzero(rf < self.stage_rf)
             if better.size:
@@ -400,14 +429,14 @@ class Solver:
                 self._begin_stage(l)
             a, b = self.bounds[l]
             due = ((it - a + 1) % cfg.rfactor_every == 0) or it == b - 1
-            wrap = cfg.shrink_wrap and (it + 1) % cfg.shrink_wrap_every == 0 and it + 1 < cfg.iterations
+            wrap = cfg.shrink_wrap and self._shrink_wrap_due(it)
             self.step(self.sigma_at(it), want_image=due or wrap)
             if due:
                 self._record(it, self.evaluate())
             if wrap:
                 if not due:
                     self._image_ready()
-                self._shrink_wrap(cfg.shrink_wrap_width((it + 1) // cfg.shrink_wrap_every - 1))
+                self._shrink_wrap(cfg.shrink_wrap_width(self._shrink_wrap_index(it)))
             self.iteration = it + 1
             if progress is not None:
                 progress.update(1)
@@ -447,17 +476,56 @@ class Solver:
     def _supports_changed(self, support) -> None:
         """Hook for solvers that keep a copy of the support (GPS's output mask)."""
 
+    def _shrink_wrap_first(self) -> int:
+        """0-based iteration after which the first shrink-wrap update happens."""
+        cfg = self.config
+        start = int(round(cfg.shrink_wrap_start * cfg.iterations))
+        return start + cfg.shrink_wrap_every - 1
+
+    def _shrink_wrap_due(self, it: int) -> bool:
+        cfg = self.config
+        first = self._shrink_wrap_first()
+        return it >= first and (it - first) % cfg.shrink_wrap_every == 0 and it + 1 < cfg.iterations
+
+    def _shrink_wrap_index(self, it: int) -> int:
+        """0-based number of the update at iteration ``it`` (sets the Gaussian width)."""
+        return (it - self._shrink_wrap_first()) // self.config.shrink_wrap_every
+
     def _shrink_wrap(self, width: float) -> None:
-        """One shrink-wrap update of every run's support from ``self.img`` (the current images)."""
+        """One shrink-wrap update of every run's support from ``self.img`` (the current images).
+
+        Guard (``shrink_wrap_guard = g > 0``): a run whose best ``R_F`` since its last update is
+        more than ``(1 + g)`` times its best ``R_F`` in the window before that update was made
+        worse by it (the support cut into the object): its previous support is restored and it
+        is not shrunk this time (counted in :attr:`sw_rejected`).
+        """
         xp = self.xp
+        cfg = self.config
         self.rplan.forward(self.img, out=self.half)
         self.half *= xp.exp(self._sw_q2 * (-2.0 * np.pi**2 * width * width))
         self.rplan.backward(self.half, out=self.sw_smooth, normalise=False, overwrite_input=True)
         axes = tuple(range(1, len(self.full_shape)))
         peak = self.sw_smooth.max(axis=axes, keepdims=True)
-        new = (self.sw_smooth > self.config.shrink_wrap_threshold * peak) & self.sw_initial
+        current = self.wsup < 0
+        if current.shape != self.full_shape:
+            current = xp.broadcast_to(current, self.full_shape)
+        new = (self.sw_smooth > cfg.shrink_wrap_threshold * peak) & self.sw_initial
         keep_old = ~xp.any(new, axis=axes, keepdims=True)  # an empty image keeps its support
-        self._set_supports(xp.where(keep_old, self.wsup < 0, new))
+        new = xp.where(keep_old, current, new)
+        if cfg.shrink_wrap_guard > 0:
+            worse = self.sw_rf_window > (1.0 + cfg.shrink_wrap_guard) * self.sw_rf_prev
+            worse &= np.isfinite(self.sw_rf_prev)
+        else:
+            worse = np.zeros(self.runs, bool)
+        accepted = ~worse
+        self.sw_rejected += worse
+        w = xp.asarray(worse.reshape((-1,) + (1,) * len(self.grid)))
+        new = xp.where(w, self.sw_prev, new)
+        a = xp.asarray(accepted.reshape((-1,) + (1,) * len(self.grid)))
+        xp.copyto(self.sw_prev, xp.where(a, current, self.sw_prev))
+        self.sw_rf_prev = np.where(accepted, self.sw_rf_window, self.sw_rf_prev)
+        self.sw_rf_window = np.full(self.runs, np.inf)
+        self._set_supports(new)
 
     def supports_centred(self, runs=None) -> np.ndarray:
         """Every run's support (or those of ``runs``), host bool ``(R, *grid)``, object centred."""
@@ -512,6 +580,9 @@ class Solver:
             "diverged": self.diverged.astype(np.uint8),
             "image_scale": float(self.problem.magnitude_scale),
         }
+        if self.config.shrink_wrap:
+            state.update(sw_rf_prev=self.sw_rf_prev.copy(), sw_rf_window=self.sw_rf_window.copy(),
+                         sw_rejected=self.sw_rejected.copy())
         for name, arr in self._all_state_arrays().items():
             state[f"state_{name}"] = host(arr)
         state.update(self._state_scalars())
@@ -521,6 +592,7 @@ class Solver:
         arrays = dict(self._state_arrays())
         if self.config.shrink_wrap:
             arrays["wsup"] = self.wsup
+            arrays["sw_prev"] = self.sw_prev
         return arrays
 
     def _state_scalars(self) -> dict:
@@ -554,6 +626,10 @@ class Solver:
         if self.diverged.shape != (self.runs,):
             raise InputError(f"checkpoint diverged flags have shape {self.diverged.shape}, expected ({self.runs},)")
         self._load_scalars(state)
+        if self.config.shrink_wrap:
+            for name in ("sw_rf_prev", "sw_rf_window", "sw_rejected"):
+                if name in state:
+                    setattr(self, name, np.asarray(state[name]).reshape(-1).astype(getattr(self, name).dtype))
         stage = int(state["stage"])
         if stage >= 0:
             self._set_stage_filters(stage)
