@@ -37,6 +37,10 @@ def _h5_format(f) -> str:
     version = emd_version(f)
     if version is not None:
         return f"EMD {'v0.2' if version == '0.2' else version}"
+    if "Version" in f and "Data" in f:
+        return "Velox EMD"
+    if "file_format" in f.attrs and "Experiments" in f:
+        return "HyperSpy HSPY"
     return "HDF5"
 
 
@@ -57,7 +61,12 @@ def detect_format(path) -> str:
         return "TIFF"
     if suffix in (".tlt", ".rawtlt"):
         return "IMOD tilt angles"
-    raise InputError(f"{p}: unknown format (fastem reads HDF5/CXI/Data Exchange/EMD, MRC, TIFF and .tlt files)")
+    from .inputs import RSCIIO_SUFFIXES
+
+    if suffix in RSCIIO_SUFFIXES:
+        return {".dm3": "DM3", ".dm4": "DM4", ".ser": "TIA SER", ".emi": "TIA EMI", ".mrcz": "MRCZ"}.get(suffix, suffix)
+    raise InputError(f"{p}: unknown format (fastem reads HDF5/CXI/Data Exchange/EMD, MRC, TIFF and .tlt files; "
+                     f"with 'pip install fastem[formats]' also {', '.join(sorted(RSCIIO_SUFFIXES))}, Velox .emd)")
 
 
 def _short(value) -> str:
@@ -266,4 +275,29 @@ def describe(path, *, allow_external_links: bool | None = None) -> str:
         return _describe_tiff(p)
     if fmt == "IMOD tilt angles":
         return _describe_tlt(p)
-    return _describe_h5(p, dataset, allow_external_links)
+    if fmt in ("DM3", "DM4", "TIA SER", "TIA EMI", "MRCZ"):
+        if dataset is not None:
+            raise InputError(f"{p}: not an HDF5 file, so '{dataset}' cannot be shown")
+        return _describe_image(p, fmt)
+    text = _describe_h5(p, dataset, allow_external_links)
+    if fmt in ("Velox EMD", "HyperSpy HSPY") and dataset is None:
+        text += "\n" + _describe_image(p, fmt).split("\n", 1)[1]
+    return text
+
+
+def _describe_image(path: Path, fmt: str) -> str:
+    """Shape, dtype, calibrated axes and tilt angles of a file read through RosettaSciIO."""
+    from .inputs import read_image_data
+
+    img = read_image_data(path)
+    lines = [f"{path}: {fmt} ({img.reader})", f"  shape      {img.data.shape} {img.data.dtype}"]
+    for i, ax in enumerate(img.axes):
+        units = ax.units or "px"
+        lines.append(f"  axis {i}     {ax.name or '-'}: {img.data.shape[i]} x {ax.scale:.6g} {units}"
+                     f" (offset {ax.offset + 0.0:.6g}){' navigation' if ax.navigate else ''}")
+    if img.tilt_angles is not None:
+        a = img.tilt_angles
+        lines.append(f"  tilt angles {a.size} from {a.min():.4g} to {a.max():.4g} degrees (metadata)")
+    if img.title:
+        lines.append(f"  title      {img.title}")
+    return "\n".join(lines)

@@ -155,6 +155,10 @@ def read_series(spec, *, angles=None) -> SeriesInput:
                                  "(tilts in degrees, or (n, 3) Euler ZYX angles)")
             ang, theta = found
         return SeriesInput(TiltSeriesData(projections=proj, angles=ang, theta=theta, path=p), where, files)
+    from ..io.inputs import RSCIIO_SUFFIXES
+
+    if p.suffix.lower() in (*RSCIIO_SUFFIXES, ".emd", ".tif", ".tiff"):  # DM, Velox/NCEM EMD, SER, MRCZ, HSPY, TIFF
+        return _image_series(p, angles, files)
     if is_hdf5(p):
         if angles is not None:
             raise InputError(f"--angles: {p} is a Data Exchange file that carries its own angles; to use other "
@@ -181,6 +185,37 @@ def read_series(spec, *, angles=None) -> SeriesInput:
                            files)
     raise InputError(f"{p}: unknown tilt-series format (expected Data Exchange HDF5, FILE.h5:/dataset or an MRC "
                      f"stack {'/'.join(_mrc_suffixes())})")
+
+
+def _image_series(p, angles, files) -> SeriesInput:
+    """A tilt series from any image-stack format of :func:`fastem.io.read_image_data`; angles from
+    ``--angles``, else ``<stem>.tlt`` / ``.rawtlt`` beside it, else the file's metadata (a tilt
+    navigation axis in degrees, FEI extended headers)."""
+    from .. import io
+    from ..geometry import angles_from_tilts
+    from ..io.dxchange import TiltSeriesData, check_real_values
+
+    img = io.read_image_data(p)
+    data = img.data[None] if img.data.ndim == 2 else img.data
+    check_real_values(data, str(p))
+    io.check_ndim(data, 3, str(p))
+    n = data.shape[0]
+    if angles is not None:
+        ang, angle_file = read_angles(angles, n)
+        files.append(angle_file)
+    elif any(p.with_suffix(s).exists() for s in (".tlt", ".rawtlt")):
+        angle_file = io.find_tlt(p)
+        ang, _ = read_angles(angle_file, n, what="tilt file")
+        files.append(angle_file)
+    elif img.tilt_angles is not None and img.tilt_angles.size == n and np.all(np.isfinite(img.tilt_angles)):
+        ang = angles_from_tilts(np.asarray(img.tilt_angles, np.float64))
+    else:
+        raise InputError(f"{p}: no tilt angles in the file's metadata and no {p.with_suffix('.tlt').name} beside it; "
+                         f"pass --angles FILE.tlt")
+    proj = data.astype(np.float32)
+    if not np.all(np.isfinite(proj)):
+        io.check_finite(proj, str(p), policy="error", frame_label="projection")
+    return SeriesInput(TiltSeriesData(projections=proj, angles=ang, theta=ang[:, 1].copy(), path=p), str(p), files)
 
 
 def _volume_shape(series, thickness, center=None, convention="fastem"):
