@@ -14,11 +14,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import os
 from typing import Any
 
 import numpy as np
 
 from .errors import DeviceUnavailableError, InputError
+
+
+def available_cores() -> int:
+    """Number of CPU cores this process may run on (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
 
 __all__ = [
     "Device",
@@ -181,8 +190,6 @@ class Device:
     def name(self) -> str:
         """A human-readable description, e.g. ``'cpu (2 cores)'`` or ``'cuda:0 (NVIDIA H100)'``."""
         if self.id < 0:
-            from .config import available_cores
-
             return f"cpu ({available_cores()} cores)"
         props = _cupy().cuda.runtime.getDeviceProperties(self.id)
         name = props["name"]
@@ -218,13 +225,18 @@ class Device:
 cpu_device = Device(-1)
 
 
+_default_device_spec: Any = "auto"
+
+
+def set_default_device(spec: Any) -> None:
+    """The device :func:`resolve_device` gives for ``None`` (set through ``fastem.config.settings.device``)."""
+    global _default_device_spec
+    _default_device_spec = spec
+
+
 def resolve_device(spec: Any = None) -> Device:
     """Resolve a device specification; ``None`` means the global setting (``--device``)."""
-    if spec is None:
-        from .config import settings
-
-        spec = settings.device
-    return Device(spec)
+    return Device(_default_device_spec if spec is None else spec)
 
 
 def is_cupy_array(x: Any) -> bool:

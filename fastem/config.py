@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backend import available_cores  # noqa: F401  (re-exported: fastem.config.available_cores)
+from . import backend as _backend
+
 def use_passive_openmp() -> bool:
     """Ask OpenMP's idle workers to sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``).
 
@@ -29,14 +32,6 @@ def use_passive_openmp() -> bool:
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
-
-
-def available_cores() -> int:
-    """Number of CPU cores this process may run on (affinity-aware)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _default_cache_dir() -> Path:
@@ -71,6 +66,11 @@ class Settings:
     #: follow HDF5 external links and virtual datasets that map other files when reading inputs
     #: (``fastem --allow-external-links``); refused by default, since a link can point anywhere.
     allow_external_links: bool = False
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name == "device":   # the default device lives in the backend (which imports nothing above it)
+            _backend.set_default_device(value)
 
 
 settings = Settings()
