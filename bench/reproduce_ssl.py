@@ -60,26 +60,37 @@ def _train(task, validate_every: int):
     return history, t.elapsed
 
 
+def crop_for(cfg: dict, a, side: int) -> int:
+    """Training crop of generator ``cfg``: the smallest multiple of its total downsampling that is
+    >= ``--crop`` (U-Net_2_44: 64; U-Net_4_424, 48 px downsampling: 96), or the largest that fits
+    ``side`` (see :func:`fastem.nn.ssl_train.check_crop`)."""
+    from fastem.nn.ssl_models import build_generator
+    from fastem.nn.ssl_train import fitting_crop
+
+    return fitting_crop(a.crop, build_generator(cfg).multiple, side)
+
+
 def pretrain_all(gens: dict, pools: list[int], a, log) -> dict:
     """{(generator name, pool size): state_dict} and timings."""
     from fastem.data.ssl_synthetic import unlabelled_pool
     from fastem.nn.ssl_train import PretextTask
 
     states, meta = {}, {}
-    biggest = unlabelled_pool(max(pools), a.crop, seed=a.data_seed)
-    val = unlabelled_pool(max(4, max(pools) // 20), a.crop, seed=a.data_seed, index_base=max(pools))
+    biggest = unlabelled_pool(max(pools), a.pool_size, seed=a.data_seed)
+    val = unlabelled_pool(max(4, max(pools) // 20), a.pool_size, seed=a.data_seed, index_base=max(pools))
     for name, cfg in gens.items():
+        crop = crop_for(cfg, a, a.pool_size)
         for n in pools:
             if name != "small" and n != a.pool_main:
                 continue            # the large generator is pretrained on the main pool only
-            task = PretextTask(cfg, biggest[:n], val_images=val, epochs=a.pretrain_epochs, crop=a.crop,
+            task = PretextTask(cfg, biggest[:n], val_images=val, epochs=a.pretrain_epochs, crop=crop,
                                batch=a.batch, seed=0, disc_features=a.disc_width, device=a.device)
             hist, secs = _train(task, task.steps_per_epoch)
             states[name, n] = {k: v.detach().cpu().clone() for k, v in task.generator.state_dict().items()}
-            meta[f"{name}@{n}"] = {"steps": task.total_steps, "seconds": round(secs, 1),
+            meta[f"{name}@{n}"] = {"steps": task.total_steps, "seconds": round(secs, 1), "crop": crop,
                                    "val_l1": [round(r["l1"], 4) for r in hist.val],
                                    "val_l1_input": round(hist.val[-1]["l1_input"], 4)}
-            log(f"pretrained {cfg['arch']} on {n}: {task.total_steps} steps, {secs:.0f} s, "
+            log(f"pretrained {cfg['arch']} on {n} ({crop} px crops): {task.total_steps} steps, {secs:.0f} s, "
                 f"val L1 {hist.val[-1]['l1']:.4f} (input {hist.val[-1]['l1_input']:.4f})")
     return {"states": states, "meta": meta}
 
@@ -89,7 +100,8 @@ def finetune_curve(cfg, task: str, data, init, seed: int, epochs: int, a) -> lis
     from fastem.nn.ssl_train import FinetuneTask
 
     x, y, vx, vy = data
-    ft = FinetuneTask(cfg, task, x, y, val_inputs=vx, val_targets=vy, init_state=init, epochs=epochs, crop=a.crop,
+    crop = crop_for(cfg, a, min(x.shape[1:]))
+    ft = FinetuneTask(cfg, task, x, y, val_inputs=vx, val_targets=vy, init_state=init, epochs=epochs, crop=crop,
                       batch=a.ft_batch, seed=seed, device=a.device)
     hist, _ = _train(ft, ft.steps_per_epoch)
     key = "dice" if task == "segment" else "l1"
@@ -119,11 +131,23 @@ def run(a, log=print) -> dict:
 
     seg = split("segment", a.seg_train, a.seg_val, a.seg_size)
     curves = {}
+    partial = a.out / ("ssl_reproduction_quick.partial.json" if a.quick else "ssl_reproduction.partial.json")
+
+    def save_partial():
+        """Curves so far (a long run that is cut short still leaves its finished cells)."""
+        from fastem.io import atomic_output
+
+        a.out.mkdir(parents=True, exist_ok=True)
+        with atomic_output(partial, overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps({"command": a.command, "elapsed_s": round(time.time() - t0, 1),
+                                             "pretraining": pre["meta"], "curves": curves}, indent=1))
+    save_partial()
     for name, cfg in gens.items():
         for init_name in ("pretrained", "random"):
             init = pre["states"][name, a.pool_main] if init_name == "pretrained" else None
             runs = [finetune_curve(cfg, "segment", seg, init, s, epochs, a) for s in seeds]
             curves[f"segment/{name}/{init_name}"] = runs
+            save_partial()
             log(f"segment {cfg['arch']} {init_name}: Dice at epochs {a.epochs_at}: "
                 + ", ".join(f"{np.mean([r[e - 1] for r in runs]):.3f}" for e in a.epochs_at))
     for n in pools:
@@ -131,14 +155,18 @@ def run(a, log=print) -> dict:
             continue
         runs = [finetune_curve(gens["small"], "segment", seg, pre["states"]["small", n], s, epochs, a) for s in seeds]
         curves[f"segment/small/pretrained@{n}"] = runs
+        save_partial()
     restore_cfg = gens["small"] if a.restore_generator == "small" else gens["large"]
     restore_key = "small" if a.restore_generator == "small" else "large"
+    baselines = {}
     for task in ("denoise", "superres"):
         data = split(task, a.restore_train, a.restore_val, a.restore_size)
+        baselines[task] = restoration_baselines(data[2], data[3])
         for init_name in ("pretrained", "random"):
             init = pre["states"][restore_key, a.pool_main] if init_name == "pretrained" else None
             curves[f"{task}/{restore_key}/{init_name}"] = [finetune_curve(restore_cfg, task, data, init, s,
                                                                           a.restore_epochs, a) for s in seeds]
+        save_partial()
         log(f"{task}: final L1 pretrained {np.mean([r[-1] for r in curves[f'{task}/{restore_key}/pretrained']]):.4f}"
             f" vs random {np.mean([r[-1] for r in curves[f'{task}/{restore_key}/random']]):.4f}")
 
@@ -160,9 +188,20 @@ def run(a, log=print) -> dict:
                  "torch": torch.__version__, "device": a.device, "threads": torch.get_num_threads(),
                  "settings": {k: v for k, v in vars(a).items() if k not in ("command",)},
                  "generators": {k: v["arch"] for k, v in gens.items()}, "pretraining": pre["meta"]},
-        "segment_dice": table, "curves": curves, "targets": targets,
+        "segment_dice": table, "curves": curves, "targets": targets, "restoration_baselines": baselines,
     }
     return result
+
+
+def restoration_baselines(vx, vy) -> dict:
+    """Validation L1 (standardised units, as the fine-tuning metric) of two trivial predictors:
+    the input itself and each image's best constant (the target's median)."""
+    from fastem.nn.ssl_train import standardise
+
+    z, mean, std = standardise(vx)
+    t = (np.asarray(vy, np.float64) - mean[:, None, None]) / std[:, None, None]
+    return {"identity": float(np.mean(np.abs(t - z))),
+            "constant": float(np.mean(np.abs(t - np.median(t, axis=(1, 2), keepdims=True))))}
 
 
 def write_outputs(result: dict, out_dir: Path, stem: str) -> None:
@@ -194,6 +233,9 @@ def markdown(result: dict) -> str:
         lines.append(f"| {m['generators'][gen]} | {init} | {cells} |")
     lines += ["", "## Targets", ""] + [f"- {k}: **{'met' if v else 'NOT met'}**" for k, v in result["targets"].items()]
     lines += ["", "## Restoration: final validation L1 (standardised units)", ""]
+    for task, b in result.get("restoration_baselines", {}).items():
+        lines.append(f"- {task} baselines: input as output {b['identity']:.4f}, best constant per image "
+                     f"{b['constant']:.4f}")
     for key, runs in result["curves"].items():
         if key.startswith(("denoise", "superres")):
             finals = [r[-1] for r in runs]
@@ -245,7 +287,9 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--pools", type=int, nargs=3, default=[256, 512, 1024])
     ap.add_argument("--pretrain-epochs", type=int, default=10)
-    ap.add_argument("--crop", type=int, default=64)
+    ap.add_argument("--crop", type=int, default=64,
+                    help="training crop (px), raised per generator to a multiple of its downsampling")
+    ap.add_argument("--pool-size", type=int, default=96, help="side (px) of the synthetic pretraining images")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--disc-width", type=int, default=32)
     ap.add_argument("--ft-batch", type=int, default=8)
@@ -266,9 +310,10 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.quick:
         a.width, a.pools, a.pretrain_epochs, a.crop, a.batch, a.disc_width = 4, [8, 12, 16], 1, 32, 4, 4
+        a.pool_size = 48
         a.ft_batch = 2
-        a.seg_train, a.seg_val, a.seg_size, a.epochs_at = 4, 2, 32, [1, 2]
-        a.restore_train, a.restore_val, a.restore_size, a.restore_epochs, a.seeds = 4, 2, 32, 2, 2
+        a.seg_train, a.seg_val, a.seg_size, a.epochs_at = 4, 2, 48, [1, 2]
+        a.restore_train, a.restore_val, a.restore_size, a.restore_epochs, a.seeds = 4, 2, 48, 2, 2
     if a.seeds < 1 or min(a.epochs_at) < 1 or len(set(a.pools)) != 3:
         ap.error("need --seeds >= 1, --epochs-at >= 1 and three different --pools")
     a.command = "python bench/reproduce_ssl.py " + " ".join(sys.argv[1:] if argv is None else argv)

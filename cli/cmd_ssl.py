@@ -52,8 +52,9 @@ def _progress(total: int, label: str, metric: str):
 @click.option("--width", type=click.IntRange(min=1), default=None,
               help="U-Net level-0 channels (default 16) or HRNet branch width (default 18).")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Epochs over the pool.")
-@click.option("--crop", type=click.IntRange(min=24), default=64, show_default=True,
-              help="Training crop side (px; the PatchGAN needs >= 24).")
+@click.option("--crop", type=click.IntRange(min=24), default=None,
+              help="Training crop side (px; the PatchGAN needs >= 24; a multiple of the generator's total "
+                   "downsampling, e.g. 48 for unet-4-424). Default: 64 rounded up to such a multiple.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Crops per step.")
 @click.option("--synthetic", type=click.IntRange(min=1), default=None, metavar="N",
               help="Pretrain on N synthetic micrographs (default when IMAGES is not given: 256).")
@@ -91,9 +92,9 @@ def pretrain(images, output, generator, width, epochs, crop, batch, synthetic, s
     arr = None
     if images is not None:
         arr, _ = load_images_and_targets(images)
-        if min(arr.shape[1:]) < crop:
+        if crop is not None and min(arr.shape[1:]) < crop:
             raise InputError(f"IMAGES {images}: images of {arr.shape[1]}x{arr.shape[2]} are smaller than --crop {crop}")
-    if synthetic_size is not None and synthetic_size < crop:
+    if synthetic_size is not None and crop is not None and synthetic_size < crop:
         raise click.BadParameter(f"must be at least --crop {crop}", param_hint="--synthetic-size")
     device = _torch_device()
     from fastem.nn.ssl_train import EpochSampler
@@ -133,7 +134,9 @@ def pretrain(images, output, generator, width, epochs, crop, batch, synthetic, s
               help="Architecture with --from-scratch (default unet-2-44); with --init it must match the file.")
 @click.option("--width", type=click.IntRange(min=1), default=None, help="Generator width (see `ssl pretrain`).")
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--crop", type=click.IntRange(min=16), default=64, show_default=True, help="Training crop side (px).")
+@click.option("--crop", type=click.IntRange(min=16), default=None,
+              help="Training crop side (px; a multiple of the generator's total downsampling, e.g. 48 for "
+                   "unet-4-424). Default: 64 rounded up to such a multiple.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--head", type=click.Choice(["keep", "new"]), default="keep", show_default=True,
               help="Keep the pretrained output layer or start a new one.")
@@ -188,12 +191,12 @@ def finetune(images, task, targets, output, init, from_scratch, generator, width
     inputs = [p for p in (images, targets, val_images, val_targets) if p is not None]
     if images is not None:
         x, y = load_images_and_targets(images, targets)
-        if min(x.shape[1:]) < crop:
+        if crop is not None and min(x.shape[1:]) < crop:
             raise InputError(f"IMAGES {images}: images of {x.shape[1]}x{x.shape[2]} are smaller than --crop {crop}")
         if val_images is not None:
             vx, vy = load_images_and_targets(val_images, val_targets, images_flag="--val-images",
                                              targets_flag="--val-targets")
-    elif synthetic_size < crop:
+    elif crop is not None and synthetic_size < crop:
         raise click.BadParameter(f"must be at least --crop {crop}", param_hint="--synthetic-size")
     device = _torch_device()
     n_train = synthetic if x is None else (x.shape[0] - (0 if vx is not None else split_validation(x.shape[0],

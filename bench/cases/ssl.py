@@ -11,7 +11,9 @@ Rows per generator (U-Net_2_44, U-Net_4_424, HRNet at their default widths):
 CPU: 128 px crops, batch 8 (the paper: batch 128 for pretraining, 256 px / batch 64 for the
 restoration tasks, 448 px crops for segmentation); GPU: 256 px crops, batch 32, with bfloat16
 autocast (``amp``) and, as ``reference`` rows, the same steps in float32. ``--quick`` (the test
-suite's smoke run): tiny widths, 32 px crops, batch 2, a 64 px image.
+suite's smoke run): tiny widths, 32 px crops, batch 2, a 64 px image. Each generator's crop is
+raised to a multiple of its total downsampling (U-Net_4_424: 48 px, so 144 / 288 / 48 px; see
+:func:`fastem.nn.ssl_train.check_crop`).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ def run(ctx) -> None:
         return
 
     from fastem.data.ssl_synthetic import hrtem_nanoparticles, unlabelled_pool
-    from fastem.nn.ssl_models import generator_config
-    from fastem.nn.ssl_train import FinetuneTask, PretextTask, predict
+    from fastem.nn.ssl_models import build_generator, generator_config
+    from fastem.nn.ssl_train import FinetuneTask, PretextTask, fitting_crop, predict
 
     gpu = ctx.device.is_gpu
     dev = torch.device(f"cuda:{max(ctx.device.id, 0)}" if gpu else "cpu")
@@ -42,13 +44,16 @@ def run(ctx) -> None:
         crop, batch, image, widths, disc = (256, 32, 512, {}, 64) if gpu else (128, 8, 512, {}, 64)
         ctx.note("GPU: bfloat16 autocast rows (fastem) and float32 rows (reference)" if gpu else
                  "CPU only: no GPU was available for this run; the CUDA path (bfloat16 autocast) is not timed here")
-    pool = unlabelled_pool(max(batch, 4), crop, seed=0)
-    seg_x, seg_m = hrtem_nanoparticles(max(batch, 4), crop, seed=0)
     big = unlabelled_pool(1, image, seed=1)[0]
     sync = torch.cuda.synchronize if gpu else (lambda: None)
     modes = [(True, "fastem"), (False, "reference")] if gpu else [(False, "fastem")]
+    base_crop, crops = crop, {}
     for name in ("unet-2-44", "unet-4-424", "hrnet"):
         cfg = generator_config(name, width=widths.get(name))
+        # training crops must be a multiple of the generator's downsampling (U-Net_4_424: 48 px)
+        crop = crops[name] = fitting_crop(base_crop, build_generator(cfg).multiple)
+        pool = unlabelled_pool(max(batch, 4), crop, seed=0)
+        seg_x, seg_m = hrtem_nanoparticles(max(batch, 4), crop, seed=0)
         label = f"{batch}x{crop}x{crop}"
         for amp, role in modes:
             suffix = " (bf16 autocast)" if amp else (" (fp32)" if gpu else "")
@@ -83,7 +88,8 @@ def run(ctx) -> None:
             ctx.measure(f"ssl inference {name}", f"1x{image}x{image}", f"fastem predict{suffix}", infer, role=role,
                         work=1, work_unit="image", repeat=5, warmup=1)
             del pre, ft, gen
-    ctx.note(f"sizes: crops {crop} px, batch {batch}, inference image {image} px (one tile)")
+    ctx.note(f"sizes: crops {', '.join(f'{k} {v}' for k, v in crops.items())} px (the smallest multiple of each "
+             f"generator's downsampling >= {base_crop}), batch {batch}, inference image {image} px (one tile)")
 
 
 def _data_only(ctx) -> None:

@@ -31,6 +31,28 @@ PAPER = {"pretrain_images": "50K-200K (CEM500K)", "pretrain_epochs": 60, "pretra
          "finetune_epochs": 60, "segment_crop": 448, "restore_crop": 256, "restore_batch": 64}
 
 
+#: training crop (px) when none is given, raised to a multiple of the generator's downsampling
+DEFAULT_CROP = 64
+
+
+def _training_crop(crop, cfg: dict, side) -> int:
+    """``crop`` checked against generator ``cfg``'s total downsampling (one-line error naming
+    ``--crop``), or, when ``None``, :data:`DEFAULT_CROP` rounded up to a multiple of it (down
+    where the images, of smallest side ``side``, are smaller); see
+    :func:`fastem.nn.ssl_train.check_crop`."""
+    from fastem.nn.ssl_models import build_generator
+    from fastem.nn.ssl_train import check_crop, fitting_crop
+
+    gen = build_generator(cfg)
+    if crop is None:
+        return fitting_crop(DEFAULT_CROP, gen.multiple, side)
+    try:
+        check_crop(int(crop), gen, cfg["arch"])
+    except InputError as exc:
+        raise InputError(f"--crop: {exc}") from None
+    return int(crop)
+
+
 def _device_name(dev) -> str:
     import torch
 
@@ -101,7 +123,7 @@ def _scaled(pairs) -> str:
 # pretrain
 # ------------------------------------------------------------------------------------------
 def pretrain(output, *, images=None, synthetic: int | None = None, synthetic_size: int | None = None,
-             generator: str = "unet-2-44", width: int | None = None, epochs: int = 1, crop: int = 64,
+             generator: str = "unet-2-44", width: int | None = None, epochs: int = 1, crop: int | None = None,
              batch: int = 8, seed: int = 0, corruption=None, disc_features: int = 64, device="cpu", amp: bool = True,
              resume: bool = False, overwrite: bool = False, checkpoint=None, val_fraction: float = 0.1,
              callback=None, command: str | None = None, curves=None, inputs=()):
@@ -120,7 +142,8 @@ def pretrain(output, *, images=None, synthetic: int | None = None, synthetic_siz
     generator, width
         Generator name (``unet-2-44`` ... ``unet-4-424``, ``hrnet``) and width.
     epochs, crop, batch, seed
-        Epochs over the pool, crop side (px), batch, seed of everything.
+        Epochs over the pool, crop side (px; a multiple of the generator's total downsampling,
+        default :data:`DEFAULT_CROP` rounded up to one), batch, seed of everything.
     corruption : CorruptionConfig, optional
     disc_features : int
         PatchGAN width (64 = Pix2Pix).
@@ -159,6 +182,7 @@ def pretrain(output, *, images=None, synthetic: int | None = None, synthetic_siz
             from fastem.data.ssl_synthetic import unlabelled_pool
 
             n = int(synthetic or 256)
+            crop = _training_crop(crop, cfg, synthetic_size)
             size = int(synthetic_size or crop)
             if n < 1 or size < crop:
                 raise InputError(f"the synthetic pool needs >= 1 image of at least the crop {crop} px")
@@ -167,6 +191,7 @@ def pretrain(output, *, images=None, synthetic: int | None = None, synthetic_siz
             data = {"source": "synthetic", "pool": n, "size": size, "val": int(val.shape[0])}
         else:
             all_images = _float_images(images, "images")
+            crop = _training_crop(crop, cfg, min(all_images.shape[1:]))
             k = split_validation(all_images.shape[0], val_fraction)
             train, val = (all_images[:-k], all_images[-k:]) if k else (all_images, None)
             data = {"source": "images", "pool": int(train.shape[0]), "size": list(train.shape[1:]),
@@ -229,7 +254,8 @@ def _init_from(init, generator, width, task):
 
 def finetune(output, *, task: str, images=None, targets=None, synthetic: int | None = None,
              synthetic_size: int = 128, val_images=None, val_targets=None, val_fraction: float = 0.2, init=None,
-             generator: str | None = None, width: int | None = None, epochs: int = 1, crop: int = 64, batch: int = 8,
+             generator: str | None = None, width: int | None = None, epochs: int = 1, crop: int | None = None,
+             batch: int = 8,
              seed: int = 0, head: str = "keep", freeze: str = "none", unfreeze_epoch: int | None = None,
              seg_loss: str = "bce", lr: float = 2e-4, augment: bool = True, device="cpu", amp: bool = True,
              resume: bool = False, overwrite: bool = False, checkpoint=None, callback=None, command: str | None = None,
@@ -252,7 +278,8 @@ def finetune(output, *, task: str, images=None, targets=None, synthetic: int | N
         A pretrained model file (or one of the same task, to continue); ``None``: random
         initialisation of ``generator`` (default ``unet-2-44``) at ``width``.
     epochs, crop, batch, seed, head, freeze, unfreeze_epoch, seg_loss, lr, augment
-        See :class:`fastem.nn.ssl_train.FinetuneTask`.
+        See :class:`fastem.nn.ssl_train.FinetuneTask`; ``crop=None``: :data:`DEFAULT_CROP` rounded
+        up to a multiple of the generator's downsampling (as :func:`pretrain`).
     device, amp, resume, overwrite, checkpoint, callback, command, curves, inputs
         As :func:`pretrain`.
 
@@ -291,11 +318,13 @@ def finetune(output, *, task: str, images=None, targets=None, synthetic: int | N
             n = int(synthetic)
             if n < 1:
                 raise InputError(f"synthetic set size must be >= 1, got {synthetic}")
+            crop = _training_crop(crop, cfg, int(synthetic_size))
             x, y = task_data(task, n, int(synthetic_size), seed=seed)
             vx, vy = task_data(task, max(2, n // 4), int(synthetic_size), seed=seed, index_base=n)
             data = {"source": "synthetic", "train": n, "size": int(synthetic_size), "val": int(vx.shape[0])}
         else:
             x, y = load_images_and_targets(images, targets, images_flag="images", targets_flag="targets")
+            crop = _training_crop(crop, cfg, min(x.shape[1:]))
             if val_images is not None:
                 vx, vy = load_images_and_targets(val_images, val_targets, images_flag="validation images",
                                                  targets_flag="validation targets")
