@@ -1,0 +1,83 @@
+"""`fastem show`: a PNG for every kind of input/output, with the right number of panels."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fastem import io
+from fastem.cli.main import app
+from fastem.config import settings
+from fastem.errors import InputError
+from fastem.io.show import show
+
+
+@pytest.fixture(autouse=True)
+def _restore_settings():
+    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
+    yield
+    settings.quiet, settings.debug, settings.device, settings.threads = saved
+
+
+def panels_in(png) -> int:
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
+        return int(im.text["fastem-panels"])
+
+
+def test_show_every_output_kind(tmp_path, rng):
+    d = tmp_path
+    cases = {}
+    # CXI diffraction (2D, log scale) and a 3D CXI reconstruction with its R-factor history
+    io.write_cxi(d / "in.cxi", rng.random((16, 16)) * 1e4)
+    cases["in.cxi"] = (1, "CXI diffraction (log scale)")
+    io.write_cxi_reconstruction(d / "rec.cxi", rng.random((8, 8, 8)) + 1j * rng.random((8, 8, 8)),
+                                results={"r_factor_history": rng.random(20) + 0.1})
+    cases["rec.cxi"] = (4, "CXI reconstruction")       # three slices + one curve
+    # Data Exchange volume (+ history) and projections (montage)
+    io.write_dxchange_volume(d / "vol.h5", rng.random((6, 7, 8)), results={"r_factor_history": rng.random(5) + 0.1})
+    cases["vol.h5"] = (4, "Data Exchange volume")
+    io.write_dxchange(d / "proj.h5", rng.random((5, 6, 7)).astype(np.float32), theta=np.linspace(-40, 40, 5))
+    cases["proj.h5"] = (5, "Data Exchange projections")
+    # scan and cluster outputs
+    with h5py.File(d / "scan.h5", "w") as f:
+        f["/scan/partial"] = rng.random((20, 8, 8)).astype(np.float32)
+        f["/scan/path"] = rng.random((20, 8, 8)).astype(np.float32)
+    cases["scan.h5"] = (16, "partial scans")             # montage capped at 16
+    with h5py.File(d / "clusters.h5", "w") as f:
+        f["/cluster/centroids"] = rng.random((3, 30))
+        f["/cluster/centroids"].attrs["image_shape"] = np.array([5, 6])
+    cases["clusters.h5"] = (3, "cluster centroids")
+    # MRC volume vs MRC stack, EMD stack, a 1D dataset
+    io.write_mrc(d / "v.mrc", rng.random((4, 5, 6)))
+    cases["v.mrc"] = (3, "MRC volume")
+    io.write_mrc(d / "s.mrc", rng.random((2, 5, 6)), stack=True)
+    cases["s.mrc"] = (2, "MRC image/stack")
+    io.write_emd(d / "e.emd", {"img": rng.random((3, 5, 6))}, {"img": [(np.arange(3.0), "image", ""),
+                                                                       (np.arange(5.0), "y", "nm"),
+                                                                       (np.arange(6.0), "x", "nm")]})
+    cases["e.emd"] = (3, "fastem")
+    cases["vol.h5:/process/fastem/r_factor_history"] = (1, "dataset /process/fastem/r_factor_history")
+    for spec, (n, what) in cases.items():
+        out = d / (spec.replace("/", "_").replace(":", "_") + ".png")
+        result = show(f"{d}/{spec}", out)
+        assert len(result.panels) == n, spec
+        assert result.description == what, spec
+        assert panels_in(out) == n, spec
+    kinds = [p.kind for p in show(f"{d}/rec.cxi", d / "again.png").panels]
+    assert kinds == ["image", "image", "image", "curve"]
+    assert all(p.log for p in show(f"{d}/in.cxi", d / "diff.png").panels)
+
+
+def test_show_cli_and_errors(tmp_path, rng):
+    io.write_tiff(tmp_path / "s.tif", rng.random((3, 6, 7)).astype(np.float32))
+    r = CliRunner().invoke(app, ["show", str(tmp_path / "s.tif"), "-o", str(tmp_path / "s.png"), "--max-images", "2"])
+    assert r.exit_code == 0, r.output
+    assert "2 panel(s)" in r.output and panels_in(tmp_path / "s.png") == 2
+    r = CliRunner().invoke(app, ["show", str(tmp_path / "s.tif"), "-o", str(tmp_path / "s.png")])
+    assert r.exit_code == 1 and "exists" in r.output
+    with pytest.raises(InputError, match=r"a picture name ending in .png"):
+        show(tmp_path / "s.tif", tmp_path / "s.h5")
