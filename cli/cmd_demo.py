@@ -17,6 +17,7 @@ import click
 def command(out_dir, overwrite, quick, only, list_only):
     """Generate synthetic data, run every main job on it, write outputs and PNG previews,
     and print a summary table."""
+    from fastem.config import settings
     from fastem.demo import discover_jobs, format_summary, run_demo
 
     if list_only:
@@ -24,10 +25,13 @@ def command(out_dir, overwrite, quick, only, list_only):
             doc = (mod.__doc__ or "").strip().splitlines()
             click.echo(f"{name:<10} {doc[0] if doc else ''}")
         return
-    rows, failed = run_demo(out_dir, overwrite=overwrite, quick=quick, only=list(only) or None, echo=click.echo)
-    click.echo("")
-    click.echo(format_summary(rows))
-    click.echo(f"\noutputs in {out_dir}/")
+    quiet = settings.quiet  # --quiet: no progress lines, no summary table (errors still go to stderr)
+    rows, failed = run_demo(out_dir, overwrite=overwrite, quick=quick, only=list(only) or None,
+                            echo=(lambda text: None) if quiet else click.echo)
+    if not quiet:
+        click.echo("")
+        click.echo(format_summary(rows))
+        click.echo(f"\noutputs in {out_dir}/")
     if failed:
         reasons = [str(r.get("result", "")) for r in rows if str(r.get("result", "")).startswith("FAILED")]
         first = f" ({reasons[0][len('FAILED: '):]})" if reasons else ""

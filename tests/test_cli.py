@@ -93,7 +93,7 @@ def _fake_job(order, result=None, fail=False):
 def test_demo_runs_jobs_in_order_and_reports_failures(tmp_path, monkeypatch):
     jobs = [("b", _fake_job(2, "second")), ("a", _fake_job(1, "first")), ("c", _fake_job(3, fail=True))]
     monkeypatch.setattr(demo, "discover_jobs", lambda: sorted(jobs, key=lambda j: j[1].ORDER))
-    r = CliRunner().invoke(app, ["--quiet", "demo", "--out", str(tmp_path / "d")])
+    r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d")])   # the summary table (not --quiet)
     assert r.exit_code == 1
     assert r.output.index("first") < r.output.index("second")
     assert "FAILED: RuntimeError: boom" in r.output and "c" in r.output
@@ -108,7 +108,7 @@ def test_demo_refuses_non_empty_folder_without_overwrite(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["demo", "--out", str(out)])
     assert r.exit_code == 1 and "--overwrite" in r.output
     assert (out / "old.txt").read_text() == "keep me"
-    r = CliRunner().invoke(app, ["--quiet", "demo", "--out", str(out), "--overwrite"])
+    r = CliRunner().invoke(app, ["demo", "--out", str(out), "--overwrite"])
     assert r.exit_code == 0 and "ok" in r.output
 
 

@@ -107,3 +107,39 @@ def test_emdfile_dims_not_shifted(tmp_path, rng):
     assert [d.name for d in e.dims] == ["n", "y", "x"]
     assert [d.values.size for d in e.dims] == [3, 4, 5]
     np.testing.assert_allclose(e.dims[2].values, np.arange(5) * 0.25)
+
+
+def test_quiet_demo_prints_no_summary_table(tmp_path, monkeypatch):
+    """Was: `fastem -q demo` printed its progress lines and summary table although --quiet
+    promises no summaries. Failures still print their one error line."""
+    import types
+
+    from fastem import demo
+
+    def job(order, fail=False):
+        mod = types.ModuleType(f"fake{order}")
+        mod.ORDER = order
+
+        def run_job(out_dir, *, overwrite=True, quick=False):
+            if fail:
+                raise RuntimeError("boom")
+            (out_dir / f"job{order}.txt").write_text("x")
+            return [{"output": f"job{order}.txt", "result": "fine result"}]
+
+        mod.run = run_job
+        return mod
+
+    monkeypatch.setattr(demo, "discover_jobs", lambda: [("a", job(1))])
+    r = CliRunner().invoke(app, ["-q", "demo", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 0 and r.output == "" and (tmp_path / "d" / "job1.txt").exists()
+    r = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d2")])
+    assert r.exit_code == 0 and "fine result" in r.output                 # without -q: the table
+    monkeypatch.setattr(demo, "discover_jobs", lambda: [("a", job(1)), ("b", job(2, fail=True))])
+    r = CliRunner().invoke(app, ["-q", "demo", "--out", str(tmp_path / "d3")])
+    assert r.exit_code == 1 and "fine result" not in r.output
+    assert "demo job(s) failed: b (RuntimeError: boom)" in r.output
+
+
+def test_quiet_bench_prints_nothing(tmp_path):
+    r = CliRunner().invoke(app, ["-q", "bench", "fft", "--quick", "--out-dir", str(tmp_path)])
+    assert r.exit_code == 0 and r.output == "" and len(list(tmp_path.glob("fft-*.json"))) == 1
