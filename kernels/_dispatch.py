@@ -22,6 +22,33 @@ CPU_ENGINES = ("numba", "numpy")
 GPU_ENGINES = ("cuda", "numba-cuda")
 ENGINES = CPU_ENGINES + GPU_ENGINES
 
+#: the kernel registry: public kernel name -> the engines it implements (declared once, in its module)
+KERNEL_ENGINES: dict[str, tuple[str, ...]] = {}
+
+
+class UnsupportedEngineError(InputError):
+    """A known engine that this kernel does not implement (one error for every kernel)."""
+
+
+def declare_engines(kernel: str, engines: tuple[str, ...], *, cpu_default: str = "numba",
+                    gpu_default: str = "cuda") -> str:
+    """Register the engines ``kernel`` implements; returns ``kernel`` (the key for :func:`select_engine`).
+
+    Called once at import of the kernel's module. The defaults :func:`select_engine` would pick
+    must be among the engines, so a default never lands on a missing implementation.
+    """
+    engines = tuple(engines)
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines:
+        raise ValueError(f"{kernel}: unknown engines {unknown} (known: {', '.join(ENGINES)})")
+    for d in (cpu_default, gpu_default):
+        if d not in engines and not (d == gpu_default and not any(e in GPU_ENGINES for e in engines)):
+            raise ValueError(f"{kernel}: default engine {d!r} is not among its engines {engines}")
+    if KERNEL_ENGINES.get(kernel, engines) != engines:
+        raise ValueError(f"{kernel}: engines declared twice, differently")
+    KERNEL_ENGINES[kernel] = engines
+    return kernel
+
 
 def _is_array(a) -> bool:
     import numpy as np
@@ -44,15 +71,32 @@ def require_arrays(where: str, optional: tuple[str, ...] = (), **arrays) -> None
             raise InputError(f"{where}: {name} must be a NumPy or CuPy array, got {type(value).__name__}")
 
 
-def select_engine(engine: str | None, *arrays, cpu_default: str = "numba", gpu_default: str = "cuda") -> str:
+def select_engine(engine: str | None, *arrays, kernel: str | None = None, cpu_default: str = "numba",
+                  gpu_default: str = "cuda") -> str:
     """Resolve ``engine`` (``None`` = default for the arrays' device) and check it fits them.
+
+    ``kernel`` names the calling kernel in :data:`KERNEL_ENGINES` (see :func:`declare_engines`):
+    an engine it does not implement is refused with :class:`UnsupportedEngineError`, the same
+    message for every kernel, instead of a per-kernel ``ValueError`` or a silent switch.
 
     Raises
     ------
     InputError (a ValueError)
         unknown engine, arrays on different devices, or a CPU engine asked for GPU arrays (and
-        vice versa; ``numba-cuda`` accepts NumPy arrays only under the CUDA simulator).
+        vice versa; ``numba-cuda`` accepts NumPy arrays only under the CUDA simulator);
+        :class:`UnsupportedEngineError` for an engine the kernel lacks.
     """
+    if kernel is not None:
+        engine = _select(engine, arrays, cpu_default, gpu_default)
+        have = KERNEL_ENGINES[kernel]
+        if engine not in have:
+            raise UnsupportedEngineError(f"{kernel}: engine {engine!r} is not implemented; "
+                                         f"this kernel has {', '.join(have)}")
+        return engine
+    return _select(engine, arrays, cpu_default, gpu_default)
+
+
+def _select(engine, arrays, cpu_default, gpu_default) -> str:
     devices = {backend.get_device(a) for a in arrays if a is not None and hasattr(a, "shape")}
     if len(devices) > 1:
         raise InputError(f"arrays live on different devices: {sorted(map(str, devices))}")

@@ -36,7 +36,10 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+
+_LOSS = declare_engines("alrc_loss", ("numpy", "numba", "cuda", "numba-cuda"))
+_GRAD = declare_engines("alrc_loss_grad", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["LOSSES", "ALRCResult", "alrc_loss", "alrc_loss_grad", "alrc_threshold", "check_moments"]
 
@@ -235,7 +238,7 @@ def alrc_loss(pred, target, moments=None, *, loss: str = "mse", weight=None, sca
         if getattr(moments, "shape", None) != (2,) or moments.dtype != np.float64:
             raise InputError(f"{where}: moments must be a float64 array of shape (2,), got "
                              f"{getattr(moments, 'dtype', type(moments).__name__)} {getattr(moments, 'shape', '')}")
-    engine = select_engine(engine, pred, target, weight, moments if clip else None)
+    engine = select_engine(engine, pred, target, weight, moments if clip else None, kernel=_LOSS)
     on_gpu = engine in ("cuda", "numba-cuda") and backend.is_cupy_array(pred)
     if check_finite is None:
         check_finite = not on_gpu
@@ -327,7 +330,7 @@ def alrc_loss_grad(pred, target, gscale, *, loss: str = "mse", weight=None, gout
     nb = pred.shape[0]
     if getattr(gscale, "shape", None) != (nb,):
         raise InputError(f"{where}: gscale must have shape ({nb},), got {getattr(gscale, 'shape', None)}")
-    engine = select_engine(engine, pred, target, weight, gscale)
+    engine = select_engine(engine, pred, target, weight, gscale, kernel=_GRAD)
     xp = backend.get_array_module(pred)
     if out is None:
         out = xp.empty_like(pred)

@@ -17,7 +17,9 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+
+_AXPY_NORM = declare_engines("axpy_norm", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["axpy_norm"]
 
@@ -57,7 +59,7 @@ def axpy_norm(a: complex, x, y, engine: str | None = None):
         raise InputError(f"axpy_norm: x and y must both be complex64 or complex128, got {x.dtype} and {y.dtype}")
     if not (x.flags.c_contiguous and y.flags.c_contiguous):
         raise InputError("axpy_norm: x and y must be C-contiguous")
-    engine = select_engine(engine, x, y)
+    engine = select_engine(engine, x, y, kernel=_AXPY_NORM)
     a = complex(a)
     if engine == "numpy":
         return _axpy_norm_numpy(a, x, y)

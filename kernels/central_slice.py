@@ -33,7 +33,7 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._tomo_checks import check_array
 
 __all__ = ["pad_rows", "scatter_planes", "sample_central_slices"]
@@ -41,11 +41,9 @@ __all__ = ["pad_rows", "scatter_planes", "sample_central_slices"]
 _COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
 
 
-def _copy_engine(engine, *arrays):
-    engine = select_engine(engine, *arrays)
-    if engine == "numba-cuda":
-        engine = "cuda" if backend.is_cupy_array(arrays[0]) else "numba"
-    return engine
+_PAD_ROWS = declare_engines("pad_rows", ("numpy", "numba", "cuda"))
+_SCATTER = declare_engines("scatter_planes", ("numpy", "numba", "cuda"))
+_SAMPLE_SLICES = declare_engines("sample_central_slices", ("numpy", "numba", "cuda", "numba-cuda"))
 
 
 def _launch(name, function, out, grid, block, args):
@@ -69,7 +67,7 @@ def pad_rows(volume, out, *, engine: str | None = None):
     nz, ny, nx = volume.shape
     if out.shape[:2] != (nz, ny) or out.shape[2] < nx:
         raise InputError(f"{where}: out of shape {tuple(out.shape)} cannot hold rows of {tuple(volume.shape)}")
-    engine = _copy_engine(engine, volume, out)
+    engine = select_engine(engine, volume, out, kernel=_PAD_ROWS)
     px = out.shape[2]
     if engine == "numpy":
         out[...] = 0
@@ -100,7 +98,7 @@ def scatter_planes(rows, spectrum, *, engine: str | None = None):
     pz, py, h2 = spectrum.shape
     if h2 != h or pz < nz or py < ny:
         raise InputError(f"{where}: spectrum of shape {tuple(spectrum.shape)} cannot hold rows of {tuple(rows.shape)}")
-    engine = _copy_engine(engine, rows, spectrum)
+    engine = select_engine(engine, rows, spectrum, kernel=_SCATTER)
     if engine == "numpy":
         spectrum[...] = 0
         zi = (np.arange(nz) - nz // 2) % pz
@@ -183,7 +181,7 @@ def sample_central_slices(spectrum, frames, out, full_shape, *, engine: str | No
         raise InputError(f"{where}: spectrum shape {tuple(spectrum.shape)} is not the half spectrum of {full_shape}")
     if frames.shape != (out.shape[0], 2, 3):
         raise InputError(f"{where}: frames must have shape ({out.shape[0]}, 2, 3), got {tuple(frames.shape)}")
-    engine = select_engine(engine, spectrum, frames, out)
+    engine = select_engine(engine, spectrum, frames, out, kernel=_SAMPLE_SLICES)
     if engine == "numpy":
         return _sample_numpy(spectrum, frames, out, (pz, py, px))
     if engine == "numba":

@@ -31,7 +31,11 @@ from fastem.errors import InputError
 
 from . import _hash_rng as R
 from .scan_geometry import NEAR_CONSTANT
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+
+_NORMALISE = declare_engines("normalise_blur", ("numpy", "numba", "cuda", "numba-cuda"))
+_SAMPLE = declare_engines("sample_infill", ("numpy", "numba", "cuda", "numba-cuda"))
+_NEAREST = declare_engines("nearest_sampled", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["normalise_blur", "sample_infill", "nearest_sampled", "NEAR_CONSTANT"]
 
@@ -94,7 +98,7 @@ def normalise_blur(images, out_img, out_blur, seed: int = 0, example_base: int =
         raise InputError(f"{name}: dihedral augmentation needs square images, got {h}x{w}")
     _check_batch(name, "out_img", out_img, (nb, h, w))
     _check_batch(name, "out_blur", out_blur, (nb, h, w))
-    engine = select_engine(engine, images, out_img, out_blur)
+    engine = select_engine(engine, images, out_img, out_blur, kernel=_NORMALISE)
     if engine == "numpy":
         from . import _scan_reference as ref
 
@@ -171,7 +175,7 @@ def sample_infill(img, blur, path, out_partial, out_nearest, seed: int = 0, exam
         raise InputError(f"{name}: fill must be 'nearest' or 'constant', got {fill!r}")
     if out_nearest is not None:
         _check_batch(name, "out_nearest", out_nearest, shape, np.int32)
-    engine = select_engine(engine, img, blur, path, out_partial, out_nearest)
+    engine = select_engine(engine, img, blur, path, out_partial, out_nearest, kernel=_SAMPLE)
     nb, h, w = shape
     if engine == "numpy":
         from . import _scan_reference as ref
@@ -226,7 +230,7 @@ def nearest_sampled(path, out_nearest=None, near_row=None, engine: str | None = 
     if out_nearest is None:
         out_nearest = xp.empty(path.shape, np.int32)
     _check_batch(name, "out_nearest", out_nearest, path.shape, np.int32)
-    engine = select_engine(engine, path, out_nearest)
+    engine = select_engine(engine, path, out_nearest, kernel=_NEAREST)
     if engine == "numpy":
         from . import _scan_reference as ref
 

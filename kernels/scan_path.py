@@ -18,7 +18,10 @@ from fastem import backend
 from fastem.errors import InputError
 
 from . import _hash_rng as R
-from ._dispatch import require_arrays, select_engine
+from ._dispatch import declare_engines, require_arrays, select_engine
+
+_SPIRAL = declare_engines("spiral_dwell", ("numpy", "numba", "cuda"))
+_GRID = declare_engines("grid_dwell", ("numpy", "numba", "cuda"))
 
 __all__ = ["spiral_dwell", "grid_dwell"]
 
@@ -59,7 +62,7 @@ def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rota
     _check_out(out, "spiral_dwell")
     if not spacing > 0:
         raise InputError(f"spiral_dwell: spacing must be > 0 px, got {spacing}")
-    engine = select_engine(engine, out)
+    engine = select_engine(engine, out, kernel=_SPIRAL)
     nb, h, w = out.shape
     if engine == "numpy":
         from . import _scan_reference as ref
@@ -73,8 +76,6 @@ def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rota
         spiral_dwell_numba(out, float(spacing), R.seed_u64(seed), int(example_base), bool(rotate), float(max_offset),
                            bool(antialias))
         return out
-    if engine != "cuda":
-        raise ValueError(f"spiral_dwell: engine {engine!r} is not implemented (numpy, numba, cuda)")
     from . import _cuda
 
     dev = backend.get_device(out)
@@ -111,7 +112,7 @@ def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int
         raise InputError(f"grid_dwell: u must be in (0, 0.25], got {u}")
     if not amp > 0:
         raise InputError(f"grid_dwell: amp must be > 0, got {amp}")
-    engine = select_engine(engine, out)
+    engine = select_engine(engine, out, kernel=_GRID)
     nb, h, w = out.shape
     from .scan_geometry import grid_channel_width
 
@@ -128,8 +129,6 @@ def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int
         grid_dwell_numba(out, float(width), float(amp), R.seed_u64(seed), int(example_base), bool(random_place),
                          bool(antialias))
         return out
-    if engine != "cuda":
-        raise ValueError(f"grid_dwell: engine {engine!r} is not implemented (numpy, numba, cuda)")
     from . import _cuda
 
     dev = backend.get_device(out)

@@ -15,7 +15,9 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import select_engine
+from ._dispatch import declare_engines, select_engine
+
+_RENDER = declare_engines("render_stem", ("numpy", "numba", "cuda"))
 
 __all__ = ["render_stem", "SCENE_FIELDS"]
 
@@ -67,7 +69,7 @@ def render_stem(out, scene: dict, bg_step: float, engine: str | None = None):
     missing = [f for f in SCENE_FIELDS if f not in scene]
     if missing:
         raise InputError(f"render_stem: scene lacks {', '.join(missing)}")
-    engine = select_engine(engine, out, *(scene[f] for f in SCENE_FIELDS))
+    engine = select_engine(engine, out, *(scene[f] for f in SCENE_FIELDS), kernel=_RENDER)
     nb, h, w = out.shape
     s = scene
     if engine == "numpy":
@@ -78,8 +80,6 @@ def render_stem(out, scene: dict, bg_step: float, engine: str | None = None):
         render_numba(out, s["ax"], s["ay"], s["amp"], s["inv2s2"], s["cutoff2"], s["cell_start"], s["meta"],
                      s["jitter"], s["drift"], s["bg"], float(bg_step))
         return out
-    if engine != "cuda":
-        raise ValueError(f"render_stem: engine {engine!r} is not implemented (numpy, numba, cuda)")
     from . import _cuda
 
     dev = backend.get_device(out)
