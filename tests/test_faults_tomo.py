@@ -508,6 +508,7 @@ API_CASES = [
     ("FourierSliceProjector oversampling NaN", lambda: FourierSliceProjector(_GEO, float("nan")), "oversampling"),
     ("FourierSliceProjector oversampling 9", lambda: FourierSliceProjector(_GEO, 9.0), "oversampling"),
     ("FourierSliceProjector project None", lambda: FourierSliceProjector(_GEO).project(None), "volume"),
+    ("FourierSliceProjector gridding string", lambda: FourierSliceProjector(_GEO, gridding="no"), "gridding"),
 ]
 
 

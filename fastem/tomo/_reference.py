@@ -6,8 +6,8 @@ as possible:
 * :func:`forward_project_linear` / :func:`back_project` -- explicit sub-points, each splatted or
   read bilinearly (the ``numpy`` engines of :func:`fastem.kernels.forward_project` /
   :func:`fastem.kernels.back_project`, in float64);
-* :func:`forward_project_fst` -- the padded volume placed with ``ifftshift``, a full complex 3D
-  FFT, full complex central planes by trilinear interpolation (periodic grid, 0 outside
+* :func:`forward_project_fst` -- the padded volume placed with ``ifftshift`` and divided by the
+  trilinear kernel's apodization (gridding correction), a full complex 3D FFT, full complex central planes by trilinear interpolation (periodic grid, 0 outside
   ``|c| < P/2``; the planes' Nyquist row and column set to 0), complex inverse 2D FFTs,
   real part, centre crop. It shares only the grid
   sizes (:func:`fastem.tomo.operators.fst_grid`) with the fast path, which uses half spectra;
@@ -63,7 +63,7 @@ def _trilinear_periodic(spectrum, c):
     return np.where(inside, acc, 0.0)
 
 
-def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0) -> np.ndarray:
+def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0, gridding: bool = True) -> np.ndarray:
     """The thesis' Fourier-slice forward projection, float64 (n, rows, cols).
 
     Centring as :class:`ProjectionGeometry`: the spectrum of the volume about its geometric
@@ -80,6 +80,14 @@ def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0) 
     # centred placement: index i - n//2 sits at P//2 + (i - n//2), then ifftshift moves P//2 to 0
     padded[pz // 2 - nz // 2:pz // 2 - nz // 2 + nz, py // 2 - ny // 2:py // 2 - ny // 2 + ny,
            px // 2 - nx // 2:px // 2 - nx // 2 + nx] = vol
+    if gridding:  # divide by the trilinear kernel's apodization sinc^2(t / P) on every interpolated axis
+        for axis, p in enumerate((pz, py, px)):
+            steps = np.concatenate([geometry.rotations[:, 0, 2 - axis] * p / qc, geometry.rotations[:, 1, 2 - axis] * p / qr])
+            if np.all(np.abs(steps - np.round(steps)) < 1e-9):
+                continue  # sampled on grid coordinates only: no interpolation along this axis
+            shape = [1, 1, 1]
+            shape[axis] = p
+            padded /= (np.sinc((np.arange(p) - p // 2) / p) ** 2).reshape(shape)
     spectrum = np.fft.fftn(np.fft.ifftshift(padded))
     kv, ku = np.meshgrid(np.fft.fftfreq(qr, 1.0 / qr), np.fft.fftfreq(qc, 1.0 / qc), indexing="ij")
     rows, cols = geometry.detector_shape

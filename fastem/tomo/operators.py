@@ -43,7 +43,8 @@ from ..kernels.projection_residual import projection_residual
 from ._validate import as_array
 from .projection_geometry import ProjectionGeometry
 
-__all__ = ["LinearProjector", "FourierSliceProjector", "make_projector", "fst_grid", "BORDER", "PROJECTORS"]
+__all__ = ["LinearProjector", "FourierSliceProjector", "make_projector", "fst_grid", "gridding_correction", "BORDER",
+           "PROJECTORS"]
 
 PROJECTORS = ("fst", "linear")
 
@@ -189,6 +190,44 @@ def fst_grid(volume_shape, detector_shape, oversampling, rotations=None, axis_of
     return padded, (q_rows, q_cols)
 
 
+def gridding_correction(volume_shape, padded_shape, frames=None):
+    """Per-axis factors ``(c_z, c_y, c_x)`` that undo the apodization of trilinear Fourier sampling.
+
+    Trilinear interpolation between the samples of the padded spectrum (spacing ``1/P_a`` cycles
+    per voxel) is, in real space, a multiplication of the (periodic) padded volume by
+    ``sinc^2(t_a / P_a)`` along every axis, ``t_a`` the distance in voxels from the FFT origin
+    (volume index ``n_a // 2``; ``sinc(t) = sin(pi t) / (pi t)``). At oversampling 2 that weights
+    the volume's faces by ``sinc^2(1/4) = 0.81`` and its corners by 0.53. The ``fst`` projector
+    divides the volume by it before the FFT (the classic gridding "deapodization" correction),
+    leaving only the aliasing of the interpolation kernel's side lobes.
+
+    An axis along which every projection samples the spectrum at integral grid coordinates (the
+    tilt axis y of a single-axis series: ``frames[:, :, axis]`` integral) is not interpolated and
+    gets no correction (factor 1).
+
+    Parameters
+    ----------
+    volume_shape, padded_shape : (z, y, x) ints
+    frames : ndarray (n, 2, 3), optional
+        Spectrum-index steps (x, y, z) per unit ku and kv of every projection
+        (``FourierSliceProjector.frames``); None: correct every axis.
+
+    Returns
+    -------
+    tuple of 3 float64 arrays
+        ``c_a[i] = 1 / sinc^2((i - n_a//2) / P_a)`` of length ``n_a`` (or ones), axes (z, y, x).
+    """
+    out = []
+    for axis, (n, p) in enumerate(zip(volume_shape, padded_shape)):
+        if frames is not None:
+            f = np.asarray(frames, dtype=np.float64)[:, :, 2 - axis]
+            if np.all(np.abs(f - np.round(f)) < 1e-9):
+                out.append(np.ones(n))
+                continue
+        out.append(1.0 / np.sinc((np.arange(n) - n // 2) / float(p)) ** 2)
+    return tuple(out)
+
+
 def _available_bytes(device: backend.Device) -> int:
     from .memory import available_bytes
 
@@ -206,7 +245,8 @@ def _fst_bytes(geometry: ProjectionGeometry, padded, plane, chunk: int, device) 
                + plan_bytes((pz, py, px // 2 + 1), real=False, device=device)
                + plan_bytes((chunk, qr, qc), real=True, device=device)
                + geometry.n_projections * 6 * 8 + geometry.coefficients.nbytes
-               + geometry.n_projections * (qr + qc // 2 + 1) * 8)  # phase ramps
+               + geometry.n_projections * (qr + qc // 2 + 1) * 8  # phase ramps
+               + (nz + ny * px) * 4)  # gridding correction factors
 
 
 def _fst_sizing(geometry: ProjectionGeometry, oversampling, device, max_chunk_bytes, warn: bool = True):
@@ -278,6 +318,10 @@ class FourierSliceProjector(_Projector):
         Memory for the per-projection planes (complex half plane + real image, about
         ``12 * Qr * Qc`` bytes each); default a quarter of the free memory, at most 1 GiB on the CPU.
     engine : kernel engine (None = default for the device)
+    gridding : bool
+        Divide the volume by the trilinear interpolation's apodization before the FFT
+        (:func:`gridding_correction`; default True). Without it the projections of structure
+        away from the volume centre are too weak (at os 2 by up to 19 % per axis).
 
     Attributes
     ----------
@@ -293,8 +337,11 @@ class FourierSliceProjector(_Projector):
     back_subpoints = 1
 
     def __init__(self, geometry: ProjectionGeometry, oversampling=2.0, device=None, max_chunk_bytes: int | None = None,
-                 engine: str | None = None):
+                 engine: str | None = None, gridding: bool = True):
         super().__init__(geometry, device, engine)
+        if not isinstance(gridding, (bool, np.bool_)):
+            raise InputError(f"gridding must be True or False, got {gridding!r}")
+        self.gridding = bool(gridding)
         self.oversampling, self.padded_shape, self.plane_shape, self.chunk = _fst_sizing(
             geometry, oversampling, self.device, max_chunk_bytes)
         nz, ny, _nx = geometry.volume_shape
@@ -309,6 +356,13 @@ class FourierSliceProjector(_Projector):
             self._slices_plan = FFTPlan((self.chunk, qr, qc), np.float32, axes=(1, 2), real=True, device=dev)
             self.frames = backend.to_device(self._frames(), dev)
             shifts, self._crop = fst_shifts(geometry)
+            self._correction = None
+            if self.gridding:
+                cz, cy, cx = gridding_correction(geometry.volume_shape, self.padded_shape, self._frames())
+                cx_rows = np.zeros(px)
+                cx_rows[(np.arange(_nx) - _nx // 2) % px] = cx  # the layout of pad_rows
+                self._correction = (backend.to_device(cz.astype(np.float32)[:, None, None], dev),
+                                    backend.to_device((cy[:, None] * cx_rows[None, :]).astype(np.float32), dev))
             self._ramps = None
             if np.any(shifts != 0.0):  # odd sizes with an integral axis need none
                 ramp_r, ramp_c = phase_ramps(shifts, self.plane_shape)
@@ -347,6 +401,10 @@ class FourierSliceProjector(_Projector):
         """Half spectrum (Pz, Py, Px//2+1) of the zero-padded, centred volume (in :attr:`spectrum`)."""
         self._check_volume(volume)
         pad_rows(volume, self._rows_in, engine=self._copy_engine)
+        if self._correction is not None:
+            with self.device.use():
+                self._rows_in *= self._correction[1]
+                self._rows_in *= self._correction[0]
         rows = self._rows_plan.forward(self._rows_in, self._rows_plan.buffer)
         scatter_planes(rows, self.spectrum, engine=self._copy_engine)
         self._spectrum_plan.forward()
@@ -447,11 +505,11 @@ def phase_ramps(shifts, plane_shape):
 
 
 def make_projector(name: str, geometry: ProjectionGeometry, *, device=None, oversampling=2.0,
-                   max_chunk_bytes: int | None = None, engine: str | None = None):
+                   max_chunk_bytes: int | None = None, engine: str | None = None, gridding: bool = True):
     """``"fst"`` -> :class:`FourierSliceProjector`, ``"linear"`` -> :class:`LinearProjector`."""
     if name == "fst":
         return FourierSliceProjector(geometry, oversampling, device=device, max_chunk_bytes=max_chunk_bytes,
-                                     engine=engine)
+                                     engine=engine, gridding=gridding)
     if name == "linear":
         return LinearProjector(geometry, device=device, engine=engine)
     raise InputError(f"projector must be one of {', '.join(PROJECTORS)}, got {name!r}")

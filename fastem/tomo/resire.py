@@ -69,7 +69,8 @@ class Resire(IterativeReconstruction):
         cfg = super().config()
         cfg.update(step=self.step, dt=self.dt)
         if self.op.name == "fst":
-            cfg.update(oversampling=[float(o) for o in self.op.oversampling], padded_shape=list(self.op.padded_shape),
+            cfg.update(oversampling=[float(o) for o in self.op.oversampling], gridding=self.op.gridding,
+                       padded_shape=list(self.op.padded_shape),
                        plane_shape=list(self.op.plane_shape), chunk=self.op.chunk)
         return cfg
 
