@@ -199,7 +199,7 @@ def test_chunk_sampler_is_deterministic_and_reads_each_chunk_once(tmp_path, scan
         src = DataSource(f["data"])
         reads = []
         orig = src.read_block
-        monkeypatch.setattr(src, "read_block", lambda sel: (reads.append(sel), orig(sel))[1])
+        monkeypatch.setattr(src, "read_block", lambda sel, out=None: (reads.append(sel), orig(sel, out=out))[1])
         a = ChunkSampler(src, np.random.default_rng(42), 24)
         rows_a = _rows_of(a, 10)  # two epochs (120 rows / 24)
         batches_a = [a.next().copy() for _ in range(5)]

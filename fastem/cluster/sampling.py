@@ -210,9 +210,9 @@ class ChunkSampler:
         out = src.xp.empty((int(self.block_rows[w.blocks].sum()), src.d), src.dtype)
         at = 0
         for b in w.blocks:
-            blk = src.read_block(self.blocks[b][0])
-            out[at:at + blk.shape[0]] = blk
-            at += blk.shape[0]
+            n = int(self.block_rows[b])
+            src.read_block(self.blocks[b][0], out=out[at:at + n])
+            at += n
         return out
 
     def _ensure(self, k):

@@ -218,9 +218,24 @@ class DataSource:
             out[lo:hi] = np.asarray(self._data[int(ys[lo]), xs]).reshape(hi - lo, self.raw_d)
         return out
 
-    def read_block(self, sel):
-        """Prepared rows of one sampling block (a tuple of slices of the row axes), row-major."""
-        return self._prepare(np.asarray(self._data[sel]).reshape(-1, self.raw_d))
+    def _direct(self) -> bool:
+        """Streamed rows can be read straight into working arrays (no preprocessing, no cast)."""
+        return (self.streaming and self.preprocess.is_identity and np.dtype(self._data.dtype) == self.dtype
+                and self.xp is np)
+
+    def read_block(self, sel, out=None):
+        """Prepared rows of one sampling block (a tuple of slices of the row axes), row-major.
+
+        ``out``: an ``(rows, d)`` working array to fill (read there directly when possible)."""
+        if out is not None and self._direct():
+            lead = tuple(s.stop - s.start for s in sel)
+            self._data.read_direct(out.reshape(lead + self.shape[len(lead):]), sel)
+            return out
+        block = self._prepare(np.asarray(self._data[sel]).reshape(-1, self.raw_d))
+        if out is not None:
+            out[...] = block
+            return out
+        return block
 
     def batch_buffer(self, m: int):
         """A reusable ``(min(m, N), d)`` array in the working dtype for :meth:`rows` (``out=``)."""
@@ -242,14 +257,44 @@ class DataSource:
         return self._prepare(self.read_rows_raw(idx))
 
     def chunks(self, rows: int | None = None):
-        """Yield ``(start, block)`` over the whole data in contiguous blocks of ``rows``."""
+        """Yield ``(start, block)`` over the whole data in contiguous blocks of ``rows``.
+
+        A block is valid until the next one is asked for: streamed data is read one block ahead
+        by a background thread (I/O and decompression overlap the caller's compute) into two
+        alternating buffers."""
         rows = rows or self.chunk_rows
-        for start in range(0, self.n, rows):
-            stop = min(self.n, start + rows)
-            if self._in_memory is not None:
-                yield start, self._in_memory[start:stop]
+        if self._in_memory is not None:
+            for start in range(0, self.n, rows):
+                yield start, self._in_memory[start:min(self.n, start + rows)]
+            return
+        starts = list(range(0, self.n, rows))
+        direct = self._direct() and (self.scan_shape is None or rows % self.scan_shape[1] == 0)
+        bufs = [np.empty((min(rows, self.n), self.d), self.dtype) for _ in range(2)] if direct else None
+
+        def read(i):
+            a, b = starts[i], min(self.n, starts[i] + rows)
+            if not direct:
+                return self._prepare(self.read_range_raw(a, b))
+            buf = bufs[i % 2][:b - a]
+            if self.scan_shape is None:
+                self._data.read_direct(buf.reshape((b - a,) + self.shape[1:]), np.s_[a:b])
             else:
-                yield start, self._prepare(self.read_range_raw(start, stop))
+                nx = self.scan_shape[1]
+                self._data.read_direct(buf.reshape(((b - a) // nx, nx) + self.shape[2:]), np.s_[a // nx:b // nx])
+            return buf
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="fastem-chunk-reader") as pool:
+            nxt = pool.submit(read, 0)
+            try:
+                for i, start in enumerate(starts):
+                    block = nxt.result()
+                    if i + 1 < len(starts):
+                        nxt = pool.submit(read, i + 1)
+                    yield start, block
+            finally:
+                nxt.cancel()
 
     def sampler(self, rng, m: int):
         """The mini-batch stream for one run (:mod:`fastem.cluster.sampling`); ``close()`` it after."""
