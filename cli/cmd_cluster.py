@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import click
 
+from fastem.cli.formats import format_option, resolve_format
+
 STREAM_ABOVE_BYTES = 2 ** 31
 
 
@@ -26,9 +28,11 @@ def _gamma0(ctx, param, value):
 
 
 @click.command("cluster")
-@click.argument("source", metavar="IN.h5:/ds")
+@click.argument("source", metavar="IN.h5:/ds|IMAGES")
 @click.option("-k", "--clusters", "k", type=click.IntRange(min=1), required=True, help="Number of clusters K.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output HDF5 file.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Output: HDF5 (.h5, every result) or .emd / .hspy / .mrc / .tif (the centroids as images).")
+@format_option("hdf5", "emd", "mrc", "tiff", "hspy")
 @click.option("--algorithm", type=click.Choice(["sbe", "lloyd", "minibatch"]), default="sbe", show_default=True)
 @click.option("--batch", "batch", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Mini-batch size M (sbe, minibatch).")
@@ -60,7 +64,7 @@ def _gamma0(ctx, param, value):
               help="Mini-batches from uniform random rows or whole HDF5 chunks (auto: chunks when streaming a "
                    "chunked dataset).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner, gamma0, steps, max_iter, dtype,
+def command(source, k, output, out_format, algorithm, batch, runs, seed, init, outer, inner, gamma0, steps, max_iter, dtype,
             stream, transform, detector_mask, binning, normalize, sampling, overwrite):
     """k-means of the rows of IN.h5:/ds: (N, d) points, (N, ky, kx) patterns or a (Ny, Nx, ky, kx)
     4D-STEM scan (one pattern per probe position; the labels are also written as an (Ny, Nx) map),
@@ -78,10 +82,11 @@ def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner,
     from fastem.config import settings
     from fastem.errors import InputError
     from fastem.io import check_output, output_lock
-    from fastem.io.hdf5 import find_dataset, open_h5, parse_ref
+    from fastem.io.inputs import open_dataset
+    from fastem.io.outputs import staged_output
 
+    fmt = resolve_format(output, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem cluster")
     check_output(output, overwrite=overwrite, inputs=[source])
-    path, ds_name = parse_ref(source)
     config = {"input": str(source), "k": k, "algorithm": algorithm, "batch": batch, "runs": runs, "seed": seed,
               "init": init, "outer": outer, "inner": inner, "gamma0": gamma0, "steps": steps, "max_iter": max_iter,
               "dtype": dtype, "transform": transform, "detector_mask": detector_mask, "bin": int(binning),
@@ -96,9 +101,7 @@ def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner,
             raise InputError(f"--detector-mask: {exc}") from None
     with output_lock(output):
         device = resolve_device()
-        with open_h5(path) as f:
-            ds = find_dataset(f, ds_name, file_label=str(path))
-            where = f"{path}:{ds.name}"
+        with open_dataset(source) as (ds, where):  # HDF5 streamed; EMD, MRC, TIFF, DM, ... read whole
             if isinstance(ds, h5py.Dataset):
                 from fastem.cluster.source import check_readable, load_hdf5_filters
 
@@ -134,8 +137,9 @@ def command(source, k, output, algorithm, batch, runs, seed, init, outer, inner,
             except InputError as exc:
                 text = str(exc)
                 raise InputError(text if where in text else f"{where}: {text}") from None
-        write_clusters(output, model, config=config, image_shape=image_shape, overwrite=overwrite, inputs=[source],
-                       input_info=input_info)
+        with staged_output(output, fmt, "cluster", overwrite=overwrite, inputs=[source]) as target:
+            write_clusters(target, model, config=config, image_shape=image_shape, overwrite=overwrite,
+                           inputs=[source], input_info=input_info)
     if not settings.quiet:
         o = model.objectives_
         click.echo(f"{output}: K={k} {algorithm}, {runs} run(s): objective {model.objective_:.6g} "

@@ -104,3 +104,19 @@ def test_scan_complete_to_emd_and_tomo_to_mrc_with_voxel_size(images, tmp_path, 
     assert voxel == pytest.approx((3.0, 3.0, 3.0))
     r = run("tomo", tmp_path / "t.mrc", "-o", tmp_path / "v.emd", "--checkpoint-every", "1", "--iterations", "2")
     assert r.exit_code == 2 and "--checkpoint-every" in r.output and "needs an HDF5 output" in r.output
+
+
+def test_cluster_reads_image_files_and_writes_centroid_images(images, tmp_path):
+    src, stack = images
+    r = run("cluster", src, "-k", "2", "-o", tmp_path / "c.emd", "--algorithm", "lloyd", "--max-iter", "5")
+    assert r.exit_code == 0, r.output
+    cent = io.read_emd(tmp_path / "c.emd", "centroids")
+    assert cent.data.shape == (2, 40, 48)               # centroids as images, not (K, h*w)
+    assert io.read_emd(tmp_path / "c.emd", "labels").data.shape == (3,)
+    io.write_tiff(tmp_path / "s.tif", stack)
+    r = run("cluster", tmp_path / "s.tif", "-k", "2", "-o", tmp_path / "c.tif", "--algorithm", "lloyd",
+            "--max-iter", "5")
+    assert r.exit_code == 0, r.output
+    assert io.read_tiff(tmp_path / "c.tif").shape == (2, 40, 48)
+    r = run("cluster", src, "-k", "2", "-o", tmp_path / "c.h5", "--format", "emd")
+    assert r.exit_code == 2 and "the extension .h5 is hdf5" in r.output

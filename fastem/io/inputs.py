@@ -26,6 +26,7 @@ of a non-uniform axis), or the per-image ``a_tilt`` of an FEI MRC extended heade
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = ["ImageAxis", "ImageData", "read_image_data", "read_calibration", "RSCIIO_SUFFIXES", "IMAGE_SUFFIXES",
-           "require_rsciio", "is_emd_array"]
+           "require_rsciio", "is_emd_array", "open_dataset"]
 
 #: suffixes read only through RosettaSciIO, with their plugin (module of ``rsciio``)
 RSCIIO_SUFFIXES = {".dm3": "digitalmicrograph", ".dm4": "digitalmicrograph", ".ser": "tia", ".emi": "tia",
@@ -313,6 +314,37 @@ def read_calibration(spec) -> dict | None:
             if not is_emd(f):
                 return None   # plain HDF5 / CXI / Data Exchange carry no image calibration here
     return read_image_data(spec).calibration()
+
+
+@contextlib.contextmanager
+def open_dataset(spec, *, allow_external_links: bool | None = None):
+    """Yield ``(dataset, where)``: an h5py Dataset for ``spec`` that a command can slice or stream.
+
+    An HDF5 dataset (``FILE.h5:/ds``, or the file's only dataset) is the file's own, read
+    lazily; any other input (EMD arrays, MRC, TIFF, DM, Velox, ...) is read whole with
+    :func:`read_image_data` and held in an in-memory HDF5 dataset (its attributes carry the
+    calibration: ``axes``, ``scales``, ``units``).
+    """
+    import io as _io
+
+    import h5py
+
+    from .hdf5 import _path_arg, find_dataset, is_hdf5, open_h5, parse_ref, require_file
+
+    path, dataset = parse_ref(_path_arg(spec, "spec"))
+    p = require_file(path)
+    if is_hdf5(p) and not is_emd_array(spec) and p.suffix.lower() not in (".emd", ".hspy"):
+        with open_h5(p, allow_external_links=allow_external_links) as f:
+            ds = find_dataset(f, dataset, file_label=str(p), allow_external_links=allow_external_links)
+            yield ds, f"{p}:{ds.name}"
+        return
+    img = read_image_data(spec, allow_external_links=allow_external_links)
+    with h5py.File(_io.BytesIO(), "w") as f:
+        ds = f.create_dataset("data", data=img.data)
+        ds.attrs["axes"] = ":".join(a.name or f"dim{i}" for i, a in enumerate(img.axes))
+        ds.attrs["scales"] = np.asarray([a.scale for a in img.axes], np.float64)
+        ds.attrs["units"] = ":".join(a.units for a in img.axes)
+        yield ds, str(spec)
 
 
 def is_emd_array(spec) -> bool:

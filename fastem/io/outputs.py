@@ -142,7 +142,9 @@ LAYOUTS: dict[str, tuple[OutputArray, ...]] = {
     "scan-complete": (OutputArray("completed", "/scan/completed", ("image", "y", "x")),
                       OutputArray("completed_intensity", "/scan/completed_intensity", ("image", "y", "x"),
                                   optional=True)),
-    "cluster": (OutputArray("centroids", "/cluster/centroids", ("cluster", "y", "x")),),
+    "cluster": (OutputArray("centroids", "/cluster/centroids", ("cluster", "y", "x")),
+                OutputArray("label_map", "/cluster/label_map", ("y", "x"), optional=True),
+                OutputArray("labels", "/cluster/labels", ("sample",))),
     "phase": (OutputArray("object", "/entry_1/image_1/data", ("z", "y", "x")),
               OutputArray("support", "/entry_1/image_1/support", ("z", "y", "x"), optional=True)),
 }
