@@ -64,8 +64,8 @@ def _gamma0(ctx, param, value):
               help="Mini-batches from uniform random rows or whole HDF5 chunks (auto: chunks when streaming a "
                    "chunked dataset).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def command(source, k, output, out_format, algorithm, batch, runs, seed, init, outer, inner, gamma0, steps, max_iter, dtype,
-            stream, transform, detector_mask, binning, normalize, sampling, overwrite):
+def command(source, k, output, out_format, algorithm, batch, runs, seed, init, outer, inner, gamma0, steps, max_iter,
+            dtype, stream, transform, detector_mask, binning, normalize, sampling, overwrite):
     """k-means of the rows of IN.h5:/ds: (N, d) points, (N, ky, kx) patterns or a (Ny, Nx, ky, kx)
     4D-STEM scan (one pattern per probe position; the labels are also written as an (Ny, Nx) map),
     by stochastic backward Euler (sbe), mini-batch k-means or Lloyd's algorithm.
