@@ -58,6 +58,7 @@ import numpy as np
 from . import backend
 from .config import cache_dir, settings
 from .errors import InputError
+from .interop import accepts_torch
 
 log = logging.getLogger(__name__)
 
@@ -757,36 +758,43 @@ def _c2c(x, axes, norm, out, inverse: bool, func: str = "fftn"):
     return _scale(xp, out, fs)
 
 
+@accepts_torch
 def fftn(x, axes=None, norm: str | None = None, out=None):
     """N-D complex FFT over ``axes`` (default all), other axes batched. Like ``numpy.fft.fftn``."""
     return _c2c(x, axes, norm, out, inverse=False, func="fftn")
 
 
+@accepts_torch
 def ifftn(x, axes=None, norm: str | None = None, out=None):
     """N-D inverse complex FFT over ``axes`` (default all). Like ``numpy.fft.ifftn``."""
     return _c2c(x, axes, norm, out, inverse=True, func="ifftn")
 
 
+@accepts_torch
 def fft2(x, axes=(-2, -1), norm: str | None = None, out=None):
     """2D complex FFT over the last two axes (leading axes batched)."""
     return _c2c(x, axes, norm, out, inverse=False, func="fft2")
 
 
+@accepts_torch
 def ifft2(x, axes=(-2, -1), norm: str | None = None, out=None):
     """2D inverse complex FFT over the last two axes (leading axes batched)."""
     return _c2c(x, axes, norm, out, inverse=True, func="ifft2")
 
 
+@accepts_torch
 def fft(x, axis: int = -1, norm: str | None = None, out=None):
     """1D complex FFT along ``axis`` (other axes batched)."""
     return _c2c(x, (axis,), norm, out, inverse=False, func="fft")
 
 
+@accepts_torch
 def ifft(x, axis: int = -1, norm: str | None = None, out=None):
     """1D inverse complex FFT along ``axis`` (other axes batched)."""
     return _c2c(x, (axis,), norm, out, inverse=True, func="ifft")
 
 
+@accepts_torch
 def rfftn(x, axes=None, norm: str | None = None, out=None):
     """N-D real-to-complex FFT over ``axes`` (the last one halved). Like ``numpy.fft.rfftn``."""
     xp, x = _as_input(x, "rfftn")
@@ -802,6 +810,7 @@ def rfftn(x, axes=None, norm: str | None = None, out=None):
     return _scale(xp, out, _norm_factors(norm, plan.n)[0])
 
 
+@accepts_torch
 def irfftn(x, s=None, axes=None, norm: str | None = None, out=None):
     """N-D complex-to-real inverse FFT; ``s`` gives the real lengths along ``axes``.
 
@@ -836,11 +845,13 @@ def irfftn(x, s=None, axes=None, norm: str | None = None, out=None):
     return _scale(xp, out, _norm_factors(norm, plan.n)[1])
 
 
+@accepts_torch
 def rfft(x, axis: int = -1, norm: str | None = None, out=None):
     """1D real-to-complex FFT along ``axis`` (other axes batched)."""
     return rfftn(x, axes=(axis,), norm=norm, out=out)
 
 
+@accepts_torch
 def irfft(x, n: int | None = None, axis: int = -1, norm: str | None = None, out=None):
     """1D complex-to-real inverse FFT along ``axis``; ``n`` is the output length."""
     if n is not None and not (isinstance(n, Integral) and not isinstance(n, bool) and n >= 1):
@@ -848,11 +859,13 @@ def irfft(x, n: int | None = None, axis: int = -1, norm: str | None = None, out=
     return irfftn(x, s=None if n is None else (n,), axes=(axis,), norm=norm, out=out)
 
 
+@accepts_torch
 def fftshift(x, axes=None):
     """``numpy.fft.fftshift`` / ``cupy.fft.fftshift`` for the array's device."""
     return backend.get_array_module(x).fft.fftshift(x, axes=axes)
 
 
+@accepts_torch
 def ifftshift(x, axes=None):
     """``numpy.fft.ifftshift`` / ``cupy.fft.ifftshift`` for the array's device."""
     return backend.get_array_module(x).fft.ifftshift(x, axes=axes)

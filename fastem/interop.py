@@ -15,6 +15,7 @@ torch, a tensor that requires grad) an :class:`~fastem.errors.InputError` says s
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ import numpy as np
 from . import backend
 from .errors import InputError
 
-__all__ = ["is_torch_tensor", "to_torch", "from_torch", "as_array", "like", "as_numba_cuda", "require_torch"]
+__all__ = ["is_torch_tensor", "to_torch", "from_torch", "as_array", "like", "as_numba_cuda", "require_torch",
+           "accepts_torch"]
 
 
 def require_torch():
@@ -102,3 +104,36 @@ def as_numba_cuda(a: Any):
 
         return cuda.as_cuda_array(a)
     return a
+
+
+def _to_view(x: Any):
+    return from_torch(x) if is_torch_tensor(x) else x
+
+
+def _to_tensor(r: Any):
+    if isinstance(r, np.ndarray) or backend.is_cupy_array(r):
+        return to_torch(r)
+    if isinstance(r, tuple):
+        return tuple(_to_tensor(v) for v in r)
+    return r
+
+
+def accepts_torch(func):
+    """Let a NumPy/CuPy function take torch tensors: zero-copy views in, tensors back out.
+
+    When any argument is a ``torch.Tensor``, every tensor argument is replaced by its NumPy (CPU)
+    or CuPy (CUDA) view (:func:`from_torch`: shared memory, no copy; a tensor that requires grad
+    is refused rather than silently detached), and every array the function returns (alone or in
+    a tuple) comes back as a tensor sharing its memory. Scalars are returned as they are. Calls
+    without tensors go straight through (one type check per argument).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        if not (any(map(is_torch_tensor, args)) or any(map(is_torch_tensor, kwargs.values()))):
+            return func(*args, **kwargs)
+        args = tuple(_to_view(a) for a in args)
+        kwargs = {k: _to_view(v) for k, v in kwargs.items()}
+        return _to_tensor(func(*args, **kwargs))
+
+    return wrapper

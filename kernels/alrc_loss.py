@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from fastem import backend
+from fastem.interop import accepts_torch
 from fastem.errors import InputError
 
 from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
@@ -178,6 +179,7 @@ def _suffix(dtype):
     return "f32" if dtype == np.float32 else "f64"
 
 
+@accepts_torch
 def alrc_loss(pred, target, moments=None, *, loss: str = "mse", weight=None, scale: float = 1.0,
               n: float = 3.0, beta: float = 0.999, clip: bool = True, update: bool = True, grad: bool = False,
               gout=None, check_finite: bool | None = None, engine: str | None = None) -> ALRCResult:
@@ -315,6 +317,7 @@ def _forward_gpu(engine, p2, t2, w2, has_w, kind, scale, n, beta, clip, update, 
     return ALRCResult(float(mean[0]), losses, clipped, factor, gscale, None, int(bad[0]))  # simulator
 
 
+@accepts_torch
 def alrc_loss_grad(pred, target, gscale, *, loss: str = "mse", weight=None, gout=None, out=None,
                    engine: str | None = None):
     """The backward pass: ``out[b, ...] = gout * gscale[b] * w * e'(pred - target)``.

@@ -17,6 +17,8 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
+from fastem.interop import accepts_torch
+
 from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 
 _AXPY_NORM = declare_engines("axpy_norm", ("numpy", "numba", "cuda", "numba-cuda"))
@@ -32,6 +34,7 @@ def _axpy_norm_numpy(a, x, y) -> float:
     return float(xp.sum(y.real.astype(np.float64) ** 2 + y.imag.astype(np.float64) ** 2))
 
 
+@accepts_torch
 def axpy_norm(a: complex, x, y, engine: str | None = None):
     """In place ``y <- a * x + y``; return ``||y||^2 = sum |y_i|^2`` (accumulated in float64).
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastem import backend
+from fastem.interop import accepts_torch
 from fastem.errors import InputError
 
 from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
@@ -54,6 +55,7 @@ def _launch(name, function, out, grid, block, args):
         _cuda.get_function(name, function, dev)(grid, block, args)
 
 
+@accepts_torch
 def pad_rows(volume, out, *, engine: str | None = None):
     """Centre every x row of ``volume`` (nz, ny, nx) at index 0 of ``out`` (nz, ny, Px), wrapping.
 
@@ -84,6 +86,7 @@ def pad_rows(volume, out, *, engine: str | None = None):
     return out
 
 
+@accepts_torch
 def scatter_planes(rows, spectrum, *, engine: str | None = None):
     """Place ``rows`` (nz, ny, H) in ``spectrum`` (Pz, Py, H) at the wrapped centred positions.
 
@@ -154,6 +157,7 @@ def _sample_numpy(spectrum, frames, out, full_shape):
     return out
 
 
+@accepts_torch
 def sample_central_slices(spectrum, frames, out, full_shape, *, engine: str | None = None):
     """Trilinear central-plane sampling of a half spectrum (the ``fst`` projector's slice step).
 

@@ -27,6 +27,7 @@ import functools
 import numpy as np
 
 from fastem import backend
+from fastem.interop import accepts_torch
 from fastem.errors import InputError
 
 from . import _hash_rng as R
@@ -70,6 +71,7 @@ def _weights_on(device_id: int):
         return backend.Device(device_id).xp.asarray(w)
 
 
+@accepts_torch
 def normalise_blur(images, out_img, out_blur, seed: int = 0, example_base: int = 0, augment: bool = False,
                    minmax=None, engine: str | None = None):
     """Spec steps 1, 2 and 5: cleanup, dihedral augmentation, [-1, 1] normalisation, 5x5 blur.
@@ -143,6 +145,7 @@ def normalise_blur(images, out_img, out_blur, seed: int = 0, example_base: int =
     return out_img, out_blur
 
 
+@accepts_torch
 def sample_infill(img, blur, path, out_partial, out_nearest, seed: int = 0, example_base: int = 0,
                   fill: str = "nearest", near_row=None, engine: str | None = None):
     """Spec steps 3 and 4: the dwell-dependent noise model on the path, then the infill.
@@ -209,6 +212,7 @@ def sample_infill(img, blur, path, out_partial, out_nearest, seed: int = 0, exam
     return out_partial
 
 
+@accepts_torch
 def nearest_sampled(path, out_nearest=None, near_row=None, engine: str | None = None):
     """Exact Euclidean nearest sampled pixel of each pixel (``path > 0`` is sampled).
 

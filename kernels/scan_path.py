@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastem import backend
+from fastem.interop import accepts_torch
 from fastem.errors import InputError
 
 from . import _hash_rng as R
@@ -34,6 +35,7 @@ def _check_out(out, name: str):
         raise InputError(f"{name}: empty image shape {out.shape[1:]}")
 
 
+@accepts_torch
 def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rotate: bool = True,
                  max_offset: float = 0.0, antialias: bool = False, engine: str | None = None):
     """Fill ``out[b]`` with the spiral dwell map of example ``example_base + b``.
@@ -89,6 +91,7 @@ def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rota
     return out
 
 
+@accepts_torch
 def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int = 0, random_place: bool = True,
                antialias: bool = False, engine: str | None = None):
     """Fill ``out[b]`` with the jittered-grid dwell map of example ``example_base + b``.
