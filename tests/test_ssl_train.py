@@ -134,6 +134,39 @@ def test_head_policy_and_bad_initial_weights(pretrained):
         FinetuneTask(TINY, "background", x, y, crop=32, freeze="decoder")
 
 
+def test_training_batches_keep_images_and_targets_registered():
+    """Crops, flips, rotations and (segment) noise leave input and target pixel-aligned."""
+    rng = np.random.default_rng(0)
+    img = rng.random((6, 40, 40)).astype(np.float32) + 1.0
+    ft = FinetuneTask(TINY, "denoise", img, img.copy(), epochs=4, crop=24, batch=3, seed=2)
+    for step in range(8):                        # 8 steps x 3: every flip / rotation drawn
+        x, y = ft.batch_at(step)
+        assert x.shape == (3, 1, 24, 24) and torch.equal(x, y)
+    # segmentation: the inputs are the masks themselves (0 / 1, standardised), noise std <= 0.3
+    _, m = hrtem_nanoparticles(6, 40, seed=4)
+    seg = FinetuneTask(TINY, "segment", m.astype(np.float32), m, epochs=4, crop=24, batch=3, seed=2)
+    z = seg.x
+    mid = 0.5 * (z.max(axis=(1, 2)) + z.min(axis=(1, 2)))       # per image: halfway between 0 and 1
+    for step in range(8):
+        ids = seg.sampler(step)
+        x, y = seg.batch_at(step)
+        thr = torch.from_numpy(mid[ids].astype(np.float32)).view(-1, 1, 1, 1)
+        assert torch.equal((x > thr).float(), y), step
+
+
+def test_pretrained_weights_transfer_completely(pretrained):
+    """Every parameter and batch-norm buffer of the pretrained generator is loaded (head kept)."""
+    task, _ = pretrained
+    x, m = hrtem_nanoparticles(4, 32, seed=6)
+    state = task.generator.state_dict()
+    ft = FinetuneTask(TINY, "segment", x, m, init_state=state, epochs=1, crop=32, batch=2, seed=3)
+    got = ft.generator.state_dict()
+    assert set(got) == set(state) and any("running_var" in k for k in got)
+    assert all(torch.equal(got[k], state[k]) for k in state)
+    rand = FinetuneTask(TINY, "segment", x, m, epochs=1, crop=32, batch=2, seed=3).generator.state_dict()
+    assert not torch.equal(rand["downs.0.skip.weight"], state["downs.0.skip.weight"])
+
+
 def test_predict_any_size_maps_back_to_intensities(pretrained):
     task, _ = pretrained
     x, _ = task_data("denoise", 2, 40, seed=9)
