@@ -1,8 +1,8 @@
 """Tiny synthetic writers for read-only microscope formats (test inputs only).
 
-RosettaSciIO has no writer for Gatan DM3/DM4 or Thermo Fisher Velox EMD and does not ship its
+RosettaSciIO has no writer for Gatan DM3/DM4, Thermo Fisher Velox EMD or TIA SER and does not ship its
 test fixtures in the wheel, so these write the smallest files its readers accept, following the
-layouts its readers parse (``rsciio.digitalmicrograph``, ``rsciio.emd._emd_velox``):
+layouts its readers parse (``rsciio.digitalmicrograph``, ``rsciio.emd._emd_velox``, ``rsciio.tia``):
 
 * :func:`write_dm` -- DM3 or DM4: header, root tag group, ``ImageList/<group>/ImageData`` with
   ``Calibrations/Dimension`` (Origin, Scale, Units per axis, fastest axis first),
@@ -11,6 +11,7 @@ layouts its readers parse (``rsciio.digitalmicrograph``, ``rsciio.emd._emd_velox
 * :func:`write_velox` -- Velox EMD: ``/Version`` (JSON), ``/Data/Image/<uuid>/Data`` stored
   ``(h, w, frames)`` and ``Metadata`` (JSON as uint8 columns, one per frame) with
   ``BinaryResult.PixelSize`` in metres.
+* :func:`write_ser` -- TIA SER image series (see its docstring).
 """
 
 from __future__ import annotations
@@ -109,3 +110,32 @@ def write_velox(path, frames: np.ndarray, pixel_size_m: float) -> None:
         g = f.create_group("Data/Image/0123456789abcdef0123456789abcdef")
         g.create_dataset("Data", data=np.ascontiguousarray(np.moveaxis(frames, 0, -1)))
         g.create_dataset("Metadata", data=np.repeat(text[:, None], n, axis=1))
+
+
+def write_ser(path, frames: np.ndarray, pixel_size_m: float, *, series_units: str = "", series_step: float = 1.0,
+              series_offset: float = 0.0) -> None:
+    """Write an image series ``(n, h, w)`` float32 as a minimal TIA ``.ser`` file (version 0x210,
+    32-bit offsets, images of data type 7 = float32, time tags), as ``rsciio.tia`` parses it: the
+    header, one dimension record (the series axis: size, offset, step, units), the offset arrays,
+    then each image element (x/y calibration in metres, size, pixels stored bottom row first)
+    followed by its tag."""
+    frames = np.asarray(frames, dtype="<f4")
+    n, h, w = frames.shape
+    units = series_units.encode()
+    dim = struct.pack("<IddII", n, series_offset, series_step, 0, 0) + struct.pack("<I", len(units)) + units
+    header_len = 30 + len(dim)
+    offsets_at = header_len
+    first = offsets_at + 8 * n
+    element = 8 + 8 + 4 + 8 + 8 + 4 + 2 + 4 + 4 + 4 * h * w
+    tag = 8
+    data_offsets = [first + i * (element + tag) for i in range(n)]
+    tag_offsets = [o + element for o in data_offsets]
+    out = bytearray(struct.pack("<HHHIIII", 0x4949, 0x0197, 0x0210, 0x4122, 0x4152, n, n))
+    out += struct.pack("<II", offsets_at, 1) + dim
+    out += struct.pack(f"<{n}I", *data_offsets) + struct.pack(f"<{n}I", *tag_offsets)
+    for i in range(n):
+        out += struct.pack("<ddIddIHII", 0.0, pixel_size_m, 0, 0.0, pixel_size_m, 0, 7, w, h)
+        out += frames[i, ::-1, :].tobytes()
+        out += struct.pack("<HHI", 0x4152, 0, 1700000000 + i)
+    with open(path, "wb") as fh:
+        fh.write(bytes(out))

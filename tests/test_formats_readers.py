@@ -20,7 +20,7 @@ from fastem.config import settings
 from fastem.errors import InputError
 
 pytest.importorskip("rsciio")
-from synthetic_formats import write_dm, write_velox  # noqa: E402
+from synthetic_formats import write_dm, write_ser, write_velox  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +58,18 @@ def test_velox_emd_images_with_calibration(tmp_path, rng):
 
     assert to_angstrom(scale, units) == pytest.approx(2.5)
     np.testing.assert_array_equal(io.read_images(tmp_path / "velox.emd"), frames)
+
+
+def test_ser_image_series_with_calibration_and_tilt_angles(tmp_path, rng):
+    frames = rng.random((4, 6, 9)).astype(np.float32)
+    write_ser(tmp_path / "t.ser", frames, pixel_size_m=3e-10, series_units="deg", series_step=20.0,
+              series_offset=-30.0)
+    img = io.read_image_data(tmp_path / "t.ser")
+    np.testing.assert_array_equal(img.data, frames)
+    assert img.reader == "rosettasciio:tia"
+    assert img.calibration()["x"][:2] == (pytest.approx(0.3), "nm")
+    np.testing.assert_allclose(img.tilt_angles, [-30.0, -10.0, 10.0, 30.0])
+    np.testing.assert_array_equal(io.read_images(tmp_path / "t.ser"), frames)
 
 
 def test_hspy_and_mrcz_written_by_hyperspy(tmp_path, rng):
