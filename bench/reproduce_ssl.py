@@ -187,7 +187,8 @@ def run(a, log=print) -> dict:
                  "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
                  "torch": torch.__version__, "device": a.device, "threads": torch.get_num_threads(),
                  "settings": {k: v for k, v in vars(a).items() if k not in ("command",)},
-                 "generators": {k: v["arch"] for k, v in gens.items()}, "pretraining": pre["meta"]},
+                 "generators": {k: v["arch"] for k, v in gens.items()}, "pretraining": pre["meta"],
+                 "crops": {k: crop_for(v, a, a.seg_size) for k, v in gens.items()}},
         "segment_dice": table, "curves": curves, "targets": targets, "restoration_baselines": baselines,
     }
     return result
@@ -222,7 +223,8 @@ def markdown(result: dict) -> str:
              "", f"`{m['command']}` -- {m['wall_s']:.0f} s on {m['machine']} ({m['device']}, {m['threads']} threads), "
              f"torch {m['torch']}", "",
              f"Generators: small {m['generators']['small']}, large {m['generators']['large']} (width {s['width']}); "
-             f"pretraining pools {s['pools']} synthetic images of {s['crop']} px, {s['pretrain_epochs']} epochs, "
+             f"pretraining pools {s['pools']} synthetic images of {s.get('pool_size', s['crop'])} px, "
+             f"{s['pretrain_epochs']} epochs, "
              f"batch {s['batch']} (paper: 50K-200K CEM500K images, 60 epochs, batch 128).", "",
              "## Segmentation Dice (%) on synthetic HRTEM nanoparticles, mean +- std over seeds", "",
              "| model | init | " + " | ".join(f"epoch {e}" for e in s["epochs_at"]) + " |",
@@ -231,7 +233,25 @@ def markdown(result: dict) -> str:
         _, gen, init = key.split("/")
         cells = " | ".join(f"{100 * row[str(e)]['mean']:.1f} +- {100 * row[str(e)]['std']:.1f}" for e in s["epochs_at"])
         lines.append(f"| {m['generators'][gen]} | {init} | {cells} |")
+    crops = m.get("crops") or _crops_of(m, s)
+    lines += ["", "Training crops (px; a multiple of each generator's total downsampling, see "
+              "`fastem.nn.ssl_train.check_crop`): " + ", ".join(f"{m['generators'][g]} {c}" for g, c in crops.items())
+              + f"; segmentation images {s['seg_size']} px ({s['seg_train']} training, {s['seg_val']} validation), "
+              f"fine-tuning batch {s['ft_batch']}."]
+    lines += ["", "Pretrained / random Dice ratio:", ""]
+    for g in m["generators"]:
+        dice = result["segment_dice"]
+        pre, ran = dice.get(f"segment/{g}/pretrained"), dice.get(f"segment/{g}/random")
+        if pre and ran:
+            lines.append(f"- {m['generators'][g]}: " + ", ".join(
+                f"epoch {e}: {pre[str(e)]['mean'] / max(ran[str(e)]['mean'], 1e-9):.2f}x" for e in s["epochs_at"]))
     lines += ["", "## Targets", ""] + [f"- {k}: **{'met' if v else 'NOT met'}**" for k, v in result["targets"].items()]
+    lines += ["", "## Pretraining (pretext): validation L1 of the restored crops (standardised units)", ""]
+    for key, p in m["pretraining"].items():
+        gen, n = key.split("@")
+        lines.append(f"- {m['generators'][gen]} on {n} images ({p.get('crop', s['crop'])} px crops): "
+                     f"{p['steps']} steps, "
+                     f"{p['seconds']:.0f} s, L1 {p['val_l1'][-1]:.4f} (corrupted input {p['val_l1_input']:.4f})")
     lines += ["", "## Restoration: final validation L1 (standardised units)", ""]
     for task, b in result.get("restoration_baselines", {}).items():
         lines.append(f"- {task} baselines: input as output {b['identity']:.4f}, best constant per image "
@@ -243,6 +263,17 @@ def markdown(result: dict) -> str:
                          f"(epoch-to-epoch |change| {np.mean([np.mean(np.abs(np.diff(r))) for r in runs]):.4f})")
     lines.append("")
     return "\n".join(lines)
+
+
+def _crops_of(meta: dict, s: dict) -> dict:
+    """Fine-tuning crop per generator (for results written before ``meta["crops"]`` existed)."""
+    from types import SimpleNamespace
+
+    from fastem.nn.ssl_models import generator_config
+
+    a = SimpleNamespace(crop=s["crop"])
+    return {g: crop_for(generator_config(arch, width=s["width"]), a, s["seg_size"])
+            for g, arch in meta["generators"].items()}
 
 
 def plot(result: dict, path: Path) -> None:
@@ -270,6 +301,9 @@ def plot(result: dict, path: Path) -> None:
                 label += f"@{result['meta']['settings']['pool_main']}"
             ax.plot(x, mean, color=f"C{j}", label=label, ls="-" if "pretrained" in key else "--")
             ax.fill_between(x, mean - std, mean + std, color=f"C{j}", alpha=0.15)
+        base = result.get("restoration_baselines", {}).get(title)
+        if base:
+            ax.axhline(base["constant"], color="0.5", ls=":", label="best constant")
         ax.set_title(title)
         ax.set_xlabel("fine-tuning epoch")
         ax.set_ylabel(ylabel)
