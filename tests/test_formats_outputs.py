@@ -84,7 +84,7 @@ def test_mismatched_extension_is_a_usage_error_naming_the_flag(images, tmp_path)
     r = run("phase", tmp_path / "in.cxi", "-o", tmp_path / "o.tif")
     assert r.exit_code == 2 and "for -o:" in r.output and "o.tif: fastem phase does not write tiff" in r.output
     r = run("tomo", src, "-o", tmp_path / "v.h5", "--format", "mrc")
-    assert r.exit_code == 2 and "for --format: mrc" not in r.output and "--format" in r.output and "the extension .h5 is hdf5" in r.output
+    assert r.exit_code == 2 and "--format" in r.output and "the extension .h5 is hdf5" in r.output
 
 
 def test_scan_complete_to_emd_and_tomo_to_mrc_with_voxel_size(images, tmp_path, rng):

@@ -347,6 +347,7 @@ def write_emd(path, arrays: Mapping[str, np.ndarray], dims: Mapping[str, Sequenc
             comments = f.create_group("comments")
             prov = provenance if provenance is not None else _provenance()
             for key, value in prov.items():
-                comments.attrs[key] = value if isinstance(value, str) else json.dumps(to_jsonable(value), sort_keys=True)
+                text = value if isinstance(value, str) else json.dumps(to_jsonable(value), sort_keys=True)
+                comments.attrs[key] = text
             write_process_group(comments.create_group("fastem"), prov)
     return Path(path)

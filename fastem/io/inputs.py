@@ -281,8 +281,8 @@ def read_image_data(spec, *, allow_external_links: bool | None = None) -> ImageD
         if len(meta.axes) == data.ndim:
             axes = meta.axes
         angles = _tilt_angles(axes, {}, data.shape[0]) if data.ndim == 3 else None
-        return ImageData(data=data, axes=axes, path=p, tilt_angles=angles,
-                         original_metadata=meta.original_metadata, reader="fastem (tifffile + rosettasciio calibration)")
+        return ImageData(data=data, axes=axes, path=p, tilt_angles=angles, original_metadata=meta.original_metadata,
+                         reader="fastem (tifffile + rosettasciio calibration)")
     raise InputError(f"{p}: unknown image format (expected HDF5/CXI/EMD, MRC, TIFF, or with "
                      f"'pip install fastem[formats]': {', '.join(sorted(RSCIIO_SUFFIXES))}, Velox .emd)")
 
