@@ -178,7 +178,9 @@ def _check_real_numeric(ds, where: str) -> None:
 
 
 def read_cxi(path, dataset: str | None = None) -> CXIData:
-    """Read diffraction intensities, mask and geometry from a CXI file (or any HDF5 dataset).
+    """Read diffraction intensities, mask and geometry from a CXI file (or any HDF5 dataset, or a
+    pattern in an image format: MRC, TIFF, EMD, DM3/DM4, SER, MRCZ, HSPY through
+    :func:`fastem.io.read_image_data`, without mask or geometry).
 
     Follows the ``/entry_1/data_1/data`` soft link (falls back to ``detector_1/data`` and to
     the first ``/entry_*/data_*/data``). See the module docstring for the layout and the
@@ -208,6 +210,8 @@ def read_cxi(path, dataset: str | None = None) -> CXIData:
     if ref_ds is not None and dataset is not None and "/" + str(dataset).strip("/") != ref_ds:
         raise InputError(f"{path}: two datasets given ('{ref_ds}' in the reference and '{dataset}')")
     dataset = ref_ds if ref_ds is not None else dataset
+    if _image_file(path, dataset):
+        return _read_image_pattern(path, dataset)
     with open_h5(path) as f:
         ds = _find_data(f, path) if dataset is None else find_dataset(f, dataset, file_label=str(path))
         ds_name = ds.name
@@ -252,6 +256,44 @@ def read_cxi(path, dataset: str | None = None) -> CXIData:
     known = finite if mask is None else (mask == 0) & finite
     return CXIData(intensities=intensities, mask=mask, known=known, energy=energy, distance=distance,
                    x_pixel_size=xps, y_pixel_size=yps, path=path, dataset=ds_name)
+
+
+def _image_file(path, dataset) -> bool:
+    """A pattern stored in an image format rather than CXI/HDF5: MRC, TIFF, DM3/DM4, SER, MRCZ,
+    HSPY, Velox or NCEM EMD (EMD arrays are stored with reversed axes; see fastem.io.emd)."""
+    from .emd import _array_groups, is_emd
+    from .hdf5 import is_hdf5, require_file
+
+    p = require_file(path)
+    if not is_hdf5(p):
+        return True
+    with open_h5(p) as f:
+        if "cxi_version" in f or "entry_1" in f:
+            return False
+        if dataset is None:
+            return is_emd(f) or ("Version" in f and "Data" in f) or "Experiments" in f
+        key = "/" + str(dataset).strip("/")
+        groups = _array_groups(f)
+        return key in groups or (key.endswith("/data") and key[:-5] in groups)
+
+
+def _read_image_pattern(path, dataset) -> CXIData:
+    """Diffraction intensities from an image format through :func:`fastem.io.read_image_data`
+    (no mask, no geometry; ``dataset`` is ``"/"`` for a whole file)."""
+    from .inputs import read_image_data
+
+    spec = f"{path}:{dataset}" if dataset is not None else str(path)
+    img = read_image_data(spec)
+    where = spec
+    check_ndim(img.data, (2, 3), where)
+    _check_real_numeric(img.data, where)
+    intensities = np.asarray(img.data, dtype=np.float64)
+    finite = np.isfinite(intensities)
+    if not finite.all():
+        intensities = check_finite(intensities, where, policy="zero", frame_label="pattern")
+    return CXIData(intensities=intensities, mask=None, known=finite, energy=None, distance=None,
+                   x_pixel_size=None, y_pixel_size=None, path=Path(path),
+                   dataset=str(dataset) if dataset is not None else "/")
 
 
 def _pixel_sizes(pixel_size):
