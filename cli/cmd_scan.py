@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from fastem.cli.formats import format_option, resolve_format
+from fastem.cli.options import scheduler_option
 
 
 @click.group("scan")
@@ -118,10 +119,11 @@ def _check_room(output, n: int, shape) -> None:
 @click.option("--synthetic", type=click.IntRange(min=1), default=None, metavar="N",
               help="Use N synthetic 512x512 HAADF-STEM micrographs instead of IN.")
 @click.option("--chunk", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Images simulated and written per block (memory is bounded by it).")
+              help="Images simulated and written per block (memory is bounded by it; with --scheduler, one task).")
+@scheduler_option("the blocks of images")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def simulate(source, output, out_format, kind, coverage, measure, antialias, scan_unblurred, seed, dose, synthetic,
-             chunk, overwrite):
+             chunk, scheduler, overwrite):
     """Simulate partial scans of the images in IN (an (N, h, w) or (h, w) dataset: HDF5 FILE:/ds,
     CXI, EMD, MRC or TIFF) or of --synthetic N generated micrographs. Large jobs are streamed:
     CHUNK images are generated (or read), simulated and written at a time.
@@ -150,7 +152,7 @@ def simulate(source, output, out_format, kind, coverage, measure, antialias, sca
             _check_room(output, n, stack.shape)
             options = {"measure": "coverage" if measure == "pixels" else "dwell", "antialias": antialias,
                        "scan_blurred": not scan_unblurred}
-            config = {"input": stack.where if synthetic is not None else str(source), "path": kind,
+            config = {"input": stack.where if synthetic is not None else str(source), "path": kind, "scheduler": scheduler,
                       "coverage": coverage, "coverage_measure": measure, "antialias": antialias,
                       "scan_blurred": not scan_unblurred, "seed": seed, "dose": dose, "synthetic": synthetic,
                       "images": n, "shape": list(stack.shape)}
@@ -158,11 +160,14 @@ def simulate(source, output, out_format, kind, coverage, measure, antialias, sca
             from fastem.io.outputs import staged_output
 
             try:
+                from fastem.executor import make_executor
+
                 with staged_output(output, fmt, "scan-simulate", overwrite=overwrite, inputs=inputs,
-                                   calibration=lambda: _calibration(source)) as target:
+                                   calibration=lambda: _calibration(source)) as target, \
+                        make_executor(scheduler) as executor:
                     stats = simulate_to_file(target, stack, kind, coverage, seed=seed, dose=dose, device=device,
                                              chunk=chunk, bar=bar, config=config, overwrite=overwrite,
-                                             inputs=inputs, options=options)
+                                             inputs=inputs, options=options, executor=executor)
             except InputError as exc:
                 text = str(exc)
                 raise InputError(text if text.startswith(stack.where) else f"{stack.where}: {text}") from None

@@ -42,6 +42,15 @@ class Executor:
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def imap_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any], window: int | None = None):
+        """Yield ``(index, fn(item))`` as calls finish, with at most ``window`` in flight.
+
+        For jobs that write each result by region as it arrives: memory is bounded by ``window``
+        results (default two per slot) whatever the number of items.
+        """
+        for i, item in enumerate(items):   # the sequential default (InlineExecutor)
+            yield i, fn(item)
+
     def close(self) -> None:
         """Release what this executor started."""
 
@@ -126,6 +135,34 @@ class DaskExecutor(Executor):
     def map(self, fn, items) -> list:
         futures = self.client.map(fn, list(items), pure=False)
         return self.client.gather(futures)
+
+    def imap_unordered(self, fn, items, window: int | None = None):
+        """As :meth:`Executor.imap_unordered`, on the workers (a task of a lost worker is rerun by Dask)."""
+        distributed = _distributed()
+        window = max(1, int(window or 2 * self.slots))
+        pending = iter(enumerate(items))
+        index_of = {}
+        queue = distributed.as_completed()
+
+        def submit_next() -> bool:
+            try:
+                i, item = next(pending)
+            except StopIteration:
+                return False
+            fut = self.client.submit(fn, item, pure=False)
+            index_of[fut.key] = i
+            queue.add(fut)
+            return True
+
+        for _ in range(window):
+            if not submit_next():
+                break
+        for fut in queue:
+            result = fut.result()       # re-raises a task's exception here, in the caller
+            i = index_of.pop(fut.key)
+            fut.release()
+            submit_next()
+            yield i, result
 
     def close(self) -> None:
         if self._close_cluster:

@@ -20,9 +20,11 @@ one image at a time, so memory is bounded by the chunk whatever ``N``. File I/O 
 
 from __future__ import annotations
 
+import functools
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -111,6 +113,10 @@ class ImageStack:
         if 0 in shape:
             raise InputError(f"{self.where}: no images (shape {tuple(shape)})")
 
+    def source(self, start: int, stop: int):
+        """A small picklable description from which a Dask worker reads images ``start .. stop - 1``."""
+        return ("file", self.spec)
+
     def read(self, start: int, stop: int) -> np.ndarray:
         """Images ``start .. stop - 1`` as a (k, rows, cols) array (as stored)."""
         if self.single:
@@ -139,6 +145,10 @@ class SyntheticStack:
         self.dtype = np.dtype(np.float32)
         self.where = f"synthetic HAADF-STEM micrographs (fastem.data.stem, seed {seed})"
         self._gen = StemGenerator(size, seed=seed, device="cpu")
+        self._seed = int(seed)
+
+    def source(self, start: int, stop: int):
+        return ("synthetic", self.n, self.shape[0], self._seed)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return self._gen(stop - start, index_base=start)
@@ -169,8 +179,89 @@ class _ArrayStack:
     def read(self, start, stop):
         return self._data[start:stop]
 
+    def source(self, start: int, stop: int):
+        return ("block", start, np.ascontiguousarray(self._data[start:stop]))
+
     def close(self):
         pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def _open_source(source):
+    """The stack a worker reads from (see the ``source`` methods); ``(stack, offset)``."""
+    if source[0] == "file":
+        return ImageStack(source[1]), 0
+    if source[0] == "synthetic":
+        return SyntheticStack(source[1], source[2], seed=source[3]), 0
+    return _ArrayStack(source[2]), source[1]
+
+
+@functools.lru_cache(maxsize=4)
+def _worker_pipeline(k, shape, kind, coverage, seed, dose, device, options):
+    from .partial import PartialScanPipeline
+
+    return PartialScanPipeline(k, shape, kind, coverage, seed=seed, dose=dose, device=device, **dict(options))
+
+
+def simulate_block_task(task: dict) -> dict:
+    """One block of :func:`simulate_to_file` on a worker: read, simulate, return host blocks.
+
+    ``task``: ``source`` (a stack's :meth:`source`), ``start``, ``stop``, ``kind``, ``coverage``,
+    ``seed``, ``dose``, ``options`` (a tuple of pipeline keyword pairs), ``device`` (None: the
+    worker's default). Example ``i`` uses the random streams of ``(seed, i)``, so a block gives
+    the same values on any worker, alone or in any split (bitwise on one kind of CPU).
+    """
+    from fastem.io import require_finite_result
+
+    stack, offset = _open_source(task["source"])
+    start, stop = task["start"], task["stop"]
+    with stack:
+        imgs = stack.read(start - offset, stop - offset)
+        k, (h, w) = stop - start, stack.shape
+        dtype = stack.dtype if stack.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+        batch = np.zeros((k, h, w), dtype)
+        bad, rescaled = _prepare_block(imgs, batch)
+        pipe = _worker_pipeline(k, (h, w), task["kind"], task["coverage"], task["seed"], task["dose"], task["device"],
+                                task["options"])
+        out = pipe(batch, example_base=start)
+        blocks = []
+        for src in (out.partial, out.path, out.target):
+            host = np.array(src.get() if hasattr(src, "get") else src, copy=True)[:k]
+            require_finite_result(host, f"{stack.where}: partial scans of images {start}..{stop - 1}",
+                                  hint="check the input images (values too large?)")
+            blocks.append(host)
+    return {"start": start, "stop": stop, "blocks": blocks, "non_finite": bad, "rescaled": rescaled,
+            "attrs": {"measure": pipe.measure, "antialias": pipe.antialias, "scan_blurred": pipe.scan_blurred}}
+
+
+def _distributed_blocks(stack, kind, coverage, *, seed, dose, chunk, bar, options, executor):
+    """Like :func:`_simulate_blocks`, with the blocks computed by ``executor`` (in completion order)."""
+    from .partial import _check_int
+
+    chunk = _check_int(chunk, "chunk", 1)
+    n, (h, w) = stack.n, stack.shape
+    if min(h, w) < 8:
+        raise InputError(f"{stack.where}: images of {h}x{w} pixels are too small for a partial scan (8x8 at least)")
+    chunk = max(1, min(n, chunk))
+    opts = tuple(sorted((options or {}).items()))
+    tasks = ({"source": stack.source(a, min(n, a + chunk)), "start": a, "stop": min(n, a + chunk), "kind": kind,
+              "coverage": coverage, "seed": seed, "dose": dose, "options": opts, "device": None}
+             for a in range(0, n, chunk))
+    counts = {"non_finite": 0, "rescaled": 0}
+    attrs = None
+    for _, res in executor.imap_unordered(simulate_block_task, tasks):
+        counts["non_finite"] += res["non_finite"]
+        counts["rescaled"] += res["rescaled"]
+        attrs = res["attrs"]
+        yield res["start"], res["stop"], res["blocks"]
+        if bar is not None:
+            bar.update(res["stop"] - res["start"])
+    yield None, SimpleNamespace(**attrs), counts
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,13 +369,19 @@ def simulate_images(images, kind: str = "spiral", coverage: float = 1 / 20, *, s
 
 def simulate_to_file(output, stack, kind: str = "spiral", coverage: float = 1 / 20, *, seed: int = 0,
                      dose: float | None = None, device=None, chunk: int = 16, bar=None, config: dict | None = None,
-                     overwrite: bool = False, inputs=(), options: dict | None = None) -> dict:
+                     overwrite: bool = False, inputs=(), options: dict | None = None, executor=None) -> dict:
     """Simulate partial scans of ``stack`` (:class:`ImageStack`, :class:`SyntheticStack` or an
     array) and write the simulate layout to ``output``, ``chunk`` images at a time.
 
     Memory is bounded by ``chunk`` images whatever ``N``; the file equals the one
     :func:`write_partial_scans` writes for :func:`simulate_images` of the same images.
-    Returns ``{"measured_coverage", "dwell_fraction", "pipeline"}``.
+    ``executor`` (:mod:`fastem.executor`, e.g. a :class:`~fastem.executor.DaskExecutor`): the
+    blocks are simulated on its workers (each reads its own images: a file input is opened by
+    the worker, never sent), at most two per worker in flight, and written here by region as
+    they arrive; the file is the same as without it (each example has its own random streams),
+    and a block lost with a worker is recomputed by Dask. ``device`` is then each worker's own.
+    Returns ``{"measured_coverage", "dwell_fraction", "pipeline"}`` (with an executor,
+    ``pipeline`` holds only the pipeline's ``measure``, ``antialias`` and ``scan_blurred``).
     """
     from fastem.io import PROCESS_GROUP, atomic_output, provenance, write_process_group
 
@@ -301,8 +398,15 @@ def simulate_to_file(output, stack, kind: str = "spiral", coverage: float = 1 / 
             g.create_dataset(name, shape=(n, h, w), dtype=np.float32, compression="gzip", compression_opts=4,
                              chunks=(1, h, w))
             g[name].attrs["description"] = text
-        for item in _simulate_blocks(stack, kind, coverage, seed=seed, dose=dose, device=device, chunk=chunk,
-                                     bar=bar, options=options):
+        from fastem.executor import InlineExecutor
+
+        if executor is None or isinstance(executor, InlineExecutor):
+            blocks_iter = _simulate_blocks(stack, kind, coverage, seed=seed, dose=dose, device=device, chunk=chunk,
+                                           bar=bar, options=options)
+        else:
+            blocks_iter = _distributed_blocks(stack, kind, coverage, seed=seed, dose=dose, chunk=chunk, bar=bar,
+                                              options=options, executor=executor)
+        for item in blocks_iter:
             if item[0] is None:
                 _, pipe, counts = item
                 break

@@ -1,0 +1,120 @@
+"""Scaling of fastem's jobs on Dask workers: 1 vs 2 workers (issue 17), side by side in one run.
+
+For each job kind, the same job runs
+
+* ``inline-1t``: in this process, one thread (``fastem.config.set_threads(1)``);
+* ``dask-1w``: on a ``LocalCluster`` of 1 worker process with 1 thread;
+* ``dask-2w``: on a ``LocalCluster`` of 2 worker processes with 1 thread each;
+
+and the table reports the wall time (median of ``--repeat``, workers warmed up by one untimed
+run so that Numba compilation and imports are not counted) and the ratio ``dask-1w / dask-2w``
+(the scaling; the issue's target is at least 1.7x). Each worker's Numba/FFTW threads are set to
+1 through ``NUMBA_NUM_THREADS``/``OMP_NUM_THREADS``, so 2 workers use 2 cores. The outputs of all
+three runs are compared bitwise (the job must not depend on where it ran).
+
+Job kinds so far: ``scan`` (``fastem scan simulate``: partial scans of synthetic micrographs).
+
+    .venv/bin/python bench/distributed_scaling.py                # -> bench/results/distributed_scaling.{json,md}
+    .venv/bin/python bench/distributed_scaling.py --quick        # seconds, numbers meaningless
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _scan_job(out: Path, n: int, size: int, chunk: int, executor):
+    from fastem.scan.files import SyntheticStack, simulate_to_file
+
+    simulate_to_file(out, SyntheticStack(n, size, seed=7), "spiral", 1 / 20, seed=3, dose=200.0, chunk=chunk,
+                     executor=executor, overwrite=True)
+    with h5py.File(out, "r") as f:
+        return {k: f["scan"][k][()] for k in ("partial", "path", "truth")}
+
+
+def _time(fn, repeat: int) -> tuple[float, object]:
+    fn()                                 # warm-up: imports, Numba compilation, caches on every worker
+    times, result = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--chunk", type=int, default=4)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.images, a.size, a.repeat = 8, 64, 1
+
+    from fastem.benchmark import machine_info
+    from fastem.config import set_threads
+    from fastem.executor import DaskExecutor, InlineExecutor
+
+    worker_env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                  "OMP_WAIT_POLICY": "PASSIVE"}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        job = lambda name, ex: _scan_job(tmp / f"{name}.h5", a.images, a.size, a.chunk, ex)  # noqa: E731
+        set_threads(1)
+        t_inline, ref = _time(lambda: job("inline", InlineExecutor()), a.repeat)
+        timings = {"inline-1t": t_inline}
+        same = {}
+        for workers in (1, 2):
+            with DaskExecutor.make_local(n_workers=workers, threads_per_worker=1, processes=True,
+                                         env=worker_env) as ex:
+                t, res = _time(lambda: job(f"dask{workers}", ex), a.repeat)
+            timings[f"dask-{workers}w"] = t
+            same[f"dask-{workers}w"] = all(np.array_equal(ref[k], res[k]) for k in ref)
+        rows.append({"job": "scan simulate", "work": f"{a.images} x {a.size}^2 spiral 1/20, chunk {a.chunk}",
+                     "seconds": {k: round(v, 3) for k, v in timings.items()},
+                     "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
+                     "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
+                     "bitwise_equal_to_inline": same})
+    info = machine_info()
+    load = _os.getloadavg()
+    name = "distributed_scaling_quick" if a.quick else "distributed_scaling"
+    a.out.mkdir(parents=True, exist_ok=True)
+    cmd = " ".join(["python", "bench/distributed_scaling.py", *(argv if argv is not None else sys.argv[1:])])
+    (a.out / f"{name}.json").write_text(json.dumps({"command": cmd, "machine": info, "load_average": load,
+                                                    "rows": rows}, indent=1))
+    lines = [f"# Dask scaling, 1 vs 2 single-threaded workers", "",
+             f"`{cmd}` on {info.get('cpu_model', '?')} ({info.get('cores_available', '?')} cores), load average at the end "
+             f"{load[0]:.1f}. Medians of {a.repeat} after a warm-up run.", "",
+             "| job | work | inline, 1 thread (s) | 1 worker (s) | 2 workers (s) | 2w vs 1w | 2w vs inline | "
+             "equal to inline |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["seconds"]
+        lines.append(f"| {r['job']} | {r['work']} | {s['inline-1t']:.2f} | {s['dask-1w']:.2f} | {s['dask-2w']:.2f} | "
+                     f"**{r['scaling_2w_over_1w']:.2f}x** | {r['dask_2w_over_inline']:.2f}x | "
+                     f"{'bitwise' if all(r['bitwise_equal_to_inline'].values()) else 'NO'} |")
+    (a.out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
