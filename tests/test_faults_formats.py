@@ -143,3 +143,31 @@ def test_quiet_demo_prints_no_summary_table(tmp_path, monkeypatch):
 def test_quiet_bench_prints_nothing(tmp_path):
     r = CliRunner().invoke(app, ["-q", "bench", "fft", "--quick", "--out-dir", str(tmp_path)])
     assert r.exit_code == 0 and r.output == "" and len(list(tmp_path.glob("fft-*.json"))) == 1
+
+
+def test_converted_output_leaves_nothing_behind_on_failure_and_refuses_overwrite(tmp_path, rng):
+    proj = (rng.random((4, 6, 8)) + 0.1).astype(np.float32)
+    io.write_mrc(tmp_path / "t.mrc", proj, stack=True)          # no .tlt beside it: the job fails
+    r = run("tomo", tmp_path / "t.mrc", "-o", tmp_path / "v.emd", "--iterations", "1")
+    assert r.exit_code == 1 and "t.tlt" in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mrc"]   # no v.emd, no staging file
+    (tmp_path / "v.emd").write_text("keep me")
+    io.write_tlt(tmp_path / "t.tlt", np.linspace(-30, 30, 4))
+    r = run("tomo", tmp_path / "t.mrc", "-o", tmp_path / "v.emd", "--iterations", "1")
+    assert r.exit_code == 1 and "exists" in r.output and (tmp_path / "v.emd").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda: io.read_image_data(5), "spec"),
+    (lambda: io.read_calibration(None), "spec"),
+    (lambda: __import__("fastem.io.outputs", fromlist=["x"]).output_format("a.h5", "bmp"), "--format"),
+    (lambda: __import__("fastem.io.outputs", fromlist=["x"]).export_hdf5("a.h5", "b.emd", "emd", "nope"), "layout"),
+    (lambda: __import__("fastem.io.show", fromlist=["x"]).show("a.h5", "b.png", max_images=0), "max_images"),
+    (lambda: io.write_tiff("never.tif", np.ones((3, 3)), calibration=((0.0, "nm"), (1.0, "nm"))), "calibration"),
+])
+def test_format_api_arguments_named(call, name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from fastem.errors import InputError
+
+    with pytest.raises(InputError, match=name):
+        call()
