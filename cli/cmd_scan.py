@@ -198,8 +198,9 @@ def simulate(source, output, out_format, kind, coverage, measure, antialias, sca
               help="--method model: tile side in px for large images (overlapping tiles, blended)  [default: 512]")
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="--method model: tiles (or small images) per forward pass  [default: 4]")
+@scheduler_option("the completion of blocks of images (baselines)")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def complete(source, output, out_format, method, model_path, path_mask, tile, batch, overwrite):
+def complete(source, output, out_format, method, model_path, path_mask, tile, batch, scheduler, overwrite):
     """Complete the partial scans in IN and write /scan/completed (in [-1, 1]) to OUT.h5.
 
     IN is a `fastem scan simulate` output (/scan/partial, /scan/path; RMSE and SSIM against
@@ -226,6 +227,9 @@ def complete(source, output, out_format, method, model_path, path_mask, tile, ba
         for flag, value in (("--model", model_path), ("--tile", tile), ("--batch", batch)):
             if value is not None:
                 raise InputError(f"{flag} is only used with --method model")
+    if scheduler is not None and method == "model":
+        raise InputError("--scheduler spreads the non-learned baselines; --method model runs the network in this "
+                         "process on --device (use one GPU per process for several)")
     inputs = [source] + ([path_mask] if path_mask is not None else [])
     fmt = resolve_format(output, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem scan complete")
     check_output(output, overwrite=overwrite, inputs=inputs)
@@ -246,12 +250,18 @@ def complete(source, output, out_format, method, model_path, path_mask, tile, ba
         bar = progress(n, f"scan complete ({method})", unit="image")
         from fastem.io.outputs import staged_output
 
+        from fastem.executor import make_executor
+
+        if scheduler is not None:
+            chunk = max(chunk, 4)      # a task of a few images amortises the worker's reading
+            config["scheduler"] = scheduler
         try:
             with staged_output(output, fmt, "scan-complete", overwrite=overwrite, inputs=inputs,
-                               calibration=lambda: _calibration(source)) as target:
+                               calibration=lambda: _calibration(source)) as target, \
+                    make_executor(scheduler) as executor:
                 results = complete_file(source, target, method, completer=completer, chunk=chunk,
                                         path_mask=path_mask, bar=bar, config=config, attrs=attrs, device=device,
-                                        overwrite=overwrite, inputs=inputs)
+                                        overwrite=overwrite, inputs=inputs, executor=executor)
         finally:
             bar.close()
     if not settings.quiet:

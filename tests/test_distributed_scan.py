@@ -101,3 +101,36 @@ def test_cli_unreachable_scheduler_is_a_clear_error(tmp_path):
                                  "--scheduler", "tcp://127.0.0.1:1"])
     assert r.exit_code != 0
     assert "--scheduler tcp://127.0.0.1:1" in r.output and not (tmp_path / "x.h5").exists()
+
+
+def _completed(path):
+    with h5py.File(path, "r") as f:
+        return f["scan/completed"][()], json.loads(f["process/fastem/configuration"][()])
+
+
+def test_complete_baselines_on_workers_equal_one_process(cluster, tmp_path):
+    from fastem.scan.files import complete_file
+
+    simulate_to_file(tmp_path / "scans.h5", SyntheticStack(7, 40, seed=2), "spiral", 0.1, seed=1, chunk=3)
+    for method in ("linear", "nearest"):
+        r1 = complete_file(tmp_path / "scans.h5", tmp_path / f"{method}1.h5", method, chunk=2)
+        r2 = complete_file(tmp_path / "scans.h5", tmp_path / f"{method}2.h5", method, chunk=2, executor=cluster)
+        np.testing.assert_array_equal(_completed(tmp_path / f"{method}1.h5")[0], _completed(tmp_path / f"{method}2.h5")[0])
+        np.testing.assert_array_equal(r1["rmse"], r2["rmse"])     # per image, in image order
+        np.testing.assert_array_equal(r1["ssim"], r2["ssim"])
+        assert len(r1["rmse"]) == 7
+
+
+def test_cli_complete_with_scheduler(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(app, ["-q", "scan", "simulate", "--synthetic", "2", "-o", str(tmp_path / "s.h5")]).exit_code == 0
+    plain = runner.invoke(app, ["-q", "scan", "complete", str(tmp_path / "s.h5"), "-o", str(tmp_path / "a.h5")])
+    dask = runner.invoke(app, ["-q", "scan", "complete", str(tmp_path / "s.h5"), "-o", str(tmp_path / "b.h5"),
+                               "--scheduler", "local"])
+    assert plain.exit_code == 0 and dask.exit_code == 0, dask.output
+    (a, _), (b, config) = _completed(tmp_path / "a.h5"), _completed(tmp_path / "b.h5")
+    np.testing.assert_array_equal(a, b)
+    assert config["scheduler"] == "local"
+    bad = runner.invoke(app, ["scan", "complete", str(tmp_path / "s.h5"), "-o", str(tmp_path / "c.h5"),
+                              "--method", "model", "--scheduler", "local"])
+    assert bad.exit_code != 0 and "--scheduler" in bad.output and not (tmp_path / "c.h5").exists()

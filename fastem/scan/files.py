@@ -724,9 +724,76 @@ def _network_inputs(partial: np.ndarray, path: np.ndarray, where: str):
     return p, m
 
 
+def _complete_block(sf, start: int, stop: int, method: str, completer=None) -> dict:
+    """Complete images ``start .. stop - 1`` of the open scans ``sf``; everything but the writing.
+
+    Returns the completions, for acquired scans (``sf.scale``) their intensity-scale versions,
+    inputs and ``(lo, hi, coverage, dwell)``, per-image RMSE/SSIM against the truth (None where
+    there is none or it is not finite) and the counts of suspicious pixels.
+    """
+    from fastem.io import require_finite_result
+
+    from .baselines import complete as complete_one
+    from .metrics import rmse, ssim
+    from .paths import dwell_fraction, measured_coverage
+
+    acquired = isinstance(sf, AcquiredScans)
+    h, w = sf.shape
+    res = {"start": start, "stop": stop, "bad_pixels": 0, "out_of_range": 0, "bad_truth": 0, "completed": [],
+           "rmse": [], "ssim": [], "scale": [], "intensity": [], "partial": [], "path": []}
+    block_p, block_m, truths = [], [], []
+    for i in range(start, stop):
+        partial, path, truth = sf.read(i)
+        if not acquired:
+            res["bad_pixels"] += int(np.count_nonzero(~(np.isfinite(partial) & np.isfinite(path))))
+            with np.errstate(invalid="ignore"):
+                res["out_of_range"] += int(np.count_nonzero(np.abs(partial) > 1.001)
+                                           + np.count_nonzero((path < 0) | (path > 1.001)))
+        block_p.append(partial)
+        block_m.append(path)
+        truths.append(truth)
+    if completer is None:
+        done = []
+        for i, partial, path in zip(range(start, stop), block_p, block_m):
+            try:
+                done.append(complete_one(partial, path, method).astype(np.float32))
+            except InputError as exc:
+                raise InputError(f"{sf.path}: image {i}: {exc}") from None
+    else:
+        cleaned = [_network_inputs(p, m, f"{sf.path}: image {i}")
+                   for i, p, m in zip(range(start, stop), block_p, block_m)]
+        out = completer(np.stack([c[0] for c in cleaned]), np.stack([c[1] for c in cleaned]))
+        done = [np.clip(np.asarray(o, np.float32), -1.0, 1.0) for o in out]
+    for i, completed, partial, path, truth in zip(range(start, stop), done, block_p, block_m, truths):
+        require_finite_result(completed, f"{sf.path}: completion of image {i}")
+        res["completed"].append(completed)
+        if acquired:
+            lo, hi = sf.scale[i]
+            intensity = to_intensity(completed, lo, hi)
+            require_finite_result(intensity, f"{sf.path}: completion of image {i} in the input's scale")
+            res["scale"].append((lo, hi, measured_coverage(path), dwell_fraction(path)))
+            res["intensity"].append(intensity)
+            res["partial"].append(partial)
+            res["path"].append(path)
+        if truth is not None and np.isfinite(truth).all():
+            res["rmse"].append(rmse(completed, truth))
+            res["ssim"].append(ssim(completed, truth) if min(h, w) >= 12 else None)
+        else:
+            res["bad_truth"] += truth is not None
+            res["rmse"].append(None)
+            res["ssim"].append(None)
+    return res
+
+
+def complete_block_task(task: dict) -> dict:
+    """One block of :func:`complete_file` with a baseline, on a worker that opens the scans itself."""
+    with open_scans(task["source"], task["path_mask"]) as sf:
+        return _complete_block(sf, task["start"], task["stop"], task["method"])
+
+
 def complete_file(source, output, method: str = "linear", *, completer=None, chunk: int = 1, path_mask=None,
                   bar=None, config: dict | None = None, attrs: dict | None = None, device=None,
-                  overwrite: bool = False, inputs=()) -> dict:
+                  overwrite: bool = False, inputs=(), executor=None) -> dict:
     """Complete every scan of ``source`` and write ``/scan/completed`` (in [-1, 1]) to ``output``.
 
     Parameters
@@ -761,6 +828,10 @@ def complete_file(source, output, method: str = "linear", *, completer=None, chu
         Extra attributes of ``/scan/completed`` (the model file and its sha256).
     device : Device or str, optional
         Recorded in the provenance (default: the CPU, where the baselines run).
+    executor : fastem.executor.Executor, optional
+        Complete the blocks of ``chunk`` images with a baseline on its workers (each opens the
+        scans itself; results written here by region as they arrive, same file as without).
+        Ignored with a ``completer`` (a network runs in this process, on ``device``).
 
     Returns
     -------
@@ -772,14 +843,11 @@ def complete_file(source, output, method: str = "linear", *, completer=None, chu
     ``/scan/truth`` is present (images whose truth is not finite are left out, with a warning).
     """
     from fastem.backend import cpu_device
+    from fastem.executor import InlineExecutor
     from fastem.io import PROCESS_GROUP, atomic_output, provenance, require_finite_result, write_process_group
 
-    from .baselines import complete as complete_one
     from .h5guard import guarded_h5
-    from .metrics import rmse, ssim
-    from .paths import dwell_fraction, measured_coverage
 
-    errors, sims = [], []
     bad_pixels = bad_truth = out_of_range = 0
     chunk = max(1, int(chunk))
     acquired = path_mask is not None
@@ -808,52 +876,34 @@ def complete_file(source, output, method: str = "linear", *, completer=None, chu
                 d_partial = dataset("partial", "the input's samples mapped from [min, max] to [-1, 1], "
                                                "nearest-sample infill (the network input)")
                 d_path = dataset("path", _DESCRIPTIONS["path"])
-            for start in range(0, n, chunk):
-                stop = min(n, start + chunk)
-                block_p, block_m, truths = [], [], []
-                for i in range(start, stop):
-                    partial, path, truth = sf.read(i)
-                    if not acquired:
-                        bad_pixels += int(np.count_nonzero(~(np.isfinite(partial) & np.isfinite(path))))
-                        with np.errstate(invalid="ignore"):
-                            out_of_range += int(np.count_nonzero(np.abs(partial) > 1.001)
-                                                + np.count_nonzero((path < 0) | (path > 1.001)))
-                    block_p.append(partial)
-                    block_m.append(path)
-                    truths.append(truth)
-                if completer is None:
-                    done = []
-                    for i, partial, path in zip(range(start, stop), block_p, block_m):
-                        try:
-                            done.append(complete_one(partial, path, method).astype(np.float32))
-                        except InputError as exc:
-                            raise InputError(f"{sf.path}: image {i}: {exc}") from None
-                else:
-                    cleaned = [_network_inputs(p, m, f"{sf.path}: image {i}")
-                               for i, p, m in zip(range(start, stop), block_p, block_m)]
-                    out = completer(np.stack([c[0] for c in cleaned]), np.stack([c[1] for c in cleaned]))
-                    done = [np.clip(np.asarray(o, np.float32), -1.0, 1.0) for o in out]
-                for i, completed, partial, path, truth in zip(range(start, stop), done, block_p, block_m, truths):
-                    require_finite_result(completed, f"{sf.path}: completion of image {i}")
-                    d[i] = completed
+            rmse_at: dict[int, float] = {}
+            ssim_at: dict[int, float] = {}
+            if executor is None or isinstance(executor, InlineExecutor) or completer is not None:
+                blocks = (_complete_block(sf, a, min(n, a + chunk), method, completer) for a in range(0, n, chunk))
+            else:
+                tasks = ({"source": str(source), "path_mask": path_mask, "start": a, "stop": min(n, a + chunk),
+                          "method": method} for a in range(0, n, chunk))
+                blocks = (res for _, res in executor.imap_unordered(complete_block_task, tasks))
+            for res in blocks:
+                bad_pixels += res["bad_pixels"]
+                out_of_range += res["out_of_range"]
+                bad_truth += res["bad_truth"]
+                for j, i in enumerate(range(res["start"], res["stop"])):
+                    d[i] = res["completed"][j]
                     if acquired:
-                        lo[i], hi[i] = sf.scale[i]
-                        intensity = to_intensity(completed, lo[i], hi[i])
-                        require_finite_result(intensity, f"{sf.path}: completion of image {i} in the input's scale")
-                        d_int[i], d_partial[i], d_path[i] = intensity, partial, path
-                        cov[i], dwell[i] = measured_coverage(path), dwell_fraction(path)
-                    if truth is not None:
-                        if np.isfinite(truth).all():
-                            errors.append(rmse(completed, truth))
-                            if min(h, w) >= 12:
-                                sims.append(ssim(completed, truth))
-                            if bar is not None:
-                                bar.set_postfix(RMSE=f"{np.mean(errors):.4f}")
-                        else:
-                            bad_truth += 1
+                        lo[i], hi[i], cov[i], dwell[i] = res["scale"][j]
+                        d_int[i], d_partial[i], d_path[i] = res["intensity"][j], res["partial"][j], res["path"][j]
+                    if res["rmse"][j] is not None:
+                        rmse_at[i] = res["rmse"][j]
+                        if res["ssim"][j] is not None:
+                            ssim_at[i] = res["ssim"][j]
+                        if bar is not None:
+                            bar.set_postfix(RMSE=f"{np.mean(list(rmse_at.values())):.4f}")
                 f.guard.check()
                 if bar is not None:
-                    bar.update(stop - start)
+                    bar.update(res["stop"] - res["start"])
+            errors = [rmse_at[i] for i in sorted(rmse_at)]
+            sims = [ssim_at[i] for i in sorted(ssim_at)]
             if bad_pixels:
                 _warn(f"{sf.path}: {bad_pixels} NaN or infinite pixel(s) in {SCAN_GROUP}/partial or {SCAN_GROUP}/path "
                       f"were not used as samples")
