@@ -123,6 +123,11 @@ def test_calibration_flows_into_scan_output_and_tilts_into_tomo(tmp_path, rng):
     assert r.exit_code == 0, r.output
     vol, voxel = io.read_mrc(tmp_path / "v.mrc")
     assert vol.shape[1:] == (12, 16) and voxel[2] == pytest.approx(4.0)     # 0.4 nm
+    r = run("tomo", tmp_path / "s.dm4", "-o", tmp_path / "v.emd", "--iterations", "1", "--projector", "linear")
+    assert r.exit_code == 0, r.output
+    dims = io.read_emd(tmp_path / "v.emd").dims
+    assert [(d.name, d.units) for d in dims] == [("z", "nm"), ("y", "nm"), ("x", "nm")]
+    assert [d.scale for d in dims] == pytest.approx([0.4, 0.4, 0.4])
     from fastem.tomo.job import read_series
 
     series = read_series(tmp_path / "s.dm4").series

@@ -193,6 +193,8 @@ def _dims(arr: np.ndarray, axes: tuple, calibration: Calibration | None) -> list
     from .emd import EMDDim
 
     cal = dict(calibration or {})
+    if "z" in axes and "z" not in cal and "x" in cal:
+        cal["z"] = (cal["x"][0], cal["x"][1], 0.0)   # volume voxels are cubic (the detector pixel size)
     dims = []
     for name, n in zip(axes, arr.shape):
         scale, units, offset = (tuple(cal[name]) + (0.0,))[:3] if name in cal else (1.0, "px" if name in
