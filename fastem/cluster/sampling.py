@@ -180,6 +180,8 @@ class ChunkSampler:
         self._plan = deque()
         self._cur = None
         self._pool = None
+        self._bufs = [None, None]
+        self._slot = 0
         self.prefetch = bool(prefetch) and source.streaming
         self.last_rows = None
         self.epochs_planned = 0
@@ -205,9 +207,15 @@ class ChunkSampler:
         local = order if not self.source.streaming else perm
         self._plan.append(_Window(group, order, local))
 
-    def _read(self, w):
+    def _read(self, w, slot):
+        """Read window ``w`` into window buffer ``slot`` (two buffers alternate: the one being
+        consumed and the one being filled; allocated once, so no page faults per window)."""
         src = self.source
-        out = src.xp.empty((int(self.block_rows[w.blocks].sum()), src.d), src.dtype)
+        rows = int(self.block_rows[w.blocks].sum())
+        if self._bufs[slot] is None:
+            cap = self.window_rows + int(self.block_rows.max())
+            self._bufs[slot] = src.xp.empty((cap, src.d), src.dtype)
+        out = self._bufs[slot][:rows]
         at = 0
         for b in w.blocks:
             n = int(self.block_rows[b])
@@ -231,14 +239,18 @@ class ChunkSampler:
 
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="fastem-chunk-reader")
             if w.data is None:
-                w.data = self._pool.submit(self._read, w)
-            nxt = self._plan[0]
-            if nxt.data is None:
-                nxt.data = self._pool.submit(self._read, nxt)
+                w.data = self._pool.submit(self._read, w, self._flip())
             w.data = w.data.result()
+            nxt = self._plan[0]  # the previous window is consumed: its buffer takes the next one
+            if nxt.data is None:
+                nxt.data = self._pool.submit(self._read, nxt, self._flip())
         else:
-            w.data = self._read(w)
+            w.data = self._read(w, 0)
         return w
+
+    def _flip(self) -> int:
+        self._slot ^= 1
+        return self._slot
 
     # -- batches -----------------------------------------------------------------------------
     def next(self, track: bool = False):
@@ -267,3 +279,4 @@ class ChunkSampler:
             self._pool = None
         self._plan.clear()
         self._cur = None
+        self._bufs = [None, None]
