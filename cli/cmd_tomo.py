@@ -44,13 +44,22 @@ from fastem.cli.formats import format_option, resolve_format
 @click.option("--noise-level", "noise_level", type=float, default=None, metavar="SIGMA",
               help="Noise standard deviation in the data's units: RESIRE/SIRT stop when the mean absolute "
                    "residual reaches that of the noise (discrepancy principle), at most --iterations.")
+@click.option("--refine-angles", "refine_angles", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="ROUNDS",
+              help="Before the final reconstruction, ROUNDS rounds of: RESIRE (linear) reconstruction, then a "
+                   "per-projection search of the 3 Euler angles and the 2D detector shift minimising that "
+                   "projection's residual (thesis 3.4). Refined angles, shifts and each round's R_F are "
+                   "written to OUT.")
+@click.option("--refine-iterations", "refine_iterations", type=click.IntRange(min=1), default=20,
+              show_default=True, help="RESIRE iterations of every --refine-angles round.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Write OUT with a resumable checkpoint every N iterations (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint stored in OUT (same inputs and "
                                              "parameters; --iterations and --checkpoint-every may change).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(input_path, output_path, out_format, angles, algorithm, iterations, step, projector, oversampling,
-            positivity, thickness, center, angles_convention, noise_level, checkpoint_every, resume, overwrite):
+            positivity, thickness, center, angles_convention, noise_level, refine_angles, refine_iterations,
+            checkpoint_every, resume, overwrite):
     """Reconstruct a volume from a tilt series.
 
     IN is a Data Exchange file (/exchange/data, /exchange/theta in degrees or /exchange/angles
@@ -84,6 +93,13 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
             extra = f", fit RMS {est.fit_rms:.3f} px" if est.method == "com" else f", R_F {100 * est.r_factor:.2f} %"
             click.echo(f"center: column {est.center:.2f} ({est.offset:+.2f} px from the middle; {est.method}, "
                        f"quality {est.quality:.3f}{extra})")
+    def report_refine(r, res):
+        if not settings.quiet:
+            import numpy as np
+
+            click.echo(f"refine round {r + 1}/{refine_angles}: R_F {100 * res.r_factors[-1]:.2f} %, median residual "
+                       f"{float(np.median(res.residuals[-1])):.4g}, largest shift "
+                       f"{float(np.abs(res.shifts).max()):.2f} px")
     fmt = resolve_format(output_path, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem tomo",
                          hdf5_only={"--resume": resume, "--checkpoint-every": checkpoint_every > 0})
     from fastem.io.inputs import read_calibration
@@ -96,7 +112,8 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
                                  thickness=thickness, angles=angles, checkpoint_every=checkpoint_every,
                                  resume=resume, overwrite=overwrite, command=command_line(), center=center,
                                  angles_convention=angles_convention, noise_level=noise_level,
-                                 on_center=report_center)
+                                 on_center=report_center, refine_angles=refine_angles,
+                                 refine_iterations=refine_iterations, on_refine=report_refine)
     if not settings.quiet:
         stop = " (stopped: noise level reached)" if result.config.get("stopped") == "discrepancy" else ""
         click.echo(f"{algorithm}: {result.iterations} iteration(s){stop}, volume {tuple(result.volume.shape)} "

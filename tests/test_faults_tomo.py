@@ -144,10 +144,19 @@ def test_a_diverged_checkpointed_run_keeps_the_last_good_checkpoint(series, tmp_
     (["--oversampling", "nan"], "--oversampling"), (["--oversampling", "0.5"], "--oversampling"),
     (["--thickness", "0"], "--thickness"), (["--iterations", "0"], "--iterations"),
     (["--checkpoint-every", "-1"], "--checkpoint-every"),
+    (["--refine-angles", "-1"], "--refine-angles"), (["--refine-iterations", "0"], "--refine-iterations"),
 ])
 def test_bad_parameters_are_usage_errors_naming_the_flag(series, tmp_path, args, flag):
     proc = tomo(series, "-o", tmp_path / "o.h5", *args)
     assert_clean_error(proc, flag, status=2)
+    assert not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.parametrize("args", [["--algorithm", "fbp", "--refine-angles", "1"],
+                                  ["--refine-angles", "1", "--resume"]])
+def test_refine_angles_refuses_fbp_and_resume(series, tmp_path, args):
+    proc = tomo(series, "-o", tmp_path / "o.h5", *args)
+    assert_clean_error(proc, "--refine-angles")
     assert not (tmp_path / "o.h5").exists()
 
 

@@ -10,7 +10,8 @@ Operators
     adjoint), :class:`FourierSliceProjector` (``fst``), :func:`make_projector`,
     :func:`thin_film_shape`, :func:`projection_coefficients`.
 Geometry helpers
-    :func:`find_center` (``fastem.tomo.centre``: rotation axis of a single-axis series).
+    :func:`find_center` (``fastem.tomo.centre``: rotation axis of a single-axis series);
+    :func:`refine_alignment` (``fastem.tomo.refine``: per-projection angle and shift refinement).
 Metrics
     :func:`r_factor`, :func:`relative_error`, :func:`fourier_shell_correlation`.
 Jobs
@@ -25,6 +26,7 @@ from .metrics import fourier_shell_correlation, r_factor, r_factor_per_projectio
 from .operators import BORDER, PROJECTORS, FourierSliceProjector, LinearProjector, fst_grid, make_projector
 from .problem import TomoProblem, default_volume_shape
 from .projection_geometry import ProjectionGeometry, projection_coefficients, thin_film_shape
+from .refine import AlignmentResult, refine_alignment
 from .resire import Resire, resire
 from .solver import IterativeReconstruction, ReconstructionResult
 
@@ -34,5 +36,5 @@ __all__ = [
     "ProjectionGeometry", "projection_coefficients", "thin_film_shape",
     "LinearProjector", "FourierSliceProjector", "make_projector", "fst_grid", "PROJECTORS", "BORDER",
     "r_factor", "r_factor_per_projection", "relative_error", "fourier_shell_correlation",
-    "find_center", "CenterEstimate",
+    "find_center", "CenterEstimate", "refine_alignment", "AlignmentResult",
 ]

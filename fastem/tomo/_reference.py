@@ -74,7 +74,7 @@ def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0, 
     """
     vol = np.asarray(volume, dtype=np.float64)
     (pz, py, px), (qr, qc) = fst_grid(geometry.volume_shape, geometry.detector_shape, oversampling, geometry.rotations,
-                                      geometry.axis_offset)
+                                      abs(geometry.axis_offset) + max(geometry.max_shift))
     nz, ny, nx = vol.shape
     padded = np.zeros((pz, py, px))
     # centred placement: index i - n//2 sits at P//2 + (i - n//2), then ifftshift moves P//2 to 0
@@ -102,6 +102,9 @@ def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0, 
         f = ku[..., None] * R[0] / qc + kv[..., None] * R[1] / qr  # cycles per voxel, (x, y, z)
         c = (f[..., 2] * pz, f[..., 1] * py, f[..., 0] * px)
         plane = _trilinear_periodic(spectrum, c) * np.exp(-2j * np.pi * (f @ d)) * detector_ramp
+        if geometry.shifts is not None:  # per-projection alignment shift (du, dv)
+            du, dv = geometry.shifts[k]
+            plane = plane * np.exp(-2j * np.pi * (ku * du / qc + kv * dv / qr))
         plane[(kv == -qr // 2) | (ku == -qc // 2)] = 0  # Nyquist row and column (both even)
         image = np.fft.ifft2(plane).real  # the axis at index (0, 0)
         out[k] = image[ri][:, ci]

@@ -260,7 +260,8 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
               projector: str = "fst", oversampling=2.0, positivity: bool = True, thickness: int | None = None,
               angles=None, checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
               device: Any = None, command: str | None = None, progress: bool | None = None, center=None,
-              angles_convention: str = "thesis", noise_level: float | None = None, on_center=None):
+              angles_convention: str = "thesis", noise_level: float | None = None, on_center=None,
+              refine_angles: int = 0, refine_iterations: int = 20, on_refine=None):
     """Reconstruct the tilt series ``in_spec`` into the Data Exchange volume ``out_path``.
 
     Parameters
@@ -283,6 +284,13 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         ASTRA's and TomoPy's theta) or ``"fastem"`` (``R`` instead of ``R^T``: theta negated).
     noise_level : float, optional
         Noise sigma in the data's units: stop RESIRE/SIRT by the discrepancy principle.
+    refine_angles : int
+        Rounds of angle and shift refinement before the final reconstruction
+        (:func:`fastem.tomo.refine_alignment`, RESIRE ``linear`` with ``refine_iterations``
+        iterations per round); the refined angles (``refined_angles``, the file's convention),
+        shifts (``refined_shifts``, (du, dv) pixels) and the R-factor of every round followed by
+        the final one (``refine_r_factors``) are written to the output's results. 0: none.
+        ``on_refine(round, AlignmentResult)`` is called after every round.
     checkpoint_every : int
         Rewrite the output with a resumable checkpoint every this many iterations (0: never).
     resume : bool
@@ -334,6 +342,13 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
             raise InputError(f"--center must be a finite detector column, got {center!r}")
     if noise_level is not None:
         noise_level = as_float(noise_level, "--noise-level", minimum=0.0)
+    refine_angles = as_int(refine_angles, "--refine-angles", minimum=0)
+    refine_iterations = as_int(refine_iterations, "--refine-iterations", minimum=1)
+    if refine_angles and algorithm == "fbp":
+        raise InputError("--refine-angles needs an iterative --algorithm (resire or sirt), not fbp")
+    if refine_angles and resume:
+        raise InputError("--refine-angles cannot be combined with --resume (the refinement would be redone); "
+                         "run without --resume")
     if in_spec is None or out_path is None:
         raise InputError("an input and an output are required")
     out = Path(out_path)
@@ -346,15 +361,18 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
                            checkpoint_every=checkpoint_every, resume=resume, overwrite=overwrite,
                            device=resolve_device(device), command=command, progress=progress, guard=guard,
                            center=center, convention=angles_convention, noise_level=noise_level,
-                           on_center=on_center)
+                           on_center=on_center, refine_angles=refine_angles, refine_iterations=refine_iterations,
+                           on_refine=on_refine)
 
 
 def _fingerprint(series, *, algorithm, step, projector, oversampling, positivity, thickness, volume_shape,
-                 center, convention):
+                 center, convention, refine=(0, 0)):
     from .. import io
 
     params = {"algorithm": algorithm, "positivity": bool(positivity), "thickness": thickness,
               "volume_shape": list(volume_shape), "center": float(center), "angles_convention": convention}
+    if refine[0]:
+        params["refine_angles"] = [int(refine[0]), int(refine[1])]
     if algorithm == "resire":
         params.update(step=float(step), projector=projector)
         if projector == "fst":
@@ -387,7 +405,7 @@ def _resume_state(out: Path) -> dict:
 
 def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, oversampling, positivity, thickness,
                 angles, checkpoint_every, resume, overwrite, device, command, progress, guard, center, convention,
-                noise_level, on_center):
+                noise_level, on_center, refine_angles=0, refine_iterations=20, on_refine=None):
     from .. import io
     from . import Resire, Sirt, TomoProblem, fbp
 
@@ -420,13 +438,22 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
                                  overwrite=overwrite or resume or written[0], inputs=inputs)
         written[0] = True
 
+    alignment = None
     try:
+        if refine_angles:
+            from .refine import refine_alignment
+
+            alignment = refine_alignment(series.projections, series.angles, rounds=refine_angles,
+                                         iterations=refine_iterations, projector="linear", step=step,
+                                         positivity=positivity, mask=series.mask, thickness=thickness,
+                                         center=center, convention=convention, device=device, callback=on_refine)
         if algorithm == "fbp":
             result = fbp(series.projections, series.angles, mask=series.mask, thickness=thickness,
                          positivity=positivity, device=device, center=center, convention=convention)
         else:
-            problem = TomoProblem(series.projections, series.angles, thickness=thickness, mask=series.mask,
-                                  device=device, center=center, convention=convention)
+            problem = TomoProblem(series.projections, series.angles if alignment is None else alignment.angles,
+                                  thickness=thickness, mask=series.mask, device=device, center=center,
+                                  convention=convention, shifts=None if alignment is None else alignment.shifts)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     if algorithm != "fbp":
@@ -439,7 +466,7 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
         fingerprint = _fingerprint(series, algorithm=algorithm, step=step, projector=projector,
                                    oversampling=used, positivity=positivity, thickness=thickness,
                                    volume_shape=problem.geometry.volume_shape, center=problem.geometry.center,
-                                   convention=convention)
+                                   convention=convention, refine=(refine_angles, refine_iterations))
         if state is not None:
             io.check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out), names=RESUME_FLAGS)
             solver.restore(state)
@@ -464,6 +491,11 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
         cfg["angles_file"] = str(inputs[1])
     results = {"r_factor_history": result.r_factor_history, "r_factor": result.r_factor,
                "iterations": result.iterations, "seconds": result.seconds}
+    if alignment is not None:
+        cfg["refine_angles"] = {"rounds": refine_angles, "iterations_per_round": refine_iterations,
+                                "projector": "linear"}
+        results.update(refined_angles=alignment.angles, refined_shifts=alignment.shifts,
+                       refine_r_factors=np.asarray(alignment.r_factors + [result.r_factor]))
     if algorithm != "fbp":  # what --resume needs to extend the finished run
         results["resume"] = {"algorithm": algorithm, "fingerprint": fingerprint}
     write(result.volume, cfg, results)

@@ -264,8 +264,9 @@ def _fst_sizing(geometry: ProjectionGeometry, oversampling, device, max_chunk_by
         if isinstance(max_chunk_bytes, bool) or not isinstance(max_chunk_bytes, (int, np.integer)) \
                 or max_chunk_bytes < 1:
             raise InputError(f"max_chunk_bytes must be a positive integer, got {max_chunk_bytes!r}")
+    margin = abs(geometry.axis_offset) + max(geometry.max_shift)
     grid = lambda os3: fst_grid(geometry.volume_shape, geometry.detector_shape, os3, geometry.rotations,  # noqa: E731
-                                geometry.axis_offset)
+                                margin)
     grid(requested)  # validates the range
     avail = _available_bytes(device)
     budget = int(0.9 * avail)
@@ -381,7 +382,7 @@ class FourierSliceProjector(_Projector):
     def _spectrum_bytes(self, os3) -> int:
         """Bytes of this projector's buffers at oversampling ``os3`` with one plane per chunk."""
         padded, plane = fst_grid(self.geometry.volume_shape, self.geometry.detector_shape, os3,
-                                 self.geometry.rotations, self.geometry.axis_offset)
+                                 self.geometry.rotations, abs(self.geometry.axis_offset) + max(self.geometry.max_shift))
         return _fst_bytes(self.geometry, padded, plane, 1, self.device)
 
     def _frames(self) -> np.ndarray:
@@ -466,7 +467,8 @@ def fst_shifts(geometry: ProjectionGeometry):
     The ``fst`` spectrum is that of the volume placed with index ``n//2`` at the origin (the FFT
     convention), and the inverse FFT of a plane puts that origin at image index (0, 0). The
     geometry puts the origin at ``(n-1)/2`` and maps it to detector ``((rows-1)/2, center)``, so
-    projection ``k``'s image must move by ``s_k = (c_v + A_k[1].d, c_u + A_k[0].d)`` pixels with
+    projection ``k``'s image must move by ``s_k = (c_v + A_k[1].d, c_u + A_k[0].d)`` pixels (plus the
+    geometry's per-projection ``shifts``, if any) with
     ``d = (nx//2 - (nx-1)/2, ny//2 - (ny-1)/2, nz//2 - (nz-1)/2)`` (1/2 on even axes). The
     integral part common to all projections, ``crop = (round(c_v), round(c_u))``, is taken by the
     crop; the rest (``s_k - crop``, a fraction of a pixel or a few pixels) by phase ramps.
@@ -484,6 +486,8 @@ def fst_shifts(geometry: ProjectionGeometry):
     cv, cu = (rows - 1) / 2.0, float(geometry.center)
     crop = (int(math.floor(cv + 0.5)), int(math.floor(cu + 0.5)))
     shifts = np.stack([cv - crop[0] + A[:, 1, :] @ d, cu - crop[1] + A[:, 0, :] @ d], axis=1)
+    if geometry.shifts is not None:  # per-projection alignment shifts (du, dv)
+        shifts += geometry.shifts[:, ::-1]
     shifts[np.abs(shifts) < 1e-12] = 0.0
     return shifts, crop
 

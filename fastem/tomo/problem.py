@@ -77,6 +77,8 @@ class TomoProblem:
         Detector column of the rotation axis (pixels); default the detector middle ``(cols-1)/2``.
     convention : {"fastem", "thesis"}
         Angle convention (:class:`~fastem.tomo.ProjectionGeometry`); default ``"fastem"``.
+    shifts : array_like (n, 2), optional
+        Per-projection detector shifts (du, dv) in pixels (:class:`~fastem.tomo.ProjectionGeometry`).
 
     Attributes
     ----------
@@ -95,7 +97,7 @@ class TomoProblem:
     """
 
     def __init__(self, projections, angles, *, volume_shape=None, thickness=None, mask=None, device=None,
-                 center=None, convention: str = "fastem"):
+                 center=None, convention: str = "fastem", shifts=None):
         proj = as_array(projections, "projections")
         if proj.ndim != 3:
             raise InputError(f"projections must be (n, rows, cols), got shape {proj.shape}")
@@ -113,7 +115,8 @@ class TomoProblem:
                             if thickness is not None else default_volume_shape(detector))
         elif thickness is not None:
             raise InputError("give volume_shape or thickness, not both")
-        self.geometry = ProjectionGeometry(volume_shape, detector, angles, center=center, convention=convention)
+        self.geometry = ProjectionGeometry(volume_shape, detector, angles, center=center, convention=convention,
+                                           shifts=shifts)
         self.geometry.check_projections(proj)
         finite = np.isfinite(proj)
         bad = ~finite if mask is None else (~finite & mask)

@@ -113,6 +113,10 @@ class ProjectionGeometry:
     convention : {"fastem", "thesis"}
         How the angles map points to the detector (module docstring): ``"fastem"`` (default of
         the Python API, ``u, v`` from ``R r``) or ``"thesis"`` (seed 004 eq. 3.3-3.4, ``R^T r``).
+    shifts : array_like (n, 2), optional
+        Per-projection detector shifts ``(du, dv)`` in pixels (columns, rows): projection ``k``
+        is the ideal one moved by ``+du`` columns and ``+dv`` rows (from alignment,
+        :func:`fastem.tomo.refine_alignment`); default none.
 
     Attributes
     ----------
@@ -126,6 +130,7 @@ class ProjectionGeometry:
     angles: np.ndarray
     center: float | None = None
     convention: str = "fastem"
+    shifts: np.ndarray | None = None
     rotations: np.ndarray = field(init=False, repr=False)
     coefficients: np.ndarray = field(init=False, repr=False)
 
@@ -149,8 +154,20 @@ class ProjectionGeometry:
             a = np.stack([np.zeros_like(a), a, np.zeros_like(a)], axis=1)
         object.__setattr__(self, "angles", a)
         object.__setattr__(self, "rotations", rot)
-        object.__setattr__(self, "coefficients",
-                           projection_coefficients(rot, self.volume_shape, self.detector_shape, center))
+        coeffs = projection_coefficients(rot, self.volume_shape, self.detector_shape, center)
+        if self.shifts is not None:
+            try:
+                sh = np.array(self.shifts, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InputError(f"shifts must be (n, 2) numbers (du, dv) in pixels, got {self.shifts!r}") from None
+            if sh.shape != (rot.shape[0], 2) or not np.all(np.isfinite(sh)):
+                raise InputError(f"shifts must be ({rot.shape[0]}, 2) finite pixel shifts (du, dv), got shape "
+                                 f"{sh.shape}")
+            coeffs[:, 0, 3] += sh[:, 0]
+            coeffs[:, 1, 3] += sh[:, 1]
+            sh.setflags(write=False)
+            object.__setattr__(self, "shifts", sh)
+        object.__setattr__(self, "coefficients", coeffs)
 
     @property
     def n_projections(self) -> int:
@@ -164,6 +181,13 @@ class ProjectionGeometry:
     @property
     def projections_shape(self) -> tuple[int, int, int]:
         return (self.n_projections, *self.detector_shape)
+
+    @property
+    def max_shift(self) -> tuple[float, float]:
+        """Largest ``|du|`` and ``|dv|`` of the per-projection shifts (0 without shifts)."""
+        if self.shifts is None:
+            return 0.0, 0.0
+        return float(np.abs(self.shifts[:, 0]).max()), float(np.abs(self.shifts[:, 1]).max())
 
     @property
     def axis_offset(self) -> float:

@@ -79,7 +79,7 @@ def resire(projections, angles, *, iterations: int = 100, step: float = 2.0, pro
            oversampling=2.0, positivity: bool = True, mask=None, support=None, volume_shape=None, thickness=None,
            initial=None, device=None, engine: str | None = None, progress: bool | None = None, callback=None,
            callback_every: int = 0, state: dict | None = None, rtol: float | None = None, center=None,
-           convention: str = "fastem", noise_level: float | None = None) -> ReconstructionResult:
+           convention: str = "fastem", noise_level: float | None = None, shifts=None) -> ReconstructionResult:
     """Reconstruct a volume from projections with RESIRE.
 
     Parameters
@@ -106,13 +106,16 @@ def resire(projections, angles, *, iterations: int = 100, step: float = 2.0, pro
     noise_level : float, optional
         Standard deviation of the measurement noise (data units): stop at the discrepancy
         principle (:meth:`~fastem.tomo.solver.IterativeReconstruction.run`).
+    shifts : array_like (n, 2), optional
+        Per-projection detector shifts (du, dv) in pixels (e.g. from
+        :func:`~fastem.tomo.refine_alignment`).
 
     Returns
     -------
     ReconstructionResult
     """
     problem = TomoProblem(projections, angles, volume_shape=volume_shape, thickness=thickness, mask=mask,
-                          device=device, center=center, convention=convention)
+                          device=device, center=center, convention=convention, shifts=shifts)
     solver = Resire(problem, projector=projector, oversampling=oversampling, step=step, positivity=positivity,
                     support=support, initial=initial, engine=engine)
     if state is not None:
