@@ -257,13 +257,18 @@ def read_image_data(spec, *, allow_external_links: bool | None = None) -> ImageD
     if dataset is not None:
         raise InputError(f"{p}: not an HDF5 file, so '{dataset}' cannot be read from it")
     if suffix in MRC_SUFFIXES:
+        from .mrc import read_mrc_header
+
         data, voxel = read_mrc(p)
         names = _default_names(data.ndim)
+        stack = data.ndim == 3 and int(read_mrc_header(p, warn=False)[0].ispg) == 0
         if voxel is None:
             axes = [ImageAxis(n, 1.0, "px") for n in names]
         else:
             sizes = dict(zip(("z", "y", "x"), voxel))
             axes = [ImageAxis(n, sizes.get(n, 1.0), "Å" if n in sizes else "") for n in names]
+        if stack:  # an image stack / tilt series: the first axis counts images, it is no length
+            axes[0] = ImageAxis("image", 1.0, "", navigate=True)
         return ImageData(data=data, axes=axes, path=p, original_metadata={"voxel_size_angstrom": voxel})
     if suffix in TIFF_SUFFIXES:
         from .tiff import read_tiff
