@@ -171,3 +171,16 @@ def test_format_api_arguments_named(call, name, tmp_path, monkeypatch):
 
     with pytest.raises(InputError, match=name):
         call()
+
+
+def test_format_modules_import_no_optional_package():
+    """RosettaSciIO, HyperSpy, matplotlib stay optional imports: loading fastem.io and the format
+    modules imports none of them (they load when a file needs them)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastem, fastem.io, fastem.io.outputs, fastem.io.show, fastem.io.inputs; "
+            "print(','.join(m for m in ('rsciio', 'hyperspy', 'matplotlib', 'emdfile', 'mrcz') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
