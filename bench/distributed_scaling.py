@@ -39,7 +39,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _scan_job(out: Path, n: int, size: int, chunk: int, executor):
-    from fastem.scan.files import SyntheticStack, simulate_to_file
+    from fastem.scan.job import SyntheticStack, simulate_to_file
 
     simulate_to_file(out, SyntheticStack(n, size, seed=7), "spiral", 1 / 20, seed=3, dose=200.0, chunk=chunk,
                      executor=executor, overwrite=True)

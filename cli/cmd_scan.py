@@ -1,6 +1,6 @@
 """``fastem scan simulate`` and ``fastem scan complete``: partial-scan STEM from the command line.
 
-File layout: :mod:`fastem.scan.files` (``/scan/partial``, ``/scan/path``, ``/scan/truth``,
+File layout: :mod:`fastem.scan.job` (``/scan/partial``, ``/scan/path``, ``/scan/truth``,
 attributes ``coverage``, ``measured_coverage``, ``dwell_fraction``; ``/scan/completed``, with
 ``--path-mask`` also ``/scan/completed_intensity``; provenance in ``/process/fastem``).
 """
@@ -68,7 +68,7 @@ def _check_room(output, n: int, shape) -> None:
 
     from fastem.config import settings
     from fastem.errors import InputError
-    from fastem.scan.files import simulate_output_bytes
+    from fastem.scan.job import simulate_output_bytes
 
     raw = simulate_output_bytes(n, shape)
     if raw < CHECK_ROOM_ABOVE_BYTES:
@@ -137,7 +137,7 @@ def simulate(source, output, out_format, kind, coverage, measure, antialias, sca
     from fastem.errors import InputError
     from fastem.io import check_output, output_lock
     from fastem.progress import progress
-    from fastem.scan.files import ImageStack, SyntheticStack, simulate_to_file
+    from fastem.scan.job import ImageStack, SyntheticStack, simulate_to_file
 
     if (source is None) == (synthetic is None):
         raise InputError("give either IN (an image file or FILE:/dataset) or --synthetic N")
@@ -221,7 +221,7 @@ def complete(source, output, out_format, method, model_path, path_mask, tile, ba
     from fastem.errors import InputError
     from fastem.io import check_output, output_lock
     from fastem.progress import progress
-    from fastem.scan.files import complete_file, open_scans
+    from fastem.scan.job import complete_file, open_scans
 
     if method != "model":
         for flag, value in (("--model", model_path), ("--tile", tile), ("--batch", batch)):
@@ -237,7 +237,7 @@ def complete(source, output, out_format, method, model_path, path_mask, tile, ba
         with open_scans(source, path_mask) as sf:
             n, shape = sf.n, sf.shape
             if method == "model":
-                from fastem.scan.files import scan_conditions
+                from fastem.scan.job import scan_conditions
 
                 conditions = scan_conditions(sf)
         config = {"input": str(source), "path_mask": path_mask, "method": method, "images": n}
@@ -287,7 +287,7 @@ def _calibration(source):
 def _model_completer(model_path, conditions, shape, tile: int, batch: int):
     """Load the completion model (``--model`` or the packaged one), warn when IN's path type or
     dose fraction differs from its record, and return ``(completer, chunk, attrs, config)`` for
-    :func:`fastem.scan.files.complete_file`: batched, tiled inference on the global --device."""
+    :func:`fastem.scan.job.complete_file`: batched, tiled inference on the global --device."""
     from pathlib import Path
 
     _need_torch("scan complete --method model")
@@ -433,7 +433,7 @@ def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, 
     _need_torch("scan train")
     from fastem.nn.completion import CompletionConfig
     from fastem.nn.train_completion import train_completion
-    from fastem.scan.files import ImageStack
+    from fastem.scan.job import ImageStack
 
     if coverage >= 1.0:
         raise click.BadParameter("a full scan (1) has nothing to complete; use a value below 1", param_hint="--coverage")

@@ -20,7 +20,7 @@ from fastem.nn.inference import complete_partial_scans  # noqa: E402
 from fastem.nn.model import load_model, read_model_record  # noqa: E402
 from fastem.nn.train_completion import train_completion  # noqa: E402
 from fastem.scan.baselines import complete as complete_baseline  # noqa: E402
-from fastem.scan.files import normalise_acquired, to_intensity  # noqa: E402
+from fastem.scan.job import normalise_acquired, to_intensity  # noqa: E402
 from fastem.scan.paths import spiral_path  # noqa: E402
 
 from test_cli import _restore_settings  # noqa: F401,E402  (autouse: the CLI changes global settings)

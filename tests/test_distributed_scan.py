@@ -15,7 +15,7 @@ distributed = pytest.importorskip("distributed")
 
 from fastem.cli.main import app  # noqa: E402
 from fastem.executor import DaskExecutor, InlineExecutor  # noqa: E402
-from fastem.scan.files import ImageStack, SyntheticStack, simulate_to_file  # noqa: E402
+from fastem.scan.job import ImageStack, SyntheticStack, simulate_to_file  # noqa: E402
 
 NAMES = ("partial", "path", "truth")
 
@@ -109,7 +109,7 @@ def _completed(path):
 
 
 def test_complete_baselines_on_workers_equal_one_process(cluster, tmp_path):
-    from fastem.scan.files import complete_file
+    from fastem.scan.job import complete_file
 
     simulate_to_file(tmp_path / "scans.h5", SyntheticStack(7, 40, seed=2), "spiral", 0.1, seed=1, chunk=3)
     for method in ("linear", "nearest"):

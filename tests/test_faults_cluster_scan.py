@@ -30,7 +30,7 @@ from fault_tools import assert_clean_error, leftover_temporaries, run_cli
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from fastem.scan.files import simulate_to_file
+    from fastem.scan.job import simulate_to_file
 
     d = tmp_path_factory.mktemp("faults_cluster_scan")
     rng = np.random.default_rng(11)
@@ -170,7 +170,7 @@ def test_handled_defects_warn_and_write_finite_results(data, tmp_path, argv, war
 
 def test_huge_simulate_values_give_the_same_scans_as_ordinary_ones(data, tmp_path):
     """Images of 1e300 are rescaled before normalising: same partial scans as the 1 + image data."""
-    from fastem.scan.files import ImageStack, simulate_images
+    from fastem.scan.job import ImageStack, simulate_images
 
     with ImageStack(f"{data}/img.h5:/huge") as stack, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -240,12 +240,12 @@ def test_the_input_is_never_the_output(data, command, src):
 # streaming: bounded memory, chunked == one-shot
 # --------------------------------------------------------------------------------------------
 def _simulate_peak(tmp_path, n: int, chunk: int, name: str, dose=None) -> int:
-    from fastem.scan.files import simulate_to_file
+    from fastem.scan.job import simulate_to_file
 
     imgs = np.random.default_rng(n).random((n, 64, 64)).astype(np.float32)
     with h5py.File(tmp_path / f"in_{name}.h5", "w") as f:
         f["images"] = imgs
-    from fastem.scan.files import ImageStack
+    from fastem.scan.job import ImageStack
 
     tracemalloc.start()
     try:
@@ -267,7 +267,7 @@ def test_simulate_streams_with_memory_bounded_by_the_chunk(tmp_path):
 
 @pytest.mark.parametrize("dose", [None, 50.0])
 def test_chunked_simulate_equals_the_one_shot_run_bit_for_bit(tmp_path, dose):
-    from fastem.scan.files import simulate_to_file
+    from fastem.scan.job import simulate_to_file
 
     imgs = np.random.default_rng(8).random((20, 48, 48)).astype(np.float32)
     simulate_to_file(tmp_path / "chunked.h5", imgs, "grid", 0.2, seed=2, dose=dose, chunk=6)

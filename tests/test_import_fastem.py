@@ -56,3 +56,15 @@ def test_the_cli_asks_for_passive_openmp():
     out = _run("import os\nfrom click.testing import CliRunner\nfrom fastem.cli.main import app\n"
                "r = CliRunner().invoke(app, ['info'])\nprint(os.environ.get('OMP_WAIT_POLICY'))")
     assert out.splitlines()[-1] == "PASSIVE"
+
+
+def test_renamed_scan_job_module_still_imports_with_a_warning():
+    out = _run("import warnings\n"
+               "with warnings.catch_warnings(record=True) as w:\n"
+               "    warnings.simplefilter('always')\n"
+               "    import fastem.scan.files as old\n"
+               "import fastem.scan.job as new\n"
+               "assert old.simulate_to_file is new.simulate_to_file and old._complete_block is new._complete_block\n"
+               "print(any(issubclass(x.category, DeprecationWarning) and 'fastem.scan.job' in str(x.message) "
+               "for x in w))")
+    assert out == "True"

@@ -52,7 +52,7 @@ def run(out_dir: pathlib.Path, *, overwrite: bool = True, quick: bool = False) -
     from fastem.data.stem import generate_stem
 
     from .baselines import METHODS, complete_methods
-    from .files import simulate_images, write_completed, write_partial_scans
+    from .job import simulate_images, write_completed, write_partial_scans
     from .metrics import rmse, ssim
     from .paths import dwell_fraction, measured_coverage
 
