@@ -60,14 +60,19 @@ def _pair(text: str, option: str) -> tuple[float, float]:
               help="Write the output with a checkpoint every N iterations (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in OUT.cxi.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.cxi.")
-@click.option("--shrink-wrap", is_flag=True,
+@click.option("--shrink-wrap/--no-shrink-wrap", default=None,
               help="Refine each run's support by shrink-wrap (Marchesini 2003): every N iterations, the image "
-                   "smoothed by a Gaussian of SIGMA px and thresholded at T x its maximum, within the initial support.")
+                   "smoothed by a Gaussian of SIGMA px and thresholded at T x its maximum, within the initial support. "
+                   "Default: on without --support (the autocorrelation estimate is loose), off with it.")
 @click.option("--shrink-wrap-every", type=click.IntRange(min=1), default=20, show_default=True, metavar="N")
 @click.option("--shrink-wrap-threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2,
               show_default=True, metavar="T")
 @click.option("--shrink-wrap-sigma", default="3:1.5", show_default=True, metavar="START:END",
               help="Gaussian width (px) at the first update and its floor; 1 % smaller per update.")
+@click.option("--shrink-wrap-start", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              metavar="F", help="Fraction of the iterations before shrink-wrap starts.")
+@click.option("--shrink-wrap-guard", type=click.FloatRange(min=0), default=0.25, show_default=True, metavar="G",
+              help="Undo a support update after which a run's best R_F grew by more than this fraction (0: off).")
 @click.option("--batch-memory", default=None, metavar="SIZE",
               help="Memory budget of one batch of runs, e.g. 2G or 512M (default: half the free GPU memory, "
                    "a quarter of the available host memory; at most the available memory); more runs are split "
@@ -77,7 +82,7 @@ def _pair(text: str, option: str) -> tuple[float, float]:
                    "(a LocalCluster on this machine). Needs dask[distributed].")
 def command(input_path, output_path, out_format, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
             checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
-            shrink_wrap_sigma, batch_memory, scheduler):
+            shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard, batch_memory, scheduler):
     """Phase retrieval of the CXI diffraction pattern IN.cxi (or the intensities at FILE.h5:/ds)
     into OUT.cxi, with a progress bar (iteration, best R_F), provenance and results (R_F history,
     per-run final R_F, mean and variance of the kept runs). Big requests print an estimate
@@ -112,6 +117,7 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
                                          command=command_line(), shrink_wrap=shrink_wrap,
                                          shrink_wrap_every=shrink_wrap_every,
                                          shrink_wrap_threshold=shrink_wrap_threshold, shrink_wrap_sigma=sw_sigma,
+                                         shrink_wrap_start=shrink_wrap_start, shrink_wrap_guard=shrink_wrap_guard,
                                          max_batch_bytes=max_batch_bytes, scheduler=scheduler, report=report)
     except InputError as exc:  # name the flags, not the API parameters
         raise type(exc)(cli_message(str(exc))) from None
@@ -119,6 +125,10 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
         kept = result.kept_rf
         line = (f"{output_path}: {algorithm}, {runs} run(s), kept {len(kept)}: best R_F {100 * kept[0]:.2f} %, "
                 f"kept R_F {100 * np.mean(kept):.2f} +- {100 * np.std(kept):.2f} %")
+        if "mean_rf" in results:
+            line += f", R_F of the mean {100 * results['mean_rf']:.2f} %"
+        if len(results.get("rejected_runs", ())):
+            line += f"; outlier run(s) not averaged: {', '.join(str(int(r)) for r in results['rejected_runs'])}"
         if "r_real" in results:
             line += f", R_real {100 * results['r_real']:.2f} %"
         click.echo(line)

@@ -112,3 +112,56 @@ def test_support_shrinks_to_the_object_on_noise_free_data(clean, algorithm):
     assert (aligned & ~near).sum() <= 0.05 * obj.sum()  # and nothing more than 2 px away from it
     assert aligned.sum() < 0.5 * box.sum()
     assert r_real(sol.best_images_centred()[best], clean.object) < 0.05
+
+
+def test_full_autocorrelation_support_holds_a_translate_of_a_two_particle_object():
+    """The half-scaled estimate keeps only the central piece of two separated particles (it cuts
+    the object); the full one contains a translate of it (issue 15)."""
+    from fastem.phase import autocorrelation_support
+
+    cdi = cdi_intensities(two_particles(), r_noise=0.06, beamstop_radius=1.5, seed=0)
+    obj = cdi.object > 0
+    half = autocorrelation_support(cdi.intensities, cdi.known, mode="half")
+    full = autocorrelation_support(cdi.intensities, cdi.known, mode="full")
+    auto = autocorrelation_support(cdi.intensities, cdi.known, mode="auto")
+    np.testing.assert_array_equal(auto, full)  # it fits in half the array
+
+    def best_cover(s):  # the most object pixels any circular translate of s covers
+        xc = np.fft.ifftn(np.fft.fftn(s.astype(float)) * np.conj(np.fft.fftn(obj.astype(float)))).real
+        return xc.max()
+
+    assert best_cover(full) >= obj.sum() - 0.5
+    assert best_cover(half) < 0.9 * obj.sum()
+    assert 2 * full.sum() <= full.size
+    with pytest.raises(Exception, match="mode"):
+        autocorrelation_support(cdi.intensities, cdi.known, mode="quarter")
+
+
+def test_cli_end_to_end_with_an_estimated_support(tmp_path):
+    """No --support: autocorrelation estimate + shrink-wrap by default, through the CLI."""
+    from click.testing import CliRunner
+
+    from fastem.cli.main import app
+    from fastem.data import save_cdi
+    from fastem.io import read_cxi_reconstruction
+
+    cdi = cdi_intensities(two_particles(), r_noise=0.06, beamstop_radius=1.5, seed=0)
+    save_cdi(tmp_path / "in.cxi", cdi)
+    out = tmp_path / "out.cxi"
+    r = CliRunner().invoke(app, ["--quiet", "phase", str(tmp_path / "in.cxi"), "-o", str(out), "--iterations", "300",
+                                 "--runs", "6", "--keep", "2", "--seed", "0"])
+    assert r.exit_code == 0, r.output
+    rec = read_cxi_reconstruction(out)
+    cfg = rec.provenance["configuration"]
+    assert cfg["support"] == "autocorrelation estimate" and cfg["shrink_wrap"] is True
+    initial = rec.results["initial_support"].astype(bool)
+    assert rec.support.sum() < 0.3 * initial.sum()  # refined from the loose estimate
+    assert rec.results["r_real"] < 0.06  # and the object is recovered
+    # an explicit --no-shrink-wrap keeps the loose estimate, and is much worse
+    out2 = tmp_path / "out2.cxi"
+    r = CliRunner().invoke(app, ["--quiet", "phase", str(tmp_path / "in.cxi"), "-o", str(out2), "--iterations", "300",
+                                 "--runs", "6", "--keep", "2", "--seed", "0", "--no-shrink-wrap"])
+    assert r.exit_code == 0, r.output
+    rec2 = read_cxi_reconstruction(out2)
+    assert rec2.provenance["configuration"]["shrink_wrap"] is False
+    assert rec2.results["r_real"] > 2 * rec.results["r_real"]

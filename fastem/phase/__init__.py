@@ -16,13 +16,13 @@ Entry points
 
 from .engine import ALGORITHMS, PhaseConfig, Solver, initial_phases
 from .metrics import align, r_factor, r_noise, r_real, twin
-from .multistart import PhaseResult, keep_best, make_solver, retrieve
+from .multistart import KeptSelection, PhaseResult, keep_best, keep_consistent, make_solver, retrieve
 from .problem import PhaseProblem, prepare_problem
 from .schedules import SigmaSchedule, parse_sigma_schedule
 from .support import autocorrelation_support, check_support
 
 __all__ = [
     "ALGORITHMS", "PhaseConfig", "Solver", "initial_phases", "align", "r_factor", "r_noise", "r_real", "twin",
-    "PhaseResult", "keep_best", "make_solver", "retrieve", "PhaseProblem", "prepare_problem", "SigmaSchedule",
+    "PhaseResult", "keep_best", "keep_consistent", "KeptSelection", "make_solver", "retrieve", "PhaseProblem", "prepare_problem", "SigmaSchedule",
     "parse_sigma_schedule", "autocorrelation_support", "check_support",
 ]

@@ -71,6 +71,7 @@ FLAGS = {
     "sigma_schedule": "--sigma-schedule", "checkpoint_every": "--checkpoint-every", "resume": "--resume",
     "overwrite": "--overwrite", "shrink_wrap": "--shrink-wrap", "shrink_wrap_every": "--shrink-wrap-every",
     "shrink_wrap_threshold": "--shrink-wrap-threshold", "shrink_wrap_sigma": "--shrink-wrap-sigma",
+    "shrink_wrap_start": "--shrink-wrap-start", "shrink_wrap_guard": "--shrink-wrap-guard",
     "max_batch_bytes": "--batch-memory", "scheduler": "--scheduler",
 }
 
@@ -127,8 +128,15 @@ def _check_arguments(args: dict) -> None:
     for name, minimum in (("iterations", 1), ("runs", 1), ("keep", 1), ("seed", 0), ("checkpoint_every", 0),
                           ("shrink_wrap_every", 1)):
         _check_int(args[name], name, minimum)
-    for name in ("resume", "overwrite", "shrink_wrap"):
+    for name in ("resume", "overwrite"):
         _check_bool(args[name], name)
+    if args["shrink_wrap"] is not None:
+        _check_bool(args["shrink_wrap"], "shrink_wrap")
+    st, gd = args["shrink_wrap_start"], args["shrink_wrap_guard"]
+    if not _is_number(st) or not 0 <= st < 1:
+        raise InputError(f"phase_file: shrink_wrap_start must be a number in [0, 1), got {st!r}")
+    if not _is_number(gd) or not math.isfinite(gd) or gd < 0:
+        raise InputError(f"phase_file: shrink_wrap_guard must be a number >= 0, got {gd!r}")
     thr = args["shrink_wrap_threshold"]
     if not _is_number(thr) or not 0 < thr < 1:
         raise InputError(f"phase_file: shrink_wrap_threshold must be a number in (0, 1), got {thr!r}")
@@ -338,8 +346,9 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
                keep: int = 5, seed: int = 0, support: str | None = None, sigma_schedule: Any = None,
                checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
                device: Any = None, progress: Any = None, command: str | None = None,
-               dtype=np.complex64, shrink_wrap: bool = False, shrink_wrap_every: int = 20,
-               shrink_wrap_threshold: float = 0.2, shrink_wrap_sigma=(3.0, 1.5),
+               dtype=np.complex64, shrink_wrap: bool | None = None, shrink_wrap_every: int = 20,
+               shrink_wrap_threshold: float = 0.2, shrink_wrap_sigma=(3.0, 1.5), shrink_wrap_start: float = 0.0,
+               shrink_wrap_guard: float = 0.25,
                max_batch_bytes: int | None = None, scheduler: str | None = None,
                report: Callable[[str], Any] | None = None) -> tuple[PhaseResult, dict]:
     """Run multi-start phase retrieval on a CXI file and write the CXI reconstruction.
@@ -361,9 +370,11 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         Continue from the checkpoint in ``out_path``: refused unless the input arrays and every
         parameter that affects the result match the checkpoint's fingerprint (``iterations`` and
         ``checkpoint_every`` may change).
-    shrink_wrap, shrink_wrap_every, shrink_wrap_threshold, shrink_wrap_sigma :
+    shrink_wrap, shrink_wrap_every, shrink_wrap_threshold, shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard :
         Shrink-wrap support updates (:class:`fastem.phase.PhaseConfig`); the output's support is
         then the best run's final support (the initial one is kept in ``process_1/initial_support``).
+        ``shrink_wrap=None`` (default): on when ``support`` is None (the autocorrelation estimate
+        is loose), off when a support is given.
     max_batch_bytes : int, optional
         Memory budget of one batch of runs (:func:`fastem.phase.retrieve`); at most the memory
         available on the device (:func:`plan_run`).
@@ -415,8 +426,10 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         supp = check_support(read_dataset(where_supp), data.intensities.shape, where=f"--support {where_supp}")
     else:
         supp, where_supp = None, "autocorrelation estimate"
+    if shrink_wrap is None:  # the autocorrelation estimate is loose: refine it by default
+        shrink_wrap = support is None
     config = _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every,
-                          shrink_wrap_threshold, shrink_wrap_sigma)
+                          shrink_wrap_threshold, shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard)
     problem = prepare_problem(data.intensities, data.known, supp, dtype=dtype, device=dev, where=where_data)
     plan = plan_run(problem, config, int(runs), int(keep), max_batch_bytes=max_batch_bytes,
                     distributed=scheduler is not None and scheduler.strip().lower() not in ("", "inline"))
@@ -466,13 +479,14 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
 
 
 def _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
-                 shrink_wrap_sigma) -> PhaseConfig:
+                 shrink_wrap_sigma, shrink_wrap_start=0.0, shrink_wrap_guard=0.25) -> PhaseConfig:
     cfg_kw = {"algorithm": algorithm, "iterations": iterations}
     if sigma_schedule is not None:
         cfg_kw["sigma_schedule"] = sigma_schedule
     if shrink_wrap:
         cfg_kw.update(shrink_wrap=True, shrink_wrap_every=shrink_wrap_every,
-                      shrink_wrap_threshold=shrink_wrap_threshold, shrink_wrap_sigma=shrink_wrap_sigma)
+                      shrink_wrap_threshold=shrink_wrap_threshold, shrink_wrap_sigma=shrink_wrap_sigma,
+                      shrink_wrap_start=shrink_wrap_start, shrink_wrap_guard=shrink_wrap_guard)
     return PhaseConfig(**cfg_kw)
 
 
@@ -497,6 +511,17 @@ def _results(result: PhaseResult, problem, data_path: Path) -> dict:
     if result.extra.get("best_support") is not None:
         results["initial_support"] = problem.support.astype(np.uint8)
     results["best_image"] = result.best
+    report = result.extra.get("kept_report") or []
+    if report:  # every candidate looked at for the kept average: kept or not, and why
+        results["kept_candidates"] = np.asarray([e["run"] for e in report], np.int64)
+        results["kept_candidates_rf"] = np.asarray([e["rf"] for e in report], np.float64)
+        results["kept_candidates_difference"] = np.asarray([e["difference"] for e in report], np.float64)
+        results["kept_candidates_flipped"] = np.asarray([e["flipped"] for e in report], np.uint8)
+        results["kept_candidates_kept"] = np.asarray([e["kept"] for e in report], np.uint8)
+        results["kept_candidates_reason"] = "\n".join(f"run {e['run']}: {e['reason']}" for e in report)
+        results["rejected_runs"] = np.asarray(result.extra.get("rejected_runs", []), np.int64)
+    if "mean_rf" in result.extra:
+        results["mean_rf"] = float(result.extra["mean_rf"])
     truth = _read_truth(data_path, problem.shape)
     if truth is not None:
         results["r_real"] = r_real(result.image, truth)

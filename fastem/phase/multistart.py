@@ -41,7 +41,8 @@ from .gps import GPSSolver
 from .metrics import align
 from .problem import PhaseProblem, prepare_problem, problem_from_host
 
-__all__ = ["PhaseResult", "make_solver", "retrieve", "keep_best", "split_runs", "default_batch_bytes",
+__all__ = ["PhaseResult", "make_solver", "retrieve", "keep_best", "keep_consistent", "KeptSelection",
+           "DEFAULT_KEEP_TOLERANCE", "split_runs", "default_batch_bytes",
            "checkpoint_best"]
 
 _SOLVERS = {"gps-f": GPSSolver, "gps-r": GPSSolver, "oss": OSSSolver, "hio": HIOSolver, "er": ERSolver}
@@ -236,15 +237,103 @@ class PhaseResult:
 
 
 def keep_best(images: np.ndarray, final_rf: np.ndarray, keep: int):
-    """``(kept aligned images, kept run indices, mean, variance)`` of the ``keep`` lowest-R_F runs."""
-    order = np.argsort(final_rf, kind="stable")
+    """``(kept aligned images, kept run indices, mean, variance)`` of the ``keep`` lowest-R_F runs
+    (no consistency check: :func:`keep_consistent` with ``tolerance=None``)."""
+    sel = keep_consistent(images, final_rf, keep, tolerance=None)
+    return sel.images, sel.indices, sel.mean, sel.variance
+
+
+#: default of ``retrieve(keep_tolerance=...)``: a run whose aligned image differs from the best
+#: one by more than this (relative L1, after a least-squares scale) is not averaged
+DEFAULT_KEEP_TOLERANCE = 0.3
+
+
+@dataclass
+class KeptSelection:
+    """Outcome of :func:`keep_consistent`.
+
+    Attributes
+    ----------
+    images : ndarray (K, *grid)
+        The kept images, aligned to the best one (translation, twin), best first.
+    indices : ndarray (K,) int
+        Their indices into the candidates.
+    mean, variance : ndarray grid
+    report : list of dict
+        One entry per candidate looked at, in R_F order: ``index``, ``rf``, ``shift``,
+        ``flipped`` (the twin matched better), ``difference`` (relative L1 distance to the best
+        after alignment and scale), ``kept`` and ``reason``.
+    """
+
+    images: np.ndarray
+    indices: np.ndarray
+    mean: np.ndarray
+    variance: np.ndarray
+    report: list
+
+
+def _difference(image: np.ndarray, ref: np.ndarray) -> float:
+    """``sum |c u - ref| / sum |ref|`` with the least-squares scale ``c = <u, ref> / <u, u>``."""
+    uu = float(np.sum(image * image))
+    c = float(np.sum(image * ref)) / uu if uu > 0 else 0.0
+    den = float(np.sum(np.abs(ref)))
+    return float(np.sum(np.abs(c * image - ref)) / den) if den > 0 else 0.0
+
+
+def keep_consistent(images: np.ndarray, final_rf: np.ndarray, keep: int,
+                    tolerance: float | None = DEFAULT_KEEP_TOLERANCE) -> KeptSelection:
+    """The ``keep`` lowest-R_F candidates that agree with the best one, aligned and averaged.
+
+    Every candidate (in R_F order) is aligned to the best one (integer translation and twin
+    image by cross-correlation, :func:`fastem.phase.metrics.align`); its ``difference`` to the
+    best is the relative L1 distance after a least-squares scale. With a ``tolerance``, a
+    candidate that differs by more is an outlier (another local minimum, a twin mixture, a
+    shifted copy) and is not averaged -- averaging such runs gives a mean that fits the data far
+    worse than any of them -- and the next candidate is looked at instead. ``tolerance=None``
+    keeps the ``keep`` best whatever they look like.
+
+    Parameters
+    ----------
+    images : ndarray (C, *grid)
+        Candidate images (float, object centred).
+    final_rf : ndarray (C,)
+        Their R_F (``inf`` for diverged runs, never kept).
+    keep : int
+    tolerance : float or None
+
+    Returns
+    -------
+    KeptSelection
+    """
+    rf = np.asarray(final_rf, np.float64)
+    order = [int(i) for i in np.argsort(rf, kind="stable") if np.isfinite(rf[i])] or \
+        [int(i) for i in np.argsort(rf, kind="stable")]
     if len(order) == 0:
         raise NonFiniteResultError("keep_best: no run to keep (every run diverged)")
     k = max(1, min(int(keep), len(order)))
-    idx = order[:k]
-    ref = images[idx[0]]
-    kept = np.stack([ref] + [align(images[r], ref)[0] for r in idx[1:]])
-    return kept, idx, kept.mean(axis=0), kept.var(axis=0)
+    ref = np.asarray(images[order[0]], np.float64)
+    kept_idx, kept_img = [order[0]], [ref]
+    report = [{"index": order[0], "rf": float(rf[order[0]]), "shift": [0] * ref.ndim, "flipped": False,
+               "difference": 0.0, "kept": True, "reason": "best R_F (reference)"}]
+    for i in order[1:]:
+        if len(kept_idx) >= k:
+            break
+        a, shift, flipped = align(images[i], ref)
+        shift = tuple(int(v) if v <= n // 2 else int(v) - n for v, n in zip(shift, ref.shape))  # signed
+        d = _difference(a, ref)
+        entry = {"index": i, "rf": float(rf[i]), "shift": list(shift), "flipped": bool(flipped), "difference": d}
+        if tolerance is not None and d > tolerance:
+            entry.update(kept=False, reason=f"outlier: differs from the best by {100 * d:.0f} % "
+                                             f"(> {100 * tolerance:.0f} %) after alignment")
+        else:
+            entry.update(kept=True, reason=f"agrees with the best ({100 * d:.0f} % after "
+                                           f"{'twin + ' if flipped else ''}shift {tuple(shift)})")
+            kept_idx.append(i)
+            kept_img.append(a)
+        report.append(entry)
+    kept = np.stack(kept_img)
+    return KeptSelection(images=kept, indices=np.asarray(kept_idx, int), mean=kept.mean(axis=0),
+                         variance=kept.var(axis=0), report=report)
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -270,7 +359,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
              config: PhaseConfig | None = None, runs: int = 1, keep: int = 5, seed: int = 0,
              dtype=np.complex64, device: Any = None, progress: Any = None, checkpoint_every: int = 0,
              on_checkpoint: Callable[[dict], Any] | None = None, resume_state: dict | None = None,
-             max_batch_bytes: int | None = None, executor: Any = None, **options) -> PhaseResult:
+             max_batch_bytes: int | None = None, executor: Any = None,
+             keep_tolerance: float | None = DEFAULT_KEEP_TOLERANCE, **options) -> PhaseResult:
     """Phase retrieval with ``runs`` random starts batched on one device; keep the best ``keep``.
 
     Parameters
@@ -280,7 +370,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     known : bool ndarray, optional
         True on measured pixels.
     support : bool ndarray, optional
-        Real-space support (object centred); estimated from the autocorrelation when omitted.
+        Real-space support (object centred); estimated from the autocorrelation when omitted,
+        and then refined by shrink-wrap unless ``shrink_wrap=False`` is passed (or a ``config``).
     problem : PhaseProblem, optional
         Prepared data (:func:`fastem.phase.problem.prepare_problem`) instead of the arrays.
     config : PhaseConfig, optional
@@ -305,6 +396,13 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     max_batch_bytes : int, optional
         Memory budget of one batch (default :func:`default_batch_bytes`); more runs than fit are
         split into chunks (:func:`split_runs`) with the same per-run results.
+    keep_tolerance : float or None
+        Consistency of the kept runs (:func:`keep_consistent`): a run whose aligned image differs
+        from the best one by more than this (relative L1; default 0.3) is reported as an outlier
+        and not averaged, the next run by R_F is taken instead (up to ``2 keep`` candidates are
+        looked at). ``None``: average the ``keep`` best whatever they look like.
+        ``result.extra["kept_report"]`` says for every candidate whether it was kept and why,
+        ``result.extra["mean_rf"]`` is the R_F of the mean image.
     executor : fastem.executor.Executor, optional
         Where the chunks run (default: in this process, one after the other). With a
         :class:`fastem.executor.DaskExecutor` the runs are split into at least one chunk per
@@ -335,6 +433,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     if resume_state is not None and not isinstance(resume_state, dict):
         raise InputError(f"resume_state must be a checkpoint dict, got {type(resume_state).__name__}")
     if config is None:
+        if support is None and problem is None and "shrink_wrap" not in options:
+            options["shrink_wrap"] = True  # the autocorrelation estimate is loose: refine it
         unknown = sorted(set(options) - set(PhaseConfig.__dataclass_fields__))
         if unknown:
             raise InputError(f"retrieve: unknown option {unknown[0]!r} (options: "
@@ -367,7 +467,13 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     else:
         chunks = split_runs(runs, bytes_per_run, budget, min_chunks=1 if inline else executor.slots)
 
-    kept = _Kept(keep)
+    if keep_tolerance is not None:
+        if isinstance(keep_tolerance, bool) or not isinstance(keep_tolerance, (int, float, np.integer, np.floating)) \
+                or not 0 < float(keep_tolerance) < np.inf:
+            raise InputError(f"keep_tolerance must be a number > 0 or None, got {keep_tolerance!r}")
+        keep_tolerance = float(keep_tolerance)
+    # candidates for the kept average: twice as many when outliers may be set aside
+    kept = _Kept(keep if keep_tolerance is None else min(runs, 2 * keep))
     final_rf = np.full(runs, np.inf)
     hist_its, hist_rf = None, np.zeros((0, runs))
     first = 0
@@ -418,7 +524,7 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
                     state.update(kept.state())
                 on_checkpoint(state)
 
-            task = {"problem": problem, "config": config, "seed": seed, "start": a, "stop": b, "keep": keep,
+            task = {"problem": problem, "config": config, "seed": seed, "start": a, "stop": b, "keep": kept.keep,
                     "state": resume_state if (resume_state is not None and k == first) else None,
                     "progress": progress, "checkpoint_every": checkpoint_every,
                     "on_checkpoint": chunk_checkpoint if on_checkpoint is not None else None}
@@ -427,7 +533,7 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
         data = problem.host_data()
         dev = "cuda" if problem.device.is_gpu else "cpu"
         tasks = [{"problem_data": data, "device": dev, "config": config, "seed": seed, "start": a, "stop": b,
-                  "keep": keep} for a, b in chunks]
+                  "keep": kept.keep} for a, b in chunks]
         for out in executor.map(_run_chunk, tasks):
             merge(out)
             if progress is not None:
@@ -436,13 +542,22 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     images, rf_kept = kept.images, kept.rf
     if images is None or len(rf_kept) == 0:
         raise NonFiniteResultError(_all_diverged_message(config, runs, first_divergence))
-    kimg, kidx, mean, var = keep_best(images, rf_kept, keep)
+    sel = keep_consistent(images, rf_kept, keep, tolerance=keep_tolerance)
+    kimg, kidx, mean, var = sel.images, sel.indices, sel.mean, sel.variance
     for what, arr in (("mean image", mean), ("variance", var)):
         if not np.all(np.isfinite(arr)):  # finite runs whose mean overflows: never returned as a result
             raise NonFiniteResultError(f"phase retrieval: the {what} of the kept runs is not finite (values beyond "
                                        f"the float64 range); check the data for huge values")
     kept_runs = kept.runs[kidx]
-    extra = {"chunks": [list(c) for c in chunks], "bytes_per_run": bytes_per_run}
+    report = [dict(e, run=int(kept.runs[e.pop("index")])) for e in sel.report]
+    extra = {"chunks": [list(c) for c in chunks], "bytes_per_run": bytes_per_run, "kept_report": report,
+             "rejected_runs": [e["run"] for e in report if not e["kept"]], "keep_tolerance": keep_tolerance}
+    try:
+        from .metrics import r_factor
+
+        extra["mean_rf"] = r_factor(mean, problem.magnitudes, problem.known)
+    except InputError:  # pragma: no cover - magnitudes validated when prepared
+        pass
     if kept.supports is not None:
         extra["best_support"] = kept.supports[kidx[0]]
     return PhaseResult(image=mean, variance=var, best=kimg[0], kept=kimg, kept_runs=kept_runs,

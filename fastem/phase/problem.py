@@ -143,7 +143,8 @@ def _as_real_array(value, name: str) -> np.ndarray:
 
 
 def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64, device: Any = None,
-                    support_threshold: float = 0.005, where: str = "intensities") -> PhaseProblem:
+                    support_threshold: float = 0.005, where: str = "intensities",
+                    support_mode: str = "auto") -> PhaseProblem:
     """Validate and lay out the data of a phase-retrieval problem.
 
     Parameters
@@ -160,6 +161,11 @@ def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64
         Where to iterate (default: the global setting).
     support_threshold : float
         Relative threshold of the autocorrelation support estimate, in ``(0, 1)``.
+    support_mode : {"auto", "full", "half"}
+        How the support is estimated when ``support`` is None
+        (:func:`fastem.phase.support.autocorrelation_support`; "auto": the full autocorrelation
+        support when it covers at most half of the array -- it contains a translate of any
+        object, for shrink-wrap to refine -- else the half-scaled one).
     where : str
         Name of the data in error messages (e.g. ``"in.cxi:/entry_1/data_1/data"``).
 
@@ -219,7 +225,7 @@ def prepare_problem(intensities, known=None, support=None, *, dtype=np.complex64
         # the estimate is relative (scale-free): feed it intensities in a range whose FFT cannot overflow
         scale = magnitude_scale(float(b.max()), np.float64)
         supp = autocorrelation_support(inten * (scale * scale) if scale != 1.0 else inten, known_arr,
-                                       threshold=support_threshold)
+                                       threshold=support_threshold, mode=support_mode)
         supp = check_support(supp, inten.shape, where="estimated support")
     else:
         supp = check_support(support, inten.shape)

@@ -104,7 +104,8 @@ def _fill_missing_centre(inten: np.ndarray, known: np.ndarray) -> np.ndarray:
     return out
 
 
-def autocorrelation_support(intensities, known=None, threshold: float = 0.005, margin: int = 3) -> np.ndarray:
+def autocorrelation_support(intensities, known=None, threshold: float = 0.005, margin: int = 3,
+                            mode: str = "half") -> np.ndarray:
     """Support estimate from the thresholded autocorrelation (see the module docstring).
 
     Parameters
@@ -116,6 +117,14 @@ def autocorrelation_support(intensities, known=None, threshold: float = 0.005, m
         Relative threshold on the autocorrelation (0 < threshold < 1).
     margin : int
         Dilation (pixels) of the half-scaled support.
+    mode : {"half", "full", "auto"}
+        ``"half"``: the half-scaled estimate (steps 1-3 above; tight for convex, centro-symmetric
+        objects, but it cuts into others: for two separated particles it keeps the central piece
+        only). ``"full"``: ``S_auto`` itself, dilated by ``margin`` and with every piece larger
+        than 2 % of the biggest one -- it contains a translate of the object whatever its shape
+        (``S - x0`` is in ``S - S`` for every ``x0`` in ``S``), a loose support for shrink-wrap
+        to refine. ``"auto"``: ``"full"`` when it covers at most half of the array (the oversampling limit), else
+        ``"half"``.
 
     Returns
     -------
@@ -147,6 +156,16 @@ def autocorrelation_support(intensities, known=None, threshold: float = 0.005, m
 
     s_auto = binary_fill_holes(auto > threshold * peak)
     shape = inten.shape
+    if mode not in ("half", "full", "auto"):
+        raise InputError(f"{func}: mode must be 'half', 'full' or 'auto', got {mode!r}")
+    if mode in ("full", "auto"):
+        full = binary_dilation(s_auto, iterations=int(margin)) if margin > 0 else s_auto
+        labels, count = label(full)
+        if count > 1:  # drop the specks of background ringing, keep every real piece
+            sizes = np.bincount(labels.ravel())[1:]
+            full = np.isin(labels, 1 + np.flatnonzero(sizes >= 0.02 * sizes.max()))
+        if mode == "full" or 2 * int(full.sum()) <= full.size:
+            return full
     # S(x) = S_auto(2x), x centred: sample S_auto at index c + 2 (i - c)
     grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
     src = []
