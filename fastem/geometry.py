@@ -1,6 +1,6 @@
 """Projection geometry shared by the synthetic tilt series and the tomography engine.
 
-Conventions (``../shared/specs/resire.md``, thesis chapter 3):
+Conventions (docs/tomo.md "Geometry", thesis (seed 004) chapter 3):
 
 * Volumes are stored ``(z, y, x)`` in memory; a point is written ``r = (x, y, z)``.
 * Coordinates are centred: index ``i`` on an axis of length ``n`` sits at ``i - n // 2`` (the

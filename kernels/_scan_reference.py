@@ -1,6 +1,6 @@
 """The plain NumPy/SciPy partial-scan pipeline: the float64 test oracle and the benchmark peer.
 
-Everything here follows ``../shared/specs/partial_scan.md`` literally and favours clarity over
+Everything here follows the partial-scan specification (docs/scan.md, "Forming a partial scan") literally and favours clarity over
 speed; the kernels in ``fastem.kernels.scan_path`` and ``fastem.kernels.partial_scan`` must
 reproduce it (their ``engine="numpy"`` calls these functions). Random numbers come from the
 counter-based generator of ``fastem.kernels._hash_rng`` so that every engine draws the same

@@ -1,6 +1,6 @@
 """Fused per-example losses with adaptive learning rate clipping (ALRC).
 
-Spec: ``shared/specs/training.md`` (ALRC section); seed 000 appendix A (Ede & Beanland) and
+Spec: docs/train_alrc.md "What is computed"; seed 000 appendix A (Ede & Beanland) and
 Ede & Beanland, Mach. Learn.: Sci. Technol. 1, 015011 (2020), algorithm 1.
 
 For a batch of B examples of P pixels (``pred`` and ``target`` of shape ``(B, ...)``), with

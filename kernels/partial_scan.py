@@ -1,6 +1,6 @@
 """Batched partial-scan formation: normalise + blur (stage A), noise model + nearest infill (stage B).
 
-Spec: ``../shared/specs/partial_scan.md``, "Forming a partial scan", steps 1-4. Engines:
+Spec: docs/scan.md, "Forming a partial scan", steps 1-4. Engines:
 
 ``numpy``
     ``fastem.scan._reference`` in float64 (the oracle; exact nearest pixel by a dense

@@ -1,6 +1,6 @@
 """CXI files (coherent X-ray / electron diffraction): diffraction data in, reconstructions out.
 
-Layout read and written (CXI 1.6, ``formats_and_cli.md``)::
+Layout read and written (CXI 1.6; docs/io.md "CXI")::
 
     /cxi_version                                   160
     /entry_1/instrument_1/source_1/energy          photon / electron energy (J), optional

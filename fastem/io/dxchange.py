@@ -1,6 +1,6 @@
 """Data Exchange files (tomography): tilt series in, volumes out.
 
-Layout read and written (``formats_and_cli.md``; APS Data Exchange plus fastem extensions)::
+Layout read and written (docs/io.md "Data Exchange"; APS Data Exchange plus fastem extensions)::
 
     /implements                 "exchange:process"
     /exchange/data              projections (n_proj, rows, cols), attr axes="theta:y:x"

@@ -1,6 +1,6 @@
 """Provenance records: who wrote an output, when, how, on which device, with which settings.
 
-Every output file written by fastem carries a provenance record (``formats_and_cli.md``):
+Every output file written by fastem carries a provenance record (docs/io.md, "Writing outputs safely"):
 
 ========== ========================================================================
 program    ``"fastem"``

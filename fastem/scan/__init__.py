@@ -1,6 +1,6 @@
 """Partial-scan STEM: scan paths, partial-scan formation, completion baselines and metrics.
 
-Spec: ``../shared/specs/partial_scan.md`` (seed 000: Ede & Beanland, Sci. Rep. 2020). Synthetic
+Spec: docs/scan.md (seed 000: Ede & Beanland, Sci. Rep. 2020). Synthetic
 micrographs come from :mod:`fastem.data.stem`; the kernels behind the pipeline are
 ``fastem.kernels.scan_path`` and ``fastem.kernels.partial_scan``.
 """

@@ -1,6 +1,6 @@
 """Partial-scan paths: Archimedean spirals and jittered grids as dwell maps.
 
-Spec ``../shared/specs/partial_scan.md`` ("Scan paths"); seed 000, section 2.1. A path is a
+Spec docs/scan.md "Scan paths and coverage"; seed 000, section 2.1. A path is a
 ``(B, H, W)`` float32 dwell map ``m`` in [0, 1] (fraction of a full-scan dwell spent at each
 pixel). By default a path is rasterised as the paper's code does, a 1-px line with dwell 1 on
 the pixels it visits (a binary map); ``antialias=True`` shares the line between the two pixels

@@ -1,6 +1,6 @@
 """Training kernels: adaptive learning rate clipping (ALRC) of per-example losses.
 
-Spec: ``shared/specs/training.md`` (ALRC section); seed 000 appendix A. The NumPy/CuPy API
+Spec: docs/train_alrc.md; seed 000 appendix A. The NumPy/CuPy API
 (:class:`ALRC`, :func:`alrc_loss`, :func:`per_example_loss`) needs no torch; the PyTorch bridge
 (:class:`ALRCLoss`, :func:`alrc_loss_torch`, :func:`alrc_loss_reference`) lives in
 :mod:`fastem.train.torch_alrc` and is imported on first use.

@@ -1,6 +1,6 @@
 """Adaptive learning rate clipping (ALRC) for NumPy/CuPy training loops.
 
-Spec: ``shared/specs/training.md`` (ALRC); seed 000 appendix A; Ede & Beanland, Mach. Learn.:
+Spec: docs/train_alrc.md "What is computed"; seed 000 appendix A; Ede & Beanland, Mach. Learn.:
 Sci. Technol. 1, 015011 (2020), algorithm 1. The fused kernels are in
 :mod:`fastem.kernels.alrc_loss`; the PyTorch module is :class:`fastem.train.ALRCLoss`
 (``fastem.train.torch_alrc``, imported on first use).
