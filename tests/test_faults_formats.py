@@ -184,3 +184,11 @@ def test_format_modules_import_no_optional_package():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_hspy_output_without_rosettasciio_refused_before_the_run(tmp_path, rng, monkeypatch):
+    io.write_tiff(tmp_path / "in.tif", (rng.random((2, 16, 16)) + 0.1).astype(np.float32))
+    monkeypatch.setitem(__import__("sys").modules, "rsciio.hspy", None)
+    r = run("scan", "simulate", tmp_path / "in.tif", "-o", tmp_path / "s.hspy")
+    assert r.exit_code == 2 and "pip install 'fastem[formats]'" in r.output and ".tmp" not in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]

@@ -115,6 +115,12 @@ def output_format(path, fmt: str | None = None, *, allowed: Iterable[str] = FORM
         flag = format_flag if by_suffix is None else output_flag
         raise InputError(f"{flag} {path if flag == output_flag else fmt}: {command} does not write {fmt} "
                          f"(it writes {', '.join(allowed)})")
+    if fmt == "hspy":   # refuse before the run, not after it
+        try:
+            import rsciio.hspy  # noqa: F401
+        except ImportError:
+            raise InputError(f"{output_flag} {path}: writing .hspy needs RosettaSciIO: "
+                             f"pip install 'fastem[formats]'") from None
     return fmt
 
 
@@ -217,11 +223,11 @@ def _voxel_size(axes: tuple, calibration: Calibration | None):
     return (sizes.get("z", sizes["x"]), sizes["y"], sizes["x"])
 
 
-def _write_hspy(path: Path, arr: np.ndarray, axes: tuple, dims: list, prov: dict, title: str) -> None:
+def _write_hspy(path: Path, arr: np.ndarray, axes: tuple, dims: list, prov: dict, title: str, final=None) -> None:
     try:
         from rsciio.hspy import file_writer
     except ImportError:
-        raise InputError(f"{path}: writing .hspy needs RosettaSciIO: pip install 'fastem[formats]'") from None
+        raise InputError(f"{final or path}: writing .hspy needs RosettaSciIO: pip install 'fastem[formats]'") from None
     navigate = [a in ("image", "cluster") for a in axes]
     if not any(not n for n in navigate):
         navigate = [False] * len(axes)
@@ -287,7 +293,7 @@ def export_hdf5(src, path, fmt: str, layout: str, *, calibration: Calibration | 
     if fmt == "hspy":
         dims = _dims(arr, axes, calibration)
         with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
-            _write_hspy(tmp, arr, axes, dims, prov, primary)
+            _write_hspy(tmp, arr, axes, dims, prov, primary, final=path)
         return path
     raise InputError(f"format must be one of emd, mrc, tiff, hspy for an export, got {fmt!r}")
 
