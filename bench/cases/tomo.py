@@ -3,7 +3,7 @@
 CPU (``ctx.device`` cpu): volumes 128^3 and 256^3 with 60 tilts about y (-70..70 deg)
 
 * voxel x projection updates per second of the forward and back projections, fastem's
-  ``linear`` pair (4 sub-points, 9 taps) and bilinear pair (1 point, 4 taps), against ASTRA's
+  ``linear`` pair (4 object-space sub-points, 8-16 taps) and bilinear pair (1 point, 2-4 taps), against ASTRA's
   2D CPU projectors (Joseph ``linear``) applied slice by slice on the same single-axis data
   and scikit-image ``radon`` / ``iradon(filter_name=None)`` (timed on a few slices and scaled to
   the volume, as noted);
@@ -72,6 +72,9 @@ def _cpu(ctx, rng) -> None:
                                        back_project(bordered, coeffs, out, subpoints=s, border=BORDER)),
                         work=work, work_unit=UNIT, **big)
         if astra_peer.available():
+            if settings.threads > 1:
+                ctx.note(f"ASTRA's 2D CPU projectors are single-threaded, fastem ran on {settings.threads} threads: "
+                         "for a per-core ratio run 'fastem --threads 1 bench tomo' or bench/tomo_astra_threads.py")
             peer = astra_peer.AstraSlices(vol.shape, n, tilts, projector="linear")
             sino = peer.forward(vol)
             ctx.measure("forward projection", label, "ASTRA 2D CPU linear, per slice", lambda: peer.forward(vol),
