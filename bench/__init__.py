@@ -1,4 +1,25 @@
 """fastem benchmarks (installed as ``fastem.bench``): case modules in ``cases/``, results in ``results/``.
 
-Run with ``fastem bench [NAME ...]``; see :mod:`fastem.benchmark` for the harness.
+Run with ``fastem bench [NAME ...]``; see :mod:`fastem.benchmark` for the harness. Discovery lives
+here, with the cases: the library (``fastem.*``) never imports this package.
 """
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+
+def discover_cases() -> dict[str, Any]:
+    """``{NAME: module}`` for every module in ``fastem.bench.cases`` defining ``NAME`` and ``run``."""
+    from . import cases as pkg
+
+    found = {}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        if hasattr(mod, "NAME") and hasattr(mod, "run"):
+            found[mod.NAME] = mod
+    return found

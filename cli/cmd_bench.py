@@ -19,13 +19,15 @@ def command(names, quick, list_only, out_dir, no_write):
     The results folder is created and checked for writing before any case runs."""
     from pathlib import Path
 
+    import fastem.bench
     from fastem.backend import resolve_device
-    from fastem.benchmark import discover_cases, run_cases
+    from fastem.benchmark import run_cases
     from fastem.config import settings
 
+    cases = fastem.bench.discover_cases()
     if list_only:
-        for name, mod in discover_cases().items():
+        for name, mod in cases.items():
             click.echo(f"{name:<12} {getattr(mod, 'DESCRIPTION', '')}")
         return
     run_cases(list(names), device=resolve_device(), quick=quick, out_dir=Path(out_dir) if out_dir else None,
-              echo=(lambda text: None) if settings.quiet else click.echo, write=not no_write)
+              echo=(lambda text: None) if settings.quiet else click.echo, write=not no_write, cases=cases)

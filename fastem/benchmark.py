@@ -229,29 +229,29 @@ def format_table(measurements: list[Measurement]) -> str:
 # discovery and running
 # --------------------------------------------------------------------------------------------
 def discover_cases() -> dict[str, Any]:
-    """``{NAME: module}`` for every module in ``fastem.bench.cases`` defining ``NAME`` and ``run``."""
-    import fastem.bench.cases as pkg
+    """Deprecated: case discovery lives with the cases, :func:`fastem.bench.discover_cases`.
 
-    cases = {}
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"fastem.bench.cases.{info.name}")
-        if hasattr(mod, "NAME") and hasattr(mod, "run"):
-            cases[mod.NAME] = mod
-    return cases
+    The library does not import the benchmark package itself; the ``fastem bench`` command
+    discovers the cases and passes them to :func:`run_cases`.
+    """
+    import warnings
+
+    warnings.warn("fastem.benchmark.discover_cases moved to fastem.bench.discover_cases", DeprecationWarning,
+                  stacklevel=2)
+    return importlib.import_module("fastem.bench").discover_cases()
+
+
+#: the folder holding the ``fastem`` package (a source checkout's root, or site-packages)
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 def _checkout_root() -> Path | None:
-    """The source checkout fastem runs from (a folder holding ``pyproject.toml`` and ``bench/``
-    beside the package), or ``None`` for an installed copy (site-packages, dist-packages)."""
-    import fastem.bench as pkg
-
-    bench = Path(pkg.__file__).resolve().parent
-    if any(part in ("site-packages", "dist-packages") for part in bench.parts):
+    """The source checkout fastem runs from (``pyproject.toml`` and ``bench/`` beside the
+    ``fastem`` package), or ``None`` for an installed copy (site-packages, dist-packages)."""
+    root = _PACKAGE_PARENT
+    if any(part in ("site-packages", "dist-packages") for part in root.parts):
         return None
-    root = bench.parent
-    if bench.name == "bench" and (root / "pyproject.toml").is_file():
+    if (root / "bench").is_dir() and (root / "pyproject.toml").is_file():
         return root
     return None
 
@@ -291,8 +291,12 @@ def prepare_results_dir(out_dir=None, *, flag: str = "--out-dir") -> Path:
 
 
 def run_cases(names: list[str] | None = None, device: Any = "cpu", quick: bool = False,
-              out_dir: Path | None = None, echo: Callable[[str], Any] = print, write: bool = True) -> dict[str, Path | None]:
+              out_dir: Path | None = None, echo: Callable[[str], Any] = print, write: bool = True,
+              cases: dict[str, Any] | None = None) -> dict[str, Path | None]:
     """Run the named cases (all when empty), print a table for each, write JSON results.
+
+    ``cases``: ``{NAME: case module}`` (:func:`fastem.bench.discover_cases`, which the ``fastem
+    bench`` command passes; omitted: discovered the deprecated way, with a warning).
 
     Returns ``{case name: path of the JSON written}``. With ``write``, the results folder
     (``out_dir``, default :func:`results_dir`) is created and checked first
@@ -302,7 +306,8 @@ def run_cases(names: list[str] | None = None, device: Any = "cpu", quick: bool =
 
     use_passive_openmp()   # as the CLI does: timings must not include OpenMP spin-waits
     dev = backend.Device(device)
-    cases = discover_cases()
+    if cases is None:
+        cases = discover_cases()
     names = list(names) if names else list(cases)
     unknown = [n for n in names if n not in cases]
     if unknown:

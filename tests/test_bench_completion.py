@@ -142,7 +142,8 @@ def test_ablation_cli_rejects_unknown_config(tmp_path, capsys):
 
 
 def test_bench_case_scan_model_quick(tiny_model, monkeypatch):
-    from fastem.benchmark import BenchContext, discover_cases
+    from fastem.bench import discover_cases
+    from fastem.benchmark import BenchContext
 
     assert discover_cases()["scan-model"] is scan_model
     monkeypatch.setenv(scan_model.MODEL_ENV, str(tiny_model))

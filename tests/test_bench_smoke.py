@@ -3,7 +3,8 @@ cases, not timing: no timed assertions here)."""
 
 import pytest
 
-from fastem.benchmark import BenchContext, discover_cases, format_table, time_call
+from fastem.bench import discover_cases
+from fastem.benchmark import BenchContext, format_table, time_call
 
 CASES = discover_cases()
 

@@ -16,6 +16,7 @@ import subprocess
 import time
 import types
 import warnings
+from pathlib import Path
 
 import click
 import h5py
@@ -321,7 +322,7 @@ def test_external_link_in_a_command_input(files, tmp_path):
 # bench --out-dir: checked and created before anything runs; never inside site-packages
 # ------------------------------------------------------------------------------------------
 def test_bench_creates_a_new_out_dir_first(tmp_path, monkeypatch):
-    from fastem import benchmark
+    import fastem.bench
 
     seen = []
 
@@ -329,17 +330,18 @@ def test_bench_creates_a_new_out_dir_first(tmp_path, monkeypatch):
         seen.append(os.path.isdir(tmp_path / "new" / "sub"))  # already there while the case runs
         ctx.measure("fake", "1", "fastem", lambda: None, role="fastem")
 
-    monkeypatch.setattr(benchmark, "discover_cases", lambda: {"fake": types.SimpleNamespace(NAME="fake", run=fake_run)})
+    monkeypatch.setattr(fastem.bench, "discover_cases",
+                        lambda: {"fake": types.SimpleNamespace(NAME="fake", run=fake_run)})
     r = invoke("--quiet", "bench", "fake", "--quick", "--out-dir", tmp_path / "new" / "sub")
     assert r.returncode == 0, r.stderr
     assert seen == [True] and len(list((tmp_path / "new" / "sub").glob("fake-*.json"))) == 1
 
 
 def test_bench_bad_out_dir_fails_before_running(tmp_path, monkeypatch):
-    from fastem import benchmark
+    import fastem.bench
 
     ran = []
-    monkeypatch.setattr(benchmark, "discover_cases",
+    monkeypatch.setattr(fastem.bench, "discover_cases",
                         lambda: {"fake": types.SimpleNamespace(NAME="fake", run=lambda ctx: ran.append(1))})
     (tmp_path / "afile").write_text("x")
     r = invoke("--quiet", "bench", "fake", "--out-dir", tmp_path / "afile" / "sub")
@@ -348,10 +350,9 @@ def test_bench_bad_out_dir_fails_before_running(tmp_path, monkeypatch):
 
 
 def test_bench_results_never_inside_an_installed_package(tmp_path, monkeypatch):
-    import fastem.bench
     from fastem import benchmark
 
-    monkeypatch.setattr(fastem.bench, "__file__", "/usr/lib/python3/site-packages/fastem/bench/__init__.py")
+    monkeypatch.setattr(benchmark, "_PACKAGE_PARENT", Path("/usr/lib/python3/site-packages"))
     monkeypatch.chdir(tmp_path)
     assert benchmark.results_dir() == tmp_path
     assert benchmark.prepare_results_dir() == tmp_path

@@ -2,7 +2,7 @@
 
     base      fastem.errors, fastem.backend, fastem.interop     import only each other
     kernels   fastem.kernels.*                                  import only base and kernels
-    library   everything else in fastem                         never imports fastem.cli
+    library   everything else in fastem                         never imports fastem.cli or fastem.bench
     CLI       fastem.cli.*                                      top
 
 Plus: production code does not import the float64 test oracles (``_reference`` modules) except
@@ -95,8 +95,8 @@ def test_kernels_are_leaves():
     assert not _violations(_files("kernels"), lambda m: m in BASE or m.startswith("fastem.kernels"))
 
 
-def test_library_never_imports_the_cli():
-    assert not _violations(_files("fastem"), lambda m: not m.startswith("fastem.cli"))
+def test_library_never_imports_the_cli_or_the_benchmarks():
+    assert not _violations(_files("fastem"), lambda m: not m.startswith(("fastem.cli", "fastem.bench")))
 
 
 def test_production_code_does_not_import_test_oracles():
