@@ -278,3 +278,32 @@ def test_gather_is_fancy_indexing(rng):
     np.testing.assert_array_equal(out, X[idx])
     with pytest.raises(IndexError):
         gather(X, np.array([1, 50]), np.empty((2, 9), np.float32))
+
+
+# -- the bench script ----------------------------------------------------------------------------
+def test_bench_cluster_4dstem_quick(tmp_path):
+    """bench/cluster_4dstem.py --quick writes its table and every method's figures."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("hdf5plugin")
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import cluster_4dstem
+
+    out = tmp_path / "q"
+    assert cluster_4dstem.main(["--quick", "--repeats", "1", "--ks", "3", "--no-peak", "--tmp", str(tmp_path),
+                                "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    (case,) = res["cases"]
+    assert case["scan"] == [16, 16] and case["K"] == 3
+    for name, r in case["methods"].items():
+        assert r["median_s"] > 0 and 0 <= r["objective_median"] and -1 <= r["ari_median"] <= 1, name
+    # same plan from memory and from every file layout: the same centroids, so the same objective
+    m = case["methods"]
+    for name in ("fastem mini-batch, HDF5 chunked", "fastem mini-batch, HDF5 contiguous",
+                 "fastem mini-batch, HDF5 bitshuffle-LZ4"):
+        assert m[name]["objective_median"] == m["fastem mini-batch, memory, chunk plan"]["objective_median"], name
+    assert m["fastem Lloyd, memory"]["objective_median"] == m["fastem Lloyd, HDF5 chunked"]["objective_median"]
+    assert "| sklearn MiniBatchKMeans |" in out.with_suffix(".md").read_text()
