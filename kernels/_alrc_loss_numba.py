@@ -11,7 +11,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from . import _alrc_common
 from ._numba_flags import FASTMATH_SUMS, fastmath
+
+_example_terms = njit(inline="always", cache=True)(_alrc_common.example_terms)
+_clip_threshold = njit(inline="always", cache=True)(_alrc_common.clip_threshold)
 
 CHUNK = 16384
 #: below this many pixels per call the serial twins run (a parallel region costs more than the work)
@@ -79,10 +83,7 @@ def alrc_finalize_numba(partial, npix, kind, scale, n, beta, clip, update, momen
     nb = partial.shape[0]
     lmax = 0.0
     if clip:
-        var = moments[1] - moments[0] * moments[0]
-        if var < 0.0:
-            var = 0.0
-        lmax = moments[0] + n * math.sqrt(var + 1e-8)
+        lmax = _clip_threshold(moments[0], moments[1], n)
     s1 = 0.0
     s2 = 0.0
     bad = 0
@@ -90,22 +91,12 @@ def alrc_finalize_numba(partial, npix, kind, scale, n, beta, clip, update, momen
         tot = 0.0
         for c in range(partial.shape[1]):
             tot += partial[b, c]
-        x = scale * tot / npix
-        hp = 1.0
-        loss = x
-        if kind == 1 and x > 1.0:
-            loss = math.sqrt(x)
-            hp = 0.5 / loss
-        if not math.isfinite(loss):
-            bad += 1
-        f = 1.0
-        if clip and loss > lmax:
-            f = lmax / loss
-        ld = f * loss
+        loss, ld, f, g, flag = _example_terms(scale * tot / npix, kind, clip, lmax, scale, npix, nb)
+        bad += flag
         losses[b] = loss
         clipped[b] = ld
         factor[b] = f
-        gscale[b] = f * scale * hp / (npix * nb)
+        gscale[b] = g
         s1 += ld
         s2 += ld * ld
     if clip and update and bad == 0:

@@ -9,22 +9,11 @@ import math
 
 from numba import cuda, float64
 
-THREADS = 128
+from . import _alrc_common
+from ._numba_cuda_reduce import THREADS, block_sum as _block_sum
 
-
-@cuda.jit(device=True)
-def _block_sum(partial, tid, value):
-    partial[tid] = value
-    cuda.syncthreads()
-    step = THREADS // 2
-    while step > 0:
-        if tid < step:
-            partial[tid] += partial[tid + step]
-        cuda.syncthreads()
-        step //= 2
-    total = partial[0]
-    cuda.syncthreads()
-    return total
+_example_terms = cuda.jit(device=True)(_alrc_common.example_terms)
+_clip_threshold = cuda.jit(device=True)(_alrc_common.clip_threshold)
 
 
 @cuda.jit
@@ -66,28 +55,18 @@ def alrc_finalize_kernel(sums, npix, kind, scale, n, beta, clip, update, moments
     mu2 = moments[1]
     lmax = 0.0
     if clip:
-        lmax = mu1 + n * math.sqrt(max(mu2 - mu1 * mu1, 0.0) + 1e-8)
+        lmax = _clip_threshold(mu1, mu2, n)
     s1 = 0.0
     s2 = 0.0
     bad = 0.0
     b = tid
     while b < nb:
-        x = scale * sums[b] / npix
-        loss = x
-        hp = 1.0
-        if kind == 1 and x > 1.0:
-            loss = math.sqrt(x)
-            hp = 0.5 / loss
-        if not math.isfinite(loss):
-            bad += 1.0
-        f = 1.0
-        if clip and loss > lmax:
-            f = lmax / loss
-        ld = f * loss
+        loss, ld, f, g, flag = _example_terms(scale * sums[b] / npix, kind, clip, lmax, scale, npix, nb)
+        bad += flag
         losses[b] = loss
         clipped[b] = ld
         factor[b] = f
-        gscale[b] = f * scale * hp / (npix * nb)
+        gscale[b] = g
         s1 += ld
         s2 += ld * ld
         b += THREADS

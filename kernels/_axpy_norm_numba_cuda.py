@@ -6,7 +6,7 @@ for its own; closures would defeat that). Importing this module needs ``numba.cu
 
 from numba import cuda, float64
 
-THREADS = 128
+from ._numba_cuda_reduce import THREADS, block_sum
 
 
 @cuda.jit
@@ -19,16 +19,9 @@ def axpy_norm_kernel(a, x, y, out):
         v = a * x[i] + y[i]
         y[i] = v
         acc += v.real * v.real + v.imag * v.imag
-    partial[tid] = acc
-    cuda.syncthreads()
-    step = THREADS // 2
-    while step > 0:
-        if tid < step:
-            partial[tid] += partial[tid + step]
-        cuda.syncthreads()
-        step //= 2
+    total = block_sum(partial, tid, acc)
     if tid == 0:
-        cuda.atomic.add(out, 0, partial[0])
+        cuda.atomic.add(out, 0, total)
 
 
 def axpy_norm_numba_cuda(a, x, y, out, stream=0, max_blocks: int = 1024):

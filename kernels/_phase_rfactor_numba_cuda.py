@@ -7,7 +7,7 @@ import math
 
 from numba import cuda, float64
 
-THREADS = 128
+from ._numba_cuda_reduce import THREADS, block_sum
 
 
 @cuda.jit
@@ -48,16 +48,9 @@ def rfactor_half_kernel(spec, bh, bm, out, npix):
             acc += abs(mag - b1)
         if b2 >= 0:
             acc += abs(mag - b2)
-    partial[tid] = acc
-    cuda.syncthreads()
-    step = THREADS // 2
-    while step > 0:
-        if tid < step:
-            partial[tid] += partial[tid + step]
-        cuda.syncthreads()
-        step //= 2
+    total = block_sum(partial, tid, acc)
     if tid == 0:
-        cuda.atomic.add(out, cuda.blockIdx.y, partial[0])
+        cuda.atomic.add(out, cuda.blockIdx.y, total)
 
 
 def hermitian_half_numba_cuda(z, half, runs, na, nb, nc, half_scale, stream=0, max_blocks: int = 1024):
