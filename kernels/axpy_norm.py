@@ -12,6 +12,8 @@ This module shows the pattern every fastem kernel follows:
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from fastem import backend
@@ -72,7 +74,7 @@ def axpy_norm(a: complex, x, y, engine: str | None = None):
         scalar = np.complex64(a) if x.dtype == np.complex64 else np.complex128(a)
         return float(axpy_norm_numba(scalar, x.reshape(-1), y.reshape(-1)))
     xp = backend.get_array_module(x)
-    with backend.get_device(x).use() if backend.is_cupy_array(x) else _null():
+    with backend.get_device(x).use() if backend.is_cupy_array(x) else contextlib.nullcontext():
         out = xp.zeros(1, dtype=np.float64)
         if engine == "cuda":
             from . import _cuda
@@ -88,10 +90,3 @@ def axpy_norm(a: complex, x, y, engine: str | None = None):
                                  as_numba_cuda(out), stream=numba_cuda_stream())
         return out[0] if backend.is_cupy_array(x) else float(out[0])
 
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import (PROCESS_GROUP, atomic_output, provenance, write_dxchange, write_dxchange_volume, write_mrc,
                   write_process_group, write_tlt)
-from ..io.cxi import CXI_DATA_PROCESS, _write_data
+from ..io.cxi import CXI_DATA_PROCESS, write_cxi_detector
 
 __all__ = ["save_cdi", "save_tilt_series", "save_volume", "save_mixture", "CDI_TRUTH_OBJECT", "CDI_TRUTH_SUPPORT"]
 
@@ -42,7 +42,7 @@ def save_cdi(path, cdi, *, energy=None, distance=None, pixel_size=None, overwrit
     cfg.update(config or {})
     with atomic_output(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
-            _write_data(f, cdi.intensities, mask=cdi.mask, energy=energy, distance=distance, pixel_size=pixel_size)
+            write_cxi_detector(f, cdi.intensities, mask=cdi.mask, energy=energy, distance=distance, pixel_size=pixel_size)
             f.create_dataset(CDI_TRUTH_OBJECT, data=cdi.object)
             f[CDI_TRUTH_SUPPORT] = cdi.support.astype(np.uint8)
             f[CDI_TRUTH_SUPPORT].attrs["meaning"] = "1 = inside the (dilated) true support"

@@ -25,7 +25,7 @@ from .checkpoint import (array_digest, file_digest, check_fingerprint, generator
                          write_checkpoint)
 from .cxi import (CXI_CHECKPOINT, CXI_DATA, CXI_DETECTOR, CXI_IMAGE, CXI_PROCESS, MASK_DEAD, MASK_HOT,
                   MASK_INVALID, MASK_SATURATED, MASK_SHADOWED, CXIData, CXIReconstruction, mask_from_known,
-                  read_cxi, read_cxi_reconstruction, write_cxi, write_cxi_reconstruction)
+                  read_cxi, read_cxi_reconstruction, write_cxi, write_cxi_detector, write_cxi_reconstruction)
 from .dxchange import (DX_CHECKPOINT, DX_PROCESS, DXVolume, TiltSeriesData, flat_dark_correct, minus_log,
                        read_dxchange, read_dxchange_volume, write_dxchange, write_dxchange_volume)
 from .emd import EMDData, EMDDim, list_emd_arrays, read_emd, write_emd
@@ -46,7 +46,7 @@ __all__ = [
     "generator_from_state", "load_checkpoint_file", "read_checkpoint", "save_checkpoint_file", "write_checkpoint",
     "CXI_CHECKPOINT", "CXI_DATA", "CXI_DETECTOR", "CXI_IMAGE", "CXI_PROCESS", "MASK_DEAD", "MASK_HOT",
     "MASK_INVALID", "MASK_SATURATED", "MASK_SHADOWED", "CXIData", "CXIReconstruction", "mask_from_known",
-    "read_cxi", "read_cxi_reconstruction", "write_cxi", "write_cxi_reconstruction",
+    "read_cxi", "read_cxi_reconstruction", "write_cxi", "write_cxi_detector", "write_cxi_reconstruction",
     "DX_CHECKPOINT", "DX_PROCESS", "DXVolume", "TiltSeriesData", "flat_dark_correct", "minus_log",
     "read_dxchange", "read_dxchange_volume", "write_dxchange", "write_dxchange_volume",
     "EMDData", "EMDDim", "list_emd_arrays", "read_emd", "write_emd",

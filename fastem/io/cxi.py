@@ -44,6 +44,7 @@ __all__ = [
     "CXIReconstruction",
     "read_cxi",
     "write_cxi",
+    "write_cxi_detector",
     "write_cxi_reconstruction",
     "read_cxi_reconstruction",
     "mask_from_known",
@@ -307,8 +308,15 @@ def _pixel_sizes(pixel_size):
     return float(ps[0]), float(ps[1])
 
 
-def _write_data(f, intensities, *, mask=None, energy=None, distance=None, pixel_size=None) -> None:
-    """The detector part of a CXI file into the open h5py file ``f``."""
+def write_cxi_detector(f, intensities, *, mask=None, energy=None, distance=None, pixel_size=None) -> None:
+    """Write the detector part of a CXI file (``/entry_1/instrument_1/detector_1``: data, mask,
+    distance, pixel sizes, energy) into the open, writable h5py file ``f``.
+
+    For writers that add their own groups to the same file (e.g. :func:`fastem.data.save_cdi`,
+    which adds the ground truth); :func:`write_cxi` writes a whole file. ``intensities``: (ny, nx)
+    or (nz, ny, nx) counts; ``mask``: uint32 CXI bit field of the same shape; ``energy`` in J,
+    ``distance`` in m, ``pixel_size`` in m (a number or (x, y)).
+    """
     import h5py
 
     intensities = np.asarray(intensities)
@@ -367,7 +375,7 @@ def write_cxi(path, intensities, *, mask=None, energy=None, distance=None, pixel
 
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
         with h5py.File(tmp, "w") as f:
-            _write_data(f, intensities, mask=mask, energy=energy, distance=distance, pixel_size=pixel_size)
+            write_cxi_detector(f, intensities, mask=mask, energy=energy, distance=distance, pixel_size=pixel_size)
             write_process_group(f.require_group(CXI_DATA_PROCESS), provenance)
     return Path(path)
 
@@ -413,7 +421,7 @@ def write_cxi_reconstruction(path, image, *, support=None, provenance: dict | No
         with h5py.File(tmp, "w") as f:
             f.create_dataset("cxi_version", data=np.int64(CXI_VERSION))
             if intensities is not None:
-                _write_data(f, intensities, mask=mask, energy=energy, distance=distance, pixel_size=pixel_size)
+                write_cxi_detector(f, intensities, mask=mask, energy=energy, distance=distance, pixel_size=pixel_size)
             img = f.require_group(CXI_IMAGE)
             ds = img.create_dataset("data", data=image)
             ds.attrs["axes"] = "y:x" if image.ndim == 2 else "z:y:x"
