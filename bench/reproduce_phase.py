@@ -1,6 +1,7 @@
 """Reproduce the GPS consistency experiment (thesis 2.4.1, Fig. 2.3/2.4; spec ``gps.md``).
 
     .venv/bin/python bench/reproduce_phase.py [--runs 50] [--iterations 1000] [--objects vesicle,pair]
+    .venv/bin/python bench/reproduce_phase.py --grid [--grid-size 128 --grid-runs 16 ...]   # issue 15's grid
 
 For each object: simulated diffraction (Poisson + Gaussian read noise at R_noise 6 %, beamstop
 radius 2 px, 128 x 128), the dilated true support, and HIO, OSS, GPS-R, GPS-F from the SAME
@@ -182,10 +183,27 @@ def main(argv=None) -> int:
     p.add_argument("--noise", default="0.03,0.06,0.12", help="--sweep: R_noise values")
     p.add_argument("--beamstop", default="2,4,8", help="--sweep: beamstop radii (px)")
     p.add_argument("--supports", default="tight,loose,auto", help="--sweep: support kinds")
+    p.add_argument("--grid", action="store_true",
+                   help="robustness grid instead (bench/phase_grid.py, issue 15): objects x supports x noise x missing "
+                        "data, every algorithm from the same starts, several seeds")
+    p.add_argument("--grid-objects", default="vesicle,pair")
+    p.add_argument("--grid-supports", default="tight,loose2,loose4,estimated")
+    p.add_argument("--grid-noise", default="0,0.03,0.06")
+    p.add_argument("--grid-missing", default="none,beamstop,gaps")
+    p.add_argument("--grid-seeds", default="0,1,2")
+    p.add_argument("--grid-size", type=int, default=128)
+    p.add_argument("--grid-runs", type=int, default=16)
+    p.add_argument("--grid-iterations", type=int, default=1000)
+    p.add_argument("--grid-keep", type=int, default=5)
     args = p.parse_args(argv)
     warnings.simplefilter("ignore", category=UserWarning)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     cmd = "python bench/reproduce_phase.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.grid:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import phase_grid
+
+        return phase_grid.grid(args, cmd.strip(), args.out_dir)
     if args.sweep:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import phase_sweep

@@ -165,3 +165,26 @@ def test_cli_end_to_end_with_an_estimated_support(tmp_path):
     rec2 = read_cxi_reconstruction(out2)
     assert rec2.provenance["configuration"]["shrink_wrap"] is False
     assert rec2.results["r_real"] > 2 * rec.results["r_real"]
+
+
+@pytest.mark.parametrize("algorithm,extra,differs", [("gps-f", {}, False), ("gps-r", {"gamma_scale": 400.0}, True),
+                                                      ("oss", {"beta": 1.8}, True)])
+def test_global_stage_restart_matches_the_reference(noisy, algorithm, extra, differs):
+    """``stage_restart="global"`` (thesis algorithms 1-2: R_F^best set once, before the stage loop)
+    == the reference; it differs from the per-stage restart of the spec when a stage ends worse
+    than an earlier one (strong GPS-R smoothing, OSS with a large feedback)."""
+    cfg = dict(algorithm=algorithm, iterations=48, stages=4, rfactor_every=3, stage_restart="global", **extra)
+    prob = prepare_problem(noisy.intensities, noisy.known, noisy.support, dtype=np.complex128)
+    phases = initial_phases(2, range(3), prob.shape)
+    sol = make_solver(prob, 3, PhaseConfig(**cfg)).initialise(phases).run()
+    per_stage = make_solver(prob, 3, PhaseConfig(**dict(cfg, stage_restart="stage"))).initialise(phases).run()
+    _, rfs = sol.history()
+    _, rfs_stage = per_stage.history()
+    b = np.fft.ifftshift(np.sqrt(noisy.intensities))
+    kn, sp = np.fft.ifftshift(noisy.known), np.fft.ifftshift(noisy.support)
+    for r in range(3):
+        out = ref.reference_run(b, kn, sp, phases[r], **cfg)
+        np.testing.assert_allclose(rfs[:, r], out["history_rf"], rtol=1e-7)
+    assert np.allclose(rfs, rfs_stage) != differs
+    with pytest.raises(Exception, match="stage_restart"):
+        PhaseConfig(stage_restart="best")

@@ -115,7 +115,7 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
                   sigma_schedule=((0.0, 0.01), (0.4, 0.1), (0.7, 1.0)), beta=0.9, gamma_scale=1.0,
                   rfactor_every=5, project_output=True, shrink_wrap=False, shrink_wrap_every=20,
                   shrink_wrap_threshold=0.2, shrink_wrap_sigma=(3.0, 1.5), shrink_wrap_start=0.0,
-                  shrink_wrap_guard=0.25) -> dict:
+                  shrink_wrap_guard=0.25, stage_restart="stage") -> dict:
     """One run of ``algorithm``, float64, FFT layout (see the module docstring).
 
     ``project_output``: the GPS image (monitored and returned) is ``max(Re F^{-1} z, 0)`` on the
@@ -126,7 +126,8 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
     :func:`shrink_wrap_support` of the current image, width ``max(floor, start * 0.99^u)`` at the
     ``u``-th update; guard: if the best R_F since the last update exceeds ``(1 + guard)`` times
     the best R_F of the window before it, the support before that update is restored instead.
-    The final support is returned as ``support``.
+    The final support is returned as ``support``. ``stage_restart="global"``: a stage restarts
+    from the best iterate of all stages so far (thesis algorithms 1-2), not of the last stage.
 
     Returns
     -------
@@ -158,7 +159,8 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
             state = stage_best[1]
             if not gps:  # restart from the best real iterate: G = F(g)
                 state = (np.fft.fftn(state[1]), state[1])
-        stage_best = (np.inf, None)
+        if stage_restart == "stage" or stage_best is None:
+            stage_best = (np.inf, None)
         filt = _filters(algorithm, b.shape, l + 1, len(ranges), s, gamma_scale)
         for i in range(a, e):
             if gps:

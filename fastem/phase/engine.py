@@ -100,6 +100,10 @@ class PhaseConfig:
     shrink_wrap_guard : float
         Undo an update after which a run's best ``R_F`` grew by more than this fraction (0.25;
         0 disables the guard).
+    stage_restart : {"stage", "global"}
+        What a stage restarts from: the best iterate of the previous stage ("stage", the spec)
+        or the best iterate of all stages so far ("global": ``R_F^best`` is initialised once,
+        before the stage loop, in the thesis' algorithms 1-2).
     """
 
     algorithm: str = "gps-f"
@@ -118,11 +122,14 @@ class PhaseConfig:
     shrink_wrap_sigma: tuple = (3.0, 1.5)
     shrink_wrap_start: float = 0.0
     shrink_wrap_guard: float = 0.25
+    stage_restart: str = "stage"
 
     def __post_init__(self):
         if not isinstance(self.algorithm, str) or self.algorithm.lower() not in ALGORITHMS:
             raise InputError(f"algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
         self.algorithm = self.algorithm.lower()
+        if self.stage_restart not in ("stage", "global"):
+            raise InputError(f"stage_restart must be 'stage' or 'global', got {self.stage_restart!r}")
         self.sigma_schedule = parse_sigma_schedule(self.sigma_schedule)
         if self.stages is None:
             self.stages = 10 if self.algorithm in ("gps-f", "gps-r", "oss") else 1
@@ -360,7 +367,8 @@ class Solver:
             self._restore_stage_best()
         self._set_stage_filters(stage)
         self.stage = stage
-        self.stage_rf[:] = np.inf
+        if self.config.stage_restart == "stage":  # "global": the best over all stages so far
+            self.stage_rf[:] = np.inf
 
     def _record(self, iteration: int, rf: np.ndarray) -> None:
         bad = ~np.isfinite(rf)
