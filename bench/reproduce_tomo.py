@@ -235,6 +235,8 @@ def main(argv=None) -> dict:
     stem = "reproduce_tomo-quick" if args.quick else "reproduce_tomo"
     if args.noise != 0.05:
         stem += f"-noise{args.noise:g}"
+    if iterations != (60 if args.quick else 400) or side != (60 if args.quick else 200):
+        stem += f"-it{iterations}-{side}"  # a reduced run never replaces the full tables
     prefix = args.out / stem
     log = print
     t0 = time.perf_counter()
@@ -252,9 +254,14 @@ def main(argv=None) -> dict:
         "fsc_z_mean": [r["method"] for r in sorted(rows, key=lambda r: -r["fsc_z_mean"])],
     }
     prefix.with_name(prefix.name + ".json").write_text(json.dumps(report, indent=1))
-    md = [f"# RESIRE reproduction ({'quick' if args.quick else 'full'})", "",
+    kind = "quick" if args.quick else "full"
+    if "-it" in stem:
+        kind += f", reduced: {iterations} / {side} iterations"
+    md = [f"# RESIRE reproduction ({kind})", "",
           f"Command: `.venv/bin/python bench/reproduce_tomo.py{' --quick' if args.quick else ''}"
-          f"{'' if args.noise == 0.05 else f' --noise {args.noise:g}'}`", "",
+          f"{'' if args.noise == 0.05 else f' --noise {args.noise:g}'}"
+          f"{'' if args.iterations is None else f' --iterations {args.iterations}'}"
+          f"{'' if args.side_iterations is None else f' --side-iterations {args.side_iterations}'}`", "",
           f"## Single axis: {main_report['tilts']} tilts, {n}^3 vesicle, noise {args.noise:g} of max "
           f"(noise floor R_F {100 * main_report['noise_floor_r_factor']:.2f} %)", "",
           _table(rows + [main_report["truth"]]), "",
