@@ -42,7 +42,8 @@ NOISE = (0.0, 0.03, 0.06)
 MISSING = ("none", "beamstop", "gaps")
 ALGORITHMS = ("hio", "oss", "gps-r", "gps-f")
 #: algorithm variants of the grid, ``ALG/VARIANT`` (e.g. ``gps-f/global``)
-VARIANTS = {"global": {"stage_restart": "global"}}
+VARIANTS = {"global": {"stage_restart": "global"}, "relax": {"gamma_schedule": "relax"},
+            "relax+global": {"gamma_schedule": "relax", "stage_restart": "global"}}
 #: two R_real closer than this (absolute) count as a tie in the target check
 TIE = 0.001
 

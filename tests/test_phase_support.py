@@ -188,3 +188,43 @@ def test_global_stage_restart_matches_the_reference(noisy, algorithm, extra, dif
     assert np.allclose(rfs, rfs_stage) != differs
     with pytest.raises(Exception, match="stage_restart"):
         PhaseConfig(stage_restart="best")
+
+
+@pytest.mark.parametrize("variant", ["F", "R"])
+def test_relax_schedule_filter_values_follow_its_formula(variant):
+    """``gamma_schedule="relax"``: the GPS-F weight at the array edge / the GPS-R filter at Nyquist
+    is w_l = 0.01 (0.9 / 0.01)^((l-1)/(L-1)); strong smoothing early, relaxing."""
+    from fastem.phase import schedules
+
+    n, L, s = 32, 10, 0.9
+    edge = []
+    for stage in range(1, L + 1):
+        g = schedules.gps_gamma_relax(stage, L, s, variant)
+        expected = 0.01 * (0.9 / 0.01) ** ((stage - 1) / (L - 1))
+        if variant == "F":
+            w = schedules.gps_f_weight((n, n), stage, L, s, gamma=g, fft_layout=False)
+            assert w[n // 2, n // 2] == 1.0
+            value = w[0, n // 2]  # |rho| = 1/2: the edge of the array on one axis
+            np.testing.assert_allclose(w, np.exp(-s * g * schedules.centred_norm2((n, n), False)))
+        else:
+            w = schedules.gps_r_filter((n, n), stage, L, s, gamma=g, fft_layout=False)
+            value = w[0, n // 2]  # |xi| = 1/2: Nyquist on one axis
+            np.testing.assert_allclose(w, np.exp(-4 * np.pi**2 * s * g * schedules.centred_norm2((n, n), False)))
+        assert value == pytest.approx(expected, rel=1e-12)
+        edge.append(value)
+    assert np.all(np.diff(edge) > 0)  # relaxing stage by stage
+    # the solver uses it: the GPS-F weight of stage 1 in the real-space kernel
+    cdi = cdi_intensities(two_particles(), r_noise=0.06, beamstop_radius=1.5, seed=0)
+    prob = prepare_problem(cdi.intensities, cdi.known, cdi.support, dtype=np.complex128)
+    sol = make_solver(prob, 1, PhaseConfig(algorithm="gps-" + variant.lower(), iterations=20, gamma_schedule="relax"))
+    sol.initialise(initial_phases(0, range(1), prob.shape)).run(stop_at=1)
+    g1 = schedules.gps_gamma_relax(1, 10, 0.9, variant)
+    if variant == "F":
+        np.testing.assert_allclose(np.abs(np.asarray(sol.wsup)),
+                                   schedules.gps_f_weight(prob.shape, 1, 10, 0.9, gamma=g1))
+    else:
+        np.testing.assert_allclose(np.asarray(sol.filt), schedules.gps_r_filter(prob.shape, 1, 10, 0.9, gamma=g1))
+    with pytest.raises(Exception, match="gamma_schedule"):
+        PhaseConfig(gamma_schedule="thesis")
+    with pytest.raises(Exception, match="gamma_edge"):
+        PhaseConfig(gamma_edge=(0.0, 0.9))

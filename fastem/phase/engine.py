@@ -100,6 +100,13 @@ class PhaseConfig:
     shrink_wrap_guard : float
         Undo an update after which a run's best ``R_F`` grew by more than this fraction (0.25;
         0 disables the guard).
+    gamma_schedule : {"oss", "relax"}
+        GPS smoothing per stage (:mod:`fastem.phase.schedules`): "oss" ties ``gamma_l`` to the OSS
+        widths (times ``gamma_scale``); "relax" sets the GPS-F weight at the array edge / the
+        GPS-R filter at Nyquist to ``gamma_edge[0]`` in stage 1, log-linear to ``gamma_edge[1]``
+        in the last (strong smoothing early, relaxing).
+    gamma_edge : (float, float)
+        First and last stage's edge value of the "relax" schedule, each in (0, 1) ((0.01, 0.9)).
     stage_restart : {"stage", "global"}
         What a stage restarts from: the best iterate of the previous stage ("stage", the spec)
         or the best iterate of all stages so far ("global": ``R_F^best`` is initialised once,
@@ -123,11 +130,22 @@ class PhaseConfig:
     shrink_wrap_start: float = 0.0
     shrink_wrap_guard: float = 0.25
     stage_restart: str = "stage"
+    gamma_schedule: str = "oss"
+    gamma_edge: tuple = (0.01, 0.9)
 
     def __post_init__(self):
         if not isinstance(self.algorithm, str) or self.algorithm.lower() not in ALGORITHMS:
             raise InputError(f"algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
         self.algorithm = self.algorithm.lower()
+        if self.gamma_schedule not in ("oss", "relax"):
+            raise InputError(f"gamma_schedule must be 'oss' or 'relax', got {self.gamma_schedule!r}")
+        try:
+            ge = tuple(_finite(v, "gamma_edge") for v in self.gamma_edge)
+        except TypeError:
+            raise InputError(f"gamma_edge must be two numbers in (0, 1), got {self.gamma_edge!r}") from None
+        if len(ge) != 2 or not all(0 < v < 1 for v in ge):
+            raise InputError(f"gamma_edge must be two numbers in (0, 1), got {self.gamma_edge!r}")
+        self.gamma_edge = ge
         if self.stage_restart not in ("stage", "global"):
             raise InputError(f"stage_restart must be 'stage' or 'global', got {self.stage_restart!r}")
         self.sigma_schedule = parse_sigma_schedule(self.sigma_schedule)
@@ -161,6 +179,7 @@ class PhaseConfig:
         d = asdict(self)
         d["sigma_schedule"] = str(self.sigma_schedule)
         d["shrink_wrap_sigma"] = list(self.shrink_wrap_sigma)
+        d["gamma_edge"] = list(self.gamma_edge)
         return d
 
     def shrink_wrap_width(self, update: int) -> float:

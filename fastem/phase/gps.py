@@ -67,7 +67,7 @@ from fastem.kernels.phase_fourier import MODE_GPS as FOURIER_GPS
 from fastem.kernels.phase_real import MODE_GPS as REAL_GPS
 
 from .engine import Solver
-from .schedules import gps_f_weight, gps_r_filter
+from .schedules import gps_f_weight, gps_gamma_relax, gps_r_filter
 
 __all__ = ["GPSSolver"]
 
@@ -115,13 +115,16 @@ class GPSSolver(Solver):
 
     def _set_stage_filters(self, stage: int) -> None:
         cfg, L = self.config, len(self.bounds)
+        gamma = None
+        if cfg.gamma_schedule == "relax":
+            gamma = gps_gamma_relax(stage + 1, L, cfg.s, self.variant, cfg.gamma_edge)
         if self.variant == "F":
-            w = gps_f_weight(self.grid, stage + 1, L, cfg.s, cfg.gamma_scale)
+            w = gps_f_weight(self.grid, stage + 1, L, cfg.s, cfg.gamma_scale, gamma=gamma)
             w = np.maximum(w, 1e-30)  # keep the sign bit meaningful
             # new weight, same support (the sign): one support or one per run
             self.xp.copysign(self.xp.asarray(w.astype(self.problem.rdtype)), self.wsup, out=self.wsup)
         else:
-            w = gps_r_filter(self.grid, stage + 1, L, cfg.s, cfg.gamma_scale)
+            w = gps_r_filter(self.grid, stage + 1, L, cfg.s, cfg.gamma_scale, gamma=gamma)
             self.filt[...] = self.xp.asarray(w.astype(self.problem.rdtype))
 
     def step(self, sigma: float, want_image: bool = False) -> None:

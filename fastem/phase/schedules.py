@@ -23,6 +23,13 @@ and GPS-F uses the same ``gamma_l`` in its real-space weight (thesis notation
 ``W_{s gamma / 4 pi^2} = exp(-s gamma r^2)``, ``r`` in units of the array side). ``gamma_scale``
 multiplies ``gamma_l`` for both GPS variants (used to study the sensitivity to the scaling).
 
+The "relax" schedule (``PhaseConfig(gamma_schedule="relax")``, issue 15): strong smoothing
+early, relaxing towards the end, set by the filter value at the array edge (GPS-F's real-space
+weight at ``|rho| = 1/2``) or at Nyquist (GPS-R's Fourier filter at ``|xi| = 1/2``), ``w_l``
+log-linear from ``gamma_edge[0]`` = 0.01 in stage 1 to ``gamma_edge[1]`` = 0.9 in the last
+(:func:`gps_gamma_relax`). The default "oss" schedule ties ``gamma_l`` to the OSS widths: its
+GPS-F weight never drops below 0.93 at the array edge.
+
 Sigma. A piecewise-constant schedule over the fraction of iterations done, by default
 ``0.01`` for the first 40 %, ``0.1`` until 70 %, ``1`` after (thesis 2.4.2).
 """
@@ -46,6 +53,9 @@ __all__ = [
     "oss_filter",
     "gps_r_filter",
     "gps_f_weight",
+    "DEFAULT_RELAX_EDGE",
+    "relax_edge_value",
+    "gps_gamma_relax",
 ]
 
 DEFAULT_SIGMA_SCHEDULE = ((0.0, 0.01), (0.4, 0.1), (0.7, 1.0))
@@ -162,15 +172,46 @@ def oss_filter(shape, stage: int, stages: int, fft_layout: bool = True) -> np.nd
     return np.exp(-centred_norm2(shape, fft_layout) / (2.0 * c * c))
 
 
+#: the "relax" schedule's filter value at the array edge (GPS-F) / at Nyquist (GPS-R), first and last stage
+DEFAULT_RELAX_EDGE = (0.01, 0.9)
+
+
+def relax_edge_value(stage: int, stages: int, edge=DEFAULT_RELAX_EDGE) -> float:
+    """``w_l = w_1 (w_L / w_1)^((l - 1) / (L - 1))``: log-linear from ``w_1`` to ``w_L`` (one stage: ``w_L``)."""
+    if not 1 <= stage <= stages:
+        raise InputError(f"stage {stage} outside 1..{stages}")
+    w1, wl = (float(v) for v in edge)
+    if not (0 < w1 < 1 and 0 < wl < 1):
+        raise InputError(f"gamma_edge must be two numbers in (0, 1), got {edge!r}")
+    f = (stage - 1) / (stages - 1) if stages > 1 else 1.0
+    return float(w1 * (wl / w1) ** f)
+
+
+def gps_gamma_relax(stage: int, stages: int, s: float, variant: str, edge=DEFAULT_RELAX_EDGE) -> float:
+    """``gamma_l`` of the "relax" schedule: strong smoothing early, relaxing stage by stage.
+
+    GPS-F: the real-space weight at the array edge (``|rho| = 1/2``) is ``w_l``:
+    ``exp(-s gamma_l / 4) = w_l``, ``gamma_l = -4 ln(w_l) / s``. GPS-R: the Fourier filter at
+    Nyquist (``|xi| = 1/2``) is ``w_l``: ``exp(-pi^2 s gamma_l) = w_l``,
+    ``gamma_l = -ln(w_l) / (pi^2 s)`` (noise suppression at high q, strongest early).
+    """
+    w = relax_edge_value(stage, stages, edge)
+    if variant == "F":
+        return -4.0 * np.log(w) / s
+    return -np.log(w) / (np.pi**2 * s)
+
+
 def gps_r_filter(shape, stage: int, stages: int, s: float, gamma_scale: float = 1.0,
-                 fft_layout: bool = True) -> np.ndarray:
-    """GPS-R Fourier multiplier ``exp(-4 pi^2 s gamma_l |xi|^2)``, float64."""
-    g = gps_gamma(stage, stages, gamma_scale)
+                 fft_layout: bool = True, gamma: float | None = None) -> np.ndarray:
+    """GPS-R Fourier multiplier ``exp(-4 pi^2 s gamma_l |xi|^2)``, float64 (``gamma``: use this
+    ``gamma_l`` instead of the OSS-tied :func:`gps_gamma`)."""
+    g = gps_gamma(stage, stages, gamma_scale) if gamma is None else float(gamma)
     return np.exp(-4.0 * np.pi**2 * s * g * centred_norm2(shape, fft_layout))
 
 
 def gps_f_weight(shape, stage: int, stages: int, s: float, gamma_scale: float = 1.0,
-                 fft_layout: bool = True) -> np.ndarray:
-    """GPS-F real-space weight ``exp(-s gamma_l |rho|^2)``, ``rho`` from the array centre, float64."""
-    g = gps_gamma(stage, stages, gamma_scale)
+                 fft_layout: bool = True, gamma: float | None = None) -> np.ndarray:
+    """GPS-F real-space weight ``exp(-s gamma_l |rho|^2)``, ``rho`` from the array centre, float64
+    (``gamma``: use this ``gamma_l`` instead of the OSS-tied :func:`gps_gamma`)."""
+    g = gps_gamma(stage, stages, gamma_scale) if gamma is None else float(gamma)
     return np.exp(-s * g * centred_norm2(shape, fft_layout))
