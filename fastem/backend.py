@@ -277,6 +277,16 @@ def to_device(array: Any, device: Any = cpu_device, copy: bool = False):
         return cp.array(array, copy=True) if src.is_gpu else cp.asarray(array)
 
 
+def to_host(array: Any, dtype: Any = None, copy: bool = False) -> np.ndarray:
+    """A NumPy array of ``array`` (CuPy: copied to the host; NumPy and array-likes: no copy unless
+    ``copy`` or a ``dtype`` change needs one). The one host-copy idiom of the code base."""
+    if is_cupy_array(array):
+        array = array.get()
+        copy = False                           # .get() made a fresh host array already
+    out = np.asarray(array, dtype=dtype)
+    return out.copy() if copy and out is array else out
+
+
 def synchronize(device: Any = None) -> None:
     """Wait for all work queued on ``device`` (or the current CuPy device) to finish."""
     if device is None:

@@ -62,3 +62,27 @@ def test_round_trip_to_gpu(rng):
     assert backend.get_array_module(g) is Device("cuda").xp
     assert backend.to_device(g, "cuda") is g
     np.testing.assert_array_equal(backend.to_device(g, "cpu"), a)
+
+
+def test_to_host_returns_numpy_without_needless_copies(rng):
+    from fastem.backend import to_host
+
+    a = rng.standard_normal((3, 4))
+    assert to_host(a) is a                                   # already on the host: no copy
+    c = to_host(a, copy=True)
+    assert c is not a and np.array_equal(c, a)
+    f = to_host(a, np.float32)
+    assert f.dtype == np.float32 and np.allclose(f, a, atol=1e-6)
+    assert to_host([1.0, 2.0]).tolist() == [1.0, 2.0]
+
+
+@pytest.mark.gpu
+def test_to_host_copies_cupy_to_numpy(rng):
+    cp = pytest.importorskip("cupy")
+    from fastem.backend import cupy_available, to_host
+
+    if not cupy_available():
+        pytest.skip("no GPU")
+    a = rng.standard_normal(7)
+    h = to_host(cp.asarray(a))
+    assert isinstance(h, np.ndarray) and np.array_equal(h, a)

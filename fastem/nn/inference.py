@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from fastem import backend
 from fastem.errors import InputError
 
 __all__ = ["tile_starts", "tiled_apply", "complete_partial_scans"]
@@ -112,8 +113,8 @@ def complete_partial_scans(model, partial, path, *, tile: int = 512, overlap: in
     -------
     (B, H, W) or (H, W) float32 completion in [-1, 1] (the target's scale).
     """
-    p = np.asarray(partial.get() if hasattr(partial, "get") else partial, dtype=np.float32)
-    m = np.asarray(path.get() if hasattr(path, "get") else path, dtype=np.float32)
+    p = backend.to_host(partial, np.float32)
+    m = backend.to_host(path, np.float32)
     single = p.ndim == 2
     if single:
         p, m = p[None], m[None]

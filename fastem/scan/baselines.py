@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastem import backend
 from fastem.errors import InputError
 
 __all__ = ["METHODS", "complete", "complete_methods", "complete_batch", "sample_values", "barycentric_transforms",
@@ -44,7 +45,7 @@ METHODS = ("nearest", "linear", "cubic", "biharmonic")
 
 
 def _host(a) -> np.ndarray:
-    return a.get() if hasattr(a, "get") else np.asarray(a)
+    return backend.to_host(a)
 
 
 def _real_array(a, name: str) -> np.ndarray:

@@ -28,6 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from fastem import backend
 from fastem.errors import InputError
 
 __all__ = ["SCAN_GROUP", "ImageStack", "SyntheticStack", "ScanFile", "AcquiredScans", "simulate_images",
@@ -231,7 +232,7 @@ def simulate_block_task(task: dict) -> dict:
         out = pipe(batch, example_base=start)
         blocks = []
         for src in (out.partial, out.path, out.target):
-            host = np.array(src.get() if hasattr(src, "get") else src, copy=True)[:k]
+            host = backend.to_host(src, copy=True)[:k]
             require_finite_result(host, f"{stack.where}: partial scans of images {start}..{stop - 1}",
                                   hint="check the input images (values too large?)")
             blocks.append(host)
@@ -320,7 +321,7 @@ def _simulate_blocks(stack, kind, coverage, *, seed, dose, device, chunk, bar, o
         k = stop - start
         blocks = []
         for src in (out.partial, out.path, out.target):
-            host = (src.get() if hasattr(src, "get") else src)[:k]
+            host = backend.to_host(src)[:k]
             require_finite_result(host, f"{stack.where}: partial scans of images {start}..{stop - 1}",
                                   hint="check the input images (values too large?)")
             blocks.append(host)

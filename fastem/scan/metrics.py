@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from fastem import backend
 from fastem.errors import InputError
 
 __all__ = ["to_unit", "rmse", "psnr", "ssim", "distance_to_path", "error_vs_distance", "squared_error_map"]
@@ -28,7 +29,7 @@ def to_unit(x) -> np.ndarray:
     from fastem.interop import as_array
 
     x = as_array(x)
-    x = x.get() if hasattr(x, "get") else np.asarray(x)
+    x = backend.to_host(x)
     return 0.5 * (x.astype(np.float64) + 1.0)
 
 
@@ -87,7 +88,7 @@ def distance_to_path(path) -> np.ndarray:
     """
     from fastem.kernels.partial_scan import nearest_sampled
 
-    p = np.asarray(path.get() if hasattr(path, "get") else path, dtype=np.float32)
+    p = backend.to_host(path, np.float32)
     single = p.ndim == 2
     p = np.ascontiguousarray(p[None] if single else p)
     idx = nearest_sampled(p).astype(np.int64)
