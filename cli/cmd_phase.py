@@ -73,6 +73,12 @@ def _pair(text: str, option: str) -> tuple[float, float]:
               metavar="F", help="Fraction of the iterations before shrink-wrap starts.")
 @click.option("--shrink-wrap-guard", type=click.FloatRange(min=0), default=0.25, show_default=True, metavar="G",
               help="Undo a support update after which a run's best R_F grew by more than this fraction (0: off).")
+@click.option("--gps-schedule", type=click.Choice(["oss", "relax"]), default="oss", show_default=True,
+              help="GPS smoothing per stage: 'oss' (gamma tied to the OSS filter widths) or 'relax' (strong smoothing "
+                   "early, relaxing: filter value at the array edge / Nyquist from 0.01 to 0.9).")
+@click.option("--stage-restart", type=click.Choice(["stage", "global"]), default="stage", show_default=True,
+              help="GPS/OSS stages restart from the previous stage's best iterate or from the best of all stages "
+                   "(thesis algorithms 1-2).")
 @click.option("--batch-memory", default=None, metavar="SIZE",
               help="Memory budget of one batch of runs, e.g. 2G or 512M (default: half the free GPU memory, "
                    "a quarter of the available host memory; at most the available memory); more runs are split "
@@ -82,7 +88,8 @@ def _pair(text: str, option: str) -> tuple[float, float]:
                    "(a LocalCluster on this machine). Needs dask[distributed].")
 def command(input_path, output_path, out_format, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
             checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
-            shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard, batch_memory, scheduler):
+            shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard, gps_schedule, stage_restart, batch_memory,
+            scheduler):
     """Phase retrieval of the CXI diffraction pattern IN.cxi (or the intensities at FILE.h5:/ds)
     into OUT.cxi, with a progress bar (iteration, best R_F), provenance and results (R_F history,
     per-run final R_F, mean and variance of the kept runs). Big requests print an estimate
@@ -118,6 +125,7 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
                                          shrink_wrap_every=shrink_wrap_every,
                                          shrink_wrap_threshold=shrink_wrap_threshold, shrink_wrap_sigma=sw_sigma,
                                          shrink_wrap_start=shrink_wrap_start, shrink_wrap_guard=shrink_wrap_guard,
+                                         gamma_schedule=gps_schedule, stage_restart=stage_restart,
                                          max_batch_bytes=max_batch_bytes, scheduler=scheduler, report=report)
     except InputError as exc:  # name the flags, not the API parameters
         raise type(exc)(cli_message(str(exc))) from None

@@ -228,3 +228,24 @@ def test_relax_schedule_filter_values_follow_its_formula(variant):
         PhaseConfig(gamma_schedule="thesis")
     with pytest.raises(Exception, match="gamma_edge"):
         PhaseConfig(gamma_edge=(0.0, 0.9))
+
+
+def test_cli_gps_schedule_and_stage_restart_options(tmp_path):
+    from click.testing import CliRunner
+
+    from fastem.cli.main import app
+    from fastem.data import save_cdi
+    from fastem.io import read_cxi_reconstruction
+
+    cdi = cdi_intensities(two_particles(), r_noise=0.06, beamstop_radius=1.5, seed=0)
+    save_cdi(tmp_path / "in.cxi", cdi)
+    out = tmp_path / "o.cxi"
+    r = CliRunner().invoke(app, ["--quiet", "phase", str(tmp_path / "in.cxi"), "-o", str(out), "--iterations", "20",
+                                 "--runs", "2", "--gps-schedule", "relax", "--stage-restart", "global",
+                                 "--support", f"{tmp_path / 'in.cxi'}:/entry_1/sample_1/support"])
+    assert r.exit_code == 0, r.output
+    cfg = read_cxi_reconstruction(out).provenance["configuration"]
+    assert cfg["gamma_schedule"] == "relax" and cfg["stage_restart"] == "global" and cfg["shrink_wrap"] is False
+    r = CliRunner().invoke(app, ["phase", str(tmp_path / "in.cxi"), "-o", str(tmp_path / "x.cxi"),
+                                 "--gps-schedule", "thesis"])
+    assert r.exit_code == 2 and "--gps-schedule" in r.output

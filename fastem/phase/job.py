@@ -72,6 +72,7 @@ FLAGS = {
     "overwrite": "--overwrite", "shrink_wrap": "--shrink-wrap", "shrink_wrap_every": "--shrink-wrap-every",
     "shrink_wrap_threshold": "--shrink-wrap-threshold", "shrink_wrap_sigma": "--shrink-wrap-sigma",
     "shrink_wrap_start": "--shrink-wrap-start", "shrink_wrap_guard": "--shrink-wrap-guard",
+    "gamma_schedule": "--gps-schedule", "stage_restart": "--stage-restart",
     "max_batch_bytes": "--batch-memory", "scheduler": "--scheduler",
 }
 
@@ -348,7 +349,7 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
                device: Any = None, progress: Any = None, command: str | None = None,
                dtype=np.complex64, shrink_wrap: bool | None = None, shrink_wrap_every: int = 20,
                shrink_wrap_threshold: float = 0.2, shrink_wrap_sigma=(3.0, 1.5), shrink_wrap_start: float = 0.0,
-               shrink_wrap_guard: float = 0.25,
+               shrink_wrap_guard: float = 0.25, gamma_schedule: str = "oss", stage_restart: str = "stage",
                max_batch_bytes: int | None = None, scheduler: str | None = None,
                report: Callable[[str], Any] | None = None) -> tuple[PhaseResult, dict]:
     """Run multi-start phase retrieval on a CXI file and write the CXI reconstruction.
@@ -375,6 +376,9 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         then the best run's final support (the initial one is kept in ``process_1/initial_support``).
         ``shrink_wrap=None`` (default): on when ``support`` is None (the autocorrelation estimate
         is loose), off when a support is given.
+    gamma_schedule, stage_restart :
+        GPS smoothing schedule ("oss" or "relax") and what a stage restarts from ("stage" or
+        "global"); :class:`fastem.phase.PhaseConfig`.
     max_batch_bytes : int, optional
         Memory budget of one batch of runs (:func:`fastem.phase.retrieve`); at most the memory
         available on the device (:func:`plan_run`).
@@ -429,7 +433,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     if shrink_wrap is None:  # the autocorrelation estimate is loose: refine it by default
         shrink_wrap = support is None
     config = _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every,
-                          shrink_wrap_threshold, shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard)
+                          shrink_wrap_threshold, shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard,
+                          gamma_schedule=gamma_schedule, stage_restart=stage_restart)
     problem = prepare_problem(data.intensities, data.known, supp, dtype=dtype, device=dev, where=where_data)
     plan = plan_run(problem, config, int(runs), int(keep), max_batch_bytes=max_batch_bytes,
                     distributed=scheduler is not None and scheduler.strip().lower() not in ("", "inline"))
@@ -479,8 +484,13 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
 
 
 def _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
-                 shrink_wrap_sigma, shrink_wrap_start=0.0, shrink_wrap_guard=0.25) -> PhaseConfig:
+                 shrink_wrap_sigma, shrink_wrap_start=0.0, shrink_wrap_guard=0.25, *, gamma_schedule="oss",
+                 stage_restart="stage") -> PhaseConfig:
     cfg_kw = {"algorithm": algorithm, "iterations": iterations}
+    if gamma_schedule != "oss":
+        cfg_kw["gamma_schedule"] = gamma_schedule
+    if stage_restart != "stage":
+        cfg_kw["stage_restart"] = stage_restart
     if sigma_schedule is not None:
         cfg_kw["sigma_schedule"] = sigma_schedule
     if shrink_wrap:
