@@ -49,7 +49,6 @@ import re
 import stat
 import threading
 import warnings
-from collections import OrderedDict
 from numbers import Integral
 from typing import Any, Sequence
 
@@ -58,6 +57,7 @@ import numpy as np
 from . import backend
 from .config import cache_dir, settings
 from .errors import InputError
+from ._lru import LRUCache
 from .interop import accepts_torch
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,7 @@ __all__ = [
 
 _pyfftw = backend.optional_module("pyfftw")
 _PLAN_CACHE_SIZE = int(os.environ.get("FASTEM_FFT_PLAN_CACHE", "32"))
-_plan_cache: "OrderedDict[tuple, FFTPlan]" = OrderedDict()
-_cache_lock = threading.RLock()
+_plan_cache = LRUCache(max(1, _PLAN_CACHE_SIZE))
 #: FFTW's planner is not thread-safe: every plan construction and wisdom import/export holds this
 _planner_lock = threading.RLock()
 _wisdom_state = {"loaded": False, "dirty": False, "warned": set()}
@@ -672,27 +671,17 @@ def get_plan(shape: Sequence[int], dtype, axes=None, real: bool = False, device:
     ax = _normalise_axes(len(shape), axes)
     key = (shape, _complex_dtype(_check_dtype(dtype)).str, ax, bool(real), dev.id, settings.threads,
            settings.fft_planner)
-    with _cache_lock:
-        plan = _plan_cache.get(key)
-        if plan is not None:
-            _plan_cache.move_to_end(key)
-            return plan
-    plan = FFTPlan(shape, dtype, ax, real=real, device=dev)
-    plan._shared = True
-    with _cache_lock:
-        existing = _plan_cache.get(key)  # another thread built it meanwhile: one shared plan per key
-        if existing is not None:
-            return existing
-        _plan_cache[key] = plan
-        while len(_plan_cache) > _PLAN_CACHE_SIZE:
-            _plan_cache.popitem(last=False)
-    return plan
+    def mark_shared(plan):
+        plan._shared = True
+
+    # one shared plan per key, even when two threads plan the same geometry at once
+    return _plan_cache.get_or_build(key, lambda: FFTPlan(shape, dtype, ax, real=real, device=dev),
+                                    on_store=mark_shared)
 
 
 def clear_plan_cache() -> None:
     """Drop every cached plan (and its buffers)."""
-    with _cache_lock:
-        _plan_cache.clear()
+    _plan_cache.clear()
 
 
 # --------------------------------------------------------------------------------------------

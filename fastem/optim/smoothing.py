@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ import numpy as np
 from .. import backend, interop
 from .. import fft as F
 from ..config import settings
+from .._lru import LRUCache
 from ..errors import InputError
 
 __all__ = [
@@ -47,8 +47,7 @@ __all__ = [
 ]
 
 _CACHE_SIZE = 256
-_den_cache: "OrderedDict[tuple, Any]" = OrderedDict()
-_den_lock = threading.Lock()
+_den_cache = LRUCache(_CACHE_SIZE)
 
 
 def _check_order_sigma(order, sigma, where: str) -> tuple[int, float]:
@@ -112,23 +111,12 @@ def _denominator64(m: int, order: int, sigma: float) -> np.ndarray:
 
 
 def _cached(key, build):
-    with _den_lock:
-        hit = _den_cache.get(key)
-        if hit is not None:
-            _den_cache.move_to_end(key)
-            return hit
-    val = build()
-    with _den_lock:
-        _den_cache[key] = val
-        while len(_den_cache) > _CACHE_SIZE:
-            _den_cache.popitem(last=False)
-    return val
+    return _den_cache.get_or_build(key, build)
 
 
 def clear_denominator_cache() -> None:
     """Drop all cached denominators."""
-    with _den_lock:
-        _den_cache.clear()
+    _den_cache.clear()
 
 
 def laplacian_denominator(m: int, order: int = 1, sigma: float = 1.0, dtype=np.float64, device: Any = None):
