@@ -54,3 +54,49 @@ def index_range(a, b, lo, hi, n):
         i1 = i0
     return i0, i1
 
+
+
+@njit(inline="always", cache=True)
+def merged_row_taps(au, bu, shifts, k, dmin, x0, x1, i0, w0, w1, w2):
+    """Taps of every voxel ``x0 <= ix < x1`` of a line whose sub-points share one detector row.
+
+    Voxel ``ix`` lands at ``u = au*ix + bu``; its sub-points at ``u + du_s`` (``shifts[k, s, 0]``,
+    spread ``max - min < 1``, smallest ``dmin``) each spread linearly over 2 pixels, which merge
+    into the 3 pixels ``i0[ix] .. i0[ix] + 2`` (``i0 = floor(u + dmin)``) with weights ``w0, w1,
+    w2`` (each sub-point weighted ``1/S``). Written into the given arrays (length >= x1).
+    """
+    nsub = shifts.shape[1]
+    scale = 1.0 / nsub
+    for ix in range(x0, x1):
+        u = au * ix + bu
+        base = math.floor(u + dmin)
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        for s in range(nsub):
+            us = u + shifts[k, s, 0]
+            fl = math.floor(us)
+            f = us - fl
+            if fl > base:  # the sub-point's taps are base + 1, base + 2
+                a1 += (1.0 - f) * scale
+                a2 += f * scale
+            else:
+                a0 += (1.0 - f) * scale
+                a1 += f * scale
+        i0[ix] = int(base)
+        w0[ix] = a0
+        w1[ix] = a1
+        w2[ix] = a2
+
+
+def tilt_aligned(coeffs, shifts) -> bool:
+    """True when every projection maps volume row ``iy`` onto one integral detector row and ``u``
+    does not depend on ``iy`` (tilts about y, no row shifts), with sub-point u-shifts spread < 1:
+    the CPU kernels then compute each (projection, z-slice)'s taps once for all rows."""
+    import numpy as np
+
+    c = np.asarray(coeffs)
+    d = np.asarray(shifts)
+    return bool(np.all(c[:, 0, 1] == 0) and np.all(c[:, 1, 0] == 0) and np.all(c[:, 1, 2] == 0)
+                and np.all(c[:, 1, 1] == 1) and np.all(c[:, 1, 3] == np.round(c[:, 1, 3]))
+                and np.all(d[:, :, 1] == 0) and np.all(d[:, :, 0].max(axis=1) - d[:, :, 0].min(axis=1) < 1.0))

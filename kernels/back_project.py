@@ -158,9 +158,16 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
 
         if border < BORDER:
             images, border = with_border(images, border), BORDER
+        from ._projector_taps_numba import tilt_aligned
+
         w = weights if weights is not None else np.zeros((1, 1, 1), out.dtype)
-        back_project_numba(images, int(border), coeffs, subpoint_shifts(coeffs, subpoints), out, float(alpha),
-                           float(beta), w, weights is not None, bool(positivity))
+        shifts = subpoint_shifts(coeffs, subpoints)
+        if tilt_aligned(coeffs, shifts):
+            from ._back_project_numba import back_project_tilt_numba as kernel
+        else:
+            kernel = back_project_numba
+        kernel(images, int(border), coeffs, shifts, out, float(alpha), float(beta), w, weights is not None,
+               bool(positivity))
         return out
     nk, rows, cols = images.shape[0], images.shape[1] - 2 * border, images.shape[2] - 2 * border
     nz, ny, nx = out.shape

@@ -97,9 +97,17 @@ def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0,
     if engine == "numba":
         from ._forward_project_numba import forward_project_numba
 
+        from ._projector_taps_numba import tilt_aligned
+
         bands = row_bands(nk, rows)
         fast = bands == 1 and border >= BORDER
-        forward_project_numba(volume, coeffs, subpoint_shifts(coeffs, subpoints), out, border, bands, fast)
+        shifts = subpoint_shifts(coeffs, subpoints)
+        if fast and tilt_aligned(coeffs, shifts):
+            from ._forward_project_numba import forward_project_tilt_numba
+
+            forward_project_tilt_numba(volume, coeffs, shifts, out, border)
+        else:
+            forward_project_numba(volume, coeffs, shifts, out, border, bands, fast)
         return out
     nz, ny, nx = volume.shape
     with backend.get_device(out).use():
