@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,3 +53,22 @@ def test_regime_sweep_reduced(tmp_path):
             assert len(a["band_rel_error"]) == len(a["band_labels"])
     md = (tmp_path / "phase_sweep_t.md").read_text()
     assert "| 6 % | 4 | loose |" in md and "Error energy" in md
+
+
+@pytest.mark.slow
+def test_robustness_grid_reduced(tmp_path):
+    """``--grid`` end to end on a tiny grid: cells, skipped cells, the target check line."""
+    reproduce_phase = _reproduce_phase()
+    args = ["--grid", "--grid-size", "48", "--grid-runs", "3", "--grid-iterations", "40", "--grid-keep", "2",
+            "--grid-seeds", "0", "--grid-noise", "0.06", "--grid-missing", "gaps", "--grid-objects", "pair",
+            "--grid-supports", "tight,loose4,estimated", "--algorithms", "hio,gps-f,gps-f/global",
+            "--out-dir", str(tmp_path), "--tag", "_t"]
+    assert reproduce_phase.main(args) == 0
+    payload = json.loads((tmp_path / "phase_grid_t.json").read_text())
+    assert len(payload["cells"]) == 3
+    for cell in payload["cells"]:
+        assert set(cell["algorithms"]) == {"hio", "gps-f", "gps-f/global"}
+        for runs in cell["algorithms"].values():
+            assert np.isfinite(runs[0]["rreal_mean"]) and 0 < runs[0]["rf_mean"] < 1 and 1 <= runs[0]["kept"] <= 2
+    md = (tmp_path / "phase_grid_t.md").read_text()
+    assert "| pair | 6 % | gaps | loose4 |" in md and "Target check" in md
