@@ -706,15 +706,10 @@ def _scale(xp, a, s: float):
 
 def _as_input(x, func: str):
     """``(xp, x)`` for an array argument ``x`` of ``func`` (NumPy or CuPy), validated."""
-    if x is None:
-        raise InputError(f"{func}: x must be an array, got None")
+    from .io.validate import as_numeric_array
+
     xp = backend.get_array_module(x)
-    try:
-        x = xp.asarray(x)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{func}: x must be a numeric array, got {type(x).__name__} ({exc})") from None
-    if x.dtype.kind not in "biufc":
-        raise InputError(f"{func}: x must be a numeric array, got dtype {x.dtype}")
+    x = as_numeric_array(x, f"{func}: x", xp=xp)
     if x.ndim == 0:
         raise InputError(f"{func}: x must have at least one dimension, got a scalar")
     if x.size == 0:

@@ -20,25 +20,34 @@ Checkpoints
     :func:`load_checkpoint_file`, :func:`run_fingerprint` / :func:`check_fingerprint` (see :mod:`fastem.io.checkpoint` for the pattern).
 """
 
-from .atomic import atomic_output, atomic_update, check_output, clean_stale_temporaries, output_lock
-from .checkpoint import (array_digest, file_digest, check_fingerprint, generator_from_state, run_fingerprint, load_checkpoint_file, read_checkpoint, save_checkpoint_file,
-                         write_checkpoint)
-from .cxi import (CXI_CHECKPOINT, CXI_DATA, CXI_DETECTOR, CXI_IMAGE, CXI_PROCESS, MASK_DEAD, MASK_HOT,
-                  MASK_INVALID, MASK_SATURATED, MASK_SHADOWED, CXIData, CXIReconstruction, mask_from_known,
-                  read_cxi, read_cxi_reconstruction, write_cxi, write_cxi_detector, write_cxi_reconstruction)
-from .dxchange import (DX_CHECKPOINT, DX_PROCESS, DXVolume, TiltSeriesData, flat_dark_correct, minus_log,
-                       read_dxchange, read_dxchange_volume, write_dxchange, write_dxchange_volume)
-from .emd import EMDData, EMDDim, list_emd_arrays, read_emd, write_emd
-from .hdf5 import format_ref, open_h5, parse_ref, read_dataset
-from .images import read_array, read_images
-from .inputs import ImageAxis, ImageData, read_calibration, read_image_data
-from .info import describe, detect_format
-from .mrc import find_tlt, read_mrc, read_tilt_series, read_tlt, write_mrc, write_tlt
-from .process import PROCESS_GROUP, read_process_group, write_process_group
-from .provenance import provenance, read_provenance, to_jsonable, write_provenance
-from .tiff import read_tiff, write_tiff
-from .validate import (DataWarning, angles_to_degrees, check_finite, check_ndim, check_same_shape,
-                       require_finite_result)
+from __future__ import annotations
+
+import importlib
+
+# a name that is also a submodule must be bound eagerly: importing the submodule later would
+# otherwise replace the package attribute with the module
+from .provenance import provenance  # noqa: E402
+
+#: public name -> the submodule that defines it (loaded on first use: ``import fastem.io`` stays cheap)
+_WHERE = {
+    **dict.fromkeys(['atomic_output', 'atomic_update', 'check_output', 'clean_stale_temporaries', 'output_lock'], 'atomic'),
+    **dict.fromkeys(['array_digest', 'file_digest', 'check_fingerprint', 'generator_from_state', 'run_fingerprint', 'load_checkpoint_file', 'read_checkpoint', 'save_checkpoint_file', 'write_checkpoint'], 'checkpoint'),
+    **dict.fromkeys(['CXI_CHECKPOINT', 'CXI_DATA', 'CXI_DETECTOR', 'CXI_IMAGE', 'CXI_PROCESS', 'MASK_DEAD', 'MASK_HOT', 'MASK_INVALID', 'MASK_SATURATED', 'MASK_SHADOWED', 'CXIData', 'CXIReconstruction', 'mask_from_known', 'read_cxi', 'read_cxi_reconstruction', 'write_cxi', 'write_cxi_detector', 'write_cxi_reconstruction'], 'cxi'),
+    **dict.fromkeys(['DX_CHECKPOINT', 'DX_PROCESS', 'DXVolume', 'TiltSeriesData', 'flat_dark_correct', 'minus_log', 'read_dxchange', 'read_dxchange_volume', 'write_dxchange', 'write_dxchange_volume'], 'dxchange'),
+    **dict.fromkeys(['EMDData', 'EMDDim', 'list_emd_arrays', 'read_emd', 'write_emd'], 'emd'),
+    **dict.fromkeys(['format_ref', 'open_h5', 'parse_ref', 'read_dataset'], 'hdf5'),
+    **dict.fromkeys(['read_array', 'read_images'], 'images'),
+    **dict.fromkeys(['ImageAxis', 'ImageData', 'read_calibration', 'read_image_data'], 'inputs'),
+    **dict.fromkeys(['describe', 'detect_format'], 'info'),
+    **dict.fromkeys(['find_tlt', 'read_mrc', 'read_tilt_series', 'read_tlt', 'write_mrc', 'write_tlt'], 'mrc'),
+    **dict.fromkeys(['PROCESS_GROUP', 'read_process_group', 'write_process_group'], 'process'),
+    **dict.fromkeys(['provenance', 'read_provenance', 'to_jsonable', 'write_provenance'], 'provenance'),
+    **dict.fromkeys(['read_tiff', 'write_tiff'], 'tiff'),
+    **dict.fromkeys(['DataWarning', 'angles_to_degrees', 'check_finite', 'check_ndim', 'check_same_shape', 'require_finite_result'], 'validate'),
+}
+_SUBMODULES = ("atomic", "checkpoint", "cxi", "dxchange", "emd", "hdf5", "images", "inputs", "info", "mrc",
+               "process", "provenance", "tiff", "validate", "outputs", "show")
+
 
 __all__ = [
     "atomic_output", "atomic_update", "check_output", "clean_stale_temporaries", "output_lock",
@@ -59,3 +68,18 @@ __all__ = [
     "read_tiff", "write_tiff",
     "DataWarning", "angles_to_degrees", "check_finite", "check_ndim", "check_same_shape",
 ]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -20,7 +20,7 @@ from ..errors import DatasetNotFoundError, InputError
 from ..geometry import angles_from_tilts
 from .atomic import atomic_output
 from .hdf5 import _path_arg, is_hdf5, require_file
-from .validate import check_finite, check_ndim
+from .validate import as_numeric_array, check_finite, check_ndim
 
 __all__ = ["read_mrc", "write_mrc", "read_tlt", "write_tlt", "read_tilt_series", "read_mrc_header",
            "voxel_size_from_header", "MRC_SUFFIXES", "UNKNOWN_VOXEL_LABEL"]
@@ -227,14 +227,7 @@ def write_mrc(path, array, voxel_size=None, *, stack: bool = False, overwrite: b
     import mrcfile
 
     path = _path_arg(path, "path")
-    if array is None or isinstance(array, (str, bytes)):
-        raise InputError(f"array must be a 2D or 3D numeric array, got {type(array).__name__}")
-    try:
-        arr = np.asarray(array)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"array must be a 2D or 3D numeric array ({exc})") from None
-    if arr.dtype.kind not in "biufc":
-        raise InputError(f"array must be a 2D or 3D numeric array, got dtype {arr.dtype}")
+    arr = as_numeric_array(array, "array", expected="a 2D or 3D numeric array")
     check_ndim(arr, (2, 3), "array (MRC data)")
     if arr.dtype.type not in _MRC_DTYPES:
         arr = arr.astype(np.float32)

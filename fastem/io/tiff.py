@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import InputError
 from .atomic import atomic_output
 from .hdf5 import _path_arg, require_file
+from .validate import as_numeric_array
 
 __all__ = ["read_tiff", "write_tiff", "TIFF_SUFFIXES"]
 
@@ -74,14 +75,7 @@ def write_tiff(path, array, *, overwrite: bool = False, inputs: Iterable = (),
     from .provenance import provenance as _prov
 
     path = _path_arg(path, "path")
-    if array is None or isinstance(array, (str, bytes)):
-        raise InputError(f"array must be a 2D or 3D numeric array, got {type(array).__name__}")
-    try:
-        arr = np.asarray(array)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"array must be a 2D or 3D numeric array ({exc})") from None
-    if arr.dtype.kind not in "biufc":
-        raise InputError(f"array must be a 2D or 3D numeric array, got dtype {arr.dtype}")
+    arr = as_numeric_array(array, "array", expected="a 2D or 3D numeric array")
     if arr.ndim not in (2, 3):
         raise InputError(f"array (TIFF data): expected a 2D or 3D array, got shape {arr.shape}")
     prov = provenance if provenance is not None else _prov()

@@ -24,6 +24,7 @@ __all__ = [
     "angles_to_degrees",
     "angle_units",
     "require_finite_result",
+    "as_numeric_array",
 ]
 
 #: |angle| below this bound (radians, a little above pi) with no ``units`` attribute looks like radians
@@ -38,6 +39,25 @@ class DataWarning(UserWarning):
 
 def _warn(message: str) -> None:
     warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def as_numeric_array(value, what: str, *, kinds: str = "biufc", expected: str = "a numeric array", xp=np):
+    """``value`` as an array of ``xp`` (NumPy default; CuPy for device arrays), or a one-line error.
+
+    Refuses ``None``, text, objects that are not arrays (ragged lists, ...) and dtypes whose kind
+    is not in ``kinds`` (``"biufc"``: bool, ints, floats, complex; ``"biuf"`` for real masks), with
+    ``what`` (the parameter name and its role) and ``expected`` in the message, e.g.
+    ``array must be a 2D or 3D numeric array, got dtype <U3``. No copy when ``value`` already is one.
+    """
+    if value is None or isinstance(value, (str, bytes)):
+        raise InputError(f"{what} must be {expected}, got {type(value).__name__}")
+    try:
+        arr = xp.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{what} must be {expected} ({str(exc).splitlines()[0]})") from None
+    if arr.dtype.kind not in kinds:
+        raise InputError(f"{what} must be {expected}, got dtype {arr.dtype}")
+    return arr
 
 
 def check_ndim(arr, ndim, what: str = "array"):
