@@ -436,6 +436,12 @@ def _problem():
 _P = _projections(4)
 _GEO = ProjectionGeometry(SHAPE, SHAPE[1:], TILTS)
 
+
+def _refine(*args, **kwargs):
+    from fastem.tomo import refine_alignment
+
+    return refine_alignment(*args, **kwargs)
+
 API_CASES = [
     ("resire projections None", lambda: resire(None, TILTS), "projections"),
     ("resire ragged list", lambda: resire([[[1.0, 2.0]], [[1.0]]], [0.0, 1.0]), "projections"),
@@ -518,6 +524,12 @@ API_CASES = [
     ("FourierSliceProjector oversampling 9", lambda: FourierSliceProjector(_GEO, 9.0), "oversampling"),
     ("FourierSliceProjector project None", lambda: FourierSliceProjector(_GEO).project(None), "volume"),
     ("FourierSliceProjector gridding string", lambda: FourierSliceProjector(_GEO, gridding="no"), "gridding"),
+    ("ProjectionGeometry shifts wrong shape", lambda: ProjectionGeometry(SHAPE, SHAPE[1:], TILTS, shifts=[[1.0, 2.0]]),
+     "shifts"),
+    ("ProjectionGeometry shifts NaN", lambda: ProjectionGeometry(SHAPE, SHAPE[1:], TILTS,
+                                                                 shifts=np.full((TILTS.size, 2), np.nan)), "shifts"),
+    ("refine_alignment rounds 0", lambda: _refine(_P, TILTS, rounds=0), "rounds"),
+    ("refine_alignment max_shift -1", lambda: _refine(_P, TILTS, rounds=1, max_shift=-1.0), "max_shift"),
 ]
 
 
