@@ -96,6 +96,8 @@ def test_4d_errors(scan, rng):
         SBEKMeans(2, binning=2).fit(rng.standard_normal((20, 4)))
     with pytest.raises(InputError, match="sampling must be one of"):
         SBEKMeans(2, sampling="rows").fit(X)
+    with pytest.raises(InputError, match=r"sampling_chunks \(4, 5\) must have one entry per axis"):
+        SBEKMeans(2, sampling="chunks", sampling_chunks=(4, 5), n_outer=1, n_inner=1).fit(X)
     m = SBEKMeans(2, algorithm="lloyd", random_state=0).fit(X)
     with pytest.raises(InputError, match=r"patterns of shape \(8, 32\) but the model was fitted with patterns of "
                                           r"shape \(16, 16\)"):

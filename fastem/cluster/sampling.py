@@ -172,6 +172,11 @@ class ChunkSampler:
         if chunks is None and source.streaming:
             chunks = source._data.chunks
         itemsize = np.dtype(source._data.dtype).itemsize
+        if chunks is not None and len(chunks) != len(source.shape):
+            from fastem.errors import InputError
+
+            raise InputError(f"sampling_chunks {tuple(chunks)} must have one entry per axis of {source.name} "
+                             f"(shape {source.shape})")
         self.blocks = sampling_blocks(source.shape if len(source.shape) > 1 else (source.n, 1), chunks,
                                       name=source.name, itemsize=itemsize)
         self.block_rows = np.array([b[1].size for b in self.blocks], np.int64)
