@@ -260,15 +260,17 @@ def _minibatch_step(batch, C, C_work, sums, counts, v, b, bC, v_safe, xp, engine
 
 
 def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, engine=None, callback=None,
-          tol_scale: float | None = None, stats: dict | None = None) -> RunResult:
+          tol_scale: float | None = None, stats: dict | None = None, assign=None) -> RunResult:
     """Lloyd's algorithm (EM) on the full data, streamed in chunks.
 
     Stops like scikit-learn's ``KMeans(algorithm="lloyd")``: when the labels no longer change
     ("strict convergence") or when ``sum_j ||c_j^new - c_j||^2 <= tol * mean_j var(X_j)``; then
     a final assignment with the last centroids (when not strictly converged). Empty clusters
     keep their centroid (scikit-learn relocates them to far points instead). ``stats``: filled
-    as by :func:`assign_full` for the returned centroids.
+    as by :func:`assign_full` for the returned centroids. ``assign``: the full-data pass (default
+    :func:`assign_full`; :mod:`fastem.cluster.distributed` passes one that runs on Dask workers).
     """
+    assign = assign_full if assign is None else assign
     xp = source.xp
     C = xp.array(C0, dtype=np.float64)
     if max_iter < 1:
@@ -279,7 +281,7 @@ def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, eng
     strict = False
     labels = None
     for it in range(1, max_iter + 1):
-        labels, phi, sums, counts = assign_full(source, C, labels=True, accumulate=True, engine=engine, stats=stats)
+        labels, phi, sums, counts = assign(source, C, labels=True, accumulate=True, engine=engine, stats=stats)
         newC = xp.where(counts[:, None] > 0, sums / xp.maximum(counts, 1)[:, None], C)
         if prev is not None and np.array_equal(labels, prev):
             strict = True
@@ -294,5 +296,5 @@ def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, eng
     if strict:
         # labels unchanged: C (the centroids these labels, phi and stats came from) is final
         return RunResult(C, phi, it, labels)
-    labels, phi, _, _ = assign_full(source, C, labels=True, engine=engine, stats=stats)
+    labels, phi, _, _ = assign(source, C, labels=True, engine=engine, stats=stats)
     return RunResult(C, phi, it, labels)

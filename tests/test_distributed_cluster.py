@@ -1,0 +1,112 @@
+"""Lloyd k-means as a map-reduce on Dask workers (issue 17): same run as in one process."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from fastem.cluster.core import lloyd  # noqa: E402
+from fastem.cluster.distributed import PartitionedData, lloyd_distributed  # noqa: E402
+from fastem.cluster.preprocess import Preprocess  # noqa: E402
+from fastem.cluster.source import DataSource  # noqa: E402
+from fastem.errors import InputError  # noqa: E402
+from fastem.executor import DaskExecutor, InlineExecutor  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ex = DaskExecutor.make_local(n_workers=2, threads_per_worker=1, processes=True)
+    yield ex
+    ex.close()
+
+
+def _blobs(rng, n, d, k=4):
+    centres = rng.normal(0, 4, (k, d))
+    return (centres[rng.integers(0, k, n)] + rng.normal(0, 1, (n, d))).astype(np.float32)
+
+
+def _single(path, ds, C0, **kw):
+    with h5py.File(path, "r") as f:
+        src = DataSource(f[ds], chunk_rows=kw.pop("chunk_rows", None), preprocess=kw.pop("preprocess", None))
+        stats = {}
+        r = lloyd(src, C0, stats=stats, **kw)
+    return r, stats
+
+
+@pytest.mark.parametrize("executor_kind", ["inline", "dask"])
+def test_points_equal_single_process(tmp_path, rng, cluster, executor_kind):
+    X = _blobs(rng, 1003, 7)            # odd N, partitions of unequal length
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=X, chunks=(100, 7))
+    C0 = X[rng.choice(len(X), 4, replace=False)].astype(np.float64)
+    ref, ref_stats = _single(path, "/X", C0, chunk_rows=128)
+    ex = InlineExecutor() if executor_kind == "inline" else cluster
+    stats = {}
+    got = lloyd_distributed(ex, PartitionedData(str(path), "/X", chunk_rows=128, parts=3), C0, stats=stats)
+    np.testing.assert_array_equal(got.labels, ref.labels)
+    np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-10, atol=1e-10)
+    assert got.n_iter == ref.n_iter and abs(got.objective - ref.objective) <= 1e-9 * ref.objective
+    np.testing.assert_array_equal(stats["counts"], ref_stats["counts"])
+
+
+def test_4d_stem_with_preprocessing_equal_single_process(tmp_path, rng, cluster):
+    scan = np.abs(_blobs(rng, 9 * 7, 36)).reshape(9, 7, 6, 6)       # (Ny, Nx, ky, kx)
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=scan, chunks=(1, 7, 6, 6))
+    pre = Preprocess(transform="sqrt", normalize="l2")
+    with h5py.File(path, "r") as f:
+        d = DataSource(f["data"], preprocess=pre).d
+    C0 = rng.random((3, d))
+    ref, _ = _single(path, "/data", C0, preprocess=pre)
+    got = lloyd_distributed(cluster, PartitionedData(str(path), "/data", preprocess=pre, parts=4), C0)
+    np.testing.assert_array_equal(got.labels, ref.labels)
+    np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-10, atol=1e-12)
+
+
+def test_partitions_cover_rows_on_scan_lines():
+    data = PartitionedData("x.h5", "/X", parts=3)
+    r = data.ranges(10 * 7, align=7)
+    assert r[0][0] == 0 and r[-1][1] == 70 and all(a % 7 == 0 for a, _ in r)
+    assert all(b1 == a2 for (_, b1), (a2, _) in zip(r[:-1], r[1:]))
+    assert PartitionedData("x", "/X", parts=9).ranges(4) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+
+
+def test_worker_lost_mid_run_still_converges_to_the_same(tmp_path, rng, cluster):
+    X = _blobs(rng, 600, 5)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f["X"] = X
+    C0 = X[:4].astype(np.float64)
+    ref, _ = _single(path, "/X", C0)
+    victim = sorted(cluster.client.scheduler_info()["workers"])[0]
+    killed = []
+
+    def kill_once(it, phi):
+        if not killed:
+            killed.append(it)
+            try:
+                cluster.client.run(os._exit, 1, workers=[victim])
+            except Exception:
+                pass
+
+    got = lloyd_distributed(cluster, PartitionedData(str(path), "/X", parts=4), C0, callback=kill_once)
+    assert killed and victim not in cluster.client.scheduler_info()["workers"]
+    np.testing.assert_array_equal(got.labels, ref.labels)
+    np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-10)
+
+
+def test_errors(tmp_path, rng):
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f["X"] = rng.random((20, 3))
+    with pytest.raises(InputError, match="C0 must have shape \\(K, 3\\)"):
+        lloyd_distributed(InlineExecutor(), PartitionedData(str(path), "/X"), rng.random((2, 4)))
+    with pytest.raises(InputError, match="data must be a PartitionedData"):
+        lloyd_distributed(InlineExecutor(), str(path), rng.random((2, 3)))
