@@ -12,7 +12,9 @@ run so that Numba compilation and imports are not counted) and the ratio ``dask-
 1 through ``NUMBA_NUM_THREADS``/``OMP_NUM_THREADS``, so 2 workers use 2 cores. The outputs of all
 three runs are compared bitwise (the job must not depend on where it ran).
 
-Job kinds so far: ``scan`` (``fastem scan simulate``: partial scans of synthetic micrographs).
+Job kinds: ``scan simulate`` (partial scans of synthetic micrographs) and ``cluster lloyd``
+(:func:`fastem.cluster.distributed.lloyd_distributed` on an HDF5 dataset of Gaussian blobs; the
+inline row is the single-process :func:`fastem.cluster.core.lloyd`, fixed iteration count).
 
     .venv/bin/python bench/distributed_scaling.py                # -> bench/results/distributed_scaling.{json,md}
     .venv/bin/python bench/distributed_scaling.py --quick        # seconds, numbers meaningless
@@ -47,6 +49,20 @@ def _scan_job(out: Path, n: int, size: int, chunk: int, executor):
         return {k: f["scan"][k][()] for k in ("partial", "path", "truth")}
 
 
+def _lloyd_job(path: Path, executor, parts: int, iters: int):
+    from fastem.cluster.core import lloyd
+    from fastem.cluster.distributed import PartitionedData, lloyd_distributed
+    from fastem.cluster.source import DataSource
+
+    with h5py.File(path, "r") as f:
+        C0 = np.asarray(f["C0"][()])
+        if executor is None:
+            r = lloyd(DataSource(f["X"]), C0, max_iter=iters, tol=0.0)
+            return {"labels": r.labels}
+    r = lloyd_distributed(executor, PartitionedData(str(path), "/X", parts=parts), C0, max_iter=iters, tol=0.0)
+    return {"labels": r.labels}
+
+
 def _time(fn, repeat: int) -> tuple[float, object]:
     fn()                                 # warm-up: imports, Numba compilation, caches on every worker
     times, result = [], None
@@ -64,10 +80,13 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--chunk", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--points", type=int, default=200_000, help="cluster lloyd: N points")
+    ap.add_argument("--dim", type=int, default=256, help="cluster lloyd: d")
+    ap.add_argument("--iters", type=int, default=10, help="cluster lloyd: iterations (tol 0)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
     if a.quick:
-        a.images, a.size, a.repeat = 8, 64, 1
+        a.images, a.size, a.repeat, a.points, a.dim, a.iters = 8, 64, 1, 4000, 16, 3
 
     from fastem.benchmark import machine_info
     from fastem.config import set_threads
@@ -94,6 +113,28 @@ def main(argv=None) -> int:
                      "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
                      "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
                      "bitwise_equal_to_inline": same})
+
+        rng = np.random.default_rng(0)
+        centres = rng.normal(0, 3, (16, a.dim))
+        X = (centres[rng.integers(0, 16, a.points)] + rng.normal(0, 1, (a.points, a.dim))).astype(np.float32)
+        data = tmp / "blobs.h5"
+        with h5py.File(data, "w") as f:
+            f.create_dataset("X", data=X, chunks=(min(4096, a.points), a.dim))
+            f["C0"] = X[rng.choice(a.points, 16, replace=False)].astype(np.float64)
+        del X
+        t_inline, ref = _time(lambda: _lloyd_job(data, None, 1, a.iters), a.repeat)
+        timings, same = {"inline-1t": t_inline}, {}
+        for workers in (1, 2):
+            with DaskExecutor.make_local(n_workers=workers, threads_per_worker=1, processes=True,
+                                         env=worker_env) as ex:
+                t, res = _time(lambda: _lloyd_job(data, ex, 2 * workers, a.iters), a.repeat)
+            timings[f"dask-{workers}w"] = t
+            same[f"dask-{workers}w"] = bool(np.array_equal(ref["labels"], res["labels"]))
+        rows.append({"job": "cluster lloyd", "work": f"{a.points} x {a.dim} float32 (HDF5), K 16, {a.iters} it",
+                     "seconds": {k: round(v, 3) for k, v in timings.items()},
+                     "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
+                     "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
+                     "bitwise_equal_to_inline": same})
     info = machine_info()
     load = _os.getloadavg()
     name = "distributed_scaling_quick" if a.quick else "distributed_scaling"
@@ -105,7 +146,7 @@ def main(argv=None) -> int:
              f"`{cmd}` on {info.get('cpu_model', '?')} ({info.get('cores_available', '?')} cores), load average at the end "
              f"{load[0]:.1f}. Medians of {a.repeat} after a warm-up run.", "",
              "| job | work | inline, 1 thread (s) | 1 worker (s) | 2 workers (s) | 2w vs 1w | 2w vs inline | "
-             "equal to inline |", "|---|---|---|---|---|---|---|---|"]
+             "equal to inline (scan: files; lloyd: labels) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["seconds"]
         lines.append(f"| {r['job']} | {r['work']} | {s['inline-1t']:.2f} | {s['dask-1w']:.2f} | {s['dask-2w']:.2f} | "
