@@ -10,21 +10,28 @@ final full-data objective). For a block of points ``X`` (M, d) and centroids ``C
   form), so a reported objective is never below the true one because of cancellation;
 * ``sums[k] += sum_{labels[i] = k} X_i`` (float64) and ``counts[k] += #{labels[i] = k}``.
 
-Engines: ``numpy`` (float64 reference, direct distances), ``numba`` (BLAS + Numba parallel loop
-with per-thread partial sums), ``cuda`` (CuPy GEMM + ``cuda/kmeans_assign.cu``) and
+Engines: ``numpy`` (float64 reference, direct distances), ``numba`` (a Python thread pool over row
+blocks, each with single-threaded BLAS and the ``nogil`` Numba kernel into per-thread partial
+sums, reduced at the end), ``cuda`` (CuPy GEMM + ``cuda/kmeans_assign.cu``) and
 ``numba-cuda`` (CuPy/NumPy GEMM + ``_kmeans_assign_numba_cuda.py``; runs under the simulator).
 """
 
 from __future__ import annotations
+
+import sys
+import threading
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 
 __all__ = ["assign_accumulate"]
+
+_ASSIGN = declare_engines("assign_accumulate", ("numpy", "numba", "cuda", "numba-cuda"))
 
 _SUPPORTED = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -91,7 +98,7 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
         raise InputError(f"assign_accumulate: X and C must both be float32 or float64, got {X.dtype} and {C.dtype}")
     if not (X.flags.c_contiguous and C.flags.c_contiguous):
         raise InputError("assign_accumulate: X and C must be C-contiguous")
-    engine = select_engine(engine, X, C)
+    engine = select_engine(engine, X, C, kernel=_ASSIGN)
     xp = backend.get_array_module(X)
     M, d = X.shape
     K = C.shape[0]
@@ -102,9 +109,7 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
     if sums.shape != (K, d) or sums.dtype != np.float64 or counts.shape != (K,) or counts.dtype != np.int64:
         raise InputError(f"assign_accumulate: sums must be float64 {(K, d)} and counts int64 {(K,)}, got "
                          f"{sums.dtype} {sums.shape} and {counts.dtype} {counts.shape}")
-    if engine == "numpy":
-        if backend.is_cupy_array(X):
-            raise InputError("assign_accumulate: engine 'numpy' needs NumPy arrays")
+    if engine == "numpy":  # select_engine refuses CPU engines for CuPy arrays
         labels, dist, s, c = _reference(X, C, accumulate)
         sums += s
         counts += c
@@ -118,7 +123,7 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
     if engine == "numba":
         _numba_blocks(X, C, cnorm, labels, dist, sums, counts, bool(accumulate), bool(distances))
         return labels, dist, sums, counts
-    with backend.get_device(X).use() if backend.is_cupy_array(X) else _null():
+    with backend.get_device(X).use() if backend.is_cupy_array(X) else nullcontext():
         crossT = xp.ascontiguousarray(C @ X.T)  # (K, M): cuBLAS GEMM on the GPU
         if engine == "cuda":
             from . import _cuda
@@ -141,7 +146,6 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
 MIN_ROWS_PER_THREAD = 256
 SUB_ROWS = 256  # rows per GEMM + kernel call inside a thread's block (scikit-learn uses 256 too)
 _POOL = None
-_BLAS = None
 
 
 def _threads() -> int:
@@ -167,28 +171,46 @@ def _pool():
     return _POOL
 
 
-class _single_thread_blas:
-    """Limit BLAS to one thread for the duration (threadpoolctl, when installed; ~10 us)."""
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = 0          # threads inside single_thread_blas() now (guarded by _BLAS_LOCK)
+_BLAS_LIMITER = None     # the threadpoolctl limiter of the outermost entry
+_BLAS_CONTROLLER = None  # (len(sys.modules) when made, threadpoolctl.ThreadpoolController)
 
-    def __enter__(self):
-        global _BLAS
-        if _BLAS is None:
-            try:
+
+@contextmanager
+def single_thread_blas():
+    """BLAS limited to one thread for the duration (``threadpoolctl``), safe under concurrent use.
+
+    BLAS thread counts are process-wide, so concurrent callers share one limit: the first to
+    enter sets it (``ThreadpoolController.limit(limits=1, user_api="blas")``, the context manager
+    behind ``threadpoolctl.threadpool_limits``) and the last to leave restores the original
+    counts; the count of callers inside is kept under a lock, so an early leaver never restores
+    the threads while another caller still runs its GEMMs, and the original counts are never
+    lost. Other threads of the process also see one BLAS thread meanwhile.
+
+    The controller (the scan of the loaded BLAS libraries) is reused while no module has been
+    imported since it was made: ``threadpool_limits`` rescans them on every call, which costs
+    more than a small mini-batch step, and a BLAS is loaded by importing an extension module
+    (SciPy brings a second OpenBLAS), after which the scan is redone.
+    """
+    global _BLAS_USERS, _BLAS_LIMITER, _BLAS_CONTROLLER
+    with _BLAS_LOCK:
+        if _BLAS_USERS == 0:
+            n_modules = len(sys.modules)
+            if _BLAS_CONTROLLER is None or _BLAS_CONTROLLER[0] != n_modules:
                 from threadpoolctl import ThreadpoolController
 
-                _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
-            except Exception:  # threadpoolctl missing: leave BLAS alone
-                _BLAS = []
-        # only touch libraries not already at one thread: every change wakes / parks BLAS threads
-        self.saved = [(c, n) for c in _BLAS for n in [c.get_num_threads()] if n != 1]
-        for c, _ in self.saved:
-            c.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        for c, n in self.saved:
-            c.set_num_threads(n)
-        return False
+                _BLAS_CONTROLLER = (len(sys.modules), ThreadpoolController())
+            _BLAS_LIMITER = _BLAS_CONTROLLER[1].limit(limits=1, user_api="blas")
+        _BLAS_USERS += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0:
+                limiter, _BLAS_LIMITER = _BLAS_LIMITER, None
+                limiter.restore_original_limits()
 
 
 def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances=True):
@@ -208,7 +230,7 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
             Xb = X[a:b]
             argmin_accumulate_block(Xb, Xb @ CT, cnorm, C, labels[a:b], dist[a:b], s, c, accumulate, distances)
 
-    with _single_thread_blas():
+    with single_thread_blas():
         if T == 1:
             block(0, 0, M, sums, counts)
             return
@@ -246,10 +268,3 @@ def _partials(T, K, d, accumulate):
             b.fill(0)
     return cached[1], cached[2]
 
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

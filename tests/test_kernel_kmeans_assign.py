@@ -1,4 +1,8 @@
-"""k-means assignment kernel: every engine against the float64 NumPy reference."""
+"""k-means assignment kernel: every engine, ``numpy`` included, against an independent float64
+reference written here (plain NumPy distances, argmin, per-cluster sums), and the BLAS
+single-thread guard (threadpoolctl) under concurrent use."""
+
+import threading
 
 import numpy as np
 import pytest
@@ -9,7 +13,19 @@ from fastem.kernels import assign_accumulate
 
 from conftest import to_numpy
 
-SIZES = [(1, 1, 1), (7, 3, 2), (33, 5, 4), (257, 17, 9), (1000, 64, 31), (129, 784, 10)]
+SIZES = [(1, 1, 1), (7, 3, 2), (33, 5, 4), (257, 17, 9), (1000, 64, 31), (129, 784, 10), (1001, 13, 7)]
+
+
+def _reference(X, C):
+    """Independent of the kernel module: float64 squared distances one centroid at a time, the
+    first minimum, and per-cluster sums / counts by boolean selection."""
+    X64, C64 = np.asarray(X, np.float64), np.asarray(C, np.float64)
+    D = np.stack([np.sum((X64 - c) ** 2, axis=1) for c in C64], axis=1)
+    labels = np.argmin(D, axis=1)
+    dist = D[np.arange(len(X64)), labels]
+    sums = np.array([X64[labels == k].sum(axis=0) for k in range(len(C64))]).reshape(C64.shape)
+    counts = np.array([np.count_nonzero(labels == k) for k in range(len(C64))])
+    return labels, dist, sums, counts
 
 
 def _data(rng, M, d, K, dtype):
@@ -19,7 +35,7 @@ def _data(rng, M, d, K, dtype):
 
 
 def _check_against_reference(X, C, labels, dist, sums, counts, exact):
-    ref_l, ref_d, ref_s, ref_c = assign_accumulate(X.astype(np.float64), C.astype(np.float64), engine="numpy")
+    ref_l, ref_d, ref_s, ref_c = _reference(X, C)
     labels, dist, sums, counts = map(to_numpy, (labels, dist, sums, counts))
     if exact:
         np.testing.assert_array_equal(labels, ref_l)
@@ -41,6 +57,21 @@ def _check_against_reference(X, C, labels, dist, sums, counts, exact):
     if exact:
         np.testing.assert_allclose(dist, ref_d, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(sums, ref_s, rtol=1e-10, atol=1e-9)
+        np.testing.assert_array_equal(counts, ref_c)
+
+
+@pytest.mark.parametrize("M,d,K", [(1, 1, 1), (37, 11, 5), (1001, 13, 7), (263, 129, 17)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_engine_is_the_plain_definition(rng, M, d, K, dtype):
+    """Was: the ``numpy`` engine was checked against itself (it *is* the module's reference)."""
+    X, C = _data(rng, M, d, K, dtype)
+    labels, dist, sums, counts = assign_accumulate(X, C, engine="numpy")
+    ref_l, ref_d, ref_s, ref_c = _reference(X, C)
+    np.testing.assert_array_equal(labels, ref_l)     # float64 distances for both: same first minimum
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(sums, ref_s, rtol=1e-12, atol=1e-10)
+    np.testing.assert_array_equal(counts, ref_c)
+    assert counts.sum() == M and len(np.unique(labels)) > min(1, K - 1)
 
 
 @pytest.mark.parametrize("M,d,K", SIZES)
@@ -130,6 +161,123 @@ def test_bad_input(rng):
         assign_accumulate(X, C, engine="cuda")
 
 
+# ---- the BLAS single-thread guard (threadpoolctl; process-wide, so concurrent users share it) ----
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.fixture
+def two_blas_threads():
+    from threadpoolctl import threadpool_limits
+
+    if not _blas_threads():
+        pytest.skip("no BLAS library visible to threadpoolctl")
+    with threadpool_limits(limits=2, user_api="blas"):
+        if set(_blas_threads()) != {2}:
+            pytest.skip("BLAS cannot run 2 threads here")
+        yield
+
+
+def test_blas_guard_limits_and_restores(two_blas_threads):
+    from fastem.kernels.kmeans_assign import single_thread_blas
+
+    with single_thread_blas():
+        assert set(_blas_threads()) == {1}
+        with single_thread_blas():   # nested: still one thread, and the outer exit restores
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {1}
+    assert set(_blas_threads()) == {2}
+
+
+class _FakeBlas:
+    """A stand-in for threadpoolctl's controller: one process-wide thread count, as BLAS has."""
+
+    threads = 2
+
+    def limit(self, limits, user_api):
+        assert user_api == "blas"
+        saved, _FakeBlas.threads = _FakeBlas.threads, limits
+
+        class Limiter:
+            def restore_original_limits(self):
+                _FakeBlas.threads = saved
+
+        return Limiter()
+
+
+def test_blas_guard_overlapping_threads(monkeypatch):
+    """A leaves while B is still inside: B keeps one BLAS thread; the last to leave restores 2
+    (unlocked save/restore pairs restore 2 under B, or leave 1 for good). A stand-in controller:
+    the logic under test is the guard's, and OpenBLAS may ignore a worker thread's setting."""
+    import threadpoolctl
+
+    from fastem.kernels import kmeans_assign as ka
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", _FakeBlas)
+    monkeypatch.setattr(ka, "_BLAS_CONTROLLER", None)
+    _FakeBlas.threads = 2
+    a_in, b_in, a_out, b_go = (threading.Event() for _ in range(4))
+    seen = {}
+
+    def a():
+        with ka.single_thread_blas():
+            a_in.set()
+            seen["a_in"] = _FakeBlas.threads
+            b_in.wait(10)
+        a_out.set()
+
+    def b():
+        a_in.wait(10)
+        with ka.single_thread_blas():
+            b_in.set()
+            a_out.wait(10)
+            seen["b_after_a_left"] = _FakeBlas.threads
+            b_go.wait(10)
+
+    ta, tb = threading.Thread(target=a), threading.Thread(target=b)
+    ta.start(), tb.start()
+    ta.join(10)
+    assert a_out.is_set()
+    b_go.set()
+    tb.join(10)
+    assert seen == {"a_in": 1, "b_after_a_left": 1}
+    assert _FakeBlas.threads == 2 and ka._BLAS_USERS == 0
+
+
+def test_concurrent_assignments_are_right_and_restore_blas(rng, two_blas_threads):
+    X, C = _data(rng, 2 * 4 * 256 + 3, 9, 5, np.float64)   # more than one row block per thread
+    ref = _reference(X, C)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(5):
+                labels, _, sums, counts = assign_accumulate(X, C, engine="numba")
+                np.testing.assert_array_equal(labels, ref[0])
+                np.testing.assert_array_equal(counts, ref[3])
+                np.testing.assert_allclose(sums, ref[2], rtol=1e-12, atol=1e-10)
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert set(_blas_threads()) == {2}
+
+
+def test_threadpoolctl_is_a_core_dependency():
+    import tomllib
+    from pathlib import Path
+
+    deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.replace(" ", "").startswith("threadpoolctl") for d in deps)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("engine", ["cuda", "numba-cuda"])
 @pytest.mark.parametrize("M,d,K", [(1, 1, 1), (257, 17, 9), (4099, 784, 10), (5000, 64, 256)])
@@ -168,3 +316,18 @@ def test_numba_cuda_ties_in_simulator(rng):
     out = assign_accumulate(X, C, engine="numba-cuda")
     _check_against_reference(X, C, *out, exact=True)
     assert out[3][1] == 0 and out[3][3] == 0
+
+
+def test_blas_guard_sees_a_blas_loaded_later(two_blas_threads):
+    """A BLAS library loaded after the guard's first use (SciPy's own OpenBLAS) is limited too."""
+    from fastem.kernels.kmeans_assign import single_thread_blas
+
+    with single_thread_blas():
+        pass
+    import scipy.linalg  # noqa: F401  (may load a second BLAS)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        with single_thread_blas():
+            assert set(_blas_threads()) == {1}
+        assert set(_blas_threads()) == {2}
