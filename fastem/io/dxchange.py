@@ -46,6 +46,7 @@ __all__ = [
     "DX_PROCESS",
     "DX_CHECKPOINT",
     "check_real_values",
+    "read_dxchange_angles",
 ]
 
 DX_PROCESS = PROCESS_GROUP
@@ -161,9 +162,35 @@ def minus_log(proj, what: str = "projections") -> np.ndarray:
     return (-np.log(np.maximum(proj, floor))).astype(np.float32)
 
 
-def _read_angles(f, path: Path, n_proj: int):
+def read_dxchange_angles(f, path, n_proj: int):
+    """The angles of an open Data Exchange file: ``/exchange/angles`` (Euler ZYX) or ``/exchange/theta``.
+
+    Parameters
+    ----------
+    f : h5py.File or h5py.Group
+        The open file (its ``/exchange`` group is read).
+    path : str or os.PathLike
+        The file's name, for messages only.
+    n_proj : int
+        Number of projections in ``/exchange/data``; the angle count must match it.
+
+    Returns
+    -------
+    (angles, theta)
+        ``angles`` float64 (n, 3) Euler ZYX in degrees (attribute ``units`` honoured);
+        ``theta`` float64 (n,) tilts about y in degrees when read from ``/exchange/theta``,
+        else ``None``. ``/exchange/angles`` is preferred when both exist.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        Neither dataset exists.
+    InputError
+        Non-ZYX convention, non-real or empty angles, a wrong shape, a count other than ``n_proj``.
+    """
     import h5py
 
+    path = Path(path)
     ex = f["exchange"]
     angles = theta = None
     if isinstance(ex.get("angles"), h5py.Dataset):
@@ -199,6 +226,9 @@ def _read_angles(f, path: Path, n_proj: int):
     if angles.shape[0] != n_proj:
         raise InputError(f"{path}: {n_proj} projections in /exchange/data but {angles.shape[0]} angles in {src}")
     return angles, theta
+
+
+_read_angles = read_dxchange_angles  # the former private name (fastem.tomo.job used it)
 
 
 def read_dxchange(path, *, flat_dark: bool = True, log: bool = False, nonfinite: str = "error") -> TiltSeriesData:
@@ -243,7 +273,7 @@ def read_dxchange(path, *, flat_dark: bool = True, log: bool = False, nonfinite:
         check_real_values(ds, where)
         data = np.asarray(ds[()])
         check_real_values(data, where)
-        angles, theta = _read_angles(f, path, data.shape[0])
+        angles, theta = read_dxchange_angles(f, path, data.shape[0])
         white = dark = None
         for name in ("data_white", "data_dark"):
             if flat_dark and isinstance(ex.get(name), h5py.Dataset):

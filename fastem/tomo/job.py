@@ -106,14 +106,14 @@ def _dx_angles(path: Path, n: int):
     """The Data Exchange angles of ``path`` if it has any, else ``None``."""
     import h5py
 
-    from ..io.dxchange import _read_angles
+    from ..io.dxchange import read_dxchange_angles
     from ..io.hdf5 import open_h5
 
     with open_h5(path) as f:
         ex = f.get("exchange")
         if not isinstance(ex, h5py.Group) or not any(isinstance(ex.get(k), h5py.Dataset) for k in ("angles", "theta")):
             return None
-        return _read_angles(f, path, n)
+        return read_dxchange_angles(f, path, n)
 
 
 def read_series(spec, *, angles=None) -> SeriesInput:
