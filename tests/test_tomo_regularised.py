@@ -142,3 +142,24 @@ def test_errors_name_the_parameter(case):
         regularised(data, tilts, auto="gcv", **KW)
     with pytest.raises(InputError, match="^eps must be a finite number > 0"):
         RegularisedReconstruction(p, prior="tv", prior_params={"eps": 0.0})
+
+
+def test_prepare_and_resume(case):
+    """What the CLI hook calls: prepare_regularised, run, state -> restore continues (momentum restarted)."""
+    from fastem.tomo.regularised import prepare_regularised
+
+    truth, tilts, data, _ = case
+    p = TomoProblem(data, tilts, **KW)
+    solver, info = prepare_regularised(p, prior="qggmrf", prior_weight="auto", auto_inner=10)
+    assert solver.iteration == 0 and solver.weight == info["auto"]["weight"] > 0
+    assert info["noise_estimate"] > 0 and len(info["auto"]["trials"]) >= 3
+    solver.run(10)
+    state = solver.state()
+    before = solver.objective()
+    other, _ = prepare_regularised(TomoProblem(data, tilts, **KW), prior="qggmrf", prior_weight=solver.weight,
+                                   prior_params=solver.prior_params)
+    other.restore(state)
+    assert other.iteration == 10 and other.objective() == pytest.approx(before, rel=1e-6)
+    res = other.run(20)
+    assert res.iterations == 20 and other.objective() < before
+    assert res.config["prior"] == "qggmrf" and res.config["prior_weight"] == solver.weight

@@ -42,7 +42,7 @@ from .operators import BORDER, make_projector
 from .problem import TomoProblem
 from .solver import IterativeReconstruction, ReconstructionResult
 
-__all__ = ["RegularisedReconstruction", "regularised", "estimate_noise", "choose_weight", "default_prior_parameters"]
+__all__ = ["RegularisedReconstruction", "regularised", "prepare_regularised", "choose_weight_rfree", "estimate_noise", "choose_weight", "default_prior_parameters"]
 
 #: default prior parameters as fractions of the volume's value scale ``x_ref`` (see :func:`default_prior_parameters`)
 DEFAULT_FRACTIONS = {"eps": 0.05, "delta": 0.05, "sigma": 0.2}
@@ -472,6 +472,62 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
             "volume": best[2], "lipschitz_data": solver.lipschitz_data}
 
 
+def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight="auto",
+                        prior_params: dict | None = None, weights=None, noise_level: float | None = None,
+                        tau: float = 1.0, projector: str = "linear", oversampling=2.0, positivity: bool = True,
+                        support=None, initial=None, engine: str | None = None, auto: str = "rfree",
+                        auto_inner: int = 40, search_callback=None, max_chunk_bytes: int | None = None):
+    """A ready :class:`RegularisedReconstruction` for ``problem``, with the automatic strength resolved.
+
+    What a job (``fastem tomo --prior ...``) calls before ``solver.run(iterations, ...)``: builds the
+    solver, and for ``prior_weight="auto"`` estimates the noise and runs the search (see
+    :func:`regularised` for the parameters), leaving the solver at the chosen weight, warm started,
+    with its iteration count at 0.
+
+    Returns
+    -------
+    (RegularisedReconstruction, dict)
+        The solver and the record to merge into the output's config: ``noise_estimate`` (data
+        units, or None for a fixed weight) and ``auto`` (the search: ``method``, ``weight``,
+        ``bracketed``, ``trials``, ...; None for a fixed weight).
+    """
+    is_auto = isinstance(prior_weight, str)
+    if is_auto and prior_weight != "auto":
+        raise InputError(f"prior_weight must be a number >= 0 or 'auto', got {prior_weight!r}")
+    solver_kwargs = dict(prior=prior, weights=weights, prior_params=prior_params, projector=projector,
+                         oversampling=oversampling, positivity=positivity, support=support, initial=initial,
+                         engine=engine, max_chunk_bytes=max_chunk_bytes)
+    solver = RegularisedReconstruction(problem, weight=0.0 if is_auto else prior_weight, **solver_kwargs)
+    record = None
+    sigma_data = None
+    if auto_mode := (auto if isinstance(prior_weight, str) else None):
+        if auto_mode not in ("rfree", "discrepancy"):
+            raise InputError(f"auto must be 'rfree' or 'discrepancy', got {auto_mode!r}")
+    if is_auto:
+        if noise_level is None:
+            sigma_data = estimate_noise(problem.data, solver.w) / solver.scale
+        else:
+            sigma_data = as_float(noise_level, "noise_level", positive=True)
+    if is_auto and prior != "none":
+        inner = as_int(auto_inner, "auto_inner", minimum=1)
+        if auto_mode == "rfree":
+            record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback)
+            solver.set_weight(record["weight"])
+            with problem.device.use():
+                solver.volume[...] = backend.to_device(record.pop("volume") * np.float32(solver.scale), problem.device)
+            solver.restart()
+            record["sigma"] = sigma_data
+        else:
+            record = choose_weight(solver, sigma_data * solver.scale, tau=tau, inner=inner, callback=search_callback)
+        solver.iteration = 0
+        solver.history = []
+    info = {"noise_estimate": sigma_data, "auto": None if record is None else
+            {"method": auto_mode, "weight": record["weight"], "bracketed": record["bracketed"],
+             "target": record.get("target"), "tau": tau if auto_mode == "discrepancy" else None,
+             "held_out": record.get("held_out"), "trials": [[float(a), float(b)] for a, b in record["trials"]]}}
+    return solver, info
+
+
 def regularised(projections, angles, *, prior: str = "tv", prior_weight="auto", prior_params: dict | None = None,
                 iterations: int = 100, weights=None, mask=None, noise_level: float | None = None, tau: float = 1.0,
                 projector: str = "linear", oversampling=2.0, positivity: bool = True, support=None,
@@ -535,41 +591,12 @@ def regularised(projections, angles, *, prior: str = "tv", prior_weight="auto", 
     t0 = time.perf_counter()
     problem = TomoProblem(projections, angles, volume_shape=volume_shape, thickness=thickness, mask=mask,
                           device=device, center=center, convention=convention, shifts=shifts)
-    is_auto = isinstance(prior_weight, str)
-    if is_auto and prior_weight != "auto":
-        raise InputError(f"prior_weight must be a number >= 0 or 'auto', got {prior_weight!r}")
-    solver_kwargs = dict(prior=prior, weights=weights, prior_params=prior_params, projector=projector,
-                         oversampling=oversampling, positivity=positivity, support=support, initial=initial,
-                         engine=engine)
-    solver = RegularisedReconstruction(problem, weight=0.0 if is_auto else prior_weight, **solver_kwargs)
-    record = None
-    sigma_data = None
-    if auto_mode := (auto if isinstance(prior_weight, str) else None):
-        if auto_mode not in ("rfree", "discrepancy"):
-            raise InputError(f"auto must be 'rfree' or 'discrepancy', got {auto_mode!r}")
-    if is_auto:
-        if noise_level is None:
-            sigma_data = estimate_noise(problem.data, solver.w) / solver.scale
-        else:
-            sigma_data = as_float(noise_level, "noise_level", positive=True)
-    if is_auto and prior != "none":
-        inner = as_int(auto_inner, "auto_inner", minimum=1)
-        if auto_mode == "rfree":
-            record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback)
-            solver.set_weight(record["weight"])
-            with problem.device.use():
-                solver.volume[...] = backend.to_device(record.pop("volume") * np.float32(solver.scale), problem.device)
-            solver.restart()
-            record["sigma"] = sigma_data
-        else:
-            record = choose_weight(solver, sigma_data * solver.scale, tau=tau, inner=inner, callback=search_callback)
-        solver.iteration = 0
-        solver.history = []
+    solver, info = prepare_regularised(problem, prior=prior, prior_weight=prior_weight, prior_params=prior_params,
+                                       weights=weights, noise_level=noise_level, tau=tau, projector=projector,
+                                       oversampling=oversampling, positivity=positivity, support=support,
+                                       initial=initial, engine=engine, auto=auto, auto_inner=auto_inner,
+                                       search_callback=search_callback)
     result = solver.run(iterations, progress=progress, callback=callback, callback_every=callback_every)
-    result.config.update(noise_estimate=sigma_data, auto=None if record is None else
-                         {"method": auto_mode, "weight": record["weight"], "bracketed": record["bracketed"],
-                          "target": record.get("target"), "tau": tau if auto_mode == "discrepancy" else None,
-                          "held_out": record.get("held_out"),
-                          "trials": [[float(a), float(b)] for a, b in record["trials"]]})
+    result.config.update(info)
     result.seconds = time.perf_counter() - t0
     return result
