@@ -145,6 +145,9 @@ class RegularisedReconstruction(IterativeReconstruction):
         Iterations of the power method for ``L_data`` (done once, at construction).
     lipschitz : float, optional
         ``L_data`` given instead of estimated.
+    momentum : {"restart", "fista", "none"}
+        FISTA with gradient restart (default), plain FISTA, or none (projected gradient, ISTA);
+        the latter two for the convergence comparison (docs/tomo_regularised.md).
 
     Attributes
     ----------
@@ -158,7 +161,11 @@ class RegularisedReconstruction(IterativeReconstruction):
     def __init__(self, problem: TomoProblem, *, prior: str = "tv", weight: float = 0.0, weights=None,
                  prior_params: dict | None = None, projector: str = "linear", oversampling=2.0,
                  positivity: bool = True, support=None, initial=None, power_iterations: int = 30,
-                 lipschitz: float | None = None, engine: str | None = None, max_chunk_bytes: int | None = None):
+                 lipschitz: float | None = None, engine: str | None = None, max_chunk_bytes: int | None = None,
+                 momentum: str = "restart"):
+        if momentum not in ("restart", "fista", "none"):
+            raise InputError(f"momentum must be 'restart', 'fista' or 'none', got {momentum!r}")
+        self.momentum = momentum
         if not isinstance(problem, TomoProblem):
             raise InputError(f"problem must be a TomoProblem, got {type(problem).__name__}")
         if not isinstance(prior, str) or (prior != "none" and prior not in PRIORS):
@@ -259,7 +266,7 @@ class RegularisedReconstruction(IterativeReconstruction):
         xp = p.device.xp
         x, x_prev, y, g = self.volume, self.x_prev, self.y, self.g
         t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * self.t * self.t))
-        m = (self.t - 1.0) / t_next
+        m = (self.t - 1.0) / t_next if self.momentum != "none" else 0.0
         # y = x + m (x - x_prev)
         xp.subtract(x, x_prev, out=y)
         y *= np.float32(m)
@@ -280,7 +287,7 @@ class RegularisedReconstruction(IterativeReconstruction):
         # gradient restart: <y - x_new, x_new - x_old> > 0 -> momentum off
         xp.subtract(y, g, out=y)                     # y <- y - x_new
         xp.subtract(g, x, out=x_prev)                # x_prev <- x_new - x_old (scratch)
-        restart = float(xp.vdot(y.reshape(-1), x_prev.reshape(-1))) > 0.0
+        restart = self.momentum == "restart" and float(xp.vdot(y.reshape(-1), x_prev.reshape(-1))) > 0.0
         x_prev[...] = x                              # x_prev <- x_old
         self.volume, self.g = g, x                   # x <- x_new; the old x buffer becomes scratch
         if restart:
@@ -322,7 +329,8 @@ class RegularisedReconstruction(IterativeReconstruction):
         cfg.update(prior=self.prior, prior_weight=self.weight, prior_params=dict(self.prior_params),
                    lipschitz_data=self.lipschitz_data, lipschitz_prior=self.lipschitz_prior, step_size=self.step_size,
                    volume_scale=self.x_ref, measured_pixels=self.measured, restarts=self.restarts,
-                   method="fista-gradient-restart")
+                   method={"restart": "fista-gradient-restart", "fista": "fista", "none": "projected-gradient"}[
+                       self.momentum])
         if self.op.name == "fst":
             cfg.update(oversampling=[float(o) for o in self.op.oversampling])
         return cfg
