@@ -12,7 +12,8 @@ run so that Numba compilation and imports are not counted) and the ratio ``dask-
 1 through ``NUMBA_NUM_THREADS``/``OMP_NUM_THREADS``, so 2 workers use 2 cores. The outputs of all
 three runs are compared bitwise (the job must not depend on where it ran).
 
-Job kinds: ``scan simulate`` (partial scans of synthetic micrographs) and ``cluster lloyd``
+Job kinds: ``tomo sirt slabs`` (:func:`fastem.tomo.distributed.reconstruct_slabs`, SIRT of a
+vesicle tilt series; inline: the whole volume in one process), ``scan simulate`` (partial scans of synthetic micrographs) and ``cluster lloyd``
 (:func:`fastem.cluster.distributed.lloyd_distributed` on an HDF5 dataset of Gaussian blobs; the
 inline row is the single-process :func:`fastem.cluster.core.lloyd`, fixed iteration count).
 
@@ -63,6 +64,19 @@ def _lloyd_job(path: Path, executor, parts: int, iters: int):
     return {"labels": r.labels}
 
 
+def _tomo_job(path: Path, angles, executor, slabs: int, iters: int):
+    from fastem.tomo import sirt
+    from fastem.tomo.distributed import SlabJob, reconstruct_slabs
+
+    if executor is None:
+        with h5py.File(path, "r") as f:
+            proj = f["/exchange/data"][()]
+        return {"volume": sirt(proj, angles, iterations=iters, progress=False).volume}
+    res = reconstruct_slabs(executor, SlabJob(f"{path}:/exchange/data", angles, "sirt", {"iterations": iters}),
+                            slabs=slabs)
+    return {"volume": res["volume"]}
+
+
 def _time(fn, repeat: int) -> tuple[float, object]:
     fn()                                 # warm-up: imports, Numba compilation, caches on every worker
     times, result = [], None
@@ -83,10 +97,12 @@ def main(argv=None) -> int:
     ap.add_argument("--points", type=int, default=200_000, help="cluster lloyd: N points")
     ap.add_argument("--dim", type=int, default=256, help="cluster lloyd: d")
     ap.add_argument("--iters", type=int, default=10, help="cluster lloyd: iterations (tol 0)")
+    ap.add_argument("--tomo-size", type=int, default=96, help="tomo sirt slabs: volume side")
+    ap.add_argument("--tomo-iters", type=int, default=20, help="tomo sirt slabs: iterations")
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
     if a.quick:
-        a.images, a.size, a.repeat, a.points, a.dim, a.iters = 8, 64, 1, 4000, 16, 3
+        a.images, a.size, a.repeat, a.points, a.dim, a.iters, a.tomo_size, a.tomo_iters = 8, 64, 1, 4000, 16, 3, 24, 3
 
     from fastem.benchmark import machine_info
     from fastem.config import set_threads
@@ -135,6 +151,26 @@ def main(argv=None) -> int:
                      "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
                      "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
                      "bitwise_equal_to_inline": same})
+        from fastem.data import tilt_angles, tilt_series, vesicle_3d
+
+        vol = vesicle_3d(a.tomo_size, seed=0).astype(np.float32)
+        ang = tilt_angles(-70, 70, 3.5)
+        series = tmp / "series.h5"
+        with h5py.File(series, "w") as f:
+            f["/exchange/data"] = tilt_series(vol, ang, centring="middle").astype(np.float32)
+        t_inline, ref = _time(lambda: _tomo_job(series, ang, None, 1, a.tomo_iters), a.repeat)
+        timings, same = {"inline-1t": t_inline}, {}
+        for workers in (1, 2):
+            with DaskExecutor.make_local(n_workers=workers, threads_per_worker=1, processes=True,
+                                         env=worker_env) as ex:
+                t, res = _time(lambda: _tomo_job(series, ang, ex, 2 * workers, a.tomo_iters), a.repeat)
+            timings[f"dask-{workers}w"] = t
+            same[f"dask-{workers}w"] = bool(np.array_equal(ref["volume"], res["volume"]))
+        rows.append({"job": "tomo sirt slabs", "work": f"{a.tomo_size}^3 x {len(ang)} tilts, {a.tomo_iters} it",
+                     "seconds": {k: round(v, 3) for k, v in timings.items()},
+                     "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
+                     "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
+                     "bitwise_equal_to_inline": same})
     info = machine_info()
     load = _os.getloadavg()
     name = "distributed_scaling_quick" if a.quick else "distributed_scaling"
@@ -146,7 +182,7 @@ def main(argv=None) -> int:
              f"`{cmd}` on {info.get('cpu_model', '?')} ({info.get('cores_available', '?')} cores), load average at the end "
              f"{load[0]:.1f}. Medians of {a.repeat} after a warm-up run.", "",
              "| job | work | inline, 1 thread (s) | 1 worker (s) | 2 workers (s) | 2w vs 1w | 2w vs inline | "
-             "equal to inline (scan: files; lloyd: labels) |", "|---|---|---|---|---|---|---|---|"]
+             "equal to inline (scan: files; lloyd: labels; tomo: volume) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["seconds"]
         lines.append(f"| {r['job']} | {r['work']} | {s['inline-1t']:.2f} | {s['dask-1w']:.2f} | {s['dask-2w']:.2f} | "
