@@ -102,18 +102,26 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
                        f"{float(np.abs(res.shifts).max()):.2f} px")
     fmt = resolve_format(output_path, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem tomo",
                          hdf5_only={"--resume": resume, "--checkpoint-every": checkpoint_every > 0})
+    import contextlib
+
     from fastem.io.inputs import read_calibration
     from fastem.io.outputs import staged_output
+    from fastem.progress import progress
 
-    with staged_output(output_path, fmt, "tomo", overwrite=overwrite, inputs=[input_path],
-                       calibration=lambda: read_calibration(input_path)) as target:
+    # the one progress bar of a tomo run (RESIRE/SIRT iterations; FBP is one step): drawn here,
+    # the library only reports to it
+    bar_context = (contextlib.nullcontext() if algorithm == "fbp"
+                   else progress(total=iterations, desc=f"tomo {algorithm}", unit="it"))
+    with bar_context as bar, staged_output(output_path, fmt, "tomo", overwrite=overwrite, inputs=[input_path],
+                                            calibration=lambda: read_calibration(input_path)) as target:
         result, _cfg = tomo_file(input_path, target, algorithm=algorithm, iterations=iterations, step=step,
                                  projector=projector, oversampling=oversampling, positivity=positivity,
                                  thickness=thickness, angles=angles, checkpoint_every=checkpoint_every,
                                  resume=resume, overwrite=overwrite, command=command_line(), center=center,
                                  angles_convention=angles_convention, noise_level=noise_level,
                                  on_center=report_center, refine_angles=refine_angles,
-                                 refine_iterations=refine_iterations, on_refine=report_refine)
+                                 refine_iterations=refine_iterations, on_refine=report_refine,
+                                 progress=bar)
     if not settings.quiet:
         stop = " (stopped: noise level reached)" if result.config.get("stopped") == "discrepancy" else ""
         click.echo(f"{algorithm}: {result.iterations} iteration(s){stop}, volume {tuple(result.volume.shape)} "

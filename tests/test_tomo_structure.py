@@ -55,3 +55,123 @@ def test_dxchange_angles_reader_is_public_and_used(tmp_path, rng):
 
     a2, t2 = _dx_angles(path, 5)
     np.testing.assert_allclose(t2, theta, rtol=1e-12)
+
+
+# ---- item 3: progress through a callback; only the CLI draws a bar ----------------------------
+class Recorder:
+    """A tqdm-like progress sink that records what it is told."""
+
+    def __init__(self):
+        self.updates, self.postfix = [], []
+
+    def update(self, n=1):
+        self.updates.append(n)
+
+    def set_postfix(self, refresh=True, **kw):
+        self.postfix.append(kw["R_F"])
+
+
+def _series(rng, n=7, shape=(8, 8, 8)):
+    from fastem.tomo import ProjectionGeometry
+    from fastem.tomo import _reference as ref
+
+    geo = ProjectionGeometry(shape, shape[1:], np.linspace(-60, 60, n))
+    truth = rng.random(shape) + 0.2
+    return geo, ref.forward_project_linear(truth, geo).astype(np.float32)
+
+
+def test_no_module_of_fastem_tomo_draws_a_bar():
+    offenders = [(py.name, mod) for py in sorted(TOMO.glob("*.py")) for mod, level, names in _imports(py)
+                 if mod.split(".")[-1] in ("progress", "tqdm") or "tqdm" in mod.split(".") or "progress" in names]
+    assert offenders == []
+
+
+def test_solver_reports_every_iteration_to_the_progress_object(rng):
+    from fastem.tomo import resire, sirt
+
+    geo, data = _series(rng)
+    for solve in (resire, sirt):
+        rec = Recorder()
+        kw = dict(projector="linear") if solve is resire else {}
+        res = solve(data, geo.angles, volume_shape=geo.volume_shape, iterations=4, progress=rec, **kw)
+        assert rec.updates == [1, 1, 1, 1]
+        assert rec.postfix == [f"{r:.4f}" for r in res.r_factor_history]
+        assert res.r_factor_history[-1] < res.r_factor_history[0]
+        # an object with update() only (no set_postfix) is enough
+        seen = []
+        solve(data, geo.angles, volume_shape=geo.volume_shape, iterations=3,
+              progress=type("P", (), {"update": lambda self, n: seen.append(n)})(), **kw)
+        assert seen == [1, 1, 1]
+
+
+def test_progress_true_is_deprecated_and_bad_progress_is_refused(rng, capsys):
+    from fastem.tomo import resire
+
+    geo, data = _series(rng, n=5, shape=(6, 6, 6))
+    with pytest.warns(DeprecationWarning, match="progress=True is deprecated"):
+        res = resire(data, geo.angles, volume_shape=geo.volume_shape, iterations=2, projector="linear", progress=True)
+    assert res.iterations == 2
+    assert "it/s" not in capsys.readouterr().err  # nothing drawn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resire(data, geo.angles, volume_shape=geo.volume_shape, iterations=1, projector="linear", progress=False)
+    with pytest.raises(InputError, match="^progress must be an object with update"):
+        resire(data, geo.angles, volume_shape=geo.volume_shape, iterations=1, projector="linear", progress="yes")
+
+
+def test_tomo_file_reports_resumed_iterations_first(rng, tmp_path):
+    from fastem.data import save_tilt_series
+    from fastem.tomo.job import tomo_file
+
+    geo, data = _series(rng, n=7, shape=(8, 8, 8))
+    src = tmp_path / "s.h5"
+    save_tilt_series(src, data, np.linspace(-60, 60, 7))
+    out = tmp_path / "v.h5"
+    first = Recorder()
+    tomo_file(src, out, iterations=3, projector="linear", device="cpu", progress=first)
+    assert first.updates == [1, 1, 1]
+    more = Recorder()
+    res, _ = tomo_file(src, out, iterations=5, projector="linear", device="cpu", resume=True, progress=more)
+    assert more.updates == [3, 1, 1] and res.iterations == 5
+    with pytest.raises(InputError, match="^progress must be an object with update"):
+        tomo_file(src, tmp_path / "w.h5", iterations=1, device="cpu", progress=object())
+    assert not (tmp_path / "w.h5").exists()
+
+
+def test_cli_draws_the_bar(rng, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import fastem.progress
+    from fastem.cli.main import app
+    from fastem.config import settings
+    from fastem.data import save_tilt_series
+
+    geo, data = _series(rng, n=7, shape=(8, 8, 8))
+    src = tmp_path / "s.h5"
+    save_tilt_series(src, data, np.linspace(-60, 60, 7))
+    made = []
+
+    class Bar(Recorder):  # what fastem.progress.progress returns, as a context manager
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def spy(**kw):
+        made.append((kw, Bar()))
+        return made[-1][1]
+
+    monkeypatch.setattr(fastem.progress, "progress", spy)
+    saved = (settings.quiet, settings.device)
+    try:
+        r = CliRunner().invoke(app, ["--device", "cpu", "--quiet", "tomo", str(src), "-o", str(tmp_path / "v.h5"),
+                                     "--iterations", "4", "--projector", "linear"], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        assert len(made) == 1 and made[0][0]["total"] == 4 and made[0][1].updates == [1] * 4
+        r = CliRunner().invoke(app, ["--device", "cpu", "--quiet", "tomo", str(src), "-o", str(tmp_path / "f.h5"),
+                                     "--algorithm", "fbp"], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        assert len(made) == 1  # FBP is one step: no bar
+    finally:
+        settings.quiet, settings.device = saved

@@ -90,7 +90,7 @@ class Sirt(IterativeReconstruction):
 
 def sirt(projections, angles, *, iterations: int = 100, positivity: bool = False, mask=None, support=None,
          volume_shape=None, thickness=None, initial=None, device=None, engine: str | None = None,
-         progress: bool | None = None, callback=None, callback_every: int = 0, state: dict | None = None,
+         progress=None, callback=None, callback_every: int = 0, state: dict | None = None,
          rtol: float | None = None, center=None, convention: str = "fastem",
          noise_level: float | None = None) -> ReconstructionResult:
     """SIRT reconstruction (same arguments as :func:`fastem.tomo.resire`, ``linear`` projector)."""

@@ -184,7 +184,7 @@ def find_center(projections, angles, *, method: str = "com", convention: str = "
             problem = TomoProblem(sub, angles, volume_shape=vshape, mask=sub_mask, device=device, center=c,
                                   convention=convention)
             solver = Sirt(problem, positivity=True)
-            solver.run(iterations, progress=False)
+            solver.run(iterations)
             cache[c] = solver.current_r_factor()
             scan.append((c, cache[c]))
             if callback is not None:

@@ -80,7 +80,7 @@ def run(out_dir: Path, *, overwrite: bool = True, quick: bool = False) -> list[d
                      config={"volume": f"vesicle_3d({n}, seed=0)", "noise_sigma": 0.01, "seed": 1})
     series = io.read_tilt_series(series_path)  # the same path the CLI takes
 
-    result = resire(series.projections, series.angles, iterations=iterations, projector="fst", progress=False,
+    result = resire(series.projections, series.angles, iterations=iterations, projector="fst",
                     convention="thesis")
     baseline = fbp(series.projections, series.angles, convention="thesis")
     volume_path = out / "vesicle_resire.h5"

@@ -259,7 +259,7 @@ def check_memory(series, *, algorithm: str, projector: str, oversampling, thickn
 def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int = 100, step: float = 2.0,
               projector: str = "fst", oversampling=2.0, positivity: bool = True, thickness: int | None = None,
               angles=None, checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
-              device: Any = None, command: str | None = None, progress: bool | None = None, center=None,
+              device: Any = None, command: str | None = None, progress: Any = None, center=None,
               angles_convention: str = "thesis", noise_level: float | None = None, on_center=None,
               refine_angles: int = 0, refine_iterations: int = 20, on_refine=None):
     """Reconstruct the tilt series ``in_spec`` into the Data Exchange volume ``out_path``.
@@ -297,8 +297,12 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         Continue from the checkpoint in ``out_path`` (same inputs and parameters).
     overwrite : bool
         Replace an existing output.
-    device, command, progress :
-        Device, command line for the provenance, progress bar (default: unless quiet).
+    device, command :
+        Device, command line for the provenance.
+    progress : object with ``update(n)``, optional
+        Told of every RESIRE/SIRT iteration (a resumed run first reports the iterations already
+        done), e.g. the tqdm bar ``fastem tomo`` draws; the library draws none itself
+        (:func:`fastem.tomo.solver.as_progress`).
 
     Returns
     -------
@@ -308,7 +312,9 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
     from .. import io
     from ..backend import resolve_device
     from ._validate import as_bool, as_float, as_int
+    from .solver import as_progress
 
+    progress = as_progress(progress)
     if algorithm not in ("resire", "sirt", "fbp"):
         raise InputError(f"algorithm must be one of resire, sirt, fbp, got {algorithm!r}")
     if projector not in ("fst", "linear"):
@@ -470,6 +476,8 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
         if state is not None:
             io.check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out), names=RESUME_FLAGS)
             solver.restore(state)
+            if progress is not None and solver.iteration:
+                progress.update(min(solver.iteration, iterations))
 
         def checkpoint(s):
             st = s.state()

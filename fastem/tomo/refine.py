@@ -238,7 +238,7 @@ def refine_alignment(projections, angles, *, rounds: int, iterations: int = 20, 
         problem = TomoProblem(projections, result.angles, volume_shape=volume_shape, thickness=thickness, mask=mask,
                               device=device, center=center, convention=convention, shifts=result.shifts)
         solver = Resire(problem, projector=projector, step=step, positivity=positivity)
-        rec = solver.run(iterations, progress=False)
+        rec = solver.run(iterations)
         result.r_factors.append(float(rec.r_factor))
         vol = np.ascontiguousarray(np.asarray(rec.volume, dtype=np.float32))
         geo = problem.geometry

@@ -77,7 +77,7 @@ class Resire(IterativeReconstruction):
 
 def resire(projections, angles, *, iterations: int = 100, step: float = 2.0, projector: str = "fst",
            oversampling=2.0, positivity: bool = True, mask=None, support=None, volume_shape=None, thickness=None,
-           initial=None, device=None, engine: str | None = None, progress: bool | None = None, callback=None,
+           initial=None, device=None, engine: str | None = None, progress=None, callback=None,
            callback_every: int = 0, state: dict | None = None, rtol: float | None = None, center=None,
            convention: str = "fastem", noise_level: float | None = None, shifts=None) -> ReconstructionResult:
     """Reconstruct a volume from projections with RESIRE.
@@ -90,8 +90,9 @@ def resire(projections, angles, *, iterations: int = 100, step: float = 2.0, pro
         Total iteration count (a resumed run continues up to it).
     step, projector, oversampling, positivity, support, initial, engine : see :class:`Resire`
     mask, volume_shape, thickness, device : see :class:`~fastem.tomo.problem.TomoProblem`
-    progress : bool, optional
-        Progress bar with the R-factor (default: unless ``--quiet``).
+    progress : object with ``update(n)``, optional
+        Told of every iteration (e.g. a tqdm bar; :func:`~fastem.tomo.solver.as_progress`); the
+        library draws no bar itself. ``False``/``None``: no reporting.
     callback, callback_every : called as ``callback(solver)`` every ``callback_every``
         iterations (checkpoints: ``solver.state()``).
     state : dict, optional

@@ -1,5 +1,9 @@
 """What the iterative reconstructions (RESIRE, SIRT) share: state, loop, progress, checkpoints.
 
+Progress is reported, never drawn: :meth:`IterativeReconstruction.run` tells a ``progress``
+object (anything with ``update(n)``, e.g. a tqdm bar the CLI made) after every iteration, as
+:mod:`fastem.phase` does; only ``fastem tomo`` draws a bar (docs/architecture.md).
+
 A solver holds the volume and every work buffer on the problem's device from construction to
 the end; :meth:`IterativeReconstruction.iterate` runs one iteration without allocating (the
 kernels write into the buffers in place; only the scalar R-factor comes back to the host).
@@ -9,20 +13,41 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import backend
 from ..errors import InputError, NonFiniteResultError
-from ..progress import progress as progress_bar
 from ._validate import as_array, as_bool, as_float, as_int
 from .problem import TomoProblem
 
-__all__ = ["IterativeReconstruction", "ReconstructionResult", "DIVERGED"]
+__all__ = ["IterativeReconstruction", "ReconstructionResult", "DIVERGED", "as_progress"]
 
 #: an R-factor this many times above the starting one (and at least this large) means divergence
 DIVERGED = 1e3
+
+
+def as_progress(progress, name: str = "progress"):
+    """The progress sink to report to, or ``None``.
+
+    ``progress`` is ``None``/``False`` (no reporting) or an object with ``update(n)`` (and
+    optionally ``set_postfix(**kw, refresh=False)``, as a tqdm bar has). ``True`` asked, before,
+    for a bar drawn by the library: it is deprecated and ignored (the library draws no bars; the
+    CLI does), with a :class:`DeprecationWarning`. Anything else is a one-line
+    :class:`~fastem.errors.InputError` naming ``name``.
+    """
+    if progress is None or progress is False:
+        return None
+    if progress is True:
+        warnings.warn(f"{name}=True is deprecated and ignored: fastem.tomo draws no progress bar; pass an object "
+                      "with update() (e.g. a tqdm bar) to be told of every iteration", DeprecationWarning, stacklevel=3)
+        return None
+    if not callable(getattr(progress, "update", None)):
+        raise InputError(f"{name} must be an object with update() (e.g. a tqdm bar), None or False, "
+                         f"got {type(progress).__name__}")
+    return progress
 
 
 @dataclass
@@ -145,14 +170,17 @@ class IterativeReconstruction:
         return self.problem.mask
 
     # ---- the loop ----------------------------------------------------------------------------
-    def run(self, iterations: int, *, progress: bool | None = None, callback=None, callback_every: int = 0,
+    def run(self, iterations: int, *, progress=None, callback=None, callback_every: int = 0,
             rtol: float | None = None, window: int = 20, noise_level: float | None = None,
             tau: float = 1.1) -> ReconstructionResult:
         """Iterate until ``iterations`` have been done in total (counting those before a resume).
 
         ``callback(self)`` runs every ``callback_every`` iterations (checkpoints). ``rtol`` stops
         early once the R-factor changed by less than ``rtol`` (relative) over ``window``
-        iterations. ``progress`` shows a bar with the R-factor (default: unless quiet).
+        iterations. ``progress`` (an object with ``update(n)``, e.g. a tqdm bar; see
+        :func:`as_progress`) is told ``update(1)`` after every iteration and, when it has
+        ``set_postfix``, the R-factor (``R_F``) of the iterate that iteration started from; the
+        solver draws nothing itself.
 
         ``noise_level`` (sigma of additive Gaussian noise, in the data's units) stops at the
         discrepancy principle, the thesis' remedy for over-fitting noisy data: once the mean
@@ -175,27 +203,27 @@ class IterativeReconstruction:
             tau = as_float(tau, "tau", positive=True)
             measured = float(self.problem.device.xp.sum(self.problem.mask))
             threshold = tau * noise_level * self.scale * math.sqrt(2.0 / math.pi) * measured
+        sink = as_progress(progress)
+        postfix = getattr(sink, "set_postfix", None)
         self.stopped = None
         t0 = time.perf_counter()
         todo = max(0, iterations - self.iteration)
-        bar = progress_bar(total=todo, desc=self.algorithm, disable=None if progress is None else not progress)
-        try:
-            for _ in range(todo):
-                rf = self.iterate()
-                bar.update(1)
-                bar.set_postfix(R_F=f"{rf:.4f}", refresh=False)
-                if callback is not None and callback_every and self.iteration % callback_every == 0:
-                    callback(self)
-                if rtol is not None and len(self.history) > window:
-                    old = self.history[-1 - window]
-                    if abs(old - rf) <= rtol * rf:
-                        self.stopped = "rtol"
-                        break
-                if threshold is not None and float(self.problem.device.xp.sum(self.l1)) <= threshold:
-                    self.stopped = "discrepancy"
+        for _ in range(todo):
+            rf = self.iterate()
+            if sink is not None:
+                sink.update(1)
+                if callable(postfix):
+                    postfix(R_F=f"{rf:.4f}", refresh=False)
+            if callback is not None and callback_every and self.iteration % callback_every == 0:
+                callback(self)
+            if rtol is not None and len(self.history) > window:
+                old = self.history[-1 - window]
+                if abs(old - rf) <= rtol * rf:
+                    self.stopped = "rtol"
                     break
-        finally:
-            bar.close()
+            if threshold is not None and float(self.problem.device.xp.sum(self.l1)) <= threshold:
+                self.stopped = "discrepancy"
+                break
         return self.result(seconds=time.perf_counter() - t0)
 
     def host_volume(self) -> np.ndarray:
