@@ -12,7 +12,8 @@ run so that Numba compilation and imports are not counted) and the ratio ``dask-
 1 through ``NUMBA_NUM_THREADS``/``OMP_NUM_THREADS``, so 2 workers use 2 cores. The outputs of all
 three runs are compared bitwise (the job must not depend on where it ran).
 
-Job kinds: ``tomo sirt slabs`` (:func:`fastem.tomo.distributed.reconstruct_slabs`, SIRT of a
+Job kinds: ``phase multi-start`` (:func:`fastem.phase.retrieve` with ``executor=``: chunks of
+random starts), ``tomo sirt slabs`` (:func:`fastem.tomo.distributed.reconstruct_slabs`, SIRT of a
 vesicle tilt series; inline: the whole volume in one process), ``scan simulate`` (partial scans of synthetic micrographs) and ``cluster lloyd``
 (:func:`fastem.cluster.distributed.lloyd_distributed` on an HDF5 dataset of Gaussian blobs; the
 inline row is the single-process :func:`fastem.cluster.core.lloyd`, fixed iteration count).
@@ -77,6 +78,14 @@ def _tomo_job(path: Path, angles, executor, slabs: int, iters: int):
     return {"volume": res["volume"]}
 
 
+def _phase_job(cdi, executor, runs: int, iters: int):
+    from fastem.phase import PhaseConfig, retrieve
+
+    res = retrieve(cdi.intensities, cdi.known, cdi.support, config=PhaseConfig(algorithm="gps-f", iterations=iters),
+                   runs=runs, keep=runs, seed=0, executor=executor)
+    return {"final": np.asarray(res.image)}
+
+
 def _time(fn, repeat: int) -> tuple[float, object]:
     fn()                                 # warm-up: imports, Numba compilation, caches on every worker
     times, result = [], None
@@ -99,10 +108,14 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=10, help="cluster lloyd: iterations (tol 0)")
     ap.add_argument("--tomo-size", type=int, default=96, help="tomo sirt slabs: volume side")
     ap.add_argument("--tomo-iters", type=int, default=20, help="tomo sirt slabs: iterations")
+    ap.add_argument("--phase-size", type=int, default=128, help="phase: object side")
+    ap.add_argument("--phase-runs", type=int, default=8, help="phase: random starts")
+    ap.add_argument("--phase-iters", type=int, default=200, help="phase: iterations")
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
     if a.quick:
         a.images, a.size, a.repeat, a.points, a.dim, a.iters, a.tomo_size, a.tomo_iters = 8, 64, 1, 4000, 16, 3, 24, 3
+        a.phase_size, a.phase_runs, a.phase_iters = 32, 4, 20
 
     from fastem.benchmark import machine_info
     from fastem.config import set_threads
@@ -171,6 +184,24 @@ def main(argv=None) -> int:
                      "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
                      "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
                      "bitwise_equal_to_inline": same})
+        from fastem.data import cdi_intensities, vesicle_2d
+        from fastem.executor import InlineExecutor as _Inline
+
+        cdi = cdi_intensities(vesicle_2d(a.phase_size, seed=0), seed=0)
+        t_inline, ref = _time(lambda: _phase_job(cdi, _Inline(), a.phase_runs, a.phase_iters), a.repeat)
+        timings, same = {"inline-1t": t_inline}, {}
+        for workers in (1, 2):
+            with DaskExecutor.make_local(n_workers=workers, threads_per_worker=1, processes=True,
+                                         env=worker_env) as ex:
+                t, res = _time(lambda: _phase_job(cdi, ex, a.phase_runs, a.phase_iters), a.repeat)
+            timings[f"dask-{workers}w"] = t
+            same[f"dask-{workers}w"] = bool(np.array_equal(ref["final"], res["final"]))
+        rows.append({"job": "phase multi-start", "work": f"{a.phase_runs} GPS-F runs x {a.phase_iters} it, "
+                                                         f"{a.phase_size}^2 object",
+                     "seconds": {k: round(v, 3) for k, v in timings.items()},
+                     "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
+                     "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
+                     "bitwise_equal_to_inline": same})
     info = machine_info()
     load = _os.getloadavg()
     name = "distributed_scaling_quick" if a.quick else "distributed_scaling"
@@ -182,7 +213,7 @@ def main(argv=None) -> int:
              f"`{cmd}` on {info.get('cpu_model', '?')} ({info.get('cores_available', '?')} cores), load average at the end "
              f"{load[0]:.1f}. Medians of {a.repeat} after a warm-up run.", "",
              "| job | work | inline, 1 thread (s) | 1 worker (s) | 2 workers (s) | 2w vs 1w | 2w vs inline | "
-             "equal to inline (scan: files; lloyd: labels; tomo: volume) |", "|---|---|---|---|---|---|---|---|"]
+             "equal to inline (scan: files; lloyd: labels; tomo: volume; phase: kept images) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["seconds"]
         lines.append(f"| {r['job']} | {r['work']} | {s['inline-1t']:.2f} | {s['dask-1w']:.2f} | {s['dask-2w']:.2f} | "
