@@ -134,6 +134,17 @@ class _LSBase(Optimizer):
         self.planner = planner          # FFTW planning effort (None = fastem's setting)
         self.fft_threads = fft_threads  # FFTW threads for the smoothing transforms
 
+    def _step_state(self, p, *buffers: str) -> dict:
+        """The optimizer state of ``p``, created on first use: ``step`` 0 and a zero tensor like
+        ``p`` for every name in ``buffers``; ``step`` is incremented on every call."""
+        state = self.state[p]
+        if len(state) == 0:
+            state["step"] = 0
+            for name in buffers:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        return state
+
     def _smoothed(self):
         """``[(group, p, d)]`` for every parameter with a gradient, ``d`` the smoothed gradient."""
         if not hasattr(self, "_ls_ws"):
@@ -259,15 +270,8 @@ class LSRMSprop(_LSBase):
     def step(self, closure=None):
         loss = self._closure(closure)
         for group, p, d in self._smoothed():
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = 0
-                state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if group["momentum"] > 0:
-                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if group["centered"]:
-                    state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
+            state = self._step_state(p, "square_avg", *(["momentum_buffer"] if group["momentum"] > 0 else []),
+                                     *(["grad_avg"] if group["centered"] else []))
             alpha = group["alpha"]
             if group["weight_decay"] != 0:
                 d = d.add(p, alpha=group["weight_decay"])
@@ -312,14 +316,7 @@ class LSAdam(_LSBase):
     def step(self, closure=None):
         loss = self._closure(closure)
         for group, p, d in self._smoothed():
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if group["amsgrad"]:
-                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
+            state = self._step_state(p, "exp_avg", "exp_avg_sq", *(["max_exp_avg_sq"] if group["amsgrad"] else []))
             t = state["step"]
             b1, b2 = group["betas"]
             lr, wd = group["lr"], group["weight_decay"]
