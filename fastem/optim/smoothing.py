@@ -136,15 +136,17 @@ def laplacian_denominator(m: int, order: int = 1, sigma: float = 1.0, dtype=np.f
     dev = backend.Device(device)
     dt = np.dtype(dtype)
 
-    def build():
-        d = _denominator64(m, order, sigma).astype(dt)
-        if dev.is_gpu:
-            with dev.use():
-                return dev.xp.asarray(d)
-        d.flags.writeable = False
-        return d
+    return _cached(("den", m, order, sigma, dt.str, dev.id),
+                   lambda: _on_device(_denominator64(m, order, sigma).astype(dt), dev))
 
-    return _cached(("den", m, order, sigma, dt.str, dev.id), build)
+
+def _on_device(a: np.ndarray, dev: backend.Device):
+    """A cached filter on ``dev``: a CuPy copy on a GPU, else the array made read-only."""
+    if dev.is_gpu:
+        with dev.use():
+            return dev.xp.asarray(a)
+    a.flags.writeable = False
+    return a
 
 
 def _inverse_factor(m: int, order: int, sigma: float, dt: np.dtype, dev: backend.Device):
@@ -152,12 +154,7 @@ def _inverse_factor(m: int, order: int, sigma: float, dt: np.dtype, dev: backend
 
     def build():
         f = (1.0 / (m * _denominator64(m, order, sigma))).astype(dt)
-        f = np.repeat(f[:, None], 2, axis=1)  # (h, 2): contiguous, matches the (h, 2) float view
-        if dev.is_gpu:
-            with dev.use():
-                return dev.xp.asarray(f)
-        f.flags.writeable = False
-        return f
+        return _on_device(np.repeat(f[:, None], 2, axis=1), dev)  # (h, 2): matches the (h, 2) float view
 
     return _cached(("inv", m, order, sigma, dt.str, dev.id), build)
 
