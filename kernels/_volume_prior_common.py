@@ -53,6 +53,15 @@ def drho(kind, d, a, p, q, t, sigma):
     return g if d > 0.0 else -g
 
 
+def qg_pair(ad, p, q, c0, lts):
+    """qGGMRF ``(rho(d), rho'(|d|))`` at ``ad = |d| > 0`` with ``c0 = 1/(p sigma^p)``, ``lts = log(T sigma)``:
+    one log and two exps (``rho' = rho (p + (q - p)/(1 + u)) / |d|``)."""
+    lg = math.log(ad)
+    u = math.exp((q - p) * (lg - lts))
+    r = c0 * math.exp(p * lg) * u / (1.0 + u)
+    return r, r * (p + (q - p) / (1.0 + u)) / ad
+
+
 def _diff3(x, z, y, c, nz, ny, nx):
     """Forward differences of voxel (z, y, c) along z, y, x (0 at the far faces)."""
     v = float(x[z, y, c])
@@ -87,6 +96,11 @@ def voxel(x, z, y, c, nz, ny, nx, kind, a, p, q, t, sigma):
     v = float(x[z, y, c])
     g = 0.0
     val = 0.0
+    c0 = 0.0
+    lts = 0.0
+    if kind == 3:
+        c0 = 1.0 / (p * sigma ** p)
+        lts = math.log(t * sigma)
     for oz in range(-1, 2):
         zz = z + oz
         if zz < 0 or zz >= nz:
@@ -113,8 +127,16 @@ def voxel(x, z, y, c, nz, ny, nx, kind, a, p, q, t, sigma):
                 else:
                     w = W_CORNER
                 d = v - float(x[zz, yy, cc])
+                positive = oz > 0 or (oz == 0 and (oy > 0 or (oy == 0 and ox > 0)))
+                if kind == 3:
+                    if d != 0.0:
+                        r, dr = qg_pair(abs(d), p, q, c0, lts)
+                        g += w * dr if d > 0.0 else -w * dr
+                        if positive:
+                            val += w * r
+                    continue
                 g += w * drho(kind, d, a, p, q, t, sigma)
-                if oz > 0 or (oz == 0 and (oy > 0 or (oy == 0 and ox > 0))):
+                if positive:
                     val += w * rho(kind, d, a, p, q, t, sigma)
         # (pairs with a negative offset are counted at the other voxel)
     return g, val
@@ -129,5 +151,5 @@ def compile_voxel(jit):
     import types
 
     ns = dict(globals())
-    ns.update(rho=jit(rho), drho=jit(drho), _diff3=jit(_diff3))
+    ns.update(rho=jit(rho), drho=jit(drho), _diff3=jit(_diff3), qg_pair=jit(qg_pair))
     return jit(types.FunctionType(voxel.__code__, ns, "voxel", voxel.__defaults__))

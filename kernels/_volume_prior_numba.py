@@ -7,7 +7,9 @@ from . import _volume_prior_common
 _voxel = _volume_prior_common.compile_voxel(njit(inline="always"))
 
 
-@njit(parallel=True, cache=True, nogil=True)
+# no cache=True: Numba's cache checks only this file's time stamp, not _volume_prior_common.py's,
+# so a cached build would silently keep old arithmetic after an edit there (compiles once per process)
+@njit(parallel=True, nogil=True)
 def volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta):
     """``grad <- beta*grad + alpha*dR/dx`` over a (nz, ny, nx) volume; returns ``R(x)`` (float64).
 

@@ -26,6 +26,14 @@ __device__ __forceinline__ double vp_drho(int kind, double d, double a, double p
     return d > 0.0 ? g : -g;
 }
 
+// qGGMRF rho(|d|) and rho'(|d|) at ad > 0: one log, two exps; c0 = 1/(p sigma^p), lts = log(T sigma)
+__device__ __forceinline__ void vp_qg_pair(double ad, double p, double q, double c0, double lts, double& r, double& dr) {
+    const double lg = log(ad);
+    const double u = exp((q - p) * (lg - lts));
+    r = c0 * exp(p * lg) * u / (1.0 + u);
+    dr = r * (p + (q - p) / (1.0 + u)) / ad;
+}
+
 template <typename T>
 __device__ __forceinline__ void vp_diff3(const T* __restrict__ x, long long z, long long y, long long c, long long nz,
                                          long long ny, long long nx, double& dz, double& dy, double& dx) {
@@ -60,6 +68,7 @@ __device__ void volume_prior_impl(const T* __restrict__ x, T* __restrict__ grad,
             if (c > 0) { vp_diff3(x, z, y, c - 1, nz, ny, nx, ez, ey, ex); g += ex / sqrt(ez * ez + ey * ey + ex * ex + a * a); }
         } else {
             const double v = (double)x[i];
+            const double c0 = kind == 3 ? 1.0 / (p * pow(s, p)) : 0.0, lts = kind == 3 ? log(t * s) : 0.0;
             for (int oz = -1; oz <= 1; ++oz) {
                 const long long zz = z + oz;
                 if (zz < 0 || zz >= nz) continue;
@@ -79,8 +88,18 @@ __device__ void volume_prior_impl(const T* __restrict__ x, T* __restrict__ grad,
                             w = m == 1 ? w_face : (m == 2 ? w_edge : w_corner);
                         }
                         const double d = v - (double)x[(zz * ny + yy) * nx + cc];
+                        const bool positive = oz > 0 || (oz == 0 && (oy > 0 || (oy == 0 && ox > 0)));
+                        if (kind == 3) {
+                            if (d != 0.0) {
+                                double r, dr;
+                                vp_qg_pair(fabs(d), p, q, c0, lts, r, dr);
+                                g += d > 0.0 ? w * dr : -w * dr;
+                                if (positive) val += w * r;
+                            }
+                            continue;
+                        }
                         g += w * vp_drho(kind, d, a, p, q, t, s);
-                        if (oz > 0 || (oz == 0 && (oy > 0 || (oy == 0 && ox > 0)))) val += w * vp_rho(kind, d, a, p, q, t, s);
+                        if (positive) val += w * vp_rho(kind, d, a, p, q, t, s);
                     }
                 }
             }
