@@ -20,10 +20,12 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import as_numba_cuda, declare_engines, numba_cuda_stream, require_arrays, select_engine
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
 
 __all__ = ["back_project", "with_border", "BORDER", "SUBPOINT_OFFSETS", "subpoint_shifts"]
+
+_BACK_PROJECT = declare_engines("back_project", ("numpy", "numba", "cuda", "numba-cuda"))
 
 BORDER = 3  # zero border (pixels) the CPU projector kernels want around every image
 
@@ -149,7 +151,7 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
         if weights.shape != out.shape:
             raise InputError(f"{where}: weights have shape {tuple(weights.shape)} but out has {tuple(out.shape)}")
     gpu_float32(where, images, out)
-    engine = select_engine(engine, images, coeffs, out, weights)
+    engine = select_engine(engine, images, coeffs, out, weights, kernel=_BACK_PROJECT)
     if engine == "numpy":
         inner = images[:, border:images.shape[1] - border, border:images.shape[2] - border]
         return _back_project_numpy(inner, coeffs, out, alpha, beta, weights, positivity, subpoints)
@@ -163,11 +165,11 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
         w = weights if weights is not None else np.zeros((1, 1, 1), out.dtype)
         shifts = subpoint_shifts(coeffs, subpoints)
         if tilt_aligned(coeffs, shifts):
-            from ._back_project_numba import back_project_tilt_numba as kernel
+            from ._back_project_numba import back_project_tilt_numba as run
         else:
-            kernel = back_project_numba
-        kernel(images, int(border), coeffs, shifts, out, float(alpha), float(beta), w, weights is not None,
-               bool(positivity))
+            run = back_project_numba
+        run(images, int(border), coeffs, shifts, out, float(alpha), float(beta), w, weights is not None,
+            bool(positivity))
         return out
     nk, rows, cols = images.shape[0], images.shape[1] - 2 * border, images.shape[2] - 2 * border
     nz, ny, nx = out.shape

@@ -22,11 +22,13 @@ from fastem import backend
 from fastem.errors import InputError
 
 from . import _threads
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import as_numba_cuda, declare_engines, numba_cuda_stream, require_arrays, select_engine
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
 from .back_project import BORDER, SUBPOINT_OFFSETS, bilinear_taps, subpoint_shifts, voxel_detector_positions
 
 __all__ = ["forward_project"]
+
+_FORWARD_PROJECT = declare_engines("forward_project", ("numpy", "numba", "cuda", "numba-cuda"))
 
 
 def _forward_project_numpy(volume, coeffs, out, subpoints):
@@ -89,7 +91,7 @@ def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0,
     if subpoints not in SUBPOINT_OFFSETS:
         raise InputError(f"{where}: subpoints must be 1 or 4, got {subpoints}")
     gpu_float32(where, volume, out)
-    engine = select_engine(engine, volume, coeffs, out)
+    engine = select_engine(engine, volume, coeffs, out, kernel=_FORWARD_PROJECT)
     nk, rows, cols = out.shape[0], out.shape[1] - 2 * border, out.shape[2] - 2 * border
     if engine == "numpy":
         _forward_project_numpy(volume, coeffs, out[:, border:border + rows, border:border + cols], subpoints)

@@ -10,8 +10,10 @@ of a larger periodic image: detector pixel ``(r, c)`` is ``src[(r + row_shift) m
 its interior (equal shapes, shifts ``out_border``): the residual then replaces the prediction.
 
 Engines: ``numpy`` (float64), ``numba`` (parallel over projections), ``cuda``
-(``cuda/projection_residual.cu``, block reduction + one ``atomicAdd`` per block); ``numba-cuda``
-is served by the ``cuda`` kernel on a GPU and by ``numba`` under the simulator.
+(``cuda/projection_residual.cu``, block reduction + one ``atomicAdd`` per block). There is no
+Numba CUDA twin: ``engine="numba-cuda"`` is refused with
+:class:`~fastem.kernels._dispatch.UnsupportedEngineError` (it used to run ``cuda`` or ``numba``
+in its place without saying so).
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import require_arrays, select_engine
+from ._dispatch import declare_engines, require_arrays, select_engine
 from ._tomo_checks import check_array
 
 __all__ = ["projection_residual"]
+
+_PROJECTION_RESIDUAL = declare_engines("projection_residual", ("numpy", "numba", "cuda"))
 
 
 def _projection_residual_numpy(src, data, weights, out, l1, scale, row_shift, col_shift, ob):
@@ -57,7 +61,8 @@ def projection_residual(src, data, weights, out, l1, *, scale: float = 1.0, row_
         Multiplies ``src`` (e.g. ``1 / (Qr*Qc)`` for an unnormalised inverse FFT).
     row_shift, col_shift : int
     out_border : int
-    engine : {None, "numpy", "numba", "cuda", "numba-cuda"}
+    engine : {None, "numpy", "numba", "cuda"}
+        ``None``: ``numba`` for NumPy arrays, ``cuda`` for CuPy arrays.
 
     Returns
     -------
@@ -79,9 +84,7 @@ def projection_residual(src, data, weights, out, l1, *, scale: float = 1.0, row_
         raise InputError(f"{where}: src of shape {tuple(src.shape)} cannot cover {n} projection(s) of {rows}x{cols}")
     if l1.shape[0] != n:
         raise InputError(f"{where}: l1 has {l1.shape[0]} entries for {n} projection(s)")
-    engine = select_engine(engine, src, data, weights, out, l1)
-    if engine == "numba-cuda":
-        engine = "cuda" if backend.is_cupy_array(src) else "numba"
+    engine = select_engine(engine, src, data, weights, out, l1, kernel=_PROJECTION_RESIDUAL)
     if engine == "numpy":
         return _projection_residual_numpy(src, data, weights, out, l1, scale, row_shift, col_shift, ob)
     if engine == "numba":

@@ -561,3 +561,33 @@ def test_disk_full_gives_one_line_and_keeps_the_existing_output(tmp_path):
     assert_clean_error(proc, "no space left", "o.h5")
     assert out.read_bytes() == b"previous result"
     assert not leftover_temporaries(tmp_path)
+
+
+def test_projection_residual_refuses_an_engine_it_lacks(monkeypatch):
+    """Fault (issue 18): ``projection_residual(engine="numba-cuda")`` silently ran ``numba`` (or ``cuda``)
+    instead; it has no Numba CUDA twin, so it is refused by the registry's one error."""
+    from fastem.kernels import projection_residual
+    from fastem.kernels._dispatch import UnsupportedEngineError
+
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    rng = np.random.default_rng(5)
+    src, data, weights = (rng.standard_normal((2, 4, 5)) for _ in range(3))
+    out, l1 = np.full((2, 4, 5), np.nan), np.full(2, np.nan)
+    with pytest.raises(UnsupportedEngineError, match="^projection_residual: engine 'numba-cuda' is not implemented"):
+        projection_residual(src, data, weights, out, l1, engine="numba-cuda")
+    assert np.isnan(out).all() and np.isnan(l1).all()  # nothing was run
+
+
+@pytest.mark.cudasim
+def test_numba_cuda_operators_run_the_residual_on_the_default_engine():
+    """The other half of the fault above: a ``LinearProjector(engine="numba-cuda")`` projects with
+    the Numba CUDA twin and computes the residual with the device default (not refused)."""
+    rng = np.random.default_rng(6)
+    data = rng.standard_normal((2, 4, 5))
+    geo = ProjectionGeometry((3, 4, 5), (4, 5), [-20.0, 10.0])
+    op = LinearProjector(geo, engine="numba-cuda")
+    vol = rng.random(geo.volume_shape).astype(np.float32)
+    res, l1 = op.bordered_images(), np.zeros(2)
+    op.residual(vol, data.astype(np.float32), np.ones((2, 4, 5), np.float32), res, l1)
+    expect = np.abs(op.forward(vol, np.empty((2, 4, 5), np.float32)) - data).sum(axis=(1, 2))
+    np.testing.assert_allclose(l1, expect, rtol=1e-5)

@@ -65,6 +65,15 @@ class _Projector:
         with self.device.use():
             self.coefficients = backend.to_device(np.ascontiguousarray(geometry.coefficients), self.device)
 
+    def _kernel_engine(self, kernel: str):
+        """The engine for ``kernel``: the projector's own, or the device default (``None``) where
+        ``kernel`` does not implement it (``projection_residual``, ``pad_rows`` and
+        ``scatter_planes`` have no ``numba-cuda`` twin; the kernels themselves refuse it)."""
+        from ..kernels._dispatch import KERNEL_ENGINES
+
+        e = self.engine
+        return e if e is None or e in KERNEL_ENGINES[kernel] else None
+
     # ---- buffers the callers need ------------------------------------------------------------
     def bordered_images(self):
         """Zeroed (n, rows + 2*BORDER, cols + 2*BORDER) float32 images on the device."""
@@ -122,6 +131,8 @@ class LinearProjector(_Projector):
         :data:`fastem.kernels.back_project.SUBPOINT_OFFSETS`), each mapped onto the detector and
         splatted bilinearly (the ``linear`` projector); 1: the voxel centre splatted bilinearly.
     engine : kernel engine (None = default for the device)
+        For the projector kernels; a kernel without it (``numba-cuda``: ``projection_residual``,
+        ``pad_rows``, ``scatter_planes``) runs the device's default engine.
 
     Notes
     -----
@@ -147,7 +158,7 @@ class LinearProjector(_Projector):
         self._check_volume(volume)
         forward_project(volume, self.coefficients, out, subpoints=self.subpoints, border=BORDER, engine=self.engine)
         projection_residual(out, data, weights, out, l1, row_shift=BORDER, col_shift=BORDER, out_border=BORDER,
-                            engine=self.engine)
+                            engine=self._kernel_engine("projection_residual"))
         return out, l1
 
     def memory_bytes(self) -> int:
@@ -319,6 +330,8 @@ class FourierSliceProjector(_Projector):
         Memory for the per-projection planes (complex half plane + real image, about
         ``12 * Qr * Qc`` bytes each); default a quarter of the free memory, at most 1 GiB on the CPU.
     engine : kernel engine (None = default for the device)
+        For the projector kernels; a kernel without it (``numba-cuda``: ``projection_residual``,
+        ``pad_rows``, ``scatter_planes``) runs the device's default engine.
     gridding : bool
         Divide the volume by the trilinear interpolation's apodization before the FFT
         (:func:`gridding_correction`; default True). Without it the projections of structure
@@ -401,19 +414,15 @@ class FourierSliceProjector(_Projector):
     def transform(self, volume):
         """Half spectrum (Pz, Py, Px//2+1) of the zero-padded, centred volume (in :attr:`spectrum`)."""
         self._check_volume(volume)
-        pad_rows(volume, self._rows_in, engine=self._copy_engine)
+        pad_rows(volume, self._rows_in, engine=self._kernel_engine("pad_rows"))
         if self._correction is not None:
             with self.device.use():
                 self._rows_in *= self._correction[1]
                 self._rows_in *= self._correction[0]
         rows = self._rows_plan.forward(self._rows_in, self._rows_plan.buffer)
-        scatter_planes(rows, self.spectrum, engine=self._copy_engine)
+        scatter_planes(rows, self.spectrum, engine=self._kernel_engine("scatter_planes"))
         self._spectrum_plan.forward()
         return self.spectrum
-
-    @property
-    def _copy_engine(self):
-        return None if self.engine in (None, "numba-cuda") else self.engine
 
     def _planes(self, k0: int, count: int):
         """Real images (count, Qr, Qc) of projections k0..k0+count-1, centred at (0, 0), unnormalised."""
@@ -441,7 +450,7 @@ class FourierSliceProjector(_Projector):
             images = self._planes(k0, c)
             projection_residual(images[:c], data[k0:k0 + c], weights[k0:k0 + c], out[k0:k0 + c], l1[k0:k0 + c],
                                 scale=1.0 / (qr * qc), row_shift=-self._crop[0], col_shift=-self._crop[1],
-                                out_border=BORDER, engine=self.engine)
+                                out_border=BORDER, engine=self._kernel_engine("projection_residual"))
         return out, l1
 
     def forward(self, volume, out):
