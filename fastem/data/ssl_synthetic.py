@@ -244,7 +244,7 @@ def render_columns(x, y, amp, sigma, shape) -> np.ndarray:
 
 
 def _crystal(rng, size: int, magnification: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    from .stem import STRUCTURES
+    from .stem import STRUCTURES, lattice_sites
 
     name = list(STRUCTURES)[int(rng.integers(len(STRUCTURES)))]
     st = STRUCTURES[name]
@@ -256,13 +256,7 @@ def _crystal(rng, size: int, magnification: tuple) -> tuple[np.ndarray, np.ndarr
     ii, jj = np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1), indexing="ij")
     base = np.stack([ii.ravel(), jj.ravel()], axis=1).astype(np.float64)
     shift = rng.uniform(0, a_px, 2) + size / 2
-    xs, ys, ws = [], [], []
-    for u, v, wgt in st.basis:
-        p = (base + [u, v]) @ cell.T + shift
-        xs.append(p[:, 0])
-        ys.append(p[:, 1])
-        ws.append(np.full(p.shape[0], wgt))
-    x, y, w = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
+    x, y, w = lattice_sites(base, st.basis, cell, shift)
     keep = (x > -8) & (x < size + 8) & (y > -8) & (y < size + 8)
     # nearest column spacing sets the probe width (sigma ~ 0.25 of it)
     pts = np.stack([x[keep], y[keep]], axis=1)

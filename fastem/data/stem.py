@@ -129,6 +129,22 @@ def _smooth_field(rng, shape, sigma) -> np.ndarray:
     return (f - f.mean()) / (f.std() + 1e-12)
 
 
+
+def lattice_sites(base: np.ndarray, basis, cell: np.ndarray, shift) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions (px) and weights of every basis atom in every cell: ``(x, y, weight)``, (n,) each.
+
+    ``base``: (m, 2) integer cell indices (float64); ``basis``: ``(u, v, weight)`` fractional
+    coordinates of the atoms in a cell; ``cell``: (2, 2) lattice vectors (px) as columns of
+    ``cell.T``; ``shift``: (2,) origin (px). Shared by the STEM and SSL synthetic generators.
+    """
+    xs, ys, ws = [], [], []
+    for u, v, wgt in basis:
+        p = (base + [u, v]) @ cell.T + shift
+        xs.append(p[:, 0])
+        ys.append(p[:, 1])
+        ws.append(np.full(p.shape[0], wgt))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
+
 def _lattice(structure: Structure, a_px: float, angle: float, shift, lo, hi):
     """Column positions (x, y) and weights covering the box [lo, hi]^2 (px) of a rotated crystal."""
     c, s = math.cos(angle), math.sin(angle)
@@ -141,13 +157,7 @@ def _lattice(structure: Structure, a_px: float, angle: float, shift, lo, hi):
     i1, j1 = np.ceil(frac.max(axis=0)).astype(int) + 1
     ii, jj = np.meshgrid(np.arange(i0, i1 + 1), np.arange(j0, j1 + 1), indexing="ij")
     base = np.stack([ii.ravel(), jj.ravel()], axis=1).astype(np.float64)
-    xs, ys, ws = [], [], []
-    for u, v, wgt in structure.basis:
-        p = (base + [u, v]) @ cell.T + shift
-        xs.append(p[:, 0])
-        ys.append(p[:, 1])
-        ws.append(np.full(p.shape[0], wgt))
-    x, y, wgt = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
+    x, y, wgt = lattice_sites(base, structure.basis, cell, shift)
     keep = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
     return x[keep], y[keep], wgt[keep]
 
