@@ -5,7 +5,10 @@ Output layout (HDF5): ``/cluster/centroids`` (K, d) [attribute ``image_shape`` f
 ``/cluster/inertia`` (scalar, ``2 N phi``, scikit-learn's convention), ``/cluster/objectives``
 (R,) per-run ``phi``, provenance in ``/process/fastem``; for patterns also ``/cluster/patterns``
 (K, ky/b, kx/b), for a scan ``/cluster/label_map`` (Ny, Nx), per-cluster ``counts`` and
-``mean_distance`` (see :mod:`fastem.cluster.files`).
+``mean_distance`` (see :mod:`fastem.cluster.job`).
+
+Parses the flags, draws the progress bar and calls :func:`fastem.cluster.job.cluster_file`; its
+errors name the API parameters, translated here to the flags (:func:`fastem.cluster.job.cli_message`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import click
 
 from fastem.cli.formats import format_option, resolve_format
 
-STREAM_ABOVE_BYTES = 2 ** 31
+STREAM_ABOVE_BYTES = 2 ** 31  # kept for importers; the job module's fastem.cluster.job.STREAM_ABOVE_BYTES rules
 
 
 def _gamma0(ctx, param, value):
@@ -74,72 +77,23 @@ def command(source, k, output, out_format, algorithm, batch, runs, seed, init, o
 
     Example: fastem cluster scan.h5:/data -k 6 -o phases.h5 --transform sqrt --bin 2 --detector-mask mask.h5:/m
     """
-    import h5py
-
     from fastem.backend import resolve_device
-    from fastem.cluster import SBEKMeans
-    from fastem.cluster.files import write_clusters
+    from fastem.cluster.job import cli_message, cluster_file
     from fastem.config import settings
-    from fastem.errors import InputError
-    from fastem.io import check_output, output_lock
-    from fastem.io.inputs import open_dataset
-    from fastem.io.outputs import staged_output
+    from fastem.errors import InputError, NonFiniteResultError
+    from fastem.progress import progress
 
     fmt = resolve_format(output, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem cluster")
-    check_output(output, overwrite=overwrite, inputs=[source])
-    config = {"input": str(source), "k": k, "algorithm": algorithm, "batch": batch, "runs": runs, "seed": seed,
-              "init": init, "outer": outer, "inner": inner, "gamma0": gamma0, "steps": steps, "max_iter": max_iter,
-              "dtype": dtype, "transform": transform, "detector_mask": detector_mask, "bin": int(binning),
-              "normalize": normalize, "sampling": sampling}
-    mask = None
-    if detector_mask is not None:
-        from fastem.cluster.preprocess import load_mask
-
-        try:
-            mask = load_mask(detector_mask)
-        except InputError as exc:
-            raise InputError(f"--detector-mask: {exc}") from None
-    with output_lock(output):
-        device = resolve_device()
-        with open_dataset(source) as (ds, where):  # HDF5 streamed; EMD, MRC, TIFF, DM, ... read whole
-            if isinstance(ds, h5py.Dataset):
-                from fastem.cluster.source import check_readable, load_hdf5_filters
-
-                load_hdf5_filters()
-                check_readable(ds, where)
-            if not isinstance(ds, h5py.Dataset) or ds.ndim not in (2, 3, 4):
-                raise InputError(f"{where}: expected (N, d) points, (N, ky, kx) patterns or a (Ny, Nx, ky, kx) "
-                                 f"4D-STEM scan, got shape {getattr(ds, 'shape', None)}")
-            if (mask is not None or binning != "1") and ds.ndim == 2:
-                raise InputError(f"{where}: --detector-mask and --bin need patterns ((N, ky, kx) or "
-                                 f"(Ny, Nx, ky, kx)), not (N, d) points")
-            if mask is not None and mask.shape != tuple(ds.shape[-2:]):
-                raise InputError(f"--detector-mask {detector_mask}: shape {mask.shape} but the patterns of {where} "
-                                 f"are {tuple(ds.shape[-2:])}")
-            b = int(binning)
-            if ds.ndim >= 3 and (ds.shape[-1] % b or ds.shape[-2] % b):
-                raise InputError(f"--bin {b} does not divide the pattern shape {tuple(ds.shape[-2:])} of {where}")
-            image_shape = tuple(s // b for s in ds.shape[-2:]) if ds.ndim >= 3 else None
-            input_info = {"attrs": dict(ds.attrs), "shape": ds.shape, "dtype": ds.dtype, "source": where}
-            if stream is None:
-                stream = ds.size * ds.dtype.itemsize > STREAM_ABOVE_BYTES
-            if ds.dtype.kind not in "fiub":
-                raise InputError(f"{where}: expected real numbers, got dtype {ds.dtype}")
-            data = ds if stream else ds[()]
-            config["stream"] = bool(stream)
-            model = SBEKMeans(k, algorithm=algorithm, init=init, n_init=runs, batch_size=batch, n_outer=outer,
-                              n_inner=inner, gamma0=gamma0, n_steps=steps, max_iter=max_iter, random_state=seed,
-                              dtype=None if dtype == "auto" else dtype, device=None if stream else device,
-                              progress=True, transform=transform, detector_mask=mask, binning=b,
-                              normalize=normalize, sampling=sampling)
-            try:
-                model.fit(data if stream or not device.is_gpu else device.xp.asarray(data), name=where)
-            except InputError as exc:
-                text = str(exc)
-                raise InputError(text if where in text else f"{where}: {text}") from None
-        with staged_output(output, fmt, "cluster", overwrite=overwrite, inputs=[source]) as target:
-            write_clusters(target, model, config=config, image_shape=image_shape, overwrite=overwrite,
-                           inputs=[source], input_info=input_info)
+    try:
+        with progress(total=None, desc=f"cluster {algorithm} K={k}", unit="step") as bar:
+            model = cluster_file(source, output, n_clusters=k, algorithm=algorithm, batch_size=batch, n_init=runs,
+                                 random_state=seed, init=init, n_outer=outer, n_inner=inner, gamma0=gamma0,
+                                 n_steps=steps, max_iter=max_iter, dtype=None if dtype == "auto" else dtype,
+                                 stream=stream, transform=transform, detector_mask=detector_mask,
+                                 binning=int(binning), normalize=normalize, sampling=sampling, out_format=fmt,
+                                 overwrite=overwrite, device=resolve_device(), progress=bar)
+    except (InputError, NonFiniteResultError) as exc:  # name the flags, not the API parameters
+        raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:
         o = model.objectives_
         click.echo(f"{output}: K={k} {algorithm}, {runs} run(s): objective {model.objective_:.6g} "

@@ -223,3 +223,64 @@ def test_cupy_arrays_give_the_numpy_result(mixture, algorithm):
     np.testing.assert_allclose(gpu.cluster_centers_.get(), cpu.cluster_centers_, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(gpu.labels_, cpu.labels_)
     np.testing.assert_array_equal(gpu.predict(cp.asarray(X)), cpu.labels_)
+
+
+# ---- progress: reported through a callback, never drawn by the library (issue 18) ------------------
+class _Recorder:
+    def __init__(self):
+        self.steps, self.postfix = 0, []
+
+    def update(self, n=1):
+        self.steps += n
+
+    def set_postfix(self, **kw):
+        self.postfix.append(kw)
+
+
+@pytest.mark.parametrize("algorithm,kw,per_run", [("sbe", dict(n_outer=7), 7),
+                                                  ("minibatch", dict(n_outer=3, n_inner=4), 12),
+                                                  ("minibatch", dict(n_steps=5), 5)])
+def test_progress_object_gets_every_step_and_the_run_summary(mixture, algorithm, kw, per_run):
+    X, _, _ = mixture
+    rec = _Recorder()
+    m = SBEKMeans(4, algorithm=algorithm, n_init=2, batch_size=50, random_state=3, progress=rec, **kw)
+    assert m.progress_total() == 2 * per_run
+    m.fit(X)
+    assert rec.steps == 2 * per_run
+    assert [p["run"] for p in rec.postfix] == [1, 2]
+    assert float(rec.postfix[-1]["best"]) == pytest.approx(m.objective_, rel=1e-5)
+
+
+def test_progress_callable_and_lloyd_stops_within_the_total(mixture):
+    X, _, _ = mixture
+    calls = []
+    m = SBEKMeans(4, algorithm="lloyd", n_init=2, max_iter=50, random_state=3, progress=calls.append).fit(X)
+    assert m.progress_total() == 100
+    assert set(calls) == {1} and 2 <= len(calls) <= 100    # one call per iteration, early stop allowed
+
+
+def test_progress_true_is_deprecated_and_draws_nothing(mixture, capsys):
+    X, _, _ = mixture
+    with pytest.warns(DeprecationWarning, match=r"progress=True\) is deprecated"):
+        SBEKMeans(4, n_outer=2, n_inner=2, batch_size=50, random_state=0, progress=True).fit(X)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_progress_of_the_wrong_type_names_the_parameter(mixture):
+    X, _, _ = mixture
+    with pytest.raises(InputError, match="^progress must be None, a tqdm-like object"):
+        SBEKMeans(4, progress=3).fit(X)
+
+
+def test_the_estimator_loads_no_progress_bar_module():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom fastem.cluster import SBEKMeans\n"
+            "X = np.random.default_rng(0).standard_normal((200, 3))\n"
+            "SBEKMeans(3, n_outer=2, n_inner=2, batch_size=50, random_state=0, progress=lambda n: None).fit(X)\n"
+            "print(sorted(m for m in ('tqdm', 'fastem.progress') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

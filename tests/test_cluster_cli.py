@@ -1,4 +1,6 @@
-"""``fastem cluster`` through click's CliRunner."""
+"""``fastem cluster`` through click's CliRunner, and its job module ``fastem.cluster.job``."""
+
+import re
 
 import h5py
 import numpy as np
@@ -135,3 +137,107 @@ def test_cluster_compressed_4d_scan_end_to_end(tmp_path, stream):
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(phase_map.ravel(), labels) == pytest.approx(1.0)
+
+
+# ---- the job module: fastem.cluster.job (issue 18: one orchestration shape) ----------------------
+@pytest.fixture
+def patterns(tmp_path):
+    rng = np.random.default_rng(11)
+    path = tmp_path / "pat.h5"
+    with h5py.File(path, "w") as f:
+        f["data"] = rng.random((40, 6, 6)).astype(np.float32)
+        f["mask"] = np.zeros((8, 8), np.uint8)
+    return path
+
+
+def test_cluster_file_is_the_command_without_the_command_line(tmp_path, points):
+    from fastem.cluster.job import cluster_file
+
+    path, X = points
+    steps = []
+    model = cluster_file(f"{path}:/data", tmp_path / "api.h5", n_clusters=3, batch_size=50, n_init=2,
+                         random_state=5, n_outer=6, n_inner=4, progress=steps.append)
+    assert len(steps) == 12
+    r = run("cluster", f"{path}:/data", "-k", "3", "-o", str(tmp_path / "cli.h5"), "--batch", "50", "--runs", "2",
+            "--seed", "5", "--outer", "6", "--inner", "4")
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "api.h5", "r") as a, h5py.File(tmp_path / "cli.h5", "r") as c:
+        np.testing.assert_array_equal(a["cluster/centroids"][()], c["cluster/centroids"][()])
+        np.testing.assert_array_equal(a["cluster/labels"][()], model.labels_)
+        assert read_provenance(a["process/fastem"])["configuration"]["k"] == 3
+
+
+def test_a_progress_bar_without_total_gets_the_step_count(tmp_path, points):
+    from fastem.cluster.job import cluster_file
+
+    class Bar:
+        total = None
+
+        def __init__(self):
+            self.n = 0
+
+        def update(self, n=1):
+            self.n += n
+
+    bar = Bar()
+    cluster_file(f"{points[0]}:/data", tmp_path / "o.h5", n_clusters=3, n_init=3, algorithm="minibatch",
+                 n_steps=4, batch_size=30, progress=bar)
+    assert bar.total == 12 and bar.n == 12
+
+
+@pytest.mark.parametrize("kw,api,cli", [
+    (dict(binning=4), r"^binning 4 does not divide the pattern shape \(6, 6\)", "--bin 4 does not divide"),
+    (dict(detector_mask="MASK"), r"^detector_mask .*pat.h5:/mask: shape \(8, 8\) but the patterns",
+     "--detector-mask"),
+    (dict(n_clusters=41), r"^n_clusters = 41 is larger than the number of points N = 40", "-k/--clusters = 41"),
+    (dict(out_format="png"), r"^out_format must be one of", None),
+])
+def test_job_errors_name_parameters_and_the_cli_names_flags(tmp_path, patterns, kw, api, cli):
+    from fastem.cluster.job import cli_message, cluster_file
+    from fastem.errors import InputError
+
+    kw = {"n_clusters": 2, **kw}
+    if kw.get("detector_mask") == "MASK":
+        kw["detector_mask"] = f"{patterns}:/mask"
+    with pytest.raises(InputError) as err:
+        cluster_file(f"{patterns}:/data", tmp_path / "o.h5", **kw)
+    message = cli_message(str(err.value))
+    assert re.search(api, str(err.value).removeprefix("cluster_file: ")), str(err.value)
+    assert "--" not in str(err.value) and "-k/" not in str(err.value)
+    if cli is None:
+        return
+    assert cli in message
+    flags = {"binning": ["--bin", "4"], "detector_mask": ["--detector-mask", f"{patterns}:/mask"],
+             "n_clusters": []}
+    name = next(k for k in kw if k != "n_clusters") if len(kw) > 1 else "n_clusters"
+    r = run("cluster", f"{patterns}:/data", "-k", str(kw["n_clusters"]), "-o", str(tmp_path / "c.h5"), *flags[name])
+    assert r.exit_code == 1 and cli in r.output and "Traceback" not in r.output, r.output
+
+
+def test_cli_message_translates_only_parameter_words():
+    from fastem.cluster.job import cli_message
+
+    assert cli_message("cluster_file: binning 3 must divide; see /data/binning.h5") == \
+        "--bin 3 must divide; see /data/binning.h5"
+    assert cli_message("a.h5:/x: n_clusters = 9 is larger") == "a.h5:/x: -k/--clusters = 9 is larger"
+    assert cli_message("a.h5:/x: expected a real numeric array, got dtype complex64") == \
+        "a.h5:/x: expected a real numeric array, got dtype complex64"
+    assert "lower --gamma0" in cli_message("x diverged; lower gamma0 (SBE's initial step) or rescale the data")
+
+
+def test_renamed_cluster_job_module_still_imports_with_a_warning():
+    import subprocess
+    import sys
+
+    code = ("import warnings\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import fastem.cluster.files as old\n"
+            "import fastem.cluster.job as new\n"
+            "assert old.write_clusters is new.write_clusters and old.cluster_file is new.cluster_file\n"
+            "assert old._load_mask is new._load_mask\n"
+            "print(any(issubclass(x.category, DeprecationWarning) and 'fastem.cluster.job' in str(x.message) "
+            "for x in w))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"

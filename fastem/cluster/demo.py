@@ -25,7 +25,7 @@ def run(out_dir: pathlib.Path, *, overwrite: bool = True, quick: bool = False) -
     from fastem.data.writers import save_mixture
 
     from .estimator import SBEKMeans
-    from .files import write_clusters
+    from .job import write_clusters
 
     out = pathlib.Path(out_dir) / "cluster"
     out.mkdir(parents=True, exist_ok=True)

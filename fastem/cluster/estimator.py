@@ -100,8 +100,12 @@ class SBEKMeans:
     device : str or fastem.backend.Device, optional
         Where to compute (default: the data's device; the CPU for HDF5). HDF5 batches are read
         on the host and copied there.
-    progress : bool
-        Draw a progress bar (honours ``--quiet``).
+    progress : tqdm-like object or callable, optional
+        Progress report (the library draws no bars; the CLI does): an object with ``update(n)``
+        (``n`` steps done; ``set_postfix(run=, phi=, best=)`` too, if it has it, after every
+        start) or a callable called as ``progress(n)``. :meth:`progress_total` is the number of
+        steps a fit reports at most (Lloyd stops early on convergence). ``True`` is deprecated
+        (it drew a bar) and reports nothing.
     transform : {"none", "sqrt", "log1p"}
         Intensity transform of every pattern (:mod:`fastem.cluster.preprocess`).
     detector_mask : ndarray (ky, kx), optional
@@ -155,7 +159,7 @@ class SBEKMeans:
                  batch_size: int = 1000, n_outer: int = 100, n_inner: int = 10, gamma0: float | None = None,
                  alpha: float = 0.75, beta: float = 1 / 1.01, n_steps: int | None = None, max_iter: int = 300,
                  tol: float = 1e-4, random_state=None, dtype=None, chunk_rows: int | None = None, engine=None,
-                 device=None, progress: bool = False, transform: str = "none", detector_mask=None, binning: int = 1,
+                 device=None, progress=None, transform: str = "none", detector_mask=None, binning: int = 1,
                  normalize: str = "none", sampling: str = "auto", sampling_chunks=None,
                  reservoir_rows: int | None = None):
         self.n_clusters = n_clusters
@@ -224,8 +228,9 @@ class SBEKMeans:
         """Fit on ``X``: (N, d), (N, ky, kx) or (Ny, Nx, ky, kx) NumPy/CuPy array, ``h5py.Dataset``
         or ``"file.h5:/ds"`` (HDF5 is streamed: mini-batches and chunks are read from disk).
 
-        ``callback(run, step)`` is called as the runs progress (for progress displays). ``name``:
-        how messages refer to the data (default ``FILE:/dataset`` for HDF5, else ``"X"``).
+        ``callback(run, result)`` is called after every start (``result``: its
+        :class:`~fastem.cluster.RunResult`); steps are reported through ``progress`` (see the class).
+        ``name``: how messages refer to the data (default ``FILE:/dataset`` for HDF5, else ``"X"``).
 
         Raises
         ------
@@ -275,6 +280,11 @@ class SBEKMeans:
         rs = self.random_state
         if not (rs is None or isinstance(rs, np.random.Generator) or (_is_int(rs) and int(rs) >= 0)):
             raise InputError(f"random_state must be None, an integer >= 0 or a numpy Generator, got {rs!r}")
+        prog = self.progress
+        if not (prog is None or isinstance(prog, (bool, np.bool_)) or callable(getattr(prog, "update", None))
+                or callable(prog)):
+            raise InputError(f"progress must be None, a tqdm-like object with update(n) or a callable, got "
+                             f"{type(prog).__name__}")
         if isinstance(self.init, str):
             if self.init not in ("random", "k-means++", "kmeans++"):
                 raise InputError(f"init must be 'random', 'k-means++' or a (k, d) array, got {self.init!r}")
@@ -318,36 +328,26 @@ class SBEKMeans:
         else:
             seeds = [np.random.default_rng(s) for s in np.random.SeedSequence(self.random_state).spawn(n_init)]
         tol_scale = source.mean_variance() if self.algorithm == "lloyd" and self.tol > 0 else None
-        steps_per_run = {"sbe": self.n_outer, "minibatch": self.n_steps or self.n_outer * self.n_inner,
-                         "lloyd": self.max_iter}[self.algorithm]
-        bar = None
-        if self.progress:
-            from fastem.progress import progress
-
-            bar = progress(n_init * steps_per_run, f"cluster {self.algorithm} K={k}", unit="step")
+        tick, postfix = self._progress_reporters()
         best = None
         objectives = np.empty(n_init)
-        try:
-            for r, rng in enumerate(seeds):
-                C0 = core.init_centroids(source, k, self.init, rng, engine=self.engine)
-                # a diverging run (too large gamma0) is reported once, by _check_result, not by NumPy warnings
-                stats = {}
-                with np.errstate(over="ignore", invalid="ignore"):
-                    res = self._run(source, C0, rng, tol_scale, bar, stats)
-                    if self.algorithm != "lloyd" or res.labels is None:
-                        res.labels, res.objective, _, _ = core.assign_full(source, res.centers, engine=self.engine,
-                                                                           stats=stats)
-                res.stats = stats
-                objectives[r] = res.objective
-                if bar is not None:
-                    bar.set_postfix(run=r + 1, phi=f"{res.objective:.6g}", best=f"{np.min(objectives[:r + 1]):.6g}")
-                if callback is not None:
-                    callback(r, res)
-                if best is None or res.objective < best.objective:
-                    best = res
-        finally:
-            if bar is not None:
-                bar.close()
+        for r, rng in enumerate(seeds):
+            C0 = core.init_centroids(source, k, self.init, rng, engine=self.engine)
+            # a diverging run (too large gamma0) is reported once, by _check_result, not by NumPy warnings
+            stats = {}
+            with np.errstate(over="ignore", invalid="ignore"):
+                res = self._run(source, C0, rng, tol_scale, tick, stats)
+                if self.algorithm != "lloyd" or res.labels is None:
+                    res.labels, res.objective, _, _ = core.assign_full(source, res.centers, engine=self.engine,
+                                                                       stats=stats)
+            res.stats = stats
+            objectives[r] = res.objective
+            if postfix is not None:
+                postfix(run=r + 1, phi=f"{res.objective:.6g}", best=f"{np.min(objectives[:r + 1]):.6g}")
+            if callback is not None:
+                callback(r, res)
+            if best is None or res.objective < best.objective:
+                best = res
         self._check_result(best, source)
         self.cluster_centers_ = best.centers.astype(source.dtype)
         self.labels_ = best.labels
@@ -378,8 +378,32 @@ class SBEKMeans:
         require_finite_result(np.array([best.objective]), f"{self.algorithm} k-means objective of {source.name}",
                               hint=hint)
 
-    def _run(self, source, C0, rng, tol_scale, bar, stats=None):
-        tick = (lambda *a: bar.update(1)) if bar is not None else None
+    def progress_total(self) -> int:
+        """Steps a fit reports through ``progress`` at most: ``n_init`` times the outer steps (sbe),
+        mini-batches (minibatch) or ``max_iter`` (lloyd, which may stop early)."""
+        self._check_params()
+        per_run = {"sbe": self.n_outer, "minibatch": self.n_steps or self.n_outer * self.n_inner,
+                   "lloyd": self.max_iter}[self.algorithm]
+        return int(self.n_init) * int(per_run)
+
+    def _progress_reporters(self):
+        """(``tick(*_)`` adding one step, ``set_postfix(**kw)`` or None) from ``progress``."""
+        prog = self.progress
+        if prog is None or (isinstance(prog, (bool, np.bool_)) and not prog):
+            return None, None
+        if isinstance(prog, (bool, np.bool_)):
+            import warnings
+
+            warnings.warn("SBEKMeans(progress=True) is deprecated and draws nothing (the library draws no bars): "
+                          "pass a tqdm-like object with update(n) or a callable", DeprecationWarning, stacklevel=4)
+            return None, None
+        update = getattr(prog, "update", None)
+        if callable(update):
+            postfix = getattr(prog, "set_postfix", None)
+            return (lambda *_: update(1)), (postfix if callable(postfix) else None)
+        return (lambda *_: prog(1)), None
+
+    def _run(self, source, C0, rng, tol_scale, tick=None, stats=None):
         if self.algorithm == "sbe":
             return core.sbe(source, C0, rng, batch_size=self.batch_size, n_outer=self.n_outer, n_inner=self.n_inner,
                             gamma0=self.gamma0, alpha=self.alpha, beta=self.beta, engine=self.engine, callback=tick)

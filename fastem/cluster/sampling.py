@@ -124,7 +124,8 @@ def sampling_blocks(shape, chunks, *, min_rows: int = MIN_BLOCK_ROWS, name: str 
                           f"chunk-aware read is {block_rows} rows ({block_bytes / 2 ** 20:.0f} MiB) of {n}: "
                           f"mini-batches cannot be streamed efficiently; rechunk the file with whole patterns per "
                           f"chunk, e.g. h5repack -l <dataset>:CHUNK={'x'.join(good.strip('()').split(', '))}, "
-                          f"or load it into memory (fastem cluster --load)", DataWarning, stacklevel=3)
+                          f"or read it into memory first (a NumPy array instead of the dataset; the CLI: --load)",
+                          DataWarning, stacklevel=3)
     blocks = []
     if len(lead) == 1:
         for a in range(0, lead[0], ext[0]):
