@@ -27,9 +27,16 @@ small pretrained generator at 5 epochs >= the large random one. The JSON records
 booleans with the numbers. Everything is seeded; the runs are independent of the machine load
 but not of the torch version / CPU kind (float reductions).
 
-Run (one command; sized for a 2-core CPU: about 70 minutes at one thread on a busy machine,
-estimated from measured step times -- not yet run at full size):
-``.venv/bin/python bench/reproduce_ssl.py`` writes bench/results/ssl_reproduction.{json,md,png};
+Crops: each generator trains on the smallest multiple of its total downsampling that is >=
+``--crop`` (U-Net_2_44: 64 px; U-Net_4_424, 48 px downsampling: 96 px), the pool images are
+``--pool-size`` px; see :func:`fastem.nn.ssl_train.check_crop`.
+
+Run: ``.venv/bin/python bench/reproduce_ssl.py --threads 1`` writes
+bench/results/ssl_reproduction.{json,md,png} (and, while running, ssl_reproduction.partial.json
+with the finished cells). The committed result used ``--pretrain-epochs 10 --pools 128 256 512
+--seg-train 64 --restore-train 64 --restore-epochs 20 --seeds 3 --threads 1``: 3012 s niced on a
+loaded 2-core CPU; the defaults (pools to 1024, 128 segmentation images) take about twice as
+long (estimated, not run).
 ``--quick`` is a minutes-long smoke run with tiny sizes, written as ssl_reproduction_quick.*
 (its numbers mean nothing). ``--device cuda`` on a GPU (bfloat16 autocast).
 """
@@ -354,6 +361,7 @@ def main(argv=None) -> None:
     result = run(a)
     stem = "ssl_reproduction_quick" if a.quick else "ssl_reproduction"
     write_outputs(result, a.out, stem)
+    (a.out / f"{stem}.partial.json").unlink(missing_ok=True)      # superseded by the full result
     print((a.out / f"{stem}.md").read_text())
 
 
