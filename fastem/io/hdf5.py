@@ -399,10 +399,15 @@ def read_dataset(spec_or_path, dataset: str | None = None, *, dtype=None, ndim=N
         arr = ds[()]
     if isinstance(arr, bytes):
         arr = np.asarray(arr.decode())
-    arr = np.asarray(arr)
-    if dtype is not None:
-        try:
-            arr = arr.astype(dtype, copy=False)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{where}: cannot convert {arr.dtype} to {dtype} ({exc})") from None
-    return arr
+    return as_dtype(np.asarray(arr), dtype, where)
+
+
+def as_dtype(arr: np.ndarray, dtype, where: str) -> np.ndarray:
+    """``arr`` in ``dtype`` (no copy when it already is; ``None``: unchanged), or a one-line
+    :class:`InputError` naming ``where`` when the values cannot be converted."""
+    if dtype is None:
+        return arr
+    try:
+        return arr.astype(dtype, copy=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: cannot convert {arr.dtype} to {dtype} ({exc})") from None

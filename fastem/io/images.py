@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .hdf5 import _path_arg, find_dataset, is_hdf5, open_h5, parse_ref, require_file
+from .hdf5 import _path_arg, as_dtype, find_dataset, is_hdf5, open_h5, parse_ref, require_file
 from .validate import check_ndim
 
 __all__ = ["read_images", "read_array"]
@@ -101,9 +101,4 @@ def read_images(spec, *, dtype=None, allow_external_links: bool | None = None) -
             raise InputError(f"dtype must be a NumPy dtype, got {dtype!r}") from None
     arr = read_array(spec, allow_external_links=allow_external_links)
     check_ndim(arr, (2, 3), str(spec))
-    if dtype is not None:
-        try:
-            arr = arr.astype(dtype, copy=False)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"{spec}: cannot convert {arr.dtype} to {dtype} ({exc})") from None
-    return arr
+    return as_dtype(arr, dtype, str(spec))
