@@ -212,8 +212,9 @@ class PretextTask:
     val_images : (M, H, W) array, optional
         Held-out micrographs; validation uses their central ``crop`` x ``crop`` windows.
     epochs, crop, batch, seed
-        Training length (epochs of ``ceil(N / batch)`` steps), crop side (px), batch size, seed
-        of the initialisation and of every draw.
+        Training length (epochs of ``ceil(N / batch)`` steps), crop side (px; a multiple of the
+        generator's total downsampling, :func:`check_crop`), batch size, seed of the
+        initialisation and of every draw.
     corruption : CorruptionConfig
     lambda_l1, lr, betas
         ``L_G = L_adv + lambda_l1 * L1``; Adam settings of both networks.
@@ -357,8 +358,9 @@ class FinetuneTask:
     init_digest : str, optional
         Identifies ``init_state`` in the resume fingerprint (e.g. the model file's SHA-256).
     epochs, crop, batch, seed
-        Epochs of ``ceil(N / batch)`` steps; crop side; batch; seed of the initialisation
-        (random weights, a new head) and of every draw.
+        Epochs of ``ceil(N / batch)`` steps; crop side (px; a multiple of the generator's total
+        downsampling, :func:`check_crop`); batch; seed of the initialisation (random weights, a
+        new head) and of every draw.
     head : "keep", "new"
     freeze : "none", "encoder", "all-but-head"
     unfreeze_epoch : int, optional
