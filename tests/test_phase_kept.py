@@ -62,3 +62,22 @@ def test_retrieve_reports_the_kept_candidates_and_the_rf_of_the_mean(obj):
     assert len(loose.kept_runs) == 3 and loose.extra["rejected_runs"] == []
     with pytest.raises(Exception, match="keep_tolerance"):
         retrieve(cdi.intensities, cdi.known, cdi.support, iterations=5, keep_tolerance=-1)
+
+
+def test_guided_generations_breed_towards_the_best_run(obj):
+    """Guided multi-start: equal total iterations, children are sqrt(a b) of the aligned images."""
+    from fastem.phase import PhaseConfig, prepare_problem
+    from fastem.phase.generations import breed_sqrt_ab, retrieve_generations
+
+    shifted_twin = np.roll(twin(obj), (3, -2), (0, 1))
+    np.testing.assert_allclose(breed_sqrt_ab(shifted_twin, obj), obj, atol=1e-12)  # aligned first
+    np.testing.assert_allclose(breed_sqrt_ab(0.25 * obj, obj), 0.5 * obj, atol=1e-12)
+    cdi = cdi_intensities(obj, r_noise=0.05, beamstop_radius=1, seed=1)
+    prob = prepare_problem(cdi.intensities, cdi.known, cdi.support)
+    cfg = PhaseConfig(algorithm="gps-f", iterations=60)
+    sel, rf, images = retrieve_generations(prob, cfg, runs=4, generations=3, keep=2, seed=0)
+    assert images.shape == (4, 48, 48) and np.all(np.isfinite(rf)) and 1 <= len(sel.indices) <= 2
+    one, rf1, _ = retrieve_generations(prob, cfg, runs=4, generations=1, keep=2, seed=0)
+    assert not np.allclose(rf, rf1)  # the generations changed the runs
+    with pytest.raises(Exception, match="generations"):
+        retrieve_generations(prob, cfg, runs=4, generations=61)

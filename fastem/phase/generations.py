@@ -1,0 +1,85 @@
+"""Guided multi-start ("generations", as in cohere / Ulvestad et al., Sci. Rep. 7, 9920 (2017)).
+
+Plain multi-start runs ``R`` independent random starts for ``N`` iterations and keeps the best.
+The guided variant splits the same ``N`` iterations of each run into ``G`` generations of
+``N / G`` iterations; after each generation (but the last) every run's best image ``u_r`` is
+aligned to the best run's ``u_best`` (integer translation and twin image,
+:func:`fastem.phase.metrics.align`) and *bred* with it::
+
+    child_r = sqrt(max(u_r, 0) * max(u_best, 0))          ("sqrt_ab", cohere's default breeding)
+
+and run ``r`` of the next generation starts from the measured magnitudes with the phases of
+``F(child_r)`` (``z0 = b exp(i arg F child_r)``), with the stage and sigma schedules started
+afresh. The total number of iterations per run is that of the plain multi-start, so the two can
+be compared at equal cost (``bench/phase_generations.py``).
+
+Shrink-wrap, when on, restarts from the initial support in every generation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from fastem.errors import InputError
+
+from .engine import PhaseConfig, initial_phases
+from .metrics import align
+from .multistart import DEFAULT_KEEP_TOLERANCE, KeptSelection, keep_consistent, make_solver
+from .problem import PhaseProblem
+
+__all__ = ["breed_sqrt_ab", "retrieve_generations"]
+
+
+def breed_sqrt_ab(image: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """``sqrt(max(a, 0) max(b, 0))`` of ``image`` aligned to ``best`` (both centred, float)."""
+    a = align(image, best)[0]
+    return np.sqrt(np.maximum(a, 0.0) * np.maximum(best, 0.0))
+
+
+def retrieve_generations(problem: PhaseProblem, config: PhaseConfig, *, runs: int, generations: int, keep: int = 5,
+                         seed: int = 0, keep_tolerance: float | None = DEFAULT_KEEP_TOLERANCE
+                         ) -> tuple[KeptSelection, np.ndarray, np.ndarray]:
+    """Guided multi-start: ``runs`` runs, ``config.iterations`` iterations each in ``generations``.
+
+    Parameters
+    ----------
+    problem : PhaseProblem
+    config : PhaseConfig
+        ``iterations`` is the total per run; each generation runs ``iterations // generations``
+        (the last one the remainder as well).
+    runs, generations, keep, seed, keep_tolerance :
+        ``runs >= 2``, ``1 <= generations <= iterations``; ``keep`` and ``keep_tolerance`` as in
+        :func:`fastem.phase.retrieve` (applied to the last generation).
+
+    Returns
+    -------
+    (KeptSelection, final_rf (R,), images (R, *grid))
+        The kept average of the last generation, and every run's last R_F and best image.
+    """
+    if not isinstance(problem, PhaseProblem):
+        raise InputError(f"problem must be a PhaseProblem, got {type(problem).__name__}")
+    if not isinstance(config, PhaseConfig):
+        raise InputError(f"config must be a PhaseConfig, got {type(config).__name__}")
+    for name, value, minimum in (("runs", runs, 2), ("generations", generations, 1), ("keep", keep, 1),
+                                 ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+            raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if generations > config.iterations:
+        raise InputError(f"generations {generations} exceeds iterations {config.iterations}")
+    per = config.iterations // generations
+    phases = initial_phases(seed, range(runs), problem.shape)
+    images = rf = None
+    for g in range(generations):
+        its = per if g < generations - 1 else config.iterations - per * (generations - 1)
+        sol = make_solver(problem, runs, replace(config, iterations=its)).initialise(phases).run()
+        images, rf = sol.best_images_centred(), sol.final_rf()
+        if g == generations - 1:
+            break
+        best = images[int(np.argmin(rf))]
+        children = np.stack([breed_sqrt_ab(im, best) if np.isfinite(r) else best for im, r in zip(images, rf)])
+        axes = tuple(range(1, children.ndim))  # the grid axes (FFT layout for the solver)
+        phases = np.angle(np.fft.fftn(np.fft.ifftshift(children, axes=axes), axes=axes))
+    sel = keep_consistent(images, rf, keep, tolerance=keep_tolerance)
+    return sel, rf, images
