@@ -8,9 +8,9 @@ Parallelism (``kmeans_assign.py``): the rows are split into one block per thread
 computes its block's cross term with single-threaded BLAS and runs this ``nogil`` kernel into its
 own partial sums ``sums_part[t]`` (no atomics, no shared writes); the caller reduces over ``t``.
 This is scikit-learn's design (OpenMP over chunks, one BLAS thread each); multi-threaded BLAS on
-small GEMMs plus a second thread pool oversubscribes the cores (a 1000 x 784 x 8 GEMM took 16 ms
-with 2 OpenBLAS threads on the loaded shared 2-core machine, 0.6 ms with one; on the quiet machine
-0.18 and 0.34 ms: ``bench/cluster_threads_check.py``).
+small GEMMs plus a second thread pool oversubscribes the cores (measured by the rows "BLAS
+threads, mini-batch GEMM" and "Lloyd iteration, BLAS guard" of the bench case ``cluster``:
+``python -m fastem.bench.cases.cluster threads``; figures in docs/cluster.md).
 """
 
 import numpy as np

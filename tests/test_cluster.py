@@ -284,3 +284,26 @@ def test_the_estimator_loads_no_progress_bar_module():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_bench_case_has_the_interleaved_and_threading_rows():
+    """The rows docs/cluster.md quotes (once one-off scripts: cluster_ab.py, cluster_threads_check.py)."""
+    pytest.importorskip("sklearn")
+    from fastem.bench import discover_cases
+    from fastem.benchmark import BenchContext
+    from fastem.kernels import kmeans_assign as ka
+
+    guard = ka.single_thread_blas
+    ctx = BenchContext(quick=True, echo=lambda s: None)
+    discover_cases()["cluster"].run(ctx)
+    rows = {}
+    for m in ctx.measurements:
+        rows.setdefault(m.case, []).append(m)
+    inter = rows["mini-batch epoch interleaved"] + rows["Lloyd iteration interleaved"]
+    assert sorted(m.impl for m in inter) == sorted(["fastem mini-batch", "fastem SBE", "sklearn MiniBatchKMeans",
+                                                    "fastem Lloyd", "sklearn KMeans"])
+    assert all(m.repeats == 2 and m.work > 0 for m in inter)
+    assert [m.impl for m in rows["BLAS threads, mini-batch GEMM"]] == ["1 BLAS thread(s)", "2 BLAS thread(s)"]
+    assert len(rows["Lloyd iteration, BLAS guard"]) == 2 and len(rows["numba.get_num_threads()"]) == 1
+    assert any("ratio of minima" in n for n in ctx.notes)
+    assert ka.single_thread_blas is guard       # the guard-off row puts the guard back

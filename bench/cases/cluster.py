@@ -16,9 +16,24 @@ Rows (same data, K, d, batch size M = 1024, same initial centroids, float32 data
   them reached and 1.01 x the lowest MiniBatchKMeans reached; the notes give, per method, the time
   of the shortest fit that reached each ("not reached" if none did).
 
+* ``... interleaved``: the mini-batch epoch and Lloyd iteration rows again, in interleaved rounds
+  (every implementation once per round, in turn, so all see the same load of a shared machine;
+  min / median / max over the rounds). Ratios of minima from these rows are the ones to quote.
+  (Was ``bench/cluster_ab.py``.)
+
+CPU threading facts behind ``kernels/kmeans_assign.py`` (was ``bench/cluster_threads_check.py``):
+
+* ``BLAS threads, mini-batch GEMM``: a float32 ``(1000, 784) @ (784, 8)`` cross term with 1 and
+  with 2 BLAS threads (threadpoolctl);
+* ``numba.get_num_threads()``: its cost per call (why the kernel reads ``kernels._threads``);
+* ``Lloyd iteration, BLAS guard``: one Lloyd iteration at (60000, 784, 10) with the kernel's
+  single-thread BLAS guard and without it (worker threads then call 2-thread BLAS).
+
 Sizes (N, d, K): (60000, 784, 10) and (1000000, 64, 256) (``--quick``: tiny). The objective each
 fit reaches is written as a note (equal work, different quality). On a GPU: CuPy arrays through
 the cuBLAS + CUDA-kernel path (no scikit-learn peer).
+
+    .venv/bin/fastem --device cpu bench cluster       # -> bench/results/cluster-cpu-<time>.json
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ DESCRIPTION = "k-means: SBE/mini-batch vs MiniBatchKMeans per epoch, Lloyd vs KM
 
 BATCH = 1024
 UNIT = "pt*c*d"
+ROUNDS = 5  # interleaved rounds (2 with --quick)
 
 
 def _sizes(quick):
@@ -40,6 +56,8 @@ def run(ctx) -> None:
     from fastem.cluster import DataSource, assign_full, init_centroids, lloyd, minibatch, sbe
     from fastem.data.mixture import gaussian_mixture
 
+    if not ctx.device.is_gpu:
+        _threading_facts(ctx)
     for N, d, K in _sizes(ctx.quick):
         X, _, _ = gaussian_mixture(N, d, K, spread=3.0, centre_scale=5.0, seed=1, dtype=np.float32)
         label = f"{N}x{d} K={K}"
@@ -93,6 +111,13 @@ def run(ctx) -> None:
         ctx.measure("Lloyd iteration", label, "sklearn KMeans", sk_lloyd, role="peer", work=2 * N * K * d,
                     work_unit=UNIT, **rep)
         ctx.note(f"{label}: objective phi after the timed fit: " + ", ".join(f"{k} {v:.5g}" for k, v in objs.items()))
+        _interleaved(ctx, label, {
+            ("mini-batch epoch", "fastem mini-batch", "fastem", epoch_work): ours_mb,
+            ("mini-batch epoch", "fastem SBE", "fastem", epoch_work): ours_sbe,
+            ("mini-batch epoch", "sklearn MiniBatchKMeans", "peer", epoch_work): sk_mb,
+            ("Lloyd iteration", "fastem Lloyd", "fastem", 2 * N * K * d): ours_lloyd,
+            ("Lloyd iteration", "sklearn KMeans", "peer", 2 * N * K * d): sk_lloyd,
+        })
         if (N, d, K) == _sizes(ctx.quick)[0]:
             _time_to_objective(ctx, src, X, C0, C0f, N, K, d, steps, label, MiniBatchKMeans)
 
@@ -139,3 +164,95 @@ def _time_to_objective(ctx, src, X, C0, C0f, N, K, d, steps, label, MiniBatchKMe
             parts.append(f"{name} {hit[0][0]:.3g} s ({hit[0][1]} epoch(s), phi {hit[0][2]:.5g})" if hit
                          else f"{name} not reached in {epochs[-1]} epochs (best phi {min(p for _, p in runs.values()):.5g})")
         ctx.note(f"{label}: time to objective <= {target:.5g} (1.01 x {what}): " + "; ".join(parts))
+
+
+def _interleaved(ctx, label, impls) -> None:
+    """Rows ``<case> interleaved``: every implementation once per round, in turn (one warm-up
+    round first), so all of them see the same load; min / median / max over the rounds."""
+    import statistics
+    import time
+
+    from fastem.benchmark import Measurement
+
+    rounds = 2 if ctx.quick else ROUNDS
+    for fn in impls.values():
+        fn()
+    times = {key: [] for key in impls}
+    for _ in range(rounds):
+        for key, fn in impls.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    for (case, impl, role, work), ts in times.items():
+        ctx.measurements.append(Measurement(f"{case} interleaved", label, impl, role, statistics.median(ts), min(ts),
+                                            max(ts), len(ts), work, UNIT, note=f"{rounds} interleaved rounds"))
+    for case in dict.fromkeys(k[0] for k in impls):
+        peer = min(min(ts) for k, ts in times.items() if k[0] == case and k[2] == "peer")
+        ctx.note(f"{label} {case} interleaved ({rounds} rounds), ratio of minima scikit-learn / ours: " + ", ".join(
+            f"{k[1]} {peer / min(ts):.2f}" for k, ts in times.items() if k[0] == case and k[2] == "fastem"))
+
+
+def _threading_facts(ctx) -> None:
+    """The CPU design of ``kernels/kmeans_assign.py`` measured: BLAS threads on a mini-batch
+    GEMM, the cost of ``numba.get_num_threads()``, one Lloyd iteration with and without the
+    kernel's single-thread BLAS guard (the guard replaced by a no-op, BLAS at 2 threads)."""
+    from contextlib import nullcontext
+
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    from fastem.cluster import DataSource, init_centroids, lloyd
+    from fastem.data.mixture import gaussian_mixture
+    from fastem.kernels import kmeans_assign as ka
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((1000, 784)).astype(np.float32)
+    CT = np.ascontiguousarray(rng.standard_normal((8, 784)).astype(np.float32).T)
+    for n in (1, 2):
+        with threadpool_limits(n, "blas"):
+            ctx.measure("BLAS threads, mini-batch GEMM", "1000x784x8 f32", f"{n} BLAS thread(s)", lambda: X @ CT,
+                        role="fastem" if n == 1 else "reference", work=1000 * 784 * 8, work_unit="mul-add",
+                        repeat=50, warmup=3, min_time=0.0)
+    ctx.measure("numba.get_num_threads()", "1 call", "numba.get_num_threads", numba.get_num_threads,
+                role="reference", repeat=200, warmup=3, min_time=0.0)
+    N, d, K = (4000, 64, 8) if ctx.quick else (60000, 784, 10)
+    Xl, _, _ = gaussian_mixture(N, d, K, spread=3.0, centre_scale=5.0, seed=1, dtype=np.float32)
+    src = DataSource(Xl)
+    C0 = init_centroids(src, K, "random", np.random.default_rng(0))
+    rep = dict(repeat=3, warmup=1, min_time=0.0)
+    label = f"{N}x{d} K={K}"
+    ctx.measure("Lloyd iteration, BLAS guard", label, "guard on (1 BLAS thread per worker)",
+                lambda: lloyd(src, C0, max_iter=1), work=2 * N * K * d, work_unit=UNIT, **rep)
+    saved = ka.single_thread_blas
+    ka.single_thread_blas = nullcontext
+    try:
+        with threadpool_limits(2, "blas"):
+            ctx.measure("Lloyd iteration, BLAS guard", label, "guard off (2 BLAS threads per worker)",
+                        lambda: lloyd(src, C0, max_iter=1), role="reference", work=2 * N * K * d, work_unit=UNIT,
+                        **rep)
+    finally:
+        ka.single_thread_blas = saved
+
+
+def run_threading_facts() -> None:
+    """Only the threading rows, as a case of their own (``cluster-threads``; a few seconds)::
+
+        nice -n 10 .venv/bin/python -m fastem.bench.cases.cluster threads
+
+    writes ``bench/results/cluster-threads-cpu-<time>.json``.
+    """
+    from types import SimpleNamespace
+
+    from fastem.benchmark import run_cases
+
+    part = SimpleNamespace(DESCRIPTION="k-means CPU threading facts (the threading rows of the cluster case)",
+                           run=_threading_facts)
+    run_cases(["cluster-threads"], cases={"cluster-threads": part})
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["threads"]:
+        sys.exit("usage: python -m fastem.bench.cases.cluster threads   (the whole case: fastem bench cluster)")
+    run_threading_facts()
