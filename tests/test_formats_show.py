@@ -81,3 +81,38 @@ def test_show_cli_and_errors(tmp_path, rng):
     assert r.exit_code == 1 and "exists" in r.output
     with pytest.raises(InputError, match=r"a picture name ending in .png"):
         show(tmp_path / "s.tif", tmp_path / "s.h5")
+
+
+def test_show_cluster_scan_output_draws_the_label_map_beside_the_centroids(tmp_path, rng):
+    """A 4D-STEM ``fastem cluster`` output: one label-map panel (qualitative colours) + K centroid
+    patterns; the montage cap applies to the centroids only."""
+    labels = rng.integers(0, 5, size=(7, 9))
+    with h5py.File(tmp_path / "scan_clusters.h5", "w") as f:
+        f["/cluster/centroids"] = rng.random((5, 4 * 6))
+        f["/cluster/centroids"].attrs["image_shape"] = np.array([4, 6])
+        f["/cluster/label_map"] = labels
+    result = show(f"{tmp_path}/scan_clusters.h5", tmp_path / "sc.png")
+    assert len(result.panels) == 6 and panels_in(tmp_path / "sc.png") == 6
+    assert result.description == "cluster label map and centroids"
+    first = result.panels[0]
+    assert first.kind == "image" and first.cmap == "tab10" and first.title.startswith("label map 7x9, K=5")
+    np.testing.assert_array_equal(first.data, labels)
+    assert [p.data.shape for p in result.panels[1:]] == [(4, 6)] * 5
+    assert all(p.cmap is None for p in result.panels[1:])
+    capped = show(f"{tmp_path}/scan_clusters.h5", tmp_path / "sc2.png", max_images=2)
+    assert len(capped.panels) == 3 and panels_in(tmp_path / "sc2.png") == 3
+
+
+def test_show_real_cluster_command_output(tmp_path):
+    """End to end: ``fastem cluster`` on a small 4D scan, then ``fastem show`` of its output."""
+    from fastem.cluster.job import cluster_file
+    from fastem.cluster.synthetic import stem4d_phases
+
+    X, _, _ = stem4d_phases(6, 5, 8, 8, 3, noise=0.2, seed=4)
+    with h5py.File(tmp_path / "scan.h5", "w") as f:
+        f["data"] = X
+    cluster_file(f"{tmp_path}/scan.h5:/data", tmp_path / "out.h5", n_clusters=3, n_outer=3, n_inner=2,
+                 batch_size=10)
+    r = CliRunner().invoke(app, ["show", str(tmp_path / "out.h5"), "-o", str(tmp_path / "out.png")])
+    assert r.exit_code == 0, r.output
+    assert panels_in(tmp_path / "out.png") == 1 + 3 and "4 panel(s)" in r.output

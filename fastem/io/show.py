@@ -13,7 +13,8 @@ CXI diffraction data              log scale (2D) or log central slices (3D)
 CXI reconstruction                ``|object|`` (slices for 3D) + R-factor history
 Data Exchange projections/volume  montage / orthogonal slices (+ R-factor history)
 ``fastem scan`` outputs           montage of ``/scan/completed`` or ``/scan/partial``
-``fastem cluster`` output         the centroids as images (``image_shape``), else curves
+``fastem cluster`` output         the (Ny, Nx) label map of a scan (one colour per cluster)
+                                  beside the centroids as images (``image_shape``), else curves
 EMD / MRC / TIFF / DM / ...       as above from :func:`fastem.io.read_image_data`
 ================================= =====================================================
 
@@ -39,12 +40,14 @@ _HISTORY_WORDS = ("history", "loss", "r_factor", "rmse", "objective")
 
 @dataclass
 class Panel:
-    """One panel: ``kind`` ``"image"`` (2D ``data``) or ``"curve"`` (1D ``data``)."""
+    """One panel: ``kind`` ``"image"`` (2D ``data``) or ``"curve"`` (1D ``data``); ``cmap``: the
+    matplotlib colour map of an image (default gray; a qualitative one for labels)."""
 
     kind: str
     data: np.ndarray
     title: str = ""
     log: bool = False
+    cmap: str | None = None
 
 
 @dataclass
@@ -155,14 +158,7 @@ def _h5_plan(p: Path, dataset: str | None, max_images: int) -> tuple[list[Panel]
                                      max_images=max_images), what
         c = f.get("/cluster/centroids")
         if isinstance(c, h5py.Dataset):
-            cent = np.asarray(c[()])
-            shape = c.attrs.get("image_shape")
-            if shape is not None:
-                cent = cent.reshape((cent.shape[0], *np.asarray(shape, np.int64).tolist()))
-                if cent.ndim == 3:
-                    return _image_panels(cent, "centroid", volume=False, max_images=max_images), "cluster centroids"
-            return [Panel("curve", row.astype(np.float64), f"centroid {i}") for i, row in
-                    enumerate(cent.reshape(cent.shape[0], -1)[:max_images])], "cluster centroids"
+            return _cluster_panels(f, c, max_images)
         if hist and not _is_image_file(f):
             return hist, "histories"
     from .inputs import read_image_data
@@ -170,6 +166,30 @@ def _h5_plan(p: Path, dataset: str | None, max_images: int) -> tuple[list[Panel]
     img = read_image_data(p)
     vol = img.data.ndim == 3 and img.axes[0].name == "z"
     return _image_panels(img.data, img.title or p.stem, volume=vol, max_images=max_images), img.reader
+
+
+def _cluster_panels(f, c, max_images: int) -> tuple[list[Panel], str]:
+    """A ``fastem cluster`` output: the (Ny, Nx) label map (a scan's) first, then the centroids
+    as images (``image_shape``) or as curves."""
+    import h5py
+
+    panels: list[Panel] = []
+    lm = f.get("/cluster/label_map")
+    if isinstance(lm, h5py.Dataset) and lm.ndim == 2:
+        labels = np.asarray(lm[()])
+        k = int(c.shape[0])
+        panels.append(Panel("image", labels, f"label map {labels.shape[0]}x{labels.shape[1]}, K={k}",
+                            cmap="tab10" if k <= 10 else "tab20"))
+    cent = np.asarray(c[()])
+    shape = c.attrs.get("image_shape")
+    if shape is not None:
+        cent = cent.reshape((cent.shape[0], *np.asarray(shape, np.int64).tolist()))
+    if cent.ndim == 3:
+        panels += _image_panels(cent, "centroid", volume=False, max_images=max_images)
+    else:
+        panels += [Panel("curve", row.astype(np.float64), f"centroid {i}") for i, row in
+                   enumerate(cent.reshape(cent.shape[0], -1)[:max_images])]
+    return panels, "cluster label map and centroids" if len(panels) and panels[0].cmap else "cluster centroids"
 
 
 def _is_image_file(f) -> bool:
@@ -261,7 +281,7 @@ def show(spec, output, *, overwrite: bool = False, max_images: int = 16, inputs=
                 if pos.size:
                     norm = LogNorm(vmin=float(pos.min()), vmax=float(pos.max()))
                     img = np.where(img > 0, img, np.nan)
-            ax.imshow(img, cmap="gray", norm=norm, interpolation="nearest")
+            ax.imshow(img, cmap=panel.cmap or "gray", norm=norm, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_title(panel.title[:40] + (" (log)" if panel.log and panel.kind == "image" else ""), fontsize=8)
