@@ -165,3 +165,19 @@ def _completion_model(files):
         cfg = CompletionConfig(width=0.1)
         save_model(path, CompletionGenerator(cfg), kind="completion-gan", config=cfg.to_dict())
     return path
+
+
+def test_renamed_ssl_job_module_still_imports_with_a_warning():
+    import subprocess
+    import sys
+
+    code = ("import warnings\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import fastem.ssl.jobs as old\n"
+            "import fastem.ssl.job as new\n"
+            "assert old.finetune is new.finetune and old._init_from is new._init_from and old.PAPER is new.PAPER\n"
+            "print(any(issubclass(x.category, DeprecationWarning) and 'fastem.ssl.job' in str(x.message) "
+            "for x in w))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "True"

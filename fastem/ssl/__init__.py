@@ -14,7 +14,7 @@ Networks and training live in :mod:`fastem.nn` (``unet``, ``hrnet``, ``patchgan`
 ``ssl_corrupt``, ``ssl_models``, ``ssl_train``); data in :mod:`fastem.data.ssl_synthetic`.
 """
 
-from .jobs import (OUTPUT_GROUP, apply, default_checkpoint, finetune, load_images_and_targets, pretrain,
+from .job import (OUTPUT_GROUP, apply, default_checkpoint, finetune, load_images_and_targets, pretrain,
                    split_validation)
 
 __all__ = ["pretrain", "finetune", "apply", "load_images_and_targets", "split_validation", "default_checkpoint",
