@@ -413,3 +413,29 @@ def test_a_diverged_fit_is_refused_not_returned():
         _km(gamma0=1e200, n_outer=5).fit(_X)
     with pytest.raises(InputError, match="overflow"):
         _km().fit(_X * 1e300)
+
+
+def test_cluster_job_errors_name_parameters_not_flags(tmp_path):
+    """Was: API code of the cluster domain wrote CLI flags into its messages ("--gamma0",
+    "--bin", "--detector-mask", "fastem cluster --load"); the job module now names parameters and
+    only the CLI translates (issue 18)."""
+    import h5py
+
+    from fastem.cluster.job import cluster_file
+
+    with h5py.File(tmp_path / "p.h5", "w") as f:
+        f["data"] = np.random.default_rng(2).random((30, 6, 6))
+        f["pts"] = np.random.default_rng(3).random((30, 4))
+        f["mask"] = np.zeros((5, 5))
+    cases = [(dict(in_ref=f"{tmp_path}/p.h5:/data", binning=4), "binning"),
+             (dict(in_ref=f"{tmp_path}/p.h5:/data", detector_mask=f"{tmp_path}/p.h5:/mask"), "detector_mask"),
+             (dict(in_ref=f"{tmp_path}/p.h5:/pts", binning=2), "binning"),
+             (dict(in_ref=f"{tmp_path}/p.h5:/data", detector_mask=f"{tmp_path}/p.h5:/nomask"), "detector_mask"),
+             (dict(in_ref=f"{tmp_path}/p.h5:/data", stream="yes"), "stream"),
+             (dict(in_ref=f"{tmp_path}/p.h5:/data", progress=7), "progress")]
+    for kw, word in cases:
+        with pytest.raises(InputError) as info:
+            cluster_file(out_path=tmp_path / "o.h5", n_clusters=2, **kw)
+        message = str(info.value)
+        assert word in message and "--" not in message and "\n" not in message, message
+        assert not (tmp_path / "o.h5").exists()
