@@ -17,7 +17,7 @@ import click
 
 from fastem.cli.formats import format_option, resolve_format
 
-STREAM_ABOVE_BYTES = 2 ** 31  # kept for importers; the job module's fastem.cluster.job.STREAM_ABOVE_BYTES rules
+STREAM_ABOVE_BYTES = 2 ** 31  # the default of --stream/--load (the same value as fastem.cluster.job.STREAM_ABOVE_BYTES)
 
 
 def _gamma0(ctx, param, value):
