@@ -40,7 +40,7 @@ from ._dispatch import as_numba_cuda, declare_engines, numba_cuda_stream, requir
 
 _VOLUME_PRIOR = declare_engines("volume_prior", ("numpy", "numba", "cuda", "numba-cuda"))
 
-__all__ = ["volume_prior", "prior_lipschitz", "PRIORS", "prior_parameters"]
+__all__ = ["volume_prior", "prior_lipschitz", "PRIORS", "prior_parameters", "pair_derivative"]
 
 #: prior names -> kernel kind codes (``_volume_prior_common``)
 PRIORS = {"tv": 0, "itv": 1, "huber": 2, "qggmrf": 3}
@@ -230,6 +230,16 @@ def volume_prior(x, grad, prior: str = "tv", *, eps: float = 1e-3, delta: float 
             volume_prior_numba_cuda(as_numba_cuda(x), as_numba_cuda(grad), kind, a, p, q, t, sigma, alpha, beta,
                                     as_numba_cuda(out), stream=numba_cuda_stream())
         return out[0] if backend.is_cupy_array(x) else float(out[0])
+
+
+def pair_derivative(prior: str, d, **params) -> np.ndarray:
+    """``rho'(d)`` of the prior's pair potential at the differences ``d`` (float64, host).
+
+    For ``"itv"`` the anisotropic TV's (the same ``eps``): the isotropic term has no pair form;
+    its gradient per axis is bounded by the same value.
+    """
+    kind, a, p, q, t, sigma = prior_parameters(prior, **params)
+    return _drho_np(0 if kind == 1 else kind, np.asarray(d, dtype=np.float64), a, p, q, t, sigma)
 
 
 def prior_lipschitz(prior: str, **params) -> float:

@@ -192,3 +192,16 @@ def test_numba_cuda_kernel_in_simulator(rng, prior, shape):
     v = volume_prior(x, g, prior, alpha=0.5, beta=2.0, engine="numba-cuda", **PARAMS)
     np.testing.assert_allclose(g, 2.0 * g0 + 0.5 * g_ref, rtol=1e-12, atol=1e-12)
     assert v == pytest.approx(v_ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("prior", ["tv", "huber", "qggmrf"])
+def test_pair_derivative_is_the_potentials_slope(prior):
+    from fastem.kernels._volume_prior_common import rho
+    from fastem.kernels.volume_prior import pair_derivative
+
+    kind = PRIORS[prior]
+    a = PARAMS["eps"] if kind == 0 else PARAMS["delta"]
+    d = np.array([-2.1, -0.37, -0.05, 0.013, 0.21, 0.9, 3.3])
+    h = 1e-6
+    fd = [(rho(kind, v + h, a, 1.2, 2.0, 1.0, 0.7) - rho(kind, v - h, a, 1.2, 2.0, 1.0, 0.7)) / (2 * h) for v in d]
+    np.testing.assert_allclose(pair_derivative(prior, d, **PARAMS), fd, rtol=1e-6, atol=1e-9)

@@ -36,13 +36,14 @@ import numpy as np
 
 from .. import backend
 from ..errors import InputError
-from ..kernels.volume_prior import PRIORS, prior_lipschitz, prior_parameters, volume_prior
+from ..kernels.volume_prior import PRIORS, pair_derivative, prior_lipschitz, prior_parameters, volume_prior
 from ._validate import as_array, as_float, as_int
 from .operators import BORDER, make_projector
 from .problem import TomoProblem
 from .solver import IterativeReconstruction, ReconstructionResult
 
-__all__ = ["RegularisedReconstruction", "regularised", "prepare_regularised", "choose_weight_rfree", "estimate_noise", "choose_weight", "default_prior_parameters"]
+__all__ = ["RegularisedReconstruction", "regularised", "prepare_regularised", "choose_weight_rfree", "estimate_noise",
+           "choose_weight", "default_prior_parameters"]
 
 #: default prior parameters as fractions of the volume's value scale ``x_ref`` (see :func:`default_prior_parameters`)
 DEFAULT_FRACTIONS = {"eps": 0.05, "delta": 0.05, "sigma": 0.2}
@@ -345,12 +346,9 @@ def _weight_ceiling(solver: RegularisedReconstruction) -> float:
         solver.op.residual(solver.op.empty_volume(), p.data, solver.w, solver.residual, solver.l1)
         solver.op.back(solver.residual, solver.g, alpha=1.0, beta=0.0, border=BORDER)
         top = float(xp.abs(solver.g).max())
-    from ..kernels.volume_prior import _drho_np
-
-    kind, a, pp, q, t, sigma = prior_parameters(solver.prior, **solver.prior_params)
     d = np.linspace(0, 2 * solver.x_ref, 201)[1:]
-    rmax = float(np.abs(_drho_np(kind if kind != 1 else 0, d, a, pp, q, t, sigma)).max())
-    neighbours = 1.0 if kind == 3 else 6.0
+    rmax = float(np.abs(pair_derivative(solver.prior, d, **solver.prior_params)).max())
+    neighbours = 1.0 if solver.prior == "qggmrf" else 6.0
     return top / max(rmax * neighbours, 1e-30)
 
 
