@@ -21,7 +21,7 @@ to a multiple of 32 and cropped back. Tensors are float32 ``(N, C, H, W)``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -30,12 +30,13 @@ from torch.nn import functional as F
 from fastem.errors import InputError
 
 from .blocks import NORMS, ConvNormAct, ProjectedResidualBlock, pad_to_multiple
+from .netconfig import TupleFieldsConfig
 
 __all__ = ["HRNetConfig", "HRNet"]
 
 
 @dataclass
-class HRNetConfig:
+class HRNetConfig(TupleFieldsConfig):
     """HRNet generator architecture (JSON-able).
 
     ``width``: channels of the highest-resolution branch (18 = HRNet-W18); ``stem_features``:
@@ -55,6 +56,8 @@ class HRNetConfig:
     in_channels: int = 1
     out_channels: int = 1
 
+    TUPLE_FIELDS = ("modules",)  # a class attribute, not a field
+
     def __post_init__(self):
         self.modules = tuple(int(m) for m in self.modules)
         if len(self.modules) != 3 or any(m < 1 for m in self.modules):
@@ -63,15 +66,6 @@ class HRNetConfig:
             raise InputError("HRNet widths and block counts must be >= 1")
         if self.norm not in NORMS:
             raise InputError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["modules"] = list(self.modules)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "HRNetConfig":
-        return cls(**{k: (tuple(v) if k == "modules" else v) for k, v in d.items()})
 
 
 class _Fuse(nn.Module):

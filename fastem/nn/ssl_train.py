@@ -197,6 +197,23 @@ def _forward_all(generator, x: np.ndarray, device, batch: int, amp: bool) -> np.
     return np.concatenate(out)
 
 
+def _setup(task, generator_config: dict, n: int, device, amp: bool, record) -> torch.nn.Module:
+    """What both tasks set up alike (``task.crop``, ``batch``, ``seed``, ``epochs`` already set):
+    config, device, AMP flag, fingerprint record, the :class:`EpochSampler` over ``n`` examples
+    and the step counts; returns the generator built under ``torch.manual_seed(task.seed)``
+    (on the CPU) after :func:`check_crop`."""
+    task.generator_config = dict(generator_config)
+    task.device, task.amp = torch.device(device), bool(amp)
+    task.record = dict(record or {})
+    task.sampler = EpochSampler(n, task.batch, task.seed)
+    task.steps_per_epoch = task.sampler.steps_per_epoch
+    task.total_steps = task.epochs * task.steps_per_epoch
+    torch.manual_seed(task.seed)
+    generator = build_generator(task.generator_config)
+    check_crop(task.crop, generator, task.generator_config.get("arch", "the generator"))
+    return generator
+
+
 # ------------------------------------------------------------------------------------------
 # pretext task
 # ------------------------------------------------------------------------------------------
@@ -240,17 +257,9 @@ class PretextTask:
         self.images, _, _ = standardise(raw)
         self.raw_digest_source = raw
         self.val_raw = None if val_images is None else _check_images(val_images, self.crop, "validation images")
-        self.generator_config = dict(generator_config)
         self.corruption = corruption or CorruptionConfig()
         self.lambda_l1, self.lr, self.betas = float(lambda_l1), float(lr), tuple(float(b) for b in betas)
-        self.device, self.amp = torch.device(device), bool(amp)
-        self.record = dict(record or {})
-        self.sampler = EpochSampler(self.images.shape[0], self.batch, self.seed)
-        self.steps_per_epoch = self.sampler.steps_per_epoch
-        self.total_steps = self.epochs * self.steps_per_epoch
-        torch.manual_seed(self.seed)
-        self.generator = build_generator(self.generator_config).to(self.device)
-        check_crop(self.crop, self.generator, self.generator_config.get("arch", "the generator"))
+        self.generator = _setup(self, generator_config, self.images.shape[0], device, amp, record).to(self.device)
         self.discriminator = PatchGAN(2, disc_features, disc_norm).to(self.device)
         self.disc_config = {"features": int(disc_features), "norm": disc_norm}
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
@@ -399,17 +408,9 @@ class FinetuneTask:
             vt = self._check_targets(val_targets, vi, "validation targets")
             self.val_raw = (vi, vt)
             self.vx, self.vy = self._prepare(vi, vt)
-        self.generator_config = dict(generator_config)
         self.init_digest = init_digest if init_state is not None else None
         self.lr, self.betas, self.augment = float(lr), tuple(float(b) for b in betas), bool(augment)
-        self.device, self.amp = torch.device(device), bool(amp)
-        self.record = dict(record or {})
-        self.sampler = EpochSampler(self.x.shape[0], self.batch, self.seed)
-        self.steps_per_epoch = self.sampler.steps_per_epoch
-        self.total_steps = self.epochs * self.steps_per_epoch
-        torch.manual_seed(self.seed)
-        gen = build_generator(self.generator_config)
-        check_crop(self.crop, gen, self.generator_config.get("arch", "the generator"))
+        gen = _setup(self, generator_config, self.x.shape[0], device, amp, record)
         if init_state is not None:
             try:
                 gen.load_state_dict(init_state)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -37,6 +37,7 @@ from torch import nn
 from fastem.errors import InputError
 
 from .blocks import NORMS, ProjectedResidualBlock, pad_to_multiple
+from .netconfig import TupleFieldsConfig
 
 __all__ = ["UNET_VARIANTS", "UNetConfig", "UNet", "receptive_field", "parse_unet_name"]
 
@@ -59,7 +60,7 @@ def parse_unet_name(name: str) -> str:
 
 
 @dataclass
-class UNetConfig:
+class UNetConfig(TupleFieldsConfig):
     """Architecture of a :class:`UNet` (JSON-able).
 
     ``pools``: max-pool size after each of the ``B = len(pools)`` encoder blocks;
@@ -75,6 +76,8 @@ class UNetConfig:
     out_channels: int = 1
     name: str = field(default="")
 
+    TUPLE_FIELDS = ("pools",)  # a class attribute, not a field
+
     def __post_init__(self):
         self.pools = tuple(int(p) for p in self.pools)
         if not self.pools or any(p < 1 for p in self.pools):
@@ -89,14 +92,6 @@ class UNetConfig:
         key = parse_unet_name(name)
         return cls(pools=UNET_VARIANTS[key], name=key, **overrides)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["pools"] = list(self.pools)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "UNetConfig":
-        return cls(**{k: (tuple(v) if k == "pools" else v) for k, v in d.items()})
 
 
 class UNet(nn.Module):
