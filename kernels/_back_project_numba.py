@@ -19,9 +19,8 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ._numba_flags import fastmath
-from ._projector_taps_numba import index_range, merged_row_taps, row_shifts_zero, shift_reach
-
-_ONE = uint64(1)
+from ._projector_taps_numba import (ONE, clamped_cell, index_range, merged_row_taps, read_pair, row_shifts_zero,
+                                   shift_reach)
 
 
 @njit(inline="always", cache=True)
@@ -35,16 +34,9 @@ def _line(flat, base, cp, rp, au, bu, av, bv, shifts, k, o, w, use_w, alpha, x0,
         v0 = av * ix + bv
         val = 0.0
         for s in range(nsub):
-            u = min(max(u0 + shifts[k, s, 0], 0.0), hu)
-            v = min(max(v0 + shifts[k, s, 1], 0.0), hv)
-            iu = int(u)
-            iv = int(v)
-            fu = u - iu
-            fv = v - iv
-            p = uint64(base + iv * cp + iu)
-            q = p + uint64(cp)
-            val += (1.0 - fv) * ((1.0 - fu) * flat[p] + fu * flat[p + _ONE]) \
-                + fv * ((1.0 - fu) * flat[q] + fu * flat[q + _ONE])
+            p, q, fu, fv = clamped_cell(base, cp, u0 + shifts[k, s, 0], v0 + shifts[k, s, 1], hu, hv)
+            val += (1.0 - fv) * ((1.0 - fu) * flat[p] + fu * flat[p + ONE]) \
+                + fv * ((1.0 - fu) * flat[q] + fu * flat[q + ONE])
         o[ix] += (alpha * w[ix] if use_w else alpha) * val
 
 
@@ -52,17 +44,12 @@ def _line(flat, base, cp, rp, au, bu, av, bv, shifts, k, o, w, use_w, alpha, x0,
 def _row(flat, base, cp, au, bu, row, shifts, k, o, w, use_w, alpha, x0, x1):
     """``_line`` when every sub-point of the line reads the one padded row ``row`` (2 taps each)."""
     hu = cp - 2.0
-    nsub = shifts.shape[1]
     start = uint64(base + row * cp)
     for ix in range(x0, x1):
         u0 = au * ix + bu
         val = 0.0
-        for s in range(nsub):
-            u = min(max(u0 + shifts[k, s, 0], 0.0), hu)
-            iu = int(u)
-            fu = u - iu
-            p = start + uint64(iu)
-            val += (1.0 - fu) * flat[p] + fu * flat[p + _ONE]
+        for s in range(shifts.shape[1]):
+            val += read_pair(flat, start, u0 + shifts[k, s, 0], hu)
         o[ix] += (alpha * w[ix] if use_w else alpha) * val
 
 
@@ -73,26 +60,8 @@ def _row4(flat, base, cp, au, bu, row, d0, d1, d2, d3, o, w, use_w, alpha, x0, x
     start = uint64(base + row * cp)
     for ix in range(x0, x1):
         u0 = au * ix + bu
-        u = min(max(u0 + d0, 0.0), hu)
-        iu = int(u)
-        fu = u - iu
-        p = start + uint64(iu)
-        val = flat[p] + fu * (flat[p + _ONE] - flat[p])
-        u = min(max(u0 + d1, 0.0), hu)
-        iu = int(u)
-        fu = u - iu
-        p = start + uint64(iu)
-        val += flat[p] + fu * (flat[p + _ONE] - flat[p])
-        u = min(max(u0 + d2, 0.0), hu)
-        iu = int(u)
-        fu = u - iu
-        p = start + uint64(iu)
-        val += flat[p] + fu * (flat[p + _ONE] - flat[p])
-        u = min(max(u0 + d3, 0.0), hu)
-        iu = int(u)
-        fu = u - iu
-        p = start + uint64(iu)
-        val += flat[p] + fu * (flat[p + _ONE] - flat[p])
+        val = (read_pair(flat, start, u0 + d0, hu) + read_pair(flat, start, u0 + d1, hu)
+               + read_pair(flat, start, u0 + d2, hu) + read_pair(flat, start, u0 + d3, hu))
         o[ix] += (alpha * w[ix] if use_w else alpha) * val
 
 

@@ -1,12 +1,28 @@
 """Numba CUDA version of ``cuda/back_project.cu`` (runs on a GPU, or under the CUDA simulator)."""
 
-import math
-
 from numba import cuda
 
-from ._projector_taps_numba_cuda import subpoint_offset
+from ._projector_taps_numba_cuda import subpoint_cell, voxel_index, voxel_uv
 
 THREADS = 128
+
+
+@cuda.jit(device=True, inline=True)
+def _gather_cell(images, k, border, rows, cols, iu, iv, wu, wv):
+    """Bilinear read of image ``k`` over the cell ``(iu, iv, wu, wv)``; pixels outside the
+    detector read as 0 (the adjoint of the forward kernel's splat)."""
+    acc = 0.0
+    for a in range(2):
+        j = iv + a
+        if j < 0 or j >= rows:
+            continue
+        row = 0.0
+        for b in range(2):
+            i = iu + b
+            if i >= 0 and i < cols:
+                row += (wu if b else 1.0 - wu) * images[k, j + border, i + border]
+        acc += (wv if a else 1.0 - wv) * row
+    return acc
 
 
 @cuda.jit
@@ -18,33 +34,13 @@ def back_project_kernel(images, coeffs, out, alpha, beta, weights, use_weights, 
     idx = cuda.grid(1)
     if idx >= nz * ny * nx:
         return
-    ix = idx % nx
-    iy = (idx // nx) % ny
-    iz = idx // (nx * ny)
+    ix, iy, iz = voxel_index(idx, ny, nx)
     acc = 0.0
     for k in range(nk):
-        u0 = coeffs[k, 0, 0] * ix + coeffs[k, 0, 1] * iy + coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
-        v0 = coeffs[k, 1, 0] * ix + coeffs[k, 1, 1] * iy + coeffs[k, 1, 2] * iz + coeffs[k, 1, 3]
+        u0, v0 = voxel_uv(coeffs, k, ix, iy, iz)
         for s in range(subpoints):
-            dx, dz = subpoint_offset(s, subpoints)
-            u = u0 + coeffs[k, 0, 0] * dx + coeffs[k, 0, 2] * dz
-            v = v0 + coeffs[k, 1, 0] * dx + coeffs[k, 1, 2] * dz
-            fu = math.floor(u)
-            fv = math.floor(v)
-            iu = int(fu)
-            iv = int(fv)
-            wu = u - fu
-            wv = v - fv
-            for a in range(2):
-                j = iv + a
-                if j < 0 or j >= rows:
-                    continue
-                row = 0.0
-                for b in range(2):
-                    i = iu + b
-                    if i >= 0 and i < cols:
-                        row += (wu if b else 1.0 - wu) * images[k, j + border, i + border]
-                acc += (wv if a else 1.0 - wv) * row
+            iu, iv, wu, wv = subpoint_cell(coeffs, k, u0, v0, s, subpoints)
+            acc += _gather_cell(images, k, border, rows, cols, iu, iv, wu, wv)
     o = 0.0 if beta == 0.0 else beta * out[iz, iy, ix]
     o += alpha * (weights[iz, iy, ix] if use_weights else 1.0) * acc / subpoints
     if positivity and o < 0.0:

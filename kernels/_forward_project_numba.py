@@ -22,23 +22,16 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ._numba_flags import fastmath
-from ._projector_taps_numba import index_range, merged_row_taps, row_shifts_zero, shift_reach
-
-_ONE = uint64(1)
+from ._projector_taps_numba import (ONE, clamped_cell, floor_tap, index_range, merged_row_taps, row_shifts_zero,
+                                   shift_reach, splat_pair)
 
 
 @njit(inline="always", cache=True)
 def _splat_checked(img, border, r0, r1, cols, u, v, val, shifts, k):
     """Bilinear splat of every sub-point, taps tested against the task's rows and the detector."""
     for s in range(shifts.shape[1]):
-        us = u + shifts[k, s, 0]
-        vs = v + shifts[k, s, 1]
-        fu = math.floor(us)
-        fv = math.floor(vs)
-        iu = int(fu)
-        iv = int(fv)
-        wu1 = us - fu
-        wv1 = vs - fv
+        iu, wu1 = floor_tap(u + shifts[k, s, 0])
+        iv, wv1 = floor_tap(v + shifts[k, s, 1])
         for a in range(2):
             j = iv + a
             if j < r0 or j >= r1:
@@ -62,38 +55,25 @@ def _line(flat, cp, rp, au, bu, av, bv, shifts, k, scale, line, x0, x1):
         u0 = au * ix + bu
         v0 = av * ix + bv
         for s in range(nsub):
-            u = min(max(u0 + shifts[k, s, 0], 0.0), hu)
-            v = min(max(v0 + shifts[k, s, 1], 0.0), hv)
-            iu = int(u)
-            iv = int(v)
-            fu = u - iu
-            fv = v - iv
-            p = uint64(iv * cp + iu)
-            q = p + uint64(cp)
+            p, q, fu, fv = clamped_cell(0, cp, u0 + shifts[k, s, 0], v0 + shifts[k, s, 1], hu, hv)
             a = (1.0 - fv) * val
             flat[p] += (1.0 - fu) * a
-            flat[p + _ONE] += fu * a
+            flat[p + ONE] += fu * a
             a = fv * val
             flat[q] += (1.0 - fu) * a
-            flat[q + _ONE] += fu * a
+            flat[q + ONE] += fu * a
 
 
 @njit(inline="always", cache=True)
 def _row(flat, cp, au, bu, row, shifts, k, scale, line, x0, x1):
     """``_line`` when every sub-point of the line lands on the one padded row ``row`` (2 taps each)."""
     hu = cp - 2.0
-    nsub = shifts.shape[1]
     base = uint64(row * cp)
     for ix in range(x0, x1):
         val = line[ix] * scale
         u0 = au * ix + bu
-        for s in range(nsub):
-            u = min(max(u0 + shifts[k, s, 0], 0.0), hu)
-            iu = int(u)
-            fu = u - iu
-            p = base + uint64(iu)
-            flat[p] += (1.0 - fu) * val
-            flat[p + _ONE] += fu * val
+        for s in range(shifts.shape[1]):
+            splat_pair(flat, base, u0 + shifts[k, s, 0], hu, val)
 
 
 @njit(inline="always", cache=True)
@@ -104,30 +84,10 @@ def _row4(flat, cp, au, bu, row, d0, d1, d2, d3, scale, line, x0, x1):
     for ix in range(x0, x1):
         val = line[ix] * scale
         u0 = au * ix + bu
-        u = min(max(u0 + d0, 0.0), hu)
-        iu = int(u)
-        a = (u - iu) * val
-        p = base + uint64(iu)
-        flat[p] += val - a
-        flat[p + _ONE] += a
-        u = min(max(u0 + d1, 0.0), hu)
-        iu = int(u)
-        a = (u - iu) * val
-        p = base + uint64(iu)
-        flat[p] += val - a
-        flat[p + _ONE] += a
-        u = min(max(u0 + d2, 0.0), hu)
-        iu = int(u)
-        a = (u - iu) * val
-        p = base + uint64(iu)
-        flat[p] += val - a
-        flat[p + _ONE] += a
-        u = min(max(u0 + d3, 0.0), hu)
-        iu = int(u)
-        a = (u - iu) * val
-        p = base + uint64(iu)
-        flat[p] += val - a
-        flat[p + _ONE] += a
+        splat_pair(flat, base, u0 + d0, hu, val)
+        splat_pair(flat, base, u0 + d1, hu, val)
+        splat_pair(flat, base, u0 + d2, hu, val)
+        splat_pair(flat, base, u0 + d3, hu, val)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())

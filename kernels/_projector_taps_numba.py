@@ -14,7 +14,58 @@ both the clamped and the unclamped taps touch border pixels only.
 
 import math
 
-from numba import njit
+from numba import njit, uint64
+
+ONE = uint64(1)  # flat-index step (uint64 keeps the index arithmetic unsigned)
+
+
+@njit(inline="always", cache=True)
+def floor_tap(x):
+    """Left tap ``floor(x)`` (int) and the right tap's weight ``x - floor(x)`` (no clamping)."""
+    fl = math.floor(x)
+    return int(fl), x - fl
+
+
+@njit(inline="always", cache=True)
+def clamped_tap(x, hi):
+    """:func:`floor_tap` of ``x`` clamped into ``[0, hi]`` (``hi`` = padded size - 2: both taps
+    stay inside the padded image; a clamped coordinate only ever touches border pixels)."""
+    c = min(max(x, 0.0), hi)
+    i = int(c)
+    return i, c - i
+
+
+@njit(inline="always", cache=True)
+def clamped_cell(base, cp, u, v, hu, hv):
+    """The 2 x 2 pixel cell of ``(u, v)`` in a padded image of ``cp`` columns starting at flat
+    index ``base``, clamped (:func:`clamped_tap`): flat indices ``p`` (upper left) and
+    ``q = p + cp`` (lower left), and the weights ``fu`` of the right column and ``fv`` of the
+    lower row. Forward splatting writes ``(1-fv)((1-fu), fu)`` at ``p`` and ``fv(...)`` at ``q``;
+    the back projection reads the same four pixels with the same weights (the adjoint)."""
+    iu, fu = clamped_tap(u, hu)
+    iv, fv = clamped_tap(v, hv)
+    p = uint64(base + iv * cp + iu)
+    return p, p + uint64(cp), fu, fv
+
+
+@njit(inline="always", cache=True)
+def splat_pair(flat, start, u, hu, val):
+    """Add ``val`` at coordinate ``u`` of the padded row starting at ``start``, spread linearly
+    over its two taps (:func:`clamped_tap`)."""
+    iu, fu = clamped_tap(u, hu)
+    p = start + uint64(iu)
+    a = fu * val
+    flat[p] += val - a
+    flat[p + ONE] += a
+
+
+@njit(inline="always", cache=True)
+def read_pair(flat, start, u, hu):
+    """Linear read at coordinate ``u`` of the padded row starting at ``start`` (the adjoint of
+    :func:`splat_pair`)."""
+    iu, fu = clamped_tap(u, hu)
+    p = start + uint64(iu)
+    return flat[p] + fu * (flat[p + ONE] - flat[p])
 
 
 @njit(inline="always", cache=True)

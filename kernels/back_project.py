@@ -68,6 +68,28 @@ def bilinear_taps(s):
     return ((i0, 1.0 - f), (i0 + 1, f))
 
 
+def check_projector_args(where: str, images, names, volume, coeffs, border, subpoints) -> int:
+    """The checks both projectors make (one-line :class:`InputError` naming the parameter).
+
+    ``images`` (n, rows + 2*border, cols + 2*border) and ``volume`` (nz, ny, nx): 3-D,
+    C-contiguous, float32/float64, the same dtype; ``coeffs`` (n, 2, 4) float64; ``border`` fits
+    the images; ``subpoints`` in :data:`SUBPOINT_OFFSETS`. ``names`` = (images' name, volume's
+    name) as the calling kernel calls them. Returns ``border`` as an int.
+    """
+    check_array(names[0], images, 3, where=where)
+    check_array(names[1], volume, 3, where=where)
+    check_coeffs(coeffs, images.shape[0], where)
+    border = int(border)
+    if border < 0 or 2 * border >= min(images.shape[1:]):
+        raise InputError(f"{where}: border {border} does not fit images of shape {tuple(images.shape)}")
+    if volume.dtype != images.dtype:
+        raise InputError(f"{where}: {names[1]} ({volume.dtype}) and {names[0]} ({images.dtype}) must have the "
+                         "same dtype")
+    if subpoints not in SUBPOINT_OFFSETS:
+        raise InputError(f"{where}: subpoints must be 1 or 4, got {subpoints}")
+    return border
+
+
 def with_border(images, border: int = 0, width: int = BORDER):
     """A copy of ``images`` (n, rows + 2*border, cols + 2*border) with a zero border of ``width``."""
     xp = backend.get_array_module(images)
@@ -136,16 +158,7 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
     """
     require_arrays("back_project", ('weights',), images=images, coeffs=coeffs, out=out, weights=weights)
     where = "back_project"
-    check_array("images", images, 3, where=where)
-    check_array("out", out, 3, where=where)
-    check_coeffs(coeffs, images.shape[0], where)
-    border = int(border)
-    if border < 0 or 2 * border >= min(images.shape[1:]):
-        raise InputError(f"{where}: border {border} does not fit images of shape {tuple(images.shape)}")
-    if out.dtype != images.dtype:
-        raise InputError(f"{where}: images ({images.dtype}) and out ({out.dtype}) must have the same dtype")
-    if subpoints not in SUBPOINT_OFFSETS:
-        raise InputError(f"{where}: subpoints must be 1 or 4, got {subpoints}")
+    border = check_projector_args(where, images, ("images", "out"), out, coeffs, border, subpoints)
     if weights is not None:
         check_array("weights", weights, 3, (out.dtype,), where)
         if weights.shape != out.shape:

@@ -19,12 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from fastem import backend
-from fastem.errors import InputError
 
 from . import _threads
 from ._dispatch import as_numba_cuda, declare_engines, numba_cuda_stream, require_arrays, select_engine
-from ._tomo_checks import check_array, check_coeffs, gpu_float32
-from .back_project import BORDER, SUBPOINT_OFFSETS, bilinear_taps, subpoint_shifts, voxel_detector_positions
+from ._tomo_checks import gpu_float32
+from .back_project import (BORDER, bilinear_taps, check_projector_args, subpoint_shifts,
+                           voxel_detector_positions)
 
 __all__ = ["forward_project"]
 
@@ -80,16 +80,7 @@ def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0,
     """
     require_arrays("forward_project", (), volume=volume, coeffs=coeffs, out=out)
     where = "forward_project"
-    check_array("volume", volume, 3, where=where)
-    check_array("out", out, 3, where=where)
-    check_coeffs(coeffs, out.shape[0], where)
-    border = int(border)
-    if border < 0 or 2 * border >= min(out.shape[1:]):
-        raise InputError(f"{where}: border {border} does not fit images of shape {tuple(out.shape)}")
-    if out.dtype != volume.dtype:
-        raise InputError(f"{where}: volume ({volume.dtype}) and out ({out.dtype}) must have the same dtype")
-    if subpoints not in SUBPOINT_OFFSETS:
-        raise InputError(f"{where}: subpoints must be 1 or 4, got {subpoints}")
+    border = check_projector_args(where, out, ("out", "volume"), volume, coeffs, border, subpoints)
     gpu_float32(where, volume, out)
     engine = select_engine(engine, volume, coeffs, out, kernel=_FORWARD_PROJECT)
     nk, rows, cols = out.shape[0], out.shape[1] - 2 * border, out.shape[2] - 2 * border
