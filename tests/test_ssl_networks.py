@@ -106,3 +106,27 @@ def test_generator_names_and_config_round_trip(tmp_path):
     with pytest.raises(InputError, match="expected a 'completion-gan'"):
         load_model(path, kind="completion-gan")
     np.testing.assert_equal(sorted(generator_config("hrnet", width=6)["net"]["modules"]), [1, 1, 1])
+
+
+def test_ssl_and_nn_library_code_draws_no_progress_bars():
+    """Only the CLI draws bars (issue 18): fastem/ssl and fastem/nn import neither tqdm nor fastem.progress."""
+    import ast
+    from pathlib import Path
+
+    import fastem
+
+    root = Path(fastem.__file__).parent
+    files = sorted((root / "ssl").glob("*.py")) + sorted((root / "nn").glob("*.py"))
+    assert len(files) > 10
+    offenders = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                names = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            if any(n.split(".")[0] == "tqdm" or n.startswith("fastem.progress") for n in names):
+                offenders.append(f"{f.name}:{node.lineno}")
+    assert offenders == []
