@@ -7,13 +7,10 @@
 #include "common.cuh"
 #include "projector_taps.cuh"
 
-// Bilinear read of the image at (u, v); pixels outside the detector read as 0.
+// Bilinear read of the image over the cell (iu, fu, iv, fv) (subpoint_cell); pixels outside the
+// detector read as 0.
 __device__ __forceinline__ float gather(const float* __restrict__ img, int cp, int rows, int cols, int border,
-                                        float u, float v) {
-    int iu, iv;
-    float fu, fv;
-    bilinear_taps(u, iu, fu);
-    bilinear_taps(v, iv, fv);
+                                        int iu, float fu, int iv, float fv) {
     float acc = 0.0f;
 #pragma unroll
     for (int a = 0; a < 2; ++a) {
@@ -37,40 +34,33 @@ __device__ void back_project_impl(const float* __restrict__ images, const double
                                   float alpha, float beta, const float* __restrict__ weights, int use_weights,
                                   int positivity) {
     __shared__ float c[FASTEM_PROJ_CHUNK * 8];
-    const long long nvox = (long long)nz * ny * nx;
-    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const int ix = (int)(idx % nx);
-    const int iy = (int)((idx / nx) % ny);
-    const int iz = (int)(idx / ((long long)nx * ny));
+    const VoxelThread t = voxel_thread(nz, ny, nx);
     const int rp = rows + 2 * border, cp = cols + 2 * border;
-    const float fx = (float)ix, fy = (float)iy, fz = (float)iz;
     float acc = 0.0f;
     for (int k0 = 0; k0 < nk; k0 += FASTEM_PROJ_CHUNK) {
         const int kn = min(FASTEM_PROJ_CHUNK, nk - k0);
-        __syncthreads();
-        for (int t = threadIdx.x; t < kn * 8; t += blockDim.x) c[t] = (float)coeffs[(long long)k0 * 8 + t];
-        __syncthreads();
-        if (idx < nvox) {
+        stage_coeffs(c, coeffs, k0, kn);
+        if (t.inside) {
             for (int k = 0; k < kn; ++k) {
                 const float* ck = c + 8 * k;
-                const float u = ck[0] * fx + ck[1] * fy + ck[2] * fz + ck[3];
-                const float v = ck[4] * fx + ck[5] * fy + ck[6] * fz + ck[7];
+                float u, v;
+                voxel_uv(ck, (float)t.ix, (float)t.iy, (float)t.iz, u, v);
                 const float* img = images + (long long)(k0 + k) * rp * cp;
 #pragma unroll
                 for (int s = 0; s < SUB; ++s) {
-                    float dx, dz;
-                    subpoint_offset<SUB>(s, dx, dz);
-                    acc += gather(img, cp, rows, cols, border, u + ck[0] * dx + ck[2] * dz,
-                                  v + ck[4] * dx + ck[6] * dz);
+                    int iu, iv;
+                    float fu, fv;
+                    subpoint_cell<SUB>(ck, u, v, s, iu, fu, iv, fv);
+                    acc += gather(img, cp, rows, cols, border, iu, fu, iv, fv);
                 }
             }
         }
     }
-    if (idx < nvox) {
-        float o = (beta == 0.0f) ? 0.0f : beta * out[idx];
-        o += alpha * (use_weights ? weights[idx] : 1.0f) * acc * (1.0f / (float)SUB);
+    if (t.inside) {
+        float o = (beta == 0.0f) ? 0.0f : beta * out[t.idx];
+        o += alpha * (use_weights ? weights[t.idx] : 1.0f) * acc * (1.0f / (float)SUB);
         if (positivity) o = fmaxf(o, 0.0f);
-        out[idx] = o;
+        out[t.idx] = o;
     }
 }
 

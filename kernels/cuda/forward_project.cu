@@ -11,34 +11,24 @@ __device__ void forward_project_impl(const float* __restrict__ volume, const dou
                                      int rows, int cols, int border, float* __restrict__ out, int nz, int ny,
                                      int nx) {
     __shared__ float c[FASTEM_PROJ_CHUNK * 8];
-    const long long nvox = (long long)nz * ny * nx;
-    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    const int ix = (int)(idx % nx);
-    const int iy = (int)((idx / nx) % ny);
-    const int iz = (int)(idx / ((long long)nx * ny));
+    const VoxelThread t = voxel_thread(nz, ny, nx);
     const int rp = rows + 2 * border, cp = cols + 2 * border;
-    const float fx = (float)ix, fy = (float)iy, fz = (float)iz;
-    const float val = (idx < nvox) ? __ldg(volume + idx) : 0.0f;
+    const float val = t.inside ? __ldg(volume + t.idx) : 0.0f;
     const float sval = val / (float)SUB;
     for (int k0 = 0; k0 < nk; k0 += FASTEM_PROJ_CHUNK) {
         const int kn = min(FASTEM_PROJ_CHUNK, nk - k0);
-        __syncthreads();
-        for (int t = threadIdx.x; t < kn * 8; t += blockDim.x) c[t] = (float)coeffs[(long long)k0 * 8 + t];
-        __syncthreads();
-        if (val == 0.0f) continue;  // also covers idx >= nvox
+        stage_coeffs(c, coeffs, k0, kn);
+        if (val == 0.0f) continue;  // also covers the threads outside the volume
         for (int k = 0; k < kn; ++k) {
             const float* ck = c + 8 * k;
-            const float u0 = ck[0] * fx + ck[1] * fy + ck[2] * fz + ck[3];
-            const float v0 = ck[4] * fx + ck[5] * fy + ck[6] * fz + ck[7];
+            float u0, v0;
+            voxel_uv(ck, (float)t.ix, (float)t.iy, (float)t.iz, u0, v0);
             float* img = out + (long long)(k0 + k) * rp * cp;
 #pragma unroll
             for (int s = 0; s < SUB; ++s) {
-                float dx, dz;
-                subpoint_offset<SUB>(s, dx, dz);
                 int iu, iv;
                 float fu, fv;
-                bilinear_taps(u0 + ck[0] * dx + ck[2] * dz, iu, fu);
-                bilinear_taps(v0 + ck[4] * dx + ck[6] * dz, iv, fv);
+                subpoint_cell<SUB>(ck, u0, v0, s, iu, fu, iv, fv);
 #pragma unroll
                 for (int a = 0; a < 2; ++a) {
                     const int j = iv + a;
