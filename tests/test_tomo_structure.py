@@ -175,3 +175,30 @@ def test_cli_draws_the_bar(rng, tmp_path, monkeypatch):
         assert len(made) == 1  # FBP is one step: no bar
     finally:
         settings.quiet, settings.device = saved
+
+
+# ---- item 6: the README's stated exception for fastem.tomo and CuPy arrays ------------------
+@pytest.mark.gpu
+def test_tomo_cupy_in_numpy_out(rng):
+    """What README.md says of ``fastem.tomo``: CuPy projections are validated on the host, the run
+    uses ``device=`` (the CPU by default, not the input's GPU), the solver's volume stays on that
+    device, the result's volume is host NumPy float32, and CuPy angles are refused."""
+    import cupy as cp
+
+    from fastem.tomo import Resire, TomoProblem, resire
+
+    geo, data = _series(rng)
+    gpu_data = cp.asarray(data)
+    on_cpu = resire(gpu_data, geo.angles, volume_shape=geo.volume_shape, iterations=3, projector="linear")
+    assert on_cpu.config["device"].startswith("cpu")
+    on_gpu = resire(gpu_data, geo.angles, volume_shape=geo.volume_shape, iterations=3, projector="linear",
+                    device="cuda")
+    assert on_gpu.config["device"].startswith("cuda")
+    for res in (on_cpu, on_gpu):
+        assert type(res.volume) is np.ndarray and res.volume.dtype == np.float32
+    np.testing.assert_allclose(on_gpu.volume, on_cpu.volume, rtol=1e-3, atol=1e-3 * float(on_cpu.volume.max()))
+    solver = Resire(TomoProblem(gpu_data, geo.angles, volume_shape=geo.volume_shape, device="cuda"), projector="linear")
+    solver.iterate()
+    assert isinstance(solver.volume, cp.ndarray)
+    with pytest.raises(InputError, match="angles must be numbers"):
+        resire(gpu_data, cp.asarray(geo.angles), volume_shape=geo.volume_shape, iterations=1, device="cuda")
