@@ -5,7 +5,7 @@ Every voxel of value ``o`` is split into sub-points in object space (4: the 2 x 
 the voxel in the x-z plane at ``(+-1/4, 0, +-1/4)``, as the thesis divides object pixels;
 1: the voxel centre; :data:`~fastem.kernels.back_project.SUBPOINT_OFFSETS`), each carrying
 ``o / subpoints``; every sub-point is mapped onto the detector and splatted bilinearly; taps
-outside the detector are dropped (``../shared/specs/resire.md``). For a tilt about y a voxel
+outside the detector are dropped (docs/tomo.md, "How it works"). For a tilt about y a voxel
 at 0 degrees covers one detector row, (1/8, 3/4, 1/8) along u; at 45 degrees
 (1/4 at ``u -+ 0.354``, 1/2 at ``u``) along u.
 

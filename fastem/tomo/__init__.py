@@ -1,4 +1,4 @@
-"""RESIRE tomography (thesis chapter 3; ``../shared/specs/resire.md``).
+"""RESIRE tomography (thesis chapter 3; docs/tomo.md).
 
 Entry points
     :func:`resire`, :func:`sirt`, :func:`fbp` -- reconstruct a volume (z, y, x) from

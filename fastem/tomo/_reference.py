@@ -1,6 +1,6 @@
 """Plain float64 NumPy implementations: the test oracle and the "straightforward NumPy" peer.
 
-Nothing here is fast; everything follows the spec (``../shared/specs/resire.md``) as literally
+Nothing here is fast; everything follows docs/tomo.md ("How it works") as literally
 as possible:
 
 * :func:`forward_project_linear` / :func:`back_project` -- explicit sub-points, each splatted or

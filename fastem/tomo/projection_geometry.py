@@ -1,6 +1,6 @@
 """The acquisition geometry of a tilt series: volume and detector shapes and orientations.
 
-Conventions (``../shared/specs/resire.md``, geometry section): volume stored (z, y, x), point
+Conventions (docs/tomo.md, "Geometry"): volume stored (z, y, x), point
 ``r = (x, y, z)``; index ``i`` of an axis of length ``n`` sits at ``i - (n-1)/2`` (the geometric
 middle of the grid, as ASTRA and IMOD place it; for odd ``n`` this is ``i - n//2``). The rotation
 axis passes through detector column ``center`` (default the detector middle ``(cols-1)/2``) and
