@@ -1,6 +1,6 @@
 """Baselines on the same operators and data: SIRT (row/column normalised) and FBP (ramp filter).
 
-SIRT (docs/tomo.md, "How it works"): ``O <- O + C A^T R (b - A O)`` on the ``linear`` pair
+SIRT (docs/tomo.md, "Command line" and "Python API"): ``O <- O + C A^T R (b - A O)`` on the ``linear`` pair
 ``A = P``, ``A^T = B`` (exact adjoints), with ``R`` the inverse row sums ``1 / (A 1)`` (times
 the mask) and ``C`` the inverse column sums ``1 / (A^T M)``; both guarded below by 1e-3 of
 their maximum so that rays or voxels barely touched by the geometry cannot blow up. One
