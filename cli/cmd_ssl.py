@@ -145,6 +145,10 @@ def pretrain(images, output, generator, width, epochs, crop, batch, synthetic, s
 @click.option("--unfreeze-epoch", type=click.IntRange(min=1), default=None,
               help="Frozen parts train too after this many epochs (default: frozen throughout).")
 @click.option("--seg-loss", type=click.Choice(["bce", "bce+dice"]), default="bce", show_default=True)
+@click.option("--normalise", "normalisation", type=click.Choice(["auto", "standardise", "scale"]), default="auto",
+              show_default=True, help="Per-image normalisation of restoration inputs and targets (with the input's "
+              "statistics): standardise (mean, std) or scale (std only, zero kept); auto: scale for background "
+              "and superres, whose targets are background-free, standardise otherwise.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=1.0), default=2e-4, show_default=True)
 @click.option("--val-images", default=None, help="Validation images (default: hold out --val-fraction of IMAGES).")
 @click.option("--val-targets", default=None, help="Targets of --val-images.")
@@ -159,7 +163,7 @@ def pretrain(images, output, generator, width, epochs, crop, batch, synthetic, s
 @click.option("--resume", is_flag=True, help="Continue from MODEL.pt.ckpt (same data and settings only).")
 @click.option("--overwrite", is_flag=True, help="Replace MODEL.pt if it exists.")
 def finetune(images, task, targets, output, init, from_scratch, generator, width, epochs, crop, batch, head, freeze,
-             unfreeze_epoch, seg_loss, lr, val_images, val_targets, val_fraction, synthetic, synthetic_size, seed,
+             unfreeze_epoch, seg_loss, normalisation, lr, val_images, val_targets, val_fraction, synthetic, synthetic_size, seed,
              no_augment, curves, no_amp, resume, overwrite):
     """Fine-tune a pretrained generator (--init) on a downstream task, or train the same
     architecture from random weights (--from-scratch). Validation Dice (segment) or L1 after
@@ -209,8 +213,8 @@ def finetune(images, task, targets, output, init, from_scratch, generator, width
             output, task=task, images=x, targets=y, synthetic=synthetic, synthetic_size=synthetic_size,
             val_images=vx, val_targets=vy, val_fraction=val_fraction, init=init, generator=generator, width=width,
             epochs=epochs, crop=crop, batch=batch, seed=seed, head=head, freeze=freeze,
-            unfreeze_epoch=unfreeze_epoch, seg_loss=seg_loss, lr=lr, augment=not no_augment, device=device,
-            amp=not no_amp, resume=resume, overwrite=overwrite, callback=callback, command=_command_line(),
+            unfreeze_epoch=unfreeze_epoch, seg_loss=seg_loss, normalisation=normalisation, lr=lr,
+            augment=not no_augment, device=device, amp=not no_amp, resume=resume, overwrite=overwrite, callback=callback, command=_command_line(),
             curves=curves, inputs=inputs)
     finally:
         bar.close()

@@ -32,7 +32,7 @@ def files(tmp_path_factory):
         f["masks3"] = m[:3]
         f["masks_small"] = m[:, :24, :24]
     with h5py.File(d / "adf.h5", "w") as f:
-        f["noisy"], f["clean"] = s["noisy"], s["clean"]
+        f["noisy"], f["clean"], f["high_res"] = s["noisy"], s["clean"], s["high_res"]
     with h5py.File(d / "pool.h5", "w") as f:
         f["pool"] = np.concatenate([x, s["noisy"]])
     out = d / "pre.pt"
@@ -111,6 +111,28 @@ def test_finetune_denoise_from_scratch_and_apply_in_intensity_units(files, tmp_p
         assert float(f["process/fastem/l1"][()]) > 0 and float(f["process/fastem/l1_input"][()]) > 0
     with h5py.File(noisy, "r") as f:
         assert abs(y.mean() - f["noisy"][()].mean()) < f["noisy"][()].std()
+
+
+def test_finetune_superres_records_its_normalisation_and_apply_uses_it(files, tmp_path):
+    from fastem.nn.ssl_train import predict
+
+    sr = tmp_path / "sr.pt"
+    r = run("ssl", "finetune", f"{files / 'adf.h5'}:/noisy", "--targets", f"{files / 'adf.h5'}:/high_res",
+            "--task", "superres", "--from-scratch", "--width", "4", "-o", str(sr), *FT)
+    assert r.exit_code == 0, r.output
+    model, info = load_model(sr)
+    assert info["record"]["normalisation"] == "scale"      # "auto" for a background-free target
+    out = tmp_path / "sr.h5"
+    r = run("ssl", "apply", str(sr), f"{files / 'adf.h5'}:/noisy", "-o", str(out), "--tile", "32")
+    assert r.exit_code == 0, r.output
+    with h5py.File(files / "adf.h5", "r") as f:
+        noisy = f["noisy"][()]
+    with h5py.File(out, "r") as f:
+        got = f["ssl/output"][()]
+    want = predict(model, noisy, "superres", tile=32, overlap=8, normalisation="scale")
+    other = predict(model, noisy, "superres", tile=32, overlap=8, normalisation="standardise")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(got - other).max() > 1e-3
 
 
 @pytest.mark.parametrize("args,needle", [

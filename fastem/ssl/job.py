@@ -259,7 +259,7 @@ def finetune(output, *, task: str, images=None, targets=None, synthetic: int | N
              seed: int = 0, head: str = "keep", freeze: str = "none", unfreeze_epoch: int | None = None,
              seg_loss: str = "bce", lr: float = 2e-4, augment: bool = True, device="cpu", amp: bool = True,
              resume: bool = False, overwrite: bool = False, checkpoint=None, callback=None, command: str | None = None,
-             curves=None, inputs=()):
+             curves=None, inputs=(), normalisation: str = "auto"):
     """Fine-tune a pretrained generator (``init``) or train one from random initialisation.
 
     Parameters
@@ -277,8 +277,9 @@ def finetune(output, *, task: str, images=None, targets=None, synthetic: int | N
     init : path, optional
         A pretrained model file (or one of the same task, to continue); ``None``: random
         initialisation of ``generator`` (default ``unet-2-44``) at ``width``.
-    epochs, crop, batch, seed, head, freeze, unfreeze_epoch, seg_loss, lr, augment
-        See :class:`fastem.nn.ssl_train.FinetuneTask`; ``crop=None``: :data:`DEFAULT_CROP` rounded
+    epochs, crop, batch, seed, head, freeze, unfreeze_epoch, seg_loss, lr, augment, normalisation
+        See :class:`fastem.nn.ssl_train.FinetuneTask` (the resolved ``normalisation`` is recorded
+        in the model file, and :func:`apply` uses it); ``crop=None``: :data:`DEFAULT_CROP` rounded
         up to a multiple of the generator's downsampling (as :func:`pretrain`).
     device, amp, resume, overwrite, checkpoint, callback, command, curves, inputs
         As :func:`pretrain`.
@@ -335,8 +336,8 @@ def finetune(output, *, task: str, images=None, targets=None, synthetic: int | N
                     "val": 0 if vx is None else int(vx.shape[0])}
         ft = FinetuneTask(cfg, task, x, y, val_inputs=vx, val_targets=vy, init_state=state, init_digest=digest,
                           epochs=epochs, crop=crop, batch=batch, seed=seed, head=head, freeze=freeze,
-                          unfreeze_epoch=unfreeze_epoch, seg_loss=seg_loss, lr=lr, augment=augment, device=dev,
-                          amp=amp)
+                          unfreeze_epoch=unfreeze_epoch, seg_loss=seg_loss, normalisation=normalisation, lr=lr,
+                          augment=augment, device=dev, amp=amp)
         trainer = Trainer(ft, checkpoint=ckpt, checkpoint_every=ft.steps_per_epoch,
                           validate_every=ft.steps_per_epoch, callback=callback)
         if resume:
@@ -350,7 +351,7 @@ def finetune(output, *, task: str, images=None, targets=None, synthetic: int | N
                   "init": init_info, "epochs": int(epochs), "steps": int(ft.total_steps),
                   "steps_per_epoch": ft.steps_per_epoch, "crop": int(crop), "batch": int(batch), "seed": int(seed),
                   "head": head, "freeze": freeze, "unfreeze_epoch": unfreeze_epoch,
-                  "loss": seg_loss if task == "segment" else "l1+l2", "lr": float(lr), "augment": bool(augment),
+                  "loss": seg_loss if task == "segment" else "l1+l2", "normalisation": ft.normalisation, "lr": float(lr), "augment": bool(augment),
                   "data": data, "metric": metric, f"val_{metric}": val_last.get(metric),
                   "val_curve": [{"epoch": r["step"] // ft.steps_per_epoch, metric: r.get(metric)} for r in history.val],
                   "device": str(dev), "device_name": _device_name(dev), "amp": bool(amp and dev.type == "cuda"),
@@ -418,6 +419,10 @@ def apply(model_path, images, output, *, targets=None, task: str | None = None, 
     mtask = rec.get("task")
     if task is not None and mtask != task:
         raise InputError(f"{model_path}: a {mtask!r} model, not a {task!r} model")
+    # models written before the "normalisation" record were all trained on standardised inputs
+    norm = rec.get("normalisation", "standardise")
+    if norm not in ("standardise", "scale"):
+        raise InputError(f"{model_path}: unknown normalisation {norm!r} in the model record")
     dev = torch.device(device)
     with output_lock(out):
         chunk = max(1, int(batch))
@@ -425,7 +430,7 @@ def apply(model_path, images, output, *, targets=None, task: str | None = None, 
         for i in range(0, x.shape[0], chunk):
             try:
                 pieces.append(predict(model, x[i:i + chunk], mtask, tile=tile, overlap=overlap, batch=batch,
-                                      device=dev, amp=amp))
+                                      device=dev, amp=amp, normalisation=norm))
             except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
                 raise InputError(f"{Path(model_path).name}: out of memory on {dev} ({type(exc).__name__}); "
                                  f"lower --batch or --tile") from None
