@@ -77,8 +77,9 @@ def crop_for(cfg: dict, a, side: int) -> int:
     return fitting_crop(a.crop, build_generator(cfg).multiple, side)
 
 
-def pretrain_all(gens: dict, pools: list[int], a, log) -> dict:
-    """{(generator name, pool size): state_dict} and timings."""
+def pretrain_all(gens: dict, pools: list[int], a, log, only_main: bool = False) -> dict:
+    """{(generator name, pool size): state_dict} and timings; ``only_main``: every generator on
+    the main pool only (the same pool images, validation crops and weights as the full run's)."""
     from fastem.data.ssl_synthetic import unlabelled_pool
     from fastem.nn.ssl_train import PretextTask
 
@@ -88,7 +89,7 @@ def pretrain_all(gens: dict, pools: list[int], a, log) -> dict:
     for name, cfg in gens.items():
         crop = crop_for(cfg, a, a.pool_size)
         for n in pools:
-            if name != "small" and n != a.pool_main:
+            if (only_main or name != "small") and n != a.pool_main:
                 continue            # the large generator is pretrained on the main pool only
             task = PretextTask(cfg, biggest[:n], val_images=val, epochs=a.pretrain_epochs, crop=crop,
                                batch=a.batch, seed=0, disc_features=a.disc_width, device=a.device)
@@ -109,7 +110,7 @@ def finetune_curve(cfg, task: str, data, init, seed: int, epochs: int, a) -> lis
     x, y, vx, vy = data
     crop = crop_for(cfg, a, min(x.shape[1:]))
     ft = FinetuneTask(cfg, task, x, y, val_inputs=vx, val_targets=vy, init_state=init, epochs=epochs, crop=crop,
-                      batch=a.ft_batch, seed=seed, device=a.device)
+                      batch=a.ft_batch, seed=seed, device=a.device, normalisation=getattr(a, "normalisation", "auto"))
     hist, _ = _train(ft, ft.steps_per_epoch)
     key = "dice" if task == "segment" else "l1"
     return [float(r[key]) for r in hist.val]
@@ -166,7 +167,7 @@ def run(a, log=print) -> dict:
     restore_cfg = gens["small"] if a.restore_generator == "small" else gens["large"]
     restore_key = "small" if a.restore_generator == "small" else "large"
     baselines = {}
-    for task in ("denoise", "superres"):
+    for task in a.restore_tasks:
         data = split(task, a.restore_train, a.restore_val, a.restore_size)
         baselines[task] = restoration_baselines(data[2], data[3])
         for init_name in ("pretrained", "random"):
@@ -199,6 +200,108 @@ def run(a, log=print) -> dict:
         "segment_dice": table, "curves": curves, "targets": targets, "restoration_baselines": baselines,
     }
     return result
+
+
+def run_restore(a, log=print) -> dict:
+    """``--only restore``: the restoration part alone (issue 13 follow-up): the restoration
+    generator pretrained on the main pool exactly as in :func:`run` (same images, settings and
+    seed, so the same weights on the same torch / CPU), then ``--restore-tasks`` fine-tuned
+    from it and from random weights, ``--seeds`` seeds each, validation L1 per epoch."""
+    import torch
+
+    from fastem.data.ssl_synthetic import task_data
+    from fastem.nn.ssl_models import generator_config
+    from fastem.nn.ssl_train import resolve_normalisation
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    t0 = time.time()
+    key = a.restore_generator
+    cfg = generator_config(a.small if key == "small" else a.large, width=a.width)
+    pools = sorted(a.pools)
+    a.pool_main = pools[len(pools) // 2]
+    pre = pretrain_all({key: cfg}, pools, a, log, only_main=True)
+    init_state = pre["states"][key, a.pool_main]
+    curves, baselines, norms = {}, {}, {}
+    for task in a.restore_tasks:
+        x, y = task_data(task, a.restore_train, a.restore_size, seed=a.data_seed + 1)
+        vx, vy = task_data(task, a.restore_val, a.restore_size, seed=a.data_seed + 1, index_base=a.restore_train)
+        baselines[task] = restoration_baselines(vx, vy)
+        norms[task] = resolve_normalisation(a.normalisation, task)
+        for init_name in ("pretrained", "random"):
+            init = init_state if init_name == "pretrained" else None
+            curves[f"{task}/{key}/{init_name}"] = [finetune_curve(cfg, task, (x, y, vx, vy), init, s,
+                                                                  a.restore_epochs, a) for s in range(a.seeds)]
+            runs = curves[f"{task}/{key}/{init_name}"]
+            log(f"{task} {init_name} ({norms[task]}): final val L1 {np.mean([r[-1] for r in runs]):.4f} "
+                f"(best constant {baselines[task]['constant']:.4f}), {time.time() - t0:.0f} s")
+    return {"meta": {"command": a.command, "quick": a.quick, "only": "restore", "wall_s": round(time.time() - t0, 1),
+                     "machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+                     "torch": torch.__version__, "device": a.device, "threads": torch.get_num_threads(),
+                     "settings": {k: v for k, v in vars(a).items() if k not in ("command",)},
+                     "generators": {key: cfg["arch"]}, "pretraining": pre["meta"],
+                     "normalisation": norms, "crop": crop_for(cfg, a, a.restore_size)},
+            "curves": curves, "restoration_baselines": baselines}
+
+
+def markdown_restore(result: dict) -> str:
+    m, s = result["meta"], result["meta"]["settings"]
+    (key, arch), = m["generators"].items()
+    lines = [f"# Restoration fine-tuning (seed 002, issue 13 follow-up) at CPU scale"
+             f"{' -- QUICK smoke run' if m['quick'] else ''}", "",
+             f"`{m['command']}` -- {m['wall_s']:.0f} s on {m['machine']} ({m['device']}, {m['threads']} threads), "
+             f"torch {m['torch']}", "",
+             f"{arch} (width {s['width']}) pretrained on {s['pool_main']} synthetic images of {s['pool_size']} px, "
+             f"{s['pretrain_epochs']} epochs, batch {s['batch']} (as in ssl_reproduction); fine-tuned on "
+             f"{s['restore_train']} ADF-STEM images of {s['restore_size']} px ({s['restore_val']} validation), crops "
+             f"{m['crop']} px, batch {s['ft_batch']}, {s['restore_epochs']} epochs, {s['seeds']} seeds.", "",
+             "Validation L1 in the input's standardised units (|output - target| / input std; the same number "
+             "under either normalisation). Normalisation of inputs and targets: "
+             + ", ".join(f"{t} `{n}`" for t, n in m["normalisation"].items()) + ".", "",
+             "| task | init | epoch 1 | epoch 5 | final | epoch-to-epoch abs change | input as output | "
+             "best constant per image |", "|---|---|---|---|---|---|---|---|"]
+    for k, runs in result["curves"].items():
+        task, _, init = k.split("/")
+        r = np.array(runs)
+        b = result["restoration_baselines"][task]
+
+        def cell(col):
+            return f"{r[:, col].mean():.4f} +- {r[:, col].std():.4f}"
+        lines.append(f"| {task} | {init} | {cell(0)} | {cell(min(4, r.shape[1] - 1))} | {cell(-1)} | "
+                     f"{np.mean(np.abs(np.diff(r, axis=1))):.4f} | {b['identity']:.4f} | {b['constant']:.4f} |")
+    for k, p in m["pretraining"].items():
+        lines += ["", f"Pretraining {k}: {p['steps']} steps, {p['seconds']:.0f} s, pretext val L1 "
+                  f"{p['val_l1'][-1]:.4f} (corrupted input {p['val_l1_input']:.4f})."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot_restore(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from fastem.io import atomic_output
+
+    tasks = list(result["restoration_baselines"])
+    fig = Figure(figsize=(5 * len(tasks), 3.8))
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(1, len(tasks), i + 1)
+        for j, key in enumerate(k for k in result["curves"] if k.startswith(task + "/")):
+            runs = np.array(result["curves"][key])
+            x = np.arange(1, runs.shape[1] + 1)
+            mean, std = runs.mean(0), runs.std(0)
+            ax.plot(x, mean, color=f"C{j}", label=key.split("/", 1)[1], ls="-" if "pretrained" in key else "--")
+            ax.fill_between(x, mean - std, mean + std, color=f"C{j}", alpha=0.15)
+        ax.axhline(result["restoration_baselines"][task]["constant"], color="0.5", ls=":", label="best constant")
+        ax.set_title(f"{task} ({result['meta']['normalisation'][task]})")
+        ax.set_xlabel("fine-tuning epoch")
+        ax.set_ylabel("val L1")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
 
 
 def restoration_baselines(vx, vy) -> dict:
@@ -343,6 +446,13 @@ def main(argv=None) -> None:
     ap.add_argument("--restore-val", type=int, default=16)
     ap.add_argument("--restore-size", type=int, default=96)
     ap.add_argument("--restore-epochs", type=int, default=20)
+    ap.add_argument("--restore-tasks", nargs="+", choices=["denoise", "background", "superres"],
+                    default=["denoise", "superres"], help="restoration tasks (--only restore: all of them run)")
+    ap.add_argument("--normalisation", choices=["auto", "standardise", "scale"], default="auto",
+                    help="restoration inputs / targets (FinetuneTask normalisation)")
+    ap.add_argument("--only", choices=["restore"], default=None,
+                    help="restore: only the restoration part (pretraining of the restoration generator on the "
+                         "main pool, then --restore-tasks), written as ssl_restoration.*")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -358,6 +468,19 @@ def main(argv=None) -> None:
     if a.seeds < 1 or min(a.epochs_at) < 1 or len(set(a.pools)) != 3:
         ap.error("need --seeds >= 1, --epochs-at >= 1 and three different --pools")
     a.command = "python bench/reproduce_ssl.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if a.only == "restore":
+        result = run_restore(a)
+        stem = "ssl_restoration_quick" if a.quick else "ssl_restoration"
+        a.out.mkdir(parents=True, exist_ok=True)
+        from fastem.io import atomic_output
+
+        with atomic_output(a.out / f"{stem}.json", overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=1, default=str))
+        with atomic_output(a.out / f"{stem}.md", overwrite=True) as tmp:
+            Path(tmp).write_text(markdown_restore(result))
+        plot_restore(result, a.out / f"{stem}.png")
+        print((a.out / f"{stem}.md").read_text())
+        return
     result = run(a)
     stem = "ssl_reproduction_quick" if a.quick else "ssl_reproduction"
     write_outputs(result, a.out, stem)
