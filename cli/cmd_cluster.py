@@ -16,6 +16,7 @@ from __future__ import annotations
 import click
 
 from fastem.cli.formats import format_option, resolve_format
+from fastem.cli.options import scheduler_option
 
 STREAM_ABOVE_BYTES = 2 ** 31  # the default of --stream/--load (the same value as fastem.cluster.job.STREAM_ABOVE_BYTES)
 
@@ -66,9 +67,10 @@ def _gamma0(ctx, param, value):
 @click.option("--sampling", type=click.Choice(["auto", "uniform", "chunks"]), default="auto", show_default=True,
               help="Mini-batches from uniform random rows or whole HDF5 chunks (auto: chunks when streaming a "
                    "chunked dataset).")
+@scheduler_option("Lloyd's full-data passes (--algorithm lloyd on an HDF5 dataset)")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(source, k, output, out_format, algorithm, batch, runs, seed, init, outer, inner, gamma0, steps, max_iter,
-            dtype, stream, transform, detector_mask, binning, normalize, sampling, overwrite):
+            dtype, stream, transform, detector_mask, binning, normalize, sampling, scheduler, overwrite):
     """k-means of the rows of IN.h5:/ds: (N, d) points, (N, ky, kx) patterns or a (Ny, Nx, ky, kx)
     4D-STEM scan (one pattern per probe position; the labels are also written as an (Ny, Nx) map),
     by stochastic backward Euler (sbe), mini-batch k-means or Lloyd's algorithm.
@@ -83,15 +85,21 @@ def command(source, k, output, out_format, algorithm, batch, runs, seed, init, o
     from fastem.errors import InputError, NonFiniteResultError
     from fastem.progress import progress
 
+    from fastem.executor import make_executor
+
     fmt = resolve_format(output, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem cluster")
+    if scheduler is not None and algorithm != "lloyd":
+        raise click.UsageError(f"--scheduler runs Lloyd's full-data passes on workers: use --algorithm lloyd "
+                               f"(a {algorithm} step is too small to send out)")
     try:
-        with progress(total=None, desc=f"cluster {algorithm} K={k}", unit="step") as bar:
+        with progress(total=None, desc=f"cluster {algorithm} K={k}", unit="step") as bar, \
+                make_executor(scheduler) as executor:
             model = cluster_file(source, output, n_clusters=k, algorithm=algorithm, batch_size=batch, n_init=runs,
                                  random_state=seed, init=init, n_outer=outer, n_inner=inner, gamma0=gamma0,
                                  n_steps=steps, max_iter=max_iter, dtype=None if dtype == "auto" else dtype,
                                  stream=stream, transform=transform, detector_mask=detector_mask,
                                  binning=int(binning), normalize=normalize, sampling=sampling, out_format=fmt,
-                                 overwrite=overwrite, device=resolve_device(), progress=bar)
+                                 overwrite=overwrite, device=resolve_device(), progress=bar, executor=executor)
     except (InputError, NonFiniteResultError) as exc:  # name the flags, not the API parameters
         raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:

@@ -110,3 +110,35 @@ def test_errors(tmp_path, rng):
         lloyd_distributed(InlineExecutor(), PartitionedData(str(path), "/X"), rng.random((2, 4)))
     with pytest.raises(InputError, match="data must be a PartitionedData"):
         lloyd_distributed(InlineExecutor(), str(path), rng.random((2, 3)))
+
+
+def test_estimator_and_cli_with_workers_equal_one_process(tmp_path, rng, cluster):
+    import json
+
+    from click.testing import CliRunner
+
+    from fastem.cli.main import app
+    from fastem.cluster import SBEKMeans
+
+    X = _blobs(rng, 800, 6)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=X, chunks=(100, 6))
+    with h5py.File(path, "r") as f:
+        one = SBEKMeans(4, algorithm="lloyd", random_state=3).fit(f["X"])
+        two = SBEKMeans(4, algorithm="lloyd", random_state=3).fit(f["X"], executor=cluster)
+    np.testing.assert_array_equal(one.labels_, two.labels_)
+    np.testing.assert_allclose(one.cluster_centers_, two.cluster_centers_, rtol=1e-10, atol=1e-10)
+    with pytest.raises(InputError, match="only algorithm='lloyd'"):
+        SBEKMeans(4, algorithm="sbe").fit(str(path) + ":/X", executor=cluster)
+
+    runner = CliRunner()
+    base = ["-q", "cluster", f"{path}:/X", "-k", "4", "--algorithm", "lloyd", "--seed", "3"]
+    assert runner.invoke(app, [*base, "-o", str(tmp_path / "a.h5")]).exit_code == 0
+    r = runner.invoke(app, [*base, "-o", str(tmp_path / "b.h5"), "--scheduler", "local"])
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "a.h5", "r") as fa, h5py.File(tmp_path / "b.h5", "r") as fb:
+        np.testing.assert_array_equal(fa["cluster/labels"][()], fb["cluster/labels"][()])
+    bad = runner.invoke(app, ["cluster", f"{path}:/X", "-k", "4", "-o", str(tmp_path / "c.h5"),
+                              "--scheduler", "local"])
+    assert bad.exit_code == 2 and "--algorithm lloyd" in bad.output and not (tmp_path / "c.h5").exists()

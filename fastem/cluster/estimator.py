@@ -224,13 +224,16 @@ class SBEKMeans:
                           sampling=self.sampling, sampling_chunks=self.sampling_chunks,
                           reservoir_rows=self.reservoir_rows)
 
-    def fit(self, X, y=None, *, callback=None, name: str | None = None):
+    def fit(self, X, y=None, *, callback=None, name: str | None = None, executor=None):
         """Fit on ``X``: (N, d), (N, ky, kx) or (Ny, Nx, ky, kx) NumPy/CuPy array, ``h5py.Dataset``
         or ``"file.h5:/ds"`` (HDF5 is streamed: mini-batches and chunks are read from disk).
 
         ``callback(run, result)`` is called after every start (``result``: its
         :class:`~fastem.cluster.RunResult`); steps are reported through ``progress`` (see the class).
         ``name``: how messages refer to the data (default ``FILE:/dataset`` for HDF5, else ``"X"``).
+        ``executor`` (:mod:`fastem.executor`, ``algorithm="lloyd"`` and an HDF5 dataset only): every
+        full-data pass of Lloyd runs as a map-reduce on its workers, which read the file themselves
+        (:mod:`fastem.cluster.distributed`); initialisation and checks run here. Same result.
 
         Raises
         ------
@@ -245,9 +248,20 @@ class SBEKMeans:
         if name is None:
             name = f"{X.file.filename}:{X.name}" if hasattr(X, "file") and hasattr(X, "name") else "X"
         self._name = str(name)
+        from fastem.executor import InlineExecutor
+
+        self._executor = None if executor is None or isinstance(executor, InlineExecutor) else executor
+        if self._executor is not None:
+            if self.algorithm != "lloyd":
+                raise InputError(f"executor: only algorithm='lloyd' runs on workers (a {self.algorithm} step is "
+                                 f"too small to send out), got algorithm={self.algorithm!r}")
+            if not (hasattr(X, "file") and hasattr(X, "name")):
+                raise InputError("executor: the data must be an HDF5 dataset (the workers read it themselves), "
+                                 f"got {type(X).__name__}")
         try:
             return self._fit(X, callback)
         finally:
+            self._executor = None
             if f is not None:
                 f.close()
 
@@ -410,6 +424,15 @@ class SBEKMeans:
         if self.algorithm == "minibatch":
             return core.minibatch(source, C0, rng, batch_size=self.batch_size,
                                   n_steps=self.n_steps or self.n_outer * self.n_inner, engine=self.engine, callback=tick)
+        if getattr(self, "_executor", None) is not None:
+            from .distributed import PartitionedData, _Distributed
+
+            data = PartitionedData(source._data.file.filename, source._data.name, dtype=source.dtype,
+                                   preprocess=source.preprocess, chunk_rows=source.chunk_rows,
+                                   parts=max(2, 2 * self._executor.slots))
+            dist = _Distributed(self._executor, data)
+            return core.lloyd(dist, C0, max_iter=self.max_iter, tol=self.tol, callback=tick, tol_scale=tol_scale,
+                              stats=stats, assign=dist.assign_full)
         return core.lloyd(source, C0, max_iter=self.max_iter, tol=self.tol, engine=self.engine, callback=tick,
                           tol_scale=tol_scale, stats=stats)
 

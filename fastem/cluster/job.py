@@ -50,7 +50,7 @@ FLAGS = {
     "init": "--init", "n_outer": "--outer", "n_inner": "--inner", "gamma0": "--gamma0", "n_steps": "--steps",
     "max_iter": "--max-iter", "dtype": "--dtype", "stream": "--stream/--load", "transform": "--transform",
     "detector_mask": "--detector-mask", "binning": "--bin", "normalize": "--normalize", "sampling": "--sampling",
-    "overwrite": "--overwrite",
+    "overwrite": "--overwrite", "executor": "--scheduler",
 }
 _FORMATS = ("hdf5", "emd", "mrc", "tiff", "hspy")
 
@@ -170,7 +170,8 @@ def cluster_file(in_ref, out_path, *, n_clusters: int, algorithm: str = "sbe", b
                  n_inner: int = 10, gamma0: float | None = None, n_steps: int | None = None, max_iter: int = 300,
                  dtype=None, stream: bool | None = None, transform: str = "none", detector_mask=None,
                  binning: int = 1, normalize: str = "none", sampling: str = "auto", out_format: str = "hdf5",
-                 overwrite: bool = False, device: Any = None, progress: Any = None, config: dict | None = None):
+                 overwrite: bool = False, device: Any = None, progress: Any = None, config: dict | None = None,
+                 executor: Any = None):
     """k-means of the rows of a dataset, written to ``out_path`` (the ``fastem cluster`` command).
 
     Parameters
@@ -200,6 +201,9 @@ def cluster_file(in_ref, out_path, *, n_clusters: int, algorithm: str = "sbe", b
     config : dict, optional
         The configuration recorded in the provenance (default: these arguments, with the
         command's keys ``k``, ``batch``, ``runs``, ``seed``, ``outer``, ``inner``, ``steps``, ``bin``).
+    executor : fastem.executor.Executor, optional
+        ``algorithm="lloyd"`` on an HDF5 dataset: the full-data passes run on its workers
+        (:mod:`fastem.cluster.distributed`); the data is streamed (``stream`` must not be False).
 
     Returns
     -------
@@ -264,6 +268,15 @@ def cluster_file(in_ref, out_path, *, n_clusters: int, algorithm: str = "sbe", b
                                  f"{tuple(ds.shape[-2:])} of {where}")
             image_shape = tuple(s // b for s in ds.shape[-2:]) if ds.ndim >= 3 else None
             input_info = {"attrs": dict(ds.attrs), "shape": ds.shape, "dtype": ds.dtype, "source": where}
+            from fastem.executor import InlineExecutor
+
+            if executor is not None and not isinstance(executor, InlineExecutor):
+                if algorithm != "lloyd":
+                    raise InputError(f"executor: only algorithm='lloyd' runs on workers, got algorithm={algorithm!r}")
+                if not isinstance(ds, h5py.Dataset) or stream is False:
+                    raise InputError(f"executor: {where} must be an HDF5 dataset read from disk by the workers "
+                                     f"(stream must not be False)")
+                stream = True
             if stream is None:
                 stream = ds.size * ds.dtype.itemsize > STREAM_ABOVE_BYTES
             if ds.dtype.kind not in "fiub":
@@ -276,7 +289,8 @@ def cluster_file(in_ref, out_path, *, n_clusters: int, algorithm: str = "sbe", b
                 if callable(getattr(progress, "refresh", None)):
                     progress.refresh()
             try:
-                model.fit(data if stream or not device.is_gpu else device.xp.asarray(data), name=where)
+                model.fit(data if stream or not device.is_gpu else device.xp.asarray(data), name=where,
+                          executor=executor)
             except InputError as exc:
                 text = str(exc)
                 raise InputError(text if where in text else f"{where}: {text}") from None
