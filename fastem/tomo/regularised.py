@@ -406,14 +406,15 @@ def choose_weight(solver: RegularisedReconstruction, sigma: float, *, tau: float
 
 
 def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: float = 0.05, factor: float = 2.0,
-                        steps: int = 16, inner: int = 40, seed: int = 0, callback=None) -> dict:
+                        steps: int = 10, inner: int = 40, seed: int = 0, callback=None) -> dict:
     """R-free: the ``lambda`` whose reconstruction best predicts held-out measured pixels (as GENFIRE).
 
     A random ``fraction`` of the pixels with non-zero weight (never an unmeasured one) is held out
     (weight 0) in a search solver; ``lambda`` sweeps down from :func:`_weight_ceiling` by
-    ``factor`` (warm starts, ``inner`` FISTA iterations each) while the held-out residual
-    ``sum (P x - b)^2`` keeps falling (two rises in a row end the sweep); a parabola through the
-    best trial and its two neighbours in ``log lambda`` gives the weight.
+    ``factor^2`` (warm starts, ``inner`` FISTA iterations each) until the held-out residual
+    ``sum (P x - b)^2`` rises, then tries the geometric midpoints (a ``factor`` away) on both sides
+    of the best; a parabola through the best trial and its two neighbours in ``log lambda`` gives
+    the weight.
 
     Returns
     -------
@@ -454,20 +455,25 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         return rfree
 
     lam = _weight_ceiling(solver)
-    rises = 0
     prev = math.inf
-    for _ in range(steps):
+    for _ in range(steps):                       # coarse: down by factor^2 until the first rise
         r = trial(lam)
-        rises = rises + 1 if r > prev else 0
-        prev = r
-        if rises >= 2:
+        if r > prev:
             break
-        lam /= factor
-    lams = [t[0] for t in trials]
-    vals = [t[1] for t in trials]
+        prev = r
+        lam /= factor * factor
+    # refine: the geometric midpoints on either side of the best coarse trial
+    i = int(np.argmin([t[1] for t in trials]))
+    if 0 < i < len(trials) - 1:
+        best_lam = trials[i][0]
+        for other in (trials[i - 1][0], trials[i + 1][0]):
+            trial(math.sqrt(best_lam * other))
+    order = sorted(trials)
+    lams = [t[0] for t in order]
+    vals = [t[1] for t in order]
     i = int(np.argmin(vals))
     weight = lams[i]
-    bracketed = 0 < i < len(trials) - 1
+    bracketed = 0 < i < len(order) - 1
     if bracketed:
         x = np.log([lams[i - 1], lams[i], lams[i + 1]])
         y = np.asarray([vals[i - 1], vals[i], vals[i + 1]])
@@ -482,7 +488,7 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight
                         prior_params: dict | None = None, weights=None, noise_level: float | None = None,
                         tau: float = 1.0, projector: str = "linear", oversampling=2.0, positivity: bool = True,
                         support=None, initial=None, engine: str | None = None, auto: str = "rfree",
-                        auto_inner: int = 40, search_callback=None, max_chunk_bytes: int | None = None):
+                        auto_inner: int = 25, search_callback=None, max_chunk_bytes: int | None = None):
     """A ready :class:`RegularisedReconstruction` for ``problem``, with the automatic strength resolved.
 
     What a job (``fastem tomo --prior ...``) calls before ``solver.run(iterations, ...)``: builds the
@@ -539,7 +545,7 @@ def regularised(projections, angles, *, prior: str = "tv", prior_weight="auto", 
                 projector: str = "linear", oversampling=2.0, positivity: bool = True, support=None,
                 volume_shape=None, thickness=None, initial=None, device=None, engine: str | None = None,
                 progress: bool | None = False, callback=None, callback_every: int = 0, center=None,
-                convention: str = "fastem", shifts=None, auto: str = "rfree", auto_inner: int = 40,
+                convention: str = "fastem", shifts=None, auto: str = "rfree", auto_inner: int = 25,
                 search_callback=None) -> ReconstructionResult:
     """Regularised reconstruction (FISTA on weighted least squares + ``prior_weight * prior``).
 
