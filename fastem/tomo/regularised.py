@@ -18,13 +18,13 @@ objective close to monotone without an extra projection per iteration. Per itera
 forward projection fused with the residual, one back projection, one fused prior pass and a
 few in-place vector updates; nothing is allocated.
 
-Automatic strength (``weight="auto"``): the noise sigma is estimated from the measured pixels
-only (:func:`estimate_noise`: robust MAD of a 5-point Laplacian over pixels whose whole stencil
-is measured), then ``lambda`` is chosen by Morozov's discrepancy principle
-(:func:`choose_weight`): the largest ``lambda`` whose weighted residual
-``sum W r^2 <= tau * N_measured * sigma^2``, found by a decreasing geometric sweep with warm starts
-and bisection in ``log lambda``. Zero-weight pixels influence nothing: not the gradient, not the
-noise estimate, not the strength (their data values are never read).
+Automatic strength (``prior_weight="auto"``): the noise sigma is estimated from the measured
+pixels only (:func:`estimate_noise`: robust MAD of a 5-point Laplacian over pixels whose whole
+stencil is measured) and recorded; ``lambda`` is chosen by R-free by default
+(:func:`choose_weight_rfree`: the weight whose reconstruction best predicts 5 % held-out measured
+pixels, as GENFIRE's R-free) or by Morozov's discrepancy principle (:func:`choose_weight`: the
+largest ``lambda`` with ``sum W r^2 <= tau * N_measured * sigma^2``). Zero-weight pixels influence
+nothing: not the gradient, not the noise estimate, not the strength (their values are never read).
 """
 
 from __future__ import annotations
