@@ -10,6 +10,31 @@ import click
 from fastem.cli.formats import format_option, resolve_format
 
 
+class _FirstUpdateBar:
+    """A progress bar (``make(**kw)``, :func:`fastem.progress.progress`) created at the first
+    ``update``, so that nothing is drawn while the run still prints its preparation lines."""
+
+    def __init__(self, make, **kw):
+        self._make, self._kw, self._bar = make, kw, None
+
+    def update(self, n=1):
+        if self._bar is None:
+            self._bar = self._make(**self._kw)
+        self._bar.update(n)
+
+    def set_postfix(self, **kw):
+        if self._bar is not None:
+            self._bar.set_postfix(**kw)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.close()
+        return False
+
+
 @click.command("tomo")
 @click.argument("input_path", metavar="IN")
 @click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False),
@@ -109,9 +134,10 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
     from fastem.progress import progress
 
     # the one progress bar of a tomo run (RESIRE/SIRT iterations; FBP is one step): drawn here,
-    # the library only reports to it
+    # the library only reports to it; it appears with the first iteration, after the lines the
+    # axis search and the refinement rounds print
     bar_context = (contextlib.nullcontext() if algorithm == "fbp"
-                   else progress(total=iterations, desc=f"tomo {algorithm}", unit="it"))
+                   else _FirstUpdateBar(progress, total=iterations, desc=f"tomo {algorithm}", unit="it"))
     with bar_context as bar, staged_output(output_path, fmt, "tomo", overwrite=overwrite, inputs=[input_path],
                                             calibration=lambda: read_calibration(input_path)) as target:
         result, _cfg = tomo_file(input_path, target, algorithm=algorithm, iterations=iterations, step=step,
