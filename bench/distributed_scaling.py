@@ -124,24 +124,27 @@ def main(argv=None) -> int:
     worker_env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                   "OMP_WAIT_POLICY": "PASSIVE"}
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        job = lambda name, ex: _scan_job(tmp / f"{name}.h5", a.images, a.size, a.chunk, ex)  # noqa: E731
-        set_threads(1)
-        t_inline, ref = _time(lambda: job("inline", InlineExecutor()), a.repeat)
-        timings = {"inline-1t": t_inline}
-        same = {}
+
+    def compare(job: str, work: str, run, inline_executor) -> None:
+        """One row: ``run(executor, workers)`` inline (1 thread), on 1 and on 2 workers; equal outputs?"""
+        t_inline, ref = _time(lambda: run(inline_executor, 1), a.repeat)
+        timings, same = {"inline-1t": t_inline}, {}
         for workers in (1, 2):
             with DaskExecutor.make_local(n_workers=workers, threads_per_worker=1, processes=True,
                                          env=worker_env) as ex:
-                t, res = _time(lambda: job(f"dask{workers}", ex), a.repeat)
+                t, res = _time(lambda: run(ex, workers), a.repeat)
             timings[f"dask-{workers}w"] = t
             same[f"dask-{workers}w"] = all(np.array_equal(ref[k], res[k]) for k in ref)
-        rows.append({"job": "scan simulate", "work": f"{a.images} x {a.size}^2 spiral 1/20, chunk {a.chunk}",
-                     "seconds": {k: round(v, 3) for k, v in timings.items()},
+        rows.append({"job": job, "work": work, "seconds": {k: round(v, 3) for k, v in timings.items()},
                      "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
                      "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
                      "bitwise_equal_to_inline": same})
+
+    set_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        compare("scan simulate", f"{a.images} x {a.size}^2 spiral 1/20, chunk {a.chunk}",
+                lambda ex, w: _scan_job(tmp / f"scan{w}.h5", a.images, a.size, a.chunk, ex), InlineExecutor())
 
         rng = np.random.default_rng(0)
         centres = rng.normal(0, 3, (16, a.dim))
@@ -151,57 +154,22 @@ def main(argv=None) -> int:
             f.create_dataset("X", data=X, chunks=(min(4096, a.points), a.dim))
             f["C0"] = X[rng.choice(a.points, 16, replace=False)].astype(np.float64)
         del X
-        t_inline, ref = _time(lambda: _lloyd_job(data, None, 1, a.iters), a.repeat)
-        timings, same = {"inline-1t": t_inline}, {}
-        for workers in (1, 2):
-            with DaskExecutor.make_local(n_workers=workers, threads_per_worker=1, processes=True,
-                                         env=worker_env) as ex:
-                t, res = _time(lambda: _lloyd_job(data, ex, 2 * workers, a.iters), a.repeat)
-            timings[f"dask-{workers}w"] = t
-            same[f"dask-{workers}w"] = bool(np.array_equal(ref["labels"], res["labels"]))
-        rows.append({"job": "cluster lloyd", "work": f"{a.points} x {a.dim} float32 (HDF5), K 16, {a.iters} it",
-                     "seconds": {k: round(v, 3) for k, v in timings.items()},
-                     "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
-                     "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
-                     "bitwise_equal_to_inline": same})
-        from fastem.data import tilt_angles, tilt_series, vesicle_3d
+        compare("cluster lloyd", f"{a.points} x {a.dim} float32 (HDF5), K 16, {a.iters} it",
+                lambda ex, w: _lloyd_job(data, ex, 2 * w, a.iters), None)
+
+        from fastem.data import cdi_intensities, tilt_angles, tilt_series, vesicle_2d, vesicle_3d
 
         vol = vesicle_3d(a.tomo_size, seed=0).astype(np.float32)
         ang = tilt_angles(-70, 70, 3.5)
         series = tmp / "series.h5"
         with h5py.File(series, "w") as f:
             f["/exchange/data"] = tilt_series(vol, ang, centring="middle").astype(np.float32)
-        t_inline, ref = _time(lambda: _tomo_job(series, ang, None, 1, a.tomo_iters), a.repeat)
-        timings, same = {"inline-1t": t_inline}, {}
-        for workers in (1, 2):
-            with DaskExecutor.make_local(n_workers=workers, threads_per_worker=1, processes=True,
-                                         env=worker_env) as ex:
-                t, res = _time(lambda: _tomo_job(series, ang, ex, 2 * workers, a.tomo_iters), a.repeat)
-            timings[f"dask-{workers}w"] = t
-            same[f"dask-{workers}w"] = bool(np.array_equal(ref["volume"], res["volume"]))
-        rows.append({"job": "tomo sirt slabs", "work": f"{a.tomo_size}^3 x {len(ang)} tilts, {a.tomo_iters} it",
-                     "seconds": {k: round(v, 3) for k, v in timings.items()},
-                     "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
-                     "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
-                     "bitwise_equal_to_inline": same})
-        from fastem.data import cdi_intensities, vesicle_2d
-        from fastem.executor import InlineExecutor as _Inline
+        compare("tomo sirt slabs", f"{a.tomo_size}^3 x {len(ang)} tilts, {a.tomo_iters} it",
+                lambda ex, w: _tomo_job(series, ang, ex, 2 * w, a.tomo_iters), None)
 
         cdi = cdi_intensities(vesicle_2d(a.phase_size, seed=0), seed=0)
-        t_inline, ref = _time(lambda: _phase_job(cdi, _Inline(), a.phase_runs, a.phase_iters), a.repeat)
-        timings, same = {"inline-1t": t_inline}, {}
-        for workers in (1, 2):
-            with DaskExecutor.make_local(n_workers=workers, threads_per_worker=1, processes=True,
-                                         env=worker_env) as ex:
-                t, res = _time(lambda: _phase_job(cdi, ex, a.phase_runs, a.phase_iters), a.repeat)
-            timings[f"dask-{workers}w"] = t
-            same[f"dask-{workers}w"] = bool(np.array_equal(ref["final"], res["final"]))
-        rows.append({"job": "phase multi-start", "work": f"{a.phase_runs} GPS-F runs x {a.phase_iters} it, "
-                                                         f"{a.phase_size}^2 object",
-                     "seconds": {k: round(v, 3) for k, v in timings.items()},
-                     "scaling_2w_over_1w": round(timings["dask-1w"] / timings["dask-2w"], 2),
-                     "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
-                     "bitwise_equal_to_inline": same})
+        compare("phase multi-start", f"{a.phase_runs} GPS-F runs x {a.phase_iters} it, {a.phase_size}^2 object",
+                lambda ex, w: _phase_job(cdi, ex, a.phase_runs, a.phase_iters), InlineExecutor())
     info = machine_info()
     load = _os.getloadavg()
     name = "distributed_scaling_quick" if a.quick else "distributed_scaling"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import h5py
 import numpy as np
@@ -10,17 +9,19 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from dask_support import first_worker, is_gone, kill_worker, two_worker_cluster  # noqa: E402
+
 from fastem.cluster.core import lloyd  # noqa: E402
 from fastem.cluster.distributed import PartitionedData, lloyd_distributed  # noqa: E402
 from fastem.cluster.preprocess import Preprocess  # noqa: E402
 from fastem.cluster.source import DataSource  # noqa: E402
 from fastem.errors import InputError  # noqa: E402
-from fastem.executor import DaskExecutor, InlineExecutor  # noqa: E402
+from fastem.executor import InlineExecutor  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    ex = DaskExecutor.make_local(n_workers=2, threads_per_worker=1, processes=True)
+    ex = two_worker_cluster()
     yield ex
     ex.close()
 
@@ -85,19 +86,16 @@ def test_worker_lost_mid_run_still_converges_to_the_same(tmp_path, rng, cluster)
         f["X"] = X
     C0 = X[:4].astype(np.float64)
     ref, _ = _single(path, "/X", C0)
-    victim = sorted(cluster.client.scheduler_info()["workers"])[0]
+    victim = first_worker(cluster)
     killed = []
 
     def kill_once(it, phi):
         if not killed:
             killed.append(it)
-            try:
-                cluster.client.run(os._exit, 1, workers=[victim])
-            except Exception:
-                pass
+            kill_worker(cluster, victim)
 
     got = lloyd_distributed(cluster, PartitionedData(str(path), "/X", parts=4), C0, callback=kill_once)
-    assert killed and victim not in cluster.client.scheduler_info()["workers"]
+    assert killed and is_gone(cluster, victim)
     np.testing.assert_array_equal(got.labels, ref.labels)
     np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-10)
 

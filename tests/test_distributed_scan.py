@@ -4,7 +4,6 @@ mid-run recomputed, images read by the workers themselves."""
 from __future__ import annotations
 
 import json
-import os
 
 import h5py
 import numpy as np
@@ -13,8 +12,10 @@ from click.testing import CliRunner
 
 distributed = pytest.importorskip("distributed")
 
+from dask_support import first_worker, is_gone, kill_worker, two_worker_cluster  # noqa: E402
+
 from fastem.cli.main import app  # noqa: E402
-from fastem.executor import DaskExecutor, InlineExecutor  # noqa: E402
+from fastem.executor import InlineExecutor  # noqa: E402
 from fastem.scan.job import ImageStack, SyntheticStack, simulate_to_file  # noqa: E402
 
 NAMES = ("partial", "path", "truth")
@@ -22,8 +23,7 @@ NAMES = ("partial", "path", "truth")
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Two single-threaded worker processes, as on the 2-core CI machine."""
-    ex = DaskExecutor.make_local(n_workers=2, threads_per_worker=1, processes=True)
+    ex = two_worker_cluster()
     yield ex
     ex.close()
 
@@ -64,22 +64,19 @@ def test_worker_killed_mid_run_is_recomputed(cluster, tmp_path):
     """After the first block arrives, one worker process dies (os._exit): Dask reruns its tasks on the
     other (and on the restarted one); the file is still complete and equal to the one-process file."""
     simulate_to_file(tmp_path / "one.h5", SyntheticStack(8, 32, seed=1), "spiral", 0.1, seed=3, chunk=1)
-    victim = sorted(cluster.client.scheduler_info()["workers"])[0]
+    victim = first_worker(cluster)
     killed = []
 
     class KillOnFirstBlock:
         def update(self, k):
             if not killed:
                 killed.append(victim)
-                try:
-                    cluster.client.run(os._exit, 1, workers=[victim])
-                except Exception:   # the worker may drop the connection while exiting
-                    pass
+                kill_worker(cluster, victim)
 
     simulate_to_file(tmp_path / "dask.h5", SyntheticStack(8, 32, seed=1), "spiral", 0.1, seed=3, chunk=1,
                      executor=cluster, bar=KillOnFirstBlock())
     assert killed
-    assert victim not in cluster.client.scheduler_info()["workers"]     # it really died (its nanny restarts a new one)
+    assert is_gone(cluster, victim)     # it really died (its nanny restarts a new one)
     _same(tmp_path / "one.h5", tmp_path / "dask.h5")
 
 

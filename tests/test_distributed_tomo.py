@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import h5py
 import numpy as np
@@ -10,16 +9,18 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from dask_support import first_worker, is_gone, kill_worker, two_worker_cluster  # noqa: E402
+
 from fastem.data import tilt_angles, tilt_series, vesicle_3d  # noqa: E402
 from fastem.errors import InputError  # noqa: E402
-from fastem.executor import DaskExecutor, InlineExecutor  # noqa: E402
+from fastem.executor import InlineExecutor  # noqa: E402
 from fastem.tomo import fbp, resire, sirt  # noqa: E402
 from fastem.tomo.distributed import SlabJob, reconstruct_slabs, slab_ranges  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    ex = DaskExecutor.make_local(n_workers=2, threads_per_worker=1, processes=True)
+    ex = two_worker_cluster()
     yield ex
     ex.close()
 
@@ -66,21 +67,18 @@ def test_written_by_region_into_an_hdf5_dataset(series, tmp_path):
 def test_worker_lost_mid_run(series, cluster):
     path, proj, ang = series
     whole = sirt(proj, ang, iterations=6, progress=False).volume
-    victim = sorted(cluster.client.scheduler_info()["workers"])[0]
+    victim = first_worker(cluster)
     killed = []
 
     class Kill:
         def update(self, k):
             if not killed:
                 killed.append(k)
-                try:
-                    cluster.client.run(os._exit, 1, workers=[victim])
-                except Exception:
-                    pass
+                kill_worker(cluster, victim)
 
     res = reconstruct_slabs(cluster, SlabJob(f"{path}:/exchange/data", ang, "sirt", {"iterations": 6}), slabs=6,
                             progress=Kill())
-    assert killed and victim not in cluster.client.scheduler_info()["workers"]
+    assert killed and is_gone(cluster, victim)
     np.testing.assert_array_equal(res["volume"], whole)
 
 

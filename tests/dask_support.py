@@ -1,0 +1,28 @@
+"""Shared pieces of the Dask tests: a 2-worker local cluster and a way to kill one worker."""
+
+from __future__ import annotations
+
+import os
+
+
+def two_worker_cluster():
+    """Two single-threaded worker processes, as on the 2-core CI machine (close it after use)."""
+    from fastem.executor import DaskExecutor
+
+    return DaskExecutor.make_local(n_workers=2, threads_per_worker=1, processes=True)
+
+
+def first_worker(executor) -> str:
+    return sorted(executor.client.scheduler_info()["workers"])[0]
+
+
+def kill_worker(executor, address: str) -> None:
+    """Make the worker process at ``address`` exit at once (its nanny starts a new one)."""
+    try:
+        executor.client.run(os._exit, 1, workers=[address])
+    except Exception:   # the worker drops the connection while exiting
+        pass
+
+
+def is_gone(executor, address: str) -> bool:
+    return address not in executor.client.scheduler_info()["workers"]
