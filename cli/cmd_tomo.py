@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from fastem.cli.formats import format_option, resolve_format
+from fastem.cli.options import scheduler_option
 
 
 class _FirstUpdateBar:
@@ -81,10 +82,18 @@ class _FirstUpdateBar:
               help="Write OUT with a resumable checkpoint every N iterations (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint stored in OUT (same inputs and "
                                              "parameters; --iterations and --checkpoint-every may change).")
+@click.option("--prior", type=click.Choice(["none", "tv", "itv", "huber", "qggmrf"]), default="none",
+              show_default=True,
+              help="--algorithm resire: add an edge-preserving prior (anisotropic/isotropic TV, Huber, MBIR's "
+                   "qGGMRF) solved by FISTA (docs/tomo_regularised.md); none = the thesis' plain RESIRE.")
+@click.option("--prior-weight", "prior_weight", default="auto", show_default=True, metavar="W|auto",
+              help="Strength of --prior (>= 0), or auto: noise estimated from the measured pixels, weight chosen "
+                   "by R-free on held-out pixels (both printed and recorded).")
+@scheduler_option("slabs along the rotation axis (single-axis series in HDF5; sirt, fbp, resire --projector linear)")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(input_path, output_path, out_format, angles, algorithm, iterations, step, projector, oversampling,
             positivity, thickness, center, angles_convention, noise_level, refine_angles, refine_iterations,
-            checkpoint_every, resume, overwrite):
+            checkpoint_every, resume, prior, prior_weight, scheduler, overwrite):
     """Reconstruct a volume from a tilt series.
 
     IN is a Data Exchange file (/exchange/data, /exchange/theta in degrees or /exchange/angles
@@ -118,6 +127,22 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
             extra = f", fit RMS {est.fit_rms:.3f} px" if est.method == "com" else f", R_F {100 * est.r_factor:.2f} %"
             click.echo(f"center: column {est.center:.2f} ({est.offset:+.2f} px from the middle; {est.method}, "
                        f"quality {est.quality:.3f}{extra})")
+    if prior_weight != "auto":
+        try:
+            prior_weight = float(prior_weight)
+        except ValueError:
+            raise click.BadParameter(f"must be a number >= 0 or 'auto', got {prior_weight!r}",
+                                     param_hint="--prior-weight") from None
+        if not (math.isfinite(prior_weight) and prior_weight >= 0):
+            raise click.BadParameter(f"must be a finite number >= 0, got {prior_weight}", param_hint="--prior-weight")
+
+    def report_prior(info):
+        if not settings.quiet:
+            noise = info.get("noise_estimate")
+            extra = f"noise estimate {noise:.4g} (data units), " if noise is not None else ""
+            click.echo(f"prior {prior}: {extra}weight {info['weight']:.4g}"
+                       f"{' (auto, R-free)' if prior_weight == 'auto' else ''}")
+
     def report_refine(r, res):
         if not settings.quiet:
             import numpy as np
@@ -138,8 +163,11 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
     # axis search and the refinement rounds print
     bar_context = (contextlib.nullcontext() if algorithm == "fbp"
                    else _FirstUpdateBar(progress, total=iterations, desc=f"tomo {algorithm}", unit="it"))
+    from fastem.executor import make_executor
+
     with bar_context as bar, staged_output(output_path, fmt, "tomo", overwrite=overwrite, inputs=[input_path],
-                                            calibration=lambda: read_calibration(input_path)) as target:
+                                            calibration=lambda: read_calibration(input_path)) as target, \
+            make_executor(scheduler) as executor:
         result, _cfg = tomo_file(input_path, target, algorithm=algorithm, iterations=iterations, step=step,
                                  projector=projector, oversampling=oversampling, positivity=positivity,
                                  thickness=thickness, angles=angles, checkpoint_every=checkpoint_every,
@@ -147,7 +175,8 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
                                  angles_convention=angles_convention, noise_level=noise_level,
                                  on_center=report_center, refine_angles=refine_angles,
                                  refine_iterations=refine_iterations, on_refine=report_refine,
-                                 progress=bar)
+                                 progress=bar, prior=prior, prior_weight=prior_weight, on_prior=report_prior,
+                                 executor=executor)
     if not settings.quiet:
         stop = " (stopped: noise level reached)" if result.config.get("stopped") == "discrepancy" else ""
         click.echo(f"{algorithm}: {result.iterations} iteration(s){stop}, volume {tuple(result.volume.shape)} "

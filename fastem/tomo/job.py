@@ -261,7 +261,8 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
               angles=None, checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
               device: Any = None, command: str | None = None, progress: Any = None, center=None,
               angles_convention: str = "thesis", noise_level: float | None = None, on_center=None,
-              refine_angles: int = 0, refine_iterations: int = 20, on_refine=None):
+              refine_angles: int = 0, refine_iterations: int = 20, on_refine=None, prior: str = "none",
+              prior_weight="auto", on_prior=None, executor=None):
     """Reconstruct the tilt series ``in_spec`` into the Data Exchange volume ``out_path``.
 
     Parameters
@@ -291,6 +292,18 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         shifts (``refined_shifts``, (du, dv) pixels) and the R-factor of every round followed by
         the final one (``refine_r_factors``) are written to the output's results. 0: none.
         ``on_refine(round, AlignmentResult)`` is called after every round.
+    prior : {"none", "tv", "itv", "huber", "qggmrf"}
+        ``resire`` only: minimise RESIRE's data term plus ``prior_weight`` times an edge-preserving
+        prior (:mod:`fastem.tomo.regularised`, FISTA, docs/tomo_regularised.md); "none": plain RESIRE.
+    prior_weight : float >= 0 or "auto"
+        The prior's strength; ``"auto"`` picks it from the data (noise estimated from the measured
+        pixels, weight by R-free on held-out pixels); ``on_prior(info)`` is called with the noise
+        estimate and the chosen weight. Not combinable with resume/checkpoints yet.
+    executor : fastem.executor.Executor, optional
+        Reconstruct in slabs along the rotation axis on its workers
+        (:func:`fastem.tomo.distributed.reconstruct_slabs`): single-axis series in an HDF5 dataset
+        without flat/dark fields or mask, ``sirt``, ``fbp`` or ``resire`` with the ``linear``
+        projector, a fixed iteration count; same volume as in one process.
     checkpoint_every : int
         Rewrite the output with a resumable checkpoint every this many iterations (0: never).
     resume : bool
@@ -355,6 +368,28 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
     if refine_angles and resume:
         raise InputError("--refine-angles cannot be combined with --resume (the refinement would be redone); "
                          "run without --resume")
+    from .regularised import PRIORS
+
+    if prior not in ("none", *PRIORS):
+        raise InputError(f"prior must be one of none, {', '.join(PRIORS)}, got {prior!r}")
+    if prior != "none":
+        if algorithm != "resire":
+            raise InputError(f"prior {prior!r} regularises RESIRE: use algorithm resire, not {algorithm}")
+        if resume or checkpoint_every:
+            raise InputError("prior with resume or checkpoint_every is not supported yet: run without them")
+        if not (isinstance(prior_weight, str) and prior_weight == "auto"):
+            prior_weight = as_float(prior_weight, "prior_weight", minimum=0.0)
+    from fastem.executor import InlineExecutor
+
+    if executor is not None and isinstance(executor, InlineExecutor):
+        executor = None
+    if executor is not None:
+        bad = [name for name, on in (("resume", resume), ("checkpoint_every", checkpoint_every),
+                                     ("refine_angles", refine_angles), ("prior", prior != "none"),
+                                     ("noise_level", noise_level is not None), ("center='auto'", center == "auto"))
+               if on]
+        if bad:
+            raise InputError(f"scheduler (slabs on workers) cannot be combined with {', '.join(bad)}")
     if in_spec is None or out_path is None:
         raise InputError("an input and an output are required")
     out = Path(out_path)
@@ -368,7 +403,8 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
                            device=resolve_device(device), command=command, progress=progress, guard=guard,
                            center=center, convention=angles_convention, noise_level=noise_level,
                            on_center=on_center, refine_angles=refine_angles, refine_iterations=refine_iterations,
-                           on_refine=on_refine)
+                           on_refine=on_refine, prior=prior, prior_weight=prior_weight, on_prior=on_prior,
+                           executor=executor)
 
 
 def _fingerprint(series, *, algorithm, step, projector, oversampling, positivity, thickness, volume_shape,
@@ -409,9 +445,74 @@ def _resume_state(out: Path) -> dict:
             "fingerprint": finished.get("fingerprint")}
 
 
+def _run_slabs(in_spec, src, series, where, inputs, write, *, algorithm, iterations, step, projector, positivity,
+               thickness, center, convention, executor, progress):
+    """:func:`tomo_file` with the volume reconstructed in slabs on ``executor``'s workers."""
+    import h5py
+
+    from .. import io
+    from .distributed import SlabJob, reconstruct_slabs
+
+    path, dataset = io.parse_ref(str(in_spec))
+    if not io.hdf5.is_hdf5(path):
+        raise InputError(f"{where}: --scheduler needs an HDF5 input the workers can read (got {path})")
+    with h5py.File(path, "r") as f:
+        dataset = dataset or ("/exchange/data" if "exchange/data" in f else None)
+        if dataset is None:
+            raise InputError(f"{where}: --scheduler needs FILE.h5:/dataset or a Data Exchange file")
+        if any(k in f for k in ("exchange/data_white", "exchange/data_dark")):
+            raise InputError(f"{where}: --scheduler reads raw rows on the workers: flat/dark-field correction "
+                             f"is not applied there; correct the data first or run without --scheduler")
+    if series.mask is not None and not np.all(series.mask):
+        raise InputError(f"{where}: --scheduler: masked projections are not split into slabs yet")
+    from .projection_geometry import effective_rotations
+
+    R = effective_rotations(np.asarray(series.angles, np.float64), convention)
+    if not np.allclose(R[:, 1, :], [0.0, 1.0, 0.0], atol=1e-9):
+        raise InputError(f"{where}: --scheduler: slabs need a single tilt axis (rotations about y); this series "
+                         f"is not separable along y: run it without --scheduler")
+    angles = np.rad2deg(np.arctan2(R[:, 0, 2], R[:, 0, 0]))    # tilts in the fastem sign (as single_axis_tilts)
+    options = {"positivity": positivity, "center": center, "convention": "fastem", "thickness": thickness}
+    if algorithm != "fbp":
+        options["iterations"] = iterations
+    if algorithm == "resire":
+        options.update(projector=projector, step=step)
+    job = SlabJob(f"{path}:{dataset}", angles, algorithm, {k: v for k, v in options.items() if v is not None})
+    try:
+        res = reconstruct_slabs(executor, job, progress=_RowsToIterations(progress, series.projections.shape[1],
+                                                                          iterations))
+    except InputError as exc:
+        raise InputError(f"{where}: --scheduler: {exc}") from None
+    cfg = {"algorithm": algorithm, "input": where, "iterations_requested": iterations, "slabs": res["slabs"],
+           "r_factor": "mean of the slabs' R_F (results/slab_r_factors), not the whole series' eq. 3.9",
+           "scheduler": executor.describe(), **{k: v for k, v in options.items() if v is not None}}
+    results = {"slab_r_factors": np.asarray(res["r_factor"], np.float64), "iterations": iterations}
+    write(res["volume"], cfg, results)
+    from .solver import ReconstructionResult
+
+    finite = [r for r in res["r_factor"] if np.isfinite(r)]
+    return ReconstructionResult(res["volume"], np.zeros(0), float(np.mean(finite)) if finite else float("nan"),
+                                iterations if algorithm != "fbp" else 0, algorithm, cfg), cfg
+
+
+class _RowsToIterations:
+    """Turn slab completions (rows) into the iteration units of the caller's progress object."""
+
+    def __init__(self, progress, rows: int, iterations: int):
+        self.progress, self.rows, self.iterations, self.done = progress, max(1, rows), iterations, 0
+
+    def update(self, k: int) -> None:
+        if self.progress is None:
+            return
+        before = self.done * self.iterations // self.rows
+        self.done += k
+        self.progress.update(self.done * self.iterations // self.rows - before)
+
+
 def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, oversampling, positivity, thickness,
                 angles, checkpoint_every, resume, overwrite, device, command, progress, guard, center, convention,
-                noise_level, on_center, refine_angles=0, refine_iterations=20, on_refine=None):
+                noise_level, on_center, refine_angles=0, refine_iterations=20, on_refine=None, prior="none",
+                prior_weight="auto", on_prior=None, executor=None):
     from .. import io
     from . import Resire, Sirt, TomoProblem, fbp
 
@@ -444,6 +545,10 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
                                  overwrite=overwrite or resume or written[0], inputs=inputs)
         written[0] = True
 
+    if executor is not None:
+        return _run_slabs(in_spec, src, series, where, inputs, write, algorithm=algorithm, iterations=iterations,
+                          step=step, projector=projector, positivity=positivity, thickness=thickness,
+                          center=center, convention=convention, executor=executor, progress=progress)
     alignment = None
     try:
         if refine_angles:
@@ -463,7 +568,21 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     if algorithm != "fbp":
-        if algorithm == "resire":
+        prior_info = None
+        if prior != "none":
+            from .regularised import prepare_regularised
+
+            try:
+                solver, prior_info = prepare_regularised(problem, prior=prior, prior_weight=prior_weight,
+                                                         noise_level=noise_level, projector=projector,
+                                                         oversampling=oversampling, positivity=positivity)
+            except InputError as exc:
+                raise InputError(f"{where}: {exc}") from None
+            prior_info = dict(prior_info, weight=float(solver.weight))
+            if on_prior is not None:
+                on_prior(prior_info)
+            noise_level = None          # used for the weight; the discrepancy stop is for plain RESIRE
+        elif algorithm == "resire":
             solver = Resire(problem, projector=projector, oversampling=oversampling, step=step, positivity=positivity)
         else:
             solver = Sirt(problem, positivity=positivity)
@@ -487,8 +606,11 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
 
         result = solver.run(iterations, progress=progress, callback=checkpoint if checkpoint_every else None,
                             callback_every=checkpoint_every, noise_level=noise_level)
-        if solver.stopped:
+        if getattr(solver, "stopped", None):
             result.config["stopped"] = solver.stopped
+        if prior_info is not None:
+            result.config.update({k: v for k, v in prior_info.items() if k != "auto"},
+                                 prior_auto=prior_info.get("auto"))
     cfg = dict(result.config, input=where, iterations_requested=iterations)
     if noise_level is not None:
         cfg["noise_level"] = noise_level

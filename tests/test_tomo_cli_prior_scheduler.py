@@ -1,0 +1,68 @@
+"""fastem tomo --prior/--prior-weight (issue 20) and --scheduler (issue 17), end to end on tiny data."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fastem.cli.main import app
+from fastem.data import tilt_angles, tilt_series, vesicle_3d
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    vol = vesicle_3d(16, seed=2).astype(np.float32)
+    ang = tilt_angles(-60, 60, 6.0)
+    proj = tilt_series(vol, ang, centring="middle").astype(np.float32)
+    proj += np.random.default_rng(0).normal(0, 0.03 * float(proj.max()), proj.shape).astype(np.float32)
+    path = tmp_path_factory.mktemp("tomo") / "series.h5"
+    with h5py.File(path, "w") as f:
+        f["/exchange/data"] = proj
+        f["/exchange/theta"] = ang
+    return path, vol
+
+
+def _volume(path):
+    with h5py.File(path, "r") as f:
+        return f["/exchange/data"][()] if "exchange/data" in f else None
+
+
+def _run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_prior_tv_auto_prints_and_records_the_weight(series, tmp_path):
+    src, vol = series
+    r = _run("tomo", src, "-o", tmp_path / "tv.h5", "--iterations", "30", "--projector", "linear", "--prior", "tv")
+    assert r.exit_code == 0, r.output
+    assert "prior tv: noise estimate" in r.output and "weight" in r.output
+    import json
+
+    with h5py.File(tmp_path / "tv.h5", "r") as f:
+        cfg = json.loads(f["/process/fastem/configuration"][()])
+    assert cfg["prior"] == "tv" and cfg["prior_weight"] > 0 and cfg["noise_estimate"] > 0
+
+
+def test_prior_fixed_weight_and_refusals(series, tmp_path):
+    src, _ = series
+    r = _run("tomo", src, "-o", tmp_path / "h.h5", "--iterations", "10", "--projector", "linear", "--prior", "huber",
+             "--prior-weight", "0.5")
+    assert r.exit_code == 0, r.output
+    bad = _run("tomo", src, "-o", tmp_path / "x.h5", "--prior", "tv", "--prior-weight", "-1")
+    assert bad.exit_code == 2 and "--prior-weight" in bad.output
+    bad = _run("tomo", src, "-o", tmp_path / "y.h5", "--algorithm", "sirt", "--prior", "tv")
+    assert bad.exit_code != 0 and "use algorithm resire" in bad.output and not (tmp_path / "y.h5").exists()
+
+
+def test_scheduler_local_equals_one_process(series, tmp_path):
+    pytest.importorskip("distributed")
+    src, _ = series
+    base = ["tomo", src, "--algorithm", "sirt", "--iterations", "8"]
+    r1 = _run(*base, "-o", tmp_path / "one.h5")
+    r2 = _run(*base, "-o", tmp_path / "dask.h5", "--scheduler", "local")
+    assert r1.exit_code == 0 and r2.exit_code == 0, r2.output
+    np.testing.assert_array_equal(_volume(tmp_path / "one.h5"), _volume(tmp_path / "dask.h5"))
+    bad = _run("tomo", src, "-o", tmp_path / "z.h5", "--projector", "fst", "--scheduler", "local")
+    assert bad.exit_code != 0 and "fst" in bad.output and not (tmp_path / "z.h5").exists()
