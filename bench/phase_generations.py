@@ -23,7 +23,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import phase_grid as pg
-    from fastem.benchmark import machine_info
     from fastem.phase import PhaseConfig, initial_phases, keep_consistent, make_solver, prepare_problem, r_real
     from fastem.phase.generations import retrieve_generations
 
@@ -69,8 +68,16 @@ def main(argv=None) -> int:
                     rows.append(row)
                     print(f"{name:8s} {kind:9s} seed {seed} {alg:6s} plain {100 * row['plain_rreal']:5.1f} %  "
                           f"generations {100 * row['guided_rreal']:5.1f} %", flush=True)
+                    write(args, cmd, rows, time.perf_counter() - t_start)  # after every row: partial results survive
+    print((args.out_dir / f"phase_generations{args.tag}.md").read_text())
+    return 0
+
+
+def write(args, cmd, rows, seconds) -> None:
+    from fastem.benchmark import machine_info
+
     md = [f"## Guided multi-start ({args.generations} generations) vs plain multi-start, equal iterations",
-          "", f"Command: `{cmd.strip()}`; {time.perf_counter() - t_start:.0f} s on {machine_info()['cpu_model']} "
+          "", f"Command: `{cmd.strip()}`; {seconds:.0f} s on {machine_info()['cpu_model']} "
           f"({machine_info()['cores_available']} cores, shared and loaded: times are not comparable).", "",
           f"{args.size}^2, R_noise {100 * args.noise:.0f} %, missing {args.missing}, {args.runs} starts x "
           f"{args.iterations} iterations per run (guided: {args.generations} x {args.iterations // args.generations}), "
@@ -86,8 +93,6 @@ def main(argv=None) -> int:
     stem = f"phase_generations{args.tag}"
     (args.out_dir / f"{stem}.md").write_text("\n".join(md) + "\n")
     (args.out_dir / f"{stem}.json").write_text(json.dumps({"command": cmd, "rows": rows, "machine": machine_info()}))
-    print("\n".join(md))
-    return 0
 
 
 if __name__ == "__main__":
