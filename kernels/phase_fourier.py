@@ -37,8 +37,10 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._phase_common import check_batch, check_contiguous
+
+_FOURIER = declare_engines("phase_fourier_update", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["phase_fourier_update", "bind_phase_fourier_update", "MODE_GPS", "MODE_PROJECT", "MODE_FILTER"]
 
@@ -127,7 +129,7 @@ def bind_phase_fourier_update(mode: int, z, buf, bk, filt=None, *, t: float = 1.
     _check(mode, z, buf, bk, filt, mode == MODE_GPS and filt is not None)
     if mode == MODE_GPS and not t > 0:
         raise InputError(f"phase_fourier_update: t must be > 0, got {t}")
-    engine = select_engine(engine, z, buf, bk, filt)
+    engine = select_engine(engine, z, buf, bk, filt, kernel=_FOURIER)
     has_filt = filt is not None
     if engine == "numpy":
         def update_numpy(sigma: float = 0.0, use_filter: bool = False) -> None:

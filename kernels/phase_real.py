@@ -41,8 +41,10 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
 from ._phase_common import check_batch, check_contiguous
+
+_REAL = declare_engines("phase_real_update", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["phase_real_update", "bind_phase_real_update", "MODE_GPS", "MODE_ER", "MODE_HIO", "MODE_OSS_SPLIT", "MODE_OSS_MERGE"]
 
@@ -133,7 +135,7 @@ def bind_phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: fl
     receives the projected image this time). Arguments as in :func:`phase_real_update`.
     """
     _check(mode, buf, wsup, u, image)
-    engine = select_engine(engine, buf, wsup, u, image)
+    engine = select_engine(engine, buf, wsup, u, image, kernel=_REAL)
     can_write = image is not None and mode in _WRITES_IMAGE
     if engine == "numpy":
         def update_numpy(write_image: bool = False) -> None:

@@ -24,7 +24,10 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+
+_HERMITIAN_HALF = declare_engines("hermitian_half", ("numpy", "numba", "cuda", "numba-cuda"))
+_RFACTOR_HALF = declare_engines("rfactor_half", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["hermitian_half", "rfactor_half", "half_spectrum_weights"]
 
@@ -81,7 +84,7 @@ def hermitian_half(z, half, scale: float = 1.0, engine: str | None = None) -> No
         raise InputError(f"hermitian_half: half has shape {tuple(half.shape)}, expected {want} for z {tuple(z.shape)}")
     if not (z.flags.c_contiguous and half.flags.c_contiguous):
         raise InputError("hermitian_half: z and half must be C-contiguous")
-    engine = select_engine(engine, z, half)
+    engine = select_engine(engine, z, half, kernel=_HERMITIAN_HALF)
     rdt = _REAL_OF[z.dtype].type
     if engine == "numpy":
         xp = backend.get_array_module(z)
@@ -143,7 +146,7 @@ def rfactor_half(spec, bh, bm, out, partial=None, engine: str | None = None):
         raise InputError(f"rfactor_half: out must be float64 with shape ({runs},), got {out.dtype} {tuple(out.shape)}")
     if not (spec.flags.c_contiguous and bh.flags.c_contiguous and bm.flags.c_contiguous):
         raise InputError("rfactor_half: spec, bh and bm must be C-contiguous")
-    engine = select_engine(engine, spec, bh, bm, out)
+    engine = select_engine(engine, spec, bh, bm, out, kernel=_RFACTOR_HALF)
     if engine == "numpy":
         xp = backend.get_array_module(spec)
         mag = xp.abs(spec).astype(np.float64)
