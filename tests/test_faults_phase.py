@@ -556,3 +556,29 @@ def test_the_default_support_estimate_holds_two_separated_particles():
     obj = (u > 0).astype(float)
     cover = np.fft.ifftn(np.fft.fftn(est.astype(float)) * np.conj(np.fft.fftn(obj))).real.max()
     assert cover >= obj.sum() - 0.5 and 2 * est.sum() <= est.size
+
+
+@pytest.mark.parametrize("fmt", ["mrc", "tiff"])
+def test_non_hdf5_input_runs_without_ground_truth(work, cdi, fmt):
+    """Issue 16: a DM/MRC/TIFF/SER input used to fail with h5py's raw ``OSError`` ("file signature
+    not found") after the run, when the job looked for a ground-truth object in the input. Such
+    inputs carry none: the run finishes, exit 0, a finite image and no ``r_real`` in the output."""
+    intens = np.asarray(cdi.intensities, np.float32)
+    name = f"in.{'mrc' if fmt == 'mrc' else 'tif'}"
+    if fmt == "mrc":
+        io.write_mrc(work / name, intens)
+    else:
+        io.write_tiff(work / name, intens)
+    before = _bytes(work)
+    proc = run_cli(["phase", name, "-o", "out.h5", *SMALL, "--keep", "1"], cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "OSError" not in proc.stderr
+    with h5py.File(work / "out.h5", "r") as f:
+        names = []
+        f.visit(names.append)
+        images = [n for n in names if n.endswith("image") and isinstance(f[n], h5py.Dataset)]
+        assert images, names
+        assert all(np.all(np.isfinite(f[n][()])) for n in images)
+        assert not any(n.endswith("r_real") for n in names)
+    assert {k: v for k, v in _bytes(work).items() if k in before} == before   # the input is untouched
+    assert not leftover_temporaries(work)

@@ -303,10 +303,18 @@ def plan_run(problem, config: PhaseConfig, runs: int, keep: int, *, max_batch_by
 # the job
 # --------------------------------------------------------------------------------------------
 def _read_truth(path: Path, shape) -> np.ndarray | None:
+    """The ground-truth object at :data:`TRUTH_DATASET` of an HDF5/CXI input, else ``None``.
+
+    Inputs that are not HDF5 (DM, MRC, TIFF, SER read through ``fastem.io``) carry no ground
+    truth: they are skipped here instead of failing with h5py's raw ``OSError`` (issue 16).
+    """
     import h5py
 
+    from fastem.io.hdf5 import is_hdf5
     from fastem.io.validate import DataWarning
 
+    if not is_hdf5(path):
+        return None
     with h5py.File(path, "r") as f:
         ds = f.get(TRUTH_DATASET)
         if not isinstance(ds, h5py.Dataset):
