@@ -37,6 +37,10 @@ with the finished cells). The committed result used ``--pretrain-epochs 10 --poo
 --seg-train 64 --restore-train 64 --restore-epochs 20 --seeds 3 --threads 1``: 3012 s niced on a
 loaded 2-core CPU; the defaults (pools to 1024, 128 segmentation images) take about twice as
 long (estimated, not run).
+``--only restore`` runs the restoration part alone (the restoration generator pretrained on the
+main pool as above, then ``--restore-tasks``), written as bench/results/ssl_restoration.*; the
+committed one: ``--only restore --pretrain-epochs 10 --pools 128 256 512 --restore-train 64
+--restore-epochs 20 --seeds 3 --threads 1 --restore-tasks superres background denoise``, 870 s.
 ``--quick`` is a minutes-long smoke run with tiny sizes, written as ssl_reproduction_quick.*
 (its numbers mean nothing). ``--device cuda`` on a GPU (bfloat16 autocast).
 """
