@@ -7,7 +7,7 @@ import numpy as np
 
 from fastem.cli.formats import format_option
 from fastem.errors import InputError
-from fastem.phase.engine import ALGORITHMS
+from fastem.phase.solver import ALGORITHMS
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 

@@ -291,3 +291,22 @@ def test_r_noise_matches_the_simulation():
     cdi = cdi_intensities(vesicle_2d(32, seed=0), r_noise=0.08, beamstop_radius=1.5, seed=0)
     assert r_noise(cdi.magnitudes, cdi.b_true, cdi.known) == pytest.approx(cdi.r_noise, rel=1e-12)
     assert r_noise(cdi.magnitudes, cdi.b_true) > 0
+
+
+def test_engine_module_is_a_deprecated_alias_of_solver():
+    """Issue 18: ``fastem.phase.engine`` was renamed ``fastem.phase.solver``; the old name still
+    imports, warns, and forwards every name (public and private) to the same objects."""
+    import importlib
+    import sys
+
+    from fastem.phase import solver
+
+    sys.modules.pop("fastem.phase.engine", None)
+    with pytest.warns(DeprecationWarning, match="fastem.phase.solver"):
+        old = importlib.import_module("fastem.phase.engine")
+    for name in solver.__all__:
+        assert getattr(old, name) is getattr(solver, name), name
+    assert old._integer is solver._integer and old._half_q2 is solver._half_q2
+    import fastem.phase as phase
+
+    assert phase.Solver is solver.Solver and phase.PhaseConfig is solver.PhaseConfig

@@ -14,7 +14,7 @@ Entry points
     Figures of merit and ambiguity removal.
 """
 
-from .engine import ALGORITHMS, PhaseConfig, Solver, initial_phases
+from .solver import ALGORITHMS, PhaseConfig, Solver, initial_phases
 from .metrics import align, r_factor, r_noise, r_real, twin
 from .multistart import KeptSelection, PhaseResult, keep_best, keep_consistent, make_solver, retrieve
 from .problem import PhaseProblem, prepare_problem

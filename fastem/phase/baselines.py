@@ -34,7 +34,7 @@ from fastem.kernels import phase_real as _pr
 from fastem.kernels.phase_fourier import bind_phase_fourier_update
 from fastem.kernels.phase_real import bind_phase_real_update
 
-from .engine import Solver
+from .solver import Solver
 from .schedules import oss_filter
 
 __all__ = ["ERSolver", "HIOSolver", "OSSSolver"]

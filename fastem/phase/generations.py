@@ -24,7 +24,7 @@ import numpy as np
 
 from fastem.errors import InputError
 
-from .engine import PhaseConfig, initial_phases
+from .solver import PhaseConfig, initial_phases
 from .metrics import align
 from .multistart import DEFAULT_KEEP_TOLERANCE, KeptSelection, keep_consistent, make_solver
 from .problem import PhaseProblem

@@ -66,7 +66,7 @@ from fastem.kernels.phase_real import bind_phase_real_update
 from fastem.kernels.phase_fourier import MODE_GPS as FOURIER_GPS
 from fastem.kernels.phase_real import MODE_GPS as REAL_GPS
 
-from .engine import Solver
+from .solver import Solver
 from .schedules import gps_f_weight, gps_gamma_relax, gps_r_filter
 
 __all__ = ["GPSSolver"]

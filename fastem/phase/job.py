@@ -55,7 +55,7 @@ import numpy as np
 
 from fastem.errors import DatasetNotFoundError, InputError, NonFiniteResultError
 
-from .engine import PhaseConfig
+from .solver import PhaseConfig
 from .metrics import r_real
 from .multistart import MAX_RUNS_PER_BATCH, PhaseResult, checkpoint_best, default_batch_bytes, retrieve
 from .problem import prepare_problem

@@ -6,7 +6,7 @@ best image (lowest ``R_F`` over the run). The ``K`` runs with the lowest final `
 aligned to the best one (integer translation and twin image, :func:`fastem.phase.metrics.align`),
 and their mean and variance reported.
 
-Chunks. A batch needs :meth:`fastem.phase.engine.Solver.bytes_per_run` bytes per run (GPS with
+Chunks. A batch needs :meth:`fastem.phase.solver.Solver.bytes_per_run` bytes per run (GPS with
 stages, complex64: ``4.5 x 8 + 2 x 4`` bytes per pixel: 11.5 MB per run at 512 x 512). When ``R``
 runs do not fit ``max_batch_bytes`` (default: half the free GPU memory, a quarter of the
 available host memory), the runs are split into the fewest near-equal chunks that do
@@ -36,7 +36,7 @@ from fastem import backend
 from fastem.errors import InputError, NonFiniteResultError
 
 from .baselines import ERSolver, HIOSolver, OSSSolver
-from .engine import PhaseConfig, Solver, initial_phases
+from .solver import PhaseConfig, Solver, initial_phases
 from .gps import GPSSolver
 from .metrics import align
 from .problem import PhaseProblem, prepare_problem, problem_from_host
