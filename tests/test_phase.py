@@ -310,3 +310,27 @@ def test_engine_module_is_a_deprecated_alias_of_solver():
     import fastem.phase as phase
 
     assert phase.Solver is solver.Solver and phase.PhaseConfig is solver.PhaseConfig
+
+
+def test_metrics_does_not_import_the_synthetic_data_package():
+    """Issue 18: ``fastem.phase.metrics`` (library) no longer imports ``fastem.data``; its
+    ``r_noise`` is the same formula as ``fastem.data.r_noise_of``."""
+    import ast
+    from pathlib import Path
+
+    from fastem.data import r_noise_of
+    from fastem.phase import metrics
+
+    tree = ast.parse(Path(metrics.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and (m == "fastem.data" or m.startswith("fastem.data.")) for m in imported), imported
+    r = np.random.default_rng(7)
+    clean = r.random((12, 10)) + 0.5
+    noisy = clean + 0.1 * r.standard_normal(clean.shape)
+    known = r.random(clean.shape) > 0.2
+    assert metrics.r_noise(noisy, clean, known) == pytest.approx(r_noise_of(noisy, clean, known), rel=1e-14)
+    assert metrics.r_noise(noisy, clean) == pytest.approx(r_noise_of(noisy, clean, np.ones(clean.shape, bool)),
+                                                          rel=1e-14)
+    assert metrics.r_noise(noisy, clean) > 0.01
+    assert np.isnan(metrics.r_noise(noisy, np.zeros_like(clean)))

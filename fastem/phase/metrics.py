@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastem.errors import InputError
+from fastem.io.validate import as_numeric_array
 
 __all__ = ["r_factor", "r_noise", "twin", "align", "r_real", "as_image"]
 
@@ -23,22 +24,13 @@ def as_image(value, name: str, func: str, *, complex_ok: bool = False, ndim=(2, 
     Refuses ``None``, strings, ragged or object arrays, complex values (unless ``complex_ok``),
     non-numeric dtypes and other ranks; nested lists of numbers are accepted (array-like).
     """
-    if value is None:
-        raise InputError(f"{func}: {name} must be a 2D or 3D array, got None")
-    if isinstance(value, (str, bytes)):
-        raise InputError(f"{func}: {name} must be a 2D or 3D array, got a string")
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{func}: {name} is not an array ({str(exc).splitlines()[0]})") from None
+    ranks = " or ".join(f"{n}D" for n in ndim)
+    arr = as_numeric_array(value, f"{func}: {name}", expected=f"a {ranks} numeric array")
     kind = arr.dtype.kind
     if kind == "c" and not complex_ok:
         raise InputError(f"{func}: {name} is complex (dtype {arr.dtype}); pass a real image (e.g. its real part "
                          f"or modulus)")
-    if kind not in "biufc":
-        raise InputError(f"{func}: {name} must hold numbers, got dtype {arr.dtype} ({type(value).__name__})")
     if arr.ndim not in ndim:
-        ranks = " or ".join(f"{n}D" for n in ndim)
         raise InputError(f"{func}: {name} must be a {ranks} array, got shape {arr.shape}")
     return arr.astype(np.complex128 if kind == "c" else np.float64, copy=False)
 
@@ -46,14 +38,7 @@ def as_image(value, name: str, func: str, *, complex_ok: bool = False, ndim=(2, 
 def _known(known, shape, func: str):
     if known is None:
         return np.ones(shape, bool)
-    if isinstance(known, (str, bytes)):
-        raise InputError(f"{func}: known must be a boolean array, got a string")
-    try:
-        k = np.asarray(known)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{func}: known is not an array ({str(exc).splitlines()[0]})") from None
-    if k.dtype.kind not in "biuf":
-        raise InputError(f"{func}: known must be a boolean array, got dtype {k.dtype}")
+    k = as_numeric_array(known, f"{func}: known", kinds="biuf", expected="a boolean array")
     if k.shape != tuple(shape):
         raise InputError(f"{func}: known has shape {k.shape}, expected {tuple(shape)}")
     return k.astype(bool)
@@ -81,11 +66,14 @@ def r_factor(image, magnitudes, known=None) -> float:
 
 def r_noise(noisy, clean, known=None) -> float:
     """``R_noise = sum |b_noisy - b_true| / sum b_true`` over known pixels (eq. 2.30; all pixels
-    when ``known`` is None). Same as :func:`fastem.data.r_noise_of`."""
-    from fastem.data import r_noise_of
-
+    when ``known`` is None); ``nan`` when that sum is not positive. The same formula as
+    :func:`fastem.data.r_noise_of`, which the synthetic-data generator records; written here so
+    that this library module does not import the synthetic-data package (issue 18).
+    """
     bn, bt = np.asarray(noisy, np.float64), np.asarray(clean, np.float64)
-    return r_noise_of(bn, bt, np.ones(bt.shape, bool) if known is None else np.asarray(known, bool))
+    k = np.ones(bt.shape, bool) if known is None else np.asarray(known, bool)
+    denom = float(bt[k].sum())
+    return float(np.abs(bn[k] - bt[k]).sum() / denom) if denom > 0 else float("nan")
 
 
 def twin(image) -> np.ndarray:

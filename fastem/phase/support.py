@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastem.errors import InputError
+from fastem.io.validate import as_numeric_array
 
 __all__ = ["check_support", "autocorrelation_support", "support_extent"]
 
@@ -52,14 +53,7 @@ def check_support(support, shape, where: str = "support") -> np.ndarray:
         shape mismatch, non-finite or non-binary values, empty support, or more than half of
         the pixels in the support.
     """
-    if support is None or isinstance(support, (str, bytes)):
-        raise InputError(f"{where}: expected a 0/1 array, got {type(support).__name__}")
-    try:
-        s = np.asarray(support)
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{where}: not an array ({str(exc).splitlines()[0]})") from None
-    if s.dtype.kind not in "biuf":
-        raise InputError(f"{where}: dtype {s.dtype} is not a 0/1 mask (complex, text or objects)")
+    s = as_numeric_array(support, where, kinds="biuf", expected="a 0/1 mask array (not complex, text or objects)")
     shape = tuple(int(n) for n in shape)
     if s.shape != shape:
         raise InputError(f"{where}: shape {s.shape} does not match the diffraction data {shape}")
