@@ -376,7 +376,7 @@ class Solver:
         self._image_ready()
         self.rplan.forward(self.img, out=self.half)
         rfactor_half(self.half, self.problem.bh, self.problem.bm, self.rf_sum, partial=self._rf_partial)
-        rf = self.rf_sum.get() if backend.is_cupy_array(self.rf_sum) else self.rf_sum.copy()
+        rf = backend.to_host(self.rf_sum, copy=True)
         return rf / self.problem.sum_b
 
     def _begin_stage(self, stage: int) -> None:
@@ -559,7 +559,7 @@ class Solver:
         s = self.xp.broadcast_to(self.wsup < 0, self.full_shape)
         if runs is not None:
             s = s[self.xp.asarray(np.asarray(runs, int))]
-        s = s.get() if backend.is_cupy_array(s) else np.asarray(s)
+        s = backend.to_host(s)
         return np.fft.fftshift(s, axes=tuple(range(1, s.ndim)))
 
     # ---- results ------------------------------------------------------------------------------
@@ -580,7 +580,7 @@ class Solver:
         img = self.best_image
         if runs is not None:
             img = img[self.xp.asarray(np.asarray(runs, int))]
-        img = img.get() if backend.is_cupy_array(img) else img
+        img = backend.to_host(img)
         axes = tuple(range(1, img.ndim))
         out = np.fft.fftshift(np.asarray(img, np.float64), axes=axes)
         if self.problem.magnitude_scale != 1.0:
@@ -591,7 +591,7 @@ class Solver:
     def state_dict(self) -> dict:
         """Everything needed to resume: host copies of the arrays plus scalars and history."""
         def host(a):
-            return a.get() if backend.is_cupy_array(a) else np.array(a, copy=True)
+            return backend.to_host(a, copy=True)
 
         its, rfs = self.history()
         state = {
