@@ -6,7 +6,7 @@ import click
 import numpy as np
 
 from fastem.cli.formats import format_option
-from fastem.errors import InputError
+from fastem.errors import InputError, NonFiniteResultError
 from fastem.phase.solver import ALGORITHMS
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -127,7 +127,7 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
                                          shrink_wrap_start=shrink_wrap_start, shrink_wrap_guard=shrink_wrap_guard,
                                          gamma_schedule=gps_schedule, stage_restart=stage_restart,
                                          max_batch_bytes=max_batch_bytes, scheduler=scheduler, report=report)
-    except InputError as exc:  # name the flags, not the API parameters
+    except (InputError, NonFiniteResultError) as exc:  # name the flags, not the API parameters
         raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:
         kept = result.kept_rf

@@ -144,3 +144,48 @@ def test_parse_size():
 
     assert parse_size("2G") == 2 << 30 and parse_size("512M") == 512 << 20 and parse_size("1.5KiB") == 1536
     assert parse_size("1000") == 1000
+
+
+def test_api_messages_name_parameters_and_the_cli_names_flags(cxi_in, tmp_path):
+    """Issue 18: the library's messages name parameters (``runs must be >= 1``); only the CLI
+    (``cli_message``) turns them into flags."""
+    from fastem.errors import InputError
+    from fastem.phase import retrieve
+    from fastem.phase.job import _HINT, cli_message
+
+    rng = np.random.default_rng(3)
+    intens = rng.random((16, 16)) + 0.1
+    for kw, param in ((dict(runs=0), "runs"), (dict(keep=0), "keep"), (dict(seed=-1), "seed"),
+                      (dict(iterations=0), "iterations")):
+        args = dict(runs=2, keep=1, iterations=5, seed=0)
+        args.update(kw)
+        with pytest.raises(InputError) as info:
+            retrieve(intens, **args)
+        msg = str(info.value)
+        assert "--" not in msg and param in msg, msg
+        assert cli_message(msg).startswith(f"--{param} "), cli_message(msg)
+    # the other API messages that name parameters in prose (an empty support estimate, a diverged
+    # result, a missing checkpoint, a refused resume): no flag in the API text, flags on the CLI
+    for msg in ("support estimate from the autocorrelation is empty; lower threshold, or pass a support",
+                f"out.cxi: 2 of the 2 kept run(s) diverged; use a smaller keep or more runs, or {_HINT}",
+                "out.cxi: no such file, so no checkpoint to resume from",
+                "out.cxi: cannot resume: input support differs; runs was 2 in the checkpoint, now 3; "
+                "sigma_schedule differs; input detector mask differs (resume with the same inputs)"):
+        assert "--" not in msg
+        cli = cli_message(msg)
+        assert "--" in cli and cli != msg, cli
+    assert "--seed or --algorithm" in cli_message(_HINT) and "--support" in cli_message(_HINT)
+    assert cli_message("out.cxi: cannot resume: input support differs; runs was 2 in the checkpoint, now 3; "
+                       "sigma_schedule differs; input detector mask differs") == (
+        "out.cxi: cannot resume: input --support differs; --runs was 2 in the checkpoint, now 3; "
+        "--sigma-schedule differs; input detector mask differs")
+    # no flag leaks into the API's own messages (the phase library source has no "--name" in a message)
+    import re
+    from pathlib import Path
+
+    import fastem.phase as phase
+
+    for py in Path(phase.__file__).parent.glob("*.py"):
+        for line in py.read_text().splitlines():
+            if "raise " in line or "Error(" in line or "_HINT" in line:
+                assert not re.search(r"\s--[a-z]", line), f"{py.name}: {line.strip()}"

@@ -83,8 +83,17 @@ _REPORT_BYTES = 1 << 30
 #: rough sustained throughput (floating-point operations per second) for the time estimate
 _FLOPS = {"cpu": 2e9, "gpu": 2e11}
 
-_HINT = ("try another --seed or --algorithm (er and hio are the most robust), a tighter --support, or check the "
+_HINT = ("try another seed or algorithm (er and hio are the most robust), a tighter support, or check the "
          "data for huge or corrupt values")
+#: phrases of the API messages that name parameters, and the same phrase with the flags
+#: (:func:`cli_message`; the API names parameters, only the command line names flags)
+_CLI_PHRASES = {
+    "try another seed or algorithm": "try another --seed or --algorithm",
+    "a tighter support": "a tighter --support",
+    "use a smaller keep or more runs": "use a smaller --keep or more --runs",
+    "no checkpoint to resume from": "no checkpoint to --resume from",
+    "or pass a support": "or pass --support",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,6 +181,13 @@ def cli_message(message: str) -> str:
         return FLAGS[m.group(1)] + message[m.end():]
     if message.startswith(("sigma schedule", "sigma values")):
         return "--sigma-schedule: " + message
+    for api, cli in _CLI_PHRASES.items():
+        message = message.replace(api, cli)
+    if ": cannot resume: " in message:  # check_fingerprint: "...; runs was 2 in the checkpoint, now 3; ..."
+        head, _, diffs = message.partition(": cannot resume: ")
+        diffs = re.sub(r"(?:^|(?<=; )|(?<=input ))(\w+)(?= (?:was|differs))",
+                       lambda m: FLAGS.get(m.group(1), m.group(1)), diffs)
+        message = f"{head}: cannot resume: {diffs}"
     return message
 
 
@@ -345,7 +361,7 @@ def _check_result(result: PhaseResult, out_path: Path) -> None:
     bad = int(np.sum(~np.isfinite(kept_rf)))
     if bad:
         raise NonFiniteResultError(f"{out_path}: {bad} of the {kept_rf.size} kept run(s) diverged (R_F not finite); "
-                                   f"nothing was written; use fewer --keep or more --runs, or {_HINT}")
+                                   f"nothing was written; use a smaller keep or more runs, or {_HINT}")
     require_finite_result(result.image, f"{out_path}: the reconstruction (mean of the kept runs)", hint=_HINT)
     require_finite_result(result.best, f"{out_path}: the best run's image", hint=_HINT)
     require_finite_result(result.variance, f"{out_path}: the variance of the kept runs", hint=_HINT)
@@ -435,7 +451,7 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     where_data = f"{data.path}:{data.dataset or in_dataset or '/entry_1/data_1/data'}"
     if support is not None:
         where_supp = os.fspath(support)
-        supp = check_support(read_dataset(where_supp), data.intensities.shape, where=f"--support {where_supp}")
+        supp = check_support(read_dataset(where_supp), data.intensities.shape, where=f"support {where_supp}")
     else:
         supp, where_supp = None, "autocorrelation estimate"
     if shrink_wrap is None:  # the autocorrelation estimate is loose: refine it by default
@@ -513,11 +529,11 @@ def _load_resume_state(out_path: Path, inputs, fingerprint: dict, config: PhaseC
     from fastem.io import CXI_CHECKPOINT, check_fingerprint, check_output, load_checkpoint_file
 
     if not out_path.exists():
-        raise DatasetNotFoundError(f"{out_path}: no such file, so no checkpoint to --resume from")
+        raise DatasetNotFoundError(f"{out_path}: no such file, so no checkpoint to resume from")
     check_output(out_path, overwrite=True, inputs=inputs)
     state = load_checkpoint_file(out_path, CXI_CHECKPOINT)
     check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out_path),
-                      names={**FLAGS, "data": f"data ({where_data})", "mask": "detector mask", "support": "--support"})
+                      names={"data": f"data ({where_data})", "mask": "detector mask"})
     _check_resumed_iterations(state, config, out_path)
     return state
 

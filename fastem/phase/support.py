@@ -186,5 +186,5 @@ def autocorrelation_support(intensities, known=None, threshold: float = 0.005, m
         box &= sl.reshape(sh)
     est &= box
     if not est.any():
-        raise InputError("support estimate from the autocorrelation is empty; lower the threshold or pass --support")
+        raise InputError("support estimate from the autocorrelation is empty; lower threshold, or pass a support")
     return est
