@@ -64,7 +64,24 @@ def _check_real(dtype, where: str) -> None:
 # --------------------------------------------------------------------------------------------
 # image sources read block by block
 # --------------------------------------------------------------------------------------------
-class ImageStack:
+class _Closable:
+    """A context manager whose :meth:`close` closes the files it opened into ``self._opened``."""
+
+    _opened: ExitStack | None = None
+
+    def close(self) -> None:
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            opened.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ImageStack(_Closable):
     """The images of ``IN`` (HDF5 ``FILE:/ds``, CXI, EMD, MRC or TIFF), read ``[start, stop)`` at a time.
 
     An HDF5 dataset named in the reference is sliced from disk (never loaded whole); other
@@ -124,19 +141,8 @@ class ImageStack:
             return np.asarray(self._data[()])[None]
         return np.asarray(self._data[start:stop])
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file = None
-            self._opened.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class SyntheticStack:
+class SyntheticStack(_Closable):
     """``n`` synthetic HAADF-STEM micrographs (:class:`fastem.data.StemGenerator`), made per block."""
 
     def __init__(self, n: int, size: int = 512, *, seed: int = 0):
@@ -154,17 +160,8 @@ class SyntheticStack:
     def read(self, start: int, stop: int) -> np.ndarray:
         return self._gen(stop - start, index_base=start)
 
-    def close(self) -> None:
-        pass
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-
-class _ArrayStack:
+class _ArrayStack(_Closable):
     """An in-memory (N, H, W) array behind the :class:`ImageStack` interface."""
 
     def __init__(self, images, where: str = "images"):
@@ -182,15 +179,6 @@ class _ArrayStack:
 
     def source(self, start: int, stop: int):
         return ("block", start, np.ascontiguousarray(self._data[start:stop]))
-
-    def close(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
 
 
 def _open_source(source):
@@ -459,7 +447,7 @@ def write_partial_scans(output, partial, path, truth, *, coverage: float, kind: 
 # --------------------------------------------------------------------------------------------
 # complete
 # --------------------------------------------------------------------------------------------
-class ScanFile:
+class ScanFile(_Closable):
     """A simulate output (``/scan/partial``, ``/scan/path``, optional ``/scan/truth``) read image by image.
 
     Checks up front: real dtypes, ranks 2 or 3, equal shapes (a ``/scan/truth`` of another shape
@@ -513,16 +501,6 @@ class ScanFile:
         get = (lambda ds: None if ds is None else np.asarray(ds[sel], np.float32))
         return get(self.partial), get(self.dwell), get(self.truth)
 
-    def close(self) -> None:
-        if self._f is not None:
-            self._f = None
-            self._opened.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def read_partial_scans(source):
@@ -612,7 +590,7 @@ def to_intensity(completed, lo: float, hi: float) -> np.ndarray:
     return (lo + (x + 1.0) * 0.5 * (hi - lo)).astype(np.float32)
 
 
-class AcquiredScans:
+class AcquiredScans(_Closable):
     """A user's own partial scans: the images of ``IN`` and their dwell/path mask, image by image.
 
     ``IN`` and ``MASK`` are anything :class:`ImageStack` reads (HDF5 ``FILE:/ds``, CXI, EMD,
@@ -694,12 +672,6 @@ class AcquiredScans:
         self._images.close()
         if hasattr(self, "_masks"):
             self._masks.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def open_scans(source, path_mask=None):
