@@ -163,20 +163,25 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
     # axis search and the refinement rounds print
     bar_context = (contextlib.nullcontext() if algorithm == "fbp"
                    else _FirstUpdateBar(progress, total=iterations, desc=f"tomo {algorithm}", unit="it"))
+    from fastem.errors import DatasetNotFoundError, InputError, NonFiniteResultError
     from fastem.executor import make_executor
+    from fastem.tomo.job import cli_message
 
-    with bar_context as bar, staged_output(output_path, fmt, "tomo", overwrite=overwrite, inputs=[input_path],
-                                            calibration=lambda: read_calibration(input_path)) as target, \
-            make_executor(scheduler) as executor:
-        result, _cfg = tomo_file(input_path, target, algorithm=algorithm, iterations=iterations, step=step,
-                                 projector=projector, oversampling=oversampling, positivity=positivity,
-                                 thickness=thickness, angles=angles, checkpoint_every=checkpoint_every,
-                                 resume=resume, overwrite=overwrite, command=command_line(), center=center,
-                                 angles_convention=angles_convention, noise_level=noise_level,
-                                 on_center=report_center, refine_angles=refine_angles,
-                                 refine_iterations=refine_iterations, on_refine=report_refine,
-                                 progress=bar, prior=prior, prior_weight=prior_weight, on_prior=report_prior,
-                                 executor=executor)
+    try:
+        with bar_context as bar, staged_output(output_path, fmt, "tomo", overwrite=overwrite, inputs=[input_path],
+                                                calibration=lambda: read_calibration(input_path)) as target, \
+                make_executor(scheduler) as executor:
+            result, _cfg = tomo_file(input_path, target, algorithm=algorithm, iterations=iterations, step=step,
+                                     projector=projector, oversampling=oversampling, positivity=positivity,
+                                     thickness=thickness, angles=angles, checkpoint_every=checkpoint_every,
+                                     resume=resume, overwrite=overwrite, command=command_line(), center=center,
+                                     angles_convention=angles_convention, noise_level=noise_level,
+                                     on_center=report_center, refine_angles=refine_angles,
+                                     refine_iterations=refine_iterations, on_refine=report_refine,
+                                     progress=bar, prior=prior, prior_weight=prior_weight, on_prior=report_prior,
+                                     executor=executor)
+    except (DatasetNotFoundError, InputError, NonFiniteResultError) as exc:   # the CLI names flags
+        raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:
         stop = " (stopped: noise level reached)" if result.config.get("stopped") == "discrepancy" else ""
         click.echo(f"{algorithm}: {result.iterations} iteration(s){stop}, volume {tuple(result.volume.shape)} "

@@ -42,3 +42,20 @@ class OutputWriteError(FastemError, OSError):
 
 class NonFiniteResultError(FastemError, ArithmeticError):
     """A computation diverged: its result holds NaN or inf and is not written."""
+
+
+def name_flags(message: str, prefix: str, flags: dict) -> str | None:
+    """A job's API message with its parameter names replaced by the command's flags.
+
+    For messages the job writes as ``"<prefix>: ..."`` (e.g. ``"tomo_file: center must be ..."``):
+    returns the text after the prefix with every parameter name of ``flags`` (as a whole word, never
+    inside a path) replaced by its flag (``center`` -> ``--center``); ``None`` when ``message``
+    does not start with the prefix. The library names parameters; only the CLI calls this.
+    """
+    import re
+
+    head = f"{prefix}: "
+    if not message.startswith(head):
+        return None
+    names = "|".join(re.escape(n) for n in sorted(flags, key=len, reverse=True))
+    return re.sub(r"(?<![\w/.\-])(" + names + r")(?![\w/.\-])", lambda m: flags[m.group(1)], message[len(head):])

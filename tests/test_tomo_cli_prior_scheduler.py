@@ -53,7 +53,7 @@ def test_prior_fixed_weight_and_refusals(series, tmp_path):
     bad = _run("tomo", src, "-o", tmp_path / "x.h5", "--prior", "tv", "--prior-weight", "-1")
     assert bad.exit_code == 2 and "--prior-weight" in bad.output
     bad = _run("tomo", src, "-o", tmp_path / "y.h5", "--algorithm", "sirt", "--prior", "tv")
-    assert bad.exit_code != 0 and "use algorithm resire" in bad.output and not (tmp_path / "y.h5").exists()
+    assert bad.exit_code != 0 and "--prior 'tv' regularises RESIRE: use --algorithm resire" in bad.output and not (tmp_path / "y.h5").exists()
 
 
 def test_scheduler_local_equals_one_process(series, tmp_path):
@@ -66,3 +66,16 @@ def test_scheduler_local_equals_one_process(series, tmp_path):
     np.testing.assert_array_equal(_volume(tmp_path / "one.h5"), _volume(tmp_path / "dask.h5"))
     bad = _run("tomo", src, "-o", tmp_path / "z.h5", "--projector", "fst", "--scheduler", "local")
     assert bad.exit_code != 0 and "fst" in bad.output and not (tmp_path / "z.h5").exists()
+
+
+def test_api_names_parameters_and_the_cli_names_flags(series, tmp_path):
+    from fastem.errors import InputError
+    from fastem.tomo.job import cli_message, tomo_file
+
+    src, _ = series
+    with pytest.raises(InputError) as exc:
+        tomo_file(src, tmp_path / "a.h5", algorithm="fbp", refine_angles=1)
+    assert "refine_angles needs an iterative algorithm" in str(exc.value) and "--" not in str(exc.value)
+    assert cli_message(str(exc.value)).startswith("--refine-angles needs an iterative --algorithm")
+    with pytest.raises(InputError, match="center must be a finite detector column"):
+        tomo_file(src, tmp_path / "b.h5", center=float("inf"))

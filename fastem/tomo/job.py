@@ -38,6 +38,23 @@ from ..errors import DatasetNotFoundError, InputError
 __all__ = ["read_series", "read_angles", "tomo_file", "SeriesInput", "RESUME_FLAGS"]
 
 #: CLI names of the fingerprinted parameters and inputs (messages of a refused resume)
+#: tomo_file's parameters -> the ``fastem tomo`` flags (for :func:`cli_message`)
+FLAGS = {"algorithm": "--algorithm", "iterations": "--iterations", "step": "--step", "projector": "--projector",
+         "oversampling": "--oversampling", "positivity": "--positivity/--no-positivity", "thickness": "--thickness",
+         "angles_convention": "--angles-convention", "center": "--center", "noise_level": "--noise-level",
+         "refine_angles": "--refine-angles", "refine_iterations": "--refine-iterations",
+         "checkpoint_every": "--checkpoint-every", "resume": "--resume", "overwrite": "--overwrite",
+         "prior_weight": "--prior-weight", "prior": "--prior", "executor": "--scheduler"}
+
+
+def cli_message(message: str) -> str:
+    """A :func:`tomo_file` error with its parameter names replaced by the ``fastem tomo`` flags."""
+    from ..errors import name_flags
+
+    translated = name_flags(message, "tomo_file", FLAGS)
+    return message if translated is None else translated
+
+
 RESUME_FLAGS = {"algorithm": "--algorithm", "step": "--step", "projector": "--projector",
                 "oversampling": "--oversampling", "positivity": "--positivity/--no-positivity",
                 "thickness": "--thickness", "volume_shape": "volume shape", "projections": "IN (projections)",
@@ -346,27 +363,27 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
     if not np.all(np.isfinite(os3)) or np.any(os3 < 1) or np.any(os3 > 8):
         raise InputError(f"oversampling must be a number (or 3 numbers) in [1, 8], got {oversampling!r}")
     if resume and algorithm == "fbp":
-        raise InputError("--resume: FBP is a single step; there is nothing to resume")
+        raise InputError("tomo_file: resume: FBP is a single step; there is nothing to resume")
     from .projection_geometry import ANGLE_CONVENTIONS
 
     if angles_convention not in ANGLE_CONVENTIONS:
-        raise InputError(f"--angles-convention must be one of {', '.join(ANGLE_CONVENTIONS)}, "
+        raise InputError(f"tomo_file: angles_convention must be one of {', '.join(ANGLE_CONVENTIONS)}, "
                          f"got {angles_convention!r}")
     if center is not None and not (isinstance(center, str) and center == "auto"):
         try:
             center = float(center)
         except (TypeError, ValueError):
-            raise InputError(f"--center must be a detector column in pixels or 'auto', got {center!r}") from None
+            raise InputError(f"tomo_file: center must be a detector column in pixels or 'auto', got {center!r}") from None
         if not np.isfinite(center):
-            raise InputError(f"--center must be a finite detector column, got {center!r}")
+            raise InputError(f"tomo_file: center must be a finite detector column, got {center!r}")
     if noise_level is not None:
-        noise_level = as_float(noise_level, "--noise-level", minimum=0.0)
-    refine_angles = as_int(refine_angles, "--refine-angles", minimum=0)
-    refine_iterations = as_int(refine_iterations, "--refine-iterations", minimum=1)
+        noise_level = as_float(noise_level, "noise_level", minimum=0.0)
+    refine_angles = as_int(refine_angles, "refine_angles", minimum=0)
+    refine_iterations = as_int(refine_iterations, "refine_iterations", minimum=1)
     if refine_angles and algorithm == "fbp":
-        raise InputError("--refine-angles needs an iterative --algorithm (resire or sirt), not fbp")
+        raise InputError("tomo_file: refine_angles needs an iterative algorithm (resire or sirt), not fbp")
     if refine_angles and resume:
-        raise InputError("--refine-angles cannot be combined with --resume (the refinement would be redone); "
+        raise InputError("tomo_file: refine_angles cannot be combined with resume (the refinement would be redone); "
                          "run without --resume")
     from .regularised import PRIORS
 
@@ -374,9 +391,9 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         raise InputError(f"prior must be one of none, {', '.join(PRIORS)}, got {prior!r}")
     if prior != "none":
         if algorithm != "resire":
-            raise InputError(f"prior {prior!r} regularises RESIRE: use algorithm resire, not {algorithm}")
+            raise InputError(f"tomo_file: prior {prior!r} regularises RESIRE: use algorithm resire, not {algorithm}")
         if resume or checkpoint_every:
-            raise InputError("prior with resume or checkpoint_every is not supported yet: run without them")
+            raise InputError("tomo_file: prior with resume or checkpoint_every is not supported yet: run without them")
         if not (isinstance(prior_weight, str) and prior_weight == "auto"):
             prior_weight = as_float(prior_weight, "prior_weight", minimum=0.0)
     from fastem.executor import InlineExecutor
@@ -389,7 +406,7 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
                                      ("noise_level", noise_level is not None), ("center='auto'", center == "auto"))
                if on]
         if bad:
-            raise InputError(f"scheduler (slabs on workers) cannot be combined with {', '.join(bad)}")
+            raise InputError(f"tomo_file: executor (slabs on workers) cannot be combined with {', '.join(bad)}")
     if in_spec is None or out_path is None:
         raise InputError("an input and an output are required")
     out = Path(out_path)
@@ -433,7 +450,7 @@ def _resume_state(out: Path) -> dict:
     from .. import io
 
     if not out.exists():
-        raise DatasetNotFoundError(f"--resume: {out} does not exist (run with --checkpoint-every first)")
+        raise DatasetNotFoundError(f"tomo_file: resume: {out} does not exist (run with checkpoint_every first)")
     saved = io.read_dxchange_volume(out)
     if saved.checkpoint is not None:
         return saved.checkpoint
@@ -455,21 +472,21 @@ def _run_slabs(in_spec, src, series, where, inputs, write, *, algorithm, iterati
 
     path, dataset = io.parse_ref(str(in_spec))
     if not io.hdf5.is_hdf5(path):
-        raise InputError(f"{where}: --scheduler needs an HDF5 input the workers can read (got {path})")
+        raise InputError(f"tomo_file: {where}: executor needs an HDF5 input the workers can read (got {path})")
     with h5py.File(path, "r") as f:
         dataset = dataset or ("/exchange/data" if "exchange/data" in f else None)
         if dataset is None:
-            raise InputError(f"{where}: --scheduler needs FILE.h5:/dataset or a Data Exchange file")
+            raise InputError(f"tomo_file: {where}: executor needs FILE.h5:/dataset or a Data Exchange file")
         if any(k in f for k in ("exchange/data_white", "exchange/data_dark")):
-            raise InputError(f"{where}: --scheduler reads raw rows on the workers: flat/dark-field correction "
+            raise InputError(f"tomo_file: {where}: executor: the workers read raw rows: flat/dark-field correction "
                              f"is not applied there; correct the data first or run without --scheduler")
     if series.mask is not None and not np.all(series.mask):
-        raise InputError(f"{where}: --scheduler: masked projections are not split into slabs yet")
+        raise InputError(f"tomo_file: {where}: executor: masked projections are not split into slabs yet")
     from .projection_geometry import effective_rotations
 
     R = effective_rotations(np.asarray(series.angles, np.float64), convention)
     if not np.allclose(R[:, 1, :], [0.0, 1.0, 0.0], atol=1e-9):
-        raise InputError(f"{where}: --scheduler: slabs need a single tilt axis (rotations about y); this series "
+        raise InputError(f"tomo_file: {where}: executor: slabs need a single tilt axis (rotations about y); this series "
                          f"is not separable along y: run it without --scheduler")
     angles = np.rad2deg(np.arctan2(R[:, 0, 2], R[:, 0, 0]))    # tilts in the fastem sign (as single_axis_tilts)
     options = {"positivity": positivity, "center": center, "convention": "fastem", "thickness": thickness}
@@ -482,7 +499,7 @@ def _run_slabs(in_spec, src, series, where, inputs, write, *, algorithm, iterati
         res = reconstruct_slabs(executor, job, progress=_RowsToIterations(progress, series.projections.shape[1],
                                                                           iterations))
     except InputError as exc:
-        raise InputError(f"{where}: --scheduler: {exc}") from None
+        raise InputError(f"tomo_file: {where}: executor: {exc}") from None
     cfg = {"algorithm": algorithm, "input": where, "iterations_requested": iterations, "slabs": res["slabs"],
            "r_factor": "mean of the slabs' R_F (results/slab_r_factors), not the whole series' eq. 3.9",
            "scheduler": executor.describe(), **{k: v for k, v in options.items() if v is not None}}
@@ -529,7 +546,7 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
             estimate = find_center(series.projections, series.angles, method=method, convention=convention,
                                    mask=series.mask, device=device)
         except InputError as exc:
-            raise InputError(f"{where}: --center auto: {exc}") from None
+            raise InputError(f"tomo_file: {where}: center auto: {exc}") from None
         center = estimate.center
         if on_center is not None:
             on_center(estimate)
