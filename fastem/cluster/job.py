@@ -129,10 +129,11 @@ def cli_message(message: str) -> str:
     an optional ``"FILE:/dataset: "`` prefix (e.g. ``n_clusters = 9 is larger than ...``), so data
     words such as "dtype" in "got dtype complex64" stay as they are.
     """
-    if message.startswith("cluster_file: "):
-        body = message[len("cluster_file: "):]
-        names = "|".join(sorted(FLAGS, key=len, reverse=True))
-        return re.sub(r"(?<![\w/.\-])(" + names + r")(?![\w/.\-])", lambda m: FLAGS[m.group(1)], body)
+    from fastem.errors import name_flags
+
+    translated = name_flags(message, "cluster_file", FLAGS)
+    if translated is not None:
+        return translated
     message = message.replace("lower gamma0 (SBE's initial step)", "lower --gamma0 (SBE's initial step)")
     m = re.match(r"^((?:\S+:/\S*: )?)(\w+)(?=[ =:])", message)
     if m and m.group(2) in FLAGS and m.group(2) not in ("in_ref", "init", "dtype"):

@@ -171,11 +171,11 @@ def cli_message(message: str) -> str:
     parameter names replaced by the ``fastem phase`` flags (:data:`FLAGS`)."""
     import re
 
-    if message.startswith("phase_file: "):
-        body = message[len("phase_file: "):]
-        # the parameter names this module writes, as whole words (never inside a path)
-        names = "|".join(sorted(FLAGS, key=len, reverse=True))
-        return re.sub(r"(?<![\w/.\-])(" + names + r")(?![\w/.\-])", lambda m: FLAGS[m.group(1)], body)
+    from fastem.errors import name_flags
+
+    translated = name_flags(message, "phase_file", FLAGS)
+    if translated is not None:
+        return translated
     m = re.match(r"^(?:PhaseConfig: |retrieve: )?(\w+)(?=[ =])", message)
     if m and m.group(1) in FLAGS:
         return FLAGS[m.group(1)] + message[m.end():]
