@@ -40,7 +40,8 @@ long (estimated, not run).
 ``--only restore`` runs the restoration part alone (the restoration generator pretrained on the
 main pool as above, then ``--restore-tasks``), written as bench/results/ssl_restoration.*; the
 committed one: ``--only restore --pretrain-epochs 10 --pools 128 256 512 --restore-train 64
---restore-epochs 20 --seeds 3 --threads 1 --restore-tasks superres background denoise``, 870 s.
+--restore-epochs 20 --seeds 3 --threads 1 --restore-tasks superres background denoise`` (with
+``--out`` a scratch folder, then copied), 491 s.
 ``--quick`` is a minutes-long smoke run with tiny sizes, written as ssl_reproduction_quick.*
 (its numbers mean nothing). ``--device cuda`` on a GPU (bfloat16 autocast).
 """

@@ -146,9 +146,9 @@ def pretrain(images, output, generator, width, epochs, crop, batch, synthetic, s
               help="Frozen parts train too after this many epochs (default: frozen throughout).")
 @click.option("--seg-loss", type=click.Choice(["bce", "bce+dice"]), default="bce", show_default=True)
 @click.option("--normalise", "normalisation", type=click.Choice(["auto", "standardise", "scale"]), default="auto",
-              show_default=True, help="Per-image normalisation of restoration inputs and targets (with the input's "
-              "statistics): standardise (mean, std) or scale (std only, zero kept); auto: scale for background "
-              "and superres, whose targets are background-free, standardise otherwise.")
+              show_default=True, help="Per-image normalisation of restoration targets with their input's statistics (inputs "
+              "are always standardised): standardise (input mean and std) or scale (input std only, zero kept); "
+              "auto: scale for background and superres, whose targets are background-free, standardise otherwise.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=1.0), default=2e-4, show_default=True)
 @click.option("--val-images", default=None, help="Validation images (default: hold out --val-fraction of IMAGES).")
 @click.option("--val-targets", default=None, help="Targets of --val-images.")

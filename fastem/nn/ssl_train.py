@@ -25,7 +25,8 @@ Data and determinism: images are standardised per image (zero mean, unit std). R
 targets are normalised with their *input's* statistics, so outputs map back to intensities:
 standardised (input mean and std) for ``denoise``, divided by the input's std only (zero kept)
 for the background-free targets of ``background`` and ``superres`` (:func:`normalise`; the
-offset a mean shift gives those targets kept super-resolution from being learnt). An epoch visits
+offset a mean shift gives those targets kept super-resolution from being learnt). Inputs are
+always standardised. An epoch visits
 a permutation of the training images (``default_rng([seed, epoch, stream])``), a step's crop
 positions and augmentations (flips, 90 degree rotations; noise for segmentation) come from
 ``default_rng([seed, step, stream])`` and a pretext example's corruption from ``(seed, step *
@@ -96,19 +97,21 @@ def resolve_normalisation(normalisation: str, task: str) -> str:
 
 
 def normalise(images, normalisation: str = "standardise", *, eps: float = 1e-6):
-    """Per-image normalisation of (N, H, W) ``images``: ``(z, shift, scale)``, ``z = (images - shift) / scale``.
+    """Per-image normalisation of (N, H, W) input ``images``: ``(z, shift, scale)``.
 
-    ``"standardise"``: ``shift`` = the image's mean, ``scale`` = its std (:func:`standardise`);
-    ``"scale"``: ``shift = 0``, ``scale`` = its std, so the intensity zero stays zero. A
-    restoration target is normalised with its *input's* ``shift`` and ``scale`` and an output
-    mapped back by ``out * scale + shift``. Why ``"scale"`` for background-free targets
-    (noise + background removal, super-resolution): standardised with the input's mean, such a
-    target sits at a per-image offset ``-(mean background) / std`` (about -1.8 on the synthetic
-    ADF-STEM set) that a fully convolutional network cannot read from a zero-mean input and
-    learns only slowly (the first reduced reproduction's super-resolution stayed worse than the
-    best constant per image); unshifted, the target's background is at zero and the network only
-    has to remove the input's (local, smooth) background. L1 in either unit is ``|out - target|
-    / std``: the same number.
+    ``z`` is the network input, always the standardised image ``(images - mean) / std``
+    (:func:`standardise`, as in pretraining). ``shift`` and ``scale`` normalise the input's
+    restoration *target*, ``(target - shift) / scale``, and map an output back,
+    ``out * scale + shift``: ``"standardise"``: ``shift`` = the input's mean, ``scale`` = its
+    std; ``"scale"``: ``shift = 0``, ``scale`` = the input's std, so the target's intensity zero
+    stays zero. Why ``"scale"`` for background-free targets (noise + background removal,
+    super-resolution): shifted by the input's mean, such a target sits at a per-image offset
+    ``-(mean input) / std`` (about -1.8 on the synthetic ADF-STEM set), a global number a fully
+    convolutional network cannot read from a zero-mean input and learns only slowly (the first
+    reduced reproduction's super-resolution stayed worse than the best constant per image);
+    unshifted, its background is at zero and every output pixel depends on its neighbourhood
+    only (remove the local background, sharpen). L1 in either unit is ``|out - target| / std``:
+    the same number.
 
     Returns ``z`` float32 (N, H, W), ``shift`` and ``scale`` float64 (N,), ``scale >= eps``.
     """
@@ -117,8 +120,7 @@ def normalise(images, normalisation: str = "standardise", *, eps: float = 1e-6):
         return z, mean, std
     if normalisation != "scale":
         raise InputError(f"normalisation must be 'standardise' or 'scale', got {normalisation!r}")
-    a = np.asarray(images, dtype=np.float64)
-    return (a / std[:, None, None]).astype(np.float32), np.zeros_like(mean), std
+    return z, np.zeros_like(mean), std
 
 
 class EpochSampler:
