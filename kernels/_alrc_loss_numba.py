@@ -33,10 +33,7 @@ def _partial_sums(pred, target, weight, has_weight, kind, chunk, partial):
     nchunk = partial.shape[1]
     wb_stride = 1 if weight.shape[0] > 1 else 0
     for t in prange(nb * nchunk):
-        b = t // nchunk
-        c = t - b * nchunk
-        lo = c * chunk
-        hi = min(npix, lo + chunk)
+        b, c, lo, hi = _chunk_of(t, nchunk, chunk, npix)
         # chunk slices indexed from 0: Numba then knows indices are non-negative and vectorises
         pb = pred[b, lo:hi]
         tb = target[b, lo:hi]
@@ -69,6 +66,15 @@ def _partial_sums(pred, target, weight, has_weight, kind, chunk, partial):
                     acc += d * d
         partial[b, c] = acc
 
+
+
+@njit(inline="always", cache=True)
+def _chunk_of(t, nchunk, chunk, npix):
+    """Task ``t`` of the (example, chunk) grid: ``(example b, chunk c, first pixel, end pixel)``."""
+    b = t // nchunk
+    c = t - b * nchunk
+    lo = c * chunk
+    return b, c, lo, min(npix, lo + chunk)
 
 @njit(cache=True, nogil=True)
 def alrc_finalize_numba(partial, npix, kind, scale, n, beta, clip, update, moments, losses, clipped, factor,
@@ -111,10 +117,7 @@ def _grad(pred, target, weight, has_weight, kind, gscale, gout, chunk, grad):
     nchunk = (npix + chunk - 1) // chunk
     wb_stride = 1 if weight.shape[0] > 1 else 0
     for t in prange(nb * nchunk):
-        b = t // nchunk
-        c = t - b * nchunk
-        lo = c * chunk
-        hi = min(npix, lo + chunk)
+        b, c, lo, hi = _chunk_of(t, nchunk, chunk, npix)
         pb = pred[b, lo:hi]
         tb = target[b, lo:hi]
         ob = grad[b, lo:hi]
