@@ -22,6 +22,12 @@ def command():
     segmentation, denoising, background removal and super-resolution."""
 
 
+def _flags(message: str) -> str:
+    from fastem.ssl.job import cli_message
+
+    return cli_message(message)
+
+
 def _progress(total: int, label: str, metric: str):
     """A progress bar driven by the trainer's events: loss, epoch and the last validation metric."""
     from fastem.progress import progress
@@ -110,6 +116,8 @@ def pretrain(images, output, generator, width, epochs, crop, batch, synthetic, s
             corruption=CorruptionConfig(mix=mix, geometric=geometric), disc_features=disc_width, device=device,
             amp=not no_amp, resume=resume, overwrite=overwrite, val_fraction=val_fraction, callback=callback,
             command=_command_line(), curves=curves, inputs=[images] if images is not None else [])
+    except InputError as exc:   # the job names parameters; the CLI names flags
+        raise InputError(_flags(str(exc))) from None
     finally:
         bar.close()
     if not settings.quiet:
@@ -216,6 +224,8 @@ def finetune(images, task, targets, output, init, from_scratch, generator, width
             unfreeze_epoch=unfreeze_epoch, seg_loss=seg_loss, normalisation=normalisation, lr=lr,
             augment=not no_augment, device=device, amp=not no_amp, resume=resume, overwrite=overwrite, callback=callback, command=_command_line(),
             curves=curves, inputs=inputs)
+    except InputError as exc:   # the job names parameters; the CLI names flags
+        raise InputError(_flags(str(exc))) from None
     finally:
         bar.close()
     if not settings.quiet:
@@ -251,6 +261,7 @@ def apply(model, source, output, targets, task, tile, overlap, batch, threshold,
 
     _need_torch("ssl apply")
     from fastem.progress import progress
+    from fastem.errors import InputError
     from fastem.ssl import apply as run_apply
     from fastem.ssl import load_images_and_targets
 
@@ -270,6 +281,8 @@ def apply(model, source, output, targets, task, tile, overlap, batch, threshold,
                             threshold=threshold, device=_torch_device(), amp=not no_amp, overwrite=overwrite,
                             inputs=[source] + ([targets] if targets else []), command=_command_line(),
                             callback=callback)
+    except InputError as exc:   # the job names parameters; the CLI names flags
+        raise InputError(_flags(str(exc))) from None
     finally:
         bar.close()
     if not settings.quiet:

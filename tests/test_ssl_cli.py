@@ -203,3 +203,18 @@ def test_renamed_ssl_job_module_still_imports_with_a_warning():
             "for x in w))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "True"
+
+
+def test_job_messages_name_parameters_and_the_cli_names_flags():
+    import re
+    from pathlib import Path
+
+    import fastem.ssl.job as job
+
+    src = Path(job.__file__).read_text()
+    raised = [ln for ln in src.splitlines() if "raise InputError(" in ln]
+    assert raised and not [ln for ln in raised if re.search(r"--[a-z]", ln)], "the job API names parameters"
+    assert job.cli_message("m.pt: generator width 8, not width 16") == "m.pt: generator width 8, not --width 16"
+    assert job.cli_message("crop: 64 is not a multiple of 48") == "--crop: 64 is not a multiple of 48"
+    assert job.cli_message("x.ckpt: no checkpoint to resume from (run without resume first)").endswith(
+        "(run without --resume first)")

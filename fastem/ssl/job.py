@@ -49,7 +49,7 @@ def _training_crop(crop, cfg: dict, side) -> int:
     try:
         check_crop(int(crop), gen, cfg["arch"])
     except InputError as exc:
-        raise InputError(f"--crop: {exc}") from None
+        raise InputError(f"crop: {exc}") from None
     return int(crop)
 
 
@@ -171,7 +171,7 @@ def pretrain(output, *, images=None, synthetic: int | None = None, synthetic_siz
     out = check_output(output, overwrite=overwrite or resume, inputs=inputs)
     ckpt = Path(checkpoint) if checkpoint is not None else default_checkpoint(out)
     if resume and not ckpt.is_file():
-        raise InputError(f"{ckpt}: no checkpoint to resume from (run without --resume first)")
+        raise InputError(f"{ckpt}: no checkpoint to resume from (run without resume first)")
     if images is not None and synthetic is not None:
         raise InputError("give images or a synthetic pool size, not both")
     cfg = generator_config(generator, width=width)
@@ -239,14 +239,14 @@ def _init_from(init, generator, width, task):
     cfg, rec = info["config"], info.get("record") or {}
     got = rec.get("task")
     if got not in ("pretext", task):
-        raise InputError(f"{init}: a {got!r} model; --init needs a pretrained (pretext) model "
+        raise InputError(f"{init}: a {got!r} model; init needs a pretrained (pretext) model "
                          f"or a {task!r} model to continue from")
     if generator is not None and canonical_generator(generator) != cfg.get("arch"):
-        raise InputError(f"{init}: a {describe_generator(cfg)} generator, not --generator {generator}; "
-                         f"leave --generator out to use the file's architecture")
+        raise InputError(f"{init}: a {describe_generator(cfg)} generator, not generator {generator}; "
+                         f"leave generator out to use the file's architecture")
     have = cfg["net"].get("features", cfg["net"].get("width"))
     if width is not None and int(width) != int(have):
-        raise InputError(f"{init}: generator width {have}, not --width {width}")
+        raise InputError(f"{init}: generator width {have}, not width {width}")
     state = {k: v for k, v in model.state_dict().items()}
     return cfg, state, {"file": Path(init).name, "sha256": _sha256(init), "task": got,
                         "pretrain_data": rec.get("data"), "pretrain_epochs": rec.get("epochs")}
@@ -301,7 +301,7 @@ def finetune(output, *, task: str, images=None, targets=None, synthetic: int | N
     out = check_output(output, overwrite=overwrite or resume, inputs=[*inputs, init])
     ckpt = Path(checkpoint) if checkpoint is not None else default_checkpoint(out)
     if resume and not ckpt.is_file():
-        raise InputError(f"{ckpt}: no checkpoint to resume from (run without --resume first)")
+        raise InputError(f"{ckpt}: no checkpoint to resume from (run without resume first)")
     if (images is None) == (synthetic is None):
         raise InputError("give images with their targets, or a synthetic set size (not both)")
     if images is not None and targets is None:
@@ -466,3 +466,19 @@ def apply(model_path, images, output, *, targets=None, task: str | None = None, 
                                                                            device=str(dev)),
                                 {k: v for k, v in results.items() if k not in ("task", "model", "generator")})
     return results
+
+
+#: API phrases of this module -> the ``fastem ssl`` flags (for :func:`cli_message`)
+_CLI_PHRASES = {"crop: ": "--crop: ", "; init needs ": "; --init needs ", ", not generator ": ", not --generator ",
+                "; leave generator out": "; leave --generator out", ", not width ": ", not --width ",
+                "(run without resume first)": "(run without --resume first)"}
+
+
+def cli_message(message: str) -> str:
+    """A job error with its parameter names replaced by the ``fastem ssl`` flags (the CLI calls this)."""
+    if message.startswith("crop: "):
+        return "--crop: " + message[len("crop: "):]
+    for api, cli in _CLI_PHRASES.items():
+        if api != "crop: ":
+            message = message.replace(api, cli)
+    return message
