@@ -166,6 +166,11 @@ def _lenet_step(ctx, torch) -> None:
             ctx.measure(case, label, "smoothing only (LeNet-5 grads)",
                         lambda: smooth_gradients(grads, ones, [1] * len(grads), ws, threads=1), role="reference",
                         **rep)
+            # why the optimizers default to fft_threads=1: FFTW's threads contend with torch's pool
+            ws2 = _Workspace()
+            ctx.measure(case, label, "smoothing only, 2 FFTW threads",
+                        lambda: smooth_gradients(grads, ones, [1] * len(grads), ws2, threads=2), role="reference",
+                        **rep)
     # The rows above are measured one after the other; on a shared machine the load drifts between
     # them. Interleaving the three steps round by round gives a paired overhead estimate.
     rounds = 3 if ctx.quick else 40

@@ -207,7 +207,7 @@ class LSSGD(_LSBase):
         ``settings.threads``). One thread by default because the transforms run between torch's
         own multi-threaded kernels: on the 2-core test machine under load, smoothing LeNet-5's
         gradients took a median 5.2 ms with one FFTW thread and 84 ms with two
-        (``bench/optim_checks.py --threads``, docs/optim.md).
+        (``fastem bench train``, row "smoothing only, 2 FFTW threads"; docs/optim.md).
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
