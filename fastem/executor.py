@@ -111,7 +111,7 @@ class DaskExecutor(Executor):
         try:
             client = distributed.Client(address, timeout=timeout)
         except OSError as exc:
-            raise InputError(f"--scheduler {address}: cannot connect to a Dask scheduler ({exc})") from None
+            raise InputError(f"scheduler {address} (--scheduler): cannot connect to a Dask scheduler ({exc})") from None
         return cls(client, close_cluster=False)
 
     @classmethod

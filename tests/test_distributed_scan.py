@@ -97,7 +97,7 @@ def test_cli_unreachable_scheduler_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(app, ["scan", "simulate", "--synthetic", "2", "-o", str(tmp_path / "x.h5"),
                                  "--scheduler", "tcp://127.0.0.1:1"])
     assert r.exit_code != 0
-    assert "--scheduler tcp://127.0.0.1:1" in r.output and not (tmp_path / "x.h5").exists()
+    assert "scheduler tcp://127.0.0.1:1 (--scheduler): cannot connect" in r.output and not (tmp_path / "x.h5").exists()
 
 
 def _completed(path):

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from fastem import backend
 from fastem.errors import InputError
 
 __all__ = ["write_clusters", "cluster_file", "cli_message", "FLAGS", "STREAM_ABOVE_BYTES"]
@@ -62,7 +63,7 @@ def write_clusters(path, model, *, config: dict, image_shape=None, overwrite: bo
     from fastem.scan.h5guard import guarded_h5
 
     centers = model.cluster_centers_
-    centers = centers.get() if hasattr(centers, "get") else np.asarray(centers)
+    centers = backend.to_host(centers)
     hint = "lower gamma0 (SBE's initial step) or rescale the data"
     require_finite_result(centers, f"{path}: /cluster/centroids", hint=hint)
     require_finite_result(np.asarray([model.objective_, model.inertia_], np.float64), f"{path}: /cluster/objective",
@@ -91,7 +92,7 @@ def write_clusters(path, model, *, config: dict, image_shape=None, overwrite: bo
                 md.attrs["definition"] = "mean over a cluster's points of ||x_i - c_j|| (NaN: empty cluster)"
             patterns = getattr(model, "cluster_patterns_", None)
             if patterns is not None:
-                patterns = patterns.get() if hasattr(patterns, "get") else np.asarray(patterns)
+                patterns = backend.to_host(patterns)
                 p = g.create_dataset("patterns", data=patterns)
                 p.attrs["axes"] = "cluster:ky:kx"
             label_map = getattr(model, "label_map_", None)

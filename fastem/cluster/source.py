@@ -380,7 +380,7 @@ def gather(X, idx, out):
 
 
 def backend_to_numpy(a):
-    return a.get() if backend.is_cupy_array(a) else np.asarray(a)
+    return backend.to_host(a)
 
 
 def as_source(X, **kwargs) -> DataSource:

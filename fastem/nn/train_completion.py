@@ -69,7 +69,7 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
     out = check_output(output, overwrite=overwrite or resume, inputs=inputs)
     ckpt = Path(checkpoint) if checkpoint is not None else default_checkpoint(out)
     if resume and not ckpt.is_file():
-        raise InputError(f"{ckpt}: no checkpoint to resume from (train without --resume first)")
+        raise InputError(f"{ckpt}: no checkpoint to resume from (train without resume / --resume first)")
     dev = torch.device(device)
     with output_lock(out):
         source = PartialScanSource(images, synthetic=synthetic, crop=crop, batch_size=batch, kind=path,
