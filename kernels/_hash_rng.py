@@ -13,7 +13,9 @@ BigCrush:
 * i-th 64-bit word ``w_i = fmix(k_s + GOLDEN * (i + 1))`` -- the SplitMix64 sequence of ``k_s``
 * ``uniform32 = (w >> 40) * 2**-24`` (float32 in [0, 1), exact), ``uniform64 = (w >> 11) * 2**-53``.
 
-The CUDA C twin lives in ``cuda/hash_rng.cuh``; all arithmetic is modulo 2**64.
+Three forms, one construction: the vectorised NumPy oracle below, one scalar Python source
+(``_hash_rng_scalar``) compiled for the Numba CPU kernels here and for the Numba CUDA kernels, and
+the CUDA C twin ``cuda/hash_rng.cuh``; all arithmetic is modulo 2**64.
 """
 
 from __future__ import annotations
@@ -93,47 +95,13 @@ def dihedral_indices_np(seed: int, examples) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Numba (scalar; inlined into the CPU kernels)
+# Numba (scalar; inlined into the CPU kernels): one source, kernels/_hash_rng_scalar.py
 # ---------------------------------------------------------------------------------------------
-@njit(inline="always", cache=True)
-def fmix(z):
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
+from . import _hash_rng_scalar  # noqa: E402
 
-
-@njit(inline="always", cache=True)
-def stream_key(seed, example, purpose):
-    """``seed``, ``example``, ``purpose``: uint64 (callers cast)."""
-    ke = fmix(seed + _G * (example + _ONE))
-    return fmix(ke ^ (purpose * _PM))
-
-
-@njit(inline="always", cache=True)
-def word(key, index):
-    return fmix(key + _G * (index + _ONE))
-
-
-@njit(inline="always", cache=True)
-def uniform32(key, index):
-    return np.float32(word(key, index) >> _S40) * _TWO_M24
-
-
-@njit(inline="always", cache=True)
-def uniform64(key, index):
-    return np.float64(word(key, index) >> _S11) * _TWO_M53
-
-
-@njit(inline="always", cache=True)
-def normal64(key, index_u, index_v):
-    u = uniform64(key, index_u)
-    v = uniform64(key, index_v)
-    return math.sqrt(-2.0 * math.log1p(-u)) * math.cos(2.0 * math.pi * v)
-
-
-@njit(inline="always", cache=True)
-def dihedral_index(seed, example):
-    return np.int64(word(stream_key(seed, example, _U64(AUGMENT)), _U64(0)) >> _U64(61))
+_cpu = _hash_rng_scalar.compile_for(lambda f: njit(inline="always")(f), "cpu")
+fmix, stream_key, word = _cpu.fmix, _cpu.stream_key, _cpu.word
+uniform32, uniform64, normal64, dihedral_index = _cpu.uniform32, _cpu.uniform64, _cpu.normal64, _cpu.dihedral_index
 
 
 def seed_u64(seed: int) -> np.uint64:

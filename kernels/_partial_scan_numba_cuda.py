@@ -14,30 +14,15 @@ from numba import cuda, float64, int64, uint64
 
 THREADS = 128
 _GOLDEN = uint64(0x9E3779B97F4A7C15)
-_M1 = uint64(0xBF58476D1CE4E5B9)
-_M2 = uint64(0x94D049BB133111EB)
-_PM = uint64(0xD1B54A32D192ED03)
 _ONE = uint64(1)
 _NOISE = uint64(1)
 _AUGMENT = uint64(5)
 
+from . import _hash_rng_scalar  # noqa: E402
 
-@cuda.jit(device=True, inline=True)
-def _fmix(z):
-    z = (z ^ (z >> uint64(30))) * _M1
-    z = (z ^ (z >> uint64(27))) * _M2
-    return z ^ (z >> uint64(31))
-
-
-@cuda.jit(device=True, inline=True)
-def _stream_key(seed, example, purpose):
-    ke = _fmix(seed + _GOLDEN * (example + _ONE))
-    return _fmix(ke ^ (purpose * _PM))
-
-
-@cuda.jit(device=True, inline=True)
-def _uniform32(key, index):
-    return np.float32(_fmix(key + _GOLDEN * (index + _ONE)) >> uint64(40)) * np.float32(2.0 ** -24)
+# the counter-based RNG compiled from the one scalar source for this target (see _hash_rng_scalar)
+_rng = _hash_rng_scalar.compile_for(lambda f: cuda.jit(device=True, inline=True)(f), "cuda")
+_fmix, _stream_key, _uniform32 = _rng.fmix, _rng.stream_key, _rng.uniform32
 
 
 @cuda.jit(device=True, inline=True)
