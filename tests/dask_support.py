@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 
 def two_worker_cluster():
     """Two single-threaded worker processes, as on the 2-core CI machine (close it after use)."""
     from fastem.executor import DaskExecutor
 
     return DaskExecutor.make_local(n_workers=2, threads_per_worker=1, processes=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The 2-worker cluster for one test module (import this fixture into the module)."""
+    ex = two_worker_cluster()
+    yield ex
+    ex.close()
 
 
 def first_worker(executor) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from dask_support import first_worker, is_gone, kill_worker, two_worker_cluster  # noqa: E402
+from dask_support import cluster, first_worker, is_gone, kill_worker  # noqa: E402,F401  (cluster: a fixture)
 
 from fastem.cluster.core import lloyd  # noqa: E402
 from fastem.cluster.distributed import PartitionedData, lloyd_distributed  # noqa: E402
@@ -17,13 +17,6 @@ from fastem.cluster.preprocess import Preprocess  # noqa: E402
 from fastem.cluster.source import DataSource  # noqa: E402
 from fastem.errors import InputError  # noqa: E402
 from fastem.executor import InlineExecutor  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    ex = two_worker_cluster()
-    yield ex
-    ex.close()
 
 
 def _blobs(rng, n, d, k=4):

@@ -12,20 +12,13 @@ from click.testing import CliRunner
 
 distributed = pytest.importorskip("distributed")
 
-from dask_support import first_worker, is_gone, kill_worker, two_worker_cluster  # noqa: E402
+from dask_support import cluster, first_worker, is_gone, kill_worker  # noqa: E402,F401  (cluster: a fixture)
 
 from fastem.cli.main import app  # noqa: E402
 from fastem.executor import InlineExecutor  # noqa: E402
 from fastem.scan.job import ImageStack, SyntheticStack, simulate_to_file  # noqa: E402
 
 NAMES = ("partial", "path", "truth")
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    ex = two_worker_cluster()
-    yield ex
-    ex.close()
 
 
 def _read(path):

@@ -9,20 +9,13 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from dask_support import first_worker, is_gone, kill_worker, two_worker_cluster  # noqa: E402
+from dask_support import cluster, first_worker, is_gone, kill_worker  # noqa: E402,F401  (cluster: a fixture)
 
 from fastem.data import tilt_angles, tilt_series, vesicle_3d  # noqa: E402
 from fastem.errors import InputError  # noqa: E402
 from fastem.executor import InlineExecutor  # noqa: E402
 from fastem.tomo import fbp, resire, sirt  # noqa: E402
 from fastem.tomo.distributed import SlabJob, reconstruct_slabs, slab_ranges  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    ex = two_worker_cluster()
-    yield ex
-    ex.close()
 
 
 @pytest.fixture(scope="module")
