@@ -78,3 +78,13 @@ def to_numpy(a):
 
 def random_complex(rng, shape, dtype=np.complex128):
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+
+
+@pytest.fixture(autouse=True)
+def _restore_fastem_settings():
+    """The CLI's global options write process-wide settings: every test leaves them as it found them."""
+    from fastem.config import settings
+
+    saved = (settings.quiet, settings.debug, settings.device, settings.threads, settings.allow_external_links)
+    yield
+    (settings.quiet, settings.debug, settings.device, settings.threads, settings.allow_external_links) = saved

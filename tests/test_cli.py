@@ -10,13 +10,6 @@ from fastem.cli.main import app
 from fastem.config import settings
 
 
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
-    yield
-    settings.quiet, settings.debug, settings.device, settings.threads = saved
-
-
 def run(*args):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 

@@ -11,15 +11,7 @@ from click.testing import CliRunner
 
 from fastem import io
 from fastem.cli.main import app
-from fastem.config import settings
 from fastem.io import DataWarning
-
-
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
-    yield
-    settings.quiet, settings.debug, settings.device, settings.threads = saved
 
 
 def run(*args, quiet=True):

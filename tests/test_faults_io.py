@@ -32,13 +32,6 @@ from fastem.errors import FastemError, InputError, OutputExistsError
 from fault_tools import FASTEM, assert_clean_error, leftover_temporaries, run_cli
 
 
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    saved = (settings.quiet, settings.debug, settings.device, settings.threads, settings.allow_external_links)
-    yield
-    (settings.quiet, settings.debug, settings.device, settings.threads, settings.allow_external_links) = saved
-
-
 def invoke(*args):
     """Run the CLI in this process; the result quacks like a CompletedProcess for assert_clean_error."""
     r = CliRunner().invoke(app, [str(a) for a in args])

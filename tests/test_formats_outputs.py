@@ -10,16 +10,8 @@ from click.testing import CliRunner
 
 from fastem import io
 from fastem.cli.main import app
-from fastem.config import settings
 from fastem.errors import InputError
 from fastem.io.outputs import output_format
-
-
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
-    yield
-    settings.quiet, settings.debug, settings.device, settings.threads = saved
 
 
 def run(*args):

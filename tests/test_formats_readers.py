@@ -16,18 +16,10 @@ from click.testing import CliRunner
 
 from fastem import io
 from fastem.cli.main import app
-from fastem.config import settings
 from fastem.errors import InputError
 
 pytest.importorskip("rsciio")
 from synthetic_formats import write_dm, write_ser, write_velox  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
-    yield
-    settings.quiet, settings.debug, settings.device, settings.threads = saved
 
 
 def run(*args):

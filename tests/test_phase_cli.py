@@ -5,17 +5,9 @@ import pytest
 from click.testing import CliRunner
 
 from fastem.cli.main import app
-from fastem.config import settings
 from fastem.data import cdi_intensities, save_cdi, vesicle_2d
 from fastem.io import CXI_CHECKPOINT, load_checkpoint_file, read_cxi_reconstruction
 from fastem.phase.job import phase_file
-
-
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
-    yield
-    settings.quiet, settings.debug, settings.device, settings.threads = saved
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,9 @@ from click.testing import CliRunner
 
 from fastem import io
 from fastem.cli.main import app
-from fastem.config import settings
 from fastem.data import save_tilt_series
 from fastem.tomo import ProjectionGeometry
 from fastem.tomo import _reference as ref
-
-
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
-    yield
-    settings.quiet, settings.debug, settings.device, settings.threads = saved
 
 
 def run(*args):

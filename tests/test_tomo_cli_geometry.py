@@ -6,18 +6,10 @@ from click.testing import CliRunner
 
 from fastem import io
 from fastem.cli.main import app
-from fastem.config import settings
 from fastem.data import save_tilt_series, tilt_series, vesicle_3d
 
 TILTS = np.arange(-60.0, 61.0, 6.0)
 OFFSET = 3.5
-
-
-@pytest.fixture(autouse=True)
-def _restore_settings():
-    saved = (settings.quiet, settings.debug, settings.device, settings.threads)
-    yield
-    settings.quiet, settings.debug, settings.device, settings.threads = saved
 
 
 def run(*args, quiet=True):
