@@ -9,7 +9,6 @@ from click.testing import CliRunner
 from fastem.cli.main import app
 from fastem.io import read_provenance
 
-from test_cli import _restore_settings  # noqa: F401  (autouse: the CLI changes global settings)
 
 
 def run(*args):

@@ -23,7 +23,6 @@ from fastem.scan.baselines import complete as complete_baseline  # noqa: E402
 from fastem.scan.job import normalise_acquired, to_intensity  # noqa: E402
 from fastem.scan.paths import spiral_path  # noqa: E402
 
-from test_cli import _restore_settings  # noqa: F401,E402  (autouse: the CLI changes global settings)
 
 H, W = 96, 80   # not multiples of 32: the generator pads internally
 

@@ -10,7 +10,6 @@ torch = pytest.importorskip("torch")
 from fastem.cli.main import app  # noqa: E402
 from fastem.nn import load_model  # noqa: E402
 
-from test_cli import _restore_settings  # noqa: F401,E402  (autouse: the CLI changes global settings)
 
 TINY = ["--steps", "4", "--crop", "32", "--batch", "2", "--width", "0.1", "--val-count", "2",
         "--validate-every", "2", "--checkpoint-every", "2"]

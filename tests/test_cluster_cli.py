@@ -13,7 +13,6 @@ from fastem.data.mixture import gaussian_mixture
 from fastem.data.writers import save_mixture
 from fastem.io import read_provenance
 
-from test_cli import _restore_settings  # noqa: F401
 
 
 def run(*args):

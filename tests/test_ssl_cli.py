@@ -12,7 +12,6 @@ from fastem.data.ssl_synthetic import hrtem_nanoparticles, stem_restoration_set 
 from fastem.nn import load_model  # noqa: E402
 from fastem.nn.ssl_models import MODEL_KIND  # noqa: E402
 
-from test_cli import _restore_settings  # noqa: F401,E402  (autouse: the CLI changes global settings)
 
 PRE = ["--width", "4", "--crop", "24", "--batch", "4", "--epochs", "2", "--disc-width", "4"]
 FT = ["--crop", "24", "--batch", "2", "--epochs", "2"]
