@@ -115,3 +115,23 @@ def test_legacy_fastem_emd_layout_still_read(tmp_path, rng):
     np.testing.assert_array_equal(e.data, data)
     assert [d.name for d in e.dims] == ["z", "y", "x"]
     np.testing.assert_array_equal(read_images(path), data)
+
+
+def test_fastem_writes_emd1_that_emdfile_reads(tmp_path, rng):
+    """The other direction of the EMD 1.0 round trip: fastem.io.write_emd1 -> emdfile."""
+    emdfile = pytest.importorskip("emdfile")
+    from fastem.io.emd import write_emd1
+
+    data = rng.random((5, 6, 7))
+    dims = [(np.arange(5), "frame", "n"), (np.arange(6) * 0.25, "y", "nm"), (np.arange(7) * 0.5, "x", "nm")]
+    write_emd1(tmp_path / "f.emd", {"stack": data}, {"stack": dims})
+    arr = emdfile.read(str(tmp_path / "f.emd"))
+    np.testing.assert_array_equal(arr.data, data)
+    assert list(arr.dim_names) == ["frame", "y", "x"] and list(arr.dim_units) == ["n", "nm", "nm"]
+    np.testing.assert_allclose(arr.dims[1][:2], [0.0, 0.25])
+    e = read_emd(tmp_path / "f.emd")                     # and fastem reads its own EMD 1.0 back
+    assert e.version == "1.0" and [d.values.size for d in e.dims] == [5, 6, 7]
+    from fastem.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError):               # never overwrites without overwrite=True
+        write_emd1(tmp_path / "f.emd", {"stack": data})

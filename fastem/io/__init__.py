@@ -11,7 +11,7 @@ Outputs by extension / ``--format``: :mod:`fastem.io.outputs`.
 Writing (atomic, no silent overwrite, never into an input, provenance recorded)
     :func:`atomic_output`, :func:`provenance`, :func:`write_provenance`, :func:`write_cxi`,
     :func:`write_cxi_reconstruction`, :func:`write_dxchange`, :func:`write_dxchange_volume`,
-    :func:`write_emd`, :func:`write_mrc`, :func:`write_tlt`, :func:`write_tiff`;
+    :func:`write_emd` (v0.2), :func:`write_emd1` (EMD 1.0), :func:`write_mrc`, :func:`write_tlt`, :func:`write_tiff`;
     :func:`output_lock` (one writer per output for a whole run).
 Validation
     :func:`check_finite`, :func:`check_ndim`, :func:`check_same_shape`, :func:`angles_to_degrees`.
@@ -34,7 +34,7 @@ _WHERE = {
     **dict.fromkeys(['array_digest', 'file_digest', 'check_fingerprint', 'generator_from_state', 'run_fingerprint', 'load_checkpoint_file', 'read_checkpoint', 'save_checkpoint_file', 'write_checkpoint'], 'checkpoint'),
     **dict.fromkeys(['CXI_CHECKPOINT', 'CXI_DATA', 'CXI_DETECTOR', 'CXI_IMAGE', 'CXI_PROCESS', 'MASK_DEAD', 'MASK_HOT', 'MASK_INVALID', 'MASK_SATURATED', 'MASK_SHADOWED', 'CXIData', 'CXIReconstruction', 'mask_from_known', 'read_cxi', 'read_cxi_reconstruction', 'write_cxi', 'write_cxi_detector', 'write_cxi_reconstruction'], 'cxi'),
     **dict.fromkeys(['DX_CHECKPOINT', 'DX_PROCESS', 'DXVolume', 'TiltSeriesData', 'flat_dark_correct', 'minus_log', 'read_dxchange', 'read_dxchange_volume', 'write_dxchange', 'write_dxchange_volume'], 'dxchange'),
-    **dict.fromkeys(['EMDData', 'EMDDim', 'list_emd_arrays', 'read_emd', 'write_emd'], 'emd'),
+    **dict.fromkeys(['EMDData', 'EMDDim', 'list_emd_arrays', 'read_emd', 'write_emd', 'write_emd1'], 'emd'),
     **dict.fromkeys(['format_ref', 'open_h5', 'parse_ref', 'read_dataset'], 'hdf5'),
     **dict.fromkeys(['read_array', 'read_images'], 'images'),
     **dict.fromkeys(['ImageAxis', 'ImageData', 'read_calibration', 'read_image_data'], 'inputs'),
@@ -58,7 +58,7 @@ __all__ = [
     "read_cxi", "read_cxi_reconstruction", "write_cxi", "write_cxi_detector", "write_cxi_reconstruction",
     "DX_CHECKPOINT", "DX_PROCESS", "DXVolume", "TiltSeriesData", "flat_dark_correct", "minus_log",
     "read_dxchange", "read_dxchange_volume", "write_dxchange", "write_dxchange_volume",
-    "EMDData", "EMDDim", "list_emd_arrays", "read_emd", "write_emd",
+    "EMDData", "EMDDim", "list_emd_arrays", "read_emd", "write_emd", "write_emd1",
     "format_ref", "open_h5", "parse_ref", "read_dataset",
     "read_array", "read_images", "ImageAxis", "ImageData", "read_calibration", "read_image_data",
     "describe", "detect_format",

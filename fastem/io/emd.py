@@ -47,7 +47,7 @@ from .hdf5 import _path_arg, open_h5
 from .process import write_process_group
 from .provenance import provenance as _provenance, to_jsonable
 
-__all__ = ["EMDData", "EMDDim", "read_emd", "list_emd_arrays", "write_emd", "emd_version", "is_emd"]
+__all__ = ["EMDData", "EMDDim", "read_emd", "list_emd_arrays", "write_emd", "write_emd1", "emd_version", "is_emd"]
 
 
 #: group attribute marking fastem's HyperSpy-compatible (reversed-axes) v0.2 layout
@@ -350,4 +350,40 @@ def write_emd(path, arrays: Mapping[str, np.ndarray], dims: Mapping[str, Sequenc
                 text = value if isinstance(value, str) else json.dumps(to_jsonable(value), sort_keys=True)
                 comments.attrs[key] = text
             write_process_group(comments.create_group("fastem"), prov)
+    return Path(path)
+
+
+def write_emd1(path, arrays: Mapping[str, np.ndarray], dims: Mapping[str, Sequence] | None = None, *,
+               overwrite: bool = False, inputs: Iterable = (), provenance: dict | None = None) -> Path:
+    """Write arrays as an EMD 1.0 file (py4DSTEM / emdfile), atomically, through ``emdfile``.
+
+    ``arrays``, ``dims`` as :func:`write_emd`; each array becomes an ``emdfile.Array`` (C order,
+    ``dim0`` = axis 0, with its dims' values, names and units) under one root named ``fastem``;
+    the provenance record goes to the root's metadata (``fastem``). ``emdfile`` is an optional
+    dependency (``pip install emdfile``, in fastem's ``formats`` and ``test`` extras).
+    """
+    try:
+        import emdfile
+    except ImportError:
+        raise InputError("writing EMD 1.0 needs emdfile: pip install 'fastem[formats]' (or emdfile)") from None
+    path = _path_arg(path, "path")
+    if not isinstance(arrays, Mapping) or not arrays:
+        raise InputError("arrays must be a non-empty mapping name -> array")
+    dims = dims or {}
+    root = emdfile.Root(name="fastem")
+    for name, arr in arrays.items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise InputError(f"write_emd1: invalid array name {name!r} (a non-empty string without '/')")
+        if arr is None or isinstance(arr, (str, bytes)) or np.asarray(arr).dtype.kind not in "biufc":
+            raise InputError(f"arrays[{name!r}] must be a numeric array")
+        a = np.asarray(arr)
+        ds = _as_dims(dims.get(name), a.shape, name)
+        root.tree(emdfile.Array(data=a, name=name, dims=[d.values for d in ds],
+                                dim_names=[d.name for d in ds], dim_units=[d.units for d in ds]))
+    prov = provenance if provenance is not None else _provenance()
+    root.metadata = emdfile.Metadata(name="fastem", data={
+        k: (v if isinstance(v, (str, int, float)) else json.dumps(to_jsonable(v), sort_keys=True))
+        for k, v in prov.items()})
+    with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+        emdfile.save(str(tmp), root, mode="o")
     return Path(path)
