@@ -23,3 +23,14 @@ def discover_cases() -> dict[str, Any]:
         if hasattr(mod, "NAME") and hasattr(mod, "run"):
             found[mod.NAME] = mod
     return found
+
+
+def write_result_text(path, text: str) -> None:
+    """Write a results file (JSON or Markdown) atomically, replacing an older one
+    (:func:`fastem.io.atomic_output`: a temporary file renamed into place; never a torn file)."""
+    from pathlib import Path
+
+    from fastem.io import atomic_output
+
+    with atomic_output(path, overwrite=True) as tmp:
+        Path(tmp).write_text(text)

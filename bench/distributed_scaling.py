@@ -175,7 +175,9 @@ def main(argv=None) -> int:
     name = "distributed_scaling_quick" if a.quick else "distributed_scaling"
     a.out.mkdir(parents=True, exist_ok=True)
     cmd = " ".join(["python", "bench/distributed_scaling.py", *(argv if argv is not None else sys.argv[1:])])
-    (a.out / f"{name}.json").write_text(json.dumps({"command": cmd, "machine": info, "load_average": load,
+    from fastem.bench import write_result_text
+
+    write_result_text(a.out / f"{name}.json", json.dumps({"command": cmd, "machine": info, "load_average": load,
                                                     "rows": rows}, indent=1))
     lines = [f"# Dask scaling, 1 vs 2 single-threaded workers", "",
              f"`{cmd}` on {info.get('cpu_model', '?')} ({info.get('cores_available', '?')} cores), load average at the end "
@@ -187,7 +189,7 @@ def main(argv=None) -> int:
         lines.append(f"| {r['job']} | {r['work']} | {s['inline-1t']:.2f} | {s['dask-1w']:.2f} | {s['dask-2w']:.2f} | "
                      f"**{r['scaling_2w_over_1w']:.2f}x** | {r['dask_2w_over_inline']:.2f}x | "
                      f"{'bitwise' if all(r['bitwise_equal_to_inline'].values()) else 'NO'} |")
-    (a.out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    write_result_text(a.out / f"{name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

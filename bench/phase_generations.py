@@ -91,8 +91,10 @@ def write(args, cmd, rows, seconds) -> None:
            f"{len(rows)} better)."]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"phase_generations{args.tag}"
-    (args.out_dir / f"{stem}.md").write_text("\n".join(md) + "\n")
-    (args.out_dir / f"{stem}.json").write_text(json.dumps({"command": cmd, "rows": rows, "machine": machine_info()}))
+    from fastem.bench import write_result_text
+
+    write_result_text(args.out_dir / f"{stem}.md", "\n".join(md) + "\n")
+    write_result_text(args.out_dir / f"{stem}.json", json.dumps({"command": cmd, "rows": rows, "machine": machine_info()}))
 
 
 if __name__ == "__main__":

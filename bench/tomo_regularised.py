@@ -177,10 +177,9 @@ def main(argv=None) -> int:
     else:
         lines += ["", f"svmbir not run: {why}"]
     for ext, text in (("json", json.dumps(record, indent=1, default=float)), ("md", "\n".join(lines) + "\n")):
-        path = RESULTS / f"tomo_regularised{tag}.{ext}"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        from fastem.bench import write_result_text
+
+        write_result_text(RESULTS / f"tomo_regularised{tag}.{ext}", text)
     print("\n".join(lines))
     return 0
 

@@ -28,7 +28,10 @@ from fastem.tomo.regularised import RegularisedReconstruction, regularised  # no
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    import argparse
+
+    argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0]).parse_args(argv)   # --help, no options
     truth, tilts, _, data, _ = make_case(24, 0, 0.05, 3.0)
     lam = regularised(data, tilts, prior="tv", iterations=1, convention="thesis").config["prior_weight"]
     curves = {}
@@ -55,10 +58,9 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     for ext, text in (("json", json.dumps({"weight": lam, "checkpoints": checkpoints, "curves": curves}, indent=1)),
                       ("md", "\n".join(lines) + "\n")):
-        path = RESULTS / f"tomo_regularised_convergence.{ext}"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        from fastem.bench import write_result_text
+
+        write_result_text(RESULTS / f"tomo_regularised_convergence.{ext}", text)
     print("\n".join(lines))
     return 0
 

@@ -27,3 +27,12 @@ def test_time_call_counts_and_warms_up():
     calls = []
     times = time_call(lambda: calls.append(1), warmup=3, repeat=5, min_time=0.0)
     assert len(times) == 5 and len(calls) == 8
+
+
+def test_result_files_are_replaced_atomically(tmp_path):
+    from fastem.bench import write_result_text
+
+    path = tmp_path / "r.md"
+    write_result_text(path, "old\n")
+    write_result_text(path, "new\n")
+    assert path.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["r.md"]
