@@ -14,6 +14,8 @@ Engines:
 
 from __future__ import annotations
 
+import functools
+
 from fastem import backend
 from fastem.errors import InputError
 from fastem.interop import as_numba_cuda  # noqa: F401  (re-exported for kernel modules)
@@ -48,6 +50,80 @@ def declare_engines(kernel: str, engines: tuple[str, ...], *, cpu_default: str =
         raise ValueError(f"{kernel}: engines declared twice, differently")
     KERNEL_ENGINES[kernel] = engines
     return kernel
+
+
+class KernelDispatcher:
+    """One public kernel's engines and their implementations: the registry entry it dispatches through.
+
+    Each kernel module builds one per public kernel, registers one implementation per engine
+    with :meth:`register`, and its public function validates the inputs and calls
+    ``dispatcher(engine, arrays, *args)``: :func:`select_engine` resolves ``engine`` for the
+    arrays' device (refusing an engine the kernel lacks with :class:`UnsupportedEngineError`)
+    and the registered implementation runs. No public kernel compares engine names itself.
+
+    Examples
+    --------
+    >>> _SCALE = KernelDispatcher("scale_demo", ("numpy", "numba"))      # doctest: +SKIP
+    >>> @_SCALE.register("numpy")
+    ... def _scale_numpy(x, a): x *= a
+    >>> def scale(x, a, engine=None):
+    ...     return _SCALE(engine, (x,), x, a)
+    """
+
+    def __init__(self, kernel: str, engines: tuple[str, ...], *, cpu_default: str = "numba",
+                 gpu_default: str = "cuda"):
+        self.kernel = declare_engines(kernel, engines, cpu_default=cpu_default, gpu_default=gpu_default)
+        self.engines = KERNEL_ENGINES[kernel]
+        self.cpu_default, self.gpu_default = cpu_default, gpu_default
+        self._impls: dict[str, object] = {}
+        DISPATCHERS[kernel] = self
+
+    def register(self, *engines: str, with_engine: bool = False):
+        """Decorator: ``fn`` implements this kernel for ``engines`` (each declared, each once).
+
+        With ``with_engine=True`` the resolved engine name is passed to ``fn`` as the keyword
+        ``engine`` (for one body shared by two engines, e.g. the CuPy set-up of ``cuda`` and
+        ``numba-cuda``).
+        """
+        for e in engines:
+            if e not in self.engines:
+                raise ValueError(f"{self.kernel}: cannot register engine {e!r}; declared engines are {self.engines}")
+            if e in self._impls:
+                raise ValueError(f"{self.kernel}: engine {e!r} registered twice")
+
+        def deco(fn):
+            for e in engines:
+                self._impls[e] = functools.partial(fn, engine=e) if with_engine else fn
+            return fn
+
+        return deco
+
+    def missing(self) -> tuple[str, ...]:
+        """Declared engines with no registered implementation (empty for a complete kernel)."""
+        return tuple(e for e in self.engines if e not in self._impls)
+
+    def select(self, engine: str | None, *arrays) -> str:
+        """The engine that would run for ``engine`` and ``arrays`` (see :func:`select_engine`)."""
+        return select_engine(engine, *arrays, kernel=self.kernel, cpu_default=self.cpu_default,
+                             gpu_default=self.gpu_default)
+
+    def implementation(self, engine: str):
+        """The function registered for a resolved ``engine``."""
+        try:
+            return self._impls[engine]
+        except KeyError:   # declared but never registered: a bug in the kernel module, not the caller's input
+            raise NotImplementedError(f"{self.kernel}: engine {engine!r} is declared but has no implementation") from None
+
+    def __call__(self, engine: str | None, arrays: tuple, *args, **kwargs):
+        """Resolve ``engine`` for ``arrays`` (``None`` entries ignored) and run its implementation."""
+        return self.implementation(self.select(engine, *arrays))(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"KernelDispatcher({self.kernel!r}, engines={self.engines})"
+
+
+#: public kernel name -> its dispatcher (kernels still declaring through :func:`declare_engines` alone are absent)
+DISPATCHERS: dict[str, KernelDispatcher] = {}
 
 
 def _is_array(a) -> bool:

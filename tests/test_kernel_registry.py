@@ -18,7 +18,8 @@ import pytest
 import fastem.kernels  # noqa: F401  (imports every kernel module, which registers it)
 from fastem.errors import InputError
 from fastem.kernels import _dispatch
-from fastem.kernels._dispatch import ENGINES, KERNEL_ENGINES, UnsupportedEngineError, declare_engines, select_engine
+from fastem.kernels._dispatch import (DISPATCHERS, ENGINES, KERNEL_ENGINES, KernelDispatcher, UnsupportedEngineError,
+                                      declare_engines, select_engine)
 
 KERNELS = Path(_dispatch.__file__).resolve().parent
 for _py in sorted(KERNELS.glob("[!_]*.py")):       # every public kernel module registers on import
@@ -86,3 +87,113 @@ def test_declaration_errors():
     with pytest.raises(ValueError, match="default engine 'numba'"):
         declare_engines("probe_kernel", ("numpy", "cuda"))
     assert "probe_kernel" not in KERNEL_ENGINES
+
+
+# --- dispatch through the registry: no public kernel compares engine names itself -----------------------
+
+#: public kernel modules still dispatching with their own if-chains; the tests below keep it exact
+#: (it can only shrink, and must be empty for issue 18 to be done)
+IF_CHAIN_PENDING: set[str] = {
+    "alrc_loss.py", "back_project.py", "central_slice.py", "forward_project.py", "kmeans_assign.py",
+    "partial_scan.py", "phase_fourier.py", "phase_real.py", "phase_rfactor.py", "projection_residual.py",
+    "scan_path.py", "stem_render.py", "volume_prior.py",
+}
+
+
+def _registered_with_engine(fn: ast.FunctionDef) -> bool:
+    """``fn`` is decorated ``@<dispatcher>.register(..., with_engine=True)`` (one body for several engines)."""
+    for d in fn.decorator_list:
+        if isinstance(d, ast.Call) and getattr(d.func, "attr", None) == "register":
+            if any(k.arg == "with_engine" and getattr(k.value, "value", False) is True for k in d.keywords):
+                return True
+    return False
+
+
+def _engine_branches(path: Path) -> list[str]:
+    """Where ``path`` branches on an engine name outside a shared multi-engine implementation,
+    or calls ``select_engine`` itself instead of going through its dispatcher."""
+    found = []
+
+    def visit(node, allowed):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            allowed = _registered_with_engine(node)
+        if isinstance(node, ast.Compare) and not allowed:
+            names = [node.left, *node.comparators]
+            if any(isinstance(n, ast.Name) and n.id == "engine" for n in names):
+                found.append(f"{path.name}:{node.lineno} compares engine")
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "select_engine":
+            found.append(f"{path.name}:{node.lineno} calls select_engine")
+        for child in ast.iter_child_nodes(node):
+            visit(child, allowed)
+
+    visit(ast.parse(path.read_text()), False)
+    return found
+
+
+def test_public_kernels_dispatch_through_the_registry():
+    offenders = {}
+    for py in sorted(KERNELS.glob("[!_]*.py")):
+        if py.name == "__init__.py":
+            continue
+        branches = _engine_branches(py)
+        if branches:
+            offenders[py.name] = branches
+    assert set(offenders) == IF_CHAIN_PENDING, (
+        f"if-chain dispatch left in {sorted(set(offenders) - IF_CHAIN_PENDING)}; "
+        f"moved onto the registry (drop from IF_CHAIN_PENDING): {sorted(IF_CHAIN_PENDING - set(offenders))}; "
+        f"details: {offenders}")
+
+
+def test_every_dispatcher_is_complete():
+    """Every kernel on a dispatcher has an implementation for each engine it declares."""
+    pending_kernels = set(KERNEL_ENGINES) - set(DISPATCHERS)
+    assert len(DISPATCHERS) >= 1
+    for name, d in DISPATCHERS.items():
+        assert d.missing() == (), f"{name}: declared engines without an implementation: {d.missing()}"
+        assert d.engines == KERNEL_ENGINES[name]
+    if not IF_CHAIN_PENDING:
+        assert pending_kernels == set(), f"kernels declared without a dispatcher: {sorted(pending_kernels)}"
+
+
+def test_dispatcher_runs_the_registered_engine(monkeypatch):
+    calls = []
+    d = KernelDispatcher("probe_dispatch_kernel", ("numpy", "numba", "numba-cuda"), gpu_default="numba-cuda")
+    try:
+        @d.register("numpy")
+        def _np(x, k=1):
+            calls.append(("numpy", k))
+            return x * k
+
+        @d.register("numba", "numba-cuda", with_engine=True)
+        def _shared(x, k=1, engine=None):
+            calls.append((engine, k))
+            return x + k
+
+        a = np.arange(3.0)
+        np.testing.assert_array_equal(d(None, (a,), a, k=2), a + 2)      # CPU default: numba
+        np.testing.assert_array_equal(d("numpy", (a, None), a, k=3), a * 3)
+        monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+        d("numba-cuda", (a,), a)
+        assert calls == [("numba", 2), ("numpy", 3), ("numba-cuda", 1)]
+        with pytest.raises(InputError, match="engine 'cuda' needs CuPy arrays"):
+            d("cuda", (a,), a)       # refused, never a silent run of another engine
+        assert len(calls) == 3
+    finally:
+        KERNEL_ENGINES.pop("probe_dispatch_kernel", None)
+        DISPATCHERS.pop("probe_dispatch_kernel", None)
+
+
+def test_dispatcher_registration_errors():
+    d = KernelDispatcher("probe_register_kernel", ("numpy", "numba"))
+    try:
+        with pytest.raises(ValueError, match="cannot register engine 'cuda'"):
+            d.register("cuda")
+        d.register("numpy")(lambda x: x)
+        with pytest.raises(ValueError, match="engine 'numpy' registered twice"):
+            d.register("numpy")
+        assert d.missing() == ("numba",)
+        with pytest.raises(NotImplementedError, match="declared but has no implementation"):
+            d(None, (np.ones(2),), np.ones(2))
+    finally:
+        KERNEL_ENGINES.pop("probe_register_kernel", None)
+        DISPATCHERS.pop("probe_register_kernel", None)
