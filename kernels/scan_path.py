@@ -19,10 +19,10 @@ from fastem.interop import accepts_torch
 from fastem.errors import InputError
 
 from . import _hash_rng as R
-from ._dispatch import declare_engines, require_arrays, select_engine
+from ._dispatch import KernelDispatcher, require_arrays
 
-_SPIRAL = declare_engines("spiral_dwell", ("numpy", "numba", "cuda"))
-_GRID = declare_engines("grid_dwell", ("numpy", "numba", "cuda"))
+_SPIRAL = KernelDispatcher("spiral_dwell", ("numpy", "numba", "cuda"))
+_GRID = KernelDispatcher("grid_dwell", ("numpy", "numba", "cuda"))
 
 __all__ = ["spiral_dwell", "grid_dwell"]
 
@@ -33,6 +33,82 @@ def _check_out(out, name: str):
                          f"{getattr(out, 'dtype', type(out).__name__)} shape {getattr(out, 'shape', None)}")
     if out.shape[1] < 1 or out.shape[2] < 1:
         raise InputError(f"{name}: empty image shape {out.shape[1:]}")
+
+
+@_SPIRAL.register("numpy")
+def _spiral_dwell_numpy(out, spacing, seed, example_base, rotate, max_offset, antialias):
+    from . import _scan_reference as ref
+
+    nb, h, w = out.shape
+    for b in range(nb):
+        out[b] = ref.spiral_dwell((h, w), spacing, seed, example_base + b, rotate, max_offset, antialias)
+    return out
+
+
+@_SPIRAL.register("numba")
+def _spiral_dwell_numba(out, spacing, seed, example_base, rotate, max_offset, antialias):
+    from ._scan_path_numba import spiral_dwell_numba
+
+    spiral_dwell_numba(out, float(spacing), R.seed_u64(seed), int(example_base), bool(rotate), float(max_offset),
+                       bool(antialias))
+    return out
+
+
+@_SPIRAL.register("cuda")
+def _spiral_dwell_cuda(out, spacing, seed, example_base, rotate, max_offset, antialias):
+    from . import _cuda
+
+    nb, h, w = out.shape
+    dev = backend.get_device(out)
+    with dev.use():
+        out.fill(0)
+        kernel = _cuda.get_function("scan_path", "spiral_deposit", dev)
+        kernel((64, nb), (256,), (out, np.int32(h), np.int32(w), np.float64(spacing), R.seed_u64(seed),
+                                  np.int64(example_base), np.int32(bool(rotate)), np.float64(max_offset),
+                                  np.int32(bool(antialias))))
+        _finish_cuda(out, dev)
+    return out
+
+
+@_GRID.register("numpy")
+def _grid_dwell_numpy(out, u, amp, seed, example_base, random_place, antialias):
+    from . import _scan_reference as ref
+
+    nb, h, w = out.shape
+    for b in range(nb):
+        out[b] = ref.grid_dwell((h, w), u, amp, seed, example_base + b, random_place, antialias)
+    return out
+
+
+@_GRID.register("numba")
+def _grid_dwell_numba(out, u, amp, seed, example_base, random_place, antialias):
+    from ._scan_path_numba import grid_dwell_numba
+    from .scan_geometry import grid_channel_width
+
+    width = grid_channel_width(u)
+    grid_dwell_numba(out, float(width), float(amp), R.seed_u64(seed), int(example_base), bool(random_place),
+                     bool(antialias))
+    return out
+
+
+@_GRID.register("cuda")
+def _grid_dwell_cuda(out, u, amp, seed, example_base, random_place, antialias):
+    from . import _cuda
+    from .scan_geometry import grid_channel_width
+
+    nb, h, w = out.shape
+    width = grid_channel_width(u)
+    dev = backend.get_device(out)
+    canvas = int(1.2 * max(h, w))
+    nch = int(np.ceil(canvas / width))
+    with dev.use():
+        out.fill(0)
+        kernel = _cuda.get_function("scan_path", "grid_walk", dev)
+        kernel(((nch + 31) // 32, nb), (32,), (out, np.int32(h), np.int32(w), np.float64(width), np.float64(amp),
+                                               R.seed_u64(seed), np.int64(example_base), np.int32(bool(random_place)),
+                                               np.int32(bool(antialias))))
+        _finish_cuda(out, dev)
+    return out
 
 
 @accepts_torch
@@ -64,31 +140,7 @@ def spiral_dwell(out, spacing: float, seed: int = 0, example_base: int = 0, rota
     _check_out(out, "spiral_dwell")
     if not spacing > 0:
         raise InputError(f"spiral_dwell: spacing must be > 0 px, got {spacing}")
-    engine = select_engine(engine, out, kernel=_SPIRAL)
-    nb, h, w = out.shape
-    if engine == "numpy":
-        from . import _scan_reference as ref
-
-        for b in range(nb):
-            out[b] = ref.spiral_dwell((h, w), spacing, seed, example_base + b, rotate, max_offset, antialias)
-        return out
-    if engine == "numba":
-        from ._scan_path_numba import spiral_dwell_numba
-
-        spiral_dwell_numba(out, float(spacing), R.seed_u64(seed), int(example_base), bool(rotate), float(max_offset),
-                           bool(antialias))
-        return out
-    from . import _cuda
-
-    dev = backend.get_device(out)
-    with dev.use():
-        out.fill(0)
-        kernel = _cuda.get_function("scan_path", "spiral_deposit", dev)
-        kernel((64, nb), (256,), (out, np.int32(h), np.int32(w), np.float64(spacing), R.seed_u64(seed),
-                                  np.int64(example_base), np.int32(bool(rotate)), np.float64(max_offset),
-                                  np.int32(bool(antialias))))
-        _finish_cuda(out, dev)
-    return out
+    return _SPIRAL(engine, (out,), out, spacing, seed, example_base, rotate, max_offset, antialias)
 
 
 @accepts_torch
@@ -115,36 +167,7 @@ def grid_dwell(out, u: float, amp: float = 1.0, seed: int = 0, example_base: int
         raise InputError(f"grid_dwell: u must be in (0, 0.25], got {u}")
     if not amp > 0:
         raise InputError(f"grid_dwell: amp must be > 0, got {amp}")
-    engine = select_engine(engine, out, kernel=_GRID)
-    nb, h, w = out.shape
-    from .scan_geometry import grid_channel_width
-
-    width = grid_channel_width(u)
-    if engine == "numpy":
-        from . import _scan_reference as ref
-
-        for b in range(nb):
-            out[b] = ref.grid_dwell((h, w), u, amp, seed, example_base + b, random_place, antialias)
-        return out
-    if engine == "numba":
-        from ._scan_path_numba import grid_dwell_numba
-
-        grid_dwell_numba(out, float(width), float(amp), R.seed_u64(seed), int(example_base), bool(random_place),
-                         bool(antialias))
-        return out
-    from . import _cuda
-
-    dev = backend.get_device(out)
-    canvas = int(1.2 * max(h, w))
-    nch = int(np.ceil(canvas / width))
-    with dev.use():
-        out.fill(0)
-        kernel = _cuda.get_function("scan_path", "grid_walk", dev)
-        kernel(((nch + 31) // 32, nb), (32,), (out, np.int32(h), np.int32(w), np.float64(width), np.float64(amp),
-                                               R.seed_u64(seed), np.int64(example_base), np.int32(bool(random_place)),
-                                               np.int32(bool(antialias))))
-        _finish_cuda(out, dev)
-    return out
+    return _GRID(engine, (out,), out, u, amp, seed, example_base, random_place, antialias)
 
 
 def _finish_cuda(out, dev) -> None:
