@@ -15,9 +15,9 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import declare_engines, select_engine
+from ._dispatch import KernelDispatcher
 
-_RENDER = declare_engines("render_stem", ("numpy", "numba", "cuda"))
+_RENDER = KernelDispatcher("render_stem", ("numpy", "numba", "cuda"))
 
 __all__ = ["render_stem", "SCENE_FIELDS"]
 
@@ -25,6 +25,7 @@ __all__ = ["render_stem", "SCENE_FIELDS"]
 SCENE_FIELDS = ("ax", "ay", "amp", "inv2s2", "cutoff2", "cell_start", "meta", "jitter", "drift", "bg")
 
 
+@_RENDER.register("numpy")
 def _render_numpy(out, s, bg_step):
     nb, h, w = out.shape
     r, c = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -44,6 +45,31 @@ def _render_numpy(out, s, bg_step):
             d2 = (xs - s["ax"][i]) ** 2 + (ys - s["ay"][i]) ** 2
             acc += np.where(d2 < s["cutoff2"][i], s["amp"][i] * np.exp(-d2 * s["inv2s2"][i]), 0.0)
         out[b] = acc
+    return out
+
+
+@_RENDER.register("numba")
+def _render_numba(out, s, bg_step):
+    from ._stem_render_numba import render_numba
+
+    render_numba(out, s["ax"], s["ay"], s["amp"], s["inv2s2"], s["cutoff2"], s["cell_start"], s["meta"],
+                 s["jitter"], s["drift"], s["bg"], float(bg_step))
+    return out
+
+
+@_RENDER.register("cuda")
+def _render_cuda(out, s, bg_step):
+    from . import _cuda
+
+    nb, h, w = out.shape
+    dev = backend.get_device(out)
+    threads = 256
+    with dev.use():
+        _cuda.get_function("stem_render", "stem_render", dev)(
+            (math.ceil(h * w / threads), nb), (threads,),
+            (out, np.int32(h), np.int32(w), s["ax"], s["ay"], s["amp"], s["inv2s2"], s["cutoff2"], s["cell_start"],
+             s["meta"], s["jitter"], s["drift"], s["bg"], np.int32(s["bg"].shape[1]), np.int32(s["bg"].shape[2]),
+             np.float64(bg_step)))
     return out
 
 
@@ -69,25 +95,4 @@ def render_stem(out, scene: dict, bg_step: float, engine: str | None = None):
     missing = [f for f in SCENE_FIELDS if f not in scene]
     if missing:
         raise InputError(f"render_stem: scene lacks {', '.join(missing)}")
-    engine = select_engine(engine, out, *(scene[f] for f in SCENE_FIELDS), kernel=_RENDER)
-    nb, h, w = out.shape
-    s = scene
-    if engine == "numpy":
-        return _render_numpy(out, s, bg_step)
-    if engine == "numba":
-        from ._stem_render_numba import render_numba
-
-        render_numba(out, s["ax"], s["ay"], s["amp"], s["inv2s2"], s["cutoff2"], s["cell_start"], s["meta"],
-                     s["jitter"], s["drift"], s["bg"], float(bg_step))
-        return out
-    from . import _cuda
-
-    dev = backend.get_device(out)
-    threads = 256
-    with dev.use():
-        _cuda.get_function("stem_render", "stem_render", dev)(
-            (math.ceil(h * w / threads), nb), (threads,),
-            (out, np.int32(h), np.int32(w), s["ax"], s["ay"], s["amp"], s["inv2s2"], s["cutoff2"], s["cell_start"],
-             s["meta"], s["jitter"], s["drift"], s["bg"], np.int32(s["bg"].shape[1]), np.int32(s["bg"].shape[2]),
-             np.float64(bg_step)))
-    return out
+    return _RENDER(engine, (out, *(scene[f] for f in SCENE_FIELDS)), out, scene, bg_step)

@@ -96,7 +96,6 @@ def test_declaration_errors():
 IF_CHAIN_PENDING: set[str] = {
     "alrc_loss.py", "kmeans_assign.py",
     "partial_scan.py", "phase_fourier.py", "phase_real.py", "phase_rfactor.py",
-    "stem_render.py",
 }
 
 
