@@ -27,11 +27,11 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import KernelDispatcher, require_arrays, as_numba_cuda, numba_cuda_stream
 
 __all__ = ["assign_accumulate"]
 
-_ASSIGN = declare_engines("assign_accumulate", ("numpy", "numba", "cuda", "numba-cuda"))
+_ASSIGN = KernelDispatcher("assign_accumulate", ("numpy", "numba", "cuda", "numba-cuda"))
 
 _SUPPORTED = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -49,6 +49,60 @@ def _reference(X, C, accumulate):
     if accumulate and X64.shape[0]:
         np.add.at(sums, labels, X64)
         counts += np.bincount(labels, minlength=K)
+    return labels, dist, sums, counts
+
+
+@_ASSIGN.register("numpy")
+def _assign_numpy(X, C, sums, counts, accumulate, cnorm, distances):
+    labels, dist, s, c = _reference(X, C, accumulate)
+    sums += s
+    counts += c
+    return labels, dist, sums, counts
+
+
+def _labels_dist(X, C, cnorm):
+    """``cnorm`` (computed when ``None``) and fresh ``labels``/``dist`` outputs for the compiled engines."""
+    xp = backend.get_array_module(X)
+    if cnorm is None:
+        cnorm = (C.astype(np.float64) ** 2).sum(axis=1).astype(X.dtype)
+    M = X.shape[0]
+    return cnorm, xp.empty(M, dtype=np.int64), xp.empty(M, dtype=np.float64)
+
+
+@_ASSIGN.register("numba")
+def _assign_numba(X, C, sums, counts, accumulate, cnorm, distances):
+    cnorm, labels, dist = _labels_dist(X, C, cnorm)
+    if X.shape[0] == 0:
+        return labels, dist, sums, counts
+    _numba_blocks(X, C, cnorm, labels, dist, sums, counts, bool(accumulate), bool(distances))
+    return labels, dist, sums, counts
+
+
+@_ASSIGN.register("cuda", "numba-cuda", with_engine=True)
+def _assign_gpu(X, C, sums, counts, accumulate, cnorm, distances, engine):
+    cnorm, labels, dist = _labels_dist(X, C, cnorm)
+    xp = backend.get_array_module(X)
+    M, d = X.shape
+    K = C.shape[0]
+    if M == 0:
+        return labels, dist, sums, counts
+    with backend.get_device(X).use() if backend.is_cupy_array(X) else nullcontext():
+        crossT = xp.ascontiguousarray(C @ X.T)  # (K, M): cuBLAS GEMM on the GPU
+        if engine == "cuda":
+            from . import _cuda
+
+            suffix = "f32" if X.dtype == np.float32 else "f64"
+            kernel = _cuda.get_function("kmeans_assign", f"kmeans_argmin_accumulate_{suffix}", backend.get_device(X))
+            grid, block = _cuda.launch_config(M, threads=128, max_blocks=8192)
+            kernel(grid, block, (X, crossT, xp.ascontiguousarray(cnorm), C, np.int64(M), np.int32(d), np.int32(K),
+                                 labels, dist, sums, counts, np.int32(1 if accumulate else 0)))
+        else:  # numba-cuda
+            from ._kmeans_assign_numba_cuda import argmin_accumulate_numba_cuda
+
+            argmin_accumulate_numba_cuda(as_numba_cuda(X), as_numba_cuda(crossT), as_numba_cuda(cnorm),
+                                         as_numba_cuda(C), as_numba_cuda(labels), as_numba_cuda(dist),
+                                         as_numba_cuda(sums), as_numba_cuda(counts), accumulate,
+                                         stream=numba_cuda_stream())
     return labels, dist, sums, counts
 
 
@@ -98,7 +152,7 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
         raise InputError(f"assign_accumulate: X and C must both be float32 or float64, got {X.dtype} and {C.dtype}")
     if not (X.flags.c_contiguous and C.flags.c_contiguous):
         raise InputError("assign_accumulate: X and C must be C-contiguous")
-    engine = select_engine(engine, X, C, kernel=_ASSIGN)
+    eng = _ASSIGN.select(engine, X, C)
     xp = backend.get_array_module(X)
     M, d = X.shape
     K = C.shape[0]
@@ -109,39 +163,7 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
     if sums.shape != (K, d) or sums.dtype != np.float64 or counts.shape != (K,) or counts.dtype != np.int64:
         raise InputError(f"assign_accumulate: sums must be float64 {(K, d)} and counts int64 {(K,)}, got "
                          f"{sums.dtype} {sums.shape} and {counts.dtype} {counts.shape}")
-    if engine == "numpy":  # select_engine refuses CPU engines for CuPy arrays
-        labels, dist, s, c = _reference(X, C, accumulate)
-        sums += s
-        counts += c
-        return labels, dist, sums, counts
-    if cnorm is None:
-        cnorm = (C.astype(np.float64) ** 2).sum(axis=1).astype(X.dtype)
-    labels = xp.empty(M, dtype=np.int64)
-    dist = xp.empty(M, dtype=np.float64)
-    if M == 0:
-        return labels, dist, sums, counts
-    if engine == "numba":
-        _numba_blocks(X, C, cnorm, labels, dist, sums, counts, bool(accumulate), bool(distances))
-        return labels, dist, sums, counts
-    with backend.get_device(X).use() if backend.is_cupy_array(X) else nullcontext():
-        crossT = xp.ascontiguousarray(C @ X.T)  # (K, M): cuBLAS GEMM on the GPU
-        if engine == "cuda":
-            from . import _cuda
-
-            suffix = "f32" if X.dtype == np.float32 else "f64"
-            kernel = _cuda.get_function("kmeans_assign", f"kmeans_argmin_accumulate_{suffix}", backend.get_device(X))
-            grid, block = _cuda.launch_config(M, threads=128, max_blocks=8192)
-            kernel(grid, block, (X, crossT, xp.ascontiguousarray(cnorm), C, np.int64(M), np.int32(d), np.int32(K),
-                                 labels, dist, sums, counts, np.int32(1 if accumulate else 0)))
-        else:  # numba-cuda
-            from ._kmeans_assign_numba_cuda import argmin_accumulate_numba_cuda
-
-            argmin_accumulate_numba_cuda(as_numba_cuda(X), as_numba_cuda(crossT), as_numba_cuda(cnorm),
-                                         as_numba_cuda(C), as_numba_cuda(labels), as_numba_cuda(dist),
-                                         as_numba_cuda(sums), as_numba_cuda(counts), accumulate,
-                                         stream=numba_cuda_stream())
-    return labels, dist, sums, counts
-
+    return _ASSIGN.implementation(eng)(X, C, sums, counts, accumulate, cnorm, distances)
 
 MIN_ROWS_PER_THREAD = 256
 SUB_ROWS = 256  # rows per GEMM + kernel call inside a thread's block (scikit-learn uses 256 too)
