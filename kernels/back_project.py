@@ -20,12 +20,12 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import as_numba_cuda, declare_engines, numba_cuda_stream, require_arrays, select_engine
+from ._dispatch import KernelDispatcher, as_numba_cuda, numba_cuda_stream, require_arrays
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
 
 __all__ = ["back_project", "with_border", "BORDER", "SUBPOINT_OFFSETS", "subpoint_shifts"]
 
-_BACK_PROJECT = declare_engines("back_project", ("numpy", "numba", "cuda", "numba-cuda"))
+_BACK_PROJECT = KernelDispatcher("back_project", ("numpy", "numba", "cuda", "numba-cuda"))
 
 BORDER = 3  # zero border (pixels) the CPU projector kernels want around every image
 
@@ -123,6 +123,58 @@ def _back_project_numpy(images, coeffs, out, alpha, beta, weights, positivity, s
     return out
 
 
+@_BACK_PROJECT.register("numpy")
+def _back_project_numpy_engine(images, coeffs, out, alpha, beta, weights, positivity, subpoints, border):
+    inner = images[:, border:images.shape[1] - border, border:images.shape[2] - border]
+    return _back_project_numpy(inner, coeffs, out, alpha, beta, weights, positivity, subpoints)
+
+
+@_BACK_PROJECT.register("numba")
+def _back_project_numba(images, coeffs, out, alpha, beta, weights, positivity, subpoints, border):
+    from ._back_project_numba import back_project_numba
+
+    if border < BORDER:
+        images, border = with_border(images, border), BORDER
+    from ._projector_taps_numba import tilt_aligned
+
+    w = weights if weights is not None else np.zeros((1, 1, 1), out.dtype)
+    shifts = subpoint_shifts(coeffs, subpoints)
+    if tilt_aligned(coeffs, shifts):
+        from ._back_project_numba import back_project_tilt_numba as run
+    else:
+        run = back_project_numba
+    run(images, int(border), coeffs, shifts, out, float(alpha), float(beta), w, weights is not None,
+        bool(positivity))
+    return out
+
+
+@_BACK_PROJECT.register("cuda", "numba-cuda", with_engine=True)
+def _back_project_gpu(images, coeffs, out, alpha, beta, weights, positivity, subpoints, border, engine):
+    nk, rows, cols = images.shape[0], images.shape[1] - 2 * border, images.shape[2] - 2 * border
+    nz, ny, nx = out.shape
+    with backend.get_device(out).use():
+        if engine == "cuda":
+            from . import _cuda
+
+            name = "back_project_sub4" if subpoints == 4 else "back_project_sub1"
+            kernel = _cuda.get_function("back_project", name, backend.get_device(out))
+            block = (128,)
+            grid = ((nx * ny * nz + block[0] - 1) // block[0],)
+            w = weights if weights is not None else out  # never read when use_weights == 0
+            kernel(grid, block, (images, coeffs, np.int32(nk), np.int32(rows), np.int32(cols), np.int32(border), out,
+                                 np.int32(nz), np.int32(ny), np.int32(nx), np.float32(alpha), np.float32(beta),
+                                 w, np.int32(weights is not None), np.int32(bool(positivity))))
+        else:
+            from ._back_project_numba_cuda import back_project_numba_cuda
+
+            # a separate dummy when unweighted: the simulator copies every argument back to the host
+            w = weights if weights is not None else backend.get_array_module(out).zeros((1, 1, 1), out.dtype)
+            back_project_numba_cuda(as_numba_cuda(images), as_numba_cuda(coeffs), as_numba_cuda(out),
+                                    float(alpha), float(beta), as_numba_cuda(w), weights is not None,
+                                    bool(positivity), int(subpoints), int(border), stream=numba_cuda_stream())
+    return out
+
+
 def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, weights=None,
                  positivity: bool = False, subpoints: int = 1, border: int = 0, engine: str | None = None):
     """Accumulate the back projection of ``images`` into the volume ``out`` (in place).
@@ -164,46 +216,5 @@ def back_project(images, coeffs, out, *, alpha: float = 1.0, beta: float = 0.0, 
         if weights.shape != out.shape:
             raise InputError(f"{where}: weights have shape {tuple(weights.shape)} but out has {tuple(out.shape)}")
     gpu_float32(where, images, out)
-    engine = select_engine(engine, images, coeffs, out, weights, kernel=_BACK_PROJECT)
-    if engine == "numpy":
-        inner = images[:, border:images.shape[1] - border, border:images.shape[2] - border]
-        return _back_project_numpy(inner, coeffs, out, alpha, beta, weights, positivity, subpoints)
-    if engine == "numba":
-        from ._back_project_numba import back_project_numba
-
-        if border < BORDER:
-            images, border = with_border(images, border), BORDER
-        from ._projector_taps_numba import tilt_aligned
-
-        w = weights if weights is not None else np.zeros((1, 1, 1), out.dtype)
-        shifts = subpoint_shifts(coeffs, subpoints)
-        if tilt_aligned(coeffs, shifts):
-            from ._back_project_numba import back_project_tilt_numba as run
-        else:
-            run = back_project_numba
-        run(images, int(border), coeffs, shifts, out, float(alpha), float(beta), w, weights is not None,
-            bool(positivity))
-        return out
-    nk, rows, cols = images.shape[0], images.shape[1] - 2 * border, images.shape[2] - 2 * border
-    nz, ny, nx = out.shape
-    with backend.get_device(out).use():
-        if engine == "cuda":
-            from . import _cuda
-
-            name = "back_project_sub4" if subpoints == 4 else "back_project_sub1"
-            kernel = _cuda.get_function("back_project", name, backend.get_device(out))
-            block = (128,)
-            grid = ((nx * ny * nz + block[0] - 1) // block[0],)
-            w = weights if weights is not None else out  # never read when use_weights == 0
-            kernel(grid, block, (images, coeffs, np.int32(nk), np.int32(rows), np.int32(cols), np.int32(border), out,
-                                 np.int32(nz), np.int32(ny), np.int32(nx), np.float32(alpha), np.float32(beta),
-                                 w, np.int32(weights is not None), np.int32(bool(positivity))))
-        else:
-            from ._back_project_numba_cuda import back_project_numba_cuda
-
-            # a separate dummy when unweighted: the simulator copies every argument back to the host
-            w = weights if weights is not None else backend.get_array_module(out).zeros((1, 1, 1), out.dtype)
-            back_project_numba_cuda(as_numba_cuda(images), as_numba_cuda(coeffs), as_numba_cuda(out),
-                                    float(alpha), float(beta), as_numba_cuda(w), weights is not None,
-                                    bool(positivity), int(subpoints), int(border), stream=numba_cuda_stream())
-    return out
+    return _BACK_PROJECT(engine, (images, coeffs, out, weights), images, coeffs, out, alpha, beta, weights,
+                         positivity, subpoints, border)
