@@ -21,14 +21,14 @@ import numpy as np
 from fastem import backend
 
 from . import _threads
-from ._dispatch import as_numba_cuda, declare_engines, numba_cuda_stream, require_arrays, select_engine
+from ._dispatch import KernelDispatcher, as_numba_cuda, numba_cuda_stream, require_arrays
 from ._tomo_checks import gpu_float32
 from .back_project import (BORDER, bilinear_taps, check_projector_args, subpoint_shifts,
                            voxel_detector_positions)
 
 __all__ = ["forward_project"]
 
-_FORWARD_PROJECT = declare_engines("forward_project", ("numpy", "numba", "cuda", "numba-cuda"))
+_FORWARD_PROJECT = KernelDispatcher("forward_project", ("numpy", "numba", "cuda", "numba-cuda"))
 
 
 def _forward_project_numpy(volume, coeffs, out, subpoints):
@@ -52,6 +52,55 @@ def row_bands(n_projections: int, rows: int, threads: int | None = None) -> int:
     threads = _threads.get() if threads is None else threads
     want = -(-4 * threads // max(n_projections, 1))
     return int(max(1, min(rows, want)))
+
+
+@_FORWARD_PROJECT.register("numpy")
+def _forward_project_numpy_engine(volume, coeffs, out, subpoints, border):
+    rows, cols = out.shape[1] - 2 * border, out.shape[2] - 2 * border
+    _forward_project_numpy(volume, coeffs, out[:, border:border + rows, border:border + cols], subpoints)
+    return out
+
+
+@_FORWARD_PROJECT.register("numba")
+def _forward_project_numba(volume, coeffs, out, subpoints, border):
+    from ._forward_project_numba import forward_project_numba
+
+    from ._projector_taps_numba import tilt_aligned
+
+    nk, rows = out.shape[0], out.shape[1] - 2 * border
+    bands = row_bands(nk, rows)
+    fast = bands == 1 and border >= BORDER
+    shifts = subpoint_shifts(coeffs, subpoints)
+    if fast and tilt_aligned(coeffs, shifts):
+        from ._forward_project_numba import forward_project_tilt_numba
+
+        forward_project_tilt_numba(volume, coeffs, shifts, out, border)
+    else:
+        forward_project_numba(volume, coeffs, shifts, out, border, bands, fast)
+    return out
+
+
+@_FORWARD_PROJECT.register("cuda", "numba-cuda", with_engine=True)
+def _forward_project_gpu(volume, coeffs, out, subpoints, border, engine):
+    nk, rows, cols = out.shape[0], out.shape[1] - 2 * border, out.shape[2] - 2 * border
+    nz, ny, nx = volume.shape
+    with backend.get_device(out).use():
+        out.fill(0)
+        if engine == "cuda":
+            from . import _cuda
+
+            name = "forward_project_sub4" if subpoints == 4 else "forward_project_sub1"
+            kernel = _cuda.get_function("forward_project", name, backend.get_device(out))
+            block = (128,)
+            grid = ((nx * ny * nz + block[0] - 1) // block[0],)
+            kernel(grid, block, (volume, coeffs, np.int32(nk), np.int32(rows), np.int32(cols), np.int32(border), out,
+                                 np.int32(nz), np.int32(ny), np.int32(nx)))
+        else:
+            from ._forward_project_numba_cuda import forward_project_numba_cuda
+
+            forward_project_numba_cuda(as_numba_cuda(volume), as_numba_cuda(coeffs), as_numba_cuda(out),
+                                       int(subpoints), int(border), stream=numba_cuda_stream())
+    return out
 
 
 def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0, engine: str | None = None):
@@ -82,41 +131,4 @@ def forward_project(volume, coeffs, out, *, subpoints: int = 4, border: int = 0,
     where = "forward_project"
     border = check_projector_args(where, out, ("out", "volume"), volume, coeffs, border, subpoints)
     gpu_float32(where, volume, out)
-    engine = select_engine(engine, volume, coeffs, out, kernel=_FORWARD_PROJECT)
-    nk, rows, cols = out.shape[0], out.shape[1] - 2 * border, out.shape[2] - 2 * border
-    if engine == "numpy":
-        _forward_project_numpy(volume, coeffs, out[:, border:border + rows, border:border + cols], subpoints)
-        return out
-    if engine == "numba":
-        from ._forward_project_numba import forward_project_numba
-
-        from ._projector_taps_numba import tilt_aligned
-
-        bands = row_bands(nk, rows)
-        fast = bands == 1 and border >= BORDER
-        shifts = subpoint_shifts(coeffs, subpoints)
-        if fast and tilt_aligned(coeffs, shifts):
-            from ._forward_project_numba import forward_project_tilt_numba
-
-            forward_project_tilt_numba(volume, coeffs, shifts, out, border)
-        else:
-            forward_project_numba(volume, coeffs, shifts, out, border, bands, fast)
-        return out
-    nz, ny, nx = volume.shape
-    with backend.get_device(out).use():
-        out.fill(0)
-        if engine == "cuda":
-            from . import _cuda
-
-            name = "forward_project_sub4" if subpoints == 4 else "forward_project_sub1"
-            kernel = _cuda.get_function("forward_project", name, backend.get_device(out))
-            block = (128,)
-            grid = ((nx * ny * nz + block[0] - 1) // block[0],)
-            kernel(grid, block, (volume, coeffs, np.int32(nk), np.int32(rows), np.int32(cols), np.int32(border), out,
-                                 np.int32(nz), np.int32(ny), np.int32(nx)))
-        else:
-            from ._forward_project_numba_cuda import forward_project_numba_cuda
-
-            forward_project_numba_cuda(as_numba_cuda(volume), as_numba_cuda(coeffs), as_numba_cuda(out),
-                                       int(subpoints), int(border), stream=numba_cuda_stream())
-    return out
+    return _FORWARD_PROJECT(engine, (volume, coeffs, out), volume, coeffs, out, subpoints, border)
