@@ -23,14 +23,15 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import declare_engines, require_arrays, select_engine
+from ._dispatch import KernelDispatcher, require_arrays
 from ._tomo_checks import check_array
 
 __all__ = ["projection_residual"]
 
-_PROJECTION_RESIDUAL = declare_engines("projection_residual", ("numpy", "numba", "cuda"))
+_PROJECTION_RESIDUAL = KernelDispatcher("projection_residual", ("numpy", "numba", "cuda"))
 
 
+@_PROJECTION_RESIDUAL.register("numpy")
 def _projection_residual_numpy(src, data, weights, out, l1, scale, row_shift, col_shift, ob):
     nk, rows, cols = data.shape
     ri = (np.arange(rows) + row_shift) % src.shape[1]
@@ -40,6 +41,33 @@ def _projection_residual_numpy(src, data, weights, out, l1, scale, row_shift, co
     l1[...] = np.sum(np.abs(d) * (w != 0), axis=(1, 2))
     out[...] = 0
     out[:, ob:ob + rows, ob:ob + cols] = d * w
+    return out, l1
+
+
+@_PROJECTION_RESIDUAL.register("numba")
+def _projection_residual_numba(src, data, weights, out, l1, scale, row_shift, col_shift, ob):
+    from ._projection_residual_numba import projection_residual_numba
+
+    projection_residual_numba(src, data, weights, out, l1, float(scale), int(row_shift), int(col_shift), ob)
+    return out, l1
+
+
+@_PROJECTION_RESIDUAL.register("cuda")
+def _projection_residual_cuda(src, data, weights, out, l1, scale, row_shift, col_shift, ob):
+    from . import _cuda
+
+    where = "projection_residual"
+    n, rows, cols = data.shape
+    if data.dtype != np.float32:
+        raise InputError(f"{where}: the GPU kernel takes float32 arrays, got {data.dtype}")
+    with backend.get_device(out).use():
+        l1.fill(0)
+        kernel = _cuda.get_function("projection_residual", "projection_residual_f32", backend.get_device(out))
+        block = 256
+        grid = (min(((rows + 2 * ob) * (cols + 2 * ob) + block - 1) // block, 1024), n)
+        kernel(grid, (block,), (src, data, weights, out, l1, np.int32(n), np.int32(rows), np.int32(cols),
+                                np.int32(src.shape[1]), np.int32(src.shape[2]), np.float32(scale),
+                                np.int32(row_shift), np.int32(col_shift), np.int32(ob)))
     return out, l1
 
 
@@ -84,24 +112,5 @@ def projection_residual(src, data, weights, out, l1, *, scale: float = 1.0, row_
         raise InputError(f"{where}: src of shape {tuple(src.shape)} cannot cover {n} projection(s) of {rows}x{cols}")
     if l1.shape[0] != n:
         raise InputError(f"{where}: l1 has {l1.shape[0]} entries for {n} projection(s)")
-    engine = select_engine(engine, src, data, weights, out, l1, kernel=_PROJECTION_RESIDUAL)
-    if engine == "numpy":
-        return _projection_residual_numpy(src, data, weights, out, l1, scale, row_shift, col_shift, ob)
-    if engine == "numba":
-        from ._projection_residual_numba import projection_residual_numba
-
-        projection_residual_numba(src, data, weights, out, l1, float(scale), int(row_shift), int(col_shift), ob)
-        return out, l1
-    from . import _cuda
-
-    if data.dtype != np.float32:
-        raise InputError(f"{where}: the GPU kernel takes float32 arrays, got {data.dtype}")
-    with backend.get_device(out).use():
-        l1.fill(0)
-        kernel = _cuda.get_function("projection_residual", "projection_residual_f32", backend.get_device(out))
-        block = 256
-        grid = (min(((rows + 2 * ob) * (cols + 2 * ob) + block - 1) // block, 1024), n)
-        kernel(grid, (block,), (src, data, weights, out, l1, np.int32(n), np.int32(rows), np.int32(cols),
-                                np.int32(src.shape[1]), np.int32(src.shape[2]), np.float32(scale),
-                                np.int32(row_shift), np.int32(col_shift), np.int32(ob)))
-    return out, l1
+    return _PROJECTION_RESIDUAL(engine, (src, data, weights, out, l1), src, data, weights, out, l1, scale,
+                                row_shift, col_shift, ob)
