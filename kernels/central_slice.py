@@ -34,7 +34,7 @@ from fastem import backend
 from fastem.interop import accepts_torch
 from fastem.errors import InputError
 
-from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import KernelDispatcher, require_arrays, as_numba_cuda, numba_cuda_stream
 from ._tomo_checks import check_array
 
 __all__ = ["pad_rows", "scatter_planes", "sample_central_slices"]
@@ -42,9 +42,9 @@ __all__ = ["pad_rows", "scatter_planes", "sample_central_slices"]
 _COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
 
 
-_PAD_ROWS = declare_engines("pad_rows", ("numpy", "numba", "cuda"))
-_SCATTER = declare_engines("scatter_planes", ("numpy", "numba", "cuda"))
-_SAMPLE_SLICES = declare_engines("sample_central_slices", ("numpy", "numba", "cuda", "numba-cuda"))
+_PAD_ROWS = KernelDispatcher("pad_rows", ("numpy", "numba", "cuda"))
+_SCATTER = KernelDispatcher("scatter_planes", ("numpy", "numba", "cuda"))
+_SAMPLE_SLICES = KernelDispatcher("sample_central_slices", ("numpy", "numba", "cuda", "numba-cuda"))
 
 
 def _launch(name, function, out, grid, block, args):
@@ -53,6 +53,33 @@ def _launch(name, function, out, grid, block, args):
     dev = backend.get_device(out)
     with dev.use():
         _cuda.get_function(name, function, dev)(grid, block, args)
+
+
+@_PAD_ROWS.register("numpy")
+def _pad_rows_numpy(volume, out):
+    nx, px = volume.shape[2], out.shape[2]
+    out[...] = 0
+    out[:, :, (np.arange(nx) - nx // 2) % px] = volume
+    return out
+
+
+@_PAD_ROWS.register("numba")
+def _pad_rows_numba(volume, out):
+    from ._central_slice_numba import pad_rows_numba
+
+    pad_rows_numba(volume, out)
+    return out
+
+
+@_PAD_ROWS.register("cuda")
+def _pad_rows_cuda(volume, out):
+    _check_gpu_dtype("pad_rows", volume, np.float32)
+    nz, ny, nx = volume.shape
+    px = out.shape[2]
+    n = nz * ny * px
+    _launch("central_slice", "pad_rows_f32", out, (min((n + 255) // 256, 65535 * 8),), (256,),
+            (volume, out, np.int32(nz), np.int32(ny), np.int32(nx), np.int32(px)))
+    return out
 
 
 @accepts_torch
@@ -69,21 +96,38 @@ def pad_rows(volume, out, *, engine: str | None = None):
     nz, ny, nx = volume.shape
     if out.shape[:2] != (nz, ny) or out.shape[2] < nx:
         raise InputError(f"{where}: out of shape {tuple(out.shape)} cannot hold rows of {tuple(volume.shape)}")
-    engine = select_engine(engine, volume, out, kernel=_PAD_ROWS)
-    px = out.shape[2]
-    if engine == "numpy":
-        out[...] = 0
-        out[:, :, (np.arange(nx) - nx // 2) % px] = volume
-    elif engine == "numba":
-        from ._central_slice_numba import pad_rows_numba
+    return _PAD_ROWS(engine, (volume, out), volume, out)
 
-        pad_rows_numba(volume, out)
-    else:
-        _check_gpu_dtype(where, volume, np.float32)
-        n = nz * ny * px
-        _launch("central_slice", "pad_rows_f32", out, (min((n + 255) // 256, 65535 * 8),), (256,),
-                (volume, out, np.int32(nz), np.int32(ny), np.int32(nx), np.int32(px)))
-    return out
+
+@_SCATTER.register("numpy")
+def _scatter_planes_numpy(rows, spectrum):
+    nz, ny = rows.shape[:2]
+    pz, py = spectrum.shape[:2]
+    spectrum[...] = 0
+    zi = (np.arange(nz) - nz // 2) % pz
+    yi = (np.arange(ny) - ny // 2) % py
+    spectrum[zi[:, None], yi[None, :], :] = rows
+    return spectrum
+
+
+@_SCATTER.register("numba")
+def _scatter_planes_numba(rows, spectrum):
+    from ._central_slice_numba import scatter_planes_numba
+
+    nz, ny = rows.shape[:2]
+    scatter_planes_numba(rows, spectrum, nz // 2, ny // 2)
+    return spectrum
+
+
+@_SCATTER.register("cuda")
+def _scatter_planes_cuda(rows, spectrum):
+    _check_gpu_dtype("scatter_planes", rows, np.complex64)
+    nz, ny, h = rows.shape
+    pz, py = spectrum.shape[:2]
+    n = pz * py * h
+    _launch("central_slice", "scatter_planes_c64", spectrum, (min((n + 255) // 256, 65535 * 8),), (256,),
+            (rows, spectrum, np.int32(nz), np.int32(ny), np.int32(h), np.int32(pz), np.int32(py)))
+    return spectrum
 
 
 @accepts_torch
@@ -101,22 +145,7 @@ def scatter_planes(rows, spectrum, *, engine: str | None = None):
     pz, py, h2 = spectrum.shape
     if h2 != h or pz < nz or py < ny:
         raise InputError(f"{where}: spectrum of shape {tuple(spectrum.shape)} cannot hold rows of {tuple(rows.shape)}")
-    engine = select_engine(engine, rows, spectrum, kernel=_SCATTER)
-    if engine == "numpy":
-        spectrum[...] = 0
-        zi = (np.arange(nz) - nz // 2) % pz
-        yi = (np.arange(ny) - ny // 2) % py
-        spectrum[zi[:, None], yi[None, :], :] = rows
-    elif engine == "numba":
-        from ._central_slice_numba import scatter_planes_numba
-
-        scatter_planes_numba(rows, spectrum, nz // 2, ny // 2)
-    else:
-        _check_gpu_dtype(where, rows, np.complex64)
-        n = pz * py * h
-        _launch("central_slice", "scatter_planes_c64", spectrum, (min((n + 255) // 256, 65535 * 8),), (256,),
-                (rows, spectrum, np.int32(nz), np.int32(ny), np.int32(h), np.int32(pz), np.int32(py)))
-    return spectrum
+    return _SCATTER(engine, (rows, spectrum), rows, spectrum)
 
 
 def _check_gpu_dtype(where, a, dtype):
@@ -124,6 +153,7 @@ def _check_gpu_dtype(where, a, dtype):
         raise InputError(f"{where}: the GPU kernels take {np.dtype(dtype)} arrays, got {a.dtype}")
 
 
+@_SAMPLE_SLICES.register("numpy")
 def _sample_numpy(spectrum, frames, out, full_shape):
     pz, py, px = full_shape
     nk, qr, qh = out.shape
@@ -157,6 +187,38 @@ def _sample_numpy(spectrum, frames, out, full_shape):
     return out
 
 
+@_SAMPLE_SLICES.register("numba")
+def _sample_numba(spectrum, frames, out, full_shape):
+    from ._central_slice_numba import sample_slices_numba
+
+    pz, py, px = full_shape
+    sample_slices_numba(spectrum, frames, out, pz, py, px)
+    return out
+
+
+@_SAMPLE_SLICES.register("cuda")
+def _sample_cuda(spectrum, frames, out, full_shape):
+    _check_gpu_dtype("sample_central_slices", spectrum, np.complex64)
+    pz, py, px = full_shape
+    nk, qr, qh = out.shape
+    grid = ((qh + 31) // 32, (qr + 7) // 8, nk)
+    _launch("central_slice", "sample_slices_c64", out, grid, (32, 8),
+            (spectrum, frames, out, np.int32(nk), np.int32(qr), np.int32(qh),
+             np.int32(pz), np.int32(py), np.int32(px)))
+    return out
+
+
+@_SAMPLE_SLICES.register("numba-cuda")
+def _sample_numba_cuda(spectrum, frames, out, full_shape):
+    from ._central_slice_numba_cuda import sample_slices_numba_cuda
+
+    pz, py, px = full_shape
+    with backend.get_device(out).use():
+        sample_slices_numba_cuda(as_numba_cuda(spectrum), as_numba_cuda(frames), as_numba_cuda(out),
+                                 pz, py, px, stream=numba_cuda_stream())
+    return out
+
+
 @accepts_torch
 def sample_central_slices(spectrum, frames, out, full_shape, *, engine: str | None = None):
     """Trilinear central-plane sampling of a half spectrum (the ``fst`` projector's slice step).
@@ -185,25 +247,4 @@ def sample_central_slices(spectrum, frames, out, full_shape, *, engine: str | No
         raise InputError(f"{where}: spectrum shape {tuple(spectrum.shape)} is not the half spectrum of {full_shape}")
     if frames.shape != (out.shape[0], 2, 3):
         raise InputError(f"{where}: frames must have shape ({out.shape[0]}, 2, 3), got {tuple(frames.shape)}")
-    engine = select_engine(engine, spectrum, frames, out, kernel=_SAMPLE_SLICES)
-    if engine == "numpy":
-        return _sample_numpy(spectrum, frames, out, (pz, py, px))
-    if engine == "numba":
-        from ._central_slice_numba import sample_slices_numba
-
-        sample_slices_numba(spectrum, frames, out, pz, py, px)
-        return out
-    nk, qr, qh = out.shape
-    if engine == "cuda":
-        _check_gpu_dtype(where, spectrum, np.complex64)
-        grid = ((qh + 31) // 32, (qr + 7) // 8, nk)
-        _launch("central_slice", "sample_slices_c64", out, grid, (32, 8),
-                (spectrum, frames, out, np.int32(nk), np.int32(qr), np.int32(qh),
-                 np.int32(pz), np.int32(py), np.int32(px)))
-        return out
-    from ._central_slice_numba_cuda import sample_slices_numba_cuda
-
-    with backend.get_device(out).use():
-        sample_slices_numba_cuda(as_numba_cuda(spectrum), as_numba_cuda(frames), as_numba_cuda(out),
-                                 pz, py, px, stream=numba_cuda_stream())
-    return out
+    return _SAMPLE_SLICES(engine, (spectrum, frames, out), spectrum, frames, out, (pz, py, px))
