@@ -36,9 +36,9 @@ from fastem import backend
 from fastem.errors import InputError
 from fastem.interop import accepts_torch
 
-from ._dispatch import as_numba_cuda, declare_engines, numba_cuda_stream, require_arrays, select_engine
+from ._dispatch import KernelDispatcher, as_numba_cuda, numba_cuda_stream, require_arrays
 
-_VOLUME_PRIOR = declare_engines("volume_prior", ("numpy", "numba", "cuda", "numba-cuda"))
+_VOLUME_PRIOR = KernelDispatcher("volume_prior", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["volume_prior", "prior_lipschitz", "PRIORS", "prior_parameters", "pair_derivative"]
 
@@ -154,6 +154,45 @@ def _volume_prior_numpy(x, kind, a, p, q, t, sigma):
     return value, g
 
 
+@_VOLUME_PRIOR.register("numpy")
+def _volume_prior_numpy_engine(x, grad, kind, a, p, q, t, sigma, alpha, beta):
+    xp = backend.get_array_module(x)
+    value, g = _volume_prior_numpy(backend.to_device(x, "cpu"), kind, a, p, q, t, sigma)
+    new = alpha * g if beta == 0.0 else beta * backend.to_device(grad, "cpu").astype(np.float64) + alpha * g
+    grad[...] = xp.asarray(new.astype(grad.dtype))
+    return value
+
+
+@_VOLUME_PRIOR.register("numba")
+def _volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta):
+    from ._volume_prior_numba import volume_prior_numba
+
+    return float(volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta))
+
+
+@_VOLUME_PRIOR.register("cuda", "numba-cuda", with_engine=True)
+def _volume_prior_gpu(x, grad, kind, a, p, q, t, sigma, alpha, beta, engine):
+    xp = backend.get_array_module(x)
+    with backend.get_device(x).use() if backend.is_cupy_array(x) else contextlib.nullcontext():
+        out = xp.zeros(1, dtype=np.float64)
+        nz, ny, nx = x.shape
+        if engine == "cuda":
+            from . import _cuda
+
+            name = "volume_prior_f32" if x.dtype == np.float32 else "volume_prior_f64"
+            kernel = _cuda.get_function("volume_prior", name, backend.get_device(x))
+            grid, block = _cuda.launch_config(x.size, threads=256, max_blocks=65535)
+            kernel(grid, block, (x, grad, np.int64(nz), np.int64(ny), np.int64(nx), np.int32(kind), np.float64(a),
+                                 np.float64(p), np.float64(q), np.float64(t), np.float64(sigma), np.float64(alpha),
+                                 np.float64(beta), out))
+        else:  # numba-cuda
+            from ._volume_prior_numba_cuda import volume_prior_numba_cuda
+
+            volume_prior_numba_cuda(as_numba_cuda(x), as_numba_cuda(grad), kind, a, p, q, t, sigma, alpha, beta,
+                                    as_numba_cuda(out), stream=numba_cuda_stream())
+        return out[0] if backend.is_cupy_array(x) else float(out[0])
+
+
 @accepts_torch
 def volume_prior(x, grad, prior: str = "tv", *, eps: float = 1e-3, delta: float = 1e-2, p: float = 1.2,
                  q: float = 2.0, t: float = 1.0, sigma: float = 1.0, alpha: float = 1.0, beta: float = 0.0,
@@ -200,36 +239,7 @@ def volume_prior(x, grad, prior: str = "tv", *, eps: float = 1e-3, delta: float 
     alpha, beta = float(alpha), float(beta)
     if not (math.isfinite(alpha) and math.isfinite(beta)):
         raise InputError(f"volume_prior: alpha and beta must be finite, got {alpha}, {beta}")
-    engine = select_engine(engine, x, grad, kernel=_VOLUME_PRIOR)
-    if engine == "numpy":
-        xp = backend.get_array_module(x)
-        value, g = _volume_prior_numpy(backend.to_device(x, "cpu"), kind, a, p, q, t, sigma)
-        new = alpha * g if beta == 0.0 else beta * backend.to_device(grad, "cpu").astype(np.float64) + alpha * g
-        grad[...] = xp.asarray(new.astype(grad.dtype))
-        return value
-    if engine == "numba":
-        from ._volume_prior_numba import volume_prior_numba
-
-        return float(volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta))
-    xp = backend.get_array_module(x)
-    with backend.get_device(x).use() if backend.is_cupy_array(x) else contextlib.nullcontext():
-        out = xp.zeros(1, dtype=np.float64)
-        nz, ny, nx = x.shape
-        if engine == "cuda":
-            from . import _cuda
-
-            name = "volume_prior_f32" if x.dtype == np.float32 else "volume_prior_f64"
-            kernel = _cuda.get_function("volume_prior", name, backend.get_device(x))
-            grid, block = _cuda.launch_config(x.size, threads=256, max_blocks=65535)
-            kernel(grid, block, (x, grad, np.int64(nz), np.int64(ny), np.int64(nx), np.int32(kind), np.float64(a),
-                                 np.float64(p), np.float64(q), np.float64(t), np.float64(sigma), np.float64(alpha),
-                                 np.float64(beta), out))
-        else:  # numba-cuda
-            from ._volume_prior_numba_cuda import volume_prior_numba_cuda
-
-            volume_prior_numba_cuda(as_numba_cuda(x), as_numba_cuda(grad), kind, a, p, q, t, sigma, alpha, beta,
-                                    as_numba_cuda(out), stream=numba_cuda_stream())
-        return out[0] if backend.is_cupy_array(x) else float(out[0])
+    return _VOLUME_PRIOR(engine, (x, grad), x, grad, kind, a, p, q, t, sigma, alpha, beta)
 
 
 def pair_derivative(prior: str, d, **params) -> np.ndarray:
