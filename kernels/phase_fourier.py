@@ -37,10 +37,10 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import KernelDispatcher, require_arrays, as_numba_cuda, numba_cuda_stream
 from ._phase_common import check_batch, check_contiguous
 
-_FOURIER = declare_engines("phase_fourier_update", ("numpy", "numba", "cuda", "numba-cuda"))
+_FOURIER = KernelDispatcher("phase_fourier_update", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["phase_fourier_update", "bind_phase_fourier_update", "MODE_GPS", "MODE_PROJECT", "MODE_FILTER"]
 
@@ -129,57 +129,98 @@ def bind_phase_fourier_update(mode: int, z, buf, bk, filt=None, *, t: float = 1.
     _check(mode, z, buf, bk, filt, mode == MODE_GPS and filt is not None)
     if mode == MODE_GPS and not t > 0:
         raise InputError(f"phase_fourier_update: t must be > 0, got {t}")
-    engine = select_engine(engine, z, buf, bk, filt, kernel=_FOURIER)
+    return _FOURIER(engine, (z, buf, bk, filt), mode, z, buf, bk, filt, t, s, scale)
+
+
+# Each engine's implementation is a binder: it takes the validated arrays and constants and
+# returns the ``update(sigma, use_filter)`` closure that the solvers call every iteration.
+
+@_FOURIER.register("numpy")
+def _bind_numpy(mode, z, buf, bk, filt, t, s, scale):
     has_filt = filt is not None
-    if engine == "numpy":
-        def update_numpy(sigma: float = 0.0, use_filter: bool = False) -> None:
-            _check_sigma(sigma)
-            uf = bool(use_filter) and has_filt
-            _fourier_numpy(mode, z, buf, bk, filt if (uf or mode == MODE_FILTER) else None, uf, t, s, sigma, scale)
-        return update_numpy
+
+    def update_numpy(sigma: float = 0.0, use_filter: bool = False) -> None:
+        _check_sigma(sigma)
+        uf = bool(use_filter) and has_filt
+        _fourier_numpy(mode, z, buf, bk, filt if (uf or mode == MODE_FILTER) else None, uf, t, s, sigma, scale)
+    return update_numpy
+
+
+def _layout(z, buf, bk, filt):
+    """(npix, runs, rowlen, z or buf, filt or bk): the compiled kernels' view of the batch; unused
+    arrays are replaced by arrays of the same dtype that those modes never touch."""
     npix = int(bk.size)
-    runs = buf.size // npix
-    rowlen = int(bk.shape[-1])
+    return npix, buf.size // npix, int(bk.shape[-1]), (buf if z is None else z), (bk if filt is None else filt)
+
+
+def _prox_weights(mode, t, sigma) -> tuple[float, float]:
+    """``(1 / (1 + eps), eps / (1 + eps))`` with ``eps = sigma / t`` (GPS; ``eps = 0`` otherwise)."""
+    _check_sigma(sigma)
+    eps = sigma / t if mode == MODE_GPS else 0.0
+    return 1.0 / (1.0 + eps), eps / (1.0 + eps)
+
+
+def _constants(mode, t, s, scale, rdt, sigma):
+    """The kernels' scalar arguments ``(t, s, 1 / (1 + eps), eps / (1 + eps), scale)`` in the real dtype ``rdt``."""
+    keep, pull = _prox_weights(mode, t, sigma)
+    return rdt(t), rdt(s), rdt(keep), rdt(pull), rdt(scale)
+
+
+@_FOURIER.register("numba")
+def _bind_numba(mode, z, buf, bk, filt, t, s, scale):
+    from ._phase_fourier_numba import phase_fourier_numba
+
+    has_filt = filt is not None
+    npix, _, rowlen, zz, ff = _layout(z, buf, bk, filt)
     rdt = bk.dtype.type
     tiny = rdt(np.finfo(rdt).tiny)
-    zz = buf if z is None else z
-    ff = bk if filt is None else filt
+    zv, bv, bkv, fv = zz.reshape(-1).view(rdt), buf.reshape(-1).view(rdt), bk.reshape(-1), ff.reshape(-1)
 
-    def constants(sigma):
-        _check_sigma(sigma)
-        eps = sigma / t if mode == MODE_GPS else 0.0
-        return rdt(t), rdt(s), rdt(1.0 / (1.0 + eps)), rdt(eps / (1.0 + eps)), rdt(scale)
+    def update_numba(sigma: float = 0.0, use_filter: bool = False) -> None:
+        phase_fourier_numba(int(mode), zv, bv, bkv, fv, bool(use_filter) and has_filt,
+                            *_constants(mode, t, s, scale, rdt, sigma), rdt(1), tiny, npix, rowlen)
+    return update_numba
 
-    if engine == "numba":
-        from ._phase_fourier_numba import phase_fourier_numba
 
-        zv, bv, bkv, fv = zz.reshape(-1).view(rdt), buf.reshape(-1).view(rdt), bk.reshape(-1), ff.reshape(-1)
+@_FOURIER.register("cuda")
+def _bind_cuda(mode, z, buf, bk, filt, t, s, scale):
+    from . import _cuda
 
-        def update_numba(sigma: float = 0.0, use_filter: bool = False) -> None:
-            phase_fourier_numba(int(mode), zv, bv, bkv, fv, bool(use_filter) and has_filt, *constants(sigma), rdt(1),
-                                tiny, npix, rowlen)
-        return update_numba
+    has_filt = filt is not None
+    npix, runs, _, zz, ff = _layout(z, buf, bk, filt)
+    rdt = bk.dtype.type
     device = backend.get_device(buf)
-    if engine == "cuda":
-        from . import _cuda
+    name = "phase_fourier_c64" if buf.dtype == np.complex64 else "phase_fourier_c128"
+    kernel = _cuda.get_function("phase_fourier", name, device)
+    grid, block = _grid(npix, runs)
 
-        name = "phase_fourier_c64" if buf.dtype == np.complex64 else "phase_fourier_c128"
-        kernel = _cuda.get_function("phase_fourier", name, device)
-        grid, block = _grid(npix, runs)
+    def constants(sigma):   # _constants spelt out here, so the launch check sees each argument's dtype
+        keep, pull = _prox_weights(mode, t, sigma)
+        return rdt(t), rdt(s), rdt(keep), rdt(pull), rdt(scale)
 
-        def update_cuda(sigma: float = 0.0, use_filter: bool = False) -> None:
-            with device.use():
-                kernel(grid, block, (np.int32(mode), zz, buf, bk, ff, np.int32(bool(use_filter) and has_filt),
-                                     *constants(sigma), np.int64(npix)))
-        return update_cuda
+    def update_cuda(sigma: float = 0.0, use_filter: bool = False) -> None:
+        with device.use():
+            kernel(grid, block, (np.int32(mode), zz, buf, bk, ff, np.int32(bool(use_filter) and has_filt),
+                                 *constants(sigma), np.int64(npix)))
+    return update_cuda
+
+
+@_FOURIER.register("numba-cuda")
+def _bind_numba_cuda(mode, z, buf, bk, filt, t, s, scale):
     from ._phase_fourier_numba_cuda import phase_fourier_numba_cuda
 
+    has_filt = filt is not None
+    npix, runs, _, zz, ff = _layout(z, buf, bk, filt)
+    rdt = bk.dtype.type
+    tiny = rdt(np.finfo(rdt).tiny)
+    device = backend.get_device(buf)
     zc, bc, bkc, fc = (as_numba_cuda(a.reshape(-1)) for a in (zz, buf, bk, ff))
 
     def update_numba_cuda(sigma: float = 0.0, use_filter: bool = False) -> None:
         with device.use():
-            phase_fourier_numba_cuda(int(mode), zc, bc, bkc, fc, int(bool(use_filter) and has_filt), *constants(sigma),
-                                     tiny, npix, runs, stream=numba_cuda_stream())
+            phase_fourier_numba_cuda(int(mode), zc, bc, bkc, fc, int(bool(use_filter) and has_filt),
+                                     *_constants(mode, t, s, scale, rdt, sigma), tiny, npix, runs,
+                                     stream=numba_cuda_stream())
     return update_numba_cuda
 
 
