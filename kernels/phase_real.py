@@ -41,10 +41,10 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import KernelDispatcher, require_arrays, as_numba_cuda, numba_cuda_stream
 from ._phase_common import check_batch, check_contiguous
 
-_REAL = declare_engines("phase_real_update", ("numpy", "numba", "cuda", "numba-cuda"))
+_REAL = KernelDispatcher("phase_real_update", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["phase_real_update", "bind_phase_real_update", "MODE_GPS", "MODE_ER", "MODE_HIO", "MODE_OSS_SPLIT", "MODE_OSS_MERGE"]
 
@@ -135,47 +135,75 @@ def bind_phase_real_update(mode: int, buf, wsup, u=None, image=None, *, beta: fl
     receives the projected image this time). Arguments as in :func:`phase_real_update`.
     """
     _check(mode, buf, wsup, u, image)
-    engine = select_engine(engine, buf, wsup, u, image, kernel=_REAL)
+    return _REAL(engine, (buf, wsup, u, image), mode, buf, wsup, u, image, beta)
+
+
+# Each engine's implementation is a binder: it takes the validated arrays and ``beta`` and
+# returns the ``update(write_image)`` closure that the solvers call every iteration.
+
+@_REAL.register("numpy")
+def _bind_numpy(mode, buf, wsup, u, image, beta):
     can_write = image is not None and mode in _WRITES_IMAGE
-    if engine == "numpy":
-        def update_numpy(write_image: bool = False) -> None:
-            _real_numpy(mode, buf, wsup, u, image if (write_image and can_write) else None, beta)
-        return update_numpy
+
+    def update_numpy(write_image: bool = False) -> None:
+        _real_numpy(mode, buf, wsup, u, image if (write_image and can_write) else None, beta)
+    return update_numpy
+
+
+def _layout(mode, buf, wsup, u, image):
+    """``(npix, runs, wstride, rowlen, u', image', can_write)``: the compiled kernels' view of the batch.
+
+    ``wstride`` is the offset of run r's support, ``r * wstride`` (0 for a shared support).
+    Unused arrays are replaced by ``wsup`` (same real dtype, never touched in those modes) so
+    one compiled kernel serves every mode.
+    """
+    can_write = image is not None and mode in _WRITES_IMAGE
     per_run = _per_run(buf, wsup)
     npix = int(wsup[0].size) if per_run else int(wsup.size)
-    runs = buf.size // npix
-    wstride = npix if per_run else 0  # offset of run r's support: r * wstride
-    rowlen = int(wsup.shape[-1])
+    return (npix, buf.size // npix, npix if per_run else 0, int(wsup.shape[-1]),
+            u if u is not None else wsup, image if can_write else wsup, can_write)
+
+
+@_REAL.register("numba")
+def _bind_numba(mode, buf, wsup, u, image, beta):
+    from ._phase_real_numba import phase_real_numba
+
+    npix, _, wstride, rowlen, uu, im, can_write = _layout(mode, buf, wsup, u, image)
     rdt = wsup.dtype.type
-    # unused arrays are replaced by ``wsup`` (same real dtype, never touched in those modes) so
-    # one compiled kernel serves every mode
-    uu = u if u is not None else wsup
-    im = image if can_write else wsup
-    if engine == "numba":
-        from ._phase_real_numba import phase_real_numba
+    bv, wv, uv, iv = buf.reshape(-1).view(rdt), wsup.reshape(-1), uu.reshape(-1), im.reshape(-1)
 
-        bv, wv, uv, iv = buf.reshape(-1).view(rdt), wsup.reshape(-1), uu.reshape(-1), im.reshape(-1)
+    def update_numba(write_image: bool = False) -> None:
+        phase_real_numba(int(mode), bv, wv, uv, iv, bool(write_image) and can_write, rdt(beta), npix, rowlen,
+                         wstride)
+    return update_numba
 
-        def update_numba(write_image: bool = False) -> None:
-            phase_real_numba(int(mode), bv, wv, uv, iv, bool(write_image) and can_write, rdt(beta), npix, rowlen,
-                             wstride)
-        return update_numba
+
+@_REAL.register("cuda")
+def _bind_cuda(mode, buf, wsup, u, image, beta):
+    from . import _cuda
+
+    npix, runs, wstride, _, uu, im, can_write = _layout(mode, buf, wsup, u, image)
+    rdt = wsup.dtype.type
     device = backend.get_device(buf)
-    if engine == "cuda":
-        from . import _cuda
+    name = "phase_real_c64" if buf.dtype == np.complex64 else "phase_real_c128"
+    kernel = _cuda.get_function("phase_real", name, device)
+    blocks = max(1, min((npix + 255) // 256, 1024))
 
-        name = "phase_real_c64" if buf.dtype == np.complex64 else "phase_real_c128"
-        kernel = _cuda.get_function("phase_real", name, device)
-        blocks = max(1, min((npix + 255) // 256, 1024))
+    def update_cuda(write_image: bool = False) -> None:
+        with device.use():
+            kernel((blocks, runs), (256,), (np.int32(mode), buf, wsup, uu, im,
+                                            np.int32(bool(write_image) and can_write), rdt(beta), np.int64(npix),
+                                            np.int64(wstride)))
+    return update_cuda
 
-        def update_cuda(write_image: bool = False) -> None:
-            with device.use():
-                kernel((blocks, runs), (256,), (np.int32(mode), buf, wsup, uu, im,
-                                                np.int32(bool(write_image) and can_write), rdt(beta), np.int64(npix),
-                                                np.int64(wstride)))
-        return update_cuda
+
+@_REAL.register("numba-cuda")
+def _bind_numba_cuda(mode, buf, wsup, u, image, beta):
     from ._phase_real_numba_cuda import phase_real_numba_cuda
 
+    npix, runs, wstride, _, uu, im, can_write = _layout(mode, buf, wsup, u, image)
+    rdt = wsup.dtype.type
+    device = backend.get_device(buf)
     bc, wc, uc, ic = (as_numba_cuda(a.reshape(-1)) for a in (buf, wsup, uu, im))
 
     def update_numba_cuda(write_image: bool = False) -> None:
