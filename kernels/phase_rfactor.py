@@ -24,10 +24,10 @@ import numpy as np
 from fastem import backend
 from fastem.errors import InputError
 
-from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import KernelDispatcher, require_arrays, as_numba_cuda, numba_cuda_stream
 
-_HERMITIAN_HALF = declare_engines("hermitian_half", ("numpy", "numba", "cuda", "numba-cuda"))
-_RFACTOR_HALF = declare_engines("rfactor_half", ("numpy", "numba", "cuda", "numba-cuda"))
+_HERMITIAN_HALF = KernelDispatcher("hermitian_half", ("numpy", "numba", "cuda", "numba-cuda"))
+_RFACTOR_HALF = KernelDispatcher("rfactor_half", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["hermitian_half", "rfactor_half", "half_spectrum_weights"]
 
@@ -84,34 +84,50 @@ def hermitian_half(z, half, scale: float = 1.0, engine: str | None = None) -> No
         raise InputError(f"hermitian_half: half has shape {tuple(half.shape)}, expected {want} for z {tuple(z.shape)}")
     if not (z.flags.c_contiguous and half.flags.c_contiguous):
         raise InputError("hermitian_half: z and half must be C-contiguous")
-    engine = select_engine(engine, z, half, kernel=_HERMITIAN_HALF)
+    _HERMITIAN_HALF(engine, (z, half), z, half, scale)
+
+
+@_HERMITIAN_HALF.register("numpy")
+def _hermitian_half_numpy(z, half, scale) -> None:
+    xp = backend.get_array_module(z)
+    mirrored = z
+    for ax in range(1, z.ndim):
+        mirrored = xp.take(mirrored, (-xp.arange(z.shape[ax])) % z.shape[ax], axis=ax)
+    half[...] = ((z + xp.conj(mirrored)) * (0.5 * scale))[..., : half.shape[-1]]
+
+
+@_HERMITIAN_HALF.register("numba")
+def _hermitian_half_numba(z, half, scale) -> None:
+    from ._phase_rfactor_numba import hermitian_half_numba
+
+    runs, a, b, c = _runs_grid3(z.shape)
     rdt = _REAL_OF[z.dtype].type
-    if engine == "numpy":
-        xp = backend.get_array_module(z)
-        mirrored = z
-        for ax in range(1, z.ndim):
-            mirrored = xp.take(mirrored, (-xp.arange(z.shape[ax])) % z.shape[ax], axis=ax)
-        half[...] = ((z + xp.conj(mirrored)) * (0.5 * scale))[..., : want[-1]]
-        return
-    if engine == "numba":
-        from ._phase_rfactor_numba import hermitian_half_numba
+    hermitian_half_numba(z.reshape(-1).view(rdt), half.reshape(-1).view(rdt), runs, a, b, c, rdt(0.5 * scale))
 
-        hermitian_half_numba(z.reshape(-1).view(rdt), half.reshape(-1).view(rdt), runs, a, b, c, rdt(0.5 * scale))
-        return
+
+@_HERMITIAN_HALF.register("cuda")
+def _hermitian_half_cuda(z, half, scale) -> None:
+    from . import _cuda
+
+    runs, a, b, c = _runs_grid3(z.shape)
+    rdt = _REAL_OF[z.dtype].type
     with backend.get_device(z).use():
-        if engine == "cuda":
-            from . import _cuda
+        name = "hermitian_half_c64" if z.dtype == np.complex64 else "hermitian_half_c128"
+        kernel = _cuda.get_function("phase_rfactor", name, backend.get_device(z))
+        nhalf = a * b * (c // 2 + 1)
+        blocks = max(1, min((nhalf + 255) // 256, 1024))
+        kernel((blocks, runs), (256,), (z, half, np.int64(a), np.int64(b), np.int64(c), rdt(0.5 * scale)))
 
-            name = "hermitian_half_c64" if z.dtype == np.complex64 else "hermitian_half_c128"
-            kernel = _cuda.get_function("phase_rfactor", name, backend.get_device(z))
-            nhalf = a * b * (c // 2 + 1)
-            blocks = max(1, min((nhalf + 255) // 256, 1024))
-            kernel((blocks, runs), (256,), (z, half, np.int64(a), np.int64(b), np.int64(c), rdt(0.5 * scale)))
-        else:  # numba-cuda
-            from ._phase_rfactor_numba_cuda import hermitian_half_numba_cuda
 
-            hermitian_half_numba_cuda(as_numba_cuda(z.reshape(-1)), as_numba_cuda(half.reshape(-1)), runs, a, b, c,
-                                      rdt(0.5 * scale), stream=numba_cuda_stream())
+@_HERMITIAN_HALF.register("numba-cuda")
+def _hermitian_half_numba_cuda(z, half, scale) -> None:
+    from ._phase_rfactor_numba_cuda import hermitian_half_numba_cuda
+
+    runs, a, b, c = _runs_grid3(z.shape)
+    rdt = _REAL_OF[z.dtype].type
+    with backend.get_device(z).use():
+        hermitian_half_numba_cuda(as_numba_cuda(z.reshape(-1)), as_numba_cuda(half.reshape(-1)), runs, a, b, c,
+                                  rdt(0.5 * scale), stream=numba_cuda_stream())
 
 
 def rfactor_half(spec, bh, bm, out, partial=None, engine: str | None = None):
@@ -146,37 +162,54 @@ def rfactor_half(spec, bh, bm, out, partial=None, engine: str | None = None):
         raise InputError(f"rfactor_half: out must be float64 with shape ({runs},), got {out.dtype} {tuple(out.shape)}")
     if not (spec.flags.c_contiguous and bh.flags.c_contiguous and bm.flags.c_contiguous):
         raise InputError("rfactor_half: spec, bh and bm must be C-contiguous")
-    engine = select_engine(engine, spec, bh, bm, out, kernel=_RFACTOR_HALF)
-    if engine == "numpy":
-        xp = backend.get_array_module(spec)
-        mag = xp.abs(spec).astype(np.float64)
-        bh64, bm64 = bh.astype(np.float64), bm.astype(np.float64)
-        term = xp.where(bh64 >= 0, xp.abs(mag - bh64), 0) + xp.where(bm64 >= 0, xp.abs(mag - bm64), 0)
-        out[...] = term.reshape(runs, -1).sum(axis=1)
-        return out
-    npix = int(np.prod(half_grid))
-    rowlen = int(half_grid[-1])
-    if engine == "numba":
-        from ._phase_rfactor_numba import rfactor_half_numba
+    return _RFACTOR_HALF(engine, (spec, bh, bm, out), spec, bh, bm, out, partial)
 
-        rows = npix // rowlen
-        if partial is None or partial.size < runs * rows or partial.dtype != np.float64:
-            partial = np.empty(runs * rows, np.float64)
-        rfactor_half_numba(spec.reshape(-1).view(rdt), bh.reshape(-1), bm.reshape(-1), partial, out, npix, rowlen)
-        return out
+
+@_RFACTOR_HALF.register("numpy")
+def _rfactor_half_numpy(spec, bh, bm, out, partial):
+    xp = backend.get_array_module(spec)
+    mag = xp.abs(spec).astype(np.float64)
+    bh64, bm64 = bh.astype(np.float64), bm.astype(np.float64)
+    term = xp.where(bh64 >= 0, xp.abs(mag - bh64), 0) + xp.where(bm64 >= 0, xp.abs(mag - bm64), 0)
+    out[...] = term.reshape(spec.shape[0], -1).sum(axis=1)
+    return out
+
+
+@_RFACTOR_HALF.register("numba")
+def _rfactor_half_numba(spec, bh, bm, out, partial):
+    from ._phase_rfactor_numba import rfactor_half_numba
+
+    runs, npix, rowlen = int(spec.shape[0]), int(np.prod(spec.shape[1:])), int(spec.shape[-1])
+    rows = npix // rowlen
+    if partial is None or partial.size < runs * rows or partial.dtype != np.float64:
+        partial = np.empty(runs * rows, np.float64)
+    rfactor_half_numba(spec.reshape(-1).view(_REAL_OF[spec.dtype]), bh.reshape(-1), bm.reshape(-1), partial, out,
+                       npix, rowlen)
+    return out
+
+
+@_RFACTOR_HALF.register("cuda")
+def _rfactor_half_cuda(spec, bh, bm, out, partial):
+    from . import _cuda
+
+    runs, npix = int(spec.shape[0]), int(np.prod(spec.shape[1:]))
     with backend.get_device(spec).use():
         out.fill(0)
-        if engine == "cuda":
-            from . import _cuda
+        name = "rfactor_half_c64" if spec.dtype == np.complex64 else "rfactor_half_c128"
+        kernel = _cuda.get_function("phase_rfactor", name, backend.get_device(spec))
+        blocks = max(1, min((npix + 255) // 256, 256))
+        kernel((blocks, runs), (256,), (spec, bh, bm, out, np.int64(npix)))
+    return out
 
-            name = "rfactor_half_c64" if spec.dtype == np.complex64 else "rfactor_half_c128"
-            kernel = _cuda.get_function("phase_rfactor", name, backend.get_device(spec))
-            blocks = max(1, min((npix + 255) // 256, 256))
-            kernel((blocks, runs), (256,), (spec, bh, bm, out, np.int64(npix)))
-        else:  # numba-cuda
-            from ._phase_rfactor_numba_cuda import rfactor_half_numba_cuda
 
-            rfactor_half_numba_cuda(as_numba_cuda(spec.reshape(-1)), as_numba_cuda(bh.reshape(-1)),
-                                    as_numba_cuda(bm.reshape(-1)), as_numba_cuda(out), npix, runs,
-                                    stream=numba_cuda_stream())
+@_RFACTOR_HALF.register("numba-cuda")
+def _rfactor_half_numba_cuda(spec, bh, bm, out, partial):
+    from ._phase_rfactor_numba_cuda import rfactor_half_numba_cuda
+
+    runs, npix = int(spec.shape[0]), int(np.prod(spec.shape[1:]))
+    with backend.get_device(spec).use():
+        out.fill(0)
+        rfactor_half_numba_cuda(as_numba_cuda(spec.reshape(-1)), as_numba_cuda(bh.reshape(-1)),
+                                as_numba_cuda(bm.reshape(-1)), as_numba_cuda(out), npix, runs,
+                                stream=numba_cuda_stream())
     return out
