@@ -37,10 +37,10 @@ from fastem import backend
 from fastem.interop import accepts_torch
 from fastem.errors import InputError
 
-from ._dispatch import declare_engines, require_arrays, as_numba_cuda, numba_cuda_stream, select_engine
+from ._dispatch import KernelDispatcher, require_arrays, as_numba_cuda, numba_cuda_stream
 
-_LOSS = declare_engines("alrc_loss", ("numpy", "numba", "cuda", "numba-cuda"))
-_GRAD = declare_engines("alrc_loss_grad", ("numpy", "numba", "cuda", "numba-cuda"))
+_LOSS = KernelDispatcher("alrc_loss", ("numpy", "numba", "cuda", "numba-cuda"))
+_GRAD = KernelDispatcher("alrc_loss_grad", ("numpy", "numba", "cuda", "numba-cuda"))
 
 __all__ = ["LOSSES", "ALRCResult", "alrc_loss", "alrc_loss_grad", "alrc_threshold", "check_moments"]
 
@@ -240,33 +240,15 @@ def alrc_loss(pred, target, moments=None, *, loss: str = "mse", weight=None, sca
         if getattr(moments, "shape", None) != (2,) or moments.dtype != np.float64:
             raise InputError(f"{where}: moments must be a float64 array of shape (2,), got "
                              f"{getattr(moments, 'dtype', type(moments).__name__)} {getattr(moments, 'shape', '')}")
-    engine = select_engine(engine, pred, target, weight, moments if clip else None, kernel=_LOSS)
-    on_gpu = engine in ("cuda", "numba-cuda") and backend.is_cupy_array(pred)
+    # resolved first: the gradient below runs on the same engine
+    engine = _LOSS.select(engine, pred, target, weight, moments if clip else None)
+    on_gpu = backend.is_cupy_array(pred)   # (a resolved engine for CuPy arrays is a GPU one)
     if check_finite is None:
         check_finite = not on_gpu
     p2, t2 = _flat(pred, "pred"), _flat(target, "target")
     w2, has_w = _weight2d(weight, p2)
-    nb, npix = p2.shape
-    dummy_m = moments if clip else None
-
-    if engine == "numpy":
-        mean, losses, clipped, factor, gscale, bad = _forward_numpy(p2, t2, w2, has_w, kind, scale, n, beta,
-                                                                    clip, update, dummy_m)
-        result = ALRCResult(mean, losses, clipped, factor, gscale, None, bad)
-    elif engine == "numba":
-        from . import _alrc_loss_numba as K
-
-        nchunk = (npix + K.CHUNK - 1) // K.CHUNK
-        partial = np.empty((nb, nchunk), dtype=np.float64)
-        sums = K.alrc_partial_sums_serial if p2.size < K.SERIAL_BELOW else K.alrc_partial_sums_numba
-        sums(p2, t2, w2, has_w, kind, K.CHUNK, partial)
-        losses, clipped, factor, gscale = (np.empty(nb) for _ in range(4))
-        mom = moments if clip else np.zeros(2)
-        mean, bad = K.alrc_finalize_numba(partial, npix, kind, scale, n, beta, clip, update, mom, losses, clipped,
-                                        factor, gscale)
-        result = ALRCResult(float(mean), losses, clipped, factor, gscale, None, int(bad))
-    else:
-        result = _forward_gpu(engine, p2, t2, w2, has_w, kind, scale, n, beta, clip, update, moments)
+    nb = p2.shape[0]
+    result = _LOSS.implementation(engine)(p2, t2, w2, has_w, kind, scale, n, beta, clip, update, moments)
 
     if check_finite:
         bad = int(result.nonfinite) if not on_gpu else int(result.nonfinite[0])
@@ -281,7 +263,34 @@ def alrc_loss(pred, target, moments=None, *, loss: str = "mse", weight=None, sca
     return result
 
 
-def _forward_gpu(engine, p2, t2, w2, has_w, kind, scale, n, beta, clip, update, moments):
+# --- forward implementations: (p2, t2, w2, has_w, kind, scale, n, beta, clip, update, moments) -> ALRCResult,
+# with the arrays flattened to (B, P) (w2: (B or 1, P), or a 1x1 dummy when not has_w) ------------------
+
+@_LOSS.register("numpy")
+def _alrc_loss_numpy(p2, t2, w2, has_w, kind, scale, n, beta, clip, update, moments):
+    mean, losses, clipped, factor, gscale, bad = _forward_numpy(p2, t2, w2, has_w, kind, scale, n, beta,
+                                                                clip, update, moments if clip else None)
+    return ALRCResult(mean, losses, clipped, factor, gscale, None, bad)
+
+
+@_LOSS.register("numba")
+def _alrc_loss_numba(p2, t2, w2, has_w, kind, scale, n, beta, clip, update, moments):
+    from . import _alrc_loss_numba as K
+
+    nb, npix = p2.shape
+    nchunk = (npix + K.CHUNK - 1) // K.CHUNK
+    partial = np.empty((nb, nchunk), dtype=np.float64)
+    sums = K.alrc_partial_sums_serial if p2.size < K.SERIAL_BELOW else K.alrc_partial_sums_numba
+    sums(p2, t2, w2, has_w, kind, K.CHUNK, partial)
+    losses, clipped, factor, gscale = (np.empty(nb) for _ in range(4))
+    mom = moments if clip else np.zeros(2)
+    mean, bad = K.alrc_finalize_numba(partial, npix, kind, scale, n, beta, clip, update, mom, losses, clipped,
+                                      factor, gscale)
+    return ALRCResult(float(mean), losses, clipped, factor, gscale, None, int(bad))
+
+
+@_LOSS.register("cuda", "numba-cuda", with_engine=True)
+def _forward_gpu(p2, t2, w2, has_w, kind, scale, n, beta, clip, update, moments, engine):
     xp = backend.get_array_module(p2)
     nb, npix = p2.shape
     dev = backend.get_device(p2)
@@ -333,7 +342,7 @@ def alrc_loss_grad(pred, target, gscale, *, loss: str = "mse", weight=None, gout
     nb = pred.shape[0]
     if getattr(gscale, "shape", None) != (nb,):
         raise InputError(f"{where}: gscale must have shape ({nb},), got {getattr(gscale, 'shape', None)}")
-    engine = select_engine(engine, pred, target, weight, gscale, kernel=_GRAD)
+    impl = _GRAD.implementation(_GRAD.select(engine, pred, target, weight, gscale))
     xp = backend.get_array_module(pred)
     if out is None:
         out = xp.empty_like(pred)
@@ -341,17 +350,33 @@ def alrc_loss_grad(pred, target, gscale, *, loss: str = "mse", weight=None, gout
         raise InputError(f"{where}: out must be a C-contiguous {pred.dtype} array of shape {pred.shape}")
     p2, t2, o2 = _flat(pred, "pred"), _flat(target, "target"), _flat(out, "out")
     w2, has_w = _weight2d(weight, p2)
-    npix = p2.shape[1]
-    if engine in ("numpy", "numba"):
-        g = 1.0 if gout is None else float(np.asarray(gout).reshape(-1)[0])
-        if engine == "numpy":
-            _grad_numpy(p2, t2, w2, has_w, kind, np.asarray(gscale, dtype=np.float64), g, o2)
-        else:
-            from . import _alrc_loss_numba as K
+    impl(p2, t2, w2, has_w, kind, gscale, gout, o2)
+    return out
 
-            fn = K.alrc_grad_serial if p2.size < K.SERIAL_BELOW else K.alrc_grad_numba
-            fn(p2, t2, w2, has_w, kind, np.ascontiguousarray(gscale, dtype=np.float64), g, K.CHUNK, o2)
-        return out
+
+# --- backward implementations: write gout * gscale[b] * w * e'(d) into o2 (arrays flattened as above) ---
+
+def _host_gout(gout) -> float:
+    return 1.0 if gout is None else float(np.asarray(gout).reshape(-1)[0])
+
+
+@_GRAD.register("numpy")
+def _alrc_loss_grad_numpy(p2, t2, w2, has_w, kind, gscale, gout, o2) -> None:
+    _grad_numpy(p2, t2, w2, has_w, kind, np.asarray(gscale, dtype=np.float64), _host_gout(gout), o2)
+
+
+@_GRAD.register("numba")
+def _alrc_loss_grad_numba(p2, t2, w2, has_w, kind, gscale, gout, o2) -> None:
+    from . import _alrc_loss_numba as K
+
+    fn = K.alrc_grad_serial if p2.size < K.SERIAL_BELOW else K.alrc_grad_numba
+    fn(p2, t2, w2, has_w, kind, np.ascontiguousarray(gscale, dtype=np.float64), _host_gout(gout), K.CHUNK, o2)
+
+
+@_GRAD.register("cuda", "numba-cuda", with_engine=True)
+def _alrc_loss_grad_gpu(p2, t2, w2, has_w, kind, gscale, gout, o2, engine) -> None:
+    xp = backend.get_array_module(p2)
+    nb, npix = p2.shape
     dev = backend.get_device(p2)
     with dev.use():
         if gout is None or np.isscalar(gout):
@@ -373,4 +398,3 @@ def alrc_loss_grad(pred, target, gscale, *, loss: str = "mse", weight=None, gout
             a = as_numba_cuda
             alrc_grad_kernel[(bx, by), THREADS, numba_cuda_stream()](a(p2), a(t2), a(w2), has_w, kind, a(gscale),
                                                                      a(gd), a(o2))
-    return out
