@@ -67,7 +67,8 @@ def _gamma0(ctx, param, value):
 @click.option("--sampling", type=click.Choice(["auto", "uniform", "chunks"]), default="auto", show_default=True,
               help="Mini-batches from uniform random rows or whole HDF5 chunks (auto: chunks when streaming a "
                    "chunked dataset).")
-@scheduler_option("Lloyd's full-data passes (--algorithm lloyd on an HDF5 dataset)")
+@scheduler_option("Lloyd's full-data passes and every SBE / mini-batch step (an HDF5 dataset; batches drawn "
+                  "uniformly across the partitions)")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(source, k, output, out_format, algorithm, batch, runs, seed, init, outer, inner, gamma0, steps, max_iter,
             dtype, stream, transform, detector_mask, binning, normalize, sampling, scheduler, overwrite):
@@ -88,9 +89,9 @@ def command(source, k, output, out_format, algorithm, batch, runs, seed, init, o
     from fastem.executor import make_executor
 
     fmt = resolve_format(output, out_format, ("hdf5", "emd", "mrc", "tiff", "hspy"), "fastem cluster")
-    if scheduler is not None and algorithm != "lloyd":
-        raise click.UsageError(f"--scheduler runs Lloyd's full-data passes on workers: use --algorithm lloyd "
-                               f"(a {algorithm} step is too small to send out)")
+    if scheduler is not None and algorithm != "lloyd" and sampling == "chunks":
+        raise click.UsageError("--scheduler draws SBE / mini-batch batches uniformly across the workers' "
+                               "partitions: use --sampling auto or uniform with it")
     try:
         with progress(total=None, desc=f"cluster {algorithm} K={k}", unit="step") as bar, \
                 make_executor(scheduler) as executor:

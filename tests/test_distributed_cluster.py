@@ -1,4 +1,5 @@
-"""Lloyd k-means as a map-reduce on Dask workers (issue 17): same run as in one process."""
+"""k-means on Dask workers (issue 17): Lloyd's passes and SBE / mini-batch steps as map-reduces over
+row partitions, each the same run as in one process."""
 
 from __future__ import annotations
 
@@ -120,8 +121,8 @@ def test_estimator_and_cli_with_workers_equal_one_process(tmp_path, rng, cluster
         two = SBEKMeans(4, algorithm="lloyd", random_state=3).fit(f["X"], executor=cluster)
     np.testing.assert_array_equal(one.labels_, two.labels_)
     np.testing.assert_allclose(one.cluster_centers_, two.cluster_centers_, rtol=1e-10, atol=1e-10)
-    with pytest.raises(InputError, match="only algorithm='lloyd'"):
-        SBEKMeans(4, algorithm="sbe").fit(str(path) + ":/X", executor=cluster)
+    with pytest.raises(InputError, match="sampling='chunks' runs in one process only"):
+        SBEKMeans(4, algorithm="sbe", sampling="chunks").fit(str(path) + ":/X", executor=cluster)
 
     runner = CliRunner()
     base = ["-q", "cluster", f"{path}:/X", "-k", "4", "--algorithm", "lloyd", "--seed", "3"]
@@ -131,5 +132,111 @@ def test_estimator_and_cli_with_workers_equal_one_process(tmp_path, rng, cluster
     with h5py.File(tmp_path / "a.h5", "r") as fa, h5py.File(tmp_path / "b.h5", "r") as fb:
         np.testing.assert_array_equal(fa["cluster/labels"][()], fb["cluster/labels"][()])
     bad = runner.invoke(app, ["cluster", f"{path}:/X", "-k", "4", "-o", str(tmp_path / "c.h5"),
-                              "--scheduler", "local"])
-    assert bad.exit_code == 2 and "--algorithm lloyd" in bad.output and not (tmp_path / "c.h5").exists()
+                              "--sampling", "chunks", "--scheduler", "local"])
+    assert bad.exit_code == 2 and "--sampling" in bad.output and not (tmp_path / "c.h5").exists()
+
+
+# --- SBE and mini-batch: every mini-batch drawn across the partitions --------------------------------
+
+def _single_stochastic(path, ds, C0, algorithm, seed, **kw):
+    from fastem.cluster.core import minibatch, sbe
+
+    with h5py.File(path, "r") as f:
+        src = DataSource(f[ds], chunk_rows=kw.pop("chunk_rows", None), preprocess=kw.pop("preprocess", None),
+                         sampling="uniform")
+        run = sbe if algorithm == "sbe" else minibatch
+        return run(src, C0, np.random.default_rng(seed), **kw)
+
+
+@pytest.mark.parametrize("algorithm", ["sbe", "minibatch"])
+@pytest.mark.parametrize("executor_kind", ["inline", "dask"])
+def test_stochastic_equal_single_process(tmp_path, rng, cluster, algorithm, executor_kind):
+    from fastem.cluster.distributed import minibatch_distributed, sbe_distributed
+
+    X = _blobs(rng, 1003, 7, k=5)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=X, chunks=(100, 7))
+    C0 = X[rng.choice(len(X), 5, replace=False)].astype(np.float64)
+    kw = dict(n_outer=6, n_inner=4) if algorithm == "sbe" else dict(n_steps=20)
+    ref = _single_stochastic(path, "/X", C0, algorithm, 11, batch_size=97, **kw)
+    ex = InlineExecutor() if executor_kind == "inline" else cluster
+    run = sbe_distributed if algorithm == "sbe" else minibatch_distributed
+    got = run(ex, PartitionedData(str(path), "/X", parts=3), C0, 11, batch_size=97, **kw)
+    assert not np.allclose(got.centers, C0)                 # the run moved the centroids
+    np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-10, atol=1e-10)
+
+
+def test_sbe_4d_with_preprocessing_and_batches_split_by_partition(tmp_path, rng, cluster):
+    from fastem.cluster.distributed import DistributedBatches, sbe_distributed
+
+    scan = np.abs(_blobs(rng, 9 * 7, 36)).reshape(9, 7, 6, 6)
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=scan, chunks=(1, 7, 6, 6))
+    pre = Preprocess(transform="sqrt", normalize="l2")
+    data = PartitionedData(str(path), "/data", preprocess=pre, parts=4)
+    with h5py.File(path, "r") as f:
+        d = DataSource(f["data"], preprocess=pre).d
+    C0 = rng.random((3, d))
+    ref = _single_stochastic(path, "/data", C0, "sbe", 5, preprocess=pre, batch_size=20, n_outer=5, n_inner=3)
+    got = sbe_distributed(cluster, data, C0, 5, batch_size=20, n_outer=5, n_inner=3)
+    np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-10, atol=1e-12)
+    # one step by hand: the partitions' sums add up to the one-process batch sums, counts to M
+    batches = DistributedBatches(InlineExecutor(), data, np.random.default_rng(0), 25)
+    sums, counts = np.zeros((3, d)), np.zeros(3, np.int64)
+    assert batches(C0.astype(np.float32), sums, counts) == 25 and counts.sum() == 25
+    assert all(a % 7 == 0 for a, _ in batches.partitions) and len(batches.partitions) == 4
+
+
+def test_sbe_worker_lost_mid_run_same_result(tmp_path, rng, cluster):
+    from fastem.cluster.distributed import sbe_distributed
+
+    X = _blobs(rng, 600, 5)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f["X"] = X
+    C0 = X[:4].astype(np.float64)
+    ref = _single_stochastic(path, "/X", C0, "sbe", 2, batch_size=50, n_outer=8, n_inner=3)
+    victim = first_worker(cluster)
+    killed = []
+
+    def kill_once(k):
+        if not killed:
+            killed.append(k)
+            kill_worker(cluster, victim)
+
+    got = sbe_distributed(cluster, PartitionedData(str(path), "/X", parts=4), C0, 2, batch_size=50, n_outer=8,
+                          n_inner=3, callback=kill_once)
+    assert killed and is_gone(cluster, victim)
+    np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-10, atol=1e-10)
+
+
+def test_stochastic_estimator_and_cli_with_workers(tmp_path, rng, cluster):
+    from click.testing import CliRunner
+
+    from fastem.cli.main import app
+    from fastem.cluster import SBEKMeans
+
+    X = _blobs(rng, 700, 6)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=X, chunks=(100, 6))
+    for algorithm in ("sbe", "minibatch"):
+        kw = dict(algorithm=algorithm, random_state=4, batch_size=64, n_outer=5, n_inner=4)
+        with h5py.File(path, "r") as f:
+            one = SBEKMeans(4, sampling="uniform", **kw).fit(f["X"])
+            two = SBEKMeans(4, **kw).fit(f["X"], executor=cluster)
+        np.testing.assert_allclose(one.cluster_centers_, two.cluster_centers_, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(one.labels_, two.labels_)
+        assert abs(one.objective_ - two.objective_) <= 1e-9 * one.objective_
+
+    runner = CliRunner()
+    base = ["-q", "cluster", f"{path}:/X", "-k", "4", "--algorithm", "sbe", "--seed", "3", "--batch", "64",
+            "--outer", "5", "--inner", "4"]
+    assert runner.invoke(app, [*base, "--sampling", "uniform", "-o", str(tmp_path / "a.h5")]).exit_code == 0
+    r = runner.invoke(app, [*base, "-o", str(tmp_path / "b.h5"), "--scheduler", "local"])
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "a.h5", "r") as fa, h5py.File(tmp_path / "b.h5", "r") as fb:
+        np.testing.assert_array_equal(fa["cluster/labels"][()], fb["cluster/labels"][()])
+        np.testing.assert_allclose(fa["cluster/centroids"][()], fb["cluster/centroids"][()], rtol=1e-6, atol=1e-6)

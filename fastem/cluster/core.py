@@ -150,7 +150,7 @@ def init_centroids(source: DataSource, k: int, method="random", rng=None, *, sam
 
 def sbe(source: DataSource, C0, rng, *, batch_size: int = 1000, n_outer: int = 100, n_inner: int = 10,
         gamma0: float | None = None, alpha: float = 0.75, beta: float = 1 / 1.01, engine=None,
-        callback=None) -> RunResult:
+        callback=None, batches=None) -> RunResult:
     """Stochastic backward Euler (thesis algorithm 4; spec ``sbe.md``).
 
     ::
@@ -166,6 +166,11 @@ def sbe(source: DataSource, C0, rng, *, batch_size: int = 1000, n_outer: int = 1
             x = x_avg ; gamma = beta * gamma
 
     Empty clusters get ``g_j = 0`` (their centroid is kept). ``callback(k)`` after each outer step.
+    ``batches``: where the mini-batch sums come from (default: ``source``'s sampler in this
+    process; :mod:`fastem.cluster.distributed` passes one whose batches are drawn across the
+    partitions on Dask workers). A callable ``batches(C_work, sums, counts) -> M`` that adds the
+    sums and counts of a fresh batch's points nearest to each row of ``C_work`` and returns the
+    batch size, with ``close()``.
     """
     xp = source.xp
     x = xp.array(C0, dtype=np.float64)
@@ -180,30 +185,43 @@ def sbe(source: DataSource, C0, rng, *, batch_size: int = 1000, n_outer: int = 1
     y_work = xp.empty(x.shape, source.dtype)      # y in the data's dtype, for the kernel
     sums = xp.empty(x.shape, np.float64)
     counts = xp.empty(K, np.int64)
-    sampler = source.sampler(rng, batch_size)
+    if batches is None:
+        batches = LocalBatches(source.sampler(rng, batch_size), engine)
     try:
-        _sbe_loop(x, y, x_avg, g, y_work, sums, counts, sampler, gamma, alpha, beta, n_outer, n_inner, xp, engine,
-                  callback)
+        _sbe_loop(x, y, x_avg, g, y_work, sums, counts, batches, gamma, alpha, beta, n_outer, n_inner, xp, callback)
     finally:
-        sampler.close()
+        batches.close()
     return RunResult(x, float("nan"), n_outer)
 
 
-def _sbe_loop(x, y, x_avg, g, y_work, sums, counts, sampler, gamma, alpha, beta, n_outer, n_inner, xp, engine,
-              callback):
+class LocalBatches:
+    """Mini-batches from a sampler in this process: ``batches(C_work, sums, counts) -> M``."""
+
+    def __init__(self, sampler, engine=None):
+        self.sampler, self.engine = sampler, engine
+
+    def __call__(self, C_work, sums, counts) -> int:
+        batch = self.sampler.next()
+        assign_accumulate(batch, C_work, sums=sums, counts=counts, engine=self.engine, distances=False)
+        return batch.shape[0]
+
+    def close(self) -> None:
+        self.sampler.close()
+
+
+def _sbe_loop(x, y, x_avg, g, y_work, sums, counts, batches, gamma, alpha, beta, n_outer, n_inner, xp, callback):
     for k in range(n_outer):
         y[...] = x
         x_avg[...] = x
         for _ in range(n_inner):
-            batch = sampler.next()
             y_work[...] = y
             sums.fill(0)
             counts.fill(0)
-            assign_accumulate(batch, y_work, sums=sums, counts=counts, engine=engine, distances=False)
+            m = batches(y_work, sums, counts)
             # g = (counts * y - sums) / M ;  y = x - gamma * g
             xp.multiply(counts[:, None], y, out=g)
             g -= sums
-            g /= batch.shape[0]
+            g /= m
             g *= gamma
             xp.subtract(x, g, out=y)
             # x_avg = alpha * x_avg + (1 - alpha) * y
@@ -217,11 +235,12 @@ def _sbe_loop(x, y, x_avg, g, y_work, sums, counts, sampler, gamma, alpha, beta,
 
 
 def minibatch(source: DataSource, C0, rng, *, batch_size: int = 1000, n_steps: int = 1000, engine=None,
-              callback=None) -> RunResult:
+              callback=None, batches=None) -> RunResult:
     """Mini-batch k-means (Sculley): per batch, ``v_j += b_j`` and
     ``c_j <- c_j + (S_j - b_j c_j) / v_j`` (``S_j``, ``b_j``: sum and count of the batch points
     nearest to ``c_j``), i.e. every centroid is the running mean of the points it has won.
-    No reassignment of small clusters (scikit-learn's ``reassignment_ratio``); empty ones stay."""
+    No reassignment of small clusters (scikit-learn's ``reassignment_ratio``); empty ones stay.
+    ``batches``: as for :func:`sbe`."""
     xp = source.xp
     C = xp.array(C0, dtype=np.float64)
     v = xp.zeros(C.shape[0], np.float64)
@@ -233,22 +252,23 @@ def minibatch(source: DataSource, C0, rng, *, batch_size: int = 1000, n_steps: i
     b = xp.empty((C.shape[0], 1), np.float64)
     bC = xp.empty(C.shape, np.float64)
     v_safe = xp.empty_like(v)
-    sampler = source.sampler(rng, batch_size)
+    if batches is None:
+        batches = LocalBatches(source.sampler(rng, batch_size), engine)
     try:
         for step in range(n_steps):
-            _minibatch_step(sampler.next(), C, C_work, sums, counts, v, b, bC, v_safe, xp, engine)
+            _minibatch_step(batches, C, C_work, sums, counts, v, b, bC, v_safe, xp)
             if callback is not None:
                 callback(step)
     finally:
-        sampler.close()
+        batches.close()
     return RunResult(C, float("nan"), n_steps)
 
 
-def _minibatch_step(batch, C, C_work, sums, counts, v, b, bC, v_safe, xp, engine):
+def _minibatch_step(batches, C, C_work, sums, counts, v, b, bC, v_safe, xp):
     C_work[...] = C
     sums.fill(0)
     counts.fill(0)
-    assign_accumulate(batch, C_work, sums=sums, counts=counts, engine=engine, distances=False)
+    batches(C_work, sums, counts)
     v += counts
     b[:, 0] = counts
     # c_j += (S_j - b_j c_j) / v_j where b_j > 0 (S_j - b_j c_j is exactly 0 where b_j = 0)

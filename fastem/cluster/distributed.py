@@ -1,4 +1,5 @@
-"""Lloyd k-means on Dask workers: every full-data pass as a map-reduce over row partitions (issue 17).
+"""k-means on Dask workers: Lloyd's full-data passes and SBE / mini-batch steps as map-reduces over
+row partitions (issue 17).
 
 The data stay where they are (an HDF5 dataset on a file system every worker can read); each
 task opens the file, reads its contiguous rows ``[a, b)`` block by block (preprocessed as the
@@ -8,23 +9,38 @@ centroids with the same kernel (:func:`fastem.kernels.assign_accumulate`), and r
 The client adds the partials (in partition order, so the result does not depend on which worker
 finished first) and runs the same iteration as :func:`fastem.cluster.core.lloyd`.
 
+SBE and mini-batch draw each mini-batch across the partitions: the client draws the batch's
+row indices from the whole data set with the run's generator (exactly as the single-process
+uniform sampler does), sends each partition its share of them with the current centroids, and
+adds the returned ``K x d`` sums and ``K`` counts in partition order; the update itself runs on
+the client. Workers keep their file open between steps (:func:`_open_cached`). Each step is one
+round trip, so this pays off for large batches of large patterns (the batch's rows are read and
+assigned where the data are), not for small ones.
+
 Results equal the single-process run up to the order of float64 additions (labels identical
-except for exact ties; centroids to ~1e-12 relative). Network per iteration: ``K x d x 8`` bytes
-out and back per partition. See docs/distributed.md.
+except for exact ties; centroids to ~1e-12 relative; SBE / mini-batch against the
+single-process run with ``sampling="uniform"`` and the same seed). Network per iteration or
+step: ``K x d x 8`` bytes out and back per partition (plus the batch's row indices). See
+docs/distributed.md.
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from fastem.errors import InputError
 
-from .core import RunResult, lloyd
+from .core import RunResult, draw_batch, lloyd, minibatch, sbe
 from .preprocess import Preprocess
 
-__all__ = ["PartitionedData", "lloyd_distributed", "assign_partition"]
+__all__ = ["PartitionedData", "lloyd_distributed", "assign_partition", "sbe_distributed", "minibatch_distributed",
+           "DistributedBatches"]
 
 
 @dataclass(frozen=True)
@@ -191,3 +207,129 @@ def lloyd_distributed(executor, data: PartitionedData, C0, *, max_iter: int = 30
         raise InputError(f"C0 must have shape (K, {source.d}), got {C0.shape}")
     return lloyd(source, C0, max_iter=max_iter, tol=tol, callback=callback, tol_scale=tol_scale, stats=stats,
                  assign=source.assign_full)
+
+
+# --- SBE / mini-batch: each mini-batch drawn across the partitions -----------------------------------
+
+_OPEN_LOCK = threading.Lock()
+_OPEN: "OrderedDict[bytes, tuple]" = OrderedDict()
+_OPEN_MAX = 4
+
+
+def _open_cached(data: PartitionedData):
+    """``(DataSource, lock)`` for ``data``, opened once per worker process and kept open between
+    steps (a mini-batch step is too short to pay a file open); keyed by the description and the
+    file's size and modification time, so a rewritten file is opened afresh. At most
+    ``_OPEN_MAX`` files stay open (least recently used closed first)."""
+    import os
+
+    st = os.stat(data.path)
+    key = hashlib.sha256(pickle.dumps((data, st.st_size, st.st_mtime_ns))).digest()
+    with _OPEN_LOCK:
+        hit = _OPEN.get(key)
+        if hit is not None:
+            _OPEN.move_to_end(key)
+            return hit[1], hit[2]
+        f, src = data.open()
+        _OPEN[key] = (f, src, threading.Lock())
+        while len(_OPEN) > _OPEN_MAX:
+            _, (old_f, _, _) = _OPEN.popitem(last=False)
+            old_f.close()
+        return src, _OPEN[key][2]
+
+
+def batch_partition(task: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One map task of a mini-batch step: rows ``idx`` (sorted, inside this partition) assigned to
+    ``C``; returns the ``K x d`` float64 sums and ``K`` counts of the points nearest each centroid."""
+    from fastem.kernels import assign_accumulate
+
+    src, lock = _open_cached(task["data"])
+    with lock:                                  # h5py reads are serialised anyway; the source is shared
+        block = src.rows(np.asarray(task["idx"], np.int64))
+    C = task["C"]
+    sums = np.zeros(C.shape, np.float64)
+    counts = np.zeros(C.shape[0], np.int64)
+    assign_accumulate(block, np.ascontiguousarray(C.astype(src.dtype)), sums=sums, counts=counts,
+                      distances=False)
+    return sums, counts
+
+
+class DistributedBatches:
+    """``batches(C_work, sums, counts) -> M`` for :func:`fastem.cluster.core.sbe` / ``minibatch``:
+    each step draws ``m`` rows of all ``N`` with ``rng`` (as the single-process uniform sampler
+    does), splits them by partition and accumulates the workers' partial sums in partition order."""
+
+    def __init__(self, executor, data: PartitionedData, rng, m: int):
+        f, src = data.open()
+        try:
+            self.n, self.d = src.n, src.d
+            align = src.scan_shape[1] if src.scan_shape is not None else 1
+        finally:
+            f.close()
+        self.executor, self.data, self.rng, self.m = executor, data, rng, int(m)
+        self.partitions = data.ranges(self.n, align)
+        self._bounds = np.array([a for a, _ in self.partitions[1:]], np.int64)
+        self.steps = 0
+
+    def __call__(self, C_work, sums, counts) -> int:
+        idx = draw_batch(self.rng, self.n, self.m)
+        cuts = np.searchsorted(idx, self._bounds)
+        C = np.asarray(C_work)
+        tasks = [{"data": self.data, "idx": part, "C": C} for part in np.split(idx, cuts) if part.size]
+        for part_sums, part_counts in self.executor.map(batch_partition, tasks):   # partition order
+            sums += part_sums
+            counts += part_counts
+        self.steps += 1
+        return int(idx.size)
+
+    def close(self) -> None:
+        pass
+
+
+def _checked(data, C0):
+    if not isinstance(data, PartitionedData):
+        raise InputError(f"data must be a PartitionedData, got {type(data).__name__}")
+    if int(data.parts) < 1:
+        raise InputError(f"parts must be >= 1, got {data.parts}")
+    f, src = data.open()
+    try:
+        d = src.d
+    finally:
+        f.close()
+    C0 = np.asarray(C0, np.float64)
+    if C0.ndim != 2 or C0.shape[1] != d:
+        raise InputError(f"C0 must have shape (K, {d}), got {C0.shape}")
+    return C0
+
+
+class _HostSource:
+    """What ``sbe`` / ``minibatch`` need of a source when the batches come from workers."""
+
+    xp = np
+
+    def __init__(self, data: PartitionedData):
+        f, src = data.open()
+        try:
+            self.n, self.d, self.dtype, self.name = src.n, src.d, src.dtype, src.name
+        finally:
+            f.close()
+
+
+def sbe_distributed(executor, data: PartitionedData, C0, rng, *, batch_size: int = 1000, **kw) -> RunResult:
+    """:func:`fastem.cluster.core.sbe` with every mini-batch drawn across ``data``'s partitions on
+    ``executor`` (see the module). ``rng``: a seed or ``numpy.random.Generator`` (the same seed
+    gives the same run as in one process with ``sampling="uniform"``); ``kw`` as for ``sbe``."""
+    C0 = _checked(data, C0)
+    rng = np.random.default_rng(rng)
+    return sbe(_HostSource(data), C0, rng, batch_size=batch_size,
+               batches=DistributedBatches(executor, data, rng, batch_size), **kw)
+
+
+def minibatch_distributed(executor, data: PartitionedData, C0, rng, *, batch_size: int = 1000,
+                          **kw) -> RunResult:
+    """:func:`fastem.cluster.core.minibatch` with every mini-batch drawn across ``data``'s
+    partitions on ``executor``; as :func:`sbe_distributed`."""
+    C0 = _checked(data, C0)
+    rng = np.random.default_rng(rng)
+    return minibatch(_HostSource(data), C0, rng, batch_size=batch_size,
+                     batches=DistributedBatches(executor, data, rng, batch_size), **kw)

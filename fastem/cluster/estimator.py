@@ -231,9 +231,11 @@ class SBEKMeans:
         ``callback(run, result)`` is called after every start (``result``: its
         :class:`~fastem.cluster.RunResult`); steps are reported through ``progress`` (see the class).
         ``name``: how messages refer to the data (default ``FILE:/dataset`` for HDF5, else ``"X"``).
-        ``executor`` (:mod:`fastem.executor`, ``algorithm="lloyd"`` and an HDF5 dataset only): every
-        full-data pass of Lloyd runs as a map-reduce on its workers, which read the file themselves
-        (:mod:`fastem.cluster.distributed`); initialisation and checks run here. Same result.
+        ``executor`` (:mod:`fastem.executor`, an HDF5 dataset only): every full-data pass of Lloyd,
+        and every mini-batch of SBE and mini-batch k-means (drawn uniformly across the partitions),
+        runs as a map-reduce on its workers, which read the file themselves
+        (:mod:`fastem.cluster.distributed`); initialisation, checks and the updates run here. Same
+        result as one process (SBE / mini-batch: as with ``sampling="uniform"``).
 
         Raises
         ------
@@ -252,9 +254,10 @@ class SBEKMeans:
 
         self._executor = None if executor is None or isinstance(executor, InlineExecutor) else executor
         if self._executor is not None:
-            if self.algorithm != "lloyd":
-                raise InputError(f"executor: only algorithm='lloyd' runs on workers (a {self.algorithm} step is "
-                                 f"too small to send out), got algorithm={self.algorithm!r}")
+            if self.algorithm != "lloyd" and self.sampling == "chunks":
+                raise InputError("executor: SBE and mini-batch on workers draw uniform batches across the "
+                                 "partitions; sampling='chunks' runs in one process only (use sampling='auto' "
+                                 "or 'uniform')")
             if not (hasattr(X, "file") and hasattr(X, "name")):
                 raise InputError("executor: the data must be an HDF5 dataset (the workers read it themselves), "
                                  f"got {type(X).__name__}")
@@ -352,8 +355,12 @@ class SBEKMeans:
             with np.errstate(over="ignore", invalid="ignore"):
                 res = self._run(source, C0, rng, tol_scale, tick, stats)
                 if self.algorithm != "lloyd" or res.labels is None:
-                    res.labels, res.objective, _, _ = core.assign_full(source, res.centers, engine=self.engine,
-                                                                       stats=stats)
+                    assign = core.assign_full
+                    if getattr(self, "_executor", None) is not None:      # the final pass on the workers too
+                        from .distributed import _Distributed
+
+                        assign = _Distributed(self._executor, self._partitioned(source)).assign_full
+                    res.labels, res.objective, _, _ = assign(source, res.centers, engine=self.engine, stats=stats)
             res.stats = stats
             objectives[r] = res.objective
             if postfix is not None:
@@ -417,20 +424,32 @@ class SBEKMeans:
             return (lambda *_: update(1)), (postfix if callable(postfix) else None)
         return (lambda *_: prog(1)), None
 
+    def _partitioned(self, source):
+        from .distributed import PartitionedData
+
+        return PartitionedData(source._data.file.filename, source._data.name, dtype=source.dtype,
+                               preprocess=source.preprocess, chunk_rows=source.chunk_rows,
+                               parts=max(2, 2 * self._executor.slots))
+
     def _run(self, source, C0, rng, tol_scale, tick=None, stats=None):
+        executor = getattr(self, "_executor", None)
+        batches = None
+        if executor is not None and self.algorithm in ("sbe", "minibatch"):
+            from .distributed import DistributedBatches
+
+            batches = DistributedBatches(executor, self._partitioned(source), rng, self.batch_size)
         if self.algorithm == "sbe":
             return core.sbe(source, C0, rng, batch_size=self.batch_size, n_outer=self.n_outer, n_inner=self.n_inner,
-                            gamma0=self.gamma0, alpha=self.alpha, beta=self.beta, engine=self.engine, callback=tick)
+                            gamma0=self.gamma0, alpha=self.alpha, beta=self.beta, engine=self.engine, callback=tick,
+                            batches=batches)
         if self.algorithm == "minibatch":
             return core.minibatch(source, C0, rng, batch_size=self.batch_size,
-                                  n_steps=self.n_steps or self.n_outer * self.n_inner, engine=self.engine, callback=tick)
-        if getattr(self, "_executor", None) is not None:
-            from .distributed import PartitionedData, _Distributed
+                                  n_steps=self.n_steps or self.n_outer * self.n_inner, engine=self.engine, callback=tick,
+                                  batches=batches)
+        if executor is not None:
+            from .distributed import _Distributed
 
-            data = PartitionedData(source._data.file.filename, source._data.name, dtype=source.dtype,
-                                   preprocess=source.preprocess, chunk_rows=source.chunk_rows,
-                                   parts=max(2, 2 * self._executor.slots))
-            dist = _Distributed(self._executor, data)
+            dist = _Distributed(executor, self._partitioned(source))
             return core.lloyd(dist, C0, max_iter=self.max_iter, tol=self.tol, callback=tick, tol_scale=tol_scale,
                               stats=stats, assign=dist.assign_full)
         return core.lloyd(source, C0, max_iter=self.max_iter, tol=self.tol, engine=self.engine, callback=tick,

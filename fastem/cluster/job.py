@@ -204,7 +204,8 @@ def cluster_file(in_ref, out_path, *, n_clusters: int, algorithm: str = "sbe", b
         The configuration recorded in the provenance (default: these arguments, with the
         command's keys ``k``, ``batch``, ``runs``, ``seed``, ``outer``, ``inner``, ``steps``, ``bin``).
     executor : fastem.executor.Executor, optional
-        ``algorithm="lloyd"`` on an HDF5 dataset: the full-data passes run on its workers
+        An HDF5 dataset only: Lloyd's full-data passes, and every SBE / mini-batch step (batches
+        drawn uniformly across the partitions), run on its workers
         (:mod:`fastem.cluster.distributed`); the data is streamed (``stream`` must not be False).
 
     Returns
@@ -273,8 +274,6 @@ def cluster_file(in_ref, out_path, *, n_clusters: int, algorithm: str = "sbe", b
             from fastem.executor import InlineExecutor
 
             if executor is not None and not isinstance(executor, InlineExecutor):
-                if algorithm != "lloyd":
-                    raise InputError(f"executor: only algorithm='lloyd' runs on workers, got algorithm={algorithm!r}")
                 if not isinstance(ds, h5py.Dataset) or stream is False:
                     raise InputError(f"executor: {where} must be an HDF5 dataset read from disk by the workers "
                                      f"(stream must not be False)")
