@@ -147,10 +147,12 @@ def _bind_numpy(mode, z, buf, bk, filt, t, s, scale):
 
 
 def _layout(z, buf, bk, filt):
-    """(npix, runs, rowlen, z or buf, filt or bk): the compiled kernels' view of the batch; unused
-    arrays are replaced by arrays of the same dtype that those modes never touch."""
+    """(npix, runs, rowlen, z or buf, filt or bk, real scalar type, has a filter): the compiled
+    kernels' view of the batch; unused arrays are replaced by arrays of the same dtype that those
+    modes never touch."""
     npix = int(bk.size)
-    return npix, buf.size // npix, int(bk.shape[-1]), (buf if z is None else z), (bk if filt is None else filt)
+    return (npix, buf.size // npix, int(bk.shape[-1]), (buf if z is None else z), (bk if filt is None else filt),
+            bk.dtype.type, filt is not None)
 
 
 def _prox_weights(mode, t, sigma) -> tuple[float, float]:
@@ -170,9 +172,7 @@ def _constants(mode, t, s, scale, rdt, sigma):
 def _bind_numba(mode, z, buf, bk, filt, t, s, scale):
     from ._phase_fourier_numba import phase_fourier_numba
 
-    has_filt = filt is not None
-    npix, _, rowlen, zz, ff = _layout(z, buf, bk, filt)
-    rdt = bk.dtype.type
+    npix, _, rowlen, zz, ff, rdt, has_filt = _layout(z, buf, bk, filt)
     tiny = rdt(np.finfo(rdt).tiny)
     zv, bv, bkv, fv = zz.reshape(-1).view(rdt), buf.reshape(-1).view(rdt), bk.reshape(-1), ff.reshape(-1)
 
@@ -186,9 +186,8 @@ def _bind_numba(mode, z, buf, bk, filt, t, s, scale):
 def _bind_cuda(mode, z, buf, bk, filt, t, s, scale):
     from . import _cuda
 
-    has_filt = filt is not None
-    npix, runs, _, zz, ff = _layout(z, buf, bk, filt)
-    rdt = bk.dtype.type
+    npix, runs, _, zz, ff, _, has_filt = _layout(z, buf, bk, filt)
+    rdt = bk.dtype.type   # spelt out for the launch-signature check
     device = backend.get_device(buf)
     name = "phase_fourier_c64" if buf.dtype == np.complex64 else "phase_fourier_c128"
     kernel = _cuda.get_function("phase_fourier", name, device)
@@ -209,9 +208,7 @@ def _bind_cuda(mode, z, buf, bk, filt, t, s, scale):
 def _bind_numba_cuda(mode, z, buf, bk, filt, t, s, scale):
     from ._phase_fourier_numba_cuda import phase_fourier_numba_cuda
 
-    has_filt = filt is not None
-    npix, runs, _, zz, ff = _layout(z, buf, bk, filt)
-    rdt = bk.dtype.type
+    npix, runs, _, zz, ff, rdt, has_filt = _layout(z, buf, bk, filt)
     tiny = rdt(np.finfo(rdt).tiny)
     device = backend.get_device(buf)
     zc, bc, bkc, fc = (as_numba_cuda(a.reshape(-1)) for a in (zz, buf, bk, ff))

@@ -151,7 +151,8 @@ def _bind_numpy(mode, buf, wsup, u, image, beta):
 
 
 def _layout(mode, buf, wsup, u, image):
-    """``(npix, runs, wstride, rowlen, u', image', can_write)``: the compiled kernels' view of the batch.
+    """``(npix, runs, wstride, rowlen, u', image', can_write, real scalar type)``: the compiled
+    kernels' view of the batch.
 
     ``wstride`` is the offset of run r's support, ``r * wstride`` (0 for a shared support).
     Unused arrays are replaced by ``wsup`` (same real dtype, never touched in those modes) so
@@ -161,15 +162,14 @@ def _layout(mode, buf, wsup, u, image):
     per_run = _per_run(buf, wsup)
     npix = int(wsup[0].size) if per_run else int(wsup.size)
     return (npix, buf.size // npix, npix if per_run else 0, int(wsup.shape[-1]),
-            u if u is not None else wsup, image if can_write else wsup, can_write)
+            u if u is not None else wsup, image if can_write else wsup, can_write, wsup.dtype.type)
 
 
 @_REAL.register("numba")
 def _bind_numba(mode, buf, wsup, u, image, beta):
     from ._phase_real_numba import phase_real_numba
 
-    npix, _, wstride, rowlen, uu, im, can_write = _layout(mode, buf, wsup, u, image)
-    rdt = wsup.dtype.type
+    npix, _, wstride, rowlen, uu, im, can_write, rdt = _layout(mode, buf, wsup, u, image)
     bv, wv, uv, iv = buf.reshape(-1).view(rdt), wsup.reshape(-1), uu.reshape(-1), im.reshape(-1)
 
     def update_numba(write_image: bool = False) -> None:
@@ -182,8 +182,8 @@ def _bind_numba(mode, buf, wsup, u, image, beta):
 def _bind_cuda(mode, buf, wsup, u, image, beta):
     from . import _cuda
 
-    npix, runs, wstride, _, uu, im, can_write = _layout(mode, buf, wsup, u, image)
-    rdt = wsup.dtype.type
+    npix, runs, wstride, _, uu, im, can_write, _ = _layout(mode, buf, wsup, u, image)
+    rdt = wsup.dtype.type   # spelt out for the launch-signature check
     device = backend.get_device(buf)
     name = "phase_real_c64" if buf.dtype == np.complex64 else "phase_real_c128"
     kernel = _cuda.get_function("phase_real", name, device)
@@ -201,8 +201,7 @@ def _bind_cuda(mode, buf, wsup, u, image, beta):
 def _bind_numba_cuda(mode, buf, wsup, u, image, beta):
     from ._phase_real_numba_cuda import phase_real_numba_cuda
 
-    npix, runs, wstride, _, uu, im, can_write = _layout(mode, buf, wsup, u, image)
-    rdt = wsup.dtype.type
+    npix, runs, wstride, _, uu, im, can_write, rdt = _layout(mode, buf, wsup, u, image)
     device = backend.get_device(buf)
     bc, wc, uc, ic = (as_numba_cuda(a.reshape(-1)) for a in (buf, wsup, uu, im))
 
