@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 from .errors import InputError
 
-__all__ = ["Executor", "InlineExecutor", "DaskExecutor", "make_executor"]
+__all__ = ["Executor", "InlineExecutor", "DaskExecutor", "make_executor", "items_per_task"]
 
 
 class Executor:
@@ -50,6 +50,11 @@ class Executor:
         """
         for i, item in enumerate(items):   # the sequential default (InlineExecutor)
             yield i, fn(item)
+
+    def task_memory(self) -> int | None:
+        """Bytes one task may use on a worker (``None``: no limit known, e.g. in this process,
+        where each job's own memory options apply)."""
+        return None
 
     def close(self) -> None:
         """Release what this executor started."""
@@ -132,6 +137,18 @@ class DaskExecutor(Executor):
     def slots(self) -> int:  # type: ignore[override]
         return max(1, sum(self.client.nthreads().values()))
 
+    def task_memory(self) -> int | None:
+        """The smallest worker memory limit divided by that worker's threads (the tasks one worker
+        runs at once share its limit); ``None`` when a worker has no limit (``memory_limit=0``)."""
+        info = self.client.scheduler_info().get("workers", {})
+        per_task = []
+        for w in info.values():
+            limit = int(w.get("memory_limit") or 0)
+            if limit <= 0:
+                return None
+            per_task.append(limit // max(1, int(w.get("nthreads") or 1)))
+        return min(per_task) if per_task else None
+
     def map(self, fn, items) -> list:
         futures = self.client.map(fn, list(items), pure=False)
         return self.client.gather(futures)
@@ -188,3 +205,37 @@ def make_executor(scheduler: str | None = None) -> Executor:
     if str(scheduler).strip().lower() == "local":
         return DaskExecutor.make_local()
     return DaskExecutor.connect(str(scheduler).strip())
+
+
+#: share of a worker's per-task memory a task plans to use (the rest: Python, libraries, Dask's buffers)
+TASK_MEMORY_FRACTION = 0.5
+
+
+def items_per_task(executor: Executor, requested: int, bytes_per_item: int, *, what: str, item: str,
+                   fixed_bytes: int = 0) -> int:
+    """How many items (images, detector rows, data rows) one task may take on ``executor``'s
+    workers: ``requested``, lowered so that ``fixed_bytes + n * bytes_per_item`` stays within
+    :data:`TASK_MEMORY_FRACTION` of :meth:`Executor.task_memory` (Dask's ``memory_limit`` per
+    worker thread). A lowered value is announced once with a :class:`ResourceWarning`; when not
+    even one item fits, :class:`~fastem.errors.InputError` says how much a task needs and has.
+    """
+    import warnings
+
+    requested = max(1, int(requested))
+    budget = executor.task_memory()
+    if budget is None:
+        return requested
+    usable = int(budget * TASK_MEMORY_FRACTION) - int(fixed_bytes)
+    fits = usable // max(1, int(bytes_per_item))
+    if fits < 1:
+        raise InputError(f"{what}: one {item} needs about {(fixed_bytes + bytes_per_item) / 2**20:.0f} MiB per task "
+                         f"but the Dask workers allow {budget / 2**20:.0f} MiB per thread (memory_limit / threads; "
+                         f"a task plans to use {TASK_MEMORY_FRACTION:.0%} of it): start workers with more memory "
+                         f"or fewer threads")
+    if fits < requested:
+        warnings.warn(f"{what}: {requested} {item}s per task would need about "
+                      f"{(fixed_bytes + requested * bytes_per_item) / 2**20:.0f} MiB, more than "
+                      f"{TASK_MEMORY_FRACTION:.0%} of the workers' {budget / 2**20:.0f} MiB per thread; "
+                      f"using {fits} per task", ResourceWarning, stacklevel=3)
+        return int(fits)
+    return requested

@@ -425,11 +425,23 @@ class SBEKMeans:
         return (lambda *_: prog(1)), None
 
     def _partitioned(self, source):
+        from fastem.executor import items_per_task
+
         from .distributed import PartitionedData
 
+        # a task holds a block of raw and prepared rows (and, for SBE / mini-batch, its share of a
+        # batch) plus K x d float64 centroids and sums: block rows and partitions from the budget
+        row_bytes = 3 * source.d * np.dtype(source.dtype).itemsize
+        fixed = 3 * int(self.n_clusters) * source.d * 8
+        rows = items_per_task(self._executor, source.chunk_rows, row_bytes, what="cluster", item="data row",
+                              fixed_bytes=fixed)
+        parts = max(2, 2 * self._executor.slots)
+        if self.algorithm in ("sbe", "minibatch"):
+            share = items_per_task(self._executor, -(-int(self.batch_size) // parts), row_bytes,
+                                   what="cluster (mini-batch share)", item="data row", fixed_bytes=fixed)
+            parts = max(parts, -(-int(self.batch_size) // share))
         return PartitionedData(source._data.file.filename, source._data.name, dtype=source.dtype,
-                               preprocess=source.preprocess, chunk_rows=source.chunk_rows,
-                               parts=max(2, 2 * self._executor.slots))
+                               preprocess=source.preprocess, chunk_rows=rows, parts=parts)
 
     def _run(self, source, C0, rng, tol_scale, tick=None, stats=None):
         executor = getattr(self, "_executor", None)

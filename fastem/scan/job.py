@@ -237,6 +237,11 @@ def _distributed_blocks(stack, kind, coverage, *, seed, dose, chunk, bar, option
     if min(h, w) < 8:
         raise InputError(f"{stack.where}: images of {h}x{w} pixels are too small for a partial scan (8x8 at least)")
     chunk = max(1, min(n, chunk))
+    from fastem.executor import items_per_task
+
+    # per image on a worker: the input, its blurred copy, partial, path, truth, noise and infill
+    # work arrays of the pipeline, about 12 float32 arrays of the image's size
+    chunk = items_per_task(executor, chunk, 12 * 4 * h * w, what="scan simulate", item="image")
     opts = tuple(sorted((options or {}).items()))
     tasks = ({"source": stack.source(a, min(n, a + chunk)), "start": a, "stop": min(n, a + chunk), "kind": kind,
               "coverage": coverage, "seed": seed, "dose": dose, "options": opts, "device": None}
@@ -854,6 +859,11 @@ def complete_file(source, output, method: str = "linear", *, completer=None, chu
             if executor is None or isinstance(executor, InlineExecutor) or completer is not None:
                 blocks = (_complete_block(sf, a, min(n, a + chunk), method, completer) for a in range(0, n, chunk))
             else:
+                from fastem.executor import items_per_task
+
+                # per scan on a worker: its partial, path, truth and outputs, and the baseline's
+                # float64 work arrays (interpolation weights, triangulation), about 16 floats a pixel
+                chunk = items_per_task(executor, chunk, 16 * 8 * h * w, what="scan complete", item="scan")
                 tasks = ({"source": str(source), "path_mask": path_mask, "start": a, "stop": min(n, a + chunk),
                           "method": method} for a in range(0, n, chunk))
                 blocks = (res for _, res in executor.imap_unordered(complete_block_task, tasks))

@@ -108,7 +108,8 @@ def reconstruct_slabs(executor, job: SlabJob, *, slabs: int | None = None, out=N
     executor : fastem.executor.Executor
     job : SlabJob
     slabs : int, optional
-        Number of slabs (default: two per executor slot; at most one per detector row).
+        Number of slabs (default: two per executor slot; at most one per detector row; more when
+        a slab would not fit in half a worker thread's Dask ``memory_limit``, with a warning).
     out : array or h5py.Dataset (nz, rows, cols), optional
         Where each slab is written by region as it arrives (default: a new float32 array).
     progress : object with ``update(k)``, optional
@@ -136,7 +137,15 @@ def reconstruct_slabs(executor, job: SlabJob, *, slabs: int | None = None, out=N
         raise InputError(f"angles has {len(np.asarray(job.angles))} entries for {n} projections")
     _check(job, rows)
     nz = int(job.options.get("nz") or cols)
-    ranges = slab_ranges(rows, slabs if slabs is not None else 2 * executor.slots)
+    slabs = slabs if slabs is not None else 2 * executor.slots
+    from fastem.executor import items_per_task
+
+    # a slab's memory per detector row: the volume slab and ~4 volume-sized work arrays (gradient,
+    # step, SIRT's weights, the result) plus its projection rows and ~3 projection-sized ones
+    per_row = 4 * (5 * nz * cols + 4 * n * cols)
+    most_rows = items_per_task(executor, -(-rows // max(1, int(slabs))), per_row, what="tomo slabs",
+                               item="detector row")
+    ranges = slab_ranges(rows, max(int(slabs), -(-rows // most_rows)))
     if out is None:
         out = np.zeros((nz, rows, cols), np.float32)
     elif tuple(out.shape) != (nz, rows, cols):
