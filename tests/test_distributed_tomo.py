@@ -97,3 +97,79 @@ def test_euler_series_refused(series):
 def test_slab_ranges():
     assert slab_ranges(10, 3) == [(0, 3), (3, 6), (6, 10)]
     assert slab_ranges(2, 5) == [(0, 1), (1, 2)]
+
+
+class _HereExecutor:
+    """Runs the slab tasks in this process through the distributed code path (not InlineExecutor)."""
+
+    slots = 2
+
+    def task_memory(self):
+        return None
+
+    def describe(self):
+        return "here"
+
+    def imap_unordered(self, fn, items, window=None):
+        for i, item in enumerate(items):
+            yield i, fn(item)
+
+
+def _series_file(tmp_path, proj, ang):
+    src = tmp_path / "in.h5"
+    with h5py.File(src, "w") as f:
+        f["/exchange/data"] = proj
+        f["/exchange/theta"] = ang
+    return src
+
+
+def test_tomo_file_writes_slabs_by_region_never_the_whole_volume(series, tmp_path, monkeypatch):
+    """The job streams each slab into the output file as it arrives; the result's volume is read
+    from disk on demand; the file equals the one-process run."""
+    from fastem.io.dxchange import VolumeOnDisk, VolumeWriter
+    from fastem.tomo.job import tomo_file
+
+    _, proj, ang = series
+    src = _series_file(tmp_path, proj, ang)
+    tomo_file(src, tmp_path / "one.h5", algorithm="sirt", iterations=5)
+    writes = []
+    real = VolumeWriter.__setitem__
+
+    def record(self, region, values):
+        writes.append(np.shape(values))
+        real(self, region, values)
+
+    monkeypatch.setattr(VolumeWriter, "__setitem__", record)
+    result, _ = tomo_file(src, tmp_path / "slabs.h5", algorithm="sirt", iterations=5, executor=_HereExecutor())
+    assert len(writes) == 4 and all(s[1] < proj.shape[1] for s in writes)     # 2 x slots slabs, each a part
+    assert isinstance(result.volume, VolumeOnDisk) and result.volume.shape == (proj.shape[2],) + proj.shape[1:]
+    with h5py.File(tmp_path / "one.h5", "r") as a, h5py.File(tmp_path / "slabs.h5", "r") as b:
+        np.testing.assert_array_equal(a["/exchange/data"][()], b["/exchange/data"][()])
+        assert b["/exchange/data"].attrs["axes"] == "z:y:x" and "process" in b
+    np.testing.assert_array_equal(np.asarray(result.volume), _volume_of(tmp_path / "one.h5"))
+
+
+def _volume_of(path):
+    with h5py.File(path, "r") as f:
+        return f["/exchange/data"][()]
+
+
+def test_non_finite_slab_leaves_no_output(series, tmp_path, monkeypatch):
+    import fastem.tomo.distributed as d
+    from fastem.errors import NonFiniteResultError
+    from fastem.tomo.job import tomo_file
+
+    _, proj, ang = series
+    src = _series_file(tmp_path, proj, ang)
+    real = d.reconstruct_slab
+
+    def poisoned(task):
+        res = real(task)
+        if task["r0"] > 0:
+            res["volume"][0, 0, 0] = np.nan
+        return res
+
+    monkeypatch.setattr(d, "reconstruct_slab", poisoned)
+    with pytest.raises(NonFiniteResultError, match=r"sirt volume \(region \[:, \d+:\d+, :\]\)"):
+        tomo_file(src, tmp_path / "bad.h5", algorithm="sirt", iterations=3, executor=_HereExecutor())
+    assert not (tmp_path / "bad.h5").exists() and not list(tmp_path.glob(".bad.h5*"))

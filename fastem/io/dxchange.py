@@ -21,6 +21,7 @@ Angles follow :mod:`fastem.geometry`: a tilt ``theta`` is the Euler triple ``(0,
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -40,6 +41,9 @@ __all__ = [
     "read_dxchange",
     "write_dxchange",
     "write_dxchange_volume",
+    "dxchange_volume_writer",
+    "VolumeWriter",
+    "VolumeOnDisk",
     "read_dxchange_volume",
     "flat_dark_correct",
     "minus_log",
@@ -404,6 +408,93 @@ def write_dxchange_volume(path, volume, *, provenance: dict | None = None, resul
                 ds.attrs["voxel_size"] = float(voxel_size)
             write_process_group(f.require_group(DX_PROCESS), provenance, results, checkpoint)
     return Path(path)
+
+
+def _region_text(region) -> str:
+    """``(slice(None), slice(0, 6), slice(None))`` -> ``[:, 0:6, :]``."""
+    parts = []
+    for r in region if isinstance(region, tuple) else (region,):
+        if isinstance(r, slice):
+            parts.append(f"{'' if r.start is None else r.start}:{'' if r.stop is None else r.stop}")
+        else:
+            parts.append(str(r))
+    return "[" + ", ".join(parts) + "]"
+
+
+class VolumeWriter:
+    """The open output of :func:`dxchange_volume_writer`: write ``data[...]`` by region, then
+    :meth:`finish` with the provenance and results. Every region written is checked for NaN / inf
+    first (:class:`~fastem.errors.NonFiniteResultError`, and the file is not kept)."""
+
+    def __init__(self, dataset, process_group, what: str, hint: str):
+        self.data, self._process, self.what, self.hint, self.finished = dataset, process_group, what, hint, False
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def __setitem__(self, region, values) -> None:
+        from .validate import require_finite_result
+
+        values = np.asarray(values, np.float32)
+        require_finite_result(values, f"{self.what} (region {_region_text(region)})", hint=self.hint)
+        self.data[region] = values
+
+    def finish(self, provenance: dict | None = None, results: dict | None = None) -> None:
+        write_process_group(self._process, provenance, results, None)
+        self.finished = True
+
+
+class VolumeOnDisk:
+    """A float32 volume in an HDF5 file, read when asked for (``np.asarray(v)``, :meth:`read`).
+
+    Returned where a job wrote a volume region by region and never held it in memory (slabs
+    from Dask workers); ``shape``, ``dtype`` and ``ndim`` answer without reading.
+    """
+
+    def __init__(self, path, dataset: str, shape):
+        self.path, self.dataset, self.shape = Path(path), str(dataset), tuple(int(s) for s in shape)
+        self.dtype, self.ndim = np.dtype(np.float32), len(self.shape)
+
+    def read(self) -> np.ndarray:
+        with open_h5(self.path) as f:
+            return np.asarray(f[self.dataset][()])
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.read()
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"VolumeOnDisk({str(self.path)!r}, {self.dataset!r}, shape={self.shape})"
+
+
+@contextmanager
+def dxchange_volume_writer(path, shape, *, overwrite: bool = False, inputs: Iterable = (), voxel_size=None,
+                           what: str = "the volume", hint: str = ""):
+    """A Data Exchange volume file written region by region (atomically), for volumes assembled
+    from pieces that never sit in memory together (tomography slabs from Dask workers).
+
+    Yields a :class:`VolumeWriter`; the file is renamed onto ``path`` only when the block ends
+    without an exception **and** :meth:`VolumeWriter.finish` was called (otherwise the temporary
+    file is removed, as with :func:`write_dxchange_volume`). The layout equals
+    :func:`write_dxchange_volume`'s: float32 ``/exchange/data`` ``(z, y, x)``, ``axes="z:y:x"``.
+    """
+    import h5py
+
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise InputError(f"shape must be (z, y, x) with positive sizes, got {shape}")
+    with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("implements", data=_IMPLEMENTS)
+            ds = f.create_group("exchange").create_dataset("data", shape=shape, dtype=np.float32)
+            ds.attrs["axes"] = "z:y:x"
+            if voxel_size is not None:
+                ds.attrs["voxel_size"] = float(voxel_size)
+            writer = VolumeWriter(ds, f.require_group(DX_PROCESS), what, hint)
+            yield writer
+            if not writer.finished:
+                raise RuntimeError(f"{path}: the volume writer was closed before finish(); the file is not kept")
 
 
 def read_dxchange_volume(path) -> DXVolume:

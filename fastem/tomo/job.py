@@ -495,20 +495,25 @@ def _run_slabs(in_spec, src, series, where, inputs, write, *, algorithm, iterati
     if algorithm == "resire":
         options.update(projector=projector, step=step)
     job = SlabJob(f"{path}:{dataset}", angles, algorithm, {k: v for k, v in options.items() if v is not None})
-    try:
-        res = reconstruct_slabs(executor, job, progress=_RowsToIterations(progress, series.projections.shape[1],
-                                                                          iterations))
-    except InputError as exc:
-        raise InputError(f"tomo_file: {where}: executor: {exc}") from None
-    cfg = {"algorithm": algorithm, "input": where, "iterations_requested": iterations, "slabs": res["slabs"],
-           "r_factor": "mean of the slabs' R_F (results/slab_r_factors), not the whole series' eq. 3.9",
-           "scheduler": executor.describe(), **{k: v for k, v in options.items() if v is not None}}
-    results = {"slab_r_factors": np.asarray(res["r_factor"], np.float64), "iterations": iterations}
-    write(res["volume"], cfg, results)
+    open_writer, provenance, out_path = write
+    n, rows, cols = series.projections.shape
+    nz = cols                                     # as reconstruct_slabs (each slab's volume is (cols, r, cols))
+    with open_writer((nz, rows, cols)) as writer:
+        try:
+            res = reconstruct_slabs(executor, job, out=writer,
+                                    progress=_RowsToIterations(progress, rows, iterations))
+        except InputError as exc:
+            raise InputError(f"tomo_file: {where}: executor: {exc}") from None
+        cfg = {"algorithm": algorithm, "input": where, "iterations_requested": iterations, "slabs": res["slabs"],
+               "r_factor": "mean of the slabs' R_F (results/slab_r_factors), not the whole series' eq. 3.9",
+               "scheduler": executor.describe(), **{k: v for k, v in options.items() if v is not None}}
+        results = {"slab_r_factors": np.asarray(res["r_factor"], np.float64), "iterations": iterations}
+        writer.finish(provenance(cfg), results)
     from .solver import ReconstructionResult
 
     finite = [r for r in res["r_factor"] if np.isfinite(r)]
-    return ReconstructionResult(res["volume"], np.zeros(0), float(np.mean(finite)) if finite else float("nan"),
+    volume = io.VolumeOnDisk(out_path, "/exchange/data", (nz, rows, cols))
+    return ReconstructionResult(volume, np.zeros(0), float(np.mean(finite)) if finite else float("nan"),
                                 iterations if algorithm != "fbp" else 0, algorithm, cfg), cfg
 
 
@@ -550,8 +555,9 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
         center = estimate.center
         if on_center is not None:
             on_center(estimate)
-    check_memory(series, algorithm=algorithm, projector=projector, oversampling=oversampling, thickness=thickness,
-                 device=device, where=where, center=center, convention=convention)
+    if executor is None:      # with workers the volume never sits here: slabs are sized to their memory
+        check_memory(series, algorithm=algorithm, projector=projector, oversampling=oversampling,
+                     thickness=thickness, device=device, where=where, center=center, convention=convention)
     hint = "try a smaller --step" if algorithm == "resire" else "check the data and the angles"
     written = [False]
 
@@ -562,8 +568,17 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
                                  overwrite=overwrite or resume or written[0], inputs=inputs)
         written[0] = True
 
+    def open_writer(shape):
+        """The output written slab by slab as the workers finish (the volume is never gathered)."""
+        return io.dxchange_volume_writer(out, shape, overwrite=overwrite or resume, inputs=inputs,
+                                         what=f"the {algorithm} volume", hint=hint)
+
+    def provenance(cfg):
+        return io.provenance(command=command, config=cfg, device=device)
+
     if executor is not None:
-        return _run_slabs(in_spec, src, series, where, inputs, write, algorithm=algorithm, iterations=iterations,
+        return _run_slabs(in_spec, src, series, where, inputs, (open_writer, provenance, out), algorithm=algorithm,
+                          iterations=iterations,
                           step=step, projector=projector, positivity=positivity, thickness=thickness,
                           center=center, convention=convention, executor=executor, progress=progress)
     alignment = None
