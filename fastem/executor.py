@@ -56,6 +56,18 @@ class Executor:
         where each job's own memory options apply)."""
         return None
 
+    def persist(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list:
+        """Compute ``fn(item)`` for each item and keep the results where they were computed;
+        returns handles for :meth:`map_held` (in this process: the results themselves)."""
+        return [fn(item) for item in items]
+
+    def map_held(self, fn: Callable[..., Any], handles: list, *args) -> list:
+        """``fn(held, *args)`` for each persisted result, run where it is held; results in order."""
+        return [fn(h, *args) for h in handles]
+
+    def release(self, handles: list) -> None:
+        """Forget persisted results (a Dask worker frees their memory)."""
+
     def close(self) -> None:
         """Release what this executor started."""
 
@@ -148,6 +160,31 @@ class DaskExecutor(Executor):
                 return None
             per_task.append(limit // max(1, int(w.get("nthreads") or 1)))
         return min(per_task) if per_task else None
+
+    def persist(self, fn, items) -> list:
+        """Futures of ``fn(item)`` kept in the workers' memory (recomputed by Dask if a worker is lost)."""
+        distributed = _distributed()
+        workers = sorted(self.client.scheduler_info().get("workers", {}))
+        # spread round-robin over the workers (loosely: a lost worker's share is recomputed elsewhere)
+        futures = [self.client.submit(fn, item, pure=False, workers=[workers[i % len(workers)]] if workers else None,
+                                      allow_other_workers=True) for i, item in enumerate(items)]
+        distributed.wait(futures)            # loaded before the first use (the data stay on the workers)
+        for f in futures:
+            if f.status == "error":
+                f.result()                   # re-raises the task's exception here
+        return futures
+
+    def map_held(self, fn, handles, *args) -> list:
+        """Each task runs on the worker that holds its future (no data moves between workers);
+        the arguments travel with each task."""
+        who = self.client.who_has(handles)
+        futures = [self.client.submit(fn, h, *args, pure=False, workers=list(who.get(h.key, ())) or None,
+                                      allow_other_workers=True) for h in handles]
+        return self.client.gather(futures)
+
+    def release(self, handles) -> None:
+        for f in handles:
+            f.release()
 
     def map(self, fn, items) -> list:
         futures = self.client.map(fn, list(items), pure=False)

@@ -240,3 +240,31 @@ def test_stochastic_estimator_and_cli_with_workers(tmp_path, rng, cluster):
     with h5py.File(tmp_path / "a.h5", "r") as fa, h5py.File(tmp_path / "b.h5", "r") as fb:
         np.testing.assert_array_equal(fa["cluster/labels"][()], fb["cluster/labels"][()])
         np.testing.assert_allclose(fa["cluster/centroids"][()], fb["cluster/centroids"][()], rtol=1e-6, atol=1e-6)
+
+
+def test_lloyd_holds_partitions_when_they_fit_else_streams(tmp_path, rng, cluster):
+    """Partitions that fit in the workers' memory are read once and held (each pass runs where its
+    partition is); a small memory limit streams the file every pass. Same result either way."""
+    from fastem.cluster.distributed import _Distributed
+
+    X = _blobs(rng, 500, 6)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("X", data=X, chunks=(64, 6))
+    data = PartitionedData(str(path), "/X", chunk_rows=64, parts=3)
+    held = _Distributed(cluster, data)
+    assert held.held is not None and len(held.held) == 3
+    held.close()
+    assert held.held is None
+
+    class Tight(InlineExecutor):
+        def task_memory(self):
+            return 1000                                  # far below 500 x 6 x 8 bytes
+
+    assert _Distributed(Tight(), data).held is None
+    C0 = X[:4].astype(np.float64)
+    ref, _ = _single(path, "/X", C0, chunk_rows=64)
+    for ex in (cluster, Tight()):
+        got = lloyd_distributed(ex, data, C0)
+        np.testing.assert_array_equal(got.labels, ref.labels)
+        np.testing.assert_allclose(got.centers, ref.centers, rtol=1e-10, atol=1e-10)

@@ -2,10 +2,13 @@
 row partitions (issue 17).
 
 The data stay where they are (an HDF5 dataset on a file system every worker can read); each
-task opens the file, reads its contiguous rows ``[a, b)`` block by block (preprocessed as the
-single-process :class:`~fastem.cluster.source.DataSource` does), assigns them to the broadcast
-centroids with the same kernel (:func:`fastem.kernels.assign_accumulate`), and returns only
-``K x d`` float64 partial sums, ``K`` counts, the partial objective and, when asked, its labels.
+task reads its contiguous rows ``[a, b)`` block by block (preprocessed as the single-process
+:class:`~fastem.cluster.source.DataSource` does), assigns them to the broadcast centroids with
+the same kernel (:func:`fastem.kernels.assign_accumulate`), and returns only ``K x d`` float64
+partial sums, ``K`` counts, the partial objective and, when asked, its labels. When the prepared
+data fit in half the workers' memory (their Dask ``memory_limit``), each partition is read once
+and held by a worker (:meth:`fastem.executor.Executor.persist`, like ``dask.persist``), and every
+later pass runs where its partition is held; otherwise every pass streams the file again.
 The client adds the partials (in partition order, so the result does not depend on which worker
 finished first) and runs the same iteration as :func:`fastem.cluster.core.lloyd`.
 
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastem.errors import InputError
+from fastem.executor import TASK_MEMORY_FRACTION
 
 from .core import RunResult, draw_batch, lloyd, minibatch, sbe
 from .preprocess import Preprocess
@@ -82,37 +86,75 @@ class PartitionedData:
         return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
-def assign_partition(task: dict) -> dict:
-    """One map task: rows ``[a, b)`` assigned to ``C``; partial sums, counts, objective (+ labels)."""
+def _assign_blocks(blocks, a: int, b: int, C, *, labels: bool, accumulate: bool, dtype) -> dict:
+    """Assign the rows ``[a, b)`` given as consecutive ``(start, block)`` pieces to ``C``: partial
+    sums, counts, objective (+ labels), as the single-process pass over the same blocks."""
     from fastem.kernels import assign_accumulate
 
+    Cw = np.ascontiguousarray(C.astype(dtype))
+    K, d = Cw.shape
+    cnorm = (Cw.astype(np.float64) ** 2).sum(axis=1).astype(dtype)
+    sums = np.zeros((K, d), np.float64)
+    counts = np.zeros(K, np.int64)
+    out = np.empty(b - a, np.int64) if labels else None
+    n_k, r_k = np.zeros(K, np.int64), np.zeros(K, np.float64)
+    total = 0.0
+    for s, block in blocks:
+        lab, dist, _, _ = assign_accumulate(block, Cw, sums=sums, counts=counts, accumulate=accumulate, cnorm=cnorm)
+        total += float(dist.sum())
+        if out is not None:
+            out[s - a:s - a + block.shape[0]] = lab
+        n_k += np.bincount(lab, minlength=K)
+        r_k += np.bincount(lab, weights=np.sqrt(dist), minlength=K)
+    return {"a": a, "b": b, "labels": out, "total": total, "sums": sums, "counts": counts, "n_k": n_k, "r_k": r_k}
+
+
+def assign_partition(task: dict) -> dict:
+    """One map task: rows ``[a, b)`` read from the file and assigned to ``C``; partial sums,
+    counts, objective (+ labels)."""
     data: PartitionedData = task["data"]
-    a, b, C = task["a"], task["b"], task["C"]
-    f, src = data.open()
-    try:
-        Cw = np.ascontiguousarray(C.astype(src.dtype))
-        K = Cw.shape[0]
-        cnorm = (Cw.astype(np.float64) ** 2).sum(axis=1).astype(src.dtype)
-        sums = np.zeros((K, src.d), np.float64)
-        counts = np.zeros(K, np.int64)
-        labels = np.empty(b - a, np.int64) if task["labels"] else None
-        n_k, r_k = np.zeros(K, np.int64), np.zeros(K, np.float64)
-        total = 0.0
-        rows = src.chunk_rows
-        for s in range(a, b, rows):
-            e = min(b, s + rows)
-            block = src._prepare(src.read_range_raw(s, e))
-            lab, dist, _, _ = assign_accumulate(block, Cw, sums=sums, counts=counts, accumulate=task["accumulate"],
-                                                cnorm=cnorm)
-            total += float(dist.sum())
-            if labels is not None:
-                labels[s - a:e - a] = lab
-            n_k += np.bincount(lab, minlength=K)
-            r_k += np.bincount(lab, weights=np.sqrt(dist), minlength=K)
-        return {"a": a, "b": b, "labels": labels, "total": total, "sums": sums, "counts": counts, "n_k": n_k,
-                "r_k": r_k}
-    finally:
-        f.close()
+    a, b = task["a"], task["b"]
+    src, lock = _open_cached(data)
+
+    def blocks():
+        for s in range(a, b, src.chunk_rows):
+            with lock:
+                raw = src.read_range_raw(s, min(b, s + src.chunk_rows))
+            yield s, src._prepare(raw)
+
+    return _assign_blocks(blocks(), a, b, task["C"], labels=task["labels"], accumulate=task["accumulate"],
+                          dtype=src.dtype)
+
+
+@dataclass
+class HeldPartition:
+    """Rows ``[a, b)`` prepared once and kept in a worker's memory (:meth:`Executor.persist`)."""
+
+    a: int
+    b: int
+    rows: np.ndarray
+    chunk_rows: int
+
+
+def load_partition(task: dict) -> HeldPartition:
+    """Read and prepare rows ``[a, b)`` once (the task :meth:`Executor.persist` keeps)."""
+    data: PartitionedData = task["data"]
+    a, b = task["a"], task["b"]
+    src, lock = _open_cached(data)
+    with lock:
+        raw = src.read_range_raw(a, b)
+    return HeldPartition(a, b, np.ascontiguousarray(src._prepare(raw)), src.chunk_rows)
+
+
+def assign_held(part: HeldPartition, C, labels: bool, accumulate: bool) -> dict:
+    """:func:`assign_partition` on a held partition, block by block as the file would be read."""
+    blocks = ((s, part.rows[s - part.a:min(part.b, s + part.chunk_rows) - part.a])
+              for s in range(part.a, part.b, part.chunk_rows))
+    return _assign_blocks(blocks, part.a, part.b, C, labels=labels, accumulate=accumulate, dtype=part.rows.dtype)
+
+
+def moments_held(part: HeldPartition):
+    return part.rows.sum(axis=0, dtype=np.float64), np.einsum("ij,ij->j", part.rows, part.rows, dtype=np.float64)
 
 
 class _Distributed:
@@ -120,7 +162,7 @@ class _Distributed:
 
     xp = np
 
-    def __init__(self, executor, data: PartitionedData):
+    def __init__(self, executor, data: PartitionedData, *, hold: bool = True):
         f, src = data.open()
         try:
             self.n, self.d, self.dtype, self.name = src.n, src.d, src.dtype, src.name
@@ -130,11 +172,28 @@ class _Distributed:
             f.close()
         self.executor, self.data = executor, data
         self.partitions = data.ranges(self.n, align)
+        self.held = None
+        budget = executor.task_memory()
+        itemsize = np.dtype(self.dtype).itemsize
+        if hold and budget is not None and self.n * self.d * itemsize <= TASK_MEMORY_FRACTION * budget * executor.slots:
+            # the prepared data fit in the workers' memory: read once, every later pass runs where
+            # its partition is held (Dask's data locality) instead of rereading the file
+            self.held = executor.persist(load_partition, [{"data": data, "a": a, "b": b}
+                                                          for a, b in self.partitions])
+
+    def close(self) -> None:
+        """Free the held partitions (they are also freed when this object is collected)."""
+        if self.held is not None:
+            self.executor.release(self.held)
+            self.held = None
 
     def mean_variance(self) -> float:
         if self._var is None:     # one more map-reduce: per-partition sums and sums of squares
-            res = self.executor.map(_moments_partition, [{"data": self.data, "a": a, "b": b}
-                                                          for a, b in self.partitions])
+            if self.held is not None:
+                res = self.executor.map_held(moments_held, self.held)
+            else:
+                res = self.executor.map(_moments_partition, [{"data": self.data, "a": a, "b": b}
+                                                              for a, b in self.partitions])
             s = sum(r[0] for r in res)
             s2 = sum(r[1] for r in res)
             mean = s / self.n
@@ -143,9 +202,12 @@ class _Distributed:
 
     def assign_full(self, _source, C, *, labels=True, accumulate=False, engine=None, stats=None):
         C = np.asarray(C, np.float64)
-        tasks = [{"data": self.data, "a": a, "b": b, "C": C, "labels": labels, "accumulate": accumulate}
-                 for a, b in self.partitions]
-        res = self.executor.map(assign_partition, tasks)          # results in partition order
+        if self.held is not None:
+            res = self.executor.map_held(assign_held, self.held, C, labels, accumulate)   # in partition order
+        else:
+            tasks = [{"data": self.data, "a": a, "b": b, "C": C, "labels": labels, "accumulate": accumulate}
+                     for a, b in self.partitions]
+            res = self.executor.map(assign_partition, tasks)          # results in partition order
         K = C.shape[0]
         sums = np.zeros((K, self.d), np.float64)
         counts = np.zeros(K, np.int64)
@@ -201,12 +263,20 @@ def lloyd_distributed(executor, data: PartitionedData, C0, *, max_iter: int = 30
         raise InputError(f"data must be a PartitionedData, got {type(data).__name__}")
     if int(data.parts) < 1:
         raise InputError(f"parts must be >= 1, got {data.parts}")
-    source = _Distributed(executor, data)
+    f, src = data.open()
+    try:
+        d = src.d
+    finally:
+        f.close()
     C0 = np.asarray(C0, np.float64)
-    if C0.ndim != 2 or C0.shape[1] != source.d:
-        raise InputError(f"C0 must have shape (K, {source.d}), got {C0.shape}")
-    return lloyd(source, C0, max_iter=max_iter, tol=tol, callback=callback, tol_scale=tol_scale, stats=stats,
-                 assign=source.assign_full)
+    if C0.ndim != 2 or C0.shape[1] != d:
+        raise InputError(f"C0 must have shape (K, {d}), got {C0.shape}")
+    source = _Distributed(executor, data)
+    try:
+        return lloyd(source, C0, max_iter=max_iter, tol=tol, callback=callback, tol_scale=tol_scale, stats=stats,
+                     assign=source.assign_full)
+    finally:
+        source.close()
 
 
 # --- SBE / mini-batch: each mini-batch drawn across the partitions -----------------------------------

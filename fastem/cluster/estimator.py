@@ -359,7 +359,7 @@ class SBEKMeans:
                     if getattr(self, "_executor", None) is not None:      # the final pass on the workers too
                         from .distributed import _Distributed
 
-                        assign = _Distributed(self._executor, self._partitioned(source)).assign_full
+                        assign = _Distributed(self._executor, self._partitioned(source), hold=False).assign_full
                     res.labels, res.objective, _, _ = assign(source, res.centers, engine=self.engine, stats=stats)
             res.stats = stats
             objectives[r] = res.objective
@@ -462,8 +462,11 @@ class SBEKMeans:
             from .distributed import _Distributed
 
             dist = _Distributed(executor, self._partitioned(source))
-            return core.lloyd(dist, C0, max_iter=self.max_iter, tol=self.tol, callback=tick, tol_scale=tol_scale,
-                              stats=stats, assign=dist.assign_full)
+            try:
+                return core.lloyd(dist, C0, max_iter=self.max_iter, tol=self.tol, callback=tick, tol_scale=tol_scale,
+                                  stats=stats, assign=dist.assign_full)
+            finally:
+                dist.close()
         return core.lloyd(source, C0, max_iter=self.max_iter, tol=self.tol, engine=self.engine, callback=tick,
                           tol_scale=tol_scale, stats=stats)
 

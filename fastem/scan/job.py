@@ -197,6 +197,10 @@ def _worker_pipeline(k, shape, kind, coverage, seed, dose, device, options):
     return PartialScanPipeline(k, shape, kind, coverage, seed=seed, dose=dose, device=device, **dict(options))
 
 
+#: gzip level of the scan datasets (chunks of one image); workers compress with the same level
+SCAN_DEFLATE_LEVEL = 4
+
+
 def simulate_block_task(task: dict) -> dict:
     """One block of :func:`simulate_to_file` on a worker: read, simulate, return host blocks.
 
@@ -224,8 +228,23 @@ def simulate_block_task(task: dict) -> dict:
             require_finite_result(host, f"{stack.where}: partial scans of images {start}..{stop - 1}",
                                   hint="check the input images (values too large?)")
             blocks.append(host)
-    return {"start": start, "stop": stop, "blocks": blocks, "non_finite": bad, "rescaled": rescaled,
-            "attrs": {"measure": pipe.measure, "antialias": pipe.antialias, "scan_blurred": pipe.scan_blurred}}
+    res = {"start": start, "stop": stop, "blocks": blocks, "non_finite": bad, "rescaled": rescaled,
+           "attrs": {"measure": pipe.measure, "antialias": pipe.antialias, "scan_blurred": pipe.scan_blurred}}
+    if task.get("deflate"):
+        res["blocks"] = _deflated(blocks, int(task["deflate"]))
+    return res
+
+
+def _deflated(blocks, level: int) -> dict:
+    """The HDF5 chunks of ``blocks`` (partial, path, truth), compressed here as the file's gzip
+    filter would (one ``(1, h, w)`` float32 chunk per image), with the path's coverage figures: a
+    worker does the compression, so the client only copies bytes into the file."""
+    import zlib
+
+    from .paths import dwell_fraction, measured_coverage
+
+    chunks = [[zlib.compress(np.ascontiguousarray(img, dtype="<f4").tobytes(), level) for img in b] for b in blocks]
+    return {"chunks": chunks, "coverage": measured_coverage(blocks[1]), "dwell": dwell_fraction(blocks[1])}
 
 
 def _distributed_blocks(stack, kind, coverage, *, seed, dose, chunk, bar, options, executor):
@@ -244,8 +263,8 @@ def _distributed_blocks(stack, kind, coverage, *, seed, dose, chunk, bar, option
     chunk = items_per_task(executor, chunk, 12 * 4 * h * w, what="scan simulate", item="image")
     opts = tuple(sorted((options or {}).items()))
     tasks = ({"source": stack.source(a, min(n, a + chunk)), "start": a, "stop": min(n, a + chunk), "kind": kind,
-              "coverage": coverage, "seed": seed, "dose": dose, "options": opts, "device": None}
-             for a in range(0, n, chunk))
+              "coverage": coverage, "seed": seed, "dose": dose, "options": opts, "device": None,
+              "deflate": SCAN_DEFLATE_LEVEL} for a in range(0, n, chunk))
     counts = {"non_finite": 0, "rescaled": 0}
     attrs = None
     for _, res in executor.imap_unordered(simulate_block_task, tasks):
@@ -389,8 +408,8 @@ def simulate_to_file(output, stack, kind: str = "spiral", coverage: float = 1 / 
     with atomic_output(output, overwrite=overwrite, inputs=inputs) as tmp, guarded_h5(tmp, output) as f:
         g = f.create_group(SCAN_GROUP)
         for name, text in _DESCRIPTIONS.items():
-            g.create_dataset(name, shape=(n, h, w), dtype=np.float32, compression="gzip", compression_opts=4,
-                             chunks=(1, h, w))
+            g.create_dataset(name, shape=(n, h, w), dtype=np.float32, compression="gzip",
+                             compression_opts=SCAN_DEFLATE_LEVEL, chunks=(1, h, w))
             g[name].attrs["description"] = text
         from fastem.executor import InlineExecutor
 
@@ -405,10 +424,17 @@ def simulate_to_file(output, stack, kind: str = "spiral", coverage: float = 1 / 
                 _, pipe, counts = item
                 break
             start, stop, blocks = item
-            for name, block in zip(_DESCRIPTIONS, blocks):
-                g[name][start:stop] = block
-            cov[start:stop] = measured_coverage(blocks[1])
-            dwell[start:stop] = dwell_fraction(blocks[1])
+            if isinstance(blocks, dict):       # compressed on a worker: the chunks go in as they are
+                for name, chunks in zip(_DESCRIPTIONS, blocks["chunks"]):
+                    for i, raw in enumerate(chunks):
+                        g[name].id.write_direct_chunk((start + i, 0, 0), raw)
+                cov[start:stop] = blocks["coverage"]
+                dwell[start:stop] = blocks["dwell"]
+            else:
+                for name, block in zip(_DESCRIPTIONS, blocks):
+                    g[name][start:stop] = block
+                cov[start:stop] = measured_coverage(blocks[1])
+                dwell[start:stop] = dwell_fraction(blocks[1])
             f.guard.check()   # a full disk stops the run here, not after the last image
         _report_counts(stack, counts)
         g.attrs["coverage"] = coverage
