@@ -166,8 +166,9 @@ class DaskExecutor(Executor):
         distributed = _distributed()
         workers = sorted(self.client.scheduler_info().get("workers", {}))
         # spread round-robin over the workers (loosely: a lost worker's share is recomputed elsewhere)
-        futures = [self.client.submit(fn, item, pure=False, workers=[workers[i % len(workers)]] if workers else None,
-                                      allow_other_workers=True) for i, item in enumerate(items)]
+        futures = [self.client.submit(fn, item, pure=False,
+                                      **({"workers": [workers[i % len(workers)]], "allow_other_workers": True}
+                                         if workers else {})) for i, item in enumerate(items)]
         distributed.wait(futures)            # loaded before the first use (the data stay on the workers)
         for f in futures:
             if f.status == "error":
@@ -178,8 +179,11 @@ class DaskExecutor(Executor):
         """Each task runs on the worker that holds its future (no data moves between workers);
         the arguments travel with each task."""
         who = self.client.who_has(handles)
-        futures = [self.client.submit(fn, h, *args, pure=False, workers=list(who.get(h.key, ())) or None,
-                                      allow_other_workers=True) for h in handles]
+        futures = []
+        for h in handles:
+            held_by = list(who.get(h.key, ()))
+            where = {"workers": held_by, "allow_other_workers": True} if held_by else {}   # lost: anywhere
+            futures.append(self.client.submit(fn, h, *args, pure=False, **where))
         return self.client.gather(futures)
 
     def release(self, handles) -> None:
