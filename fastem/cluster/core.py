@@ -280,7 +280,7 @@ def _minibatch_step(batches, C, C_work, sums, counts, v, b, bC, v_safe, xp):
 
 
 def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, engine=None, callback=None,
-          tol_scale: float | None = None, stats: dict | None = None, assign=None) -> RunResult:
+          tol_scale: float | None = None, stats: dict | None = None, assign=None, changes=None) -> RunResult:
     """Lloyd's algorithm (EM) on the full data, streamed in chunks.
 
     Stops like scikit-learn's ``KMeans(algorithm="lloyd")``: when the labels no longer change
@@ -289,6 +289,9 @@ def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, eng
     keep their centroid (scikit-learn relocates them to far points instead). ``stats``: filled
     as by :func:`assign_full` for the returned centroids. ``assign``: the full-data pass (default
     :func:`assign_full`; :mod:`fastem.cluster.distributed` passes one that runs on Dask workers).
+    ``changes``: an object whose ``assign_counting_changes(C, stats=)`` does an iteration's pass
+    returning ``(number of changed labels or None, phi, sums, counts)`` and ``last_labels()``
+    the labels of the latest such pass (the distributed source: labels stay on the workers).
     """
     assign = assign_full if assign is None else assign
     xp = source.xp
@@ -301,9 +304,14 @@ def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, eng
     strict = False
     labels = None
     for it in range(1, max_iter + 1):
-        labels, phi, sums, counts = assign(source, C, labels=True, accumulate=True, engine=engine, stats=stats)
+        if changes is not None:
+            changed, phi, sums, counts = changes.assign_counting_changes(C, stats=stats)
+            same = changed == 0
+        else:
+            labels, phi, sums, counts = assign(source, C, labels=True, accumulate=True, engine=engine, stats=stats)
+            same = prev is not None and np.array_equal(labels, prev)
         newC = xp.where(counts[:, None] > 0, sums / xp.maximum(counts, 1)[:, None], C)
-        if prev is not None and np.array_equal(labels, prev):
+        if same:
             strict = True
             break
         shift = float(((newC - C) ** 2).sum())
@@ -315,6 +323,6 @@ def lloyd(source: DataSource, C0, *, max_iter: int = 300, tol: float = 1e-4, eng
             break
     if strict:
         # labels unchanged: C (the centroids these labels, phi and stats came from) is final
-        return RunResult(C, phi, it, labels)
+        return RunResult(C, phi, it, changes.last_labels() if changes is not None else labels)
     labels, phi, _, _ = assign(source, C, labels=True, engine=engine, stats=stats)
     return RunResult(C, phi, it, labels)

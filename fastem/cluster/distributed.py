@@ -20,6 +20,9 @@ the client. Workers keep their file open between steps (:func:`_open_cached`). E
 round trip, so this pays off for large batches of large patterns (the batch's rows are read and
 assigned where the data are), not for small ones.
 
+A Lloyd iteration sends no labels: each held partition keeps its latest labels and returns how
+many changed (the strict-convergence test); the labels travel once, at the end.
+
 Results equal the single-process run up to the order of float64 additions (labels identical
 except for exact ties; centroids to ~1e-12 relative; SBE / mini-batch against the
 single-process run with ``sampling="uniform"`` and the same seed). Network per iteration or
@@ -134,6 +137,7 @@ class HeldPartition:
     b: int
     rows: np.ndarray
     chunk_rows: int
+    last: np.ndarray | None = None      # labels of the latest pass, kept here for the convergence test
 
 
 def load_partition(task: dict) -> HeldPartition:
@@ -146,11 +150,29 @@ def load_partition(task: dict) -> HeldPartition:
     return HeldPartition(a, b, np.ascontiguousarray(src._prepare(raw)), src.chunk_rows)
 
 
-def assign_held(part: HeldPartition, C, labels: bool, accumulate: bool) -> dict:
-    """:func:`assign_partition` on a held partition, block by block as the file would be read."""
+def assign_held(part: HeldPartition, C, labels, accumulate: bool) -> dict:
+    """:func:`assign_partition` on a held partition, block by block as the file would be read.
+
+    ``labels``: True (return them), False, or ``"changes"``: keep them here and return only how
+    many differ from the previous pass's (``None`` when there is none, e.g. after the partition
+    was recomputed on another worker), so a Lloyd iteration sends no labels over the network.
+    """
     blocks = ((s, part.rows[s - part.a:min(part.b, s + part.chunk_rows) - part.a])
               for s in range(part.a, part.b, part.chunk_rows))
-    return _assign_blocks(blocks, part.a, part.b, C, labels=labels, accumulate=accumulate, dtype=part.rows.dtype)
+    want = labels is True or labels == "changes"
+    res = _assign_blocks(blocks, part.a, part.b, C, labels=want, accumulate=accumulate, dtype=part.rows.dtype)
+    if want:
+        lab = res["labels"]
+        if labels == "changes":
+            res["changed"] = None if part.last is None else int(np.count_nonzero(lab != part.last))
+            res["labels"] = None
+        part.last = lab
+    return res
+
+
+def held_labels(part: HeldPartition):
+    """The labels of the latest pass over a held partition."""
+    return part.last
 
 
 def moments_held(part: HeldPartition):
@@ -208,7 +230,9 @@ class _Distributed:
             tasks = [{"data": self.data, "a": a, "b": b, "C": C, "labels": labels, "accumulate": accumulate}
                      for a, b in self.partitions]
             res = self.executor.map(assign_partition, tasks)          # results in partition order
-        K = C.shape[0]
+        return self._reduce(res, C.shape[0], labels, stats)
+
+    def _reduce(self, res, K, labels, stats):
         sums = np.zeros((K, self.d), np.float64)
         counts = np.zeros(K, np.int64)
         out = np.empty(self.n, np.int64) if labels else None
@@ -227,6 +251,27 @@ class _Distributed:
             with np.errstate(invalid="ignore", divide="ignore"):
                 stats["mean_distance"] = np.where(n_k > 0, r_k / np.maximum(n_k, 1), np.nan)
         return out, total / (2.0 * self.n), sums, counts
+
+    # -- Lloyd's convergence test without moving labels (see fastem.cluster.core.lloyd's ``changes``) --
+    def assign_counting_changes(self, C, *, stats=None):
+        """A Lloyd pass returning ``(changed, phi, sums, counts)``: ``changed`` is how many labels
+        differ from the previous pass (``None`` on the first). With held partitions the labels
+        stay on the workers; streamed, they come here and are compared here."""
+        C = np.asarray(C, np.float64)
+        if self.held is not None:
+            res = self.executor.map_held(assign_held, self.held, C, "changes", True)
+            changed = [r["changed"] for r in res]
+            _, phi, sums, counts = self._reduce(res, C.shape[0], False, stats)
+            return (None if any(c is None for c in changed) else int(sum(changed))), phi, sums, counts
+        labels, phi, sums, counts = self.assign_full(None, C, labels=True, accumulate=True, stats=stats)
+        prev, self._prev = getattr(self, "_prev", None), labels
+        return (None if prev is None else int(np.count_nonzero(labels != prev))), phi, sums, counts
+
+    def last_labels(self) -> np.ndarray:
+        """The labels of the latest :meth:`assign_counting_changes` pass (gathered once, at the end)."""
+        if self.held is not None:
+            return np.concatenate(self.executor.map_held(held_labels, self.held))
+        return self._prev
 
 
 def _moments_partition(task: dict):
@@ -274,7 +319,7 @@ def lloyd_distributed(executor, data: PartitionedData, C0, *, max_iter: int = 30
     source = _Distributed(executor, data)
     try:
         return lloyd(source, C0, max_iter=max_iter, tol=tol, callback=callback, tol_scale=tol_scale, stats=stats,
-                     assign=source.assign_full)
+                     assign=source.assign_full, changes=source)
     finally:
         source.close()
 

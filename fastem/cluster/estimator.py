@@ -464,7 +464,7 @@ class SBEKMeans:
             dist = _Distributed(executor, self._partitioned(source))
             try:
                 return core.lloyd(dist, C0, max_iter=self.max_iter, tol=self.tol, callback=tick, tol_scale=tol_scale,
-                                  stats=stats, assign=dist.assign_full)
+                                  stats=stats, assign=dist.assign_full, changes=dist)
             finally:
                 dist.close()
         return core.lloyd(source, C0, max_iter=self.max_iter, tol=self.tol, engine=self.engine, callback=tick,
