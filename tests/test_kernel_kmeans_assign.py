@@ -331,3 +331,98 @@ def test_blas_guard_sees_a_blas_loaded_later(two_blas_threads):
         with single_thread_blas():
             assert set(_blas_threads()) == {1}
         assert set(_blas_threads()) == {2}
+
+
+# --- rows=: a mini-batch of in-memory data assigned without forming the batch ----------------------
+
+@pytest.mark.parametrize("N,d,K,m", [(1, 1, 1, 1), (301, 13, 5, 77), (2000, 129, 7, 1029), (700, 4096, 3, 513)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("engine", ["numba", "numpy"])
+def test_rows_equal_the_gathered_batch_and_the_reference(rng, N, d, K, m, dtype, engine):
+    X, C = _data(rng, N, d, K, dtype)
+    rows = np.sort(rng.choice(N, size=m, replace=m > N)).astype(np.int64)
+    batch = np.ascontiguousarray(X[rows])
+    got = assign_accumulate(X, C, rows=rows, engine=engine)
+    want = assign_accumulate(batch, C, engine=engine)
+    for g, w in zip(got, want):                  # bitwise: the same sub-blocks, the same kernels
+        np.testing.assert_array_equal(g, w)
+    _check_against_reference(batch, C, *got, exact=dtype == np.float64)
+
+
+def test_rows_any_integer_dtype_and_unsorted(rng):
+    X, C = _data(rng, 50, 6, 4, np.float32)
+    rows = np.array([7, 3, 3, 49, 0], dtype=np.int32)
+    got = assign_accumulate(X, C, rows=rows)
+    want = assign_accumulate(np.ascontiguousarray(X[rows]), C)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_rows_errors_name_the_parameter(rng):
+    X, C = _data(rng, 20, 4, 2, np.float64)
+    with pytest.raises(InputError, match=r"rows must lie in \[0, 20\).*from 0 to 20"):
+        assign_accumulate(X, C, rows=np.array([0, 20]))
+    with pytest.raises(InputError, match="rows must lie in"):
+        assign_accumulate(X, C, rows=np.array([-1, 3]))
+    with pytest.raises(InputError, match="rows must be a 1-D integer array"):
+        assign_accumulate(X, C, rows=np.array([0.0, 1.0]))
+    with pytest.raises(InputError, match="rows must be a 1-D integer array"):
+        assign_accumulate(X, C, rows=np.zeros((2, 2), np.int64))
+    with pytest.raises(InputError, match="rows must be a NumPy integer array"):
+        assign_accumulate(X, C, rows=[0, 1])
+
+
+def test_gather_rows_kernel_against_numpy(rng):
+    from fastem.kernels._kmeans_assign_numba import gather_rows
+
+    for N, d, m in ((1, 1, 1), (97, 33, 40), (500, 4096, 17)):
+        X = rng.standard_normal((N, d)).astype(np.float32)
+        rows = rng.integers(0, N, m)
+        out = np.empty((m, d), np.float32)
+        gather_rows(X, rows, out)
+        np.testing.assert_array_equal(out, X[rows])
+
+
+def test_minibatch_in_memory_uses_the_fused_gather_same_result(rng, monkeypatch):
+    """An in-memory mini-batch fit draws row indices and lets the kernel gather (no batch copy);
+    the fit equals one where every batch is gathered first."""
+    from fastem.cluster import SBEKMeans
+    from fastem.cluster import sampling
+
+    X = (rng.standard_normal((3000, 40)) + 4 * rng.integers(0, 3, (3000, 1))).astype(np.float32)
+    calls = []
+    real = sampling.UniformSampler.draw
+
+    def spy(self):
+        calls.append(1)
+        return real(self)
+
+    monkeypatch.setattr(sampling.UniformSampler, "draw", spy)
+    for algorithm in ("minibatch", "sbe"):
+        kw = dict(algorithm=algorithm, random_state=2, batch_size=500, n_outer=4, n_inner=3, n_steps=12,
+                  sampling="uniform")
+        fused = SBEKMeans(3, **kw).fit(X)
+        assert calls, "the in-memory path did not draw rows for the kernel"
+        monkeypatch.setattr(sampling.UniformSampler, "in_memory", property(lambda self: None))
+        gathered = SBEKMeans(3, **kw).fit(X)
+        monkeypatch.undo()
+        monkeypatch.setattr(sampling.UniformSampler, "draw", spy)
+        np.testing.assert_array_equal(fused.cluster_centers_, gathered.cluster_centers_)
+        np.testing.assert_array_equal(fused.labels_, gathered.labels_)
+
+
+@pytest.mark.cudasim
+def test_rows_numba_cuda_in_simulator(rng):
+    X, C = _data(rng, 90, 7, 4, np.float64)
+    rows = np.sort(rng.choice(90, 33, replace=False))
+    out = assign_accumulate(X, C, rows=rows, engine="numba-cuda")
+    _check_against_reference(np.ascontiguousarray(X[rows]), C, *out, exact=True)
+
+
+@pytest.mark.gpu
+def test_rows_cuda(rng):
+    cp = backend.Device("cuda").xp
+    X, C = _data(rng, 900, 17, 5, np.float32)
+    rows = np.sort(rng.choice(900, 301, replace=False))
+    out = assign_accumulate(cp.asarray(X), cp.asarray(C), rows=cp.asarray(rows))
+    _check_against_reference(np.ascontiguousarray(X[rows]), C, *out, exact=False)

@@ -201,6 +201,12 @@ class LocalBatches:
         self.sampler, self.engine = sampler, engine
 
     def __call__(self, C_work, sums, counts) -> int:
+        X = getattr(self.sampler, "in_memory", None)
+        if X is not None and self.engine in (None, "numba") and isinstance(C_work, np.ndarray):
+            # data in memory: the kernel gathers the batch's rows itself, block by block (no copy)
+            rows = self.sampler.draw()
+            assign_accumulate(X, C_work, rows=rows, sums=sums, counts=counts, engine=self.engine, distances=False)
+            return rows.shape[0]
         batch = self.sampler.next()
         assign_accumulate(batch, C_work, sums=sums, counts=counts, engine=self.engine, distances=False)
         return batch.shape[0]

@@ -46,14 +46,27 @@ class UniformSampler:
 
     def __init__(self, source, rng, m: int):
         self.source, self.rng, self.m = source, rng, int(m)
-        self.buf = source.batch_buffer(m)
+        self.buf = None
         self.last_rows = None
 
-    def next(self):
+    @property
+    def in_memory(self):
+        """The prepared host (NumPy) data when the source holds it, else ``None``: a step can then
+        assign ``X[rows]`` without gathering the batch first (``assign_accumulate(rows=)``)."""
+        X = getattr(self.source, "_in_memory", None)
+        return X if isinstance(X, np.ndarray) else None
+
+    def draw(self):
+        """The next batch's row indices (sorted), without reading the rows."""
         from .core import draw_batch
 
-        idx = draw_batch(self.rng, self.source.n, self.m)
-        self.last_rows = idx
+        self.last_rows = draw_batch(self.rng, self.source.n, self.m)
+        return self.last_rows
+
+    def next(self):
+        idx = self.draw()
+        if self.buf is None:
+            self.buf = self.source.batch_buffer(self.m)
         return self.source.rows(idx, out=self.buf)
 
     def close(self):
