@@ -31,7 +31,8 @@ __all__ = ["axpy_norm", "phase_fourier_update", "phase_real_update", "hermitian_
            "back_project", "forward_project", "projection_residual", "pad_rows", "sample_central_slices",
            "scatter_planes"]
 from .kmeans_assign import assign_accumulate  # noqa: E402
+from .gather_rows import gather_rows  # noqa: E402
 
-__all__ += ["assign_accumulate"]
+__all__ += ["assign_accumulate", "gather_rows"]
 from .alrc_loss import alrc_loss, alrc_loss_grad  # noqa: E402
 __all__ += ["alrc_loss", "alrc_loss_grad"]

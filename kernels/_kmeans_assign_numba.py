@@ -61,3 +61,14 @@ def gather_rows(X, rows, out):
         r = rows[i]
         for j in range(d):          # an explicit loop: 1.5x faster than the slice copy (measured)
             out[i, j] = X[r, j]
+
+
+@njit(cache=True, nogil=True)
+def gather_offsets(flat, offsets, out):
+    """``out[i] = flat[offsets[i] : offsets[i] + d]``: :func:`gather_rows` for a flat vector
+    (a memory-mapped file) addressed by each row's element offset."""
+    d = out.shape[1]
+    for i in range(offsets.shape[0]):
+        o = offsets[i]
+        for j in range(d):
+            out[i, j] = flat[o + j]

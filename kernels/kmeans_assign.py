@@ -137,6 +137,9 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
         into a cache-sized buffer right before assigning them (the gather is parallel and its
         rows are read from memory once); other engines index ``X`` first. Same results as
         passing ``X[rows]``. On the host (NumPy) for CPU engines; values in ``[0, N)``.
+        With a 1-D ``X`` (L,) (e.g. a memory-mapped file, :mod:`fastem.cluster.mapped`), ``rows``
+        are element offsets: point ``i`` is ``X[rows[i] : rows[i] + d]``, each offset in
+        ``[0, L - d]``.
 
     Returns
     -------
@@ -150,6 +153,9 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
     counts : int64 (K,)
     """
     require_arrays("assign_accumulate", ('sums', 'counts', 'cnorm'), X=X, C=C, sums=sums, counts=counts, cnorm=cnorm)
+    if X.ndim == 1 and rows is not None and C.ndim == 2:     # flat data, rows given as element offsets
+        return _assign_flat(X, C, rows, sums=sums, counts=counts, accumulate=accumulate, engine=engine,
+                            cnorm=cnorm, distances=distances)
     if X.ndim != 2 or C.ndim != 2:
         raise InputError(f"assign_accumulate: X must be (M, d) and C (K, d), got {X.shape} and {C.shape}")
     if X.shape[1] != C.shape[1]:
@@ -175,6 +181,37 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
         raise InputError(f"assign_accumulate: sums must be float64 {(K, d)} and counts int64 {(K,)}, got "
                          f"{sums.dtype} {sums.shape} and {counts.dtype} {counts.shape}")
     return _ASSIGN.implementation(eng)(X, C, sums, counts, accumulate, cnorm, distances, rows)
+
+
+def _assign_flat(flat, C, offsets, **kw):
+    """``assign_accumulate`` of the points ``flat[offsets[i] : offsets[i] + d]``."""
+    d = C.shape[1]
+    if not isinstance(flat, np.ndarray) or not isinstance(offsets, np.ndarray):
+        raise InputError("assign_accumulate: a 1-D X (rows as element offsets) must be a NumPy array, and so must rows")
+    if offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise InputError(f"assign_accumulate: rows must be a 1-D integer array, got {offsets.dtype} {offsets.shape}")
+    if offsets.shape[0] and (int(offsets.min()) < 0 or int(offsets.max()) + d > flat.shape[0]):
+        raise InputError(f"assign_accumulate: with a 1-D X, rows are element offsets in [0, {flat.shape[0] - d}], "
+                         f"got {int(offsets.min())} to {int(offsets.max())}")
+    if flat.dtype != C.dtype or flat.dtype not in _SUPPORTED or not C.flags.c_contiguous:
+        raise InputError(f"assign_accumulate: X and C must both be float32 or float64 (C C-contiguous), got "
+                         f"{flat.dtype} and {C.dtype}")
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    eng = _ASSIGN.select(kw.pop("engine"), flat, C)
+    K = C.shape[0]
+    sums = np.zeros((K, d)) if kw.get("sums") is None else kw["sums"]
+    counts = np.zeros(K, np.int64) if kw.get("counts") is None else kw["counts"]
+    if sums.shape != (K, d) or sums.dtype != np.float64 or counts.shape != (K,) or counts.dtype != np.int64:
+        raise InputError(f"assign_accumulate: sums must be float64 {(K, d)} and counts int64 {(K,)}, got "
+                         f"{sums.dtype} {sums.shape} and {counts.dtype} {counts.shape}")
+    if eng != "numba":                  # the other engines: form the batch, then assign it
+        batch = np.ascontiguousarray(flat[offsets[:, None] + np.arange(d)])
+        return _ASSIGN.implementation(eng)(batch, C, sums, counts, kw["accumulate"], kw["cnorm"], kw["distances"])
+    cnorm, labels, dist = _labels_dist(flat, C, kw["cnorm"], offsets)
+    if labels.shape[0]:
+        _numba_blocks(flat, C, cnorm, labels, dist, sums, counts, bool(kw["accumulate"]), bool(kw["distances"]),
+                      offsets, flat_rows=True)
+    return labels, dist, sums, counts
 
 
 def _checked_rows(rows, X):
@@ -263,11 +300,12 @@ def single_thread_blas():
                 limiter.restore_original_limits()
 
 
-def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances=True, rows=None):
+def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances=True, rows=None,
+                  flat_rows=False):
     """One row block per thread: single-threaded BLAS cross term + the nogil Numba kernel into
     per-thread partial sums, reduced at the end. With ``rows``, each sub-block of the batch is
     first gathered from ``X`` into the thread's own buffer."""
-    from ._kmeans_assign_numba import argmin_accumulate_block, gather_rows
+    from ._kmeans_assign_numba import argmin_accumulate_block, gather_offsets, gather_rows
 
     M = X.shape[0] if rows is None else rows.shape[0]
     K, d = C.shape
@@ -284,7 +322,7 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
                 Xb = X[a:b]
             else:
                 Xb = bufs[t][:b - a]
-                gather_rows(X, rows[a:b], Xb)
+                (gather_offsets if flat_rows else gather_rows)(X, rows[a:b], Xb)
             argmin_accumulate_block(Xb, Xb @ CT, cnorm, C, labels[a:b], dist[a:b], s, c, accumulate, distances)
 
     with single_thread_blas():

@@ -195,8 +195,8 @@ def test_chunk_sampler_every_row_once_per_epoch(scan, n, m, chunks):
 def test_chunk_sampler_is_deterministic_and_reads_each_chunk_once(tmp_path, scan, monkeypatch):
     X, _ = scan
     path = tmp_path / "c.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("data", data=X, chunks=(2, 5, 16, 16))
+    with h5py.File(path, "w") as f:     # compressed: read in windows (an uncompressed file is mapped)
+        f.create_dataset("data", data=X, chunks=(2, 5, 16, 16), compression="gzip")
     with h5py.File(path, "r") as f:
         src = DataSource(f["data"])
         reads = []
@@ -309,3 +309,56 @@ def test_bench_cluster_4dstem_quick(tmp_path):
         assert m[name]["objective_median"] == m["fastem mini-batch, memory, chunk plan"]["objective_median"], name
     assert m["fastem Lloyd, memory"]["objective_median"] == m["fastem Lloyd, HDF5 chunked"]["objective_median"]
     assert "| sklearn MiniBatchKMeans |" in out.with_suffix(".md").read_text()
+
+
+
+@pytest.mark.parametrize("layout", [dict(chunks=(2, 5, 16, 16)), dict(chunks=(3, 7, 16, 16)), {}])
+def test_uncompressed_file_is_mapped_in_place_same_batches_and_fit(tmp_path, scan, layout):
+    """An uncompressed file (chunked, with edge chunks, or contiguous) is read in place through a
+    memory map: no window reads, the same batches as reading windows, the same fit."""
+    from fastem.cluster import SBEKMeans
+    from fastem.cluster.mapped import map_rows
+
+    X, _ = scan
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=X, **layout)
+    n, d = X.shape[0] * X.shape[1], X.shape[2] * X.shape[3]
+    with h5py.File(path, "r") as f:
+        mapped = map_rows(f["data"], n, d, np.float32)
+        assert mapped is not None
+        flat = X.reshape(n, d)
+        for r in (0, 1, n // 2, n - 1):
+            np.testing.assert_array_equal(mapped.flat[mapped.offsets[r]:mapped.offsets[r] + d], flat[r])
+        src, windows = DataSource(f["data"]), DataSource(f["data"])
+        windows._mapped = None                                   # force the window reads
+        a = ChunkSampler(src, np.random.default_rng(5), 24, chunks=(2, 5, 16, 16))
+        b = ChunkSampler(windows, np.random.default_rng(5), 24, chunks=(2, 5, 16, 16))
+        assert a.mapped is not None and b.mapped is None
+        for _ in range(7):
+            np.testing.assert_array_equal(a.next(), b.next())
+        a.close(), b.close()
+        kw = dict(algorithm="minibatch", random_state=3, batch_size=24, n_steps=9)
+        fit_mapped = SBEKMeans(3, **kw).fit(f["data"])
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(DataSource, "mapped", lambda self: None)     # every read through HDF5
+            fit_read = SBEKMeans(3, **kw).fit(f["data"])
+    np.testing.assert_array_equal(fit_mapped.cluster_centers_, fit_read.cluster_centers_)
+    np.testing.assert_array_equal(fit_mapped.labels_, fit_read.labels_)
+
+
+def test_filtered_or_split_rows_are_not_mapped(tmp_path, scan):
+    from fastem.cluster.mapped import map_rows
+
+    X, _ = scan
+    n, d = X.shape[0] * X.shape[1], X.shape[2] * X.shape[3]
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("gz", data=X, chunks=(2, 5, 16, 16), compression="gzip")
+        f.create_dataset("split", data=X, chunks=(2, 5, 8, 16))          # a chunk holds half a pattern
+        f.create_dataset("f64", data=X.astype(np.float64))
+        f.create_dataset("empty", shape=X.shape, dtype=np.float32, chunks=(2, 5, 16, 16))   # unallocated
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        assert map_rows(f["gz"], n, d, np.float32) is None
+        assert map_rows(f["split"], n, d, np.float32) is None
+        assert map_rows(f["f64"], n, d, np.float32) is None                 # dtype differs from the working one
+        assert map_rows(f["empty"], n, d, np.float32) is None

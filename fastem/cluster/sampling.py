@@ -16,7 +16,9 @@ from a chunked HDF5 file each row costs a whole chunk read).
 
 Every row is used exactly once per epoch and every chunk is read exactly once per epoch; a
 background thread reads the next window (whole chunks, decompressed, preprocessed) while the
-current one is consumed, so I/O overlaps the compute. The plan depends only on the random
+current one is consumed, so I/O overlaps the compute. A file stored without compression and
+needing no preprocessing is not read into windows at all: each batch is gathered in place from a
+memory map of the file (:mod:`fastem.cluster.mapped`), the same rows in the same order. The plan depends only on the random
 generator, the number of rows, the block layout, ``M`` and ``window_rows``: an in-memory array
 given the same ``sampling_chunks`` gets the same batches, bit for bit (tested).
 
@@ -41,6 +43,21 @@ MIN_BLOCK_ROWS = 64
 MAX_BLOCK_BYTES = 256 * 2 ** 20
 
 
+def _host_rows(source):
+    """``(X, row_of)``: where a step's kernel can read the prepared rows itself, without a batch
+    copy: the in-memory host array (``row_of`` ``None``: data row ``r`` is ``X[r]``), or the file
+    mapped in place by :meth:`DataSource.mapped` (``X`` the flat map, ``row_of[r]`` row ``r``'s
+    element offset; :func:`fastem.kernels.assign_accumulate` takes both); ``(None, None)`` else."""
+    X = getattr(source, "_in_memory", None)
+    if isinstance(X, np.ndarray):
+        return X, None
+    if getattr(source, "streaming", False) and source.xp is np:
+        mapped = source.mapped()
+        if mapped is not None:
+            return mapped.flat, mapped.offsets
+    return None, None
+
+
 class UniformSampler:
     """``M`` distinct rows drawn uniformly per step (sorted), gathered into one reused buffer."""
 
@@ -51,17 +68,19 @@ class UniformSampler:
 
     @property
     def in_memory(self):
-        """The prepared host (NumPy) data when the source holds it, else ``None``: a step can then
-        assign ``X[rows]`` without gathering the batch first (``assign_accumulate(rows=)``)."""
-        X = getattr(self.source, "_in_memory", None)
-        return X if isinstance(X, np.ndarray) else None
+        """The prepared host (NumPy) data when the source holds it (or maps its file in place),
+        else ``None``: a step can then assign ``X[draw()]`` without gathering the batch first
+        (``assign_accumulate(rows=)``)."""
+        return _host_rows(self.source)[0]
 
     def draw(self):
-        """The next batch's row indices (sorted), without reading the rows."""
+        """The next batch's rows (sorted data rows) as :attr:`in_memory` addresses them (row
+        indices, or element offsets into a mapped file)."""
         from .core import draw_batch
 
         self.last_rows = draw_batch(self.rng, self.source.n, self.m)
-        return self.last_rows
+        row_of = _host_rows(self.source)[1]
+        return self.last_rows if row_of is None else row_of[self.last_rows]
 
     def next(self):
         idx = self.draw()
@@ -202,6 +221,8 @@ class ChunkSampler:
         self._bufs = [None, None]
         self._slot = 0
         self.prefetch = bool(prefetch) and source.streaming
+        # an uncompressed file: batches gathered in place from the page cache, no window reads
+        self.mapped = source.mapped() if source.streaming else None
         self.last_rows = None
         self.epochs_planned = 0
 
@@ -252,6 +273,8 @@ class ChunkSampler:
         if not self.source.streaming:
             w.data = self.source._in_memory
             return w
+        if self.mapped is not None:
+            return w
         if self.prefetch:
             if self._pool is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -272,6 +295,28 @@ class ChunkSampler:
         return self._slot
 
     # -- batches -----------------------------------------------------------------------------
+    @property
+    def in_memory(self):
+        """As :attr:`UniformSampler.in_memory` (same rows, same order as :meth:`next`)."""
+        return _host_rows(self.source)[0]
+
+    def draw(self):
+        """The next batch's rows (the ones :meth:`next` would gather, in its order) as
+        :attr:`in_memory` addresses them, without reading them."""
+        parts, filled = [], 0
+        while filled < self.m:
+            if self._cur is None or self._cur.pos >= self._cur.local.size:
+                self._ensure(2)
+                self._cur = self._plan.popleft()
+            w = self._cur
+            k = min(self.m - filled, w.local.size - w.pos)
+            parts.append(w.order[w.pos:w.pos + k])
+            w.pos += k
+            filled += k
+        self.last_rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        row_of = _host_rows(self.source)[1]
+        return self.last_rows if row_of is None else row_of[self.last_rows]
+
     def next(self, track: bool = False):
         """The next ``(M, d)`` batch (the sampler's buffer, overwritten by the next call).
 
@@ -283,7 +328,13 @@ class ChunkSampler:
                 self._cur = self._next_window()
             w = self._cur
             k = min(self.m - filled, w.local.size - w.pos)
-            gather(w.data, w.local[w.pos:w.pos + k], self.buf[filled:filled + k])
+            if self.mapped is not None:
+                from fastem.kernels import gather_rows
+
+                gather_rows(self.mapped.flat, self.mapped.offsets[w.order[w.pos:w.pos + k]],
+                            self.buf[filled:filled + k])
+            else:
+                gather(w.data, w.local[w.pos:w.pos + k], self.buf[filled:filled + k])
             if track:
                 parts.append(w.order[w.pos:w.pos + k])
             w.pos += k

@@ -218,6 +218,18 @@ class DataSource:
             out[lo:hi] = np.asarray(self._data[int(ys[lo]), xs]).reshape(hi - lo, self.raw_d)
         return out
 
+    def mapped(self):
+        """The streamed dataset's rows in place (:func:`fastem.cluster.mapped.map_rows`: a memory
+        map of the file and each row's offset) when it is stored without filters and needs no
+        preprocessing or cast; else ``None``. Made once."""
+        if not hasattr(self, "_mapped"):
+            self._mapped = None
+            if self._direct():
+                from .mapped import map_rows
+
+                self._mapped = map_rows(self._data, self.n, self.raw_d, self.dtype)
+        return self._mapped
+
     def _direct(self) -> bool:
         """Streamed rows can be read straight into working arrays (no preprocessing, no cast)."""
         return (self.streaming and self.preprocess.is_identity and np.dtype(self._data.dtype) == self.dtype
@@ -254,6 +266,13 @@ class DataSource:
             return self._in_memory[self.xp.asarray(idx)]
         if idx.size == self.n:
             return self._prepare(self.read_range_raw(0, self.n))
+        mapped = self.mapped()
+        if mapped is not None:       # uncompressed file: the rows straight from the page cache
+            from fastem.kernels import gather_rows
+
+            if out is None or out.shape != (idx.size, self.d):
+                out = np.empty((idx.size, self.d), self.dtype)
+            return gather_rows(mapped.flat, mapped.offsets[idx], out)
         return self._prepare(self.read_rows_raw(idx))
 
     def chunks(self, rows: int | None = None):
@@ -271,11 +290,17 @@ class DataSource:
         direct = self._direct() and (self.scan_shape is None or rows % self.scan_shape[1] == 0)
         bufs = [np.empty((min(rows, self.n), self.d), self.dtype) for _ in range(2)] if direct else None
 
+        mapped = self.mapped() if direct else None
+
         def read(i):
             a, b = starts[i], min(self.n, starts[i] + rows)
             if not direct:
                 return self._prepare(self.read_range_raw(a, b))
             buf = bufs[i % 2][:b - a]
+            if mapped is not None:     # in place from the page cache (parallel copy, no HDF5 call)
+                from fastem.kernels import gather_rows
+
+                return gather_rows(mapped.flat, mapped.offsets[a:b], buf)
             if self.scan_shape is None:
                 self._data.read_direct(buf.reshape((b - a,) + self.shape[1:]), np.s_[a:b])
             else:
