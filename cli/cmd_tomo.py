@@ -89,11 +89,15 @@ class _FirstUpdateBar:
 @click.option("--prior-weight", "prior_weight", default="auto", show_default=True, metavar="W|auto",
               help="Strength of --prior (>= 0), or auto: noise estimated from the measured pixels, weight chosen "
                    "by R-free on held-out pixels (both printed and recorded).")
+@click.option("--weights", default=None, metavar="FILE:/ds|poisson",
+              help="--algorithm resire: per-pixel weights of the data term, (n, rows, cols) like the projections "
+                   "(0 = unmeasured: those pixels influence nothing; otherwise inverse variances), or poisson "
+                   "(1 / counts). Solved by the weighted least-squares FISTA solver with --prior (may be none).")
 @scheduler_option("slabs along the rotation axis (single-axis series in HDF5; sirt, fbp, resire --projector linear)")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(input_path, output_path, out_format, angles, algorithm, iterations, step, projector, oversampling,
             positivity, thickness, center, angles_convention, noise_level, refine_angles, refine_iterations,
-            checkpoint_every, resume, prior, prior_weight, scheduler, overwrite):
+            checkpoint_every, resume, prior, prior_weight, weights, scheduler, overwrite):
     """Reconstruct a volume from a tilt series.
 
     IN is a Data Exchange file (/exchange/data, /exchange/theta in degrees or /exchange/angles
@@ -168,7 +172,9 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
     from fastem.tomo.job import cli_message
 
     try:
-        with bar_context as bar, staged_output(output_path, fmt, "tomo", overwrite=overwrite, inputs=[input_path],
+        with bar_context as bar, staged_output(output_path, fmt, "tomo", overwrite=overwrite,
+                                                inputs=[input_path] + ([weights] if weights not in (None, "poisson")
+                                                                       else []),
                                                 calibration=lambda: read_calibration(input_path)) as target, \
                 make_executor(scheduler) as executor:
             result, _cfg = tomo_file(input_path, target, algorithm=algorithm, iterations=iterations, step=step,
@@ -179,7 +185,7 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
                                      on_center=report_center, refine_angles=refine_angles,
                                      refine_iterations=refine_iterations, on_refine=report_refine,
                                      progress=bar, prior=prior, prior_weight=prior_weight, on_prior=report_prior,
-                                     executor=executor)
+                                     executor=executor, weights=weights)
     except (DatasetNotFoundError, InputError, NonFiniteResultError) as exc:   # the CLI names flags
         raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:

@@ -44,7 +44,38 @@ FLAGS = {"algorithm": "--algorithm", "iterations": "--iterations", "step": "--st
          "angles_convention": "--angles-convention", "center": "--center", "noise_level": "--noise-level",
          "refine_angles": "--refine-angles", "refine_iterations": "--refine-iterations",
          "checkpoint_every": "--checkpoint-every", "resume": "--resume", "overwrite": "--overwrite",
-         "prior_weight": "--prior-weight", "prior": "--prior", "executor": "--scheduler"}
+         "prior_weight": "--prior-weight", "prior": "--prior", "executor": "--scheduler", "weights": "--weights"}
+
+
+def _read_weights(weights, series, where):
+    """The per-pixel weights ``(n, rows, cols)`` float64 and how they were given (for the record)."""
+    from .. import io
+
+    shape = tuple(np.shape(series.projections))
+    if isinstance(weights, str) and weights == "poisson":
+        data = np.asarray(series.projections, dtype=np.float64)
+        if series.mask is not None:
+            data = np.where(np.asarray(series.mask, bool), data, 0.0)
+        if (data < 0).any():
+            raise InputError(f"tomo_file: weights 'poisson' needs counts >= 0, but {where} has negative values "
+                             f"(min {float(data.min()):.4g}): give weights from a file instead")
+        return 1.0 / np.maximum(data, 1.0), "poisson: 1 / max(counts, 1)"
+    if isinstance(weights, str):
+        try:
+            w = io.read_dataset(weights, dtype=np.float64, ndim=3)
+        except InputError as exc:
+            raise type(exc)(f"tomo_file: weights {weights}: {exc}") from None
+        source = str(weights)
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        source = "array"
+    if w.shape != shape:
+        raise InputError(f"tomo_file: weights {source}: shape {w.shape} but the projections of {where} are {shape}")
+    if not np.all(np.isfinite(w)) or (w < 0).any():
+        raise InputError(f"tomo_file: weights {source}: must be finite and >= 0 (0 = unmeasured)")
+    if not (w > 0).any():
+        raise InputError(f"tomo_file: weights {source}: every pixel has weight 0; nothing to reconstruct")
+    return w, source
 
 
 def cli_message(message: str) -> str:
@@ -279,7 +310,7 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
               device: Any = None, command: str | None = None, progress: Any = None, center=None,
               angles_convention: str = "thesis", noise_level: float | None = None, on_center=None,
               refine_angles: int = 0, refine_iterations: int = 20, on_refine=None, prior: str = "none",
-              prior_weight="auto", on_prior=None, executor=None):
+              prior_weight="auto", on_prior=None, executor=None, weights=None):
     """Reconstruct the tilt series ``in_spec`` into the Data Exchange volume ``out_path``.
 
     Parameters
@@ -316,6 +347,13 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         The prior's strength; ``"auto"`` picks it from the data (noise estimated from the measured
         pixels, weight by R-free on held-out pixels); ``on_prior(info)`` is called with the noise
         estimate and the chosen weight. Not combinable with resume/checkpoints yet.
+    weights : "FILE.h5:/dataset", "poisson" or array (n, rows, cols), optional
+        Per-pixel weights of the data term (0 = unmeasured, otherwise relative inverse variances;
+        ``"poisson"``: ``1 / max(counts, 1)`` from the projections, which must then be counts >= 0).
+        Zero-weight pixels influence nothing (not the gradient, the noise estimate, the automatic
+        strength or the R-factor). Reconstructs with the weighted least-squares solver of
+        :mod:`fastem.tomo.regularised` (``prior`` may be "none"); ``resire`` only, not with
+        ``resume``/``checkpoint_every`` or an executor. A weights file is never overwritten.
     executor : fastem.executor.Executor, optional
         Reconstruct in slabs along the rotation axis on its workers
         (:func:`fastem.tomo.distributed.reconstruct_slabs`): single-axis series in an HDF5 dataset
@@ -389,6 +427,14 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
 
     if prior not in ("none", *PRIORS):
         raise InputError(f"prior must be one of none, {', '.join(PRIORS)}, got {prior!r}")
+    if weights is not None:
+        if algorithm != "resire":
+            raise InputError(f"tomo_file: weights weight RESIRE's data term: use algorithm resire, not {algorithm}")
+        if resume or checkpoint_every:
+            raise InputError("tomo_file: weights with resume or checkpoint_every is not supported yet: run without "
+                             "them")
+        if isinstance(weights, str) and weights != "poisson" and ":" not in weights:
+            raise InputError(f"tomo_file: weights must be FILE.h5:/dataset or 'poisson', got {weights!r}")
     if prior != "none":
         if algorithm != "resire":
             raise InputError(f"tomo_file: prior {prior!r} regularises RESIRE: use algorithm resire, not {algorithm}")
@@ -405,6 +451,8 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
                                      ("refine_angles", refine_angles), ("prior", prior != "none"),
                                      ("noise_level", noise_level is not None), ("center='auto'", center == "auto"))
                if on]
+        if weights is not None:
+            bad.append("weights")
         if bad:
             raise InputError(f"tomo_file: executor (slabs on workers) cannot be combined with {', '.join(bad)}")
     if in_spec is None or out_path is None:
@@ -412,6 +460,8 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
     out = Path(out_path)
     in_file = io.parse_ref(str(in_spec))[0]
     guard = [in_file] + ([io.parse_ref(str(angles))[0]] if angles is not None else [])
+    if isinstance(weights, str) and weights != "poisson":
+        guard.append(io.parse_ref(weights)[0])
     io.check_output(out, overwrite=overwrite or resume, inputs=guard)
     with io.output_lock(out):
         return _run_locked(in_spec, out, algorithm=algorithm, iterations=iterations, step=step, projector=projector,
@@ -421,6 +471,7 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
                            center=center, convention=angles_convention, noise_level=noise_level,
                            on_center=on_center, refine_angles=refine_angles, refine_iterations=refine_iterations,
                            on_refine=on_refine, prior=prior, prior_weight=prior_weight, on_prior=on_prior,
+                           weights=weights,
                            executor=executor)
 
 
@@ -534,7 +585,7 @@ class _RowsToIterations:
 def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, oversampling, positivity, thickness,
                 angles, checkpoint_every, resume, overwrite, device, command, progress, guard, center, convention,
                 noise_level, on_center, refine_angles=0, refine_iterations=20, on_refine=None, prior="none",
-                prior_weight="auto", on_prior=None, executor=None):
+                prior_weight="auto", on_prior=None, executor=None, weights=None):
     from .. import io
     from . import Resire, Sirt, TomoProblem, fbp
 
@@ -542,6 +593,13 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
     state = _resume_state(out) if resume else None
     src = read_series(in_spec, angles=angles)
     series, where, inputs = src.series, src.where, src.files
+    weights_arr, weights_source = None, None
+    if weights is not None:
+        weights_arr, weights_source = _read_weights(weights, series, where)
+        if isinstance(weights, str) and weights != "poisson":
+            inputs = [*inputs, io.parse_ref(weights)[0]]
+        zero = weights_arr == 0                  # unmeasured: masked, so their values are never read
+        series.mask = ~zero if series.mask is None else (np.asarray(series.mask, bool) & ~zero)
     estimate = None
     if center == "auto":
         from .centre import find_center
@@ -601,17 +659,20 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
         raise InputError(f"{where}: {exc}") from None
     if algorithm != "fbp":
         prior_info = None
-        if prior != "none":
+        if prior != "none" or weights_arr is not None:
             from .regularised import prepare_regularised
 
             try:
                 solver, prior_info = prepare_regularised(problem, prior=prior, prior_weight=prior_weight,
                                                          noise_level=noise_level, projector=projector,
-                                                         oversampling=oversampling, positivity=positivity)
+                                                         oversampling=oversampling, positivity=positivity,
+                                                         weights=weights_arr)
             except InputError as exc:
                 raise InputError(f"{where}: {exc}") from None
             prior_info = dict(prior_info, weight=float(solver.weight))
-            if on_prior is not None:
+            if weights_source is not None:
+                prior_info["weights"] = weights_source
+            if on_prior is not None and prior != "none":
                 on_prior(prior_info)
             noise_level = None          # used for the weight; the discrepancy stop is for plain RESIRE
         elif algorithm == "resire":
