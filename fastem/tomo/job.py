@@ -430,16 +430,11 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
     if weights is not None:
         if algorithm != "resire":
             raise InputError(f"tomo_file: weights weight RESIRE's data term: use algorithm resire, not {algorithm}")
-        if resume or checkpoint_every:
-            raise InputError("tomo_file: weights with resume or checkpoint_every is not supported yet: run without "
-                             "them")
         if isinstance(weights, str) and weights != "poisson" and ":" not in weights:
             raise InputError(f"tomo_file: weights must be FILE.h5:/dataset or 'poisson', got {weights!r}")
     if prior != "none":
         if algorithm != "resire":
             raise InputError(f"tomo_file: prior {prior!r} regularises RESIRE: use algorithm resire, not {algorithm}")
-        if resume or checkpoint_every:
-            raise InputError("tomo_file: prior with resume or checkpoint_every is not supported yet: run without them")
         if not (isinstance(prior_weight, str) and prior_weight == "auto"):
             prior_weight = as_float(prior_weight, "prior_weight", minimum=0.0)
     from fastem.executor import InlineExecutor
@@ -476,19 +471,23 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
 
 
 def _fingerprint(series, *, algorithm, step, projector, oversampling, positivity, thickness, volume_shape,
-                 center, convention, refine=(0, 0)):
+                 center, convention, refine=(0, 0), regularised=None, weights=None):
     from .. import io
 
     params = {"algorithm": algorithm, "positivity": bool(positivity), "thickness": thickness,
               "volume_shape": list(volume_shape), "center": float(center), "angles_convention": convention}
+    if regularised is not None:      # prior, the requested strength, its parameters, the weights' source
+        params["regularised"] = regularised
     if refine[0]:
         params["refine_angles"] = [int(refine[0]), int(refine[1])]
     if algorithm == "resire":
         params.update(step=float(step), projector=projector)
         if projector == "fst":
             params["oversampling"] = [float(o) for o in np.broadcast_to(np.asarray(oversampling, float), (3,))]
-    return io.run_fingerprint({"projections": series.projections, "angles": series.angles, "mask": series.mask},
-                              params)
+    arrays = {"projections": series.projections, "angles": series.angles, "mask": series.mask}
+    if weights is not None:
+        arrays["weights"] = weights
+    return io.run_fingerprint(arrays, params)
 
 
 def _resume_state(out: Path) -> dict:
@@ -508,9 +507,12 @@ def _resume_state(out: Path) -> dict:
     finished = saved.results.get("resume")
     if not isinstance(finished, dict) or "r_factor_history" not in saved.results or "iterations" not in saved.results:
         return io.load_checkpoint_file(out, io.DX_CHECKPOINT)  # raises: no checkpoint
-    return {"algorithm": finished.get("algorithm"), "iteration": int(saved.results["iterations"]),
-            "volume": saved.volume, "r_factor_history": np.asarray(saved.results["r_factor_history"]),
-            "fingerprint": finished.get("fingerprint")}
+    state = {"algorithm": finished.get("algorithm"), "iteration": int(saved.results["iterations"]),
+             "volume": saved.volume, "r_factor_history": np.asarray(saved.results["r_factor_history"]),
+             "fingerprint": finished.get("fingerprint")}
+    if finished.get("prior_weight") is not None:
+        state["config"] = {"prior_weight": float(finished["prior_weight"])}
+    return state
 
 
 def _run_slabs(in_spec, src, series, where, inputs, write, *, algorithm, iterations, step, projector, positivity,
@@ -662,6 +664,10 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
         if prior != "none" or weights_arr is not None:
             from .regularised import prepare_regularised
 
+            requested_weight = prior_weight
+            resolved = None if state is None else (state.get("config") or {}).get("prior_weight")
+            if state is not None and resolved is not None and prior != "none":
+                prior_weight = float(resolved)       # the checkpoint's weight (an automatic one is not searched again)
             try:
                 solver, prior_info = prepare_regularised(problem, prior=prior, prior_weight=prior_weight,
                                                          noise_level=noise_level, projector=projector,
@@ -681,10 +687,16 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
             solver = Sirt(problem, positivity=positivity)
         # the oversampling in use (fst lowers it when memory is short): a resume must use the same
         used = getattr(solver.op, "oversampling", oversampling)
+        regularised_params = None
+        if prior_info is not None:
+            regularised_params = {"prior": prior, "prior_weight": requested_weight if isinstance(requested_weight, str)
+                                  else float(requested_weight), "weights": weights_source,
+                                  "prior_params": {k: float(v) for k, v in sorted(solver.prior_params.items())}}
         fingerprint = _fingerprint(series, algorithm=algorithm, step=step, projector=projector,
                                    oversampling=used, positivity=positivity, thickness=thickness,
                                    volume_shape=problem.geometry.volume_shape, center=problem.geometry.center,
-                                   convention=convention, refine=(refine_angles, refine_iterations))
+                                   convention=convention, refine=(refine_angles, refine_iterations),
+                                   regularised=regularised_params, weights=weights_arr)
         if state is not None:
             io.check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out), names=RESUME_FLAGS)
             solver.restore(state)
@@ -719,7 +731,12 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
                                 "projector": "linear"}
         results.update(refined_angles=alignment.angles, refined_shifts=alignment.shifts,
                        refine_r_factors=np.asarray(alignment.r_factors + [result.r_factor]))
+    final_state = None
     if algorithm != "fbp":  # what --resume needs to extend the finished run
-        results["resume"] = {"algorithm": algorithm, "fingerprint": fingerprint}
-    write(result.volume, cfg, results)
+        results["resume"] = {"algorithm": solver.algorithm, "fingerprint": fingerprint}
+        if prior_info is not None:
+            results["resume"]["prior_weight"] = float(solver.weight)
+            if checkpoint_every:   # FISTA's momentum too, so --resume extends the run exactly
+                final_state = dict(solver.state(), fingerprint=fingerprint)
+    write(result.volume, cfg, results, checkpoint=final_state)
     return result, cfg

@@ -320,10 +320,33 @@ class RegularisedReconstruction(IterativeReconstruction):
         """``sum W (P x - b)^2`` over the measured pixels (twice the data term)."""
         return 2.0 * self.objective_terms()[0]
 
+    def state(self) -> dict:
+        """:meth:`IterativeReconstruction.state` plus the momentum (``x_prev``, ``t``, restarts), so a
+        resumed run continues exactly as an uninterrupted one."""
+        st = super().state()
+        x_prev = np.asarray(backend.to_device(self.x_prev, "cpu")).copy()
+        if self.scale != 1.0:
+            x_prev *= np.float32(1.0 / self.scale)  # a power of two: exact
+        st.update(momentum_x_prev=x_prev, momentum_t=float(self.t), momentum_restarts=int(self.restarts))
+        return st
+
     def restore(self, state: dict) -> None:
-        """Continue from :meth:`state` output (the momentum restarts from the restored volume)."""
+        """Continue from :meth:`state` output: exactly when it holds the momentum (a checkpoint);
+        otherwise (a finished run's output) the momentum restarts from the restored volume."""
         super().restore(state)
-        self.restart()
+        x_prev = state.get("momentum_x_prev")
+        if x_prev is None:
+            self.restart()
+            return
+        x_prev = np.array(as_array(x_prev, "state['momentum_x_prev']"), dtype=np.float32)
+        if x_prev.shape != self.problem.geometry.volume_shape or not np.all(np.isfinite(x_prev)):
+            raise InputError("checkpoint momentum does not match the volume (or holds NaN/inf); start a new run")
+        if self.scale != 1.0:
+            x_prev *= np.float32(self.scale)
+        with self.problem.device.use():
+            self.x_prev[...] = backend.to_device(x_prev, self.problem.device)
+        self.t = as_float(state.get("momentum_t", 1.0), "state['momentum_t']", minimum=1.0)
+        self.restarts = as_int(state.get("momentum_restarts", 0), "state['momentum_restarts']", minimum=0)
 
     def config(self) -> dict:
         cfg = super().config()
