@@ -36,6 +36,11 @@ class _FirstUpdateBar:
         return False
 
 
+_WEIGHTS_HELP = ("--algorithm resire: per-pixel weights of the data term, (n, rows, cols) like the projections (0 = "
+                 "unmeasured: those pixels influence nothing; otherwise inverse variances), or poisson (1 / counts). "
+                 "Solved by the weighted least-squares FISTA solver with --prior (may be none).")
+
+
 @click.command("tomo")
 @click.argument("input_path", metavar="IN")
 @click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False),
@@ -89,10 +94,7 @@ class _FirstUpdateBar:
 @click.option("--prior-weight", "prior_weight", default="auto", show_default=True, metavar="W|auto",
               help="Strength of --prior (>= 0), or auto: noise estimated from the measured pixels, weight chosen "
                    "by R-free on held-out pixels (both printed and recorded).")
-@click.option("--weights", default=None, metavar="FILE:/ds|poisson",
-              help="--algorithm resire: per-pixel weights of the data term, (n, rows, cols) like the projections "
-                   "(0 = unmeasured: those pixels influence nothing; otherwise inverse variances), or poisson "
-                   "(1 / counts). Solved by the weighted least-squares FISTA solver with --prior (may be none).")
+@click.option("--weights", default=None, metavar="FILE:/ds|poisson", help=_WEIGHTS_HELP)
 @scheduler_option("slabs along the rotation axis (single-axis series in HDF5; sirt, fbp, resire --projector linear)")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(input_path, output_path, out_format, angles, algorithm, iterations, step, projector, oversampling,

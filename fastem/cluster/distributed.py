@@ -304,18 +304,7 @@ def lloyd_distributed(executor, data: PartitionedData, C0, *, max_iter: int = 30
     max_iter, tol, callback, tol_scale, stats
         As :func:`fastem.cluster.core.lloyd`.
     """
-    if not isinstance(data, PartitionedData):
-        raise InputError(f"data must be a PartitionedData, got {type(data).__name__}")
-    if int(data.parts) < 1:
-        raise InputError(f"parts must be >= 1, got {data.parts}")
-    f, src = data.open()
-    try:
-        d = src.d
-    finally:
-        f.close()
-    C0 = np.asarray(C0, np.float64)
-    if C0.ndim != 2 or C0.shape[1] != d:
-        raise InputError(f"C0 must have shape (K, {d}), got {C0.shape}")
+    C0 = _checked(data, C0)
     source = _Distributed(executor, data)
     try:
         return lloyd(source, C0, max_iter=max_iter, tol=tol, callback=callback, tol_scale=tol_scale, stats=stats,
