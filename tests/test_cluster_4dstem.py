@@ -338,13 +338,29 @@ def test_uncompressed_file_is_mapped_in_place_same_batches_and_fit(tmp_path, sca
         for _ in range(7):
             np.testing.assert_array_equal(a.next(), b.next())
         a.close(), b.close()
-        kw = dict(algorithm="minibatch", random_state=3, batch_size=24, n_steps=9)
-        fit_mapped = SBEKMeans(3, **kw).fit(f["data"])
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(DataSource, "mapped", lambda self: None)     # every read through HDF5
-            fit_read = SBEKMeans(3, **kw).fit(f["data"])
-    np.testing.assert_array_equal(fit_mapped.cluster_centers_, fit_read.cluster_centers_)
-    np.testing.assert_array_equal(fit_mapped.labels_, fit_read.labels_)
+        for kw in (dict(algorithm="minibatch", random_state=3, batch_size=24, n_steps=9),
+                   dict(algorithm="lloyd", random_state=3, max_iter=4, chunk_rows=35)):
+            chunk_rows = kw.pop("chunk_rows", None)
+            fit_mapped = SBEKMeans(3, **kw).fit(f["data"]) if chunk_rows is None else None
+            if chunk_rows is not None:       # Lloyd: full passes in blocks gathered from the map
+                from fastem.cluster.core import lloyd
+
+                C0 = np.random.default_rng(0).random((3, d)).astype(np.float64)
+                src_m = DataSource(f["data"], chunk_rows=chunk_rows)
+                assert src_m.mapped() is not None
+                fit_mapped = lloyd(src_m, C0, max_iter=4, tol=0.0)
+                src_r = DataSource(f["data"], chunk_rows=chunk_rows)
+                src_r._mapped = None
+                fit_read = lloyd(src_r, C0, max_iter=4, tol=0.0)
+                np.testing.assert_array_equal(fit_mapped.labels, fit_read.labels)
+                np.testing.assert_array_equal(fit_mapped.centers, fit_read.centers)
+                assert fit_mapped.objective == fit_read.objective
+                continue
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(DataSource, "mapped", lambda self: None)     # every read through HDF5
+                fit_read = SBEKMeans(3, **kw).fit(f["data"])
+            np.testing.assert_array_equal(fit_mapped.cluster_centers_, fit_read.cluster_centers_)
+            np.testing.assert_array_equal(fit_mapped.labels_, fit_read.labels_)
 
 
 def test_filtered_or_split_rows_are_not_mapped(tmp_path, scan):

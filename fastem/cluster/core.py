@@ -75,14 +75,24 @@ def assign_full(source: DataSource, C, *, labels: bool = True, accumulate: bool 
     out = np.empty(source.n, np.int64) if labels else None
     n_k, r_k = np.zeros(K, np.int64), np.zeros(K, np.float64)
     total = 0.0
-    for start, block in source.chunks():
-        lab, dist, _, _ = assign_accumulate(block, Cw, sums=sums, counts=counts, accumulate=accumulate,
-                                            engine=engine, cnorm=cnorm)
+    mapped = source.mapped() if getattr(source, "streaming", False) and source.xp is np else None
+    if mapped is not None:   # an uncompressed file: the kernel gathers each block from the map itself
+        blocks = ((a, mapped.offsets[a:min(source.n, a + source.chunk_rows)])
+                  for a in range(0, source.n, source.chunk_rows))
+    else:
+        blocks = source.chunks()
+    for start, block in blocks:
+        if mapped is not None:
+            lab, dist, _, _ = assign_accumulate(mapped.flat, Cw, rows=block, sums=sums, counts=counts,
+                                                accumulate=accumulate, engine=engine, cnorm=cnorm)
+        else:
+            lab, dist, _, _ = assign_accumulate(block, Cw, sums=sums, counts=counts, accumulate=accumulate,
+                                                engine=engine, cnorm=cnorm)
         total += float(dist.sum())
         if labels or stats is not None:
             lab = backend_to_numpy(lab)
         if labels:
-            out[start:start + block.shape[0]] = lab
+            out[start:start + lab.shape[0]] = lab
         if stats is not None:
             n_k += np.bincount(lab, minlength=K)
             r_k += np.bincount(lab, weights=np.sqrt(backend_to_numpy(dist)), minlength=K)
