@@ -36,3 +36,17 @@ def kill_worker(executor, address: str) -> None:
 
 def is_gone(executor, address: str) -> bool:
     return address not in executor.client.scheduler_info()["workers"]
+
+
+def kill_first_worker_once(executor):
+    """``(callback, killed, victim)``: ``callback(*args)`` kills ``victim`` (the first worker) on
+    its first call and records that call's first argument in ``killed``; later calls do nothing."""
+    victim = first_worker(executor)
+    killed = []
+
+    def callback(*args):
+        if not killed:
+            killed.append(args[0] if args else None)
+            kill_worker(executor, victim)
+
+    return callback, killed, victim

@@ -61,13 +61,14 @@ def test_4d_equals_flattened_input(scan):
     np.testing.assert_array_equal(a.labels_, b.labels_)
 
 
+@pytest.mark.parametrize("compression", [None, "gzip"])     # mapped in place / read in windows
 @pytest.mark.parametrize("sampling", ["uniform", "chunks"])
 @pytest.mark.parametrize("algorithm", ["sbe", "minibatch", "lloyd"])
-def test_4d_hdf5_streaming_equals_in_memory(tmp_path, scan, sampling, algorithm):
+def test_4d_hdf5_streaming_equals_in_memory(tmp_path, scan, sampling, algorithm, compression):
     X, _ = scan
     path = tmp_path / "scan.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("data", data=X, chunks=(2, 5, 16, 16))
+        f.create_dataset("data", data=X, chunks=(2, 5, 16, 16), compression=compression)
     kw = dict(algorithm=algorithm, n_init=2, batch_size=20, n_outer=4, n_inner=3, random_state=7, chunk_rows=30,
               sampling=sampling)
     mem = SBEKMeans(4, sampling_chunks=(2, 5, 16, 16), **{k: v for k, v in kw.items()}).fit(X)

@@ -10,7 +10,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from dask_support import cluster, first_worker, is_gone, kill_worker  # noqa: E402,F401  (cluster: a fixture)
+from dask_support import cluster, is_gone, kill_first_worker_once  # noqa: E402,F401  (cluster: a fixture)
 
 from fastem.cluster.core import lloyd  # noqa: E402
 from fastem.cluster.distributed import PartitionedData, lloyd_distributed  # noqa: E402
@@ -80,14 +80,7 @@ def test_worker_lost_mid_run_still_converges_to_the_same(tmp_path, rng, cluster)
         f["X"] = X
     C0 = X[:4].astype(np.float64)
     ref, _ = _single(path, "/X", C0)
-    victim = first_worker(cluster)
-    killed = []
-
-    def kill_once(it, phi):
-        if not killed:
-            killed.append(it)
-            kill_worker(cluster, victim)
-
+    kill_once, killed, victim = kill_first_worker_once(cluster)
     got = lloyd_distributed(cluster, PartitionedData(str(path), "/X", parts=4), C0, callback=kill_once)
     assert killed and is_gone(cluster, victim)
     np.testing.assert_array_equal(got.labels, ref.labels)
@@ -198,13 +191,7 @@ def test_sbe_worker_lost_mid_run_same_result(tmp_path, rng, cluster):
         f["X"] = X
     C0 = X[:4].astype(np.float64)
     ref = _single_stochastic(path, "/X", C0, "sbe", 2, batch_size=50, n_outer=8, n_inner=3)
-    victim = first_worker(cluster)
-    killed = []
-
-    def kill_once(k):
-        if not killed:
-            killed.append(k)
-            kill_worker(cluster, victim)
+    kill_once, killed, victim = kill_first_worker_once(cluster)
 
     got = sbe_distributed(cluster, PartitionedData(str(path), "/X", parts=4), C0, 2, batch_size=50, n_outer=8,
                           n_inner=3, callback=kill_once)

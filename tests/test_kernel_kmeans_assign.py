@@ -401,8 +401,9 @@ def test_minibatch_in_memory_uses_the_fused_gather_same_result(rng, monkeypatch)
     for algorithm in ("minibatch", "sbe"):
         kw = dict(algorithm=algorithm, random_state=2, batch_size=500, n_outer=4, n_inner=3, n_steps=12,
                   sampling="uniform")
+        calls.clear()
         fused = SBEKMeans(3, **kw).fit(X)
-        assert calls, "the in-memory path did not draw rows for the kernel"
+        assert calls, f"{algorithm}: the in-memory path did not draw rows for the kernel"
         monkeypatch.setattr(sampling.UniformSampler, "in_memory", property(lambda self: None))
         gathered = SBEKMeans(3, **kw).fit(X)
         monkeypatch.undo()
