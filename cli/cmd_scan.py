@@ -7,6 +7,8 @@ attributes ``coverage``, ``measured_coverage``, ``dwell_fraction``; ``/scan/comp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from fastem.cli.formats import format_option, resolve_format
@@ -404,8 +406,14 @@ def _train_progress(total: int, start: int = 0):
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Examples per step.")
 @click.option("--synthetic", type=click.IntRange(min=1), default=None, metavar="N",
               help="Train on a pool of N synthetic micrographs (default when IN is not given: 256).")
-@click.option("--width", type=click.FloatRange(min=0.05, max=1.0), default=0.25, show_default=True,
-              help="Channel-width multiplier of the paper's network (1 = the paper's widths).")
+@click.option("--width", type=click.FloatRange(min=0.05, max=1.0), default=None,
+              help="Channel-width multiplier of the paper's network (1 = the paper's widths).  [default: 0.25]")
+@click.option("--init", "init", type=click.Path(dir_okay=False), default=None, metavar="MODEL.pt",
+              help="Start from this completion model's generator (fine-tune it, e.g. the packaged default on "
+                   "your own images, or continue a finished run); its architecture is used (not with --width).")
+@click.option("--adversarial/--no-adversarial", default=True, show_default=True,
+              help="Run the paper's adversarial stages (the second half); --no-adversarial trains the "
+                   "generator with the non-adversarial losses throughout.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the data stream, validation set and initialisation.")
 @click.option("--val-count", type=click.IntRange(min=1), default=32, show_default=True,
@@ -416,8 +424,8 @@ def _train_progress(total: int, start: int = 0):
               help="Write the loss / validation-RMSE curves PNG here.")
 @click.option("--resume", is_flag=True, help="Continue from MODEL.pt.ckpt (same IN and settings only).")
 @click.option("--overwrite", is_flag=True, help="Replace MODEL.pt if it exists.")
-def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, seed, val_count, validate_every,
-          checkpoint_every, curves, resume, overwrite):
+def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, init, adversarial, seed, val_count,
+          validate_every, checkpoint_every, curves, resume, overwrite):
     """Train the partial-scan completion GAN (seed 000) on fresh simulated partial scans of IN
     (an (N, h, w) image stack: HDF5 FILE:/ds, CXI, EMD, MRC, TIFF; the last 10 % are held out
     for validation) or of synthetic micrographs. Checkpoints beside MODEL.pt; a killed run
@@ -442,6 +450,11 @@ def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, 
                                  param_hint="--crop")
     if source is not None and synthetic is not None:
         raise InputError("give IN or --synthetic N, not both")
+    if init is not None and width is not None:
+        raise click.BadParameter("the architecture comes from the --init model; leave --width out",
+                                 param_hint="--width")
+    if init is not None and not Path(init).is_file():
+        raise click.BadParameter(f"{init}: no such model file", param_hint="--init")
     images = val_images = None
     inputs = []
     if source is not None:
@@ -462,7 +475,8 @@ def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, 
     try:
         _, history, record = train_completion(
             output, images=images, val_images=val_images, synthetic=synthetic or 256, path=kind, coverage=coverage,
-            steps=steps, crop=crop, batch=batch, seed=seed, config=CompletionConfig(width=width), device=device,
+            steps=steps, crop=crop, batch=batch, seed=seed, device=device, init=init,
+            config=CompletionConfig(width=0.25 if width is None else width, adversarial=adversarial),
             resume=resume, overwrite=overwrite, callback=callback, command=_command_line(),
             curves=curves, inputs=inputs, val_count=val_count, validate_every=validate_every,
             checkpoint_every=checkpoint_every)

@@ -101,3 +101,59 @@ def test_batch_of_one_trains(tmp_path):
     _, info = load_model(out)
     assert np.isfinite(info["record"]["val_rmse"])
     assert info["record"]["command"].startswith("fastem scan train --output ")
+
+
+def test_init_starts_from_a_models_weights_and_records_it(tmp_path):
+    base = tmp_path / "base.pt"
+    r = run("scan", "train", "--synthetic", "4", "-o", str(base), *TINY)
+    assert r.exit_code == 0, r.output
+    before = base.read_bytes()
+    base_model, _ = load_model(base)
+    # one step at learning rate ~0 would be the init itself: compare the record and the weights' start
+    tiny_init = [a for a in TINY if a not in ("--width", "0.1")]
+    out = tmp_path / "fine.pt"
+    r = run("scan", "train", "--synthetic", "4", "-o", str(out), "--init", str(base), "--no-adversarial", *tiny_init)
+    assert r.exit_code == 0, r.output
+    assert base.read_bytes() == before                   # the init model is an input: never written
+    model, info = load_model(out)
+    rec = info["record"]
+    assert rec["init"]["file"] == "base.pt" and rec["init"]["steps"] == 4 and len(rec["init"]["sha256"]) == 64
+    assert info["config"]["width"] == pytest.approx(0.1)  # architecture from the init model
+    assert info["config"]["adversarial"] is False
+    # fine-tuned weights start from the init: 4 Adam steps move each weight by at most ~4 * lr
+    for (k, a), (_, b) in zip(model.state_dict().items(), base_model.state_dict().items()):
+        if a.is_floating_point() and "running" not in k:
+            assert float((a - b).abs().max()) < 4 * 2e-4 * 1.5 + 1e-6, k
+    # resume is refused when the init file changed
+    other = tmp_path / "other.pt"
+    r = run("scan", "train", "--synthetic", "4", "-o", str(other), "--seed", "1", *TINY)
+    assert r.exit_code == 0, r.output
+    base.write_bytes(other.read_bytes())
+    again = run("scan", "train", "--synthetic", "4", "-o", str(out), "--init", str(base), "--no-adversarial",
+                "--resume", *tiny_init)
+    assert again.exit_code != 0 and "resume" in again.output and "Traceback" not in again.output
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--init", "missing.pt"], "--init"),
+    (["--init", "PLACEHOLDER", "--width", "0.2"], "--width"),
+])
+def test_init_errors_name_the_flag(tmp_path, args, needle):
+    base = tmp_path / "base.pt"
+    assert run("scan", "train", "--synthetic", "4", "-o", str(base), *TINY).exit_code == 0
+    args = [str(base) if a == "PLACEHOLDER" else (str(tmp_path / a) if a.endswith(".pt") else a) for a in args]
+    tiny = [a for a in TINY if a not in ("--width", "0.1")]
+    r = run("scan", "train", "--synthetic", "4", "-o", str(tmp_path / "x.pt"), *args, *tiny)
+    assert r.exit_code != 0 and needle in r.output and "Traceback" not in r.output
+
+
+def test_init_refuses_another_kind_of_model(tmp_path):
+    from fastem.errors import InputError
+    from fastem.nn.model import save_model
+    from fastem.nn.ssl_models import MODEL_KIND, build_generator, generator_config
+    from fastem.nn.train_completion import train_completion
+
+    cfg = generator_config("unet-2-44", width=3)
+    bad = save_model(tmp_path / "ssl.pt", build_generator(cfg), kind=MODEL_KIND, config=cfg)
+    with pytest.raises(InputError, match="expected a 'completion-gan' model"):
+        train_completion(tmp_path / "o.pt", synthetic=4, steps=1, crop=32, batch=1, init=bad)

@@ -32,7 +32,7 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
                      config: CompletionConfig | None = None, device="cpu", resume: bool = False,
                      checkpoint=None, checkpoint_every: int = 200, validate_every: int = 100, val_count: int = 32,
                      overwrite: bool = False, callback=None, command: str | None = None, curves=None,
-                     inputs=(), **pipeline_options):
+                     inputs=(), init=None, **pipeline_options):
     """Train the completion GAN and write the model file ``output``.
 
     Parameters
@@ -60,12 +60,22 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
         Write the loss / validation-RMSE curves PNG here.
     inputs : paths
         Input files (never overwritten).
+    init : path, optional
+        A completion model file to start from (fine-tuning, e.g. the packaged default on the
+        user's own images, or continuing a finished run with more steps): its generator weights
+        replace the random initialisation and its architecture is used; the training settings of
+        ``config`` (stages, ALRC, replay, auxiliary) still apply. The file's digest is part of the
+        resume fingerprint and of the record; the file is never written.
 
     Returns
     -------
     (generator, history, record)
     """
     cfg = config or CompletionConfig()
+    init_state, init_record = None, None
+    if init is not None:
+        cfg, init_state, init_record = _initial_weights(init, cfg)
+        inputs = (*inputs, init)
     out = check_output(output, overwrite=overwrite or resume, inputs=inputs)
     ckpt = Path(checkpoint) if checkpoint is not None else default_checkpoint(out)
     if resume and not ckpt.is_file():
@@ -77,7 +87,10 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
                                    **pipeline_options)
         valset = make_validation_set(val_images, count=val_count, synthetic=max(4, val_count // 2), crop=crop,
                                      kind=path, coverage=coverage, seed=seed, **pipeline_options)
-        task = CompletionTask(cfg, source, total_steps=steps, valset=valset, seed=seed, device=dev)
+        task = CompletionTask(cfg, source, total_steps=steps, valset=valset, seed=seed, device=dev,
+                              record={"init": init_record} if init_record else None)
+        if init_state is not None:
+            task.generator.load_state_dict(init_state)
         trainer = Trainer(task, checkpoint=ckpt, checkpoint_every=checkpoint_every, validate_every=validate_every,
                           callback=callback)
         if resume:
@@ -92,12 +105,39 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
                   "train_seconds": round(trainer.elapsed, 1), "command": command,
                   "val_rmse": val.get("rmse"), "val_rmse_linear": linear, "val_count": len(valset),
                   "torch": torch.__version__, "scaled_down": _scaled_down(cfg)}
+        if init_record:
+            record["init"] = init_record
         save_model(out, task.generator, kind=MODEL_KIND, config=cfg.to_dict(), record=record,
                    overwrite=overwrite or resume, inputs=inputs)
         if curves is not None:
             write_curves(history, curves, baselines={"linear interpolation": linear},
                          title=f"completion GAN, {path} 1/{1 / coverage:.0f}, {steps} steps")
     return task.generator, history, record
+
+
+_TRAINING_SWITCHES = ("adversarial", "alrc", "replay", "auxiliary")
+
+
+def _initial_weights(init, cfg: CompletionConfig):
+    """``(config, generator state, record)`` for ``init=``: the model's architecture with ``cfg``'s
+    training switches, its float32 generator weights and what the record says about them."""
+    from fastem.io.checkpoint import file_digest
+
+    from .model import load_model
+
+    p = Path(init)
+    if not p.is_file():
+        raise InputError(f"init: {p}: no such model file")
+    module, info = load_model(p, kind=MODEL_KIND)
+    stored = CompletionConfig.from_dict(info["config"])
+    merged = CompletionConfig.from_dict({**stored.to_dict(),
+                                         **{k: getattr(cfg, k) for k in _TRAINING_SWITCHES}})
+    state = {k: v.detach().to(torch.float32) if v.is_floating_point() else v.detach()
+             for k, v in module.state_dict().items()}
+    rec = info.get("record") or {}
+    record = {"file": p.name, "sha256": file_digest(p), "steps": rec.get("steps"), "path": rec.get("path"),
+              "coverage": rec.get("coverage"), "val_rmse": rec.get("val_rmse")}
+    return merged, state, record
 
 
 def _scaled_down(cfg: CompletionConfig) -> str:
