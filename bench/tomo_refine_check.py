@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--angle", type=float, default=1.5)
     p.add_argument("--shift", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--parameters", default="auto", help="auto (single axis: tilt + shifts), all, or names")
+    p.add_argument("--projector", default="linear", choices=["linear", "fst"])
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tomo_refine_check")
     a = p.parse_args(argv)
     from fastem.io import atomic_output
@@ -79,12 +81,21 @@ def main(argv=None) -> int:
                        **errors(res.angles, res.shifts)})
         print(rounds[-1], flush=True)
 
-    refine_alignment(data, nominal, rounds=a.rounds, iterations=a.iterations, projector="linear", min_gain=1e-4,
-                     callback=cb)
+    params = a.parameters if a.parameters in ("auto", "all") else a.parameters.split(",")
+    res = refine_alignment(data, nominal, rounds=a.rounds, iterations=a.iterations, projector=a.projector,
+                           min_gain=1e-4, parameters=params, callback=cb)
+    ga, gs = remove_rigid_motion(true_a, ds, res.angles, res.shifts)
+    ga = remove_tilt_scale(true_a * [0, 1, 0], ga)
+    per_projection = {"tilt": nominal[:, 1].round(2).tolist(), "tilt_error": (ga - true_a)[:, 1].round(3).tolist(),
+                      "shift_error": np.abs(gs - ds).max(axis=1).round(3).tolist(),
+                      "true_angles": true_a.round(4).tolist(), "true_shifts": ds.round(4).tolist(),
+                      "refined_angles": res.angles.round(4).tolist(), "refined_shifts": res.shifts.round(4).tolist()}
+    print(per_projection)
     report = {"size": n, "projections": a.proj, "angle": a.angle, "shift": a.shift, "seed": a.seed,
-              "nominal": errors(nominal, np.zeros_like(ds)), "rounds": rounds}
+              "parameters": a.parameters, "projector": a.projector, 
+              "nominal": errors(nominal, np.zeros_like(ds)), "rounds": rounds, "per_projection": per_projection}
     cmd = (f"nice -n 10 .venv/bin/python bench/tomo_refine_check.py --size {n} --proj {a.proj} --rounds {a.rounds} "
-           f"--iterations {a.iterations}")
+           f"--iterations {a.iterations} --parameters {a.parameters} --projector {a.projector}")
     lines = [f"# Angle/shift refinement check ({n}^3, {a.proj} tilts -60..60, tilt errors <= {a.angle:g} deg, "
              f"shifts <= {a.shift:g} px)", "", f"Command: `{cmd}`. Errors after removing the rigid motion and the "
              "tilt scale; angles (phi, theta, psi) in degrees, shifts (du, dv) in pixels.", "",

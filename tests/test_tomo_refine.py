@@ -118,6 +118,26 @@ def test_refine_rejects_bad_arguments():
         refine_alignment(data, [0.0, 10.0, 20.0], rounds=0)
     with pytest.raises(InputError, match="shifts"):
         refine_alignment(data, [0.0, 10.0, 20.0], rounds=1, shifts=np.zeros((2, 2)))
+    with pytest.raises(InputError, match="parameters"):
+        refine_alignment(data, [0.0, 10.0, 20.0], rounds=1, parameters=["tilt"])
+    with pytest.raises(InputError, match="parameters"):
+        refine_alignment(data, [0.0, 10.0, 20.0], rounds=1, parameters=[])
+
+
+def test_free_parameters_follow_the_series():
+    from fastem.tomo.refine import _free_parameters
+
+    single = np.stack([np.zeros(4), np.linspace(-30, 30, 4), np.zeros(4)], axis=1)
+    euler = single + [[5.0, 0.0, 0.0]]
+    assert _free_parameters("auto", single).tolist() == [False, True, False, True, True]
+    assert _free_parameters("auto", euler).all() and _free_parameters("all", single).all()
+    assert _free_parameters(["theta", "du"], euler).tolist() == [False, True, False, True, False]
+
+
+def test_single_axis_refinement_leaves_phi_and_psi(perturbed):
+    # "auto" on a single-axis series moves the tilt and the shifts only (no drift about other axes)
+    *_, res = perturbed
+    np.testing.assert_allclose(res.angles[:, [0, 2]], 0.0, atol=1e-6)
 
 
 def test_cli_refine_angles_writes_the_refined_geometry(tmp_path):

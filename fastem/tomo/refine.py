@@ -175,11 +175,30 @@ def _search(volume, b, m, geometry, a0, s0, convention, angle_step, shift_step, 
     return p[:3], p[3:], best
 
 
+PARAMETERS = ("phi", "theta", "psi", "du", "dv")
+
+
+def _free_parameters(parameters, angles) -> np.ndarray:
+    """The 5 bools of ``parameters`` (see :func:`refine_alignment`)."""
+    if isinstance(parameters, str):
+        if parameters == "all":
+            return np.ones(5, bool)
+        if parameters == "auto":
+            single = not (np.any(angles[:, 0] != 0.0) or np.any(angles[:, 2] != 0.0))
+            return np.array([not single, True, not single, True, True])
+        parameters = [parameters]
+    names = [str(x) for x in parameters]
+    bad = [x for x in names if x not in PARAMETERS]
+    if bad or not names:
+        raise InputError(f"parameters must be 'auto', 'all' or names from {', '.join(PARAMETERS)}; got {parameters!r}")
+    return np.array([x in names for x in PARAMETERS])
+
+
 def refine_alignment(projections, angles, *, rounds: int, iterations: int = 20, projector: str = "linear",
                      step: float = 2.0, positivity: bool = True, mask=None, volume_shape=None, thickness=None,
                      center=None, convention: str = "fastem", shifts=None, angle_step: float = 1.0,
                      shift_step: float = 1.0, max_angle: float = 5.0, max_shift: float = 5.0,
-                     shifts_only_rounds: int = 1, min_gain: float = 1e-3, device=None,
+                     shifts_only_rounds: int = 1, min_gain: float = 1e-3, parameters="auto", device=None,
                      callback=None) -> AlignmentResult:
     """Refine every projection's Euler angles and detector shift (module docstring).
 
@@ -204,6 +223,10 @@ def refine_alignment(projections, angles, *, rounds: int, iterations: int = 20, 
         resolve angles; a projection's shift is found first, then its angles with it).
     min_gain : float
         Smallest relative residual decrease for which the search moves (default 0.1 %).
+    parameters : "auto", "all" or a sequence of names from ("phi", "theta", "psi", "du", "dv")
+        Which parameters the search moves. ``"auto"``: for a single-axis series (every input phi
+        and psi 0) the tilt and both shifts (the data of one tilt axis hardly constrain
+        rotations about the other axes, and letting them move only adds drift), otherwise all.
     device : Device-like
         Where the reconstructions run (the searches run on the CPU).
     callback : callable, optional
@@ -232,6 +255,7 @@ def refine_alignment(projections, angles, *, rounds: int, iterations: int = 20, 
     s = np.zeros((n, 2)) if shifts is None else np.array(as_array(shifts, "shifts"), dtype=np.float64)
     if s.shape != (n, 2):
         raise InputError(f"shifts must be ({n}, 2) (du, dv) pixels, got shape {s.shape}")
+    free_all = _free_parameters(parameters, a)
     a_in, s_in = a.copy(), s.copy()
     result = AlignmentResult(angles=a.copy(), shifts=s.copy())
     for r in range(rounds):
@@ -240,7 +264,7 @@ def refine_alignment(projections, angles, *, rounds: int, iterations: int = 20, 
         solver = Resire(problem, projector=projector, step=step, positivity=positivity)
         rec = solver.run(iterations)
         result.r_factors.append(float(rec.r_factor))
-        vol = np.ascontiguousarray(np.asarray(rec.volume, dtype=np.float32))
+        vol = np.ascontiguousarray(backend.to_host(rec.volume, dtype=np.float32))
         geo = problem.geometry
         data = backend.to_device(problem.data).astype(np.float32) / np.float32(problem.scale)  # host, input units
         msk = backend.to_device(problem.mask).astype(np.float32)
@@ -253,7 +277,7 @@ def refine_alignment(projections, angles, *, rounds: int, iterations: int = 20, 
             ak, sk, res[k] = _search(vol, data[k], msk[k], geo, result.angles[k], result.shifts[k], *args,
                                      shift_free, min_gain)
             if r >= shifts_only_rounds:
-                ak, sk, res[k] = _search(vol, data[k], msk[k], geo, ak, sk, *args, np.ones(5, bool), min_gain)
+                ak, sk, res[k] = _search(vol, data[k], msk[k], geo, ak, sk, *args, free_all, min_gain)
             new_a[k], new_s[k] = ak, sk
         # remove the common rigid motion of the object (not determined by the data) from the corrections
         new_a, new_s = remove_rigid_motion(a_in, s_in, new_a, new_s, convention)
