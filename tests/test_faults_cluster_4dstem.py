@@ -73,3 +73,44 @@ def test_unstreamable_chunks_warn_and_finish(data, tmp_path):
     assert "cannot be streamed efficiently" in proc.stderr and "rechunk" in proc.stderr and "--load" in proc.stderr
     with h5py.File(out, "r") as f:
         assert np.isfinite(f["cluster/centroids"][()]).all()
+
+
+@pytest.mark.parametrize("layout", ["chunked", "contiguous"])
+def test_nan_in_a_mapped_file_names_the_scan_position(tmp_path, layout):
+    # an uncompressed file is checked in place through its memory map (in file order, which for a
+    # chunked file is not row order): the error still names the first bad row and its position
+    from fastem.cluster import DataSource, SBEKMeans
+    from fastem.cluster.synthetic import stem4d_phases
+    from fastem.errors import InputError
+
+    X, _, _ = stem4d_phases(8, 8, 16, 16, 3, noise=0.3, seed=1)
+    X[5, 6, 3, 4] = np.nan         # row 46
+    X[6, 1, 0, 0] = np.inf         # row 49 (same 2-line chunk band, later in row order)
+    path = tmp_path / f"{layout}.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=X, chunks=(2, 8, 16, 16) if layout == "chunked" else None)
+    with h5py.File(path, "r") as f:
+        src = DataSource(f["data"])
+        assert src.mapped() is not None
+        with pytest.raises(InputError, match=r"row 46 \(scan position y=5, x=6\) contains NaN or Inf"):
+            src.check_finite()
+    with pytest.raises(InputError, match="row 46"):
+        SBEKMeans(3, batch_size=16, n_steps=4, algorithm="minibatch").fit(f"{path}:/data")
+    r = run_cli(["cluster", f"{path}:/data", "-o", str(tmp_path / "out.h5"), *BASE])
+    assert_clean_error(r, "row 46", "y=5, x=6")
+    assert not (tmp_path / "out.h5").exists() and not leftover_temporaries(tmp_path)
+
+
+def test_finite_mapped_check_returns_the_largest_magnitude(tmp_path, rng):
+    from fastem.cluster import DataSource
+
+    X = rng.standard_normal((37, 5, 6)).astype(np.float32)
+    X[11, 2, 3] = -7.5
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=X, chunks=(4, 5, 6))
+    with h5py.File(path, "r") as f:
+        src = DataSource(f["data"])
+        assert src.mapped() is not None and src.check_finite() == pytest.approx(7.5)
+        src._mapped = None                                 # the window reads agree
+        assert src.check_finite() == pytest.approx(7.5)

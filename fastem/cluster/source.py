@@ -339,6 +339,9 @@ class DataSource:
         Returns the largest ``|x|`` of the data (one streamed pass does both), which
         :meth:`check_range` compares with what squared distances can hold.
         """
+        mapped = self.mapped() if self._in_memory is None else None
+        if mapped is not None:
+            return self._check_finite_mapped(mapped)
         xp = self.xp
         largest = 0.0
         for start, block in self.chunks():
@@ -356,6 +359,30 @@ class DataSource:
                                  f"NaN or Inf ({bad.size} bad row(s) in rows {start}..{start + block.shape[0] - 1}); "
                                  "remove or impute them first")
             largest = max(largest, float(xp.abs(block).max()))  # pragma: no cover - unreachable
+        return largest
+
+    def _check_finite_mapped(self, mapped) -> float:
+        """:meth:`check_finite` on a memory-mapped file: reductions straight over the file's runs
+        of consecutive rows (in file order), no copy into a buffer. It also maps the file's pages
+        into this process, so the mini-batch gathers that follow take no page faults."""
+        d = self.d
+        order = np.argsort(mapped.offsets, kind="stable")
+        so = mapped.offsets[order]
+        cuts = np.flatnonzero(np.diff(so) != d) + 1
+        step = max(1, (64 << 20) // (d * self.dtype.itemsize))      # 64 MiB per reduction
+        largest = 0.0
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, so.size]):
+            for a in range(int(lo), int(hi), step):
+                b = min(int(hi), a + step)
+                seg = mapped.flat[int(so[a]):int(so[a]) + (b - a) * d]
+                top, low = float(seg.max()), float(seg.min())
+                if np.isfinite(top) and np.isfinite(low):
+                    largest = max(largest, abs(top), abs(low))
+                    continue
+                ok = np.isfinite(seg.reshape(b - a, d)).all(axis=1)
+                bad = np.sort(order[a:b][~ok])
+                raise InputError(f"{self.name}: row {int(bad[0])}{self._where(int(bad[0]))} contains NaN or Inf "
+                                 f"({bad.size} bad row(s) in one stretch of the file); remove or impute them first")
         return largest
 
     def _where(self, row: int) -> str:
