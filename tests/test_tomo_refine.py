@@ -176,3 +176,40 @@ def test_cli_refine_angles_writes_the_refined_geometry(tmp_path):
     r = CliRunner().invoke(app, ["--device", "cpu", "tomo", str(path), "-o", str(tmp_path / "f.h5"),
                                  "--algorithm", "fbp", "--refine-angles", "1"])
     assert r.exit_code != 0 and "--refine-angles" in r.output
+
+
+@pytest.mark.slow
+def test_refinement_reaches_the_issue_accuracy_at_64():
+    # issue 14's test: tilts perturbed by up to +-1.5 deg and shifts by up to +-2 px are recovered
+    # within 0.3 deg and 0.3 px (after removing the rigid motion and the tilt scale, which the data
+    # do not determine); needs a reconstruction that fits the data well (150 iterations a round)
+    # and an object large enough to resolve the angles (64^3; at 20^3-32^3 they are not).
+    # About 10 minutes on 2 cores: `pytest -m slow tests/test_tomo_refine.py`.
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from tomo_refine_check import phantom
+
+    n, nproj = 64, 31
+    rng = np.random.default_rng(7)
+    vol = phantom(n, rng)
+    nominal = np.zeros((nproj, 3))
+    nominal[:, 1] = np.linspace(-60, 60, nproj)
+    da = np.zeros((nproj, 3))
+    da[:, 1] = rng.uniform(-1.5, 1.5, nproj)
+    da[:, 1] -= da[:, 1].mean()
+    ds = rng.uniform(-2, 2, (nproj, 2))
+    ds -= ds.mean(axis=0)
+    true_a = nominal + da
+    data = LinearProjector(ProjectionGeometry(vol.shape, (n, n), true_a, shifts=ds)).project(vol)
+    res = refine_alignment(data, nominal, rounds=8, iterations=150, projector="linear", min_gain=1e-4)
+    ga, gs = remove_rigid_motion(true_a, ds, res.angles, res.shifts)
+    ga = remove_tilt_scale(true_a * [0, 1, 0], ga)
+    assert np.abs(ga - true_a).max() < 0.3, np.abs(ga - true_a).max(axis=0)
+    assert np.abs(gs - ds).max() < 0.3, np.abs(gs - ds).max(axis=0)
+    ra, rs = remove_rigid_motion(true_a, ds, res.angles, res.shifts)
+    plain = resire(data, nominal, iterations=150, projector="linear", progress=False)
+    refined = resire(data, ra, iterations=150, projector="linear", progress=False, shifts=rs)
+    assert refined.r_factor < 0.2 * plain.r_factor
+    assert relative_error(refined.volume, vol) < relative_error(plain.volume, vol)
