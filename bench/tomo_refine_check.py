@@ -26,6 +26,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def phantom(n: int, rng) -> np.ndarray:
     z, y, x = np.meshgrid(*[np.arange(n) - (n - 1) / 2] * 3, indexing="ij")
     vol = np.zeros((n, n, n))
@@ -106,7 +113,8 @@ def main(argv=None) -> int:
               "nominal": errors(nominal, np.zeros_like(ds)), "rounds": rounds, "per_projection": per_projection,
               "final_reconstruction": final}
     cmd = (f"nice -n 10 .venv/bin/python bench/tomo_refine_check.py --size {n} --proj {a.proj} --rounds {a.rounds} "
-           f"--iterations {a.iterations} --parameters {a.parameters} --projector {a.projector}")
+           f"--iterations {a.iterations} --parameters {a.parameters} --projector {a.projector} --seed {a.seed}"
+           + ("" if a.out == ROOT / "bench" / "results" / "tomo_refine_check" else f" --out {_rel(a.out)}"))
     lines = [f"# Angle/shift refinement check ({n}^3, {a.proj} tilts -60..60, tilt errors <= {a.angle:g} deg, "
              f"shifts <= {a.shift:g} px)", "", f"Command: `{cmd}`. Errors after removing the rigid motion and the "
              "tilt scale; angles (phi, theta, psi) in degrees, shifts (du, dv) in pixels.", "",
