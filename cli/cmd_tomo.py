@@ -81,7 +81,7 @@ _WEIGHTS_HELP = ("--algorithm resire: per-pixel weights of the data term, (n, ro
                    "per-projection search of the 3 Euler angles and the 2D detector shift minimising that "
                    "projection's residual (thesis 3.4). Refined angles, shifts and each round's R_F are "
                    "written to OUT.")
-@click.option("--refine-iterations", "refine_iterations", type=click.IntRange(min=1), default=20,
+@click.option("--refine-iterations", "refine_iterations", type=click.IntRange(min=1), default=100,
               show_default=True, help="RESIRE iterations of every --refine-angles round.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Write OUT with a resumable checkpoint every N iterations (0: never).")

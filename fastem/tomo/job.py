@@ -309,7 +309,7 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
               angles=None, checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
               device: Any = None, command: str | None = None, progress: Any = None, center=None,
               angles_convention: str = "thesis", noise_level: float | None = None, on_center=None,
-              refine_angles: int = 0, refine_iterations: int = 20, on_refine=None, prior: str = "none",
+              refine_angles: int = 0, refine_iterations: int = 100, on_refine=None, prior: str = "none",
               prior_weight="auto", on_prior=None, executor=None, weights=None):
     """Reconstruct the tilt series ``in_spec`` into the Data Exchange volume ``out_path``.
 
@@ -586,7 +586,7 @@ class _RowsToIterations:
 
 def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, oversampling, positivity, thickness,
                 angles, checkpoint_every, resume, overwrite, device, command, progress, guard, center, convention,
-                noise_level, on_center, refine_angles=0, refine_iterations=20, on_refine=None, prior="none",
+                noise_level, on_center, refine_angles=0, refine_iterations=100, on_refine=None, prior="none",
                 prior_weight="auto", on_prior=None, executor=None, weights=None):
     from .. import io
     from . import Resire, Sirt, TomoProblem, fbp

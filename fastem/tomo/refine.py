@@ -194,7 +194,7 @@ def _free_parameters(parameters, angles) -> np.ndarray:
     return np.array([x in names for x in PARAMETERS])
 
 
-def refine_alignment(projections, angles, *, rounds: int, iterations: int = 20, projector: str = "linear",
+def refine_alignment(projections, angles, *, rounds: int, iterations: int = 100, projector: str = "linear",
                      step: float = 2.0, positivity: bool = True, mask=None, volume_shape=None, thickness=None,
                      center=None, convention: str = "fastem", shifts=None, angle_step: float = 1.0,
                      shift_step: float = 1.0, max_angle: float = 5.0, max_shift: float = 5.0,
