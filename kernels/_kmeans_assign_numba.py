@@ -70,5 +70,6 @@ def gather_offsets(flat, offsets, out):
     d = out.shape[1]
     for i in range(offsets.shape[0]):
         o = offsets[i]
-        for j in range(d):
-            out[i, j] = flat[o + j]
+        src = flat[o:o + d]         # a view: the loop index alone then addresses it (no negative-index
+        for j in range(d):          # wraparound test per element on ``o + j``, so the copy vectorises)
+            out[i, j] = src[j]
