@@ -32,19 +32,27 @@ def _phantom(rng, n=N):
     return vol.astype(np.float32)
 
 
+def _perturbed_series(vol, nproj, rng):
+    """Tilts -60..60 perturbed by up to +-1.5 deg and shifts by up to +-2 px (both zero mean):
+    ``(data, nominal, true_angles, true_shifts)``."""
+    n = vol.shape[0]
+    nominal = np.zeros((nproj, 3))
+    nominal[:, 1] = np.linspace(-60, 60, nproj)
+    da = np.zeros((nproj, 3))
+    da[:, 1] = rng.uniform(-1.5, 1.5, nproj)
+    da[:, 1] -= da[:, 1].mean()
+    ds = rng.uniform(-2, 2, (nproj, 2))
+    ds -= ds.mean(axis=0)
+    true_a = nominal + da
+    data = LinearProjector(ProjectionGeometry(vol.shape, (n, n), true_a, shifts=ds)).project(vol)
+    return data, nominal, true_a, ds
+
+
 @pytest.fixture(scope="module")
 def perturbed():
     rng = np.random.default_rng(7)
     vol = _phantom(rng)
-    nominal = np.zeros((NPROJ, 3))
-    nominal[:, 1] = np.linspace(-60, 60, NPROJ)
-    da = np.zeros((NPROJ, 3))
-    da[:, 1] = rng.uniform(-1.5, 1.5, NPROJ)
-    da[:, 1] -= da[:, 1].mean()
-    ds = rng.uniform(-2, 2, (NPROJ, 2))
-    ds -= ds.mean(axis=0)
-    true_a = nominal + da
-    data = LinearProjector(ProjectionGeometry(vol.shape, (N, N), true_a, shifts=ds)).project(vol)
+    data, nominal, true_a, ds = _perturbed_series(vol, NPROJ, rng)
     res = refine_alignment(data, nominal, rounds=5, iterations=40, projector="linear", min_gain=1e-4)
     return vol, data, nominal, true_a, ds, res
 
@@ -191,18 +199,9 @@ def test_refinement_reaches_the_issue_accuracy_at_64():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from tomo_refine_check import phantom
 
-    n, nproj = 64, 31
     rng = np.random.default_rng(7)
-    vol = phantom(n, rng)
-    nominal = np.zeros((nproj, 3))
-    nominal[:, 1] = np.linspace(-60, 60, nproj)
-    da = np.zeros((nproj, 3))
-    da[:, 1] = rng.uniform(-1.5, 1.5, nproj)
-    da[:, 1] -= da[:, 1].mean()
-    ds = rng.uniform(-2, 2, (nproj, 2))
-    ds -= ds.mean(axis=0)
-    true_a = nominal + da
-    data = LinearProjector(ProjectionGeometry(vol.shape, (n, n), true_a, shifts=ds)).project(vol)
+    vol = phantom(64, rng)                      # the bench's phantom and draws (tomo_refine_check.md)
+    data, nominal, true_a, ds = _perturbed_series(vol, 31, rng)
     res = refine_alignment(data, nominal, rounds=8, iterations=150, projector="linear", min_gain=1e-4)
     ga, gs = remove_rigid_motion(true_a, ds, res.angles, res.shifts)
     ga = remove_tilt_scale(true_a * [0, 1, 0], ga)
