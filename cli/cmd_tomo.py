@@ -55,6 +55,11 @@ _WEIGHTS_HELP = ("--algorithm resire: per-pixel weights of the data term, (n, ro
               help="Total iterations (RESIRE, SIRT); a resumed run continues up to this count.")
 @click.option("--step", type=click.FloatRange(min=0.0, min_open=True, max=1e6), default=2.0, show_default=True,
               help="RESIRE normalised step t; the update uses t / (n_projections * N_z).")
+@click.option("--step-normalisation", "step_normalisation", type=click.Choice(["auto", "global", "voxel"]),
+              default="auto", show_default=True,
+              help="RESIRE: global = the thesis' scalar step t / (n * N_z); voxel = that step divided by the fraction "
+                   "of the voxel's rays that are measured, so voxels behind blocked pixels converge as fast as the "
+                   "rest; auto = voxel when the mask blocks pixels and --positivity is on, else global.")
 @click.option("--projector", type=click.Choice(["fst", "linear"]), default="fst", show_default=True,
               help="RESIRE forward projection: Fourier slice (thesis) or linear sub-point splatting.")
 @click.option("--oversampling", type=click.FloatRange(min=1.0, max=8.0), default=2.0, show_default=True,
@@ -99,7 +104,7 @@ _WEIGHTS_HELP = ("--algorithm resire: per-pixel weights of the data term, (n, ro
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(input_path, output_path, out_format, angles, algorithm, iterations, step, projector, oversampling,
             positivity, thickness, center, angles_convention, noise_level, refine_angles, refine_iterations,
-            checkpoint_every, resume, prior, prior_weight, weights, scheduler, overwrite):
+            checkpoint_every, resume, prior, prior_weight, weights, scheduler, overwrite, step_normalisation):
     """Reconstruct a volume from a tilt series.
 
     IN is a Data Exchange file (/exchange/data, /exchange/theta in degrees or /exchange/angles
@@ -187,7 +192,7 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
                                      on_center=report_center, refine_angles=refine_angles,
                                      refine_iterations=refine_iterations, on_refine=report_refine,
                                      progress=bar, prior=prior, prior_weight=prior_weight, on_prior=report_prior,
-                                     executor=executor, weights=weights)
+                                     executor=executor, weights=weights, step_normalisation=step_normalisation)
     except (DatasetNotFoundError, InputError, NonFiniteResultError) as exc:   # the CLI names flags
         raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:

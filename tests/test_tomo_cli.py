@@ -106,6 +106,19 @@ def test_mask_and_multi_axis_from_data_exchange(rng, tmp_path):
     assert 0 < result.volume.max() < 5  # the 1e6 in blocked pixels never reached the volume
     cfg = result.provenance["configuration"]
     assert cfg["mask"] is True and cfg["oversampling"] == [3.0, 3.0, 3.0]
+    assert cfg["step_normalisation"] == "voxel"  # auto: blocked pixels and positivity
+    # --step-normalisation global: the thesis' scalar step, recorded; resume refuses a changed choice
+    glob = tmp_path / "glob.h5"
+    r = run("tomo", path, "-o", glob, "--iterations", 3, "--projector", "linear", "--step-normalisation", "global",
+            "--checkpoint-every", 1)
+    assert r.exit_code == 0, r.output
+    assert io.read_dxchange_volume(glob).provenance["configuration"]["step_normalisation"] == "global"
+    r = CliRunner().invoke(app, ["--quiet", "tomo", str(path), "-o", str(glob), "--iterations", "5", "--projector",
+                                 "linear", "--resume"])
+    assert r.exit_code == 1 and "--step-normalisation" in r.output, r.output
+    r = CliRunner().invoke(app, ["--quiet", "tomo", str(path), "-o", str(tmp_path / "x.h5"),
+                                 "--step-normalisation", "pixel"])
+    assert r.exit_code == 2 and "--step-normalisation" in r.output
     r = CliRunner().invoke(app, ["--quiet", "tomo", str(path), "-o", str(tmp_path / "f.h5"), "--algorithm", "fbp"])
     assert r.exit_code == 1 and "single tilt axis" in r.output
 

@@ -82,17 +82,23 @@ def run(out_dir: Path, *, overwrite: bool = True, quick: bool = False) -> list[d
                 config={"generator": "fastem.data.shepp_logan_3d", "n": n3})
     row("shepp_logan_3d.mrc", f"{n3}^3 modified Shepp-Logan, values {sl.min():.1f}..{sl.max():.1f}")
 
+    # written as `fastem tomo` reads by default: the thesis / ASTRA / TomoPy angle sign (the
+    # simulator takes fastem-sign angles, hence -theta) and the axis at the detector middle
     theta = tilt_angles(-70.0, 70.0, step)
-    proj = tilt_series(vol, theta, noise_sigma=0.01, seed=0)
+    proj = tilt_series(vol, -theta, noise_sigma=0.01, seed=0, centring="middle")
     save_tilt_series(out / "vesicle_tilt.h5", proj, theta, mrc_path=out / "vesicle_tilt.mrc", overwrite=overwrite,
-                     config={"volume": f"vesicle_3d({n3}, seed=0)", "noise_sigma": 0.01, "seed": 0})
+                     config={"volume": f"vesicle_3d({n3}, seed=0)", "noise_sigma": 0.01, "seed": 0,
+                             "angles_convention": "thesis", "center": "middle"})
     row("vesicle_tilt.h5", f"{len(theta)} tilts {theta[0]:g}..{theta[-1]:g} deg, {proj.shape[1]}x{proj.shape[2]} "
         "px, noise 1 % of max (also vesicle_tilt.mrc + .tlt)")
 
     euler = dual_axis_angles(-60.0, 60.0, dual_step)
-    proj2 = tilt_series(vol, euler, noise_sigma=0.01, seed=1)
+    # one non-zero Euler angle per projection: R^T is the rotation by -angle, so -euler in the fastem
+    # sign is the thesis convention for the saved euler
+    proj2 = tilt_series(vol, -euler, noise_sigma=0.01, seed=1, centring="middle")
     save_tilt_series(out / "vesicle_dual_axis.h5", proj2, euler, overwrite=overwrite,
-                     config={"volume": f"vesicle_3d({n3}, seed=0)", "noise_sigma": 0.01, "seed": 1})
+                     config={"volume": f"vesicle_3d({n3}, seed=0)", "noise_sigma": 0.01, "seed": 1,
+                             "angles_convention": "thesis", "center": "middle"})
     row("vesicle_dual_axis.h5", f"{len(euler)} projections, two tilt axes (y and x), Euler ZYX angles")
 
     X, labels, centres = gaussian_mixture(n_points, 16, 10, spread=1.0, centre_scale=10.0, seed=0)

@@ -112,8 +112,12 @@ def forward_project_fst(volume, geometry: ProjectionGeometry, oversampling=2.0, 
 
 
 def resire(projections, geometry: ProjectionGeometry, iterations: int, *, step: float = 2.0, projector: str = "linear",
-           oversampling=2.0, mask=None, positivity: bool = True, support=None):
+           oversampling=2.0, mask=None, positivity: bool = True, support=None, voxel_steps: bool = False):
     """Float64 RESIRE: ``O <- max(O - step/(n N_z) * sum_k B_k((P_k O - b_k) M_k), 0)``.
+
+    ``voxel_steps``: the step times ``sum_k B_k(1) / max(sum_k B_k(M_k), g)`` per voxel
+    (``g = 1e-3 * max``), scaled down so that ``max_v (w B(M P 1))_v <= max_v B(M P 1)_v``
+    (:class:`fastem.tomo.Resire`'s ``step_normalisation="voxel"``).
 
     Returns ``(volume, r_factors)``, ``r_factors[i]`` the R-factor of the iterate entering
     iteration i, and one more entry for the final volume.
@@ -129,6 +133,13 @@ def resire(projections, geometry: ProjectionGeometry, iterations: int, *, step: 
         if projector == "linear":
             return forward_project_linear(o, geometry)
         return forward_project_fst(o, geometry, oversampling)
+
+    if voxel_steps:
+        counts = back_project(m, geometry, subpoints=sub)
+        w = back_project(np.ones(b.shape), geometry, subpoints=sub) / np.maximum(counts, 1e-3 * counts.max())
+        reach = back_project(project(np.ones(geometry.volume_shape)) * m, geometry, subpoints=sub)
+        w = w * min(1.0, reach.max() / (w * reach).max())  # Collatz-Wielandt bound kept at the scalar step's
+        dt = dt * w
 
     history = []
     for _ in range(iterations):

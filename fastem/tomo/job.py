@@ -44,7 +44,8 @@ FLAGS = {"algorithm": "--algorithm", "iterations": "--iterations", "step": "--st
          "angles_convention": "--angles-convention", "center": "--center", "noise_level": "--noise-level",
          "refine_angles": "--refine-angles", "refine_iterations": "--refine-iterations",
          "checkpoint_every": "--checkpoint-every", "resume": "--resume", "overwrite": "--overwrite",
-         "prior_weight": "--prior-weight", "prior": "--prior", "executor": "--scheduler", "weights": "--weights"}
+         "prior_weight": "--prior-weight", "prior": "--prior", "executor": "--scheduler", "weights": "--weights",
+         "step_normalisation": "--step-normalisation"}
 
 
 def _read_weights(weights, series, where):
@@ -89,7 +90,8 @@ def cli_message(message: str) -> str:
 RESUME_FLAGS = {"algorithm": "--algorithm", "step": "--step", "projector": "--projector",
                 "oversampling": "--oversampling", "positivity": "--positivity/--no-positivity",
                 "thickness": "--thickness", "volume_shape": "volume shape", "projections": "IN (projections)",
-                "angles": "angles", "mask": "mask", "center": "--center", "angles_convention": "--angles-convention"}
+                "angles": "angles", "mask": "mask", "center": "--center", "angles_convention": "--angles-convention",
+                "step_normalisation": "--step-normalisation"}
 
 
 @dataclass
@@ -276,7 +278,8 @@ def _volume_shape(series, thickness, center=None, convention="fastem"):
 
 
 def check_memory(series, *, algorithm: str, projector: str, oversampling, thickness, device, where: str,
-                 center=None, convention: str = "fastem") -> dict:
+                 center=None, convention: str = "fastem", step_normalisation: str = "auto",
+                 positivity: bool = True) -> dict:
     """Refuse (one line, estimate vs available) a run that cannot fit; returns the estimate."""
     from .memory import check_run_memory, estimate_run_bytes
     from .operators import FourierSliceProjector
@@ -298,8 +301,10 @@ def check_memory(series, *, algorithm: str, projector: str, oversampling, thickn
         except InputError as exc:
             raise InputError(f"{what}: {exc}{hint}") from None
     held = series.projections.nbytes + (0 if series.mask is None else series.mask.nbytes)
+    blocked = series.mask is not None and not np.all(series.mask)
+    voxel = step_normalisation == "voxel" or (step_normalisation == "auto" and blocked and positivity)
     est = estimate_run_bytes(vshape, series.projections.shape, algorithm=algorithm, projector=projector,
-                             fst_bytes=fst, device=device, input_bytes=held)
+                             fst_bytes=fst, device=device, input_bytes=held, voxel_steps=voxel)
     check_run_memory(est, device, what=what, hint=hint)
     return est
 
@@ -310,7 +315,7 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
               device: Any = None, command: str | None = None, progress: Any = None, center=None,
               angles_convention: str = "thesis", noise_level: float | None = None, on_center=None,
               refine_angles: int = 0, refine_iterations: int = 100, on_refine=None, prior: str = "none",
-              prior_weight="auto", on_prior=None, executor=None, weights=None):
+              prior_weight="auto", on_prior=None, executor=None, weights=None, step_normalisation: str = "auto"):
     """Reconstruct the tilt series ``in_spec`` into the Data Exchange volume ``out_path``.
 
     Parameters
@@ -321,6 +326,9 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
     algorithm : {"resire", "sirt", "fbp"}
     iterations, step, projector, oversampling, positivity, thickness :
         See :class:`fastem.tomo.Resire`, :class:`fastem.tomo.Sirt`, :func:`fastem.tomo.fbp`.
+    step_normalisation : {"auto", "global", "voxel"}
+        RESIRE's step: the thesis' scalar one or per voxel (:class:`fastem.tomo.Resire`; ``auto``:
+        per voxel when the mask blocks pixels and positivity is on). Recorded in the output.
     angles : str, optional
         Angle file for a dataset or an MRC stack (:func:`read_series`).
     center : float or "auto", optional
@@ -416,6 +424,11 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
             raise InputError(f"tomo_file: center must be a finite detector column, got {center!r}")
     if noise_level is not None:
         noise_level = as_float(noise_level, "noise_level", minimum=0.0)
+    from .resire import STEP_NORMALISATIONS
+
+    if step_normalisation not in STEP_NORMALISATIONS:
+        raise InputError(f"tomo_file: step_normalisation must be one of {', '.join(STEP_NORMALISATIONS)}, "
+                         f"got {step_normalisation!r}")
     refine_angles = as_int(refine_angles, "refine_angles", minimum=0)
     refine_iterations = as_int(refine_iterations, "refine_iterations", minimum=1)
     if refine_angles and algorithm == "fbp":
@@ -466,12 +479,12 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
                            center=center, convention=angles_convention, noise_level=noise_level,
                            on_center=on_center, refine_angles=refine_angles, refine_iterations=refine_iterations,
                            on_refine=on_refine, prior=prior, prior_weight=prior_weight, on_prior=on_prior,
-                           weights=weights,
+                           weights=weights, step_normalisation=step_normalisation,
                            executor=executor)
 
 
 def _fingerprint(series, *, algorithm, step, projector, oversampling, positivity, thickness, volume_shape,
-                 center, convention, refine=(0, 0), regularised=None, weights=None):
+                 center, convention, refine=(0, 0), regularised=None, weights=None, step_normalisation="global"):
     from .. import io
 
     params = {"algorithm": algorithm, "positivity": bool(positivity), "thickness": thickness,
@@ -482,6 +495,8 @@ def _fingerprint(series, *, algorithm, step, projector, oversampling, positivity
         params["refine_angles"] = [int(refine[0]), int(refine[1])]
     if algorithm == "resire":
         params.update(step=float(step), projector=projector)
+        if step_normalisation != "global":  # absent for the thesis' scalar step (as before it existed)
+            params["step_normalisation"] = step_normalisation
         if projector == "fst":
             params["oversampling"] = [float(o) for o in np.broadcast_to(np.asarray(oversampling, float), (3,))]
     arrays = {"projections": series.projections, "angles": series.angles, "mask": series.mask}
@@ -516,7 +531,7 @@ def _resume_state(out: Path) -> dict:
 
 
 def _run_slabs(in_spec, src, series, where, inputs, write, *, algorithm, iterations, step, projector, positivity,
-               thickness, center, convention, executor, progress):
+               thickness, center, convention, executor, progress, step_normalisation="auto"):
     """:func:`tomo_file` with the volume reconstructed in slabs on ``executor``'s workers."""
     import h5py
 
@@ -546,7 +561,7 @@ def _run_slabs(in_spec, src, series, where, inputs, write, *, algorithm, iterati
     if algorithm != "fbp":
         options["iterations"] = iterations
     if algorithm == "resire":
-        options.update(projector=projector, step=step)
+        options.update(projector=projector, step=step, step_normalisation=step_normalisation)
     job = SlabJob(f"{path}:{dataset}", angles, algorithm, {k: v for k, v in options.items() if v is not None})
     open_writer, provenance, out_path = write
     n, rows, cols = series.projections.shape
@@ -587,7 +602,7 @@ class _RowsToIterations:
 def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, oversampling, positivity, thickness,
                 angles, checkpoint_every, resume, overwrite, device, command, progress, guard, center, convention,
                 noise_level, on_center, refine_angles=0, refine_iterations=100, on_refine=None, prior="none",
-                prior_weight="auto", on_prior=None, executor=None, weights=None):
+                prior_weight="auto", on_prior=None, executor=None, weights=None, step_normalisation="auto"):
     from .. import io
     from . import Resire, Sirt, TomoProblem, fbp
 
@@ -617,7 +632,8 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
             on_center(estimate)
     if executor is None:      # with workers the volume never sits here: slabs are sized to their memory
         check_memory(series, algorithm=algorithm, projector=projector, oversampling=oversampling,
-                     thickness=thickness, device=device, where=where, center=center, convention=convention)
+                     thickness=thickness, device=device, where=where, center=center, convention=convention,
+                     step_normalisation=step_normalisation, positivity=positivity)
     hint = "try a smaller --step" if algorithm == "resire" else "check the data and the angles"
     written = [False]
 
@@ -640,7 +656,8 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
         return _run_slabs(in_spec, src, series, where, inputs, (open_writer, provenance, out), algorithm=algorithm,
                           iterations=iterations,
                           step=step, projector=projector, positivity=positivity, thickness=thickness,
-                          center=center, convention=convention, executor=executor, progress=progress)
+                          center=center, convention=convention, executor=executor, progress=progress,
+                          step_normalisation=step_normalisation)
     alignment = None
     try:
         if refine_angles:
@@ -682,7 +699,8 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
                 on_prior(prior_info)
             noise_level = None          # used for the weight; the discrepancy stop is for plain RESIRE
         elif algorithm == "resire":
-            solver = Resire(problem, projector=projector, oversampling=oversampling, step=step, positivity=positivity)
+            solver = Resire(problem, projector=projector, oversampling=oversampling, step=step, positivity=positivity,
+                            step_normalisation=step_normalisation)
         else:
             solver = Sirt(problem, positivity=positivity)
         # the oversampling in use (fst lowers it when memory is short): a resume must use the same
@@ -696,7 +714,8 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
                                    oversampling=used, positivity=positivity, thickness=thickness,
                                    volume_shape=problem.geometry.volume_shape, center=problem.geometry.center,
                                    convention=convention, refine=(refine_angles, refine_iterations),
-                                   regularised=regularised_params, weights=weights_arr)
+                                   regularised=regularised_params, weights=weights_arr,
+                                   step_normalisation=getattr(solver, "step_normalisation", "global"))
         if state is not None:
             io.check_fingerprint(state.get("fingerprint"), fingerprint, where=str(out), names=RESUME_FLAGS)
             solver.restore(state)

@@ -115,7 +115,8 @@ def _bordered(n, rows, cols) -> int:
 
 
 def estimate_run_bytes(volume_shape, projections_shape, *, algorithm: str = "resire", projector: str = "fst",
-                       fst_bytes: int = 0, device=None, input_bytes: int | None = None) -> dict:
+                       fst_bytes: int = 0, device=None, input_bytes: int | None = None,
+                       voxel_steps: bool = False) -> dict:
     """Peak bytes of one reconstruction, by part.
 
     Parameters
@@ -131,6 +132,9 @@ def estimate_run_bytes(volume_shape, projections_shape, *, algorithm: str = "res
         Where the problem and the solver live (the host copies are counted apart).
     input_bytes : int, optional
         The loaded series on the host (default: float32 projections plus a bool mask).
+    voxel_steps : bool
+        RESIRE with per-voxel steps (``step_normalisation`` "voxel"): one more volume, plus two
+        count volumes while it is built.
 
     Returns
     -------
@@ -153,6 +157,8 @@ def estimate_run_bytes(volume_shape, projections_shape, *, algorithm: str = "res
         parts["fst projector"] = int(fst_bytes)
     else:
         parts["linear projector scratch"] = bordered
+    if algorithm == "resire" and voxel_steps:
+        parts["resire voxel steps"] = 3 * vol
     if algorithm == "sirt":  # row weights + column weights; construction: ones volume + 3 projection temporaries
         parts["sirt weights"] = proj + vol
         parts["sirt temporaries"] = vol + 3 * proj
