@@ -44,6 +44,11 @@ class NonFiniteResultError(FastemError, ArithmeticError):
     """A computation diverged: its result holds NaN or inf and is not written."""
 
 
+class PerformanceWarning(UserWarning):
+    """A setting of the host process makes fastem much slower than it can be (the message says
+    what to change); the results are unaffected."""
+
+
 def name_flags(message: str, prefix: str, flags: dict) -> str | None:
     """A job's API message with its parameter names replaced by the command's flags.
 

@@ -375,6 +375,32 @@ _SHARED_BUFFER_MESSAGE = ("the buffers of a shared plan from fastem.fft.get_plan
 # --------------------------------------------------------------------------------------------
 # plans
 # --------------------------------------------------------------------------------------------
+_spin_warned = False
+
+
+def warn_spinning_openmp() -> bool:
+    """Warn once per process when ``OMP_WAIT_POLICY`` is unset and FFTW will run threaded.
+
+    Every iterative solver alternates multi-threaded FFTW transforms with Numba's parallel
+    kernels; Numba's default OpenMP layer then leaves its idle workers spin-waiting, and on a
+    small machine they starve FFTW's threads (``fastem.config.use_passive_openmp``: measured
+    6.6 s spinning vs 0.016 s passive for 300 transform + kernel pairs). ``import fastem``
+    changes nothing process-wide (issue 18) and the CLI asks for the passive policy itself, so
+    this tells a library user what to do. Returns True when it warned.
+    """
+    global _spin_warned
+    if _spin_warned or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    _spin_warned = True
+    from .errors import PerformanceWarning
+
+    warnings.warn("OMP_WAIT_POLICY is unset: Numba's OpenMP workers spin between parallel regions and can make "
+                  "fastem's FFT-based solvers many times slower on few cores; call "
+                  "fastem.config.use_passive_openmp() before the first solver runs (the fastem CLI does) or set "
+                  "OMP_WAIT_POLICY=PASSIVE", PerformanceWarning, stacklevel=4)
+    return True
+
+
 class FFTPlan:
     """Forward and backward transforms of one geometry on one device.
 
@@ -443,6 +469,8 @@ class FFTPlan:
         self._fftw: dict = {}
         self._cufft = None
         if self.provider == "pyfftw":
+            if self.threads > 1:
+                warn_spinning_openmp()
             _load_wisdom()
             # build the common plans now, on the plan's own (still empty) buffers, so that
             # planning cost is paid once, up front, and no planning arrays are kept

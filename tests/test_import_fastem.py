@@ -52,6 +52,27 @@ def test_passive_openmp_is_asked_for_and_a_user_choice_wins():
                 {"OMP_WAIT_POLICY": "ACTIVE"}) == "False ACTIVE"
 
 
+def test_threaded_fft_plan_warns_once_when_openmp_would_spin():
+    """A library user who never set OMP_WAIT_POLICY is told, once, how to avoid the spin-wait
+    slowdown (``import fastem`` itself changes nothing); a policy the user set silences it."""
+    code = ("import warnings, numpy as np\n"
+            "from fastem import fft, config\n"
+            "config.set_threads(2)\n"
+            "if fft.provider('cpu') != 'pyfftw':\n"
+            "    print('skip'); raise SystemExit\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    fft.FFTPlan((2, 16, 16), np.float32, axes=(1, 2), real=True)\n"
+            "    fft.FFTPlan((2, 8, 8), np.float32, axes=(1, 2), real=True)\n"
+            "print(sum(x.category.__name__ == 'PerformanceWarning' and 'use_passive_openmp' in str(x.message) "
+            "for x in w))")
+    out = _run(code)
+    if out == "skip":
+        pytest.skip("pyFFTW is not installed")
+    assert out == "1"
+    assert _run(code, {"OMP_WAIT_POLICY": "PASSIVE"}) == "0"
+
+
 def test_the_cli_asks_for_passive_openmp():
     out = _run("import os\nfrom click.testing import CliRunner\nfrom fastem.cli.main import app\n"
                "r = CliRunner().invoke(app, ['info'])\nprint(os.environ.get('OMP_WAIT_POLICY'))")

@@ -105,27 +105,28 @@ class Resire(IterativeReconstruction):
             xp = problem.device.xp
             shape = problem.geometry.volume_shape
             with problem.device.use():
-                # weights B(1) / B(M): the fraction of a voxel's rays that are measured, inverted
-                seen = self.op.back(xp.ones(problem.geometry.projections_shape, dtype=np.float32),
-                                    xp.zeros(shape, dtype=np.float32))
+                # weights B(1) / B(M): the fraction of a voxel's rays that are measured, inverted; in place,
+                # at most two volumes and one projection stack beside the solver's own arrays
+                images = xp.ones(problem.geometry.projections_shape, dtype=np.float32)
+                weights = self.op.back(images, xp.zeros(shape, dtype=np.float32))
                 counts = self.op.back(problem.mask, xp.zeros(shape, dtype=np.float32))
-                counts = xp.maximum(counts, GUARD * float(counts.max()))
-                weights = (seen / counts).astype(np.float32)
-                del seen, counts
+                xp.maximum(counts, np.float32(GUARD * float(counts.max())), out=counts)
+                xp.divide(weights, counts, out=weights)
                 # keep the scalar step's stability margin: scale so that the Collatz-Wielandt bound
                 # max_v (D B M P 1)_v of the weighted gradient operator is not above the unweighted one
-                # (the thesis' t = 2 sits at the edge of stability: slightly more diverges slowly without positivity)
-                ones = xp.ones(shape, dtype=np.float32)
-                rows = self.op.forward(ones, xp.empty(problem.geometry.projections_shape, dtype=np.float32))
-                rows *= problem.mask
-                del ones
-                reach = self.op.back(rows, xp.zeros(shape, dtype=np.float32))
-                del rows
+                # (the thesis' t = 2 sits at the edge of stability: slightly more diverges slowly
+                # without positivity)
+                counts.fill(1.0)
+                self.op.forward(counts, images)
+                images *= problem.mask
+                reach = self.op.back(images, counts)     # B(M P 1), into the buffer of the ones
+                del images
                 top = float(xp.max(reach))
-                weighted = float(xp.max(weights * reach))
+                reach *= weights
+                weighted = float(xp.max(reach))
+                del reach, counts
                 if weighted > top > 0:
                     weights *= np.float32(top / weighted)
-                del reach
                 self.voxel_weights = weights
                 if self.support is not None:
                     self.voxel_weights *= self.support
