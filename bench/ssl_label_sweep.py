@@ -1,0 +1,115 @@
+"""How the pretrained head start depends on the labelled-set size (issue 13, a diagnostic).
+
+Seed 002's claim is for small labelled sets: a pretrained generator fine-tunes much faster. Its
+epoch-5 figure mixes two things, the amount of labelled data and the number of optimiser steps
+an epoch has (the paper does not give its segmentation batch size). This script pretrains the
+small generator (U-Net_2_44, width 16; ``--generator unet-4-424`` for the large one, 96 px
+crops) once on the main synthetic pool (as
+``bench/reproduce_ssl.py`` does: 256 images of 96 px, 10 epochs, batch 16), then fine-tunes it and
+the same architecture from random weights on the synthetic HRTEM nanoparticles with
+``--sizes`` labelled images (batch 8, the same 16 validation images), 3 seeds each, and reports
+the validation Dice after every epoch, the pretrained / random ratio at epoch 5, and the ratio
+at equal optimiser steps (the epochs at which both have taken the same number of steps).
+
+Usage: ``nice -n 10 .venv/bin/python bench/ssl_label_sweep.py [--sizes 16 32 64] [--epochs 10]``
+-> ``bench/results/ssl_label_sweep.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.reproduce_ssl import finetune_curve, pretrain_all  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--generator", default="unet-2-44", help="unet-2-44 (small, default) or unet-4-424 (large)")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--pool", type=int, default=256)
+    ap.add_argument("--pretrain-epochs", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run (numbers meaningless)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    import torch
+
+    from fastem.data.ssl_synthetic import task_data
+    from fastem.nn.ssl_models import generator_config
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.sizes, args.epochs, args.seeds, args.pool, args.pretrain_epochs = [8], 2, 1, 16, 1
+    a = SimpleNamespace(crop=64, pool_size=96, batch=16, disc_width=32, ft_batch=8, device="cpu", data_seed=0,
+                        pretrain_epochs=args.pretrain_epochs, pool_main=args.pool, normalisation="auto")
+    t0 = time.time()
+    cfg = generator_config(args.generator, width=16)
+    pre = pretrain_all({"small": cfg}, [args.pool], a, log=lambda m: print(m, flush=True))
+    state = pre["states"]["small", args.pool]
+    vx, vy = task_data("segment", 16, 96, seed=a.data_seed + 1, index_base=10_000)  # the same validation set
+    curves = {}
+    for n in args.sizes:
+        x, y = task_data("segment", n, 96, seed=a.data_seed + 1)
+        for init_name, init in (("pretrained", state), ("random", None)):
+            runs = [finetune_curve(cfg, "segment", (x, y, vx, vy), init, s, args.epochs, a)
+                    for s in range(args.seeds)]
+            curves[f"{n}/{init_name}"] = runs
+            print(f"{n} labelled, {init_name}: Dice per epoch "
+                  + ", ".join(f"{np.mean([r[e] for r in runs]):.3f}" for e in range(args.epochs)), flush=True)
+    command = " ".join(["bench/ssl_label_sweep.py", *(argv if argv is not None else sys.argv[1:])])
+    report = {"command": command, "generator": args.generator, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "wall_s": round(time.time() - t0, 1), "pretraining": pre["meta"], "sizes": args.sizes,
+              "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
+        ("-quick" if args.quick else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    md = summarise(report)
+    (args.out / f"{stem}.md").write_text(md)
+    print("\n" + md)
+    return report
+
+
+def summarise(r: dict) -> str:
+    e = r["epochs"]
+    lines = [f"# Pretrained head start vs labelled-set size (segmentation, {r.get('generator', 'unet-2-44')})", "",
+             f"Command: `{r['command']}`; torch {r['torch']}, {r['threads']} threads, {r['wall_s']:.0f} s; "
+             f"pretraining {r['pretraining']}; fine-tuning batch {r['batch']}, {r['seeds']} seeds, "
+             "16 validation images; Dice (%) mean over seeds.", "",
+             "| labelled images | steps / epoch | init | " + " | ".join(f"ep {i + 1}" for i in range(e)) + " |",
+             "|" + " --- |" * (e + 3)]
+    ratios = []
+    for n in r["sizes"]:
+        spe = math.ceil(n / r["batch"])
+        means = {}
+        for init in ("pretrained", "random"):
+            runs = np.array(r["curves"][f"{n}/{init}"])
+            means[init] = runs.mean(axis=0)
+            lines.append(f"| {n} | {spe} | {init} | " + " | ".join(f"{100 * v:.1f}" for v in means[init]) + " |")
+        ep5 = min(5, e) - 1
+        ratio5 = means["pretrained"][ep5] / max(means["random"][ep5], 1e-9)
+        ratios.append(f"- {n} labelled images ({spe} steps per epoch): pretrained / random at epoch {ep5 + 1} = "
+                      f"{ratio5:.2f}x ({100 * means['pretrained'][ep5]:.1f} vs {100 * means['random'][ep5]:.1f}); "
+                      f"best ratio over the epochs {max(means['pretrained'] / np.maximum(means['random'], 1e-9)):.2f}x")
+    return "\n".join(lines + ["", *ratios]) + "\n"
+
+
+if __name__ == "__main__":
+    main()
