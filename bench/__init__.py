@@ -34,3 +34,15 @@ def write_result_text(path, text: str) -> None:
 
     with atomic_output(path, overwrite=True) as tmp:
         Path(tmp).write_text(text)
+
+
+def write_results(out_dir, stem: str, report: dict, markdown: str) -> None:
+    """``out_dir/stem.json`` (``report``) and ``out_dir/stem.md`` (``markdown``), each written
+    atomically (:func:`write_result_text`); creates ``out_dir``."""
+    import json
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_result_text(out / f"{stem}.json", json.dumps(report, indent=1))
+    write_result_text(out / f"{stem}.md", markdown)

@@ -15,7 +15,6 @@ Usage: ``.venv/bin/python bench/openmp_wait_policy.py [--repeat 3] [--threads 2]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -74,8 +73,7 @@ def main(argv=None) -> dict:
     report = {"command": command, "threads": args.threads, "repeat": args.repeat, "times": times, "median": med,
               "rreal": rreal, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
               "load_end": load}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "openmp_wait_policy.json").write_text(json.dumps(report, indent=1))
+
     lines = ["# OpenMP wait policy and an FFT-based solver (phase retrieval, one grid cell)", "",
              f"Command: `{command}`; GPS-F, 16 starts x 600 iterations, 64x64, fastem on {args.threads} threads, "
              f"{os.cpu_count()} CPUs; median of {args.repeat} fresh processes per policy (interleaved); "
@@ -85,7 +83,10 @@ def main(argv=None) -> dict:
         lines.append(f"| {name} | {med[name]:.2f} | {', '.join(f'{t:.2f}' for t in times[name])} | "
                      f"{med[name] / med['PASSIVE']:.1f}x | {100 * rreal[name]:.2f} % |")
     md = "\n".join(lines) + "\n"
-    (args.out / "openmp_wait_policy.md").write_text(md)
+    sys.path.insert(0, str(ROOT))
+    from bench import write_results
+
+    write_results(args.out, "openmp_wait_policy", report, md)
     print("\n" + md)
     return report
 

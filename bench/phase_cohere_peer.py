@@ -48,7 +48,6 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (bench/r
 import argparse
 import contextlib
 import io as _io
-import json
 import os
 import sys
 import tempfile
@@ -61,6 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import write_results  # noqa: E402
 from bench.phase_grid import make_data, make_object, make_support, run_cell  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -222,11 +222,8 @@ def main(argv=None) -> dict:
     report = {"command": command, "cohere_core": cohere_version, "fastem_threads": settings.threads or os.cpu_count(),
               "size": args.size, "runs": args.runs, "iterations": args.iterations, "keep": args.keep,
               "wall_s": wall, "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "phase_cohere_peer" + ("-quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
     md = summarise(report)
-    (args.out / f"{stem}.md").write_text(md)
+    write_results(args.out, "phase_cohere_peer" + ("-quick" if args.quick else ""), report, md)
     print("\n" + md)
     return report
 

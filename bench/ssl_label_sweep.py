@@ -18,7 +18,6 @@ Usage: ``nice -n 10 .venv/bin/python bench/ssl_label_sweep.py [--sizes 16 32 64]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import write_results  # noqa: E402
 from bench.reproduce_ssl import finetune_curve, pretrain_all  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -77,12 +77,10 @@ def main(argv=None) -> dict:
     report = {"command": command, "generator": args.generator, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "wall_s": round(time.time() - t0, 1), "pretraining": pre["meta"], "sizes": args.sizes,
               "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves}
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
         ("-quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
     md = summarise(report)
-    (args.out / f"{stem}.md").write_text(md)
+    write_results(args.out, stem, report, md)
     print("\n" + md)
     return report
 

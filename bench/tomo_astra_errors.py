@@ -25,7 +25,6 @@ Usage: ``nice -n 10 .venv/bin/python bench/tomo_astra_errors.py [--sizes 32 33]`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import write_results  # noqa: E402
 from bench.astra_peer import AstraSlices, available  # noqa: E402
 from fastem.data import tilt_series, vesicle_3d  # noqa: E402
 from fastem.tomo import fbp, relative_error, resire, sirt  # noqa: E402
@@ -117,14 +117,12 @@ def main(argv=None) -> dict:
         rows += run_size(n, lambda m: print(m, flush=True))
     command = " ".join(["bench/tomo_astra_errors.py", *(argv if argv is not None else sys.argv[1:])])
     report = {"command": command, "astra": astra.__version__, "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tomo_astra_errors.json").write_text(json.dumps(report, indent=1))
     md = ("# fastem vs ASTRA 2D CPU SIRT: relative L2 error, noise-free, tilts -90..87 step 3\n\n"
           f"Command: `{command}`; ASTRA {astra.__version__}; `fastem.data.vesicle_3d(n)`, 60 tilts about y, "
           "axis at the detector middle. `astra` data: ASTRA's Joseph forward projection; `raysum` data: "
           "fastem's independent ray-sum simulator (middle centring).\n\n"
           + table(rows, args.sizes) + "\n\n" + "\n".join(checks(rows, args.sizes)) + "\n")
-    (args.out / "tomo_astra_errors.md").write_text(md)
+    write_results(args.out, "tomo_astra_errors", report, md)
     print("\n" + md)
     return report
 
