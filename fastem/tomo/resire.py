@@ -19,8 +19,8 @@ gradient from fewer rays and gets the correspondingly larger step, instead of co
 than the rest of the volume (SIRT's column weights do the same). ``D`` is then scaled down (slightly:
 a voxel with all rays measured keeps nearly the thesis' step) until the Collatz-Wielandt bound
 ``max_v (D sum_k B_k(M_k P_k(1)))_v`` is not above the scalar step's: the thesis' ``t = 2`` sits
-at the edge of stability (step x largest eigenvalue about 2 for ``fst`` there), so any uniform
-increase would diverge slowly without positivity.
+at the edge of stability (the step is ``2 / L`` for the thesis' estimate ``L = n N_z``), so any
+uniform increase can diverge slowly without positivity.
 
 Measured on that case (48^3, 15 % of every projection blocked, 5 % noise; docs/tomo.md): with
 positivity the per-voxel step stops by the discrepancy rule at a much lower error than the scalar
