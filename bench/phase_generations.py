@@ -8,6 +8,10 @@ Writes ``bench/results/phase_generations{tag}.{md,json}``.
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (bench/results/openmp_wait_policy.md)
+
 import argparse
 import json
 import sys

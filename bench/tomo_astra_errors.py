@@ -24,6 +24,10 @@ Usage: ``nice -n 10 .venv/bin/python bench/tomo_astra_errors.py [--sizes 32 33]`
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (bench/results/openmp_wait_policy.md)
+
 import argparse
 import sys
 import time

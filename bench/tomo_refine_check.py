@@ -13,6 +13,10 @@ Usage: ``nice -n 10 .venv/bin/python bench/tomo_refine_check.py [--size 32] [--p
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (bench/results/openmp_wait_policy.md)
+
 import argparse
 import json
 import sys

@@ -13,6 +13,10 @@ restart (the default), same step ``1/L``. Writes ``bench/results/tomo_regularise
 
 from __future__ import annotations
 
+import os as _os
+
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (bench/results/openmp_wait_policy.md)
+
 import json
 import sys
 from pathlib import Path
