@@ -73,3 +73,84 @@ def gather_offsets(flat, offsets, out):
         src = flat[o:o + d]         # a view: the loop index alone then addresses it (no negative-index
         for j in range(d):          # wraparound test per element on ``o + j``, so the copy vectorises)
             out[i, j] = src[j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _offset(by_rows, rows, start, stride, i):
+    return (rows[i] if by_rows else start + i) * stride
+
+
+@njit(cache=True, nogil=True, fastmath=fastmath(FASTMATH_SUMS))
+def assign_rows_fused(flat, by_rows, rows, start, stride, C, cnorm, labels, dist, sums, counts, accumulate,
+                      distances, cross, tile):
+    """Points ``flat[o_i : o_i + d]`` with ``o_i = rows[i] * stride`` (``by_rows``) or
+    ``o_i = (start + i) * stride`` (consecutive points), ``i < labels.shape[0]``, assigned in ONE pass over each point (no
+    gather, no GEMM): for few centroids the cross term ``X_i . C_k`` of four points at a time is
+    computed here, tile by tile of ``tile`` features (the four points' tiles stay in L1 while every
+    centroid's tile streams past them), then the argmin, the exact distance and the accumulation
+    read the point again from cache. Same outputs as :func:`argmin_accumulate_block` on the
+    gathered points (the cross term is summed in another order, so exact near-ties may go to the
+    other centroid, as between two BLAS builds).
+
+    ``flat``: the data as one vector (a C-contiguous ``(N, d)`` array raveled, ``stride = d``, or a
+    memory-mapped file with ``rows`` as element offsets, ``stride = 1``). ``cross`` (4, K)
+    scratch in the data dtype; ``tile`` >= 1 features per tile.
+    """
+    K, d = C.shape
+    m = labels.shape[0]
+    zero = flat[0] - flat[0]
+    for i0 in range(0, m, 4):
+        n = min(4, m - i0)
+        # a short group repeats its last point (its results are discarded)
+        o0 = _offset(by_rows, rows, start, stride, i0)
+        o1 = _offset(by_rows, rows, start, stride, i0 + min(1, n - 1))
+        o2 = _offset(by_rows, rows, start, stride, i0 + min(2, n - 1))
+        o3 = _offset(by_rows, rows, start, stride, i0 + min(3, n - 1))
+        for q in range(4):
+            for k in range(K):
+                cross[q, k] = zero
+        for j0 in range(0, d, tile):
+            j1 = min(d, j0 + tile)
+            x0 = flat[o0 + j0:o0 + j1]
+            x1 = flat[o1 + j0:o1 + j1]
+            x2 = flat[o2 + j0:o2 + j1]
+            x3 = flat[o3 + j0:o3 + j1]
+            for k in range(K):
+                c = C[k, j0:j1]
+                a0 = zero
+                a1 = zero
+                a2 = zero
+                a3 = zero
+                for j in range(j1 - j0):
+                    cj = c[j]
+                    a0 += x0[j] * cj
+                    a1 += x1[j] * cj
+                    a2 += x2[j] * cj
+                    a3 += x3[j] * cj
+                cross[0, k] += a0
+                cross[1, k] += a1
+                cross[2, k] += a2
+                cross[3, k] += a3
+        for q in range(n):
+            i = i0 + q
+            best = 0
+            bv = cnorm[0] - 2 * cross[q, 0]
+            for k in range(1, K):
+                v = cnorm[k] - 2 * cross[q, k]
+                if v < bv:
+                    bv = v
+                    best = k
+            labels[i] = best
+            o = _offset(by_rows, rows, start, stride, i)
+            x = flat[o:o + d]
+            if distances:
+                acc = 0.0
+                for j in range(d):
+                    diff = np.float64(x[j]) - np.float64(C[best, j])
+                    acc += diff * diff
+                dist[i] = acc
+            if accumulate:
+                counts[best] += 1
+                s = sums[best]
+                for j in range(d):
+                    s[j] += x[j]

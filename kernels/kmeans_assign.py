@@ -232,6 +232,11 @@ MIN_ROWS_PER_THREAD = 256
 SUB_ROWS = 256  # rows per GEMM + kernel call inside a thread's block (scikit-learn uses 256 too; smaller
 # sub-blocks that fit a core's L2 at d = 4096 measured slower: 0.65 s against 0.24 s for a K = 16
 # mini-batch fit of 64 steps, the per-call overhead outweighing the cache reuse)
+#: with at most this many centroids the assignment skips the gather and the GEMM:
+#: :func:`assign_rows_fused` reads each point once (measured by ``bench/kmeans_fused.py``;
+#: with more centroids BLAS's GEMM is faster)
+FUSED_MAX_K = 8
+FUSED_TILE = 256   # features per tile of the fused kernel (4 points x 256 float32 = 4 KiB in L1)
 _POOL = None
 
 
@@ -305,16 +310,29 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
     """One row block per thread: single-threaded BLAS cross term + the nogil Numba kernel into
     per-thread partial sums, reduced at the end. With ``rows``, each sub-block of the batch is
     first gathered from ``X`` into the thread's own buffer."""
-    from ._kmeans_assign_numba import argmin_accumulate_block, gather_offsets, gather_rows
+    from ._kmeans_assign_numba import argmin_accumulate_block, assign_rows_fused, gather_offsets, gather_rows
 
     M = X.shape[0] if rows is None else rows.shape[0]
     K, d = C.shape
     T = max(1, min(_threads(), M // MIN_ROWS_PER_THREAD))
     CT = C.T
     sub = SUB_ROWS
-    bufs = None if rows is None else _gather_buffers(T, d, X.dtype)
+    # few centroids: one pass per point, no gather and no GEMM, whether the points are given as a
+    # block or as rows of X (the choice depends on K alone, so a batch assigned from rows, from a
+    # mapped file or gathered first gives the same bits)
+    fused = K <= FUSED_MAX_K
+    bufs = None if rows is None or fused else _gather_buffers(T, d, X.dtype)
+    if fused:
+        flat, stride = (X, 1) if flat_rows else (X.reshape(-1), d)
+        scratch = _fused_scratch(T, K, X.dtype)
+        no_rows = np.zeros(0, np.int64)
 
     def block(t, lo, hi, s, c):
+        if fused:
+            r = no_rows if rows is None else rows[lo:hi]
+            assign_rows_fused(flat, rows is not None, r, lo, stride, C, cnorm, labels[lo:hi], dist[lo:hi], s, c,
+                              accumulate, distances, scratch[t], FUSED_TILE)
+            return
         # cache-sized sub-blocks: the GEMM and the kernel then read the rows from cache
         for a in range(lo, hi, sub):
             b = min(hi, a + sub)
@@ -342,6 +360,19 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
 
 
 _LOCAL = None
+
+
+def _fused_scratch(T, K, dtype):
+    """Per-thread ``(4, K)`` cross-term scratch of :func:`assign_rows_fused`, reused between calls."""
+    global _LOCAL
+    if _LOCAL is None:
+        _LOCAL = threading.local()
+    key = (T, K, np.dtype(dtype))
+    cached = getattr(_LOCAL, "fused", None)
+    if cached is None or cached[0] != key:
+        cached = (key, [np.empty((4, K), dtype) for _ in range(T)])
+        _LOCAL.fused = cached
+    return cached[1]
 
 
 def _gather_buffers(T, d, dtype):

@@ -427,3 +427,57 @@ def test_rows_cuda(rng):
     rows = np.sort(rng.choice(900, 301, replace=False))
     out = assign_accumulate(cp.asarray(X), cp.asarray(C), rows=cp.asarray(rows))
     _check_against_reference(np.ascontiguousarray(X[rows]), C, *out, exact=False)
+
+
+# --- few centroids: the fused one-pass kernel (no gather, no GEMM) ------------------------------
+
+@pytest.mark.parametrize("M,d,K", [(1, 1, 1), (2, 255, 3), (3, 257, 8), (5, 4099, 6), (1027, 513, 7), (600, 40, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("by_rows", [False, True])
+def test_fused_kernel_matches_reference_and_the_gemm_path(rng, monkeypatch, M, d, K, dtype, by_rows):
+    """Odd point counts (groups of 4 with a short tail), feature counts around the 256-feature
+    tile, both dtypes, points given as a block or as rows; against the float64 reference, and
+    against the gather + GEMM path the kernel replaces for K <= FUSED_MAX_K."""
+    from fastem.kernels import kmeans_assign
+    from fastem.kernels import _kmeans_assign_numba as nb
+
+    assert K <= kmeans_assign.FUSED_MAX_K
+    N = M + 13
+    X, C = _data(rng, N, d, K, dtype)
+    rows = rng.permutation(N)[:M].astype(np.int64) if by_rows else None
+    batch = np.ascontiguousarray(X[rows]) if by_rows else X[:M].copy()
+    src = X if by_rows else batch
+    calls = []
+    real = nb.assign_rows_fused
+
+    def spy(*a):
+        calls.append(1)
+        return real(*a)
+
+    monkeypatch.setattr(nb, "assign_rows_fused", spy)
+    fused = assign_accumulate(src, C, rows=rows, engine="numba")
+    assert calls, "K <= FUSED_MAX_K did not take the fused kernel"
+    _check_against_reference(batch, C, *fused, exact=dtype == np.float64)
+    monkeypatch.setattr(kmeans_assign, "FUSED_MAX_K", 0)
+    calls.clear()
+    gemm = assign_accumulate(src, C, rows=rows, engine="numba")
+    assert not calls
+    if dtype == np.float64:
+        np.testing.assert_array_equal(fused[0], gemm[0])
+    else:
+        assert np.mean(fused[0] == gemm[0]) > 0.99
+    no_dist = assign_accumulate(src, C, rows=rows, engine="numba", distances=False)   # (fused again)
+    np.testing.assert_array_equal(no_dist[0], fused[0])
+    np.testing.assert_array_equal(no_dist[2], fused[2])
+    np.testing.assert_array_equal(no_dist[3], fused[3])
+
+
+def test_fused_kernel_on_a_flat_map_equals_the_array(rng):
+    """Rows as element offsets into a flat vector (a memory-mapped file) give the same bits as
+    the 2-D array they were cut from (same kernel, same summation order)."""
+    X, C = _data(rng, 300, 129, 5, np.float32)
+    rows = np.sort(rng.choice(300, 101, replace=False)).astype(np.int64)
+    a = assign_accumulate(X, C, rows=rows)
+    b = assign_accumulate(X.reshape(-1), C, rows=rows * 129)
+    for g, w in zip(a, b):
+        np.testing.assert_array_equal(g, w)
