@@ -45,6 +45,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--pool", type=int, default=256)
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--head", choices=("keep", "new"), default="keep",
+                    help="fine-tuning: keep the pretrained 1x1 output convolution (default) or start a new one")
+    ap.add_argument("--pretrained-cache", type=Path, default=None,
+                    help="load the pretrained generator from this file when it exists (same generator, pool and "
+                         "epochs, checked), else pretrain and save it there")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (numbers meaningless)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -58,10 +63,10 @@ def main(argv=None) -> dict:
     if args.quick:
         args.sizes, args.epochs, args.seeds, args.pool, args.pretrain_epochs = [8], 2, 1, 16, 1
     a = SimpleNamespace(crop=64, pool_size=96, batch=16, disc_width=32, ft_batch=8, device="cpu", data_seed=0,
-                        pretrain_epochs=args.pretrain_epochs, pool_main=args.pool, normalisation="auto")
+                        pretrain_epochs=args.pretrain_epochs, pool_main=args.pool, normalisation="auto", head=args.head)
     t0 = time.time()
     cfg = generator_config(args.generator, width=16)
-    pre = pretrain_all({"small": cfg}, [args.pool], a, log=lambda m: print(m, flush=True))
+    pre = _pretrained(cfg, args, a)
     state = pre["states"]["small", args.pool]
     vx, vy = task_data("segment", 16, 96, seed=a.data_seed + 1, index_base=10_000)  # the same validation set
     curves = {}
@@ -74,22 +79,46 @@ def main(argv=None) -> dict:
             print(f"{n} labelled, {init_name}: Dice per epoch "
                   + ", ".join(f"{np.mean([r[e] for r in runs]):.3f}" for e in range(args.epochs)), flush=True)
     command = " ".join(["bench/ssl_label_sweep.py", *(argv if argv is not None else sys.argv[1:])])
-    report = {"command": command, "generator": args.generator, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    report = {"command": command, "generator": args.generator, "head": args.head, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "wall_s": round(time.time() - t0, 1), "pretraining": pre["meta"], "sizes": args.sizes,
               "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves}
     stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
-        ("-quick" if args.quick else "")
+        ("" if args.head == "keep" else f"_head-{args.head}") + ("-quick" if args.quick else "")
     md = summarise(report)
     write_results(args.out, stem, report, md)
     print("\n" + md)
     return report
 
 
+def _pretrained(cfg, args, a) -> dict:
+    """:func:`pretrain_all` for this generator and pool, or its result cached in ``--pretrained-cache``
+    (refused when it was made with another generator, pool or number of epochs)."""
+    import torch
+
+    from fastem.errors import InputError
+
+    key = {"generator": args.generator, "pool": args.pool, "pretrain_epochs": args.pretrain_epochs}
+    path = args.pretrained_cache
+    if path is not None and path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        if saved["key"] != key:
+            raise InputError(f"--pretrained-cache {path} holds {saved['key']}, not {key}")
+        return {"states": {("small", args.pool): saved["state"]}, "meta": saved["meta"]}
+    pre = pretrain_all({"small": cfg}, [args.pool], a, log=lambda m: print(m, flush=True))
+    if path is not None:
+        from fastem.io import atomic_output
+
+        with atomic_output(path) as tmp:
+            torch.save({"key": key, "state": pre["states"]["small", args.pool], "meta": pre["meta"]}, tmp)
+    return pre
+
+
 def summarise(r: dict) -> str:
     e = r["epochs"]
     lines = [f"# Pretrained head start vs labelled-set size (segmentation, {r.get('generator', 'unet-2-44')})", "",
              f"Command: `{r['command']}`; torch {r['torch']}, {r['threads']} threads, {r['wall_s']:.0f} s; "
-             f"pretraining {r['pretraining']}; fine-tuning batch {r['batch']}, {r['seeds']} seeds, "
+             f"pretraining {r['pretraining']}; fine-tuning batch {r['batch']}, head {r.get('head', 'keep')}, "
+             f"{r['seeds']} seeds, "
              "16 validation images; Dice (%) mean over seeds.", "",
              "| labelled images | steps / epoch | init | " + " | ".join(f"ep {i + 1}" for i in range(e)) + " |",
              "|" + " --- |" * (e + 3)]
