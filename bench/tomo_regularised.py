@@ -21,7 +21,20 @@ same data, 2 threads each (Numba's and svmbir's ``num_threads``):
   (slice, row, col) output and both angle signs are tried and the mapping with the lowest error
   is used for every noisy run (reported in the results).
 
-Figures: relative L2 error against the phantom (mean and spread over the seeds) and wall time.
+* GENFIRE 1.1.11 (``--genfire-env DIR``, an environment made by ``bench/peers/make_genfire_env.sh``;
+  it needs numpy < 1.24, so it runs as a subprocess, ``bench/peers/genfire_run.py``) at its
+  defaults (oversampling 3, FFT gridding, resolution extension/suppression, R-free, positivity)
+  for ``--iterations`` iterations, its FFTs on the same 2 threads. Its conventions are pinned
+  first as svmbir's: both angle signs, the images as given or transposed, the projections as
+  given or shifted by half a pixel either way (GENFIRE's rotation centre is the FFT centre
+  ``n / 2``, the series' is the geometric middle ``(n - 1) / 2``; its volume is shifted back by
+  the same amount on all three axes), every transpose/flip of its output; all with ``--pin-iterations`` iterations on the noise-free series. Its time is that of
+  ``genfire.main.main`` (gridding included), not the subprocess start.
+
+Figures: relative L2 error against the phantom (mean and spread over the seeds), the thesis'
+projection R-factor ``R_F = (1/n) sum_k sum |P_k(O) - b_k| / sum |b_k|`` (eq. 3.9) of every
+method's volume against the noisy series it was given (``P_k``: the ray-sum projector that made
+the series, so every method is judged by the same model), and wall time.
 Writes ``bench/results/tomo_regularised[-<tag>].json`` and ``.md``.
 """
 
@@ -49,9 +62,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 THREADS = 2
 
 
-def make_case(n: int, seed: int, noise: float, step: float):
+def make_case(n: int, seed: int, noise: float, step: float, max_tilt: float = 60.0):
     truth = vesicle_3d(n, seed=0).astype(np.float64)
-    tilts = tilt_angles(-60.0, 60.0, step)
+    tilts = tilt_angles(-max_tilt, max_tilt, step)
     clean = tilt_series(truth, -tilts, centring="middle")
     rng = np.random.default_rng(seed)
     sigma = noise * float(np.abs(clean).max())
@@ -100,15 +113,87 @@ def pin_svmbir(svmbir, truth, tilts, clean):
     return best
 
 
+# ---- GENFIRE (a subprocess in its own environment) ----------------------------------------------------
+GENFIRE_RUNNER = Path(__file__).resolve().parent / "peers" / "genfire_run.py"
+
+
+def _half_pixel_shift(data, shift: float):
+    """Every projection (n_proj, rows, cols) shifted by ``shift`` pixels along rows and columns
+    (a Fourier shift, exact for band-limited images)."""
+    if shift == 0:
+        return np.asarray(data, np.float32)
+    from scipy import ndimage
+
+    f = np.fft.fft2(np.asarray(data, np.float64), axes=(1, 2))
+    out = np.empty(data.shape, np.float32)
+    for k in range(data.shape[0]):
+        out[k] = np.fft.ifft2(ndimage.fourier_shift(f[k], (shift, shift))).real
+    return out
+
+
+def _shift_volume(vol, shift: float):
+    """``vol`` shifted by ``shift`` voxels along all three axes (a Fourier shift)."""
+    if shift == 0:
+        return vol
+    from scipy import ndimage
+
+    return np.fft.ifftn(ndimage.fourier_shift(np.fft.fftn(np.asarray(vol, np.float64)), (shift,) * 3)).real
+
+
+def _genfire_recon(env, data, tilts, sign, transpose, shift, iterations):
+    """GENFIRE's output volume and its own wall time (s). With ``shift``, the projections are
+    shifted by ``shift`` pixels before GENFIRE sees them and its volume by ``-shift`` voxels in
+    every axis afterwards (GENFIRE then rotates about a centre ``shift`` away from the series',
+    and the volume is put back on the phantom's grid)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(src, projections=_half_pixel_shift(data, shift), tilts=np.asarray(tilts, float), sign=float(sign),
+                 transpose=int(transpose), iterations=int(iterations), oversampling=3, rfree=1, threads=THREADS)
+        proc = subprocess.run([str(Path(env) / "bin" / "python"), str(GENFIRE_RUNNER), str(src), str(dst)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"GENFIRE failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        out = np.load(dst)
+        return _shift_volume(out["volume"], -shift), float(out["seconds"])
+
+
+def pin_genfire(env, truth, tilts, clean, iterations):
+    """``(error, sign, transpose, shift, perm, flips)`` with the lowest noise-free error."""
+    best = None
+    for sign, transpose, shift in itertools.product((1.0, -1.0), (0, 1), (0.0, 0.5, -0.5)):
+        vol, _ = _genfire_recon(env, clean, tilts, sign, transpose, shift, iterations)
+        for perm, flips in MAPPINGS:
+            v = _apply(vol, perm, flips)
+            if v.shape != truth.shape:
+                continue
+            e = relative_error(v, truth)
+            if best is None or e < best[0]:
+                best = (e, sign, transpose, shift, perm, flips)
+    return best
+
+
+def projection_rfactor(vol, tilts, data) -> float:
+    """Thesis eq. 3.9: the mean over projections of ``sum |P_k(vol) - b_k| / sum |b_k|`` (``P``: the
+    ray-sum projector that simulated the series)."""
+    proj = tilt_series(np.asarray(vol, np.float64), -np.asarray(tilts), centring="middle")
+    b = np.asarray(data, np.float64)
+    return float(np.mean(np.abs(proj - b).sum(axis=(1, 2)) / np.abs(b).sum(axis=(1, 2))))
+
+
 # ---- the methods --------------------------------------------------------------------------------
-def run_methods(truth, tilts, data, iterations, svm, mapping):
+def run_methods(truth, tilts, data, iterations, svm, mapping, genfire=None):
     kw = dict(convention="thesis")
     out = {}
 
     def timed(name, fn):
         t0 = time.perf_counter()
         vol, extra = fn()
-        out[name] = {"error": relative_error(vol, truth), "seconds": time.perf_counter() - t0, **extra}
+        seconds = extra.pop("seconds", time.perf_counter() - t0)
+        out[name] = {"error": relative_error(vol, truth), "r_f": projection_rfactor(vol, tilts, data),
+                     "seconds": seconds, **extra}
 
     for prior in ("tv", "qggmrf"):
         def reg(prior=prior):
@@ -121,6 +206,13 @@ def run_methods(truth, tilts, data, iterations, svm, mapping):
     if svm is not None:
         _, sign, perm, flips = mapping
         timed("svmbir defaults", lambda: (_apply(_svmbir_recon(svm, data, tilts, sign), perm, flips), {}))
+    if genfire is not None:
+        env, (_, sign, transpose, shift, perm, flips) = genfire
+
+        def gf():
+            vol, seconds = _genfire_recon(env, data, tilts, sign, transpose, shift, iterations)
+            return _apply(vol, perm, flips), {"seconds": seconds}
+        timed("GENFIRE 1.1.11 defaults", gf)
     return out
 
 
@@ -131,44 +223,66 @@ def main(argv=None) -> int:
     ap.add_argument("--step", type=float, default=3.0)
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--max-tilt", type=float, default=60.0, help="tilts -MAX..+MAX degrees (default 60)")
+    ap.add_argument("--genfire-env", type=Path, default=None,
+                    help="a GENFIRE environment (bash bench/peers/make_genfire_env.sh DIR): run GENFIRE 1.1.11 too")
+    ap.add_argument("--pin-iterations", type=int, default=50, help="GENFIRE iterations of each convention trial")
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
     svm, why = _svmbir()
-    truth, tilts, clean, _, _ = make_case(args.n, 0, 0.0, args.step)
+    truth, tilts, clean, _, _ = make_case(args.n, 0, 0.0, args.step, args.max_tilt)
     mapping = pin_svmbir(svm, truth, tilts, clean) if svm is not None else None
     if mapping is not None:
         print(f"svmbir pinned (noise-free error {mapping[0]:.3f}): angle sign {mapping[1]:+.0f}, "
               f"axes {mapping[2]}, flips {mapping[3]}", flush=True)
+    genfire, gf_pin = None, None
+    if args.genfire_env is not None:
+        gf_pin = pin_genfire(args.genfire_env, truth, tilts, clean, args.pin_iterations)
+        genfire = (args.genfire_env, gf_pin)
+        print(f"GENFIRE pinned (noise-free error {gf_pin[0]:.3f} at {args.pin_iterations} it): angle sign "
+              f"{gf_pin[1]:+.0f}, images transposed {bool(gf_pin[2])}, shift {gf_pin[3]:+.1f} px, axes {gf_pin[4]}, "
+              f"flips {gf_pin[5]}", flush=True)
     runs = []
     for seed in range(args.seeds):
-        truth, tilts, clean, data, sigma = make_case(args.n, seed, args.noise, args.step)
-        res = run_methods(truth, tilts, data, args.iterations, svm, mapping)
+        truth, tilts, clean, data, sigma = make_case(args.n, seed, args.noise, args.step, args.max_tilt)
+        res = run_methods(truth, tilts, data, args.iterations, svm, mapping, genfire)
         for name, r in res.items():
-            print(f"seed {seed} {name:34s} error {r['error']:.4f}  {r['seconds']:.2f} s", flush=True)
+            print(f"seed {seed} {name:34s} error {r['error']:.4f}  R_F {100 * r['r_f']:.2f} %  {r['seconds']:.2f} s",
+                  flush=True)
         runs.append({"seed": seed, "sigma": sigma, "results": res})
     names = list(runs[0]["results"])
     summary = {}
     for name in names:
         e = np.array([r["results"][name]["error"] for r in runs])
         s = np.array([r["results"][name]["seconds"] for r in runs])
-        summary[name] = {"error_mean": float(e.mean()), "error_std": float(e.std()), "seconds_mean": float(s.mean())}
+        rf = np.array([r["results"][name]["r_f"] for r in runs])
+        summary[name] = {"error_mean": float(e.mean()), "error_std": float(e.std()), "seconds_mean": float(s.mean()),
+                         "r_f_mean": float(rf.mean())}
     ref = summary.get("svmbir defaults")
-    record = {"case": {"n": args.n, "noise": args.noise, "tilts": [-60, 60, args.step], "iterations": args.iterations,
+    record = {"case": {"n": args.n, "noise": args.noise, "tilts": [-args.max_tilt, args.max_tilt, args.step],
+                       "iterations": args.iterations,
                        "seeds": args.seeds, "threads": THREADS, "phantom": "vesicle_3d"},
               "svmbir": None if mapping is None else {"noise_free_error": mapping[0], "angle_sign": mapping[1],
                                                        "axes": list(mapping[2]), "flips": list(mapping[3])},
-              "svmbir_missing": why, "summary": summary, "runs": runs}
+              "svmbir_missing": why,
+              "genfire": None if gf_pin is None else {"noise_free_error": gf_pin[0], "pin_iterations": args.pin_iterations,
+                                                      "angle_sign": gf_pin[1], "transposed": bool(gf_pin[2]),
+                                                      "shift_px": gf_pin[3], "axes": list(gf_pin[4]),
+                                                      "flips": list(gf_pin[5])},
+              "summary": summary, "runs": runs}
     tag = f"-{args.tag}" if args.tag else ""
     RESULTS.mkdir(exist_ok=True)
-    lines = [f"# Regularised tomography vs peers ({args.n}^3 vesicle, tilts -60..60 step {args.step}, "
+    lines = [f"# Regularised tomography vs peers ({args.n}^3 vesicle, tilts -{args.max_tilt:g}..{args.max_tilt:g} "
+             f"step {args.step}, "
              f"noise {args.noise:g} x max, {args.seeds} seeds, {THREADS} threads, {args.iterations} iterations)", "",
              "Command: `nice -n 10 .venv/bin/python bench/tomo_regularised.py " + " ".join(argv or sys.argv[1:]) + "`",
-             "", "| method | rel. L2 error (mean +- std) | wall s | error / svmbir | time / svmbir |",
-             "|---|---|---|---|---|"]
+             "", "| method | rel. L2 error (mean +- std) | R_F (eq. 3.9) | wall s | error / svmbir | time / svmbir |",
+             "|---|---|---|---|---|---|"]
     for name, s in summary.items():
         ratio_e = f"{s['error_mean'] / ref['error_mean']:.2f}" if ref else "-"
         ratio_t = f"{s['seconds_mean'] / ref['seconds_mean']:.2f}" if ref else "-"
-        lines.append(f"| {name} | {s['error_mean']:.4f} +- {s['error_std']:.4f} | {s['seconds_mean']:.2f} | "
+        lines.append(f"| {name} | {s['error_mean']:.4f} +- {s['error_std']:.4f} | {100 * s['r_f_mean']:.2f} % | "
+                     f"{s['seconds_mean']:.2f} | "
                      f"{ratio_e} | {ratio_t} |")
     if mapping is not None:
         lines += ["", f"svmbir convention pinned on the noise-free series: angle sign {mapping[1]:+.0f}, output axes "
@@ -176,6 +290,13 @@ def main(argv=None) -> int:
                       f"noise-free error {mapping[0]:.3f}."]
     else:
         lines += ["", f"svmbir not run: {why}"]
+    if gf_pin is not None:
+        lines += ["", f"GENFIRE convention pinned on the noise-free series ({args.pin_iterations} iterations per trial): "
+                      f"angle sign {gf_pin[1]:+.0f}, images {'transposed' if gf_pin[2] else 'as given'}, projections "
+                      f"shifted by {gf_pin[3]:+.1f} px in both detector axes (its volume by {-gf_pin[3]:+.1f} voxel on all three), output axes {list(gf_pin[4])}, flips "
+                      f"{list(gf_pin[5])}; noise-free error {gf_pin[0]:.3f}. Its time is genfire.main.main's."]
+    else:
+        lines += ["", "GENFIRE not run (no --genfire-env)."]
     for ext, text in (("json", json.dumps(record, indent=1, default=float)), ("md", "\n".join(lines) + "\n")):
         from fastem.bench import write_result_text
 
