@@ -5,7 +5,8 @@ Run (niced, tiny sizes, a few minutes on 2 cores)::
     nice -n 10 .venv/bin/python bench/tomo_regularised.py            # 32^3, 5 % noise, 3 seeds
     nice -n 10 .venv/bin/python bench/tomo_regularised.py --n 24 --noise 0.02
 
-The case: ``fastem.data.vesicle_3d(n)`` (even ``n``), single-axis tilts -60..+60 deg in ``--step``
+The case: ``fastem.data.vesicle_3d(n)`` (even ``n``; ``--phantom shepp-logan``:
+``fastem.data.shepp_logan_3d(n)``), single-axis tilts -60..+60 deg (``--max-tilt``) in ``--step``
 degree steps (a 60 deg missing wedge), simulated by the independent ray-sum projector
 ``fastem.data.tilt_series`` (geometric-middle centring, ASTRA / thesis angle sign), Gaussian noise
 of ``--noise`` x the largest projection value, one seed per noise draw. Every method sees the
@@ -54,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastem.data import tilt_angles, tilt_series, vesicle_3d
+from fastem.data import shepp_logan_3d, tilt_angles, tilt_series, vesicle_3d
 from fastem.tomo import relative_error, resire, sirt
 from fastem.tomo.regularised import regularised
 
@@ -62,8 +63,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 THREADS = 2
 
 
-def make_case(n: int, seed: int, noise: float, step: float, max_tilt: float = 60.0):
-    truth = vesicle_3d(n, seed=0).astype(np.float64)
+PHANTOMS = {"vesicle": lambda n: vesicle_3d(n, seed=0), "shepp-logan": lambda n: shepp_logan_3d(n)}
+
+
+def make_case(n: int, seed: int, noise: float, step: float, max_tilt: float = 60.0, phantom: str = "vesicle"):
+    truth = PHANTOMS[phantom](n).astype(np.float64)
     tilts = tilt_angles(-max_tilt, max_tilt, step)
     clean = tilt_series(truth, -tilts, centring="middle")
     rng = np.random.default_rng(seed)
@@ -224,13 +228,14 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--max-tilt", type=float, default=60.0, help="tilts -MAX..+MAX degrees (default 60)")
+    ap.add_argument("--phantom", choices=sorted(PHANTOMS), default="vesicle")
     ap.add_argument("--genfire-env", type=Path, default=None,
                     help="a GENFIRE environment (bash bench/peers/make_genfire_env.sh DIR): run GENFIRE 1.1.11 too")
     ap.add_argument("--pin-iterations", type=int, default=50, help="GENFIRE iterations of each convention trial")
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
     svm, why = _svmbir()
-    truth, tilts, clean, _, _ = make_case(args.n, 0, 0.0, args.step, args.max_tilt)
+    truth, tilts, clean, _, _ = make_case(args.n, 0, 0.0, args.step, args.max_tilt, args.phantom)
     mapping = pin_svmbir(svm, truth, tilts, clean) if svm is not None else None
     if mapping is not None:
         print(f"svmbir pinned (noise-free error {mapping[0]:.3f}): angle sign {mapping[1]:+.0f}, "
@@ -244,7 +249,7 @@ def main(argv=None) -> int:
               f"flips {gf_pin[5]}", flush=True)
     runs = []
     for seed in range(args.seeds):
-        truth, tilts, clean, data, sigma = make_case(args.n, seed, args.noise, args.step, args.max_tilt)
+        truth, tilts, clean, data, sigma = make_case(args.n, seed, args.noise, args.step, args.max_tilt, args.phantom)
         res = run_methods(truth, tilts, data, args.iterations, svm, mapping, genfire)
         for name, r in res.items():
             print(f"seed {seed} {name:34s} error {r['error']:.4f}  R_F {100 * r['r_f']:.2f} %  {r['seconds']:.2f} s",
@@ -261,7 +266,7 @@ def main(argv=None) -> int:
     ref = summary.get("svmbir defaults")
     record = {"case": {"n": args.n, "noise": args.noise, "tilts": [-args.max_tilt, args.max_tilt, args.step],
                        "iterations": args.iterations,
-                       "seeds": args.seeds, "threads": THREADS, "phantom": "vesicle_3d"},
+                       "seeds": args.seeds, "threads": THREADS, "phantom": args.phantom},
               "svmbir": None if mapping is None else {"noise_free_error": mapping[0], "angle_sign": mapping[1],
                                                        "axes": list(mapping[2]), "flips": list(mapping[3])},
               "svmbir_missing": why,
@@ -272,7 +277,7 @@ def main(argv=None) -> int:
               "summary": summary, "runs": runs}
     tag = f"-{args.tag}" if args.tag else ""
     RESULTS.mkdir(exist_ok=True)
-    lines = [f"# Regularised tomography vs peers ({args.n}^3 vesicle, tilts -{args.max_tilt:g}..{args.max_tilt:g} "
+    lines = [f"# Regularised tomography vs peers ({args.n}^3 {args.phantom}, tilts -{args.max_tilt:g}..{args.max_tilt:g} "
              f"step {args.step}, "
              f"noise {args.noise:g} x max, {args.seeds} seeds, {THREADS} threads, {args.iterations} iterations)", "",
              "Command: `nice -n 10 .venv/bin/python bench/tomo_regularised.py " + " ".join(argv or sys.argv[1:]) + "`",
