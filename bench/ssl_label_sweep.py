@@ -45,8 +45,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--pool", type=int, default=256)
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--head", choices=("keep", "new"), default="keep",
-                    help="fine-tuning: keep the pretrained 1x1 output convolution (default) or start a new one")
+    ap.add_argument("--head", choices=("auto", "keep", "new"), default="auto",
+                    help="fine-tuning: keep the pretrained 1x1 output convolution or start a new one (auto, the "
+                         "library's default: new for segmentation)")
     ap.add_argument("--pretrained-cache", type=Path, default=None,
                     help="load the pretrained generator from this file when it exists (same generator, pool and "
                          "epochs, checked), else pretrain and save it there")
@@ -83,7 +84,7 @@ def main(argv=None) -> dict:
               "wall_s": round(time.time() - t0, 1), "pretraining": pre["meta"], "sizes": args.sizes,
               "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves}
     stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
-        ("" if args.head == "keep" else f"_head-{args.head}") + ("-quick" if args.quick else "")
+        ("" if args.head == "auto" else f"_head-{args.head}") + ("-quick" if args.quick else "")
     md = summarise(report)
     write_results(args.out, stem, report, md)
     print("\n" + md)
@@ -117,7 +118,7 @@ def summarise(r: dict) -> str:
     e = r["epochs"]
     lines = [f"# Pretrained head start vs labelled-set size (segmentation, {r.get('generator', 'unet-2-44')})", "",
              f"Command: `{r['command']}`; torch {r['torch']}, {r['threads']} threads, {r['wall_s']:.0f} s; "
-             f"pretraining {r['pretraining']}; fine-tuning batch {r['batch']}, head {r.get('head', 'keep')}, "
+             f"pretraining {r['pretraining']}; fine-tuning batch {r['batch']}, head {r.get('head', 'keep (before the option)')}, "
              f"{r['seeds']} seeds, "
              "16 validation images; Dice (%) mean over seeds.", "",
              "| labelled images | steps / epoch | init | " + " | ".join(f"ep {i + 1}" for i in range(e)) + " |",

@@ -146,8 +146,9 @@ def pretrain(images, output, generator, width, epochs, crop, batch, synthetic, s
               help="Training crop side (px; a multiple of the generator's total downsampling, e.g. 48 for "
                    "unet-4-424). Default: 64 rounded up to such a multiple.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--head", type=click.Choice(["keep", "new"]), default="keep", show_default=True,
-              help="Keep the pretrained output layer or start a new one.")
+@click.option("--head", type=click.Choice(["auto", "keep", "new"]), default="auto", show_default=True,
+              help="Keep the pretrained output layer or start a new one; auto: new for segment, kept for the "
+                   "restoration tasks.")
 @click.option("--freeze", type=click.Choice(["none", "encoder", "all-but-head"]), default="none",
               show_default=True, help="Parts kept fixed (until --unfreeze-epoch).")
 @click.option("--unfreeze-epoch", type=click.IntRange(min=1), default=None,

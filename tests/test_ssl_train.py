@@ -126,6 +126,12 @@ def test_head_policy_and_bad_initial_weights(pretrained):
     assert torch.equal(keep.generator.head.weight, state["head.weight"])
     assert not torch.equal(new.generator.head.weight, state["head.weight"])
     assert torch.equal(new.generator.downs[0].skip.weight, state["downs.0.skip.weight"])
+    # the default: a new head for segmentation (a mask is not the pretext's image), kept for restoration
+    auto = FinetuneTask(TINY, "background", x, y, init_state=state, epochs=1, crop=32, batch=2)
+    assert auto.head == "keep" and torch.equal(auto.generator.head.weight, state["head.weight"])
+    xs, ms = task_data("segment", 4, 32, seed=1)
+    seg = FinetuneTask(TINY, "segment", xs, ms, init_state=state, epochs=1, crop=32, batch=2)
+    assert seg.head == "new" and not torch.equal(seg.generator.head.weight, state["head.weight"])
     with pytest.raises(InputError, match="do not fit"):
         FinetuneTask(generator_config("unet-3-96", width=6), "background", x, y, init_state=state, crop=32)
     with pytest.raises(InputError, match="4 images"):
@@ -159,7 +165,7 @@ def test_pretrained_weights_transfer_completely(pretrained):
     task, _ = pretrained
     x, m = hrtem_nanoparticles(4, 32, seed=6)
     state = task.generator.state_dict()
-    ft = FinetuneTask(TINY, "segment", x, m, init_state=state, epochs=1, crop=32, batch=2, seed=3)
+    ft = FinetuneTask(TINY, "segment", x, m, init_state=state, epochs=1, crop=32, batch=2, seed=3, head="keep")
     got = ft.generator.state_dict()
     assert set(got) == set(state) and any("running_var" in k for k in got)
     assert all(torch.equal(got[k], state[k]) for k in state)

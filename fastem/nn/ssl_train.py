@@ -16,7 +16,10 @@ random, trained on a downstream task: ``segment`` (binary cross-entropy on the o
 optionally plus a soft Dice loss; metric: Dice of the 0.5-thresholded probability),
 ``denoise``, ``background`` (noise + background removal) or ``superres`` (loss L1 + L2;
 metric: L1). Adam lr 2e-4 (betas (0.9, 0.999): the paper gives none). Options: the task
-``head`` (``"keep"`` the pretrained 1x1 output convolution or start a ``"new"`` one) and the
+``head`` (``"keep"`` the pretrained 1x1 output convolution, start a ``"new"`` one, or
+``"auto"``, the default: new for segmentation, whose output means something else than the
+pretext's restored image, kept for the restoration tasks; measured in docs/ssl.md: after a longer
+pretraining a kept head made segmentation fine-tuning collapse to empty masks) and the
 freezing policy (``"none"``, ``"encoder"`` -- the contracting path / HRNet's stem and
 branches -- or ``"all-but-head"``, frozen until ``unfreeze_epoch``, or for the whole run;
 frozen parts also keep their batch-norm statistics).
@@ -57,7 +60,7 @@ __all__ = ["PretextTask", "FinetuneTask", "EpochSampler", "standardise", "normal
            "ZERO_PRESERVING_TASKS", "check_crop", "fitting_crop"]
 
 FINETUNE_TASKS = ("segment", "denoise", "background", "superres")
-HEADS = ("keep", "new")
+HEADS = ("auto", "keep", "new")
 FREEZE_POLICIES = ("none", "encoder", "all-but-head")
 SEG_LOSSES = ("bce", "bce+dice")
 #: per-image normalisations of a restoration task's input and target (see :func:`normalise`)
@@ -416,7 +419,10 @@ class FinetuneTask:
         Epochs of ``ceil(N / batch)`` steps; crop side (px; a multiple of the generator's total
         downsampling, :func:`check_crop`); batch; seed of the initialisation (random weights, a
         new head) and of every draw.
-    head : "keep", "new"
+    head : "auto", "keep", "new"
+        The 1x1 output convolution of a pretrained generator: kept, re-initialised, or
+        ``"auto"``: re-initialised for ``segment``, kept for the restoration tasks. The
+        resolved choice is what :attr:`head` holds and the checkpoint records.
     freeze : "none", "encoder", "all-but-head"
     unfreeze_epoch : int, optional
         Epoch from which frozen parts train too (``None``: frozen for the whole run).
@@ -436,7 +442,7 @@ class FinetuneTask:
 
     def __init__(self, generator_config: dict, task: str, inputs, targets, *, val_inputs=None, val_targets=None,
                  init_state: dict | None = None, init_digest: str | None = None, epochs: int = 1, crop: int = 64,
-                 batch: int = 8, seed: int = 0, head: str = "keep", freeze: str = "none",
+                 batch: int = 8, seed: int = 0, head: str = "auto", freeze: str = "none",
                  unfreeze_epoch: int | None = None, seg_loss: str = "bce", normalisation: str = "auto", lr: float = 2e-4,
                  betas=(0.9, 0.999), augment: bool = True, device="cpu", amp: bool = True, record: dict | None = None):
         if task not in FINETUNE_TASKS:
@@ -448,6 +454,8 @@ class FinetuneTask:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if int(epochs) < 1 or int(crop) < 8 or int(batch) < 1:
             raise InputError(f"need epochs >= 1, crop >= 8 and batch >= 1 (got {epochs}, {crop}, {batch})")
+        if head == "auto":
+            head = "new" if task == "segment" else "keep"
         self.task, self.head, self.freeze, self.seg_loss = task, head, freeze, seg_loss
         self.unfreeze_epoch = None if unfreeze_epoch is None else int(unfreeze_epoch)
         self.crop, self.batch, self.seed, self.epochs = int(crop), int(batch), int(seed), int(epochs)
