@@ -102,19 +102,19 @@ def _apply(vol, perm, flips):
     return v
 
 
+def _best_mapping(vol, truth):
+    """``(error, perm, flips)``: the transpose/flip of ``vol`` closest to ``truth``."""
+    return min((relative_error(_apply(vol, perm, flips), truth), perm, flips) for perm, flips in MAPPINGS
+               if _apply(vol, perm, flips).shape == truth.shape)
+
+
 def pin_svmbir(svmbir, truth, tilts, clean):
     """The (sign, perm, flips) mapping svmbir output -> fastem (z, y, x) with the lowest noise-free error."""
-    best = None
+    trials = []
     for sign in (1.0, -1.0):
-        vol = _svmbir_recon(svmbir, clean, tilts, sign)
-        for perm, flips in MAPPINGS:
-            v = _apply(vol, perm, flips)
-            if v.shape != truth.shape:
-                continue
-            e = relative_error(v, truth)
-            if best is None or e < best[0]:
-                best = (e, sign, perm, flips)
-    return best
+        e, perm, flips = _best_mapping(_svmbir_recon(svmbir, clean, tilts, sign), truth)
+        trials.append((e, sign, perm, flips))
+    return min(trials, key=lambda t: t[0])
 
 
 # ---- GENFIRE (a subprocess in its own environment) ----------------------------------------------------
@@ -166,17 +166,11 @@ def _genfire_recon(env, data, tilts, sign, transpose, shift, iterations):
 
 def pin_genfire(env, truth, tilts, clean, iterations):
     """``(error, sign, transpose, shift, perm, flips)`` with the lowest noise-free error."""
-    best = None
+    trials = []
     for sign, transpose, shift in itertools.product((1.0, -1.0), (0, 1), (0.0, 0.5, -0.5)):
-        vol, _ = _genfire_recon(env, clean, tilts, sign, transpose, shift, iterations)
-        for perm, flips in MAPPINGS:
-            v = _apply(vol, perm, flips)
-            if v.shape != truth.shape:
-                continue
-            e = relative_error(v, truth)
-            if best is None or e < best[0]:
-                best = (e, sign, transpose, shift, perm, flips)
-    return best
+        e, perm, flips = _best_mapping(_genfire_recon(env, clean, tilts, sign, transpose, shift, iterations)[0], truth)
+        trials.append((e, sign, transpose, shift, perm, flips))
+    return min(trials, key=lambda t: t[0])
 
 
 def projection_rfactor(vol, tilts, data) -> float:

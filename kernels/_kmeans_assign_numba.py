@@ -19,6 +19,37 @@ from numba import njit
 from ._numba_flags import FASTMATH_SUMS, fastmath
 
 
+@njit(cache=True, nogil=True, inline="always")
+def nearest(cross_row, cnorm):
+    """``argmin_k cnorm[k] - 2 cross_row[k]``, ties to the lowest ``k``."""
+    best = 0
+    bv = cnorm[0] - 2 * cross_row[0]
+    for k in range(1, cnorm.shape[0]):
+        v = cnorm[k] - 2 * cross_row[k]
+        if v < bv:
+            bv = v
+            best = k
+    return best
+
+
+@njit(cache=True, nogil=True, inline="always", fastmath=fastmath(FASTMATH_SUMS))
+def finish_point(x, C, best, i, dist, sums, counts, accumulate, distances):
+    """Point ``x`` (d,) assigned to ``best``: ``dist[i] = ||x - C_best||^2`` in float64 (when
+    ``distances``) and, when ``accumulate``, ``x`` added to ``sums[best]`` and counted."""
+    d = x.shape[0]
+    if distances:
+        acc = 0.0
+        for j in range(d):
+            diff = np.float64(x[j]) - np.float64(C[best, j])
+            acc += diff * diff
+        dist[i] = acc
+    if accumulate:
+        counts[best] += 1
+        s = sums[best]
+        for j in range(d):
+            s[j] += x[j]
+
+
 @njit(cache=True, nogil=True, fastmath=fastmath(FASTMATH_SUMS))
 def argmin_accumulate_block(X, cross, cnorm, C, labels, dist, sums, counts, accumulate, distances=True):
     """Rows ``i`` of ``X`` (m, d); ``cross`` (m, K) = ``X @ C.T``; ``cnorm`` (K,) = ``||C_k||^2``.
@@ -28,28 +59,10 @@ def argmin_accumulate_block(X, cross, cnorm, C, labels, dist, sums, counts, accu
     (K, d) float64 / ``counts`` (K,) int64. Re-association is allowed (vectorised float64 sums;
     NaN/inf keep IEEE semantics).
     """
-    m = X.shape[0]
-    d = X.shape[1]
-    K = C.shape[0]
-    for i in range(m):
-        best = 0
-        bv = cnorm[0] - 2 * cross[i, 0]
-        for k in range(1, K):
-            v = cnorm[k] - 2 * cross[i, k]
-            if v < bv:
-                bv = v
-                best = k
+    for i in range(X.shape[0]):
+        best = nearest(cross[i], cnorm)
         labels[i] = best
-        if distances:
-            acc = 0.0
-            for j in range(d):
-                diff = np.float64(X[i, j]) - np.float64(C[best, j])
-                acc += diff * diff
-            dist[i] = acc
-        if accumulate:
-            counts[best] += 1
-            for j in range(d):
-                sums[best, j] += X[i, j]
+        finish_point(X[i], C, best, i, dist, sums, counts, accumulate, distances)
 
 
 @njit(cache=True, nogil=True)
@@ -133,24 +146,7 @@ def assign_rows_fused(flat, by_rows, rows, start, stride, C, cnorm, labels, dist
                 cross[3, k] += a3
         for q in range(n):
             i = i0 + q
-            best = 0
-            bv = cnorm[0] - 2 * cross[q, 0]
-            for k in range(1, K):
-                v = cnorm[k] - 2 * cross[q, k]
-                if v < bv:
-                    bv = v
-                    best = k
+            best = nearest(cross[q], cnorm)
             labels[i] = best
             o = _offset(by_rows, rows, start, stride, i)
-            x = flat[o:o + d]
-            if distances:
-                acc = 0.0
-                for j in range(d):
-                    diff = np.float64(x[j]) - np.float64(C[best, j])
-                    acc += diff * diff
-                dist[i] = acc
-            if accumulate:
-                counts[best] += 1
-                s = sums[best]
-                for j in range(d):
-                    s[j] += x[j]
+            finish_point(flat[o:o + d], C, best, i, dist, sums, counts, accumulate, distances)

@@ -365,62 +365,44 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
 _LOCAL = None
 
 
-def _transposed(C):
-    """``C.T`` copied into a C-contiguous ``(d, K)`` buffer reused between calls (per calling thread)."""
+def _cached(name: str, key, make):
+    """A buffer kept per calling thread under ``name``: the cached one while ``key`` is unchanged,
+    else ``make()`` (so a hot loop of same-shaped calls allocates nothing)."""
     global _LOCAL
     if _LOCAL is None:
         _LOCAL = threading.local()
-    key = (C.shape, C.dtype)
-    cached = getattr(_LOCAL, "ct", None)
+    cached = getattr(_LOCAL, name, None)
     if cached is None or cached[0] != key:
-        cached = (key, np.empty(C.shape[::-1], C.dtype))
-        _LOCAL.ct = cached
-    np.copyto(cached[1], C.T)
+        cached = (key, make())
+        setattr(_LOCAL, name, cached)
     return cached[1]
+
+
+def _transposed(C):
+    """``C.T`` copied into a C-contiguous ``(d, K)`` buffer reused between calls (per calling thread)."""
+    out = _cached("ct", (C.shape, C.dtype), lambda: np.empty(C.shape[::-1], C.dtype))
+    np.copyto(out, C.T)
+    return out
 
 
 def _fused_scratch(T, K, dtype):
     """Per-thread ``(4, K)`` cross-term scratch of :func:`assign_rows_fused`, reused between calls."""
-    global _LOCAL
-    if _LOCAL is None:
-        _LOCAL = threading.local()
-    key = (T, K, np.dtype(dtype))
-    cached = getattr(_LOCAL, "fused", None)
-    if cached is None or cached[0] != key:
-        cached = (key, [np.empty((4, K), dtype) for _ in range(T)])
-        _LOCAL.fused = cached
-    return cached[1]
+    return _cached("fused", (T, K, np.dtype(dtype)), lambda: [np.empty((4, K), dtype) for _ in range(T)])
 
 
 def _gather_buffers(T, d, dtype):
     """Per-thread ``(SUB_ROWS, d)`` gather buffers, reused between calls (one set per calling thread)."""
-    global _LOCAL
-    if _LOCAL is None:
-        _LOCAL = threading.local()
-    key = (T, d, np.dtype(dtype))
-    cached = getattr(_LOCAL, "gather", None)
-    if cached is None or cached[0] != key:
-        cached = (key, [np.empty((SUB_ROWS, d), dtype) for _ in range(T)])
-        _LOCAL.gather = cached
-    return cached[1]
+    return _cached("gather", (T, d, np.dtype(dtype)), lambda: [np.empty((SUB_ROWS, d), dtype) for _ in range(T)])
 
 
 def _partials(T, K, d, accumulate):
     """Per-thread partial sums / counts, zeroed; reused between calls of the same shape (one
     cache per calling thread), so a mini-batch step allocates no (K, d) arrays."""
-    global _LOCAL
-    if _LOCAL is None:
-        import threading
-
-        _LOCAL = threading.local()
     key = (T, K, d) if accumulate else (T, 1, 1)
-    cached = getattr(_LOCAL, "parts", None)
-    if cached is None or cached[0] != key:
-        cached = (key, [np.zeros(key[1:]) for _ in range(T)], [np.zeros(key[1], np.int64) for _ in range(T)])
-        _LOCAL.parts = cached
-    else:
-        for a, b in zip(cached[1], cached[2]):
-            a.fill(0)
-            b.fill(0)
-    return cached[1], cached[2]
+    sums, counts = _cached("parts", key, lambda: ([np.empty(key[1:]) for _ in range(T)],
+                                                  [np.empty(key[1], np.int64) for _ in range(T)]))
+    for a, b in zip(sums, counts):
+        a.fill(0)
+        b.fill(0)
+    return sums, counts
 
