@@ -1,8 +1,10 @@
 """CPU twin of ``cuda/kmeans_assign.cu``: fused argmin + per-centroid sums and counts.
 
-The cross term ``X @ C.T`` comes from BLAS; this loop reads it once per point, picks the nearest
-centroid (ties to the lowest index), recomputes the exact float64 squared distance to that
-centroid and accumulates the point into the *caller's* partial sums.
+:func:`argmin_accumulate_block`: the cross term ``X @ C.T`` comes from BLAS; this loop reads it
+once per point, picks the nearest centroid (ties to the lowest index), recomputes the exact
+float64 squared distance to that centroid and accumulates the point into the *caller's* partial
+sums. :func:`assign_rows_fused` does the same without BLAS for few centroids, forming the cross
+term itself while each point is in cache (no gather, one read of each point).
 
 Parallelism (``kmeans_assign.py``): the rows are split into one block per thread; each thread
 computes its block's cross term with single-threaded BLAS and runs this ``nogil`` kernel into its

@@ -12,7 +12,8 @@ final full-data objective). For a block of points ``X`` (M, d) and centroids ``C
 
 Engines: ``numpy`` (float64 reference, direct distances), ``numba`` (a Python thread pool over row
 blocks, each with single-threaded BLAS and the ``nogil`` Numba kernel into per-thread partial
-sums, reduced at the end), ``cuda`` (CuPy GEMM + ``cuda/kmeans_assign.cu``) and
+sums, reduced at the end; with at most ``FUSED_MAX_K`` centroids one fused ``nogil`` pass per
+point instead, which forms the cross term itself), ``cuda`` (CuPy GEMM + ``cuda/kmeans_assign.cu``) and
 ``numba-cuda`` (CuPy/NumPy GEMM + ``_kmeans_assign_numba_cuda.py``; runs under the simulator).
 """
 
@@ -133,9 +134,10 @@ def assign_accumulate(X, C, *, sums=None, counts=None, accumulate: bool = True, 
         mini-batch steps do not need it). Other engines compute them anyway.
     rows : int64 ndarray (M,), optional
         Assign the rows ``X[rows]`` (a mini-batch drawn from in-memory data ``X`` (N, d)) instead
-        of ``X``, without forming that copy: the ``numba`` engine gathers each thread's sub-blocks
-        into a cache-sized buffer right before assigning them (the gather is parallel and its
-        rows are read from memory once); other engines index ``X`` first. Same results as
+        of ``X``, without forming that copy: the ``numba`` engine reads each row where it lies
+        (with at most ``FUSED_MAX_K`` centroids) or gathers each thread's sub-blocks into a
+        cache-sized buffer right before its GEMM (the gather is parallel and its rows are read
+        from memory once); other engines index ``X`` first. Same results as
         passing ``X[rows]``. On the host (NumPy) for CPU engines; values in ``[0, N)``.
         With a 1-D ``X`` (L,) (e.g. a memory-mapped file, :mod:`fastem.cluster.mapped`), ``rows``
         are element offsets: point ``i`` is ``X[rows[i] : rows[i] + d]``, each offset in
@@ -237,6 +239,7 @@ SUB_ROWS = 256  # rows per GEMM + kernel call inside a thread's block (scikit-le
 #: with more centroids BLAS's GEMM is faster)
 FUSED_MAX_K = 12
 FUSED_TILE = 256   # features per tile of the fused kernel (4 points x 256 float32 = 4 KiB in L1)
+_NO_ROWS = np.zeros(0, np.int64)   # the fused kernel's ``rows`` when the points are a block (length 0)
 _POOL = None
 
 
@@ -307,9 +310,10 @@ def single_thread_blas():
 
 def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances=True, rows=None,
                   flat_rows=False):
-    """One row block per thread: single-threaded BLAS cross term + the nogil Numba kernel into
-    per-thread partial sums, reduced at the end. With ``rows``, each sub-block of the batch is
-    first gathered from ``X`` into the thread's own buffer."""
+    """One row block per thread into per-thread partial sums, reduced at the end: with at most
+    ``FUSED_MAX_K`` centroids the fused one-pass kernel, else single-threaded BLAS cross terms +
+    the nogil Numba kernel per cache-sized sub-block (with ``rows``, each sub-block first gathered
+    from ``X`` into the thread's own buffer)."""
     from ._kmeans_assign_numba import argmin_accumulate_block, assign_rows_fused, gather_offsets, gather_rows
 
     M = X.shape[0] if rows is None else rows.shape[0]
@@ -324,7 +328,6 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
     if fused:
         flat, stride = (X, 1) if flat_rows else (X.reshape(-1), d)
         scratch = _fused_scratch(T, K, X.dtype)
-        no_rows = np.zeros(0, np.int64)
     else:
         # C^T as a C-contiguous (d, K) copy: OpenBLAS's GEMM with few columns measured 5-15 %
         # faster on it than on the transposed view of C (K = 16, d = 4096, 128-256 rows)
@@ -332,7 +335,7 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
 
     def block(t, lo, hi, s, c):
         if fused:
-            r = no_rows if rows is None else rows[lo:hi]
+            r = _NO_ROWS if rows is None else rows[lo:hi]
             assign_rows_fused(flat, rows is not None, r, lo, stride, C, cnorm, labels[lo:hi], dist[lo:hi], s, c,
                               accumulate, distances, scratch[t], FUSED_TILE)
             return
