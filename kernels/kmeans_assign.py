@@ -329,8 +329,8 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
         flat, stride = (X, 1) if flat_rows else (X.reshape(-1), d)
         scratch = _fused_scratch(T, K, X.dtype)
     else:
-        # C^T as a C-contiguous (d, K) copy: OpenBLAS's GEMM with few columns measured 5-15 %
-        # faster on it than on the transposed view of C (K = 16, d = 4096, 128-256 rows)
+        # C^T as a C-contiguous (d, K) copy, not the transposed view of C: OpenBLAS's GEMM with few
+        # columns was faster on it in development timings (not benchmarked separately)
         CT = _transposed(C)
 
     def block(t, lo, hi, s, c):
