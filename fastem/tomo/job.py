@@ -301,8 +301,10 @@ def check_memory(series, *, algorithm: str, projector: str, oversampling, thickn
         except InputError as exc:
             raise InputError(f"{what}: {exc}{hint}") from None
     held = series.projections.nbytes + (0 if series.mask is None else series.mask.nbytes)
+    from .resire import step_normalisation_for
+
     blocked = series.mask is not None and not np.all(series.mask)
-    voxel = step_normalisation == "voxel" or (step_normalisation == "auto" and blocked and positivity)
+    voxel = step_normalisation_for(step_normalisation, blocked, positivity) == "voxel"
     est = estimate_run_bytes(vshape, series.projections.shape, algorithm=algorithm, projector=projector,
                              fst_bytes=fst, device=device, input_bytes=held, voxel_steps=voxel)
     check_run_memory(est, device, what=what, hint=hint)

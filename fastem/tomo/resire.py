@@ -56,9 +56,15 @@ def resolve_step_normalisation(step_normalisation: str, problem: TomoProblem, po
     if step_normalisation not in STEP_NORMALISATIONS:
         raise InputError(f"step_normalisation must be one of {', '.join(STEP_NORMALISATIONS)}, "
                          f"got {step_normalisation!r}")
+    blocked = problem.has_mask and float(problem.device.xp.min(problem.mask)) < 1.0
+    return step_normalisation_for(step_normalisation, blocked, positivity)
+
+
+def step_normalisation_for(step_normalisation: str, blocked: bool, positivity: bool) -> str:
+    """The rule behind ``"auto"``: ``"voxel"`` when the mask blocks a pixel (``blocked``) and
+    positivity is on, else ``"global"``; an explicit choice is returned as it is."""
     if step_normalisation != "auto":
         return step_normalisation
-    blocked = problem.has_mask and float(problem.device.xp.min(problem.mask)) < 1.0
     return "voxel" if blocked and positivity else "global"
 
 
