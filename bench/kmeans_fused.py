@@ -7,7 +7,7 @@ for at most ``fastem.kernels.kmeans_assign.FUSED_MAX_K`` centroids, with
 times both paths side by side in one run, for a mini-batch of 1024 random rows and for a
 contiguous pass over all rows, at 2 threads, over a range of K, and reports fused / GEMM.
 
-Usage: ``.venv/bin/python bench/kmeans_fused.py [--d 4096 784] [--ks 2 4 6 8 10 12 16 20 24 32]``
+Usage: ``.venv/bin/python bench/kmeans_fused.py [--d 4096 784] [--ks 2 4 6 8 12 16 24 32 48 64 96 128]``
 -> ``bench/results/kmeans_fused.json`` and ``.md``. Needs an idle machine.
 """
 
@@ -46,7 +46,7 @@ def _time(fn, repeats: int) -> float:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--d", type=int, nargs="+", default=[4096, 784])
-    ap.add_argument("--ks", type=int, nargs="+", default=[2, 4, 6, 8, 10, 12, 16, 20, 24, 32])
+    ap.add_argument("--ks", type=int, nargs="+", default=[2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128])
     ap.add_argument("--n", type=int, default=16384, help="rows of the data (default 16384)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)

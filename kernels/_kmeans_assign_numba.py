@@ -100,9 +100,11 @@ def assign_rows_fused(flat, by_rows, rows, start, stride, C, cnorm, labels, dist
                       distances, cross, tile):
     """Points ``flat[o_i : o_i + d]`` with ``o_i = rows[i] * stride`` (``by_rows``) or
     ``o_i = (start + i) * stride`` (consecutive points), ``i < labels.shape[0]``, assigned in ONE pass over each point (no
-    gather, no GEMM): for few centroids the cross term ``X_i . C_k`` of four points at a time is
-    computed here, tile by tile of ``tile`` features (the four points' tiles stay in L1 while every
-    centroid's tile streams past them), then the argmin, the exact distance and the accumulation
+    gather, no GEMM): the cross term ``X_i . C_k`` of four points at a time is computed here, tile
+    by tile of ``tile`` features (the four points' tiles stay in L1 while the centroids' tiles
+    stream past them), four centroids per sweep of a tile (16 running sums fed by 8 loads, a
+    register block like a GEMM micro-kernel's; the last ``K mod 4`` centroids one at a time),
+    then the argmin, the exact distance and the accumulation
     read the point again from cache. Same outputs as :func:`argmin_accumulate_block` on the
     gathered points (the cross term is summed in another order, so exact near-ties may go to the
     other centroid, as between two BLAS builds).
@@ -114,6 +116,7 @@ def assign_rows_fused(flat, by_rows, rows, start, stride, C, cnorm, labels, dist
     K, d = C.shape
     m = labels.shape[0]
     zero = flat[0] - flat[0]
+    K4 = K - K % 4
     for i0 in range(0, m, 4):
         n = min(4, m - i0)
         # a short group repeats its last point (its results are discarded)
@@ -130,7 +133,70 @@ def assign_rows_fused(flat, by_rows, rows, start, stride, C, cnorm, labels, dist
             x1 = flat[o1 + j0:o1 + j1]
             x2 = flat[o2 + j0:o2 + j1]
             x3 = flat[o3 + j0:o3 + j1]
-            for k in range(K):
+            # four points x four centroids per sweep of the tile: 8 loads feed 16 multiply-adds
+            for k in range(0, K4, 4):
+                c0 = C[k, j0:j1]
+                c1 = C[k + 1, j0:j1]
+                c2 = C[k + 2, j0:j1]
+                c3 = C[k + 3, j0:j1]
+                a00 = zero
+                a01 = zero
+                a02 = zero
+                a03 = zero
+                a10 = zero
+                a11 = zero
+                a12 = zero
+                a13 = zero
+                a20 = zero
+                a21 = zero
+                a22 = zero
+                a23 = zero
+                a30 = zero
+                a31 = zero
+                a32 = zero
+                a33 = zero
+                for j in range(j1 - j0):
+                    v0 = x0[j]
+                    v1 = x1[j]
+                    v2 = x2[j]
+                    v3 = x3[j]
+                    w0 = c0[j]
+                    w1 = c1[j]
+                    w2 = c2[j]
+                    w3 = c3[j]
+                    a00 += v0 * w0
+                    a01 += v0 * w1
+                    a02 += v0 * w2
+                    a03 += v0 * w3
+                    a10 += v1 * w0
+                    a11 += v1 * w1
+                    a12 += v1 * w2
+                    a13 += v1 * w3
+                    a20 += v2 * w0
+                    a21 += v2 * w1
+                    a22 += v2 * w2
+                    a23 += v2 * w3
+                    a30 += v3 * w0
+                    a31 += v3 * w1
+                    a32 += v3 * w2
+                    a33 += v3 * w3
+                cross[0, k] += a00
+                cross[0, k + 1] += a01
+                cross[0, k + 2] += a02
+                cross[0, k + 3] += a03
+                cross[1, k] += a10
+                cross[1, k + 1] += a11
+                cross[1, k + 2] += a12
+                cross[1, k + 3] += a13
+                cross[2, k] += a20
+                cross[2, k + 1] += a21
+                cross[2, k + 2] += a22
+                cross[2, k + 3] += a23
+                cross[3, k] += a30
+                cross[3, k + 1] += a31
+                cross[3, k + 2] += a32
+                cross[3, k + 3] += a33
+            for k in range(K4, K):      # the last K mod 4 centroids one at a time
                 c = C[k, j0:j1]
                 a0 = zero
                 a1 = zero

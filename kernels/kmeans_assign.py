@@ -12,7 +12,7 @@ final full-data objective). For a block of points ``X`` (M, d) and centroids ``C
 
 Engines: ``numpy`` (float64 reference, direct distances), ``numba`` (a Python thread pool over row
 blocks, each with single-threaded BLAS and the ``nogil`` Numba kernel into per-thread partial
-sums, reduced at the end; with at most ``FUSED_MAX_K`` centroids one fused ``nogil`` pass per
+sums, reduced at the end; with at most ``FUSED_MAX_K`` (64) centroids one fused ``nogil`` pass per
 point instead, which forms the cross term itself), ``cuda`` (CuPy GEMM + ``cuda/kmeans_assign.cu``) and
 ``numba-cuda`` (CuPy/NumPy GEMM + ``_kmeans_assign_numba_cuda.py``; runs under the simulator).
 """
@@ -235,10 +235,13 @@ SUB_ROWS = 256  # rows per GEMM + kernel call inside a thread's block (scikit-le
 # sub-blocks that fit a core's L2 at d = 4096 measured slower: 0.65 s against 0.24 s for a K = 16
 # mini-batch fit of 64 steps, the per-call overhead outweighing the cache reuse)
 #: with at most this many centroids the assignment skips the gather and the GEMM:
-#: :func:`assign_rows_fused` reads each point once (measured by ``bench/kmeans_fused.py``;
-#: with more centroids BLAS's GEMM is faster)
-FUSED_MAX_K = 12
-FUSED_TILE = 256   # features per tile of the fused kernel (4 points x 256 float32 = 4 KiB in L1)
+#: :func:`assign_rows_fused` reads each point once and forms the cross term 4 points x 4
+#: centroids at a time (measured by ``bench/kmeans_fused.py``: faster than gather + GEMM up to
+#: K = 128 at d = 4096 and 784, by less as K grows; beyond 64 the GEMM keeps the path)
+FUSED_MAX_K = 64
+#: bytes of one point's (or one centroid's) tile in the fused kernel: 4 point tiles + 4 centroid
+#: tiles = 32 KiB, one core's L1 data cache (tiles of 256, 512 and 1024 float32 timed by the bench)
+FUSED_TILE_BYTES = 4096
 _NO_ROWS = np.zeros(0, np.int64)   # the fused kernel's ``rows`` when the points are a block (length 0)
 _POOL = None
 
@@ -328,6 +331,7 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
     if fused:
         flat, stride = (X, 1) if flat_rows else (X.reshape(-1), d)
         scratch = _fused_scratch(T, K, X.dtype)
+        tile = max(1, FUSED_TILE_BYTES // X.dtype.itemsize)
     else:
         # C^T as a C-contiguous (d, K) copy, not the transposed view of C: OpenBLAS's GEMM with few
         # columns was faster on it in development timings (not benchmarked separately)
@@ -337,7 +341,7 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
         if fused:
             r = _NO_ROWS if rows is None else rows[lo:hi]
             assign_rows_fused(flat, rows is not None, r, lo, stride, C, cnorm, labels[lo:hi], dist[lo:hi], s, c,
-                              accumulate, distances, scratch[t], FUSED_TILE)
+                              accumulate, distances, scratch[t], tile)
             return
         # cache-sized sub-blocks: the GEMM and the kernel then read the rows from cache
         for a in range(lo, hi, sub):

@@ -431,12 +431,14 @@ def test_rows_cuda(rng):
 
 # --- few centroids: the fused one-pass kernel (no gather, no GEMM) ------------------------------
 
-@pytest.mark.parametrize("M,d,K", [(1, 1, 1), (2, 255, 3), (3, 257, 8), (5, 4099, 6), (1027, 513, 7), (600, 40, 2)])
+@pytest.mark.parametrize("M,d,K", [(1, 1, 1), (2, 255, 3), (3, 1025, 8), (5, 4099, 6), (1027, 513, 7), (600, 40, 2),
+                                   (7, 1023, 16), (33, 511, 19), (9, 130, 64)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("by_rows", [False, True])
 def test_fused_kernel_matches_reference_and_the_gemm_path(rng, monkeypatch, M, d, K, dtype, by_rows):
-    """Odd point counts (groups of 4 with a short tail), feature counts around the 256-feature
-    tile, both dtypes, points given as a block or as rows; against the float64 reference, and
+    """Odd point counts (groups of 4 with a short tail), centroid counts below, at and between
+    the blocks of 4 (K mod 4 tails) up to FUSED_MAX_K, feature counts around the tiles (512
+    float64 / 1024 float32 features), both dtypes, points given as a block or as rows; against the float64 reference, and
     against the gather + GEMM path the kernel replaces for K <= FUSED_MAX_K."""
     from fastem.kernels import kmeans_assign
     from fastem.kernels import _kmeans_assign_numba as nb
