@@ -236,8 +236,9 @@ SUB_ROWS = 256  # rows per GEMM + kernel call inside a thread's block (scikit-le
 # mini-batch fit of 64 steps, the per-call overhead outweighing the cache reuse)
 #: with at most this many centroids the assignment skips the gather and the GEMM:
 #: :func:`assign_rows_fused` reads each point once and forms the cross term 4 points x 4
-#: centroids at a time (measured by ``bench/kmeans_fused.py``: faster than gather + GEMM up to
-#: K = 128 at d = 4096 and 784, by less as K grows; beyond 64 the GEMM keeps the path)
+#: centroids at a time (``bench/kmeans_fused.py``, ``bench/results/kmeans_fused.md``: mini-batch
+#: steps 0.55-0.89x the gather + GEMM time for K = 2..128 at d = 4096 and 784, full passes
+#: 0.66-0.95x up to K = 48 and even (1.01-1.04x) at K = 64; beyond 64 the GEMM keeps the path)
 FUSED_MAX_K = 64
 #: bytes of one point's (or one centroid's) tile in the fused kernel: 4 point tiles + 4 centroid
 #: tiles = 32 KiB, one core's L1 data cache (tiles of 256, 512 and 1024 float32 timed by the bench)
