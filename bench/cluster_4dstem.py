@@ -59,6 +59,37 @@ def _drop_cache(path) -> None:
         os.close(fd)
 
 
+_DECODE = """
+import sys, time, numpy as np, h5py, hdf5plugin
+{extra}
+with h5py.File(sys.argv[1], "r") as f:
+    ds = f["data"]
+    out = np.empty(ds.shape, ds.dtype)
+    ts = []
+    for _ in range(4):
+        t = time.perf_counter()
+        ds.read_direct(out)
+        ts.append(time.perf_counter() - t)
+print(np.median(ts[1:]))
+"""
+
+
+def _decode_rates(path):
+    """Seconds to read (decompress) the whole compressed file once, file in the page cache, in a
+    fresh process: with hdf5plugin's bitshuffle filter alone, and as fastem reads it
+    (``load_hdf5_filters``: the ``bitshuffle`` package's filter when installed). The LZ4 rows'
+    floor is that time x epochs (the reader thread must decompress every chunk once per epoch)."""
+    import subprocess
+
+    out = {}
+    for name, extra in (("hdf5plugin", ""),
+                        ("fastem", "from fastem.cluster.source import load_hdf5_filters; load_hdf5_filters()")):
+        r = subprocess.run([sys.executable, "-c", _DECODE.format(extra=extra), str(path)], capture_output=True,
+                           text=True, check=True)
+        out[name] = float(r.stdout.strip().splitlines()[-1])
+    return out
+
+
 def _floors(X2, K, threads, reps=3):
     """(sgemm seconds, memory-read seconds, bandwidth GB/s) for one pass over X2 (N, d)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -178,6 +209,7 @@ def run(a):
                 f.create_dataset("data", data=X, **kw)
             files[name] = f"{p}:/data"
         sizes_mb = {k: os.path.getsize(v.split(":")[0]) / 2 ** 20 for k, v in files.items()}
+        decode = _decode_rates(files["lz4"].split(":")[0])
         src = DataSource(X)
         X2 = X.reshape(N, -1)
         for K in a.ks:
@@ -230,7 +262,7 @@ def run(a):
             case = {"scan": [S, S], "N": N, "d": kk * kk, "K": K, "data_MiB": X.nbytes / 2 ** 20, "file_MiB": sizes_mb,
                     "floor": {"sgemm_s": t_gemm, "memory_s": t_mem, "bandwidth_GBps": bw,
                               "assign_pass_s": t_assign, "assign_over_floor": t_assign / max(t_gemm, t_mem)},
-                    "uniform_rows_from_chunked_scaled_s": uniform_scaled, "uniform_rows_steps_timed": few,
+                    "lz4_decode_s": decode, "uniform_rows_from_chunked_scaled_s": uniform_scaled, "uniform_rows_steps_timed": few,
                     "methods": {}}
             for name, (kind, _) in methods.items():
                 q = np.array(quality[name])
@@ -363,7 +395,18 @@ def _md(res) -> str:
                   f"Assignment pass: {f['assign_pass_s'] * 1e3:.1f} ms; floors measured in the same run: sgemm "
                   f"{f['sgemm_s'] * 1e3:.1f} ms, memory read {f['memory_s'] * 1e3:.1f} ms ({f['bandwidth_GBps']:.1f} GB/s); "
                   f"pass / max(floors) = {f['assign_over_floor']:.2f}. Files: "
-                  + ", ".join(f"{k} {v:.0f} MiB" for k, v in c["file_MiB"].items()) + ".", ""]
+                  + ", ".join(f"{k} {v:.0f} MiB" for k, v in c["file_MiB"].items()) + "."]
+        if c.get("lz4_decode_s"):
+            dec = c["lz4_decode_s"]
+            lz4 = m["fastem mini-batch, HDF5 bitshuffle-LZ4"]["median_s"]
+            lines.append(f"Decompressing the whole LZ4 file once (page cache, fresh process, medians of 3): "
+                         f"{dec['fastem']:.4g} s as fastem reads it ({c['data_MiB'] / 1024 / dec['fastem']:.2f} GiB/s), "
+                         f"{dec['hdf5plugin']:.4g} s with hdf5plugin's filter alone "
+                         f"({c['data_MiB'] / 1024 / dec['hdf5plugin']:.2f} GiB/s); x {E} epochs = "
+                         f"{E * dec['fastem']:.2f} s, the reader's floor: the LZ4 mini-batch run is "
+                         f"{lz4 / (E * dec['fastem']):.2f}x that floor and "
+                         f"{lz4 / max(E * dec['fastem'], mem):.2f}x max(floor, in memory).")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 

@@ -79,6 +79,39 @@ def test_4d_hdf5_streaming_equals_in_memory(tmp_path, scan, sampling, algorithm,
     np.testing.assert_array_equal(mem.predict(f"{path}:/data"), mem.label_map_)
 
 
+@pytest.mark.parametrize("writer", ["hdf5plugin", "bitshuffle"])
+def test_bitshuffle_lz4_file_read_by_the_fast_decoder_equals_in_memory(tmp_path, scan, writer):
+    """With the ``bitshuffle`` package installed, ``load_hdf5_filters`` registers its filter (the
+    AVX2/OpenMP build) over hdf5plugin's; a bitshuffle/LZ4 file written by either library then
+    streams to the same fit as the array in memory, and its chunks decode to the written bits."""
+    import sys
+
+    hdf5plugin = pytest.importorskip("hdf5plugin")
+    pytest.importorskip("bitshuffle")
+    from fastem.cluster.source import load_hdf5_filters
+
+    assert load_hdf5_filters()
+    assert "bitshuffle.h5" in sys.modules
+    X, _ = scan
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as f:
+        if writer == "hdf5plugin":
+            f.create_dataset("data", data=X, chunks=(2, 5, 16, 16), **hdf5plugin.Bitshuffle(cname="lz4"))
+        else:
+            import bitshuffle.h5
+
+            f.create_dataset("data", data=X, chunks=(2, 5, 16, 16), compression=bitshuffle.h5.H5FILTER,
+                             compression_opts=(0, bitshuffle.h5.H5_COMPRESS_LZ4))
+    with h5py.File(path, "r") as f:
+        assert f["data"].id.get_create_plist().get_filter(0)[0] == 32008
+        np.testing.assert_array_equal(f["data"][...], X)
+    kw = dict(algorithm="minibatch", n_init=1, batch_size=20, n_steps=12, random_state=7, sampling="chunks")
+    mem = SBEKMeans(4, sampling_chunks=(2, 5, 16, 16), **kw).fit(X)
+    disk = SBEKMeans(4, **kw).fit(f"{path}:/data")
+    np.testing.assert_array_equal(disk.cluster_centers_, mem.cluster_centers_)
+    np.testing.assert_array_equal(disk.label_map_, mem.label_map_)
+
+
 def test_4d_errors(scan, rng):
     X, _ = scan
     with pytest.raises(InputError, match=r"5D array of shape \(2, 3, 4, 4, 4\)"):

@@ -48,11 +48,22 @@ def working_dtype(dtype, requested=None) -> np.dtype:
 def load_hdf5_filters() -> bool:
     """Register the compression filters of ``hdf5plugin`` (bitshuffle/LZ4, Blosc, Zstd, ... as
     detectors write them) with HDF5, when it is installed (``pip install fastem[compression]``).
-    Returns whether it is."""
+    Returns whether it is.
+
+    When the ``bitshuffle`` package is installed too (also in ``fastem[compression]``), its own
+    HDF5 filter then replaces hdf5plugin's for bitshuffle/LZ4 chunks (``H5Zregister`` keeps the
+    last registration of a filter id): its wheels are built with AVX2 and OpenMP, hdf5plugin's
+    without either (``hdf5plugin.get_config()``), and it decodes faster
+    (``bench/cluster_4dstem.py``, the bitshuffle-LZ4 rows and the decode figures below them).
+    """
     try:
         import hdf5plugin  # noqa: F401  (importing registers the filters)
     except ImportError:
         return False
+    try:
+        import bitshuffle.h5  # noqa: F401  (importing registers its filter 32008, after hdf5plugin's)
+    except ImportError:
+        pass
     return True
 
 
