@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=128)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--chunk", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=None, help="rounds (default 3; --quick: 1)")
     ap.add_argument("--points", type=int, default=1_000_000, help="cluster lloyd: N points")
     ap.add_argument("--dim", type=int, default=256, help="cluster lloyd: d")
     ap.add_argument("--iters", type=int, default=10, help="cluster lloyd: iterations (tol 0)")
@@ -110,8 +110,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
     if a.quick:
-        a.images, a.size, a.repeat, a.points, a.dim, a.iters, a.tomo_size, a.tomo_iters = 8, 64, 1, 4000, 16, 3, 24, 3
+        a.images, a.size, a.points, a.dim, a.iters, a.tomo_size, a.tomo_iters = 8, 64, 4000, 16, 3, 24, 3
         a.phase_size, a.phase_runs, a.phase_iters = 32, 4, 20
+    if a.repeat is None:
+        a.repeat = 1 if a.quick else 3
 
     from fastem.benchmark import machine_info
     from fastem.config import set_threads
