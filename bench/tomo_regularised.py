@@ -164,6 +164,27 @@ def _genfire_recon(env, data, tilts, sign, transpose, shift, iterations):
         return _shift_volume(out["volume"], -shift), float(out["seconds"])
 
 
+def _astra_sirt(data, tilts, sign, iterations, shape):
+    """ASTRA 2.5's CPU SIRT (linear projector, min 0), slice by slice (``bench/astra_peer.py``)."""
+    from fastem.bench.astra_peer import AstraSlices
+
+    geo = AstraSlices(shape, data.shape[2], sign * np.asarray(tilts, float))
+    try:
+        return geo.sirt(data, iterations, positivity=True)
+    finally:
+        geo.close()
+
+
+def pin_astra(truth, tilts, clean, iterations):
+    """``(error, sign, perm, flips)``: ASTRA's angle sign and output mapping with the lowest
+    noise-free error (the astra_peer module states the expected one; this checks it on the data)."""
+    trials = []
+    for sign in (1.0, -1.0):
+        e, perm, flips = _best_mapping(_astra_sirt(clean, tilts, sign, iterations, truth.shape), truth)
+        trials.append((e, sign, perm, flips))
+    return min(trials, key=lambda t: t[0])
+
+
 def pin_genfire(env, truth, tilts, clean, iterations):
     """``(error, sign, transpose, shift, perm, flips)`` with the lowest noise-free error."""
     trials = []
@@ -182,7 +203,7 @@ def projection_rfactor(vol, tilts, data) -> float:
 
 
 # ---- the methods --------------------------------------------------------------------------------
-def run_methods(truth, tilts, data, iterations, svm, mapping, genfire=None):
+def run_methods(truth, tilts, data, iterations, svm, mapping, genfire=None, astra=None):
     kw = dict(convention="thesis")
     out = {}
 
@@ -204,6 +225,10 @@ def run_methods(truth, tilts, data, iterations, svm, mapping, genfire=None):
     if svm is not None:
         _, sign, perm, flips = mapping
         timed("svmbir defaults", lambda: (_apply(_svmbir_recon(svm, data, tilts, sign), perm, flips), {}))
+    if astra is not None:
+        _, sign, perm, flips = astra
+        timed("ASTRA 2.5 SIRT (per slice, min 0)",
+              lambda: (_apply(_astra_sirt(data, tilts, sign, iterations, truth.shape), perm, flips), {}))
     if genfire is not None:
         env, (_, sign, transpose, shift, perm, flips) = genfire
 
@@ -234,6 +259,15 @@ def main(argv=None) -> int:
     if mapping is not None:
         print(f"svmbir pinned (noise-free error {mapping[0]:.3f}): angle sign {mapping[1]:+.0f}, "
               f"axes {mapping[2]}, flips {mapping[3]}", flush=True)
+    astra_pin, astra_missing = None, None
+    try:
+        import astra  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any import failure: the peer is skipped and said so
+        astra_missing = f"astra not importable: {exc}"
+    else:
+        astra_pin = pin_astra(truth, tilts, clean, args.iterations)
+        print(f"ASTRA pinned (noise-free error {astra_pin[0]:.3f}): angle sign {astra_pin[1]:+.0f}, "
+              f"axes {astra_pin[2]}, flips {astra_pin[3]}", flush=True)
     genfire, gf_pin = None, None
     if args.genfire_env is not None:
         gf_pin = pin_genfire(args.genfire_env, truth, tilts, clean, args.pin_iterations)
@@ -244,7 +278,7 @@ def main(argv=None) -> int:
     runs = []
     for seed in range(args.seeds):
         truth, tilts, clean, data, sigma = make_case(args.n, seed, args.noise, args.step, args.max_tilt, args.phantom)
-        res = run_methods(truth, tilts, data, args.iterations, svm, mapping, genfire)
+        res = run_methods(truth, tilts, data, args.iterations, svm, mapping, genfire, astra_pin)
         for name, r in res.items():
             print(f"seed {seed} {name:34s} error {r['error']:.4f}  R_F {100 * r['r_f']:.2f} %  {r['seconds']:.2f} s",
                   flush=True)
@@ -264,6 +298,9 @@ def main(argv=None) -> int:
               "svmbir": None if mapping is None else {"noise_free_error": mapping[0], "angle_sign": mapping[1],
                                                        "axes": list(mapping[2]), "flips": list(mapping[3])},
               "svmbir_missing": why,
+              "astra": None if astra_pin is None else {"noise_free_error": astra_pin[0], "angle_sign": astra_pin[1],
+                                                       "axes": list(astra_pin[2]), "flips": list(astra_pin[3])},
+              "astra_missing": astra_missing,
               "genfire": None if gf_pin is None else {"noise_free_error": gf_pin[0], "pin_iterations": args.pin_iterations,
                                                       "angle_sign": gf_pin[1], "transposed": bool(gf_pin[2]),
                                                       "shift_px": gf_pin[3], "axes": list(gf_pin[4]),
@@ -289,6 +326,13 @@ def main(argv=None) -> int:
                       f"noise-free error {mapping[0]:.3f}."]
     else:
         lines += ["", f"svmbir not run: {why}"]
+    if astra_pin is not None:
+        lines += ["", f"ASTRA convention pinned on the noise-free series ({args.iterations} SIRT iterations): angle "
+                      f"sign {astra_pin[1]:+.0f}, output axes {list(astra_pin[2])}, flips {list(astra_pin[3])}; "
+                      f"noise-free error {astra_pin[0]:.3f}. ASTRA's CPU SIRT runs one slice at a time on one "
+                      f"thread."]
+    else:
+        lines += ["", f"ASTRA not run: {astra_missing}"]
     if gf_pin is not None:
         lines += ["", f"GENFIRE convention pinned on the noise-free series ({args.pin_iterations} iterations per trial): "
                       f"angle sign {gf_pin[1]:+.0f}, images {'transposed' if gf_pin[2] else 'as given'}, projections "
