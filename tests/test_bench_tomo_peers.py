@@ -62,3 +62,18 @@ def test_astra_peer_convention_pinned_on_noise_free_data():
     assert err < 0.5 and err < min(other)            # the other angle sign reconstructs worse
     vol = b._apply(b._astra_sirt(clean, tilts, sign, 30, truth.shape), perm, flips)
     assert abs(b.relative_error(vol, truth) - err) < 1e-12
+
+
+def test_fsc_low_half_is_one_for_the_truth_and_drops_with_noise_along_the_wedge():
+    b = _bench()
+    rng = np.random.default_rng(5)
+    truth = rng.random((16, 16, 16))
+    assert abs(b.fsc_low_half(truth, truth) - 1.0) < 1e-12
+    assert abs(b.fsc_low_half(truth, truth, (0, 0, 1)) - 1.0) < 1e-12
+    # noise added only to the z-direction frequencies: the wedge FSC falls below the overall one
+    f = np.fft.fftn(truth)
+    fz = np.fft.fftfreq(16)[:, None, None] * np.ones((1, 16, 16))
+    rad = np.sqrt(fz ** 2 + np.fft.fftfreq(16)[None, :, None] ** 2 + np.fft.fftfreq(16)[None, None, :] ** 2)
+    along_z = np.abs(fz) >= np.cos(np.deg2rad(30)) * rad
+    noisy = np.fft.ifftn(np.where(along_z & (rad > 0), f * 0.2 + 3 * rng.standard_normal(f.shape), f)).real
+    assert b.fsc_low_half(noisy, truth, (0, 0, 1)) < b.fsc_low_half(noisy, truth) < 1.0
