@@ -241,7 +241,8 @@ SUB_ROWS = 256  # rows per GEMM + kernel call inside a thread's block (scikit-le
 #: 0.66-0.95x up to K = 48 and even (1.01-1.04x) at K = 64; beyond 64 the GEMM keeps the path)
 FUSED_MAX_K = 64
 #: bytes of one point's (or one centroid's) tile in the fused kernel: 4 point tiles + 4 centroid
-#: tiles = 32 KiB, one core's L1 data cache (tiles of 256, 512 and 1024 float32 timed by the bench)
+#: tiles = 32 KiB, one core's L1 data cache (tiles of 256, 512 and 1024 float32 were compared in
+#: development, not benchmarked separately)
 FUSED_TILE_BYTES = 4096
 _NO_ROWS = np.zeros(0, np.int64)   # the fused kernel's ``rows`` when the points are a block (length 0)
 _POOL = None

@@ -62,7 +62,7 @@ def load_hdf5_filters() -> bool:
         return False
     try:
         import bitshuffle.h5  # noqa: F401  (importing registers its filter 32008, after hdf5plugin's)
-    except ImportError:
+    except Exception:  # noqa: BLE001 - absent or built against other h5py/numpy: hdf5plugin's filter decodes
         pass
     return True
 
