@@ -95,6 +95,15 @@ def _offset(by_rows, rows, start, stride, i):
     return (rows[i] if by_rows else start + i) * stride
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add_row4(row, k, a, b, c, d):
+    """``row[k:k + 4] += (a, b, c, d)``: one point's four running sums of a register block."""
+    row[k] += a
+    row[k + 1] += b
+    row[k + 2] += c
+    row[k + 3] += d
+
+
 @njit(cache=True, nogil=True, fastmath=fastmath(FASTMATH_SUMS))
 def assign_rows_fused(flat, by_rows, rows, start, stride, C, cnorm, labels, dist, sums, counts, accumulate,
                       distances, cross, tile):
@@ -139,22 +148,10 @@ def assign_rows_fused(flat, by_rows, rows, start, stride, C, cnorm, labels, dist
                 c1 = C[k + 1, j0:j1]
                 c2 = C[k + 2, j0:j1]
                 c3 = C[k + 3, j0:j1]
-                a00 = zero
-                a01 = zero
-                a02 = zero
-                a03 = zero
-                a10 = zero
-                a11 = zero
-                a12 = zero
-                a13 = zero
-                a20 = zero
-                a21 = zero
-                a22 = zero
-                a23 = zero
-                a30 = zero
-                a31 = zero
-                a32 = zero
-                a33 = zero
+                a00 = a01 = a02 = a03 = zero
+                a10 = a11 = a12 = a13 = zero
+                a20 = a21 = a22 = a23 = zero
+                a30 = a31 = a32 = a33 = zero
                 for j in range(j1 - j0):
                     v0 = x0[j]
                     v1 = x1[j]
@@ -180,28 +177,13 @@ def assign_rows_fused(flat, by_rows, rows, start, stride, C, cnorm, labels, dist
                     a31 += v3 * w1
                     a32 += v3 * w2
                     a33 += v3 * w3
-                cross[0, k] += a00
-                cross[0, k + 1] += a01
-                cross[0, k + 2] += a02
-                cross[0, k + 3] += a03
-                cross[1, k] += a10
-                cross[1, k + 1] += a11
-                cross[1, k + 2] += a12
-                cross[1, k + 3] += a13
-                cross[2, k] += a20
-                cross[2, k + 1] += a21
-                cross[2, k + 2] += a22
-                cross[2, k + 3] += a23
-                cross[3, k] += a30
-                cross[3, k + 1] += a31
-                cross[3, k + 2] += a32
-                cross[3, k + 3] += a33
+                _add_row4(cross[0], k, a00, a01, a02, a03)
+                _add_row4(cross[1], k, a10, a11, a12, a13)
+                _add_row4(cross[2], k, a20, a21, a22, a23)
+                _add_row4(cross[3], k, a30, a31, a32, a33)
             for k in range(K4, K):      # the last K mod 4 centroids one at a time
                 c = C[k, j0:j1]
-                a0 = zero
-                a1 = zero
-                a2 = zero
-                a3 = zero
+                a0 = a1 = a2 = a3 = zero
                 for j in range(j1 - j0):
                     cj = c[j]
                     a0 += x0[j] * cj
