@@ -277,7 +277,8 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - any import failure: the peer is skipped and said so
         astra_missing = f"astra not importable: {exc}"
     else:
-        astra_pin = pin_astra(truth, tilts, clean, args.iterations)
+        astra_pin_iterations = max(50, args.iterations)     # a few iterations cannot tell the mappings apart
+        astra_pin = pin_astra(truth, tilts, clean, astra_pin_iterations)
         print(f"ASTRA pinned (noise-free error {astra_pin[0]:.3f}): angle sign {astra_pin[1]:+.0f}, "
               f"axes {astra_pin[2]}, flips {astra_pin[3]}", flush=True)
     genfire, gf_pin = None, None
@@ -336,26 +337,24 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {s['error_mean']:.4f} +- {s['error_std']:.4f} | {100 * s['r_f_mean']:.2f} % | "
                      f"{s['fsc_low_mean']:.3f} | {s['fsc_low_wedge_mean']:.3f} | {s['seconds_mean']:.2f} | "
                      f"{ratio_e} | {ratio_t} |")
-    if mapping is not None:
-        lines += ["", f"svmbir convention pinned on the noise-free series: angle sign {mapping[1]:+.0f}, output axes "
-                      f"{list(mapping[2])} (transpose of its (slice, row, col)), flips {list(mapping[3])}; "
-                      f"noise-free error {mapping[0]:.3f}."]
-    else:
-        lines += ["", f"svmbir not run: {why}"]
-    if astra_pin is not None:
-        lines += ["", f"ASTRA convention pinned on the noise-free series ({args.iterations} SIRT iterations): angle "
-                      f"sign {astra_pin[1]:+.0f}, output axes {list(astra_pin[2])}, flips {list(astra_pin[3])}; "
-                      f"noise-free error {astra_pin[0]:.3f}. ASTRA's CPU SIRT runs one slice at a time on one "
-                      f"thread."]
-    else:
-        lines += ["", f"ASTRA not run: {astra_missing}"]
-    if gf_pin is not None:
-        lines += ["", f"GENFIRE convention pinned on the noise-free series ({args.pin_iterations} iterations per trial): "
-                      f"angle sign {gf_pin[1]:+.0f}, images {'transposed' if gf_pin[2] else 'as given'}, projections "
-                      f"shifted by {gf_pin[3]:+.1f} px in both detector axes (its volume by {-gf_pin[3]:+.1f} voxel on all three), output axes {list(gf_pin[4])}, flips "
-                      f"{list(gf_pin[5])}; noise-free error {gf_pin[0]:.3f}. Its time is genfire.main.main's."]
-    else:
-        lines += ["", "GENFIRE not run (no --genfire-env)."]
+    def pinned(name, pin, why, text):
+        """The table's note on a peer: how its convention was pinned, or why it did not run."""
+        return ["", text() if pin is not None else f"{name} not run: {why}"]
+
+    lines += pinned("svmbir", mapping, why, lambda: (
+        f"svmbir convention pinned on the noise-free series: angle sign {mapping[1]:+.0f}, output axes "
+        f"{list(mapping[2])} (transpose of its (slice, row, col)), flips {list(mapping[3])}; "
+        f"noise-free error {mapping[0]:.3f}."))
+    lines += pinned("ASTRA", astra_pin, astra_missing, lambda: (
+        f"ASTRA convention pinned on the noise-free series ({astra_pin_iterations} SIRT iterations): angle "
+        f"sign {astra_pin[1]:+.0f}, output axes {list(astra_pin[2])}, flips {list(astra_pin[3])}; "
+        f"noise-free error {astra_pin[0]:.3f}. ASTRA's CPU SIRT runs one slice at a time on one thread."))
+    lines += pinned("GENFIRE", gf_pin, "no --genfire-env", lambda: (
+        f"GENFIRE convention pinned on the noise-free series ({args.pin_iterations} iterations per trial): "
+        f"angle sign {gf_pin[1]:+.0f}, images {'transposed' if gf_pin[2] else 'as given'}, projections "
+        f"shifted by {gf_pin[3]:+.1f} px in both detector axes (its volume by {-gf_pin[3]:+.1f} voxel on all "
+        f"three), output axes {list(gf_pin[4])}, flips {list(gf_pin[5])}; noise-free error {gf_pin[0]:.3f}. "
+        f"Its time is genfire.main.main's."))
     lines += ["", "FSC: mean Fourier shell correlation with the phantom over the shells below 0.25 cycles/voxel, "
                   "over all directions and within 30 degrees of z (the missing wedge of a tilt series about y); "
                   "`fastem.tomo.metrics.fourier_shell_correlation`."]
