@@ -72,25 +72,35 @@ class AstraSlices:
             out[:, y, :] = img.reshape(self.nz, self.nx)[::-1]
         return out
 
-    def sirt(self, projections, iterations: int, positivity: bool = True) -> np.ndarray:
-        """ASTRA's CPU SIRT on every y-slice; returns the (z, y, x) volume."""
+    def sirt(self, projections, iterations: int, positivity: bool = True, mask=None) -> np.ndarray:
+        """ASTRA's CPU SIRT on every y-slice; returns the (z, y, x) volume.
+
+        ``mask``: (n, ny, cols), 0 where a projection pixel is unmeasured (ASTRA's
+        ``SinogramMaskId`` option: those pixels are left out of SIRT's residual)."""
         astra = self.astra
         out = np.empty((self.nz, self.ny, self.nx), np.float32)
         for y in range(self.ny):
             sino_id = astra.data2d.create("-sino", self.proj_geom,
                                           np.ascontiguousarray(projections[:, y, :], dtype=np.float32))
             rec_id = astra.data2d.create("-vol", self.vol_geom, 0.0)
+            ids = [sino_id, rec_id]
             cfg = astra.astra_dict("SIRT")
             cfg["ProjectorId"] = self.projector_id
             cfg["ProjectionDataId"] = sino_id
             cfg["ReconstructionDataId"] = rec_id
+            cfg["option"] = {}
             if positivity:
-                cfg["option"] = {"MinConstraint": 0.0}
+                cfg["option"]["MinConstraint"] = 0.0
+            if mask is not None:
+                mask_id = astra.data2d.create("-sino", self.proj_geom,
+                                              np.ascontiguousarray(mask[:, y, :] > 0, dtype=np.float32))
+                cfg["option"]["SinogramMaskId"] = mask_id
+                ids.append(mask_id)
             alg_id = astra.algorithm.create(cfg)
             astra.algorithm.run(alg_id, int(iterations))
             out[:, y, :] = astra.data2d.get(rec_id)[::-1]
             astra.algorithm.delete(alg_id)
-            astra.data2d.delete([sino_id, rec_id])
+            astra.data2d.delete(ids)
         return out
 
     def close(self) -> None:

@@ -75,6 +75,22 @@ def make_case(n: int, seed: int, noise: float, step: float, max_tilt: float = 60
     return truth, tilts, clean, (clean + rng.normal(0.0, sigma, clean.shape)).astype(np.float32), sigma
 
 
+def block_projections(data, fraction: float, seed: int, garbage: float = 50.0):
+    """Partially blocked projections: in every projection a band of ``fraction`` of the detector
+    columns, at a random place (a grid bar or an edge), holds garbage (``garbage`` x the data's
+    maximum) and has weight 0. Returns ``(blocked data, weights)``; each method is told the
+    weights (fastem ``weights``/``mask``, svmbir ``weights``, ASTRA ``SinogramMaskId``)."""
+    rng = np.random.default_rng(1000 + seed)
+    n, _, cols = data.shape
+    width = max(1, int(round(fraction * cols)))
+    weights = np.ones(data.shape, np.float32)
+    for k in range(n):
+        c0 = int(rng.integers(0, cols - width + 1))
+        weights[k, :, c0:c0 + width] = 0.0
+    bad = garbage * float(np.abs(data).max())
+    return np.where(weights > 0, data, bad).astype(np.float32), weights
+
+
 # ---- svmbir ------------------------------------------------------------------------------------------
 def _svmbir():
     try:
@@ -164,13 +180,13 @@ def _genfire_recon(env, data, tilts, sign, transpose, shift, iterations):
         return _shift_volume(out["volume"], -shift), float(out["seconds"])
 
 
-def _astra_sirt(data, tilts, sign, iterations, shape):
+def _astra_sirt(data, tilts, sign, iterations, shape, mask=None):
     """ASTRA 2.5's CPU SIRT (linear projector, min 0), slice by slice (``bench/astra_peer.py``)."""
     from fastem.bench.astra_peer import AstraSlices
 
     geo = AstraSlices(shape, data.shape[2], sign * np.asarray(tilts, float))
     try:
-        return geo.sirt(data, iterations, positivity=True)
+        return geo.sirt(data, iterations, positivity=True, mask=mask)
     finally:
         geo.close()
 
@@ -205,16 +221,18 @@ def fsc_low_half(vol, truth, direction=None) -> float:
     return float(np.nanmean(fsc[low]))
 
 
-def projection_rfactor(vol, tilts, data) -> float:
+def projection_rfactor(vol, tilts, data, weights=None) -> float:
     """Thesis eq. 3.9: the mean over projections of ``sum |P_k(vol) - b_k| / sum |b_k|`` (``P``: the
-    ray-sum projector that simulated the series)."""
+    ray-sum projector that simulated the series), over the measured pixels (weight > 0) only."""
     proj = tilt_series(np.asarray(vol, np.float64), -np.asarray(tilts), centring="middle")
     b = np.asarray(data, np.float64)
-    return float(np.mean(np.abs(proj - b).sum(axis=(1, 2)) / np.abs(b).sum(axis=(1, 2))))
+    m = np.ones(b.shape) if weights is None else (np.asarray(weights) > 0).astype(np.float64)
+    return float(np.mean((m * np.abs(proj - b)).sum(axis=(1, 2)) / (m * np.abs(b)).sum(axis=(1, 2))))
 
 
 # ---- the methods --------------------------------------------------------------------------------
-def run_methods(truth, tilts, data, iterations, svm, mapping, genfire=None, astra=None):
+def run_methods(truth, tilts, data, iterations, svm, mapping, genfire=None, astra=None, weights=None):
+    """Every method on the same series; ``weights`` (0 = unmeasured) given to each of them."""
     kw = dict(convention="thesis")
     out = {}
 
@@ -222,26 +240,28 @@ def run_methods(truth, tilts, data, iterations, svm, mapping, genfire=None, astr
         t0 = time.perf_counter()
         vol, extra = fn()
         seconds = extra.pop("seconds", time.perf_counter() - t0)
-        out[name] = {"error": relative_error(vol, truth), "r_f": projection_rfactor(vol, tilts, data),
+        out[name] = {"error": relative_error(vol, truth), "r_f": projection_rfactor(vol, tilts, data, weights),
                      "fsc_low": fsc_low_half(vol, truth), "fsc_low_wedge": fsc_low_half(vol, truth, (0, 0, 1)),
                      "seconds": seconds, **extra}
 
     for prior in ("tv", "qggmrf"):
         def reg(prior=prior):
-            r = regularised(data, tilts, prior=prior, iterations=iterations, **kw)
+            r = regularised(data, tilts, prior=prior, iterations=iterations, weights=weights, **kw)
             return r.volume, {"weight": r.config["prior_weight"], "noise_estimate": r.config["noise_estimate"]}
         timed(f"fastem regularised {prior} auto", reg)
-    timed("fastem RESIRE fst", lambda: (resire(data, tilts, iterations=iterations, progress=False, **kw).volume, {}))
+    timed("fastem RESIRE fst", lambda: (resire(data, tilts, iterations=iterations, progress=False, mask=weights,
+                                               **kw).volume, {}))
     timed("fastem SIRT", lambda: (sirt(data, tilts, iterations=iterations, positivity=True, progress=False,
-                                       **kw).volume, {}))
+                                       mask=weights, **kw).volume, {}))
     if svm is not None:
         _, sign, perm, flips = mapping
-        timed("svmbir defaults", lambda: (_apply(_svmbir_recon(svm, data, tilts, sign), perm, flips), {}))
+        timed("svmbir defaults", lambda: (_apply(_svmbir_recon(svm, data, tilts, sign, **(
+            {} if weights is None else {"weights": weights})), perm, flips), {}))
     if astra is not None:
         _, sign, perm, flips = astra
         timed("ASTRA 2.5 SIRT (per slice, min 0)",
-              lambda: (_apply(_astra_sirt(data, tilts, sign, iterations, truth.shape), perm, flips), {}))
-    if genfire is not None:
+              lambda: (_apply(_astra_sirt(data, tilts, sign, iterations, truth.shape, weights), perm, flips), {}))
+    if genfire is not None and weights is None:      # GENFIRE takes no per-pixel weights: not run on blocked data
         env, (_, sign, transpose, shift, perm, flips) = genfire
 
         def gf():
@@ -263,6 +283,8 @@ def main(argv=None) -> int:
     ap.add_argument("--genfire-env", type=Path, default=None,
                     help="a GENFIRE environment (bash bench/peers/make_genfire_env.sh DIR): run GENFIRE 1.1.11 too")
     ap.add_argument("--pin-iterations", type=int, default=50, help="GENFIRE iterations of each convention trial")
+    ap.add_argument("--blocked", type=float, default=0.0,
+                    help="fraction of detector columns blocked in every projection (garbage values, weight 0)")
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
     svm, why = _svmbir()
@@ -291,7 +313,10 @@ def main(argv=None) -> int:
     runs = []
     for seed in range(args.seeds):
         truth, tilts, clean, data, sigma = make_case(args.n, seed, args.noise, args.step, args.max_tilt, args.phantom)
-        res = run_methods(truth, tilts, data, args.iterations, svm, mapping, genfire, astra_pin)
+        weights = None
+        if args.blocked > 0:
+            data, weights = block_projections(data, args.blocked, seed)
+        res = run_methods(truth, tilts, data, args.iterations, svm, mapping, genfire, astra_pin, weights)
         for name, r in res.items():
             print(f"seed {seed} {name:34s} error {r['error']:.4f}  R_F {100 * r['r_f']:.2f} %  {r['seconds']:.2f} s",
                   flush=True)
@@ -310,7 +335,7 @@ def main(argv=None) -> int:
     ref = summary.get("svmbir defaults")
     record = {"case": {"n": args.n, "noise": args.noise, "tilts": [-args.max_tilt, args.max_tilt, args.step],
                        "iterations": args.iterations,
-                       "seeds": args.seeds, "threads": THREADS, "phantom": args.phantom},
+                       "seeds": args.seeds, "threads": THREADS, "phantom": args.phantom, "blocked": args.blocked},
               "svmbir": None if mapping is None else {"noise_free_error": mapping[0], "angle_sign": mapping[1],
                                                        "axes": list(mapping[2]), "flips": list(mapping[3])},
               "svmbir_missing": why,
@@ -326,7 +351,10 @@ def main(argv=None) -> int:
     RESULTS.mkdir(exist_ok=True)
     lines = [f"# Regularised tomography vs peers ({args.n}^3 {args.phantom}, tilts -{args.max_tilt:g}..{args.max_tilt:g} "
              f"step {args.step}, "
-             f"noise {args.noise:g} x max, {args.seeds} seeds, {THREADS} threads, {args.iterations} iterations)", "",
+             f"noise {args.noise:g} x max, {args.seeds} seeds, {THREADS} threads, {args.iterations} iterations"
+             + (f", {args.blocked:g} of each projection's columns blocked: garbage at weight 0, every method told; "
+                "R_F over the measured pixels; GENFIRE not run, it takes no weights" if args.blocked > 0 else "")
+             + ")", "",
              "Command: `nice -n 10 .venv/bin/python bench/tomo_regularised.py " + " ".join(argv or sys.argv[1:]) + "`",
              "", "| method | rel. L2 error (mean +- std) | R_F (eq. 3.9) | FSC low half | FSC low half, wedge (z) | "
                  "wall s | error / svmbir | time / svmbir |",
