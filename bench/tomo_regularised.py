@@ -193,7 +193,8 @@ def _astra_sirt(data, tilts, sign, iterations, shape, mask=None):
 
 def pin_astra(truth, tilts, clean, iterations):
     """``(error, sign, perm, flips)``: ASTRA's angle sign and output mapping with the lowest
-    noise-free error (the astra_peer module states the expected one; this checks it on the data)."""
+    noise-free error. The pair is found only up to a mirror (the opposite sign with x flipped fits
+    as well), so either may come back; both give the same volume."""
     trials = []
     for sign in (1.0, -1.0):
         e, perm, flips = _best_mapping(_astra_sirt(clean, tilts, sign, iterations, truth.shape), truth)

@@ -48,18 +48,24 @@ def test_half_pixel_shifts_move_the_centre_and_invert():
 
 
 def test_astra_peer_convention_pinned_on_noise_free_data():
-    """The ASTRA peer of the regularised-tomography bench: its angle sign and output mapping are
-    found on a noise-free series (the pin reaches a small error), and the pinned reconstruction
-    of the same series through ``run_methods`` is the row the table reports."""
+    """The ASTRA peer of the regularised-tomography bench: the pinned angle sign and output
+    mapping make ASTRA's SIRT as good as fastem's own SIRT on the same noise-free series (the
+    conventions agree), and the opposite angle sign under that mapping is far worse. (The sign
+    alone is fixed only up to a mirror: the opposite sign with x flipped fits equally, so the pin
+    may return either of the two; the mapping search covers flips.)"""
     import pytest
+
+    from fastem.tomo import sirt
 
     pytest.importorskip("astra")
     b = _bench()
     truth, tilts, clean, _, _ = b.make_case(16, 0, 0.0, 10.0, 60.0, "vesicle")
-    pin = b.pin_astra(truth, tilts, clean, 30)
-    err, sign, perm, flips = pin
-    other = [b._best_mapping(b._astra_sirt(clean, tilts, -sign, 30, truth.shape), truth)[0]]
-    assert err < 0.5 and err < min(other)            # the other angle sign reconstructs worse
+    err, sign, perm, flips = b.pin_astra(truth, tilts, clean, 30)
+    own = b.relative_error(sirt(clean, tilts, iterations=30, positivity=True, progress=False,
+                                convention="thesis").volume, truth)
+    assert err < 1.1 * own
+    wrong = b.relative_error(b._apply(b._astra_sirt(clean, tilts, -sign, 30, truth.shape), perm, flips), truth)
+    assert wrong > 1.5 * err
     vol = b._apply(b._astra_sirt(clean, tilts, sign, 30, truth.shape), perm, flips)
     assert abs(b.relative_error(vol, truth) - err) < 1e-12
 
