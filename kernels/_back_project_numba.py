@@ -119,49 +119,70 @@ def back_project_numba(images, border, coeffs, shifts, out, alpha, beta, weights
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
-def back_project_tilt_numba(images, border, coeffs, shifts, out, alpha, beta, weights, use_weights, positivity):
-    """:func:`back_project_numba` for tilts about y (``_projector_taps_numba.tilt_aligned``).
+def back_project_tilt_numba(images, border, coeffs, shifts, out, alpha, beta, weights, use_weights, positivity,
+                            images_t, volume_t, tap_index, tap_weights):
+    """:func:`back_project_numba` for tilts about y (``_projector_taps_numba.tilt_aligned``), in
+    transposed layouts so the inner loop is contiguous along y (SIMD).
 
     Every voxel row ``iy`` of projection ``k`` reads detector row ``iy + c[k,1,3]`` and ``u``
     does not depend on ``iy``: the merged 3-tap weights of a (z-slice, projection) are computed
     once (:func:`merged_row_taps`) and applied to all ``ny`` rows (3 reads per voxel and
-    projection instead of 2 per sub-point). Parallel over z-slices.
+    projection instead of 2 per sub-point). The images are first transposed to ``images_t``
+    (nk, cp, rp); each z-slice sums into ``volume_t[iz]`` (nx, ny), then is written (transposed,
+    with ``alpha``, ``beta``, the weights and positivity) into ``out[iz]``. Parallel over
+    z-slices. Scratch, owned by the caller (no allocation here): ``images_t`` (nk, cp, rp),
+    ``volume_t`` (nz, nx, ny), ``tap_index`` (nz, nx) int64, ``tap_weights`` (nz, 3, nx), all of
+    the volume's dtype but ``tap_index``.
     """
     nk, rp, cp = images.shape
     rows = rp - 2 * border
     cols = cp - 2 * border
     nz, ny, nx = out.shape
+    for k in prange(nk):
+        for r in range(rp):
+            row = images[k, r]
+            for c in range(cp):
+                images_t[k, c, r] = row[c]
     for iz in prange(nz):
-        acc = np.zeros((ny, nx))
-        i0 = np.zeros(nx, np.int64)
-        w0 = np.zeros(nx)
-        w1 = np.zeros(nx)
-        w2 = np.zeros(nx)
+        acc = volume_t[iz]
+        acc[:, :] = 0.0
+        i0 = tap_index[iz]
+        w0 = tap_weights[iz, 0]
+        w1 = tap_weights[iz, 1]
+        w2 = tap_weights[iz, 2]
         for k in range(nk):
             au = coeffs[k, 0, 0]
             bu = coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
             mu, _mv = shift_reach(shifts, k)
             x0, x1 = index_range(au, bu, -1.0 - mu, cols + mu, nx)
-            if x0 >= x1:
+            cv = int(coeffs[k, 1, 3])
+            y0 = max(0, -cv)
+            y1 = min(ny, rows - cv)
+            if x0 >= x1 or y0 >= y1:
                 continue
             dmin = shifts[k, 0, 0]
             for s in range(1, shifts.shape[1]):
                 dmin = min(dmin, shifts[k, s, 0])
             merged_row_taps(au, bu + border, shifts, k, dmin, x0, x1, i0, w0, w1, w2)
-            cv = int(coeffs[k, 1, 3])
-            y0 = max(0, -cv)
-            y1 = min(ny, rows - cv)
-            for iy in range(y0, y1):
-                row = images[k, iy + cv + border]
-                a = acc[iy]
-                for ix in range(x0, x1):
-                    j = i0[ix]
-                    a[ix] += w0[ix] * row[j] + w1[ix] * row[j + 1] + w2[ix] * row[j + 2]
+            r0 = y0 + cv + border
+            r1 = y1 + cv + border
+            img_t = images_t[k]
+            for ix in range(x0, x1):
+                j = i0[ix]
+                a = w0[ix]
+                b = w1[ix]
+                c = w2[ix]
+                # slices, not offset indices: the loop below then vectorises
+                s0 = img_t[j, r0:r1]
+                s1 = img_t[j + 1, r0:r1]
+                s2 = img_t[j + 2, r0:r1]
+                d = acc[ix, y0:y1]
+                for t in range(y1 - y0):
+                    d[t] += a * s0[t] + b * s1[t] + c * s2[t]
         for iy in range(ny):
             o = out[iz, iy]
-            a = acc[iy]
             for ix in range(nx):
-                val = alpha * a[ix]
+                val = alpha * acc[ix, iy]
                 if use_weights:
                     val *= weights[iz, iy, ix]
                 if beta != 0.0:

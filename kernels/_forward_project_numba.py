@@ -151,26 +151,37 @@ def forward_project_numba(volume, coeffs, shifts, out, border, bands, fast):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
-def forward_project_tilt_numba(volume, coeffs, shifts, out, border):
+def forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, images_t, tap_index, tap_weights):
     """:func:`forward_project_numba` for tilts about y (``_projector_taps_numba.tilt_aligned``),
-    one task per projection, ``border >= 3``.
+    one task per projection, ``border >= 3``, in transposed layouts so the inner loop is a
+    contiguous AXPY along y (SIMD).
 
     Volume row ``iy`` of projection ``k`` lands on detector row ``iy + c[k,1,3]`` and ``u`` does
     not depend on ``iy``: the merged 3-tap weights of a (projection, z-slice) are computed once
     (:func:`merged_row_taps`) and used for all ``ny`` rows (3 writes per voxel and projection
-    instead of 2 per sub-point).
+    instead of 2 per sub-point). The volume is first transposed to ``volume_t`` (nz, nx, ny)
+    and every projection is accumulated column-major in ``images_t[k]`` (cols + 2*border,
+    rows + 2*border), then transposed into ``out[k]`` (border included, zero). Scratch, owned by
+    the caller (no allocation here): ``volume_t`` (nz, nx, ny), ``images_t`` (nk, cp, rp),
+    ``tap_index`` (nk, nx) int64, ``tap_weights`` (nk, 3, nx), all of the volume's dtype but
+    ``tap_index``.
     """
     nz, ny, nx = volume.shape
     nk, rp, cp = out.shape
     rows = rp - 2 * border
     cols = cp - 2 * border
+    for iz in prange(nz):
+        for iy in range(ny):
+            line = volume[iz, iy]
+            for ix in range(nx):
+                volume_t[iz, ix, iy] = line[ix]
     for k in prange(nk):
-        img = out[k]
-        img[:, :] = 0.0
-        i0 = np.zeros(nx, np.int64)
-        w0 = np.zeros(nx)
-        w1 = np.zeros(nx)
-        w2 = np.zeros(nx)
+        img_t = images_t[k]
+        img_t[:, :] = 0.0
+        i0 = tap_index[k]
+        w0 = tap_weights[k, 0]
+        w1 = tap_weights[k, 1]
+        w2 = tap_weights[k, 2]
         au = coeffs[k, 0, 0]
         mu, _mv = shift_reach(shifts, k)
         dmin = shifts[k, 0, 0]
@@ -179,18 +190,31 @@ def forward_project_tilt_numba(volume, coeffs, shifts, out, border):
         cv = int(coeffs[k, 1, 3])
         y0 = max(0, -cv)
         y1 = min(ny, rows - cv)
-        for iz in range(nz):
-            bu = coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
-            x0, x1 = index_range(au, bu, -1.0 - mu, cols + mu, nx)
-            if x0 >= x1:
-                continue
-            merged_row_taps(au, bu + border, shifts, k, dmin, x0, x1, i0, w0, w1, w2)
-            for iy in range(y0, y1):
-                row = img[iy + cv + border]
-                line = volume[iz, iy]
+        r0 = y0 + cv + border
+        r1 = y1 + cv + border
+        if y0 < y1:
+            for iz in range(nz):
+                bu = coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
+                x0, x1 = index_range(au, bu, -1.0 - mu, cols + mu, nx)
+                if x0 >= x1:
+                    continue
+                merged_row_taps(au, bu + border, shifts, k, dmin, x0, x1, i0, w0, w1, w2)
                 for ix in range(x0, x1):
-                    val = line[ix]
                     j = i0[ix]
-                    row[j] += w0[ix] * val
-                    row[j + 1] += w1[ix] * val
-                    row[j + 2] += w2[ix] * val
+                    a = w0[ix]
+                    b = w1[ix]
+                    c = w2[ix]
+                    # slices, not offset indices: the loop below then vectorises
+                    src = volume_t[iz, ix, y0:y1]
+                    d0 = img_t[j, r0:r1]
+                    d1 = img_t[j + 1, r0:r1]
+                    d2 = img_t[j + 2, r0:r1]
+                    for t in range(y1 - y0):
+                        val = src[t]
+                        d0[t] += a * val
+                        d1[t] += b * val
+                        d2[t] += c * val
+        img = out[k]
+        for r in range(rp):
+            for c in range(cp):
+                img[r, c] = img_t[c, r]

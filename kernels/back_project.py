@@ -22,6 +22,7 @@ from fastem.errors import InputError
 
 from ._dispatch import KernelDispatcher, as_numba_cuda, numba_cuda_stream, require_arrays
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
+from ._workspace import thread_buffer
 
 __all__ = ["back_project", "with_border", "BORDER", "SUBPOINT_OFFSETS", "subpoint_shifts"]
 
@@ -139,12 +140,20 @@ def _back_project_numba(images, coeffs, out, alpha, beta, weights, positivity, s
 
     w = weights if weights is not None else np.zeros((1, 1, 1), out.dtype)
     shifts = subpoint_shifts(coeffs, subpoints)
+    args = (images, int(border), coeffs, shifts, out, float(alpha), float(beta), w, weights is not None,
+            bool(positivity))
     if tilt_aligned(coeffs, shifts):
-        from ._back_project_numba import back_project_tilt_numba as run
+        from ._back_project_numba import back_project_tilt_numba
+
+        nz, ny, nx = out.shape
+        nk, rp, cp = images.shape
+        key = (images.shape, out.shape, images.dtype, out.dtype)
+        images_t, volume_t, tap_index, tap_weights = thread_buffer("back_project_tilt", key, lambda: (
+            np.empty((nk, cp, rp), images.dtype), np.empty((nz, nx, ny), out.dtype), np.empty((nz, nx), np.int64),
+            np.empty((nz, 3, nx), out.dtype)))
+        back_project_tilt_numba(*args, images_t, volume_t, tap_index, tap_weights)
     else:
-        run = back_project_numba
-    run(images, int(border), coeffs, shifts, out, float(alpha), float(beta), w, weights is not None,
-        bool(positivity))
+        back_project_numba(*args)
     return out
 
 

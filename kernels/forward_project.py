@@ -23,6 +23,7 @@ from fastem import backend
 from . import _threads
 from ._dispatch import KernelDispatcher, as_numba_cuda, numba_cuda_stream, require_arrays
 from ._tomo_checks import gpu_float32
+from ._workspace import thread_buffer
 from .back_project import (BORDER, bilinear_taps, check_projector_args, subpoint_shifts,
                            voxel_detector_positions)
 
@@ -74,7 +75,13 @@ def _forward_project_numba(volume, coeffs, out, subpoints, border):
     if fast and tilt_aligned(coeffs, shifts):
         from ._forward_project_numba import forward_project_tilt_numba
 
-        forward_project_tilt_numba(volume, coeffs, shifts, out, border)
+        nz, ny, nx = volume.shape
+        nk, rp, cp = out.shape
+        key = (volume.shape, out.shape, volume.dtype)
+        volume_t, images_t, tap_index, tap_weights = thread_buffer("forward_project_tilt", key, lambda: (
+            np.empty((nz, nx, ny), volume.dtype), np.empty((nk, cp, rp), volume.dtype), np.empty((nk, nx), np.int64),
+            np.empty((nk, 3, nx), volume.dtype)))
+        forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, images_t, tap_index, tap_weights)
     else:
         forward_project_numba(volume, coeffs, shifts, out, border, bands, fast)
     return out

@@ -29,6 +29,7 @@ from fastem import backend
 from fastem.errors import InputError
 
 from ._dispatch import KernelDispatcher, require_arrays, as_numba_cuda, numba_cuda_stream
+from ._workspace import thread_buffer
 
 __all__ = ["assign_accumulate"]
 
@@ -371,44 +372,28 @@ def _numba_blocks(X, C, cnorm, labels, dist, sums, counts, accumulate, distances
             counts += parts_c[t]
 
 
-_LOCAL = None
-
-
-def _cached(name: str, key, make):
-    """A buffer kept per calling thread under ``name``: the cached one while ``key`` is unchanged,
-    else ``make()`` (so a hot loop of same-shaped calls allocates nothing)."""
-    global _LOCAL
-    if _LOCAL is None:
-        _LOCAL = threading.local()
-    cached = getattr(_LOCAL, name, None)
-    if cached is None or cached[0] != key:
-        cached = (key, make())
-        setattr(_LOCAL, name, cached)
-    return cached[1]
-
-
 def _transposed(C):
     """``C.T`` copied into a C-contiguous ``(d, K)`` buffer reused between calls (per calling thread)."""
-    out = _cached("ct", (C.shape, C.dtype), lambda: np.empty(C.shape[::-1], C.dtype))
+    out = thread_buffer("ct", (C.shape, C.dtype), lambda: np.empty(C.shape[::-1], C.dtype))
     np.copyto(out, C.T)
     return out
 
 
 def _fused_scratch(T, K, dtype):
     """Per-thread ``(4, K)`` cross-term scratch of :func:`assign_rows_fused`, reused between calls."""
-    return _cached("fused", (T, K, np.dtype(dtype)), lambda: [np.empty((4, K), dtype) for _ in range(T)])
+    return thread_buffer("fused", (T, K, np.dtype(dtype)), lambda: [np.empty((4, K), dtype) for _ in range(T)])
 
 
 def _gather_buffers(T, d, dtype):
     """Per-thread ``(SUB_ROWS, d)`` gather buffers, reused between calls (one set per calling thread)."""
-    return _cached("gather", (T, d, np.dtype(dtype)), lambda: [np.empty((SUB_ROWS, d), dtype) for _ in range(T)])
+    return thread_buffer("gather", (T, d, np.dtype(dtype)), lambda: [np.empty((SUB_ROWS, d), dtype) for _ in range(T)])
 
 
 def _partials(T, K, d, accumulate):
     """Per-thread partial sums / counts, zeroed; reused between calls of the same shape (one
     cache per calling thread), so a mini-batch step allocates no (K, d) arrays."""
     key = (T, K, d) if accumulate else (T, 1, 1)
-    sums, counts = _cached("parts", key, lambda: ([np.empty(key[1:]) for _ in range(T)],
+    sums, counts = thread_buffer("parts", key, lambda: ([np.empty(key[1:]) for _ in range(T)],
                                                   [np.empty(key[1], np.int64) for _ in range(T)]))
     for a, b in zip(sums, counts):
         a.fill(0)

@@ -66,6 +66,60 @@ def test_numba_projectors_match_float64_reference(rng, volume_shape, detector, k
         np.testing.assert_allclose(back, bp_ref, rtol=rtol, atol=rtol * np.abs(bp_ref).max())
 
 
+@pytest.mark.parametrize("volume_shape,detector", [((5, 13, 7), (9, 11)), ((6, 7, 9), (11, 8)), ((3, 8, 5), (14, 5))])
+@pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 3e-6)])
+def test_tilt_kernels_with_row_offsets(rng, volume_shape, detector, dtype, rtol):
+    # tilts about y with an integral row offset between volume rows and detector rows (fewer and
+    # more detector rows than volume rows): the transposed-layout SIMD kernels, against float64
+    from fastem.kernels._projector_taps_numba import tilt_aligned
+    from fastem.kernels.back_project import subpoint_shifts
+
+    geo = ProjectionGeometry(volume_shape, detector, np.linspace(-66, 71, 10))
+    assert tilt_aligned(geo.coefficients, subpoint_shifts(geo.coefficients, 4))
+    assert np.any(geo.coefficients[:, 1, 3] != 0)
+    vol = rng.random(volume_shape) + 0.1
+    img = rng.random(geo.projections_shape) + 0.1
+    w = rng.random(volume_shape)
+    start = rng.standard_normal(volume_shape)
+    fwd_ref = ref.forward_project_linear(vol, geo, 4)
+    padded = np.full((10, detector[0] + 2 * BORDER, detector[1] + 2 * BORDER), np.nan, dtype)
+    forward_project(vol.astype(dtype), geo.coefficients, padded, border=BORDER, engine="numba")
+    np.testing.assert_allclose(padded[:, BORDER:-BORDER, BORDER:-BORDER], fwd_ref, rtol=rtol,
+                               atol=rtol * np.abs(fwd_ref).max())
+    expect = np.maximum(0.5 * start - 0.3 * w * ref.back_project(img, geo, 4), 0.0)
+    out = start.astype(dtype)
+    back_project(with_border(img.astype(dtype)), geo.coefficients, out, alpha=-0.3, beta=0.5, weights=w.astype(dtype),
+                 positivity=True, subpoints=4, border=BORDER, engine="numba")
+    np.testing.assert_allclose(out, expect, rtol=rtol, atol=rtol * np.abs(expect).max())
+
+
+def test_projector_scratch_is_per_thread(rng):
+    # the CPU kernels keep transposed-layout scratch per calling thread: threads projecting
+    # different volumes of one shape at the same time each get their own result
+    from concurrent.futures import ThreadPoolExecutor
+
+    geo = ProjectionGeometry((12, 10, 14), (10, 14), np.linspace(-60, 60, 21))
+    vols = [rng.random(geo.volume_shape).astype(np.float32) for _ in range(4)]
+    imgs = [rng.random(geo.projections_shape).astype(np.float32) for _ in range(4)]
+
+    def work(i):
+        fwd = [forward_project(vols[i], geo.coefficients, np.empty(geo.projections_shape, np.float32), engine="numba")
+               for _ in range(20)]
+        back = [back_project(imgs[i], geo.coefficients, np.empty(geo.volume_shape, np.float32), subpoints=4,
+                             engine="numba")
+                for _ in range(20)]
+        return fwd, back
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(4)))
+    for i, (fwd, back) in enumerate(results):
+        f_ref = ref.forward_project_linear(vols[i].astype(np.float64), geo, 4)
+        b_ref = ref.back_project(imgs[i].astype(np.float64), geo, 4)
+        for f, b in zip(fwd, back):
+            np.testing.assert_allclose(f, f_ref, rtol=3e-6, atol=3e-6 * np.abs(f_ref).max())
+            np.testing.assert_allclose(b, b_ref, rtol=3e-6, atol=3e-6 * np.abs(b_ref).max())
+
+
 @pytest.mark.parametrize("n", [1, 3])
 def test_forward_projection_row_bands(rng, n):
     # few projections: the CPU kernel cuts each detector into row bands owned by one thread each
