@@ -165,8 +165,10 @@ def _volume_prior_numpy_engine(x, grad, kind, a, p, q, t, sigma, alpha, beta):
 
 @_VOLUME_PRIOR.register("numba")
 def _volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta):
-    from ._volume_prior_numba import volume_prior_numba
+    from ._volume_prior_numba import anisotropic_prior_numba, volume_prior_numba
 
+    if kind in (PRIORS["tv"], PRIORS["huber"]):
+        return float(anisotropic_prior_numba(x, grad, kind == PRIORS["huber"], a, alpha, beta))
     return float(volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta))
 
 

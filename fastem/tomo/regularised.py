@@ -194,7 +194,8 @@ class RegularisedReconstruction(IterativeReconstruction):
             w = mask_host
         if not (w > 0).any():
             raise InputError("weights: every pixel has weight 0; nothing to reconstruct")
-        w = w / float(w[w > 0].mean())
+        self.weight_mean = float(w[w > 0].mean())   # the normalisation (a bound for a held-out subset)
+        w = w / self.weight_mean
         self.measured = int((w > 0).sum())
         self.weights_host = w.astype(np.float32)
         self.x_ref = _volume_scale(problem, self.weights_host)
@@ -429,7 +430,8 @@ def choose_weight(solver: RegularisedReconstruction, sigma: float, *, tau: float
 
 
 def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: float = 0.05, factor: float = 2.0,
-                        steps: int = 10, inner: int = 40, seed: int = 0, callback=None) -> dict:
+                        steps: int = 10, inner: int = 40, seed: int = 0, callback=None,
+                        full: RegularisedReconstruction | None = None) -> dict:
     """R-free: the ``lambda`` whose reconstruction best predicts held-out measured pixels (as GENFIRE).
 
     A random ``fraction`` of the pixels with non-zero weight (never an unmeasured one) is held out
@@ -438,6 +440,10 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
     ``sum (P x - b)^2`` rises, then tries the geometric midpoints (a ``factor`` away) on both sides
     of the best; a parabola through the best trial and its two neighbours in ``log lambda`` gives
     the weight.
+
+    ``full``: the solver on all the measured pixels, when there is one. Its ``L_data`` bounds the
+    search solver's (holding pixels out only removes terms of ``A^T W A``; the ratio of the two
+    weight normalisations is applied), so the search skips its own power iteration.
 
     Returns
     -------
@@ -455,6 +461,11 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         raise InputError("R-free: no pixel to hold out (too few measured pixels)")
     kwargs = dict(solver_kwargs)
     kwargs["weights"] = np.where(held, 0.0, w_all).astype(np.float32)
+    if full is not None and kwargs.get("lipschitz") is None:
+        kept = kwargs["weights"][kwargs["weights"] > 0]
+        if kept.size:
+            # W_held / mean_held <= (W / mean_full) * mean_full / mean_held, elementwise
+            kwargs["lipschitz"] = full.lipschitz_data * full.weight_mean / float(kept.astype(np.float64).mean())
     solver = RegularisedReconstruction(problem, **kwargs)
     xp = problem.device.xp
     with problem.device.use():
@@ -546,7 +557,7 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight
     if is_auto and prior != "none":
         inner = as_int(auto_inner, "auto_inner", minimum=1)
         if auto_mode == "rfree":
-            record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback)
+            record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback, full=solver)
             solver.set_weight(record["weight"])
             with problem.device.use():
                 solver.volume[...] = backend.to_device(record.pop("volume") * np.float32(solver.scale), problem.device)
