@@ -57,6 +57,31 @@ def test_lipschitz_estimate_bounds_the_operator(case):
         assert float(np.sum(av.astype(np.float64) ** 2)) <= s.lipschitz_data * float(np.sum(v.astype(np.float64) ** 2))
 
 
+def test_rfree_search_lipschitz_bound_from_the_full_solver(case):
+    # the R-free search reuses the full solver's L_data (scaled by the weight normalisations): a
+    # valid bound of its own operator, with uneven weights too, so the search skips a power iteration
+    from fastem.tomo.regularised import choose_weight_rfree
+
+    _, tilts, data, _ = case
+    problem = TomoProblem(data, tilts, **KW)
+    weights = (0.2 + np.random.default_rng(5).random(problem.geometry.projections_shape)).astype(np.float32)
+    full = RegularisedReconstruction(problem, prior="tv", weights=weights)
+    kwargs = dict(prior="tv", weights=weights)
+    rec = choose_weight_rfree(problem, kwargs, inner=2, steps=2, full=full)
+    own = choose_weight_rfree(problem, kwargs, inner=2, steps=2)
+    assert rec["lipschitz_data"] != full.lipschitz_data
+    assert own["lipschitz_data"] <= rec["lipschitz_data"] <= 1.5 * own["lipschitz_data"]
+    rng = np.random.default_rng(3)
+    for _ in range(3):   # the bound holds for the held-out solver's operator A^T W_held A
+        v = rng.standard_normal(problem.geometry.volume_shape).astype(np.float32)
+        held = RegularisedReconstruction(problem, prior="tv", weights=np.where(
+            np.random.default_rng(0).random(weights.shape) < 0.05, 0.0, weights).astype(np.float32),
+            lipschitz=rec["lipschitz_data"])
+        av = held.op.project(v).astype(np.float64)
+        energy = float(np.sum(held.weights_host * av ** 2))
+        assert energy <= rec["lipschitz_data"] * float(np.sum(v.astype(np.float64) ** 2))
+
+
 def test_zero_weight_pixels_change_nothing(case):
     truth, tilts, data, _ = case
     rng = np.random.default_rng(7)
