@@ -15,8 +15,9 @@ from ._numba_flags import fastmath
 _voxel = _volume_prior_common.compile_voxel(njit(inline="always"))
 
 
-# no cache=True: Numba's cache checks only this file's time stamp, not _volume_prior_common.py's,
-# so a cached build would silently keep old arithmetic after an edit there (compiles once per process)
+# no cache=True here: Numba's cache checks only this file's time stamp, not _volume_prior_common.py's,
+# so a cached build would silently keep old arithmetic after an edit there (compiles once per process);
+# anisotropic_prior_numba below imports no arithmetic from there and is cached
 @njit(parallel=True, nogil=True)
 def volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta):
     """``grad <- beta*grad + alpha*dR/dx`` over a (nz, ny, nx) volume; returns ``R(x)`` (float64).
@@ -78,7 +79,7 @@ def _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, c0, c1, dm, dp, huber, a, alpha
     return acc
 
 
-@njit(parallel=True, nogil=True, fastmath=fastmath())
+@njit(parallel=True, nogil=True, cache=True, fastmath=fastmath())
 def anisotropic_prior_numba(x, grad, huber, a, alpha, beta):
     """:func:`volume_prior_numba` for the 6-neighbour anisotropic priors (smoothed TV, Huber), SIMD.
 

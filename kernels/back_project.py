@@ -52,6 +52,28 @@ def subpoint_shifts(coeffs, subpoints: int):
     return np.ascontiguousarray(np.einsum("kij,sj->ksi", c, d))
 
 
+_TAP_PLANS: dict = {}
+
+
+def cpu_tap_plan(coeffs, subpoints: int):
+    """``(shifts, tilt)`` for the CPU kernels: :func:`subpoint_shifts` (read-only) and whether the
+    geometry takes the tilt-about-y path (``_projector_taps_numba.tilt_aligned``), memoised by the
+    coefficients' values (a solver calls the projectors with the same ones every iteration)."""
+    from ._projector_taps_numba import tilt_aligned
+
+    c = np.ascontiguousarray(coeffs, dtype=np.float64)
+    key = (int(subpoints), c.shape, c.tobytes())
+    plan = _TAP_PLANS.get(key)
+    if plan is None:
+        shifts = subpoint_shifts(c, subpoints)
+        shifts.setflags(write=False)
+        plan = (shifts, tilt_aligned(c, shifts))
+        if len(_TAP_PLANS) >= 32:
+            _TAP_PLANS.clear()
+        _TAP_PLANS[key] = plan
+    return plan
+
+
 def voxel_detector_positions(coeffs, k: int, shape):
     """Float64 detector coordinates ``(u, v)`` of every voxel of a ``shape`` volume for projection k."""
     iz, iy, ix = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
@@ -136,13 +158,11 @@ def _back_project_numba(images, coeffs, out, alpha, beta, weights, positivity, s
 
     if border < BORDER:
         images, border = with_border(images, border), BORDER
-    from ._projector_taps_numba import tilt_aligned
-
     w = weights if weights is not None else np.zeros((1, 1, 1), out.dtype)
-    shifts = subpoint_shifts(coeffs, subpoints)
+    shifts, tilt = cpu_tap_plan(coeffs, subpoints)
     args = (images, int(border), coeffs, shifts, out, float(alpha), float(beta), w, weights is not None,
             bool(positivity))
-    if tilt_aligned(coeffs, shifts):
+    if tilt:
         from ._back_project_numba import back_project_tilt_numba
 
         nz, ny, nx = out.shape

@@ -24,7 +24,7 @@ from . import _threads
 from ._dispatch import KernelDispatcher, as_numba_cuda, numba_cuda_stream, require_arrays
 from ._tomo_checks import gpu_float32
 from ._workspace import thread_buffer
-from .back_project import (BORDER, bilinear_taps, check_projector_args, subpoint_shifts,
+from .back_project import (BORDER, bilinear_taps, check_projector_args, cpu_tap_plan, subpoint_shifts,
                            voxel_detector_positions)
 
 __all__ = ["forward_project"]
@@ -66,13 +66,11 @@ def _forward_project_numpy_engine(volume, coeffs, out, subpoints, border):
 def _forward_project_numba(volume, coeffs, out, subpoints, border):
     from ._forward_project_numba import forward_project_numba
 
-    from ._projector_taps_numba import tilt_aligned
-
     nk, rows = out.shape[0], out.shape[1] - 2 * border
     bands = row_bands(nk, rows)
     fast = bands == 1 and border >= BORDER
-    shifts = subpoint_shifts(coeffs, subpoints)
-    if fast and tilt_aligned(coeffs, shifts):
+    shifts, tilt = cpu_tap_plan(coeffs, subpoints)
+    if fast and tilt:
         from ._forward_project_numba import forward_project_tilt_numba
 
         nz, ny, nx = volume.shape
