@@ -196,7 +196,11 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
     except (DatasetNotFoundError, InputError, NonFiniteResultError) as exc:   # the CLI names flags
         raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:
-        stop = " (stopped: noise level reached)" if result.config.get("stopped") == "discrepancy" else ""
+        stop = {"discrepancy": " (stopped: noise level reached)",
+                "rfree": " (stopped: R-free stopped improving)"}.get(result.config.get("stopped"), "")
+        rf = result.config.get("rfree_stop")
+        if rf and rf.get("best_iteration", -1) >= 0:
+            stop += f" (volume of iteration {rf['best_iteration']}, the lowest R-free)"
         click.echo(f"{algorithm}: {result.iterations} iteration(s){stop}, volume {tuple(result.volume.shape)} "
                    f"(z, y, x), axis at column {result.config.get('center', float('nan')):.2f}, "
                    f"R_F {100 * result.r_factor:.2f} % -> {output_path}")

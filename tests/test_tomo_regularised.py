@@ -181,12 +181,19 @@ def test_prepare_and_resume(case):
     solver.run(10)
     state = solver.state()
     before = solver.objective()
+    # an automatic run keeps its R-free pixels out and stops by R-free: resumed with its weight likewise
+    assert solver.held is not None and solver.held_count > 0
     other, _ = prepare_regularised(TomoProblem(data, tilts, **KW), prior="qggmrf", prior_weight=solver.weight,
-                                   prior_params=solver.prior_params)
+                                   prior_params=solver.prior_params, rfree_stop=True)
+    assert other.held_count == solver.held_count and other.lipschitz_data == solver.lipschitz_data
     other.restore(state)
     assert other.iteration == 10 and other.objective() == pytest.approx(before, rel=1e-6)
+    rfree_before = other.rfree()
     res = other.run(20)
-    assert res.iterations == 20 and other.objective() < before
+    # it went on to 20; it returns the volume with the lower R-free of the checks at 10 and 20
+    assert res.iterations == 20 and res.config["rfree_stop"]["best_iteration"] in (10, 20)
+    other.volume[...] = res.volume
+    assert other.rfree() <= rfree_before * (1 + 1e-6)
     assert res.config["prior"] == "qggmrf" and res.config["prior_weight"] == solver.weight
 
 
@@ -217,3 +224,65 @@ def test_state_and_restore_continue_exactly():
     restarted = solver()
     restarted.restore(no_momentum)
     assert not np.array_equal(restarted.run(12, progress=False).volume, straight)
+
+
+def test_rfree_early_stop_returns_the_best_cross_validated_volume():
+    """A weak fixed strength over-fits the noise: the R-free stop ends the run early, returns the
+    volume with the lowest held-out residual, and that volume is closer to the truth than the
+    over-fitted end of an unstopped run (the test can fail)."""
+    from fastem.tomo.regularised import prepare_regularised
+
+    truth, tilts, data, _ = _case(n=16, noise=0.08, seed=2, step=6.0)
+    stopped, _ = prepare_regularised(TomoProblem(data, tilts, **KW), prior="tv", prior_weight=1e-4,
+                                     rfree_stop=True)
+    res = stopped.run(400)
+    assert stopped.stopped == "rfree" and res.iterations < 400
+    hist = stopped.rfree_history
+    best_it, best_val = min(hist, key=lambda t: t[1])
+    assert best_it == stopped.rfree_best_iteration and best_val == stopped.rfree_best
+    stopped.volume[...] = res.volume                      # the volume returned is the best one
+    assert stopped.rfree() == pytest.approx(best_val, rel=1e-5)
+    assert res.config["rfree_stop"]["best_iteration"] == best_it
+    plain, _ = prepare_regularised(TomoProblem(data, tilts, **KW), prior="tv", prior_weight=1e-4)
+    assert plain.held is None
+    over = plain.run(400)
+    assert relative_error(res.volume, truth) < 0.97 * relative_error(over.volume, truth)
+
+
+def test_rfree_stop_resumes_exactly():
+    """A checkpoint holds the R-free record (best volume, best value, checks since): a resumed run
+    ends bit for bit where an uninterrupted one does, early stop included."""
+    from fastem.tomo.regularised import prepare_regularised
+
+    _, tilts, data, _ = _case(n=12, noise=0.08, seed=3, step=10.0)
+
+    def solver():
+        s, _ = prepare_regularised(TomoProblem(data, tilts, **KW), prior="tv", prior_weight=1e-4, rfree_stop=True)
+        return s
+
+    straight = solver()
+    end = straight.run(300)
+    assert straight.stopped == "rfree"
+    first = solver()
+    first.run(35)
+    state = first.state()
+    resumed = solver()
+    resumed.restore(state)
+    again = resumed.run(300)
+    assert resumed.stopped == "rfree" and again.iterations == end.iterations
+    np.testing.assert_array_equal(again.volume, end.volume)
+
+
+def test_held_out_pixels_fraction_and_never_unmeasured(case):
+    from fastem.tomo.regularised import RFREE_MAX_FRACTION, held_out_pixels
+
+    _, tilts, data, _ = case
+    p = TomoProblem(data, tilts, **KW)
+    n = data.size
+    held = held_out_pixels(p)               # small problem: at least 1000 pixels, at most 5 %
+    assert 0.8 * min(1000, RFREE_MAX_FRACTION * n) <= held.sum() <= 1.2 * RFREE_MAX_FRACTION * n
+    np.testing.assert_array_equal(held, held_out_pixels(p))      # seeded: a resume holds out the same
+    weights = np.ones(data.shape, np.float32)
+    weights[:, :, :5] = 0.0
+    held = held_out_pixels(p, weights, fraction=0.2)
+    assert not held[:, :, :5].any() and 0.15 < held[:, :, 5:].mean() < 0.25

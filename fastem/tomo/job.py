@@ -688,10 +688,12 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
             if state is not None and resolved is not None and prior != "none":
                 prior_weight = float(resolved)       # the checkpoint's weight (an automatic one is not searched again)
             try:
+                # an automatic run stops by R-free; resumed, it keeps doing so with its resolved weight
                 solver, prior_info = prepare_regularised(problem, prior=prior, prior_weight=prior_weight,
                                                          noise_level=noise_level, projector=projector,
                                                          oversampling=oversampling, positivity=positivity,
-                                                         weights=weights_arr)
+                                                         weights=weights_arr,
+                                                         rfree_stop=prior != "none" and requested_weight == "auto")
             except InputError as exc:
                 raise InputError(f"{where}: {exc}") from None
             prior_info = dict(prior_info, weight=float(solver.weight))

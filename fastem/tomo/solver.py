@@ -128,7 +128,7 @@ class IterativeReconstruction:
             self.l1 = xp.zeros(problem.n_projections, dtype=np.float64)
         self.history: list[float] = []
         self.iteration = 0
-        self.stopped: str | None = None  # why the last run() ended early ("rtol", "discrepancy"), else None
+        self.stopped: str | None = None  # why the last run() ended early ("rtol", "discrepancy", "rfree"), else None
 
     # ---- one iteration -----------------------------------------------------------------------
     def _step(self) -> float:  # pragma: no cover - abstract
@@ -149,6 +149,11 @@ class IterativeReconstruction:
         self.history.append(rf)
         self.iteration += 1
         return rf
+
+    def _should_stop(self) -> str | None:
+        """A solver's own stopping rule, asked after every iteration of :meth:`run`: the reason
+        (recorded in :attr:`stopped`) to stop now, or None (none here)."""
+        return None
 
     def _check_diverged(self, rf: float, iteration: int) -> None:
         start = self.history[0] if self.history else rf
@@ -210,12 +215,16 @@ class IterativeReconstruction:
         todo = max(0, iterations - self.iteration)
         for _ in range(todo):
             rf = self.iterate()
+            reason = self._should_stop()     # before the checkpoint, so that a checkpoint holds its outcome
             if sink is not None:
                 sink.update(1)
                 if callable(postfix):
                     postfix(R_F=f"{rf:.4f}", refresh=False)
             if callback is not None and callback_every and self.iteration % callback_every == 0:
                 callback(self)
+            if reason is not None:
+                self.stopped = reason
+                break
             if rtol is not None and len(self.history) > window:
                 old = self.history[-1 - window]
                 if abs(old - rf) <= rtol * rf:
