@@ -120,7 +120,8 @@ def back_project_numba(images, border, coeffs, shifts, out, alpha, beta, weights
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
 def back_project_tilt_numba(images, border, coeffs, shifts, out, alpha, beta, weights, use_weights, positivity,
-                            images_t, volume_t, tap_index, tap_weights):
+                            images_t, volume_t, tap_index, tap_weights, use_table, table_index, table_weights,
+                            table_range):
     """:func:`back_project_numba` for tilts about y (``_projector_taps_numba.tilt_aligned``), in
     transposed layouts so the inner loop is contiguous along y (SIMD).
 
@@ -132,7 +133,8 @@ def back_project_tilt_numba(images, border, coeffs, shifts, out, alpha, beta, we
     with ``alpha``, ``beta``, the weights and positivity) into ``out[iz]``. Parallel over
     z-slices. Scratch, owned by the caller (no allocation here): ``images_t`` (nk, cp, rp),
     ``volume_t`` (nz, nx, ny), ``tap_index`` (nz, nx) int64, ``tap_weights`` (nz, 3, nx), all of
-    the volume's dtype but ``tap_index``.
+    the volume's dtype but ``tap_index``. With ``use_table`` the taps are read from the
+    precomputed ``_projector_taps_numba.tilt_tap_table`` (``table_*``) instead.
     """
     nk, rp, cp = images.shape
     rows = rp - 2 * border
@@ -146,24 +148,36 @@ def back_project_tilt_numba(images, border, coeffs, shifts, out, alpha, beta, we
     for iz in prange(nz):
         acc = volume_t[iz]
         acc[:, :] = 0.0
-        i0 = tap_index[iz]
-        w0 = tap_weights[iz, 0]
-        w1 = tap_weights[iz, 1]
-        w2 = tap_weights[iz, 2]
         for k in range(nk):
-            au = coeffs[k, 0, 0]
-            bu = coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
-            mu, _mv = shift_reach(shifts, k)
-            x0, x1 = index_range(au, bu, -1.0 - mu, cols + mu, nx)
             cv = int(coeffs[k, 1, 3])
             y0 = max(0, -cv)
             y1 = min(ny, rows - cv)
-            if x0 >= x1 or y0 >= y1:
+            if y0 >= y1:
                 continue
-            dmin = shifts[k, 0, 0]
-            for s in range(1, shifts.shape[1]):
-                dmin = min(dmin, shifts[k, s, 0])
-            merged_row_taps(au, bu + border, shifts, k, dmin, x0, x1, i0, w0, w1, w2)
+            if use_table:
+                x0 = table_range[k, iz, 0]
+                x1 = table_range[k, iz, 1]
+                i0 = table_index[k, iz]
+                w0 = table_weights[k, iz, 0]
+                w1 = table_weights[k, iz, 1]
+                w2 = table_weights[k, iz, 2]
+                if x0 >= x1:
+                    continue
+            else:
+                au = coeffs[k, 0, 0]
+                bu = coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
+                mu, _mv = shift_reach(shifts, k)
+                x0, x1 = index_range(au, bu, -1.0 - mu, cols + mu, nx)
+                if x0 >= x1:
+                    continue
+                dmin = shifts[k, 0, 0]
+                for s in range(1, shifts.shape[1]):
+                    dmin = min(dmin, shifts[k, s, 0])
+                i0 = tap_index[iz]
+                w0 = tap_weights[iz, 0]
+                w1 = tap_weights[iz, 1]
+                w2 = tap_weights[iz, 2]
+                merged_row_taps(au, bu + border, shifts, k, dmin, x0, x1, i0, w0, w1, w2)
             r0 = y0 + cv + border
             r1 = y1 + cv + border
             img_t = images_t[k]

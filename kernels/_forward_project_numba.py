@@ -151,7 +151,8 @@ def forward_project_numba(volume, coeffs, shifts, out, border, bands, fast):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=fastmath())
-def forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, images_t, tap_index, tap_weights):
+def forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, images_t, tap_index, tap_weights,
+                               use_table, table_index, table_weights, table_range):
     """:func:`forward_project_numba` for tilts about y (``_projector_taps_numba.tilt_aligned``),
     one task per projection, ``border >= 3``, in transposed layouts so the inner loop is a
     contiguous AXPY along y (SIMD).
@@ -164,7 +165,8 @@ def forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, im
     rows + 2*border), then transposed into ``out[k]`` (border included, zero). Scratch, owned by
     the caller (no allocation here): ``volume_t`` (nz, nx, ny), ``images_t`` (nk, cp, rp),
     ``tap_index`` (nk, nx) int64, ``tap_weights`` (nk, 3, nx), all of the volume's dtype but
-    ``tap_index``.
+    ``tap_index``. With ``use_table`` the taps are read from the precomputed
+    ``_projector_taps_numba.tilt_tap_table`` (``table_*``) instead.
     """
     nz, ny, nx = volume.shape
     nk, rp, cp = out.shape
@@ -194,11 +196,21 @@ def forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, im
         r1 = y1 + cv + border
         if y0 < y1:
             for iz in range(nz):
-                bu = coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
-                x0, x1 = index_range(au, bu, -1.0 - mu, cols + mu, nx)
-                if x0 >= x1:
-                    continue
-                merged_row_taps(au, bu + border, shifts, k, dmin, x0, x1, i0, w0, w1, w2)
+                if use_table:
+                    x0 = table_range[k, iz, 0]
+                    x1 = table_range[k, iz, 1]
+                    i0 = table_index[k, iz]
+                    w0 = table_weights[k, iz, 0]
+                    w1 = table_weights[k, iz, 1]
+                    w2 = table_weights[k, iz, 2]
+                    if x0 >= x1:
+                        continue
+                else:
+                    bu = coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
+                    x0, x1 = index_range(au, bu, -1.0 - mu, cols + mu, nx)
+                    if x0 >= x1:
+                        continue
+                    merged_row_taps(au, bu + border, shifts, k, dmin, x0, x1, i0, w0, w1, w2)
                 for ix in range(x0, x1):
                     j = i0[ix]
                     a = w0[ix]

@@ -14,7 +14,7 @@ both the clamped and the unclamped taps touch border pixels only.
 
 import math
 
-from numba import njit, uint64
+from numba import njit, prange, uint64
 
 ONE = uint64(1)  # flat-index step (uint64 keeps the index arithmetic unsigned)
 
@@ -151,3 +151,27 @@ def tilt_aligned(coeffs, shifts) -> bool:
     return bool(np.all(c[:, 0, 1] == 0) and np.all(c[:, 1, 0] == 0) and np.all(c[:, 1, 2] == 0)
                 and np.all(c[:, 1, 1] == 1) and np.all(c[:, 1, 3] == np.round(c[:, 1, 3]))
                 and np.all(d[:, :, 1] == 0) and np.all(d[:, :, 0].max(axis=1) - d[:, :, 0].min(axis=1) < 1.0))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tilt_tap_table(coeffs, shifts, border, cols, tap_index, tap_weights, tap_range):
+    """The merged taps (:func:`merged_row_taps`) of every (projection k, z-slice iz) of a tilt
+    series, once, for the tilt kernels to read instead of recomputing them on every call:
+    ``tap_index`` (nk, nz, nx) int64, ``tap_weights`` (nk, nz, 3, nx), ``tap_range`` (nk, nz, 2)
+    int64 (the voxels ``x0 <= ix < x1`` whose taps reach the detector; empty: ``x0 >= x1``)."""
+    nk, nz, nx = tap_index.shape
+    for task in prange(nk * nz):
+        k = task // nz
+        iz = task - k * nz
+        au = coeffs[k, 0, 0]
+        mu, _mv = shift_reach(shifts, k)
+        dmin = shifts[k, 0, 0]
+        for s in range(1, shifts.shape[1]):
+            dmin = min(dmin, shifts[k, s, 0])
+        bu = coeffs[k, 0, 2] * iz + coeffs[k, 0, 3]
+        x0, x1 = index_range(au, bu, -1.0 - mu, cols + mu, nx)
+        tap_range[k, iz, 0] = x0
+        tap_range[k, iz, 1] = x1
+        if x0 < x1:
+            merged_row_taps(au, bu + border, shifts, k, dmin, x0, x1, tap_index[k, iz], tap_weights[k, iz, 0],
+                            tap_weights[k, iz, 1], tap_weights[k, iz, 2])

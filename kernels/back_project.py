@@ -74,6 +74,43 @@ def cpu_tap_plan(coeffs, subpoints: int):
     return plan
 
 
+_TAP_TABLES: dict = {}
+
+#: the tilt kernels' tap tables are kept when they take at most TAP_TABLE_MIN_BUDGET bytes or
+#: TAP_TABLE_VOLUME_FACTOR times the volume's, whichever is more; larger geometries compute the
+#: taps on every call instead
+TAP_TABLE_MIN_BUDGET = 64 << 20
+TAP_TABLE_VOLUME_FACTOR = 2
+
+
+def tilt_tap_table(coeffs, shifts, volume_shape, cols: int, border: int, dtype):
+    """``(use_table, index, weights, range)`` for the tilt kernels (``_projector_taps_numba.tilt_tap_table``):
+    the merged taps of every (projection, z-slice), built once per geometry and kept (a few
+    geometries, shared by all threads: read-only), or ``use_table=False`` with placeholders when
+    the table would take more than :data:`TAP_TABLE_MIN_BUDGET` and twice the volume's bytes."""
+    from ._projector_taps_numba import tilt_tap_table as build
+
+    dtype = np.dtype(dtype)
+    nk = coeffs.shape[0]
+    nz, ny, nx = (int(v) for v in volume_shape)
+    nbytes = nk * nz * (nx * (8 + 3 * dtype.itemsize) + 16)
+    if nbytes > max(TAP_TABLE_MIN_BUDGET, TAP_TABLE_VOLUME_FACTOR * nz * ny * nx * dtype.itemsize):
+        return False, np.zeros((1, 1, 1), np.int64), np.zeros((1, 1, 3, 1), dtype), np.zeros((1, 1, 2), np.int64)
+    key = (np.ascontiguousarray(coeffs).tobytes(), np.ascontiguousarray(shifts).tobytes(), nz, nx, int(cols),
+           int(border), dtype.str)
+    table = _TAP_TABLES.get(key)
+    if table is None:
+        index = np.zeros((nk, nz, nx), np.int64)
+        weights = np.zeros((nk, nz, 3, nx), dtype)
+        ranges = np.zeros((nk, nz, 2), np.int64)
+        build(np.ascontiguousarray(coeffs, dtype=np.float64), shifts, int(border), int(cols), index, weights, ranges)
+        table = (True, index, weights, ranges)      # shared, never written after this (Numba needs writable types)
+        if len(_TAP_TABLES) >= 4:
+            _TAP_TABLES.clear()
+        _TAP_TABLES[key] = table
+    return table
+
+
 def voxel_detector_positions(coeffs, k: int, shape):
     """Float64 detector coordinates ``(u, v)`` of every voxel of a ``shape`` volume for projection k."""
     iz, iy, ix = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
@@ -171,7 +208,8 @@ def _back_project_numba(images, coeffs, out, alpha, beta, weights, positivity, s
         images_t, volume_t, tap_index, tap_weights = thread_buffer("back_project_tilt", key, lambda: (
             np.empty((nk, cp, rp), images.dtype), np.empty((nz, nx, ny), out.dtype), np.empty((nz, nx), np.int64),
             np.empty((nz, 3, nx), out.dtype)))
-        back_project_tilt_numba(*args, images_t, volume_t, tap_index, tap_weights)
+        table = tilt_tap_table(coeffs, shifts, out.shape, cp - 2 * border, border, out.dtype)
+        back_project_tilt_numba(*args, images_t, volume_t, tap_index, tap_weights, *table)
     else:
         back_project_numba(*args)
     return out

@@ -24,7 +24,7 @@ from . import _threads
 from ._dispatch import KernelDispatcher, as_numba_cuda, numba_cuda_stream, require_arrays
 from ._tomo_checks import gpu_float32
 from ._workspace import thread_buffer
-from .back_project import (BORDER, bilinear_taps, check_projector_args, cpu_tap_plan, subpoint_shifts,
+from .back_project import (BORDER, bilinear_taps, check_projector_args, cpu_tap_plan, subpoint_shifts, tilt_tap_table,
                            voxel_detector_positions)
 
 __all__ = ["forward_project"]
@@ -79,7 +79,9 @@ def _forward_project_numba(volume, coeffs, out, subpoints, border):
         volume_t, images_t, tap_index, tap_weights = thread_buffer("forward_project_tilt", key, lambda: (
             np.empty((nz, nx, ny), volume.dtype), np.empty((nk, cp, rp), volume.dtype), np.empty((nk, nx), np.int64),
             np.empty((nk, 3, nx), volume.dtype)))
-        forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, images_t, tap_index, tap_weights)
+        table = tilt_tap_table(coeffs, shifts, volume.shape, cp - 2 * border, border, volume.dtype)
+        forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, images_t, tap_index, tap_weights,
+                                   *table)
     else:
         forward_project_numba(volume, coeffs, shifts, out, border, bands, fast)
     return out

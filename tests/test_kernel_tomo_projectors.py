@@ -68,11 +68,24 @@ def test_numba_projectors_match_float64_reference(rng, volume_shape, detector, k
 
 @pytest.mark.parametrize("volume_shape,detector", [((5, 13, 7), (9, 11)), ((6, 7, 9), (11, 8)), ((3, 8, 5), (14, 5))])
 @pytest.mark.parametrize("dtype,rtol", [(np.float64, 1e-12), (np.float32, 3e-6)])
-def test_tilt_kernels_with_row_offsets(rng, volume_shape, detector, dtype, rtol):
+@pytest.mark.parametrize("table", [True, False])
+def test_tilt_kernels_with_row_offsets(rng, volume_shape, detector, dtype, rtol, table, monkeypatch):
     # tilts about y with an integral row offset between volume rows and detector rows (fewer and
-    # more detector rows than volume rows): the transposed-layout SIMD kernels, against float64
+    # more detector rows than volume rows): the transposed-layout SIMD kernels, against float64,
+    # with the taps from the per-geometry table and (a geometry too large for one) computed per call
+    import importlib
+
     from fastem.kernels._projector_taps_numba import tilt_aligned
     from fastem.kernels.back_project import subpoint_shifts
+
+    bp = importlib.import_module("fastem.kernels.back_project")
+    if not table:
+        monkeypatch.setattr(bp, "TAP_TABLE_MIN_BUDGET", 0)
+        monkeypatch.setattr(bp, "TAP_TABLE_VOLUME_FACTOR", 0)
+    geo0 = ProjectionGeometry(volume_shape, detector, np.linspace(-66, 71, 10))
+    used = bp.tilt_tap_table(geo0.coefficients, subpoint_shifts(geo0.coefficients, 4), volume_shape, detector[1],
+                             BORDER, dtype)[0]
+    assert used == table
 
     geo = ProjectionGeometry(volume_shape, detector, np.linspace(-66, 71, 10))
     assert tilt_aligned(geo.coefficients, subpoint_shifts(geo.coefficients, 4))
