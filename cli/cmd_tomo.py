@@ -41,6 +41,22 @@ _WEIGHTS_HELP = ("--algorithm resire: per-pixel weights of the data term, (n, ro
                  "Solved by the weighted least-squares FISTA solver with --prior (may be none).")
 
 
+def _resumed_choice(output_path, projector):
+    """``(prior, projector)`` of the run stored in ``output_path`` (a checkpoint or a finished
+    output), so that ``--resume`` without ``--prior`` continues that run; ``(None, projector)``
+    when it cannot be read (the job then reports what is wrong with it)."""
+    try:
+        from fastem import io
+
+        cfg = io.read_dxchange_volume(output_path).provenance.get("configuration") or {}
+    except Exception:  # noqa: BLE001 - any unreadable output: the job's own checks report it
+        return None, projector
+    prior = cfg.get("prior", "none") if cfg.get("algorithm") in ("resire", "regularised") else None
+    if projector is None and prior is not None:
+        projector = cfg.get("projector")
+    return prior, projector
+
+
 @click.command("tomo")
 @click.argument("input_path", metavar="IN")
 @click.option("-o", "--output", "output_path", required=True, type=click.Path(dir_okay=False),
@@ -124,6 +140,8 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
     from fastem.tomo.job import tomo_file
 
     prior_is_default = prior is None
+    if prior is None and resume:
+        prior, projector = _resumed_choice(output_path, projector)   # --resume continues the run as it was
     if prior is None:
         from click.core import ParameterSource
 

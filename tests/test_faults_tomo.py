@@ -247,20 +247,22 @@ def test_resume_may_change_iterations_and_cadence_and_a_renamed_copy(checkpointe
     series, out = checkpointed
     copy = tmp_path / "renamed.h5"
     copy.write_bytes(series.read_bytes())
-    proc = tomo(copy, "-o", out, "--iterations", 4, "--resume", "--checkpoint-every", 3)
+    proc = tomo(copy, "-o", out, "--iterations", 4, "--resume", "--checkpoint-every", 3, "--prior", "none")
     assert proc.returncode == 0, proc.stderr
     straight = tmp_path / "straight.h5"
-    assert tomo(series, "-o", straight, "--iterations", 4).returncode == 0
+    assert tomo(series, "-o", straight, "--iterations", 4, "--prior", "none").returncode == 0
     np.testing.assert_array_equal(_volume(out).volume, _volume(straight).volume)
 
 
 def test_resume_extends_a_finished_run_exactly_and_checks_it(series, tmp_path):
     short, long_ = tmp_path / "short.h5", tmp_path / "long.h5"
-    assert tomo(series, "-o", long_, "--iterations", 5).returncode == 0
-    assert tomo(series, "-o", short, "--iterations", 3).returncode == 0
-    assert_clean_error(tomo(series, "-o", short, "--iterations", 5, "--resume", "--step", 1.5), "--step")
-    assert tomo(series, "-o", short, "--iterations", 3, "--resume").returncode == 0  # nothing left to do
-    assert tomo(series, "-o", short, "--iterations", 5, "--resume").returncode == 0
+    assert tomo(series, "-o", long_, "--iterations", 5, "--prior", "none").returncode == 0
+    assert tomo(series, "-o", short, "--iterations", 3, "--prior", "none").returncode == 0
+    assert_clean_error(tomo(series, "-o", short, "--iterations", 5, "--resume", "--step", 1.5, "--prior", "none"),
+                       "--step")
+    # nothing left to do
+    assert tomo(series, "-o", short, "--iterations", 3, "--resume", "--prior", "none").returncode == 0
+    assert tomo(series, "-o", short, "--iterations", 5, "--resume", "--prior", "none").returncode == 0
     a, b = _volume(long_), _volume(short)
     np.testing.assert_array_equal(a.volume, b.volume)
     np.testing.assert_array_equal(a.results["r_factor_history"], b.results["r_factor_history"])
