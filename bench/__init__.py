@@ -46,3 +46,18 @@ def write_results(out_dir, stem: str, report: dict, markdown: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_result_text(out / f"{stem}.json", json.dumps(report, indent=1))
     write_result_text(out / f"{stem}.md", markdown)
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn()`` after one warm-up call."""
+    import time
+
+    import numpy as np
+
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))

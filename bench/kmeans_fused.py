@@ -27,20 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import write_results  # noqa: E402
+from bench import median_seconds, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 BATCH = 1024
 
 
 def _time(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+    return median_seconds(fn, repeats)
 
 
 def main(argv=None) -> dict:

@@ -20,7 +20,7 @@ from numba import njit, prange, uint64
 
 from ._numba_flags import fastmath
 from ._projector_taps_numba import (ONE, clamped_cell, index_range, merged_row_taps, read_pair, row_shifts_zero,
-                                   shift_reach)
+                                   shift_reach, table_taps)
 
 
 @njit(inline="always", cache=True)
@@ -155,12 +155,7 @@ def back_project_tilt_numba(images, border, coeffs, shifts, out, alpha, beta, we
             if y0 >= y1:
                 continue
             if use_table:
-                x0 = table_range[k, iz, 0]
-                x1 = table_range[k, iz, 1]
-                i0 = table_index[k, iz]
-                w0 = table_weights[k, iz, 0]
-                w1 = table_weights[k, iz, 1]
-                w2 = table_weights[k, iz, 2]
+                x0, x1, i0, w0, w1, w2 = table_taps(table_range, table_index, table_weights, k, iz)
                 if x0 >= x1:
                     continue
             else:

@@ -175,3 +175,10 @@ def tilt_tap_table(coeffs, shifts, border, cols, tap_index, tap_weights, tap_ran
         if x0 < x1:
             merged_row_taps(au, bu + border, shifts, k, dmin, x0, x1, tap_index[k, iz], tap_weights[k, iz, 0],
                             tap_weights[k, iz, 1], tap_weights[k, iz, 2])
+
+
+@njit(inline="always", cache=True)
+def table_taps(table_range, table_index, table_weights, k, iz):
+    """``(x0, x1, i0, w0, w1, w2)`` of (projection k, z-slice iz) from a :func:`tilt_tap_table`."""
+    return (table_range[k, iz, 0], table_range[k, iz, 1], table_index[k, iz], table_weights[k, iz, 0],
+            table_weights[k, iz, 1], table_weights[k, iz, 2])

@@ -11,32 +11,28 @@ from fastem.cli.main import app
 from fastem.data import tilt_angles, tilt_series, vesicle_3d
 
 
-@pytest.fixture(scope="module")
-def series(tmp_path_factory):
+def _write_series(tmp_path_factory, name, sign):
     vol = vesicle_3d(16, seed=2).astype(np.float32)
     ang = tilt_angles(-60, 60, 6.0)
-    proj = tilt_series(vol, ang, centring="middle").astype(np.float32)
+    proj = tilt_series(vol, sign * ang, centring="middle").astype(np.float32)
     proj += np.random.default_rng(0).normal(0, 0.03 * float(proj.max()), proj.shape).astype(np.float32)
-    path = tmp_path_factory.mktemp("tomo") / "series.h5"
+    path = tmp_path_factory.mktemp(name) / "series.h5"
     with h5py.File(path, "w") as f:
         f["/exchange/data"] = proj
         f["/exchange/theta"] = ang
     return path, vol
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    return _write_series(tmp_path_factory, "tomo", 1.0)
 
 
 @pytest.fixture(scope="module")
 def thesis_series(tmp_path_factory):
     """A series in the thesis' angle sign (what `fastem tomo` reads by default; the `series`
     fixture above is mirrored, fine for smoke tests, not for judging errors)."""
-    vol = vesicle_3d(16, seed=2).astype(np.float32)
-    ang = tilt_angles(-60, 60, 6.0)
-    proj = tilt_series(vol, -ang, centring="middle").astype(np.float32)
-    proj += np.random.default_rng(0).normal(0, 0.03 * float(proj.max()), proj.shape).astype(np.float32)
-    path = tmp_path_factory.mktemp("tomo_thesis") / "series.h5"
-    with h5py.File(path, "w") as f:
-        f["/exchange/data"] = proj
-        f["/exchange/theta"] = ang
-    return path, vol
+    return _write_series(tmp_path_factory, "tomo_thesis", -1.0)
 
 
 def _volume(path):
