@@ -10,7 +10,7 @@ import math
 from numba import njit, prange
 
 from . import _volume_prior_common
-from ._numba_flags import fastmath
+from ._numba_flags import FASTMATH_SUMS, fastmath
 
 _voxel = _volume_prior_common.compile_voxel(njit(inline="always"))
 
@@ -79,7 +79,11 @@ def _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, c0, c1, dm, dp, huber, a, alpha
     return acc
 
 
-@njit(parallel=True, nogil=True, cache=True, fastmath=fastmath())
+# re-association and contraction only (FASTMATH_SUMS): with the approximate reciprocal and sqrt
+# flags of FASTMATH, LLVM computes d / sqrt(.) one way in the vector body and another in the
+# scalar remainder, whose share depends on where the rows sit in memory, so the same inputs gave
+# different bits in different processes (a resume, a rescaled series)
+@njit(parallel=True, nogil=True, cache=True, fastmath=fastmath(FASTMATH_SUMS))
 def anisotropic_prior_numba(x, grad, huber, a, alpha, beta):
     """:func:`volume_prior_numba` for the 6-neighbour anisotropic priors (smoothed TV, Huber), SIMD.
 

@@ -31,8 +31,7 @@ R-free early stop (default with the R-free strength): the final iterations go on
 pixels held out and stop once their residual has not improved for 3 checks (every 10 iterations),
 returning the volume with the lowest R-free. The search's trials run 25 iterations each, so the
 strength they pick is the best for a partly converged solve; a weak one then over-fits the noise
-as the final solve converges (a 48^3 Shepp-Logan at 2 % noise: error 0.329 at 50 iterations, 0.38
-at 200), which the stop prevents.
+as the final solve converges, which the stop prevents (``bench/tomo_rfree_stop.py``).
 """
 
 from __future__ import annotations
@@ -430,7 +429,8 @@ class RegularisedReconstruction(IterativeReconstruction):
         if self.held is not None and state.get("rfree_best_volume") is not None:
             best = np.array(as_array(state["rfree_best_volume"], "state['rfree_best_volume']"), dtype=np.float32)
             if best.shape != self.problem.geometry.volume_shape or not np.all(np.isfinite(best)):
-                raise InputError("checkpoint R-free volume does not match the volume (or holds NaN/inf); start a new run")
+                raise InputError("checkpoint R-free volume does not match the volume (or holds NaN/inf); "
+                                 "start a new run")
             if self.scale != 1.0:
                 best *= np.float32(self.scale)
             with self.problem.device.use():
@@ -550,8 +550,8 @@ def held_out_pixels(problem: TomoProblem, weights=None, *, fraction: float | Non
 
     ``fraction`` None: :data:`RFREE_FRACTION` (2 %) of the measured pixels, at least
     :data:`RFREE_MIN_PIXELS` (1000) of them, at most :data:`RFREE_MAX_FRACTION` (5 %; GENFIRE's
-    R-free holds out 5 %). Fewer held out means less data lost to the final solve (at 48^3 with 41
-    tilts, 5 % cost the vesicle 1-2 % in error, 2 % about 0.5 %; bench/results/tomo_regularised*).
+    R-free holds out 5 %). Fewer held out means less data lost to the final solve with the R-free
+    stop (measured: ``bench/tomo_rfree_stop.py``).
     """
     mask_host = np.asarray(backend.to_device(problem.mask, "cpu"), dtype=np.float32)
     w_all = mask_host if weights is None else np.asarray(weights, dtype=np.float32) * mask_host
@@ -587,14 +587,13 @@ def held_out_solver(problem: TomoProblem, solver_kwargs: dict, *, full: Regulari
     return RegularisedReconstruction(problem, **kwargs)
 
 
-def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: float | None = None, factor: float = 2.0,
-                        steps: int = 10, inner: int = 40, seed: int = 0, callback=None,
+def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: float | None = None,
+                        factor: float = 2.0, steps: int = 10, inner: int = 40, seed: int = 0, callback=None,
                         full: RegularisedReconstruction | None = None) -> dict:
     """R-free: the ``lambda`` whose reconstruction best predicts held-out measured pixels (as GENFIRE).
 
-    A random ``fraction`` (default: :func:`held_out_pixels`') of the pixels with non-zero weight
-    (never an unmeasured one) is held out
-    (weight 0) in a search solver; ``lambda`` sweeps down from :func:`_weight_ceiling` by
+    A random ``fraction`` (default: see :func:`held_out_pixels`) of the pixels with non-zero
+    weight (never an unmeasured one) is held out (weight 0) in a search solver; ``lambda`` sweeps down from :func:`_weight_ceiling` by
     ``factor^2`` (warm starts, ``inner`` FISTA iterations each) until the held-out residual
     ``sum (P x - b)^2`` rises, then tries the geometric midpoints (a ``factor`` away) on both sides
     of the best; a parabola through the best trial and its two neighbours in ``log lambda`` gives
