@@ -75,6 +75,7 @@ def cpu_tap_plan(coeffs, subpoints: int):
 
 
 _TAP_TABLES: dict = {}
+_NO_TABLE: dict = {}
 
 #: the tilt kernels' tap tables are kept when they take at most TAP_TABLE_MIN_BUDGET bytes or
 #: TAP_TABLE_VOLUME_FACTOR times the volume's, whichever is more; larger geometries compute the
@@ -95,7 +96,11 @@ def tilt_tap_table(coeffs, shifts, volume_shape, cols: int, border: int, dtype):
     nz, ny, nx = (int(v) for v in volume_shape)
     nbytes = nk * nz * (nx * (8 + 3 * dtype.itemsize) + 16)
     if nbytes > max(TAP_TABLE_MIN_BUDGET, TAP_TABLE_VOLUME_FACTOR * nz * ny * nx * dtype.itemsize):
-        return False, np.zeros((1, 1, 1), np.int64), np.zeros((1, 1, 3, 1), dtype), np.zeros((1, 1, 2), np.int64)
+        placeholder = _NO_TABLE.get(dtype.str)
+        if placeholder is None:          # made once per dtype: a large geometry allocates nothing per call
+            placeholder = _NO_TABLE[dtype.str] = (False, np.zeros((1, 1, 1), np.int64), np.zeros((1, 1, 3, 1), dtype),
+                                                  np.zeros((1, 1, 2), np.int64))
+        return placeholder
     key = (np.ascontiguousarray(coeffs).tobytes(), np.ascontiguousarray(shifts).tobytes(), nz, nx, int(cols),
            int(border), dtype.str)
     table = _TAP_TABLES.get(key)
