@@ -174,23 +174,27 @@ def test_back_projection_accumulates_weights_and_positivity(rng):
 
 
 @pytest.mark.parametrize("engine", ["numpy", "numba"])
-@pytest.mark.parametrize("shift,border", [((0, 0), 0), ((-3, -4), 0), ((2, 2), 2)])
-def test_projection_residual(rng, engine, shift, border):
-    n, rows, cols = 4, 7, 9
-    src = rng.standard_normal((n, rows + 4, cols + 6))
-    data = rng.standard_normal((n, rows, cols))
-    weights = (rng.random((n, rows, cols)) > 0.3) * rng.random((n, rows, cols))
-    out = np.full((n, rows + 2 * border, cols + 2 * border), np.nan)
-    l1 = np.full(n, np.nan)
-    projection_residual(src, data, weights, out, l1, scale=0.7, row_shift=shift[0], col_shift=shift[1],
-                        out_border=border, engine=engine)
-    ri = (np.arange(rows) + shift[0]) % src.shape[1]
-    ci = (np.arange(cols) + shift[1]) % src.shape[2]
-    d = 0.7 * src[:, ri][:, :, ci] - data
-    expect = np.zeros(out.shape)
-    expect[:, border:border + rows, border:border + cols] = d * weights
-    np.testing.assert_allclose(out, expect, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(l1, np.sum(np.abs(d) * (weights != 0), axis=(1, 2)), rtol=1e-12)
+@pytest.mark.parametrize("shift,border", [((0, 0), 0), ((-3, -4), 0), ((2, 2), 2), ((4, 6), 1), ((5, 1), 0)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_projection_residual(rng, engine, shift, border, dtype):
+    """Inside the source (contiguous rows: (0, 0), (2, 2), (4, 6)) and wrapping around (negative
+    shifts, (5, 1) past the last row), float32 and float64, against float64 NumPy."""
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    for n, rows, cols in ((4, 7, 9), (3, 11, 37)):
+        src = rng.standard_normal((n, rows + 4, cols + 6)).astype(dtype)
+        data = rng.standard_normal((n, rows, cols)).astype(dtype)
+        weights = ((rng.random((n, rows, cols)) > 0.3) * rng.random((n, rows, cols))).astype(dtype)
+        out = np.full((n, rows + 2 * border, cols + 2 * border), np.nan, dtype)
+        l1 = np.full(n, np.nan)
+        projection_residual(src, data, weights, out, l1, scale=0.7, row_shift=shift[0], col_shift=shift[1],
+                            out_border=border, engine=engine)
+        ri = (np.arange(rows) + shift[0]) % src.shape[1]
+        ci = (np.arange(cols) + shift[1]) % src.shape[2]
+        d = 0.7 * src.astype(np.float64)[:, ri][:, :, ci] - data
+        expect = np.zeros(out.shape)
+        expect[:, border:border + rows, border:border + cols] = d * weights
+        np.testing.assert_allclose(out, expect, rtol=tol, atol=tol * 4)
+        np.testing.assert_allclose(l1, np.sum(np.abs(d) * (weights != 0), axis=(1, 2)), rtol=tol)
 
 
 def test_projection_residual_in_place(rng):
