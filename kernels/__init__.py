@@ -36,3 +36,5 @@ from .gather_rows import gather_rows  # noqa: E402
 __all__ += ["assign_accumulate", "gather_rows"]
 from .alrc_loss import alrc_loss, alrc_loss_grad  # noqa: E402
 __all__ += ["alrc_loss", "alrc_loss_grad"]
+from .fista_step import fista_extrapolate, fista_update  # noqa: E402
+__all__ += ["fista_extrapolate", "fista_update"]

@@ -43,6 +43,8 @@ import numpy as np
 
 from .. import backend
 from ..errors import InputError
+from ..kernels._dispatch import KERNEL_ENGINES
+from ..kernels.fista_step import fista_extrapolate, fista_update
 from ..kernels.volume_prior import PRIORS, pair_derivative, prior_lipschitz, prior_parameters, volume_prior
 from ._validate import as_array, as_float, as_int
 from .operators import BORDER, make_projector
@@ -186,6 +188,8 @@ class RegularisedReconstruction(IterativeReconstruction):
         super().__init__(problem, op, positivity=positivity, support=support, initial=initial)
         self.prior = prior
         self.engine = engine
+        # the fused FISTA updates' engine: the solver's own, or the device default where they lack it (numba-cuda)
+        self._vector_engine = engine if engine is None or engine in KERNEL_ENGINES["fista_update"] else None
         xp = problem.device.xp
         mask_host = np.asarray(backend.to_device(problem.mask, "cpu"), dtype=np.float64)
         if weights is not None:
@@ -291,32 +295,20 @@ class RegularisedReconstruction(IterativeReconstruction):
     # ---- one iteration -------------------------------------------------------------------------
     def _step(self) -> float:
         p = self.problem
-        xp = p.device.xp
         x, x_prev, y, g = self.volume, self.x_prev, self.y, self.g
         t_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * self.t * self.t))
         m = (self.t - 1.0) / t_next if self.momentum != "none" else 0.0
-        # y = x + m (x - x_prev)
-        xp.subtract(x, x_prev, out=y)
-        y *= np.float32(m)
-        y += x
+        fista_extrapolate(x, x_prev, y, m, engine=self._vector_engine)   # y = x + m (x - x_prev)
         # g = A^T W (A y - b) + lambda grad R(y)
         self.op.residual(y, p.data, self.w, self.residual, self.l1)
         rf = p.r_factor(self.l1)
         self.op.back(self.residual, g, alpha=1.0, beta=0.0, border=BORDER)
         if self.prior != "none" and self.weight > 0:
             volume_prior(y, g, self.prior, alpha=self.weight, beta=1.0, engine=self.engine, **self.prior_params)
-        # x_new = proj_C(y - step g), written into x_prev (the old x_prev is no longer needed)
-        g *= np.float32(-self.step_size)
-        g += y                                       # g = y - step*grad
-        if self.positivity:
-            xp.maximum(g, 0, out=g)
-        if self.support is not None:
-            g *= self.support
-        # gradient restart: <y - x_new, x_new - x_old> > 0 -> momentum off
-        xp.subtract(y, g, out=y)                     # y <- y - x_new
-        xp.subtract(g, x, out=x_prev)                # x_prev <- x_new - x_old (scratch)
-        restart = self.momentum == "restart" and float(xp.vdot(y.reshape(-1), x_prev.reshape(-1))) > 0.0
-        x_prev[...] = x                              # x_prev <- x_old
+        # x_new = proj_C(y - step g) into g, x_prev <- x; gradient restart: <y - x_new, x_new - x> > 0
+        s = fista_update(y, g, x, x_prev, self.step_size, positivity=self.positivity, support=self.support,
+                         engine=self._vector_engine)
+        restart = self.momentum == "restart" and s > 0.0
         self.volume, self.g = g, x                   # x <- x_new; the old x buffer becomes scratch
         if restart:
             self.restarts += 1
