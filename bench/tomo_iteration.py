@@ -43,6 +43,16 @@ def _time(fn, repeats: int) -> float:
     return median_seconds(fn, repeats) * 1e3
 
 
+def _fista_vectors(vecs, engine: str) -> None:
+    """One iteration's vector work of the FISTA solver (extrapolation, projected step, restart
+    sum), fused (``numba``) or as the NumPy sequence (``numpy``, what the solver ran before)."""
+    from fastem.kernels import fista_extrapolate, fista_update
+
+    x, x_prev, y, g = vecs
+    fista_extrapolate(x, x_prev, y, 0.5, engine=engine)
+    fista_update(y, g, x, x_prev, 1e-3, positivity=True, engine=engine)
+
+
 def measure(n: int, repeats: int) -> dict:
     from fastem.data import tilt_angles, tilt_series, vesicle_3d
     from fastem.kernels import back_project, forward_project
@@ -72,6 +82,7 @@ def measure(n: int, repeats: int) -> dict:
     kind, a, p, q, t, sigma = prior_parameters("tv", eps=0.01)
     qg = prior_parameters("qggmrf", sigma=0.2)
     solver = RegularisedReconstruction(problem, prior="tv", weight=0.2)
+    vecs = [rng.random(vol.shape, dtype=np.float32) for _ in range(4)]
     row = {
         "forward tilt kernel": _time(lambda: forward_project(vol, coeffs, proj, subpoints=4, border=BORDER), repeats),
         "forward general kernel": _time(lambda: forward_project_numba(vol, coeffs, shifts, proj, BORDER, 1, True),
@@ -84,6 +95,8 @@ def measure(n: int, repeats: int) -> dict:
                                           repeats),
         "qggmrf prior": _time(lambda: volume_prior_numba(vol, grad, *qg, 1.0, 0.0), repeats),
         "fista iteration (tv)": _time(solver.iterate, repeats),
+        "fista vector updates fused": _time(lambda: _fista_vectors(vecs, "numba"), repeats),
+        "fista vector updates numpy sequence": _time(lambda: _fista_vectors(vecs, "numpy"), repeats),
     }
     return {"n": n, "projections": int(nk), "ms": row}
 
@@ -107,12 +120,13 @@ def main(argv=None) -> dict:
              "| kernel | " + " | ".join(f"{r['n']}^3 ms" for r in runs) + " |",
              "|---|" + "---|" * len(runs)]
     lines += [f"| {name} | " + " | ".join(f"{r['ms'][name]:.2f}" for r in runs) + " |" for name in names]
-    lines += ["", "Ratios (general / tilt kernel, generic / vectorised prior):", ""]
+    lines += ["", "Ratios (general / tilt kernel, generic / vectorised prior, NumPy sequence / fused FISTA updates):", ""]
     for r in runs:
         ms = r["ms"]
         lines.append(f"* {r['n']}^3: forward {ms['forward general kernel'] / ms['forward tilt kernel']:.1f}x, back "
                      f"{ms['back general kernel'] / ms['back tilt kernel']:.1f}x, TV prior "
-                     f"{ms['tv prior generic routine'] / ms['tv prior vectorised']:.1f}x")
+                     f"{ms['tv prior generic routine'] / ms['tv prior vectorised']:.1f}x, FISTA vector updates "
+                     f"{ms['fista vector updates numpy sequence'] / ms['fista vector updates fused']:.1f}x")
     report = {"threads": args.threads, "runs": runs}
     write_results(args.out, "tomo_iteration", report, "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -408,6 +408,35 @@ def test_memory_estimate_covers_the_measured_peak(tmp_path, algorithm, projector
     assert counted <= 4 * peak + (1 << 20), (peak, est["parts"])
 
 
+def test_memory_estimate_counts_the_regularised_run(tmp_path):
+    """Fault (issue 20): the default regularised run (two solvers, FISTA's vectors, the weights,
+    the search's snapshots) was estimated as plain RESIRE, so a volume that did not fit was not
+    refused up front. At a size where the volumes dominate the measured peak is above the old
+    estimate and within the new one."""
+    from fastem.tomo.job import check_memory, read_series, tomo_file
+
+    shape, tilts = (64, 16, 64), np.linspace(-60, 60, 12)
+    path = tmp_path / "s.h5"
+    io.write_dxchange(path, _projections(3, shape, tilts), theta=tilts)
+    kw = dict(projector="linear", iterations=2, progress=False, overwrite=True, prior="tv")
+    tomo_file(path, tmp_path / "warm.h5", **kw)  # compile kernels
+    series = read_series(path).series
+    args = dict(algorithm="resire", projector="linear", oversampling=2.0, thickness=None, device="cpu",
+                where=str(path))
+    plain = check_memory(series, **args)
+    est = check_memory(series, **args, prior="tv")
+    assert "search snapshots" in est["parts"] and "r-free solver" in est["parts"]
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        tomo_file(path, tmp_path / "o.h5", **kw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    counted = est["device"] + est["host"]
+    assert plain["device"] + plain["host"] < peak <= counted <= 4 * peak, (peak, est["parts"])
+
+
 def test_a_huge_request_is_refused_before_allocating(tmp_path):
     from fastem.tomo.job import tomo_file
 

@@ -279,7 +279,7 @@ def _volume_shape(series, thickness, center=None, convention="fastem"):
 
 def check_memory(series, *, algorithm: str, projector: str, oversampling, thickness, device, where: str,
                  center=None, convention: str = "fastem", step_normalisation: str = "auto",
-                 positivity: bool = True) -> dict:
+                 positivity: bool = True, prior: str = "none", prior_weight="auto", weights: bool = False) -> dict:
     """Refuse (one line, estimate vs available) a run that cannot fit; returns the estimate."""
     from .memory import check_run_memory, estimate_run_bytes
     from .operators import FourierSliceProjector
@@ -305,8 +305,11 @@ def check_memory(series, *, algorithm: str, projector: str, oversampling, thickn
 
     blocked = series.mask is not None and not np.all(series.mask)
     voxel = step_normalisation_for(step_normalisation, blocked, positivity) == "voxel"
+    regularised = algorithm == "resire" and (prior != "none" or bool(weights))
+    search = regularised and prior != "none" and isinstance(prior_weight, str)
     est = estimate_run_bytes(vshape, series.projections.shape, algorithm=algorithm, projector=projector,
-                             fst_bytes=fst, device=device, input_bytes=held, voxel_steps=voxel)
+                             fst_bytes=fst, device=device, input_bytes=held, voxel_steps=voxel and not regularised,
+                             regularised=regularised, rfree=search, search=search)
     check_run_memory(est, device, what=what, hint=hint)
     return est
 
@@ -635,7 +638,8 @@ def _run_locked(in_spec, out: Path, *, algorithm, iterations, step, projector, o
     if executor is None:      # with workers the volume never sits here: slabs are sized to their memory
         check_memory(series, algorithm=algorithm, projector=projector, oversampling=oversampling,
                      thickness=thickness, device=device, where=where, center=center, convention=convention,
-                     step_normalisation=step_normalisation, positivity=positivity)
+                     step_normalisation=step_normalisation, positivity=positivity, prior=prior,
+                     prior_weight=prior_weight, weights=weights_arr is not None)
     hint = "try a smaller --step" if algorithm == "resire" else "check the data and the angles"
     written = [False]
 

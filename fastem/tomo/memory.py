@@ -116,7 +116,8 @@ def _bordered(n, rows, cols) -> int:
 
 def estimate_run_bytes(volume_shape, projections_shape, *, algorithm: str = "resire", projector: str = "fst",
                        fst_bytes: int = 0, device=None, input_bytes: int | None = None,
-                       voxel_steps: bool = False) -> dict:
+                       voxel_steps: bool = False, regularised: bool = False, rfree: bool = False,
+                       search: bool = False) -> dict:
     """Peak bytes of one reconstruction, by part.
 
     Parameters
@@ -135,6 +136,15 @@ def estimate_run_bytes(volume_shape, projections_shape, *, algorithm: str = "res
     voxel_steps : bool
         RESIRE with per-voxel steps (``step_normalisation`` "voxel"): one more volume, plus two
         count volumes while it is built.
+    regularised : bool
+        The regularised solver (:mod:`fastem.tomo.regularised`: a prior or per-pixel weights):
+        FISTA's three more volumes and the weights (and their square roots).
+    rfree : bool
+        With R-free pixels held out (the automatic strength, the R-free stop): a second solver
+        beside the first, with its best volume and the held-out mask.
+    search : bool
+        The automatic strength's search: its two snapshots (volume and momentum each) and the
+        host copy of its result.
 
     Returns
     -------
@@ -159,6 +169,18 @@ def estimate_run_bytes(volume_shape, projections_shape, *, algorithm: str = "res
         parts["linear projector scratch"] = bordered
     if algorithm == "resire" and voxel_steps:
         parts["resire voxel steps"] = 3 * vol
+    if regularised:          # x_prev, y, g; weights and their square roots; host: float64 mask and weights built
+        parts["fista vectors"] = 3 * vol
+        parts["data weights"] = 2 * proj
+        host["weights construction"] = 5 * proj
+        if rfree:            # the held-out solver: volume, x_prev, y, g, best volume; weights, roots, held; residual
+            parts["r-free solver"] = 5 * vol + 3 * proj + bordered
+            host["r-free pixels"] = 3 * proj
+            if projector == "fst":   # each solver builds its own Fourier-slice projector
+                parts["r-free solver fst projector"] = int(fst_bytes)
+        if search:
+            parts["search snapshots"] = 4 * vol
+            host["search volume"] = vol
     if algorithm == "sirt":  # row weights + column weights; construction: ones volume + 3 projection temporaries
         parts["sirt weights"] = proj + vol
         parts["sirt temporaries"] = vol + 3 * proj
