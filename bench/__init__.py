@@ -61,3 +61,18 @@ def median_seconds(fn, repeats: int) -> float:
         fn()
         ts.append(time.perf_counter() - t)
     return float(np.median(ts))
+
+
+def tomo_case_parser(description: str, iterations: int, iterations_help: str, results):
+    """The options shared by the R-free benches (``tomo_rfree_stop``, ``tomo_weight_sweep``):
+    ``--n``, ``--iterations``, ``--threads``, ``--out`` (default ``results``) and ``--tag``."""
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--n", type=int, default=48)
+    ap.add_argument("--iterations", type=int, default=iterations, help=iterations_help)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=results)
+    ap.add_argument("--tag", default="")
+    return ap

@@ -19,7 +19,6 @@ Usage: ``nice -n 10 .venv/bin/python bench/tomo_rfree_stop.py [--n 48] [--iterat
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import write_results  # noqa: E402
+from bench import tomo_case_parser, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CASES = (("vesicle", 0.02), ("shepp-logan", 0.02))
@@ -67,13 +66,7 @@ def default_run(truth, tilts, data, iterations: int, **kw) -> dict:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=48)
-    ap.add_argument("--iterations", type=int, default=200, help="final iterations (trajectory and runs)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--tag", default="")
-    args = ap.parse_args(argv)
+    args = tomo_case_parser(__doc__.split("\n\n")[0], 200, "final iterations (trajectory and runs)", RESULTS).parse_args(argv)
 
     import fastem
     from bench.tomo_regularised import make_case, warm_up

@@ -18,7 +18,6 @@ Usage: ``nice -n 10 .venv/bin/python bench/tomo_weight_sweep.py [--n 48] [--iter
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import write_results  # noqa: E402
+from bench import tomo_case_parser, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CASES = (("vesicle", 0.02), ("shepp-logan", 0.02))
@@ -52,13 +51,7 @@ def fixed_strength(truth, tilts, data, weight: float, iterations: int, every: in
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=48)
-    ap.add_argument("--iterations", type=int, default=400, help="iterations of each fixed-strength solve")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--tag", default="")
-    args = ap.parse_args(argv)
+    args = tomo_case_parser(__doc__.split("\n\n")[0], 400, "iterations of each fixed-strength solve", RESULTS).parse_args(argv)
 
     import fastem
     from fastem.tomo import relative_error

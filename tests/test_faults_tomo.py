@@ -384,6 +384,17 @@ def test_file_dataset_errors_are_one_line(series, tmp_path, data, args, words):
 # ---------------------------------------------------------------------------------------------
 # 7. memory: the estimate counts what the run allocates; huge runs are refused up front
 # ---------------------------------------------------------------------------------------------
+def _traced_peak(run) -> int:
+    """Peak bytes traced (NumPy and Python allocations) while ``run()`` runs."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("algorithm, projector", [("resire", "fst"), ("resire", "linear"), ("sirt", "linear"),
                                                   ("fbp", "linear")])
 def test_memory_estimate_covers_the_measured_peak(tmp_path, algorithm, projector):
@@ -396,13 +407,7 @@ def test_memory_estimate_covers_the_measured_peak(tmp_path, algorithm, projector
     tomo_file(path, tmp_path / "warm.h5", **kw)  # compile kernels, load wisdom
     est = check_memory(read_series(path).series, algorithm=algorithm, projector=projector, oversampling=2.0,
                        thickness=None, device="cpu", where=str(path))
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        tomo_file(path, tmp_path / "o.h5", **kw)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = _traced_peak(lambda: tomo_file(path, tmp_path / "o.h5", **kw))
     counted = est["device"] + est["host"]
     assert peak <= counted, (peak, est["parts"])
     assert counted <= 4 * peak + (1 << 20), (peak, est["parts"])
@@ -426,13 +431,7 @@ def test_memory_estimate_counts_the_regularised_run(tmp_path):
     plain = check_memory(series, **args)
     est = check_memory(series, **args, prior="tv")
     assert "search snapshots" in est["parts"] and "r-free solver" in est["parts"]
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        tomo_file(path, tmp_path / "o.h5", **kw)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = _traced_peak(lambda: tomo_file(path, tmp_path / "o.h5", **kw))
     counted = est["device"] + est["host"]
     assert plain["device"] + plain["host"] < peak <= counted <= 4 * peak, (peak, est["parts"])
 

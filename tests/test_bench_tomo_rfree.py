@@ -1,0 +1,33 @@
+"""bench/tomo_weight_sweep.py and bench/tomo_rfree_stop.py on a tiny size: every strength and
+every run reported, with the records written."""
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_weight_sweep_reports_every_strength(tmp_path):
+    from bench.tomo_weight_sweep import MULTIPLES, main
+
+    report = main(["--n", "12", "--iterations", "25", "--out", str(tmp_path), "--tag", "tiny"])
+    for phantom in ("vesicle", "shepp-logan"):
+        case = report["cases"][phantom]
+        assert case["auto"]["weight"] > 0 and 0 < case["auto"]["error"] < 1
+        assert len(case["sweep"]) == len(MULTIPLES)
+        for rows in case["sweep"].values():          # one row at iteration 25: (iteration, error, R-free)
+            assert len(rows) == 1 and rows[0][0] == 25 and rows[0][1] > 0 and rows[0][2] > 0
+    assert json.loads((tmp_path / "tomo_weight_sweep-tiny.json").read_text())["n"] == 12
+    assert "| weight (x auto) |" in (tmp_path / "tomo_weight_sweep-tiny.md").read_text()
+
+
+@pytest.mark.slow
+def test_rfree_stop_bench_reports_every_run(tmp_path):
+    from bench.tomo_rfree_stop import main
+
+    report = main(["--n", "12", "--iterations", "20", "--out", str(tmp_path), "--tag", "tiny"])
+    for case in report["cases"].values():
+        assert [row[0] for row in case["trajectory"]] == [0, 10, 20]
+        for key in ("stop", "no_stop", "held_out_5pc", "inner_15"):
+            assert 0 < case[key]["error"] < 1 and case[key]["iterations"] <= 20
+    assert (tmp_path / "tomo_rfree_stop-tiny.md").exists()
