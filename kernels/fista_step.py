@@ -115,6 +115,16 @@ def _check(where: str, **arrays):
             raise InputError(f"{where}: {name} must be C-contiguous")
 
 
+def _finite_scalar(where: str, name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: {name} must be a real number, got {type(value).__name__}") from None
+    if not np.isfinite(v):
+        raise InputError(f"{where}: {name} must be finite, got {value!r}")
+    return v
+
+
 def fista_extrapolate(x, x_prev, y, momentum: float, *, engine: str | None = None):
     """``y <- x + momentum (x - x_prev)``, in place in ``y``, one pass.
 
@@ -133,9 +143,7 @@ def fista_extrapolate(x, x_prev, y, momentum: float, *, engine: str | None = Non
     y
     """
     _check("fista_extrapolate", x=x, x_prev=x_prev, y=y)
-    m = float(momentum)
-    if not np.isfinite(m):
-        raise InputError(f"fista_extrapolate: momentum must be finite, got {momentum!r}")
+    m = _finite_scalar("fista_extrapolate", "momentum", momentum)
     return _EXTRAPOLATE(engine, (x, x_prev, y), x, x_prev, y, m)
 
 
@@ -170,7 +178,7 @@ def fista_update(y, grad, x, x_prev, step: float, *, positivity: bool = True, su
     if support is not None:
         arrays["support"] = support
     _check("fista_update", **arrays)
-    s = float(step)
-    if not (np.isfinite(s) and s > 0):
+    s = _finite_scalar("fista_update", "step", step)
+    if not s > 0:
         raise InputError(f"fista_update: step must be finite and > 0, got {step!r}")
     return _UPDATE(engine, tuple(arrays.values()), y, grad, x, x_prev, s, bool(positivity), support)

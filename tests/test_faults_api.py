@@ -17,7 +17,7 @@ from fastem import backend, kernels
 from fastem.errors import InputError
 
 #: positional parameters of kernels that are scalars, not arrays
-_SCALARS = {"a", "mode", "spacing", "u"}
+_SCALARS = {"a", "mode", "spacing", "u", "momentum", "step"}
 #: positional array parameters documented as "or None"
 _NONE_OK = {("sample_infill", "out_nearest")}
 

@@ -101,6 +101,11 @@ def test_errors_name_the_parameter(rng, monkeypatch):
         fista_extrapolate(x, x_prev, np.zeros((6, 5, 4), np.float32).T, 0.5)
     with pytest.raises(InputError, match="fista_extrapolate: momentum must be finite"):
         fista_extrapolate(x, x_prev, y, float("nan"))
+    # fault: a scalar of the wrong type raised float()'s TypeError instead of naming the parameter
+    with pytest.raises(InputError, match="fista_extrapolate: momentum must be a real number, got NoneType"):
+        fista_extrapolate(x, x_prev, y, None)
+    with pytest.raises(InputError, match="fista_update: step must be a real number, got str"):
+        fista_update(y, g, x, x_prev, "abc")
     with pytest.raises(InputError, match="fista_extrapolate: x_prev must be a NumPy or CuPy array"):
         fista_extrapolate(x, [1.0], y, 0.5)
     monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")     # lets numba-cuda pass the device check on NumPy arrays
