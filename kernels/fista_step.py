@@ -93,6 +93,8 @@ def _update_cuda(y, g, x, x_prev, step, positivity, support):
 
     xp = backend.get_array_module(y)
     with backend.get_device(y).use():
+        # the 8-byte accumulator comes from CuPy's memory pool (no cudaMalloc); one per call, so that
+        # solvers in concurrent threads on one device never share it
         out = xp.zeros(1, dtype=np.float64)
         name = "fista_update_f32" if y.dtype == np.float32 else "fista_update_f64"
         kernel = _cuda.get_function("fista_step", name, backend.get_device(y))
