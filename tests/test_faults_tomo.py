@@ -649,3 +649,53 @@ def test_prior_gradient_bits_are_the_same_compiled_fresh_or_from_the_cache(tmp_p
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     assert runs[0].stdout.split() == runs[1].stdout.split()
     assert len(runs[0].stdout.split()) == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# the automatic strength: trials are compared at equal convergence (issue 20)
+# ---------------------------------------------------------------------------------------------
+class _ConvergingSearchSolver:
+    """A stand-in for the held-out search solver whose R-free is ``f(lambda)`` (lowest at
+    ``best``) plus a convergence term that keeps falling with every iteration run, whatever the
+    strength: the situation of a slowly converging object (bench/tomo_weight_sweep.py,
+    Shepp-Logan). The progress lives in the volume, so the search's snapshots restore it."""
+
+    def __init__(self, best: float):
+        self.best, self.weight, self.t = best, 0.0, 1.0
+        self.volume = np.zeros((2, 2, 2), np.float32)
+        self.x_prev = np.zeros_like(self.volume)
+        self.held_count, self.lipschitz_data = 100, 1.0
+
+    def set_weight(self, weight):
+        self.weight = weight
+
+    def iterate(self):
+        self.volume.flat[0] += 1.0
+
+    def rfree(self):
+        progress = float(self.volume.flat[0])
+        return 100.0 + 0.1 * np.log(self.weight / self.best) ** 2 + 2000.0 / progress
+
+    def host_volume(self):
+        return self.volume.copy()
+
+
+def test_rfree_search_compares_strengths_at_equal_convergence(monkeypatch):
+    """Fault (issue 20): the search stepped down while each weaker trial had 25 more iterations
+    behind it, so on a slowly converging object the falling convergence term outweighed the
+    strength's own effect and the descent ran to its last step (Shepp-Logan 48^3: 0.00029, where
+    the converged R-free is lowest near 0.29). Paired with as many iterations at the current
+    strength, the descent now stops within a factor 2 of the best strength. (The earlier search,
+    run on this model, ended with its lowest trial at best/16 and went on to best/64.)"""
+    import fastem.tomo.regularised as reg
+
+    best = 0.1
+    fake = _ConvergingSearchSolver(best)
+    monkeypatch.setattr(reg, "held_out_solver", lambda *a, **k: fake)
+    monkeypatch.setattr(reg, "_weight_ceiling", lambda solver: best * 4.0 ** 6)
+    problem = TomoProblem(_projections(0), TILTS)
+    rec = reg.choose_weight_rfree(problem, {}, inner=25, steps=12)
+    assert rec["bracketed"] and rec["solver"] is fake
+    assert best / 2 <= rec["weight"] <= best * 2, rec["trials"]
+    # the descent stopped at the pair (best, best/4): it never ran on down
+    assert min(w for w, _ in rec["trials"]) >= best / 4, rec["trials"]
