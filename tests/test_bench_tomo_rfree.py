@@ -31,3 +31,21 @@ def test_rfree_stop_bench_reports_every_run(tmp_path):
         for key in ("stop", "no_stop", "held_out_5pc", "inner_15"):
             assert 0 < case[key]["error"] < 1 and case[key]["iterations"] <= 20
     assert (tmp_path / "tomo_rfree_stop-tiny.md").exists()
+
+
+@pytest.mark.slow
+def test_scale_bench_reports_time_memory_and_quality(tmp_path):
+    """bench/tomo_regularised_scale.py on two tiny cases (one odd): each method ran in its own
+    process and every figure is a measurement (positive time, memory read, error in (0, 1))."""
+    pytest.importorskip("svmbir")
+    from bench.tomo_regularised_scale import METHODS, main
+
+    assert main(["--cases", "16x9,13x7", "--iterations", "20", "--out", str(tmp_path), "--tag", "tiny"]) == 0
+    rows = json.loads((tmp_path / "tomo_regularised_scale-tiny.json").read_text())["rows"]
+    assert [(r["n"], r["projections"]) for r in rows] == [(16, 9), (13, 7)]
+    for row in rows:
+        assert set(row["methods"]) == set(METHODS)
+        for m in row["methods"].values():
+            assert m["seconds"] > 0 and m["peak_mib"] > 0 and 0 < m["error"] < 1
+            assert -1 <= m["fsc_low_wedge"] <= 1
+    assert "| 13^3 x 7 | svmbir defaults |" in (tmp_path / "tomo_regularised_scale-tiny.md").read_text()
