@@ -699,3 +699,39 @@ def test_rfree_search_compares_strengths_at_equal_convergence(monkeypatch):
     assert best / 2 <= rec["weight"] <= best * 2, rec["trials"]
     # the descent stopped at the pair (best, best/4): it never ran on down
     assert min(w for w, _ in rec["trials"]) >= best / 4, rec["trials"]
+
+
+def test_rfree_coarse_descent_undoes_its_last_short_trial(monkeypatch):
+    """The R-free search's coarse phase (short trials while each step down more than halves the
+    held-out residual) must leave no trace of the short trial it rejects: the fine trial that
+    follows runs from the state before it (the rejected iterations undone, momentum restored),
+    so the search compares what it ran, not what it threw away."""
+    import fastem.tomo.regularised as reg
+
+    class Biased(_ConvergingSearchSolver):          # a strong prior's bias dominates far above best
+        def rfree(self):
+            ratio = self.weight / self.best
+            return 100.0 + 10.0 * (ratio + 1.0 / ratio) + 2000.0 / float(self.volume.flat[0])
+
+    best = 0.1
+    fake = Biased(best)
+    monkeypatch.setattr(reg, "held_out_solver", lambda *a, **k: fake)
+    monkeypatch.setattr(reg, "_weight_ceiling", lambda solver: best * 4.0 ** 6)
+    problem = TomoProblem(_projections(0), TILTS)
+    rec = reg.choose_weight_rfree(problem, {}, inner=25, steps=12, coarse=2)
+    trials = rec["trials"]
+    j = next(i for i in range(1, len(trials)) if not trials[i][1] < 0.5 * trials[i - 1][1])
+    assert j >= 2, trials                          # at least one short step down was taken
+    lam = trials[j - 1][0]
+    fake.weight, fake.volume.flat[0] = lam, 2 * j + 25   # the j kept short trials + one fine trial
+    assert trials[j + 1] == (lam, fake.rfree()), trials
+    assert best / 2 <= rec["weight"] <= best * 2, trials
+
+
+@pytest.mark.parametrize("kw, name", [({"coarse": -1}, "coarse"), ({"coarse_drop": 1.0}, "coarse_drop"),
+                                      ({"coarse_drop": float("nan")}, "coarse_drop"), ({"inner": 0}, "inner")])
+def test_rfree_search_parameters_are_checked(kw, name):
+    import fastem.tomo.regularised as reg
+
+    with pytest.raises(InputError, match=name):
+        reg.choose_weight_rfree(TomoProblem(_projections(0), TILTS), {}, **kw)

@@ -593,7 +593,8 @@ def held_out_solver(problem: TomoProblem, solver_kwargs: dict, *, full: Regulari
 
 def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: float | None = None,
                         factor: float = 2.0, steps: int = 12, inner: int = 25, big_drop: float = 0.1, seed: int = 0,
-                        callback=None, full: RegularisedReconstruction | None = None) -> dict:
+                        callback=None, full: RegularisedReconstruction | None = None, coarse: int | None = None,
+                        coarse_drop: float = 0.5) -> dict:
     """R-free: the ``lambda`` whose reconstruction best predicts held-out measured pixels (as GENFIRE).
 
     A random ``fraction`` (default: see :func:`held_out_pixels`) of the pixels with non-zero
@@ -601,6 +602,12 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
     descends from :func:`_weight_ceiling` by ``factor^2``, warm started, ``inner`` FISTA
     iterations per trial:
 
+    - first, coarse: from the ceiling, short trials of ``coarse`` iterations (default
+      ``inner // 5``) while each step down more than halves the held-out residual
+      (``coarse_drop``: a fall that strong is the prior's bias going, not convergence). The first
+      short trial that falls less is undone (state and momentum restored) and the strength
+      before it is run for ``inner`` iterations, from where the fine descent below starts.
+      ``coarse=0`` (or ``>= inner``) skips this (every trial ``inner`` iterations);
     - a step down whose held-out residual falls by more than ``big_drop`` (10 %) is taken;
     - a smaller fall is not enough: the solve is still converging, so any further ``inner``
       iterations lower the residual, whatever the strength. The step down is then paired with
@@ -626,6 +633,11 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         (the search solver, its pixels still held out, at the chosen strength and state).
     """
     big_drop = as_float(big_drop, "big_drop", minimum=0.0)
+    inner = as_int(inner, "inner", minimum=1)
+    coarse = inner // 5 if coarse is None else as_int(coarse, "coarse", minimum=0)
+    coarse_drop = as_float(coarse_drop, "coarse_drop", minimum=0.0)
+    if coarse_drop >= 1.0:
+        raise InputError(f"coarse_drop must be < 1 (a fraction of the held-out residual), got {coarse_drop}")
     solver = held_out_solver(problem, solver_kwargs, full=full, fraction=fraction, seed=seed)
     held = solver.held_count
     trials = []
@@ -646,10 +658,10 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
             solver.x_prev[...] = snaps[k][1]
         solver.t = snaps[k][2]
 
-    def trial(lam, stay=False):
+    def trial(lam, stay=False, n=None):
         if not stay:
             solver.set_weight(lam)               # a new strength: momentum reset
-        for _ in range(inner):
+        for _ in range(inner if n is None else n):
             solver.iterate()
         rfree = solver.rfree()
         trials.append((lam, rfree))
@@ -673,9 +685,24 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         return lam, r_stay
 
     lam = _weight_ceiling(solver)
-    r = trial(lam)
+    steps_left = steps
+    if 0 < coarse < inner:
+        r = trial(lam, n=coarse)
+        while steps_left > 0:
+            steps_left -= 1
+            lower = lam / (factor * factor)
+            save(0)
+            r_lower = trial(lower, n=coarse)
+            if r_lower < r * (1.0 - coarse_drop):
+                lam, r = lower, r_lower
+                continue
+            load(0, lam)                         # undone: back to lam's state and momentum
+            break
+        r = trial(lam, stay=True)                # lam converged as far as a fine trial before the descent
+    else:
+        r = trial(lam)
     bracketed = False
-    for _ in range(steps):
+    for _ in range(steps_left):
         lower = lam / (factor * factor)
         save(0)
         r_lower = trial(lower)
