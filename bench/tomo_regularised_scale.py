@@ -68,6 +68,7 @@ def worker(method: str, case: Path, out: Path, mapping: list) -> None:
     z = np.load(case)
     data, tilts = z["data"], z["tilts"]
     first_call = None                      # svmbir: the untimed call that builds its system matrix
+    extra = {}                             # fastem: the chosen strength and why the solve stopped
     if method.startswith("fastem"):
         from fastem.tomo.regularised import regularised
 
@@ -75,8 +76,10 @@ def worker(method: str, case: Path, out: Path, mapping: list) -> None:
         regularised(small[3], small[1], prior="tv", iterations=2, auto_inner=2, convention="thesis")
 
         def run():
-            return np.asarray(regularised(data, tilts, prior="tv", iterations=int(z["iterations"]),
-                                          convention="thesis").volume)
+            r = regularised(data, tilts, prior="tv", iterations=int(z["iterations"]), convention="thesis")
+            extra.update(weight=r.config["prior_weight"], stopped=r.config.get("stopped") or "iterations",
+                         best_iteration=r.config["rfree_stop"]["best_iteration"])
+            return np.asarray(r.volume)
     else:
         svm, why = tr._svmbir()
         if svm is None:
@@ -97,7 +100,7 @@ def worker(method: str, case: Path, out: Path, mapping: list) -> None:
     seconds = time.perf_counter() - t0
     peak = _status_kib("VmHWM")
     np.savez(out, volume=np.asarray(vol, np.float32), seconds=seconds, rss_before_kib=before, peak_kib=peak,
-             first_call_s=np.nan if first_call is None else first_call)
+             first_call_s=np.nan if first_call is None else first_call, extra=json.dumps(extra))
 
 
 def run_case(n: int, n_proj: int, args, mapping, tmp: Path) -> dict:
@@ -122,6 +125,7 @@ def run_case(n: int, n_proj: int, args, mapping, tmp: Path) -> dict:
         row["methods"][method] = {
             "seconds": float(r["seconds"]),
             "first_call_s": None if np.isnan(r["first_call_s"]) else float(r["first_call_s"]),
+            **json.loads(str(r["extra"])),
             "peak_mib_above": (int(r["peak_kib"]) - int(r["rss_before_kib"])) / 1024,
             "peak_mib": int(r["peak_kib"]) / 1024,
             "error": tr.relative_error(vol, truth), "fsc_low": tr.fsc_low_half(vol, truth),
@@ -133,7 +137,7 @@ def run_case(n: int, n_proj: int, args, mapping, tmp: Path) -> dict:
 def render(rows, args, argv, info) -> str:
     lines = [f"# Regularised tomography at scale: fastem default vs svmbir (vesicle, tilts -{args.max_tilt:g}..+"
              f"{args.max_tilt:g}, noise {args.noise:g} x max, seed {args.seed}, 2 threads)", "",
-             "Command: `nice -n 10 .venv/bin/python bench/tomo_regularised_scale.py " + " ".join(argv) + "`", "",
+             "Command: `" + " ".join(["nice -n 10 .venv/bin/python bench/tomo_regularised_scale.py", *argv]) + "`", "",
              f"Machine: {info}", "",
              "| case | method | wall s | peak memory above input (MiB) | rel. L2 error | FSC low half | FSC low half, "
              "wedge (z) | time / svmbir | memory / svmbir | error / svmbir |",
@@ -142,7 +146,7 @@ def render(rows, args, argv, info) -> str:
     for row in rows:
         base = row["methods"].get(ref)
         for name, m in row["methods"].items():
-            ratio = (lambda k: f"{m[k] / base[k]:.2f}" if base else "-")
+            ratio = (lambda k: f"{m[k] / base[k]:.2f}" if base and base[k] > 0 else "-")
             lines.append(f"| {row['n']}^3 x {row['projections']} | {name} | {m['seconds']:.1f} | "
                          f"{m['peak_mib_above']:.1f} | {m['error']:.4f} | {m['fsc_low']:.3f} | "
                          f"{m['fsc_low_wedge']:.3f} | {ratio('seconds')} | {ratio('peak_mib_above')} | "
@@ -156,7 +160,11 @@ def render(rows, args, argv, info) -> str:
               "whose time is in the JSON as `first_call_s`); *peak memory above input* is the process's resident high-water mark during the "
               "reconstruction minus its resident memory just before it (`VmHWM` reset via `/proc/self/clear_refs`). "
               f"svmbir convention pinned on a 32^3 noise-free series: angle sign {mapping_text(args.mapping)}. "
-              "FSC as in `bench/tomo_regularised.py`."]
+              "FSC as in `bench/tomo_regularised.py`.", "",
+              "fastem's automatic strength and stop: " + "; ".join(
+                  f"{r['n']}^3: weight {m['weight']:.4g}, stopped by {m['stopped']} (best R-free at final iteration "
+                  f"{m['best_iteration']} of at most {args.iterations})"
+                  for r in rows for name, m in r["methods"].items() if "weight" in m) + "."]
     return "\n".join(lines) + "\n"
 
 

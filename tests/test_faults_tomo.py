@@ -735,3 +735,37 @@ def test_rfree_search_parameters_are_checked(kw, name):
 
     with pytest.raises(InputError, match=name):
         reg.choose_weight_rfree(TomoProblem(_projections(0), TILTS), {}, **kw)
+
+
+@pytest.mark.parametrize("prior_weight", ["auto", 0.05])
+def test_the_full_solver_is_freed_before_the_held_out_one_is_built(monkeypatch, prior_weight):
+    """Memory (issue 20's scale run: 21 volumes at 256^3, 15x svmbir's memory): with the R-free
+    stop the solver on all the pixels is only needed for its L_data bound, but it was kept alive
+    through the search beside the held-out solver and the search's snapshots. When the held-out
+    solver is built no other solver may be alive."""
+    import gc
+    import weakref
+
+    import fastem.tomo.regularised as reg
+
+    alive = []
+    init = reg.RegularisedReconstruction.__init__
+
+    def tracked(self, *a, **k):
+        init(self, *a, **k)
+        alive.append(weakref.ref(self))
+
+    seen = []
+    make_held = reg.held_out_solver
+
+    def checked(*a, **k):
+        gc.collect()
+        seen.append(sum(r() is not None for r in alive))
+        return make_held(*a, **k)
+
+    monkeypatch.setattr(reg.RegularisedReconstruction, "__init__", tracked)
+    monkeypatch.setattr(reg, "held_out_solver", checked)
+    problem = TomoProblem(_projections(0), TILTS)
+    solver, _ = reg.prepare_regularised(problem, prior="tv", prior_weight=prior_weight, auto_inner=2,
+                                        rfree_stop=True)
+    assert seen == [0] and solver.held is not None

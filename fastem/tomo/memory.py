@@ -140,8 +140,9 @@ def estimate_run_bytes(volume_shape, projections_shape, *, algorithm: str = "res
         The regularised solver (:mod:`fastem.tomo.regularised`: a prior or per-pixel weights):
         FISTA's three more volumes and the weights (and their square roots).
     rfree : bool
-        With R-free pixels held out (the automatic strength, the R-free stop): a second solver
-        beside the first, with its best volume and the held-out mask.
+        With R-free pixels held out (the automatic strength, the R-free stop): a second solver,
+        with its best volume and the held-out mask, built once the first one's volume and FISTA
+        vectors are freed (only its ``L_data`` bound is kept).
     search : bool
         The automatic strength's search: its two snapshots (volume and momentum each) and the
         host copy of its result.
@@ -175,6 +176,10 @@ def estimate_run_bytes(volume_shape, projections_shape, *, algorithm: str = "res
         host["weights construction"] = 5 * proj
         if rfree:            # the held-out solver: volume, x_prev, y, g, best volume; weights, roots, held; residual
             parts["r-free solver"] = 5 * vol + 3 * proj + bordered
+            # the first solver's volume and FISTA vectors are freed before it is built (prepare_regularised
+            # keeps only its L_data bound), so they are not held at the peak beside it
+            parts.pop("volume")
+            parts.pop("fista vectors")
             host["r-free pixels"] = 3 * proj
             if projector == "fst":   # each solver builds its own Fourier-slice projector
                 parts["r-free solver fst projector"] = int(fst_bytes)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -547,6 +548,14 @@ def choose_weight(solver: RegularisedReconstruction, sigma: float, *, tau: float
 RFREE_FRACTION, RFREE_MIN_PIXELS, RFREE_MAX_FRACTION = 0.02, 1000, 0.05
 
 
+class _DataBound(NamedTuple):
+    """What a held-out solver borrows from the full one (:func:`held_out_solver`, ``full``): its
+    ``L_data`` bound and the mean weight it was normalised by."""
+
+    lipschitz_data: float
+    weight_mean: float
+
+
 def held_out_pixels(problem: TomoProblem, weights=None, *, fraction: float | None = None, seed: int = 0) -> np.ndarray:
     """The R-free pixels: a seeded random ``fraction`` of the measured pixels (mask and ``weights``
     non-zero; never an unmeasured one), bool (n, rows, cols). The same problem, weights, fraction
@@ -574,7 +583,8 @@ def held_out_solver(problem: TomoProblem, solver_kwargs: dict, *, full: Regulari
     """A :class:`RegularisedReconstruction` with ``solver_kwargs`` whose :func:`held_out_pixels`
     are held out (weight 0, measured by :meth:`~RegularisedReconstruction.rfree`).
 
-    ``full``: the solver on all the measured pixels, when there is one. Its ``L_data`` bounds this
+    ``full``: the solver on all the measured pixels (or just its ``lipschitz_data`` and
+    ``weight_mean``), when there is one. Its ``L_data`` bounds this
     solver's (holding pixels out only removes terms of ``A^T W A``; the ratio of the two weight
     normalisations is applied), so no second power iteration is run.
     """
@@ -768,10 +778,17 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight
             sigma_data = estimate_noise(problem.data, solver.w) / solver.scale
         else:
             sigma_data = as_float(noise_level, "noise_level", positive=True)
+    full = solver
+    if rfree_stop and auto_mode in ("rfree", None):
+        # the solver that runs is a held-out one (the search's, or one at the fixed weight): of the
+        # full solver only its L_data bound is needed, so its arrays are freed before the held-out
+        # solver and the search's snapshots are allocated (5 volumes less at the peak)
+        full = _DataBound(solver.lipschitz_data, solver.weight_mean)
+        solver = None
     if is_auto and prior != "none":
         inner = as_int(auto_inner, "auto_inner", minimum=1)
         if auto_mode == "rfree":
-            record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback, full=solver)
+            record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback, full=full)
             search = record.pop("solver")
             volume = record.pop("volume")
             if rfree_stop:
@@ -789,7 +806,7 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight
         solver.iteration = 0
         solver.history = []
     elif rfree_stop:
-        solver = held_out_solver(problem, dict(solver_kwargs, weight=prior_weight), full=solver)
+        solver = held_out_solver(problem, dict(solver_kwargs, weight=prior_weight), full=full)
     if rfree_stop and solver.held is None:   # discrepancy search asked to stop by R-free as well
         full = solver
         solver = held_out_solver(problem, dict(solver_kwargs, weight=full.weight), full=full)
