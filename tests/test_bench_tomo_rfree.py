@@ -8,17 +8,21 @@ import pytest
 
 @pytest.mark.slow
 def test_weight_sweep_reports_every_strength(tmp_path):
-    from bench.tomo_weight_sweep import MULTIPLES, main
+    from bench.tomo_weight_sweep import CASES, main
 
-    report = main(["--n", "12", "--iterations", "25", "--out", str(tmp_path), "--tag", "tiny"])
-    for phantom in ("vesicle", "shepp-logan"):
-        case = report["cases"][phantom]
+    report = main(["--n", "12", "--iterations", "25", "--multiples", "0.5,1,2", "--out", str(tmp_path),
+                   "--tag", "tiny"])
+    assert set(report["cases"]) == set(CASES)
+    for case in report["cases"].values():
         assert case["auto"]["weight"] > 0 and 0 < case["auto"]["error"] < 1
-        assert len(case["sweep"]) == len(MULTIPLES)
-        for rows in case["sweep"].values():          # one row at iteration 25: (iteration, error, R-free)
+        assert -1 <= case["auto"]["fsc_wedge"] <= 1
+        assert sorted(float(m) for m in case["sweep"]) == [0.5, 1.0, 2.0]
+        for rows in case["sweep"].values():   # one row at iteration 25: (iteration, error, R-free, FSC, FSC wedge)
             assert len(rows) == 1 and rows[0][0] == 25 and rows[0][1] > 0 and rows[0][2] > 0
+            assert -1 <= rows[0][3] <= 1 and -1 <= rows[0][4] <= 1
     assert json.loads((tmp_path / "tomo_weight_sweep-tiny.json").read_text())["n"] == 12
-    assert "| weight (x auto) |" in (tmp_path / "tomo_weight_sweep-tiny.md").read_text()
+    text = (tmp_path / "tomo_weight_sweep-tiny.md").read_text()
+    assert "| weight (x auto) |" in text and "## vesicle-5pc-70" in text
 
 
 @pytest.mark.slow
