@@ -578,7 +578,8 @@ def held_out_pixels(problem: TomoProblem, weights=None, *, fraction: float | Non
     return held
 
 
-def held_out_solver(problem: TomoProblem, solver_kwargs: dict, *, full: RegularisedReconstruction | None = None,
+def held_out_solver(problem: TomoProblem, solver_kwargs: dict, *,
+                    full: RegularisedReconstruction | _DataBound | None = None,
                     fraction: float | None = None, seed: int = 0) -> RegularisedReconstruction:
     """A :class:`RegularisedReconstruction` with ``solver_kwargs`` whose :func:`held_out_pixels`
     are held out (weight 0, measured by :meth:`~RegularisedReconstruction.rfree`).
@@ -603,7 +604,7 @@ def held_out_solver(problem: TomoProblem, solver_kwargs: dict, *, full: Regulari
 
 def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: float | None = None,
                         factor: float = 2.0, steps: int = 12, inner: int = 25, big_drop: float = 0.1, seed: int = 0,
-                        callback=None, full: RegularisedReconstruction | None = None, coarse: int | None = None,
+                        callback=None, full: RegularisedReconstruction | _DataBound | None = None, coarse: int | None = None,
                         coarse_drop: float = 0.5) -> dict:
     """R-free: the ``lambda`` whose reconstruction best predicts held-out measured pixels (as GENFIRE).
 
@@ -782,7 +783,8 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight
     if rfree_stop and auto_mode in ("rfree", None):
         # the solver that runs is a held-out one (the search's, or one at the fixed weight): of the
         # full solver only its L_data bound is needed, so its arrays are freed before the held-out
-        # solver and the search's snapshots are allocated (5 volumes less at the peak)
+        # solver and the search's snapshots are allocated (about 4 volumes less at the peak: 1347 -> 1098 MiB
+        # at 256^3, bench/results/tomo_regularised_scale*.md)
         full = _DataBound(solver.lipschitz_data, solver.weight_mean)
         solver = None
     if is_auto and prior != "none":
