@@ -71,7 +71,7 @@ def _lloyd_job(path: Path, executor, parts: int, iters: int):
     return {"labels": r.labels}
 
 
-def _tomo_job(path: Path, angles, executor, slabs: int, iters: int):
+def _tomo_job(path: Path, angles, executor, slabs: int | None, iters: int):
     from fastem.tomo import sirt
     from fastem.tomo.distributed import SlabJob, reconstruct_slabs
 
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
         with h5py.File(series, "w") as f:
             f["/exchange/data"] = tilt_series(vol, ang, centring="middle").astype(np.float32)
         compare("tomo sirt slabs", f"{a.tomo_size}^3 x {len(ang)} tilts, {a.tomo_iters} it",
-                lambda ex, w: _tomo_job(series, ang, ex, 2 * w, a.tomo_iters), None)
+                lambda ex, w: _tomo_job(series, ang, ex, None, a.tomo_iters), None)
 
         cdi = cdi_intensities(vesicle_2d(a.phase_size, seed=0), seed=0)
         compare("phase multi-start", f"{a.phase_runs} GPS-F runs x {a.phase_iters} it, {a.phase_size}^2 object",

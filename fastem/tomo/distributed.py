@@ -108,8 +108,12 @@ def reconstruct_slabs(executor, job: SlabJob, *, slabs: int | None = None, out=N
     executor : fastem.executor.Executor
     job : SlabJob
     slabs : int, optional
-        Number of slabs (default: two per executor slot; at most one per detector row; more when
+        Number of slabs (default: one per executor slot; at most one per detector row; more when
         a slab would not fit in half a worker thread's Dask ``memory_limit``, with a warning).
+        Thick slabs are faster per row: the CPU tilt projectors vectorise along the rotation
+        axis, so a slab's rows are their SIMD loop (``bench/distributed_scaling.py``, 128^3: with
+        two per slot, 2 workers ran thinner slabs than 1 worker did and the job scaled 1.52x from
+        1 to 2 workers; with one per slot, 1.69x; docs/distributed.md).
     out : array or h5py.Dataset (nz, rows, cols), optional
         Where each slab is written by region as it arrives (default: a new float32 array).
     progress : object with ``update(k)``, optional
@@ -137,7 +141,7 @@ def reconstruct_slabs(executor, job: SlabJob, *, slabs: int | None = None, out=N
         raise InputError(f"angles has {len(np.asarray(job.angles))} entries for {n} projections")
     _check(job, rows)
     nz = int(job.options.get("nz") or cols)
-    slabs = slabs if slabs is not None else 2 * executor.slots
+    slabs = slabs if slabs is not None else executor.slots
     from fastem.executor import items_per_task
 
     # a slab's memory per detector row: the volume slab and ~4 volume-sized work arrays (gradient,
