@@ -53,3 +53,16 @@ def test_scale_bench_reports_time_memory_and_quality(tmp_path):
             assert m["seconds"] > 0 and m["peak_mib"] > 0 and 0 < m["error"] < 1
             assert -1 <= m["fsc_low_wedge"] <= 1
     assert "| 13^3 x 7 | svmbir defaults |" in (tmp_path / "tomo_regularised_scale-tiny.md").read_text()
+
+
+@pytest.mark.slow
+def test_slab_thickness_bench_times_every_thickness(tmp_path):
+    """bench/tomo_slab_thickness.py on a tiny series: one row per thickness, every time measured
+    (alone and side by side), records written."""
+    from bench.tomo_slab_thickness import main
+
+    report = main(["--n", "24", "--iterations", "3", "--thicknesses", "4,12", "--out", str(tmp_path), "--tag", "t"])
+    assert [r["thickness"] for r in report["rows"]] == [4, 12]
+    for r in report["rows"]:
+        assert r["alone_s"] > 0 and len(r["side_by_side_s"]) == 2 and min(r["side_by_side_s"]) > 0
+    assert "| 12 |" in (tmp_path / "tomo_slab_thickness-t.md").read_text()
