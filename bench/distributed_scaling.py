@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     from fastem.config import set_threads
     from fastem.executor import DaskExecutor, InlineExecutor
 
-    worker_env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+    worker_env = {"FASTEM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                   "OMP_WAIT_POLICY": "PASSIVE"}
     rows = []
 

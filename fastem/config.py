@@ -51,9 +51,25 @@ def _timelimit_from_env() -> float | None:
     return None if value < 0 else value
 
 
+def _threads_from_env() -> int:
+    """``$FASTEM_THREADS`` (a positive integer) or, when unset, every available core."""
+    raw = os.environ.get("FASTEM_THREADS", "").strip()
+    if not raw:
+        return available_cores()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"FASTEM_THREADS must be a positive integer (threads per process), got {raw!r}")
+    return value
+
+
 @dataclass
 class Settings:
-    threads: int = field(default_factory=available_cores)
+    #: CPU threads of FFTW plans and Numba kernels: ``$FASTEM_THREADS`` or all available cores
+    #: (set it for each Dask worker process to the cores that worker may use).
+    threads: int = field(default_factory=_threads_from_env)
     device: str = "auto"
     quiet: bool = False
     debug: bool = False
@@ -114,3 +130,7 @@ def cache_dir(create: bool = True) -> Path:
         except OSError:
             pass
     return d
+
+
+if os.environ.get("FASTEM_THREADS", "").strip():   # push the variable down to the kernels and Numba
+    set_threads(settings.threads)

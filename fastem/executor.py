@@ -33,6 +33,13 @@ from .errors import InputError
 __all__ = ["Executor", "InlineExecutor", "DaskExecutor", "make_executor", "items_per_task"]
 
 
+def _settings_threads() -> int:
+    """This process's fastem thread count (run on each worker by :meth:`DaskExecutor.worker_threads`)."""
+    from .config import settings
+
+    return int(settings.threads)
+
+
 class Executor:
     """Runs ``fn(item)`` for a list of items and returns the results in order."""
 
@@ -67,6 +74,12 @@ class Executor:
 
     def release(self, handles: list) -> None:
         """Forget persisted results (a Dask worker frees their memory)."""
+
+    def worker_threads(self) -> list[int]:
+        """The distinct CPU thread counts (``fastem.config.settings.threads``) the tasks run with:
+        e.g. to plan, before submitting, the FFTs the workers will build (``$FASTEM_THREADS`` on
+        each worker sets its count)."""
+        return [_settings_threads()]
 
     def close(self) -> None:
         """Release what this executor started."""
@@ -189,6 +202,9 @@ class DaskExecutor(Executor):
     def release(self, handles) -> None:
         for f in handles:
             f.release()
+
+    def worker_threads(self) -> list[int]:
+        return sorted(set(int(v) for v in self.client.run(_settings_threads).values())) or [_settings_threads()]
 
     def map(self, fn, items) -> list:
         futures = self.client.map(fn, list(items), pure=False)

@@ -82,6 +82,8 @@ __all__ = [
     "ifftshift",
     "provider",
     "save_wisdom",
+    "export_wisdom",
+    "adopt_wisdom",
     "UntrustedCacheWarning",
 ]
 
@@ -294,6 +296,57 @@ def save_wisdom() -> None:
 
 atexit.register(save_wisdom)
 
+_adopted = {"digest": None}
+
+
+def export_wisdom() -> bytes | None:
+    """This process's FFTW wisdom (every plan it has measured or imported), as bytes to hand to
+    :func:`adopt_wisdom` in another process; ``None`` without pyFFTW.
+
+    ``FFTW_MEASURE`` times candidate algorithms, so two processes planning the same transform
+    may pick different ones, whose results differ in the last bits (and an iterative solver
+    amplifies that). A Dask client that plans a job's transforms and ships its wisdom to the
+    workers makes every process run the same plans, as FFTW's own MPI interface does with
+    ``fftw_mpi_broadcast_wisdom``.
+    """
+    if _pyfftw is None:
+        return None
+    _load_wisdom()
+    with _planner_lock:
+        return encode_wisdom(_pyfftw.export_wisdom())
+
+
+def adopt_wisdom(data: bytes | None) -> bool:
+    """Make ``data`` (from :func:`export_wisdom` in another process) this process's only FFTW
+    wisdom, so that plans of the geometries it covers are the exporter's exactly.
+
+    The process's own wisdom is forgotten first (FFTW would otherwise keep a plan it measured
+    itself), after the user cache has been read, so that nothing read later overrides it.
+    Plans are built from wisdom: build them after this call (plans built before keep their
+    algorithm; the shared plans of :func:`get_plan` are dropped). Adopting the same bytes again
+    does nothing. Returns whether wisdom was imported (``False`` for ``None`` or without pyFFTW).
+    Raises ``ValueError`` for bytes that are not a wisdom export; wisdom FFTW refuses (another
+    FFTW build) is a ``RuntimeWarning``, and the process then plans for itself.
+    """
+    if data is None or _pyfftw is None:
+        return False
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    with _planner_lock:
+        if _adopted["digest"] == digest:
+            return True
+        parts = decode_wisdom(bytes(data))
+        _load_wisdom()
+        _pyfftw.forget_wisdom()
+        if not all(_pyfftw.import_wisdom(parts)):   # another FFTW build: plan here instead
+            warnings.warn("FFTW refused the wisdom handed to this process (another FFTW build?): its transforms "
+                          "are planned here, and their last bits may differ from the exporter's", RuntimeWarning)
+            _adopted["digest"] = digest
+            return False
+        _plan_cache.clear()
+        _adopted["digest"] = digest
+        _wisdom_state["dirty"] = True
+    return True
+
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -420,6 +473,9 @@ class FFTPlan:
         Real-to-complex forward / complex-to-real backward transforms.
     device : Device-like
         ``cpu`` (pyFFTW or SciPy) or ``cuda:N`` (cuFFT).
+    threads : int, optional
+        FFTW threads (default ``fastem.config.settings.threads``); e.g. to plan, in a Dask
+        client, the transforms its workers will run with their own thread count.
 
     Attributes
     ----------
@@ -445,7 +501,8 @@ class FFTPlan:
     buffers, so a plan holds its buffers and nothing else.
     """
 
-    def __init__(self, shape: Sequence[int], dtype, axes=None, real: bool = False, device: Any = None):
+    def __init__(self, shape: Sequence[int], dtype, axes=None, real: bool = False, device: Any = None,
+                 threads: int | None = None):
         self.device = backend.Device(device)
         self.in_shape = _check_shape(shape)
         self.axes = _normalise_axes(len(self.in_shape), axes)
@@ -458,7 +515,9 @@ class FFTPlan:
             out_shape[self.axes[-1]] = self.in_shape[self.axes[-1]] // 2 + 1
         self.out_shape = tuple(out_shape)
         self.n = int(np.prod([self.in_shape[a] for a in self.axes]))
-        self.threads = settings.threads
+        if threads is not None and (not isinstance(threads, Integral) or isinstance(threads, bool) or threads < 1):
+            raise InputError(f"threads must be a positive integer, got {threads!r}")
+        self.threads = settings.threads if threads is None else int(threads)
         self.provider = provider(self.device)
         self._xp = self.device.xp
         self._shared = False
@@ -666,7 +725,8 @@ class FFTPlan:
                 f"{', shared' if self._shared else ''})")
 
 
-def new_plan(shape: Sequence[int], dtype, axes=None, real: bool = False, device: Any = None) -> FFTPlan:
+def new_plan(shape: Sequence[int], dtype, axes=None, real: bool = False, device: Any = None,
+             threads: int | None = None) -> FFTPlan:
     """A private :class:`FFTPlan` (not cached): its :attr:`~FFTPlan.buffer` is yours to compute in.
 
     Use it wherever a plan's buffers serve as work arrays (a solver, a projector, a benchmark);
@@ -682,7 +742,7 @@ def new_plan(shape: Sequence[int], dtype, axes=None, real: bool = False, device:
     >>> spectrum = plan.forward()          # in place, in the plan's own buffer
     >>> image = plan.backward()            # back, with the 1/N of the inverse
     """
-    return FFTPlan(shape, dtype, axes=axes, real=real, device=device)
+    return FFTPlan(shape, dtype, axes=axes, real=real, device=device, threads=threads)
 
 
 def get_plan(shape: Sequence[int], dtype, axes=None, real: bool = False, device: Any = None) -> FFTPlan:

@@ -13,6 +13,10 @@ try:
     _count = max(1, len(os.sched_getaffinity(0)))
 except AttributeError:  # pragma: no cover - non-Linux
     _count = max(1, os.cpu_count() or 1)
+try:  # ``$FASTEM_THREADS`` (validated, with its message, by fastem.config)
+    _count = max(1, int(os.environ.get("FASTEM_THREADS") or _count))
+except ValueError:
+    pass
 
 
 def get() -> int:

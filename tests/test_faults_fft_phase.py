@@ -488,3 +488,87 @@ def test_cli_all_runs_diverged_is_one_line(tmp_path):
                    env={"PYTHONPATH": os.pathsep.join([str(hook), *sys.path])}, timeout=120)
     assert_clean_error(proc, "diverged", "try")
     assert not out.exists()
+
+
+# ---- FFT plans across processes ----------------------------------------------------------------
+def _client_and_worker_results(cdi, monkeypatch, tmp_path, ship_wisdom: bool):
+    """The in-process result of a GPS-F multi-start planned with FFTW_PATIENT here, and the same
+    job on a worker process that would plan for itself with FFTW_ESTIMATE (another algorithm
+    for these 30^2 transforms, hence other rounding) from an empty wisdom cache of its own."""
+    distributed = pytest.importorskip("distributed")
+    from fastem.config import set_threads
+    from fastem.executor import DaskExecutor
+
+    if F.provider("cpu") != "pyfftw":
+        pytest.skip("pyFFTW not installed: SciPy's FFT has no planner to disagree")
+    if not ship_wisdom:
+        monkeypatch.setattr(ms, "_client_wisdom", lambda *a: None)
+    monkeypatch.setattr(settings, "fft_planner", "FFTW_PATIENT")
+    before = settings.threads
+    set_threads(1)
+    try:
+        prob = prepare_problem(cdi.intensities, cdi.known, cdi.support)
+        cfg = PhaseConfig(algorithm="gps-f", iterations=40, stages=2)
+        here = retrieve(problem=prob, config=cfg, runs=3, keep=3, seed=5)
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                           env={"FASTEM_FFT_PLANNER": "FFTW_ESTIMATE", "FASTEM_THREADS": "1",
+                                                "FASTEM_CACHE_DIR": str(tmp_path / "worker-cache")})
+        with DaskExecutor(distributed.Client(cluster), close_cluster=True) as ex:
+            assert ex.worker_threads() == [1]
+            there = retrieve(problem=prob, config=cfg, runs=3, keep=3, seed=5, executor=ex)
+    finally:
+        set_threads(before)
+    return here, there
+
+
+def test_workers_run_the_clients_fft_plans(monkeypatch, tmp_path):
+    """Fault: each Dask worker measured its own FFTW plans, so a phase multi-start on workers
+    could differ in the last bits from the same job in one process (and grow apart over the
+    iterations); once seen in bench/distributed_scaling.py. The client now plans the chunks'
+    transforms and ships its wisdom: a worker told to plan otherwise still runs the client's."""
+    cdi = cdi_intensities(vesicle_2d(30, seed=1), r_noise=0.03, seed=3)
+    here, there = _client_and_worker_results(cdi, monkeypatch, tmp_path, ship_wisdom=True)
+    np.testing.assert_array_equal(there.image, here.image)
+    np.testing.assert_array_equal(there.final_rf, here.final_rf)
+
+
+def test_a_worker_planning_for_itself_rounds_differently(monkeypatch, tmp_path):
+    """The control for the test above: without the client's wisdom this worker's own plans give
+    another result (so the test above can fail)."""
+    cdi = cdi_intensities(vesicle_2d(30, seed=1), r_noise=0.03, seed=3)
+    here, there = _client_and_worker_results(cdi, monkeypatch, tmp_path, ship_wisdom=False)
+    assert not np.array_equal(there.final_rf, here.final_rf)
+
+
+def test_adopted_wisdom_replaces_the_processes_own(tmp_path):
+    """export_wisdom / adopt_wisdom between two processes: the adopter's transform equals the
+    exporter's bit for bit although it asks for another planner; junk bytes are refused."""
+    if F.provider("cpu") != "pyfftw":
+        pytest.skip("pyFFTW not installed")
+    script = r'''
+import sys, numpy as np
+from fastem import fft
+from fastem.config import settings
+settings.fft_planner = sys.argv[1]
+if len(sys.argv) > 3:
+    fft.adopt_wisdom(open(sys.argv[3], "rb").read())
+plan = fft.new_plan((3, 30, 30), np.complex64, axes=(1, 2), threads=1)
+plan.buffer[...] = np.random.default_rng(0).normal(size=(3, 30, 30))
+np.save(sys.argv[2] + ".npy", plan.forward())
+open(sys.argv[2] + ".w", "wb").write(fft.export_wisdom())
+'''
+
+    def run(*args):   # each process with an empty wisdom cache of its own
+        env = dict(os.environ, FASTEM_CACHE_DIR=str(tmp_path / f"cache-{args[1]}"))
+        subprocess.run([sys.executable, "-c", script, *args], check=True, env=env, cwd=tmp_path)
+
+    run("FFTW_PATIENT", "patient")
+    run("FFTW_ESTIMATE", "estimate")
+    run("FFTW_ESTIMATE", "adopted", "patient.w")
+    patient, estimate, adopted = (np.load(tmp_path / f"{k}.npy") for k in ("patient", "estimate", "adopted"))
+    assert not np.array_equal(estimate, patient)      # the two planners pick different algorithms here
+    np.testing.assert_array_equal(adopted, patient)
+    with pytest.raises(ValueError, match="wisdom"):
+        F.adopt_wisdom(b"not wisdom")
+    with pytest.raises(InputError, match="threads"):
+        F.new_plan((4, 4), np.complex64, threads=0)

@@ -155,6 +155,31 @@ def test_planning_timelimit_from_environment(monkeypatch):
         config._timelimit_from_env()
 
 
+def test_thread_count_from_environment(monkeypatch):
+    """``$FASTEM_THREADS`` sets a process's thread count (FFTW plans, kernels, Numba): what a Dask
+    worker sharing a machine with others is given; a bad value is refused by name."""
+    import subprocess
+    import sys
+
+    from fastem import config
+
+    monkeypatch.setenv("FASTEM_THREADS", "3")
+    assert config._threads_from_env() == 3
+    monkeypatch.delenv("FASTEM_THREADS")
+    assert config._threads_from_env() == config.available_cores()
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("FASTEM_THREADS", bad)
+        with pytest.raises(ValueError, match="FASTEM_THREADS"):
+            config._threads_from_env()
+    monkeypatch.setenv("FASTEM_THREADS", "1")
+    out = subprocess.run([sys.executable, "-c", "import numba; from fastem import config, fft, kernels; "
+                          "from fastem.kernels import _threads; import numpy as np; "
+                          "p = fft.new_plan((4, 8), np.complex64); "
+                          "print(config.settings.threads, _threads.get(), numba.get_num_threads(), p.threads)"],
+                         check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["1", "1", "1", "1"]
+
+
 def test_plan_with_planning_timelimit_is_correct(monkeypatch, rng):
     # a capped FFTW_MEASURE plan (FFTW keeps the best plan found in time) still computes the DFT
     from fastem import fft as F

@@ -78,6 +78,30 @@ def default_batch_bytes(device) -> int:
 MAX_RUNS_PER_BATCH = 65535
 
 
+def _client_wisdom(problem: PhaseProblem, chunks, executor) -> bytes | None:
+    """The client's FFTW wisdom after planning here every FFT the chunks' solvers will build on
+    the workers (each chunk size, at each thread count the workers run with); ``None`` on the
+    GPU or without pyFFTW.
+
+    ``FFTW_MEASURE`` picks among algorithms by timing them, so a worker planning for itself may
+    choose another algorithm than this process did and round differently; over hundreds of
+    iterations a multi-start run then ends elsewhere (``bench/fftw_plan_determinism.py``: of 10
+    fresh processes running one 128^2 GPS-F multi-start, 1 ended with another result; with the
+    first one's wisdom adopted, 10 of 10 equal). With the client's wisdom adopted, every worker
+    runs the client's plans, and a worker with the client's thread count reproduces the
+    in-process result bit for bit. The planning costs the client one chunk's FFT buffers for
+    a moment, and no time when its wisdom cache already holds the geometry.
+    """
+    from fastem.fft import export_wisdom, provider
+
+    if problem.device.is_gpu or provider("cpu") != "pyfftw":
+        return None
+    for runs in sorted({int(b) - int(a) for a, b in chunks}):
+        for threads in executor.worker_threads():
+            Solver.plan_ffts(problem, runs, threads=threads)   # dropped at once: the wisdom stays
+    return export_wisdom()
+
+
 def split_runs(runs: int, bytes_per_run: int, budget: int, min_chunks: int = 1) -> list[tuple[int, int]]:
     """``[(start, stop), ...]``: the fewest near-equal chunks of ``runs`` that each fit ``budget``
     bytes (and :data:`MAX_RUNS_PER_BATCH`), and at least ``min_chunks`` (e.g. one per worker),
@@ -94,13 +118,18 @@ def _run_chunk(task: dict) -> dict:
 
     ``task``: ``problem`` (a :class:`PhaseProblem`, in process) or ``problem_data``
     (:meth:`PhaseProblem.host_data`, rebuilt on this worker's default device), ``config``,
-    ``seed``, ``start``, ``stop``; in process also ``state`` (resume), ``progress``,
+    ``seed``, ``start``, ``stop``; optionally ``fftw_wisdom`` (the client's, adopted before the
+    solver plans its FFTs); in process also ``state`` (resume), ``progress``,
     ``checkpoint_every`` and ``on_checkpoint``.
     """
     problem = task.get("problem")
     if problem is None:
         problem = problem_from_host(task["problem_data"], task.get("device"))
     config, start, stop = task["config"], int(task["start"]), int(task["stop"])
+    if task.get("fftw_wisdom") is not None:   # plan exactly as the client did (see _client_wisdom)
+        from fastem.fft import adopt_wisdom
+
+        adopt_wisdom(task["fftw_wisdom"])
     solver = make_solver(problem, stop - start, config)  # owns its plans and buffers
     if task.get("state") is not None:
         solver.load_state_dict(task["state"])
@@ -532,8 +561,9 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     else:
         data = problem.host_data()
         dev = "cuda" if problem.device.is_gpu else "cpu"
+        wisdom = _client_wisdom(problem, chunks, executor)
         tasks = [{"problem_data": data, "device": dev, "config": config, "seed": seed, "start": a, "stop": b,
-                  "keep": kept.keep} for a, b in chunks]
+                  "keep": kept.keep, "fftw_wisdom": wisdom} for a, b in chunks]
         for out in executor.map(_run_chunk, tasks):
             merge(out)
             if progress is not None:

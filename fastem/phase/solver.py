@@ -245,12 +245,10 @@ class Solver:
         self.grid = tuple(problem.shape)
         self.full_shape = (self.runs,) + self.grid
         self.n = int(np.prod(self.grid))
-        axes = tuple(range(1, len(self.grid) + 1))
-        dt, rdt = problem.dtype, problem.rdtype
+        rdt = problem.rdtype
         # private plans: their buffers are this solver's work arrays, shared with nobody
-        self.plan = new_plan(self.full_shape, dt, axes=axes, device=self.device)
+        self.plan, self.rplan = self.plan_ffts(problem, self.runs)
         self.buf = self.plan.buffer  # the one complex work array every iteration runs through
-        self.rplan = new_plan(self.full_shape, rdt, axes=axes, real=True, device=self.device)
         self.half = self.rplan.buffer  # half spectrum for the R-factor
         self.img = empty_aligned(self.full_shape, rdt, self.device)  # current image (R-factor input)
         self.best_image = empty_aligned(self.full_shape, rdt, self.device)
@@ -311,6 +309,18 @@ class Solver:
         raise NotImplementedError
 
     # ---- shared ------------------------------------------------------------------------------
+    @staticmethod
+    def plan_ffts(problem: PhaseProblem, runs: int, threads: int | None = None):
+        """The two private plans a solver of ``runs`` runs computes in: complex (runs, *grid)
+        and real-to-complex, over the grid axes (``threads``: FFTW threads, default the
+        process's). Every FFT the solver runs goes through them, so a Dask client that builds
+        these for the chunk sizes it submits has measured every plan its workers need
+        (:func:`fastem.fft.export_wisdom`)."""
+        full_shape = (int(runs),) + tuple(problem.shape)
+        axes = tuple(range(1, len(problem.shape) + 1))
+        return (new_plan(full_shape, problem.dtype, axes=axes, device=problem.device, threads=threads),
+                new_plan(full_shape, problem.rdtype, axes=axes, real=True, device=problem.device, threads=threads))
+
     @classmethod
     def bytes_per_run(cls, problem: PhaseProblem, config: PhaseConfig) -> int:
         """Device memory (bytes) one run needs: its complex and real arrays (see the subclasses)."""
