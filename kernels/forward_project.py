@@ -67,10 +67,22 @@ def _forward_project_numba(volume, coeffs, out, subpoints, border):
     from ._forward_project_numba import forward_project_numba
 
     nk, rows = out.shape[0], out.shape[1] - 2 * border
-    bands = row_bands(nk, rows)
-    fast = bands == 1 and border >= BORDER
     shifts, tilt = cpu_tap_plan(coeffs, subpoints)
-    if fast and tilt:
+    if tilt and border == 0:
+        # The SIMD tilt kernel writes bordered images (its taps are not bounds-checked). Without
+        # a border the generic per-voxel kernel used to run instead, about two orders of
+        # magnitude slower (SIRT's row sums cost more than 30 of its iterations:
+        # bench/results/tomo_slab_thickness-bordered.md). Project into this thread's cached
+        # bordered images and copy the interior.
+        cols = out.shape[2]
+        bordered = thread_buffer("forward_project_bordered", (out.shape, volume.dtype), lambda: np.empty(
+            (nk, rows + 2 * BORDER, cols + 2 * BORDER), volume.dtype))
+        _forward_project_numba(volume, coeffs, bordered, subpoints, BORDER)
+        out[...] = bordered[:, BORDER:BORDER + rows, BORDER:BORDER + cols]
+        return out
+    if tilt and border >= BORDER:
+        # one task per projection: with fewer projections than 4 x threads some threads idle,
+        # but the generic kernel's row bands are far slower per voxel than this SIMD loop
         from ._forward_project_numba import forward_project_tilt_numba
 
         nz, ny, nx = volume.shape
@@ -83,6 +95,8 @@ def _forward_project_numba(volume, coeffs, out, subpoints, border):
         forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, images_t, tap_index, tap_weights,
                                    *table)
     else:
+        bands = row_bands(nk, rows)
+        fast = bands == 1 and border >= BORDER
         forward_project_numba(volume, coeffs, shifts, out, border, bands, fast)
     return out
 
