@@ -22,9 +22,19 @@ import numpy as np
 
 from fastem.errors import InputError
 
-__all__ = ["SlabJob", "reconstruct_slab", "reconstruct_slabs", "slab_ranges"]
+__all__ = ["SlabJob", "SLAB_BYTES", "SLAB_MIN_ROWS", "default_slabs", "reconstruct_slab", "reconstruct_slabs", "slab_ranges"]
 
 _METHODS = ("sirt", "resire", "fbp")
+
+#: Default cap on a slab's volume (bytes): thicker slabs are cut into more tasks. The CPU tilt
+#: projectors vectorise along the rotation axis, so thin slabs cost more per row, but a slab
+#: whose volume outgrows the caches costs more too: SIRT per row of a 256^3 series was lowest
+#: at 64-row slabs (16 MiB; 32 MiB ones 1.16x slower, bench/results/tomo_slab_thickness-n256.md),
+#: of a 128^3 series at the whole 128 rows (8 MiB).
+SLAB_BYTES = 16 * 2**20
+#: ... but no thinner than this many rows by default (the SIMD loop's length: 32-row slabs of a
+#: 128^3 series cost 1.31x per row what 64-row ones do, bench/results/tomo_slab_thickness-bordered.md)
+SLAB_MIN_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,19 @@ def reconstruct_slab(task: dict) -> dict:
             "iterations": int(result.iterations)}
 
 
+def default_slabs(rows: int, nz: int, cols: int, slots: int, slab_bytes: int = SLAB_BYTES,
+                  min_rows: int = SLAB_MIN_ROWS) -> int:
+    """Slabs for ``rows`` detector rows of an (nz, rows, cols) float32 volume on ``slots`` workers:
+    the fewest whose volume fits ``slab_bytes`` (but slabs of at least ``min_rows`` rows), at
+    least one per slot, rounded up to a multiple of ``slots`` so that every worker gets as many
+    equal slabs (at most one per row)."""
+    slots = max(1, int(slots))
+    per_row = 4 * max(1, int(nz)) * max(1, int(cols))
+    thickness = max(int(min_rows), int(slab_bytes) // per_row, 1)
+    need = -(-int(rows) // thickness)
+    return max(1, min(int(rows), slots * -(-max(need, 1) // slots)))
+
+
 def reconstruct_slabs(executor, job: SlabJob, *, slabs: int | None = None, out=None, progress=None) -> dict:
     """Reconstruct ``job`` as slabs along the rotation axis on ``executor``'s workers.
 
@@ -108,12 +131,12 @@ def reconstruct_slabs(executor, job: SlabJob, *, slabs: int | None = None, out=N
     executor : fastem.executor.Executor
     job : SlabJob
     slabs : int, optional
-        Number of slabs (default: one per executor slot; at most one per detector row; more when
-        a slab would not fit in half a worker thread's Dask ``memory_limit``, with a warning).
-        Thick slabs are faster per row: the CPU tilt projectors vectorise along the rotation
-        axis, so a slab's rows are their SIMD loop (``bench/distributed_scaling.py``, 128^3: with
-        two per slot, 2 workers ran thinner slabs than 1 worker did and the job scaled 1.52x from
-        1 to 2 workers; with one per slot, 1.69x; docs/distributed.md).
+        Number of slabs (default :func:`default_slabs`: one per executor slot, more when a slab's
+        volume would exceed :data:`SLAB_BYTES`, a multiple of the slots; at most one per detector
+        row; more when a slab would not fit in half a worker thread's Dask ``memory_limit``, with
+        a warning). The CPU tilt projectors vectorise along the rotation axis, so a slab's rows
+        are their SIMD loop and thin slabs cost more per row, while slabs larger than the caches
+        cost more too (docs/distributed.md, "Scaling on this machine").
     out : array or h5py.Dataset (nz, rows, cols), optional
         Where each slab is written by region as it arrives (default: a new float32 array).
     progress : object with ``update(k)``, optional
@@ -141,7 +164,7 @@ def reconstruct_slabs(executor, job: SlabJob, *, slabs: int | None = None, out=N
         raise InputError(f"angles has {len(np.asarray(job.angles))} entries for {n} projections")
     _check(job, rows)
     nz = int(job.options.get("nz") or cols)
-    slabs = slabs if slabs is not None else executor.slots
+    slabs = slabs if slabs is not None else default_slabs(rows, nz, cols, executor.slots)
     from fastem.executor import items_per_task
 
     # a slab's memory per detector row: the volume slab and ~4 volume-sized work arrays (gradient,
