@@ -107,8 +107,13 @@ def main(argv=None) -> int:
     ap.add_argument("--phase-size", type=int, default=128, help="phase: object side")
     ap.add_argument("--phase-runs", type=int, default=8, help="phase: random starts")
     ap.add_argument("--phase-iters", type=int, default=200, help="phase: iterations")
+    ap.add_argument("--jobs", default="scan,lloyd,tomo,phase",
+                    help="comma-separated subset of scan, lloyd, tomo, phase (default all)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
+    jobs = {j.strip() for j in a.jobs.split(",") if j.strip()}
+    if not jobs or jobs - {"scan", "lloyd", "tomo", "phase"}:
+        ap.error(f"--jobs: a comma-separated subset of scan, lloyd, tomo, phase, got {a.jobs!r}")
     if a.quick:
         a.images, a.size, a.points, a.dim, a.iters, a.tomo_size, a.tomo_iters = 8, 64, 4000, 16, 3, 24, 3
         a.phase_size, a.phase_runs, a.phase_iters = 32, 4, 20
@@ -160,7 +165,7 @@ def main(argv=None) -> int:
         timings = {k: statistics.median(v) for k, v in times.items()}
         ratios = [t1 / t2 for t1, t2 in zip(times["dask-1w"], times["dask-2w"])]
         rows.append({"job": job, "work": work, "seconds": {k: round(v, 3) for k, v in timings.items()},
-                     "seconds_per_round": {k: [round(x, 3) for x in v] for k, v in times.items()},
+                     "seconds_per_round": {k: [round(x, 6) for x in v] for k, v in times.items()},
                      "scaling_2w_over_1w": round(statistics.median(ratios), 2),
                      "scaling_per_round": [round(x, 2) for x in ratios],
                      "dask_2w_over_inline": round(timings["inline-1t"] / timings["dask-2w"], 2),
@@ -175,33 +180,37 @@ def main(argv=None) -> int:
     set_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        compare("scan simulate", f"{a.images} x {a.size}^2 spiral 1/20, chunk {a.chunk}",
-                lambda ex, w: _scan_job(tmp / f"scan{w}.h5", a.images, a.size, a.chunk, ex), InlineExecutor())
+        if "scan" in jobs:
+            compare("scan simulate", f"{a.images} x {a.size}^2 spiral 1/20, chunk {a.chunk}",
+                    lambda ex, w: _scan_job(tmp / f"scan{w}.h5", a.images, a.size, a.chunk, ex), InlineExecutor())
 
-        rng = np.random.default_rng(0)
-        centres = rng.normal(0, 3, (16, a.dim))
-        X = (centres[rng.integers(0, 16, a.points)] + rng.normal(0, 1, (a.points, a.dim))).astype(np.float32)
-        data = tmp / "blobs.h5"
-        with h5py.File(data, "w") as f:
-            f.create_dataset("X", data=X, chunks=(min(4096, a.points), a.dim))
-            f["C0"] = X[rng.choice(a.points, 16, replace=False)].astype(np.float64)
-        del X
-        compare("cluster lloyd", f"{a.points} x {a.dim} float32 (HDF5), K 16, {a.iters} it",
-                lambda ex, w: _lloyd_job(data, ex, 2 * w, a.iters), None)
+        if "lloyd" in jobs:
+            rng = np.random.default_rng(0)
+            centres = rng.normal(0, 3, (16, a.dim))
+            X = (centres[rng.integers(0, 16, a.points)] + rng.normal(0, 1, (a.points, a.dim))).astype(np.float32)
+            data = tmp / "blobs.h5"
+            with h5py.File(data, "w") as f:
+                f.create_dataset("X", data=X, chunks=(min(4096, a.points), a.dim))
+                f["C0"] = X[rng.choice(a.points, 16, replace=False)].astype(np.float64)
+            del X
+            compare("cluster lloyd", f"{a.points} x {a.dim} float32 (HDF5), K 16, {a.iters} it",
+                    lambda ex, w: _lloyd_job(data, ex, 2 * w, a.iters), None)
 
         from fastem.data import cdi_intensities, tilt_angles, tilt_series, vesicle_2d, vesicle_3d
 
-        vol = vesicle_3d(a.tomo_size, seed=0).astype(np.float32)
-        ang = tilt_angles(-70, 70, 3.5)
-        series = tmp / "series.h5"
-        with h5py.File(series, "w") as f:
-            f["/exchange/data"] = tilt_series(vol, ang, centring="middle").astype(np.float32)
-        compare("tomo sirt slabs", f"{a.tomo_size}^3 x {len(ang)} tilts, {a.tomo_iters} it",
-                lambda ex, w: _tomo_job(series, ang, ex, None, a.tomo_iters), None)
+        if "tomo" in jobs:
+            vol = vesicle_3d(a.tomo_size, seed=0).astype(np.float32)
+            ang = tilt_angles(-70, 70, 3.5)
+            series = tmp / "series.h5"
+            with h5py.File(series, "w") as f:
+                f["/exchange/data"] = tilt_series(vol, ang, centring="middle").astype(np.float32)
+            compare("tomo sirt slabs", f"{a.tomo_size}^3 x {len(ang)} tilts, {a.tomo_iters} it",
+                    lambda ex, w: _tomo_job(series, ang, ex, None, a.tomo_iters), None)
 
-        cdi = cdi_intensities(vesicle_2d(a.phase_size, seed=0), seed=0)
-        compare("phase multi-start", f"{a.phase_runs} GPS-F runs x {a.phase_iters} it, {a.phase_size}^2 object",
-                lambda ex, w: _phase_job(cdi, ex, a.phase_runs, a.phase_iters), InlineExecutor())
+        if "phase" in jobs:
+            cdi = cdi_intensities(vesicle_2d(a.phase_size, seed=0), seed=0)
+            compare("phase multi-start", f"{a.phase_runs} GPS-F runs x {a.phase_iters} it, {a.phase_size}^2 object",
+                    lambda ex, w: _phase_job(cdi, ex, a.phase_runs, a.phase_iters), InlineExecutor())
     info = machine_info()
     load = _os.getloadavg()
     name = "distributed_scaling_quick" if a.quick else "distributed_scaling"

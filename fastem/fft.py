@@ -36,6 +36,9 @@ validated before import and nothing in it is ever executed or unpickled (old ``.
 are ignored). A cache folder or wisdom file that is not owned by the current user, or that group
 or others can write, is ignored with a one-line :class:`UntrustedCacheWarning`. Without pyFFTW,
 SciPy's ``scipy.fft`` (with ``workers=threads``) is used; it allocates its outputs.
+``FFTW_MEASURE`` chooses plans by timing, so another process may choose others (and round
+differently): :func:`export_wisdom` and :func:`adopt_wisdom` hand one process's plans to another
+(the phase multi-start's Dask tasks carry the client's; docs/distributed.md, "FFT plans").
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def test_quick_run_interleaves_rounds_and_compares_outputs(tmp_path):
     for r in rows:
         per_round = r["seconds_per_round"]
         assert all(len(per_round[k]) == 2 for k in ("inline-1t", "dask-1w", "dask-2w"))
-        ratios = [a / b for a, b in zip(per_round["dask-1w"], per_round["dask-2w"])]   # (times rounded to ms)
+        ratios = [a / b for a, b in zip(per_round["dask-1w"], per_round["dask-2w"])]   # (times rounded to 1 us)
         assert r["scaling_per_round"] == pytest.approx(ratios, rel=0.05, abs=0.02)
         assert min(r["scaling_per_round"]) <= r["scaling_2w_over_1w"] <= max(r["scaling_per_round"])
         assert r["bitwise_equal_to_inline"] == {"dask-1w": True, "dask-2w": True}

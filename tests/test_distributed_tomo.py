@@ -102,13 +102,14 @@ def test_slab_ranges():
 def test_default_slabs_follow_the_slots_and_the_slab_size():
     from fastem.tomo.distributed import SLAB_BYTES, SLAB_MIN_ROWS, default_slabs
 
-    assert SLAB_MIN_ROWS * 4 * 128 * 128 <= SLAB_BYTES       # 128^3: one slab per slot (8 MiB each)
+    assert 4 * 128 * 128 * 128 <= SLAB_BYTES                 # 128^3: one slab per slot (8 MiB each)
     assert [default_slabs(128, 128, 128, s) for s in (1, 2, 3)] == [1, 2, 3]
-    # 256^3: 64-row slabs (16 MiB), the same thickness on 1 and on 2 workers
-    assert default_slabs(256, 256, 256, 1) == default_slabs(256, 256, 256, 2) == 4
-    assert default_slabs(256, 256, 256, 3) == 6                # a multiple of the slots: equal shares
-    # 2048^3: the byte cap would give 2-row slabs; the SIMD loop keeps them at 64 rows
-    assert default_slabs(2048, 2048, 2048, 16) == 32
+    # 256^3: 8 MiB = 32-row slabs, the same thickness on 1 and on 2 workers
+    assert SLAB_BYTES // (4 * 256 * 256) == 32 and SLAB_MIN_ROWS <= 32
+    assert default_slabs(256, 256, 256, 1) == default_slabs(256, 256, 256, 2) == 8
+    assert default_slabs(256, 256, 256, 3) == 9                # a multiple of the slots: equal shares
+    # 2048^3: the byte cap alone would give 0-row slabs; the SIMD loop keeps them at SLAB_MIN_ROWS
+    assert default_slabs(2048, 2048, 2048, 16) == 2048 // SLAB_MIN_ROWS
     assert default_slabs(5, 400, 400, 8) == 5                  # never more slabs than rows
     assert default_slabs(10, 4, 4, 1, slab_bytes=1, min_rows=3) == 4
 

@@ -28,13 +28,16 @@ _METHODS = ("sirt", "resire", "fbp")
 
 #: Default cap on a slab's volume (bytes): thicker slabs are cut into more tasks. The CPU tilt
 #: projectors vectorise along the rotation axis, so thin slabs cost more per row, but a slab
-#: whose volume outgrows the caches costs more too: SIRT per row of a 256^3 series was lowest
-#: at 64-row slabs (16 MiB; 32 MiB ones 1.16x slower, bench/results/tomo_slab_thickness-n256.md),
-#: of a 128^3 series at the whole 128 rows (8 MiB).
-SLAB_BYTES = 16 * 2**20
+#: whose volume outgrows the caches costs more too, and more again while other workers of the
+#: machine share them. 256^3 series, 41 tilts, SIRT (bench/results/tomo_slab_thickness-n256.md):
+#: per row, 32-row slabs (8 MiB) cost 1.03x what 64-row ones (16 MiB) do alone but 1.01x rather
+#: than 1.10x more with two processes side by side, and 128-row ones (32 MiB) 1.16x; from 1 to 2
+#: Dask workers the job scaled 1.60x with 16 MiB slabs and 1.78x with 8 MiB ones
+#: (bench/results/distributed_scaling_n256_slab16/, ..._n256_slab8_tomo/).
+SLAB_BYTES = 8 * 2**20
 #: ... but no thinner than this many rows by default (the SIMD loop's length: 32-row slabs of a
 #: 128^3 series cost 1.31x per row what 64-row ones do, bench/results/tomo_slab_thickness-bordered.md)
-SLAB_MIN_ROWS = 64
+SLAB_MIN_ROWS = 32
 
 
 @dataclass(frozen=True)
