@@ -1,4 +1,4 @@
-"""SIRT time per detector row against the slab thickness (why ``reconstruct_slabs`` cuts one slab per worker).
+"""SIRT time per detector row against the slab thickness (how thick ``reconstruct_slabs`` cuts its slabs).
 
 The CPU tilt projectors vectorise along the rotation axis: a slab's rows are their SIMD loop. This
 bench reconstructs the same ``--rows`` detector rows of a vesicle tilt series (``--n``^3, tilts
