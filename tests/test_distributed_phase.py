@@ -63,3 +63,18 @@ def test_worker_killed_while_running_a_chunk(problem, cluster):
     assert killed
     assert is_gone(cluster, victim)       # it really died (its nanny starts a new one)
     _same(spread, inline)
+
+
+def test_an_executor_without_worker_threads_still_runs(problem):
+    """A duck-typed executor (``map`` and ``slots`` only) gets the client's plans at this
+    process's thread count."""
+
+    class MapOnly:
+        slots = 2
+
+        def map(self, fn, items):
+            return [fn(item) for item in items]
+
+    cfg = PhaseConfig(algorithm="er", iterations=20)
+    inline = retrieve(problem=problem, config=cfg, runs=3, keep=2, seed=1, executor=InlineExecutor())
+    _same(retrieve(problem=problem, config=cfg, runs=3, keep=2, seed=1, executor=MapOnly()), inline)

@@ -96,8 +96,12 @@ def _client_wisdom(problem: PhaseProblem, chunks, executor) -> bytes | None:
 
     if problem.device.is_gpu or provider("cpu") != "pyfftw":
         return None
+    from fastem.config import settings
+
+    asked = getattr(executor, "worker_threads", None)      # duck-typed executors may not report them
+    thread_counts = asked() if callable(asked) else [settings.threads]
     for runs in sorted({int(b) - int(a) for a, b in chunks}):
-        for threads in executor.worker_threads():
+        for threads in thread_counts:
             Solver.plan_ffts(problem, runs, threads=threads)   # dropped at once: the wisdom stays
     return export_wisdom()
 
