@@ -114,17 +114,23 @@ def _resumed_choice(output_path, projector):
               help="--algorithm resire: add an edge-preserving prior (anisotropic/isotropic TV, Huber, MBIR's "
                    "qGGMRF) solved by FISTA, stopped by R-free (docs/tomo_regularised.md); none = the thesis' "
                    "plain RESIRE. Default: tv for --algorithm resire (lower error than plain RESIRE on every "
-                   "benchmark case), none with --scheduler, --step, --step-normalisation or --noise-level (plain "
+                   "benchmark case), none with --scheduler, --slabs, --step, --step-normalisation or --noise-level (plain "
                    "RESIRE's options) and for sirt/fbp.")
 @click.option("--prior-weight", "prior_weight", default="auto", show_default=True, metavar="W|auto",
               help="Strength of --prior (>= 0), or auto: noise estimated from the measured pixels, weight chosen "
                    "by R-free on held-out pixels (both printed and recorded).")
 @click.option("--weights", default=None, metavar="FILE:/ds|poisson", help=_WEIGHTS_HELP)
 @scheduler_option("slabs along the rotation axis (single-axis series in HDF5; sirt, fbp, resire --projector linear)")
+@click.option("--slabs", "in_process_slabs", is_flag=True,
+              help="Reconstruct slab by slab along the rotation axis in this process (the same conditions as "
+                   "--scheduler): memory bounded by one slab (at most 8 MiB of volume, at least 32 rows), the "
+                   "volume written into OUT by region, SIRT and RESIRE equal to the whole volume bit for bit; "
+                   "for series larger than the memory. See docs/distributed.md.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(input_path, output_path, out_format, angles, algorithm, iterations, step, projector, oversampling,
             positivity, thickness, center, angles_convention, noise_level, refine_angles, refine_iterations,
-            checkpoint_every, resume, prior, prior_weight, weights, scheduler, overwrite, step_normalisation):
+            checkpoint_every, resume, prior, prior_weight, weights, scheduler, in_process_slabs, overwrite,
+            step_normalisation):
     """Reconstruct a volume from a tilt series.
 
     IN is a Data Exchange file (/exchange/data, /exchange/theta in degrees or /exchange/angles
@@ -152,6 +158,8 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
             plain.append("--noise-level")
         if scheduler is not None and str(scheduler).strip().lower() not in ("", "inline"):
             plain.append("--scheduler")     # slabs on workers: the prior would couple them
+        if in_process_slabs:
+            plain.append("--slabs")
         prior = "tv" if algorithm == "resire" and not plain else "none"
     if projector is None:
         projector = "linear" if prior != "none" else "fst"
@@ -230,7 +238,8 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
                                      on_center=report_center, refine_angles=refine_angles,
                                      refine_iterations=refine_iterations, on_refine=report_refine,
                                      progress=bar, prior=prior, prior_weight=prior_weight, on_prior=report_prior,
-                                     executor=executor, weights=weights, step_normalisation=step_normalisation)
+                                     executor=executor, weights=weights, step_normalisation=step_normalisation,
+                                     in_process_slabs=in_process_slabs)
     except (DatasetNotFoundError, InputError, NonFiniteResultError) as exc:   # the CLI names flags
         raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:

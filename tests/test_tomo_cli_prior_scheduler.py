@@ -150,3 +150,39 @@ def test_api_names_parameters_and_the_cli_names_flags(series, tmp_path):
     assert cli_message(str(exc.value)).startswith("--refine-angles needs an iterative --algorithm")
     with pytest.raises(InputError, match="center must be a finite detector column"):
         tomo_file(src, tmp_path / "b.h5", center=float("inf"))
+
+
+def test_slabs_in_process_equal_the_whole_volume(series, tmp_path, monkeypatch):
+    """`fastem tomo --slabs`: slab by slab in this process (thin slabs forced here: 4 rows each),
+    written by region, SIRT and RESIRE (linear) bitwise equal to the whole; refusals name --slabs."""
+    from fastem.tomo import distributed
+    from fastem.tomo.job import tomo_file
+
+    monkeypatch.setattr(distributed, "SLAB_BYTES", 1)
+    monkeypatch.setattr(distributed, "SLAB_MIN_ROWS", 4)
+    src, _ = series
+    for extra in (["--algorithm", "sirt"], ["--algorithm", "resire", "--projector", "linear", "--prior", "none"]):
+        base = ["tomo", src, "--iterations", "6", *extra]
+        whole = _run(*base, "-o", tmp_path / "whole.h5", "--overwrite")
+        slabs = _run(*base, "-o", tmp_path / "slabs.h5", "--overwrite", "--slabs")
+        assert whole.exit_code == 0 and slabs.exit_code == 0, slabs.output
+        np.testing.assert_array_equal(_volume(tmp_path / "whole.h5"), _volume(tmp_path / "slabs.h5"))
+        axis = [r.output.split("axis at column ")[1].split(",")[0] for r in (whole, slabs)]
+        assert axis[0] == axis[1] == "7.50"                     # the axis used: the detector middle
+    _, cfg = tomo_file(src, tmp_path / "api.h5", algorithm="sirt", iterations=2, in_process_slabs=True)
+    assert cfg["scheduler"] == "slabs in this process" and len(cfg["slabs"]) == 4      # 16 rows in 4-row slabs
+    bad = _run("tomo", src, "-o", tmp_path / "z.h5", "--algorithm", "resire", "--projector", "fst", "--slabs")
+    assert bad.exit_code != 0 and "fst" in bad.output and not (tmp_path / "z.h5").exists()
+    bad = _run("tomo", src, "-o", tmp_path / "z.h5", "--algorithm", "sirt", "--slabs", "--resume")
+    assert bad.exit_code != 0 and "--slabs (slabs) cannot be combined with --resume" in bad.output
+    from fastem.errors import InputError
+    from fastem.executor import Executor
+    from fastem.tomo.job import cli_message
+
+    class Workers(Executor):                      # any executor but the inline one
+        slots = 1
+
+    with pytest.raises(InputError) as exc:
+        tomo_file(src, tmp_path / "w.h5", algorithm="sirt", in_process_slabs=True, executor=Workers())
+    assert cli_message(str(exc.value)) == ("--slabs runs the slabs in this process and --scheduler on workers: "
+                                           "pass one of them")

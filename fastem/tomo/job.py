@@ -44,7 +44,8 @@ FLAGS = {"algorithm": "--algorithm", "iterations": "--iterations", "step": "--st
          "angles_convention": "--angles-convention", "center": "--center", "noise_level": "--noise-level",
          "refine_angles": "--refine-angles", "refine_iterations": "--refine-iterations",
          "checkpoint_every": "--checkpoint-every", "resume": "--resume", "overwrite": "--overwrite",
-         "prior_weight": "--prior-weight", "prior": "--prior", "executor": "--scheduler", "weights": "--weights",
+         "prior_weight": "--prior-weight", "prior": "--prior", "executor": "--scheduler", "in_process_slabs": "--slabs",
+         "weights": "--weights",
          "step_normalisation": "--step-normalisation"}
 
 
@@ -320,7 +321,8 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
               device: Any = None, command: str | None = None, progress: Any = None, center=None,
               angles_convention: str = "thesis", noise_level: float | None = None, on_center=None,
               refine_angles: int = 0, refine_iterations: int = 100, on_refine=None, prior: str = "none",
-              prior_weight="auto", on_prior=None, executor=None, weights=None, step_normalisation: str = "auto"):
+              prior_weight="auto", on_prior=None, executor=None, weights=None, step_normalisation: str = "auto",
+              in_process_slabs: bool = False):
     """Reconstruct the tilt series ``in_spec`` into the Data Exchange volume ``out_path``.
 
     Parameters
@@ -372,6 +374,10 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         (:func:`fastem.tomo.distributed.reconstruct_slabs`): single-axis series in an HDF5 dataset
         without flat/dark fields or mask, ``sirt``, ``fbp`` or ``resire`` with the ``linear``
         projector, a fixed iteration count; same volume as in one process.
+    in_process_slabs : bool
+        The same slabs one after the other in this process
+        (:class:`fastem.tomo.distributed.InProcessSlabs`): memory bounded by one slab, the volume
+        written by region; the same conditions as ``executor``.
     checkpoint_every : int
         Rewrite the output with a resumable checkpoint every this many iterations (0: never).
     resume : bool
@@ -459,6 +465,14 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
 
     if executor is not None and isinstance(executor, InlineExecutor):
         executor = None
+    if in_process_slabs:
+        from .distributed import InProcessSlabs
+
+        if executor is not None:
+            raise InputError("tomo_file: in_process_slabs runs the slabs in this process and executor on workers: "
+                             "pass one of them")
+        executor = InProcessSlabs()
+    who = "in_process_slabs" if in_process_slabs else "executor"
     if executor is not None:
         bad = [name for name, on in (("resume", resume), ("checkpoint_every", checkpoint_every),
                                      ("refine_angles", refine_angles), ("prior", prior != "none"),
@@ -467,7 +481,7 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         if weights is not None:
             bad.append("weights")
         if bad:
-            raise InputError(f"tomo_file: executor (slabs on workers) cannot be combined with {', '.join(bad)}")
+            raise InputError(f"tomo_file: {who} (slabs) cannot be combined with {', '.join(bad)}")
     if in_spec is None or out_path is None:
         raise InputError("an input and an output are required")
     out = Path(out_path)
@@ -537,30 +551,33 @@ def _resume_state(out: Path) -> dict:
 
 def _run_slabs(in_spec, src, series, where, inputs, write, *, algorithm, iterations, step, projector, positivity,
                thickness, center, convention, executor, progress, step_normalisation="auto"):
-    """:func:`tomo_file` with the volume reconstructed in slabs on ``executor``'s workers."""
+    """:func:`tomo_file` with the volume reconstructed in slabs on ``executor``'s workers (or one
+    after the other here, :class:`~fastem.tomo.distributed.InProcessSlabs`)."""
     import h5py
 
     from .. import io
-    from .distributed import SlabJob, reconstruct_slabs
+    from .distributed import InProcessSlabs, SlabJob, reconstruct_slabs
+
+    who = "in_process_slabs" if isinstance(executor, InProcessSlabs) else "executor"
 
     path, dataset = io.parse_ref(str(in_spec))
     if not io.hdf5.is_hdf5(path):
-        raise InputError(f"tomo_file: {where}: executor needs an HDF5 input the workers can read (got {path})")
+        raise InputError(f"tomo_file: {where}: {who} needs an HDF5 input the slab tasks can read (got {path})")
     with h5py.File(path, "r") as f:
         dataset = dataset or ("/exchange/data" if "exchange/data" in f else None)
         if dataset is None:
-            raise InputError(f"tomo_file: {where}: executor needs FILE.h5:/dataset or a Data Exchange file")
+            raise InputError(f"tomo_file: {where}: {who} needs FILE.h5:/dataset or a Data Exchange file")
         if any(k in f for k in ("exchange/data_white", "exchange/data_dark")):
-            raise InputError(f"tomo_file: {where}: executor: the workers read raw rows: flat/dark-field correction "
-                             f"is not applied there; correct the data first or run without --scheduler")
+            raise InputError(f"tomo_file: {where}: {who}: the slab tasks read raw rows: flat/dark-field correction "
+                             f"is not applied there; correct the data first or run without {who}")
     if series.mask is not None and not np.all(series.mask):
-        raise InputError(f"tomo_file: {where}: executor: masked projections are not split into slabs yet")
+        raise InputError(f"tomo_file: {where}: {who}: masked projections are not split into slabs yet")
     from .projection_geometry import effective_rotations
 
     R = effective_rotations(np.asarray(series.angles, np.float64), convention)
     if not np.allclose(R[:, 1, :], [0.0, 1.0, 0.0], atol=1e-9):
-        raise InputError(f"tomo_file: {where}: executor: slabs need a single tilt axis (rotations about y); this series "
-                         f"is not separable along y: run it without --scheduler")
+        raise InputError(f"tomo_file: {where}: {who}: slabs need a single tilt axis (rotations about y); this series "
+                         f"is not separable along y: run it without {who}")
     angles = np.rad2deg(np.arctan2(R[:, 0, 2], R[:, 0, 0]))    # tilts in the fastem sign (as single_axis_tilts)
     options = {"positivity": positivity, "center": center, "convention": "fastem", "thickness": thickness}
     if algorithm != "fbp":
@@ -576,10 +593,13 @@ def _run_slabs(in_spec, src, series, where, inputs, write, *, algorithm, iterati
             res = reconstruct_slabs(executor, job, out=writer,
                                     progress=_RowsToIterations(progress, rows, iterations))
         except InputError as exc:
-            raise InputError(f"tomo_file: {where}: executor: {exc}") from None
+            raise InputError(f"tomo_file: {where}: {who}: {exc}") from None
+        from .projection_geometry import grid_centre
+
         cfg = {"algorithm": algorithm, "input": where, "iterations_requested": iterations, "slabs": res["slabs"],
                "r_factor": "mean of the slabs' R_F (results/slab_r_factors), not the whole series' eq. 3.9",
                "scheduler": executor.describe(), **{k: v for k, v in options.items() if v is not None}}
+        cfg["center"] = float(grid_centre(cols) if center is None else center)    # the axis column used
         results = {"slab_r_factors": np.asarray(res["r_factor"], np.float64), "iterations": iterations}
         writer.finish(provenance(cfg), results)
     from .solver import ReconstructionResult
