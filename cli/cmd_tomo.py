@@ -123,8 +123,9 @@ def _resumed_choice(output_path, projector):
 @scheduler_option("slabs along the rotation axis (single-axis series in HDF5; sirt, fbp, resire --projector linear)")
 @click.option("--slabs", "in_process_slabs", is_flag=True,
               help="Reconstruct slab by slab along the rotation axis in this process (the same conditions as "
-                   "--scheduler): memory bounded by one slab (at most 8 MiB of volume, at least 32 rows), the "
-                   "volume written into OUT by region, SIRT and RESIRE equal to the whole volume bit for bit; "
+                   "--scheduler): the volume is never whole in memory (one slab of at most 8 MiB, at least 32 "
+                   "rows, at a time; the projections are read once for validation) and is written into OUT by "
+                   "region, SIRT and RESIRE equal to the whole volume bit for bit; "
                    "for series larger than the memory. See docs/distributed.md.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def command(input_path, output_path, out_format, angles, algorithm, iterations, step, projector, oversampling,

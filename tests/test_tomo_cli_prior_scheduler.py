@@ -186,3 +186,5 @@ def test_slabs_in_process_equal_the_whole_volume(series, tmp_path, monkeypatch):
         tomo_file(src, tmp_path / "w.h5", algorithm="sirt", in_process_slabs=True, executor=Workers())
     assert cli_message(str(exc.value)) == ("--slabs runs the slabs in this process and --scheduler on workers: "
                                            "pass one of them")
+    with pytest.raises(InputError, match="in_process_slabs"):
+        tomo_file(src, tmp_path / "v.h5", algorithm="sirt", in_process_slabs="yes")

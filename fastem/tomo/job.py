@@ -376,8 +376,9 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
         projector, a fixed iteration count; same volume as in one process.
     in_process_slabs : bool
         The same slabs one after the other in this process
-        (:class:`fastem.tomo.distributed.InProcessSlabs`): memory bounded by one slab, the volume
-        written by region; the same conditions as ``executor``.
+        (:class:`fastem.tomo.distributed.InProcessSlabs`): the volume written by region, never
+        whole in memory (one slab's work arrays at a time; the projections are read once for
+        validation); the same conditions as ``executor``.
     checkpoint_every : int
         Rewrite the output with a resumable checkpoint every this many iterations (0: never).
     resume : bool
@@ -465,7 +466,7 @@ def tomo_file(in_spec, out_path, *, algorithm: str = "resire", iterations: int =
 
     if executor is not None and isinstance(executor, InlineExecutor):
         executor = None
-    if in_process_slabs:
+    if as_bool(in_process_slabs, "in_process_slabs"):
         from .distributed import InProcessSlabs
 
         if executor is not None:
