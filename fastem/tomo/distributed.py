@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastem.errors import InputError
+from fastem.executor import Executor
 
 __all__ = ["SlabJob", "InProcessSlabs", "SLAB_BYTES", "SLAB_MIN_ROWS", "default_slabs", "reconstruct_slab", "reconstruct_slabs", "slab_ranges"]
 
@@ -56,7 +57,7 @@ class SlabJob:
     options: dict = field(default_factory=dict)
 
 
-class InProcessSlabs:
+class InProcessSlabs(Executor):
     """The executor of ``fastem tomo --slabs``: the slabs one after the other in this process.
 
     The volume is never whole in memory: each slab is reconstructed from its own rows (read from
@@ -67,14 +68,10 @@ class InProcessSlabs:
     ``bench/results/distributed_scaling_final256/``).
     """
 
-    slots = 1
+    slots = 1      # the base class runs imap_unordered in order, here, with no task memory limit
 
-    def imap_unordered(self, fn, items, window=None):
-        for i, item in enumerate(items):
-            yield i, fn(item)
-
-    def task_memory(self):
-        return None
+    def map(self, fn, items) -> list:
+        return [fn(item) for item in items]
 
     def describe(self) -> str:
         return "slabs in this process"
