@@ -188,6 +188,8 @@ def main(argv=None) -> int:
                         "data, every algorithm from the same starts, several seeds")
     p.add_argument("--grid-objects", default="vesicle,pair")
     p.add_argument("--grid-supports", default="tight,loose2,loose4,estimated")
+    p.add_argument("--grid-phase-range", default="-1.5707963:1.5707963",
+                   help="phase range LO:HI (radians) the complex object is reconstructed with ('none': no constraint)")
     p.add_argument("--grid-noise", default="0,0.03,0.06")
     p.add_argument("--grid-missing", default="none,beamstop,gaps")
     p.add_argument("--grid-seeds", default="0,1,2")

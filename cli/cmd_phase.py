@@ -38,6 +38,17 @@ def _pair(text: str, option: str) -> tuple[float, float]:
     return a, b
 
 
+def _phase_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in str(text).split(":"))
+    except ValueError:
+        raise InputError(f"--phase-range {text!r}: expected LO:HI in radians such as -1.57:1.57") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= hi - lo <= np.pi + 1e-12):
+        raise InputError(f"--phase-range {text!r}: expected finite LO:HI radians with LO <= HI and HI - LO <= pi "
+                         f"(a convex sector), such as -1.57:1.57")
+    return lo, hi
+
+
 @click.command("phase")
 @click.argument("input_path", metavar="IN.cxi|FILE.h5:/ds", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output_path", required=True, metavar="OUT.cxi", type=click.Path(dir_okay=False),
@@ -79,6 +90,12 @@ def _pair(text: str, option: str) -> tuple[float, float]:
 @click.option("--stage-restart", type=click.Choice(["stage", "global"]), default="stage", show_default=True,
               help="GPS/OSS stages restart from the previous stage's best iterate or from the best of all stages "
                    "(thesis algorithms 1-2).")
+@click.option("--complex", "complex_object", is_flag=True,
+              help="Reconstruct a complex-valued object (Bragg CDI, phase objects): no positivity, complex "
+                   "iterates; the output image is complex.")
+@click.option("--phase-range", default=None, metavar="LO:HI",
+              help="With --complex: keep the phase inside the support in [LO, HI] radians (HI - LO <= pi), "
+                   "e.g. -1.57:1.57 for a weak phase object.")
 @click.option("--batch-memory", default=None, metavar="SIZE",
               help="Memory budget of one batch of runs, e.g. 2G or 512M (default: half the free GPU memory, "
                    "a quarter of the available host memory; at most the available memory); more runs are split "
@@ -88,8 +105,8 @@ def _pair(text: str, option: str) -> tuple[float, float]:
                    "(a LocalCluster on this machine). Needs dask[distributed].")
 def command(input_path, output_path, out_format, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
             checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
-            shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard, gps_schedule, stage_restart, batch_memory,
-            scheduler):
+            shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard, gps_schedule, stage_restart, complex_object,
+            phase_range, batch_memory, scheduler):
     """Phase retrieval of the CXI diffraction pattern IN.cxi (or the intensities at FILE.h5:/ds)
     into OUT.cxi, with a progress bar (iteration, best R_F), provenance and results (R_F history,
     per-run final R_F, mean and variance of the kept runs). Big requests print an estimate
@@ -108,6 +125,10 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
 
     max_batch_bytes = None if batch_memory is None else parse_size(batch_memory)
     sw_sigma = _pair(shrink_wrap_sigma, "--shrink-wrap-sigma")
+    p_range = None if phase_range is None else _phase_range(phase_range)
+    if p_range is not None and not complex_object:
+        raise click.UsageError("--phase-range constrains a complex-valued object: add --complex (a real object is "
+                               "already non-negative)")
     from fastem.cli.formats import resolve_format
     from fastem.io.outputs import staged_output
 
@@ -126,7 +147,8 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
                                          shrink_wrap_threshold=shrink_wrap_threshold, shrink_wrap_sigma=sw_sigma,
                                          shrink_wrap_start=shrink_wrap_start, shrink_wrap_guard=shrink_wrap_guard,
                                          gamma_schedule=gps_schedule, stage_restart=stage_restart,
-                                         max_batch_bytes=max_batch_bytes, scheduler=scheduler, report=report)
+                                         max_batch_bytes=max_batch_bytes, scheduler=scheduler, report=report,
+                                         complex_object=complex_object, phase_range=p_range)
     except (InputError, NonFiniteResultError) as exc:  # name the flags, not the API parameters
         raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:

@@ -19,6 +19,7 @@ from .axpy_norm import axpy_norm
 from .partial_scan import nearest_sampled, normalise_blur, sample_infill
 from .phase_fourier import phase_fourier_update
 from .phase_real import phase_real_update
+from .phase_complex import phase_complex_update
 from .phase_rfactor import hermitian_half, rfactor_half
 from .scan_path import grid_dwell, spiral_dwell
 from .back_project import back_project
@@ -38,3 +39,4 @@ from .alrc_loss import alrc_loss, alrc_loss_grad  # noqa: E402
 __all__ += ["alrc_loss", "alrc_loss_grad"]
 from .fista_step import fista_extrapolate, fista_update  # noqa: E402
 __all__ += ["fista_extrapolate", "fista_update"]
+__all__ += ["phase_complex_update"]

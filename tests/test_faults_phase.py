@@ -470,9 +470,10 @@ def _api_cases():
         ("r_factor", dict(image=img, magnitudes=img * 1j), "magnitudes"),
         ("r_real", dict(image=None, truth=img), "image"),
         ("r_real", dict(image=img, truth="x"), "truth"),
-        ("r_real", dict(image=img * 1j, truth=img), "image"),
+        ("r_real", dict(image=np.array([["a", "b"], ["c", "d"]]), truth=img), "image"),  # complex is valid (issue 15)
         ("r_real", dict(image=img, truth=np.zeros_like(img)), "truth"),
         ("r_real", dict(image=img, truth=img[None, None]), "truth"),
+        ("r_real", dict(image=img * 1j, truth=np.zeros_like(img) * 1j), "truth"),
         ("align", dict(image=None, reference=img), "image"),
         ("align", dict(image=img, reference=[[1.0]]), "shape"),
         ("align", dict(image=[1.0, 2.0], reference=[1.0, 2.0]), "image"),

@@ -124,8 +124,9 @@ def cdi_intensities(obj, *, r_noise: float | None = 0.06, flux: float | None = N
 
     Parameters
     ----------
-    obj : array_like, 2D or 3D, real, non-negative
-        The object (e.g. :func:`fastem.data.vesicle_2d`), centred on ``n // 2``.
+    obj : array_like, 2D or 3D, real non-negative or complex
+        The object (e.g. :func:`fastem.data.vesicle_2d`, or the complex
+        :func:`fastem.data.complex_particle`), centred on ``n // 2``.
     r_noise : float, optional
         Target ``R_noise`` (fraction; 0.06 = 6 %) used to solve for the flux when ``flux`` is
         None. The achieved value (``CDIData.r_noise``) is within ~0.1 % (absolute) of it.
@@ -147,11 +148,12 @@ def cdi_intensities(obj, *, r_noise: float | None = 0.06, flux: float | None = N
     -------
     CDIData
     """
-    obj = np.asarray(obj, dtype=np.float64)
+    obj = np.asarray(obj)
+    obj = obj.astype(np.complex128 if np.iscomplexobj(obj) else np.float64)
     if obj.ndim not in (2, 3):
         raise InputError(f"cdi_intensities: the object must be 2D or 3D, got shape {obj.shape}")
-    if not np.all(np.isfinite(obj)) or obj.min() < 0:
-        raise InputError("cdi_intensities: the object must be finite and non-negative")
+    if not np.all(np.isfinite(obj)) or (not np.iscomplexobj(obj) and obj.min() < 0):
+        raise InputError("cdi_intensities: the object must be finite and (if real) non-negative")
     if not obj.any():
         raise InputError("cdi_intensities: the object is zero everywhere")
     u = embed_centred(obj, obj.shape if shape is None else shape)
@@ -168,7 +170,7 @@ def cdi_intensities(obj, *, r_noise: float | None = 0.06, flux: float | None = N
     counts, b_true = _noisy(power, float(flux), float(read_noise), seed)
     counts[~known] = 0.0
     b = np.sqrt(counts)
-    support = u > 0
+    support = np.abs(u) > 0
     if support_dilation > 0:
         support = ndimage.binary_dilation(support, iterations=int(support_dilation))
     return CDIData(intensities=counts, known=known, magnitudes=b, b_true=b_true, support=support, object=u,

@@ -260,6 +260,51 @@ def vesicle_2d(n: int = 128, *, seed=0, support_fraction: float = 0.5) -> np.nda
     return _vesicle_2d_irregular(int(n), seed, float(support_fraction))
 
 
+def complex_particle(n: int = 64, *, ndim: int = 2, seed=0, phase_range=(-1.0, 1.0),
+                     support_fraction: float = 0.5) -> np.ndarray:
+    """A complex-valued particle for Bragg / phase-object CDI: a textured modulus and a smooth phase.
+
+    Model: the modulus is the vesicle of :func:`vesicle_2d` / :func:`vesicle_3d` (same ``seed``
+    and ``support_fraction``), scaled to a maximum of 1; the phase is a smooth random field
+    (white noise low-passed by a Gaussian of ``n / 10`` pixels, the slowly varying phase of a
+    displacement field ``u . G`` in a strained crystal), mapped linearly onto ``phase_range``
+    over the support (its minimum to ``lo``, its maximum to ``hi``).
+
+    Parameters
+    ----------
+    n : int
+        Array side (pixels).
+    ndim : {2, 3}
+    seed : int or None
+    phase_range : (float, float)
+        The phases inside the support span exactly ``[lo, hi]`` radians (``hi - lo <= pi`` keeps
+        the object inside a phase-range constraint of that width).
+    support_fraction : float
+        As in :func:`vesicle_2d`.
+
+    Returns
+    -------
+    ndarray, complex128, ``(n,) * ndim``
+        Exactly zero outside its compact support, centred on ``n // 2``.
+    """
+    if ndim not in (2, 3):
+        raise InputError(f"complex_particle: ndim must be 2 or 3, got {ndim!r}")
+    lo, hi = (float(v) for v in phase_range)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise InputError(f"complex_particle: phase_range must be two finite numbers lo <= hi, got {phase_range!r}")
+    n = int(n)
+    mod = vesicle_2d(n, seed=seed, support_fraction=support_fraction) if ndim == 2 else \
+        _vesicle(n, 3, seed, float(support_fraction))
+    mod = mod / mod.max()
+    rng = np.random.default_rng(None if seed is None else [7919, int(seed)])
+    field = ndimage.gaussian_filter(rng.standard_normal((n,) * ndim), n / 10.0, mode="wrap")
+    inside = mod > 0
+    f = field[inside]
+    span = float(f.max() - f.min())
+    phase = lo + (hi - lo) * (field - f.min()) / (span if span > 0 else 1.0)
+    return np.where(inside, mod * np.exp(1j * phase), 0).astype(np.complex128)
+
+
 def vesicle_3d(n: int = 64, *, seed=0, support_fraction: float = 0.75) -> np.ndarray:
     """A 3D vesicle-like object (hollow shell, textured lumen, blobs, an inner vesicle).
 

@@ -33,6 +33,7 @@ from fastem.kernels import phase_fourier as _pf
 from fastem.kernels import phase_real as _pr
 from fastem.kernels.phase_fourier import bind_phase_fourier_update
 from fastem.kernels.phase_real import bind_phase_real_update
+from fastem.kernels.phase_complex import bind_phase_complex_update
 
 from .solver import Solver
 from .schedules import oss_filter
@@ -49,9 +50,10 @@ class _RealIterateSolver(Solver):
     def __init__(self, problem, runs, config):
         super().__init__(problem, runs, config)
         dev = self.device
-        self.u = empty_aligned(self.full_shape, problem.rdtype, dev) if self.needs_iterate else None
+        self.udtype = problem.dtype if self.complex_object else problem.rdtype  # the iterate's dtype
+        self.u = empty_aligned(self.full_shape, self.udtype, dev) if self.needs_iterate else None
         if self.restarts:
-            self.u_best = empty_aligned(self.full_shape, problem.rdtype, dev)
+            self.u_best = empty_aligned(self.full_shape, self.udtype, dev)
         self._scale = 1.0 / self.n
         self._bind_kernels()
 
@@ -65,15 +67,22 @@ class _RealIterateSolver(Solver):
     def _bind_kernels(self) -> None:
         self._project = bind_phase_fourier_update(_pf.MODE_PROJECT, None, self.buf, self.problem.bk,
                                                   scale=self._scale)
-        self._real = bind_phase_real_update(self.real_mode, self.buf, self.wsup, self.u, self.img,
-                                            beta=self.config.beta)
+        self._real = self._bind_real(self.real_mode, self.u, self.img)
+
+    def _bind_real(self, mode, u, image):
+        """The real-space kernel for ``mode``: :mod:`~fastem.kernels.phase_real` (real object) or
+        :mod:`~fastem.kernels.phase_complex` (complex object, with the phase range)."""
+        if self.complex_object:
+            return bind_phase_complex_update(mode, self.buf, self.wsup, u, image, beta=self.config.beta,
+                                             phase_range=self.config.phase_range)
+        return bind_phase_real_update(mode, self.buf, self.wsup, u, image, beta=self.config.beta)
 
     def _initialise(self, phases) -> None:
         z0 = self.z0(phases)
         if self.u is not None:
             self.buf[...] = z0
             self.plan.backward(self.buf, self.buf, normalise=True)
-            self.u[...] = self.buf.real
+            self.u[...] = self.buf if self.complex_object else self.buf.real
         self.buf[...] = z0
 
     def _set_stage_filters(self, stage: int) -> None:
@@ -117,7 +126,7 @@ class ERSolver(_RealIterateSolver):
         super().__init__(problem, runs, config)
         if self.restarts:
             # ER keeps no iterate besides G; a stage restart re-seeds from the best image
-            self.u = empty_aligned(self.full_shape, problem.rdtype, self.device)
+            self.u = empty_aligned(self.full_shape, self.udtype, self.device)
             self._bind_kernels()
 
     def _save_stage_best(self, runs: np.ndarray) -> None:
@@ -143,7 +152,7 @@ class OSSSolver(_RealIterateSolver):
         self.filt = problem.to_device(np.ones(self.grid), problem.rdtype)
         self._filter = bind_phase_fourier_update(_pf.MODE_FILTER, None, self.buf, problem.bk, self.filt,
                                                  scale=self._scale)
-        self._merge = bind_phase_real_update(_pr.MODE_OSS_MERGE, self.buf, self.wsup, self.u, beta=config.beta)
+        self._merge = self._bind_real(_pr.MODE_OSS_MERGE, self.u, None)
 
     def _set_stage_filters(self, stage: int) -> None:
         w = oss_filter(self.grid, stage + 1, len(self.bounds))

@@ -63,8 +63,9 @@ from fastem.fft import empty_aligned
 from fastem.kernels import hermitian_half
 from fastem.kernels.phase_fourier import bind_phase_fourier_update
 from fastem.kernels.phase_real import bind_phase_real_update
+from fastem.kernels.phase_complex import bind_phase_complex_update
 from fastem.kernels.phase_fourier import MODE_GPS as FOURIER_GPS
-from fastem.kernels.phase_real import MODE_GPS as REAL_GPS
+from fastem.kernels.phase_real import MODE_ER as REAL_ER, MODE_GPS as REAL_GPS
 
 from .solver import Solver
 from .schedules import gps_f_weight, gps_gamma_relax, gps_r_filter
@@ -89,7 +90,7 @@ class GPSSolver(Solver):
             self.y_best = empty_aligned(self.full_shape, problem.dtype, dev)
         self.filt = problem.to_device(np.ones(self.grid), problem.rdtype) if self.variant == "R" else None
         self.support_mask = None  # the output projection (one per run with shrink-wrap)
-        if config.project_output:
+        if config.project_output and not self.complex_object:
             mask = problem.support_fft
             self.support_mask = problem.to_device(np.broadcast_to(mask, self.full_shape) if config.shrink_wrap else mask,
                                                   problem.rdtype)
@@ -98,7 +99,15 @@ class GPSSolver(Solver):
         # the two fused kernels, validated once and bound to the arrays
         self._fourier = bind_phase_fourier_update(FOURIER_GPS, self.z, self.buf, problem.bk, self.filt, t=config.t,
                                                   s=config.s, scale=self._scale)
-        self._real = bind_phase_real_update(REAL_GPS, self.buf, self.wsup)
+        if self.complex_object:
+            # complex object: proj onto S* = v - P(v), P the support (+ phase range) projection;
+            # the image is P(ifftn(z)) (the ER mode of the same kernel, on the full spectrum
+            # buffer, written to img)
+            self._real = bind_phase_complex_update(REAL_GPS, self.buf, self.wsup, phase_range=config.phase_range)
+            self._project_image = bind_phase_complex_update(REAL_ER, self.spec, self.wsup, None, self.img,
+                                                            phase_range=config.phase_range)
+        else:
+            self._real = bind_phase_real_update(REAL_GPS, self.buf, self.wsup)
 
     @classmethod
     def _arrays_per_run(cls, restarts: bool) -> tuple[float, float]:
@@ -135,6 +144,15 @@ class GPSSolver(Solver):
         self.plan.forward(self.buf, self.buf)
 
     def _image_ready(self) -> None:
+        if self.complex_object:
+            # img = P(ifftn(z)) (support and phase range), or ifftn(z) itself (project_output off)
+            self.xp.multiply(self.z, self.problem.rdtype.type(self._scale), out=self.spec)
+            self.plan.backward(self.spec, self.spec, normalise=False)
+            if self.config.project_output:
+                self._project_image(True)
+            else:
+                self.img[...] = self.spec
+            return
         # img = max(Re ifftn(z), 0) [* S]: c2r of the Hermitian part of z (1/N folded in)
         hermitian_half(self.z, self.half, scale=self._scale)
         self.rplan.backward(self.half, out=self.img, normalise=False, overwrite_input=True)

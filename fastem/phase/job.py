@@ -73,6 +73,7 @@ FLAGS = {
     "shrink_wrap_threshold": "--shrink-wrap-threshold", "shrink_wrap_sigma": "--shrink-wrap-sigma",
     "shrink_wrap_start": "--shrink-wrap-start", "shrink_wrap_guard": "--shrink-wrap-guard",
     "gamma_schedule": "--gps-schedule", "stage_restart": "--stage-restart",
+    "complex_object": "--complex", "phase_range": "--phase-range",
     "max_batch_bytes": "--batch-memory", "scheduler": "--scheduler",
 }
 
@@ -335,11 +336,11 @@ def _read_truth(path: Path, shape) -> np.ndarray | None:
         ds = f.get(TRUTH_DATASET)
         if not isinstance(ds, h5py.Dataset):
             return None
-        if tuple(ds.shape) != tuple(shape) or ds.dtype.kind not in "biuf":
-            warnings.warn(f"{path}:{TRUTH_DATASET} has shape {ds.shape} and dtype {ds.dtype}, not real "
-                          f"{tuple(shape)} like the data: no R_real is computed", DataWarning, stacklevel=3)
+        if tuple(ds.shape) != tuple(shape) or ds.dtype.kind not in "biufc":
+            warnings.warn(f"{path}:{TRUTH_DATASET} has shape {ds.shape} and dtype {ds.dtype}, not a numeric "
+                          f"{tuple(shape)} array like the data: no R_real is computed", DataWarning, stacklevel=3)
             return None
-        truth = np.asarray(ds[()], np.float64)
+        truth = np.asarray(ds[()], np.complex128 if ds.dtype.kind == "c" else np.float64)
     if not np.all(np.isfinite(truth)) or not np.sum(np.abs(truth)) > 0:
         return None
     return truth
@@ -349,6 +350,9 @@ def _fingerprint(data, supp, config: PhaseConfig, runs: int, keep: int, seed: in
     from fastem.io import run_fingerprint
 
     params = {k: v for k, v in config.as_dict().items() if k != "iterations"}
+    if not config.complex_object:  # real objects: the fingerprint of the versions before complex objects
+        params.pop("complex_object", None)
+        params.pop("phase_range", None)
     params.update(runs=int(runs), keep=int(keep), seed=int(seed), dtype=np.dtype(dtype).name)
     return run_fingerprint({"data": data.intensities, "mask": data.known, "support": supp}, params)
 
@@ -375,7 +379,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
                shrink_wrap_threshold: float = 0.2, shrink_wrap_sigma=(3.0, 1.5), shrink_wrap_start: float = 0.0,
                shrink_wrap_guard: float = 0.25, gamma_schedule: str = "oss", stage_restart: str = "stage",
                max_batch_bytes: int | None = None, scheduler: str | None = None,
-               report: Callable[[str], Any] | None = None) -> tuple[PhaseResult, dict]:
+               report: Callable[[str], Any] | None = None, complex_object: bool = False,
+               phase_range=None) -> tuple[PhaseResult, dict]:
     """Run multi-start phase retrieval on a CXI file and write the CXI reconstruction.
 
     Parameters
@@ -403,6 +408,10 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     gamma_schedule, stage_restart :
         GPS smoothing schedule ("oss" or "relax") and what a stage restarts from ("stage" or
         "global"); :class:`fastem.phase.PhaseConfig`.
+    complex_object, phase_range :
+        Reconstruct a complex-valued object (no positivity; the output image is complex), with
+        an optional phase range ``(lo, hi)`` in radians inside the support
+        (:class:`fastem.phase.PhaseConfig`).
     max_batch_bytes : int, optional
         Memory budget of one batch of runs (:func:`fastem.phase.retrieve`); at most the memory
         available on the device (:func:`plan_run`).
@@ -458,7 +467,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         shrink_wrap = support is None
     config = _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every,
                           shrink_wrap_threshold, shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard,
-                          gamma_schedule=gamma_schedule, stage_restart=stage_restart)
+                          gamma_schedule=gamma_schedule, stage_restart=stage_restart,
+                          complex_object=complex_object, phase_range=phase_range)
     problem = prepare_problem(data.intensities, data.known, supp, dtype=dtype, device=dev, where=where_data)
     plan = plan_run(problem, config, int(runs), int(keep), max_batch_bytes=max_batch_bytes,
                     distributed=scheduler is not None and scheduler.strip().lower() not in ("", "inline"))
@@ -509,8 +519,10 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
 
 def _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
                  shrink_wrap_sigma, shrink_wrap_start=0.0, shrink_wrap_guard=0.25, *, gamma_schedule="oss",
-                 stage_restart="stage") -> PhaseConfig:
+                 stage_restart="stage", complex_object=False, phase_range=None) -> PhaseConfig:
     cfg_kw = {"algorithm": algorithm, "iterations": iterations}
+    if complex_object or phase_range is not None:
+        cfg_kw.update(complex_object=complex_object, phase_range=phase_range)
     if gamma_schedule != "oss":
         cfg_kw["gamma_schedule"] = gamma_schedule
     if stage_restart != "stage":

@@ -5,6 +5,11 @@ from its twin ``u(-x)`` (complex conjugate in Fourier space), or -- when intensi
 arbitrary units -- from a scaled copy. :func:`align` removes translation and twin against a
 reference by circular cross-correlation; :func:`r_real` additionally removes the scale
 (least squares) before comparing with the ground truth.
+
+A complex-valued object has one more ambiguity, a constant phase factor ``e^{i phi}``, and its
+twin is ``conj(u(-x))``: for complex images :func:`align` picks the translation and twin by the
+modulus of the cross-correlation and removes the constant phase, and :func:`r_real` fits a
+complex scale (which absorbs the phase).
 """
 
 from __future__ import annotations
@@ -77,41 +82,59 @@ def r_noise(noisy, clean, known=None) -> float:
 
 
 def twin(image) -> np.ndarray:
-    """The twin image ``u(-x)`` on the circular grid (index ``i -> -i mod N`` on every axis)."""
+    """The twin image on the circular grid (index ``i -> -i mod N`` on every axis): ``u(-x)``,
+    and ``conj(u(-x))`` for a complex image (the object with the same Fourier modulus)."""
     u = np.asarray(image)
     for ax, n in enumerate(u.shape):
         u = np.take(u, (-np.arange(n)) % n, axis=ax)
-    return u
+    return np.conj(u) if np.iscomplexobj(u) else u
 
 
-def _best_shift(image, reference) -> tuple[float, tuple[int, ...]]:
-    xc = np.fft.ifftn(np.fft.fftn(reference) * np.conj(np.fft.fftn(image))).real
+def _best_shift(image, reference) -> tuple[float, tuple[int, ...], complex]:
+    """``(peak, shift, phase)``: the circular shift maximising the cross-correlation (its real
+    part for real images, its modulus for complex ones, with the unit ``phase`` factor that
+    best aligns the shifted image to ``reference``)."""
+    xc = np.fft.ifftn(np.fft.fftn(reference) * np.conj(np.fft.fftn(image)))
+    if np.iscomplexobj(image) or np.iscomplexobj(reference):
+        mag = np.abs(xc)
+        idx = np.unravel_index(int(np.argmax(mag)), xc.shape)
+        peak = float(mag[idx])
+        return peak, tuple(int(i) for i in idx), (complex(xc[idx]) / peak if peak > 0 else 1.0 + 0j)
+    xc = xc.real
     idx = np.unravel_index(int(np.argmax(xc)), xc.shape)
-    return float(xc[idx]), tuple(int(i) for i in idx)
+    return float(xc[idx]), tuple(int(i) for i in idx), 1.0 + 0j
 
 
 def align(image, reference) -> tuple[np.ndarray, tuple[int, ...], bool]:
     """Translate (circularly, integer pixels) and possibly flip ``image`` to best match ``reference``.
 
+    Complex images (either argument complex) are also multiplied by the constant phase factor
+    that best matches ``reference``; their twin is ``conj(u(-x))``.
+
     Returns
     -------
     aligned : ndarray
-        ``image`` or its twin, rolled by ``shift``.
+        ``image`` or its twin, rolled by ``shift`` (complex: times the phase factor).
     shift : tuple of int
     flipped : bool
         True when the twin matched better.
     """
-    u = as_image(image, "image", "align")
-    ref = as_image(reference, "reference", "align")
+    u = as_image(image, "image", "align", complex_ok=True)
+    ref = as_image(reference, "reference", "align", complex_ok=True)
     if u.shape != ref.shape:
         raise InputError(f"align: image {u.shape} and reference {ref.shape} differ in shape")
+    if np.iscomplexobj(ref) and not np.iscomplexobj(u):
+        u = u.astype(np.complex128)
     best = None
     for flipped, cand in ((False, u), (True, twin(u))):
-        peak, shift = _best_shift(cand, ref)
+        peak, shift, phase = _best_shift(cand, ref)
         if best is None or peak > best[0]:
-            best = (peak, shift, flipped, cand)
-    _, shift, flipped, cand = best
-    return np.roll(cand, shift, axis=tuple(range(u.ndim))), shift, flipped
+            best = (peak, shift, flipped, cand, phase)
+    _, shift, flipped, cand, phase = best
+    out = np.roll(cand, shift, axis=tuple(range(u.ndim)))
+    if np.iscomplexobj(out):
+        out = out * phase
+    return out, shift, flipped
 
 
 def r_real(image, truth, *, remove_ambiguities: bool = True, fit_scale: bool = True) -> float:
@@ -119,14 +142,16 @@ def r_real(image, truth, *, remove_ambiguities: bool = True, fit_scale: bool = T
 
     Parameters
     ----------
-    image, truth : ndarray, same shape (truth non-negative, not all zero)
+    image, truth : ndarray, same shape (truth not all zero; complex for a complex object)
     remove_ambiguities : bool
-        Align ``image`` to ``truth`` (translation, twin) first.
+        Align ``image`` to ``truth`` (translation, twin; for complex images also the constant
+        phase) first.
     fit_scale : bool
-        Scale ``image`` by the least-squares factor ``<u, u_true> / <u, u>`` first.
+        Scale ``image`` by the least-squares factor ``<u, u_true> / <u, u>`` first (complex for
+        complex images: it absorbs a constant phase).
     """
-    u = as_image(image, "image", "r_real")
-    t = as_image(truth, "truth", "r_real")
+    u = as_image(image, "image", "r_real", complex_ok=True)
+    t = as_image(truth, "truth", "r_real", complex_ok=True)
     if u.shape != t.shape:
         raise InputError(f"r_real: image {u.shape} and truth {t.shape} differ in shape")
     denom = float(np.sum(np.abs(t)))
@@ -134,7 +159,11 @@ def r_real(image, truth, *, remove_ambiguities: bool = True, fit_scale: bool = T
         raise InputError(f"r_real: truth must be finite and not all zero (sum |truth| = {denom:g})")
     if remove_ambiguities:
         u = align(u, t)[0]
-    if fit_scale:
+    if fit_scale and (np.iscomplexobj(u) or np.iscomplexobj(t)):
+        uu = float(np.vdot(u, u).real)
+        if uu > 0:
+            u = u * (np.vdot(u, t) / uu)
+    elif fit_scale:
         uu = float(np.sum(u * u))
         if uu > 0:
             u = u * (float(np.sum(u * t)) / uu)

@@ -199,7 +199,8 @@ def checkpoint_best(state: dict) -> tuple[np.ndarray, float]:
     rfs = np.where(np.isfinite(rfs), rfs, np.inf)
     best = int(np.argmin(rfs))
     rf = float(rfs[best])
-    image = np.fft.fftshift(np.asarray(state["best_image"][best], np.float64))
+    image = np.asarray(state["best_image"][best])
+    image = np.fft.fftshift(image.astype(np.complex128 if np.iscomplexobj(image) else np.float64))
     scale = float(state.get("image_scale", 1.0))
     if scale != 1.0:
         image = image / scale
@@ -306,9 +307,14 @@ class KeptSelection:
 
 
 def _difference(image: np.ndarray, ref: np.ndarray) -> float:
-    """``sum |c u - ref| / sum |ref|`` with the least-squares scale ``c = <u, ref> / <u, u>``."""
-    uu = float(np.sum(image * image))
-    c = float(np.sum(image * ref)) / uu if uu > 0 else 0.0
+    """``sum |c u - ref| / sum |ref|`` with the least-squares scale ``c = <u, ref> / <u, u>``
+    (complex for complex images)."""
+    if np.iscomplexobj(image) or np.iscomplexobj(ref):
+        uu = float(np.vdot(image, image).real)
+        c = np.vdot(image, ref) / uu if uu > 0 else 0.0
+    else:
+        uu = float(np.sum(image * image))
+        c = float(np.sum(image * ref)) / uu if uu > 0 else 0.0
     den = float(np.sum(np.abs(ref)))
     return float(np.sum(np.abs(c * image - ref)) / den) if den > 0 else 0.0
 
@@ -344,7 +350,8 @@ def keep_consistent(images: np.ndarray, final_rf: np.ndarray, keep: int,
     if len(order) == 0:
         raise NonFiniteResultError("keep_best: no run to keep (every run diverged)")
     k = max(1, min(int(keep), len(order)))
-    ref = np.asarray(images[order[0]], np.float64)
+    ref = np.asarray(images[order[0]])
+    ref = ref.astype(np.complex128 if np.iscomplexobj(ref) else np.float64)
     kept_idx, kept_img = [order[0]], [ref]
     report = [{"index": order[0], "rf": float(rf[order[0]]), "shift": [0] * ref.ndim, "flipped": False,
                "difference": 0.0, "kept": True, "reason": "best R_F (reference)"}]

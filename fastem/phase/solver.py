@@ -53,6 +53,7 @@ from fastem import backend
 from fastem.errors import InputError
 from fastem.fft import empty_aligned, new_plan
 from fastem.kernels import hermitian_half, rfactor_half
+from fastem.kernels.phase_complex import check_phase_range
 
 from .problem import PhaseProblem
 from .schedules import DEFAULT_SIGMA_SCHEDULE, SigmaSchedule, parse_sigma_schedule, stage_bounds
@@ -111,6 +112,14 @@ class PhaseConfig:
         What a stage restarts from: the best iterate of the previous stage ("stage", the spec)
         or the best iterate of all stages so far ("global": ``R_F^best`` is initialised once,
         before the stage loop, in the thesis' algorithms 1-2).
+    complex_object : bool
+        Reconstruct a complex-valued object (Bragg CDI, phase objects): no positivity, complex
+        iterates and images, the real-space step of :mod:`fastem.kernels.phase_complex`
+        (default False: a real, non-negative object).
+    phase_range : None or (float, float)
+        With ``complex_object``: keep the phase of every pixel inside the support in
+        ``[lo, hi]`` radians (``0 <= hi - lo <= pi``; e.g. ``(-pi/2, pi/2)`` for a weak phase
+        object); None: no phase constraint.
     """
 
     algorithm: str = "gps-f"
@@ -132,6 +141,8 @@ class PhaseConfig:
     stage_restart: str = "stage"
     gamma_schedule: str = "oss"
     gamma_edge: tuple = (0.01, 0.9)
+    complex_object: bool = False
+    phase_range: Any = None
 
     def __post_init__(self):
         if not isinstance(self.algorithm, str) or self.algorithm.lower() not in ALGORITHMS:
@@ -149,6 +160,13 @@ class PhaseConfig:
         if self.stage_restart not in ("stage", "global"):
             raise InputError(f"stage_restart must be 'stage' or 'global', got {self.stage_restart!r}")
         self.sigma_schedule = parse_sigma_schedule(self.sigma_schedule)
+        if not isinstance(self.complex_object, (bool, np.bool_)):
+            raise InputError(f"complex_object must be True or False, got {self.complex_object!r}")
+        self.complex_object = bool(self.complex_object)
+        self.phase_range = check_phase_range(self.phase_range, "phase_range")
+        if self.phase_range is not None and not self.complex_object:
+            raise InputError("phase_range constrains a complex-valued object: set complex_object=True (a real "
+                             "object is already non-negative)")
         if self.stages is None:
             self.stages = 10 if self.algorithm in ("gps-f", "gps-r", "oss") else 1
         self.shrink_wrap = bool(self.shrink_wrap)
@@ -180,6 +198,7 @@ class PhaseConfig:
         d["sigma_schedule"] = str(self.sigma_schedule)
         d["shrink_wrap_sigma"] = list(self.shrink_wrap_sigma)
         d["gamma_edge"] = list(self.gamma_edge)
+        d["phase_range"] = None if self.phase_range is None else list(self.phase_range)
         return d
 
     def shrink_wrap_width(self, update: int) -> float:
@@ -250,8 +269,16 @@ class Solver:
         self.plan, self.rplan = self.plan_ffts(problem, self.runs)
         self.buf = self.plan.buffer  # the one complex work array every iteration runs through
         self.half = self.rplan.buffer  # half spectrum for the R-factor
-        self.img = empty_aligned(self.full_shape, rdt, self.device)  # current image (R-factor input)
-        self.best_image = empty_aligned(self.full_shape, rdt, self.device)
+        #: complex-valued object (:attr:`PhaseConfig.complex_object`): complex images and iterates
+        self.complex_object = bool(config.complex_object)
+        idt = problem.dtype if self.complex_object else rdt  # the images' dtype
+        self.img = empty_aligned(self.full_shape, idt, self.device)  # current image (R-factor input)
+        self.best_image = empty_aligned(self.full_shape, idt, self.device)
+        if self.complex_object:
+            # the full spectrum of a complex image (its R-factor counts every pixel itself: the
+            # half-spectrum kernel on the full grid with no mirrored pixels, bm = -1)
+            self.spec = empty_aligned(self.full_shape, problem.dtype, self.device)
+            self._bm_none = problem.to_device(np.full(self.grid, -1.0), rdt)
         with self.device.use():
             self.rf_sum = self.xp.zeros(self.runs, np.float64)
         self._rf_partial = np.empty(self.runs * int(np.prod(self.half.shape[1:-1])), np.float64)
@@ -326,7 +353,11 @@ class Solver:
         """Device memory (bytes) one run needs: its complex and real arrays (see the subclasses)."""
         stages = config.stages if config.stages is not None else 1
         complex_arrays, real_arrays = cls._arrays_per_run(stages > 1)
-        real_arrays += 3  # img, best_image, the real-FFT plan's real buffer
+        if config.complex_object:  # the iterates, img and best_image are complex; + the full spectrum
+            complex_arrays += real_arrays + 3
+            real_arrays = 1  # the real-FFT plan's real buffer
+        else:
+            real_arrays += 3  # img, best_image, the real-FFT plan's real buffer
         n_last = int(problem.shape[-1])
         complex_arrays += (n_last // 2 + 1) / n_last  # the half spectrum of the R-factor
         if config.shrink_wrap:
@@ -384,8 +415,12 @@ class Solver:
     def evaluate(self) -> np.ndarray:
         """R-factor of every run's current image (host float64 array ``(R,)``)."""
         self._image_ready()
-        self.rplan.forward(self.img, out=self.half)
-        rfactor_half(self.half, self.problem.bh, self.problem.bm, self.rf_sum, partial=self._rf_partial)
+        if self.complex_object:
+            self.plan.forward(self.img, out=self.spec)
+            rfactor_half(self.spec, self.problem.bk, self._bm_none, self.rf_sum, partial=self._rf_partial)
+        else:
+            self.rplan.forward(self.img, out=self.half)
+            rfactor_half(self.half, self.problem.bh, self.problem.bm, self.rf_sum, partial=self._rf_partial)
         rf = backend.to_host(self.rf_sum, copy=True)
         return rf / self.problem.sum_b
 
@@ -538,7 +573,11 @@ class Solver:
         """
         xp = self.xp
         cfg = self.config
-        self.rplan.forward(self.img, out=self.half)
+        if self.complex_object:  # the modulus of a complex image
+            xp.abs(self.img, out=self.sw_smooth)
+            self.rplan.forward(self.sw_smooth, out=self.half)
+        else:
+            self.rplan.forward(self.img, out=self.half)
         self.half *= xp.exp(self._sw_q2 * (-2.0 * np.pi**2 * width * width))
         self.rplan.backward(self.half, out=self.sw_smooth, normalise=False, overwrite_input=True)
         axes = tuple(range(1, len(self.full_shape)))
@@ -585,14 +624,14 @@ class Solver:
 
     def best_images_centred(self, runs=None) -> np.ndarray:
         """The best image of every run (or of the runs ``runs``, in that order), host float64
-        ``(R, *grid)``, object centred (disk layout), in the units of the data (the internal
-        scale of :attr:`PhaseProblem.magnitude_scale` undone)."""
+        ``(R, *grid)`` (complex128 for a complex object), object centred (disk layout), in the
+        units of the data (the internal scale of :attr:`PhaseProblem.magnitude_scale` undone)."""
         img = self.best_image
         if runs is not None:
             img = img[self.xp.asarray(np.asarray(runs, int))]
         img = backend.to_host(img)
         axes = tuple(range(1, img.ndim))
-        out = np.fft.fftshift(np.asarray(img, np.float64), axes=axes)
+        out = np.fft.fftshift(np.asarray(img, np.complex128 if self.complex_object else np.float64), axes=axes)
         if self.problem.magnitude_scale != 1.0:
             out /= self.problem.magnitude_scale  # a power of two: exact
         return out
