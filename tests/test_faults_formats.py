@@ -184,3 +184,37 @@ def test_hspy_output_without_rosettasciio_refused_before_the_run(tmp_path, rng, 
     r = run("scan", "simulate", tmp_path / "in.tif", "-o", tmp_path / "s.hspy")
     assert r.exit_code == 2 and "pip install 'fastem[formats]'" in r.output and ".tmp" not in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+@pytest.mark.parametrize("ext", ["mrc", "emd", "hspy", "cxi"])
+def test_complex_phase_result_keeps_its_imaginary_part_in_every_output_format(tmp_path, ext):
+    """Was (issue 15, complex objects): ``fastem phase --complex -o out.mrc`` stored the real part
+    only (complex128 became float32, mode 2) with exit 0; now complex64 (mode 4)."""
+    from fastem.data import cdi_intensities, complex_particle, embed_centred, save_cdi
+
+    obj = embed_centred(complex_particle(12, seed=3), (24, 24))
+    save_cdi(tmp_path / "in.cxi", cdi_intensities(obj, r_noise=0.02, beamstop_radius=0, seed=0))
+    out = tmp_path / f"out.{ext}"
+    r = run("phase", tmp_path / "in.cxi", "-o", out, "--complex", "--algorithm", "hio", "--iterations", 20)
+    assert r.exit_code == 0, r.output
+    if ext == "mrc":
+        import mrcfile
+
+        with mrcfile.open(out) as m:
+            data = np.array(m.data)
+    elif ext == "cxi":
+        data = io.read_cxi_reconstruction(out).image
+    elif ext == "hspy":
+        with h5py.File(out, "r") as f:
+            data = f["Experiments/__unnamed__/data"][()] if "Experiments/__unnamed__/data" in f else \
+                next(f[k][()] for k in _datasets(f) if f[k].ndim == 2 and f[k].dtype.kind == "c")
+    else:
+        with h5py.File(out, "r") as f:
+            data = f["data/object/data"][()]
+    assert data.dtype.kind == "c" and data.shape == (24, 24) and np.abs(data.imag).max() > 0
+
+
+def _datasets(f):
+    names = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names

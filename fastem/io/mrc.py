@@ -213,8 +213,9 @@ def write_mrc(path, array, voxel_size=None, *, stack: bool = False, overwrite: b
     Parameters
     ----------
     array : array_like, 2D or 3D
-        float64 is stored as float32 (mode 2); int8/int16/uint16/uint8/float16/float32/complex64
-        are kept; anything else becomes float32.
+        float64 is stored as float32 (mode 2), complex128 as complex64 (mode 4: never its real
+        part alone); int8/int16/uint16/uint8/float16/float32/complex64 are kept; anything else
+        becomes float32.
     voxel_size : float or (z, y, x), optional
         Angstrom, > 0. Without it the voxel size is unknown: the cell holds 1 A per voxel (never
         0, which readers show as scale 0 or divide by) and the label
@@ -230,7 +231,7 @@ def write_mrc(path, array, voxel_size=None, *, stack: bool = False, overwrite: b
     arr = as_numeric_array(array, "array", expected="a 2D or 3D numeric array")
     check_ndim(arr, (2, 3), "array (MRC data)")
     if arr.dtype.type not in _MRC_DTYPES:
-        arr = arr.astype(np.float32)
+        arr = arr.astype(np.complex64 if arr.dtype.kind == "c" else np.float32)
     arr = np.ascontiguousarray(arr)
     vxyz = _voxel_xyz(voxel_size)
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
