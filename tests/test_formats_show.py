@@ -28,7 +28,7 @@ def test_show_every_output_kind(tmp_path, rng):
     cases["in.cxi"] = (1, "CXI diffraction (log scale)")
     io.write_cxi_reconstruction(d / "rec.cxi", rng.random((8, 8, 8)) + 1j * rng.random((8, 8, 8)),
                                 results={"r_factor_history": rng.random(20) + 0.1})
-    cases["rec.cxi"] = (4, "CXI reconstruction")       # three slices + one curve
+    cases["rec.cxi"] = (7, "CXI reconstruction")       # three slices of |u|, three of arg u + one curve
     # Data Exchange volume (+ history) and projections (montage)
     io.write_dxchange_volume(d / "vol.h5", rng.random((6, 7, 8)), results={"r_factor_history": rng.random(5) + 0.1})
     cases["vol.h5"] = (4, "Data Exchange volume")
@@ -60,7 +60,7 @@ def test_show_every_output_kind(tmp_path, rng):
         assert result.description == what, spec
         assert panels_in(out) == n, spec
     kinds = [p.kind for p in show(f"{d}/rec.cxi", d / "again.png").panels]
-    assert kinds == ["image", "image", "image", "curve"]
+    assert kinds == ["image"] * 6 + ["curve"]
     assert all(p.log for p in show(f"{d}/in.cxi", d / "diff.png").panels)
 
 
@@ -108,3 +108,17 @@ def test_show_real_cluster_command_output(tmp_path):
     r = CliRunner().invoke(app, ["show", str(tmp_path / "out.h5"), "-o", str(tmp_path / "out.png")])
     assert r.exit_code == 0, r.output
     assert panels_in(tmp_path / "out.png") == 1 + 3 and "4 panel(s)" in r.output
+
+
+def test_show_complex_reconstruction_draws_modulus_and_phase(tmp_path):
+    """A complex phase-retrieval result (``fastem phase --complex``) shows its phase too (the
+    quantity of interest in Bragg CDI), not the modulus alone."""
+    yy, xx = np.mgrid[:20, :24]
+    obj = np.where((yy - 10) ** 2 + (xx - 12) ** 2 < 30, 1.0, 0.0) * np.exp(1j * 0.05 * (xx - 12))
+    io.write_cxi_reconstruction(tmp_path / "c.cxi", obj, support=np.abs(obj) > 0)
+    result = show(f"{tmp_path}/c.cxi", tmp_path / "c.png")
+    titles = [p.title for p in result.panels if p.kind == "image"]
+    assert any(t.startswith("|object|") for t in titles) and any(t.startswith("arg object") for t in titles)
+    phase = next(p for p in result.panels if p.title.startswith("arg object"))
+    np.testing.assert_allclose(phase.data[10, 12:17], 0.05 * np.arange(5), atol=1e-12)
+    assert phase.data[0, 0] == 0  # outside the object

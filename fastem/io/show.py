@@ -69,6 +69,13 @@ def _real(arr: np.ndarray, title: str) -> tuple[np.ndarray, str]:
 
 
 def _image_panels(arr, title: str, *, log: bool = False, volume: bool | None = None, max_images: int = 16):
+    if np.iscomplexobj(arr) and not log and np.ndim(arr) in (2, 3):
+        # a complex object (phase retrieval --complex): its modulus and its phase (radians, 0 where
+        # the modulus is below 5 % of its maximum, where the phase is noise)
+        mag = np.abs(np.asarray(arr))
+        phase = np.where(mag > 0.05 * mag.max(), np.angle(arr), 0.0)
+        return (_image_panels(mag, f"|{title}|", volume=volume, max_images=max_images)
+                + _image_panels(phase, f"arg {title} (rad)", volume=volume, max_images=max_images))
     arr, title = _real(arr, title)
     if arr.ndim == 1:
         return [Panel("curve", arr.astype(np.float64), title, log=_is_history(title))]
