@@ -211,3 +211,27 @@ def test_cli_phase_range_errors_name_the_flags(tmp_path, complex_data):
         r = run_cli("phase", src, "-o", tmp_path / "o.cxi", "--iterations", 3, *args)
         assert r.exit_code != 0 and needle in r.output, (args, r.output)
         assert not (tmp_path / "o.cxi").exists()
+
+
+def test_guided_multistart_breeds_complex_images(complex_data):
+    """The generations' breeding of complex runs: the geometric mean of the aligned images (a
+    copy with another constant phase, shifted, or its conjugate twin breeds back the image)."""
+    from fastem.phase.generations import breed_sqrt_ab, retrieve_generations
+
+    u = complex_data.object
+    for other in (np.exp(0.9j) * np.roll(u, (2, -3), axis=(0, 1)), np.exp(-2.0j) * twin(u)):
+        np.testing.assert_allclose(breed_sqrt_ab(other, u), u, atol=1e-12)
+    # phases 0.4 rad apart on one half of the object: the child's phase is half-way
+    ramp = np.where(np.arange(u.shape[1]) < u.shape[1] // 2, 0.4, 0.0)[None, :]
+    other = np.abs(u) * np.exp(1j * (np.angle(u) + ramp))
+    a = align(other, u)[0]
+    child = breed_sqrt_ab(other, u)
+    inside = np.abs(u) > 0.1
+    np.testing.assert_allclose(np.abs(child), np.abs(u), atol=1e-12)
+    np.testing.assert_allclose(np.angle(child[inside] * np.conj(u[inside])),
+                               0.5 * np.angle(a[inside] * np.conj(u[inside])), atol=1e-12)
+    assert np.ptp(np.angle(a[inside] * np.conj(u[inside]))) == pytest.approx(0.4)
+    prob = prepare_problem(complex_data.intensities, complex_data.known, complex_data.support)
+    sel, rf, images = retrieve_generations(prob, PhaseConfig(algorithm="hio", iterations=60, complex_object=True,
+                                                             phase_range=(-1.2, 1.2)), runs=3, generations=2)
+    assert np.iscomplexobj(images) and np.all(np.isfinite(rf)) and np.iscomplexobj(sel.mean)

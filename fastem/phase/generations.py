@@ -8,6 +8,10 @@ aligned to the best run's ``u_best`` (integer translation and twin image,
 
     child_r = sqrt(max(u_r, 0) * max(u_best, 0))          ("sqrt_ab", cohere's default breeding)
 
+(for a complex object, aligned also in constant phase and conjugate twin: the geometric mean
+``sqrt(|u_r| |u_best|) exp(i (arg u_r + arg(u_best conj u_r) / 2))``, the branch of
+``sqrt(u_r u_best)`` nearer to both)
+
 and run ``r`` of the next generation starts from the measured magnitudes with the phases of
 ``F(child_r)`` (``z0 = b exp(i arg F child_r)``), with the stage and sigma schedules started
 afresh. The total number of iterations per run is that of the plain multi-start, so the two can
@@ -33,8 +37,12 @@ __all__ = ["breed_sqrt_ab", "retrieve_generations"]
 
 
 def breed_sqrt_ab(image: np.ndarray, best: np.ndarray) -> np.ndarray:
-    """``sqrt(max(a, 0) max(b, 0))`` of ``image`` aligned to ``best`` (both centred, float)."""
+    """``sqrt(max(a, 0) max(b, 0))`` of ``image`` aligned to ``best`` (both centred, float);
+    for complex images the geometric mean ``sqrt(|a| |b|) exp(i (arg a + arg(b conj a) / 2))``
+    of the aligned ``a`` (translation, conjugate twin and constant phase removed) and ``b``."""
     a = align(image, best)[0]
+    if np.iscomplexobj(a) or np.iscomplexobj(best):
+        return np.sqrt(np.abs(a) * np.abs(best)) * np.exp(1j * (np.angle(a) + 0.5 * np.angle(best * np.conj(a))))
     return np.sqrt(np.maximum(a, 0.0) * np.maximum(best, 0.0))
 
 
