@@ -96,6 +96,10 @@ def _phase_range(text: str) -> tuple[float, float]:
 @click.option("--phase-range", default=None, metavar="LO:HI",
               help="With --complex: keep the phase inside the support in [LO, HI] radians (HI - LO <= pi), "
                    "e.g. -1.57:1.57 for a weak phase object.")
+@click.option("--generations", type=click.IntRange(min=1), default=1, show_default=True, metavar="G",
+              help="Guided multi-start (cohere's generations): split each run's iterations into G generations and "
+                   "breed every run with the best one between them (needs --runs >= 2; one batch in this process: "
+                   "not with --checkpoint-every, --resume or --scheduler). 1: plain multi-start.")
 @click.option("--batch-memory", default=None, metavar="SIZE",
               help="Memory budget of one batch of runs, e.g. 2G or 512M (default: half the free GPU memory, "
                    "a quarter of the available host memory; at most the available memory); more runs are split "
@@ -106,7 +110,7 @@ def _phase_range(text: str) -> tuple[float, float]:
 def command(input_path, output_path, out_format, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
             checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
             shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard, gps_schedule, stage_restart, complex_object,
-            phase_range, batch_memory, scheduler):
+            phase_range, generations, batch_memory, scheduler):
     """Phase retrieval of the CXI diffraction pattern IN.cxi (or the intensities at FILE.h5:/ds)
     into OUT.cxi, with a progress bar (iteration, best R_F), provenance and results (R_F history,
     per-run final R_F, mean and variance of the kept runs). Big requests print an estimate
@@ -148,7 +152,8 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
                                          shrink_wrap_start=shrink_wrap_start, shrink_wrap_guard=shrink_wrap_guard,
                                          gamma_schedule=gps_schedule, stage_restart=stage_restart,
                                          max_batch_bytes=max_batch_bytes, scheduler=scheduler, report=report,
-                                         complex_object=complex_object, phase_range=p_range)
+                                         complex_object=complex_object, phase_range=p_range,
+                                         generations=generations)
     except (InputError, NonFiniteResultError) as exc:  # name the flags, not the API parameters
         raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:

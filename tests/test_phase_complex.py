@@ -235,3 +235,38 @@ def test_guided_multistart_breeds_complex_images(complex_data):
     sel, rf, images = retrieve_generations(prob, PhaseConfig(algorithm="hio", iterations=60, complex_object=True,
                                                              phase_range=(-1.2, 1.2)), runs=3, generations=2)
     assert np.iscomplexobj(images) and np.all(np.isfinite(rf)) and np.iscomplexobj(sel.mean)
+
+
+def test_generations_through_retrieve_and_the_cli(tmp_path, real_data):
+    """``retrieve(..., generations=G)`` / ``fastem phase --generations G``: the same kept average
+    as ``retrieve_generations`` and an R_F history over every generation."""
+    from fastem.phase import retrieve
+    from fastem.phase.generations import retrieve_generations
+
+    prob = prepare_problem(real_data.intensities, real_data.known, real_data.support)
+    cfg = PhaseConfig(algorithm="hio", iterations=40)
+    res = retrieve(problem=prob, config=cfg, runs=3, keep=2, seed=1, generations=2)
+    sel, rf, _ = retrieve_generations(prob, cfg, runs=3, generations=2, keep=2, seed=1)
+    np.testing.assert_array_equal(res.image, sel.mean)
+    np.testing.assert_array_equal(res.final_rf, rf)
+    assert res.history_iterations[-1] == 40 and res.history_rf.shape == (len(res.history_iterations), 3)
+    assert res.extra["generations"] == 2 and np.isfinite(res.extra["mean_rf"])
+    with pytest.raises(InputError, match="runs must be >= 2"):
+        retrieve(problem=prob, config=cfg, runs=1, generations=2)
+    with pytest.raises(InputError, match="generations must be"):
+        retrieve(problem=prob, config=cfg, runs=2, generations=0)
+
+    src = tmp_path / "in.cxi"
+    save_cdi(src, real_data)
+    out = tmp_path / "g.cxi"
+    r = run_cli("phase", src, "-o", out, "--algorithm", "hio", "--iterations", 40, "--runs", 3, "--keep", 2,
+                "--seed", 1, "--support", f"{src}:/entry_1/sample_1/support", "--generations", 2)
+    assert r.exit_code == 0, r.output
+    rec = read_cxi_reconstruction(out)
+    assert rec.provenance["configuration"]["generations"] == 2
+    np.testing.assert_allclose(rec.image, res.image)
+    assert rec.results["rf_history"].shape == res.history_rf.shape
+    for args, flag in [(["--runs", 1], "--runs"), (["--runs", 2, "--checkpoint-every", 5], "--checkpoint-every")]:
+        r = run_cli("phase", src, "-o", tmp_path / "bad.cxi", "--iterations", 10, "--generations", 2, *args)
+        assert r.exit_code != 0 and flag in r.output and "--generations" in r.output, r.output
+        assert not (tmp_path / "bad.cxi").exists()

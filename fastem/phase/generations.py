@@ -33,7 +33,7 @@ from .metrics import align
 from .multistart import DEFAULT_KEEP_TOLERANCE, KeptSelection, keep_consistent, make_solver
 from .problem import PhaseProblem
 
-__all__ = ["breed_sqrt_ab", "retrieve_generations"]
+__all__ = ["breed_sqrt_ab", "retrieve_generations", "generations_result"]
 
 
 def breed_sqrt_ab(image: np.ndarray, best: np.ndarray) -> np.ndarray:
@@ -76,13 +76,26 @@ def retrieve_generations(problem: PhaseProblem, config: PhaseConfig, *, runs: in
             raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if generations > config.iterations:
         raise InputError(f"generations {generations} exceeds iterations {config.iterations}")
+    sel, rf, images, _ = _generations(problem, config, runs, generations, keep, seed, keep_tolerance)
+    return sel, rf, images
+
+
+def _generations(problem, config, runs, generations, keep, seed, keep_tolerance, progress=None):
+    """The loop of :func:`retrieve_generations` (arguments checked); also returns the R_F
+    history ``(iterations (E,), R_F (E, R))`` over all generations (iterations counted from the
+    first generation's start)."""
     per = config.iterations // generations
     phases = initial_phases(seed, range(runs), problem.shape)
     images = rf = None
+    hist_its, hist_rf, done = [], [], 0
     for g in range(generations):
         its = per if g < generations - 1 else config.iterations - per * (generations - 1)
-        sol = make_solver(problem, runs, replace(config, iterations=its)).initialise(phases).run()
+        sol = make_solver(problem, runs, replace(config, iterations=its)).initialise(phases).run(progress=progress)
         images, rf = sol.best_images_centred(), sol.final_rf()
+        h_its, h_rf = sol.history()
+        hist_its.append(h_its + done)
+        hist_rf.append(h_rf)
+        done += its
         if g == generations - 1:
             break
         best = images[int(np.argmin(rf))]
@@ -90,4 +103,30 @@ def retrieve_generations(problem: PhaseProblem, config: PhaseConfig, *, runs: in
         axes = tuple(range(1, children.ndim))  # the grid axes (FFT layout for the solver)
         phases = np.angle(np.fft.fftn(np.fft.ifftshift(children, axes=axes), axes=axes))
     sel = keep_consistent(images, rf, keep, tolerance=keep_tolerance)
-    return sel, rf, images
+    return sel, rf, images, (np.concatenate(hist_its), np.concatenate(hist_rf))
+
+
+def generations_result(problem: PhaseProblem, config: PhaseConfig, *, runs: int, generations: int, keep: int,
+                       seed: int, keep_tolerance: float | None, progress=None):
+    """:func:`retrieve_generations` as a :class:`~fastem.phase.multistart.PhaseResult` (what
+    ``retrieve(..., generations=G)`` and ``fastem phase --generations G`` return): the kept
+    average of the last generation, every run's last R_F, the R_F history of all generations.
+    All runs form one batch in this process (no chunks, checkpoints or Dask)."""
+    from .metrics import r_factor
+    from .multistart import NonFiniteResultError, PhaseResult
+
+    if generations > config.iterations:
+        raise InputError(f"generations {generations} exceeds iterations {config.iterations}")
+    sel, rf, _, (its, hist) = _generations(problem, config, runs, generations, keep, seed, keep_tolerance,
+                                           progress)
+    if not np.all(np.isfinite(rf[sel.indices])):
+        raise NonFiniteResultError(f"phase retrieval diverged: every run of {config.algorithm} gave non-finite "
+                                   f"iterates in the last generation")
+    report = [dict(e, run=int(e.pop("index"))) for e in sel.report]
+    extra = {"chunks": [[0, int(runs)]], "generations": int(generations), "kept_report": report,
+             "rejected_runs": [e["run"] for e in report if not e["kept"]], "keep_tolerance": keep_tolerance,
+             "mean_rf": r_factor(sel.mean, problem.magnitudes, problem.known)}
+    return PhaseResult(image=sel.mean, variance=sel.variance, best=sel.images[0], kept=sel.images,
+                       kept_runs=np.asarray(sel.indices, int), final_rf=rf, history_iterations=its,
+                       history_rf=hist, support=problem.support.copy(), config=config, seed=int(seed),
+                       support_estimated=problem.support_estimated, extra=extra)

@@ -73,7 +73,7 @@ FLAGS = {
     "shrink_wrap_threshold": "--shrink-wrap-threshold", "shrink_wrap_sigma": "--shrink-wrap-sigma",
     "shrink_wrap_start": "--shrink-wrap-start", "shrink_wrap_guard": "--shrink-wrap-guard",
     "gamma_schedule": "--gps-schedule", "stage_restart": "--stage-restart",
-    "complex_object": "--complex", "phase_range": "--phase-range",
+    "complex_object": "--complex", "phase_range": "--phase-range", "generations": "--generations",
     "max_batch_bytes": "--batch-memory", "scheduler": "--scheduler",
 }
 
@@ -380,7 +380,7 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
                shrink_wrap_guard: float = 0.25, gamma_schedule: str = "oss", stage_restart: str = "stage",
                max_batch_bytes: int | None = None, scheduler: str | None = None,
                report: Callable[[str], Any] | None = None, complex_object: bool = False,
-               phase_range=None) -> tuple[PhaseResult, dict]:
+               phase_range=None, generations: int = 1) -> tuple[PhaseResult, dict]:
     """Run multi-start phase retrieval on a CXI file and write the CXI reconstruction.
 
     Parameters
@@ -412,6 +412,9 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         Reconstruct a complex-valued object (no positivity; the output image is complex), with
         an optional phase range ``(lo, hi)`` in radians inside the support
         (:class:`fastem.phase.PhaseConfig`).
+    generations : int
+        ``G > 1``: guided multi-start (:mod:`fastem.phase.generations`; ``runs >= 2``, every run
+        in one batch in this process: not with ``checkpoint_every``, ``resume`` or ``scheduler``).
     max_batch_bytes : int, optional
         Memory budget of one batch of runs (:func:`fastem.phase.retrieve`); at most the memory
         available on the device (:func:`plan_run`).
@@ -444,6 +447,12 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         The runs diverged: nothing is written.
     """
     _check_arguments(dict(locals()))
+    generations = _check_int(generations, "generations", 1)
+    if generations > 1 and (checkpoint_every or resume or scheduler is not None):
+        raise InputError("phase_file: generations > 1 runs every run in one batch in this process: not with "
+                         "checkpoint_every, resume or scheduler")
+    if generations > 1 and runs < 2:
+        raise InputError(f"phase_file: generations > 1 breeds the runs with the best one: runs must be >= 2, got {runs}")
     from fastem.backend import resolve_device
     from fastem.io import (check_output, output_lock, parse_ref, provenance, read_cxi, read_dataset,
                            require_finite_result, write_cxi_reconstruction)
@@ -478,6 +487,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     fingerprint = _fingerprint(data, supp, config, runs, keep, seed, dtype)
     resolved = {**config.as_dict(), "runs": int(runs), "keep": int(keep), "seed": int(seed),
                 "support": where_supp, "dtype": np.dtype(dtype).name, "input": in_spec}
+    if generations > 1:
+        resolved["generations"] = generations
 
     with output_lock(out_path):
         resume_state = None
@@ -509,7 +520,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
             result = retrieve(problem=problem, config=config, runs=runs, keep=keep, seed=seed, progress=progress,
                               checkpoint_every=checkpoint_every,
                               on_checkpoint=on_checkpoint if checkpoint_every else None,
-                              resume_state=resume_state, max_batch_bytes=plan.budget, executor=executor)
+                              resume_state=resume_state, max_batch_bytes=plan.budget, executor=executor,
+                              generations=generations)
         _check_result(result, out_path)
         results = _results(result, problem, data.path)
         require_finite_result(np.asarray(results["kept_rf_mean"]), f"{out_path}: the kept runs' mean R_F", hint=_HINT)

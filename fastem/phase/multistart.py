@@ -400,7 +400,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
              dtype=np.complex64, device: Any = None, progress: Any = None, checkpoint_every: int = 0,
              on_checkpoint: Callable[[dict], Any] | None = None, resume_state: dict | None = None,
              max_batch_bytes: int | None = None, executor: Any = None,
-             keep_tolerance: float | None = DEFAULT_KEEP_TOLERANCE, **options) -> PhaseResult:
+             keep_tolerance: float | None = DEFAULT_KEEP_TOLERANCE, generations: int = 1,
+             **options) -> PhaseResult:
     """Phase retrieval with ``runs`` random starts batched on one device; keep the best ``keep``.
 
     Parameters
@@ -447,6 +448,11 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
         Where the chunks run (default: in this process, one after the other). With a
         :class:`fastem.executor.DaskExecutor` the runs are split into at least one chunk per
         worker thread and each chunk runs on a worker's default device.
+    generations : int
+        ``G > 1``: guided multi-start (:mod:`fastem.phase.generations`): the iterations of
+        every run are split into ``G`` generations, each run bred with the best one between
+        them (``runs >= 2``; all runs in one batch, in this process: no executor, chunks or
+        checkpoints). 1 (default): plain multi-start.
 
     Returns
     -------
@@ -512,6 +518,20 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
                 or not 0 < float(keep_tolerance) < np.inf:
             raise InputError(f"keep_tolerance must be a number > 0 or None, got {keep_tolerance!r}")
         keep_tolerance = float(keep_tolerance)
+    generations = _check_int(generations, "generations", 1)
+    if generations > 1:
+        if not inline or checkpoint_every or resume_state is not None:
+            raise InputError("generations > 1 runs every run in one batch in this process: it takes no executor, "
+                             "checkpoint_every or resume_state")
+        if runs < 2:
+            raise InputError(f"generations > 1 breeds runs with the best one: runs must be >= 2, got {runs}")
+        if len(chunks) > 1:
+            raise InputError(f"generations > 1 needs every run in one batch, but {runs} runs need "
+                             f"{runs * bytes_per_run / 2**30:.2f} GiB (max_batch_bytes {budget}): use fewer runs")
+        from .generations import generations_result
+
+        return generations_result(problem, config, runs=runs, generations=generations, keep=keep, seed=seed,
+                                  keep_tolerance=keep_tolerance, progress=progress)
     # candidates for the kept average: twice as many when outliers may be set aside
     kept = _Kept(keep if keep_tolerance is None else min(runs, 2 * keep))
     final_rf = np.full(runs, np.inf)
