@@ -270,3 +270,14 @@ def test_generations_through_retrieve_and_the_cli(tmp_path, real_data):
         r = run_cli("phase", src, "-o", tmp_path / "bad.cxi", "--iterations", 10, "--generations", 2, *args)
         assert r.exit_code != 0 and flag in r.output and "--generations" in r.output, r.output
         assert not (tmp_path / "bad.cxi").exists()
+
+
+def test_cli_says_gps_is_not_recommended_for_complex_objects(tmp_path, complex_data):
+    src = tmp_path / "in.cxi"
+    save_cdi(src, complex_data)
+    r = CliRunner().invoke(app, ["phase", str(src), "-o", str(tmp_path / "o.cxi"), "--complex", "--iterations", "3"])
+    assert r.exit_code == 0, r.output
+    assert "GPS does not reconstruct complex objects" in r.output and "--algorithm oss" in r.output
+    r = CliRunner().invoke(app, ["phase", str(src), "-o", str(tmp_path / "o2.cxi"), "--complex", "--algorithm", "oss",
+                                 "--iterations", "3"])
+    assert r.exit_code == 0 and "GPS does not" not in r.output
