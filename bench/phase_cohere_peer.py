@@ -27,7 +27,9 @@ every iteration, as a cohere user who knows the object is real and non-negative 
 The ``complex`` object (``bench/phase_grid.py``: phases -1..1 rad) is cohere's home ground (Bragg
 CDI): fastem reconstructs it with ``complex_object=True`` and the phase range (-pi/2, pi/2), the
 range of cohere's documented phase constraint; cohere's complex image is compared (not ``|u|``),
-and the ``phase 0.2`` row, which assumes a real object, is not run for it.
+and the ``phase 0.2`` row, which assumes a real object, is not run for it. cohere's forward
+model is the inverse FFT of its object, so its image is conjugated into the data's convention
+(the forward FFT) before it is compared.
 
 **Unknown pixels**: cohere has no missing-data mask; its modulus step scales every pixel to the
 data, so a missing (zero) pixel forces the amplitude there to 0. Two rows: ``cohere`` as shipped
@@ -145,7 +147,12 @@ def run_cohere(cdi, support, *, runs: int, iterations: int, keep: int, seed: int
                 if rec.iterate() != 0:
                     raise RuntimeError("cohere: iterate failed")
             image = np.asarray(rec.get_image())
-            images.append(image if np.iscomplexobj(cdi.object) else np.abs(image))
+            # cohere's reciprocal space is the INVERSE transform of its object (phasing.py:
+            # rs_amplitudes = ifft(ds_image)), so from data I(k) it reconstructs an object whose
+            # forward transform has the modulus at -k: conj(u) (or u(-x)). The conjugate maps it
+            # to fastem's (and the data generator's) convention |fft(u)| = b; for a real object
+            # |u| is the same either way.
+            images.append(np.conj(image) if np.iscomplexobj(cdi.object) else np.abs(image))
     seconds = time.perf_counter() - t0
     # scale every image to the data (cohere normalises to max |u| = 1), then R_F as for fastem
     scaled, rf = [], []
