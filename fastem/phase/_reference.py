@@ -10,6 +10,11 @@ definitions (``numpy.fft.fftfreq``), independently of :mod:`fastem.phase.schedul
 
 Data are in FFT layout (zero frequency at index 0, the support around index 0): shift the
 on-disk arrays once with ``numpy.fft.ifftshift``. One run per call; loop for several.
+
+Complex-valued objects (``complex_object=True``, optional ``phase_range=(lo, hi)``): the iterate
+is complex, the constraint set is the support (with the phase sector), and its projection
+:func:`project` is written here with angles (``numpy.angle``), independently of the kernels'
+branch-free form (:mod:`fastem.kernels.phase_complex`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,29 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["freq_norm2", "stage_ranges", "gps_step", "baseline_step", "r_factor", "shrink_wrap_support",
-           "reference_run"]
+           "reference_run", "project"]
+
+
+def project(v, support, phase_range=None):
+    """Nearest point of the complex constraint set: 0 outside ``support``; inside, ``v`` itself
+    (no range) or its nearest point in the sector ``lo <= arg <= hi`` (by angles)."""
+    if phase_range is None:
+        return np.where(support, v, 0)
+    lo, hi = phase_range
+    c, h = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    theta = np.angle(v * np.exp(-1j * c))               # in (-pi, pi]
+    inside = np.abs(theta) <= h
+    edge = np.where(theta >= 0, h, -h)                  # the nearer boundary ray
+    t = np.maximum(np.abs(v) * np.cos(np.abs(theta) - h), 0.0)
+    return np.where(support, np.where(inside, v, t * np.exp(1j * (c + edge))), 0)
+
+
+def _in_set(v, support, phase_range):
+    if phase_range is None:
+        return support
+    lo, hi = phase_range
+    c, h = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    return support & (np.abs(np.angle(v * np.exp(-1j * c))) <= h)
 
 
 def freq_norm2(shape) -> np.ndarray:
@@ -62,13 +89,17 @@ def r_factor(image, b, known) -> float:
     return float(np.sum(np.abs(mag - b)[known]) / np.sum(b[known]))
 
 
-def gps_step(z, y, b, known, support, t, s, sigma, variant, filt):
-    """One GPS iteration, the spec's steps 1-5 (returns the new ``z`` and ``y``)."""
+def gps_step(z, y, b, known, support, t, s, sigma, variant, filt, complex_object=False, phase_range=None):
+    """One GPS iteration, the spec's steps 1-5 (returns the new ``z`` and ``y``); for a complex
+    object step 4 is ``v - P(v)`` (the polar cone of the support / sector, Moreau)."""
     w = z - t * np.fft.fftn(y)                                                   # 1
     prox = (b * np.exp(1j * np.angle(w)) + (sigma / t) * w) / (1.0 + sigma / t)  # 2 (arg 0 -> 0)
     z_new = np.where(known, prox, w)
     v = y + s * np.fft.ifftn(2.0 * z_new - z)                                    # 3
-    p = np.where(support, np.minimum(v.real, 0.0) + 1j * v.imag, v)              # 4
+    if complex_object:                                                           # 4
+        p = v - project(v, support, phase_range)
+    else:
+        p = np.where(support, np.minimum(v.real, 0.0) + 1j * v.imag, v)
     if variant == "gps-r":                                                       # 5
         y_new = np.fft.ifftn(filt * np.fft.fftn(p))
     else:
@@ -76,18 +107,28 @@ def gps_step(z, y, b, known, support, t, s, sigma, variant, filt):
     return z_new, y_new
 
 
-def gps_image(z, support=None):
-    """Step 6: ``max(Re F^{-1} z, 0)``, times the support when one is given (``project_output``)."""
+def gps_image(z, support=None, complex_object=False, phase_range=None):
+    """Step 6: ``max(Re F^{-1} z, 0)``, times the support when one is given (``project_output``);
+    for a complex object ``P(F^{-1} z)`` (or ``F^{-1} z`` without a support)."""
+    if complex_object:
+        x = np.fft.ifftn(z)
+        return x if support is None else project(x, support, phase_range)
     image = np.maximum(np.fft.ifftn(z).real, 0.0)
     return image if support is None else np.where(support, image, 0.0)
 
 
-def baseline_step(algorithm, G, g, b, known, support, beta, filt):
-    """One ER / HIO / OSS iteration from ``G = F(g)``; returns ``(G_new, g_new, image)``."""
+def baseline_step(algorithm, G, g, b, known, support, beta, filt, complex_object=False, phase_range=None):
+    """One ER / HIO / OSS iteration from ``G = F(g)``; returns ``(G_new, g_new, image)`` (complex
+    ``g`` for a complex object: ``good`` = in the support and the sector, image = ``P(g')``)."""
     Gp = np.where(known, b * np.exp(1j * np.angle(G)), G)
-    gp = np.fft.ifftn(Gp).real
-    good = support & (gp >= 0)
-    image = np.where(good, gp, 0.0)
+    if complex_object:
+        gp = np.fft.ifftn(Gp)
+        good = _in_set(gp, support, phase_range)
+        image = project(gp, support, phase_range)
+    else:
+        gp = np.fft.ifftn(Gp).real
+        good = support & (gp >= 0)
+        image = np.where(good, gp, 0.0)
     if algorithm == "er":
         g_new = image
     elif algorithm == "hio":
@@ -95,7 +136,8 @@ def baseline_step(algorithm, G, g, b, known, support, beta, filt):
     else:  # oss
         h = g - beta * gp
         sample = np.where(good, gp, h)
-        g_new = np.where(support, sample, np.fft.ifftn(filt * np.fft.fftn(h)).real)
+        lowpass = np.fft.ifftn(filt * np.fft.fftn(h))
+        g_new = np.where(support, sample, lowpass if complex_object else lowpass.real)
     return np.fft.fftn(g_new), g_new, image
 
 
@@ -106,6 +148,7 @@ def shrink_wrap_support(image, initial, width: float, threshold: float) -> np.nd
     Fourier transform ``exp(-2 pi^2 width^2 |k|^2)`` (``k`` in cycles per pixel). An empty result
     is returned as None (the caller keeps its support).
     """
+    image = np.abs(image) if np.iscomplexobj(image) else image  # a complex object: its modulus
     smooth = np.fft.ifftn(np.fft.fftn(image) * np.exp(-2.0 * np.pi**2 * width**2 * freq_norm2(image.shape))).real
     new = (smooth > threshold * smooth.max()) & initial
     return new if new.any() else None
@@ -115,7 +158,7 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
                   sigma_schedule=((0.0, 0.01), (0.4, 0.1), (0.7, 1.0)), beta=0.9, gamma_scale=1.0,
                   rfactor_every=5, project_output=True, shrink_wrap=False, shrink_wrap_every=20,
                   shrink_wrap_threshold=0.2, shrink_wrap_sigma=(3.0, 1.5), shrink_wrap_start=0.0,
-                  shrink_wrap_guard=0.25, stage_restart="stage") -> dict:
+                  shrink_wrap_guard=0.25, stage_restart="stage", complex_object=False, phase_range=None) -> dict:
     """One run of ``algorithm``, float64, FFT layout (see the module docstring).
 
     ``project_output``: the GPS image (monitored and returned) is ``max(Re F^{-1} z, 0)`` on the
@@ -150,7 +193,8 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
     if gps:
         state = (z0, np.zeros_like(z0))
     else:
-        state = (z0, np.fft.ifftn(z0).real)
+        state = (z0, np.fft.ifftn(z0) if complex_object else np.fft.ifftn(z0).real)
+    cx = {"complex_object": complex_object, "phase_range": phase_range}
     best_rf, best_image = np.inf, None
     hist_it, hist_rf = [], []
     stage_best = None
@@ -165,13 +209,13 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
         for i in range(a, e):
             if gps:
                 sigma = _sigma(sigma_schedule, i, iterations)
-                state = gps_step(*state, b, known, support, t, s, sigma, algorithm, filt)
+                state = gps_step(*state, b, known, support, t, s, sigma, algorithm, filt, **cx)
             else:
-                G, g, image = baseline_step(algorithm, *state, b, known, support, beta, filt)
+                G, g, image = baseline_step(algorithm, *state, b, known, support, beta, filt, **cx)
                 state = (G, image if algorithm == "er" else g)
             if ((i - a + 1) % rfactor_every == 0) or i == e - 1:
                 if gps:
-                    image = gps_image(state[0], support if project_output else None)
+                    image = gps_image(state[0], support if project_output else None, **cx)
                 rf = r_factor(image, b, known)
                 hist_it.append(i + 1)
                 hist_rf.append(rf)
@@ -182,7 +226,7 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
                 rf_window = min(rf_window, rf)
             if shrink_wrap and i >= sw_first and (i - sw_first) % shrink_wrap_every == 0 and i + 1 < iterations:
                 if gps:
-                    image = gps_image(state[0], support if project_output else None)
+                    image = gps_image(state[0], support if project_output else None, **cx)
                 u = (i - sw_first) // shrink_wrap_every
                 width = max(shrink_wrap_sigma[1], shrink_wrap_sigma[0] * 0.99**u)
                 new = shrink_wrap_support(image, initial, width, shrink_wrap_threshold)
