@@ -8,6 +8,11 @@ Cases (side by side in one run; ``fastem bench phase``):
     ``rfactor_every=5``); peer: the same iteration written plainly with ``numpy.fft``
     (``fastem.phase._reference.gps_step``, float64, the test oracle); floor: one forward plus
     one inverse pyFFTW transform of the same complex64 array (same plan, same threads).
+``OSS iteration c64, complex object`` (512 x 512, one run, phase range +-pi/2)
+    fastem: one OSS iteration of a complex-valued object (4 FFTs + 4 fused kernels: the
+    complex real-space step of :mod:`fastem.kernels.phase_complex`); peer: the same iteration
+    written plainly with ``numpy.fft`` (``fastem.phase._reference.baseline_step``, float64, the
+    test oracle); floor: two forward plus two inverse pyFFTW transforms of the complex64 array.
 ``multi-start R=..`` (256 x 256 and 512 x 512; R = 1, 8, 64)
     throughput of batched GPS-F iterations (run x iterations per second), with the floor of two
     batched transforms of the ``(R, n, n)`` array.
@@ -86,6 +91,39 @@ def run(ctx) -> None:
         ctx.measure(case, label, "NumPy reference (numpy.fft, float64)", numpy_step, role="peer",
                     repeat=3, min_time=0.0)
     del sol
+
+    # a complex-valued object: OSS (the algorithm recommended for it) with a phase range
+    from fastem.phase import PhaseConfig, initial_phases, make_solver
+
+    prange = (-np.pi / 2, np.pi / 2)
+    csol = make_solver(prob, 1, PhaseConfig(algorithm="oss", iterations=1000, complex_object=True,
+                                            phase_range=prange))
+    csol.initialise(initial_phases(0, range(1), prob.shape))
+    csol.run(stop_at=2)
+    case = "OSS iteration c64, complex object"
+    ctx.measure(case, label, "fastem (4 FFT + 4 fused kernels)", lambda: csol.step(0.0), work=npix,
+                work_unit="px-iter")
+    cplan = csol.plan
+    if dev.is_gpu:
+        ctx.measure(case, label, "4 cuFFT transforms (floor)", lambda: [(cplan.forward(cplan.buffer),
+                    cplan.backward(cplan.buffer, normalise=False)) for _ in range(2)], role="floor")
+    else:
+        ctx.measure(case, label, f"4 pyFFTW transforms, {settings.threads} thr (floor)",
+                    lambda: [(cplan.forward(cplan.buffer), cplan.backward(cplan.buffer, normalise=False))
+                             for _ in range(2)], role="floor")
+        b = np.fft.ifftshift(prob.magnitudes)
+        kn, sp = np.fft.ifftshift(prob.known), np.fft.ifftshift(prob.support)
+        ofilt = ref._filters("oss", b.shape, 1, 10, 0.9, 1.0)
+        z0 = b * np.exp(1j * np.random.default_rng(0).uniform(0, 2 * np.pi, b.shape))
+        cstate = {"G": z0, "g": np.fft.ifftn(z0)}
+
+        def numpy_complex_step():
+            cstate["G"], cstate["g"], _ = ref.baseline_step("oss", cstate["G"], cstate["g"], b, kn, sp, 0.9, ofilt,
+                                                            complex_object=True, phase_range=prange)
+
+        ctx.measure(case, label, "NumPy reference (numpy.fft, float64)", numpy_complex_step, role="peer",
+                    repeat=3, min_time=0.0)
+    del csol, cplan
 
     # multi-start throughput
     sizes = [64] if ctx.quick else [256, 512]
