@@ -37,6 +37,21 @@ def test_worker_processes_give_the_inline_result(problem, cluster):
     _same(spread, inline)
 
 
+def test_worker_processes_give_the_inline_result_for_a_complex_object(cluster):
+    """A complex object's R-factor runs one more FFT (out of place, image -> spectrum): it is in
+    the client's wisdom too, so the workers reproduce the inline result bit for bit."""
+    from fastem.data import complex_particle, embed_centred
+
+    obj = embed_centred(complex_particle(16, seed=2), (32, 32))
+    cdi = cdi_intensities(obj, r_noise=0.03, beamstop_radius=1.5, seed=0)
+    prob = prepare_problem(cdi.intensities, cdi.known, cdi.support)
+    cfg = PhaseConfig(algorithm="oss", iterations=60, stages=2, complex_object=True, phase_range=(-1.5, 1.5))
+    inline = retrieve(problem=prob, config=cfg, runs=5, keep=3, seed=2, executor=InlineExecutor())
+    spread = retrieve(problem=prob, config=cfg, runs=5, keep=3, seed=2, executor=cluster)
+    assert np.iscomplexobj(spread.image)
+    _same(spread, inline)
+
+
 def test_worker_killed_while_running_a_chunk(problem, cluster):
     """One worker process dies (os._exit) while the scheduler shows it processing a chunk: Dask
     reruns that chunk elsewhere and the result is still the inline one, bit for bit."""

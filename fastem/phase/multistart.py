@@ -78,7 +78,7 @@ def default_batch_bytes(device) -> int:
 MAX_RUNS_PER_BATCH = 65535
 
 
-def _client_wisdom(problem: PhaseProblem, chunks, executor) -> bytes | None:
+def _client_wisdom(problem: PhaseProblem, chunks, executor, complex_object: bool = False) -> bytes | None:
     """The client's FFTW wisdom after planning here every FFT the chunks' solvers will build on
     the workers (each chunk size, at each thread count the workers run with); ``None`` on the
     GPU or without pyFFTW.
@@ -102,7 +102,7 @@ def _client_wisdom(problem: PhaseProblem, chunks, executor) -> bytes | None:
     thread_counts = asked() if callable(asked) else [settings.threads]
     for runs in sorted({int(b) - int(a) for a, b in chunks}):
         for threads in thread_counts:
-            Solver.plan_ffts(problem, runs, threads=threads)   # dropped at once: the wisdom stays
+            Solver.plan_ffts(problem, runs, threads=threads, complex_object=complex_object)  # dropped: the wisdom stays
     return export_wisdom()
 
 
@@ -592,7 +592,7 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     else:
         data = problem.host_data()
         dev = "cuda" if problem.device.is_gpu else "cpu"
-        wisdom = _client_wisdom(problem, chunks, executor)
+        wisdom = _client_wisdom(problem, chunks, executor, config.complex_object)
         tasks = [{"problem_data": data, "device": dev, "config": config, "seed": seed, "start": a, "stop": b,
                   "keep": kept.keep, "fftw_wisdom": wisdom} for a, b in chunks]
         for out in executor.map(_run_chunk, tasks):

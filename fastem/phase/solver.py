@@ -266,7 +266,7 @@ class Solver:
         self.n = int(np.prod(self.grid))
         rdt = problem.rdtype
         # private plans: their buffers are this solver's work arrays, shared with nobody
-        self.plan, self.rplan = self.plan_ffts(problem, self.runs)
+        self.plan, self.rplan = self.plan_ffts(problem, self.runs, complex_object=config.complex_object)
         self.buf = self.plan.buffer  # the one complex work array every iteration runs through
         self.half = self.rplan.buffer  # half spectrum for the R-factor
         #: complex-valued object (:attr:`PhaseConfig.complex_object`): complex images and iterates
@@ -337,15 +337,20 @@ class Solver:
 
     # ---- shared ------------------------------------------------------------------------------
     @staticmethod
-    def plan_ffts(problem: PhaseProblem, runs: int, threads: int | None = None):
+    def plan_ffts(problem: PhaseProblem, runs: int, threads: int | None = None, complex_object: bool = False):
         """The two private plans a solver of ``runs`` runs computes in: complex (runs, *grid)
         and real-to-complex, over the grid axes (``threads``: FFTW threads, default the
         process's). Every FFT the solver runs goes through them, so a Dask client that builds
         these for the chunk sizes it submits has measured every plan its workers need
-        (:func:`fastem.fft.export_wisdom`)."""
+        (:func:`fastem.fft.export_wisdom`). ``complex_object``: also plan the out-of-place
+        complex forward transform the R-factor of a complex image runs (image -> spectrum)."""
         full_shape = (int(runs),) + tuple(problem.shape)
         axes = tuple(range(1, len(problem.shape) + 1))
-        return (new_plan(full_shape, problem.dtype, axes=axes, device=problem.device, threads=threads),
+        plan = new_plan(full_shape, problem.dtype, axes=axes, device=problem.device, threads=threads)
+        if complex_object and problem.device.is_cpu:
+            # planned now (FFTW_MEASURE), not at the first R-factor: part of the client's wisdom
+            plan.forward(plan.buffer, out=empty_aligned(full_shape, problem.dtype, problem.device))
+        return (plan,
                 new_plan(full_shape, problem.rdtype, axes=axes, real=True, device=problem.device, threads=threads))
 
     @classmethod
