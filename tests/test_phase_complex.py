@@ -316,3 +316,28 @@ def test_complex_engine_matches_the_float64_reference(algorithm, phase_range, sh
         np.testing.assert_allclose(sol.best_image[r], out["best_image"], rtol=1e-7, atol=1e-8 * scale)
         if shrink_wrap:
             np.testing.assert_array_equal(np.fft.ifftshift(sol.supports_centred()[r]), out["support"])
+
+
+def test_cli_resume_of_a_complex_run_is_exact_and_refuses_other_object_settings(tmp_path, complex_data):
+    from test_phase_cli import _Killed, _KillAfter
+
+    from fastem.phase.job import phase_file
+
+    src = tmp_path / "in.cxi"
+    save_cdi(src, complex_data)
+    kw = dict(algorithm="oss", iterations=40, runs=2, keep=2, seed=1, checkpoint_every=10, complex_object=True,
+              phase_range=(-1.2, 1.2), support=f"{src}:/entry_1/sample_1/support")
+    full, _ = phase_file(src, tmp_path / "full.cxi", **kw)
+    out = tmp_path / "part.cxi"
+    with pytest.raises(_Killed):
+        phase_file(src, out, progress=_KillAfter(25), **kw)
+    base = ["phase", src, "-o", out, "--algorithm", "oss", "--iterations", 40, "--runs", 2, "--keep", 2, "--seed", 1,
+            "--checkpoint-every", 10, "--support", f"{src}:/entry_1/sample_1/support", "--resume"]
+    for extra, flag in [(["--complex", "--phase-range=-1:1"], "--phase-range"), ([], "--complex")]:
+        r = run_cli(*base, *extra)
+        assert r.exit_code != 0 and "cannot resume" in r.output and flag in r.output, r.output
+    r = run_cli(*base, "--complex", "--phase-range=-1.2:1.2")
+    assert r.exit_code == 0, r.output
+    res = read_cxi_reconstruction(out)
+    np.testing.assert_array_equal(res.results["final_rf"], full.final_rf)
+    np.testing.assert_array_equal(res.image, full.image)
