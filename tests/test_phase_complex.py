@@ -13,7 +13,6 @@ from fastem.errors import InputError
 from fastem.io import read_cxi_reconstruction
 from fastem.phase import PhaseConfig, initial_phases, keep_consistent, make_solver, prepare_problem, r_real
 from fastem.phase.metrics import align, twin
-from fastem.phase.solver import Solver
 
 
 def run_cli(*args):
@@ -155,10 +154,11 @@ def test_checkpoint_resume_of_a_complex_run_is_exact(complex_data):
 def test_memory_model_counts_the_complex_arrays(complex_data):
     prob = prepare_problem(complex_data.intensities, complex_data.known, complex_data.support)
     for alg in ("gps-f", "hio", "oss"):
-        real = make_solver(prob, 1, PhaseConfig(algorithm=alg)).bytes_per_run(prob, PhaseConfig(algorithm=alg))
-        cfg = PhaseConfig(algorithm=alg, complex_object=True)
-        cplx = Solver.bytes_per_run.__func__(type(make_solver(prob, 1, cfg)), prob, cfg)
-        assert cplx > real
+        cls = type(make_solver(prob, 1, PhaseConfig(algorithm=alg)))
+        real = cls.bytes_per_run(prob, PhaseConfig(algorithm=alg))
+        cplx = cls.bytes_per_run(prob, PhaseConfig(algorithm=alg, complex_object=True))
+        # complex images (img, best_image), iterates and the full spectrum: more than the real arrays
+        assert cplx > real + 2 * prob.npix * np.dtype(prob.rdtype).itemsize
 
 
 def test_config_checks_name_the_parameter():
@@ -341,3 +341,17 @@ def test_cli_resume_of_a_complex_run_is_exact_and_refuses_other_object_settings(
     res = read_cxi_reconstruction(out)
     np.testing.assert_array_equal(res.results["final_rf"], full.final_rf)
     np.testing.assert_array_equal(res.image, full.image)
+
+
+def test_complex_runs_split_into_chunks_give_the_single_batch_result(complex_data):
+    from fastem.phase import retrieve
+
+    prob = prepare_problem(complex_data.intensities, complex_data.known, complex_data.support)
+    cfg = PhaseConfig(algorithm="hio", iterations=30, complex_object=True, phase_range=(-1.2, 1.2))
+    whole = retrieve(problem=prob, config=cfg, runs=5, keep=3, seed=4)
+    per_run = type(make_solver(prob, 1, cfg)).bytes_per_run(prob, cfg)
+    split = retrieve(problem=prob, config=cfg, runs=5, keep=3, seed=4, max_batch_bytes=2 * per_run)
+    assert len(split.extra["chunks"]) == 3 and len(whole.extra["chunks"]) == 1
+    np.testing.assert_array_equal(split.final_rf, whole.final_rf)
+    np.testing.assert_array_equal(split.image, whole.image)
+    assert np.iscomplexobj(split.kept) and split.kept.shape == (len(split.kept_runs), 48, 48)
