@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastem.data import shepp_logan_3d, tilt_angles, tilt_series, vesicle_3d
+from fastem.data import cell_3d, shepp_logan_3d, tilt_angles, tilt_series, vesicle_3d
 from fastem.tomo import relative_error, resire, sirt
 from fastem.tomo.regularised import regularised
 
@@ -64,7 +64,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 THREADS = 2
 
 
-PHANTOMS = {"vesicle": lambda n: vesicle_3d(n, seed=0), "shepp-logan": lambda n: shepp_logan_3d(n)}
+PHANTOMS = {"vesicle": lambda n: vesicle_3d(n, seed=0), "shepp-logan": lambda n: shepp_logan_3d(n),
+            "cell": lambda n: cell_3d(n, seed=0)}
 
 
 def make_case(n: int, seed: int, noise: float, step: float, max_tilt: float = 60.0, phantom: str = "vesicle"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from fastem.data import (CDI_TRUTH_OBJECT, CDI_TRUTH_SUPPORT, cdi_intensities, dual_axis_angles, gaussian_mixture,
+from fastem.data import (CDI_TRUTH_OBJECT, CDI_TRUTH_SUPPORT, cdi_intensities, cell_3d, dual_axis_angles, gaussian_mixture,
                          save_cdi, save_mixture, save_tilt_series, save_volume, shepp_logan_3d, tilt_angles,
                          tilt_series, vesicle_2d, vesicle_3d)
 from fastem.errors import InputError
@@ -73,6 +73,41 @@ def test_vesicle_3d_support_and_shell():
     assert np.all(_extent(v) <= 0.75 * 32)
     assert np.all(_extent(vesicle_3d(32, seed=0, support_fraction=0.5)) <= 16)
     assert v[16, 16, 16] < v.max() / 2  # hollow centre
+
+
+def _high_frequency_fraction(v):
+    power = np.abs(np.fft.fftn(v)) ** 2
+    f = np.fft.fftfreq(v.shape[0])
+    r = np.sqrt(sum(a ** 2 for a in np.meshgrid(f, f, f, indexing="ij")))
+    return power[r > 0.25].sum() / power[r > 0].sum()
+
+
+@pytest.mark.parametrize("n", [16, 33, 48])
+def test_cell_3d_support_fine_detail_and_determinism(n):
+    c = cell_3d(n, seed=3)
+    assert c.shape == (n, n, n) and c.dtype == np.float64 and np.isfinite(c).all()
+    assert c.min() == 0.0 and c.max() >= 1.0                    # dense particles above the cytoplasm (0.3)
+    assert np.all(_extent(c) <= 0.75 * n + 1)                   # inside the support ball (soft edge: 1 voxel)
+    np.testing.assert_array_equal(c, cell_3d(n, seed=3))
+    assert not np.array_equal(c, cell_3d(n, seed=4))
+    if n >= 33:   # voxel-sized features: far more power above 0.25 cycles/voxel than the smooth vesicle
+        assert _high_frequency_fraction(c) > 2 * _high_frequency_fraction(vesicle_3d(n, seed=3))
+
+
+def test_cell_3d_membrane_is_a_bilayer():
+    c = cell_3d(64, seed=0)
+    # along a ray from the centre: two density peaks (the leaflets) two voxels apart at the cell edge
+    line = c[32, 32, 32:]
+    edge = int(np.nonzero(line > 0)[0].max())
+    peaks = [i for i in range(edge - 6, edge + 1) if line[i] > 0.45 and line[i] >= line[i - 1] and line[i] >= line[i + 1]]
+    assert len(peaks) == 2 and peaks[1] - peaks[0] == 2, (peaks, line[edge - 8:edge + 2].round(2))
+
+
+@pytest.mark.parametrize("kwargs, match", [({"n": 8}, "n must be >= 16"),
+                                           ({"n": 32, "support_fraction": 0.1}, "support_fraction")])
+def test_cell_3d_bad_arguments(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        cell_3d(**kwargs)
 
 
 def test_shepp_logan_3d_values_and_axis_order():

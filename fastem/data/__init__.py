@@ -1,8 +1,9 @@
 """Deterministic synthetic data for tests, demos and benchmarks (no downloads).
 
 Phantoms
-    :func:`vesicle_2d`, :func:`vesicle_3d`, :func:`shepp_logan_3d`, :func:`complex_particle`
-    (complex-valued, for Bragg / phase-object CDI).
+    :func:`vesicle_2d`, :func:`vesicle_3d`, :func:`shepp_logan_3d`, :func:`cell_3d` (a cell
+    section with voxel-sized detail, for tomography), :func:`complex_particle` (complex-valued,
+    for Bragg / phase-object CDI).
 Coherent diffraction
     :func:`cdi_intensities` -> :class:`CDIData` (Poisson + Gaussian noise at a target R_noise,
     beamstop).
@@ -19,7 +20,7 @@ Every generator takes ``seed`` (``numpy.random.default_rng(seed)``): same seed, 
 
 from .cdi import CDIData, cdi_intensities, centred_fft_power, embed_centred, r_noise_of
 from .mixture import gaussian_mixture
-from .phantoms import SHEPP_LOGAN_3D_MODIFIED, complex_particle, shepp_logan_3d, vesicle_2d, vesicle_3d
+from .phantoms import SHEPP_LOGAN_3D_MODIFIED, cell_3d, complex_particle, shepp_logan_3d, vesicle_2d, vesicle_3d
 from .tilt import dual_axis_angles, tilt_angles, tilt_series
 from .stem import STRUCTURES, StemGenerator, StemOptions, generate_stem
 from .writers import CDI_TRUTH_OBJECT, CDI_TRUTH_SUPPORT, save_cdi, save_mixture, save_tilt_series, save_volume
@@ -27,7 +28,7 @@ from .writers import CDI_TRUTH_OBJECT, CDI_TRUTH_SUPPORT, save_cdi, save_mixture
 __all__ = [
     "CDIData", "cdi_intensities", "centred_fft_power", "embed_centred", "r_noise_of",
     "gaussian_mixture",
-    "SHEPP_LOGAN_3D_MODIFIED", "complex_particle", "shepp_logan_3d", "vesicle_2d", "vesicle_3d",
+    "SHEPP_LOGAN_3D_MODIFIED", "cell_3d", "complex_particle", "shepp_logan_3d", "vesicle_2d", "vesicle_3d",
     "dual_axis_angles", "tilt_angles", "tilt_series",
     "STRUCTURES", "StemGenerator", "StemOptions", "generate_stem",
     "CDI_TRUTH_OBJECT", "CDI_TRUTH_SUPPORT", "save_cdi", "save_mixture", "save_tilt_series", "save_volume",
