@@ -63,7 +63,7 @@ def make_object(name: str) -> np.ndarray:
 
 
 def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5, gamma_scale: float = 1.0,
-               algorithms=ALGORITHMS) -> dict:
+               algorithms=ALGORITHMS, gamma_schedule: str = "oss", stage_restart: str = "stage") -> dict:
     from fastem.data import cdi_intensities
     from fastem.phase import (PhaseConfig, initial_phases, keep_best, make_solver, prepare_problem, r_real)
 
@@ -76,7 +76,8 @@ def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5, 
            "oracle_rreal": phase_sweep.oracle_rreal(cdi), "algorithms": {}}
     for alg in algorithms:
         t0 = time.perf_counter()
-        cfg = PhaseConfig(algorithm=alg, iterations=iterations, gamma_scale=gamma_scale)
+        cfg = PhaseConfig(algorithm=alg, iterations=iterations, gamma_scale=gamma_scale, gamma_schedule=gamma_schedule,
+                          stage_restart=stage_restart)
         prob = prepare_problem(cdi.intensities, cdi.known, cdi.support)
         sol = make_solver(prob, runs, cfg).initialise(initial_phases(seed, range(runs), prob.shape)).run()
         seconds = time.perf_counter() - t0
@@ -176,6 +177,11 @@ def main(argv=None) -> int:
     p.add_argument("--objects", default="vesicle,pair")
     p.add_argument("--algorithms", default=",".join(ALGORITHMS))
     p.add_argument("--gamma-scale", type=float, default=1.0, help="GPS smoothing multiplier (PhaseConfig.gamma_scale)")
+    p.add_argument("--gps-schedule", default="oss", choices=("oss", "relax"),
+                   help="GPS smoothing schedule (PhaseConfig.gamma_schedule; consistency experiment only)")
+    p.add_argument("--stage-restart", default="stage", choices=("stage", "global"),
+                   help="each stage starts from that stage's best (stage) or the best so far (global, the "
+                        "thesis' algorithms 1-2); consistency experiment only")
     p.add_argument("--tag", default="", help="suffix of the output file names (e.g. _gamma400)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument("--sweep", action="store_true",
@@ -217,9 +223,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     for name in args.objects.split(","):
         results.append(run_object(name.strip(), args.runs, args.iterations, args.seed, gamma_scale=args.gamma_scale,
-                                  algorithms=tuple(a.strip() for a in args.algorithms.split(","))))
+                                  algorithms=tuple(a.strip() for a in args.algorithms.split(",")),
+                                  gamma_schedule=args.gps_schedule, stage_restart=args.stage_restart))
     md = [f"## GPS consistency experiment ({args.runs} runs x {args.iterations} iterations, seed {args.seed}, "
-          f"gamma_scale {args.gamma_scale:g})", "",
+          f"gamma_scale {args.gamma_scale:g}, GPS schedule {args.gps_schedule}, stage restart {args.stage_restart})", "",
           f"Command: `{cmd.strip()}`; total {time.perf_counter() - t0:.0f} s on {machine_info()['cpu_model']} "
           f"({machine_info()['cores_available']} cores).", ""]
     for res in results:
@@ -227,7 +234,7 @@ def main(argv=None) -> int:
     stem = f"phase_reproduction{args.tag}"
     (args.out_dir / f"{stem}.md").write_text("\n".join(md))
     payload = {"command": cmd, "runs": args.runs, "iterations": args.iterations, "seed": args.seed,
-               "gamma_scale": args.gamma_scale,
+               "gamma_scale": args.gamma_scale, "gps_schedule": args.gps_schedule, "stage_restart": args.stage_restart,
                "machine": machine_info(), "results": results}
     (args.out_dir / f"{stem}.json").write_text(json.dumps(payload))
     plot(results, args.out_dir / f"{stem}_rf.png")
