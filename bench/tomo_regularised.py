@@ -6,7 +6,8 @@ Run (niced, tiny sizes, a few minutes on 2 cores)::
     nice -n 10 .venv/bin/python bench/tomo_regularised.py --n 24 --noise 0.02
 
 The case: ``fastem.data.vesicle_3d(n)`` (even ``n``; ``--phantom shepp-logan``:
-``fastem.data.shepp_logan_3d(n)``), single-axis tilts -60..+60 deg (``--max-tilt``) in ``--step``
+``fastem.data.shepp_logan_3d(n)``; ``--phantom cell``: ``fastem.data.cell_3d(n)``, voxel-sized
+detail), single-axis tilts -60..+60 deg (``--max-tilt``) in ``--step``
 degree steps (a 60 deg missing wedge), simulated by the independent ray-sum projector
 ``fastem.data.tilt_series`` (geometric-middle centring, ASTRA / thesis angle sign), Gaussian noise
 of ``--noise`` x the largest projection value, one seed per noise draw. Every method sees the
