@@ -100,7 +100,8 @@ def _phase_range(text: str) -> tuple[float, float]:
 @click.option("--generations", type=click.IntRange(min=1), default=1, show_default=True, metavar="G",
               help="Guided multi-start (cohere's generations): split each run's iterations into G generations and "
                    "breed every run with the best one between them (needs --runs >= 2; one batch in this process: "
-                   "not with --checkpoint-every, --resume or --scheduler). 1: plain multi-start.")
+                   "not with --scheduler; --checkpoint-every counts each generation's iterations, --resume continues "
+                   "exactly). 1: plain multi-start.")
 @click.option("--batch-memory", default=None, metavar="SIZE",
               help="Memory budget of one batch of runs, e.g. 2G or 512M (default: half the free GPU memory, "
                    "a quarter of the available host memory; at most the available memory); more runs are split "

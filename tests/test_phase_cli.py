@@ -110,6 +110,64 @@ def test_checkpoint_and_resume_give_the_uninterrupted_result(cxi_in, tmp_path):
     assert r.exit_code == 0
 
 
+@pytest.mark.parametrize("kill_at", [7, 27])     # inside the first generation, inside the second
+def test_generations_checkpoint_and_resume_give_the_uninterrupted_result(cxi_in, tmp_path, kill_at):
+    """``--generations`` with ``--checkpoint-every``: killed in either generation and resumed, the
+    result equals the uninterrupted run bit for bit; the checkpoint counts iterations over all
+    generations; a resume with other generations or iterations is refused, naming the flag."""
+    kw = dict(algorithm="hio", iterations=40, runs=3, keep=2, seed=1, checkpoint_every=5, generations=2,
+              support=f"{cxi_in}:/entry_1/sample_1/support")
+    full, _ = phase_file(cxi_in, tmp_path / "full.cxi", **kw)
+    plain, _ = phase_file(cxi_in, tmp_path / "plain.cxi", **dict(kw, checkpoint_every=0))
+    np.testing.assert_array_equal(full.image, plain.image)          # checkpoints change nothing
+    out = tmp_path / "part.cxi"
+    with pytest.raises(_Killed):
+        phase_file(cxi_in, out, progress=_KillAfter(kill_at), **kw)
+    state = load_checkpoint_file(out, CXI_CHECKPOINT)
+    assert state["iteration"] == 5 * (kill_at // 5) and state["generation"] == kill_at // 20
+    assert state["generation_start"] == 20 * (kill_at // 20)
+    assert np.asarray(state["history_iterations"]).max() == state["iteration"]
+    args = ["--algorithm", "hio", "--runs", 3, "--keep", 2, "--seed", 1, "--checkpoint-every", 5,
+            "--support", f"{cxi_in}:/entry_1/sample_1/support", "--resume"]
+    for bad, flag in ((["--iterations", 40, "--generations", 4], "--generations"),
+                      (["--iterations", 60, "--generations", 2], "--iterations")):
+        r = run("phase", cxi_in, "-o", out, *bad, *args)
+        assert r.exit_code != 0 and flag in r.output, r.output
+    r = run("phase", cxi_in, "-o", out, "--iterations", 40, "--generations", 2, *args)
+    assert r.exit_code == 0, r.output
+    rec = read_cxi_reconstruction(out)
+    np.testing.assert_array_equal(rec.results["final_rf"], full.final_rf)
+    np.testing.assert_array_equal(rec.results["rf_history"], full.history_rf)
+    np.testing.assert_array_equal(rec.image, read_cxi_reconstruction(tmp_path / "full.cxi").image)
+
+
+def test_a_plain_run_does_not_resume_a_generations_checkpoint(cxi_in, tmp_path):
+    from fastem.errors import InputError
+    from fastem.phase import PhaseConfig, prepare_problem, retrieve
+    from fastem.io import read_cxi, read_dataset
+
+    data = read_cxi(str(cxi_in))
+    prob = prepare_problem(data.intensities, data.known, read_dataset(f"{cxi_in}:/entry_1/sample_1/support") > 0)
+    states = []
+
+    def keep_state(state):
+        states.append(state)
+        raise _Killed
+
+    cfg = PhaseConfig(algorithm="hio", iterations=20)
+    with pytest.raises(_Killed):
+        retrieve(problem=prob, config=cfg, runs=2, keep=1, seed=0, generations=2, checkpoint_every=5,
+                 on_checkpoint=keep_state)
+    with pytest.raises(InputError, match="generations=2"):
+        retrieve(problem=prob, config=cfg, runs=2, keep=1, seed=0, resume_state=states[0])
+    with pytest.raises(InputError, match="generations 4 does not match"):
+        retrieve(problem=prob, config=cfg, runs=2, keep=1, seed=0, generations=4, resume_state=states[0])
+    resumed = retrieve(problem=prob, config=cfg, runs=2, keep=1, seed=0, generations=2, resume_state=states[0])
+    whole = retrieve(problem=prob, config=cfg, runs=2, keep=1, seed=0, generations=2)
+    np.testing.assert_array_equal(resumed.image, whole.image)
+    np.testing.assert_array_equal(resumed.history_rf, whole.history_rf)
+
+
 def test_shrink_wrap_and_batch_memory_options(cxi_in, tmp_path):
     args = ["--algorithm", "hio", "--iterations", 40, "--runs", 3, "--keep", 2, "--seed", 1,
             "--support", f"{cxi_in}:/entry_1/sample_1/support", "--shrink-wrap", "--shrink-wrap-every", 10,

@@ -266,7 +266,7 @@ def test_generations_through_retrieve_and_the_cli(tmp_path, real_data):
     assert rec.provenance["configuration"]["generations"] == 2
     np.testing.assert_allclose(rec.image, res.image)
     assert rec.results["rf_history"].shape == res.history_rf.shape
-    for args, flag in [(["--runs", 1], "--runs"), (["--runs", 2, "--checkpoint-every", 5], "--checkpoint-every")]:
+    for args, flag in [(["--runs", 1], "--runs"), (["--runs", 2, "--scheduler", "local"], "--scheduler")]:
         r = run_cli("phase", src, "-o", tmp_path / "bad.cxi", "--iterations", 10, "--generations", 2, *args)
         assert r.exit_code != 0 and flag in r.output and "--generations" in r.output, r.output
         assert not (tmp_path / "bad.cxi").exists()

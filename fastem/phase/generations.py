@@ -80,17 +80,65 @@ def retrieve_generations(problem: PhaseProblem, config: PhaseConfig, *, runs: in
     return sel, rf, images
 
 
-def _generations(problem, config, runs, generations, keep, seed, keep_tolerance, progress=None):
+def _generations(problem, config, runs, generations, keep, seed, keep_tolerance, progress=None, *,
+                 checkpoint_every: int = 0, on_checkpoint=None, resume_state: dict | None = None):
     """The loop of :func:`retrieve_generations` (arguments checked); also returns the R_F
     history ``(iterations (E,), R_F (E, R))`` over all generations (iterations counted from the
-    first generation's start)."""
+    first generation's start).
+
+    ``checkpoint_every``, ``on_checkpoint``: every ``checkpoint_every`` iterations *of each
+    generation*, ``on_checkpoint(state)`` with the solver's state plus ``generation`` (0-based),
+    ``generations``, ``generation_start`` (iterations of the earlier generations),
+    ``generation_history_start`` (how many history entries the earlier generations hold) and
+    ``seed``; ``iteration``, ``history_iterations`` and ``history_rf`` count over all generations.
+    ``resume_state``: such a state; the run goes on from it and gives the uninterrupted run's
+    result bit for bit (a generation's start depends only on the previous generation's images)."""
     per = config.iterations // generations
-    phases = initial_phases(seed, range(runs), problem.shape)
+    first, done, phases, local_state = 0, 0, None, None
+    hist_its, hist_rf = [], []
+    if resume_state is not None:
+        if "generation" not in resume_state:
+            raise InputError("resume_state is not from a run with generations (no 'generation' in it)")
+        if int(resume_state.get("generations", -1)) != generations:
+            raise InputError(f"generations {generations} does not match the checkpoint, written with "
+                             f"{resume_state.get('generations')}")
+        first, done = int(resume_state["generation"]), int(resume_state["generation_start"])
+        if not 0 <= first < generations:
+            raise InputError(f"checkpoint generation {first} outside 0..{generations - 1}")
+        split = int(resume_state["generation_history_start"])
+        its_all = np.asarray(resume_state["history_iterations"]).reshape(-1)
+        rf_all = (np.asarray(resume_state["history_rf"], np.float64).reshape(len(its_all), -1) if len(its_all)
+                  else np.zeros((0, runs)))
+        if split:
+            hist_its.append(its_all[:split])
+            hist_rf.append(rf_all[:split])
+        local_state = dict(resume_state, iteration=int(resume_state["iteration"]) - done,
+                           history_iterations=its_all[split:] - done, history_rf=rf_all[split:])
+    else:
+        phases = initial_phases(seed, range(runs), problem.shape)
     images = rf = None
-    hist_its, hist_rf, done = [], [], 0
-    for g in range(generations):
+    for g in range(first, generations):
         its = per if g < generations - 1 else config.iterations - per * (generations - 1)
-        sol = make_solver(problem, runs, replace(config, iterations=its)).initialise(phases).run(progress=progress)
+        sol = make_solver(problem, runs, replace(config, iterations=its))
+        if local_state is not None:
+            sol.load_state_dict(local_state)
+            local_state = None
+        else:
+            sol.initialise(phases)
+
+        def generation_checkpoint(state, g=g, done=done):
+            its_l = np.asarray(state["history_iterations"]).reshape(-1)
+            rf_l = np.asarray(state["history_rf"]).reshape(len(its_l), -1) if len(its_l) else np.zeros((0, runs))
+            earlier_its = np.concatenate(hist_its) if hist_its else np.zeros(0, np.int64)
+            earlier_rf = np.concatenate(hist_rf) if hist_rf else np.zeros((0, runs))
+            state.update(iteration=done + int(state["iteration"]), generation=int(g), generations=int(generations),
+                         generation_start=int(done), generation_history_start=int(len(earlier_its)),
+                         history_iterations=np.concatenate([earlier_its, its_l + done]),
+                         history_rf=np.concatenate([earlier_rf, rf_l]), seed=int(seed))
+            on_checkpoint(state)
+
+        sol.run(progress=progress, checkpoint_every=checkpoint_every,
+                on_checkpoint=generation_checkpoint if on_checkpoint is not None else None)
         images, rf = sol.best_images_centred(), sol.final_rf()
         h_its, h_rf = sol.history()
         hist_its.append(h_its + done)
@@ -107,18 +155,21 @@ def _generations(problem, config, runs, generations, keep, seed, keep_tolerance,
 
 
 def generations_result(problem: PhaseProblem, config: PhaseConfig, *, runs: int, generations: int, keep: int,
-                       seed: int, keep_tolerance: float | None, progress=None):
+                       seed: int, keep_tolerance: float | None, progress=None, checkpoint_every: int = 0,
+                       on_checkpoint=None, resume_state: dict | None = None):
     """:func:`retrieve_generations` as a :class:`~fastem.phase.multistart.PhaseResult` (what
     ``retrieve(..., generations=G)`` and ``fastem phase --generations G`` return): the kept
     average of the last generation, every run's last R_F, the R_F history of all generations.
-    All runs form one batch in this process (no chunks, checkpoints or Dask)."""
+    All runs form one batch in this process (no chunks or Dask); checkpoints and resume as
+    :func:`_generations` describes."""
     from .metrics import r_factor
     from .multistart import NonFiniteResultError, PhaseResult
 
     if generations > config.iterations:
         raise InputError(f"generations {generations} exceeds iterations {config.iterations}")
     sel, rf, _, (its, hist) = _generations(problem, config, runs, generations, keep, seed, keep_tolerance,
-                                           progress)
+                                           progress, checkpoint_every=checkpoint_every, on_checkpoint=on_checkpoint,
+                                           resume_state=resume_state)
     if not np.all(np.isfinite(rf[sel.indices])):
         raise NonFiniteResultError(f"phase retrieval diverged: every run of {config.algorithm} gave non-finite "
                                    f"iterates in the last generation")

@@ -346,7 +346,7 @@ def _read_truth(path: Path, shape) -> np.ndarray | None:
     return truth
 
 
-def _fingerprint(data, supp, config: PhaseConfig, runs: int, keep: int, seed: int, dtype) -> dict:
+def _fingerprint(data, supp, config: PhaseConfig, runs: int, keep: int, seed: int, dtype, generations: int = 1) -> dict:
     from fastem.io import run_fingerprint
 
     params = {k: v for k, v in config.as_dict().items() if k != "iterations"}
@@ -354,6 +354,8 @@ def _fingerprint(data, supp, config: PhaseConfig, runs: int, keep: int, seed: in
         params.pop("complex_object", None)
         params.pop("phase_range", None)
     params.update(runs=int(runs), keep=int(keep), seed=int(seed), dtype=np.dtype(dtype).name)
+    if generations > 1:   # the iterations set where each generation ends: they cannot change on resume
+        params.update(generations=int(generations), iterations=int(config.iterations))
     return run_fingerprint({"data": data.intensities, "mask": data.known, "support": supp}, params)
 
 
@@ -414,7 +416,9 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         (:class:`fastem.phase.PhaseConfig`).
     generations : int
         ``G > 1``: guided multi-start (:mod:`fastem.phase.generations`; ``runs >= 2``, every run
-        in one batch in this process: not with ``checkpoint_every``, ``resume`` or ``scheduler``).
+        in one batch in this process: not with ``scheduler``). ``checkpoint_every`` counts the
+        iterations of each generation; ``resume`` continues bit for bit, and is refused when
+        ``generations`` or ``iterations`` differ from the checkpoint's.
     max_batch_bytes : int, optional
         Memory budget of one batch of runs (:func:`fastem.phase.retrieve`); at most the memory
         available on the device (:func:`plan_run`).
@@ -448,9 +452,9 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     """
     _check_arguments(dict(locals()))
     generations = _check_int(generations, "generations", 1)
-    if generations > 1 and (checkpoint_every or resume or scheduler is not None):
+    if generations > 1 and scheduler is not None:
         raise InputError("phase_file: generations > 1 runs every run in one batch in this process: not with "
-                         "checkpoint_every, resume or scheduler")
+                         "scheduler")
     if generations > 1 and runs < 2:
         raise InputError(f"phase_file: generations > 1 breeds the runs with the best one: runs must be >= 2, got {runs}")
     from fastem.backend import resolve_device
@@ -484,7 +488,7 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     if report is not None and (plan.seconds > _REPORT_SECONDS or plan.chunks > 1
                                or plan.host_bytes + plan.bytes_per_run * plan.runs_per_chunk > _REPORT_BYTES):
         report(plan.describe())
-    fingerprint = _fingerprint(data, supp, config, runs, keep, seed, dtype)
+    fingerprint = _fingerprint(data, supp, config, runs, keep, seed, dtype, generations)
     resolved = {**config.as_dict(), "runs": int(runs), "keep": int(keep), "seed": int(seed),
                 "support": where_supp, "dtype": np.dtype(dtype).name, "input": in_spec}
     if generations > 1:

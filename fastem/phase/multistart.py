@@ -451,8 +451,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
     generations : int
         ``G > 1``: guided multi-start (:mod:`fastem.phase.generations`): the iterations of
         every run are split into ``G`` generations, each run bred with the best one between
-        them (``runs >= 2``; all runs in one batch, in this process: no executor, chunks or
-        checkpoints). 1 (default): plain multi-start.
+        them (``runs >= 2``; all runs in one batch, in this process: no executor or chunks;
+        ``checkpoint_every`` counts the iterations of each generation). 1 (default): plain multi-start.
 
     Returns
     -------
@@ -520,9 +520,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
         keep_tolerance = float(keep_tolerance)
     generations = _check_int(generations, "generations", 1)
     if generations > 1:
-        if not inline or checkpoint_every or resume_state is not None:
-            raise InputError("generations > 1 runs every run in one batch in this process: it takes no executor, "
-                             "checkpoint_every or resume_state")
+        if not inline:
+            raise InputError("generations > 1 runs every run in one batch in this process: it takes no executor")
         if runs < 2:
             raise InputError(f"generations > 1 breeds runs with the best one: runs must be >= 2, got {runs}")
         if len(chunks) > 1:
@@ -531,7 +530,11 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
         from .generations import generations_result
 
         return generations_result(problem, config, runs=runs, generations=generations, keep=keep, seed=seed,
-                                  keep_tolerance=keep_tolerance, progress=progress)
+                                  keep_tolerance=keep_tolerance, progress=progress, checkpoint_every=checkpoint_every,
+                                  on_checkpoint=on_checkpoint, resume_state=resume_state)
+    if resume_state is not None and "generation" in resume_state:
+        raise InputError(f"the checkpoint is from a run with {resume_state.get('generations')} generations; "
+                         f"pass generations={resume_state.get('generations')}")
     # candidates for the kept average: twice as many when outliers may be set aside
     kept = _Kept(keep if keep_tolerance is None else min(runs, 2 * keep))
     final_rf = np.full(runs, np.inf)
