@@ -408,8 +408,8 @@ def cell_3d(n: int = 64, *, seed=0, support_fraction: float = 0.75) -> np.ndarra
     voxel: features one to three voxels across, which a missing wedge elongates and an
     edge-preserving prior can flatten. Unlike :func:`vesicle_3d` (smooth texture, one thick
     membrane) and :func:`shepp_logan_3d` (large piecewise-constant ellipsoids), much of its
-    power lies at high spatial frequencies (above 0.25 cycles/voxel: 14 % at ``n = 48``, against
-    6 % for the vesicle; ``tests/test_data.py``):
+    power lies at high spatial frequencies (above 0.25 cycles/voxel: more than twice the
+    vesicle's fraction, ``tests/test_data.py``):
 
     * cytoplasm: an ellipsoidal body, density 0.3 with +-0.05 smooth texture;
     * plasma membrane: a bilayer, two shells one voxel thick, two voxels apart (density +0.5);
