@@ -4,7 +4,10 @@
 ``log I``) to the known pixels within 3 px of it. This compares that fill with the true
 (noise-free, same scale) intensities in the hole on the robustness grid's beamstop cells (objects
 vesicle, pair, complex; 64^2 and 128^2; R_noise 3 %; seed 0), and records the support size it
-leads to (``mode="auto"``) next to the object's size.
+leads to (``mode="auto"``) next to the object's size, and the support sizes three other fills
+would give (computed here, not in the library): the true intensities in the hole (an oracle: what
+a perfect fill reaches), the Gaussian capped at the largest measured value of the ring, and the
+ring's mean as a constant.
 
 Usage::
 
@@ -28,6 +31,8 @@ from bench.phase_grid import make_data, make_object  # noqa: E402
 
 
 def main() -> int:
+    from scipy.ndimage import binary_dilation
+
     from fastem.phase import autocorrelation_support
     from fastem.phase.support import _fill_missing_centre
 
@@ -36,7 +41,8 @@ def main() -> int:
              "Power = sum of the intensities over the hole; the truth is the noise-free |F u|^2 scaled to the "
              "measured total over the known pixels.", "",
              "| N | object | hole px | filled / true power in the hole | filled / true peak | support px "
-             "(object px) | support px without a beamstop |", "|---|---|---|---|---|---|---|"]
+             "(object px) | support px without a beamstop | with the true hole (oracle) | Gaussian capped at "
+             "the ring's max | ring mean |", "|---|---|---|---|---|---|---|---|---|---|"]
     for n in (64, 128):
         for name in ("vesicle", "pair", "complex"):
             obj = make_object(name, n)
@@ -49,9 +55,17 @@ def main() -> int:
             supp = autocorrelation_support(cdi.intensities, known, mode="auto")
             free = make_data(obj, 0.03, "none", 0)
             supp0 = autocorrelation_support(free.intensities, free.known, mode="auto")
+            ring = binary_dilation(hole, iterations=3) & known & (cdi.intensities > 0)
+            alternatives = []
+            for fill in (truth[hole], np.minimum(filled[hole], cdi.intensities[ring].max()),
+                         np.full(int(hole.sum()), cdi.intensities[ring].mean())):
+                alt = filled.copy()
+                alt[hole] = fill
+                alternatives.append(int(autocorrelation_support(alt, None, mode="auto").sum()))
             lines.append(f"| {n} | {name} | {int(hole.sum())} | {filled[hole].sum() / truth[hole].sum():.2f} | "
                          f"{filled[hole].max() / truth[hole].max():.2f} | {int(supp.sum())} "
-                         f"({int((np.abs(cdi.object) > 0).sum())}) | {int(supp0.sum())} |")
+                         f"({int((np.abs(cdi.object) > 0).sum())}) | {int(supp0.sum())} | "
+                         + " | ".join(str(v) for v in alternatives) + " |")
             print(lines[-1], flush=True)
     out = ROOT / "bench" / "results" / "phase_support_fill.md"
     out.write_text("\n".join(lines) + "\n")
