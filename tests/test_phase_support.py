@@ -115,8 +115,9 @@ def test_support_shrinks_to_the_object_on_noise_free_data(clean, algorithm):
 
 
 def test_full_autocorrelation_support_holds_a_translate_of_a_two_particle_object():
-    """The half-scaled estimate keeps only the central piece of two separated particles (it cuts
-    the object); the full one contains a translate of it (issue 15)."""
+    """The half-scaled estimate does not hold a whole translate of two separated particles (it
+    cuts the object; by a pixel here since the constrained beamstop fill, as without a beamstop);
+    the full one contains a translate of it (issue 15)."""
     from fastem.phase import autocorrelation_support
 
     cdi = cdi_intensities(two_particles(), r_noise=0.06, beamstop_radius=1.5, seed=0)
@@ -131,7 +132,7 @@ def test_full_autocorrelation_support_holds_a_translate_of_a_two_particle_object
         return xc.max()
 
     assert best_cover(full) >= obj.sum() - 0.5
-    assert best_cover(half) < 0.9 * obj.sum()
+    assert best_cover(half) < obj.sum() - 0.5
     assert 2 * full.sum() <= full.size
     with pytest.raises(Exception, match="mode"):
         autocorrelation_support(cdi.intensities, cdi.known, mode="quarter")
@@ -249,3 +250,36 @@ def test_cli_gps_schedule_and_stage_restart_options(tmp_path):
     r = CliRunner().invoke(app, ["phase", str(tmp_path / "in.cxi"), "-o", str(tmp_path / "x.cxi"),
                                  "--gps-schedule", "thesis"])
     assert r.exit_code == 2 and "--gps-schedule" in r.output
+
+
+@pytest.mark.parametrize("n, radius, ndim", [(128, 4.0, 2), (63, 2.0, 2), (32, 1.5, 3)])
+def test_constrained_fill_recovers_the_missing_centre(n, radius, ndim):
+    """The beamstop fill (Gaussian refined so that the autocorrelation vanishes outside S - S)
+    against the true intensities in the hole: the power within 5 %, and the support estimate the
+    same as without a beamstop within 2 %. At 128^2 the Gaussian alone puts several times the
+    true power there (bench/results/phase_support_fill.md), which this case checks too."""
+    from fastem.data import embed_centred, vesicle_3d
+    from fastem.phase import autocorrelation_support
+    from fastem.phase.support import _fill_missing_centre
+
+    if ndim == 2:
+        a = 3 * n // 8
+        obj = embed_centred(vesicle_2d(a, seed=0), (n, n))
+    else:
+        obj = embed_centred(vesicle_3d(n // 2, seed=0, support_fraction=0.75), (n, n, n))
+    cdi = cdi_intensities(obj, r_noise=0.03, beamstop_radius=radius, seed=0, support_dilation=2)
+    hole = ~cdi.known
+    assert hole.sum() > 5
+    truth = np.abs(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(cdi.object)))) ** 2
+    truth *= cdi.intensities[cdi.known].sum() / truth[cdi.known].sum()
+    filled = _fill_missing_centre(cdi.intensities.astype(np.float64), cdi.known)
+    gauss = _fill_missing_centre(cdi.intensities.astype(np.float64), cdi.known, refine=False)
+    assert np.all(filled[hole] >= 0) and np.all(np.isfinite(filled))
+    np.testing.assert_array_equal(filled[cdi.known], cdi.intensities[cdi.known])    # measured pixels untouched
+    assert filled[hole].sum() == pytest.approx(truth[hole].sum(), rel=0.05)
+    free = cdi_intensities(obj, r_noise=0.03, beamstop_radius=0, seed=0, support_dilation=2)
+    with_stop = autocorrelation_support(cdi.intensities, cdi.known, mode="auto").sum()
+    without = autocorrelation_support(free.intensities, free.known, mode="auto").sum()
+    assert with_stop == pytest.approx(without, rel=0.02)
+    if (n, ndim) == (128, 2):
+        assert gauss[hole].sum() > 2 * truth[hole].sum()     # the case the refinement is for

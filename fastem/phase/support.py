@@ -10,7 +10,10 @@ centre. So:
    leaving it empty adds a large smooth background to ``A`` that ruins any threshold; it is
    filled with a Gaussian ``exp(a - c |k|^2)`` fitted (least squares on ``log I``) to the
    known pixels within 3 pixels around it -- the central speckle of a compact object is close
-   to a Gaussian. Other unknown pixels (detector gaps) are set to 0;
+   to a Gaussian -- and then (1b) refined so that ``A`` vanishes outside the estimated ``S - S``
+   (:func:`_constrained_fill`, two rounds of non-negative least squares: when the hole covers
+   the whole central speckle the Gaussian extrapolates from the side lobes and can put several
+   times the true power there). Other unknown pixels (detector gaps) are set to 0;
 2. ``S_auto = {A > threshold * max A}`` (default threshold 0.005), holes filled;
 3. ``S(x) = S_auto(2x)`` (half-scaled about the array centre, nearest pixel), dilated by
    ``margin`` pixels (default 3), reduced to its connected piece at the centre (what remains of
@@ -73,8 +76,57 @@ def check_support(support, shape, where: str = "support") -> np.ndarray:
     return np.ascontiguousarray(s)
 
 
-def _fill_missing_centre(inten: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Unknown pixels: a Gaussian fit in the missing centre, 0 elsewhere (see the module docstring)."""
+#: the constrained fill's size limits: hole pixels solved for, and outside pixels used (an evenly
+#: spaced subset beyond that; the least-squares matrix has at most their product entries)
+FILL_MAX_HOLE, FILL_MAX_OUTSIDE = 2000, 40000
+
+
+def _constrained_fill(inten: np.ndarray, hole: np.ndarray, rounds: int = 2, margin: int = 3) -> np.ndarray:
+    """Refine the missing centre's values ``h >= 0`` so that the autocorrelation vanishes where the
+    object's cannot reach (step 1b of the module docstring).
+
+    ``A = Re ifftn(I)`` is zero outside ``S - S``, and the hole's values enter it linearly:
+    ``A(x) = A_known(x) + (1/N) sum_j h_j cos(2 pi k_j . x / n)`` (centred ``k``, ``x``, ``N`` pixels).
+    Each round estimates ``S - S`` from the current fill (the thresholded autocorrelation, every
+    real piece, dilated by ``margin``) and solves ``min sum_{x outside} A(x)^2`` over ``h >= 0``
+    (non-negative least squares). Measured against the true intensities in the hole
+    (``bench/phase_support_fill.py``): the Gaussian alone put 0.21-3.67x the true power there at
+    128^2; this fill 1.00x in all six cases, and the support estimate equals the one without a
+    beamstop. Returns ``inten`` unchanged when the hole exceeds :data:`FILL_MAX_HOLE` pixels or
+    too few pixels lie outside.
+    """
+    from scipy.ndimage import binary_dilation
+    from scipy.optimize import nnls
+
+    n_hole = int(hole.sum())
+    if n_hole == 0 or n_hole > FILL_MAX_HOLE:
+        return inten
+    cur = inten.copy()
+    shape = cur.shape
+    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
+    k = np.stack([g[hole] for g in grids], axis=1).astype(np.float64)          # (H, d) centred frequencies
+    for _ in range(rounds):
+        region = binary_dilation(autocorrelation_support(cur, None, mode="full"), iterations=margin)
+        where = np.flatnonzero(~region)
+        if where.size < 4 * n_hole:
+            return cur
+        if where.size > FILL_MAX_OUTSIDE:
+            where = where[np.linspace(0, where.size - 1, FILL_MAX_OUTSIDE).astype(np.int64)]
+        x = np.stack([g.ravel()[where] for g in grids], axis=1).astype(np.float64)   # (Z, d) centred positions
+        phase = np.zeros((x.shape[0], n_hole))
+        for a, n in enumerate(shape):
+            phase += np.outer(x[:, a], k[:, a] / n)
+        a_known = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(np.where(hole, 0.0, cur)))).real.ravel()[where]
+        h, _ = nnls(np.cos(2.0 * np.pi * phase) / cur.size, -a_known)
+        if not np.all(np.isfinite(h)):
+            return cur
+        cur[hole] = h
+    return cur
+
+
+def _fill_missing_centre(inten: np.ndarray, known: np.ndarray, refine: bool = True) -> np.ndarray:
+    """Unknown pixels: a Gaussian fit in the missing centre refined by :func:`_constrained_fill`
+    (``refine=False``: the Gaussian alone), 0 elsewhere (see the module docstring)."""
     from scipy.ndimage import binary_dilation, label
 
     out = np.where(known, inten, 0.0)
@@ -95,7 +147,7 @@ def _fill_missing_centre(inten: np.ndarray, known: np.ndarray) -> np.ndarray:
     (a, c), *_ = np.linalg.lstsq(a_mat, np.log(out[ring]), rcond=None)
     c = max(float(c), 0.0)  # a speckle falls off from its centre
     out[hole] = np.exp(a - c * k2[hole])
-    return out
+    return _constrained_fill(out, hole) if refine else out
 
 
 def autocorrelation_support(intensities, known=None, threshold: float = 0.005, margin: int = 3,
