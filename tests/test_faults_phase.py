@@ -583,3 +583,24 @@ def test_non_hdf5_input_runs_without_ground_truth(work, cdi, fmt):
         assert not any(n.endswith("r_real") for n in names)
     assert {k: v for k, v in _bytes(work).items() if k in before} == before   # the input is untouched
     assert not leftover_temporaries(work)
+
+
+def test_the_beamstop_fill_survives_a_least_squares_solver_that_does_not_converge(monkeypatch):
+    """scipy's nnls raised "Maximum number of iterations reached" on a 128^2 complex particle with
+    detector gaps (the robustness grid, found while recording it): the support estimate must not
+    fail. A solver that never converges leaves the Gaussian fill, and the estimate is still made."""
+    import scipy.optimize
+
+    from fastem.phase.support import _fill_missing_centre
+
+    cdi = cdi_intensities(vesicle_2d(48, seed=0), r_noise=0.03, beamstop_radius=3, shape=(128, 128), seed=0)
+    gauss = _fill_missing_centre(cdi.intensities.astype(np.float64), cdi.known, refine=False)
+
+    def no_convergence(*args, **kwargs):
+        raise RuntimeError("Maximum number of iterations reached.")
+
+    monkeypatch.setattr(scipy.optimize, "nnls", no_convergence)
+    filled = _fill_missing_centre(cdi.intensities.astype(np.float64), cdi.known)
+    np.testing.assert_array_equal(filled, gauss)
+    supp = autocorrelation_support(cdi.intensities, cdi.known, mode="auto")
+    assert 0 < supp.sum() <= supp.size // 2

@@ -76,9 +76,9 @@ def check_support(support, shape, where: str = "support") -> np.ndarray:
     return np.ascontiguousarray(s)
 
 
-#: the constrained fill's size limits: hole pixels solved for, and outside pixels used (an evenly
-#: spaced subset beyond that; the least-squares matrix has at most their product entries)
-FILL_MAX_HOLE, FILL_MAX_OUTSIDE = 2000, 40000
+#: the constrained fill's size limits: hole pixels solved for, outside pixels used (an evenly spaced
+#: subset beyond that), and entries of the least-squares matrix (hole x outside; 32 MiB in float64)
+FILL_MAX_HOLE, FILL_MAX_OUTSIDE, FILL_MAX_ENTRIES = 2000, 40000, 4_000_000
 
 
 def _constrained_fill(inten: np.ndarray, hole: np.ndarray, rounds: int = 2, margin: int = 3) -> np.ndarray:
@@ -93,7 +93,8 @@ def _constrained_fill(inten: np.ndarray, hole: np.ndarray, rounds: int = 2, marg
     (``bench/phase_support_fill.py``): the Gaussian alone put 0.21-3.67x the true power there at
     128^2; this fill 1.00x in all six cases, and the support estimate equals the one without a
     beamstop. Returns ``inten`` unchanged when the hole exceeds :data:`FILL_MAX_HOLE` pixels or
-    too few pixels lie outside.
+    too few pixels lie outside, and the fill of the last finished round when the solver does not
+    converge.
     """
     from scipy.ndimage import binary_dilation
     from scipy.optimize import nnls
@@ -110,14 +111,18 @@ def _constrained_fill(inten: np.ndarray, hole: np.ndarray, rounds: int = 2, marg
         where = np.flatnonzero(~region)
         if where.size < 4 * n_hole:
             return cur
-        if where.size > FILL_MAX_OUTSIDE:
-            where = where[np.linspace(0, where.size - 1, FILL_MAX_OUTSIDE).astype(np.int64)]
+        n_out = min(FILL_MAX_OUTSIDE, FILL_MAX_ENTRIES // n_hole)
+        if where.size > n_out:
+            where = where[np.linspace(0, where.size - 1, n_out).astype(np.int64)]
         x = np.stack([g.ravel()[where] for g in grids], axis=1).astype(np.float64)   # (Z, d) centred positions
         phase = np.zeros((x.shape[0], n_hole))
         for a, n in enumerate(shape):
             phase += np.outer(x[:, a], k[:, a] / n)
         a_known = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(np.where(hole, 0.0, cur)))).real.ravel()[where]
-        h, _ = nnls(np.cos(2.0 * np.pi * phase) / cur.size, -a_known)
+        try:
+            h, _ = nnls(np.cos(2.0 * np.pi * phase) / cur.size, -a_known, maxiter=50 * n_hole)
+        except RuntimeError:   # scipy: "Maximum number of iterations reached": keep the fill so far
+            return cur
         if not np.all(np.isfinite(h)):
             return cur
         cur[hole] = h
