@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.phase_grid import make_data, make_object, make_support  # noqa: E402
+from bench import write_result_text  # noqa: E402
 
 
 def main() -> int:
@@ -66,7 +67,7 @@ def main() -> int:
             print(lines[-1], flush=True)
     lines += ["", f"Wall {time.perf_counter() - t0:.0f} s."]
     out = ROOT / "bench" / "results" / "phase_gps_complex_stagnation.md"
-    out.write_text("\n".join(lines) + "\n")
+    write_result_text(out, "\n".join(lines) + "\n")   # atomic, as every bench record
     print(f"written: {out}")
     return 0
 

@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.phase_grid import make_data, make_object  # noqa: E402
+from bench import write_result_text  # noqa: E402
 
 
 def main() -> int:
@@ -80,7 +81,7 @@ def main() -> int:
                          f"{cells[1]} | {cells[2]} |")
             print(lines[-1], flush=True)
     out = ROOT / "bench" / "results" / "phase_support_fill.md"
-    out.write_text("\n".join(lines) + "\n")
+    write_result_text(out, "\n".join(lines) + "\n")   # atomic, as every bench record
     print(f"written: {out}")
     return 0
 
