@@ -8,11 +8,11 @@ import pytest
 
 @pytest.mark.slow
 def test_weight_sweep_reports_every_strength(tmp_path):
-    from bench.tomo_weight_sweep import CASES, main
+    from bench.tomo_weight_sweep import DEFAULT_CASES, main
 
     report = main(["--n", "12", "--iterations", "25", "--multiples", "0.5,1,2", "--out", str(tmp_path),
                    "--tag", "tiny"])
-    assert set(report["cases"]) == set(CASES)
+    assert set(report["cases"]) == set(DEFAULT_CASES)
     for case in report["cases"].values():
         assert case["auto"]["weight"] > 0 and 0 < case["auto"]["error"] < 1
         assert -1 <= case["auto"]["fsc_wedge"] <= 1
