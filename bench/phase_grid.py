@@ -48,7 +48,8 @@ ALGORITHMS = ("hio", "oss", "gps-r", "gps-f")
 #: algorithm variants of the grid, ``ALG/VARIANT`` (e.g. ``gps-f/global``)
 VARIANTS = {"global": {"stage_restart": "global"}, "relax": {"gamma_schedule": "relax"},
             "relax+global": {"gamma_schedule": "relax", "stage_restart": "global"},
-            "free": {"phase_range": None}}  # complex object without the phase-range constraint
+            "free": {"phase_range": None},  # complex object without the phase-range constraint
+            "polar": {"gps_dual": "polar"}}  # complex object: GPS with the polar dual step (the default before)
 #: two R_real closer than this (absolute) count as a tie in the target check
 TIE = 0.001
 

@@ -97,6 +97,10 @@ def _phase_range(text: str) -> tuple[float, float]:
 @click.option("--phase-range", default=None, metavar="LO:HI",
               help="With --complex: keep the phase inside the support in [LO, HI] radians (HI - LO <= pi), "
                    "e.g. -1.57:1.57 for a weak phase object.")
+@click.option("--gps-dual", type=click.Choice(["feedback", "polar"]), default=None,
+              help="With --complex and a GPS algorithm: the dual step at pixels whose phase is out of --phase-range: "
+                   "'feedback' keeps the whole value (Fienup's HIO rule; the default for complex objects) or 'polar' "
+                   "(projection onto the polar cone, the thesis' rule for real objects).")
 @click.option("--generations", type=click.IntRange(min=1), default=1, show_default=True, metavar="G",
               help="Guided multi-start (cohere's generations): split each run's iterations into G generations and "
                    "breed every run with the best one between them (needs --runs >= 2; one batch in this process: "
@@ -112,7 +116,7 @@ def _phase_range(text: str) -> tuple[float, float]:
 def command(input_path, output_path, out_format, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
             checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
             shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard, gps_schedule, stage_restart, complex_object,
-            phase_range, generations, batch_memory, scheduler):
+            phase_range, gps_dual, generations, batch_memory, scheduler):
     """Phase retrieval of the CXI diffraction pattern IN.cxi (or the intensities at FILE.h5:/ds)
     into OUT.cxi, with a progress bar (iteration, best R_F), provenance and results (R_F history,
     per-run final R_F, mean and variance of the kept runs). Big requests print an estimate
@@ -132,6 +136,9 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
     max_batch_bytes = None if batch_memory is None else parse_size(batch_memory)
     sw_sigma = _pair(shrink_wrap_sigma, "--shrink-wrap-sigma")
     p_range = None if phase_range is None else _phase_range(phase_range)
+    if gps_dual is not None and not complex_object:
+        raise click.UsageError("--gps-dual applies to complex-valued objects: add --complex (a real object's GPS dual "
+                               "step is the polar projection)")
     if p_range is not None and not complex_object:
         raise click.UsageError("--phase-range constrains a complex-valued object: add --complex (a real object is "
                                "already non-negative)")
@@ -158,7 +165,7 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
                                          gamma_schedule=gps_schedule, stage_restart=stage_restart,
                                          max_batch_bytes=max_batch_bytes, scheduler=scheduler, report=report,
                                          complex_object=complex_object, phase_range=p_range,
-                                         generations=generations)
+                                         gps_dual=gps_dual, generations=generations)
     except (InputError, NonFiniteResultError) as exc:  # name the flags, not the API parameters
         raise type(exc)(cli_message(str(exc))) from None
     if not settings.quiet:

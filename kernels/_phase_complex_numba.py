@@ -62,6 +62,18 @@ def phase_complex_numba(mode, buf, wsup, u, image, write_image, beta, npix, rowl
                 yb[2 * c] = w * (re - pr)
                 yb[2 * c + 1] = w * (im - pi)
             continue
+        if mode == 5:  # GPS, feedback dual: 0 where v is in the set, v elsewhere, then the weight
+            for c in range(rowlen):
+                ws = ww[c]
+                inside = ws < 0
+                re = yb[2 * c]
+                im = yb[2 * c + 1]
+                _, _, good = _project(re, im, inside, constrained, cc, sc, ch, sh)
+                w = -ws if inside else ws
+                w = w * 0 if good else w
+                yb[2 * c] = w * re
+                yb[2 * c + 1] = w * im
+            continue
         uu = u[2 * base: 2 * (base + rowlen)]
         im_ = image[2 * base: 2 * (base + rowlen)]
         for c in range(rowlen):

@@ -48,6 +48,11 @@ def phase_complex_kernel(mode, buf, wsup, u, image, write_image, beta, npix, wst
         if mode == 0:
             w = -ws if inside else ws
             buf[i] = complex(w * (re - pr), w * (im - pi))
+        elif mode == 5:
+            w = -ws if inside else ws
+            if good:
+                w = ws * 0
+            buf[i] = complex(w * re, w * im)
         else:
             if write_image:
                 image[i] = complex(pr, pi)

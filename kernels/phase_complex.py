@@ -25,6 +25,11 @@ plane (no range) or the sector ``K = {r e^{i theta}: r >= 0, lo <= theta <= hi}`
 ``MODE_GPS`` (0) -- ``buf <- W (v - P(v))``: the projection onto the polar cone ``S*`` (Moreau),
   thesis eq. 2.19 for a complex object, times the GPS-F weight. With ``lo = hi = 0`` this is the
   real kernel's ``min(Re v, 0) + i Im v`` inside ``S``.
+``MODE_GPS_FEEDBACK`` (5) -- ``buf <- 0`` where good, else ``W v``: GPS's dual step with Fienup's
+  feedback rule in place of the polar projection (see ``fastem.phase.gps``). It differs from
+  ``MODE_GPS`` only at pixels inside ``S`` whose value is outside the phase sector: there the
+  polar projection keeps only the component of ``v`` normal to the sector, this mode all of ``v``
+  (as HIO feeds back all of ``x`` there). Without a phase range both modes are the same.
 ``MODE_ER`` (1) -- ``buf <- P(x)``.
 ``MODE_HIO`` (2) -- ``u_new = x`` where good, else ``u - beta x``; ``u <- u_new``, ``buf <- u_new``.
 ``MODE_OSS_SPLIT`` (3) -- ``h = u - beta x``; ``u <- x`` where good, else ``h``; ``buf <- h``.
@@ -50,9 +55,13 @@ from .phase_real import MODE_ER, MODE_GPS, MODE_HIO, MODE_OSS_MERGE, MODE_OSS_SP
 
 _COMPLEX = KernelDispatcher("phase_complex_update", ("numpy", "numba", "cuda", "numba-cuda"))
 
-__all__ = ["phase_complex_update", "bind_phase_complex_update", "check_phase_range", "project_complex"]
+__all__ = ["phase_complex_update", "bind_phase_complex_update", "check_phase_range", "project_complex",
+           "MODE_GPS_FEEDBACK"]
 
-_MODES = (MODE_GPS, MODE_ER, MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE)
+#: GPS's dual step with the feedback rule (complex objects only; see the module docstring)
+MODE_GPS_FEEDBACK = 5
+
+_MODES = (MODE_GPS, MODE_ER, MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE, MODE_GPS_FEEDBACK)
 _NEEDS_U = (MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE)
 _WRITES_IMAGE = (MODE_ER, MODE_HIO, MODE_OSS_SPLIT)
 
@@ -122,9 +131,12 @@ def _complex_numpy(mode, buf, wsup, u, image, beta, phase_range):
     if mode == MODE_GPS:
         buf[...] = weight * (x - proj)
         return
+    good = _in_set(x, inside, phase_range)
+    if mode == MODE_GPS_FEEDBACK:
+        buf[...] = xp.where(good, 0, weight * x)
+        return
     if image is not None and mode in _WRITES_IMAGE:
         image[...] = proj
-    good = _in_set(x, inside, phase_range)
     if mode == MODE_ER:
         buf[...] = proj
     elif mode == MODE_HIO:
@@ -161,7 +173,7 @@ def phase_complex_update(mode: int, buf, wsup, u=None, image=None, *, beta: floa
 
     Parameters
     ----------
-    mode : {MODE_GPS, MODE_ER, MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE}
+    mode : {MODE_GPS, MODE_GPS_FEEDBACK, MODE_ER, MODE_HIO, MODE_OSS_SPLIT, MODE_OSS_MERGE}
     buf : ndarray (R, *grid) or grid, complex64/complex128, C-contiguous
         The inverse-FFT output, updated in place (ready for the forward FFT).
     wsup : ndarray grid (shared) or like ``buf`` (one per run), float32 (complex64 data) or float64

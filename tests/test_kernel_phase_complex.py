@@ -16,7 +16,7 @@ from fastem.kernels import phase_real as pr
 
 from conftest import random_complex, to_numpy
 
-MODES = [pr.MODE_GPS, pr.MODE_ER, pr.MODE_HIO, pr.MODE_OSS_SPLIT, pr.MODE_OSS_MERGE]
+MODES = [pr.MODE_GPS, pr.MODE_ER, pr.MODE_HIO, pr.MODE_OSS_SPLIT, pr.MODE_OSS_MERGE, pc.MODE_GPS_FEEDBACK]
 NEEDS_U = (pr.MODE_HIO, pr.MODE_OSS_SPLIT, pr.MODE_OSS_MERGE)
 WRITES_IMAGE = (pr.MODE_ER, pr.MODE_HIO, pr.MODE_OSS_SPLIT)
 GRIDS = [(7, 9), (16, 16), (3, 5, 6)]
@@ -180,6 +180,41 @@ def test_gps_is_the_moreau_complement(rng, engine, phase_range):
             assert np.all((np.conj(g) * np.exp(1j * theta)).real[ins] <= 1e-12)
         good = pc._in_set(v, ins, phase_range)
         assert np.all(g[good] == 0) and np.all(np.abs(g[ins & ~good]) > 0)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+@pytest.mark.parametrize("phase_range", RANGES + [(2.5, 3.6)], ids=RANGE_IDS + ["sector2"])
+def test_gps_feedback_dual_against_its_definition(rng, engine, phase_range):
+    """The feedback dual, written per pixel with angles (arctan2, independent of the kernels'
+    rotation test): 0 inside S where the phase of v is in [lo, hi], W v everywhere else; equal to
+    the polar projection (MODE_GPS) except inside S outside the sector, and everywhere without a range."""
+    grid = (9, 8)
+    v = random_complex(rng, (2,) + grid)
+    inside = rng.random(grid) < 0.6
+    weight = rng.uniform(0.3, 1.0, grid)
+    wsup = np.where(inside, -weight, weight)
+    g = v.copy()
+    phase_complex_update(pc.MODE_GPS_FEEDBACK, g, wsup, phase_range=phase_range, engine=engine)
+    ins = np.broadcast_to(inside, v.shape)
+    if phase_range is None:
+        in_sector = np.ones(v.shape, bool)
+    else:
+        lo, hi = phase_range
+        c, h = 0.5 * (lo + hi), 0.5 * (hi - lo)
+        rel = np.angle(v * np.exp(-1j * c))
+        in_sector = np.abs(rel) <= h + 1e-12
+    expect = np.where(ins & in_sector, 0, weight * v)
+    np.testing.assert_allclose(g, expect, rtol=1e-13, atol=1e-14)
+    polar = v.copy()
+    phase_complex_update(pr.MODE_GPS, polar, wsup, phase_range=phase_range, engine=engine)
+    same = ~ins | in_sector
+    np.testing.assert_allclose(g[same], polar[same], rtol=1e-13, atol=1e-14)
+    if phase_range is not None:
+        differ = ins & ~in_sector
+        assert differ.sum() > 10
+        # where they differ, the feedback keeps v's component along the sector that the polar drops
+        assert np.all(np.abs(g[differ]) >= np.abs(polar[differ]) - 1e-12)
+        assert np.any(np.abs(g[differ]) > np.abs(polar[differ]) + 1e-3)
 
 
 @pytest.mark.parametrize("engine", ["numpy", "numba"])

@@ -89,14 +89,18 @@ def r_factor(image, b, known) -> float:
     return float(np.sum(np.abs(mag - b)[known]) / np.sum(b[known]))
 
 
-def gps_step(z, y, b, known, support, t, s, sigma, variant, filt, complex_object=False, phase_range=None):
+def gps_step(z, y, b, known, support, t, s, sigma, variant, filt, complex_object=False, phase_range=None,
+             gps_dual="polar"):
     """One GPS iteration, the spec's steps 1-5 (returns the new ``z`` and ``y``); for a complex
-    object step 4 is ``v - P(v)`` (the polar cone of the support / sector, Moreau)."""
+    object step 4 is ``v - P(v)`` (the polar cone of the support / sector, Moreau), or with
+    ``gps_dual="feedback"`` ``0`` where ``v`` is in the set and ``v`` elsewhere."""
     w = z - t * np.fft.fftn(y)                                                   # 1
     prox = (b * np.exp(1j * np.angle(w)) + (sigma / t) * w) / (1.0 + sigma / t)  # 2 (arg 0 -> 0)
     z_new = np.where(known, prox, w)
     v = y + s * np.fft.ifftn(2.0 * z_new - z)                                    # 3
-    if complex_object:                                                           # 4
+    if complex_object and gps_dual == "feedback":                                # 4
+        p = np.where(_in_set(v, support, phase_range), 0, v)
+    elif complex_object:
         p = v - project(v, support, phase_range)
     else:
         p = np.where(support, np.minimum(v.real, 0.0) + 1j * v.imag, v)
@@ -158,7 +162,8 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
                   sigma_schedule=((0.0, 0.01), (0.4, 0.1), (0.7, 1.0)), beta=0.9, gamma_scale=1.0,
                   rfactor_every=5, project_output=True, shrink_wrap=False, shrink_wrap_every=20,
                   shrink_wrap_threshold=0.2, shrink_wrap_sigma=(3.0, 1.5), shrink_wrap_start=0.0,
-                  shrink_wrap_guard=0.25, stage_restart="stage", complex_object=False, phase_range=None) -> dict:
+                  shrink_wrap_guard=0.25, stage_restart="stage", complex_object=False, phase_range=None,
+                  gps_dual=None) -> dict:
     """One run of ``algorithm``, float64, FFT layout (see the module docstring).
 
     ``project_output``: the GPS image (monitored and returned) is ``max(Re F^{-1} z, 0)`` on the
@@ -171,6 +176,7 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
     the best R_F of the window before it, the support before that update is restored instead.
     The final support is returned as ``support``. ``stage_restart="global"``: a stage restarts
     from the best iterate of all stages so far (thesis algorithms 1-2), not of the last stage.
+    ``gps_dual`` (complex objects; None: "feedback"): GPS's dual step, see :func:`gps_step`.
 
     Returns
     -------
@@ -209,7 +215,8 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
         for i in range(a, e):
             if gps:
                 sigma = _sigma(sigma_schedule, i, iterations)
-                state = gps_step(*state, b, known, support, t, s, sigma, algorithm, filt, **cx)
+                state = gps_step(*state, b, known, support, t, s, sigma, algorithm, filt, **cx,
+                                 gps_dual=gps_dual or ("feedback" if complex_object else "polar"))
             else:
                 G, g, image = baseline_step(algorithm, *state, b, known, support, beta, filt, **cx)
                 state = (G, image if algorithm == "er" else g)

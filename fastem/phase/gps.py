@@ -64,6 +64,7 @@ from fastem.kernels import hermitian_half
 from fastem.kernels.phase_fourier import bind_phase_fourier_update
 from fastem.kernels.phase_real import bind_phase_real_update
 from fastem.kernels.phase_complex import bind_phase_complex_update
+from fastem.kernels.phase_complex import MODE_GPS_FEEDBACK as COMPLEX_GPS_FEEDBACK
 from fastem.kernels.phase_fourier import MODE_GPS as FOURIER_GPS
 from fastem.kernels.phase_real import MODE_ER as REAL_ER, MODE_GPS as REAL_GPS
 
@@ -103,7 +104,8 @@ class GPSSolver(Solver):
             # complex object: proj onto S* = v - P(v), P the support (+ phase range) projection;
             # the image is P(ifftn(z)) (the ER mode of the same kernel, on the full spectrum
             # buffer, written to img)
-            self._real = bind_phase_complex_update(REAL_GPS, self.buf, self.wsup, phase_range=config.phase_range)
+            dual = COMPLEX_GPS_FEEDBACK if config.gps_dual == "feedback" else REAL_GPS
+            self._real = bind_phase_complex_update(dual, self.buf, self.wsup, phase_range=config.phase_range)
             self._project_image = bind_phase_complex_update(REAL_ER, self.spec, self.wsup, None, self.img,
                                                             phase_range=config.phase_range)
         else:

@@ -74,6 +74,7 @@ FLAGS = {
     "shrink_wrap_start": "--shrink-wrap-start", "shrink_wrap_guard": "--shrink-wrap-guard",
     "gamma_schedule": "--gps-schedule", "stage_restart": "--stage-restart",
     "complex_object": "--complex", "phase_range": "--phase-range", "generations": "--generations",
+    "gps_dual": "--gps-dual",
     "max_batch_bytes": "--batch-memory", "scheduler": "--scheduler",
 }
 
@@ -353,6 +354,7 @@ def _fingerprint(data, supp, config: PhaseConfig, runs: int, keep: int, seed: in
     if not config.complex_object:  # real objects: the fingerprint of the versions before complex objects
         params.pop("complex_object", None)
         params.pop("phase_range", None)
+        params.pop("gps_dual", None)
     params.update(runs=int(runs), keep=int(keep), seed=int(seed), dtype=np.dtype(dtype).name)
     if generations > 1:   # the iterations set where each generation ends: they cannot change on resume
         params.update(generations=int(generations), iterations=int(config.iterations))
@@ -382,7 +384,7 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
                shrink_wrap_guard: float = 0.25, gamma_schedule: str = "oss", stage_restart: str = "stage",
                max_batch_bytes: int | None = None, scheduler: str | None = None,
                report: Callable[[str], Any] | None = None, complex_object: bool = False,
-               phase_range=None, generations: int = 1) -> tuple[PhaseResult, dict]:
+               phase_range=None, generations: int = 1, gps_dual: str | None = None) -> tuple[PhaseResult, dict]:
     """Run multi-start phase retrieval on a CXI file and write the CXI reconstruction.
 
     Parameters
@@ -414,6 +416,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
         Reconstruct a complex-valued object (no positivity; the output image is complex), with
         an optional phase range ``(lo, hi)`` in radians inside the support
         (:class:`fastem.phase.PhaseConfig`).
+    gps_dual : {None, "feedback", "polar"}
+        GPS's dual step for a complex object (:class:`fastem.phase.PhaseConfig`; None: its default).
     generations : int
         ``G > 1``: guided multi-start (:mod:`fastem.phase.generations`; ``runs >= 2``, every run
         in one batch in this process: not with ``scheduler``). ``checkpoint_every`` counts the
@@ -481,7 +485,7 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
     config = _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every,
                           shrink_wrap_threshold, shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard,
                           gamma_schedule=gamma_schedule, stage_restart=stage_restart,
-                          complex_object=complex_object, phase_range=phase_range)
+                          complex_object=complex_object, phase_range=phase_range, gps_dual=gps_dual)
     problem = prepare_problem(data.intensities, data.known, supp, dtype=dtype, device=dev, where=where_data)
     plan = plan_run(problem, config, int(runs), int(keep), max_batch_bytes=max_batch_bytes,
                     distributed=scheduler is not None and scheduler.strip().lower() not in ("", "inline"))
@@ -535,10 +539,10 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int =
 
 def _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
                  shrink_wrap_sigma, shrink_wrap_start=0.0, shrink_wrap_guard=0.25, *, gamma_schedule="oss",
-                 stage_restart="stage", complex_object=False, phase_range=None) -> PhaseConfig:
+                 stage_restart="stage", complex_object=False, phase_range=None, gps_dual=None) -> PhaseConfig:
     cfg_kw = {"algorithm": algorithm, "iterations": iterations}
-    if complex_object or phase_range is not None:
-        cfg_kw.update(complex_object=complex_object, phase_range=phase_range)
+    if complex_object or phase_range is not None or gps_dual is not None:
+        cfg_kw.update(complex_object=complex_object, phase_range=phase_range, gps_dual=gps_dual)
     if gamma_schedule != "oss":
         cfg_kw["gamma_schedule"] = gamma_schedule
     if stage_restart != "stage":

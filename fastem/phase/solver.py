@@ -120,6 +120,13 @@ class PhaseConfig:
         With ``complex_object``: keep the phase of every pixel inside the support in
         ``[lo, hi]`` radians (``0 <= hi - lo <= pi``; e.g. ``(-pi/2, pi/2)`` for a weak phase
         object); None: no phase constraint.
+    gps_dual : {None, "feedback", "polar"}
+        GPS's dual step for a complex object with a phase range (:mod:`fastem.phase.gps`):
+        "polar" projects onto the polar cone of the constraint set (the thesis' eq. 2.19 carried
+        over to a sector), "feedback" keeps the whole value at pixels inside the support whose
+        phase is out of range (Fienup's HIO rule; the two agree everywhere else, and everywhere
+        without a range). None: "feedback" for complex objects (measured on the robustness grid,
+        docs/phase.md), "polar" for real ones (the only rule for a real object).
     """
 
     algorithm: str = "gps-f"
@@ -143,6 +150,7 @@ class PhaseConfig:
     gamma_edge: tuple = (0.01, 0.9)
     complex_object: bool = False
     phase_range: Any = None
+    gps_dual: Any = None
 
     def __post_init__(self):
         if not isinstance(self.algorithm, str) or self.algorithm.lower() not in ALGORITHMS:
@@ -167,6 +175,13 @@ class PhaseConfig:
         if self.phase_range is not None and not self.complex_object:
             raise InputError("phase_range constrains a complex-valued object: set complex_object=True (a real "
                              "object is already non-negative)")
+        if self.gps_dual is None:
+            self.gps_dual = "feedback" if self.complex_object else "polar"
+        if self.gps_dual not in ("feedback", "polar"):
+            raise InputError(f"gps_dual must be 'feedback' or 'polar', got {self.gps_dual!r}")
+        if self.gps_dual == "feedback" and not self.complex_object:
+            raise InputError("gps_dual='feedback' is for complex-valued objects (complex_object=True); a real "
+                             "object's dual step is the polar projection")
         if self.stages is None:
             self.stages = 10 if self.algorithm in ("gps-f", "gps-r", "oss") else 1
         self.shrink_wrap = bool(self.shrink_wrap)

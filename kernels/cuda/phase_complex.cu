@@ -5,6 +5,7 @@
 //   w in sector  <=>  a sh - |b| ch >= 0 && a >= 0;  else P = max(a ch + |b| sh, 0) (ch + i sgn(b) sh) e^{ic}.
 // good = x in C.
 //   mode 0 (GPS):       buf <- W * (x - P(x))
+//   mode 5 (GPS, feedback dual): buf <- good ? 0 : W * x
 //   mode 1 (ER):        buf <- P(x)
 //   mode 2 (HIO):       u <- good ? x : u - beta x;  buf <- u
 //   mode 3 (OSS split): h = u - beta x;  u <- good ? x : h;  buf <- h
@@ -58,6 +59,11 @@ __device__ void phase_complex_impl(const int mode, C* __restrict__ buf, const R*
         if (mode == 0) {
             const R w = inside ? -ws : ws;
             buf[i] = make_c<C, R>(w * (x.x - px.x), w * (x.y - px.y));
+            continue;
+        }
+        if (mode == 5) {
+            const R w = good ? (R)0 : (inside ? -ws : ws);
+            buf[i] = make_c<C, R>(w * x.x, w * x.y);
             continue;
         }
         if (write_image) image[i] = px;
