@@ -54,7 +54,7 @@ def _phase_range(text: str) -> tuple[float, float]:
 @click.option("-o", "--output", "output_path", required=True, metavar="OUT.cxi", type=click.Path(dir_okay=False),
               help="Output CXI file (/entry_1/image_1/data), or .emd / .mrc / .hspy (the object and support).")
 @format_option("hdf5", "emd", "mrc", "hspy")
-@click.option("--algorithm", type=click.Choice(ALGORITHMS, case_sensitive=False), default="gps-f", show_default=True)
+@click.option("--algorithm", type=click.Choice(ALGORITHMS, case_sensitive=False), default="gps-r", show_default=True)
 @click.option("--iterations", type=click.IntRange(min=1), default=1000, show_default=True, metavar="N")
 @click.option("--runs", type=click.IntRange(min=1), default=1, show_default=True, metavar="R",
               help="Independent random starts, batched on one device.")
@@ -92,8 +92,8 @@ def _phase_range(text: str) -> tuple[float, float]:
                    "(thesis algorithms 1-2).")
 @click.option("--complex", "complex_object", is_flag=True,
               help="Reconstruct a complex-valued object (Bragg CDI, phase objects): no positivity, complex "
-                   "iterates; the output image is complex. Use --algorithm oss (noisy data) or hio: GPS does not "
-                   "reconstruct complex objects (docs/phase.md).")
+                   "iterates; the output image is complex. Give --phase-range when the phases are bounded: without "
+                   "it only the support constrains the object (docs/phase.md).")
 @click.option("--phase-range", default=None, metavar="LO:HI",
               help="With --complex: keep the phase inside the support in [LO, HI] radians (HI - LO <= pi), "
                    "e.g. -1.57:1.57 for a weak phase object.")
@@ -142,9 +142,6 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
     if p_range is not None and not complex_object:
         raise click.UsageError("--phase-range constrains a complex-valued object: add --complex (a real object is "
                                "already non-negative)")
-    if complex_object and algorithm.lower().startswith("gps"):
-        report(f"--algorithm {algorithm.lower()} with --complex: GPS does not reconstruct complex objects in our "
-               f"grid (docs/phase.md); --algorithm oss (noisy data) or hio is recommended")
     from fastem.cli.formats import resolve_format
     from fastem.io.outputs import staged_output
 

@@ -375,7 +375,7 @@ def _check_result(result: PhaseResult, out_path: Path) -> None:
     require_finite_result(result.variance, f"{out_path}: the variance of the kept runs", hint=_HINT)
 
 
-def phase_file(in_path, out_path, *, algorithm: str = "gps-f", iterations: int = 1000, runs: int = 1,
+def phase_file(in_path, out_path, *, algorithm: str = "gps-r", iterations: int = 1000, runs: int = 1,
                keep: int = 5, seed: int = 0, support: str | None = None, sigma_schedule: Any = None,
                checkpoint_every: int = 0, resume: bool = False, overwrite: bool = False,
                device: Any = None, progress: Any = None, command: str | None = None,

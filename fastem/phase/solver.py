@@ -129,7 +129,7 @@ class PhaseConfig:
         docs/phase.md), "polar" for real ones (the only rule for a real object).
     """
 
-    algorithm: str = "gps-f"
+    algorithm: str = "gps-r"
     iterations: int = 1000
     stages: int | None = None
     t: float = 1.0
