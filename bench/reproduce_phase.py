@@ -203,10 +203,17 @@ def main(argv=None) -> int:
     p.add_argument("--grid-runs", type=int, default=16)
     p.add_argument("--grid-iterations", type=int, default=1000)
     p.add_argument("--grid-keep", type=int, default=5)
+    p.add_argument("--grid-summarise", type=Path, default=None, metavar="RECORD.json",
+                   help="rewrite the .md of a grid record from its .json (no run): after a change of the summary")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore", category=UserWarning)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     cmd = "python bench/reproduce_phase.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.grid_summarise is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import phase_grid
+
+        return phase_grid.resummarise(args.grid_summarise)
     if args.grid:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import phase_grid
