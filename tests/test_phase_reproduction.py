@@ -61,17 +61,25 @@ def test_robustness_grid_reduced(tmp_path):
     reproduce_phase = _reproduce_phase()
     args = ["--grid", "--grid-size", "48", "--grid-runs", "3", "--grid-iterations", "40", "--grid-keep", "2",
             "--grid-seeds", "0", "--grid-noise", "0.06", "--grid-missing", "gaps", "--grid-objects", "pair",
-            "--grid-supports", "tight,loose4,estimated", "--algorithms", "hio,gps-f,gps-f/global",
+            "--grid-supports", "tight,loose4,estimated", "--algorithms", "hio,gps-r,gps-f,gps-f/global",
             "--out-dir", str(tmp_path), "--tag", "_t"]
     assert reproduce_phase.main(args) == 0
     payload = json.loads((tmp_path / "phase_grid_t.json").read_text())
     assert len(payload["cells"]) == 3
     for cell in payload["cells"]:
-        assert set(cell["algorithms"]) == {"hio", "gps-f", "gps-f/global"}
+        assert set(cell["algorithms"]) == {"hio", "gps-r", "gps-f", "gps-f/global"}
         for runs in cell["algorithms"].values():
             assert np.isfinite(runs[0]["rreal_mean"]) and 0 < runs[0]["rf_mean"] < 1 and 1 <= runs[0]["kept"] <= 2
     md = (tmp_path / "phase_grid_t.md").read_text()
-    assert "| pair | 6 % | gaps | loose4 |" in md and "Target check" in md
+    assert "| pair | 6 % | gaps | loose4 |" in md
+    assert "Target check for GPS-R (the default)" in md and "Target check for GPS-F " in md
+    # the per-object count of cells won: every cell has at least one lowest algorithm
+    (row,) = [line for line in md.splitlines() if line.startswith("| pair | 6 % | 3 |")]
+    assert sum(int(v) for v in row.strip("|").split("|")[3:]) >= 3
+    # --grid-summarise re-renders the same record from its json
+    (tmp_path / "phase_grid_t.md").unlink()
+    assert reproduce_phase.main(["--grid-summarise", str(tmp_path / "phase_grid_t.json")]) == 0
+    assert (tmp_path / "phase_grid_t.md").read_text() == md
 
 
 @pytest.mark.slow
