@@ -2,12 +2,14 @@
 
 Cases (side by side in one run; ``fastem bench phase``):
 
-``GPS-F iteration c64`` (512 x 512, one run)
-    fastem: one GPS-F iteration (2 FFTs + 2 fused kernels, dual carried in Fourier space);
+``GPS-R iteration c64``, ``GPS-F iteration c64`` (512 x 512, one run; GPS-R is the default algorithm)
+    fastem: one GPS iteration (2 FFTs + 2 fused kernels, dual carried in Fourier space);
     fastem + R_F: 5 iterations plus one R-factor evaluation, per iteration (the default
     ``rfactor_every=5``); peer: the same iteration written plainly with ``numpy.fft``
     (``fastem.phase._reference.gps_step``, float64, the test oracle); floor: one forward plus
     one inverse pyFFTW transform of the same complex64 array (same plan, same threads).
+``GPS-R iteration c64, complex object (feedback dual)`` (512 x 512, one run, phase range +-pi/2)
+    the same for a complex-valued object (the complex real-space step with the feedback dual).
 ``OSS iteration c64, complex object`` (512 x 512, one run, phase range +-pi/2)
     fastem: one OSS iteration of a complex-valued object (4 FFTs + 4 fused kernels: the
     complex real-space step of :mod:`fastem.kernels.phase_complex`); peer: the same iteration
@@ -26,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 NAME = "phase"
-DESCRIPTION = "GPS-F iteration: fastem (2 FFTs + 2 fused kernels) vs NumPy reference vs 2-FFT floor; multi-start"
+DESCRIPTION = "GPS-R / GPS-F iteration: fastem (2 FFTs + 2 fused kernels) vs NumPy reference vs 2-FFT floor; multi-start"
 
 
 def _problem(n: int, device, seed: int = 0):
@@ -41,26 +43,25 @@ def _problem(n: int, device, seed: int = 0):
     return prepare_problem(inten, known, support, dtype=np.complex64, device=device)
 
 
-def _solver(problem, runs: int):
+def _solver(problem, runs: int, algorithm: str = "gps-f", **options):
     from fastem.phase import PhaseConfig, initial_phases, make_solver
 
-    sol = make_solver(problem, runs, PhaseConfig(algorithm="gps-f", iterations=1000))
+    sol = make_solver(problem, runs, PhaseConfig(algorithm=algorithm, iterations=1000, **options))
     sol.initialise(initial_phases(0, range(runs), problem.shape))
     sol.run(stop_at=2)  # stage filters set, kernels compiled, plans built
     return sol
 
 
-def run(ctx) -> None:
+def _gps_iteration(ctx, prob, algorithm: str, label: str, **options) -> None:
+    """One GPS iteration (``algorithm`` gps-r / gps-f) beside the NumPy reference and the 2-FFT floor."""
     from fastem.config import settings
     from fastem.phase import _reference as ref
 
     dev = ctx.device
-    n_main = 64 if ctx.quick else 512
-    prob = _problem(n_main, dev)
-    sol = _solver(prob, 1)
-    label = f"{n_main}x{n_main}"
-    case = "GPS-F iteration c64"
-    npix = n_main * n_main
+    sol = _solver(prob, 1, algorithm, **options)
+    cx = options.get("complex_object", False)
+    case = f"{algorithm.upper()} iteration c64" + (", complex object (feedback dual)" if cx else "")
+    npix = int(np.prod(prob.shape))
     ctx.measure(case, label, "fastem (2 FFT + 2 fused kernels)", lambda: sol.step(0.01), work=npix,
                 work_unit="px-iter")
 
@@ -69,8 +70,9 @@ def run(ctx) -> None:
             sol.step(0.01, want_image=k == 4)
         sol.evaluate()
 
-    ctx.measure(case, label, "fastem + R_F every 5 (amortised)", five_and_rf, per_call=5, work=npix,
-                work_unit="px-iter")
+    if not cx:
+        ctx.measure(case, label, "fastem + R_F every 5 (amortised)", five_and_rf, per_call=5, work=npix,
+                    work_unit="px-iter")
     plan = sol.plan
     if dev.is_gpu:
         ctx.measure(case, label, "2 cuFFT transforms (floor)", lambda: (plan.forward(plan.buffer),
@@ -81,18 +83,33 @@ def run(ctx) -> None:
                     lambda: (plan.forward(plan.buffer), plan.backward(plan.buffer, normalise=False)), role="floor")
         b = np.fft.ifftshift(prob.magnitudes)
         kn, sp = np.fft.ifftshift(prob.known), np.fft.ifftshift(prob.support)
-        filt = ref._filters("gps-f", b.shape, 1, 10, 0.9, 1.0)
+        filt = ref._filters(algorithm, b.shape, 1, 10, 0.9, 1.0)
         state = {"z": b * np.exp(1j * np.random.default_rng(0).uniform(0, 2 * np.pi, b.shape)),
                  "y": np.zeros(b.shape, np.complex128)}
+        extra = dict(complex_object=True, phase_range=options["phase_range"], gps_dual="feedback") if cx else {}
 
         def numpy_step():
-            state["z"], state["y"] = ref.gps_step(state["z"], state["y"], b, kn, sp, 1.0, 0.9, 0.01, "gps-f", filt)
+            state["z"], state["y"] = ref.gps_step(state["z"], state["y"], b, kn, sp, 1.0, 0.9, 0.01, algorithm, filt,
+                                                  **extra)
 
         ctx.measure(case, label, "NumPy reference (numpy.fft, float64)", numpy_step, role="peer",
                     repeat=3, min_time=0.0)
-    del sol
 
-    # a complex-valued object: OSS (the algorithm recommended for it) with a phase range
+
+def run(ctx) -> None:
+    from fastem.config import settings
+    from fastem.phase import _reference as ref
+
+    dev = ctx.device
+    n_main = 64 if ctx.quick else 512
+    prob = _problem(n_main, dev)
+    label = f"{n_main}x{n_main}"
+    npix = n_main * n_main
+    for algorithm in ("gps-r", "gps-f"):       # gps-r: the default algorithm
+        _gps_iteration(ctx, prob, algorithm, label)
+    _gps_iteration(ctx, prob, "gps-r", label, complex_object=True, phase_range=(-np.pi / 2, np.pi / 2))
+
+    # a complex-valued object: OSS with a phase range
     from fastem.phase import PhaseConfig, initial_phases, make_solver
 
     prange = (-np.pi / 2, np.pi / 2)
