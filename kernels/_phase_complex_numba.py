@@ -51,28 +51,23 @@ def phase_complex_numba(mode, buf, wsup, u, image, write_image, beta, npix, rowl
         p0 = (base // npix) * wstride + base % npix
         yb = buf[2 * base: 2 * (base + rowlen)]
         ww = wsup[p0: p0 + rowlen]
-        if mode == 0:  # GPS: v - P(v), the projection onto the polar cone, then the GPS-F weight
+        if mode == 0 or mode == 5:
+            # GPS: mode 0, v - P(v) (the projection onto the polar cone); mode 5 (feedback dual), 0
+            # where v is in the set and all of v elsewhere; then the GPS-F weight
+            feedback = mode == 5
             for c in range(rowlen):
                 ws = ww[c]
                 inside = ws < 0
                 re = yb[2 * c]
                 im = yb[2 * c + 1]
-                pr, pi, _ = _project(re, im, inside, constrained, cc, sc, ch, sh)
+                pr, pi, good = _project(re, im, inside, constrained, cc, sc, ch, sh)
                 w = -ws if inside else ws
+                if feedback:
+                    w = w * 0 if good else w
+                    pr = pr * 0
+                    pi = pi * 0
                 yb[2 * c] = w * (re - pr)
                 yb[2 * c + 1] = w * (im - pi)
-            continue
-        if mode == 5:  # GPS, feedback dual: 0 where v is in the set, v elsewhere, then the weight
-            for c in range(rowlen):
-                ws = ww[c]
-                inside = ws < 0
-                re = yb[2 * c]
-                im = yb[2 * c + 1]
-                _, _, good = _project(re, im, inside, constrained, cc, sc, ch, sh)
-                w = -ws if inside else ws
-                w = w * 0 if good else w
-                yb[2 * c] = w * re
-                yb[2 * c + 1] = w * im
             continue
         uu = u[2 * base: 2 * (base + rowlen)]
         im_ = image[2 * base: 2 * (base + rowlen)]
