@@ -9,6 +9,9 @@ PDHG on ``min_z max_{y in S*} ||z| - b|^2 / (2 sigma) - ||y||_G^2 / 2 + Re<z, F 
     2. z'     = (b e^{i arg w} + (sigma/t) w) / (1 + sigma/t)   known pixels;  w  unknown  (2.14, 2.28)
     3. v      = y + s F^{-1}(2 z' - z)
     4. p      = proj_{S*}(v):  Re -> min(Re, 0) inside S, Im kept;  v outside S     (2.19)
+                (a complex object, beyond the thesis: ``v - P(v)``, or by default the feedback
+                step ``0`` where ``v`` is in the support / phase sector and ``v`` elsewhere,
+                :mod:`fastem.kernels.phase_complex`, ``PhaseConfig.gps_dual``)
     5. y'     = G_gamma * p          (GPS-R, a Fourier multiply W_R, 2.18/2.20)
               = W_F . p              (GPS-F, W_F = exp(-s gamma r^2), 2.26/2.27)
     6. output u = max(Re F^{-1} z_best, 0)
@@ -101,8 +104,9 @@ class GPSSolver(Solver):
         self._fourier = bind_phase_fourier_update(FOURIER_GPS, self.z, self.buf, problem.bk, self.filt, t=config.t,
                                                   s=config.s, scale=self._scale)
         if self.complex_object:
-            # complex object: proj onto S* = v - P(v), P the support (+ phase range) projection;
-            # the image is P(ifftn(z)) (the ER mode of the same kernel, on the full spectrum
+            # complex object: the dual step is v - P(v) (the polar cone, gps_dual="polar") or 0 where
+            # v is in the set and v elsewhere (Fienup's feedback, "feedback", the default), P the
+            # support (+ phase range) projection; the image is P(ifftn(z)) (the ER mode of the same kernel, on the full spectrum
             # buffer, written to img)
             dual = COMPLEX_GPS_FEEDBACK if config.gps_dual == "feedback" else REAL_GPS
             self._real = bind_phase_complex_update(dual, self.buf, self.wsup, phase_range=config.phase_range)

@@ -69,7 +69,9 @@ class PhaseConfig:
 
     Attributes
     ----------
-    algorithm : {"gps-f", "gps-r", "oss", "hio", "er"}
+    algorithm : {"gps-r", "gps-f", "oss", "hio", "er"}
+        Default "gps-r": the lowest R_real in most cells of the robustness grid (docs/phase.md;
+        GPS-F was the default before 2026-12-06).
     iterations : int
         Total iterations (1000).
     stages : int or None
