@@ -572,3 +572,17 @@ open(sys.argv[2] + ".w", "wb").write(fft.export_wisdom())
         F.adopt_wisdom(b"not wisdom")
     with pytest.raises(InputError, match="threads"):
         F.new_plan((4, 4), np.complex64, threads=0)
+
+
+def test_the_suite_reads_no_user_fftw_wisdom():
+    """The suite plans with FFTW_ESTIMATE and a private wisdom cache (conftest): FFTW_MEASURE plans
+    from the user's cache (benches save them) once changed a chaotic phase-retrieval test's result."""
+    import os
+
+    from fastem.config import cache_dir
+
+    assert os.environ["FASTEM_FFT_PLANNER"] == "FFTW_ESTIMATE"
+    folder = cache_dir(create=False)
+    assert folder != Path.home() / ".cache" / "fastem"
+    if "fastem-test-cache-" not in str(folder):    # a folder the user chose for the run on purpose
+        pytest.skip(f"FASTEM_CACHE_DIR set by the caller: {folder}")
