@@ -52,8 +52,6 @@ VARIANTS = {"global": {"stage_restart": "global"}, "relax": {"gamma_schedule": "
             "polar": {"gps_dual": "polar"}}  # complex object: GPS with the polar dual step (the default before)
 #: two R_real closer than this (absolute) count as a tie in the target check
 TIE = 0.001
-#: ``fastem phase``'s default algorithm (named in the target check)
-DEFAULT_ALGORITHM = "gps-r"
 
 
 def write_result_text(path, text: str) -> None:
@@ -263,6 +261,9 @@ def summarise(payload: dict, algs) -> str:
              "| object | R_noise | missing | support | " + " | ".join(a.upper() for a in algs)
              + " | GPS-F / best(HIO, OSS) | R_F of GPS-F's mean | time GPS-F |",
              "|---|---|---|---|" + "---|" * len(algs) + "---|---|---|"]
+    from fastem.phase import PhaseConfig
+
+    default = PhaseConfig().algorithm                # named in the target check
     gps = [a for a in ("gps-r", "gps-f") if a in algs]
     checks = {a: {"wins": 0, "within": 0, "total": 0, "sw": []} for a in gps}
     lowest = {}                                     # (object, noise) -> {alg: cells where it is lowest}
@@ -315,7 +316,7 @@ def summarise(payload: dict, algs) -> str:
         if not ck["total"]:
             continue
         below = sum(v < 0.10 for v in ck["sw"])
-        name = a.upper() + (" (the default)" if a == DEFAULT_ALGORITHM else "")
+        name = a.upper() + (" (the default)" if a == default else "")
         lines += [f"Target check for {name} (ties within {100 * TIE:.1f} % absolute count as met): lowest in "
                   f"{ck['wins']} of {ck['total']} cells (target >= 3/4: "
                   f"{'met' if ck['wins'] >= 0.75 * ck['total'] else 'NOT met'}); within 1.2x of the best of HIO/OSS in "
