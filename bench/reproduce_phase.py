@@ -48,6 +48,16 @@ ALGORITHMS = ("hio", "oss", "gps-r", "gps-f")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def write_result_text(path, text: str) -> None:
+    """Write a record atomically (``bench.write_result_text``)."""
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench import write_result_text as write
+
+    write(path, text)
+
+
 def make_object(name: str) -> np.ndarray:
     from fastem.data import vesicle_2d
 
@@ -62,8 +72,10 @@ def make_object(name: str) -> np.ndarray:
     raise SystemExit(f"unknown object {name!r}; choose vesicle or pair")
 
 
-def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5, gamma_scale: float = 1.0,
-               algorithms=ALGORITHMS, gamma_schedule: str = "oss", stage_restart: str = "stage") -> dict:
+def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5, gamma_scale: float | None = None,
+               algorithms=ALGORITHMS, gamma_schedule: str = "oss", stage_restart: str = "stage",
+               sigma_schedule=None) -> dict:
+    """The consistency experiment on one object (``gamma_scale`` / ``sigma_schedule`` None: PhaseConfig's defaults)."""
     from fastem.data import cdi_intensities
     from fastem.phase import (PhaseConfig, initial_phases, keep_best, make_solver, prepare_problem, r_real)
 
@@ -76,8 +88,11 @@ def run_object(name: str, runs: int, iterations: int, seed: int, keep: int = 5, 
            "oracle_rreal": phase_sweep.oracle_rreal(cdi), "algorithms": {}}
     for alg in algorithms:
         t0 = time.perf_counter()
-        cfg = PhaseConfig(algorithm=alg, iterations=iterations, gamma_scale=gamma_scale, gamma_schedule=gamma_schedule,
-                          stage_restart=stage_restart)
+        extra = {} if gamma_scale is None else {"gamma_scale": gamma_scale}
+        if sigma_schedule is not None:
+            extra["sigma_schedule"] = sigma_schedule
+        cfg = PhaseConfig(algorithm=alg, iterations=iterations, gamma_schedule=gamma_schedule,
+                          stage_restart=stage_restart, **extra)
         prob = prepare_problem(cdi.intensities, cdi.known, cdi.support)
         sol = make_solver(prob, runs, cfg).initialise(initial_phases(seed, range(runs), prob.shape)).run()
         seconds = time.perf_counter() - t0
@@ -176,7 +191,10 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--objects", default="vesicle,pair")
     p.add_argument("--algorithms", default=",".join(ALGORITHMS))
-    p.add_argument("--gamma-scale", type=float, default=1.0, help="GPS smoothing multiplier (PhaseConfig.gamma_scale)")
+    p.add_argument("--gamma-scale", type=float, default=None,
+                   help="GPS smoothing multiplier (PhaseConfig.gamma_scale; default: PhaseConfig's)")
+    p.add_argument("--sigma-schedule", default=None,
+                   help="GPS sigma schedule 'fraction:value,...' (PhaseConfig.sigma_schedule; default: PhaseConfig's)")
     p.add_argument("--gps-schedule", default="oss", choices=("oss", "relax"),
                    help="GPS smoothing schedule (PhaseConfig.gamma_schedule; consistency experiment only)")
     p.add_argument("--stage-restart", default="stage", choices=("stage", "global"),
@@ -231,19 +249,28 @@ def main(argv=None) -> int:
     for name in args.objects.split(","):
         results.append(run_object(name.strip(), args.runs, args.iterations, args.seed, gamma_scale=args.gamma_scale,
                                   algorithms=tuple(a.strip() for a in args.algorithms.split(",")),
-                                  gamma_schedule=args.gps_schedule, stage_restart=args.stage_restart))
+                                  gamma_schedule=args.gps_schedule, stage_restart=args.stage_restart,
+                                  sigma_schedule=args.sigma_schedule))
+    from fastem.phase import PhaseConfig
+
+    ran = PhaseConfig(**({} if args.gamma_scale is None else {"gamma_scale": args.gamma_scale}),
+                      **({} if args.sigma_schedule is None else {"sigma_schedule": args.sigma_schedule}))
+    args.gamma_scale = ran.gamma_scale
+    sigma_text = str(ran.sigma_schedule)
     md = [f"## GPS consistency experiment ({args.runs} runs x {args.iterations} iterations, seed {args.seed}, "
-          f"gamma_scale {args.gamma_scale:g}, GPS schedule {args.gps_schedule}, stage restart {args.stage_restart})", "",
+          f"gamma_scale {args.gamma_scale:g}, sigma {sigma_text}, GPS schedule {args.gps_schedule}, "
+          f"stage restart {args.stage_restart})", "",
           f"Command: `{cmd.strip()}`; total {time.perf_counter() - t0:.0f} s on {machine_info()['cpu_model']} "
           f"({machine_info()['cores_available']} cores).", ""]
     for res in results:
         md += [table(res), "", error_table(res), ""]
     stem = f"phase_reproduction{args.tag}"
-    (args.out_dir / f"{stem}.md").write_text("\n".join(md))
+    write_result_text(args.out_dir / f"{stem}.md", "\n".join(md))
     payload = {"command": cmd, "runs": args.runs, "iterations": args.iterations, "seed": args.seed,
-               "gamma_scale": args.gamma_scale, "gps_schedule": args.gps_schedule, "stage_restart": args.stage_restart,
+               "gamma_scale": args.gamma_scale, "sigma_schedule": sigma_text, "gps_schedule": args.gps_schedule,
+               "stage_restart": args.stage_restart,
                "machine": machine_info(), "results": results}
-    (args.out_dir / f"{stem}.json").write_text(json.dumps(payload))
+    write_result_text(args.out_dir / f"{stem}.json", json.dumps(payload))
     plot(results, args.out_dir / f"{stem}_rf.png")
     print("\n".join(md))
     print(f"written: {args.out_dir / stem}.md, .json, {stem}_rf.png")
