@@ -174,12 +174,15 @@ def run_cell(cdi, support, algorithm: str, runs: int, iterations: int, keep: int
 
 
 def gps_settings() -> dict:
-    """The GPS defaults the plain ``gps-r`` / ``gps-f`` entries of a record ran with."""
+    """The GPS defaults the plain ``gps-r`` / ``gps-f`` entries of a record ran with, per algorithm."""
     from fastem.phase import PhaseConfig
 
-    cfg = PhaseConfig()
-    return {"t": cfg.t, "s": cfg.s, "gamma_scale": cfg.gamma_scale, "gamma_schedule": cfg.gamma_schedule,
-            "sigma_schedule": [list(p) for p in cfg.sigma_schedule.points]}
+    out = {}
+    for alg in ("gps-r", "gps-f"):
+        cfg = PhaseConfig(algorithm=alg)
+        out[alg] = {"t": cfg.t, "s": cfg.s, "gamma_scale": cfg.gamma_scale, "gamma_schedule": cfg.gamma_schedule,
+                    "sigma_schedule": [list(p) for p in cfg.sigma_schedule.points]}
+    return out
 
 
 def object_options(name: str, phase_range) -> dict:
@@ -258,8 +261,16 @@ def resummarise(record: Path) -> int:
 
 
 def fmt_settings(st: dict) -> str:
-    sched = ", ".join(f"{v:g} from {100 * f:.0f} %" for f, v in st["sigma_schedule"])
-    return f"t {st['t']:g}, s {st['s']:g}, gamma_scale {st['gamma_scale']:g} ({st['gamma_schedule']}), sigma {sched}"
+    """``gps_settings`` of a record as text (older records hold one setting for both variants)."""
+    if "t" in st:
+        st = {"GPS-R and GPS-F": st}
+
+    def one(v):
+        sched = ", ".join(f"{x:g} from {100 * f:.0f} %" for f, x in v["sigma_schedule"])
+        return (f"t {v['t']:g}, s {v['s']:g}, gamma_scale {v['gamma_scale']:g} ({v['gamma_schedule']}), "
+                f"sigma {sched}")
+
+    return "; ".join(f"{k.upper().replace(' AND ', ' and ')} {one(v)}" for k, v in st.items())
 
 
 def summarise(payload: dict, algs) -> str:
@@ -272,7 +283,7 @@ def summarise(payload: dict, algs) -> str:
              f"({payload['machine']['cores_available']} cores, shared).", "",
              "R_real of the kept mean (%, mean over seeds; +- the spread of R_real over all starts, mean over "
              "seeds); loose and estimated supports with shrink-wrap. Bold: lowest."
-             + (f" Plain GPS-R/GPS-F ran with {fmt_settings(payload['gps_settings'])}."
+             + (f" Plain entries ran with: {fmt_settings(payload['gps_settings'])}."
                 if payload.get("gps_settings") else "")
              + ("" if not any("/" in a for a in algs) else
                 " Variants (ALG/VARIANT): " + "; ".join(f"{v}: {VARIANTS[v.split('/')[1]]}" for v in algs if "/" in v)

@@ -66,7 +66,10 @@ def _phase_range(text: str) -> tuple[float, float]:
               help="0/1 support (object centred); default: estimated from the autocorrelation. An input: never "
                    "overwritten.")
 @click.option("--sigma-schedule", default=None, metavar="F:V,...",
-              help="GPS sigma over the run as fraction:value pairs [default: 0:0.01,0.4:0.1,0.7:1].")
+              help="GPS sigma over the run as fraction:value pairs [default: gps-r 0:0.01,0.4:0.1,0.7:0.3; "
+                   "gps-f 0:0.01,0.4:0.1,0.7:1].")
+@click.option("--gamma-scale", type=float, default=None, metavar="G",
+              help="GPS smoothing strength: multiplies gamma of every stage, >= 0 [default: gps-r 2, gps-f 1].")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Write the output with a checkpoint every N iterations (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in OUT.cxi.")
@@ -114,7 +117,7 @@ def _phase_range(text: str) -> tuple[float, float]:
               help="Spread the chunks of runs over Dask workers: a scheduler address (tcp://host:8786) or 'local' "
                    "(a LocalCluster on this machine). Needs dask[distributed].")
 def command(input_path, output_path, out_format, algorithm, iterations, runs, keep, seed, support, sigma_schedule,
-            checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
+            gamma_scale, checkpoint_every, resume, overwrite, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
             shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard, gps_schedule, stage_restart, complex_object,
             phase_range, gps_dual, generations, batch_memory, scheduler):
     """Phase retrieval of the CXI diffraction pattern IN.cxi (or the intensities at FILE.h5:/ds)
@@ -153,7 +156,8 @@ def command(input_path, output_path, out_format, algorithm, iterations, runs, ke
                 staged_output(output_path, fmt, "phase", overwrite=overwrite, inputs=[input_path]) as target:
             result, results = phase_file(input_path, target, algorithm=algorithm.lower(), iterations=iterations,
                                          runs=runs, keep=keep, seed=seed, support=support,
-                                         sigma_schedule=sigma_schedule, checkpoint_every=checkpoint_every,
+                                         sigma_schedule=sigma_schedule, gamma_scale=gamma_scale,
+                                         checkpoint_every=checkpoint_every,
                                          resume=resume, overwrite=overwrite, device=device, progress=bar,
                                          command=command_line(), shrink_wrap=shrink_wrap,
                                          shrink_wrap_every=shrink_wrap_every,

@@ -190,11 +190,13 @@ def _other_data(folder, fn):
     (lambda w: _replace(_base_argv(), "--keep", "1"), ["--keep"]),
     (lambda w: _base_argv() + ["--sigma-schedule", "0:0.1,0.5:1"], ["--sigma-schedule"]),
     (lambda w: _base_argv() + ["--shrink-wrap"], ["--shrink-wrap"]),
+    (lambda w: _base_argv() + ["--gamma-scale", "3"], ["--gamma-scale"]),
     (lambda w: _base_argv(support=None), ["--support"]),
     (lambda w: _base_argv(data=_other_data(w, lambda i, m: (i * 1.01, m))), ["data", "other.cxi"]),
     (lambda w: _base_argv(data=_other_data(w, lambda i, m: (i, m | (np.arange(m.size).reshape(m.shape) % 97 == 0)))),
      ["detector mask"]),
-], ids=["seed", "algorithm", "runs", "keep", "sigma-schedule", "shrink-wrap", "support", "data", "mask"])
+], ids=["seed", "algorithm", "runs", "keep", "sigma-schedule", "shrink-wrap", "gamma-scale", "support", "data",
+        "mask"])
 def test_resume_with_a_changed_parameter_or_input_is_refused_by_name(partial, tmp_path, src, change, words):
     for name in ("in.cxi", "sup.h5"):
         shutil.copy(src / name, tmp_path / name)
@@ -385,6 +387,9 @@ def test_an_external_link_in_the_input_is_refused_naming_its_target(work, cdi):
     (["--runs", "2", "--keep", "5"], ["--keep 5", "--runs 2"]),
     (["--sigma-schedule", "nan:1"], ["--sigma-schedule"]),
     (["--sigma-schedule", "0:-1"], ["--sigma-schedule"]),
+    (["--gamma-scale", "-1"], ["--gamma-scale", ">= 0"]),
+    (["--gamma-scale", "nan"], ["--gamma-scale"]),
+    (["--gamma-scale", "inf"], ["--gamma-scale"]),
     (["--shrink-wrap", "--shrink-wrap-sigma", "1:3"], ["--shrink-wrap-sigma"]),
     (["--support", "missing.h5:/s"], ["missing.h5"]),
     (["--support", "in.cxi:/entry_1/sample_1/object"], ["--support", "0/1"]),
@@ -435,6 +440,9 @@ def _api_cases():
         ("phase_file", dict(out_path=None), "out_path"),
         ("phase_file", dict(out_path=3.5), "out_path"),
         ("phase_file", dict(runs="3"), "runs"),
+        ("phase_file", dict(gamma_scale=-0.5), "gamma_scale"),
+        ("phase_file", dict(gamma_scale="2"), "gamma_scale"),
+        ("phase_file", dict(gamma_scale=float("nan")), "gamma_scale"),
         ("phase_file", dict(runs=0), "runs"),
         ("phase_file", dict(keep=[1]), "keep"),
         ("phase_file", dict(keep=3, runs=2), "keep"),

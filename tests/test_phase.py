@@ -138,6 +138,30 @@ def test_schedules_match_reference_filters():
     np.testing.assert_allclose(schedules.oss_filter((9, 8), 2, 10), ref._filters("oss", (9, 8), 2, 10, 0.9, 1.0))
 
 
+def test_per_algorithm_defaults_of_gamma_scale_and_sigma():
+    """None resolves to the algorithm's default (GPS-R: filter x2, sigma 0.3 in the last 30 %;
+    GPS-F and the rest: the thesis' schedule, x1); explicit values win; the engine's defaults are
+    the reference's (the reference writes them out on its own), iteration by iteration."""
+    r, f = PhaseConfig(), PhaseConfig(algorithm="gps-f")
+    assert r.algorithm == "gps-r" and r.gamma_scale == 2.0 and str(r.sigma_schedule) == "0:0.01,0.4:0.1,0.7:0.3"
+    assert f.gamma_scale == 1.0 and str(f.sigma_schedule) == "0:0.01,0.4:0.1,0.7:1"
+    assert PhaseConfig(algorithm="hio").gamma_scale == 1.0
+    e = PhaseConfig(algorithm="gps-r", gamma_scale=0.5, sigma_schedule="0:0.2")
+    assert e.gamma_scale == 0.5 and str(e.sigma_schedule) == "0:0.2"
+    assert PhaseConfig(**{k: v for k, v in r.as_dict().items()}).as_dict() == r.as_dict()  # round trip
+    cdi = cdi_intensities(vesicle_2d(20, seed=4), r_noise=0.04, beamstop_radius=1, seed=2)
+    prob = prepare_problem(cdi.intensities, cdi.known, cdi.support, dtype=np.complex128)
+    phases = initial_phases(3, range(1), prob.shape)
+    for alg in ("gps-r", "gps-f"):
+        # 20 iterations over 4 stages: the last 30 % runs at the final sigma
+        sol = make_solver(prob, 1, PhaseConfig(algorithm=alg, iterations=20, stages=4, rfactor_every=1))
+        sol.initialise(phases).run()
+        out = _reference_runs(cdi, phases, algorithm=alg, iterations=20, stages=4, rfactor_every=1)[0]
+        np.testing.assert_allclose(sol.history()[1][:, 0], out["history_rf"], rtol=1e-9)
+    with pytest.raises(InputError, match="gamma_scale"):
+        PhaseConfig(gamma_scale=-1.0)
+
+
 def test_sigma_schedule_and_stages():
     sch = schedules.parse_sigma_schedule("0:0.01,0.4:0.1,0.7:1")
     assert [sch.value(i, 1000) for i in (0, 399, 400, 699, 700, 999)] == [0.01, 0.01, 0.1, 0.1, 1.0, 1.0]

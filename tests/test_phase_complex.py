@@ -125,7 +125,7 @@ def test_align_r_real_and_the_kept_average_remove_the_constant_phase_and_the_con
     assert r_real(np.roll(truth[::-1, ::-1], (1, 1), axis=(0, 1)), truth) > 0.1
     noise = rng.standard_normal(truth.shape) + 1j * rng.standard_normal(truth.shape)
     images = np.stack([truth, np.exp(-1.1j) * np.roll(truth, (1, 4), axis=(0, 1)), copy, noise])
-    sel = keep_consistent(images, np.array([0.01, 0.02, 0.03, 0.04]), keep=4)
+    sel = keep_consistent(images, np.array([0.010, 0.011, 0.012, 0.013]), keep=4)
     assert list(sel.indices) == [0, 1, 2]
     assert [e["kept"] for e in sel.report] == [True, True, True, False]
     assert sel.report[2]["flipped"] and sel.report[1]["difference"] < 1e-12
@@ -277,12 +277,14 @@ def test_generations_through_retrieve_and_the_cli(tmp_path, real_data):
 def test_cli_complex_default_is_gps_r_with_the_feedback_dual(tmp_path, complex_data):
     """`fastem phase --complex` runs the default GPS-R with the feedback dual step (recorded in the
     output's configuration; `--gps-dual polar` is recorded too) and reconstructs the 24 px particle
-    from its tight support (R_real of the best run < 5 %; measured 0.3 %)."""
+    from its tight support (R_real of the lowest-R_F run < 5 %; measured 1.1 %). Eight starts: with
+    four, this small noise-free case is a lottery (a third of the starts stagnate, for the old GPS-R
+    settings too: 23.7 % for one seed of six)."""
     src = tmp_path / "in.cxi"
     save_cdi(src, complex_data)
     supp = f"{src}:/entry_1/sample_1/support"
     r = run_cli("phase", src, "-o", tmp_path / "o.cxi", "--complex", "--phase-range=-1.2:1.2", "--support", supp,
-                "--iterations", 600, "--runs", 4, "--keep", 2)
+                "--iterations", 600, "--runs", 8, "--keep", 2)
     assert r.exit_code == 0, r.output
     rec = read_cxi_reconstruction(tmp_path / "o.cxi")
     cfg = rec.provenance["configuration"]

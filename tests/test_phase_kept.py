@@ -49,6 +49,26 @@ def test_only_the_best_when_every_other_run_disagrees(obj):
     np.testing.assert_array_equal(sel.mean, obj)
 
 
+def test_a_run_that_looks_right_but_fits_far_worse_is_set_aside(obj):
+    """R_F criterion: a candidate 2 % off the best image (inside the image tolerance) whose R_F is
+    more than twice the best's and 0.1 % above it is not averaged; at the numerical floor of a
+    noise-free case (R_F 1e-5 against 3e-5) nothing is rejected; no tolerance: no check."""
+    rng = np.random.default_rng(1)
+    close = np.stack([obj + 0.02 * obj.mean() * rng.standard_normal(obj.shape) for _ in range(4)])
+    rf = np.array([0.00011, 0.00012, 0.0034, 0.00013])         # the noise-free cell: 0.34 % vs 0.011 %
+    sel = keep_consistent(close, rf, keep=4, tolerance=0.3)
+    assert list(sel.indices) == [0, 1, 3]
+    (bad,) = [e for e in sel.report if e["index"] == 2]
+    assert not bad["kept"] and "R_F" in bad["reason"] and "x the best" in bad["reason"] and bad["difference"] < 0.3
+    at_floor = keep_consistent(close, np.array([1e-5, 3e-5, 2e-5, 4e-5]), keep=4, tolerance=0.3)
+    assert sorted(at_floor.indices) == [0, 1, 2, 3]
+    noisy = keep_consistent(close, np.array([0.056, 0.0561, 0.0575, 0.0562]), keep=4, tolerance=0.3)
+    assert sorted(noisy.indices) == [0, 1, 2, 3]                # converged noisy runs: within 3 %
+    worse = keep_consistent(close, np.array([0.056, 0.0561, 0.113, 0.0562]), keep=4, tolerance=0.3)
+    assert sorted(worse.indices) == [0, 1, 3]                   # 2.02x and 5.7 % above
+    assert sorted(keep_consistent(close, rf, keep=4, tolerance=None).indices) == [0, 1, 2, 3]
+
+
 def test_retrieve_reports_the_kept_candidates_and_the_rf_of_the_mean(obj):
     cdi = cdi_intensities(obj, r_noise=0.05, beamstop_radius=1, seed=1)
     res = retrieve(cdi.intensities, cdi.known, cdi.support, algorithm="hio", iterations=60, runs=8, keep=3, seed=0)

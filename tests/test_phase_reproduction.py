@@ -98,3 +98,45 @@ def test_robustness_grid_complex_object(tmp_path):
     assert cell["algorithms"]["hio"][0]["rreal_mean"] < 0.1  # noise-free, tight support: HIO finds it
     assert np.isfinite(cell["algorithms"]["gps-f/free"][0]["rreal_mean"])
     assert "phase range" in (tmp_path / "phase_grid_c.md").read_text()
+
+
+def _phase_grid():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import phase_grid
+    finally:
+        sys.path.pop(0)
+    return phase_grid
+
+
+def _cell(values, noise=0.06, support="loose4"):
+    algs = {a: [{"rreal_mean": v, "rreal_all_std": 0.01, "rf_mean": 0.05, "seconds": 1.0}] for a, v in values.items()}
+    return {"object": "vesicle", "noise": noise, "missing": "none", "support": support, "algorithms": algs}
+
+
+def test_grid_summary_checks_a_variant_against_the_other_algorithms_only():
+    """A variant (``gps-r/X``) is not beaten by its own algorithm: its target check compares it with
+    HIO, OSS and GPS-F; the plain entries' settings are stated (old records: one setting)."""
+    pg = _phase_grid()
+    algs = ["hio", "oss", "gps-r", "gps-f", "gps-r/g2-sigma0.3"]
+    cells = [_cell({"hio": 0.09, "oss": 0.017, "gps-r": 0.021, "gps-f": 0.044, "gps-r/g2-sigma0.3": 0.0175}),
+             _cell({"hio": 0.05, "oss": 0.015, "gps-r": 0.010, "gps-f": 0.020, "gps-r/g2-sigma0.3": 0.013}),
+             _cell({"hio": 0.05, "oss": 0.015, "gps-r": 0.016, "gps-f": 0.020, "gps-r/g2-sigma0.3": 0.030}, noise=0.0)]
+    payload = {"size": 128, "runs": 16, "iterations": 1000, "keep": 5, "seeds": [0], "command": "x", "seconds": 1.0,
+               "machine": {"cpu_model": "cpu", "cores_available": 2}, "cells": cells,
+               "gps_settings": pg.gps_settings()}
+    md = pg.summarise(payload, algs)
+    (variant,) = [ln for ln in md.splitlines() if ln.startswith("Target check for GPS-R/G2-SIGMA0.3")]
+    # cell 1: 0.0175 vs OSS 0.017 (tie within 0.1 %); cell 2: 0.013 loses to nothing but GPS-R (its own
+    # algorithm); cell 3: 0.030 / 0.015 = 2x
+    assert "against HIO, OSS, GPS-F" in variant
+    assert "lowest in 2 of 3 cells" in variant and "within 1.2x of the best of HIO/OSS in 2 of 3" in variant
+    assert "R_real < 10 % in 2 of 2 cells" in variant
+    (plain,) = [ln for ln in md.splitlines() if ln.startswith("Target check for GPS-R (the default)")]
+    # nor is the plain entry beaten by its variant: cell 2, and cell 3 (0.016 ties OSS's 0.015); cell 1's 0.021
+    # loses to OSS
+    assert "lowest in 2 of 3 cells" in plain and "within 1.2x of the best of HIO/OSS in 2 of 3" in plain
+    assert "GPS-R t 1, s 0.9, gamma_scale 2 (oss)" in md and "GPS-F t 1, s 0.9, gamma_scale 1 (oss)" in md
+    old = dict(payload, gps_settings={"t": 1.0, "s": 0.9, "gamma_scale": 1.0, "gamma_schedule": "oss",
+                                      "sigma_schedule": [[0, 0.01], [0.4, 0.1], [0.7, 1.0]]})
+    assert "GPS-R and GPS-F t 1, s 0.9, gamma_scale 1 (oss), sigma 0.01 from 0 %" in pg.summarise(old, algs)

@@ -159,12 +159,16 @@ def shrink_wrap_support(image, initial, width: float, threshold: float) -> np.nd
 
 
 def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=1000, stages=None, t=1.0, s=0.9,
-                  sigma_schedule=((0.0, 0.01), (0.4, 0.1), (0.7, 1.0)), beta=0.9, gamma_scale=1.0,
+                  sigma_schedule=None, beta=0.9, gamma_scale=None,
                   rfactor_every=5, project_output=True, shrink_wrap=False, shrink_wrap_every=20,
                   shrink_wrap_threshold=0.2, shrink_wrap_sigma=(3.0, 1.5), shrink_wrap_start=0.0,
                   shrink_wrap_guard=0.25, stage_restart="stage", complex_object=False, phase_range=None,
                   gps_dual=None) -> dict:
     """One run of ``algorithm``, float64, FFT layout (see the module docstring).
+
+    ``sigma_schedule`` / ``gamma_scale`` None: GPS-R 0.01 / 0.1 / 0.3 from 0 / 40 / 70 % and 2;
+    every other algorithm 0.01 / 0.1 / 1 and 1 (written out here, independently of
+    ``PhaseConfig``'s table, so that a test can compare the two).
 
     ``project_output``: the GPS image (monitored and returned) is ``max(Re F^{-1} z, 0)`` on the
     support and 0 outside, like the baselines' images; ``False`` is the spec's step 6 as written.
@@ -193,6 +197,10 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
     sw_prev, rf_prev, rf_window = support, np.inf, np.inf
     if stages is None:
         stages = 10 if algorithm in ("gps-f", "gps-r", "oss") else 1
+    if sigma_schedule is None:
+        sigma_schedule = ((0.0, 0.01), (0.4, 0.1), (0.7, 0.3 if algorithm == "gps-r" else 1.0))
+    if gamma_scale is None:
+        gamma_scale = 2.0 if algorithm == "gps-r" else 1.0
     ranges = stage_ranges(iterations, stages)
     z0 = b * np.exp(1j * np.asarray(phases, np.float64))
     gps = algorithm.startswith("gps")

@@ -68,7 +68,8 @@ TRUTH_DATASET = "/entry_1/sample_1/object"
 FLAGS = {
     "in_path": "IN", "out_path": "-o/--output", "algorithm": "--algorithm", "iterations": "--iterations",
     "runs": "--runs", "keep": "--keep", "seed": "--seed", "support": "--support",
-    "sigma_schedule": "--sigma-schedule", "checkpoint_every": "--checkpoint-every", "resume": "--resume",
+    "sigma_schedule": "--sigma-schedule", "gamma_scale": "--gamma-scale", "checkpoint_every": "--checkpoint-every",
+    "resume": "--resume",
     "overwrite": "--overwrite", "shrink_wrap": "--shrink-wrap", "shrink_wrap_every": "--shrink-wrap-every",
     "shrink_wrap_threshold": "--shrink-wrap-threshold", "shrink_wrap_sigma": "--shrink-wrap-sigma",
     "shrink_wrap_start": "--shrink-wrap-start", "shrink_wrap_guard": "--shrink-wrap-guard",
@@ -149,6 +150,9 @@ def _check_arguments(args: dict) -> None:
         raise InputError(f"phase_file: shrink_wrap_start must be a number in [0, 1), got {st!r}")
     if not _is_number(gd) or not math.isfinite(gd) or gd < 0:
         raise InputError(f"phase_file: shrink_wrap_guard must be a number >= 0, got {gd!r}")
+    gs = args["gamma_scale"]
+    if gs is not None and (not _is_number(gs) or not math.isfinite(gs) or gs < 0):
+        raise InputError(f"phase_file: gamma_scale must be a number >= 0 or None, got {gs!r}")
     thr = args["shrink_wrap_threshold"]
     if not _is_number(thr) or not 0 < thr < 1:
         raise InputError(f"phase_file: shrink_wrap_threshold must be a number in (0, 1), got {thr!r}")
@@ -384,7 +388,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-r", iterations: int =
                shrink_wrap_guard: float = 0.25, gamma_schedule: str = "oss", stage_restart: str = "stage",
                max_batch_bytes: int | None = None, scheduler: str | None = None,
                report: Callable[[str], Any] | None = None, complex_object: bool = False,
-               phase_range=None, generations: int = 1, gps_dual: str | None = None) -> tuple[PhaseResult, dict]:
+               phase_range=None, generations: int = 1, gps_dual: str | None = None,
+               gamma_scale: float | None = None) -> tuple[PhaseResult, dict]:
     """Run multi-start phase retrieval on a CXI file and write the CXI reconstruction.
 
     Parameters
@@ -394,8 +399,9 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-r", iterations: int =
         of intensities, zero frequency at the centre).
     out_path : path
         Output CXI (reconstruction).
-    algorithm, iterations, runs, keep, seed, sigma_schedule :
-        See :class:`fastem.phase.PhaseConfig` and :func:`fastem.phase.retrieve`; ``seed >= 0``.
+    algorithm, iterations, runs, keep, seed, sigma_schedule, gamma_scale :
+        See :class:`fastem.phase.PhaseConfig` and :func:`fastem.phase.retrieve`; ``seed >= 0``;
+        ``sigma_schedule`` / ``gamma_scale`` None: the algorithm's defaults.
     support : str, optional
         ``FILE:/dataset`` of a 0/1 support (object centred); default: autocorrelation estimate.
     checkpoint_every : int
@@ -485,7 +491,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-r", iterations: int =
     config = _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every,
                           shrink_wrap_threshold, shrink_wrap_sigma, shrink_wrap_start, shrink_wrap_guard,
                           gamma_schedule=gamma_schedule, stage_restart=stage_restart,
-                          complex_object=complex_object, phase_range=phase_range, gps_dual=gps_dual)
+                          complex_object=complex_object, phase_range=phase_range, gps_dual=gps_dual,
+                          gamma_scale=gamma_scale)
     problem = prepare_problem(data.intensities, data.known, supp, dtype=dtype, device=dev, where=where_data)
     plan = plan_run(problem, config, int(runs), int(keep), max_batch_bytes=max_batch_bytes,
                     distributed=scheduler is not None and scheduler.strip().lower() not in ("", "inline"))
@@ -539,7 +546,8 @@ def phase_file(in_path, out_path, *, algorithm: str = "gps-r", iterations: int =
 
 def _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap_every, shrink_wrap_threshold,
                  shrink_wrap_sigma, shrink_wrap_start=0.0, shrink_wrap_guard=0.25, *, gamma_schedule="oss",
-                 stage_restart="stage", complex_object=False, phase_range=None, gps_dual=None) -> PhaseConfig:
+                 stage_restart="stage", complex_object=False, phase_range=None, gps_dual=None,
+                 gamma_scale=None) -> PhaseConfig:
     cfg_kw = {"algorithm": algorithm, "iterations": iterations}
     if complex_object or phase_range is not None or gps_dual is not None:
         cfg_kw.update(complex_object=complex_object, phase_range=phase_range, gps_dual=gps_dual)
@@ -549,6 +557,8 @@ def _make_config(algorithm, iterations, sigma_schedule, shrink_wrap, shrink_wrap
         cfg_kw["stage_restart"] = stage_restart
     if sigma_schedule is not None:
         cfg_kw["sigma_schedule"] = sigma_schedule
+    if gamma_scale is not None:
+        cfg_kw["gamma_scale"] = gamma_scale
     if shrink_wrap:
         cfg_kw.update(shrink_wrap=True, shrink_wrap_every=shrink_wrap_every,
                       shrink_wrap_threshold=shrink_wrap_threshold, shrink_wrap_sigma=shrink_wrap_sigma,

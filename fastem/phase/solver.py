@@ -58,9 +58,18 @@ from fastem.kernels.phase_complex import check_phase_range
 from .problem import PhaseProblem
 from .schedules import DEFAULT_SIGMA_SCHEDULE, SigmaSchedule, parse_sigma_schedule, stage_bounds
 
-__all__ = ["PhaseConfig", "Solver", "ALGORITHMS", "initial_phases"]
+__all__ = ["PhaseConfig", "Solver", "ALGORITHMS", "GPS_DEFAULTS", "initial_phases"]
 
 ALGORITHMS = ("gps-f", "gps-r", "oss", "hio", "er")
+
+#: per-algorithm defaults of ``PhaseConfig.gamma_scale`` and ``sigma_schedule`` (None resolves to
+#: these; the other algorithms take GPS-F's, which they do not use). GPS-F: the thesis' sigma
+#: schedule and the OSS-tied filter; GPS-R: twice the filter and sigma 0.3 (not 1) in the last
+#: 30 %, measured on the robustness grid (docs/phase.md).
+GPS_DEFAULTS = {
+    "gps-f": {"gamma_scale": 1.0, "sigma_schedule": DEFAULT_SIGMA_SCHEDULE},
+    "gps-r": {"gamma_scale": 2.0, "sigma_schedule": ((0.0, 0.01), (0.4, 0.1), (0.7, 0.3))},
+}
 
 
 @dataclass
@@ -78,12 +87,17 @@ class PhaseConfig:
         Number of filter stages; ``None``: 10 for GPS and OSS, 1 for ER and HIO.
     t, s : float
         GPS primal and dual step sizes (1, 0.9).
-    sigma_schedule : SigmaSchedule or str
-        GPS fidelity ``sigma`` over the run (0.01 / 0.1 / 1 at 0 / 40 / 70 %).
+    sigma_schedule : SigmaSchedule, str or None
+        GPS fidelity ``sigma`` over the run. None: the algorithm's default
+        (:data:`GPS_DEFAULTS`): GPS-R 0.01 / 0.1 / 0.3 from 0 / 40 / 70 % of the iterations, GPS-F
+        (and the others, which do not use it) 0.01 / 0.1 / 1 (thesis 2.4.2).
     beta : float
         HIO / OSS feedback (0.9).
-    gamma_scale : float
-        Multiplier of the GPS smoothing parameter ``gamma_l`` (1).
+    gamma_scale : float or None
+        Multiplier of the GPS smoothing parameter ``gamma_l``. None: the algorithm's default
+        (:data:`GPS_DEFAULTS`): 2 for GPS-R, 1 for GPS-F. GPS-R's pair (2, final sigma 0.3) was
+        chosen on four 6 %-noise cells of the robustness grid and kept because it wins the whole
+        grid (docs/phase.md, ``bench/results/phase_grid_128_g2sigma03.md``).
     rfactor_every : int
         Iterations between R-factor evaluations within a stage (also at each stage's end).
     project_output : bool
@@ -136,9 +150,9 @@ class PhaseConfig:
     stages: int | None = None
     t: float = 1.0
     s: float = 0.9
-    sigma_schedule: Any = field(default_factory=lambda: SigmaSchedule(DEFAULT_SIGMA_SCHEDULE))
+    sigma_schedule: Any = None
     beta: float = 0.9
-    gamma_scale: float = 1.0
+    gamma_scale: Any = None
     rfactor_every: int = 5
     project_output: bool = True
     shrink_wrap: bool = False
@@ -169,7 +183,12 @@ class PhaseConfig:
         self.gamma_edge = ge
         if self.stage_restart not in ("stage", "global"):
             raise InputError(f"stage_restart must be 'stage' or 'global', got {self.stage_restart!r}")
+        defaults = GPS_DEFAULTS.get(self.algorithm, GPS_DEFAULTS["gps-f"])
+        if self.sigma_schedule is None:
+            self.sigma_schedule = defaults["sigma_schedule"]
         self.sigma_schedule = parse_sigma_schedule(self.sigma_schedule)
+        if self.gamma_scale is None:
+            self.gamma_scale = defaults["gamma_scale"]
         if not isinstance(self.complex_object, (bool, np.bool_)):
             raise InputError(f"complex_object must be True or False, got {self.complex_object!r}")
         self.complex_object = bool(self.complex_object)
