@@ -52,7 +52,9 @@ VARIANTS = {"global": {"stage_restart": "global"}, "relax": {"gamma_schedule": "
             "polar": {"gps_dual": "polar"},  # complex object: GPS with the polar dual step (the default before)
             # twice the filter strength, and sigma 0.3 instead of 1 in the last 30 % (chosen on four 6 %-noise
             # cells of the 128^2 grid where OSS led, then run on the whole grid)
-            "g2-sigma0.3": {"gamma_scale": 2.0, "sigma_schedule": ((0.0, 0.01), (0.4, 0.1), (0.7, 0.3))}}
+            "g2-sigma0.3": {"gamma_scale": 2.0, "sigma_schedule": ((0.0, 0.01), (0.4, 0.1), (0.7, 0.3))},
+            # GPS-R's settings before 2026-12-07 (GPS-F's defaults): the thesis' sigma schedule, filter x1
+            "g1-sigma1": {"gamma_scale": 1.0, "sigma_schedule": ((0.0, 0.01), (0.4, 0.1), (0.7, 1.0))}}
 #: two R_real closer than this (absolute) count as a tie in the target check
 TIE = 0.001
 
