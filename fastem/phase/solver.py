@@ -97,7 +97,9 @@ class PhaseConfig:
         Multiplier of the GPS smoothing parameter ``gamma_l``. None: the algorithm's default
         (:data:`GPS_DEFAULTS`): 2 for GPS-R, 1 for GPS-F. GPS-R's pair (2, final sigma 0.3) was
         chosen on four 6 %-noise cells of the robustness grid and kept because it wins the whole
-        grid (docs/phase.md, ``bench/results/phase_grid_128_g2sigma03.md``).
+        128^2 grid (docs/phase.md, ``bench/results/phase_grid_128_g2sigma03.md``); at 64^2 with
+        600 iterations it is worse than the old (1, sigma 1) on the vesicle at 6 % noise
+        (``phase_grid_64_gpsr_g2.md``).
     rfactor_every : int
         Iterations between R-factor evaluations within a stage (also at each stage's end).
     project_output : bool
