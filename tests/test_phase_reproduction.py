@@ -10,13 +10,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _reproduce_phase():
+def _bench_module(name: str):
+    """``bench/NAME.py`` imported as a module."""
+    import importlib
+
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        import reproduce_phase
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
-    return reproduce_phase
+
+
+def _reproduce_phase():
+    return _bench_module("reproduce_phase")
 
 
 @pytest.mark.slow
@@ -100,15 +106,6 @@ def test_robustness_grid_complex_object(tmp_path):
     assert "phase range" in (tmp_path / "phase_grid_c.md").read_text()
 
 
-def _phase_grid():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import phase_grid
-    finally:
-        sys.path.pop(0)
-    return phase_grid
-
-
 def _cell(values, noise=0.06, support="loose4"):
     algs = {a: [{"rreal_mean": v, "rreal_all_std": 0.01, "rf_mean": 0.05, "seconds": 1.0}] for a, v in values.items()}
     return {"object": "vesicle", "noise": noise, "missing": "none", "support": support, "algorithms": algs}
@@ -117,7 +114,7 @@ def _cell(values, noise=0.06, support="loose4"):
 def test_grid_summary_checks_a_variant_against_the_other_algorithms_only():
     """A variant (``gps-r/X``) is not beaten by its own algorithm: its target check compares it with
     HIO, OSS and GPS-F; the plain entries' settings are stated (old records: one setting)."""
-    pg = _phase_grid()
+    pg = _bench_module("phase_grid")
     algs = ["hio", "oss", "gps-r", "gps-f", "gps-r/g2-sigma0.3"]
     cells = [_cell({"hio": 0.09, "oss": 0.017, "gps-r": 0.021, "gps-f": 0.044, "gps-r/g2-sigma0.3": 0.0175}),
              _cell({"hio": 0.05, "oss": 0.015, "gps-r": 0.010, "gps-f": 0.020, "gps-r/g2-sigma0.3": 0.013}),
