@@ -54,7 +54,9 @@ VARIANTS = {"global": {"stage_restart": "global"}, "relax": {"gamma_schedule": "
             # cells of the 128^2 grid where OSS led, then run on the whole grid)
             "g2-sigma0.3": {"gamma_scale": 2.0, "sigma_schedule": ((0.0, 0.01), (0.4, 0.1), (0.7, 0.3))},
             # GPS-R's settings before 2026-12-07 (GPS-F's defaults): the thesis' sigma schedule, filter x1
-            "g1-sigma1": {"gamma_scale": 1.0, "sigma_schedule": ((0.0, 0.01), (0.4, 0.1), (0.7, 1.0))}}
+            "g1-sigma1": {"gamma_scale": 1.0, "sigma_schedule": ((0.0, 0.01), (0.4, 0.1), (0.7, 1.0))},
+            # the old filter with the new final sigma only
+            "g1-sigma0.3": {"gamma_scale": 1.0, "sigma_schedule": ((0.0, 0.01), (0.4, 0.1), (0.7, 0.3))}}
 #: two R_real closer than this (absolute) count as a tie in the target check
 TIE = 0.001
 
