@@ -69,7 +69,7 @@ def _phase_range(text: str) -> tuple[float, float]:
               help="GPS sigma over the run as fraction:value pairs [default: gps-r 0:0.01,0.4:0.1,0.7:0.3; "
                    "gps-f 0:0.01,0.4:0.1,0.7:1].")
 @click.option("--gamma-scale", type=float, default=None, metavar="G",
-              help="GPS smoothing strength: multiplies gamma of every stage, >= 0 [default: gps-r 2, gps-f 1].")
+              help="GPS smoothing strength: multiplies gamma of every stage, >= 0 [default: 1].")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Write the output with a checkpoint every N iterations (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in OUT.cxi.")

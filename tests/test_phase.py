@@ -139,11 +139,11 @@ def test_schedules_match_reference_filters():
 
 
 def test_per_algorithm_defaults_of_gamma_scale_and_sigma():
-    """None resolves to the algorithm's default (GPS-R: filter x2, sigma 0.3 in the last 30 %;
-    GPS-F and the rest: the thesis' schedule, x1); explicit values win; the engine's defaults are
-    the reference's (the reference writes them out on its own), iteration by iteration."""
+    """None resolves to the algorithm's default (GPS-R: sigma 0.3 in the last 30 %; GPS-F and the
+    rest: the thesis' schedule; filter x1 for both); explicit values win; the engine's defaults
+    are the reference's (the reference writes them out on its own), iteration by iteration."""
     r, f = PhaseConfig(), PhaseConfig(algorithm="gps-f")
-    assert r.algorithm == "gps-r" and r.gamma_scale == 2.0 and str(r.sigma_schedule) == "0:0.01,0.4:0.1,0.7:0.3"
+    assert r.algorithm == "gps-r" and r.gamma_scale == 1.0 and str(r.sigma_schedule) == "0:0.01,0.4:0.1,0.7:0.3"
     assert f.gamma_scale == 1.0 and str(f.sigma_schedule) == "0:0.01,0.4:0.1,0.7:1"
     assert PhaseConfig(algorithm="hio").gamma_scale == 1.0
     e = PhaseConfig(algorithm="gps-r", gamma_scale=0.5, sigma_schedule="0:0.2")

@@ -166,8 +166,8 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
                   gps_dual=None) -> dict:
     """One run of ``algorithm``, float64, FFT layout (see the module docstring).
 
-    ``sigma_schedule`` / ``gamma_scale`` None: GPS-R 0.01 / 0.1 / 0.3 from 0 / 40 / 70 % and 2;
-    every other algorithm 0.01 / 0.1 / 1 and 1 (written out here, independently of
+    ``sigma_schedule`` / ``gamma_scale`` None: GPS-R 0.01 / 0.1 / 0.3 from 0 / 40 / 70 %, every
+    other algorithm 0.01 / 0.1 / 1; ``gamma_scale`` 1 (written out here, independently of
     ``PhaseConfig``'s table, so that a test can compare the two).
 
     ``project_output``: the GPS image (monitored and returned) is ``max(Re F^{-1} z, 0)`` on the
@@ -200,7 +200,7 @@ def reference_run(b, known, support, phases, *, algorithm="gps-f", iterations=10
     if sigma_schedule is None:
         sigma_schedule = ((0.0, 0.01), (0.4, 0.1), (0.7, 0.3 if algorithm == "gps-r" else 1.0))
     if gamma_scale is None:
-        gamma_scale = 2.0 if algorithm == "gps-r" else 1.0
+        gamma_scale = 1.0
     ranges = stage_ranges(iterations, stages)
     z0 = b * np.exp(1j * np.asarray(phases, np.float64))
     gps = algorithm.startswith("gps")
