@@ -375,7 +375,8 @@ def keep_consistent(images: np.ndarray, final_rf: np.ndarray, keep: int,
         if tolerance is not None and d > tolerance:
             entry.update(kept=False, reason=f"outlier: differs from the best by {100 * d:.0f} % "
                                              f"(> {100 * tolerance:.0f} %) after alignment")
-        elif tolerance is not None and rf[i] > KEEP_RF_RATIO * rf[order[0]] and rf[i] - rf[order[0]] > KEEP_RF_FLOOR:
+        elif tolerance is not None and rf[i] > KEEP_RF_RATIO * rf[order[0]] \
+                and rf[i] - rf[order[0]] > KEEP_RF_FLOOR:
             entry.update(kept=False, reason=f"outlier: R_F {100 * rf[i]:.3g} % is {rf[i] / rf[order[0]]:.1f}x the "
                                              f"best's {100 * rf[order[0]]:.3g} % (> {KEEP_RF_RATIO:g}x)")
         else:
@@ -454,7 +455,8 @@ def retrieve(intensities=None, known=None, support=None, *, problem: PhaseProble
         Consistency of the kept runs (:func:`keep_consistent`): a run whose aligned image differs
         from the best one by more than this (relative L1; default 0.3), or whose R_F is more than
         twice the best one's (and 0.1 % above it), is reported as an outlier and not averaged,
-        the next run by R_F is taken instead (up to ``2 keep`` candidates are looked at). ``None``: average the ``keep`` best whatever they look like.
+        the next run by R_F is taken instead (up to ``2 keep`` candidates are looked at).
+        ``None``: average the ``keep`` best whatever they look like.
         ``result.extra["kept_report"]`` says for every candidate whether it was kept and why,
         ``result.extra["mean_rf"]`` is the R_F of the mean image.
     executor : fastem.executor.Executor, optional

@@ -56,7 +56,7 @@ from fastem.kernels import hermitian_half, rfactor_half
 from fastem.kernels.phase_complex import check_phase_range
 
 from .problem import PhaseProblem
-from .schedules import DEFAULT_SIGMA_SCHEDULE, SigmaSchedule, parse_sigma_schedule, stage_bounds
+from .schedules import DEFAULT_SIGMA_SCHEDULE, parse_sigma_schedule, stage_bounds
 
 __all__ = ["PhaseConfig", "Solver", "ALGORITHMS", "GPS_DEFAULTS", "initial_phases"]
 
