@@ -48,14 +48,21 @@ ALGORITHMS = ("hio", "oss", "gps-r", "gps-f")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_result_text(path, text: str) -> None:
-    """Write a record atomically (``bench.write_result_text``)."""
-    root = str(Path(__file__).resolve().parents[1])
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    from bench import write_result_text as write
+def gps_settings(results: list) -> dict:
+    """``{algorithm: {"gamma_scale", "sigma_schedule"}}`` of the GPS algorithms that ran, read from
+    their recorded configurations (the defaults differ per algorithm, so one pair would mislabel one)."""
+    out = {}
+    for res in results:
+        for alg, rec in res["algorithms"].items():
+            if alg.startswith("gps"):
+                out[alg] = {"gamma_scale": rec["config"]["gamma_scale"],
+                            "sigma_schedule": rec["config"]["sigma_schedule"]}
+    return out
 
-    write(path, text)
+
+def settings_text(settings: dict) -> str:
+    return "; ".join(f"{a.upper()} gamma_scale {v['gamma_scale']:g}, sigma {v['sigma_schedule']}"
+                     for a, v in settings.items()) or "no GPS algorithm"
 
 
 def make_object(name: str) -> np.ndarray:
@@ -251,24 +258,21 @@ def main(argv=None) -> int:
                                   algorithms=tuple(a.strip() for a in args.algorithms.split(",")),
                                   gamma_schedule=args.gps_schedule, stage_restart=args.stage_restart,
                                   sigma_schedule=args.sigma_schedule))
-    from fastem.phase import PhaseConfig
-
-    ran = PhaseConfig(**({} if args.gamma_scale is None else {"gamma_scale": args.gamma_scale}),
-                      **({} if args.sigma_schedule is None else {"sigma_schedule": args.sigma_schedule}))
-    args.gamma_scale = ran.gamma_scale
-    sigma_text = str(ran.sigma_schedule)
+    settings = gps_settings(results)
     md = [f"## GPS consistency experiment ({args.runs} runs x {args.iterations} iterations, seed {args.seed}, "
-          f"gamma_scale {args.gamma_scale:g}, sigma {sigma_text}, GPS schedule {args.gps_schedule}, "
-          f"stage restart {args.stage_restart})", "",
+          f"{settings_text(settings)}, GPS schedule {args.gps_schedule}, stage restart {args.stage_restart})", "",
           f"Command: `{cmd.strip()}`; total {time.perf_counter() - t0:.0f} s on {machine_info()['cpu_model']} "
           f"({machine_info()['cores_available']} cores).", ""]
     for res in results:
         md += [table(res), "", error_table(res), ""]
     stem = f"phase_reproduction{args.tag}"
+    if str(Path(__file__).resolve().parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from phase_grid import write_result_text  # atomic (bench.write_result_text)
+
     write_result_text(args.out_dir / f"{stem}.md", "\n".join(md))
     payload = {"command": cmd, "runs": args.runs, "iterations": args.iterations, "seed": args.seed,
-               "gamma_scale": args.gamma_scale, "sigma_schedule": sigma_text, "gps_schedule": args.gps_schedule,
-               "stage_restart": args.stage_restart,
+               "gps_settings": settings, "gps_schedule": args.gps_schedule, "stage_restart": args.stage_restart,
                "machine": machine_info(), "results": results}
     write_result_text(args.out_dir / f"{stem}.json", json.dumps(payload))
     plot(results, args.out_dir / f"{stem}_rf.png")

@@ -27,9 +27,12 @@ os.environ.setdefault("FASTEM_FFT_PLANNER", "FFTW_ESTIMATE")
 # outcome of a chaotic phase-retrieval test (the complex HIO run with an estimated support: 0.39
 # instead of < 0.25 after this machine's benches had filled the cache). A private folder per session.
 if "FASTEM_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["FASTEM_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastem-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["FASTEM_CACHE_DIR"], ignore_errors=True)  # leave no folder behind
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
 
 import numpy as np  # noqa: E402

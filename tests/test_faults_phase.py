@@ -554,6 +554,39 @@ def test_a_twin_mixture_is_not_averaged_into_the_kept_mean():
     np.testing.assert_allclose(sel.mean, u, atol=1e-12)
 
 
+def test_a_same_looking_run_with_a_far_worse_fit_is_not_averaged_into_the_kept_mean():
+    """Issue 15 (session 2026-12-07): the robustness grid's cell pair / noise-free / beamstop /
+    2x loose box / seed 1 (bench/phase_grid.py, GPS-R with twice the filter and final sigma 0.3):
+    one of the five lowest-R_F runs fits far worse than the other four but looks like them (inside
+    the 30 % image tolerance), and averaging it in took the kept mean from ~0.005 % to 0.42 %
+    R_real. The R_F test of ``keep_consistent`` sets it aside."""
+    import importlib.util
+    from pathlib import Path
+
+    from fastem.phase import (PhaseConfig, initial_phases, keep_consistent, make_solver, prepare_problem)
+
+    spec = importlib.util.spec_from_file_location(
+        "phase_grid", Path(__file__).resolve().parents[1] / "bench" / "phase_grid.py")
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    cdi = grid.make_data(grid.make_object("pair", 128), 0.0, "beamstop", 1)
+    prob = prepare_problem(cdi.intensities, cdi.known, grid.make_support("loose2", cdi))
+    cfg = PhaseConfig(algorithm="gps-r", iterations=1000, shrink_wrap=True, **grid.VARIANTS["g2-sigma0.3"])
+    sol = make_solver(prob, 16, cfg).initialise(initial_phases(1, range(16), prob.shape)).run()
+    images, rf = sol.best_images_centred(), sol.final_rf()
+    sel = keep_consistent(images, rf, 5)
+    rejected = [e for e in sel.report if not e["kept"]]
+    assert len(sel.indices) == 4 and rejected                        # four runs agree; the others fit worse
+    assert all("R_F" in e["reason"] and e["difference"] < 0.3 for e in rejected)  # all pass the image test
+    bad = rejected[0]                                                # the fifth lowest R_F, averaged in before
+    assert bad["rf"] > 10 * rf[sel.indices[0]]                       # measured 0.34 % against 0.011 %
+    assert rf[sel.indices].max() < 2 * rf[sel.indices[0]]
+    assert r_real(sel.mean, cdi.object) < 5e-4                       # measured 0.005 %
+    # what the kept mean was before the R_F test: the same runs with the bad one averaged in
+    with_bad = np.mean(np.concatenate([sel.images, align(images[bad["index"]], sel.images[0])[0][None]]), axis=0)
+    assert r_real(with_bad, cdi.object) > 3e-3                       # measured 0.42 %
+
+
 def test_the_default_support_estimate_holds_two_separated_particles():
     """Issue 15: the half-scaled autocorrelation estimate kept only the central piece of S - S,
     cutting two separated particles; the default ("auto") contains a translate of the object."""

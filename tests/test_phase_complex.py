@@ -277,9 +277,9 @@ def test_generations_through_retrieve_and_the_cli(tmp_path, real_data):
 def test_cli_complex_default_is_gps_r_with_the_feedback_dual(tmp_path, complex_data):
     """`fastem phase --complex` runs the default GPS-R with the feedback dual step (recorded in the
     output's configuration; `--gps-dual polar` is recorded too) and reconstructs the 24 px particle
-    from its tight support (R_real of the lowest-R_F run < 5 %; measured 1.1 %). Eight starts: with
-    four, this small noise-free case is a lottery (a third of the starts stagnate, for the old GPS-R
-    settings too: 23.7 % for one seed of six)."""
+    from its tight support (R_real of the lowest-R_F run < 5 %; measured 0.3 %). Eight starts: with
+    four, this small noise-free case is a lottery (a large share of the starts stagnate, with GPS-R's
+    earlier settings too)."""
     src = tmp_path / "in.cxi"
     save_cdi(src, complex_data)
     supp = f"{src}:/entry_1/sample_1/support"

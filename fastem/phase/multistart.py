@@ -283,7 +283,7 @@ DEFAULT_KEEP_TOLERANCE = 0.3
 #: with a tolerance, a run whose R_F exceeds ``KEEP_RF_RATIO`` times the best run's, by more than
 #: ``KEEP_RF_FLOOR`` (absolute), is not averaged either: its image may look like the best one
 #: (a 2 % difference passes the tolerance) while it fits the data 30x worse (a noise-free cell of
-#: the robustness grid: R_F 0.34 % against 0.011 %, which took the kept mean from 0.004 % to 0.42 %
+#: the robustness grid: R_F 0.34 % against 0.011 %, which took the kept mean from 0.005 % to 0.42 %
 #: R_real). Converged runs on noisy data differ in R_F by a few per cent at most; the floor keeps
 #: runs at the numerical floor of a noise-free case (R_F 1e-5 against 3e-5) from being rejected.
 KEEP_RF_RATIO = 2.0
