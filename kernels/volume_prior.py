@@ -165,10 +165,12 @@ def _volume_prior_numpy_engine(x, grad, kind, a, p, q, t, sigma, alpha, beta):
 
 @_VOLUME_PRIOR.register("numba")
 def _volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta):
-    from ._volume_prior_numba import anisotropic_prior_numba, volume_prior_numba
+    from ._volume_prior_numba import anisotropic_prior_numba, qggmrf_prior_numba, volume_prior_numba
 
     if kind in (PRIORS["tv"], PRIORS["huber"]):
         return float(anisotropic_prior_numba(x, grad, kind == PRIORS["huber"], a, alpha, beta))
+    if kind == PRIORS["qggmrf"]:
+        return float(qggmrf_prior_numba(x, grad, p, q, t, sigma, alpha, beta))
     return float(volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta))
 
 
