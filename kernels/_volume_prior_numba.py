@@ -1,8 +1,9 @@
 """CPU twin of ``cuda/volume_prior.cu``: one parallel pass over the voxels (gather form, no races).
 
-:func:`volume_prior_numba` runs the shared per-voxel routine for every kind;
-:func:`anisotropic_prior_numba` is the vectorised path of the 6-neighbour anisotropic kinds
-(smoothed TV and Huber), the priors of the default reconstruction.
+:func:`volume_prior_numba` runs the shared per-voxel routine for every kind (the engine uses it
+for isotropic TV); :func:`anisotropic_prior_numba` is the vectorised path of the 6-neighbour
+anisotropic kinds (smoothed TV and Huber), the priors of the default reconstruction;
+:func:`qggmrf_prior_numba` evaluates each qGGMRF pair once (scatter in even/odd slice sweeps).
 """
 
 import math

@@ -18,8 +18,10 @@ pairs inside the volume count). Four priors (docs/tomo_regularised.md "Priors"; 
 
 Every engine writes ``grad <- beta*grad + alpha*dR/dx`` into a preallocated array (nothing is
 allocated per call on the CPU engines beyond Numba's scalars) and returns ``R(x)``, accumulated
-in float64. The NumPy engine (float64 on whole shifted arrays) is the test oracle; the Numba,
-CUDA C and Numba CUDA engines share one gather-form per-voxel routine (no write conflicts).
+in float64. The NumPy engine (float64 on whole shifted arrays) is the test oracle; the CUDA C
+and Numba CUDA engines share one gather-form per-voxel routine (no write conflicts); the Numba CPU
+engine runs TV and Huber in a vectorised pass, qGGMRF in a pair pass (each pair once, scattered
+in even/odd slice sweeps) and isotropic TV in the gather routine (``_volume_prior_numba.py``).
 
 Proximal steps are *not* provided: the solver (:mod:`fastem.tomo.regularised`) uses the smoothed
 priors' gradients, which serve all four priors with one kernel (qGGMRF has no closed-form prox).

@@ -628,11 +628,11 @@ import hashlib, numpy as np
 from fastem.kernels.volume_prior import volume_prior
 rng = np.random.default_rng(3)
 out = []
-for prior in ("tv", "huber"):
+for prior in ("tv", "huber", "qggmrf"):
     for shape in ((16, 16, 16), (5, 7, 37), (9, 8, 23)):
         x = np.maximum(rng.standard_normal(shape), 0).astype(np.float32) * 0.01
         g = rng.standard_normal(shape).astype(np.float32)
-        v = volume_prior(x, g, prior, alpha=11.5, beta=1.0, eps=0.0153, delta=0.0153, engine="numba")
+        v = volume_prior(x, g, prior, alpha=11.5, beta=1.0, eps=0.0153, delta=0.0153, sigma=0.02, engine="numba")
         out.append(hashlib.sha1(g.tobytes()).hexdigest() + repr(v))
 print(" ".join(out))
 """
@@ -642,13 +642,14 @@ def test_prior_gradient_bits_are_the_same_compiled_fresh_or_from_the_cache(tmp_p
     # the vectorised TV/Huber pass once used the approximate reciprocal/sqrt fast-math flags: the
     # code compiled in one process and the same kernel loaded from Numba's disk cache in the next
     # rounded differently, so a series reconstructed in two processes (a rescaled copy, a resume)
-    # gave different bits. Compiled fresh, then from the cache: the same bits.
+    # gave different bits. Compiled fresh, then from the cache: the same bits (the qGGMRF pair
+    # pass, cached too, is checked alongside).
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     runs = [subprocess.run([sys.executable, "-c", _PRIOR_BITS], capture_output=True, text=True, env=env, timeout=600)
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
     assert runs[0].stdout.split() == runs[1].stdout.split()
-    assert len(runs[0].stdout.split()) == 6
+    assert len(runs[0].stdout.split()) == 9
 
 
 # ---------------------------------------------------------------------------------------------
