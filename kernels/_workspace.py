@@ -20,3 +20,23 @@ def thread_buffer(name: str, key, make):
         cached = (key, make())
         setattr(_LOCAL, name, cached)
     return cached[1]
+
+
+def tilt_transposed(volume_shape, images_shape, volume_dtype, images_dtype):
+    """The calling thread's transposed scratch of the tilt projectors: ``(volume_t, images_t)``,
+    ``volume_t`` (nz, nx, ny) of ``volume_dtype`` and ``images_t`` (nk, cp, rp) of ``images_dtype``
+    for a (nz, ny, nx) volume and (nk, rp, cp) bordered images.
+
+    One pair serves the forward and the back tilt kernel: both overwrite all of it before reading
+    (the forward kernel transposes the volume into ``volume_t`` and accumulates ``images_t`` from
+    zero; the back kernel transposes the images into ``images_t`` and accumulates ``volume_t``
+    from zero), and one thread runs one kernel at a time. A solver alternating the two then holds
+    one volume and one image stack of scratch, not two of each.
+    """
+    import numpy as np
+
+    nz, ny, nx = (int(v) for v in volume_shape)
+    nk, rp, cp = (int(v) for v in images_shape)
+    key = ((nz, nx, ny), (nk, cp, rp), np.dtype(volume_dtype).str, np.dtype(images_dtype).str)
+    return thread_buffer("tilt_transposed", key, lambda: (np.empty((nz, nx, ny), volume_dtype),
+                                                         np.empty((nk, cp, rp), images_dtype)))

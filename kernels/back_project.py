@@ -22,7 +22,7 @@ from fastem.errors import InputError
 
 from ._dispatch import KernelDispatcher, as_numba_cuda, numba_cuda_stream, require_arrays
 from ._tomo_checks import check_array, check_coeffs, gpu_float32
-from ._workspace import thread_buffer
+from ._workspace import thread_buffer, tilt_transposed
 
 __all__ = ["back_project", "with_border", "BORDER", "SUBPOINT_OFFSETS", "subpoint_shifts"]
 
@@ -210,9 +210,9 @@ def _back_project_numba(images, coeffs, out, alpha, beta, weights, positivity, s
         nz, ny, nx = out.shape
         nk, rp, cp = images.shape
         key = (images.shape, out.shape, images.dtype, out.dtype)
-        images_t, volume_t, tap_index, tap_weights = thread_buffer("back_project_tilt", key, lambda: (
-            np.empty((nk, cp, rp), images.dtype), np.empty((nz, nx, ny), out.dtype), np.empty((nz, nx), np.int64),
-            np.empty((nz, 3, nx), out.dtype)))
+        volume_t, images_t = tilt_transposed(out.shape, images.shape, out.dtype, images.dtype)
+        tap_index, tap_weights = thread_buffer("back_project_tilt", key, lambda: (
+            np.empty((nz, nx), np.int64), np.empty((nz, 3, nx), out.dtype)))
         table = tilt_tap_table(coeffs, shifts, out.shape, cp - 2 * border, border, out.dtype)
         back_project_tilt_numba(*args, images_t, volume_t, tap_index, tap_weights, *table)
     else:

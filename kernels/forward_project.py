@@ -23,7 +23,7 @@ from fastem import backend
 from . import _threads
 from ._dispatch import KernelDispatcher, as_numba_cuda, numba_cuda_stream, require_arrays
 from ._tomo_checks import gpu_float32
-from ._workspace import thread_buffer
+from ._workspace import thread_buffer, tilt_transposed
 from .back_project import (BORDER, bilinear_taps, check_projector_args, cpu_tap_plan, subpoint_shifts, tilt_tap_table,
                            voxel_detector_positions)
 
@@ -88,9 +88,9 @@ def _forward_project_numba(volume, coeffs, out, subpoints, border):
         nz, ny, nx = volume.shape
         nk, rp, cp = out.shape
         key = (volume.shape, out.shape, volume.dtype)
-        volume_t, images_t, tap_index, tap_weights = thread_buffer("forward_project_tilt", key, lambda: (
-            np.empty((nz, nx, ny), volume.dtype), np.empty((nk, cp, rp), volume.dtype), np.empty((nk, nx), np.int64),
-            np.empty((nk, 3, nx), volume.dtype)))
+        volume_t, images_t = tilt_transposed(volume.shape, out.shape, volume.dtype, volume.dtype)
+        tap_index, tap_weights = thread_buffer("forward_project_tilt", key, lambda: (
+            np.empty((nk, nx), np.int64), np.empty((nk, 3, nx), volume.dtype)))
         table = tilt_tap_table(coeffs, shifts, volume.shape, cp - 2 * border, border, volume.dtype)
         forward_project_tilt_numba(volume, coeffs, shifts, out, border, volume_t, images_t, tap_index, tap_weights,
                                    *table)

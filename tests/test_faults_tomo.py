@@ -666,6 +666,7 @@ class _ConvergingSearchSolver:
         self.volume = np.zeros((2, 2, 2), np.float32)
         self.x_prev = np.zeros_like(self.volume)
         self.held_count, self.lipschitz_data = 100, 1.0
+        self.restarts = 0
 
     def set_weight(self, weight):
         self.weight = weight

@@ -436,3 +436,54 @@ def test_numpy_forward_engine_line_integrals(rng, n):
     expect = np.zeros((n, n))
     expect[int(v0), int(u0)] = 1.0
     np.testing.assert_allclose(bil, expect, atol=1e-15)
+
+
+def test_forward_and_back_tilt_kernels_share_one_transposed_scratch():
+    """Memory (issue 20): the tilt kernels' transposed volume and image stack are one pair per
+    thread, shared by the forward and the back kernel (each overwrites all of it before reading),
+    so a solver alternating them holds one of each. Sharing must change no result: each kernel
+    gives the same bits after the other has filled the scratch with its own data as in a fresh
+    thread."""
+    import threading
+
+    from fastem.data import tilt_angles
+    from fastem.kernels import _workspace, back_project, forward_project
+    from fastem.kernels.back_project import BORDER, with_border
+    from fastem.tomo import TomoProblem
+
+    rng = np.random.default_rng(5)
+    tilts = tilt_angles(-60.0, 60.0, 10.0)
+    problem = TomoProblem(rng.random((len(tilts), 11, 13), dtype=np.float32), tilts, convention="thesis")
+    coeffs = np.ascontiguousarray(problem.geometry.coefficients)
+    nk, rows, cols = problem.geometry.projections_shape
+    vol = rng.random(problem.geometry.volume_shape, dtype=np.float32)
+    images = with_border(rng.random((nk, rows, cols), dtype=np.float32))
+
+    def fwd():
+        out = np.zeros((nk, rows + 2 * BORDER, cols + 2 * BORDER), np.float32)
+        return forward_project(vol, coeffs, out, subpoints=4, border=BORDER, engine="numba")
+
+    def back():
+        out = np.empty(vol.shape, np.float32)
+        return back_project(images, coeffs, out, subpoints=4, border=BORDER, engine="numba")
+
+    def in_thread(*calls):
+        res = {}
+
+        def body():
+            res["out"] = [f() for f in calls]
+            res["pair"] = getattr(_workspace._LOCAL, "tilt_transposed", None)
+            res["own"] = [getattr(_workspace._LOCAL, n, None) for n in ("forward_project_tilt", "back_project_tilt")]
+        t = threading.Thread(target=body)
+        t.start()
+        t.join()
+        return res
+
+    alone_f, alone_b = in_thread(fwd)["out"][0], in_thread(back)["out"][0]
+    both = in_thread(back, fwd, back, fwd)
+    for got, expect in zip(both["out"], (alone_b, alone_f, alone_b, alone_f)):
+        np.testing.assert_array_equal(got, expect)
+    (key, (volume_t, images_t)) = both["pair"]
+    assert volume_t.size == vol.size and images_t.shape[0] == nk
+    for own in both["own"]:                     # each kernel's own buffers: the small tap scratch only
+        assert all(a.size < vol.size for a in own[1])

@@ -86,31 +86,67 @@ def estimate_noise(data, weights=None) -> float:
     InputError
         fewer than 50 pixels with a fully measured stencil (give the noise level instead).
     """
-    b = np.asarray(backend.to_device(data, "cpu"), dtype=np.float64)
-    if b.ndim != 3:
-        raise InputError(f"data must be (n, rows, cols), got shape {b.shape}")
-    if weights is None:
-        w = np.ones(b.shape)
-    else:
-        w = np.asarray(backend.to_device(weights, "cpu"), dtype=np.float64)
-        if w.shape != b.shape:
-            raise InputError(f"weights have shape {w.shape} but the data have shape {b.shape}")
-    ok = (w > 0) & np.isfinite(b) & np.isfinite(w)
-    if not ok.any():
+    data = backend.to_device(data, "cpu")
+    if np.ndim(data) != 3:
+        raise InputError(f"data must be (n, rows, cols), got shape {np.shape(data)}")
+    if weights is not None:
+        weights = backend.to_device(weights, "cpu")
+        if np.shape(weights) != np.shape(data):
+            raise InputError(f"weights have shape {np.shape(weights)} but the data have shape {np.shape(data)}")
+
+    # one projection at a time in float64 (the temporaries are images, not stacks: this runs
+    # beside a solver's volumes, issue 20's memory at 256^3)
+    def image(k):
+        b = np.asarray(data[k], dtype=np.float64)
+        w = np.ones(b.shape) if weights is None else np.asarray(weights[k], dtype=np.float64)
+        ok = (w > 0) & np.isfinite(b) & np.isfinite(w)
+        return b, w, ok
+
+    c = (slice(1, -1), slice(1, -1))
+    nb = [(slice(0, -2), slice(1, -1)), (slice(2, None), slice(1, -1)), (slice(1, -1), slice(0, -2)),
+          (slice(1, -1), slice(2, None))]
+
+    def stencil(ok):
+        return ok[c] & ok[nb[0]] & ok[nb[1]] & ok[nb[2]] & ok[nb[3]]
+
+    total, count, n_valid = 0.0, 0, 0
+    for k in range(len(data)):
+        _, w, ok = image(k)
+        total += float(w[ok].sum())
+        count += int(ok.sum())
+        n_valid += int(stencil(ok).sum())
+    if count == 0:
         raise InputError("estimate_noise: no measured pixel (every weight is 0)")
-    b = np.where(ok, b, 0.0)
-    c = (slice(None), slice(1, -1), slice(1, -1))
-    nb = [(slice(None), slice(0, -2), slice(1, -1)), (slice(None), slice(2, None), slice(1, -1)),
-          (slice(None), slice(1, -1), slice(0, -2)), (slice(None), slice(1, -1), slice(2, None))]
-    valid = ok[c] & ok[nb[0]] & ok[nb[1]] & ok[nb[2]] & ok[nb[3]]
-    if int(valid.sum()) < 50:
-        raise InputError(f"estimate_noise: only {int(valid.sum())} pixels have a fully measured 3x3 cross; "
+    if n_valid < 50:
+        raise InputError(f"estimate_noise: only {n_valid} pixels have a fully measured 3x3 cross; "
                          "give the noise level instead")
-    lap = b[c] - 0.25 * (b[nb[0]] + b[nb[1]] + b[nb[2]] + b[nb[3]])
-    wm = float(w[ok].mean())
-    vals = lap[valid] * np.sqrt(w[c][valid] / wm)
-    mad = float(np.median(np.abs(vals - np.median(vals))))
+    wm = total / count
+    vals = np.empty(n_valid)
+    at = 0
+    for k in range(len(data)):
+        b, w, ok = image(k)
+        b = np.where(ok, b, 0.0)
+        valid = stencil(ok)
+        lap = b[c] - 0.25 * (b[nb[0]] + b[nb[1]] + b[nb[2]] + b[nb[3]])
+        part = lap[valid] * np.sqrt(w[c][valid] / wm)
+        vals[at:at + part.size] = part
+        at += part.size
+    vals -= np.median(vals, overwrite_input=True)      # reorders vals: the MAD does not mind
+    np.abs(vals, out=vals)
+    mad = float(np.median(vals, overwrite_input=True))
     return 1.4826 * mad / math.sqrt(1.25)
+
+
+def _sum_squares(images) -> float:
+    """``sum images^2`` accumulated in float64. On the CPU one image at a time (no float64 copy of
+    the stack beside the solver's volumes: two such copies were the R-free check's peak)."""
+    if backend.is_cupy_array(images):
+        return float((images.astype(np.float64) ** 2).sum())
+    total = 0.0
+    for image in images:
+        flat = image.astype(np.float64).ravel()
+        total += float(np.dot(flat, flat))
+    return total
 
 
 def _volume_scale(problem: TomoProblem, weights_host) -> float:
@@ -224,6 +260,7 @@ class RegularisedReconstruction(IterativeReconstruction):
         w = w / self.weight_mean
         self.measured = int((w > 0).sum())
         self.weights_host = w.astype(np.float32)
+        del w, mask_host       # float64 images: not held through the power iteration below
         self.x_ref = _volume_scale(problem, self.weights_host)
         params = {} if prior == "none" else default_prior_parameters(prior, self.x_ref)
         if prior_params:
@@ -240,7 +277,9 @@ class RegularisedReconstruction(IterativeReconstruction):
             self.y = self.volume.copy()
             self.g = self.op.empty_volume()
             self.held = None if held_host is None else backend.to_device(held_host.astype(np.float32), problem.device)
-            self.best_volume = None if held_host is None else self.volume.copy()
+            # the R-free stop's best volume: allocated when first written (:meth:`_best_buffer`), so
+            # that the search, which runs this solver without the stop, does not hold it
+            self.best_volume = None
         self.held_count = 0 if held_host is None else int(held_host.sum())
         self.rfree_every = as_int(rfree_every, "rfree_every", minimum=0)
         self.rfree_patience = as_int(rfree_patience, "rfree_patience", minimum=1)
@@ -271,8 +310,14 @@ class RegularisedReconstruction(IterativeReconstruction):
         xp = p.device.xp
         with p.device.use():
             zeros = xp.zeros(p.geometry.projections_shape, dtype=np.float32)
-            v = backend.to_device(np.random.default_rng(0).random(p.geometry.volume_shape, dtype=np.float32) + 0.5,
-                                  p.device)
+            # the start vector lives in y (scratch until the first iteration): no volume is allocated
+            v = self.y
+            if xp is np:
+                np.random.default_rng(0).random(out=v, dtype=np.float32)
+                v += np.float32(0.5)
+            else:
+                v[...] = backend.to_device(np.random.default_rng(0).random(p.geometry.volume_shape, dtype=np.float32)
+                                           + 0.5, p.device)
             if self.support is not None:
                 v *= self.support
             lam = 0.0
@@ -287,6 +332,7 @@ class RegularisedReconstruction(IterativeReconstruction):
                 v, self.g = self.g, v
                 if k >= 2 and abs(lam - previous) <= POWER_TOLERANCE * lam:
                     break
+            self.y = v                                  # y and g: the two buffers, in either order
             self.g[...] = 0
             del zeros
         if not (math.isfinite(lam) and lam > 0):
@@ -337,10 +383,16 @@ class RegularisedReconstruction(IterativeReconstruction):
         if self.held is None:
             raise InputError("rfree: the solver holds no pixels out (pass held_out)")
         p = self.problem
-        xp = p.device.xp
         with p.device.use():
             self.op.residual(self.volume, p.data, self.held, self.residual, self.l1)
-            return float(xp.sum(self.residual.astype(np.float64) ** 2)) / self.scale ** 2
+            return _sum_squares(self.residual) / self.scale ** 2
+
+    def _best_buffer(self):
+        """:attr:`best_volume`, allocated on first use (held-out solvers only)."""
+        if self.best_volume is None:
+            with self.problem.device.use():
+                self.best_volume = self.problem.device.xp.empty_like(self.volume)
+        return self.best_volume
 
     def _check_rfree(self) -> bool:
         """Record the R-free of the current volume; keep it when it is the best so far. True once
@@ -350,7 +402,7 @@ class RegularisedReconstruction(IterativeReconstruction):
         if value < self.rfree_best:
             self.rfree_best, self.rfree_best_iteration, self.rfree_rises = value, self.iteration, 0
             with self.problem.device.use():
-                self.best_volume[...] = self.volume
+                self._best_buffer()[...] = self.volume
             return False
         self.rfree_rises += 1
         return self.rfree_rises >= self.rfree_patience
@@ -419,7 +471,8 @@ class RegularisedReconstruction(IterativeReconstruction):
             x_prev *= np.float32(1.0 / self.scale)  # a power of two: exact
         st.update(momentum_x_prev=x_prev, momentum_t=float(self.t), momentum_restarts=int(self.restarts))
         if self.held is not None:
-            best = np.asarray(backend.to_device(self.best_volume, "cpu")).copy()
+            best = np.asarray(backend.to_device(self._best_buffer() if self.rfree_best_iteration >= 0 else self.volume,
+                                                "cpu")).copy()
             if self.scale != 1.0:
                 best *= np.float32(1.0 / self.scale)
             st.update(rfree_best_volume=best, rfree_best=float(self.rfree_best),
@@ -439,7 +492,7 @@ class RegularisedReconstruction(IterativeReconstruction):
             if self.scale != 1.0:
                 best *= np.float32(self.scale)
             with self.problem.device.use():
-                self.best_volume[...] = backend.to_device(best, self.problem.device)
+                self._best_buffer()[...] = backend.to_device(best, self.problem.device)
             self.rfree_best = float(state.get("rfree_best", math.inf))
             self.rfree_best_iteration = int(state.get("rfree_best_iteration", -1))
             self.rfree_rises = int(state.get("rfree_rises", 0))
@@ -479,11 +532,11 @@ def _weight_ceiling(solver: RegularisedReconstruction) -> float:
     """A ``lambda`` at which the prior dominates: ``max |A^T W b|`` over the prior's largest gradient
     at differences up to ``2 x_ref``."""
     p = solver.problem
-    xp = p.device.xp
     with p.device.use():
-        solver.op.residual(solver.op.empty_volume(), p.data, solver.w, solver.residual, solver.l1)
+        solver.y[...] = 0                        # scratch until the first iteration: no volume allocated
+        solver.op.residual(solver.y, p.data, solver.w, solver.residual, solver.l1)
         solver.op.back(solver.residual, solver.g, alpha=1.0, beta=0.0, border=BORDER)
-        top = float(xp.abs(solver.g).max())
+        top = max(float(solver.g.max()), -float(solver.g.min()))   # max |g| without an |g| volume
     d = np.linspace(0, 2 * solver.x_ref, 201)[1:]
     rmax = float(np.abs(pair_derivative(solver.prior, d, **solver.prior_params)).max())
     neighbours = 1.0 if solver.prior == "qggmrf" else 6.0
@@ -638,10 +691,11 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
     -------
     dict
         ``weight``, ``trials`` (list of (weight, R-free in data units squared), in the order run),
+        ``reruns`` (pairings won by the weaker strength, whose trial was run again),
         ``bracketed`` (the descent stopped because a weaker strength predicted worse, not at
-        ``steps``), ``held_out`` (pixel count), ``volume`` (the search solver's volume at the
-        chosen strength, host, data units: a ready ``initial``), ``lipschitz_data`` and ``solver``
-        (the search solver, its pixels still held out, at the chosen strength and state).
+        ``steps``), ``held_out`` (pixel count), ``lipschitz_data`` and ``solver`` (the search
+        solver, its pixels still held out, at the chosen strength and state: its
+        :meth:`~RegularisedReconstruction.host_volume` is a ready ``initial``).
     """
     big_drop = as_float(big_drop, "big_drop", minimum=0.0)
     inner = as_int(inner, "inner", minimum=1)
@@ -653,8 +707,10 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
     held = solver.held_count
     trials = []
     xp = problem.device.xp
-    with problem.device.use():                   # two snapshots (volume, x_prev), allocated once
-        snaps = [[xp.empty_like(solver.volume), xp.empty_like(solver.volume), 1.0] for _ in range(2)]
+    with problem.device.use():                   # one snapshot (volume, x_prev), allocated once
+        snaps = [[xp.empty_like(solver.volume), xp.empty_like(solver.volume), 1.0]]
+
+    reruns = [0]
 
     def save(k):
         with problem.device.use():
@@ -669,29 +725,40 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
             solver.x_prev[...] = snaps[k][1]
         solver.t = snaps[k][2]
 
-    def trial(lam, stay=False, n=None):
+    def trial(lam, stay=False, n=None, record=True):
         if not stay:
             solver.set_weight(lam)               # a new strength: momentum reset
         for _ in range(inner if n is None else n):
             solver.iterate()
         rfree = solver.rfree()
-        trials.append((lam, rfree))
-        if callback is not None:
-            callback({"stage": "auto-weight-rfree", "weight": lam, "rfree": rfree})
+        if record:
+            trials.append((lam, rfree))
+            if callback is not None:
+                callback({"stage": "auto-weight-rfree", "weight": lam, "rfree": rfree})
         return rfree
 
     def paired(lam, lower, r_lower=None):
         """``lower`` for ``inner`` iterations against ``lam`` continued (momentum kept), both from
         the current state (``r_lower``: that trial already run from snapshot 0). Leaves the solver
-        at the better one; returns (weight, R-free)."""
+        at the better one; returns (weight, R-free).
+
+        One snapshot: the state both start from. When ``lower`` wins, its trial is run again from
+        there instead of keeping a second snapshot of volume and momentum: two volumes less at
+        the search's peak, ``inner`` iterations more where a weaker strength wins a pairing. The
+        CPU kernels are deterministic, so the rerun reproduces the trial's state bit for bit
+        (``test_a_pairing_won_by_the_weaker_strength_reruns_it_to_the_same_bits``); on a GPU, whose
+        projectors sum with atomics, to rounding (the rerun's own R-free is returned)."""
         if r_lower is None:
             save(0)
             r_lower = trial(lower)
-        save(1)
         load(0, lam)
         r_stay = trial(lam, stay=True)
         if r_lower < r_stay:
-            load(1, lower)
+            load(0, lam)
+            restarts = solver.restarts           # the first run of this trial counted them already
+            r_lower = trial(lower, record=False)
+            solver.restarts = restarts
+            reruns[0] += 1
             return lower, r_lower
         return lam, r_stay
 
@@ -727,8 +794,8 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
     lam, r = paired(lam, lam / factor)
     with problem.device.use():
         snaps.clear()
-    return {"weight": float(lam), "rfree": float(r), "trials": trials, "bracketed": bracketed, "held_out": held,
-            "volume": solver.host_volume(), "lipschitz_data": solver.lipschitz_data, "solver": solver}
+    return {"weight": float(lam), "rfree": float(r), "trials": trials, "reruns": reruns[0], "bracketed": bracketed,
+            "held_out": held, "lipschitz_data": solver.lipschitz_data, "solver": solver}
 
 
 def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight="auto",
@@ -792,7 +859,6 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight
         if auto_mode == "rfree":
             record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback, full=full)
             search = record.pop("solver")
-            volume = record.pop("volume")
             if rfree_stop:
                 # go on with the search solver as it stands (chosen weight, state and momentum), its
                 # pixels held out, stopping by R-free; the search's last state is the first candidate
@@ -800,8 +866,9 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight
             else:
                 solver.set_weight(record["weight"])
                 with problem.device.use():
-                    solver.volume[...] = backend.to_device(volume * np.float32(solver.scale), problem.device)
+                    solver.volume[...] = search.volume       # same problem, same scale: the search's state
                 solver.restart()
+                del search
             record["sigma"] = sigma_data
         else:
             record = choose_weight(solver, sigma_data * solver.scale, tau=tau, inner=inner, callback=search_callback)
@@ -822,11 +889,12 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "tv", prior_weight
             solver.rfree_best, solver.rfree_best_iteration = record["rfree"], 0
             solver.rfree_history = [(0, record["rfree"])]
             with problem.device.use():
-                solver.best_volume[...] = solver.volume
+                solver._best_buffer()[...] = solver.volume
     info = {"noise_estimate": sigma_data, "auto": None if record is None else
             {"method": auto_mode, "weight": record["weight"], "bracketed": record["bracketed"],
              "target": record.get("target"), "tau": tau if auto_mode == "discrepancy" else None,
-             "held_out": record.get("held_out"), "trials": [[float(a), float(b)] for a, b in record["trials"]]}}
+             "held_out": record.get("held_out"), "reruns": record.get("reruns"),
+             "trials": [[float(a), float(b)] for a, b in record["trials"]]}}
     return solver, info
 
 
