@@ -146,8 +146,10 @@ def _qg_run(xr, xn, gr, gn, c0, c1, ox, w, p, qp, cq, lts, q2, q, alf, one):
     return acc
 
 
+# cached: the neighbour weights come in as arguments (a cached build would keep constants read
+# from _volume_prior_common, whose edits Numba's cache does not see; see volume_prior_numba)
 @njit(parallel=True, nogil=True, cache=True)
-def qggmrf_prior_numba(x, grad, p, q, t, sigma, alpha, beta):
+def qggmrf_prior_numba(x, grad, p, q, t, sigma, alpha, beta, w_face, w_edge, w_corner):
     """:func:`volume_prior_numba` for qGGMRF (26 neighbours), each pair evaluated once.
 
     The gather routine evaluates every pair at both of its voxels (26 potentials per voxel, three
@@ -157,7 +159,8 @@ def qggmrf_prior_numba(x, grad, p, q, t, sigma, alpha, beta):
     so the slices run in two parallel sweeps, even then odd z: within a sweep no two threads write
     the same slice, and every voxel's gradient sum has a fixed order whatever the thread count
     (the gradient is reproducible bit for bit; ``R``, a reduction over slices, to rounding). Pair arithmetic in the volume's precision; ``R`` summed in
-    float64. Weights, neighbours and the potential are those of :func:`volume_prior_numba`.
+    float64. Weights (``w_face``, ``w_edge``, ``w_corner``: ``_volume_prior_common.W_*``),
+    neighbours and the potential are those of :func:`volume_prior_numba`.
     """
     nz, ny, nx = x.shape
     ft = x.dtype.type
@@ -168,9 +171,9 @@ def qggmrf_prior_numba(x, grad, p, q, t, sigma, alpha, beta):
     lts = ft(math.log(t * sigma))
     q2 = q == 2.0
     alf = grad.dtype.type(alpha)
-    wf = ft(_volume_prior_common.W_FACE)
-    we = ft(_volume_prior_common.W_EDGE)
-    wc = ft(_volume_prior_common.W_CORNER)
+    wf = ft(w_face)
+    we = ft(w_edge)
+    wc = ft(w_corner)
     for z in prange(nz):
         for y in range(ny):
             gr = grad[z, y]

@@ -172,7 +172,9 @@ def _volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta):
     if kind in (PRIORS["tv"], PRIORS["huber"]):
         return float(anisotropic_prior_numba(x, grad, kind == PRIORS["huber"], a, alpha, beta))
     if kind == PRIORS["qggmrf"]:
-        return float(qggmrf_prior_numba(x, grad, p, q, t, sigma, alpha, beta))
+        from ._volume_prior_common import W_CORNER, W_EDGE, W_FACE
+
+        return float(qggmrf_prior_numba(x, grad, p, q, t, sigma, alpha, beta, W_FACE, W_EDGE, W_CORNER))
     return float(volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta))
 
 
