@@ -777,8 +777,9 @@ def test_rfree_sum_of_squares_needs_no_stack_copy_and_no_blas(monkeypatch):
     """Two faults of the R-free check (issue 20's memory work). It summed ``residual.astype(float64)
     ** 2``: two float64 copies of the whole image stack beside the solver's volumes (the search's
     peak). Its first replacement summed with ``np.dot``: OpenBLAS's thread pool then spun after
-    every check and took the cores from the Numba kernels (every kernel 15 % slower at 128^3, whole
-    runs 10.2 -> 11.7 s; found by an A/B run). Now one image at a time, in plain NumPy: the float64
+    every check and took the cores from the Numba kernels (the scale bench's 128^3 run took 12.4 s
+    against 10.7 s without it: bench/results/tomo_regularised_scale-lean.md, first version in git
+    history). Now one image at a time, in plain NumPy: the float64
     sum, a peak of about one float64 image, and no BLAS routine called."""
     import tracemalloc
 

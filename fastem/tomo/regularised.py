@@ -144,7 +144,7 @@ def _sum_squares(images) -> float:
         return float((images.astype(np.float64) ** 2).sum())
     total = 0.0
     for image in images:            # no BLAS dot: its thread pool spins after a call and takes the
-        sq = image.astype(np.float64)   # cores from the Numba kernels that follow (15 % at 128^3)
+        sq = image.astype(np.float64)   # cores from the Numba kernels that follow
         sq *= sq
         total += float(sq.sum())
     return total
