@@ -798,7 +798,12 @@ def test_rfree_sum_of_squares_needs_no_stack_copy_and_no_blas(monkeypatch):
     try:
         got = reg._sum_squares(stack)
         peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        held = tracemalloc.get_traced_memory()[0]
+        again = reg._sum_squares(stack)          # the float64 image is kept: a second check allocates none
+        peak_again = tracemalloc.get_traced_memory()[1] - held
     finally:
         tracemalloc.stop()
-    assert got == pytest.approx(expect, rel=1e-12)
+    assert got == pytest.approx(expect, rel=1e-12) and again == got
     assert peak < 3 * stack[0].size * 8          # an image or two, not the stack (40 images)
+    assert peak_again < stack[0].size            # nothing image-sized allocated the second time

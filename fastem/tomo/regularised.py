@@ -142,10 +142,13 @@ def _sum_squares(images) -> float:
     the stack beside the solver's volumes: two such copies were the R-free check's peak)."""
     if backend.is_cupy_array(images):
         return float((images.astype(np.float64) ** 2).sum())
+    from ..kernels._workspace import thread_buffer
+
+    sq = thread_buffer("rfree_image_f64", images.shape[1:], lambda: np.empty(images.shape[1:], np.float64))
     total = 0.0
     for image in images:            # no BLAS dot: its thread pool spins after a call and takes the
-        sq = image.astype(np.float64)   # cores from the Numba kernels that follow
-        sq *= sq
+        sq[...] = image             # cores from the Numba kernels that follow
+        sq *= sq                    # one float64 image per thread, kept: the checks allocate nothing
         total += float(sq.sum())
     return total
 
