@@ -432,7 +432,8 @@ def main(argv=None):
         # loops collapse (MiniBatchKMeans at 60000 x 784: 18.8 s with the default, 1.5 s passive,
         # same run conditions); passive waiting is the fair setting there. Only effective when
         # libgomp is not loaded yet (a fresh process).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from fastem.config import use_passive_openmp as _use_passive_openmp  # noqa: E402
+        _use_passive_openmp()  # as the CLI does: PASSIVE with a short spin (bench/results/openmp_wait_policy.md)
     res = run_points(a) if a.points else run(a)
     md = _md_points(res) if a.points else _md(res)
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from fastem.config import use_passive_openmp as _use_passive_openmp  # noqa: E402
+_use_passive_openmp()  # as the CLI does: PASSIVE with a short spin (bench/results/openmp_wait_policy.md)
 
 import numpy as np
 

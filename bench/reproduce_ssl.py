@@ -50,7 +50,8 @@ from __future__ import annotations
 
 import os as _os
 
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+from fastem.config import use_passive_openmp as _use_passive_openmp  # noqa: E402
+_use_passive_openmp()  # as the CLI does: PASSIVE with a short spin (bench/results/openmp_wait_policy.md)
 
 import argparse
 import json

@@ -28,7 +28,8 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as the CLI runs (docs/phase.md, the OpenMP trap)
+from fastem.config import use_passive_openmp as _use_passive_openmp  # noqa: E402
+_use_passive_openmp()  # as the CLI does: PASSIVE with a short spin (bench/results/openmp_wait_policy.md)
 
 import numpy as np  # noqa: E402
 

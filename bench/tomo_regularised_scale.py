@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import os as _os
 
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from fastem.config import use_passive_openmp as _use_passive_openmp  # noqa: E402
+_use_passive_openmp()  # as the CLI does: PASSIVE with a short spin (bench/results/openmp_wait_policy.md)
 _os.environ.setdefault("NUMBA_NUM_THREADS", "2")
 
 import argparse

@@ -20,7 +20,8 @@ import os
 
 for _k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_k, "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from fastem.config import use_passive_openmp as _use_passive_openmp  # noqa: E402
+_use_passive_openmp()  # as the CLI does: PASSIVE with a short spin (bench/results/openmp_wait_policy.md)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

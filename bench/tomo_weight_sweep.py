@@ -27,7 +27,8 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from fastem.config import use_passive_openmp as _use_passive_openmp  # noqa: E402
+_use_passive_openmp()  # as the CLI does: PASSIVE with a short spin (bench/results/openmp_wait_policy.md)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

@@ -13,16 +13,31 @@ from pathlib import Path
 from .backend import available_cores  # noqa: F401  (re-exported: fastem.config.available_cores)
 from . import backend as _backend
 
+#: libgomp spin count between parallel regions before an idle worker sleeps (``GOMP_SPINCOUNT``;
+#: libgomp's own estimate is about 100 000 spins per ms, so about 10 us). See :func:`use_passive_openmp`.
+OPENMP_SPIN_COUNT = 1000
+
+
 def use_passive_openmp() -> bool:
-    """Ask OpenMP's idle workers to sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE``).
+    """Ask OpenMP's idle workers to spin briefly, then sleep (``OMP_WAIT_POLICY=PASSIVE``,
+    ``GOMP_SPINCOUNT=1000``).
 
     Numba's default threading layer on Linux is GNU OpenMP, whose idle workers spin-wait after
-    every parallel region; interleaved with FFTW's own threads (every iterative solver alternates
-    FFTs and Numba kernels) the spinning workers starve FFTW on a small machine -- measured here:
-    300 (FFT + kernel) pairs at 4x64x64 took 6.6 s spinning vs 0.016 s passive. The setting is
-    process-wide, so ``import fastem`` does not make it: the ``fastem`` CLI and the benchmark
-    harness call this at start; a library user who interleaves FFTs with fastem's Numba kernels
-    calls it (or sets the variable) before the first kernel runs. A value the user set wins.
+    every parallel region (about 3 ms by default); interleaved with FFTW's own threads (every
+    iterative solver alternates FFTs and Numba kernels) the spinning workers starve FFTW on a
+    small machine -- measured here: 300 (FFT + kernel) pairs at 4x64x64 took 6.6 s spinning vs
+    0.016 s passive. ``PASSIVE`` alone sleeps at once, and waking a sleeping worker costs about
+    40-55 us per parallel region on this machine: a tomography iteration at 48^3 runs about eight
+    regions in 2 ms. A short spin of :data:`OPENMP_SPIN_COUNT` (about 10 us; ``GOMP_SPINCOUNT``
+    overrides the policy's own count) keeps the workers awake from one region to the next while
+    a long FFT still finds them asleep (``bench/openmp_wait_policy.py``: both an FFT-based phase
+    retrieval and a regularised tomography run faster than with ``PASSIVE`` alone; the record is
+    ``bench/results/openmp_wait_policy.md``).
+
+    The settings are process-wide, so ``import fastem`` does not make them: the ``fastem`` CLI
+    and the benchmark harness call this at start; a library user who interleaves FFTs with
+    fastem's Numba kernels calls it (or sets the variables) before the first kernel runs. A
+    value the user set wins, for each variable.
 
     Returns
     -------
@@ -31,6 +46,7 @@ def use_passive_openmp() -> bool:
         effect if called before the OpenMP runtime starts (the first Numba parallel call).
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("GOMP_SPINCOUNT", str(OPENMP_SPIN_COUNT))
     return os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE"
 
 

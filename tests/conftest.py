@@ -34,6 +34,7 @@ if "FASTEM_CACHE_DIR" not in os.environ:
     os.environ["FASTEM_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastem-test-cache-")
     atexit.register(shutil.rmtree, os.environ["FASTEM_CACHE_DIR"], ignore_errors=True)  # leave no folder behind
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (fastem.config.use_passive_openmp)
+os.environ.setdefault("GOMP_SPINCOUNT", "1000")  # fastem.config.OPENMP_SPIN_COUNT (conftest must not import fastem yet)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

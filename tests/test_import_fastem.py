@@ -10,7 +10,7 @@ HEAVY = ("numba", "scipy", "pyfftw", "h5py", "torch", "cupy", "dask", "click")
 
 
 def _run(code: str, env_extra=None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(env_extra or {})
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
@@ -20,10 +20,10 @@ def _run(code: str, env_extra=None) -> str:
 def test_import_loads_no_heavy_module_and_leaves_the_environment_alone():
     out = _run("import os, sys, fastem\n"
                f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
-               "print(os.environ.get('OMP_WAIT_POLICY'))")
+               "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
     loaded, policy = out.splitlines()
     assert loaded == "[]", f"import fastem loaded {loaded}"
-    assert policy == "None", "import fastem changed OMP_WAIT_POLICY"
+    assert policy == "None None", "import fastem changed OMP_WAIT_POLICY or GOMP_SPINCOUNT"
 
 
 def test_public_names_resolve_lazily():
@@ -45,11 +45,19 @@ def test_unknown_attribute_is_an_attribute_error():
 
 
 def test_passive_openmp_is_asked_for_and_a_user_choice_wins():
-    assert _run("import os; from fastem.config import use_passive_openmp\n"
-                "print(use_passive_openmp(), os.environ['OMP_WAIT_POLICY'])") == "True PASSIVE"
-    assert _run("import os; from fastem.config import use_passive_openmp\n"
-                "print(use_passive_openmp(), os.environ['OMP_WAIT_POLICY'])",
-                {"OMP_WAIT_POLICY": "ACTIVE"}) == "False ACTIVE"
+    code = ("import os; from fastem.config import use_passive_openmp\n"
+            "print(use_passive_openmp(), os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'])")
+    assert _run(code) == "True PASSIVE 1000"
+    assert _run(code, {"OMP_WAIT_POLICY": "ACTIVE"}) == "False ACTIVE 1000"
+    assert _run(code, {"GOMP_SPINCOUNT": "0"}) == "True PASSIVE 0"      # each variable: the user's value wins
+
+
+def test_the_test_process_runs_openmp_as_the_cli_does():
+    """conftest sets the variables before fastem is imported; they must be the CLI's."""
+    from fastem.config import OPENMP_SPIN_COUNT
+
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert os.environ["GOMP_SPINCOUNT"] == str(OPENMP_SPIN_COUNT)
 
 
 def test_threaded_fft_plan_warns_once_when_openmp_would_spin():
@@ -75,8 +83,9 @@ def test_threaded_fft_plan_warns_once_when_openmp_would_spin():
 
 def test_the_cli_asks_for_passive_openmp():
     out = _run("import os\nfrom click.testing import CliRunner\nfrom fastem.cli.main import app\n"
-               "r = CliRunner().invoke(app, ['info'])\nprint(os.environ.get('OMP_WAIT_POLICY'))")
-    assert out.splitlines()[-1] == "PASSIVE"
+               "r = CliRunner().invoke(app, ['info'])\n"
+               "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
+    assert out.splitlines()[-1] == "PASSIVE 1000"
 
 
 def test_renamed_scan_job_module_still_imports_with_a_warning():
