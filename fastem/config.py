@@ -26,13 +26,14 @@ def use_passive_openmp() -> bool:
     every parallel region (about 3 ms by default); interleaved with FFTW's own threads (every
     iterative solver alternates FFTs and Numba kernels) the spinning workers starve FFTW on a
     small machine -- measured here: 300 (FFT + kernel) pairs at 4x64x64 took 6.6 s spinning vs
-    0.016 s passive. ``PASSIVE`` alone sleeps at once, and waking a sleeping worker costs about
-    40-55 us per parallel region on this machine: a tomography iteration at 48^3 runs about eight
-    regions in 2 ms. A short spin of :data:`OPENMP_SPIN_COUNT` (about 10 us; ``GOMP_SPINCOUNT``
+    0.016 s passive. ``PASSIVE`` alone sleeps at once, and waking a sleeping worker cost 42.3 us per
+    parallel region on this machine (1.3 us with a spin): a tomography iteration at 48^3 runs
+    about eight regions in 2 ms. A short spin of :data:`OPENMP_SPIN_COUNT` (about 10 us; ``GOMP_SPINCOUNT``
     overrides the policy's own count) keeps the workers awake from one region to the next while
-    a long FFT still finds them asleep (``bench/openmp_wait_policy.py``: both an FFT-based phase
-    retrieval and a regularised tomography run faster than with ``PASSIVE`` alone; the record is
-    ``bench/results/openmp_wait_policy.md``).
+    a long FFT still finds them asleep (``bench/openmp_wait_policy.py``,
+    ``bench/results/openmp_wait_policy.md``: an FFT-based phase retrieval in 0.66x and a
+    regularised tomography in 0.87x the time with ``PASSIVE`` alone; 5000 spins starve FFTW
+    again, 1.58x).
 
     The settings are process-wide, so ``import fastem`` does not make them: the ``fastem`` CLI
     and the benchmark harness call this at start; a library user who interleaves FFTs with

@@ -453,7 +453,7 @@ def warn_spinning_openmp() -> bool:
     warnings.warn("OMP_WAIT_POLICY is unset: Numba's OpenMP workers spin between parallel regions and can make "
                   "fastem's FFT-based solvers many times slower on few cores; call "
                   "fastem.config.use_passive_openmp() before the first solver runs (the fastem CLI does) or set "
-                  "OMP_WAIT_POLICY=PASSIVE", PerformanceWarning, stacklevel=4)
+                  "OMP_WAIT_POLICY=PASSIVE (with GOMP_SPINCOUNT=1000, as the CLI)", PerformanceWarning, stacklevel=4)
     return True
 
 
