@@ -9,10 +9,13 @@ one run on the same data and threads:
   general splatting kernel (``forward_project_numba``, what any geometry takes);
 * back projection: the tilt kernel against the general gather kernel (``back_project_numba``);
 * the TV prior: the vectorised anisotropic pass against the generic per-voxel routine
-  (``volume_prior_numba``, which isotropic TV still uses);
+  (``volume_prior_numba``, the GPU engines' routine compiled for the CPU);
+* isotropic TV: its vectorised gather pass (``isotropic_tv_prior_numba``, what ``volume_prior``
+  runs since 2026-12-07) against the same generic routine (what it ran before);
 * the qGGMRF prior: the pair pass (``qggmrf_prior_numba``: each of the 13 pairs of a voxel once,
   what ``volume_prior`` runs) against the generic per-voxel routine (each of the 26 twice);
-* one FISTA iteration of :class:`fastem.tomo.regularised.RegularisedReconstruction`, TV and qGGMRF.
+* one FISTA iteration of :class:`fastem.tomo.regularised.RegularisedReconstruction`: TV, isotropic
+  TV and qGGMRF.
 
 The data: ``fastem.data.vesicle_3d(n)``, tilts -60..+60 in 3 degree steps (41), random volumes
 and residual images for the kernels. Medians of ``--repeats`` calls after one warm-up call.
@@ -84,8 +87,10 @@ def measure(n: int, repeats: int) -> dict:
     grad = np.empty_like(vol)
     kind, a, p, q, t, sigma = prior_parameters("tv", eps=0.01)
     qg = prior_parameters("qggmrf", sigma=0.2)
+    itv = prior_parameters("itv", eps=0.01)
     solver = RegularisedReconstruction(problem, prior="tv", weight=0.2)
     solver_qg = RegularisedReconstruction(problem, prior="qggmrf", weight=0.2)
+    solver_itv = RegularisedReconstruction(problem, prior="itv", weight=0.2)
     vecs = [rng.random(vol.shape, dtype=np.float32) for _ in range(4)]
     row = {
         "forward tilt kernel": _time(lambda: forward_project(vol, coeffs, proj, subpoints=4, border=BORDER), repeats),
@@ -97,9 +102,12 @@ def measure(n: int, repeats: int) -> dict:
         "tv prior vectorised": _time(lambda: volume_prior(vol, grad, "tv", eps=0.01), repeats),
         "tv prior generic routine": _time(lambda: volume_prior_numba(vol, grad, kind, a, p, q, t, sigma, 1.0, 0.0),
                                           repeats),
+        "itv prior vectorised": _time(lambda: volume_prior(vol, grad, "itv", eps=0.01), repeats),
+        "itv prior generic routine": _time(lambda: volume_prior_numba(vol, grad, *itv, 1.0, 0.0), repeats),
         "qggmrf prior pairs": _time(lambda: volume_prior(vol, grad, "qggmrf", sigma=0.2), repeats),
         "qggmrf prior generic routine": _time(lambda: volume_prior_numba(vol, grad, *qg, 1.0, 0.0), repeats),
         "fista iteration (tv)": _time(solver.iterate, repeats),
+        "fista iteration (itv)": _time(solver_itv.iterate, repeats),
         "fista iteration (qggmrf)": _time(solver_qg.iterate, repeats),
         "fista vector updates fused": _time(lambda: _fista_vectors(vecs, "numba"), repeats),
         "fista vector updates numpy sequence": _time(lambda: _fista_vectors(vecs, "numpy"), repeats),
@@ -127,15 +135,17 @@ def main(argv=None) -> dict:
              "|---|" + "---|" * len(runs)]
     lines += [f"| {name} | " + " | ".join(f"{r['ms'][name]:.2f}" for r in runs) + " |" for name in names]
     lines += ["", "Ratios (general / tilt kernel, generic / vectorised or pair prior pass, NumPy sequence / fused "
-              "FISTA updates, qGGMRF / TV iteration):", ""]
+              "FISTA updates, qGGMRF and isotropic TV / TV iteration):", ""]
     for r in runs:
         ms = r["ms"]
         lines.append(f"* {r['n']}^3: forward {ms['forward general kernel'] / ms['forward tilt kernel']:.1f}x, back "
                      f"{ms['back general kernel'] / ms['back tilt kernel']:.1f}x, TV prior "
-                     f"{ms['tv prior generic routine'] / ms['tv prior vectorised']:.1f}x, qGGMRF prior "
+                     f"{ms['tv prior generic routine'] / ms['tv prior vectorised']:.1f}x, isotropic TV prior "
+                     f"{ms['itv prior generic routine'] / ms['itv prior vectorised']:.1f}x, qGGMRF prior "
                      f"{ms['qggmrf prior generic routine'] / ms['qggmrf prior pairs']:.1f}x, FISTA vector updates "
                      f"{ms['fista vector updates numpy sequence'] / ms['fista vector updates fused']:.1f}x; a qGGMRF "
-                     f"iteration costs {ms['fista iteration (qggmrf)'] / ms['fista iteration (tv)']:.1f}x a TV one")
+                     f"iteration costs {ms['fista iteration (qggmrf)'] / ms['fista iteration (tv)']:.1f}x a TV one, an "
+                     f"isotropic TV one {ms['fista iteration (itv)'] / ms['fista iteration (tv)']:.2f}x")
     report = {"threads": args.threads, "runs": runs}
     write_results(args.out, "tomo_iteration", report, "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -249,7 +249,7 @@ def run_methods(truth, tilts, data, iterations, svm, mapping, genfire=None, astr
                      "fsc_low": fsc_low_half(vol, truth), "fsc_low_wedge": fsc_low_half(vol, truth, (0, 0, 1)),
                      "seconds": seconds, **extra}
 
-    for prior in ("tv", "qggmrf"):
+    for prior in ("tv", "itv", "qggmrf"):
         def reg(prior=prior):
             r = regularised(data, tilts, prior=prior, iterations=iterations, weights=weights, **kw)
             return r.volume, {"weight": r.config["prior_weight"], "noise_estimate": r.config["noise_estimate"]}
@@ -282,7 +282,7 @@ def warm_up(blocked: float) -> None:
     truth, tilts, clean, data, _ = make_case(12, 0, 0.02, 6.0)
     weights = block_projections(data, blocked, 0)[1] if blocked > 0 else None
     kw = dict(convention="thesis", weights=weights)
-    for prior in ("tv", "qggmrf"):
+    for prior in ("tv", "itv", "qggmrf"):
         regularised(data, tilts, prior=prior, iterations=2, auto_inner=2, **kw)
     resire(data, tilts, iterations=2, progress=False, mask=weights, convention="thesis")
     sirt(data, tilts, iterations=2, positivity=True, progress=False, mask=weights, convention="thesis")

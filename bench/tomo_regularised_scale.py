@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))
 import tomo_regularised as tr  # noqa: E402  (the shared case, peers and metrics)
 
 RESULTS = HERE / "results"
-METHODS = ("fastem regularised tv auto", "svmbir defaults")
+METHODS = ("fastem regularised tv auto", "svmbir defaults", "fastem regularised itv auto")
 
 
 def _status_kib(key: str) -> int:
@@ -73,11 +73,12 @@ def worker(method: str, case: Path, out: Path, mapping: list) -> None:
     if method.startswith("fastem"):
         from fastem.tomo.regularised import regularised
 
+        prior = method.split()[2]          # "fastem regularised <prior> auto"
         small = tr.make_case(12, 0, 0.02, 6.0)
-        regularised(small[3], small[1], prior="tv", iterations=2, auto_inner=2, convention="thesis")
+        regularised(small[3], small[1], prior=prior, iterations=2, auto_inner=2, convention="thesis")
 
         def run():
-            r = regularised(data, tilts, prior="tv", iterations=int(z["iterations"]), convention="thesis")
+            r = regularised(data, tilts, prior=prior, iterations=int(z["iterations"]), convention="thesis")
             extra.update(weight=r.config["prior_weight"], stopped=r.config.get("stopped") or "iterations",
                          best_iteration=r.config["rfree_stop"]["best_iteration"])
             return np.asarray(r.volume)
@@ -163,7 +164,7 @@ def render(rows, args, argv, info) -> str:
               f"svmbir convention pinned on a 32^3 noise-free series: angle sign {mapping_text(args.mapping)}. "
               "FSC as in `bench/tomo_regularised.py`.", "",
               "fastem's automatic strength and stop: " + "; ".join(
-                  f"{r['n']}^3: weight {m['weight']:.4g}, stopped by {m['stopped']} (best R-free at final iteration "
+                  f"{r['n']}^3 {name.split()[2]}: weight {m['weight']:.4g}, stopped by {m['stopped']} (best R-free at final iteration "
                   f"{m['best_iteration']} of at most {args.iterations})"
                   for r in rows for name, m in r["methods"].items() if "weight" in m) + "."]
     return "\n".join(lines) + "\n"

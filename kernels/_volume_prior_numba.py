@@ -1,8 +1,9 @@
 """CPU twin of ``cuda/volume_prior.cu``: one parallel pass over the voxels (gather form, no races).
 
-:func:`volume_prior_numba` runs the shared per-voxel routine for every kind (the engine uses it
-for isotropic TV); :func:`anisotropic_prior_numba` is the vectorised path of the 6-neighbour
-anisotropic kinds (smoothed TV and Huber), the priors of the default reconstruction;
+:func:`volume_prior_numba` runs the shared per-voxel routine for every kind (the tests' twin of
+the GPU engines' routine; the engine itself runs the passes below); :func:`anisotropic_prior_numba`
+is the vectorised path of the 6-neighbour anisotropic kinds (smoothed TV and Huber);
+:func:`isotropic_tv_prior_numba` that of isotropic TV (gather form, 4 square roots per voxel);
 :func:`qggmrf_prior_numba` evaluates each qGGMRF pair once (scatter in even/odd slice sweeps).
 """
 
@@ -115,6 +116,86 @@ def anisotropic_prior_numba(x, grad, huber, a, alpha, beta):
             acc += _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, 0, 1, 0, 1, huber, af, alf, bef)
             acc += _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, 1, nx - 1, 1, 1, huber, af, alf, bef)
             acc += _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, nx - 1, nx, 1, 0, huber, af, alf, bef)
+        total += acc
+    return total
+
+
+@njit(inline="always")
+def _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, c0, c1, dm, dp, a, alpha, beta):
+    """Voxels ``c0 <= c < c1`` of one row of isotropic TV (gather form): the voxel's own term and
+    the three whose forward differences reach it, at (z, y, c-1), (z, y-1, c), (z-1, y, c).
+
+    Rows (clamped at the volume's faces, so a missing neighbour is the voxel itself and its
+    difference 0): ``xr`` = x[z, y], ``ryp`` = x[z, y+1], ``rzp`` = x[z+1, y], ``rym`` = x[z, y-1],
+    ``rymzp`` = x[z+1, y-1], ``rzm`` = x[z-1, y], ``rzmyp`` = x[z-1, y+1]. A backward term whose
+    voxel is off the volume has a zero numerator (its difference to ``x[z, y, c]`` is between the
+    clamped row and itself), so it adds nothing without a branch. Returns the row's share of ``R``."""
+    a2 = a * a
+    acc = 0.0
+    for c in range(c0, c1):
+        v = xr[c]
+        dx = xr[c + dp] - v
+        dy = ryp[c] - v
+        dz = rzp[c] - v
+        s = dx * dx + dy * dy + dz * dz
+        n = math.sqrt(s + a2)
+        g = -(dx + dy + dz) / n
+        acc += s / (n + a)              # = n - a without its cancellation
+        w = xr[c - dm]                  # (z, y, c-1): its x difference ends at v
+        ex = v - w
+        ey = ryp[c - dm] - w
+        ez = rzp[c - dm] - w
+        g += ex / math.sqrt(ex * ex + ey * ey + ez * ez + a2)
+        w = rym[c]                      # (z, y-1, c)
+        ey = v - w
+        ex = rym[c + dp] - w
+        ez = rymzp[c] - w
+        g += ey / math.sqrt(ex * ex + ey * ey + ez * ez + a2)
+        w = rzm[c]                      # (z-1, y, c)
+        ez = v - w
+        ex = rzm[c + dp] - w
+        ey = rzmyp[c] - w
+        g += ez / math.sqrt(ex * ex + ey * ey + ez * ez + a2)
+        gr[c] = beta * gr[c] + alpha * g
+    return acc
+
+
+@njit(parallel=True, nogil=True, cache=True, fastmath=fastmath(FASTMATH_SUMS))
+def isotropic_tv_prior_numba(x, grad, a, alpha, beta):
+    """:func:`volume_prior_numba` for smoothed isotropic TV (forward differences, 0 at the far
+    faces), SIMD: branch-free rows as :func:`anisotropic_prior_numba` (clamped neighbours, the x
+    edges apart from the interior). Each voxel's gradient gathers its own term and its three
+    backward neighbours' (4 square roots per voxel), in the volume's precision; each slice's
+    ``R`` share is summed in float64 (FASTMATH_SUMS only, for the same reason as there).
+    """
+    nz, ny, nx = x.shape
+    af = x.dtype.type(a)
+    alf = grad.dtype.type(alpha)
+    bef = grad.dtype.type(beta)
+    total = 0.0
+    for z in prange(nz):
+        acc = 0.0
+        zp = min(z + 1, nz - 1)
+        zm = max(z - 1, 0)
+        for y in range(ny):
+            yp = min(y + 1, ny - 1)
+            ym = max(y - 1, 0)
+            xr = x[z, y]
+            gr = grad[z, y]
+            if beta == 0.0:
+                gr[:] = 0.0          # the old gradient (NaN included) is not read
+            ryp = x[z, yp]
+            rzp = x[zp, y]
+            rym = x[z, ym]
+            rymzp = x[zp, ym]
+            rzm = x[zm, y]
+            rzmyp = x[zm, yp]
+            if nx == 1:
+                acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, 0, 1, 0, 0, af, alf, bef)
+                continue
+            acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, 0, 1, 0, 1, af, alf, bef)
+            acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, 1, nx - 1, 1, 1, af, alf, bef)
+            acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, nx - 1, nx, 1, 0, af, alf, bef)
         total += acc
     return total
 

@@ -20,8 +20,9 @@ Every engine writes ``grad <- beta*grad + alpha*dR/dx`` into a preallocated arra
 allocated per call on the CPU engines beyond Numba's scalars) and returns ``R(x)``, accumulated
 in float64. The NumPy engine (float64 on whole shifted arrays) is the test oracle; the CUDA C
 and Numba CUDA engines share one gather-form per-voxel routine (no write conflicts); the Numba CPU
-engine runs TV and Huber in a vectorised pass, qGGMRF in a pair pass (each pair once, scattered
-in even/odd slice sweeps) and isotropic TV in the gather routine (``_volume_prior_numba.py``).
+engine runs TV, Huber and isotropic TV in vectorised passes (isotropic TV in gather form) and
+qGGMRF in a pair pass (each pair once, scattered in even/odd slice sweeps)
+(``_volume_prior_numba.py``).
 
 Proximal steps are *not* provided: the solver (:mod:`fastem.tomo.regularised`) uses the smoothed
 priors' gradients, which serve all four priors with one kernel (qGGMRF has no closed-form prox).
@@ -167,10 +168,13 @@ def _volume_prior_numpy_engine(x, grad, kind, a, p, q, t, sigma, alpha, beta):
 
 @_VOLUME_PRIOR.register("numba")
 def _volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta):
-    from ._volume_prior_numba import anisotropic_prior_numba, qggmrf_prior_numba, volume_prior_numba
+    from ._volume_prior_numba import (anisotropic_prior_numba, isotropic_tv_prior_numba, qggmrf_prior_numba,
+                                      volume_prior_numba)
 
     if kind in (PRIORS["tv"], PRIORS["huber"]):
         return float(anisotropic_prior_numba(x, grad, kind == PRIORS["huber"], a, alpha, beta))
+    if kind == PRIORS["itv"]:
+        return float(isotropic_tv_prior_numba(x, grad, a, alpha, beta))
     if kind == PRIORS["qggmrf"]:
         from ._volume_prior_common import W_CORNER, W_EDGE, W_FACE
 
