@@ -149,13 +149,14 @@ def test_noise_estimate_reads_measured_pixels_only():
     assert estimate_noise(spoiled) > 3     # without the weights the spoiled half is read
 
 
-def test_auto_strength_within_2x_of_best_fixed(case):
+@pytest.mark.parametrize("prior", ["itv", "tv"])
+def test_auto_strength_within_2x_of_best_fixed(case, prior):
     truth, tilts, data, _ = case
-    auto = regularised(data, tilts, prior="tv", iterations=60, **KW)
+    auto = regularised(data, tilts, prior=prior, iterations=60, **KW)
     lam = auto.config["auto"]["weight"]
     assert auto.config["auto"]["bracketed"]
     factors = [1 / 4, 1 / 2, 1, 2, 4]
-    errors = [relative_error(regularised(data, tilts, prior="tv", prior_weight=lam * f, iterations=120, **KW).volume,
+    errors = [relative_error(regularised(data, tilts, prior=prior, prior_weight=lam * f, iterations=120, **KW).volume,
                              truth) for f in factors]
     best = int(np.argmin(errors))
     assert factors[best] in (1 / 2, 1, 2), (lam, errors)
