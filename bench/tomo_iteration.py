@@ -10,7 +10,7 @@ one run on the same data and threads:
 * back projection: the tilt kernel against the general gather kernel (``back_project_numba``);
 * the TV prior: the vectorised anisotropic pass against the generic per-voxel routine
   (``volume_prior_numba``, the GPU engines' routine compiled for the CPU);
-* isotropic TV: its vectorised gather pass (``isotropic_tv_prior_numba``, what ``volume_prior``
+* isotropic TV: its vectorised gather pass (``face_prior_numba``, mode ``FACE_ITV``; what ``volume_prior``
   runs since 2026-12-07) against the same generic routine (what it ran before);
 * the qGGMRF prior: the pair pass (``qggmrf_prior_numba``: each of the 13 pairs of a voxel once,
   what ``volume_prior`` runs) against the generic per-voxel routine (each of the 26 twice);

@@ -1,9 +1,9 @@
 """CPU twin of ``cuda/volume_prior.cu``: one parallel pass over the voxels (gather form, no races).
 
-:func:`volume_prior_numba` runs the shared per-voxel routine for every kind (the tests' twin of
-the GPU engines' routine; the engine itself runs the passes below); :func:`anisotropic_prior_numba`
-is the vectorised path of the 6-neighbour anisotropic kinds (smoothed TV and Huber);
-:func:`isotropic_tv_prior_numba` that of isotropic TV (gather form, 4 square roots per voxel);
+:func:`volume_prior_numba` runs the shared per-voxel routine for every kind (the GPU engines'
+routine compiled for the CPU; the engine itself runs the passes below); :func:`face_prior_numba`
+is the vectorised path of the face-neighbour kinds (smoothed anisotropic TV and Huber, pairs from
+both ends; smoothed isotropic TV in gather form, 4 square roots per voxel);
 :func:`qggmrf_prior_numba` evaluates each qGGMRF pair once (scatter in even/odd slice sweeps).
 """
 
@@ -19,7 +19,7 @@ _voxel = _volume_prior_common.compile_voxel(njit(inline="always"))
 
 # no cache=True here: Numba's cache checks only this file's time stamp, not _volume_prior_common.py's,
 # so a cached build would silently keep old arithmetic after an edit there (compiles once per process);
-# anisotropic_prior_numba below imports no arithmetic from there and is cached
+# face_prior_numba and qggmrf_prior_numba below import no arithmetic from there and are cached
 @njit(parallel=True, nogil=True)
 def volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta):
     """``grad <- beta*grad + alpha*dR/dx`` over a (nz, ny, nx) volume; returns ``R(x)`` (float64).
@@ -81,45 +81,6 @@ def _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, c0, c1, dm, dp, huber, a, alpha
     return acc
 
 
-# re-association and contraction only (FASTMATH_SUMS): with the approximate reciprocal and sqrt
-# flags of FASTMATH, LLVM computes d / sqrt(.) one way in the vector body and another in the
-# scalar remainder, whose share depends on where the rows sit in memory, so the same inputs gave
-# different bits in different processes (a resume, a rescaled series)
-@njit(parallel=True, nogil=True, cache=True, fastmath=fastmath(FASTMATH_SUMS))
-def anisotropic_prior_numba(x, grad, huber, a, alpha, beta):
-    """:func:`volume_prior_numba` for the 6-neighbour anisotropic priors (smoothed TV, Huber), SIMD.
-
-    Branch-free rows: a neighbour off the volume is clamped to the voxel itself, whose difference
-    0 adds nothing (``rho(0) = rho'(0) = 0``), and the x edges run apart from the interior, so the
-    interior loop is contiguous and vectorises. The pair arithmetic runs in the volume's
-    precision; each slice's ``R`` share is summed in float64.
-    """
-    nz, ny, nx = x.shape
-    af = x.dtype.type(a)
-    alf = grad.dtype.type(alpha)
-    bef = grad.dtype.type(beta)
-    total = 0.0
-    for z in prange(nz):
-        acc = 0.0
-        for y in range(ny):
-            xr = x[z, y]
-            gr = grad[z, y]
-            if beta == 0.0:
-                gr[:] = 0.0          # the old gradient (NaN included) is not read
-            xzp = x[min(z + 1, nz - 1), y]
-            xzm = x[max(z - 1, 0), y]
-            xyp = x[z, min(y + 1, ny - 1)]
-            xym = x[z, max(y - 1, 0)]
-            if nx == 1:
-                acc += _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, 0, 1, 0, 0, huber, af, alf, bef)
-                continue
-            acc += _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, 0, 1, 0, 1, huber, af, alf, bef)
-            acc += _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, 1, nx - 1, 1, 1, huber, af, alf, bef)
-            acc += _anisotropic_run(xr, xyp, xym, xzp, xzm, gr, nx - 1, nx, 1, 0, huber, af, alf, bef)
-        total += acc
-    return total
-
-
 @njit(inline="always")
 def _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, c0, c1, dm, dp, a, alpha, beta):
     """Voxels ``c0 <= c < c1`` of one row of isotropic TV (gather form): the voxel's own term and
@@ -160,18 +121,32 @@ def _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, c0, c1, dm, dp, a, 
     return acc
 
 
+#: ``mode`` of :func:`face_prior_numba`
+FACE_TV, FACE_HUBER, FACE_ITV = 0, 1, 2
+
+
+# re-association and contraction only (FASTMATH_SUMS): with the approximate reciprocal and sqrt
+# flags of FASTMATH, LLVM computes d / sqrt(.) one way in the vector body and another in the
+# scalar remainder, whose share depends on where the rows sit in memory, so the same inputs gave
+# different bits in different processes (a resume, a rescaled series)
 @njit(parallel=True, nogil=True, cache=True, fastmath=fastmath(FASTMATH_SUMS))
-def isotropic_tv_prior_numba(x, grad, a, alpha, beta):
-    """:func:`volume_prior_numba` for smoothed isotropic TV (forward differences, 0 at the far
-    faces), SIMD: branch-free rows as :func:`anisotropic_prior_numba` (clamped neighbours, the x
-    edges apart from the interior). Each voxel's gradient gathers its own term and its three
-    backward neighbours' (4 square roots per voxel), in the volume's precision; each slice's
-    ``R`` share is summed in float64 (FASTMATH_SUMS only, for the same reason as there).
+def face_prior_numba(x, grad, mode, a, alpha, beta):
+    """:func:`volume_prior_numba` for the face-neighbour priors, SIMD: ``mode`` :data:`FACE_TV`
+    (smoothed anisotropic TV), :data:`FACE_HUBER` or :data:`FACE_ITV` (smoothed isotropic TV,
+    forward differences, 0 at the far faces).
+
+    Branch-free rows: a neighbour off the volume is clamped to the voxel itself, whose difference
+    0 adds nothing (anisotropic: ``rho(0) = rho'(0) = 0``; isotropic: a backward term whose voxel
+    is off the volume has a zero numerator), and the x edges run apart from the interior, so the
+    interior loop is contiguous and vectorises. The arithmetic runs in the volume's precision;
+    each slice's ``R`` share is summed in float64. Each voxel's gradient is written from its own
+    row (gather form): the same bits at any thread count.
     """
     nz, ny, nx = x.shape
     af = x.dtype.type(a)
     alf = grad.dtype.type(alpha)
     bef = grad.dtype.type(beta)
+    huber = mode == FACE_HUBER
     total = 0.0
     for z in prange(nz):
         acc = 0.0
@@ -187,15 +162,23 @@ def isotropic_tv_prior_numba(x, grad, a, alpha, beta):
             ryp = x[z, yp]
             rzp = x[zp, y]
             rym = x[z, ym]
-            rymzp = x[zp, ym]
             rzm = x[zm, y]
-            rzmyp = x[zm, yp]
-            if nx == 1:
-                acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, 0, 1, 0, 0, af, alf, bef)
+            if mode == FACE_ITV:
+                rymzp = x[zp, ym]
+                rzmyp = x[zm, yp]
+                if nx == 1:
+                    acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, 0, 1, 0, 0, af, alf, bef)
+                    continue
+                acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, 0, 1, 0, 1, af, alf, bef)
+                acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, 1, nx - 1, 1, 1, af, alf, bef)
+                acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, nx - 1, nx, 1, 0, af, alf, bef)
                 continue
-            acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, 0, 1, 0, 1, af, alf, bef)
-            acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, 1, nx - 1, 1, 1, af, alf, bef)
-            acc += _isotropic_run(xr, ryp, rzp, rym, rymzp, rzm, rzmyp, gr, nx - 1, nx, 1, 0, af, alf, bef)
+            if nx == 1:
+                acc += _anisotropic_run(xr, ryp, rym, rzp, rzm, gr, 0, 1, 0, 0, huber, af, alf, bef)
+                continue
+            acc += _anisotropic_run(xr, ryp, rym, rzp, rzm, gr, 0, 1, 0, 1, huber, af, alf, bef)
+            acc += _anisotropic_run(xr, ryp, rym, rzp, rzm, gr, 1, nx - 1, 1, 1, huber, af, alf, bef)
+            acc += _anisotropic_run(xr, ryp, rym, rzp, rzm, gr, nx - 1, nx, 1, 0, huber, af, alf, bef)
         total += acc
     return total
 

@@ -168,13 +168,12 @@ def _volume_prior_numpy_engine(x, grad, kind, a, p, q, t, sigma, alpha, beta):
 
 @_VOLUME_PRIOR.register("numba")
 def _volume_prior_numba(x, grad, kind, a, p, q, t, sigma, alpha, beta):
-    from ._volume_prior_numba import (anisotropic_prior_numba, isotropic_tv_prior_numba, qggmrf_prior_numba,
+    from ._volume_prior_numba import (FACE_HUBER, FACE_ITV, FACE_TV, face_prior_numba, qggmrf_prior_numba,
                                       volume_prior_numba)
 
-    if kind in (PRIORS["tv"], PRIORS["huber"]):
-        return float(anisotropic_prior_numba(x, grad, kind == PRIORS["huber"], a, alpha, beta))
-    if kind == PRIORS["itv"]:
-        return float(isotropic_tv_prior_numba(x, grad, a, alpha, beta))
+    face = {PRIORS["tv"]: FACE_TV, PRIORS["huber"]: FACE_HUBER, PRIORS["itv"]: FACE_ITV}.get(kind)
+    if face is not None:
+        return float(face_prior_numba(x, grad, face, a, alpha, beta))
     if kind == PRIORS["qggmrf"]:
         from ._volume_prior_common import W_CORNER, W_EDGE, W_FACE
 
