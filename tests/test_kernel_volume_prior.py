@@ -215,13 +215,16 @@ def test_qggmrf_pair_kernel_matches_reference_at_every_exponent(rng, p, q, shape
     and the general power) against the float64 reference, with repeated values (d = 0 pairs)."""
     x = rng.standard_normal(shape)
     x[..., ::3] = 0.25                  # some equal neighbours: pairs with d = 0 add nothing
-    x = x.astype(dtype)
-    kw = {**PARAMS, "p": p, "q": q, "t": 1.3}
-    g_ref = np.zeros(shape)
-    v_ref = volume_prior(x.astype(np.float64), g_ref, "qggmrf", engine="numpy", **kw)
-    g0 = rng.standard_normal(shape).astype(dtype)
+    _check_cpu_pass_accumulates(rng, x.astype(dtype), "qggmrf", {**PARAMS, "p": p, "q": q, "t": 1.3}, rtol)
+
+
+def _check_cpu_pass_accumulates(rng, x, prior, kw, rtol):
+    """``grad <- grad + 0.7 dR/dx`` and ``R`` of the CPU engine against the float64 reference."""
+    g_ref = np.zeros(x.shape)
+    v_ref = volume_prior(x.astype(np.float64), g_ref, prior, engine="numpy", **kw)
+    g0 = rng.standard_normal(x.shape).astype(x.dtype)
     g = g0.copy()
-    v = volume_prior(x, g, "qggmrf", alpha=0.7, beta=1.0, engine="numba", **kw)
+    v = volume_prior(x, g, prior, alpha=0.7, beta=1.0, engine="numba", **kw)
     expect = g0.astype(np.float64) + 0.7 * g_ref
     np.testing.assert_allclose(g, expect, rtol=rtol, atol=rtol * np.abs(expect).max())
     assert v == pytest.approx(v_ref, rel=rtol)
@@ -261,12 +264,4 @@ def test_isotropic_tv_pass_matches_reference(rng, shape, dtype, rtol):
     x = rng.standard_normal(shape)
     x[..., ::4] = 0.5
     x[::3] = 0.5                        # whole slices equal: differences 0 along y and x there
-    x = x.astype(dtype)
-    g_ref = np.zeros(shape)
-    v_ref = volume_prior(x.astype(np.float64), g_ref, "itv", engine="numpy", **PARAMS)
-    g0 = rng.standard_normal(shape).astype(dtype)
-    g = g0.copy()
-    v = volume_prior(x, g, "itv", alpha=0.7, beta=1.0, engine="numba", **PARAMS)
-    expect = g0.astype(np.float64) + 0.7 * g_ref
-    np.testing.assert_allclose(g, expect, rtol=rtol, atol=rtol * np.abs(expect).max())
-    assert v == pytest.approx(v_ref, rel=rtol)
+    _check_cpu_pass_accumulates(rng, x.astype(dtype), "itv", PARAMS, rtol)
