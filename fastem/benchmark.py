@@ -161,6 +161,9 @@ def machine_info(device: backend.Device | None = None) -> dict:
         "cores_available": available_cores(),
         "threads": settings.threads,
         "fastem": __version__,
+        # what the OpenMP runtimes (Numba's, svmbir's, torch's) read at start: they change timings
+        # (bench/results/openmp_wait_policy.md), so every record states them
+        "openmp": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")},
     }
     try:
         info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)

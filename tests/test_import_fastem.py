@@ -98,3 +98,13 @@ def test_renamed_scan_job_module_still_imports_with_a_warning():
                "print(any(issubclass(x.category, DeprecationWarning) and 'fastem.scan.job' in str(x.message) "
                "for x in w))")
     assert out == "True"
+
+
+def test_machine_info_records_the_openmp_settings():
+    """Bench records carry the OpenMP settings they ran under (they change timings)."""
+    out = _run("import json\nfrom fastem.config import use_passive_openmp\nuse_passive_openmp()\n"
+               "from fastem.benchmark import machine_info\nprint(json.dumps(machine_info()['openmp']))")
+    assert out == '{"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}'
+    out = _run("import json\nfrom fastem.benchmark import machine_info\nprint(json.dumps(machine_info()['openmp']))",
+               {"GOMP_SPINCOUNT": "7"})
+    assert out == '{"OMP_WAIT_POLICY": null, "GOMP_SPINCOUNT": "7"}'
