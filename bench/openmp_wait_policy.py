@@ -55,7 +55,11 @@ import sys, time, warnings
 sys.path.insert(0, {root!r})
 warnings.simplefilter("ignore")
 from fastem import config
+# start OpenMP now, under the setting given: bench.tomo_regularised calls use_passive_openmp() on
+# import, whose defaults would otherwise fill in the variables this run leaves unset
 config.set_threads({threads})
+import numba
+numba.set_num_threads({threads})
 from bench.tomo_regularised import make_case, warm_up
 from fastem.tomo import relative_error
 from fastem.tomo.regularised import regularised

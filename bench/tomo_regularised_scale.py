@@ -1,4 +1,5 @@
-"""Regularised tomography at scale (issue 20): fastem's default against svmbir, time and memory.
+"""Regularised tomography at scale (issue 20): fastem's default (TV) and isotropic TV against svmbir,
+time and memory.
 
 The same case as ``bench/tomo_regularised.py`` (vesicle phantom, single-axis tilts -60..+60,
 Gaussian noise) at sizes where the time and the memory of each method matter: ``128^3 x 60``

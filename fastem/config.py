@@ -23,7 +23,7 @@ def use_passive_openmp() -> bool:
     ``GOMP_SPINCOUNT=1000``).
 
     Numba's default threading layer on Linux is GNU OpenMP, whose idle workers spin-wait after
-    every parallel region (about 3 ms by default); interleaved with FFTW's own threads (every
+    every parallel region (about 3 ms by default, libgomp's own estimate); interleaved with FFTW's own threads (every
     iterative solver alternates FFTs and Numba kernels) the spinning workers starve FFTW on a
     small machine -- measured here: 300 (FFT + kernel) pairs at 4x64x64 took 6.6 s spinning vs
     0.016 s passive. ``PASSIVE`` alone sleeps at once, and waking a sleeping worker cost 42.3 us per
