@@ -13,7 +13,7 @@ degree steps (a 60 deg missing wedge), simulated by the independent ray-sum proj
 of ``--noise`` x the largest projection value, one seed per noise draw. Every method sees the
 same data, 2 threads each (Numba's and svmbir's ``num_threads``):
 
-* fastem ``regularised`` with ``tv`` (the default), ``itv`` and ``qggmrf`` priors at ``prior_weight="auto"`` (R-free),
+* fastem ``regularised`` with ``tv``, ``itv`` (the default) and ``qggmrf`` priors at ``prior_weight="auto"`` (R-free),
   ``--iterations`` FISTA iterations after the automatic search (its time included);
 * fastem RESIRE (``fst``, positivity) and SIRT (``linear``, positivity), ``--iterations`` each;
 * svmbir 0.5.0 ``recon`` at its defaults (qGGMRF, ``snr_db=30``, positivity, its stopping rule)

@@ -1,4 +1,4 @@
-"""Regularised tomography at scale (issue 20): fastem's default (TV) and isotropic TV against svmbir,
+"""Regularised tomography at scale (issue 20): TV and isotropic TV (fastem's default) against svmbir,
 time and memory.
 
 The same case as ``bench/tomo_regularised.py`` (vesicle phantom, single-axis tilts -60..+60,

@@ -51,7 +51,7 @@ def test_resire_on_data_exchange(series, tmp_path):
 def test_checkpoint_and_resume_match_a_straight_run(series, tmp_path, monkeypatch):
     path, _, _ = series
     straight, crashed = tmp_path / "straight.h5", tmp_path / "crashed.h5"
-    # plain RESIRE (the default --prior tv's automatic search is not checkpointed; its resume is
+    # plain RESIRE (the default --prior itv's automatic search is not checkpointed; its resume is
     # tested in test_tomo_cli_prior_scheduler.py and test_tomo_weights_cli.py)
     assert run("tomo", path, "-o", straight, "--iterations", 6, "--prior", "none").exit_code == 0
     assert io.read_dxchange_volume(straight).checkpoint is None  # a finished run drops its checkpoint

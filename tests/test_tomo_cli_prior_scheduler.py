@@ -63,16 +63,16 @@ def _config(path):
         return json.loads(f["/process/fastem/configuration"][()])
 
 
-def test_default_is_tv_auto_with_rfree_stop_and_plain_options_keep_resire(thesis_series, tmp_path):
-    """No --prior: TV with the automatic strength, the linear projector and the R-free stop (issue
-    20's default switch), said on the terminal; plain RESIRE's own options, --algorithm sirt/fbp
+def test_default_is_itv_auto_with_rfree_stop_and_plain_options_keep_resire(thesis_series, tmp_path):
+    """No --prior: isotropic TV with the automatic strength, the linear projector and the R-free
+    stop (issue 20's default), said on the terminal; plain RESIRE's own options, --algorithm sirt/fbp
     keep the unregularised methods; --prior none runs the thesis' RESIRE (fst)."""
     src, vol = thesis_series
     r = _run("tomo", src, "-o", tmp_path / "d.h5", "--iterations", "40")
     assert r.exit_code == 0, r.output
-    assert "prior tv (the default; --prior none runs the thesis' plain RESIRE)" in r.output
+    assert "prior itv (the default; --prior none runs the thesis' plain RESIRE)" in r.output
     cfg = _config(tmp_path / "d.h5")
-    assert cfg["prior"] == "tv" and cfg["projector"] == "linear" and cfg["prior_weight"] > 0
+    assert cfg["prior"] == "itv" and cfg["projector"] == "linear" and cfg["prior_weight"] > 0
     assert cfg["rfree_stop"]["held_out_pixels"] > 0 and cfg["rfree_stop"]["best_iteration"] >= 0
     plain = _run("tomo", src, "-o", tmp_path / "p.h5", "--iterations", "40", "--prior", "none")
     assert plain.exit_code == 0 and "prior" not in plain.output.split("resire:")[0]
@@ -85,11 +85,11 @@ def test_default_is_tv_auto_with_rfree_stop_and_plain_options_keep_resire(thesis
         out = tmp_path / f"plain{len(flags[0])}.h5"
         r = _run("tomo", src, "-o", out, "--iterations", "3", *flags)
         assert r.exit_code == 0, (flags, r.output)
-        assert "prior" not in _config(out) and "prior tv" not in r.output, flags
+        assert "prior" not in _config(out) and "prior itv" not in r.output, flags
 
 
 def test_default_run_checkpoints_and_resumes_exactly(series, tmp_path):
-    """The default (TV auto, R-free stop) with --checkpoint-every: interrupted in its final
+    """The default (isotropic TV auto, R-free stop) with --checkpoint-every: interrupted in its final
     iterations and resumed, it ends where a straight run does (the search is not redone)."""
     from fastem.tomo.solver import IterativeReconstruction
 
