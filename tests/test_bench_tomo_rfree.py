@@ -66,3 +66,33 @@ def test_slab_thickness_bench_times_every_thickness(tmp_path):
     for r in report["rows"]:
         assert r["alone_s"] > 0 and len(r["side_by_side_s"]) == 2 and min(r["side_by_side_s"]) > 0
     assert "| 12 |" in (tmp_path / "tomo_slab_thickness-t.md").read_text()
+
+
+def test_edge_projections_hold_out_the_outermost_tilts_of_an_unsorted_series():
+    import numpy as np
+
+    from bench.tomo_weight_sweep import edge_projections
+
+    tilts = np.array([3.0, -60.0, 57.0, 0.0, 60.0, -57.0, -3.0])
+    held = edge_projections(tilts, (7, 3, 5), 1)
+    assert held.shape == (7, 3, 5) and held.dtype == bool
+    assert [bool(held[k].all()) for k in range(7)] == [False, True, False, False, True, False, False]
+    assert held.sum() == 2 * 15
+    two = edge_projections(tilts, (7, 3, 5), 2)
+    assert sorted(np.flatnonzero(two.any(axis=(1, 2)))) == [1, 2, 4, 5]
+
+
+@pytest.mark.slow
+def test_weight_sweep_edge_mode_reports_both_residuals(tmp_path):
+    from bench.tomo_weight_sweep import main
+
+    report = main(["--n", "12", "--iterations", "25", "--multiples", "0.5,1", "--cases", "vesicle", "--prior", "itv",
+                   "--held-out", "edge", "--out", str(tmp_path), "--tag", "edge"])
+    case = report["cases"]["vesicle"]
+    assert report["prior"] == "itv" and report["held_out"] == "edge"
+    assert sorted(float(m) for m in case["edge_sweep"]) == [0.5, 1.0]
+    for rows in case["edge_sweep"].values():
+        assert len(rows) == 1 and rows[0][2] > 0 and 0 < rows[0][1] < 1
+    assert set(case["lowest"]) == {"R-free", "edge R-free", "error"}
+    text = (tmp_path / "tomo_weight_sweep-edge.md").read_text()
+    assert "edge R-free, lowest (iteration) |" in text and "Lowest over the strengths" in text
