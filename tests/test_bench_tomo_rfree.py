@@ -93,6 +93,6 @@ def test_weight_sweep_edge_mode_reports_both_residuals(tmp_path):
     assert sorted(float(m) for m in case["edge_sweep"]) == [0.5, 1.0]
     for rows in case["edge_sweep"].values():
         assert len(rows) == 1 and rows[0][2] > 0 and 0 < rows[0][1] < 1
-    assert set(case["lowest"]) == {"R-free", "edge R-free", "error"}
+    assert set(case["lowest"]) == {"R-free", "edge R-free", "error, any iteration", "error at the R-free stop"}
     text = (tmp_path / "tomo_weight_sweep-edge.md").read_text()
     assert "edge R-free, lowest (iteration) |" in text and "Lowest over the strengths" in text
