@@ -3,7 +3,7 @@
 For each case (``bench/tomo_regularised.make_case``, tilt step 3, seed 0, 2 threads: the vesicle
 and the Shepp-Logan at 2 % noise and +-60 degrees, the vesicle at 5 % and +-70; with ``--cases``
 also the cell phantom, ``cell`` and ``cell-5pc-70``) the
-default run (``regularised(prior="tv")``: R-free search + final solve with the R-free stop) is run
+automatic run (``regularised(prior=--prior)``: R-free search + final solve with the R-free stop) is run
 once; then fixed strengths ``lambda = auto x multiple`` are each solved from zero for
 ``--iterations`` FISTA iterations with the same 2 % of pixels held out, recording every 25
 iterations the relative error against the phantom and the held-out residual (R-free, data units
