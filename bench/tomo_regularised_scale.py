@@ -165,8 +165,8 @@ def render(rows, args, argv, info) -> str:
               f"svmbir convention pinned on a 32^3 noise-free series: angle sign {mapping_text(args.mapping)}. "
               "FSC as in `bench/tomo_regularised.py`.", "",
               "fastem's automatic strength and stop: " + "; ".join(
-                  f"{r['n']}^3 {name.split()[2]}: weight {m['weight']:.4g}, stopped by {m['stopped']} (best R-free at final iteration "
-                  f"{m['best_iteration']} of at most {args.iterations})"
+                  f"{r['n']}^3 {name.split()[2]}: weight {m['weight']:.4g}, stopped by {m['stopped']} "
+                  f"(best R-free at final iteration {m['best_iteration']} of at most {args.iterations})"
                   for r in rows for name, m in r["methods"].items() if "weight" in m) + "."]
     return "\n".join(lines) + "\n"
 

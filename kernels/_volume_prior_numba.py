@@ -223,8 +223,9 @@ def qggmrf_prior_numba(x, grad, p, q, t, sigma, alpha, beta, w_face, w_edge, w_c
     so the slices run in two parallel sweeps, even then odd z: within a sweep no two threads write
     the same slice, and every voxel's gradient sum has a fixed order whatever the thread count
     (the gradient is reproducible bit for bit; ``R``, a reduction over slices, to rounding). Pair
-    arithmetic in the volume's precision; ``R`` summed in float64. Weights (``w_face``, ``w_edge``, ``w_corner``: ``_volume_prior_common.W_*``),
-    neighbours and the potential are those of :func:`volume_prior_numba`.
+    arithmetic in the volume's precision; ``R`` summed in float64. Weights (``w_face``, ``w_edge``,
+    ``w_corner``: ``_volume_prior_common.W_*``), neighbours and the potential are those of
+    :func:`volume_prior_numba`.
     """
     nz, ny, nx = x.shape
     ft = x.dtype.type
