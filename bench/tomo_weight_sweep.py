@@ -2,7 +2,8 @@
 
 For each case (``bench/tomo_regularised.make_case``, tilt step 3, seed 0, 2 threads: the vesicle
 and the Shepp-Logan at 2 % noise and +-60 degrees, the vesicle at 5 % and +-70; with ``--cases``
-also the cell phantom, ``cell`` and ``cell-5pc-70``) the
+also the cell phantom, ``cell`` and ``cell-5pc-70``, and the vesicle at 5 % and +-60, ``vesicle-5pc-60``, the
+``--n 128`` case of ``bench/tomo_regularised.py``) the
 automatic run (``regularised(prior=--prior)``: R-free search + final solve with the R-free stop) is run
 once; then fixed strengths ``lambda = auto x multiple`` are each solved from zero for
 ``--iterations`` FISTA iterations with the same 2 % of pixels held out, recording every 25
@@ -48,7 +49,8 @@ from bench import tomo_case_parser, write_results  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 #: name -> (phantom, noise, largest tilt in degrees)
 CASES = {"vesicle": ("vesicle", 0.02, 60.0), "shepp-logan": ("shepp-logan", 0.02, 60.0),
-         "vesicle-5pc-70": ("vesicle", 0.05, 70.0), "cell": ("cell", 0.02, 60.0), "cell-5pc-70": ("cell", 0.05, 70.0)}
+         "vesicle-5pc-70": ("vesicle", 0.05, 70.0), "cell": ("cell", 0.02, 60.0), "cell-5pc-70": ("cell", 0.05, 70.0),
+         "vesicle-5pc-60": ("vesicle", 0.05, 60.0)}
 #: the cases run without --cases (the cell phantom's only when asked for)
 DEFAULT_CASES = ("vesicle", "shepp-logan", "vesicle-5pc-70")
 MULTIPLES = (1.0, 0.25, 0.5, 2.0, 4.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)

@@ -96,3 +96,34 @@ def test_weight_sweep_edge_mode_reports_both_residuals(tmp_path):
     assert set(case["lowest"]) == {"R-free", "edge R-free", "error, any iteration", "error at the R-free stop"}
     text = (tmp_path / "tomo_weight_sweep-edge.md").read_text()
     assert "edge R-free, lowest (iteration) |" in text and "Lowest over the strengths" in text
+
+
+def test_edge_holdout_zeroes_exactly_the_outermost_projections_and_keeps_the_input():
+    import numpy as np
+
+    from bench.tomo_edge_holdout import without_edges
+
+    tilts = np.array([10.0, -60.0, 0.0, 60.0, -30.0, 57.0, -57.0])
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, (7, 3, 4)).astype(np.float32)
+    weights[2, 0, 0] = 0.0
+    before = weights.copy()
+    out = without_edges(tilts, weights, weights.shape, 1)
+    assert np.array_equal(weights, before)                       # the input is not modified
+    assert not out[[1, 3]].any()                                 # -60 and +60 unmeasured
+    keep = [0, 2, 4, 5, 6]
+    assert np.array_equal(out[keep], before[keep])               # every other weight as given, zeros included
+    two = without_edges(tilts, None, weights.shape, 2)
+    assert not two[[1, 3, 5, 6]].any() and two[[0, 2, 4]].min() == 1.0
+
+
+def test_edge_holdout_summary_reports_the_mean_ratio():
+    from bench.tomo_edge_holdout import summarise
+
+    def row(e_all, e_wo):
+        def r(e):
+            return {"error": e, "fsc_low": 0.9, "fsc_low_wedge": 0.8, "weight": 1.0, "seconds": 1.0}
+        return {"all": r(e_all), "without edges": r(e_wo)}
+
+    text = summarise({"command": "x", "wall_s": 1.0, "seeds": 2, "edge_projections": 1,
+                      "cases": {"issue48": [row(0.2, 0.3), row(0.4, 0.3)]}})
+    assert "| issue48 | 0.3000 | 0.3000 | 1.000 |" in text
