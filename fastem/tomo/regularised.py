@@ -206,6 +206,14 @@ class RegularisedReconstruction(IterativeReconstruction):
     momentum : {"restart", "fista", "none"}
         FISTA with gradient restart (default), plain FISTA, or none (projected gradient, ISTA);
         the latter two for the convergence comparison (docs/tomo_regularised.md).
+    held_out : array_like bool (n, rows, cols), optional
+        The R-free pixels: weight 0 in the data term, their residual measured by :meth:`rfree`
+        and, every ``rfree_every`` iterations, by the R-free early stop of :meth:`run` (which stops
+        after ``rfree_patience`` checks without improvement).
+    rfree_start : int
+        The R-free checks count from this iteration on (earlier iterates are not candidates);
+        default 0. The final solve after the R-free search's edge check starts them late
+        (:func:`prepare_regularised`); kept in :meth:`state`, so a resumed run does the same.
 
     Attributes
     ----------
@@ -220,7 +228,8 @@ class RegularisedReconstruction(IterativeReconstruction):
                  prior_params: dict | None = None, projector: str = "linear", oversampling=2.0,
                  positivity: bool = True, support=None, initial=None, power_iterations: int = 30,
                  lipschitz: float | None = None, engine: str | None = None, max_chunk_bytes: int | None = None,
-                 momentum: str = "restart", held_out=None, rfree_every: int = 10, rfree_patience: int = 3):
+                 momentum: str = "restart", held_out=None, rfree_every: int = 10, rfree_patience: int = 3,
+                 rfree_start: int = 0):
         if momentum not in ("restart", "fista", "none"):
             raise InputError(f"momentum must be 'restart', 'fista' or 'none', got {momentum!r}")
         self.momentum = momentum
@@ -290,6 +299,8 @@ class RegularisedReconstruction(IterativeReconstruction):
         self.held_count = 0 if held_host is None else int(held_host.sum())
         self.rfree_every = as_int(rfree_every, "rfree_every", minimum=0)
         self.rfree_patience = as_int(rfree_patience, "rfree_patience", minimum=1)
+        self.rfree_start = as_int(rfree_start, "rfree_start", minimum=0)
+        self._excluded = None                   # (host bool mask, device float32 0/1 mask) of exclude_pixels
         self.rfree_best = math.inf              # R-free of best_volume
         self.rfree_best_iteration = -1
         self.rfree_rises = 0                    # checks since the best one
@@ -400,6 +411,51 @@ class RegularisedReconstruction(IterativeReconstruction):
             self.op.residual(self.volume, p.data, self.held, self.residual, self.l1)
             return _sum_squares(self.residual) / self.scale ** 2
 
+    def exclude_pixels(self, pixels) -> None:
+        """Give the measured ``pixels`` (bool, the projections' shape) weight 0 in the data term until
+        :meth:`include_pixels`: a second held-out set beside the R-free one, whose residual
+        :meth:`excluded_residual` measures (the R-free search's edge check holds out the outermost
+        projections this way). The weight normalisation and ``L_data`` stay those of the full set
+        (removing terms only lowers ``A^T W A``, so the step stays safe)."""
+        p = self.problem
+        mask = np.asarray(as_array(pixels, "pixels")) != 0
+        if mask.shape != p.geometry.projections_shape:
+            raise InputError(f"pixels has shape {mask.shape} but the projections have shape "
+                             f"{p.geometry.projections_shape}")
+        if self._excluded is not None:
+            raise InputError("exclude_pixels: pixels are excluded already (call include_pixels first)")
+        mask &= self.weights_host > 0
+        if not mask.any():
+            raise InputError("exclude_pixels: no measured pixel to exclude")
+        saved = self.weights_host[mask].copy()
+        w = self.weights_host.copy()
+        w[mask] = 0.0
+        with p.device.use():
+            # on the CPU self.w is weights_host itself (no copy), which this zeroes too; saved restores it
+            self.w[...] = backend.to_device(w, p.device)
+            self._excluded = (mask, backend.to_device(mask.astype(np.float32), p.device), saved)
+
+    def include_pixels(self) -> None:
+        """Return the pixels of :meth:`exclude_pixels` to the data term (their weights as before)."""
+        if self._excluded is None:
+            return
+        mask, _, saved = self._excluded
+        w = self.weights_host.copy()
+        w[mask] = saved
+        with self.problem.device.use():
+            self.w[...] = backend.to_device(w, self.problem.device)
+        self._excluded = None
+
+    def excluded_residual(self) -> float:
+        """``sum (P x - b)^2`` over the pixels of :meth:`exclude_pixels` (data units squared; one
+        forward projection), like :meth:`rfree` for the R-free pixels."""
+        if self._excluded is None:
+            raise InputError("excluded_residual: no pixels are excluded (call exclude_pixels)")
+        p = self.problem
+        with p.device.use():
+            self.op.residual(self.volume, p.data, self._excluded[1], self.residual, self.l1)
+            return _sum_squares(self.residual) / self.scale ** 2
+
     @property
     def sqrt_w(self):
         """``sqrt(w)``, for :meth:`objective_terms`; allocated on first use (the default R-free
@@ -430,7 +486,8 @@ class RegularisedReconstruction(IterativeReconstruction):
         return self.rfree_rises >= self.rfree_patience
 
     def _should_stop(self) -> str | None:
-        if self.held is None or not self.rfree_every or self.iteration % self.rfree_every:
+        if (self.held is None or not self.rfree_every or self.iteration % self.rfree_every
+                or self.iteration < self.rfree_start):
             return None
         return "rfree" if self._check_rfree() else None
 
@@ -499,12 +556,14 @@ class RegularisedReconstruction(IterativeReconstruction):
                 best *= np.float32(1.0 / self.scale)
             st.update(rfree_best_volume=best, rfree_best=float(self.rfree_best),
                       rfree_best_iteration=int(self.rfree_best_iteration), rfree_rises=int(self.rfree_rises),
+                      rfree_start=int(self.rfree_start),
                       rfree_history=np.asarray(self.rfree_history, dtype=np.float64).reshape(-1, 2))
         return st
 
     def restore(self, state: dict) -> None:
         """Continue from :meth:`state` output: exactly when it holds the momentum (a checkpoint);
-        otherwise (a finished run's output) the momentum restarts from the restored volume."""
+        otherwise (a finished run's output) the momentum restarts from the restored volume. The
+        R-free stop's record (and ``rfree_start``) comes from the state when it holds one."""
         super().restore(state)
         if self.held is not None and state.get("rfree_best_volume") is not None:
             best = np.array(as_array(state["rfree_best_volume"], "state['rfree_best_volume']"), dtype=np.float32)
@@ -518,6 +577,7 @@ class RegularisedReconstruction(IterativeReconstruction):
             self.rfree_best = float(state.get("rfree_best", math.inf))
             self.rfree_best_iteration = int(state.get("rfree_best_iteration", -1))
             self.rfree_rises = int(state.get("rfree_rises", 0))
+            self.rfree_start = as_int(state.get("rfree_start", self.rfree_start), "state['rfree_start']", minimum=0)
             hist = np.asarray(state.get("rfree_history", np.zeros((0, 2))), dtype=np.float64).reshape(-1, 2)
             self.rfree_history = [(int(i), float(v)) for i, v in hist]
         x_prev = state.get("momentum_x_prev")
@@ -545,7 +605,8 @@ class RegularisedReconstruction(IterativeReconstruction):
             cfg.update(oversampling=[float(o) for o in self.op.oversampling])
         if self.held is not None:
             cfg.update(rfree_stop={"held_out_pixels": self.held_count, "every": self.rfree_every,
-                                   "patience": self.rfree_patience, "best_iteration": self.rfree_best_iteration,
+                                   "patience": self.rfree_patience, "start": self.rfree_start,
+                                   "best_iteration": self.rfree_best_iteration,
                                    "best_rfree": self.rfree_best if math.isfinite(self.rfree_best) else None})
         return cfg
 
@@ -653,6 +714,44 @@ def held_out_pixels(problem: TomoProblem, weights=None, *, fraction: float | Non
     return held
 
 
+#: the edge check by default (see :func:`choose_weight_rfree`): single-axis series with at least this many
+#: projections (the pair held out in the search is then at most 5 % of the data, as GENFIRE's R-free) and a
+#: tilt span below EDGE_MAX_SPAN degrees (a missing wedge to see towards)
+EDGE_MIN_PROJECTIONS, EDGE_MAX_SPAN = 40, 170.0
+#: after an edge check the final solve's R-free checks count from this iteration on: the outermost
+#: projections, returned to the fit, take this long to be absorbed, and the random R-free cannot see
+#: the wedge filling that a weaker strength is chosen for (measured: docs/tomo_regularised.md)
+EDGE_SETTLE_ITERATIONS = 90
+#: the edge check takes the weaker strength only when its edge residual is lower by more than this many
+#: standard deviations of the noise's share in the difference (see :func:`choose_weight_rfree`)
+EDGE_MIN_Z = 1.0
+
+
+def edge_projection_pixels(problem: TomoProblem, weights=None, count: int | None = None) -> np.ndarray | None:
+    """The measured pixels (bool, the projections' shape) of the ``count`` projections at each end of
+    a single-axis tilt range (the largest negative and positive tilts): the measured data nearest
+    to the missing wedge. ``None`` where there is no wedge to see towards: a multi-axis geometry,
+    a tilt span of :data:`EDGE_MAX_SPAN` degrees or more, fewer than ``4 count`` projections, or no
+    measured pixel in those projections. ``count`` None: 1, and ``None`` also below
+    :data:`EDGE_MIN_PROJECTIONS` projections (the default's scope)."""
+    automatic = count is None
+    count = 1 if automatic else as_int(count, "count", minimum=1)
+    tilts = problem.geometry.single_axis_tilts()
+    n = problem.geometry.n_projections
+    if (tilts is None or n < 4 * count or (automatic and n < EDGE_MIN_PROJECTIONS)
+            or np.ptp(tilts) >= EDGE_MAX_SPAN):
+        return None
+    w_all = np.asarray(backend.to_device(problem.mask, "cpu"), dtype=np.float32)
+    if weights is not None:
+        w_all = np.asarray(weights, dtype=np.float32) * w_all
+    order = np.argsort(tilts, kind="stable")
+    edge = np.zeros(w_all.shape, bool)
+    edge[order[:count]] = True
+    edge[order[-count:]] = True
+    edge &= w_all > 0
+    return edge if edge.any() else None
+
+
 def held_out_solver(problem: TomoProblem, solver_kwargs: dict, *,
                     full: RegularisedReconstruction | _DataBound | None = None,
                     fraction: float | None = None, seed: int = 0) -> RegularisedReconstruction:
@@ -680,7 +779,7 @@ def held_out_solver(problem: TomoProblem, solver_kwargs: dict, *,
 def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: float | None = None,
                         factor: float = 2.0, steps: int = 12, inner: int = 25, big_drop: float = 0.1, seed: int = 0,
                         callback=None, full: RegularisedReconstruction | _DataBound | None = None, coarse: int | None = None,
-                        coarse_drop: float = 0.5) -> dict:
+                        coarse_drop: float = 0.5, edge: int | None = None) -> dict:
     """R-free: the ``lambda`` whose reconstruction best predicts held-out measured pixels (as GENFIRE).
 
     A random ``fraction`` (default: see :func:`held_out_pixels`) of the pixels with non-zero
@@ -700,7 +799,25 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
       ``inner`` more iterations at the current strength from the same state, and taken only
       when it predicts the held-out pixels better than staying. Otherwise the descent stops
       (``bracketed``).
-    - Last, the same pairing between the current strength and one ``factor`` weaker.
+    - Last, the same pairing between the current strength and one ``factor`` weaker. With the
+      edge check (below) this last pairing is judged by the residual on the outermost projections
+      instead of the random R-free pixels.
+
+    Edge check (``edge``: projections at each end of the tilt range; default ``None``: one, where
+    :func:`edge_projection_pixels` finds a single-axis series of at least 40 projections with a
+    missing wedge; 0: off). The random R-free pixels lie among measured ones, so their residual
+    cannot see how the prior extrapolates towards the missing wedge, and on textured objects it
+    picks a strength about 2x stronger than the one with the best error and FSC there
+    (``bench/tomo_weight_sweep.py --held-out edge``). The outermost projections are the measured
+    data nearest to the wedge: the search solver also holds them out
+    (:meth:`RegularisedReconstruction.exclude_pixels`; every decision but the last still by the
+    random R-free), the last pairing is decided by their residual, and they are returned to the
+    fit before the solver is handed back. The weaker strength must win that pairing by more than
+    :data:`EDGE_MIN_Z` standard deviations of the noise's share in the difference, ``z = (E_1 -
+    E_2) / (2 sigma ||r_1 - r_2||)`` (``E`` the edge residuals, ``r`` the residual images,
+    ``sigma`` :func:`estimate_noise`): both residuals hold the same noise ``n``, which enters
+    their difference as ``-2 <r_1 - r_2, n>``. Measured on issue 20's cases
+    (docs/tomo_regularised.md, "The edge check").
 
     In this fine phase a trial at a new strength keeps the FISTA momentum it starts from (the
     coarse phase's short trials reset it), so both sides of a pairing continue from the same
@@ -722,9 +839,11 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         ``weight``, ``trials`` (list of (weight, R-free in data units squared), in the order run),
         ``reruns`` (pairings won by the weaker strength, whose trial was run again),
         ``bracketed`` (the descent stopped because a weaker strength predicted worse, not at
-        ``steps``), ``held_out`` (pixel count), ``lipschitz_data`` and ``solver`` (the search
-        solver, its pixels still held out, at the chosen strength and state: its
-        :meth:`~RegularisedReconstruction.host_volume` is a ready ``initial``).
+        ``steps``), ``held_out`` (pixel count), ``edge`` (None without the edge check, else
+        ``projections`` held out, ``pixels``, the last pairing's ``weights`` (current, weaker) and
+        their edge ``residuals``), ``lipschitz_data`` and ``solver`` (the search solver, its R-free
+        pixels still held out and the edge pixels returned to the fit, at the chosen strength and
+        state: its :meth:`~RegularisedReconstruction.host_volume` is a ready ``initial``).
     """
     big_drop = as_float(big_drop, "big_drop", minimum=0.0)
     inner = as_int(inner, "inner", minimum=1)
@@ -734,6 +853,22 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         raise InputError(f"coarse_drop must be < 1 (a fraction of the held-out residual), got {coarse_drop}")
     solver = held_out_solver(problem, solver_kwargs, full=full, fraction=fraction, seed=seed)
     held = solver.held_count
+    edge_pixels = None if edge == 0 else edge_projection_pixels(problem, solver_kwargs.get("weights"), edge)
+    if edge_pixels is not None:
+        edge_pixels &= solver.weights_host > 0          # not the R-free pixels among them
+    edge_record = None
+    edge_judge = None
+    if edge_pixels is not None and edge_pixels.any():
+        solver.exclude_pixels(edge_pixels)
+        edge_record = {"projections": 2 * (1 if edge is None else int(edge)), "pixels": int(edge_pixels.sum())}
+        edge_index = np.flatnonzero(edge_pixels.any(axis=(1, 2)))
+        edge_sigma = estimate_noise(problem.data, solver.w)      # scaled data units, as the residual
+
+        def edge_judge():
+            """(edge residual in data units squared, the residual images of the edge projections)."""
+            value = solver.excluded_residual()
+            with problem.device.use():
+                return value, solver.residual[edge_index].copy()
     trials = []
     xp = problem.device.xp
     with problem.device.use():                   # one snapshot (volume, x_prev), allocated once
@@ -767,10 +902,10 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
                 callback({"stage": "auto-weight-rfree", "weight": lam, "rfree": rfree})
         return rfree
 
-    def paired(lam, lower, r_lower=None):
+    def paired(lam, lower, r_lower=None, judge=None):
         """``lower`` for ``inner`` iterations against ``lam`` continued (momentum kept), both from
         the current state (``r_lower``: that trial already run from snapshot 0). Leaves the solver
-        at the better one; returns (weight, R-free).
+        at the better one by ``judge()`` (default: the R-free); returns (weight, R-free).
 
         One snapshot: the state both start from. When ``lower`` wins, its trial is run again from
         there instead of keeping a second snapshot of volume and momentum: two volumes less at
@@ -781,9 +916,26 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         if r_lower is None:
             save(0)
             r_lower = trial(lower)
+        if judge is None:
+            lower_wins = None
+        else:
+            j_lower, v_lower = judge()
         load(0, lam)
         r_stay = trial(lam, stay=True)
-        if r_lower < r_stay:
+        if judge is None:
+            lower_wins = r_lower < r_stay
+        else:
+            # the noise n in the data enters the difference of the two residuals as -2 <P x_1 - P x_2, n>:
+            # standard deviation 2 sigma ||r_1 - r_2||; z = the difference in those units
+            j_stay, v_stay = judge()
+            with problem.device.use():
+                spread = 2.0 * edge_sigma * float(problem.device.xp.linalg.norm((v_lower - v_stay).ravel()))
+            del v_lower, v_stay
+            z = (j_stay - j_lower) * solver.scale ** 2 / spread if spread > 0 else 0.0
+            lower_wins = z > EDGE_MIN_Z
+            edge_record.update(weights=[float(lam), float(lower)], residuals=[float(j_stay), float(j_lower)],
+                               z=float(z), sigma=float(edge_sigma / solver.scale))
+        if lower_wins:
             load(0, lam)
             restarts = solver.restarts           # the first run of this trial counted them already
             r_lower = trial(lower, record=False)
@@ -822,11 +974,13 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         if lam != lower:
             bracketed = True
             break
-    lam, r = paired(lam, lam / factor)
+    lam, r = paired(lam, lam / factor, judge=edge_judge)
     with problem.device.use():
         snaps.clear()
+    if edge_record is not None:
+        solver.include_pixels()
     return {"weight": float(lam), "rfree": float(r), "trials": trials, "reruns": reruns[0], "bracketed": bracketed,
-            "held_out": held, "lipschitz_data": solver.lipschitz_data, "solver": solver}
+            "held_out": held, "edge": edge_record, "lipschitz_data": solver.lipschitz_data, "solver": solver}
 
 
 def prepare_regularised(problem: TomoProblem, *, prior: str = "itv", prior_weight="auto",
@@ -834,7 +988,7 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "itv", prior_weigh
                         tau: float = 1.0, projector: str = "linear", oversampling=2.0, positivity: bool = True,
                         support=None, initial=None, engine: str | None = None, auto: str = "rfree",
                         auto_inner: int = 25, search_callback=None, max_chunk_bytes: int | None = None,
-                        rfree_stop: bool | None = None):
+                        rfree_stop: bool | None = None, edge: int | None = None):
     """A ready :class:`RegularisedReconstruction` for ``problem``, with the automatic strength resolved.
 
     What a job (``fastem tomo --prior ...``) calls before ``solver.run(iterations, ...)``: builds the
@@ -847,6 +1001,13 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "itv", prior_weigh
     and its :meth:`~RegularisedReconstruction.run` stops by R-free. With a fixed weight it builds
     the same held-out solver as an automatic run would (a resumed automatic run passes its
     weight and ``rfree_stop=True``).
+
+    ``edge``: the search's edge check (:func:`choose_weight_rfree`; default on for a single-axis
+    series with a missing wedge, 0: off). When it ran, the final solve's R-free checks count from
+    iteration :data:`EDGE_SETTLE_ITERATIONS` on (the search's last state is not a candidate): the
+    outermost projections, returned to the fit, take that long to be absorbed, and the random
+    R-free pixels cannot see the wedge filling that the edge check chose a weaker strength for (it
+    rises along such a solve; docs/tomo_regularised.md, "The edge check").
 
     Returns
     -------
@@ -888,7 +1049,8 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "itv", prior_weigh
     if is_auto and prior != "none":
         inner = as_int(auto_inner, "auto_inner", minimum=1)
         if auto_mode == "rfree":
-            record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback, full=full)
+            record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback, full=full,
+                                         edge=edge)
             search = record.pop("solver")
             if rfree_stop:
                 # go on with the search solver as it stands (chosen weight, state and momentum), its
@@ -916,7 +1078,11 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "itv", prior_weigh
     if solver.held is not None:
         solver.rfree_best, solver.rfree_best_iteration, solver.rfree_rises = math.inf, -1, 0
         solver.rfree_history = []
-        if record is not None and record.get("rfree") is not None:   # the search's last state: iteration 0
+        if record is not None and record.get("edge") is not None:
+            # the search's states lack the outermost projections, which the final solve fits again:
+            # no candidates before they are absorbed (see the docstring)
+            solver.rfree_start = EDGE_SETTLE_ITERATIONS
+        elif record is not None and record.get("rfree") is not None:   # the search's last state: iteration 0
             solver.rfree_best, solver.rfree_best_iteration = record["rfree"], 0
             solver.rfree_history = [(0, record["rfree"])]
             with problem.device.use():
@@ -924,7 +1090,7 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "itv", prior_weigh
     info = {"noise_estimate": sigma_data, "auto": None if record is None else
             {"method": auto_mode, "weight": record["weight"], "bracketed": record["bracketed"],
              "target": record.get("target"), "tau": tau if auto_mode == "discrepancy" else None,
-             "held_out": record.get("held_out"), "reruns": record.get("reruns"),
+             "held_out": record.get("held_out"), "reruns": record.get("reruns"), "edge": record.get("edge"),
              "trials": [[float(a), float(b)] for a, b in record["trials"]]}}
     return solver, info
 
@@ -935,7 +1101,7 @@ def regularised(projections, angles, *, prior: str = "itv", prior_weight="auto",
                 volume_shape=None, thickness=None, initial=None, device=None, engine: str | None = None,
                 progress: bool | None = False, callback=None, callback_every: int = 0, center=None,
                 convention: str = "fastem", shifts=None, auto: str = "rfree", auto_inner: int = 25,
-                search_callback=None, rfree_stop: bool | None = None) -> ReconstructionResult:
+                search_callback=None, rfree_stop: bool | None = None, edge: int | None = None) -> ReconstructionResult:
     """Regularised reconstruction (FISTA on weighted least squares + ``prior_weight * prior``).
 
     Parameters
@@ -977,6 +1143,12 @@ def regularised(projections, angles, *, prior: str = "itv", prior_weight="auto",
         stop once their residual has not improved for 3 checks (every 10 iterations), returning
         the volume with the lowest R-free (``config["stopped"] == "rfree"`` when it stopped early;
         ``config["rfree_stop"]`` holds the record). ``iterations`` is then the most it runs.
+    edge : int, optional
+        The R-free search's edge check (:func:`choose_weight_rfree`): the projections at each end
+        of a single-axis tilt range held out in the search, and the search's last pairing (the
+        chosen strength against half of it) decided by their residual. Default: one at each end
+        where there is a missing wedge (:func:`edge_projection_pixels`); 0: off (the search before
+        session 2026-12-07, third). Recorded in ``config["auto"]["edge"]``.
 
     Returns
     -------
@@ -1002,7 +1174,7 @@ def regularised(projections, angles, *, prior: str = "itv", prior_weight="auto",
                                        weights=weights, noise_level=noise_level, tau=tau, projector=projector,
                                        oversampling=oversampling, positivity=positivity, support=support,
                                        initial=initial, engine=engine, auto=auto, auto_inner=auto_inner,
-                                       search_callback=search_callback, rfree_stop=rfree_stop)
+                                       search_callback=search_callback, rfree_stop=rfree_stop, edge=edge)
     result = solver.run(iterations, progress=progress, callback=callback, callback_every=callback_every)
     result.config.update(info)
     if solver.stopped:
