@@ -201,6 +201,13 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
             default = " (the default; --prior none runs the thesis' plain RESIRE)" if prior_is_default else ""
             click.echo(f"prior {prior}{default}: {extra}weight {info['weight']:.4g}"
                        f"{' (auto, R-free)' if prior_weight == 'auto' else ''}")
+            edge = (info.get("auto") or {}).get("edge")
+            if edge and edge.get("weights"):
+                kept = "the weaker" if info["weight"] == edge["weights"][1] else "the stronger"
+                click.echo(f"edge check (outermost {edge['projections']} projections held out in the search): "
+                           f"weights {edge['weights'][0]:.4g} / {edge['weights'][1]:.4g}, edge residuals "
+                           f"{edge['residuals'][0]:.6g} / {edge['residuals'][1]:.6g} (z = {edge['z']:.2f}); "
+                           f"{kept} kept")
 
     def report_refine(r, res):
         if not settings.quiet:

@@ -864,3 +864,27 @@ def test_rfree_sum_of_squares_needs_no_stack_copy_and_no_blas(monkeypatch):
     assert got == pytest.approx(expect, rel=1e-12) and again == got
     assert peak < 3 * stack[0].size * 8          # an image or two, not the stack (40 images)
     assert peak_again < stack[0].size            # nothing image-sized allocated the second time
+
+
+def test_include_pixels_restores_the_weights_where_the_device_array_is_the_host_array():
+    """Fault (found while building the edge check): on the CPU the solver's weights ``w`` are its
+    host array ``weights_host`` itself (``to_device`` does not copy), so zeroing the excluded pixels
+    zeroed the host copy too and ``include_pixels`` "restored" zeros: the outermost projections
+    stayed out of the final solve. The saved values now restore them bit for bit."""
+    from fastem.data import tilt_angles, tilt_series, vesicle_3d
+    from fastem.tomo import TomoProblem
+    from fastem.tomo.regularised import RegularisedReconstruction
+
+    vol = vesicle_3d(12, seed=1).astype(np.float64)
+    tilts = tilt_angles(-60.0, 60.0, 6.0)
+    data = tilt_series(vol, -tilts, centring="middle").astype(np.float32)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, data.shape).astype(np.float32)
+    solver = RegularisedReconstruction(TomoProblem(data, tilts, convention="thesis"), weight=0.1, weights=weights)
+    before = np.array(solver.w, copy=True)
+    pixels = np.zeros(data.shape, bool)
+    pixels[[0, -1]] = True
+    solver.exclude_pixels(pixels)
+    assert not np.asarray(solver.w)[pixels].any()
+    solver.include_pixels()
+    np.testing.assert_array_equal(np.asarray(solver.w), before)
+    np.testing.assert_array_equal(solver.weights_host, before)

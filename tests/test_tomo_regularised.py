@@ -344,6 +344,7 @@ def test_a_pairing_won_by_the_weaker_strength_reruns_it_to_the_same_bits(monkeyp
     monkeypatch.setattr(reg, "held_out_solver", biased)
     _, tilts, data, _ = case
     problem = TomoProblem(data.astype(np.float32), tilts, **KW)
+    monkeypatch.setattr(reg, "SECOND_SNAPSHOT_MAX_BYTES", 0)        # the large-volume path: rerun
     rec = reg.choose_weight_rfree(problem, {"prior": "tv"}, inner=10, steps=6)
     assert rec["reruns"] >= 1                          # the case exercises the rerun
     (lower, r_lower), (stay, r_stay) = rec["trials"][-2:]   # the last pairing, won by the weaker strength
@@ -351,6 +352,13 @@ def test_a_pairing_won_by_the_weaker_strength_reruns_it_to_the_same_bits(monkeyp
     assert rec["weight"] == lower and rec["rfree"] == r_lower
     assert rec["solver"].rfree() == r_lower            # the solver is left at that state, same bits
     assert rec["solver"].weight == lower
+    # the small-volume path keeps the weaker side's end state instead: the same search, bit for bit
+    monkeypatch.setattr(reg, "SECOND_SNAPSHOT_MAX_BYTES", 2 ** 40)
+    kept = reg.choose_weight_rfree(problem, {"prior": "tv"}, inner=10, steps=6)
+    assert kept["reruns"] == 0 and kept["trials"] == rec["trials"] and kept["weight"] == rec["weight"]
+    np.testing.assert_array_equal(kept["solver"].host_volume(), rec["solver"].host_volume())
+    np.testing.assert_array_equal(np.asarray(kept["solver"].x_prev), np.asarray(rec["solver"].x_prev))
+    assert kept["solver"].t == rec["solver"].t and kept["solver"].restarts == rec["solver"].restarts
 
 
 def test_trials_from_the_same_state_are_bit_identical(case):

@@ -30,11 +30,19 @@ principle (:func:`choose_weight`: the largest ``lambda`` with ``sum W r^2 <= tau
 sigma^2``). Zero-weight pixels influence nothing: not the gradient, not the noise estimate, not
 the strength (their values are never read).
 
+Edge check (default on single-axis series of at least 40 projections with a missing wedge): the
+search also holds out the outermost projection at each end of the tilt range, the measured data
+nearest to the missing wedge, and its last pairing (the chosen strength against half of it) is
+decided by their residual, which sees how the prior extrapolates towards the wedge where the
+random R-free pixels cannot; those projections are then returned to the fit
+(:func:`choose_weight_rfree`).
+
 R-free early stop (default with the R-free strength): the final iterations go on with the R-free
 pixels held out and stop once their residual has not improved for 3 checks (every 10 iterations),
 returning the volume with the lowest R-free. The search's trials run 25 iterations each, so the
 strength they pick is the best for a partly converged solve; a weak one then over-fits the noise
-as the final solve converges, which the stop prevents (``bench/tomo_rfree_stop.py``).
+as the final solve converges, which the stop prevents (``bench/tomo_rfree_stop.py``). After an
+edge check the checks count from iteration :data:`EDGE_SETTLE_ITERATIONS` on.
 """
 
 from __future__ import annotations
@@ -300,7 +308,8 @@ class RegularisedReconstruction(IterativeReconstruction):
         self.rfree_every = as_int(rfree_every, "rfree_every", minimum=0)
         self.rfree_patience = as_int(rfree_patience, "rfree_patience", minimum=1)
         self.rfree_start = as_int(rfree_start, "rfree_start", minimum=0)
-        self._excluded = None                   # (host bool mask, device float32 0/1 mask) of exclude_pixels
+        self._excluded = None            # (host bool mask, device float32 0/1 mask, saved weights) of exclude_pixels
+        self._excluded_held = None       # the R-free pixels among them (out of the R-free set meanwhile)
         self.rfree_best = math.inf              # R-free of best_volume
         self.rfree_best_iteration = -1
         self.rfree_rises = 0                    # checks since the best one
@@ -415,8 +424,9 @@ class RegularisedReconstruction(IterativeReconstruction):
         """Give the measured ``pixels`` (bool, the projections' shape) weight 0 in the data term until
         :meth:`include_pixels`: a second held-out set beside the R-free one, whose residual
         :meth:`excluded_residual` measures (the R-free search's edge check holds out the outermost
-        projections this way). The weight normalisation and ``L_data`` stay those of the full set
-        (removing terms only lowers ``A^T W A``, so the step stays safe)."""
+        projections this way). R-free pixels among them leave the R-free set meanwhile, so that
+        the two residuals read disjoint pixels. The weight normalisation and ``L_data`` stay those
+        of the full set (removing terms only lowers ``A^T W A``, so the step stays safe)."""
         p = self.problem
         mask = np.asarray(as_array(pixels, "pixels")) != 0
         if mask.shape != p.geometry.projections_shape:
@@ -424,7 +434,8 @@ class RegularisedReconstruction(IterativeReconstruction):
                              f"{p.geometry.projections_shape}")
         if self._excluded is not None:
             raise InputError("exclude_pixels: pixels are excluded already (call include_pixels first)")
-        mask &= self.weights_host > 0
+        held = None if self.held is None else np.asarray(backend.to_device(self.held, "cpu")) > 0
+        mask &= (self.weights_host > 0) | (held if held is not None else False)
         if not mask.any():
             raise InputError("exclude_pixels: no measured pixel to exclude")
         saved = self.weights_host[mask].copy()
@@ -434,6 +445,9 @@ class RegularisedReconstruction(IterativeReconstruction):
             # on the CPU self.w is weights_host itself (no copy), which this zeroes too; saved restores it
             self.w[...] = backend.to_device(w, p.device)
             self._excluded = (mask, backend.to_device(mask.astype(np.float32), p.device), saved)
+            if held is not None:
+                self.held[...] = backend.to_device((held & ~mask).astype(np.float32), p.device)
+                self._excluded_held = held & mask
 
     def include_pixels(self) -> None:
         """Return the pixels of :meth:`exclude_pixels` to the data term (their weights as before)."""
@@ -444,6 +458,9 @@ class RegularisedReconstruction(IterativeReconstruction):
         w[mask] = saved
         with self.problem.device.use():
             self.w[...] = backend.to_device(w, self.problem.device)
+            if self.held is not None:
+                held = np.asarray(backend.to_device(self.held, "cpu")) > 0
+                self.held[...] = backend.to_device((held | self._excluded_held).astype(np.float32), self.problem.device)
         self._excluded = None
 
     def excluded_residual(self) -> float:
@@ -556,7 +573,7 @@ class RegularisedReconstruction(IterativeReconstruction):
                 best *= np.float32(1.0 / self.scale)
             st.update(rfree_best_volume=best, rfree_best=float(self.rfree_best),
                       rfree_best_iteration=int(self.rfree_best_iteration), rfree_rises=int(self.rfree_rises),
-                      rfree_start=int(self.rfree_start),
+                      rfree_start=int(self.rfree_start), rfree_patience=int(self.rfree_patience),
                       rfree_history=np.asarray(self.rfree_history, dtype=np.float64).reshape(-1, 2))
         return st
 
@@ -578,6 +595,8 @@ class RegularisedReconstruction(IterativeReconstruction):
             self.rfree_best_iteration = int(state.get("rfree_best_iteration", -1))
             self.rfree_rises = int(state.get("rfree_rises", 0))
             self.rfree_start = as_int(state.get("rfree_start", self.rfree_start), "state['rfree_start']", minimum=0)
+            self.rfree_patience = as_int(state.get("rfree_patience", self.rfree_patience), "state['rfree_patience']",
+                                         minimum=1)
             hist = np.asarray(state.get("rfree_history", np.zeros((0, 2))), dtype=np.float64).reshape(-1, 2)
             self.rfree_history = [(int(i), float(v)) for i, v in hist]
         x_prev = state.get("momentum_x_prev")
@@ -718,10 +737,16 @@ def held_out_pixels(problem: TomoProblem, weights=None, *, fraction: float | Non
 #: projections (the pair held out in the search is then at most 5 % of the data, as GENFIRE's R-free) and a
 #: tilt span below EDGE_MAX_SPAN degrees (a missing wedge to see towards)
 EDGE_MIN_PROJECTIONS, EDGE_MAX_SPAN = 40, 170.0
-#: after an edge check the final solve's R-free checks count from this iteration on: the outermost
-#: projections, returned to the fit, take this long to be absorbed, and the random R-free cannot see
-#: the wedge filling that a weaker strength is chosen for (measured: docs/tomo_regularised.md)
-EDGE_SETTLE_ITERATIONS = 90
+#: after an edge check the final solve's R-free checks count from iteration EDGE_SETTLE_ITERATIONS[kept]
+#: on (kept: the search's strength stayed; weaker: the edge check took half of it) and it stops at the
+#: first check that does not improve (patience EDGE_PATIENCE): the outermost projections, returned to the
+#: fit, take this long to be absorbed, and the random R-free cannot see the wedge filling that a weaker
+#: strength is chosen for (measured: docs/tomo_regularised.md, "The edge check")
+EDGE_SETTLE_ITERATIONS = {"kept": 60, "weaker": 90}
+EDGE_PATIENCE = 1
+#: the R-free search keeps a second snapshot (two volumes) for volumes of at most this many bytes, and
+#: reruns a pairing's winning weaker trial instead for larger ones (see choose_weight_rfree)
+SECOND_SNAPSHOT_MAX_BYTES = 32 * 2 ** 20
 #: the edge check takes the weaker strength only when its edge residual is lower by more than this many
 #: standard deviations of the noise's share in the difference (see :func:`choose_weight_rfree`)
 EDGE_MIN_Z = 1.0
@@ -779,7 +804,7 @@ def held_out_solver(problem: TomoProblem, solver_kwargs: dict, *,
 def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: float | None = None,
                         factor: float = 2.0, steps: int = 12, inner: int = 25, big_drop: float = 0.1, seed: int = 0,
                         callback=None, full: RegularisedReconstruction | _DataBound | None = None, coarse: int | None = None,
-                        coarse_drop: float = 0.5, edge: int | None = None) -> dict:
+                        coarse_drop: float = 0.5, edge: int | None = None, noise: float | None = None) -> dict:
     """R-free: the ``lambda`` whose reconstruction best predicts held-out measured pixels (as GENFIRE).
 
     A random ``fraction`` (default: see :func:`held_out_pixels`) of the pixels with non-zero
@@ -832,6 +857,8 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
     is lowest near 0.29).
 
     ``full``: the solver on all the measured pixels, when there is one (see :func:`held_out_solver`).
+    ``noise``: the noise sigma in data units for the edge check's z (default: :func:`estimate_noise`
+    of the measured pixels; an automatic run passes the estimate it has made already).
 
     Returns
     -------
@@ -854,15 +881,15 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
     solver = held_out_solver(problem, solver_kwargs, full=full, fraction=fraction, seed=seed)
     held = solver.held_count
     edge_pixels = None if edge == 0 else edge_projection_pixels(problem, solver_kwargs.get("weights"), edge)
-    if edge_pixels is not None:
-        edge_pixels &= solver.weights_host > 0          # not the R-free pixels among them
     edge_record = None
     edge_judge = None
     if edge_pixels is not None and edge_pixels.any():
         solver.exclude_pixels(edge_pixels)
         edge_record = {"projections": 2 * (1 if edge is None else int(edge)), "pixels": int(edge_pixels.sum())}
         edge_index = np.flatnonzero(edge_pixels.any(axis=(1, 2)))
-        edge_sigma = estimate_noise(problem.data, solver.w)      # scaled data units, as the residual
+        # in the solver's scaled data units, as its residual images
+        edge_sigma = (estimate_noise(problem.data, solver.w) if noise is None
+                      else as_float(noise, "noise", positive=True) * solver.scale)
 
         def edge_judge():
             """(edge residual in data units squared, the residual images of the edge projections)."""
@@ -871,8 +898,11 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
                 return value, solver.residual[edge_index].copy()
     trials = []
     xp = problem.device.xp
-    with problem.device.use():                   # one snapshot (volume, x_prev), allocated once
-        snaps = [[xp.empty_like(solver.volume), xp.empty_like(solver.volume), 1.0]]
+    # snapshots (volume, x_prev, t), allocated once: the state a pairing starts from, and for a volume of
+    # at most SECOND_SNAPSHOT_MAX_BYTES the weaker side's end state too (see paired)
+    second = solver.volume.nbytes <= SECOND_SNAPSHOT_MAX_BYTES
+    with problem.device.use():
+        snaps = [[xp.empty_like(solver.volume), xp.empty_like(solver.volume), 1.0] for _ in range(1 + second)]
 
     reruns = [0]
     fine = [False]                               # the fine phase: a new strength keeps the momentum
@@ -907,15 +937,18 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         the current state (``r_lower``: that trial already run from snapshot 0). Leaves the solver
         at the better one by ``judge()`` (default: the R-free); returns (weight, R-free).
 
-        One snapshot: the state both start from. When ``lower`` wins, its trial is run again from
-        there instead of keeping a second snapshot of volume and momentum: two volumes less at
-        the search's peak, ``inner`` iterations more where a weaker strength wins a pairing. The
+        Snapshot 0 holds the state both start from. When ``lower`` wins, the solver goes back to
+        its end state: from snapshot 1 where there is one (volumes of at most
+        :data:`SECOND_SNAPSHOT_MAX_BYTES`), else by running its trial again from snapshot 0, which
+        spares two volumes at the search's peak (large volumes) for ``inner`` iterations more. The
         CPU kernels are deterministic, so the rerun reproduces the trial's state bit for bit
         (``test_a_pairing_won_by_the_weaker_strength_reruns_it_to_the_same_bits``); on a GPU, whose
         projectors sum with atomics, to rounding (the rerun's own R-free is returned)."""
         if r_lower is None:
             save(0)
             r_lower = trial(lower)
+        if second:
+            save(1)
         if judge is None:
             lower_wins = None
         else:
@@ -935,6 +968,9 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
             lower_wins = z > EDGE_MIN_Z
             edge_record.update(weights=[float(lam), float(lower)], residuals=[float(j_stay), float(j_lower)],
                                z=float(z), sigma=float(edge_sigma / solver.scale))
+        if lower_wins and second:
+            load(1, lower)
+            return lower, r_lower
         if lower_wins:
             load(0, lam)
             restarts = solver.restarts           # the first run of this trial counted them already
@@ -1050,7 +1086,7 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "itv", prior_weigh
         inner = as_int(auto_inner, "auto_inner", minimum=1)
         if auto_mode == "rfree":
             record = choose_weight_rfree(problem, solver_kwargs, inner=inner, callback=search_callback, full=full,
-                                         edge=edge)
+                                         edge=edge, noise=sigma_data)
             search = record.pop("solver")
             if rfree_stop:
                 # go on with the search solver as it stands (chosen weight, state and momentum), its
@@ -1081,7 +1117,9 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "itv", prior_weigh
         if record is not None and record.get("edge") is not None:
             # the search's states lack the outermost projections, which the final solve fits again:
             # no candidates before they are absorbed (see the docstring)
-            solver.rfree_start = EDGE_SETTLE_ITERATIONS
+            weaker = record["weight"] != record["edge"]["weights"][0]
+            solver.rfree_start = EDGE_SETTLE_ITERATIONS["weaker" if weaker else "kept"]
+            solver.rfree_patience = EDGE_PATIENCE
         elif record is not None and record.get("rfree") is not None:   # the search's last state: iteration 0
             solver.rfree_best, solver.rfree_best_iteration = record["rfree"], 0
             solver.rfree_history = [(0, record["rfree"])]

@@ -1,0 +1,178 @@
+"""The R-free search's edge check (issue 20): the outermost projections held out in the search, the
+last pairing judged by their residual, the final solve's R-free checks from EDGE_SETTLE_ITERATIONS
+on with patience EDGE_PATIENCE."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import fastem.tomo.regularised as reg
+from fastem.data import tilt_angles, tilt_series, vesicle_3d
+from fastem.tomo import TomoProblem, relative_error
+from fastem.tomo.regularised import (EDGE_PATIENCE, EDGE_SETTLE_ITERATIONS, RegularisedReconstruction,
+                                     choose_weight_rfree, edge_projection_pixels, prepare_regularised, regularised)
+
+KW = dict(convention="thesis")
+
+
+def _series(n=16, step=3.0, max_tilt=60.0, noise=0.03, seed=0):
+    truth = vesicle_3d(n, seed=2).astype(np.float64)
+    tilts = tilt_angles(-max_tilt, max_tilt, step)
+    clean = tilt_series(truth, -tilts, centring="middle")
+    rng = np.random.default_rng(seed)
+    data = (clean + rng.normal(0.0, noise * float(np.abs(clean).max()), clean.shape)).astype(np.float32)
+    return truth, tilts, data
+
+
+@pytest.fixture(scope="module")
+def series41():
+    return _series()          # 41 projections: the edge check's default scope
+
+
+def test_edge_pixels_are_the_measured_pixels_of_the_outermost_projections(series41):
+    _, tilts, data = series41
+    shuffled = np.random.default_rng(1).permutation(len(tilts))   # order in the file does not matter
+    weights = np.random.default_rng(2).uniform(0.5, 2.0, data.shape).astype(np.float32)
+    weights[:, :, :3] = 0.0                                       # unmeasured columns
+    problem = TomoProblem(data[shuffled], tilts[shuffled], **KW)
+    edge = edge_projection_pixels(problem, weights[shuffled])
+    ends = {int(np.argmin(tilts[shuffled])), int(np.argmax(tilts[shuffled]))}
+    assert {int(k) for k in np.flatnonzero(edge.any(axis=(1, 2)))} == ends
+    for k in ends:
+        assert np.array_equal(edge[k], weights[shuffled][k] > 0)
+    two = edge_projection_pixels(problem, count=2)
+    assert two.any(axis=(1, 2)).sum() == 4
+
+
+def test_edge_pixels_only_where_a_single_axis_series_has_a_wedge(series41):
+    _, tilts, data = series41
+    few = _series(step=6.0)                                       # 21 projections: not by default
+    assert edge_projection_pixels(TomoProblem(few[2], few[1], **KW)) is None
+    assert edge_projection_pixels(TomoProblem(few[2], few[1], **KW), count=1) is not None   # asked for: yes
+    full = tilt_angles(-88.0, 88.0, 4.0)                          # 176 degrees: no wedge to see towards
+    assert edge_projection_pixels(TomoProblem(np.ones((len(full), 16, 16), np.float32), full, **KW)) is None
+    euler = np.stack([np.linspace(0, 80, len(tilts)), tilts, np.zeros(len(tilts))], axis=1)   # multi-axis
+    assert edge_projection_pixels(TomoProblem(data, euler, **KW)) is None
+    w = np.ones(data.shape, np.float32)
+    w[[int(np.argmin(tilts)), int(np.argmax(tilts))]] = 0.0       # the ends unmeasured: nothing to judge by
+    assert edge_projection_pixels(TomoProblem(data, tilts, **KW), w) is None
+
+
+def test_excluded_residual_matches_a_float64_reference(series41):
+    _, tilts, data = series41
+    problem = TomoProblem(data, tilts, **KW)
+    solver = RegularisedReconstruction(problem, prior="itv", weight=0.3)
+    for _ in range(5):
+        solver.iterate()
+    edge = edge_projection_pixels(problem)
+    solver.exclude_pixels(edge)
+    got = solver.excluded_residual()
+    projected = np.zeros(data.shape, np.float32)
+    solver.op.forward(solver.volume, projected)
+    scale = solver.scale
+    ref = float(((projected.astype(np.float64) - problem.data.astype(np.float64))[edge] ** 2).sum()) / scale ** 2
+    assert got == pytest.approx(ref, rel=1e-5)
+    assert ref > 0
+
+
+def test_the_search_never_sees_the_outermost_projections(series41):
+    """Other images in the outermost projections change no trial of the search (its states never
+    fit those projections, and its R-free skips them), only the edge residuals of the last pairing.
+    The other images are the same ones flipped: the same values, so the data's scale and the prior's
+    parameters (from the data's percentiles) stay the same, and the trials must agree bit for bit."""
+    _, tilts, data = series41
+    bad = data.copy()
+    ends = [int(np.argmin(tilts)), int(np.argmax(tilts))]
+    bad[ends] = data[ends][:, ::-1, ::-1]
+    records = [choose_weight_rfree(TomoProblem(d, tilts, **KW), {"prior": "itv"}) for d in (data, bad)]
+    assert records[0]["edge"]["projections"] == 2
+    assert records[0]["trials"] == records[1]["trials"]
+    assert records[0]["edge"]["residuals"] != records[1]["edge"]["residuals"]
+    # and the solver handed back fits them again
+    solver = records[0]["solver"]
+    w, held = np.asarray(solver.w), np.asarray(solver.held) > 0
+    assert np.array_equal(w[ends] > 0, ~held[ends])          # all but the R-free pixels among them
+    assert held[ends].any() and solver.held_count == int(held.sum())   # which are R-free pixels again
+
+
+@pytest.mark.parametrize("threshold, weaker", [(-math.inf, True), (math.inf, False)])
+def test_the_last_pairing_follows_the_edge_z(series41, monkeypatch, threshold, weaker):
+    _, tilts, data = series41
+    monkeypatch.setattr(reg, "EDGE_MIN_Z", threshold)
+    rec = choose_weight_rfree(TomoProblem(data, tilts, **KW), {"prior": "itv"})
+    stronger, lower = rec["edge"]["weights"]
+    assert lower == pytest.approx(stronger / 2)
+    assert rec["weight"] == (lower if weaker else stronger)
+    assert math.isfinite(rec["edge"]["z"]) and rec["edge"]["sigma"] > 0
+
+
+def test_default_decision_is_the_z_test(series41):
+    _, tilts, data = series41
+    rec = choose_weight_rfree(TomoProblem(data, tilts, **KW), {"prior": "itv"})
+    took_weaker = rec["weight"] == rec["edge"]["weights"][1]
+    assert took_weaker == (rec["edge"]["z"] > reg.EDGE_MIN_Z)
+    off = choose_weight_rfree(TomoProblem(data, tilts, **KW), {"prior": "itv"}, edge=0)
+    assert off["edge"] is None
+
+
+def _settle(info):
+    edge = info["auto"]["edge"]
+    return EDGE_SETTLE_ITERATIONS["weaker" if info["auto"]["weight"] != edge["weights"][0] else "kept"]
+
+
+@pytest.mark.parametrize("threshold", [-math.inf, math.inf])   # the weaker strength taken / the search's kept
+def test_final_solve_counts_rfree_from_the_settle_iteration(series41, monkeypatch, threshold):
+    truth, tilts, data = series41
+    monkeypatch.setattr(reg, "EDGE_MIN_Z", threshold)
+    solver, info = prepare_regularised(TomoProblem(data, tilts, **KW), prior="itv")
+    settle = _settle(info)
+    assert settle == EDGE_SETTLE_ITERATIONS["weaker" if threshold < 0 else "kept"]
+    assert solver.rfree_start == settle and solver.rfree_patience == EDGE_PATIENCE
+    assert solver.rfree_best_iteration == -1 and not solver.rfree_history   # the search's state: no candidate
+    result = solver.run(settle + 60)
+    checks = [i for i, _ in solver.rfree_history]
+    assert checks and min(checks) == settle
+    assert result.config["rfree_stop"]["start"] == settle
+    assert result.config["rfree_stop"]["best_iteration"] >= settle
+    if solver.stopped == "rfree":                              # stopped at the first check that did not improve
+        assert len(checks) >= 2 and solver.rfree_history[-1][1] >= solver.rfree_best
+    short = regularised(data, tilts, iterations=30, **KW)     # fewer than the settle: the last iterate
+    assert short.iterations == 30 and short.config["rfree_stop"]["best_iteration"] == -1
+    assert relative_error(result.volume, truth) < 0.5
+
+
+def test_zero_weight_pixels_stay_unread_by_the_edge_check(series41):
+    _, tilts, data = series41
+    w = np.ones(data.shape, np.float32)
+    w[:, :, -4:] = 0.0
+    spoiled = data.copy()
+    spoiled[:, :, -4:] = 1e6                                   # huge values where the weight is 0
+    a = regularised(data, tilts, weights=w, iterations=100, **KW)
+    b = regularised(spoiled, tilts, weights=w, iterations=100, **KW)
+    assert a.config["auto"]["edge"] is not None
+    assert a.config["auto"]["edge"] == b.config["auto"]["edge"]
+    assert np.array_equal(a.volume, b.volume)
+
+
+def test_state_keeps_the_rfree_start_for_an_exact_resume(series41):
+    _, tilts, data = series41
+    problem = TomoProblem(data, tilts, **KW)
+    straight, info = prepare_regularised(problem, prior="itv")
+    settle = _settle(info)
+    weight = straight.weight
+    straight.run(settle + 60)
+    first, _ = prepare_regularised(problem, prior="itv")
+    first.run(settle - 20)
+    state = first.state()
+    assert state["rfree_start"] == settle and state["rfree_patience"] == EDGE_PATIENCE
+    resumed, _ = prepare_regularised(problem, prior="itv", prior_weight=weight, rfree_stop=True)
+    assert resumed.rfree_start == 0 and resumed.rfree_patience == 3
+    resumed.restore(state)
+    assert resumed.rfree_start == settle and resumed.rfree_patience == EDGE_PATIENCE
+    resumed.run(settle + 60)
+    assert resumed.iteration == straight.iteration
+    np.testing.assert_array_equal(resumed.host_volume(), straight.host_volume())
+    assert resumed.rfree_history == straight.rfree_history
