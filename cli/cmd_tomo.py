@@ -204,10 +204,10 @@ def command(input_path, output_path, out_format, angles, algorithm, iterations, 
             edge = (info.get("auto") or {}).get("edge")
             if edge and edge.get("weights"):
                 kept = "the weaker" if info["weight"] == edge["weights"][1] else "the stronger"
+                z = "noise-free" if edge["z"] is None else f"z = {edge['z']:.2f}"
                 click.echo(f"edge check (outermost {edge['projections']} projections held out in the search): "
                            f"weights {edge['weights'][0]:.4g} / {edge['weights'][1]:.4g}, edge residuals "
-                           f"{edge['residuals'][0]:.6g} / {edge['residuals'][1]:.6g} (z = {edge['z']:.2f}); "
-                           f"{kept} kept")
+                           f"{edge['residuals'][0]:.6g} / {edge['residuals'][1]:.6g} ({z}); {kept} kept")
 
     def report_refine(r, res):
         if not settings.quiet:

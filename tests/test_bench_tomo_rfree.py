@@ -127,3 +127,15 @@ def test_edge_holdout_summary_reports_the_mean_ratio():
     text = summarise({"command": "x", "wall_s": 1.0, "seeds": 2, "edge_projections": 1,
                       "cases": {"issue48": [row(0.2, 0.3), row(0.4, 0.3)]}})
     assert "| issue48 | 0.3000 | 0.3000 | 1.000 |" in text
+
+
+def test_edge_final_summary_lists_every_check():
+    from bench.tomo_edge_final import summarise
+
+    rows = [[0, 0.3, 0.9, 0.8, 100.0], [10, 0.25, 0.92, 0.85, 99.0]]
+    report = {"command": "x", "wall_s": 1.0, "iterations": 10,
+              "cases": {"issue48": {"weaker": {"weight": 0.2, "edge": {}, "rows": rows},
+                                    "kept": {"weight": 0.4, "edge": {}, "rows": rows}}}}
+    text = summarise(report)
+    assert "| 10 | 0.2500 | 0.920 / 0.850 | 99.0 | 0.2500 | 0.920 / 0.850 | 99.0 |" in text
+    assert "Strengths: weaker 0.2, kept 0.4" in text

@@ -42,7 +42,8 @@ pixels held out and stop once their residual has not improved for 3 checks (ever
 returning the volume with the lowest R-free. The search's trials run 25 iterations each, so the
 strength they pick is the best for a partly converged solve; a weak one then over-fits the noise
 as the final solve converges, which the stop prevents (``bench/tomo_rfree_stop.py``). After an
-edge check the checks count from iteration :data:`EDGE_SETTLE_ITERATIONS` on.
+edge check the checks count from iteration 60 (90 when the weaker strength was taken) on, with
+patience 1 (:data:`EDGE_SETTLE_ITERATIONS`, :data:`EDGE_PATIENCE`).
 """
 
 from __future__ import annotations
@@ -889,7 +890,7 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         edge_index = np.flatnonzero(edge_pixels.any(axis=(1, 2)))
         # in the solver's scaled data units, as its residual images
         edge_sigma = (estimate_noise(problem.data, solver.w) if noise is None
-                      else as_float(noise, "noise", positive=True) * solver.scale)
+                      else as_float(noise, "noise", minimum=0.0) * solver.scale)
 
         def edge_judge():
             """(edge residual in data units squared, the residual images of the edge projections)."""
@@ -964,10 +965,13 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
             with problem.device.use():
                 spread = 2.0 * edge_sigma * float(problem.device.xp.linalg.norm((v_lower - v_stay).ravel()))
             del v_lower, v_stay
-            z = (j_stay - j_lower) * solver.scale ** 2 / spread if spread > 0 else 0.0
+            diff = (j_stay - j_lower) * solver.scale ** 2
+            # noise-free data (sigma 0): any difference is the strengths' own
+            z = diff / spread if spread > 0 else math.copysign(math.inf, diff) if diff else 0.0
             lower_wins = z > EDGE_MIN_Z
             edge_record.update(weights=[float(lam), float(lower)], residuals=[float(j_stay), float(j_lower)],
-                               z=float(z), sigma=float(edge_sigma / solver.scale))
+                               z=float(z) if math.isfinite(z) else None,      # None: noise-free (sigma 0)
+                               sigma=float(edge_sigma / solver.scale))
         if lower_wins and second:
             load(1, lower)
             return lower, r_lower
@@ -1040,10 +1044,12 @@ def prepare_regularised(problem: TomoProblem, *, prior: str = "itv", prior_weigh
 
     ``edge``: the search's edge check (:func:`choose_weight_rfree`; default on for a single-axis
     series with a missing wedge, 0: off). When it ran, the final solve's R-free checks count from
-    iteration :data:`EDGE_SETTLE_ITERATIONS` on (the search's last state is not a candidate): the
-    outermost projections, returned to the fit, take that long to be absorbed, and the random
-    R-free pixels cannot see the wedge filling that the edge check chose a weaker strength for (it
-    rises along such a solve; docs/tomo_regularised.md, "The edge check").
+    iteration :data:`EDGE_SETTLE_ITERATIONS` on (60 with the search's strength kept, 90 with the
+    weaker one taken; the search's last state is not a candidate) and stop at the first that does
+    not improve (:data:`EDGE_PATIENCE`): the outermost projections, returned to the fit, take that
+    long to be absorbed, and the random R-free pixels cannot see the wedge filling that the edge
+    check chose a weaker strength for (it rises along such a solve; docs/tomo_regularised.md,
+    "The edge check").
 
     Returns
     -------
