@@ -310,7 +310,6 @@ class RegularisedReconstruction(IterativeReconstruction):
         self.rfree_patience = as_int(rfree_patience, "rfree_patience", minimum=1)
         self.rfree_start = as_int(rfree_start, "rfree_start", minimum=0)
         self._excluded = None            # (host bool mask, device float32 0/1 mask, saved weights) of exclude_pixels
-        self._excluded_held = None       # the R-free pixels among them (out of the R-free set meanwhile)
         self.rfree_best = math.inf              # R-free of best_volume
         self.rfree_best_iteration = -1
         self.rfree_rises = 0                    # checks since the best one
@@ -425,9 +424,10 @@ class RegularisedReconstruction(IterativeReconstruction):
         """Give the measured ``pixels`` (bool, the projections' shape) weight 0 in the data term until
         :meth:`include_pixels`: a second held-out set beside the R-free one, whose residual
         :meth:`excluded_residual` measures (the R-free search's edge check holds out the outermost
-        projections this way). R-free pixels among them leave the R-free set meanwhile, so that
-        the two residuals read disjoint pixels. The weight normalisation and ``L_data`` stay those
-        of the full set (removing terms only lowers ``A^T W A``, so the step stays safe)."""
+        projections this way). R-free pixels are not among them (they have weight 0 already and
+        stay in the R-free set), so the two residuals read disjoint pixels. The weight
+        normalisation and ``L_data`` stay those of the full set (removing terms only lowers
+        ``A^T W A``, so the step stays safe)."""
         p = self.problem
         mask = np.asarray(as_array(pixels, "pixels")) != 0
         if mask.shape != p.geometry.projections_shape:
@@ -435,8 +435,7 @@ class RegularisedReconstruction(IterativeReconstruction):
                              f"{p.geometry.projections_shape}")
         if self._excluded is not None:
             raise InputError("exclude_pixels: pixels are excluded already (call include_pixels first)")
-        held = None if self.held is None else np.asarray(backend.to_device(self.held, "cpu")) > 0
-        mask &= (self.weights_host > 0) | (held if held is not None else False)
+        mask &= self.weights_host > 0                   # measured, and not an R-free pixel
         if not mask.any():
             raise InputError("exclude_pixels: no measured pixel to exclude")
         saved = self.weights_host[mask].copy()
@@ -446,9 +445,6 @@ class RegularisedReconstruction(IterativeReconstruction):
             # on the CPU self.w is weights_host itself (no copy), which this zeroes too; saved restores it
             self.w[...] = backend.to_device(w, p.device)
             self._excluded = (mask, backend.to_device(mask.astype(np.float32), p.device), saved)
-            if held is not None:
-                self.held[...] = backend.to_device((held & ~mask).astype(np.float32), p.device)
-                self._excluded_held = held & mask
 
     def include_pixels(self) -> None:
         """Return the pixels of :meth:`exclude_pixels` to the data term (their weights as before)."""
@@ -459,9 +455,6 @@ class RegularisedReconstruction(IterativeReconstruction):
         w[mask] = saved
         with self.problem.device.use():
             self.w[...] = backend.to_device(w, self.problem.device)
-            if self.held is not None:
-                held = np.asarray(backend.to_device(self.held, "cpu")) > 0
-                self.held[...] = backend.to_device((held | self._excluded_held).astype(np.float32), self.problem.device)
         self._excluded = None
 
     def excluded_residual(self) -> float:
@@ -882,6 +875,8 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
     solver = held_out_solver(problem, solver_kwargs, full=full, fraction=fraction, seed=seed)
     held = solver.held_count
     edge_pixels = None if edge == 0 else edge_projection_pixels(problem, solver_kwargs.get("weights"), edge)
+    if edge_pixels is not None:
+        edge_pixels &= solver.weights_host > 0          # not the R-free pixels among them (disjoint sets)
     edge_record = None
     edge_judge = None
     if edge_pixels is not None and edge_pixels.any():
