@@ -76,3 +76,13 @@ def tomo_case_parser(description: str, iterations: int, iterations_help: str, re
     ap.add_argument("--out", type=Path, default=results)
     ap.add_argument("--tag", default="")
     return ap
+
+
+def chosen_cases(ap, text: str, known) -> list:
+    """The comma-separated ``--cases`` in ``text``, each one of ``known`` (``ap.error`` names the
+    first that is not; blanks are skipped)."""
+    cases = [c.strip() for c in text.split(",") if c.strip()]
+    for c in cases:
+        if c not in known:
+            ap.error(f"--cases: unknown {c!r} (choose from {', '.join(known)})")
+    return cases

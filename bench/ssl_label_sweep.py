@@ -97,7 +97,8 @@ def main(argv=None) -> dict:
               "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves}
     stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
         ("" if args.head == "auto" else f"_head-{args.head}") + \
-        ("" if args.contrast is None else "_contrast{:g}-{:g}".format(*args.contrast)) + ("-quick" if args.quick else "")
+        ("" if args.contrast is None else "_contrast{:g}-{:g}".format(*args.contrast)) + \
+        ("-quick" if args.quick else "")
     md = summarise(report)
     write_results(args.out, stem, report, md)
     print("\n" + md)
@@ -120,7 +121,8 @@ def resummarise(path: Path) -> dict:
     from fastem.data.ssl_synthetic import task_data
 
     report = json.loads(Path(path).read_text())
-    options = {} if not report.get("amplitude_contrast") else {"amplitude_contrast": tuple(report["amplitude_contrast"])}
+    contrast = report.get("amplitude_contrast")
+    options = {} if not contrast else {"amplitude_contrast": tuple(contrast)}
     _, vy = task_data("segment", 16, 96, seed=1, index_base=10_000, **options)
     report["all_particle_dice"] = all_particle_dice(vy)
     md = summarise(report)
@@ -177,8 +179,8 @@ def summarise(r: dict) -> str:
                       f"{ratio5:.2f}x ({100 * means['pretrained'][ep5]:.1f} vs {100 * means['random'][ep5]:.1f}); "
                       f"best ratio over the epochs {max(means['pretrained'] / np.maximum(means['random'], 1e-9)):.2f}x")
     if r.get("all_particle_dice") is not None:
-        ratios.append(f"- the trivial segmenter that calls every pixel a particle scores {100 * r['all_particle_dice']:.1f} "
-                      "on these validation images")
+        ratios.append("- the trivial segmenter that calls every pixel a particle scores "
+                      f"{100 * r['all_particle_dice']:.1f} on these validation images")
     return "\n".join(lines + ["", *ratios]) + "\n"
 
 

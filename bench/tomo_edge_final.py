@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import write_results  # noqa: E402
+from bench import chosen_cases, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 #: name -> (phantom, noise, largest tilt)
@@ -91,10 +91,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    cases = [c for c in args.cases.split(",") if c]
-    for c in cases:
-        if c not in CASES:
-            ap.error(f"--cases: unknown {c!r} (choose from {', '.join(CASES)})")
+    cases = chosen_cases(ap, args.cases, CASES)
     if args.iterations < 10:
         ap.error("--iterations must be >= 10")
     t0 = time.time()

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import write_results  # noqa: E402
+from bench import chosen_cases, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 #: name -> (phantom, n, noise, largest tilt, tilt step, final iterations, blocked fraction): the
@@ -84,7 +84,8 @@ def summarise(report: dict) -> str:
              "automatic strength by R-free, R-free stop) on the whole series, and with the "
              f"{report['edge_projections']} projection(s) at each end of the tilt range at weight 0; mean over seeds "
              f"{report['seeds']}. FSC: low half, overall / within 30 degrees of z (the missing wedge).", "",
-             "| case | error, all | error, without edges | ratio | FSC all | FSC without edges | strength all / without |",
+             "| case | error, all | error, without edges | ratio | FSC all | FSC without edges "
+             "| strength all / without |",
              "|---|---|---|---|---|---|---|"]
     for name, runs in report["cases"].items():
         m = {k: {q: float(np.mean([r[k][q] for r in runs])) for q in runs[0][k]} for k in runs[0]}
@@ -103,10 +104,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--tag", default="")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
-    cases = [c for c in args.cases.split(",") if c]
-    for c in cases:
-        if c not in CASES:
-            ap.error(f"--cases: unknown {c!r} (choose from {', '.join(CASES)})")
+    cases = chosen_cases(ap, args.cases, CASES)
     if args.seeds < 1:
         ap.error("--seeds must be >= 1")
     if args.edge_projections < 1:

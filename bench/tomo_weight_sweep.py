@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import tomo_case_parser, write_results  # noqa: E402
+from bench import chosen_cases, tomo_case_parser, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 #: name -> (phantom, noise, largest tilt in degrees)
@@ -106,10 +106,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     if args.edge_count < 1:
         ap.error("--edge-projections: must be >= 1")
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    for c in cases:
-        if c not in CASES:
-            ap.error(f"--cases: unknown {c!r} (choose from {', '.join(CASES)})")
+    cases = chosen_cases(ap, args.cases, CASES)
     try:
         multiples = [float(m) for m in args.multiples.split(",")]
     except ValueError:

@@ -182,3 +182,66 @@ def test_state_keeps_the_rfree_start_for_an_exact_resume(series41):
     assert resumed.iteration == straight.iteration
     np.testing.assert_array_equal(resumed.host_volume(), straight.host_volume())
     assert resumed.rfree_history == straight.rfree_history
+
+
+def test_cli_prints_and_records_the_edge_check(series41, tmp_path):
+    import json
+
+    import h5py
+    from click.testing import CliRunner
+
+    from fastem.cli.main import app
+
+    _, tilts, data = series41
+    src = tmp_path / "series.h5"
+    with h5py.File(src, "w") as f:
+        f["/exchange/data"] = data
+        f["/exchange/theta"] = tilts
+    r = CliRunner().invoke(app, ["tomo", str(src), "-o", str(tmp_path / "out.h5"), "--iterations", "100"])
+    assert r.exit_code == 0, r.output
+    assert "edge check (outermost 2 projections held out in the search): weights" in r.output
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        cfg = json.loads(f["/process/fastem/configuration"][()])
+    edge = cfg["prior_auto"]["edge"]
+    assert edge["projections"] == 2 and len(edge["weights"]) == 2 and len(edge["residuals"]) == 2
+    assert cfg["prior_weight"] in edge["weights"]
+    assert cfg["rfree_stop"]["start"] in EDGE_SETTLE_ITERATIONS.values()
+
+
+def test_cli_default_run_with_the_edge_check_resumes_exactly(series41, tmp_path):
+    """Interrupted in its final solve (5 iterations past the checkpoint at the earlier settle
+    iteration, before any R-free stop can come) and resumed from that checkpoint: the volume of a
+    straight run, bit for bit (the checkpoint holds the R-free start and patience)."""
+    import h5py
+    from click.testing import CliRunner
+
+    from fastem.cli.main import app
+    from fastem.tomo.solver import IterativeReconstruction
+
+    _, tilts, data = series41
+    src = tmp_path / "series.h5"
+    with h5py.File(src, "w") as f:
+        f["/exchange/data"] = data
+        f["/exchange/theta"] = tilts
+    straight, crashed = tmp_path / "s.h5", tmp_path / "c.h5"
+    args = ["--iterations", "140", "--checkpoint-every", "10"]
+    r = CliRunner().invoke(app, ["tomo", str(src), "-o", str(straight), *args])
+    assert r.exit_code == 0, r.output
+    original = IterativeReconstruction.iterate
+    crash_at = min(EDGE_SETTLE_ITERATIONS.values()) + 5      # past a checkpoint, before any stop
+
+    def crash(self):
+        if getattr(self, "rfree_start", 0) and self.iteration == crash_at:
+            raise RuntimeError("killed")
+        return original(self)
+
+    IterativeReconstruction.iterate = crash
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            CliRunner().invoke(app, ["tomo", str(src), "-o", str(crashed), *args], catch_exceptions=False)
+    finally:
+        IterativeReconstruction.iterate = original
+    r = CliRunner().invoke(app, ["tomo", str(src), "-o", str(crashed), *args, "--resume"])
+    assert r.exit_code == 0, r.output
+    with h5py.File(straight, "r") as a, h5py.File(crashed, "r") as b:
+        np.testing.assert_array_equal(a["/exchange/data"][()], b["/exchange/data"][()])

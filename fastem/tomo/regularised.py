@@ -861,8 +861,9 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         ``reruns`` (pairings won by the weaker strength, whose trial was run again),
         ``bracketed`` (the descent stopped because a weaker strength predicted worse, not at
         ``steps``), ``held_out`` (pixel count), ``edge`` (None without the edge check, else
-        ``projections`` held out, ``pixels``, the last pairing's ``weights`` (current, weaker) and
-        their edge ``residuals``), ``lipschitz_data`` and ``solver`` (the search solver, its R-free
+        ``projections`` held out, ``pixels``, the last pairing's ``weights`` (current, weaker),
+        their edge ``residuals`` (data units squared), ``z`` (None on noise-free data) and the noise
+        ``sigma`` (data units)), ``lipschitz_data`` and ``solver`` (the search solver, its R-free
         pixels still held out and the edge pixels returned to the fit, at the chosen strength and
         state: its :meth:`~RegularisedReconstruction.host_volume` is a ready ``initial``).
     """
