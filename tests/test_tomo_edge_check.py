@@ -113,6 +113,8 @@ def test_the_last_pairing_follows_the_edge_z(series41, monkeypatch, threshold, w
     assert lower == pytest.approx(stronger / 2)
     assert rec["weight"] == (lower if weaker else stronger)
     assert math.isfinite(rec["edge"]["z"]) and rec["edge"]["sigma"] > 0
+    residual_stronger, residual_weaker = rec["edge"]["residuals"]
+    assert (rec["edge"]["z"] > 0) == (residual_weaker < residual_stronger)   # z > 0: the weaker predicts better
 
 
 def test_default_decision_is_the_z_test(series41):
@@ -245,3 +247,35 @@ def test_cli_default_run_with_the_edge_check_resumes_exactly(series41, tmp_path)
     assert r.exit_code == 0, r.output
     with h5py.File(straight, "r") as a, h5py.File(crashed, "r") as b:
         np.testing.assert_array_equal(a["/exchange/data"][()], b["/exchange/data"][()])
+
+
+def test_edge_check_pieces_on_every_backend(series41, device):
+    """One body for NumPy and CuPy (the ``gpu`` parameter skips without a device): the excluded
+    pixels' residual against a float64 host reference, the weights restored by ``include_pixels``
+    bit for bit, and a whole search with the edge check leaving the outermost projections fitted."""
+    from fastem import backend
+
+    _, tilts, data = series41
+    problem = TomoProblem(data, tilts, device=device, **KW)
+    solver = RegularisedReconstruction(problem, prior="itv", weight=0.3)
+    for _ in range(5):
+        solver.iterate()
+    before = np.array(backend.to_device(solver.w, "cpu"), copy=True)
+    edge = edge_projection_pixels(problem)
+    solver.exclude_pixels(edge)
+    got = solver.excluded_residual()
+    volume = np.asarray(backend.to_device(solver.volume, "cpu"), dtype=np.float32)
+    host = RegularisedReconstruction(TomoProblem(data, tilts, **KW), prior="itv", weight=0.3)
+    projected = np.zeros(data.shape, np.float32)
+    host.op.forward(volume, projected)
+    host_data = np.asarray(backend.to_device(problem.data, "cpu"), dtype=np.float64)
+    ref = float(((projected.astype(np.float64) - host_data)[edge] ** 2).sum()) / solver.scale ** 2
+    assert got == pytest.approx(ref, rel=1e-4) and ref > 0
+    solver.include_pixels()
+    np.testing.assert_array_equal(np.asarray(backend.to_device(solver.w, "cpu")), before)
+    rec = choose_weight_rfree(problem, {"prior": "itv"})
+    assert rec["edge"]["pixels"] > 0 and len(rec["edge"]["residuals"]) == 2
+    assert all(math.isfinite(v) and v > 0 for v in rec["edge"]["residuals"])
+    w = np.asarray(backend.to_device(rec["solver"].w, "cpu"))
+    ends = [int(np.argmin(tilts)), int(np.argmax(tilts))]
+    assert (w[ends] > 0).sum() == rec["edge"]["pixels"]         # returned to the fit
