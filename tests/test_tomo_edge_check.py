@@ -117,6 +117,41 @@ def test_the_last_pairing_follows_the_edge_z(series41, monkeypatch, threshold, w
     assert (rec["edge"]["z"] > 0) == (residual_weaker < residual_stronger)   # z > 0: the weaker predicts better
 
 
+def test_the_edge_check_after_a_bracket_reuses_its_stay_trial(series41, monkeypatch):
+    """When the descent brackets (a strength 4x weaker lost its R-free pairing to the current one
+    continued), the edge check's weaker strength (2x) runs from the state that pairing started
+    from, against the stay trial it ran already: trials ..., (lam/4), (lam), (lam/2), no second
+    stay trial. Where the stay wins, a large volume (no second snapshot) runs the stay trial again
+    from the snapshot (one rerun more than where the weaker wins, the descent being the same): the
+    same search and end state, bit for bit, as the small-volume path that keeps it."""
+    _, tilts, data = series41
+    records = {}
+    for threshold in (-math.inf, math.inf):                         # the weaker strength taken / kept
+        monkeypatch.setattr(reg, "EDGE_MIN_Z", threshold)
+        for snapshot_bytes in (2 ** 40, 0):                         # second snapshot kept / rerun
+            monkeypatch.setattr(reg, "SECOND_SNAPSHOT_MAX_BYTES", snapshot_bytes)
+            records[threshold, snapshot_bytes] = choose_weight_rfree(TomoProblem(data, tilts, **KW),
+                                                                     {"prior": "itv"})
+    for threshold in (-math.inf, math.inf):
+        kept, rerun = records[threshold, 2 ** 40], records[threshold, 0]
+        assert kept["bracketed"]                                    # the case exercises the path
+        stronger, weaker = kept["edge"]["weights"]
+        assert [w for w, _ in kept["trials"][-3:]] == pytest.approx([stronger / 4, stronger, weaker])
+        assert weaker == pytest.approx(stronger / 2)
+        chosen = weaker if threshold < 0 else stronger
+        assert kept["weight"] == chosen and kept["solver"].weight == chosen
+        r_chosen = kept["trials"][-1 if threshold < 0 else -2][1]
+        assert kept["rfree"] == r_chosen and kept["solver"].rfree() == r_chosen   # left at that trial's end
+        assert kept["reruns"] == 0
+        assert rerun["trials"] == kept["trials"] and rerun["weight"] == kept["weight"]
+        assert rerun["edge"] == kept["edge"]
+        np.testing.assert_array_equal(rerun["solver"].host_volume(), kept["solver"].host_volume())
+        np.testing.assert_array_equal(np.asarray(rerun["solver"].x_prev), np.asarray(kept["solver"].x_prev))
+        assert rerun["solver"].t == kept["solver"].t and rerun["solver"].restarts == kept["solver"].restarts
+    assert records[math.inf, 0]["reruns"] == records[-math.inf, 0]["reruns"] + 1
+    assert records[math.inf, 0]["trials"] == records[-math.inf, 0]["trials"]      # the same descent and trials
+
+
 def test_default_decision_is_the_z_test(series41):
     _, tilts, data = series41
     rec = choose_weight_rfree(TomoProblem(data, tilts, **KW), {"prior": "itv"})

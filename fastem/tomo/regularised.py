@@ -929,6 +929,48 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
                 callback({"stage": "auto-weight-rfree", "weight": lam, "rfree": rfree})
         return rfree
 
+    def edge_decides(lam, lower, stay, weaker):
+        """The edge check's verdict between ``lam`` continued and ``lower`` (each ``(edge residual,
+        edge residual images)`` at the end of its trial): True when ``lower`` wins by more than
+        :data:`EDGE_MIN_Z`; recorded in ``edge_record``."""
+        (j_stay, v_stay), (j_lower, v_lower) = stay, weaker
+        # the noise n in the data enters the difference of the two residuals as -2 <P x_1 - P x_2, n>:
+        # standard deviation 2 sigma ||r_1 - r_2||; z = the difference in those units
+        with problem.device.use():
+            spread = 2.0 * edge_sigma * float(problem.device.xp.linalg.norm((v_lower - v_stay).ravel()))
+        diff = (j_stay - j_lower) * solver.scale ** 2
+        # noise-free data (sigma 0): any difference is the strengths' own
+        z = diff / spread if spread > 0 else math.copysign(math.inf, diff) if diff else 0.0
+        edge_record.update(weights=[float(lam), float(lower)], residuals=[float(j_stay), float(j_lower)],
+                           z=float(z) if math.isfinite(z) else None,      # None: noise-free (sigma 0)
+                           sigma=float(edge_sigma / solver.scale))
+        return z > EDGE_MIN_Z
+
+    def edge_from_bracket(lam, r_stay):
+        """The edge check when the descent has just bracketed: ``lam`` continued is the pairing's
+        winning trial (the current state) and snapshot 0 still holds the state it started from, so
+        ``lam / factor`` runs from that same state and the edge residuals of the two decide (the
+        stay trial is not run a second time: ``inner`` iterations fewer than :func:`paired`).
+        Returns (weight, R-free) of the winner, the solver at its end state."""
+        weaker = lam / factor
+        stay = edge_judge()
+        if second:
+            save(1)
+        load(0, weaker)
+        r_weaker = trial(weaker, stay=True)           # load set the weight; the snapshot's momentum kept
+        if edge_decides(lam, weaker, stay, edge_judge()):
+            return weaker, r_weaker
+        del stay
+        if second:
+            load(1, lam)
+            return lam, r_stay
+        load(0, lam)
+        restarts = solver.restarts
+        r_stay = trial(lam, stay=True, record=False)   # the stay trial again, to the same bits on the CPU
+        solver.restarts = restarts
+        reruns[0] += 1
+        return lam, r_stay
+
     def paired(lam, lower, r_lower=None, judge=None):
         """``lower`` for ``inner`` iterations against ``lam`` continued (momentum kept), both from
         the current state (``r_lower``: that trial already run from snapshot 0). Leaves the solver
@@ -955,19 +997,8 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         if judge is None:
             lower_wins = r_lower < r_stay
         else:
-            # the noise n in the data enters the difference of the two residuals as -2 <P x_1 - P x_2, n>:
-            # standard deviation 2 sigma ||r_1 - r_2||; z = the difference in those units
-            j_stay, v_stay = judge()
-            with problem.device.use():
-                spread = 2.0 * edge_sigma * float(problem.device.xp.linalg.norm((v_lower - v_stay).ravel()))
-            del v_lower, v_stay
-            diff = (j_stay - j_lower) * solver.scale ** 2
-            # noise-free data (sigma 0): any difference is the strengths' own
-            z = diff / spread if spread > 0 else math.copysign(math.inf, diff) if diff else 0.0
-            lower_wins = z > EDGE_MIN_Z
-            edge_record.update(weights=[float(lam), float(lower)], residuals=[float(j_stay), float(j_lower)],
-                               z=float(z) if math.isfinite(z) else None,      # None: noise-free (sigma 0)
-                               sigma=float(edge_sigma / solver.scale))
+            lower_wins = edge_decides(lam, lower, judge(), (j_lower, v_lower))
+            del v_lower
         if lower_wins and second:
             load(1, lower)
             return lower, r_lower
@@ -1010,7 +1041,10 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
         if lam != lower:
             bracketed = True
             break
-    lam, r = paired(lam, lam / factor, judge=edge_judge)
+    if bracketed and edge_judge is not None:
+        lam, r = edge_from_bracket(lam, r)
+    else:
+        lam, r = paired(lam, lam / factor, judge=edge_judge)
     with problem.device.use():
         snaps.clear()
     if edge_record is not None:
