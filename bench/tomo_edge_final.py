@@ -3,7 +3,8 @@
 Why the final solve after an edge check counts its R-free checks from iteration 60 (90 when the
 edge check took the weaker strength) and stops at the first that does not improve
 (``fastem.tomo.regularised.EDGE_SETTLE_ITERATIONS``, ``EDGE_PATIENCE``): for each case of
-``bench/tomo_regularised.py`` (48^3 vesicle and cell phantom, tilt step 3, seed 0, isotropic TV)
+``bench/tomo_regularised.py`` (48^3 vesicle and cell phantom, tilt step 3, ``--seed`` (default 0), isotropic TV; ``blocked15-48``: 15 %
+of every projection's columns blocked, as ``bench/tomo_regularised.py --blocked 0.15``)
 the search is run with the edge check forced each way (``EDGE_MIN_Z`` -inf: the weaker strength
 taken; +inf: the search's strength kept), and the final solve (outermost projections back in the
 fit) is followed for ``--iterations`` iterations without any stop, recording every 10 iterations the
@@ -11,8 +12,8 @@ relative error against the phantom, the FSC (low half, overall and within 30 deg
 missing wedge; as ``bench/tomo_regularised.py``) and the R-free (the random held-out pixels' residual,
 data units squared).
 
-Usage: ``nice -n 10 .venv/bin/python bench/tomo_edge_final.py [--iterations 150] [--cases ...]``
--> ``bench/results/tomo_edge_final.json`` and ``.md``.
+Usage: ``nice -n 10 .venv/bin/python bench/tomo_edge_final.py [--iterations 150] [--cases ...] [--seed S]
+[--tag T]`` -> ``bench/results/tomo_edge_final[-T].json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -33,23 +34,28 @@ if str(ROOT) not in sys.path:
 from bench import chosen_cases, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-#: name -> (phantom, noise, largest tilt)
-CASES = {"issue48": ("vesicle", 0.02, 60.0), "noise5-wedge70-48": ("vesicle", 0.05, 70.0),
-         "cell48-noise5-wedge70": ("cell", 0.05, 70.0)}
+#: name -> (phantom, noise, largest tilt, fraction of each projection's columns blocked)
+CASES = {"issue48": ("vesicle", 0.02, 60.0, 0.0), "noise5-wedge70-48": ("vesicle", 0.05, 70.0, 0.0),
+         "cell48-noise5-wedge70": ("cell", 0.05, 70.0, 0.0), "blocked15-48": ("vesicle", 0.02, 60.0, 0.15)}
+DEFAULT_CASES = ("issue48", "noise5-wedge70-48", "cell48-noise5-wedge70")
 
 
-def trajectory(case: str, branch: str, iterations: int, every: int = 10) -> dict:
+def trajectory(case: str, branch: str, iterations: int, every: int = 10, seed: int = 0) -> dict:
     """The final solve after a search whose edge check is forced to ``branch`` ("weaker"/"kept")."""
     import fastem.tomo.regularised as reg
-    from bench.tomo_regularised import fsc_low_half, make_case
+    from bench.tomo_regularised import block_projections, fsc_low_half, make_case
     from fastem.tomo import TomoProblem, relative_error
 
-    phantom, noise, max_tilt = CASES[case]
-    truth, tilts, _, data, _ = make_case(48, 0, noise, 3.0, max_tilt, phantom)
+    phantom, noise, max_tilt, blocked = CASES[case]
+    truth, tilts, _, data, _ = make_case(48, seed, noise, 3.0, max_tilt, phantom)
+    weights = None
+    if blocked > 0:
+        data, weights = block_projections(data, blocked, seed)
     saved = reg.EDGE_MIN_Z
     reg.EDGE_MIN_Z = -math.inf if branch == "weaker" else math.inf
     try:
-        solver, info = reg.prepare_regularised(TomoProblem(data, tilts, convention="thesis"), prior="itv")
+        solver, info = reg.prepare_regularised(TomoProblem(data, tilts, convention="thesis"), prior="itv",
+                                               weights=weights)
     finally:
         reg.EDGE_MIN_Z = saved
     rows = []
@@ -65,7 +71,8 @@ def trajectory(case: str, branch: str, iterations: int, every: int = 10) -> dict
 
 
 def summarise(report: dict) -> str:
-    lines = ["# The final solve after the edge check (48^3, tilt step 3, seed 0, isotropic TV)", "",
+    lines = [f"# The final solve after the edge check (48^3, tilt step 3, seed {report.get('seed', 0)}, "
+             "isotropic TV)", "",
              f"Command: `{report['command']}`; {report['wall_s']:.0f} s. Each search's edge check forced "
              "(weaker: half the search's strength taken; kept: the search's strength), then the final solve "
              "without a stop. FSC: low half, overall / within 30 degrees of z. R-free: the random held-out "
@@ -79,27 +86,35 @@ def summarise(report: dict) -> str:
             cells = []
             for b in branches.values():
                 k, err, fsc, fscw, rfree = b["rows"][i]
-                cells += [f"{err:.4f}", f"{fsc:.3f} / {fscw:.3f}", f"{rfree:.1f}"]
+                cells += [f"{err:.4f}", f"{fsc:.4f} / {fscw:.3f}", f"{rfree:.1f}"]
             lines.append(f"| {branches[next(iter(branches))]['rows'][i][0]} | " + " | ".join(cells) + " |")
-        lines += ["", "Strengths: " + ", ".join(f"{b} {v['weight']:.4g}" for b, v in branches.items()), ""]
+        z = next(iter(branches.values()))["edge"].get("z")
+        lines += ["", "Strengths: " + ", ".join(f"{b} {v['weight']:.4g}" for b, v in branches.items())
+                  + ("" if z is None else f"; the edge check's z: {z:.2f} (the weaker strength is taken above "
+                     f"{report.get('edge_min_z', 1.0):g})"), ""]
     return "\n".join(lines)
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--iterations", type=int, default=150)
-    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
+    ap.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"comma-separated, from {', '.join(CASES)}")
+    ap.add_argument("--seed", type=int, default=0, help="noise (and blocking) seed, as bench/tomo_regularised.py's")
+    ap.add_argument("--tag", default="")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     cases = chosen_cases(ap, args.cases, CASES)
     if args.iterations < 10:
         ap.error("--iterations must be >= 10")
     t0 = time.time()
-    out = {c: {b: trajectory(c, b, args.iterations) for b in ("weaker", "kept")} for c in cases}
+    out = {c: {b: trajectory(c, b, args.iterations, seed=args.seed) for b in ("weaker", "kept")} for c in cases}
     command = " ".join(["bench/tomo_edge_final.py", *(argv if argv is not None else sys.argv[1:])])
-    report = {"command": command, "wall_s": round(time.time() - t0, 1), "iterations": args.iterations, "cases": out}
+    import fastem.tomo.regularised as reg
+
+    report = {"command": command, "wall_s": round(time.time() - t0, 1), "iterations": args.iterations,
+              "seed": args.seed, "edge_min_z": reg.EDGE_MIN_Z, "cases": out}
     md = summarise(report)
-    write_results(args.out, "tomo_edge_final", report, md)
+    write_results(args.out, "tomo_edge_final" + (f"-{args.tag}" if args.tag else ""), report, md)
     print(md)
     return report
 

@@ -137,5 +137,22 @@ def test_edge_final_summary_lists_every_check():
               "cases": {"issue48": {"weaker": {"weight": 0.2, "edge": {}, "rows": rows},
                                     "kept": {"weight": 0.4, "edge": {}, "rows": rows}}}}
     text = summarise(report)
-    assert "| 10 | 0.2500 | 0.920 / 0.850 | 99.0 | 0.2500 | 0.920 / 0.850 | 99.0 |" in text
-    assert "Strengths: weaker 0.2, kept 0.4" in text
+    assert "| 10 | 0.2500 | 0.9200 / 0.850 | 99.0 | 0.2500 | 0.9200 / 0.850 | 99.0 |" in text
+    assert "Strengths: weaker 0.2, kept 0.4\n" in text and "seed 0" in text
+    for branch in ("weaker", "kept"):
+        report["cases"]["issue48"][branch]["edge"] = {"z": 0.98}
+    text = summarise(dict(report, seed=1, edge_min_z=1.0))
+    assert "seed 1" in text and "Strengths: weaker 0.2, kept 0.4; the edge check's z: 0.98 (the weaker" in text
+
+
+def test_convergence_curves_png_from_a_record(tmp_path):
+    """bench/tomo_regularised_convergence.py draws its curves (objective gap, error) as a PNG from
+    its JSON record; the best run's last point (gap 0) is drawn, not dropped by the log scale."""
+    from bench.tomo_regularised_convergence import plot
+
+    rows = [[k, 10.0 / (k + 1) + 1.0, 0.5 / (k + 1) + 0.2] for k in (0, 10, 20)]
+    record = {"weight": 0.4, "checkpoints": [0, 10, 20],
+              "curves": {"none": rows, "fista": rows, "restart": [r[:1] + [1.0] + r[2:] for r in rows]}}
+    out = tmp_path / "curves.png"
+    plot(record, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000

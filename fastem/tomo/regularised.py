@@ -820,7 +820,10 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
       (``bracketed``).
     - Last, the same pairing between the current strength and one ``factor`` weaker. With the
       edge check (below) this last pairing is judged by the residual on the outermost projections
-      instead of the random R-free pixels.
+      instead of the random R-free pixels; when the descent has just bracketed, it starts from the
+      state the bracketing pairing started from, and its stronger side is that pairing's stay
+      trial, not run again (``inner`` iterations fewer; the two sides still have equal numbers of
+      iterations behind them).
 
     Edge check (``edge``: projections at each end of the tilt range; default ``None``: one, where
     :func:`edge_projection_pixels` finds a single-axis series of at least 40 projections with a
