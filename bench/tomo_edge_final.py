@@ -3,8 +3,10 @@
 Why the final solve after an edge check counts its R-free checks from iteration 60 (90 when the
 edge check took the weaker strength) and stops at the first that does not improve
 (``fastem.tomo.regularised.EDGE_SETTLE_ITERATIONS``, ``EDGE_PATIENCE``): for each case of
-``bench/tomo_regularised.py`` (48^3 vesicle and cell phantom, tilt step 3, ``--seed`` (default 0), isotropic TV; ``blocked15-48``: 15 %
-of every projection's columns blocked, as ``bench/tomo_regularised.py --blocked 0.15``)
+``bench/tomo_regularised.py`` (48^3 vesicle and cell phantom, tilt step 3, ``--seed`` (default 0),
+isotropic TV; ``blocked15-48``: 15 % of every projection's columns blocked, as
+``bench/tomo_regularised.py --blocked 0.15``; ``thesis64``: the thesis' 64^3 case, 5 % noise, -70..+70 in
+3.5 degree steps)
 the search is run with the edge check forced each way (``EDGE_MIN_Z`` -inf: the weaker strength
 taken; +inf: the search's strength kept), and the final solve (outermost projections back in the
 fit) is followed for ``--iterations`` iterations without any stop, recording every 10 iterations the
@@ -34,9 +36,10 @@ if str(ROOT) not in sys.path:
 from bench import chosen_cases, write_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-#: name -> (phantom, noise, largest tilt, fraction of each projection's columns blocked)
-CASES = {"issue48": ("vesicle", 0.02, 60.0, 0.0), "noise5-wedge70-48": ("vesicle", 0.05, 70.0, 0.0),
-         "cell48-noise5-wedge70": ("cell", 0.05, 70.0, 0.0), "blocked15-48": ("vesicle", 0.02, 60.0, 0.15)}
+#: name -> (phantom, noise, largest tilt, fraction of each projection's columns blocked, size, tilt step)
+CASES = {"issue48": ("vesicle", 0.02, 60.0, 0.0, 48, 3.0), "noise5-wedge70-48": ("vesicle", 0.05, 70.0, 0.0, 48, 3.0),
+         "cell48-noise5-wedge70": ("cell", 0.05, 70.0, 0.0, 48, 3.0),
+         "blocked15-48": ("vesicle", 0.02, 60.0, 0.15, 48, 3.0), "thesis64": ("vesicle", 0.05, 70.0, 0.0, 64, 3.5)}
 DEFAULT_CASES = ("issue48", "noise5-wedge70-48", "cell48-noise5-wedge70")
 
 
@@ -46,8 +49,8 @@ def trajectory(case: str, branch: str, iterations: int, every: int = 10, seed: i
     from bench.tomo_regularised import block_projections, fsc_low_half, make_case
     from fastem.tomo import TomoProblem, relative_error
 
-    phantom, noise, max_tilt, blocked = CASES[case]
-    truth, tilts, _, data, _ = make_case(48, seed, noise, 3.0, max_tilt, phantom)
+    phantom, noise, max_tilt, blocked, n, step = CASES[case]
+    truth, tilts, _, data, _ = make_case(n, seed, noise, step, max_tilt, phantom)
     weights = None
     if blocked > 0:
         data, weights = block_projections(data, blocked, seed)
@@ -71,14 +74,14 @@ def trajectory(case: str, branch: str, iterations: int, every: int = 10, seed: i
 
 
 def summarise(report: dict) -> str:
-    lines = [f"# The final solve after the edge check (48^3, tilt step 3, seed {report.get('seed', 0)}, "
-             "isotropic TV)", "",
+    lines = [f"# The final solve after the edge check (seed {report.get('seed', 0)}, isotropic TV)", "",
              f"Command: `{report['command']}`; {report['wall_s']:.0f} s. Each search's edge check forced "
              "(weaker: half the search's strength taken; kept: the search's strength), then the final solve "
              "without a stop. FSC: low half, overall / within 30 degrees of z. R-free: the random held-out "
              "pixels' residual (data units squared).", ""]
     for case, branches in report["cases"].items():
-        lines += [f"## {case}", "", "| iteration | " + " | ".join(
+        size = CASES[case][4:] if case in CASES else (48, 3.0)
+        lines += [f"## {case} ({size[0]}^3, tilt step {size[1]:g})", "", "| iteration | " + " | ".join(
             f"{b}: error | {b}: FSC | {b}: R-free" for b in branches) + " |",
                   "|---|" + "---|---|---|" * len(branches)]
         n = len(next(iter(branches.values()))["rows"])

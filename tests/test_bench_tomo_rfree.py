@@ -139,6 +139,7 @@ def test_edge_final_summary_lists_every_check():
     text = summarise(report)
     assert "| 10 | 0.2500 | 0.9200 / 0.850 | 99.0 | 0.2500 | 0.9200 / 0.850 | 99.0 |" in text
     assert "Strengths: weaker 0.2, kept 0.4\n" in text and "seed 0" in text
+    assert "## issue48 (48^3, tilt step 3)" in text
     for branch in ("weaker", "kept"):
         report["cases"]["issue48"][branch]["edge"] = {"z": 0.98}
     text = summarise(dict(report, seed=1, edge_min_z=1.0))
