@@ -861,7 +861,9 @@ def choose_weight_rfree(problem: TomoProblem, solver_kwargs: dict, *, fraction: 
     -------
     dict
         ``weight``, ``trials`` (list of (weight, R-free in data units squared), in the order run),
-        ``reruns`` (pairings won by the weaker strength, whose trial was run again),
+        ``reruns`` (trials run again from the snapshot to restore a pairing's winner: the weaker
+        strength's where it won, or after a bracket the stay trial where it won the edge check; only
+        on volumes above :data:`SECOND_SNAPSHOT_MAX_BYTES`),
         ``bracketed`` (the descent stopped because a weaker strength predicted worse, not at
         ``steps``), ``held_out`` (pixel count), ``edge`` (None without the edge check, else
         ``projections`` held out, ``pixels``, the last pairing's ``weights`` (current, weaker),
