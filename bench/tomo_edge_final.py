@@ -109,11 +109,13 @@ def main(argv=None) -> dict:
     cases = chosen_cases(ap, args.cases, CASES)
     if args.iterations < 10:
         ap.error("--iterations must be >= 10")
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0, got {args.seed}")
+    import fastem.tomo.regularised as reg
+
     t0 = time.time()
     out = {c: {b: trajectory(c, b, args.iterations, seed=args.seed) for b in ("weaker", "kept")} for c in cases}
     command = " ".join(["bench/tomo_edge_final.py", *(argv if argv is not None else sys.argv[1:])])
-    import fastem.tomo.regularised as reg
-
     report = {"command": command, "wall_s": round(time.time() - t0, 1), "iterations": args.iterations,
               "seed": args.seed, "edge_min_z": reg.EDGE_MIN_Z, "cases": out}
     md = summarise(report)
