@@ -152,6 +152,41 @@ def test_the_edge_check_after_a_bracket_reuses_its_stay_trial(series41, monkeypa
     assert records[math.inf, 0]["trials"] == records[-math.inf, 0]["trials"]      # the same descent and trials
 
 
+def test_the_edge_checks_weaker_trial_starts_where_the_bracketing_pairing_did(series41, monkeypatch):
+    """The three last trials of a bracketed search (lam/4, lam continued, lam/2) all start from the
+    same state: the volume and momentum before the first iteration of each are identical. (Started
+    from the stay trial's end instead, the weaker side would have 25 iterations more behind it.)"""
+    import hashlib
+
+    starts = []                                     # (weight, digest of volume, x_prev and t) at each trial start
+    real_iterate = RegularisedReconstruction.iterate
+
+    def iterate(self):
+        if not starts or starts[-1][2] is not self or self._trial_start:
+            state = np.concatenate([np.asarray(self.volume).ravel(), np.asarray(self.x_prev).ravel(), [self.t]])
+            starts.append((self.weight, hashlib.sha256(state.tobytes()).hexdigest(), self))
+            self._trial_start = False
+        return real_iterate(self)
+
+    real_rfree = RegularisedReconstruction.rfree
+
+    def rfree(self):                                # every trial ends with an R-free: the next iteration starts one
+        self._trial_start = True
+        return real_rfree(self)
+
+    monkeypatch.setattr(RegularisedReconstruction, "_trial_start", True, raising=False)
+    monkeypatch.setattr(RegularisedReconstruction, "iterate", iterate)
+    monkeypatch.setattr(RegularisedReconstruction, "rfree", rfree)
+    _, tilts, data = series41
+    rec = choose_weight_rfree(TomoProblem(data, tilts, **KW), {"prior": "itv"})
+    assert rec["bracketed"]
+    stronger, weaker = rec["edge"]["weights"]
+    last = starts[-3:]
+    assert [w for w, _, _ in last] == pytest.approx([stronger / 4, stronger, weaker])
+    assert last[0][1] == last[1][1] == last[2][1]
+    assert starts[-4][1] != last[0][1]              # the digest does tell states apart
+
+
 def test_default_decision_is_the_z_test(series41):
     _, tilts, data = series41
     rec = choose_weight_rfree(TomoProblem(data, tilts, **KW), {"prior": "itv"})
