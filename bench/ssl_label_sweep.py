@@ -48,6 +48,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--head", choices=("auto", "keep", "new"), default="auto",
                     help="fine-tuning: keep the pretrained 1x1 output convolution or start a new one (auto, the "
                          "library's default: new for segmentation)")
+    ap.add_argument("--freeze", choices=("none", "encoder", "all-but-head"), default="none",
+                    help="fine-tuning policy (fastem ssl finetune --freeze): parts kept fixed until --unfreeze-epoch")
+    ap.add_argument("--unfreeze-epoch", type=int, default=None,
+                    help="epoch (0-based) from which the --freeze parts train too (default: frozen throughout)")
+    ap.add_argument("--freeze-pretrained-only", action="store_true",
+                    help="apply --freeze to the pretrained start only (random weights then train whole)")
     ap.add_argument("--pretrained-cache", type=Path, default=None,
                     help="load the pretrained generator from this file when it exists (same generator, pool and "
                          "epochs, checked), else pretrain and save it there")
@@ -85,7 +91,9 @@ def main(argv=None) -> dict:
     for n in args.sizes:
         x, y = task_data("segment", n, 96, seed=a.data_seed + 1, **data_options)
         for init_name, init in (("pretrained", state), ("random", None)):
-            runs = [finetune_curve(cfg, "segment", (x, y, vx, vy), init, s, args.epochs, a)
+            policy = "none" if (init is None and args.freeze_pretrained_only) else args.freeze
+            ft = SimpleNamespace(**{**vars(a), "freeze": policy, "unfreeze_epoch": args.unfreeze_epoch})
+            runs = [finetune_curve(cfg, "segment", (x, y, vx, vy), init, s, args.epochs, ft)
                     for s in range(args.seeds)]
             curves[f"{n}/{init_name}"] = runs
             print(f"{n} labelled, {init_name}: Dice per epoch "
@@ -94,10 +102,15 @@ def main(argv=None) -> dict:
     report = {"command": command, "generator": args.generator, "head": args.head, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "wall_s": round(time.time() - t0, 1), "pretraining": pre["meta"], "sizes": args.sizes,
               "amplitude_contrast": args.contrast, "all_particle_dice": all_particle,
-              "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves}
+              "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves,
+              "freeze": args.freeze, "unfreeze_epoch": args.unfreeze_epoch,
+              "freeze_pretrained_only": args.freeze_pretrained_only}
     stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
         ("" if args.head == "auto" else f"_head-{args.head}") + \
         ("" if args.contrast is None else "_contrast{:g}-{:g}".format(*args.contrast)) + \
+        ("" if args.freeze == "none" else f"_freeze-{args.freeze}"
+         + ("" if args.unfreeze_epoch is None else f"-until{args.unfreeze_epoch}")
+         + ("-pretrained-only" if args.freeze_pretrained_only else "")) + \
         ("-quick" if args.quick else "")
     md = summarise(report)
     write_results(args.out, stem, report, md)
@@ -162,6 +175,11 @@ def summarise(r: dict) -> str:
              f"{r['seeds']} seeds, "
              + (f"nanoparticle amplitude contrast {r['amplitude_contrast']} speckle stds, "
                 if r.get("amplitude_contrast") else "")
+             + (f"freeze {r['freeze']}"
+                + (" throughout" if r.get("unfreeze_epoch") is None else f" until epoch {r['unfreeze_epoch']}")
+                + (" (pretrained start only; random weights train whole)" if r.get("freeze_pretrained_only")
+                   else " (both starts)") + ", "
+                if r.get("freeze", "none") != "none" else "")
              + "16 validation images; Dice (%) mean over seeds.", "",
              "| labelled images | steps / epoch | init | " + " | ".join(f"ep {i + 1}" for i in range(e)) + " |",
              "|" + " --- |" * (e + 3)]

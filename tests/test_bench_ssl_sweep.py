@@ -22,3 +22,43 @@ def test_summary_reports_the_trivial_all_particle_dice_and_the_contrast():
     md = summarise(report)
     assert "calls every pixel a particle scores 17.8" in md
     assert "amplitude contrast [0.1, 0.35]" in md
+
+
+def test_summary_states_the_freezing_policy():
+    curves = {"8/pretrained": [[0.2, 0.3]], "8/random": [[0.1, 0.1]]}
+    report = {"command": "x", "generator": "unet-2-44", "torch": "t", "threads": 1, "wall_s": 1.0,
+              "pretraining": {}, "sizes": [8], "epochs": 2, "seeds": 1, "batch": 8, "curves": curves,
+              "freeze": "all-but-head", "unfreeze_epoch": 1, "freeze_pretrained_only": True}
+    md = summarise(report)
+    assert "freeze all-but-head until epoch 1 (pretrained start only; random weights train whole)" in md
+    assert "freeze" not in summarise(dict(report, freeze="none"))
+
+
+def test_finetune_curve_passes_the_freezing_policy(monkeypatch):
+    """bench/reproduce_ssl.py's finetune_curve hands --freeze / --unfreeze-epoch to FinetuneTask."""
+    import types
+
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("torch")
+    import fastem.nn.ssl_train as ssl_train
+    from bench.reproduce_ssl import finetune_curve
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def stand_in(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(ssl_train, "FinetuneTask", stand_in)
+    x = np.zeros((2, 32, 32), np.float32)
+    a = types.SimpleNamespace(crop=32, ft_batch=2, device="cpu", freeze="all-but-head", unfreeze_epoch=1)
+    from fastem.nn.ssl_models import generator_config
+
+    with pytest.raises(Stop):
+        finetune_curve(generator_config("unet-2-44", width=4), "segment", (x, x, x, x), None, 0, 2, a)
+    assert seen["freeze"] == "all-but-head" and seen["unfreeze_epoch"] == 1
