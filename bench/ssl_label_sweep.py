@@ -54,6 +54,7 @@ def main(argv=None) -> dict:
                     help="epoch (0-based) from which the --freeze parts train too (default: frozen throughout)")
     ap.add_argument("--freeze-pretrained-only", action="store_true",
                     help="apply --freeze to the pretrained start only (random weights then train whole)")
+    ap.add_argument("--lr", type=float, default=2e-4, help="fine-tuning Adam learning rate (default 2e-4, the paper's)")
     ap.add_argument("--pretrained-cache", type=Path, default=None,
                     help="load the pretrained generator from this file when it exists (same generator, pool and "
                          "epochs, checked), else pretrain and save it there")
@@ -92,7 +93,7 @@ def main(argv=None) -> dict:
         x, y = task_data("segment", n, 96, seed=a.data_seed + 1, **data_options)
         for init_name, init in (("pretrained", state), ("random", None)):
             policy = "none" if (init is None and args.freeze_pretrained_only) else args.freeze
-            ft = SimpleNamespace(**{**vars(a), "freeze": policy, "unfreeze_epoch": args.unfreeze_epoch})
+            ft = SimpleNamespace(**{**vars(a), "freeze": policy, "unfreeze_epoch": args.unfreeze_epoch, "lr": args.lr})
             runs = [finetune_curve(cfg, "segment", (x, y, vx, vy), init, s, args.epochs, ft)
                     for s in range(args.seeds)]
             curves[f"{n}/{init_name}"] = runs
@@ -104,13 +105,14 @@ def main(argv=None) -> dict:
               "amplitude_contrast": args.contrast, "all_particle_dice": all_particle,
               "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves,
               "freeze": args.freeze, "unfreeze_epoch": args.unfreeze_epoch,
-              "freeze_pretrained_only": args.freeze_pretrained_only}
+              "freeze_pretrained_only": args.freeze_pretrained_only, "lr": args.lr}
     stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
         ("" if args.head == "auto" else f"_head-{args.head}") + \
         ("" if args.contrast is None else "_contrast{:g}-{:g}".format(*args.contrast)) + \
         ("" if args.freeze == "none" else f"_freeze-{args.freeze}"
          + ("" if args.unfreeze_epoch is None else f"-until{args.unfreeze_epoch}")
          + ("-pretrained-only" if args.freeze_pretrained_only else "")) + \
+        ("" if args.lr == 2e-4 else f"_lr{args.lr:g}") + \
         ("-quick" if args.quick else "")
     md = summarise(report)
     write_results(args.out, stem, report, md)
@@ -180,6 +182,7 @@ def summarise(r: dict) -> str:
                 + (" (pretrained start only; random weights train whole)" if r.get("freeze_pretrained_only")
                    else " (both starts)") + ", "
                 if r.get("freeze", "none") != "none" else "")
+             + (f"learning rate {r['lr']:g}, " if r.get("lr", 2e-4) != 2e-4 else "")
              + "16 validation images; Dice (%) mean over seeds.", "",
              "| labelled images | steps / epoch | init | " + " | ".join(f"ep {i + 1}" for i in range(e)) + " |",
              "|" + " --- |" * (e + 3)]

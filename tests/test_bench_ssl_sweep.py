@@ -32,6 +32,8 @@ def test_summary_states_the_freezing_policy():
     md = summarise(report)
     assert "freeze all-but-head until epoch 1 (pretrained start only; random weights train whole)" in md
     assert "freeze" not in summarise(dict(report, freeze="none"))
+    assert "learning rate 0.001, " in summarise(dict(report, lr=1e-3))
+    assert "learning rate" not in md
 
 
 def test_finetune_curve_passes_the_freezing_policy(monkeypatch):
@@ -56,9 +58,9 @@ def test_finetune_curve_passes_the_freezing_policy(monkeypatch):
 
     monkeypatch.setattr(ssl_train, "FinetuneTask", stand_in)
     x = np.zeros((2, 32, 32), np.float32)
-    a = types.SimpleNamespace(crop=32, ft_batch=2, device="cpu", freeze="all-but-head", unfreeze_epoch=1)
+    a = types.SimpleNamespace(crop=32, ft_batch=2, device="cpu", freeze="all-but-head", unfreeze_epoch=1, lr=1e-3)
     from fastem.nn.ssl_models import generator_config
 
     with pytest.raises(Stop):
         finetune_curve(generator_config("unet-2-44", width=4), "segment", (x, x, x, x), None, 0, 2, a)
-    assert seen["freeze"] == "all-but-head" and seen["unfreeze_epoch"] == 1
+    assert seen["freeze"] == "all-but-head" and seen["unfreeze_epoch"] == 1 and seen["lr"] == 1e-3
