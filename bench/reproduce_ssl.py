@@ -118,7 +118,8 @@ def finetune_curve(cfg, task: str, data, init, seed: int, epochs: int, a) -> lis
     ft = FinetuneTask(cfg, task, x, y, val_inputs=vx, val_targets=vy, init_state=init, epochs=epochs, crop=crop,
                       batch=a.ft_batch, seed=seed, device=a.device, normalisation=getattr(a, "normalisation", "auto"),
                       head=getattr(a, "head", "auto"), freeze=getattr(a, "freeze", "none"),
-                      unfreeze_epoch=getattr(a, "unfreeze_epoch", None), lr=getattr(a, "lr", 2e-4))
+                      unfreeze_epoch=getattr(a, "unfreeze_epoch", None),
+                      **({"lr": a.lr} if hasattr(a, "lr") else {}))   # else FinetuneTask's own default
     hist, _ = _train(ft, ft.steps_per_epoch)
     key = "dice" if task == "segment" else "l1"
     return [float(r[key]) for r in hist.val]

@@ -34,6 +34,8 @@ from bench import write_results  # noqa: E402
 from bench.reproduce_ssl import finetune_curve, pretrain_all  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+#: the fine-tuning learning rate of seed 002 (Adam) and fastem.nn.ssl_train.FinetuneTask's default
+FINETUNE_LR = 2e-4
 
 
 def main(argv=None) -> dict:
@@ -54,7 +56,8 @@ def main(argv=None) -> dict:
                     help="epoch (0-based) from which the --freeze parts train too (default: frozen throughout)")
     ap.add_argument("--freeze-pretrained-only", action="store_true",
                     help="apply --freeze to the pretrained start only (random weights then train whole)")
-    ap.add_argument("--lr", type=float, default=2e-4, help="fine-tuning Adam learning rate (default 2e-4, the paper's)")
+    ap.add_argument("--lr", type=float, default=FINETUNE_LR,
+                    help=f"fine-tuning Adam learning rate (default {FINETUNE_LR:g}, the paper's)")
     ap.add_argument("--pretrained-cache", type=Path, default=None,
                     help="load the pretrained generator from this file when it exists (same generator, pool and "
                          "epochs, checked), else pretrain and save it there")
@@ -112,7 +115,7 @@ def main(argv=None) -> dict:
         ("" if args.freeze == "none" else f"_freeze-{args.freeze}"
          + ("" if args.unfreeze_epoch is None else f"-until{args.unfreeze_epoch}")
          + ("-pretrained-only" if args.freeze_pretrained_only else "")) + \
-        ("" if args.lr == 2e-4 else f"_lr{args.lr:g}") + \
+        ("" if args.lr == FINETUNE_LR else f"_lr{args.lr:g}") + \
         ("-quick" if args.quick else "")
     md = summarise(report)
     write_results(args.out, stem, report, md)
@@ -182,7 +185,7 @@ def summarise(r: dict) -> str:
                 + (" (pretrained start only; random weights train whole)" if r.get("freeze_pretrained_only")
                    else " (both starts)") + ", "
                 if r.get("freeze", "none") != "none" else "")
-             + (f"learning rate {r['lr']:g}, " if r.get("lr", 2e-4) != 2e-4 else "")
+             + (f"learning rate {r['lr']:g}, " if r.get("lr", FINETUNE_LR) != FINETUNE_LR else "")
              + "16 validation images; Dice (%) mean over seeds.", "",
              "| labelled images | steps / epoch | init | " + " | ".join(f"ep {i + 1}" for i in range(e)) + " |",
              "|" + " --- |" * (e + 3)]
