@@ -87,8 +87,10 @@ def pretrain_all(gens: dict, pools: list[int], a, log, only_main: bool = False) 
     """{(generator name, pool size): state_dict} and timings; ``only_main``: every generator on
     the main pool only (the same pool images, validation crops and weights as the full run's)."""
     from fastem.data.ssl_synthetic import unlabelled_pool
+    from fastem.nn.ssl_corrupt import CorruptionConfig
     from fastem.nn.ssl_train import PretextTask
 
+    corruption = CorruptionConfig(geometric=getattr(a, "geometric", "both"))
     states, meta = {}, {}
     biggest = unlabelled_pool(max(pools), a.pool_size, seed=a.data_seed)
     val = unlabelled_pool(max(4, max(pools) // 20), a.pool_size, seed=a.data_seed, index_base=max(pools))
@@ -98,7 +100,8 @@ def pretrain_all(gens: dict, pools: list[int], a, log, only_main: bool = False) 
             if (only_main or name != "small") and n != a.pool_main:
                 continue            # the large generator is pretrained on the main pool only
             task = PretextTask(cfg, biggest[:n], val_images=val, epochs=a.pretrain_epochs, crop=crop,
-                               batch=a.batch, seed=0, disc_features=a.disc_width, device=a.device)
+                               batch=a.batch, seed=0, disc_features=a.disc_width, device=a.device,
+                               corruption=corruption)
             hist, secs = _train(task, task.steps_per_epoch)
             states[name, n] = {k: v.detach().cpu().clone() for k, v in task.generator.state_dict().items()}
             meta[f"{name}@{n}"] = {"steps": task.total_steps, "seconds": round(secs, 1), "crop": crop,

@@ -64,6 +64,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--contrast", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                     help="amplitude contrast range of the synthetic nanoparticles, in background-speckle stds "
                          "(default: hrtem_nanoparticles' own, 0.2 0.6; lower is harder to learn from scratch)")
+    ap.add_argument("--geometric", choices=("both", "input"), default="both",
+                    help="pretext flips / rotations: of the input and the target (default, augmentation) or of the "
+                         "input only (the paper's literal wording: the generator restores the unrotated original)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (numbers meaningless)")
     ap.add_argument("--resummarise", type=Path, default=None, metavar="RECORD.json",
                     help="no training: add the all-particle Dice of the record's validation set to a record "
@@ -82,7 +85,8 @@ def main(argv=None) -> dict:
     if args.quick:
         args.sizes, args.epochs, args.seeds, args.pool, args.pretrain_epochs = [8], 2, 1, 16, 1
     a = SimpleNamespace(crop=64, pool_size=96, batch=16, disc_width=32, ft_batch=8, device="cpu", data_seed=0,
-                        pretrain_epochs=args.pretrain_epochs, pool_main=args.pool, normalisation="auto", head=args.head)
+                        pretrain_epochs=args.pretrain_epochs, pool_main=args.pool, normalisation="auto", head=args.head,
+                        geometric=args.geometric)
     t0 = time.time()
     cfg = generator_config(args.generator, width=16)
     pre = _pretrained(cfg, args, a)
@@ -108,7 +112,7 @@ def main(argv=None) -> dict:
               "amplitude_contrast": args.contrast, "all_particle_dice": all_particle,
               "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves,
               "freeze": args.freeze, "unfreeze_epoch": args.unfreeze_epoch,
-              "freeze_pretrained_only": args.freeze_pretrained_only, "lr": args.lr}
+              "freeze_pretrained_only": args.freeze_pretrained_only, "lr": args.lr, "geometric": args.geometric}
     stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
         ("" if args.head == "auto" else f"_head-{args.head}") + \
         ("" if args.contrast is None else "_contrast{:g}-{:g}".format(*args.contrast)) + \
@@ -116,6 +120,7 @@ def main(argv=None) -> dict:
          + ("" if args.unfreeze_epoch is None else f"-until{args.unfreeze_epoch}")
          + ("-pretrained-only" if args.freeze_pretrained_only else "")) + \
         ("" if args.lr == FINETUNE_LR else f"_lr{args.lr:g}") + \
+        ("" if args.geometric == "both" else f"_geometric-{args.geometric}") + \
         ("-quick" if args.quick else "")
     md = summarise(report)
     write_results(args.out, stem, report, md)
@@ -157,6 +162,8 @@ def _pretrained(cfg, args, a) -> dict:
     from fastem.errors import InputError
 
     key = {"generator": args.generator, "pool": args.pool, "pretrain_epochs": args.pretrain_epochs}
+    if args.geometric != "both":       # caches made before the option hold "both" without saying so
+        key["geometric"] = args.geometric
     path = args.pretrained_cache
     if path is not None and path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=False)
@@ -186,6 +193,7 @@ def summarise(r: dict) -> str:
                    else " (both starts)") + ", "
                 if r.get("freeze", "none") != "none" else "")
              + (f"learning rate {r['lr']:g}, " if r.get("lr", FINETUNE_LR) != FINETUNE_LR else "")
+             + ("pretext flips / rotations of the input only, " if r.get("geometric", "both") == "input" else "")
              + "16 validation images; Dice (%) mean over seeds.", "",
              "| labelled images | steps / epoch | init | " + " | ".join(f"ep {i + 1}" for i in range(e)) + " |",
              "|" + " --- |" * (e + 3)]
