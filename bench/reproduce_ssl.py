@@ -264,7 +264,9 @@ def markdown_restore(result: dict) -> str:
              f"`{m['command']}` -- {m['wall_s']:.0f} s on {m['machine']} ({m['device']}, {m['threads']} threads), "
              f"torch {m['torch']}", "",
              f"{arch} (width {s['width']}) pretrained on {s['pool_main']} synthetic images of {s['pool_size']} px, "
-             f"{s['pretrain_epochs']} epochs, batch {s['batch']} (as in ssl_reproduction); fine-tuned on "
+             f"{s['pretrain_epochs']} epochs, batch {s['batch']} (as in ssl_reproduction), pretext flips / rotations "
+             f"of {'the input only' if s.get('geometric', 'both') == 'input' else 'the input and the target'}; "
+             f"fine-tuned on "
              f"{s['restore_train']} ADF-STEM images of {s['restore_size']} px ({s['restore_val']} validation), crops "
              f"{m['crop']} px, batch {s['ft_batch']}, {s['restore_epochs']} epochs, {s['seeds']} seeds.", "",
              "Validation L1 in the input's standardised units (|output - target| / input std; the same number "
@@ -465,6 +467,9 @@ def main(argv=None) -> None:
     ap.add_argument("--only", choices=["restore"], default=None,
                     help="restore: only the restoration part (pretraining of the restoration generator on the "
                          "main pool, then --restore-tasks), written as ssl_restoration.*")
+    ap.add_argument("--geometric", choices=["both", "input"], default="both",
+                    help="pretext flips / rotations: of the input and the target (augmentation) or of the input "
+                         "only (the paper's wording: the generator restores the unrotated original)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
