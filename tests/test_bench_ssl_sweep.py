@@ -64,3 +64,63 @@ def test_finetune_curve_passes_the_freezing_policy(monkeypatch):
     with pytest.raises(Stop):
         finetune_curve(generator_config("unet-2-44", width=4), "segment", (x, x, x, x), None, 0, 2, a)
     assert seen["freeze"] == "all-but-head" and seen["unfreeze_epoch"] == 1 and seen["lr"] == 1e-3
+
+
+def test_summary_states_the_pretext_geometry():
+    curves = {"8/pretrained": [[0.2, 0.3]], "8/random": [[0.1, 0.1]]}
+    report = {"command": "x", "generator": "unet-2-44", "torch": "t", "threads": 1, "wall_s": 1.0,
+              "pretraining": {}, "sizes": [8], "epochs": 2, "seeds": 1, "batch": 8, "curves": curves,
+              "geometric": "input"}
+    assert "pretext flips / rotations of the input only, " in summarise(report)
+    assert "pretext flips" not in summarise(dict(report, geometric="both"))
+    assert "pretext flips" not in summarise({k: v for k, v in report.items() if k != "geometric"})
+
+
+def test_pretrain_all_passes_the_pretext_geometry(monkeypatch):
+    """bench/reproduce_ssl.py's pretrain_all hands --geometric to PretextTask's corruption (both by default)."""
+    import types
+
+    import pytest
+
+    pytest.importorskip("torch")
+    import fastem.nn.ssl_train as ssl_train
+    from bench.reproduce_ssl import pretrain_all
+    from fastem.nn.ssl_models import generator_config
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def stand_in(*args, **kwargs):
+        seen.append(kwargs["corruption"])
+        raise Stop
+
+    monkeypatch.setattr(ssl_train, "PretextTask", stand_in)
+    cfg = generator_config("unet-2-44", width=4)
+    for geometric, expected in ((None, "both"), ("input", "input"), ("both", "both")):
+        a = types.SimpleNamespace(crop=32, pool_size=32, batch=2, disc_width=4, device="cpu", data_seed=0,
+                                  pretrain_epochs=1, pool_main=4)
+        if geometric is not None:
+            a.geometric = geometric
+        with pytest.raises(Stop):
+            pretrain_all({"small": cfg}, [4], a, log=lambda m: None)
+        assert seen[-1].geometric == expected
+
+
+def test_the_pretrained_cache_refuses_another_pretext_geometry(tmp_path):
+    """A cache made with --geometric input is not reused for the default pretext, nor the reverse."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from bench.ssl_label_sweep import main
+    from fastem.errors import InputError
+
+    cache = tmp_path / "pre.pt"
+    key = {"generator": "unet-2-44", "pool": 16, "pretrain_epochs": 1, "geometric": "input"}
+    torch.save({"key": key, "state": {}, "meta": {}}, cache)
+    with pytest.raises(InputError, match="geometric"):
+        main(["--quick", "--pretrained-cache", str(cache), "--out", str(tmp_path)])
+    torch.save({"key": {k: v for k, v in key.items() if k != "geometric"}, "state": {}, "meta": {}}, cache)
+    with pytest.raises(InputError, match="pretrained-cache"):
+        main(["--quick", "--geometric", "input", "--pretrained-cache", str(cache), "--out", str(tmp_path)])
