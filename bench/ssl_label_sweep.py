@@ -156,7 +156,7 @@ def resummarise(path: Path) -> dict:
 
 def _pretrained(cfg, args, a) -> dict:
     """:func:`pretrain_all` for this generator and pool, or its result cached in ``--pretrained-cache``
-    (refused when it was made with another generator, pool or number of epochs)."""
+    (refused when it was made with another generator, pool, number of epochs or pretext geometry)."""
     import torch
 
     from fastem.errors import InputError
