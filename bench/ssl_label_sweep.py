@@ -69,8 +69,9 @@ def main(argv=None) -> dict:
                          "input only (the paper's literal wording: the generator restores the unrotated original)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (numbers meaningless)")
     ap.add_argument("--resummarise", type=Path, default=None, metavar="RECORD.json",
-                    help="no training: add the all-particle Dice of the record's validation set to a record "
-                         "made before it was reported, and rewrite its .json and .md")
+                    help="no training: add the all-particle Dice of the record's validation set and the "
+                         "generator's parameter count to a record made before they were reported, and rewrite "
+                         "its .json and .md")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.resummarise is not None:
@@ -112,7 +113,8 @@ def main(argv=None) -> dict:
               "amplitude_contrast": args.contrast, "all_particle_dice": all_particle,
               "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves,
               "freeze": args.freeze, "unfreeze_epoch": args.unfreeze_epoch,
-              "freeze_pretrained_only": args.freeze_pretrained_only, "lr": args.lr, "geometric": args.geometric}
+              "freeze_pretrained_only": args.freeze_pretrained_only, "lr": args.lr, "geometric": args.geometric,
+              "parameters": parameter_count(args.generator)}
     stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
         ("" if args.head == "auto" else f"_head-{args.head}") + \
         ("" if args.contrast is None else "_contrast{:g}-{:g}".format(*args.contrast)) + \
@@ -136,9 +138,17 @@ def all_particle_dice(masks) -> float:
     return float(dice_scores(np.ones(np.shape(masks), np.float32), masks).mean())
 
 
+def parameter_count(generator: str, width: int = 16) -> int:
+    """Trainable parameters of ``generator`` at the sweep's width (16), as built for fine-tuning."""
+    from fastem.nn.ssl_models import build_generator, generator_config
+
+    return sum(p.numel() for p in build_generator(generator_config(generator, width=width)).parameters())
+
+
 def resummarise(path: Path) -> dict:
     """Add ``all_particle_dice`` (the same validation set: 16 images of 96 px, data seed 1, index
-    base 10000, the record's contrast) to a record made before it was reported; rewrite it."""
+    base 10000, the record's contrast) and the generator's ``parameters`` to a record made before
+    they were reported; rewrite it."""
     import json
 
     from fastem.data.ssl_synthetic import task_data
@@ -148,6 +158,7 @@ def resummarise(path: Path) -> dict:
     options = {} if not contrast else {"amplitude_contrast": tuple(contrast)}
     _, vy = task_data("segment", 16, 96, seed=1, index_base=10_000, **options)
     report["all_particle_dice"] = all_particle_dice(vy)
+    report["parameters"] = parameter_count(report.get("generator", "unet-2-44"))
     md = summarise(report)
     write_results(Path(path).parent, Path(path).stem, report, md)
     print(md)
@@ -210,6 +221,8 @@ def summarise(r: dict) -> str:
         ratios.append(f"- {n} labelled images ({spe} steps per epoch): pretrained / random at epoch {ep5 + 1} = "
                       f"{ratio5:.2f}x ({100 * means['pretrained'][ep5]:.1f} vs {100 * means['random'][ep5]:.1f}); "
                       f"best ratio over the epochs {max(means['pretrained'] / np.maximum(means['random'], 1e-9)):.2f}x")
+    if r.get("parameters") is not None:
+        ratios.append(f"- {r.get('generator', 'unet-2-44')} (width 16) has {r['parameters']:,} trainable parameters")
     if r.get("all_particle_dice") is not None:
         ratios.append("- the trivial segmenter that calls every pixel a particle scores "
                       f"{100 * r['all_particle_dice']:.1f} on these validation images")

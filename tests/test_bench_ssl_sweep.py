@@ -124,3 +124,20 @@ def test_the_pretrained_cache_refuses_another_pretext_geometry(tmp_path):
     torch.save({"key": {k: v for k, v in key.items() if k != "geometric"}, "state": {}, "meta": {}}, cache)
     with pytest.raises(InputError, match="pretrained-cache"):
         main(["--quick", "--geometric", "input", "--pretrained-cache", str(cache), "--out", str(tmp_path)])
+
+
+def test_summary_states_the_generators_parameter_count():
+    import pytest
+
+    pytest.importorskip("torch")
+    from bench.ssl_label_sweep import parameter_count
+    from fastem.nn.ssl_models import build_generator, generator_config
+
+    curves = {"8/pretrained": [[0.2, 0.3]], "8/random": [[0.1, 0.1]]}
+    report = {"command": "x", "generator": "hrnet", "torch": "t", "threads": 1, "wall_s": 1.0,
+              "pretraining": {}, "sizes": [8], "epochs": 2, "seeds": 1, "batch": 8, "curves": curves,
+              "parameters": 1234567}
+    assert "- hrnet (width 16) has 1,234,567 trainable parameters" in summarise(report)
+    net = build_generator(generator_config("unet-2-44", width=16))
+    assert parameter_count("unet-2-44") == sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert parameter_count("unet-2-44") < parameter_count("hrnet") < parameter_count("unet-4-424")
