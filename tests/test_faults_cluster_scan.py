@@ -295,7 +295,12 @@ def test_cluster_streams_an_hdf5_dataset_without_loading_it(tmp_path):
     X = np.random.default_rng(4).standard_normal((20000, 32))
     with h5py.File(tmp_path / "big.h5", "w") as f:
         f["data"] = X
-    SBEKMeans(3, n_outer=2, n_inner=2, batch_size=64, chunk_rows=500).fit(X[:1000])   # compile first
+    with h5py.File(tmp_path / "small.h5", "w") as f:
+        f["data"] = X[:1000]
+    # compile first, on the streaming path too: with a cold Numba cache its kernels' signatures
+    # (not the in-memory path's) would otherwise be compiled inside the traced window
+    SBEKMeans(3, n_outer=2, n_inner=2, batch_size=64, chunk_rows=500).fit(X[:1000])
+    SBEKMeans(3, n_outer=2, n_inner=2, batch_size=64, chunk_rows=500).fit(f"{tmp_path}/small.h5:/data")
     tracemalloc.start()
     try:
         model = SBEKMeans(3, n_outer=2, n_inner=2, batch_size=64, chunk_rows=500, random_state=1)
