@@ -3,8 +3,8 @@
 Seed 002's claim is for small labelled sets: a pretrained generator fine-tunes much faster. Its
 epoch-5 figure mixes two things, the amount of labelled data and the number of optimiser steps
 an epoch has (the paper does not give its segmentation batch size). This script pretrains the
-small generator (U-Net_2_44, width 16; ``--generator unet-4-424`` for the large one, 96 px
-crops) once on the main synthetic pool (as
+small generator (U-Net_2_44, width 16 or ``--width``; ``--generator unet-4-424`` for the large
+one, 96 px crops) once on the main synthetic pool (as
 ``bench/reproduce_ssl.py`` does: 256 images of 96 px, 10 epochs, batch 16), then fine-tunes it and
 the same architecture from random weights on the synthetic HRTEM nanoparticles with
 ``--sizes`` labelled images (batch 8, the same 16 validation images), 3 seeds each, and reports
@@ -42,6 +42,8 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--generator", default="unet-2-44", help="unet-2-44 (small, default) or unet-4-424 (large)")
+    ap.add_argument("--width", type=int, default=16,
+                    help="generator width (U-Net level-0 channels / HRNet branch width; default 16)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--pool", type=int, default=256)
@@ -89,7 +91,7 @@ def main(argv=None) -> dict:
                         pretrain_epochs=args.pretrain_epochs, pool_main=args.pool, normalisation="auto", head=args.head,
                         geometric=args.geometric)
     t0 = time.time()
-    cfg = generator_config(args.generator, width=16)
+    cfg = generator_config(args.generator, width=args.width)
     pre = _pretrained(cfg, args, a)
     state = pre["states"]["small", args.pool]
     data_options = {} if args.contrast is None else {"amplitude_contrast": tuple(args.contrast)}
@@ -114,8 +116,10 @@ def main(argv=None) -> dict:
               "epochs": args.epochs, "seeds": args.seeds, "batch": a.ft_batch, "curves": curves,
               "freeze": args.freeze, "unfreeze_epoch": args.unfreeze_epoch,
               "freeze_pretrained_only": args.freeze_pretrained_only, "lr": args.lr, "geometric": args.geometric,
-              "parameters": parameter_count(args.generator)}
+              "width": args.width,
+              "parameters": parameter_count(args.generator, args.width)}
     stem = "ssl_label_sweep" + ("" if args.generator == "unet-2-44" else f"_{args.generator}") + \
+        ("" if args.width == 16 else f"_w{args.width}") + \
         ("" if args.head == "auto" else f"_head-{args.head}") + \
         ("" if args.contrast is None else "_contrast{:g}-{:g}".format(*args.contrast)) + \
         ("" if args.freeze == "none" else f"_freeze-{args.freeze}"
@@ -139,7 +143,7 @@ def all_particle_dice(masks) -> float:
 
 
 def parameter_count(generator: str, width: int = 16) -> int:
-    """Trainable parameters of ``generator`` at the sweep's width (16), as built for fine-tuning."""
+    """Trainable parameters of ``generator`` at ``width`` (the sweep's default 16), as built for fine-tuning."""
     from fastem.nn.ssl_models import build_generator, generator_config
 
     return sum(p.numel() for p in build_generator(generator_config(generator, width=width)).parameters())
@@ -158,7 +162,7 @@ def resummarise(path: Path) -> dict:
     options = {} if not contrast else {"amplitude_contrast": tuple(contrast)}
     _, vy = task_data("segment", 16, 96, seed=1, index_base=10_000, **options)
     report["all_particle_dice"] = all_particle_dice(vy)
-    report["parameters"] = parameter_count(report.get("generator", "unet-2-44"))
+    report["parameters"] = parameter_count(report.get("generator", "unet-2-44"), report.get("width", 16))
     md = summarise(report)
     write_results(Path(path).parent, Path(path).stem, report, md)
     print(md)
@@ -173,6 +177,8 @@ def _pretrained(cfg, args, a) -> dict:
     from fastem.errors import InputError
 
     key = {"generator": args.generator, "pool": args.pool, "pretrain_epochs": args.pretrain_epochs}
+    if args.width != 16:               # caches made before the option hold width 16 without saying so
+        key["width"] = args.width
     if args.geometric != "both":       # caches made before the option hold "both" without saying so
         key["geometric"] = args.geometric
     path = args.pretrained_cache
@@ -222,7 +228,8 @@ def summarise(r: dict) -> str:
                       f"{ratio5:.2f}x ({100 * means['pretrained'][ep5]:.1f} vs {100 * means['random'][ep5]:.1f}); "
                       f"best ratio over the epochs {max(means['pretrained'] / np.maximum(means['random'], 1e-9)):.2f}x")
     if r.get("parameters") is not None:
-        ratios.append(f"- {r.get('generator', 'unet-2-44')} (width 16) has {r['parameters']:,} trainable parameters")
+        ratios.append(f"- {r.get('generator', 'unet-2-44')} (width {r.get('width', 16)}) has {r['parameters']:,} "
+                      "trainable parameters")
     if r.get("all_particle_dice") is not None:
         ratios.append("- the trivial segmenter that calls every pixel a particle scores "
                       f"{100 * r['all_particle_dice']:.1f} on these validation images")
