@@ -141,3 +141,23 @@ def test_summary_states_the_generators_parameter_count():
     net = build_generator(generator_config("unet-2-44", width=16))
     assert parameter_count("unet-2-44") == sum(p.numel() for p in net.parameters() if p.requires_grad)
     assert parameter_count("unet-2-44") < parameter_count("hrnet") < parameter_count("unet-4-424")
+
+
+def test_summary_and_cache_carry_the_generator_width(tmp_path):
+    """--width reaches the summary's parameter line, and a cache of another width is refused."""
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    from bench.ssl_label_sweep import main, parameter_count
+    from fastem.errors import InputError
+
+    curves = {"8/pretrained": [[0.2, 0.3]], "8/random": [[0.1, 0.1]]}
+    report = {"command": "x", "generator": "unet-2-44", "torch": "t", "threads": 1, "wall_s": 1.0,
+              "pretraining": {}, "sizes": [8], "epochs": 2, "seeds": 1, "batch": 8, "curves": curves,
+              "width": 32, "parameters": 4321}
+    assert "- unet-2-44 (width 32) has 4,321 trainable parameters" in summarise(report)
+    assert parameter_count("unet-2-44", 8) < parameter_count("unet-2-44") < parameter_count("unet-2-44", 32)
+    cache = tmp_path / "pre.pt"
+    torch.save({"key": {"generator": "unet-2-44", "pool": 16, "pretrain_epochs": 1}, "state": {}, "meta": {}}, cache)
+    with pytest.raises(InputError, match="'width': 8"):
+        main(["--quick", "--width", "8", "--pretrained-cache", str(cache), "--out", str(tmp_path)])
