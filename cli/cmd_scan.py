@@ -200,9 +200,13 @@ def simulate(source, output, out_format, kind, coverage, measure, antialias, sca
               help="--method model: tile side in px for large images (overlapping tiles, blended)  [default: 512]")
 @click.option("--batch", type=click.IntRange(min=1), default=None,
               help="--method model: tiles (or small images) per forward pass  [default: 4]")
+@click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]), default=None,
+              help="--method model: average the completion over this many flips / rotations of the scan and "
+                   "its path (self-ensemble; 8 = all eight, 8x the time)  [default: 1]")
 @scheduler_option("the completion of blocks of images (baselines)")
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-def complete(source, output, out_format, method, model_path, path_mask, tile, batch, scheduler, overwrite):
+def complete(source, output, out_format, method, model_path, path_mask, tile, batch, ensemble, scheduler,
+             overwrite):
     """Complete the partial scans in IN and write /scan/completed (in [-1, 1]) to OUT.h5.
 
     IN is a `fastem scan simulate` output (/scan/partial, /scan/path; RMSE and SSIM against
@@ -226,7 +230,7 @@ def complete(source, output, out_format, method, model_path, path_mask, tile, ba
     from fastem.scan.job import complete_file, open_scans
 
     if method != "model":
-        for flag, value in (("--model", model_path), ("--tile", tile), ("--batch", batch)):
+        for flag, value in (("--model", model_path), ("--tile", tile), ("--batch", batch), ("--ensemble", ensemble)):
             if value is not None:
                 raise InputError(f"{flag} is only used with --method model")
     if scheduler is not None and method == "model":
@@ -246,7 +250,7 @@ def complete(source, output, out_format, method, model_path, path_mask, tile, ba
         completer, chunk, attrs, device = None, 1, None, cpu_device
         if method == "model":
             completer, chunk, attrs, model_config = _model_completer(model_path, conditions, shape, tile or 512,
-                                                                     batch or 4)
+                                                                     batch or 4, int(ensemble or 1))
             config.update(model_config)
             device = resolve_device()
         bar = progress(n, f"scan complete ({method})", unit="image")
@@ -286,7 +290,7 @@ def _calibration(source):
     return read_calibration(source)
 
 
-def _model_completer(model_path, conditions, shape, tile: int, batch: int):
+def _model_completer(model_path, conditions, shape, tile: int, batch: int, ensemble: int = 1):
     """Load the completion model (``--model`` or the packaged one), warn when IN's path type or
     dose fraction differs from its record, and return ``(completer, chunk, attrs, config)`` for
     :func:`fastem.scan.job.complete_file`: batched, tiled inference on the global --device."""
@@ -314,7 +318,8 @@ def _model_completer(model_path, conditions, shape, tile: int, batch: int):
         import torch
 
         try:
-            return complete_partial_scans(model, partial, dwell, tile=tile, batch=batch, device=device)
+            return complete_partial_scans(model, partial, dwell, tile=tile, batch=batch, device=device,
+                                          ensemble=ensemble)
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as exc:
             text = str(exc)
             if not isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) \
@@ -323,10 +328,10 @@ def _model_completer(model_path, conditions, shape, tile: int, batch: int):
             raise InputError(f"model {path.name}: out of memory on {device} with {batch} tile(s) of up to {tile} px "
                              f"per pass; lower --batch or --tile") from None
 
-    attrs = {"model": path.name, "model_sha256": digest}
+    attrs = {"model": path.name, "model_sha256": digest, "ensemble": ensemble}
     config = {"model": {"file": path.name, "path": str(path.resolve()), "sha256": digest,
                         "packaged": model_path is None, "record": info.get("record") or {}},
-              "tile": tile, "batch": batch, "torch_device": device}
+              "tile": tile, "batch": batch, "ensemble": ensemble, "torch_device": device}
     return completer, chunk, attrs, config
 
 

@@ -250,9 +250,12 @@ def finetune(images, task, targets, output, init, from_scratch, generator, width
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True, help="Tiles per forward pass.")
 @click.option("--threshold", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=0.5,
               show_default=True, help="Segmentation threshold on the probability.")
+@click.option("--ensemble", type=click.Choice(["1", "2", "4", "8"]), default="1", show_default=True,
+              help="Average each output over this many flips / rotations of the input (self-ensemble: "
+                   "8 = all eight, 8x the time).")
 @click.option("--no-amp", is_flag=True, help="No mixed precision on the GPU.")
 @click.option("--overwrite", is_flag=True, help="Replace OUT.h5 if it exists.")
-def apply(model, source, output, targets, task, tile, overlap, batch, threshold, no_amp, overwrite):
+def apply(model, source, output, targets, task, tile, overlap, batch, threshold, ensemble, no_amp, overwrite):
     """Apply a pretrained or fine-tuned model to IN (images of any size, by tiles): /ssl/output holds
     the masks (segment; /ssl/probability too) or the restored images.
 
@@ -281,7 +284,7 @@ def apply(model, source, output, targets, task, tile, overlap, batch, threshold,
         results = run_apply(model, x, output, targets=t, task=task, tile=tile, overlap=overlap, batch=batch,
                             threshold=threshold, device=_torch_device(), amp=not no_amp, overwrite=overwrite,
                             inputs=[source] + ([targets] if targets else []), command=_command_line(),
-                            callback=callback)
+                            callback=callback, ensemble=int(ensemble))
     except InputError as exc:   # the job names parameters; the CLI names flags
         raise InputError(_flags(str(exc))) from None
     finally:

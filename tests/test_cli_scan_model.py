@@ -129,6 +129,26 @@ def test_tiles_and_batches_do_not_change_the_completion(tmp_path, tiny_model, sc
     assert np.abs(results[64, 1] - results[512, 1]).max() > 1e-4   # tiling is really in use
 
 
+def test_self_ensemble_completion_matches_the_library_and_is_recorded(tmp_path, tiny_model, scans_h5):
+    """--ensemble 8: the library's 8-transform self-ensemble, recorded on the dataset and in the provenance."""
+    out = tmp_path / "ens.h5"
+    r = run("scan", "complete", scans_h5, "-o", out, "--method", "model", "--model", tiny_model, "--ensemble", 8)
+    assert r.exit_code == 0, r.output
+    model, _ = load_model(tiny_model)
+    partial, path = read(scans_h5, "scan/partial"), read(scans_h5, "scan/path")
+    done = read(out, "scan/completed")
+    np.testing.assert_allclose(done, complete_partial_scans(model, partial, path, ensemble=8), atol=1e-5)
+    assert np.abs(done - complete_partial_scans(model, partial, path)).max() > 1e-4
+    with h5py.File(out, "r") as f:
+        assert f["scan/completed"].attrs["ensemble"] == 8
+    prov, _ = provenance_and_results(out)
+    assert prov["configuration"]["ensemble"] == 8
+    one = tmp_path / "one.h5"
+    assert run("scan", "complete", scans_h5, "-o", one, "--method", "model", "--model", tiny_model).exit_code == 0
+    with h5py.File(one, "r") as f:
+        assert f["scan/completed"].attrs["ensemble"] == 1
+
+
 def test_default_model_is_the_packaged_file(tmp_path, tiny_model, scans_h5, monkeypatch):
     path = default_model.default_model_path()
     assert path.name == "completion_spiral_1-20.pt" and path.parent.name == "models"
@@ -190,6 +210,7 @@ def test_model_file_errors_are_one_line_naming_the_file(tmp_path, tiny_model, sc
     (["--model", "MODEL"], "--model is only used with --method model"),
     (["--tile", "128"], "--tile is only used with --method model"),
     (["--batch", "2"], "--batch is only used with --method model"),
+    (["--ensemble", "8"], "--ensemble is only used with --method model"),
 ])
 def test_model_options_need_method_model(tmp_path, tiny_model, scans_h5, args, needle):
     args = [str(tiny_model) if a == "MODEL" else a for a in args]
@@ -198,7 +219,7 @@ def test_model_options_need_method_model(tmp_path, tiny_model, scans_h5, args, n
 
 
 @pytest.mark.parametrize("args,flag", [(["--tile", "16"], "--tile"), (["--batch", "0"], "--batch"),
-                                       (["--model", "FOLDER"], "--model")])
+                                       (["--model", "FOLDER"], "--model"), (["--ensemble", "3"], "--ensemble")])
 def test_bad_model_options_are_usage_errors(tmp_path, tiny_model, scans_h5, args, flag):
     (tmp_path / "folder.pt").mkdir()
     args = [str(tmp_path / "folder.pt") if a == "FOLDER" else a for a in args]

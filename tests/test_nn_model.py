@@ -99,6 +99,85 @@ def test_tiled_apply_blends_exactly_for_a_pointwise_network():
     assert np.allclose(y, 2 * x[:, :1] + 1, atol=1e-5)
 
 
+def test_dihedral_transforms_follow_the_kernel_convention_and_invert():
+    """The ensemble's torch transforms are the training augmentations' (kernels.scan_geometry.dihedral),
+    and each inverse undoes its transform, on a non-square random array."""
+    from fastem.kernels.scan_geometry import dihedral
+    from fastem.nn.inference import dihedral_transform, inverse_dihedral_index, inverse_dihedral_transform
+
+    a = np.random.default_rng(3).standard_normal((2, 3, 5, 7))
+    for t in range(8):
+        y = dihedral_transform(torch.from_numpy(a), t)
+        assert np.array_equal(y.numpy(), dihedral(a, t))
+        assert np.array_equal(inverse_dihedral_transform(y, t).numpy(), a)
+        assert inverse_dihedral_index(inverse_dihedral_index(t)) == t
+    assert [inverse_dihedral_index(t) for t in range(8)] == [0, 1, 2, 3, 4, 6, 5, 7]
+
+
+@pytest.mark.parametrize("ensemble", [2, 4, 8])
+@pytest.mark.parametrize("shape,tile", [((2, 2, 37, 53), 512), ((1, 2, 70, 45), 32)])
+def test_tiled_apply_ensemble_is_the_mean_of_the_back_transformed_outputs(ensemble, shape, tile):
+    """A network that is not equivariant (a fixed random 3x3 convolution plus a position ramp):
+    ensemble=n equals the float64 mean over t < n of inverse_t(net(transform_t(x))), whole or by
+    tiles, on odd non-square sizes."""
+    from fastem.kernels.scan_geometry import dihedral
+
+    rng = np.random.default_rng(ensemble)
+    x = rng.standard_normal(shape).astype(np.float32)
+    weight = torch.from_numpy(rng.standard_normal((1, 2, 3, 3)).astype(np.float32))
+
+    def net(t):
+        ramp = torch.arange(t.shape[-1], dtype=t.dtype) / t.shape[-1]
+        return torch.nn.functional.conv2d(t, weight, padding=1) + ramp
+
+    got = tiled_apply(net, x, tile=tile, overlap=8, batch=3, ensemble=ensemble)
+    ref = np.zeros((shape[0], 1, *shape[2:]))
+    inverse = [0, 1, 2, 3, 4, 6, 5, 7]
+    for t in range(ensemble):
+        xt = np.ascontiguousarray(dihedral(x, t))
+        yt = tiled_apply(net, xt, tile=tile, overlap=8, batch=3).astype(np.float64)
+        ref += dihedral(yt, inverse[t])
+    ref /= ensemble
+    assert got.shape == ref.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    single = tiled_apply(net, x, tile=tile, overlap=8, batch=3)
+    assert np.abs(got - single).max() > 1e-2          # the ensemble changed something: not a no-op
+
+
+def test_tiled_apply_ensemble_of_an_equivariant_network_changes_nothing():
+    x = np.random.default_rng(4).standard_normal((2, 2, 41, 30)).astype(np.float32)
+    y = tiled_apply(lambda t: 3 * t[:, 1:] - 0.5, x, tile=16, overlap=4, ensemble=8)
+    np.testing.assert_allclose(y, 3 * x[:, 1:] - 0.5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, 3, 16, 2.0, True, "8", None])
+def test_tiled_apply_refuses_other_ensemble_sizes(bad):
+    x = np.ones((1, 1, 8, 8), np.float32)
+    with pytest.raises(InputError, match="ensemble must be one of 1, 2, 4, 8"):
+        tiled_apply(lambda t: t, x, ensemble=bad)
+
+
+def test_complete_partial_scans_ensemble(model_file):
+    """ensemble=8 on a completion network: finite, in [-1, 1], different from one pass, and equal to
+    the clipped mean of the 8 back-transformed single passes."""
+    from fastem.kernels.scan_geometry import dihedral
+
+    g, _ = model_file
+    rng = np.random.default_rng(2)
+    partial = rng.uniform(-1, 1, (2, 48, 40)).astype(np.float32)
+    path = (rng.random((2, 48, 40)) < 0.1).astype(np.float32)
+    ens = complete_partial_scans(g, partial, path, ensemble=8)
+    assert ens.shape == partial.shape and np.isfinite(ens).all() and np.abs(ens).max() <= 1
+    inverse = [0, 1, 2, 3, 4, 6, 5, 7]
+    ref = np.mean([dihedral(complete_partial_scans(g, np.ascontiguousarray(dihedral(partial, t)),
+                                                   np.ascontiguousarray(dihedral(path, t)), clip=False), inverse[t])
+                   for t in range(8)], axis=0)
+    single = complete_partial_scans(g, partial, path)
+    scale = float(np.std(single))                      # an untrained network's outputs are small (~1e-4)
+    np.testing.assert_allclose(ens, np.clip(ref, -1, 1), atol=1e-3 * scale)
+    assert np.abs(ens - single).max() > scale
+
+
 def test_complete_partial_scans_any_size_and_tiling(model_file):
     g, _ = model_file
     rng = np.random.default_rng(1)

@@ -134,6 +134,33 @@ def test_finetune_superres_records_its_normalisation_and_apply_uses_it(files, tm
     assert np.abs(got - other).max() > 1e-3
 
 
+def test_apply_self_ensemble_matches_predict_and_is_recorded(files, tmp_path):
+    """--ensemble 8 writes the library's 8-transform self-ensemble (logits averaged before the
+    sigmoid for segmentation) and records it in the provenance."""
+    from fastem.io.process import read_process_group
+    from fastem.nn.ssl_train import predict
+
+    dn = tmp_path / "dn8.pt"
+    r = run("ssl", "finetune", f"{files / 'adf.h5'}:/noisy", "--targets", f"{files / 'adf.h5'}:/clean",
+            "--task", "denoise", "--from-scratch", "--width", "4", "-o", str(dn), *FT)
+    assert r.exit_code == 0, r.output
+    model, info = load_model(dn)
+    out = tmp_path / "e8.h5"
+    r = run("ssl", "apply", str(dn), f"{files / 'adf.h5'}:/noisy", "-o", str(out), "--tile", "32", "--ensemble", "8")
+    assert r.exit_code == 0, r.output
+    with h5py.File(files / "adf.h5", "r") as f:
+        noisy = f["noisy"][()]
+    with h5py.File(out, "r") as f:
+        got = f["ssl/output"][()]
+        prov, _, _ = read_process_group(f["process/fastem"])
+    norm = info["record"]["normalisation"]
+    want = predict(model, noisy, "denoise", tile=32, overlap=8, normalisation=norm, ensemble=8)
+    single = predict(model, noisy, "denoise", tile=32, overlap=8, normalisation=norm)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(got - single).max() > 1e-3
+    assert prov["configuration"]["ensemble"] == 8
+
+
 @pytest.mark.parametrize("args,needle", [
     (["finetune", "SEG", "--targets", "SEG_MASKS3", "--task", "segment", "--from-scratch"], "holds 3 images but"),
     (["finetune", "SEG", "--targets", "SEG_SMALL", "--task", "segment", "--from-scratch"], "pixel for pixel"),
@@ -150,6 +177,7 @@ def test_finetune_superres_records_its_normalisation_and_apply_uses_it(files, tm
     (["apply", "SEGMODEL", "SEG", "--task", "denoise"], "a 'segment' model, not a 'denoise' model"),
     (["apply", "BROKEN", "SEG"], "not a readable"),
     (["apply", "SEGMODEL", "SEG", "--targets", "SEG_MASKS3"], "holds 3 images but IN holds 6"),
+    (["apply", "SEGMODEL", "SEG", "--ensemble", "3"], "--ensemble"),
     (["pretrain", "SEG", "--crop", "64"], "smaller than --crop 64"),
     (["pretrain", "--synthetic", "2", "--crop", "16"], "--crop"),
     (["pretrain", "SEG", "--synthetic", "2"], "not both"),

@@ -602,7 +602,7 @@ class FinetuneTask:
 # inference
 # ------------------------------------------------------------------------------------------
 def predict(generator, images, task: str, *, tile: int = 512, overlap: int = 32, batch: int = 4, device=None,
-            amp: bool = True, normalisation: str = "standardise") -> np.ndarray:
+            amp: bool = True, normalisation: str = "standardise", ensemble: int = 1) -> np.ndarray:
     """Apply a generator to (N, H, W) (or (H, W)) images of any size, by tiles.
 
     ``segment``: the particle probability (sigmoid of the logit), float32 in [0, 1];
@@ -610,6 +610,9 @@ def predict(generator, images, task: str, *, tile: int = 512, overlap: int = 32,
     image normalised on the way in by ``normalisation`` -- the one the model was trained with,
     :attr:`FinetuneTask.normalisation`; ``"standardise"`` for pretext and segmentation models
     and for model files that record none -- and mapped back with its ``shift`` and ``scale``).
+    ``ensemble`` (1, 2, 4 or 8): average the generator's output (for ``segment`` the logit, before
+    the sigmoid) over that many dihedral transforms of the input (:func:`tiled_apply`); the
+    fine-tuning and pretext augmentations are the same 8 transforms.
     """
     a = np.asarray(images)
     single = a.ndim == 2
@@ -625,7 +628,8 @@ def predict(generator, images, task: str, *, tile: int = 512, overlap: int = 32,
             return generator(xb).float()
 
     try:
-        out = tiled_apply(fn, z[:, None], tile=tile, overlap=overlap, batch=batch, device=dev)[:, 0]
+        out = tiled_apply(fn, z[:, None], tile=tile, overlap=overlap, batch=batch, device=dev,
+                          ensemble=ensemble)[:, 0]
     finally:
         generator.train(was)
     if task == "segment":

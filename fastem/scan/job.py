@@ -6,7 +6,7 @@ Layout (HDF5)::
     /scan/path        (N, H, W) float32  dwell per pixel in [0, 1]
     /scan/truth       (N, H, W) float32  normalised image blurred by the 5x5 Gaussian, [-1, 1]
     /scan  attrs      coverage (requested), measured_coverage (N,), dwell_fraction (N,), path
-    /scan/completed   (N, H, W) float32  a completion (``complete``), attr method (+ model, model_sha256)
+    /scan/completed   (N, H, W) float32  a completion (``complete``), attr method (+ model, model_sha256, ensemble)
     /scan/completed_intensity (N, H, W) float32  with a path mask (a real acquisition): the
                       completion in the input's intensity scale, attrs intensity_min/max (N,)
     /process/fastem/  provenance + results (fastem.io.write_process_group)

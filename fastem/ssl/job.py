@@ -370,7 +370,7 @@ def finetune(output, *, task: str, images=None, targets=None, synthetic: int | N
 # ------------------------------------------------------------------------------------------
 def apply(model_path, images, output, *, targets=None, task: str | None = None, tile: int = 512,
           overlap: int = 32, batch: int = 4, threshold: float = 0.5, device="cpu", amp: bool = True,
-          overwrite: bool = False, inputs=(), command: str | None = None, callback=None) -> dict:
+          overwrite: bool = False, inputs=(), command: str | None = None, callback=None, ensemble: int = 1) -> dict:
     """Apply an ``ssl-generator`` model to images of any size and write ``output`` (HDF5).
 
     Parameters
@@ -391,6 +391,9 @@ def apply(model_path, images, output, *, targets=None, task: str | None = None, 
         Tiled inference (:func:`fastem.nn.inference.tiled_apply`).
     threshold : float
         Segmentation threshold on the probability.
+    ensemble : {1, 2, 4, 8}
+        Average each output over this many dihedral transforms of the input (self-ensemble;
+        :func:`fastem.nn.inference.tiled_apply`): ``ensemble`` times the inference work.
 
     Returns
     -------
@@ -400,6 +403,7 @@ def apply(model_path, images, output, *, targets=None, task: str | None = None, 
 
     from fastem.io import PROCESS_GROUP, atomic_output, check_output, output_lock, provenance, require_finite_result
     from fastem.io import write_process_group
+    from fastem.nn.inference import check_ensemble
     from fastem.nn.model import load_model
     from fastem.nn.ssl_models import MODEL_KIND, describe_generator
     from fastem.nn.ssl_train import dice_scores, predict
@@ -408,6 +412,7 @@ def apply(model_path, images, output, *, targets=None, task: str | None = None, 
     out = check_output(output, overwrite=overwrite, inputs=[*inputs, model_path])
     if not 0 < threshold < 1:
         raise InputError(f"threshold must be in (0, 1), got {threshold}")
+    ensemble = check_ensemble(ensemble)
     x = _float_images(images, "images")
     t = None
     if targets is not None:
@@ -430,7 +435,7 @@ def apply(model_path, images, output, *, targets=None, task: str | None = None, 
         for i in range(0, x.shape[0], chunk):
             try:
                 pieces.append(predict(model, x[i:i + chunk], mtask, tile=tile, overlap=overlap, batch=batch,
-                                      device=dev, amp=amp, normalisation=norm))
+                                      device=dev, amp=amp, normalisation=norm, ensemble=ensemble))
             except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
                 raise InputError(f"{Path(model_path).name}: out of memory on {dev} ({type(exc).__name__}); "
                                  f"lower --batch or --tile") from None
@@ -449,7 +454,8 @@ def apply(model_path, images, output, *, targets=None, task: str | None = None, 
                 results.update(l1=float(np.mean(np.abs(err))), rmse=float(np.sqrt(np.mean(err ** 2))),
                                l1_input=float(np.mean(np.abs(x.astype(np.float64) - t))))
         config = {"model": {"file": Path(model_path).name, "sha256": _sha256(model_path), "record": rec},
-                  "tile": tile, "overlap": overlap, "batch": batch, "threshold": threshold, "device": str(dev)}
+                  "tile": tile, "overlap": overlap, "batch": batch, "threshold": threshold, "device": str(dev),
+                  "ensemble": ensemble}
         with atomic_output(out, overwrite=overwrite, inputs=[*inputs, model_path]) as tmp, guarded_h5(tmp, out) as f:
             g = f.create_group(OUTPUT_GROUP)
             if mtask == "segment":
