@@ -73,7 +73,7 @@ def _is(cov: float, ref: float) -> bool:
 
 def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: int = 2020,
         out_dir: Path | None = None, echo=print, *, model=None, coverages=None, kinds=None, device: str = "cpu",
-        batch: int = 4, gallery: int = 3) -> dict:
+        batch: int = 4, gallery: int = 3, ensemble: int = 1) -> dict:
     """Score the baselines (and a completion model) on fixed synthetic partial scans; write the results.
 
     Parameters
@@ -99,6 +99,9 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
         Tiles per forward pass of the model.
     gallery : int
         Test images in the gallery PNG (model only; spiral 1/20).
+    ensemble : {1, 2, 4, 8}
+        The model's completion averaged over this many dihedral transforms of each scan
+        (self-ensemble, :func:`fastem.nn.inference.tiled_apply`); files get ``_ensemble{n}``.
 
     Returns
     -------
@@ -128,6 +131,9 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
         from fastem.nn.inference import complete_partial_scans
         from fastem.nn.model import load_model
 
+        from fastem.nn.inference import check_ensemble
+
+        ensemble = check_ensemble(ensemble)
         net, info = load_model(model, kind="completion-gan", device=device)
 
     out_dir = Path(out_dir) if out_dir else Path(__file__).resolve().parent / "results"
@@ -169,7 +175,8 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
                 t0 = time.perf_counter()
                 done_model = np.concatenate([
                     complete_partial_scans(net, scans.partial[k:k + MODEL_CHUNK], scans.path[k:k + MODEL_CHUNK],
-                                           batch=batch, device=device) for k in range(0, images, MODEL_CHUNK)])
+                                           batch=batch, device=device, ensemble=ensemble)
+                    for k in range(0, images, MODEL_CHUNK)])
                 dt = time.perf_counter() - t0
                 model_seconds += dt
                 if not np.all(np.isfinite(done_model)):
@@ -194,7 +201,7 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
                  + "  ".join(f"{m} {_cell(row[m])}" for m in METHODS)
                  + extra + f"   [{time.perf_counter() - t_start:.0f} s]")
     if net is not None and gallery > 0 and shown is None:   # spiral 1/20 not among the settings: make it
-        shown = _gallery_scans(micrographs[:min(gallery, images)], size, seed, net, batch, device)
+        shown = _gallery_scans(micrographs[:min(gallery, images)], size, seed, net, batch, device, ensemble)
 
     result = {"images": images, "size": size, "biharmonic_images": min(biharmonic_images, images), "seed": seed,
               "stem_dose": 500.0, "kinds": list(kinds), "coverages": list(coverages), "rows": rows,
@@ -205,13 +212,16 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
     suffix = "" if (images, size) == (100, 512) else f"_{images}x{size}"
     if kinds != KINDS or not (len(coverages) == len(default_covs) and all(map(_is, coverages, default_covs))):
         suffix += f"_{'-'.join(kinds)}_{'-'.join(str(round(1 / c)) for c in coverages)}"
+    if net is not None and ensemble != 1:
+        suffix += f"_ensemble{ensemble}"
     files = {"json": out_dir / f"{stem}{suffix}.json", "md": out_dir / f"{stem}{suffix}.md"}
     if net is not None:
         rec = info.get("record") or {}
         result.update({
             "model": {"file": str(Path(model)), "kind": info.get("kind"), "record": rec,
                       "width": (info.get("config") or {}).get("width"), "inference_device": str(device),
-                      "inference_batch": int(batch), "inference_seconds": model_seconds},
+                      "inference_batch": int(batch), "inference_ensemble": ensemble,
+                      "inference_seconds": model_seconds},
             "error_vs_distance_model": dist_model,
             "paper_rmse_1_20": PAPER_RMSE_1_20, "target_ratio_1_20": TARGET_RATIO_1_20,
             "target_met_1_20": {r["path"]: r["model"]["ratio_to_linear"] <= TARGET_RATIO_1_20
@@ -256,7 +266,7 @@ def _in_distribution(info: dict, kind: str, cov: float) -> tuple[bool, str]:
     return not notes, "; ".join(notes)
 
 
-def _gallery_scans(micrographs, size, seed, net, batch, device) -> dict:
+def _gallery_scans(micrographs, size, seed, net, batch, device, ensemble: int = 1) -> dict:
     """Spiral 1/20 scans of the first micrographs with model and linear completions (for the gallery)."""
     from fastem.nn.inference import complete_partial_scans
     from fastem.scan import PartialScanPipeline, complete
@@ -266,7 +276,7 @@ def _gallery_scans(micrographs, size, seed, net, batch, device) -> dict:
     scans = pipe(micrographs, example_base=0)
     partial, path = np.array(scans.partial), np.array(scans.path)
     return {"partial": partial, "path": path,
-            "model": complete_partial_scans(net, partial, path, batch=batch, device=device),
+            "model": complete_partial_scans(net, partial, path, batch=batch, device=device, ensemble=ensemble),
             "linear": np.stack([complete(p, m, method="linear") for p, m in zip(partial, path)]),
             "target": np.array(scans.target)}
 
@@ -328,7 +338,9 @@ def format_table(result: dict) -> str:
                      f"paper's network: {rec.get('scaled_down', '?')}.")
         if rec.get("command"):
             lines.append(f"Training command: `{rec['command']}`.")
-        lines.append(f"Inference on {m['inference_device']}, {m['inference_seconds']:.1f} s in all. 'setting': "
+        ens = m.get("inference_ensemble", 1)
+        how = f" with the {ens}-transform self-ensemble (`--ensemble {ens}`)" if ens != 1 else ""
+        lines.append(f"Inference on {m['inference_device']}{how}, {m['inference_seconds']:.1f} s in all. 'setting': "
                      "'trained' = the model's recorded path and coverage (within 25 %), else out of distribution.")
         for r in result["rows"]:
             if "model" in r and _is(r["coverage"], 1 / 20):
@@ -473,6 +485,8 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu", help="where the model runs: cpu or cuda")
     p.add_argument("--batch", type=int, default=4, help="tiles per model forward pass")
     p.add_argument("--gallery", type=int, default=3, help="test images in the gallery PNG (with --model)")
+    p.add_argument("--ensemble", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="average the model over this many flips / rotations of each scan (self-ensemble)")
     p.add_argument("--quick", action="store_true", help="4 images of 128x128 (a smoke run)")
     a = p.parse_args(argv)
     if a.quick:
@@ -485,7 +499,7 @@ def main(argv=None) -> None:
 
     try:
         run(a.images, a.size, a.biharmonic_images, a.seed, a.out_dir, model=a.model, coverages=a.coverages,
-            kinds=a.kinds, device=a.device, batch=a.batch, gallery=a.gallery)
+            kinds=a.kinds, device=a.device, batch=a.batch, gallery=a.gallery, ensemble=a.ensemble)
     except (InputError, ImportError) as exc:
         sys.exit(f"{Path(sys.argv[0]).name}: error: {'--model ' if a.model and isinstance(exc, ImportError) else ''}"
                  f"{exc}")

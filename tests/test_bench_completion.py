@@ -84,6 +84,32 @@ def test_reproduction_cli_gallery_outside_the_settings(tiny_model, tmp_path):
     assert (tmp_path / f"{stem}_distance.png").is_file()
 
 
+def test_reproduction_with_the_self_ensemble(tiny_model, tmp_path):
+    """--ensemble 8: the model column is the 8-transform self-ensemble (what the library gives on the
+    same scans), the files and the table say so."""
+    from fastem.data.stem import generate_stem
+    from fastem.nn.inference import complete_partial_scans
+    from fastem.nn.model import load_model
+    from fastem.scan import PartialScanPipeline, rmse
+
+    reproduce_scan.main(["--images", "2", "--size", "128", "--biharmonic-images", "0", "--model", str(tiny_model),
+                         "--coverages", "20", "--kinds", "spiral", "--gallery", "1", "--ensemble", "8",
+                         "--out-dir", str(tmp_path)])
+    stem = "scan_reproduction_model_2x128_spiral_20_ensemble8"
+    res = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert res["model"]["inference_ensemble"] == 8
+    assert "8-transform self-ensemble (`--ensemble 8`)" in (tmp_path / f"{stem}.md").read_text()
+    assert (tmp_path / "scan_completion_gallery_2x128_spiral_20_ensemble8.png").stat().st_size > 0
+    net, _ = load_model(tiny_model)
+    scans = PartialScanPipeline(2, (128, 128), "spiral", 0.05, measure="dwell", seed=2020, device="cpu")(
+        generate_stem(2, 128, seed=2020, dose=500.0, device="cpu"), example_base=0)
+    done = complete_partial_scans(net, scans.partial, scans.path, ensemble=8)
+    want = np.mean([rmse(done[i], scans.target[i]) for i in range(2)])
+    assert res["rows"][0]["model"]["rmse_mean"] == pytest.approx(want, rel=1e-5)
+    with pytest.raises(SystemExit):
+        reproduce_scan.main(["--quick", "--model", str(tiny_model), "--ensemble", "3", "--out-dir", str(tmp_path)])
+
+
 def test_reproduction_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         reproduce_scan.main(["--quick", "--model", str(tmp_path / "nope.pt"), "--out-dir", str(tmp_path)])
@@ -156,11 +182,12 @@ def test_bench_case_scan_model_quick(tiny_model, monkeypatch):
     for stage in ("stage 1 (MSE)", "stage 3 (GAN)"):
         assert (f"train step, {stage}", "2x64x64 cpu", "fastem") in got         # pipeline on
         assert (f"train step, {stage}", "2x64x64 cpu", "reference") in got      # fixed batch
+    assert ("model inference cpu, self-ensemble 8", "1x128x128", "fastem") in got
     assert ("data pipeline alone", "2x64x64 cpu", "fastem") in got
     assert all(m.median_s > 0 and m.throughput > 0 for m in ctx.measurements)
     notes = " ".join(ctx.notes)
     assert str(tiny_model) in notes and "width 0.1" in notes and notes.count("headroom") == 2
-    assert "latency per 128x128 scan on cpu" in notes
+    assert "latency per 128x128 scan on cpu" in notes and "self-ensemble of 8" in notes
 
 
 def test_bench_case_model_fallbacks(tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ Inference: ``fastem.nn.inference.complete_partial_scans`` (NumPy in, NumPy out: 
 ``scan complete --method model`` path) on spiral 1/20 partial scans of 512x512 synthetic
 micrographs at batch 1 and 4, on the CPU and, when PyTorch sees one, on the CUDA GPU (seed 000
 reports 50 ms per 512x512 scan on a GTX 1080 Ti); the generator's forward pass alone is the
-reference row. The model is, in this order: the file named by ``FASTEM_BENCH_MODEL``, the
+reference row; one more row times batch 1 with the 8-transform self-ensemble
+(``ensemble=8``: 8 forward passes, ``scan complete --ensemble 8``). The model is, in this order: the file named by ``FASTEM_BENCH_MODEL``, the
 packaged default model (``fastem.nn.default_model``), or a freshly initialised default-config
 generator (same architecture and cost, meaningless completions); the notes say which.
 
@@ -112,11 +113,17 @@ def _inference(ctx, torch, net, devices) -> None:
 
             ctx.measure(case, label, "generator forward only", forward, role="reference", work=b, work_unit="scan",
                         **rep)
+        m = ctx.measure(f"model inference {dev}, self-ensemble 8", f"1x{size}x{size}",
+                        "complete_partial_scans ensemble=8",
+                        lambda dev=dev: complete_partial_scans(net, partial[:1], path[:1], batch=1, device=dev,
+                                                               ensemble=8),
+                        work=1, work_unit="scan", **rep)
+        medians[dev, "ensemble"] = m.median_s
     net.to("cpu")
     for dev in devices:
         ctx.note(f"latency per {size}x{size} scan on {dev}: batch 1 {medians[dev, 1] * 1e3:.1f} ms, batch 4 "
-                 f"{medians[dev, 4] * 1e3:.1f} ms/scan (paper: {PAPER_LATENCY_S * 1e3:.0f} ms at 512x512 on a "
-                 "GTX 1080 Ti)")
+                 f"{medians[dev, 4] * 1e3:.1f} ms/scan, self-ensemble of 8 {medians[dev, 'ensemble'] * 1e3:.1f} ms "
+                 f"(paper: {PAPER_LATENCY_S * 1e3:.0f} ms at 512x512 on a GTX 1080 Ti)")
 
 
 def _training(ctx, torch, info, dev: str) -> None:
