@@ -119,9 +119,9 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], inputs, *, tile: int
     total = None
     for t in range(ensemble):
         y = _tiled_once(fn, dihedral_transform(x, t), tile, overlap, batch, dev, out_channels)
-        y = inverse_dihedral_transform(torch.from_numpy(y), t).contiguous().numpy()
+        y = inverse_dihedral_transform(torch.from_numpy(y), t).contiguous().numpy()   # a fresh array
         if total is None:
-            total = np.array(y)
+            total = y
         else:
             total += y
     total /= ensemble
