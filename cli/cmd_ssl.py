@@ -56,7 +56,8 @@ def _progress(total: int, label: str, metric: str):
 @click.option("--generator", type=click.Choice(GENERATOR_CHOICES), default="unet-2-44", show_default=True,
               help="Generator: U-Net_B_RF (B residual-block levels, receptive field RF px) or HRNet.")
 @click.option("--width", type=click.IntRange(min=1), default=None,
-              help="U-Net level-0 channels (default 16) or HRNet branch width (default 18).")
+              help="U-Net level-0 channels (default 16; 32 gave a small U-Net the paper's head start, "
+                   "docs/ssl.md) or HRNet branch width (default 18).")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Epochs over the pool.")
 @click.option("--crop", type=click.IntRange(min=24), default=None,
               help="Training crop side (px; the PatchGAN needs >= 24; a multiple of the generator's total "
