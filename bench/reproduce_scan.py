@@ -128,10 +128,8 @@ def run(images: int = 100, size: int = 512, biharmonic_images: int = 10, seed: i
         from fastem.interop import require_torch
 
         require_torch()
-        from fastem.nn.inference import complete_partial_scans
+        from fastem.nn.inference import check_ensemble, complete_partial_scans
         from fastem.nn.model import load_model
-
-        from fastem.nn.inference import check_ensemble
 
         ensemble = check_ensemble(ensemble)
         net, info = load_model(model, kind="completion-gan", device=device)

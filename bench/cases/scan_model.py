@@ -5,9 +5,10 @@ Inference: ``fastem.nn.inference.complete_partial_scans`` (NumPy in, NumPy out: 
 micrographs at batch 1 and 4, on the CPU and, when PyTorch sees one, on the CUDA GPU (seed 000
 reports 50 ms per 512x512 scan on a GTX 1080 Ti); the generator's forward pass alone is the
 reference row; one more row times batch 1 with the 8-transform self-ensemble
-(``ensemble=8``: 8 forward passes, ``scan complete --ensemble 8``). The model is, in this order: the file named by ``FASTEM_BENCH_MODEL``, the
-packaged default model (``fastem.nn.default_model``), or a freshly initialised default-config
-generator (same architecture and cost, meaningless completions); the notes say which.
+(``ensemble=8``: 8 forward passes, ``scan complete --ensemble 8``). The model is, in this order:
+the file named by ``FASTEM_BENCH_MODEL``, the packaged default model (``fastem.nn.default_model``),
+or a freshly initialised default-config generator (same architecture and cost, meaningless
+completions); the notes say which.
 
 Training (on the GPU when there is one, else the CPU; the model's config, crop and batch from
 its record): steps/s of ``CompletionTask.train_step`` with the data pipeline on (fresh partial
