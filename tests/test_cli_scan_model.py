@@ -519,29 +519,17 @@ def test_fault_nan_in_simulated_scans_are_not_samples_for_the_model(tmp_path, ti
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for PyTorch")
-def test_model_completion_on_cuda_matches_cpu(tmp_path, tiny_model, scans_h5):
-    outs = {}
-    for device in ("cpu", "cuda"):
-        out = tmp_path / f"{device}.h5"
-        r = CliRunner().invoke(app, ["--device", device, "--quiet", "scan", "complete", str(scans_h5), "-o",
-                                     str(out), "--method", "model", "--model", str(tiny_model), "--tile", "64"])
-        assert r.exit_code == 0, r.output
-        outs[device] = read(out, "scan/completed")
-    np.testing.assert_allclose(outs["cuda"], outs["cpu"], atol=1e-3)
-    prov, _ = provenance_and_results(tmp_path / "cuda.h5")
-    assert prov["configuration"]["torch_device"].startswith("cuda")
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for PyTorch")
-def test_self_ensemble_on_cuda_matches_cpu(tmp_path, tiny_model, scans_h5):
-    """--ensemble 8 on the GPU (the transforms run on CUDA tensors) gives the CPU's completion."""
+@pytest.mark.parametrize("ensemble", [1, 8])
+def test_model_completion_on_cuda_matches_cpu(tmp_path, tiny_model, scans_h5, ensemble):
+    """One pass and --ensemble 8 (the transforms run on CUDA tensors) on the GPU give the CPU's completion."""
     outs = {}
     for device in ("cpu", "cuda"):
         out = tmp_path / f"{device}.h5"
         r = CliRunner().invoke(app, ["--device", device, "--quiet", "scan", "complete", str(scans_h5), "-o",
                                      str(out), "--method", "model", "--model", str(tiny_model), "--tile", "64",
-                                     "--ensemble", "8"])
+                                     "--ensemble", str(ensemble)])
         assert r.exit_code == 0, r.output
         outs[device] = read(out, "scan/completed")
     np.testing.assert_allclose(outs["cuda"], outs["cpu"], atol=1e-3)
+    prov, _ = provenance_and_results(tmp_path / "cuda.h5")
+    assert prov["configuration"]["torch_device"].startswith("cuda")
