@@ -416,6 +416,9 @@ def _train_progress(total: int, start: int = 0):
 @click.option("--init", "init", type=click.Path(dir_okay=False), default=None, metavar="MODEL.pt",
               help="Start from this completion model's generator (fine-tune it, e.g. the packaged default on "
                    "your own images, or continue a finished run); its architecture is used (not with --width).")
+@click.option("--lr", type=float, default=None, metavar="RATE",
+              help="Generator learning rate of the first stage (the adversarial stage uses half, as the "
+                   "paper's 2e-4 / 1e-4); lower it to fine-tune an --init model gently.  [default: 2e-4]")
 @click.option("--adversarial/--no-adversarial", default=True, show_default=True,
               help="Run the paper's adversarial stages (the second half); --no-adversarial trains the "
                    "generator with the non-adversarial losses throughout.")
@@ -429,8 +432,8 @@ def _train_progress(total: int, start: int = 0):
               help="Write the loss / validation-RMSE curves PNG here.")
 @click.option("--resume", is_flag=True, help="Continue from MODEL.pt.ckpt (same IN and settings only).")
 @click.option("--overwrite", is_flag=True, help="Replace MODEL.pt if it exists.")
-def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, init, adversarial, seed, val_count,
-          validate_every, checkpoint_every, curves, resume, overwrite):
+def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, init, lr, adversarial, seed,
+          val_count, validate_every, checkpoint_every, curves, resume, overwrite):
     """Train the partial-scan completion GAN (seed 000) on fresh simulated partial scans of IN
     (an (N, h, w) image stack: HDF5 FILE:/ds, CXI, EMD, MRC, TIFF; the last 10 % are held out
     for validation) or of synthetic micrographs. Checkpoints beside MODEL.pt; a killed run
@@ -455,6 +458,8 @@ def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, 
                                  param_hint="--crop")
     if source is not None and synthetic is not None:
         raise InputError("give IN or --synthetic N, not both")
+    if lr is not None and not (np.isfinite(lr) and 0 < lr <= 1):
+        raise click.BadParameter(f"must be a finite learning rate in (0, 1], got {lr}", param_hint="--lr")
     if init is not None and width is not None:
         raise click.BadParameter("the architecture comes from the --init model; leave --width out",
                                  param_hint="--width")
@@ -481,7 +486,8 @@ def train(source, output, kind, coverage, steps, crop, batch, synthetic, width, 
         _, history, record = train_completion(
             output, images=images, val_images=val_images, synthetic=synthetic or 256, path=kind, coverage=coverage,
             steps=steps, crop=crop, batch=batch, seed=seed, device=device, init=init,
-            config=CompletionConfig(width=0.25 if width is None else width, adversarial=adversarial),
+            config=CompletionConfig(width=0.25 if width is None else width, adversarial=adversarial,
+                                    **({} if lr is None else {"lr_stage1": lr, "lr_stage2": lr / 2})),
             resume=resume, overwrite=overwrite, callback=callback, command=_command_line(),
             curves=curves, inputs=inputs, val_count=val_count, validate_every=validate_every,
             checkpoint_every=checkpoint_every)

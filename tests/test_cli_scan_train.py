@@ -134,6 +134,47 @@ def test_init_starts_from_a_models_weights_and_records_it(tmp_path):
     assert again.exit_code != 0 and "resume" in again.output and "Traceback" not in again.output
 
 
+def test_lr_sets_both_stages_and_moves_an_init_model_less(tmp_path):
+    base = tmp_path / "base.pt"
+    assert run("scan", "train", "--synthetic", "4", "-o", str(base), *TINY).exit_code == 0
+    base_model, _ = load_model(base)
+    tiny_init = [a for a in TINY if a not in ("--width", "0.1")]
+    out = tmp_path / "gentle.pt"
+    r = run("scan", "train", "--synthetic", "4", "-o", str(out), "--init", str(base), "--no-adversarial",
+            "--lr", "1e-6", *tiny_init)
+    assert r.exit_code == 0, r.output
+    model, info = load_model(out)
+    assert info["config"]["lr_stage1"] == pytest.approx(1e-6) and info["config"]["lr_stage2"] == pytest.approx(5e-7)
+    # 4 Adam steps at lr <= 1e-6 move each weight by at most ~4e-6 (the default 2e-4 allows 1.2e-3)
+    moved = 0.0
+    for (k, a), (_, b) in zip(model.state_dict().items(), base_model.state_dict().items()):
+        if a.is_floating_point() and "running" not in k:
+            moved = max(moved, float((a - b).abs().max()))
+    assert 0 < moved < 4 * 1e-6 * 1.5
+    # the learning rate is part of the run: --resume with another one is refused
+    again = run("scan", "train", "--synthetic", "4", "-o", str(out), "--init", str(base), "--no-adversarial",
+                "--lr", "1e-5", "--resume", *tiny_init)
+    assert again.exit_code != 0 and "resume" in again.output and "Traceback" not in again.output
+
+
+@pytest.mark.parametrize("value", ["0", "-1e-4", "nan", "inf", "2"])
+def test_lr_out_of_range_names_the_flag(tmp_path, value):
+    r = run("scan", "train", "--synthetic", "2", "-o", str(tmp_path / "x.pt"), "--lr", value, *TINY)
+    assert r.exit_code == 2 and "--lr" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_completion_config_refuses_a_bad_learning_rate():
+    from fastem.errors import InputError
+    from fastem.nn.completion import CompletionConfig
+
+    for name in ("lr_stage1", "lr_stage2", "lr_disc"):
+        with pytest.raises(InputError, match=name):
+            CompletionConfig(**{name: float("nan")})
+        with pytest.raises(InputError, match=name):
+            CompletionConfig(**{name: 0.0})
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--init", "missing.pt"], "--init"),
     (["--init", "PLACEHOLDER", "--width", "0.2"], "--width"),

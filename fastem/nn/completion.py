@@ -30,6 +30,8 @@ crops; ``CompletionConfig.paper()`` is the full-size network.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -127,6 +129,10 @@ class CompletionConfig:
     def __post_init__(self):
         if not self.width > 0:
             raise InputError(f"width must be > 0, got {self.width}")
+        for name in ("lr_stage1", "lr_stage2", "lr_disc"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 < value <= 1):
+                raise InputError(f"{name} must be a finite learning rate in (0, 1], got {value}")
         if len(self.inner_features) != 5 or len(self.outer_features) != 4 or len(self.disc_features) < 1:
             raise InputError("inner_features needs 5 entries, outer_features 4, disc_features at least 1")
 

@@ -64,8 +64,8 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
         A completion model file to start from (fine-tuning, e.g. the packaged default on the
         user's own images, or continuing a finished run with more steps): its generator weights
         replace the random initialisation and its architecture is used; the training settings of
-        ``config`` (stages, ALRC, replay, auxiliary) still apply. The file's digest is part of the
-        resume fingerprint and of the record; the file is never written.
+        ``config`` (stages, ALRC, replay, auxiliary, generator learning rates) still apply. The
+        file's digest is part of the resume fingerprint and of the record; the file is never written.
 
     Returns
     -------
@@ -115,7 +115,8 @@ def train_completion(output, *, images=None, val_images=None, synthetic: int = 2
     return task.generator, history, record
 
 
-_TRAINING_SWITCHES = ("adversarial", "alrc", "replay", "auxiliary")
+#: settings of this run that an ``init=`` model does not override (its architecture is kept)
+_TRAINING_SWITCHES = ("adversarial", "alrc", "replay", "auxiliary", "lr_stage1", "lr_stage2")
 
 
 def _initial_weights(init, cfg: CompletionConfig):
