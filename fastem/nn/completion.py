@@ -31,7 +31,6 @@ crops; ``CompletionConfig.paper()`` is the full-size network.
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
