@@ -151,7 +151,10 @@ def test_lr_sets_both_stages_and_moves_an_init_model_less(tmp_path):
         if a.is_floating_point() and "running" not in k:
             moved = max(moved, float((a - b).abs().max()))
     assert 0 < moved < 4 * 1e-6 * 1.5
-    # the learning rate is part of the run: --resume with another one is refused
+    # the learning rate is part of the run: --resume with the same one is accepted, with another refused
+    same = run("scan", "train", "--synthetic", "4", "-o", str(out), "--init", str(base), "--no-adversarial",
+               "--lr", "1e-6", "--resume", *tiny_init)
+    assert same.exit_code == 0, same.output
     again = run("scan", "train", "--synthetic", "4", "-o", str(out), "--init", str(base), "--no-adversarial",
                 "--lr", "1e-5", "--resume", *tiny_init)
     assert again.exit_code != 0 and "resume" in again.output and "Traceback" not in again.output
