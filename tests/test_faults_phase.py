@@ -559,7 +559,10 @@ def test_a_same_looking_run_with_a_far_worse_fit_is_not_averaged_into_the_kept_m
     2x loose box / seed 1 (bench/phase_grid.py, GPS-R with twice the filter and final sigma 0.3):
     one of the five lowest-R_F runs fits far worse than the other four but looks like them (inside
     the 30 % image tolerance), and averaging it in took the kept mean from ~0.005 % to 0.42 %
-    R_real. The R_F test of ``keep_consistent`` sets it aside."""
+    R_real. The R_F test of ``keep_consistent`` sets it aside. How many runs converge depends on
+    the CPU's floating-point rounding (four on the VM it was found on, three on an AMD EPYC VM,
+    where the unchecked mean of the five lowest-R_F runs has 0.87 % R_real), so the count is not
+    pinned: at least two agree and every other one is set aside by its R_F."""
     import importlib.util
     from pathlib import Path
 
@@ -576,7 +579,7 @@ def test_a_same_looking_run_with_a_far_worse_fit_is_not_averaged_into_the_kept_m
     images, rf = sol.best_images_centred(), sol.final_rf()
     sel = keep_consistent(images, rf, 5)
     rejected = [e for e in sel.report if not e["kept"]]
-    assert len(sel.indices) == 4 and rejected                        # four runs agree; the others fit worse
+    assert len(sel.indices) >= 2 and rejected                        # 3-4 runs agree; the others fit worse
     assert all("R_F" in e["reason"] and e["difference"] < 0.3 for e in rejected)  # all pass the image test
     bad = rejected[0]                                                # the fifth lowest R_F, averaged in before
     assert bad["rf"] > 10 * rf[sel.indices[0]]                       # measured 0.34 % against 0.011 %

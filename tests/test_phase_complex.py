@@ -76,12 +76,16 @@ def test_a_zero_width_phase_range_gives_the_real_engine(real_data, algorithm, sh
 
 @pytest.mark.parametrize("algorithm", ["hio", "oss", "gps-f", "gps-r", "er"])
 def test_complex_objects_are_reconstructed_and_the_real_engine_cannot(complex_data, algorithm):
-    """4 starts x 1000 iterations on a noise-free 24 px particle: the run with the lowest R_F of
-    HIO, OSS and GPS-F is the object (R_real < 5 %; measured 0.1 %, 0.1 %, 1.0 %). GPS-R's best run
+    """16 starts x 1000 iterations on a noise-free 24 px particle: the run with the lowest R_F of
+    HIO, OSS and GPS-F is the object (R_real < 5 %; measured 0.1 %, 0.7 %, 0.0 % on an AMD EPYC
+    VM). Only some starts get there (3 of these 16 HIO starts on that VM), and which ones depends
+    on the CPU's floating-point rounding (4 starts sufficed on the earlier VM and none did on the
+    EPYC), hence 16. GPS-R's best run
     fits the data (R_F < 1.5 %) but stays a mixture (R_real 12 %), ER stagnates: both are only
     required to fit and to respect the constraints."""
     its = 300 if algorithm == "er" else 1000
-    cplx = _solve(complex_data, algorithm, its, runs=4, complex_object=True, phase_range=(-1.2, 1.2))
+    runs = 4 if algorithm in ("er", "gps-r") else 16
+    cplx = _solve(complex_data, algorithm, its, runs=runs, complex_object=True, phase_range=(-1.2, 1.2))
     imgs = cplx.best_images_centred()
     best = int(np.argmin(cplx.final_rf()))
     err = r_real(imgs[best], complex_data.object)
@@ -198,7 +202,7 @@ def test_cli_complex_2d_reconstructs_with_an_estimated_support(tmp_path, complex
     save_cdi(src, complex_data)
     out = tmp_path / "out.cxi"
     r = run_cli("phase", src, "-o", out, "--complex", "--phase-range=-1.2:1.2", "--algorithm", "hio",
-                "--iterations", 300, "--runs", 4, "--keep", 2)
+                "--iterations", 300, "--runs", 16, "--keep", 2)
     assert r.exit_code == 0, r.output
     rec = read_cxi_reconstruction(out)
     assert rec.results["r_real_best"] < 0.25, rec.results["r_real_best"]
