@@ -562,7 +562,8 @@ def test_a_same_looking_run_with_a_far_worse_fit_is_not_averaged_into_the_kept_m
     R_real. The R_F test of ``keep_consistent`` sets it aside. How many runs converge depends on
     the CPU's floating-point rounding (four on the VM it was found on, three on an AMD EPYC VM,
     where the unchecked mean of the five lowest-R_F runs has 0.87 % R_real), so the count is not
-    pinned: at least two agree and every other one is set aside by its R_F."""
+    pinned: at least two agree and every other one is set aside by its R_F
+    (`bench/phase_start_spread.py` prints the report on the CPU at hand)."""
     import importlib.util
     from pathlib import Path
 

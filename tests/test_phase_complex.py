@@ -80,7 +80,7 @@ def test_complex_objects_are_reconstructed_and_the_real_engine_cannot(complex_da
     HIO, OSS and GPS-F is the object (R_real < 5 %; measured 0.1 %, 0.7 %, 0.0 % on an AMD EPYC
     VM). Only some starts get there (3 of these 16 HIO starts on that VM), and which ones depends
     on the CPU's floating-point rounding (4 starts sufficed on the earlier VM and none did on the
-    EPYC), hence 16. GPS-R's best run
+    EPYC; `bench/phase_start_spread.py` prints every start), hence 16. GPS-R's best run
     fits the data (R_F < 1.5 %) but stays a mixture (R_real 12 %), ER stagnates: both are only
     required to fit and to respect the constraints."""
     its = 300 if algorithm == "er" else 1000
